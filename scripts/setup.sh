@@ -1,0 +1,21 @@
+#!/bin/sh
+# Installs the Debian packages barge's build, tests and benches need, if any is missing.
+# Idempotent; needs root. Used by scripts/quickstart.sh, scripts/test.sh and .ci/run.
+set -eu
+packages="build-essential pkg-config libseccomp-dev busybox-static iproute2 nftables
+runc crun podman hyperfine skopeo umoci docker-registry file"
+missing=""
+for p in $packages; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    echo "setup: installing:$missing" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # shellcheck disable=SC2086
+    apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "setup: cargo not found: install a Rust toolchain (rustup) first" >&2
+    exit 1
+fi
