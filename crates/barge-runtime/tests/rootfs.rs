@@ -3,7 +3,7 @@
 //! the result from inside. Failures come back through a pipe. Needs root.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -160,6 +160,20 @@ fn open_write_errno(path: &str) -> Option<Errno> {
     .err()
 }
 
+/// This process's open fd numbers (including the one reading the directory, which gets the
+/// same lowest free number each time).
+fn open_fds() -> Result<Vec<u32>, String> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir("/proc/self/fd").map_err(|e| e.to_string())? {
+        let e = e.map_err(|e| e.to_string())?;
+        if let Ok(n) = e.file_name().to_string_lossy().parse() {
+            v.push(n);
+        }
+    }
+    v.sort_unstable();
+    Ok(v)
+}
+
 fn link_target(path: &str) -> Result<String, String> {
     std::fs::read_link(path)
         .map(|p| p.to_string_lossy().to_string())
@@ -179,6 +193,7 @@ fn default_mounts_pivot_and_finalize() {
     let host_has_sysrq = Path::new("/proc/sysrq-trigger").exists();
     // No pre-slaving: prepare_rootfs itself must keep everything away from the host.
     let r = in_child(false, || {
+        let fds_before = open_fds()?;
         prepare_rootfs(&s, &rootfs, &opts_hybrid()).map_err(|e| format!("prepare: {e}"))?;
         pivot_root(&rootfs).map_err(|e| format!("pivot: {e}"))?;
         finalize_rootfs(&s).map_err(|e| format!("finalize: {e}"))?;
@@ -186,6 +201,11 @@ fn default_mounts_pivot_and_finalize() {
         ensure!(
             std::env::current_dir().ok() == Some(PathBuf::from("/")),
             "cwd is not /"
+        );
+        let fds_after = open_fds()?;
+        ensure!(
+            fds_before == fds_after,
+            "fds leaked: before {fds_before:?}, after {fds_after:?}"
         );
         ensure!(Path::new("/bin/busybox").exists(), "the rootfs is not /");
         let mi = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
@@ -484,6 +504,14 @@ fn fake_proc_and_sys_are_refused() {
         "ociVersion": "1.2.0", "root": {"path": rootfs2},
         "mounts": [{"destination": "/proc", "type": "bind", "source": tmp.path(), "options": ["rbind"]}]
     }));
+    std::os::unix::fs::symlink("proc", rootfs2.join("myproc")).expect("myproc link");
+    let alias_spec = spec(json!({
+        "ociVersion": "1.2.0", "root": {"path": rootfs2},
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/myproc/sys", "type": "bind", "source": tmp.path(), "options": ["rbind"]}
+        ]
+    }));
     let under_spec = spec(json!({
         "ociVersion": "1.2.0", "root": {"path": rootfs2},
         "mounts": [{"destination": "/proc/sys", "type": "tmpfs", "source": "tmpfs"}]
@@ -504,6 +532,8 @@ fn fake_proc_and_sys_are_refused() {
             .map_err(|e| format!("sys symlink: {e}"))?;
         expect_refused(prepare_rootfs(&vol_spec, &r2, &o), "/proc")
             .map_err(|e| format!("bind over /proc: {e}"))?;
+        expect_refused(prepare_rootfs(&alias_spec, &r2, &o), "procfs")
+            .map_err(|e| format!("bind into procfs through a symlink: {e}"))?;
         expect_refused(prepare_rootfs(&under_spec, &r2, &o), "/proc/sys")
             .map_err(|e| format!("tmpfs over /proc/sys: {e}"))?;
         Ok(())
@@ -830,6 +860,27 @@ fn console_is_bound_from_the_pty() {
             c.file_type().is_char_device() && c.rdev() == p.rdev(),
             "console is not the pty"
         );
+        // The underlying /dev/console file was made 0666 despite the umask.
+        nix::mount::umount2("/dev/console", nix::mount::MntFlags::empty())
+            .map_err(|e| format!("umount console: {e}"))?;
+        let under = std::fs::metadata("/dev/console").map_err(|e| e.to_string())?;
+        ensure!(
+            under.is_file() && under.mode() & 0o7777 == 0o666,
+            "console target mode {:o}",
+            under.mode()
+        );
+        // The fd variant: a pty slave fd is accepted, /dev/null is not.
+        let slave = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&name)
+            .map_err(|e| format!("open {name}: {e}"))?;
+        barge_runtime::rootfs::mount_console_fd(slave.as_fd())
+            .map_err(|e| format!("console fd: {e}"))?;
+        let c = std::fs::metadata("/dev/console").map_err(|e| e.to_string())?;
+        ensure!(c.rdev() == p.rdev(), "console (fd) is not the pty");
+        let null = std::fs::File::open("/dev/null").map_err(|e| e.to_string())?;
+        expect_refused(barge_runtime::rootfs::mount_console_fd(null.as_fd()), "pty")?;
         let _ = master.as_raw_fd();
         Ok(())
     });
