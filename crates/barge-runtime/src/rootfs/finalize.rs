@@ -132,14 +132,21 @@ pub(crate) fn mask_path(
     let st = nix::sys::stat::fstat(&fd).map_err(|e| RootfsError::sys("stat", path, e))?;
     let name = r.name(&fd, path);
     if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
-        return sys::mount(
-            Some(Path::new("tmpfs")),
-            &name,
-            Some("tmpfs"),
-            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-            Some("size=0,mode=755"),
-        )
-        .map_err(|e| RootfsError::sys("mask directory", path, e));
+        // An empty readonly tmpfs as small as tmpfs gets; some kernels refuse nr_inodes=1.
+        let flags =
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+        let tmpfs = |data: &str| {
+            sys::mount(
+                Some(Path::new("tmpfs")),
+                &name,
+                Some("tmpfs"),
+                flags,
+                Some(data),
+            )
+        };
+        return tmpfs("nr_blocks=1,nr_inodes=1,mode=755")
+            .or_else(|_| tmpfs("nr_blocks=1,nr_inodes=2,mode=755"))
+            .map_err(|e| RootfsError::sys("mask directory", path, e));
     }
     if null.is_none() {
         *null = Some(checked_dev_null(r)?);
@@ -179,13 +186,29 @@ pub(crate) fn mount_console(pty_slave: &Path) -> Result<(), RootfsError> {
         ResolveFlag::RESOLVE_NO_SYMLINKS,
     )
     .map_err(|e| RootfsError::sys("open pty", pty_slave, e))?;
-    let st = nix::sys::stat::fstat(&src).map_err(|e| RootfsError::sys("stat", pty_slave, e))?;
-    if st.st_mode & libc::S_IFMT != libc::S_IFCHR {
+    console_from(&r, src.as_fd(), pty_slave)
+}
+
+/// See [`super::mount_console_fd`].
+pub(crate) fn mount_console_fd(pty: BorrowedFd<'_>) -> Result<(), RootfsError> {
+    let r = NewRoot::open()?;
+    if !r.proc_ok {
+        // Without procfs an fd cannot be named to mount(2).
         return Err(RootfsError::Refused {
-            path: pty_slave.to_path_buf(),
-            reason: "the console's pty is not a character device".into(),
+            path: PathBuf::from("/proc"),
+            reason: "binding the console from an fd needs procfs mounted at /proc".into(),
         });
     }
+    console_from(&r, pty, Path::new("console pty"))
+}
+
+/// UNIX98 pty slaves have majors 136..=143.
+fn is_pty_slave(st: &nix::sys::stat::FileStat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFCHR
+        && (136..=143).contains(&nix::sys::stat::major(st.st_rdev))
+}
+
+fn console_from(r: &NewRoot, src: BorrowedFd<'_>, src_name: &Path) -> Result<(), RootfsError> {
     let console = Path::new("/dev/console");
     let (dev, name) = parent_in_root(r.fd(), console)?;
     match lstat_at(dev.as_fd(), &name).map_err(|e| RootfsError::sys("stat", console, e))? {
@@ -239,8 +262,22 @@ pub(crate) fn mount_console(pty_slave: &Path) -> Result<(), RootfsError> {
         },
         e => RootfsError::sys("open", console, e),
     })?;
+    // The source must be a pty slave on a devpts, not some other device or file.
+    let st = nix::sys::stat::fstat(src).map_err(|e| RootfsError::sys("stat", src_name, e))?;
+    let on_devpts = sys::fs_type(src).ok() == Some(sys::DEVPTS_SUPER_MAGIC);
+    if !is_pty_slave(&st) || !on_devpts {
+        return Err(RootfsError::Refused {
+            path: src_name.to_path_buf(),
+            reason: "the console's pty is not a pty slave on a devpts".into(),
+        });
+    }
+    // The pty must be named through its fd: a dup'ed O_PATH fd names it via /proc/self/fd.
+    let src_owned = src.try_clone_to_owned().map_err(|e| RootfsError::Io {
+        path: src_name.to_path_buf(),
+        source: e,
+    })?;
     sys::mount(
-        Some(&r.name(&src, pty_slave)),
+        Some(&r.name(&src_owned, src_name)),
         &r.name(&target, console),
         None,
         MsFlags::MS_BIND,

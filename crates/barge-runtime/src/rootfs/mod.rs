@@ -244,7 +244,14 @@ pub fn finalize_rootfs(spec: &Spec) -> Result<(), RootfsError> {
 
 /// After `pivot_root`: bind-mounts the console's pty slave (a path inside the container,
 /// e.g. `/dev/pts/0`) on /dev/console, created first as an empty 0666 file. Refuses a
-/// /dev/console that is a symlink or directory, and a pty that is not a character device.
+/// /dev/console that is a symlink or directory, and a source that is not a pty slave on a
+/// devpts.
 pub fn mount_console(pty_slave: &Path) -> Result<(), RootfsError> {
     finalize::mount_console(pty_slave)
+}
+
+/// As [`mount_console`], with the pty slave given as an open fd (e.g. from
+/// `ioctl(TIOCGPTPEER)`), so no path to it needs trusting.
+pub fn mount_console_fd(pty_slave: std::os::fd::BorrowedFd<'_>) -> Result<(), RootfsError> {
+    finalize::mount_console_fd(pty_slave)
 }

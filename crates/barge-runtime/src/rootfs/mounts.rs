@@ -15,7 +15,8 @@ use super::options::{parse_mount_options, MountOptions};
 use super::resolve::{self, fd_path, mkdir_all_in_root, open_in_root, Create};
 use super::{sys, RootfsError, RootfsOptions};
 
-/// Destinations under /proc that a non-proc mount may cover: what lxcfs provides.
+/// Destinations under /proc that a non-proc mount may cover: what lxcfs provides (the same
+/// list as runc's).
 const PROC_OVERRIDES: &[&str] = &[
     "/proc/cpuinfo",
     "/proc/diskstats",
@@ -25,8 +26,8 @@ const PROC_OVERRIDES: &[&str] = &[
     "/proc/uptime",
     "/proc/loadavg",
     "/proc/slabinfo",
-    "/proc/net/dev",
     "/proc/sys/kernel/ns_last_pid",
+    "/proc/sys/crypto/fips_enabled",
 ];
 
 /// State carried across the spec's mounts.
@@ -131,9 +132,9 @@ pub(crate) fn mount_entry(ctx: &mut Ctx<'_>, index: usize, m: &Mount) -> Result<
     }
 }
 
-/// A mount on /proc itself must be procfs, and under /proc only the lxcfs-style overrides
-/// (or a source that is itself procfs) are allowed: a volume or bind there would hide the
-/// real procfs from the checks and writes that trust it (CVE-2019-19921).
+/// A mount on /proc itself must be a fresh procfs or a bind of a procfs, and under /proc only
+/// the lxcfs-style overrides are allowed: a volume or bind there would hide the real procfs
+/// from the checks and writes that trust it (CVE-2019-19921).
 fn check_proc_destination(
     dest: &Path,
     typ: &str,
@@ -144,29 +145,48 @@ fn check_proc_destination(
         return Ok(());
     }
     if dest == Path::new("/proc") {
+        if o.is_bind() {
+            if let Some(src) = source {
+                if source_is_procfs(src)? {
+                    return Ok(());
+                }
+            }
+        }
         return Err(RootfsError::Refused {
             path: dest.to_path_buf(),
             reason: format!("only a proc filesystem may be mounted on /proc, not {typ:?}"),
         });
     }
-    if o.is_bind() {
-        if PROC_OVERRIDES.iter().any(|p| Path::new(p) == dest) {
-            return Ok(());
-        }
-        if let Some(src) = source {
-            let fd = nix::fcntl::open(src, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
-                .map_err(|e| RootfsError::sys("open mount source", src, e))?;
-            if sys::fs_type(fd.as_fd()).map_err(|e| RootfsError::sys("statfs", src, e))?
-                == PROC_SUPER_MAGIC
-            {
-                return Ok(());
-            }
-        }
+    if PROC_OVERRIDES.iter().any(|p| Path::new(p) == dest) {
+        return Ok(());
     }
     Err(RootfsError::Refused {
         path: dest.to_path_buf(),
-        reason: "only procfs or the lxcfs-style /proc files may be mounted under /proc".into(),
+        reason: "only the lxcfs-style /proc files may be mounted over inside /proc".into(),
     })
+}
+
+fn source_is_procfs(src: &Path) -> Result<bool, RootfsError> {
+    let fd = nix::fcntl::open(src, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| RootfsError::sys("open mount source", src, e))?;
+    Ok(
+        sys::fs_type(fd.as_fd()).map_err(|e| RootfsError::sys("statfs", src, e))?
+            == PROC_SUPER_MAGIC,
+    )
+}
+
+/// The lexical check above cannot see a destination that reaches procfs through a symlink
+/// in the image (`/myproc -> /proc`): check where the resolved target really is.
+fn check_resolved_target(dest: &Path, target: &OwnedFd) -> Result<(), RootfsError> {
+    let fs = sys::fs_type(target.as_fd()).map_err(|e| RootfsError::sys("statfs", dest, e))?;
+    if fs == PROC_SUPER_MAGIC && !PROC_OVERRIDES.iter().any(|p| Path::new(p) == dest) {
+        return Err(RootfsError::Refused {
+            path: dest.to_path_buf(),
+            reason: "the destination resolves into procfs (through a symlink in the rootfs?)"
+                .into(),
+        });
+    }
+    Ok(())
 }
 
 /// Opens (creating if missing) a proc/sysfs destination, refusing any symlink on the way: a
@@ -273,6 +293,7 @@ fn mount_fs(
         return Err(merr(dest, "the mount has no type and no bind option"));
     }
     let target = mkdir_all_in_root(ctx.root.as_fd(), dest, Create::Dir)?;
+    check_resolved_target(dest, &target)?;
     let data = o.data_string();
     let mut r = sys::mount(
         Some(source),
@@ -341,6 +362,9 @@ pub(crate) fn mount_bind(
         Create::File
     };
     let target = mkdir_all_in_root(ctx.root.as_fd(), dest, kind)?;
+    if !(dest == Path::new("/proc") && sys::fs_type(src.as_fd()).ok() == Some(PROC_SUPER_MAGIC)) {
+        check_resolved_target(dest, &target)?;
+    }
     let rec = o.flags & MsFlags::MS_REC;
     sys::mount(
         Some(&fd_path(&src)),
