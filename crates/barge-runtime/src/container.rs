@@ -91,6 +91,25 @@ pub struct CreateOpts {
 pub struct Created {
     /// The init's host pid.
     pub pid: i32,
+    /// Our end of the sync socket: the init reports failures after READY here.
+    sync: SyncSock,
+}
+
+impl Created {
+    /// A failure the init reported after READY (startContainer hook, execve), if any.
+    fn late_error(&self) -> Option<Error> {
+        let mut buf = vec![0u8; 65536];
+        // SAFETY: non-blocking recv into a buffer of buf.len() bytes.
+        let n = unsafe {
+            libc::recv(
+                self.sync.0.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        (n > 0 && buf[0] == msg::ERROR).then(|| recv_child_error(&buf[..n as usize]))
+    }
 }
 
 /// Removes what a failed create made: the child, the cgroup, the state dir.
@@ -227,6 +246,10 @@ fn create_from_spec(opts: &CreateOpts, bundle: &Path, spec: &Spec) -> Result<Cre
     if unsafe { libc::mkfifo(fifo_c.as_ptr(), 0o622) } != 0 {
         return Err(last_os(format!("mkfifo {}", fifo.display())));
     }
+    // mkfifo obeys the umask; the init, whatever its user, must be able to open it for
+    // writing (it reaches it only through the fd we pass, not through the 0700 dir).
+    std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622))
+        .map_err(sys(format!("chmod {}", fifo.display())))?;
     // SAFETY: open with a NUL-terminated path; O_PATH does not block on a fifo.
     let fifo_fd = unsafe { libc::open(fifo_c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
     if fifo_fd < 0 {
@@ -438,7 +461,10 @@ fn create_from_spec(opts: &CreateOpts, bundle: &Path, spec: &Spec) -> Result<Cre
         write_pid_file(p, pid)?;
     }
     guard.armed = false;
-    Ok(Created { pid })
+    Ok(Created {
+        pid,
+        sync: parent_sock,
+    })
 }
 
 fn child_exit_reason(pid: i32) -> String {
@@ -691,6 +717,7 @@ pub fn run(opts: &CreateOpts, detach: bool, keep: bool) -> Result<i32> {
     let created = create(opts)?;
     let st = state::load(&opts.root, &opts.id)?;
     if let Err(e) = release(&opts.root, &st) {
+        let e = created.late_error().unwrap_or(e);
         let _ = delete(&opts.root, &opts.id, true);
         return Err(e);
     }
@@ -711,6 +738,9 @@ pub fn run(opts: &CreateOpts, detach: bool, keep: bool) -> Result<i32> {
     }
     drop(st);
     let code = wait_forwarding(created.pid)?;
+    if let Some(e) = created.late_error() {
+        eprintln!("barge-runc: {e}");
+    }
     if !keep {
         delete(&opts.root, &opts.id, true)?;
     }

@@ -190,8 +190,8 @@ pub(crate) fn setns_path(path: &Path, t: LinuxNamespaceType) -> StepResult {
 }
 
 /// Opens a pty inside the container, makes its slave the controlling terminal and stdio,
-/// and sends the master to `console_sock` with SCM_RIGHTS. Returns the slave's path.
-pub(crate) fn setup_console(console_sock: RawFd, size: Option<(u16, u16)>) -> StepResult<PathBuf> {
+/// and sends the master to `console_sock` with SCM_RIGHTS (the slave's name as payload).
+pub(crate) fn setup_console(console_sock: RawFd, size: Option<(u16, u16)>) -> StepResult {
     // SAFETY: open with a NUL-terminated path; the result is checked.
     let master = unsafe {
         libc::open(
@@ -215,7 +215,6 @@ pub(crate) fn setup_console(console_sock: RawFd, size: Option<(u16, u16)>) -> St
             return Err(StepError::os("console: ptsname"));
         }
     }
-    let slave_path = PathBuf::from(format!("/dev/pts/{n}"));
     // SAFETY: ioctl TIOCGPTPEER returns a new fd for the slave, checked below.
     let slave = unsafe {
         libc::ioctl(
@@ -252,9 +251,12 @@ pub(crate) fn setup_console(console_sock: RawFd, size: Option<(u16, u16)>) -> St
             return Err(StepError::os("console: TIOCSCTTY"));
         }
     }
-    send_fd(console_sock, master.as_raw_fd(), b"/dev/ptmx")
-        .map_err(|e| StepError::new("console: send master over --console-socket", e))?;
-    Ok(slave_path)
+    send_fd(
+        console_sock,
+        master.as_raw_fd(),
+        format!("/dev/pts/{n}").as_bytes(),
+    )
+    .map_err(|e| StepError::new("console: send master over --console-socket", e))
 }
 
 /// Sends `fd` over the unix socket `sock` with `name` as the payload (runc's format).
@@ -673,8 +675,10 @@ fn init_setup(ctx: &InitCtx<'_>) -> StepResult<ExecArgs> {
             .console_size()
             .as_ref()
             .map(|b| (b.height() as u16, b.width() as u16));
-        let slave = setup_console(sock, size)?;
-        rootfs::mount_console(&slave).map_err(|e| StepError::new("mount /dev/console", e))?;
+        setup_console(sock, size)?;
+        // SAFETY: fd 0 is the pty slave setup_console just installed; it stays open.
+        let slave = unsafe { std::os::fd::BorrowedFd::borrow_raw(0) };
+        rootfs::mount_console_fd(slave).map_err(|e| StepError::new("mount /dev/console", e))?;
         // SAFETY: the console socket is not needed past this point.
         unsafe { libc::close(sock) };
     }
