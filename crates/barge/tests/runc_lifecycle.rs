@@ -35,7 +35,7 @@ fn run_echo_stdout_and_exit_codes() {
             .spawn()
             .unwrap();
         let t = std::time::Instant::now();
-        while r.out(&["state", &id]).status.success() == false || r.status(&id) != "running" {
+        while !r.out(&["state", &id]).status.success() || r.status(&id) != "running" {
             assert!(t.elapsed().as_secs() < 10);
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
