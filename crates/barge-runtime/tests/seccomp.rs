@@ -6,7 +6,9 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::time::{Duration, Instant};
 
-use barge_runtime::seccomp::{compile, docker_default_profile, send_listener_fd, SeccompError};
+use barge_runtime::seccomp::{
+    compile, docker_default_profile, flag, send_listener_fd, SeccompError,
+};
 use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
@@ -309,7 +311,12 @@ fn default_profile_checks(admin: bool) -> Result<(), i32> {
     let arg0 = c"sh";
     let arg1 = c"-c";
     let script = c"x=$(echo ok); [ \"$x\" = ok ] && cat /proc/self/status >/dev/null && exit 42";
-    let argv = [arg0.as_ptr(), arg1.as_ptr(), script.as_ptr(), std::ptr::null()];
+    let argv = [
+        arg0.as_ptr(),
+        arg1.as_ptr(),
+        script.as_ptr(),
+        std::ptr::null(),
+    ];
     let envp = [c"PATH=/usr/bin:/bin".as_ptr(), std::ptr::null()];
     // SAFETY: NULL-terminated arrays of NUL-terminated strings that live across the call.
     unsafe { libc::execve(sh.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
@@ -379,8 +386,7 @@ fn notify_listener_receives_and_answers_a_notification() {
         let state = json!({"ociVersion": "1.2.0", "id": "c1", "status": "creating",
                            "pid": pid, "bundle": "/b"})
         .to_string();
-        send_listener_fd(&agent_path, fd.as_fd(), &state, metadata.as_deref())
-            .map_err(|_| 3)?;
+        send_listener_fd(&agent_path, fd.as_fd(), &state, metadata.as_deref()).map_err(|_| 3)?;
         drop(fd);
         // The agent answers this one with EXDEV.
         ensure(sys_mkdir(&mkdir_path) == -1, 4)?;
@@ -485,17 +491,11 @@ fn flags_are_passed_and_loadable() {
         "syscalls": [{"names": ["getppid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 18}]
     }));
     let filter = compile(&p).expect("compiles");
-    let want = (libc::SECCOMP_FILTER_FLAG_TSYNC
-        | libc::SECCOMP_FILTER_FLAG_LOG
-        | libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW
-        | libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV) as u64;
+    let want = flag::TSYNC | flag::LOG | flag::SPEC_ALLOW | flag::WAIT_KILLABLE_RECV;
     assert_eq!(filter.flags(), want);
     assert!(!filter.uses_notify());
     // Without a listener, WAIT_KILLABLE_RECV is dropped (the kernel would refuse it).
-    assert_eq!(
-        filter.load_flags(),
-        want & !(libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV as u64)
-    );
+    assert_eq!(filter.load_flags(), want & !flag::WAIT_KILLABLE_RECV);
     let status = in_child(move || {
         set_nnp()?;
         filter.load().map_err(|_| 1)?;
@@ -516,10 +516,17 @@ fn load_without_nnp_or_cap_sys_admin_is_refused() {
         "syscalls": [{"names": ["getppid"], "action": "SCMP_ACT_ERRNO"}]}));
     let filter = compile(&p).expect("compiles");
     let status = in_child(move || {
-        caps::drop(None, caps::CapSet::Effective, caps::Capability::CAP_SYS_ADMIN)
-            .map_err(|_| 1)?;
+        caps::drop(
+            None,
+            caps::CapSet::Effective,
+            caps::Capability::CAP_SYS_ADMIN,
+        )
+        .map_err(|_| 1)?;
         match filter.load() {
-            Err(SeccompError::Load { errno, .. }) if errno == nix::errno::Errno::EACCES => Ok(()),
+            Err(SeccompError::Load {
+                errno: nix::errno::Errno::EACCES,
+                ..
+            }) => Ok(()),
             _ => Err(2),
         }
     });
@@ -595,10 +602,7 @@ fn bad_profiles_name_the_field() {
                    "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_LOONGARCH64"]});
     if libseccomp::ScmpVersion::current().is_ok_and(|v| (v.major, v.minor) < (2, 6)) {
         let msg = compile_err(v);
-        assert!(
-            msg.starts_with("linux.seccomp.architectures[1]"),
-            "{msg:?}"
-        );
+        assert!(msg.starts_with("linux.seccomp.architectures[1]"), "{msg:?}");
     }
 
     // Unknown action, op or flag strings never reach compile: oci-spec's enums refuse them
@@ -645,7 +649,15 @@ fn compile_never_panics_on_odd_input() {
         "SCMP_ACT_LOG",
         "SCMP_ACT_NOTIFY",
     ];
-    let errnos = [None, Some(0u64), Some(1), Some(4095), Some(65535), Some(65536), Some(u32::MAX as u64)];
+    let errnos = [
+        None,
+        Some(0u64),
+        Some(1),
+        Some(4095),
+        Some(65535),
+        Some(65536),
+        Some(u32::MAX as u64),
+    ];
     let names: [&[&str]; 6] = [
         &[],
         &["read"],

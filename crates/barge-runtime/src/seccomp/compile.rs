@@ -13,12 +13,14 @@
 
 use std::io::{Read, Seek, SeekFrom};
 
-use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
+use libseccomp::{
+    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
+};
 use oci_spec::runtime::{
     Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator,
 };
 
-use super::{SeccompError, SeccompFilter};
+use super::{flag, SeccompError, SeccompFilter};
 
 /// The kernel's limit on a classic BPF program's length (`BPF_MAXINSNS`).
 const BPF_MAXINSNS: usize = 4096;
@@ -72,12 +74,11 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<SeccompFilter, SeccompError> {
         }
     }
 
-    let mut ctx = ScmpFilterContext::new(default_action).map_err(|source| {
-        SeccompError::Libseccomp {
+    let mut ctx =
+        ScmpFilterContext::new(default_action).map_err(|source| SeccompError::Libseccomp {
             op: "creating the filter context",
             source,
-        }
-    })?;
+        })?;
 
     for (i, arch) in profile.architectures().iter().flatten().enumerate() {
         ctx.add_arch(to_arch(*arch))
@@ -150,7 +151,8 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<SeccompFilter, SeccompError> {
                         .map(|_| ())
                 })
             } else {
-                ctx.add_rule_conditional(action, nr, &conditions).map(|_| ())
+                ctx.add_rule_conditional(action, nr, &conditions)
+                    .map(|_| ())
             };
             result.map_err(|e| {
                 invalid(
@@ -167,10 +169,7 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<SeccompFilter, SeccompError> {
     let mut program = export(&ctx)?;
     if !matches!(default_action, ScmpAction::Allow | ScmpAction::Log) {
         if let Some(max) = max_native_nr {
-            program = enosys_prologue(max)
-                .into_iter()
-                .chain(program)
-                .collect();
+            program = enosys_prologue(max).into_iter().chain(program).collect();
         }
     }
     if program.len() > BPF_MAXINSNS {
@@ -323,14 +322,12 @@ fn to_arch(arch: Arch) -> ScmpArch {
 
 /// The seccomp(2) flag bit for an OCI filter flag.
 fn flag_bit(flag: LinuxSeccompFilterFlag) -> u64 {
-    (match flag {
-        LinuxSeccompFilterFlag::SeccompFilterFlagTsync => libc::SECCOMP_FILTER_FLAG_TSYNC,
-        LinuxSeccompFilterFlag::SeccompFilterFlagLog => libc::SECCOMP_FILTER_FLAG_LOG,
-        LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW,
-        LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => {
-            libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
-        }
-    }) as u64
+    match flag {
+        LinuxSeccompFilterFlag::SeccompFilterFlagTsync => flag::TSYNC,
+        LinuxSeccompFilterFlag::SeccompFilterFlagLog => flag::LOG,
+        LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => flag::SPEC_ALLOW,
+        LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => flag::WAIT_KILLABLE_RECV,
+    }
 }
 
 /// Whether the kernel knows the filter flag `bit`: seccomp(2) with a NULL program fails with
@@ -338,9 +335,9 @@ fn flag_bit(flag: LinuxSeccompFilterFlag) -> u64 {
 /// installs nothing either way (libseccomp probes the same way).
 fn kernel_supports_flag(bit: u64) -> bool {
     let mut flags = bit;
-    if bit == libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV as u64 {
+    if bit == flag::WAIT_KILLABLE_RECV {
         // Only valid together with a listener.
-        flags |= libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as u64;
+        flags |= flag::NEW_LISTENER;
     }
     // SAFETY: a NULL program pointer makes the kernel fail with EFAULT before it creates or
     // installs anything; no memory of ours is touched.
@@ -358,14 +355,12 @@ fn kernel_supports_flag(bit: u64) -> bool {
 /// Exports the context as BPF through a memfd (libseccomp 2.5 has no in-memory export)
 /// and decodes it into instructions.
 fn export(ctx: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>, SeccompError> {
-    let fd = nix::sys::memfd::memfd_create(
-        c"barge-seccomp-bpf",
-        nix::sys::memfd::MFdFlags::MFD_CLOEXEC,
-    )
-    .map_err(|e| SeccompError::Export {
-        op: "memfd_create",
-        source: e.into(),
-    })?;
+    let fd =
+        nix::sys::memfd::memfd_create(c"barge-seccomp-bpf", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+            .map_err(|e| SeccompError::Export {
+                op: "memfd_create",
+                source: e.into(),
+            })?;
     ctx.export_bpf(&fd)
         .map_err(|source| SeccompError::Libseccomp {
             op: "seccomp_export_bpf",
@@ -385,7 +380,10 @@ fn export(ctx: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>, SeccompErro
             op: "decoding",
             source: std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
-                format!("{} bytes is not a whole number of BPF instructions", bytes.len()),
+                format!(
+                    "{} bytes is not a whole number of BPF instructions",
+                    bytes.len()
+                ),
             ),
         });
     }
@@ -461,7 +459,7 @@ mod tests {
     fn repeated_index_detected() {
         let arg = |index| {
             oci_spec::runtime::LinuxSeccompArgBuilder::default()
-                .index(index)
+                .index(index as usize)
                 .value(1u64)
                 .op(LinuxSeccompOperator::ScmpCmpEq)
                 .build()

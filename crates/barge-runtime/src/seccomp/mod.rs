@@ -26,6 +26,23 @@ pub use compile::compile;
 pub use notify::send_listener_fd;
 pub use profile::docker_default_profile;
 
+/// seccomp(2)'s `SECCOMP_FILTER_FLAG_*` as `u64` (libc has them as `c_ulong`).
+#[allow(clippy::unnecessary_cast)] // c_ulong is u32 on 32-bit targets.
+pub mod flag {
+    /// Synchronise all threads of the process to the filter.
+    pub const TSYNC: u64 = libc::SECCOMP_FILTER_FLAG_TSYNC as u64;
+    /// Log every action but `SECCOMP_RET_ALLOW`.
+    pub const LOG: u64 = libc::SECCOMP_FILTER_FLAG_LOG as u64;
+    /// Disable the speculative store bypass mitigation.
+    pub const SPEC_ALLOW: u64 = libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW as u64;
+    /// Return a user-notification listener fd.
+    pub const NEW_LISTENER: u64 = libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as u64;
+    /// With `TSYNC`: fail with ESRCH instead of returning a thread id (needed with a listener).
+    pub const TSYNC_ESRCH: u64 = libc::SECCOMP_FILTER_FLAG_TSYNC_ESRCH as u64;
+    /// Wait killably once the agent has received a notification.
+    pub const WAIT_KILLABLE_RECV: u64 = libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV as u64;
+}
+
 /// The seccomp profile could not be compiled or loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {
@@ -177,14 +194,14 @@ impl SeccompFilter {
     pub fn load_flags(&self) -> u64 {
         let mut flags = self.flags;
         if self.notify {
-            flags |= libc::SECCOMP_FILTER_FLAG_NEW_LISTENER as u64;
-            if flags & libc::SECCOMP_FILTER_FLAG_TSYNC as u64 != 0 {
-                flags |= libc::SECCOMP_FILTER_FLAG_TSYNC_ESRCH as u64;
+            flags |= flag::NEW_LISTENER;
+            if flags & flag::TSYNC != 0 {
+                flags |= flag::TSYNC_ESRCH;
             }
         } else {
             // The kernel refuses WAIT_KILLABLE_RECV without a listener (EINVAL); without
             // notify rules it has nothing to act on, so it is dropped.
-            flags &= !(libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV as u64);
+            flags &= !(flag::WAIT_KILLABLE_RECV);
         }
         flags
     }

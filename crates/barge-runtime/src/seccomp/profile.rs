@@ -7,7 +7,8 @@
 //! allowed without namespace flags unless `CAP_SYS_ADMIN` is granted.
 
 use oci_spec::runtime::{
-    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArgBuilder, LinuxSeccompOperator, LinuxSyscall,
+    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArgBuilder, LinuxSeccompOperator,
+    LinuxSyscall,
 };
 
 /// Syscalls allowed for every container (the profile's first, unconditional group).
@@ -138,7 +139,9 @@ const CLONE_NS_FLAGS: u64 = (libc::CLONE_NEWNS
 const AF_ALG: u64 = 38;
 const AF_VSOCK: u64 = 40;
 
-use LinuxSeccompOperator::{ScmpCmpEq as EQ, ScmpCmpGt as GT, ScmpCmpLt as LT, ScmpCmpMaskedEq as MASKED_EQ};
+use LinuxSeccompOperator::{
+    ScmpCmpEq as EQ, ScmpCmpGt as GT, ScmpCmpLt as LT, ScmpCmpMaskedEq as MASKED_EQ,
+};
 
 /// The conditional part of the profile, in moby's order.
 const GROUPS: &[Group] = &[
@@ -175,7 +178,11 @@ const GROUPS: &[Group] = &[
     allow(&["arch_prctl"], arch(&["amd64", "x32"])),
     allow(&["modify_ldt"], arch(&["amd64", "x32", "x86"])),
     allow(
-        &["s390_pci_mmio_read", "s390_pci_mmio_write", "s390_runtime_instr"],
+        &[
+            "s390_pci_mmio_read",
+            "s390_pci_mmio_write",
+            "s390_runtime_instr",
+        ],
         arch(&["s390", "s390x"]),
     ),
     allow(&["riscv_flush_icache"], arch(&["riscv64"])),
@@ -264,7 +271,12 @@ const GROUPS: &[Group] = &[
     ),
     allow(&["vhangup"], cap(&["CAP_SYS_TTY_CONFIG"])),
     allow(
-        &["get_mempolicy", "mbind", "set_mempolicy", "set_mempolicy_home_node"],
+        &[
+            "get_mempolicy",
+            "mbind",
+            "set_mempolicy",
+            "set_mempolicy_home_node",
+        ],
         cap(&["CAP_SYS_NICE"]),
     ),
     allow(&["syslog"], cap(&["CAP_SYSLOG"])),
@@ -348,14 +360,18 @@ fn normalize_cap(cap: &str) -> String {
 fn holds(when: &When, arch: &str, caps: &[String], kernel: Option<(u32, u32)>) -> bool {
     (when.arches.is_empty() || when.arches.contains(&arch))
         && when.caps.iter().all(|c| caps.iter().any(|g| g == c))
-        && when.min_kernel.is_none_or(|min| kernel.is_some_and(|k| k >= min))
+        && when
+            .min_kernel
+            .is_none_or(|min| kernel.is_some_and(|k| k >= min))
 }
 
 /// Whether an exclusion applies: any of its parts matching is enough (as moby evaluates it).
 fn excluded(when: &When, arch: &str, caps: &[String], kernel: Option<(u32, u32)>) -> bool {
     when.arches.contains(&arch)
         || when.caps.iter().any(|c| caps.iter().any(|g| g == c))
-        || when.min_kernel.is_some_and(|min| kernel.is_some_and(|k| k >= min))
+        || when
+            .min_kernel
+            .is_some_and(|min| kernel.is_some_and(|k| k >= min))
 }
 
 /// Docker's default seccomp profile for a container granted the capabilities `caps`
@@ -372,7 +388,10 @@ pub fn docker_default_profile(caps: &[String]) -> LinuxSeccomp {
     let kernel = kernel_version();
 
     let mut syscalls = vec![syscall(
-        ALWAYS_ALLOWED.split_whitespace().map(str::to_string).collect(),
+        ALWAYS_ALLOWED
+            .split_whitespace()
+            .map(str::to_string)
+            .collect(),
         None,
         &[],
     )];
