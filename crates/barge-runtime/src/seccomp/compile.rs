@@ -88,17 +88,7 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<SeccompFilter, SeccompError> {
             })?;
     }
 
-    let mut flags = 0u64;
-    for (i, flag) in profile.flags().iter().flatten().enumerate() {
-        let bit = flag_bit(*flag);
-        if !kernel_supports_flag(bit) {
-            return Err(SeccompError::Unsupported {
-                field: format!("linux.seccomp.flags[{i}]"),
-                reason: format!("the kernel does not support {flag}"),
-            });
-        }
-        flags |= bit;
-    }
+    let flags = profile_flags(profile)?;
 
     let mut notify = false;
     let mut max_native_nr: Option<i32> = None;
@@ -189,6 +179,22 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<SeccompFilter, SeccompError> {
         listener_path: profile.listener_path().clone(),
         listener_metadata: profile.listener_metadata().clone(),
     })
+}
+
+/// The seccomp(2) flags of `linux.seccomp.flags`, each probed against the running kernel.
+pub(super) fn profile_flags(profile: &LinuxSeccomp) -> Result<u64, SeccompError> {
+    let mut flags = 0u64;
+    for (i, flag) in profile.flags().iter().flatten().enumerate() {
+        let bit = flag_bit(*flag);
+        if !kernel_supports_flag(bit) {
+            return Err(SeccompError::Unsupported {
+                field: format!("linux.seccomp.flags[{i}]"),
+                reason: format!("the kernel does not support {flag}"),
+            });
+        }
+        flags |= bit;
+    }
+    Ok(flags)
 }
 
 /// The libseccomp action for an OCI action and its optional errno.

@@ -11,10 +11,12 @@
 //!
 //! Submodules:
 //! - `compile`: profile -> libseccomp context -> BPF;
+//! - `cache`: [`compile_cached`], the same with compiled BPF reused across starts;
 //! - `profile`: [`docker_default_profile`], moby's default allow-list as data;
 //! - `notify`: [`send_listener_fd`], the hand-over of the user-notification fd to a seccomp
 //!   agent (`linux.seccomp.listenerPath`).
 
+mod cache;
 mod compile;
 mod notify;
 mod profile;
@@ -22,6 +24,7 @@ mod profile;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+pub use cache::compile_cached;
 pub use compile::compile;
 pub use notify::send_listener_fd;
 pub use profile::docker_default_profile;
