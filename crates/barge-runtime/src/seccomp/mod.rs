@@ -12,12 +12,14 @@
 //! Submodules:
 //! - `compile`: profile -> libseccomp context -> BPF;
 //! - `cache`: [`compile_cached`], the same with compiled BPF reused across starts;
+//! - `json`: [`validate_json`], field-precise errors for unknown names in the raw JSON;
 //! - `profile`: [`docker_default_profile`], moby's default allow-list as data;
 //! - `notify`: [`send_listener_fd`], the hand-over of the user-notification fd to a seccomp
 //!   agent (`linux.seccomp.listenerPath`).
 
 mod cache;
 mod compile;
+mod json;
 mod notify;
 mod profile;
 
@@ -26,6 +28,7 @@ use std::path::{Path, PathBuf};
 
 pub use cache::compile_cached;
 pub use compile::compile;
+pub use json::validate_json;
 pub use notify::send_listener_fd;
 pub use profile::docker_default_profile;
 
