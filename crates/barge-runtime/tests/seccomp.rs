@@ -6,9 +6,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::time::{Duration, Instant};
 
-use barge_runtime::seccomp::{
-    compile, docker_default_profile, flag, send_listener_fd, SeccompError,
-};
+use barge_runtime::seccomp::{compile, docker_default_profile, flag, SeccompError};
 use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
@@ -370,13 +368,18 @@ fn notify_listener_receives_and_answers_a_notification() {
         "defaultAction": "SCMP_ACT_ALLOW",
         "listenerPath": sock,
         "listenerMetadata": "hello-agent",
+        // TSYNC with a listener needs TSYNC_ESRCH, WAIT_KILLABLE_RECV needs the listener:
+        // both must reach the kernel right.
+        "flags": ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"],
         "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]
     }));
     let filter = compile(&p).expect("compiles");
     assert!(filter.uses_notify());
     assert_eq!(filter.listener_path(), Some(sock.as_path()));
-    let agent_path = filter.listener_path().expect("listener path").to_path_buf();
-    let metadata = filter.listener_metadata().map(str::to_string);
+    assert_eq!(
+        filter.load_flags(),
+        flag::TSYNC | flag::WAIT_KILLABLE_RECV | flag::NEW_LISTENER | flag::TSYNC_ESRCH
+    );
 
     let child = spawn_child(move || {
         set_nnp()?;
@@ -386,7 +389,7 @@ fn notify_listener_receives_and_answers_a_notification() {
         let state = json!({"ociVersion": "1.2.0", "id": "c1", "status": "creating",
                            "pid": pid, "bundle": "/b"})
         .to_string();
-        send_listener_fd(&agent_path, fd.as_fd(), &state, metadata.as_deref()).map_err(|_| 3)?;
+        filter.send_listener(fd.as_fd(), &state).map_err(|_| 3)?;
         drop(fd);
         // The agent answers this one with EXDEV.
         ensure(sys_mkdir(&mkdir_path) == -1, 4)?;

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::LinuxSeccomp;
 
-use super::compile::{compile, profile_flags};
+use super::compile::{compile, profile_flags, BPF_MAXINSNS};
 use super::{SeccompError, SeccompFilter};
 
 /// The cache file format's magic and version.
@@ -121,7 +121,7 @@ fn read_entry(path: &Path, key: &[u8]) -> Option<(bool, Vec<libc::sock_filter>)>
     let (&notify, rest) = rest.split_first()?;
     let (count, rest) = take_u32(rest)?;
     let count = usize::try_from(count).ok()?;
-    if count == 0 || rest.len() != count.checked_mul(INSN)? {
+    if count == 0 || count > BPF_MAXINSNS || rest.len() != count.checked_mul(INSN)? {
         return None;
     }
     let program = rest

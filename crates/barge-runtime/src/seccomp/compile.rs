@@ -23,7 +23,7 @@ use oci_spec::runtime::{
 use super::{flag, SeccompError, SeccompFilter};
 
 /// The kernel's limit on a classic BPF program's length (`BPF_MAXINSNS`).
-const BPF_MAXINSNS: usize = 4096;
+pub(super) const BPF_MAXINSNS: usize = 4096;
 
 /// The number of syscall arguments seccomp can look at.
 const SYSCALL_ARGS: usize = 6;
@@ -81,11 +81,12 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<SeccompFilter, SeccompError> {
         })?;
 
     for (i, arch) in profile.architectures().iter().flatten().enumerate() {
-        ctx.add_arch(to_arch(*arch))
-            .map_err(|e| SeccompError::Unsupported {
-                field: format!("linux.seccomp.architectures[{i}]"),
-                reason: format!("libseccomp cannot add {arch}: {e}"),
-            })?;
+        ctx.add_arch(to_arch(*arch)).map_err(|e| {
+            invalid(
+                format!("linux.seccomp.architectures[{i}]"),
+                format!("not supported on this host: libseccomp cannot add {arch}: {e}"),
+            )
+        })?;
     }
 
     let flags = profile_flags(profile)?;
@@ -156,6 +157,16 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<SeccompFilter, SeccompError> {
         }
     }
 
+    if notify && flags & flag::TSYNC != 0 && !kernel_supports_flag(flag::TSYNC | flag::TSYNC_ESRCH)
+    {
+        // TSYNC with a listener needs TSYNC_ESRCH (Linux 5.7).
+        return Err(invalid(
+            "linux.seccomp.flags".into(),
+            "not supported on this host: SECCOMP_FILTER_FLAG_TSYNC together with \
+             SCMP_ACT_NOTIFY needs SECCOMP_FILTER_FLAG_TSYNC_ESRCH (Linux 5.7)",
+        ));
+    }
+
     let mut program = export(&ctx)?;
     if !matches!(default_action, ScmpAction::Allow | ScmpAction::Log) {
         if let Some(max) = max_native_nr {
@@ -187,10 +198,10 @@ pub(super) fn profile_flags(profile: &LinuxSeccomp) -> Result<u64, SeccompError>
     for (i, flag) in profile.flags().iter().flatten().enumerate() {
         let bit = flag_bit(*flag);
         if !kernel_supports_flag(bit) {
-            return Err(SeccompError::Unsupported {
-                field: format!("linux.seccomp.flags[{i}]"),
-                reason: format!("the kernel does not support {flag}"),
-            });
+            return Err(invalid(
+                format!("linux.seccomp.flags[{i}]"),
+                format!("not supported on this host: the kernel does not know {flag}"),
+            ));
         }
         flags |= bit;
     }
@@ -341,8 +352,8 @@ fn flag_bit(flag: LinuxSeccompFilterFlag) -> u64 {
 /// installs nothing either way (libseccomp probes the same way).
 fn kernel_supports_flag(bit: u64) -> bool {
     let mut flags = bit;
-    if bit == flag::WAIT_KILLABLE_RECV {
-        // Only valid together with a listener.
+    if bit & (flag::WAIT_KILLABLE_RECV | flag::TSYNC_ESRCH) != 0 {
+        // Only valid (or only meaningful) together with a listener.
         flags |= flag::NEW_LISTENER;
     }
     // SAFETY: a NULL program pointer makes the kernel fail with EFAULT before it creates or

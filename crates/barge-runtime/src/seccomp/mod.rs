@@ -52,21 +52,13 @@ pub mod flag {
 /// The seccomp profile could not be compiled or loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {
-    /// The profile is invalid; names the field at fault.
+    /// The profile is invalid, or asks for what this host's kernel or libseccomp cannot do
+    /// (an architecture, a filter flag); names the field at fault.
     #[error("{field}: {reason}")]
     Invalid {
         /// The JSON path of the field (for example `linux.seccomp.syscalls[3].args[0].op`).
         field: String,
         /// What is wrong with it.
-        reason: String,
-    },
-    /// The profile asks for something this kernel or libseccomp cannot do (an architecture,
-    /// a filter flag, an action); names the field.
-    #[error("{field}: not supported on this host: {reason}")]
-    Unsupported {
-        /// The JSON path of the field.
-        field: String,
-        /// What is missing.
         reason: String,
     },
     /// libseccomp failed outside of any one field (creating the context, exporting BPF).
@@ -230,6 +222,23 @@ impl SeccompFilter {
     /// `linux.seccomp.listenerMetadata`: opaque data for the seccomp agent.
     pub fn listener_metadata(&self) -> Option<&str> {
         self.listener_metadata.as_deref()
+    }
+
+    /// Sends the listener fd returned by [`SeccompFilter::load`] to the profile's
+    /// `listenerPath` with the container's state (see [`send_listener_fd`]).
+    pub fn send_listener(
+        &self,
+        fd: std::os::fd::BorrowedFd<'_>,
+        state_json: &str,
+    ) -> Result<(), SeccompError> {
+        let path = self
+            .listener_path
+            .as_deref()
+            .ok_or_else(|| SeccompError::Invalid {
+                field: "linux.seccomp.listenerPath".into(),
+                reason: "SCMP_ACT_NOTIFY is used but no listenerPath is set".into(),
+            })?;
+        send_listener_fd(path, fd, state_json, self.listener_metadata.as_deref())
     }
 
     /// The BPF program's instructions.
