@@ -9,7 +9,10 @@
 //!   each arg becomes a rule of its own (ORed), since libseccomp cannot AND two comparisons
 //!   on one argument;
 //! - `SCMP_ACT_ERRNO` and `SCMP_ACT_TRACE` default to `EPERM` when no errno is given;
-//! - `SCMP_ACT_KILL` is "kill the thread" (`SCMP_ACT_KILL_THREAD`).
+//! - `SCMP_ACT_KILL` is "kill the thread" (`SCMP_ACT_KILL_THREAD`);
+//! - unless the default action allows, native syscalls numbered above every syscall the
+//!   profile names return `ENOSYS` rather than the default action (runc's "-ENOSYS stub"),
+//!   so that libc falls back from syscalls newer than the profile or the host's libseccomp.
 
 use std::io::{Read, Seek, SeekFrom};
 
@@ -168,7 +171,11 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<SeccompFilter, SeccompError> {
     }
 
     let mut program = export(&ctx)?;
-    if !matches!(default_action, ScmpAction::Allow | ScmpAction::Log) {
+    // Permissive defaults need no ENOSYS prologue, nor does a default that is ENOSYS already.
+    if !matches!(
+        default_action,
+        ScmpAction::Allow | ScmpAction::Log | ScmpAction::Errno(libc::ENOSYS)
+    ) {
         if let Some(max) = max_native_nr {
             program = enosys_prologue(max).into_iter().chain(program).collect();
         }
