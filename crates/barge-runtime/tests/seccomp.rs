@@ -707,5 +707,67 @@ fn compile_never_panics_on_odd_input() {
             }
         }
     }
+    // Random profiles from a fixed-seed generator: several rules, arches, flags and args.
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    let arches = [
+        "SCMP_ARCH_X86_64",
+        "SCMP_ARCH_X86",
+        "SCMP_ARCH_X32",
+        "SCMP_ARCH_AARCH64",
+        "SCMP_ARCH_ARM",
+        "SCMP_ARCH_S390X",
+        "SCMP_ARCH_RISCV64",
+        "SCMP_ARCH_LOONGARCH64",
+        "SCMP_ARCH_NATIVE",
+    ];
+    let flags = [
+        "SECCOMP_FILTER_FLAG_TSYNC",
+        "SECCOMP_FILTER_FLAG_LOG",
+        "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+        "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
+    ];
+    let syscall_names = [
+        "read",
+        "write",
+        "mmap",
+        "socketcall",
+        "clone",
+        "nope",
+        "open",
+        "ioctl",
+    ];
+    for _ in 0..300 {
+        let mut rules = Vec::new();
+        for _ in 0..next(6) {
+            let args: Vec<_> = (0..next(4))
+                .map(|_| {
+                    json!({"index": next(8), "value": values[next(values.len())],
+                           "valueTwo": values[next(values.len())], "op": ops[next(ops.len())]})
+                })
+                .collect();
+            let mut rule = json!({
+                "names": (0..1 + next(3)).map(|_| syscall_names[next(syscall_names.len())]).collect::<Vec<_>>(),
+                "action": actions[next(actions.len())],
+                "args": args,
+            });
+            if next(3) == 0 {
+                rule["errnoRet"] = json!(errnos[next(errnos.len())]);
+            }
+            rules.push(rule);
+        }
+        let p = profile(json!({
+            "defaultAction": actions[next(actions.len())],
+            "architectures": (0..next(3)).map(|_| arches[next(arches.len())]).collect::<Vec<_>>(),
+            "flags": (0..next(3)).map(|_| flags[next(flags.len())]).collect::<Vec<_>>(),
+            "syscalls": rules,
+        }));
+        compiled += usize::from(compile(&p).is_ok());
+    }
     assert!(compiled > 0);
 }
