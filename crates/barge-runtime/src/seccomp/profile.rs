@@ -501,6 +501,33 @@ mod tests {
     }
 
     #[test]
+    fn security_md_syscalls_stay_denied_even_with_every_capability() {
+        let all: Vec<String> = caps::all().iter().map(|c| c.to_string()).collect();
+        let p = docker_default_profile(&all);
+        let listed: Vec<String> = p
+            .syscalls()
+            .iter()
+            .flatten()
+            .flat_map(|s| s.names().clone())
+            .collect();
+        for denied in [
+            "keyctl",
+            "add_key",
+            "request_key",
+            "kexec_load",
+            "kexec_file_load",
+            "userfaultfd",
+            "pivot_root",
+            "swapon",
+            "swapoff",
+        ] {
+            assert!(!listed.iter().any(|n| n == denied), "{denied} is allowed");
+        }
+        // ... while what CAP_SYS_ADMIN unlocks is there.
+        assert!(listed.iter().any(|n| n == "setns"));
+    }
+
+    #[test]
     fn default_is_eperm_allow_list() {
         let p = docker_default_profile(&[]);
         assert_eq!(p.default_action(), LinuxSeccompAction::ScmpActErrno);
