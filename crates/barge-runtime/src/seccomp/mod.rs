@@ -9,6 +9,17 @@
 //! child is then a single `seccomp(2)` system call: it neither allocates nor touches
 //! libseccomp, so it is safe after `clone`/`fork` and costs next to nothing at start time.
 //!
+//! How the lifecycle uses it:
+//! 1. parent, before cloning: `let filter = compile_cached(profile, &cache_dir)?` (or
+//!    [`compile`]); optionally [`validate_json`] on the raw `linux.seccomp` first, for
+//!    field-precise errors on unknown names;
+//! 2. init, last step before `execve`: `prctl(PR_SET_NO_NEW_PRIVS)` if the spec asks, then
+//!    `filter.load()`. Without `noNewPrivileges` the init must still hold `CAP_SYS_ADMIN`
+//!    (in its user namespace) at that point, so load before dropping capabilities;
+//! 3. if `load` returned a listener fd: the init passes it to the parent (SCM_RIGHTS over the
+//!    sync socket) and closes its copy before `execve`; the parent calls
+//!    [`SeccompFilter::send_listener`] with the container's state JSON, then closes it.
+//!
 //! Submodules:
 //! - `compile`: profile -> libseccomp context -> BPF;
 //! - `cache`: [`compile_cached`], the same with compiled BPF reused across starts;
