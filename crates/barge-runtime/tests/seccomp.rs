@@ -771,3 +771,55 @@ fn compile_never_panics_on_odd_input() {
     }
     assert!(compiled > 0);
 }
+
+#[test]
+fn cached_filter_round_trips_and_loads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join("seccomp-cache");
+    let target = dir.path().join("made");
+    let path = cpath(&target);
+    let p = docker_default_profile(&[]);
+    let mut p2 = p.clone();
+    // The Docker profile plus one rule: mkdir refused.
+    let mut rules = p2.syscalls().clone().unwrap_or_default();
+    rules.retain(|r| {
+        r.action() != oci_spec::runtime::LinuxSeccompAction::ScmpActAllow || r.args().is_some()
+    });
+    let mut allow = p.syscalls().clone().unwrap_or_default()[0].clone();
+    let names: Vec<String> = allow
+        .names()
+        .iter()
+        .filter(|n| *n != "mkdir")
+        .cloned()
+        .collect();
+    allow.set_names(names);
+    rules.insert(0, allow);
+    p2.set_syscalls(Some(rules));
+
+    let first = barge_runtime::seccomp::compile_cached(&p2, &cache).expect("compiles");
+    let second = barge_runtime::seccomp::compile_cached(&p2, &cache).expect("cache hit");
+    let fresh = compile(&p2).expect("compiles");
+    let insns = |f: &barge_runtime::seccomp::SeccompFilter| -> Vec<(u16, u8, u8, u32)> {
+        f.instructions()
+            .iter()
+            .map(|i| (i.code, i.jt, i.jf, i.k))
+            .collect()
+    };
+    assert_eq!(insns(&first), insns(&fresh));
+    assert_eq!(insns(&second), insns(&fresh));
+    assert_eq!(std::fs::read_dir(&cache).expect("cache dir").count(), 1);
+    if cfg!(target_arch = "x86_64") {
+        // The compat ABIs are covered: the program checks AUDIT_ARCH_I386 too.
+        assert!(second.instructions().iter().any(|i| i.k == 0x4000_0003));
+    }
+
+    let status = in_child(move || {
+        set_nnp()?;
+        second.load().map_err(|_| 1)?;
+        ensure(sys_mkdir(&path) == -1 && errno() == libc::EPERM, 2)?;
+        // SAFETY: getpid has no arguments.
+        ensure(unsafe { libc::syscall(libc::SYS_getpid) } > 0, 3)
+    });
+    assert!(matches!(status, WaitStatus::Exited(_, 0)), "{status:?}");
+    assert!(!target.exists());
+}
