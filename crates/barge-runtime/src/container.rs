@@ -67,6 +67,9 @@ fn last_os(what: impl Into<String>) -> Error {
     .into()
 }
 
+/// Compiled seccomp filters are cached under the root in this directory.
+const SECCOMP_CACHE: &str = ".seccomp-cache";
+
 /// What `create` (and `run`) is asked.
 #[derive(Debug, Clone, Default)]
 pub struct CreateOpts {
@@ -216,7 +219,10 @@ fn create_from_spec(opts: &CreateOpts, bundle: &Path, spec: &Spec) -> Result<Cre
     })?;
     let linux = spec.linux().as_ref();
     let seccomp = match linux.and_then(|l| l.seccomp().as_ref()) {
-        Some(s) => Some(crate::seccomp::compile(s)?),
+        Some(s) => Some(crate::seccomp::compile_cached(
+            s,
+            &opts.root.join(SECCOMP_CACHE),
+        )?),
         None => None,
     };
     let terminal = process.terminal().unwrap_or(false);
@@ -1096,7 +1102,10 @@ pub fn exec(opts: &ExecOpts) -> Result<i32> {
     let p = exec_process(opts, &spec)?;
     let linux = spec.linux().as_ref();
     let seccomp = match linux.and_then(|l| l.seccomp().as_ref()) {
-        Some(s) => Some(crate::seccomp::compile(s)?),
+        Some(s) => Some(crate::seccomp::compile_cached(
+            s,
+            &opts.root.join(SECCOMP_CACHE),
+        )?),
         None => None,
     };
     let terminal = p.terminal().unwrap_or(false);
@@ -1134,6 +1143,7 @@ pub fn exec(opts: &ExecOpts) -> Result<i32> {
     }
     let (parent_sock, child_sock) = SyncSock::pair().map_err(sys("socketpair"))?;
     let caps = crate::caps::CapMasks::from_spec(p.capabilities().as_ref());
+    let state_json = st.oci_json(Status::Running);
     process::set_non_dumpable().map_err(|e| ContainerError::Init(e.msg))?;
     // SAFETY: the runtime is single-threaded; the child only runs our own code until execve.
     let pid = unsafe { libc::fork() };
@@ -1150,6 +1160,7 @@ pub fn exec(opts: &ExecOpts) -> Result<i32> {
                 caps,
                 seccomp.as_ref(),
                 opts.preserve_fds,
+                &state_json,
             )
         }));
         let e = r.unwrap_or_else(|_| StepError::new("exec", "panicked"));
@@ -1203,6 +1214,7 @@ fn exec_child(
     caps: crate::caps::CapMasks,
     seccomp: Option<&crate::seccomp::SeccompFilter>,
     preserve_fds: i32,
+    state_json: &str,
 ) -> StepError {
     let mut buf = [0u8; 8];
     match sync.recv(&mut buf) {
@@ -1238,6 +1250,7 @@ fn exec_child(
         seccomp,
         preserve_fds,
         keep: &keep,
+        state_json: state_json.to_string(),
     };
     match process::prepare_exec(&plan) {
         Ok(a) => process::do_exec(&a, seccomp),

@@ -304,6 +304,8 @@ pub(crate) struct ExecPlan<'a> {
     pub preserve_fds: i32,
     /// Other fds (close-on-exec) that must stay open until execve.
     pub keep: &'a [RawFd],
+    /// The container's state JSON, sent with a seccomp notify listener.
+    pub state_json: String,
 }
 
 /// What `execve` needs, computed before blocking on the exec fifo.
@@ -312,6 +314,7 @@ pub(crate) struct ExecArgs {
     argv: Vec<CString>,
     envp: Vec<CString>,
     nnp: bool,
+    state_json: String,
 }
 
 fn cstr(s: &[u8], what: &'static str) -> StepResult<CString> {
@@ -345,7 +348,7 @@ pub(crate) fn prepare_exec(plan: &ExecPlan<'_>) -> StepResult<ExecArgs> {
     }
     let nnp = p.no_new_privileges().unwrap_or(false);
     if let (Some(f), false) = (plan.seccomp, nnp) {
-        load_seccomp(f)?;
+        load_seccomp(f, &plan.state_json)?;
     }
     caps::drop_bounding(plan.caps.bounding)
         .map_err(|e| StepError::new("drop capability bounding set", e))?;
@@ -441,13 +444,19 @@ pub(crate) fn prepare_exec(plan: &ExecPlan<'_>) -> StepResult<ExecArgs> {
         argv,
         envp,
         nnp,
+        state_json: plan.state_json.clone(),
     })
 }
 
-fn load_seccomp(f: &SeccompFilter) -> StepResult {
-    f.load()
-        .map(|_listener| ())
-        .map_err(|e| StepError::new("seccomp", e))
+/// Loads the filter; a notify listener goes to the profile's listenerPath with the state.
+fn load_seccomp(f: &SeccompFilter, state_json: &str) -> StepResult {
+    let listener = f.load().map_err(|e| StepError::new("seccomp", e))?;
+    if let Some(fd) = listener {
+        use std::os::fd::AsFd;
+        f.send_listener(fd.as_fd(), state_json)
+            .map_err(|e| StepError::new("seccomp listener", e))?;
+    }
+    Ok(())
 }
 
 /// Closes every fd from `from` up, except those in `keep` (which are close-on-exec and
@@ -524,7 +533,7 @@ pub(crate) fn do_exec(a: &ExecArgs, seccomp: Option<&SeccompFilter>) -> StepErro
     // SAFETY: resetting a signal disposition to the default.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     if let (Some(f), true) = (seccomp, a.nnp) {
-        if let Err(e) = load_seccomp(f) {
+        if let Err(e) = load_seccomp(f, &a.state_json) {
             return e;
         }
     }
@@ -691,6 +700,11 @@ fn init_setup(ctx: &InitCtx<'_>) -> StepResult<ExecArgs> {
         seccomp: ctx.seccomp,
         preserve_fds: ctx.preserve_fds,
         keep: &keep,
+        state_json: if ctx.seccomp.is_some_and(|f| f.uses_notify()) {
+            state.oci_json(crate::state::Status::Creating)
+        } else {
+            String::new()
+        },
     };
     let args = prepare_exec(&plan)?;
 

@@ -10,7 +10,12 @@ use serde_json::json;
 
 fn assert_nothing_left(r: &Runc, id: &str) {
     let left: Vec<_> = std::fs::read_dir(&r.root)
-        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name())
+                .filter(|n| !n.to_string_lossy().starts_with('.'))
+                .collect()
+        })
         .unwrap_or_default();
     assert!(left.is_empty(), "state left under --root: {left:?}");
     assert!(!cgroup_exists(id), "cgroup of {id} left");
