@@ -1143,7 +1143,15 @@ pub fn exec(opts: &ExecOpts) -> Result<i32> {
     }
     let (parent_sock, child_sock) = SyncSock::pair().map_err(sys("socketpair"))?;
     let caps = crate::caps::CapMasks::from_spec(p.capabilities().as_ref());
-    let state_json = st.oci_json(Status::Running);
+    let keep = [child_sock.0.as_raw_fd()];
+    let plan = ExecPlan {
+        process: &p,
+        caps,
+        seccomp: seccomp.as_ref(),
+        preserve_fds: opts.preserve_fds,
+        keep: &keep,
+        state_json: st.oci_json(Status::Running),
+    };
     process::set_non_dumpable().map_err(|e| ContainerError::Init(e.msg))?;
     // SAFETY: the runtime is single-threaded; the child only runs our own code until execve.
     let pid = unsafe { libc::fork() };
@@ -1156,11 +1164,7 @@ pub fn exec(opts: &ExecOpts) -> Result<i32> {
                 &child_sock,
                 &nss,
                 console.as_ref().map(|c| c.as_raw_fd()),
-                &p,
-                caps,
-                seccomp.as_ref(),
-                opts.preserve_fds,
-                &state_json,
+                &plan,
             )
         }));
         let e = r.unwrap_or_else(|_| StepError::new("exec", "panicked"));
@@ -1210,11 +1214,7 @@ fn exec_child(
     sync: &SyncSock,
     nss: &[(LinuxNamespaceType, std::fs::File)],
     console: Option<RawFd>,
-    p: &Process,
-    caps: crate::caps::CapMasks,
-    seccomp: Option<&crate::seccomp::SeccompFilter>,
-    preserve_fds: i32,
-    state_json: &str,
+    plan: &ExecPlan<'_>,
 ) -> StepError {
     let mut buf = [0u8; 8];
     match sync.recv(&mut buf) {
@@ -1235,7 +1235,8 @@ fn exec_child(
         }
     }
     if let Some(c) = console {
-        let size = p
+        let size = plan
+            .process
             .console_size()
             .as_ref()
             .map(|b| (b.height() as u16, b.width() as u16));
@@ -1243,20 +1244,10 @@ fn exec_child(
             return e;
         }
     }
-    let keep = [sync.0.as_raw_fd()];
-    let plan = ExecPlan {
-        process: p,
-        caps,
-        seccomp,
-        preserve_fds,
-        keep: &keep,
-        state_json: state_json.to_string(),
-    };
-    match process::prepare_exec(&plan) {
-        Ok(a) => process::do_exec(&a, seccomp),
+    match process::prepare_exec(plan) {
+        Ok(a) => process::do_exec(&a, plan.seccomp),
         Err(e) => e,
     }
 }
-
 /// The annotations type of a state, for callers.
 pub type Annotations = HashMap<String, String>;
