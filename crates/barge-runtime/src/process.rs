@@ -337,8 +337,8 @@ pub(crate) fn prepare_exec(plan: &ExecPlan<'_>) -> StepResult<ExecArgs> {
             return Err(StepError::new(
                 "setrlimit",
                 format!(
-                    "{:?} soft {} hard {}: {}",
-                    rl.typ(),
+                    "process.rlimits {} soft {} hard {}: {}",
+                    serde_json::to_string(&rl.typ()).unwrap_or_default(),
                     rl.soft(),
                     rl.hard(),
                     std::io::Error::last_os_error()
