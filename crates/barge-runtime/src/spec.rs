@@ -156,7 +156,7 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<(), SpecError> {
     }
     let linux = match spec.linux() {
         Some(l) => l,
-        None => return Ok(()),
+        None => return Err(invalid("linux", "missing")),
     };
     let mut seen = HashSet::new();
     let nss = linux.namespaces().as_deref().unwrap_or(&[]);
@@ -167,6 +167,32 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<(), SpecError> {
                 format!("duplicate namespace {:?}", ns.typ().to_string()),
             ));
         }
+    }
+    let has_new = |t: LinuxNamespaceType| nss.iter().any(|n| n.typ() == t && n.path().is_none());
+    let has = |t: LinuxNamespaceType| nss.iter().any(|n| n.typ() == t);
+    // Setting them without a UTS namespace of the container's own would rename the host.
+    if spec.hostname().is_some() && !has(LinuxNamespaceType::Uts) {
+        return Err(invalid("hostname", "requires a uts namespace"));
+    }
+    if spec.domainname().is_some() && !has(LinuxNamespaceType::Uts) {
+        return Err(invalid("domainname", "requires a uts namespace"));
+    }
+    if has_new(LinuxNamespaceType::User) {
+        if linux.uid_mappings().as_ref().is_none_or(|m| m.is_empty()) {
+            return Err(invalid(
+                "linux.uidMappings",
+                "required with a new user namespace",
+            ));
+        }
+        if linux.gid_mappings().as_ref().is_none_or(|m| m.is_empty()) {
+            return Err(invalid(
+                "linux.gidMappings",
+                "required with a new user namespace",
+            ));
+        }
+    }
+    if !has(LinuxNamespaceType::Mount) {
+        return Err(invalid("linux.namespaces", "a mount namespace is required"));
     }
     if let Some(sysctl) = linux.sysctl() {
         for (k, v) in sysctl {
@@ -183,9 +209,7 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<(), SpecError> {
             match sysctl_namespace(k) {
                 None => return Err(invalid(field, "not a namespaced sysctl")),
                 Some(t) => {
-                    let has = nss.iter().any(|n| n.typ() == t && n.path().is_none());
-                    let joined = nss.iter().any(|n| n.typ() == t);
-                    if !has && !joined {
+                    if !has(t) {
                         return Err(invalid(
                             field,
                             format!("requires a new {t} namespace; the host's would be changed"),
