@@ -397,3 +397,126 @@ fn pause_and_resume() {
     r.ok(&["kill", "--all", &id, "9"]);
     r.ok(&["delete", "--force", &id]);
 }
+
+#[test]
+fn run_options_detach_no_pivot_preserve_fds() {
+    if skip_unless_root() {
+        return;
+    }
+    let r = Runc::new();
+    let mut b = Bundle::new(&r);
+    // --no-pivot
+    b.args(&["echo", "no-pivot"]);
+    let id = unique_id("np");
+    r.track(&id);
+    let o = r.out(&["run", "--no-pivot", "-b", b.path().to_str().unwrap(), &id]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "no-pivot\n",
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // --preserve-fds 1: fd 3 of the caller reaches the container.
+    let data = r.dir.path().join("fd3.txt");
+    std::fs::write(&data, "through-fd-3\n").unwrap();
+    let f = std::fs::File::open(&data).unwrap();
+    b.args(&["sh", "-c", "cat <&3; ls /proc/self/fd"]);
+    let id = unique_id("pfd");
+    r.track(&id);
+    let mut c = r.cmd(&[
+        "run",
+        "--preserve-fds",
+        "1",
+        "-b",
+        b.path().to_str().unwrap(),
+        &id,
+    ]);
+    {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let raw = f.as_raw_fd();
+        // SAFETY: dup2 in the forked child before exec; async-signal-safe.
+        unsafe {
+            c.pre_exec(move || {
+                // dup2(3, 3) would keep close-on-exec: clear it instead.
+                let r = if raw == 3 {
+                    libc::fcntl(3, libc::F_SETFD, 0)
+                } else {
+                    libc::dup2(raw, 3)
+                };
+                if r < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let o = c.output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.starts_with("through-fd-3\n"),
+        "{out} {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // --detach returns with the container running.
+    b.args(&["sleep", "100"]);
+    let id = unique_id("det");
+    r.track(&id);
+    let st = r
+        .cmd(&["run", "-d", "-b", b.path().to_str().unwrap(), &id])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(r.status(&id), "running");
+    r.ok(&["delete", "-f", &id]);
+}
+
+#[test]
+fn cli_misc_log_json_features_version() {
+    let r = Runc::new();
+    let log = r.dir.path().join("log.json");
+    let o = r.out(&[
+        "--log",
+        log.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "state",
+        "no-such-container",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let line = std::fs::read_to_string(&log).unwrap();
+    let v: Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
+    assert_eq!(v["level"], json!("error"));
+    assert!(v["msg"].as_str().unwrap().contains("no-such-container"));
+    assert!(v["time"].is_string());
+    let f: Value = serde_json::from_str(&r.ok(&["features"])).unwrap();
+    assert!(f["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("user")));
+    assert!(f["linux"]["capabilities"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("CAP_SYS_ADMIN")));
+    assert!(r.ok(&["--version"]).contains("barge-runc version"));
+    // Flags podman/conmon pass are accepted.
+    let o = r.out(&[
+        "--systemd-cgroup",
+        "--debug",
+        "create",
+        "--no-new-keyring",
+        "--bundle",
+        "/nonexistent",
+        "x",
+    ]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent"));
+    // spec refuses to overwrite.
+    let d = tempfile::tempdir().unwrap();
+    r.ok(&["spec", "--bundle", d.path().to_str().unwrap()]);
+    assert!(!r
+        .out(&["spec", "--bundle", d.path().to_str().unwrap()])
+        .status
+        .success());
+}
