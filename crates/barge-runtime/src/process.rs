@@ -435,10 +435,15 @@ pub(crate) fn prepare_exec(plan: &ExecPlan<'_>) -> StepResult<ExecArgs> {
         .iter()
         .map(|a| cstr(a.as_bytes(), "process.args"))
         .collect::<StepResult<Vec<_>>>()?;
-    let envp = env
+    let mut envp = env
         .iter()
         .map(|a| cstr(a.as_bytes(), "process.env"))
         .collect::<StepResult<Vec<_>>>()?;
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        // As runc: HOME from the container's /etc/passwd, else "/".
+        let home = home_of(u.uid()).unwrap_or_else(|| "/".into());
+        envp.push(cstr(format!("HOME={home}").as_bytes(), "HOME")?);
+    }
     Ok(ExecArgs {
         path,
         argv,
@@ -482,6 +487,15 @@ fn close_range(first: libc::c_uint, last: libc::c_uint) -> StepResult {
         return Err(StepError::os("close_range"));
     }
     Ok(())
+}
+
+/// The home directory of `uid` in the container's /etc/passwd.
+fn home_of(uid: u32) -> Option<String> {
+    let data = std::fs::read_to_string("/etc/passwd").ok()?;
+    data.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() >= 6 && f[2].parse::<u32>().ok()? == uid).then(|| f[5].to_string())
+    })
 }
 
 /// Finds `arg0` as execve would with the container's PATH (from `env`).

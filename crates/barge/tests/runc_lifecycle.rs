@@ -132,10 +132,11 @@ fn process_settings_hostname_env_cwd_user_umask_rlimits() {
         &[
             "sh",
             "-c",
-            "hostname; echo $FOO; pwd; id; umask; ulimit -n; ulimit -Hn",
+            "hostname; echo $FOO; pwd; id; umask; ulimit -n; ulimit -Hn; echo $HOME",
         ],
     );
     let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 8, "{out}");
     assert_eq!(lines[0], "bargehost");
     assert_eq!(lines[1], "bar baz");
     assert_eq!(lines[2], "/tmp");
@@ -152,6 +153,7 @@ fn process_settings_hostname_env_cwd_user_umask_rlimits() {
     assert_eq!(lines[4], "0027");
     assert_eq!(lines[5], "777");
     assert_eq!(lines[6], "888");
+    assert_eq!(lines[7], "/home/user");
 }
 
 #[test]
