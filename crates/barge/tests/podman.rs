@@ -50,6 +50,8 @@ impl Podman {
 
 impl Drop for Podman {
     fn drop(&mut self) {
+        // A paused container is not removed by rm -f on podman 4.3: thaw first.
+        let _ = self.cmd(&["unpause", "--all"]).output();
         let _ = self.cmd(&["rm", "-af", "-t", "0"]).output();
         let _ = self.cmd(&["rmi", "-af"]).output();
     }
@@ -131,8 +133,7 @@ fn podman_run_exec_logs_pause_stop() {
         p.ok(&["inspect", "-f", "{{.State.Status}}", &name]).trim(),
         "paused"
     );
-    let n1 = p.ok(&["unpause", &name]);
-    let _ = n1;
+    p.ok(&["unpause", &name]);
     assert_eq!(
         p.ok(&["inspect", "-f", "{{.State.Status}}", &name]).trim(),
         "running"
