@@ -886,3 +886,135 @@ fn console_is_bound_from_the_pty() {
     });
     r.expect("console");
 }
+
+#[test]
+fn user_namespace_keeps_locked_flags() {
+    if !root_or_skip("user_namespace_keeps_locked_flags") {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let rootfs = busybox_rootfs(tmp.path());
+    let locked = tmp.path().join("locked");
+    std::fs::create_dir(&locked).expect("locked dir");
+    let s = spec(json!({
+        "ociVersion": "1.2.0", "root": {"path": rootfs},
+        "mounts": [
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+            {"destination": "/data", "type": "bind", "source": locked, "options": ["bind", "ro", "suid", "dev", "exec"]}
+        ]
+    }));
+    let r = in_child(true, || {
+        // A nosuid,nodev,noexec mount made outside the user namespace: inside it those
+        // flags are locked and a remount that drops them fails with EPERM.
+        nix::mount::mount(
+            Some("tmpfs"),
+            &locked,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            None::<&str>,
+        )
+        .map_err(|e| format!("tmpfs: {e}"))?;
+        std::fs::write(locked.join("marker"), b"m").map_err(|e| e.to_string())?;
+        nix::sched::unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)
+            .map_err(|e| format!("unshare(NEWUSER|NEWNS): {e}"))?;
+        std::fs::write("/proc/self/setgroups", "deny").map_err(|e| format!("setgroups: {e}"))?;
+        std::fs::write("/proc/self/uid_map", "0 0 1").map_err(|e| format!("uid_map: {e}"))?;
+        std::fs::write("/proc/self/gid_map", "0 0 1").map_err(|e| format!("gid_map: {e}"))?;
+        let opts = RootfsOptions {
+            user_namespace: true,
+            ..Default::default()
+        };
+        prepare_rootfs(&s, &rootfs, &opts).map_err(|e| format!("prepare: {e}"))?;
+        pivot_root(&rootfs).map_err(|e| format!("pivot: {e}"))?;
+        ensure!(
+            std::fs::read("/data/marker").map_err(|e| e.to_string())? == b"m",
+            "bind content"
+        );
+        let e = std::fs::write("/data/x", b"x")
+            .err()
+            .and_then(|e| e.raw_os_error());
+        ensure!(e == Some(libc::EROFS), "ro bind is writable: {e:?}");
+        use nix::sys::statvfs::FsFlags;
+        let flags = nix::sys::statvfs::statvfs("/data")
+            .map_err(|e| e.to_string())?
+            .flags();
+        ensure!(
+            flags.contains(FsFlags::ST_NOSUID | FsFlags::ST_NODEV | FsFlags::ST_NOEXEC),
+            "locked flags lost: {flags:?}"
+        );
+        // Devices are binds of the host's nodes (mknod is not allowed here).
+        ensure!(char_dev("/dev/null")? == (1, 3), "/dev/null");
+        ensure!(
+            Path::new("/dev/pts/ptmx").exists(),
+            "devpts (retried without gid=5)"
+        );
+        ensure!(link_target("/dev/ptmx")? == "pts/ptmx", "/dev/ptmx link");
+        Ok(())
+    });
+    r.expect("user namespace");
+}
+
+#[test]
+fn cgroup2_mounts_with_and_without_cgroupns() {
+    if !root_or_skip("cgroup2_mounts_with_and_without_cgroupns") {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let unified = PathBuf::from("/sys/fs/cgroup/unified");
+    let host_v2 = statfs("/sys/fs/cgroup")
+        .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+        .unwrap_or(false);
+    let unified = if host_v2 {
+        PathBuf::from("/sys/fs/cgroup")
+    } else {
+        unified
+    };
+    if !unified.join("cgroup.procs").exists() {
+        eprintln!("skipping cgroup2_mounts_with_and_without_cgroupns: no cgroup2 on this host");
+        return;
+    }
+    let mk = |name: &str| {
+        let rootfs = busybox_rootfs(&tmp.path().join(name));
+        let s = spec(json!({
+            "ociVersion": "1.2.0", "root": {"path": rootfs},
+            "mounts": [
+                {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+                {"destination": "/sys/fs/cgroup", "type": "cgroup2", "source": "cgroup",
+                 "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}
+            ]
+        }));
+        (rootfs, s)
+    };
+    let (bind_root, bind_spec) = mk("bind");
+    let (ns_root, ns_spec) = mk("ns");
+    let paths = vec![(String::new(), unified.clone())];
+    let r = in_child(true, || {
+        for (rootfs, s, cgroupns) in [(&bind_root, &bind_spec, false), (&ns_root, &ns_spec, true)] {
+            let opts = RootfsOptions {
+                cgroup_paths: paths.clone(),
+                cgroup_namespace: cgroupns,
+                ..Default::default()
+            };
+            prepare_rootfs(s, rootfs, &opts).map_err(|e| format!("prepare ({cgroupns}): {e}"))?;
+            let cg = rootfs.join("sys/fs/cgroup");
+            let st = statfs(&cg).map_err(|e| e.to_string())?;
+            ensure!(
+                st.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC,
+                "cgroupns={cgroupns}: not cgroup2"
+            );
+            ensure!(
+                cg.join("cgroup.procs").exists(),
+                "cgroupns={cgroupns}: no cgroup.procs"
+            );
+            let procs = cg.join("cgroup.procs");
+            ensure!(
+                open_write_errno(&procs.to_string_lossy()) == Some(Errno::EROFS),
+                "cgroupns={cgroupns}: cgroup2 is writable"
+            );
+        }
+        Ok(())
+    });
+    r.expect("cgroup2");
+}
