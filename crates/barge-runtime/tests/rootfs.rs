@@ -1018,3 +1018,95 @@ fn cgroup2_mounts_with_and_without_cgroupns() {
     });
     r.expect("cgroup2");
 }
+
+/// Kills and reaps a helper process when dropped, also when a check fails.
+struct KillOnDrop(nix::unistd::Pid);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(self.0, nix::sys::signal::Signal::SIGKILL);
+        let _ = waitpid(self.0, None);
+    }
+}
+
+#[test]
+fn racing_symlink_swap_never_reaches_the_host() {
+    if !root_or_skip("racing_symlink_swap_never_reaches_the_host") {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let rootfs = busybox_rootfs(tmp.path());
+    let host_target = tmp.path().join("host-target");
+    let src = tmp.path().join("src");
+    std::fs::create_dir(&host_target).expect("host target");
+    std::fs::create_dir(&src).expect("src");
+    std::fs::create_dir(rootfs.join("race")).expect("race dir");
+    // `race` and `race-link` swap places all the time: the destination /race/canary is
+    // sometimes a directory, sometimes behind a symlink to a host path.
+    std::os::unix::fs::symlink(&host_target, rootfs.join("race-link")).expect("race link");
+    let s = spec(json!({
+        "ociVersion": "1.2.0", "root": {"path": rootfs},
+        "mounts": [{"destination": "/race/canary", "type": "bind", "source": src, "options": ["bind"]}]
+    }));
+    let r = in_child(true, || {
+        let rootfs_dir = nix::fcntl::open(
+            &rootfs,
+            nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| e.to_string())?;
+        // SAFETY: this child is single-threaded (forked from the test); the racer only
+        // loops on renameat2 and is killed by the guard.
+        let racer = match unsafe { nix::unistd::fork() }.map_err(|e| e.to_string())? {
+            ForkResult::Child => loop {
+                let _ = nix::fcntl::renameat2(
+                    &rootfs_dir,
+                    "race",
+                    &rootfs_dir,
+                    "race-link",
+                    nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+                );
+            },
+            ForkResult::Parent { child } => KillOnDrop(child),
+        };
+        let mut landed_inside = 0;
+        for _ in 0..150 {
+            // SAFETY: as above; the grandchild only runs prepare_rootfs and _exits.
+            match unsafe { nix::unistd::fork() }.map_err(|e| e.to_string())? {
+                ForkResult::Child => {
+                    let ok = nix::sched::unshare(CloneFlags::CLONE_NEWNS).is_ok()
+                        && prepare_rootfs(&s, &rootfs, &RootfsOptions::default()).is_ok();
+                    // SAFETY: leave without running anything of the parent's.
+                    unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+                }
+                ForkResult::Parent { child } => {
+                    if let Ok(WaitStatus::Exited(_, 0)) = waitpid(child, None) {
+                        landed_inside += 1;
+                    }
+                }
+            }
+            let entries = std::fs::read_dir(&host_target)
+                .map_err(|e| e.to_string())?
+                .count();
+            ensure!(
+                entries == 0,
+                "a mount target appeared in the host directory"
+            );
+        }
+        drop(racer);
+        ensure!(
+            landed_inside > 0,
+            "no prepare_rootfs succeeded during the race"
+        );
+        Ok(())
+    });
+    r.expect("race");
+    assert_eq!(
+        std::fs::read_dir(&host_target)
+            .expect("host target")
+            .count(),
+        0,
+        "host directory got an entry"
+    );
+    assert!(host_mounts_under(tmp.path()).is_empty());
+}
