@@ -610,7 +610,8 @@ fn ro_bind_and_tmpfs_mode() {
             {"destination": "/mnt/data", "type": "bind", "source": data, "options": ["rbind", "ro", "nosuid"]},
             {"destination": "/scratch", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777", "size=65536k"]}
         ],
-        "linux": {"readonlyPaths": ["/etc/passwd", "/no/such/path"], "maskedPaths": ["/no/such/file"]}
+        "linux": {"readonlyPaths": ["/etc/passwd", "/no/such/path"], "maskedPaths": ["/no/such/file"],
+                  "rootfsPropagation": "rshared"}
     }));
     let r = in_child(true, || {
         prepare_rootfs(&s, &rootfs, &RootfsOptions::default())
@@ -628,6 +629,16 @@ fn ro_bind_and_tmpfs_mode() {
         ensure!(
             open_write_errno("/etc/passwd") == Some(Errno::EROFS),
             "readonly file path is writable"
+        );
+        // rootfsPropagation applies to the new root.
+        let mi = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
+        let root_line = mi
+            .lines()
+            .find(|l| l.split(' ').nth(4) == Some("/"))
+            .unwrap_or_default();
+        ensure!(
+            root_line.contains(" shared:"),
+            "/ is not shared: {root_line}"
         );
         std::fs::write("/etc/group-new", b"x").map_err(|e| format!("/etc writable: {e}"))?;
         let md = std::fs::metadata("/scratch").map_err(|e| e.to_string())?;
