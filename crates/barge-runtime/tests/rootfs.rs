@@ -1121,3 +1121,63 @@ fn racing_symlink_swap_never_reaches_the_host() {
     );
     assert!(host_mounts_under(tmp.path()).is_empty());
 }
+
+#[test]
+fn open_procfs_refuses_redirected_paths() {
+    if !root_or_skip("open_procfs_refuses_redirected_paths") {
+        return;
+    }
+    use barge_runtime::rootfs::open_procfs;
+    use nix::fcntl::OFlag;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let rootfs = busybox_rootfs(tmp.path());
+    let s = spec(json!({
+        "ociVersion": "1.2.0", "root": {"path": rootfs},
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["mode=755"]}
+        ],
+        "linux": {"maskedPaths": ["/proc/keys"], "readonlyPaths": ["/proc/sys"]}
+    }));
+    let r = in_child(true, || {
+        prepare_rootfs(&s, &rootfs, &RootfsOptions::default())
+            .map_err(|e| format!("prepare: {e}"))?;
+        pivot_root(&rootfs).map_err(|e| format!("pivot: {e}"))?;
+        // Before finalize: plain procfs files open, "self" included.
+        open_procfs(Path::new("sys/kernel/hostname"), OFlag::O_RDONLY)
+            .map_err(|e| format!("hostname: {e}"))?;
+        let fd = open_procfs(Path::new("self/oom_score_adj"), OFlag::O_RDONLY)
+            .map_err(|e| format!("self: {e}"))?;
+        let mut v = String::new();
+        std::fs::File::from(fd)
+            .read_to_string(&mut v)
+            .map_err(|e| e.to_string())?;
+        ensure!(v.trim().parse::<i32>().is_ok(), "oom_score_adj {v:?}");
+        finalize_rootfs(&s).map_err(|e| format!("finalize: {e}"))?;
+        // A masked file (a /dev/null bind) and a readonly bind are other mounts: refused.
+        expect_refused(
+            open_procfs(Path::new("keys"), OFlag::O_RDONLY).map(drop),
+            "/proc/keys",
+        )?;
+        expect_refused(
+            open_procfs(Path::new("sys/kernel/hostname"), OFlag::O_WRONLY).map(drop),
+            "mount",
+        )?;
+        // A tmpfs over /proc: refused.
+        nix::mount::mount(
+            Some("tmpfs"),
+            "/proc",
+            Some("tmpfs"),
+            MsFlags::empty(),
+            None::<&str>,
+        )
+        .map_err(|e| e.to_string())?;
+        std::fs::write("/proc/fake", b"").map_err(|e| e.to_string())?;
+        expect_refused(
+            open_procfs(Path::new("fake"), OFlag::O_RDONLY).map(drop),
+            "not procfs",
+        )?;
+        Ok(())
+    });
+    r.expect("open_procfs");
+}

@@ -30,6 +30,7 @@ mod mountinfo;
 mod mounts;
 pub mod options;
 mod pivot;
+mod procfs;
 mod resolve;
 mod sys;
 
@@ -276,4 +277,16 @@ pub fn mount_console(pty_slave: &Path) -> Result<(), RootfsError> {
 /// `ioctl(TIOCGPTPEER)`), so no path to it needs trusting.
 pub fn mount_console_fd(pty_slave: std::os::fd::BorrowedFd<'_>) -> Result<(), RootfsError> {
     finalize::mount_console_fd(pty_slave)
+}
+
+/// Opens `/proc/<rel>` of the current root (e.g. `sys/net/ipv4/ip_forward`,
+/// `self/oom_score_adj`) with `flags`, for a write that must reach the real procfs: /proc
+/// must be procfs, the path may not contain symlinks nor cross a mount (so call it before
+/// [`finalize_rootfs`], whose readonly and masked paths are mounts), and the opened file is
+/// checked to be on procfs.
+pub fn open_procfs(
+    rel: &Path,
+    flags: nix::fcntl::OFlag,
+) -> Result<std::os::fd::OwnedFd, RootfsError> {
+    procfs::open(rel, flags)
 }
