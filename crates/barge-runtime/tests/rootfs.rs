@@ -504,6 +504,10 @@ fn fake_proc_and_sys_are_refused() {
         "ociVersion": "1.2.0", "root": {"path": rootfs2},
         "mounts": [{"destination": "/proc", "type": "bind", "source": tmp.path(), "options": ["rbind"]}]
     }));
+    let typed_vol_spec = spec(json!({
+        "ociVersion": "1.2.0", "root": {"path": rootfs2},
+        "mounts": [{"destination": "/proc", "type": "proc", "source": tmp.path(), "options": ["rbind"]}]
+    }));
     std::os::unix::fs::symlink("proc", rootfs2.join("myproc")).expect("myproc link");
     let alias_spec = spec(json!({
         "ociVersion": "1.2.0", "root": {"path": rootfs2},
@@ -532,6 +536,8 @@ fn fake_proc_and_sys_are_refused() {
             .map_err(|e| format!("sys symlink: {e}"))?;
         expect_refused(prepare_rootfs(&vol_spec, &r2, &o), "/proc")
             .map_err(|e| format!("bind over /proc: {e}"))?;
+        expect_refused(prepare_rootfs(&typed_vol_spec, &r2, &o), "/proc")
+            .map_err(|e| format!("bind typed proc over /proc: {e}"))?;
         expect_refused(prepare_rootfs(&alias_spec, &r2, &o), "procfs")
             .map_err(|e| format!("bind into procfs through a symlink: {e}"))?;
         expect_refused(prepare_rootfs(&under_spec, &r2, &o), "/proc/sys")
