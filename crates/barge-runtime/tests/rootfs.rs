@@ -730,7 +730,23 @@ fn spec_devices_get_mode_and_owner() {
             {"path": "/dev/fifo", "type": "p", "fileMode": 420}
         ]}
     }));
+    // A device path outside the fresh /dev that is a symlink in the image: refused.
+    let rootfs2 = busybox_rootfs(&tmp.path().join("two"));
+    std::os::unix::fs::symlink("/etc/passwd", rootfs2.join("etc/evil")).expect("evil link");
+    let s2 = spec(json!({
+        "ociVersion": "1.2.0", "root": {"path": rootfs2},
+        "mounts": [{"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["mode=755"]}],
+        "linux": {"devices": [{"path": "/etc/evil", "type": "c", "major": 1, "minor": 3}]}
+    }));
     let r = in_child(true, || {
+        expect_refused(
+            prepare_rootfs(&s2, &rootfs2, &RootfsOptions::default()),
+            "symlink",
+        )
+        .map_err(|e| format!("symlinked device path: {e}"))?;
+        let passwd =
+            std::fs::symlink_metadata(rootfs2.join("etc/passwd")).map_err(|e| e.to_string())?;
+        ensure!(passwd.is_file(), "etc/passwd was replaced");
         let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
         prepare_rootfs(&s, &rootfs, &RootfsOptions::default())
             .map_err(|e| format!("prepare: {e}"))?;
