@@ -504,6 +504,10 @@ fn fake_proc_and_sys_are_refused() {
         "ociVersion": "1.2.0", "root": {"path": rootfs2},
         "mounts": [{"destination": "/proc", "type": "bind", "source": tmp.path(), "options": ["rbind"]}]
     }));
+    let typed_vol_spec = spec(json!({
+        "ociVersion": "1.2.0", "root": {"path": rootfs2},
+        "mounts": [{"destination": "/proc", "type": "proc", "source": tmp.path(), "options": ["rbind"]}]
+    }));
     std::os::unix::fs::symlink("proc", rootfs2.join("myproc")).expect("myproc link");
     let alias_spec = spec(json!({
         "ociVersion": "1.2.0", "root": {"path": rootfs2},
@@ -532,6 +536,8 @@ fn fake_proc_and_sys_are_refused() {
             .map_err(|e| format!("sys symlink: {e}"))?;
         expect_refused(prepare_rootfs(&vol_spec, &r2, &o), "/proc")
             .map_err(|e| format!("bind over /proc: {e}"))?;
+        expect_refused(prepare_rootfs(&typed_vol_spec, &r2, &o), "/proc")
+            .map_err(|e| format!("bind typed proc over /proc: {e}"))?;
         expect_refused(prepare_rootfs(&alias_spec, &r2, &o), "procfs")
             .map_err(|e| format!("bind into procfs through a symlink: {e}"))?;
         expect_refused(prepare_rootfs(&under_spec, &r2, &o), "/proc/sys")
@@ -610,7 +616,8 @@ fn ro_bind_and_tmpfs_mode() {
             {"destination": "/mnt/data", "type": "bind", "source": data, "options": ["rbind", "ro", "nosuid"]},
             {"destination": "/scratch", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777", "size=65536k"]}
         ],
-        "linux": {"readonlyPaths": ["/etc/passwd", "/no/such/path"], "maskedPaths": ["/no/such/file"]}
+        "linux": {"readonlyPaths": ["/etc/passwd", "/no/such/path"], "maskedPaths": ["/no/such/file"],
+                  "rootfsPropagation": "rshared"}
     }));
     let r = in_child(true, || {
         prepare_rootfs(&s, &rootfs, &RootfsOptions::default())
@@ -628,6 +635,16 @@ fn ro_bind_and_tmpfs_mode() {
         ensure!(
             open_write_errno("/etc/passwd") == Some(Errno::EROFS),
             "readonly file path is writable"
+        );
+        // rootfsPropagation applies to the new root.
+        let mi = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
+        let root_line = mi
+            .lines()
+            .find(|l| l.split(' ').nth(4) == Some("/"))
+            .unwrap_or_default();
+        ensure!(
+            root_line.contains(" shared:"),
+            "/ is not shared: {root_line}"
         );
         std::fs::write("/etc/group-new", b"x").map_err(|e| format!("/etc writable: {e}"))?;
         let md = std::fs::metadata("/scratch").map_err(|e| e.to_string())?;
@@ -713,7 +730,23 @@ fn spec_devices_get_mode_and_owner() {
             {"path": "/dev/fifo", "type": "p", "fileMode": 420}
         ]}
     }));
+    // A device path outside the fresh /dev that is a symlink in the image: refused.
+    let rootfs2 = busybox_rootfs(&tmp.path().join("two"));
+    std::os::unix::fs::symlink("/etc/passwd", rootfs2.join("etc/evil")).expect("evil link");
+    let s2 = spec(json!({
+        "ociVersion": "1.2.0", "root": {"path": rootfs2},
+        "mounts": [{"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["mode=755"]}],
+        "linux": {"devices": [{"path": "/etc/evil", "type": "c", "major": 1, "minor": 3}]}
+    }));
     let r = in_child(true, || {
+        expect_refused(
+            prepare_rootfs(&s2, &rootfs2, &RootfsOptions::default()),
+            "symlink",
+        )
+        .map_err(|e| format!("symlinked device path: {e}"))?;
+        let passwd =
+            std::fs::symlink_metadata(rootfs2.join("etc/passwd")).map_err(|e| e.to_string())?;
+        ensure!(passwd.is_file(), "etc/passwd was replaced");
         let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
         prepare_rootfs(&s, &rootfs, &RootfsOptions::default())
             .map_err(|e| format!("prepare: {e}"))?;
@@ -885,4 +918,288 @@ fn console_is_bound_from_the_pty() {
         Ok(())
     });
     r.expect("console");
+}
+
+#[test]
+fn user_namespace_keeps_locked_flags() {
+    if !root_or_skip("user_namespace_keeps_locked_flags") {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let rootfs = busybox_rootfs(tmp.path());
+    let locked = tmp.path().join("locked");
+    std::fs::create_dir(&locked).expect("locked dir");
+    let s = spec(json!({
+        "ociVersion": "1.2.0", "root": {"path": rootfs},
+        "mounts": [
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+            {"destination": "/data", "type": "bind", "source": locked, "options": ["bind", "ro", "suid", "dev", "exec"]}
+        ]
+    }));
+    let r = in_child(true, || {
+        // A nosuid,nodev,noexec mount made outside the user namespace: inside it those
+        // flags are locked and a remount that drops them fails with EPERM.
+        nix::mount::mount(
+            Some("tmpfs"),
+            &locked,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            None::<&str>,
+        )
+        .map_err(|e| format!("tmpfs: {e}"))?;
+        std::fs::write(locked.join("marker"), b"m").map_err(|e| e.to_string())?;
+        nix::sched::unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)
+            .map_err(|e| format!("unshare(NEWUSER|NEWNS): {e}"))?;
+        std::fs::write("/proc/self/setgroups", "deny").map_err(|e| format!("setgroups: {e}"))?;
+        std::fs::write("/proc/self/uid_map", "0 0 1").map_err(|e| format!("uid_map: {e}"))?;
+        std::fs::write("/proc/self/gid_map", "0 0 1").map_err(|e| format!("gid_map: {e}"))?;
+        let opts = RootfsOptions {
+            user_namespace: true,
+            ..Default::default()
+        };
+        prepare_rootfs(&s, &rootfs, &opts).map_err(|e| format!("prepare: {e}"))?;
+        pivot_root(&rootfs).map_err(|e| format!("pivot: {e}"))?;
+        ensure!(
+            std::fs::read("/data/marker").map_err(|e| e.to_string())? == b"m",
+            "bind content"
+        );
+        let e = std::fs::write("/data/x", b"x")
+            .err()
+            .and_then(|e| e.raw_os_error());
+        ensure!(e == Some(libc::EROFS), "ro bind is writable: {e:?}");
+        use nix::sys::statvfs::FsFlags;
+        let flags = nix::sys::statvfs::statvfs("/data")
+            .map_err(|e| e.to_string())?
+            .flags();
+        ensure!(
+            flags.contains(FsFlags::ST_NOSUID | FsFlags::ST_NODEV | FsFlags::ST_NOEXEC),
+            "locked flags lost: {flags:?}"
+        );
+        // Devices are binds of the host's nodes (mknod is not allowed here).
+        ensure!(char_dev("/dev/null")? == (1, 3), "/dev/null");
+        ensure!(
+            Path::new("/dev/pts/ptmx").exists(),
+            "devpts (retried without gid=5)"
+        );
+        ensure!(link_target("/dev/ptmx")? == "pts/ptmx", "/dev/ptmx link");
+        Ok(())
+    });
+    r.expect("user namespace");
+}
+
+#[test]
+fn cgroup2_mounts_with_and_without_cgroupns() {
+    if !root_or_skip("cgroup2_mounts_with_and_without_cgroupns") {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let unified = PathBuf::from("/sys/fs/cgroup/unified");
+    let host_v2 = statfs("/sys/fs/cgroup")
+        .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+        .unwrap_or(false);
+    let unified = if host_v2 {
+        PathBuf::from("/sys/fs/cgroup")
+    } else {
+        unified
+    };
+    if !unified.join("cgroup.procs").exists() {
+        eprintln!("skipping cgroup2_mounts_with_and_without_cgroupns: no cgroup2 on this host");
+        return;
+    }
+    let mk = |name: &str| {
+        let rootfs = busybox_rootfs(&tmp.path().join(name));
+        let s = spec(json!({
+            "ociVersion": "1.2.0", "root": {"path": rootfs},
+            "mounts": [
+                {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+                {"destination": "/sys/fs/cgroup", "type": "cgroup2", "source": "cgroup",
+                 "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}
+            ]
+        }));
+        (rootfs, s)
+    };
+    let (bind_root, bind_spec) = mk("bind");
+    let (ns_root, ns_spec) = mk("ns");
+    let paths = vec![(String::new(), unified.clone())];
+    let r = in_child(true, || {
+        for (rootfs, s, cgroupns) in [(&bind_root, &bind_spec, false), (&ns_root, &ns_spec, true)] {
+            let opts = RootfsOptions {
+                cgroup_paths: paths.clone(),
+                cgroup_namespace: cgroupns,
+                ..Default::default()
+            };
+            prepare_rootfs(s, rootfs, &opts).map_err(|e| format!("prepare ({cgroupns}): {e}"))?;
+            let cg = rootfs.join("sys/fs/cgroup");
+            let st = statfs(&cg).map_err(|e| e.to_string())?;
+            ensure!(
+                st.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC,
+                "cgroupns={cgroupns}: not cgroup2"
+            );
+            ensure!(
+                cg.join("cgroup.procs").exists(),
+                "cgroupns={cgroupns}: no cgroup.procs"
+            );
+            let procs = cg.join("cgroup.procs");
+            ensure!(
+                open_write_errno(&procs.to_string_lossy()) == Some(Errno::EROFS),
+                "cgroupns={cgroupns}: cgroup2 is writable"
+            );
+        }
+        Ok(())
+    });
+    r.expect("cgroup2");
+}
+
+/// Kills and reaps a helper process when dropped, also when a check fails.
+struct KillOnDrop(nix::unistd::Pid);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(self.0, nix::sys::signal::Signal::SIGKILL);
+        let _ = waitpid(self.0, None);
+    }
+}
+
+#[test]
+fn racing_symlink_swap_never_reaches_the_host() {
+    if !root_or_skip("racing_symlink_swap_never_reaches_the_host") {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let rootfs = busybox_rootfs(tmp.path());
+    let host_target = tmp.path().join("host-target");
+    let src = tmp.path().join("src");
+    std::fs::create_dir(&host_target).expect("host target");
+    std::fs::create_dir(&src).expect("src");
+    std::fs::create_dir(rootfs.join("race")).expect("race dir");
+    // `race` and `race-link` swap places all the time: the destination /race/canary is
+    // sometimes a directory, sometimes behind a symlink to a host path.
+    std::os::unix::fs::symlink(&host_target, rootfs.join("race-link")).expect("race link");
+    let s = spec(json!({
+        "ociVersion": "1.2.0", "root": {"path": rootfs},
+        "mounts": [{"destination": "/race/canary", "type": "bind", "source": src, "options": ["bind"]}]
+    }));
+    let r = in_child(true, || {
+        let rootfs_dir = nix::fcntl::open(
+            &rootfs,
+            nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| e.to_string())?;
+        // SAFETY: this child is single-threaded (forked from the test); the racer only
+        // loops on renameat2 and is killed by the guard.
+        let racer = match unsafe { nix::unistd::fork() }.map_err(|e| e.to_string())? {
+            ForkResult::Child => loop {
+                let _ = nix::fcntl::renameat2(
+                    &rootfs_dir,
+                    "race",
+                    &rootfs_dir,
+                    "race-link",
+                    nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+                );
+            },
+            ForkResult::Parent { child } => KillOnDrop(child),
+        };
+        let mut landed_inside = 0;
+        for _ in 0..150 {
+            // SAFETY: as above; the grandchild only runs prepare_rootfs and _exits.
+            match unsafe { nix::unistd::fork() }.map_err(|e| e.to_string())? {
+                ForkResult::Child => {
+                    let ok = nix::sched::unshare(CloneFlags::CLONE_NEWNS).is_ok()
+                        && prepare_rootfs(&s, &rootfs, &RootfsOptions::default()).is_ok();
+                    // SAFETY: leave without running anything of the parent's.
+                    unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+                }
+                ForkResult::Parent { child } => {
+                    if let Ok(WaitStatus::Exited(_, 0)) = waitpid(child, None) {
+                        landed_inside += 1;
+                    }
+                }
+            }
+            let entries = std::fs::read_dir(&host_target)
+                .map_err(|e| e.to_string())?
+                .count();
+            ensure!(
+                entries == 0,
+                "a mount target appeared in the host directory"
+            );
+        }
+        drop(racer);
+        ensure!(
+            landed_inside > 0,
+            "no prepare_rootfs succeeded during the race"
+        );
+        Ok(())
+    });
+    r.expect("race");
+    assert_eq!(
+        std::fs::read_dir(&host_target)
+            .expect("host target")
+            .count(),
+        0,
+        "host directory got an entry"
+    );
+    assert!(host_mounts_under(tmp.path()).is_empty());
+}
+
+#[test]
+fn open_procfs_refuses_redirected_paths() {
+    if !root_or_skip("open_procfs_refuses_redirected_paths") {
+        return;
+    }
+    use barge_runtime::rootfs::open_procfs;
+    use nix::fcntl::OFlag;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let rootfs = busybox_rootfs(tmp.path());
+    let s = spec(json!({
+        "ociVersion": "1.2.0", "root": {"path": rootfs},
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["mode=755"]}
+        ],
+        "linux": {"maskedPaths": ["/proc/keys"], "readonlyPaths": ["/proc/sys"]}
+    }));
+    let r = in_child(true, || {
+        prepare_rootfs(&s, &rootfs, &RootfsOptions::default())
+            .map_err(|e| format!("prepare: {e}"))?;
+        pivot_root(&rootfs).map_err(|e| format!("pivot: {e}"))?;
+        // Before finalize: plain procfs files open, "self" included.
+        open_procfs(Path::new("sys/kernel/hostname"), OFlag::O_RDONLY)
+            .map_err(|e| format!("hostname: {e}"))?;
+        let fd = open_procfs(Path::new("self/oom_score_adj"), OFlag::O_RDONLY)
+            .map_err(|e| format!("self: {e}"))?;
+        let mut v = String::new();
+        std::fs::File::from(fd)
+            .read_to_string(&mut v)
+            .map_err(|e| e.to_string())?;
+        ensure!(v.trim().parse::<i32>().is_ok(), "oom_score_adj {v:?}");
+        finalize_rootfs(&s).map_err(|e| format!("finalize: {e}"))?;
+        // A masked file (a /dev/null bind) and a readonly bind are other mounts: refused.
+        expect_refused(
+            open_procfs(Path::new("keys"), OFlag::O_RDONLY).map(drop),
+            "/proc/keys",
+        )?;
+        expect_refused(
+            open_procfs(Path::new("sys/kernel/hostname"), OFlag::O_WRONLY).map(drop),
+            "mount",
+        )?;
+        // A tmpfs over /proc: refused.
+        nix::mount::mount(
+            Some("tmpfs"),
+            "/proc",
+            Some("tmpfs"),
+            MsFlags::empty(),
+            None::<&str>,
+        )
+        .map_err(|e| e.to_string())?;
+        std::fs::write("/proc/fake", b"").map_err(|e| e.to_string())?;
+        expect_refused(
+            open_procfs(Path::new("fake"), OFlag::O_RDONLY).map(drop),
+            "not procfs",
+        )?;
+        Ok(())
+    });
+    r.expect("open_procfs");
 }

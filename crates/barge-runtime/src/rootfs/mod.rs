@@ -4,6 +4,25 @@
 //! paths, and a readonly root.
 //!
 //! Everything here runs in the container's init process, inside its new mount namespace.
+//! The order is [`prepare_rootfs`], then [`pivot_root`] (or [`move_root_no_pivot`]), then
+//! [`finalize_rootfs`] and, with a terminal, [`mount_console`].
+//!
+//! How it stays safe against a hostile image:
+//! - every destination is resolved with openat2(`RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS`)
+//!   against an fd of the rootfs, missing components are created one by one inside it, and
+//!   the mount goes onto the resolved fd (`/proc/self/fd/N`), so a symlink (`etc -> /`) or a
+//!   component swapped meanwhile can never point a mount at the host (CVE-2021-30465 class);
+//! - proc and sysfs destinations may not contain symlinks, the result is checked with
+//!   fstatfs, and nothing but procfs (or the lxcfs files) may cover /proc or anything that
+//!   resolves into procfs (CVE-2019-16884, CVE-2019-19921 class);
+//! - masking uses a /dev/null opened without following symlinks and checked to be char 1:3,
+//!   and the console target may not be a symlink (CVE-2025-31133/-52565 class);
+//! - every fd is opened `O_CLOEXEC` and closed before returning.
+//!
+//! Semantics follow runc where the spec is silent: `rbind,ro` makes only the top mount
+//! readonly (use `rro` for all of them, via mount_setattr(2)); a bind remount keeps the
+//! ro/nosuid/nodev/noexec flags the mount already has unless an option clears them (and
+//! always in a user namespace, where the kernel locks them).
 
 mod devices;
 mod finalize;
@@ -11,6 +30,7 @@ mod mountinfo;
 mod mounts;
 pub mod options;
 mod pivot;
+mod procfs;
 mod resolve;
 mod sys;
 
@@ -96,7 +116,10 @@ impl RootfsError {
 pub struct RootfsOptions {
     /// The container's cgroup directories on the host, as (hierarchy name under
     /// /sys/fs/cgroup, e.g. `memory` or `unified` or `` for a pure v2 host, host path).
-    /// Used to populate a `cgroup` mount when the container has no cgroup namespace of its own.
+    /// A `cgroup` mount on a v1/hybrid host becomes a tmpfs with one bind per entry (with or
+    /// without a cgroup namespace; a name like `cpu,cpuacct` also gets `cpu` and `cpuacct`
+    /// symlinks). On a v2 host, or for a `cgroup2` mount, the `` (or `unified`) entry is
+    /// bound when there is no cgroup namespace, or when mounting a fresh cgroup2 fails.
     pub cgroup_paths: Vec<(String, PathBuf)>,
     /// The container has its own user namespace (device nodes must be bind-mounted, not made).
     pub user_namespace: bool,
@@ -254,4 +277,16 @@ pub fn mount_console(pty_slave: &Path) -> Result<(), RootfsError> {
 /// `ioctl(TIOCGPTPEER)`), so no path to it needs trusting.
 pub fn mount_console_fd(pty_slave: std::os::fd::BorrowedFd<'_>) -> Result<(), RootfsError> {
     finalize::mount_console_fd(pty_slave)
+}
+
+/// Opens `/proc/<rel>` of the current root (e.g. `sys/net/ipv4/ip_forward`,
+/// `self/oom_score_adj`) with `flags`, for a write that must reach the real procfs: /proc
+/// must be procfs, the path may not contain symlinks nor cross a mount (so call it before
+/// [`finalize_rootfs`], whose readonly and masked paths are mounts), and the opened file is
+/// checked to be on procfs.
+pub fn open_procfs(
+    rel: &Path,
+    flags: nix::fcntl::OFlag,
+) -> Result<std::os::fd::OwnedFd, RootfsError> {
+    procfs::open(rel, flags)
 }

@@ -110,8 +110,9 @@ pub(crate) fn mount_entry(ctx: &mut Ctx<'_>, index: usize, m: &Mount) -> Result<
     }
     check_proc_destination(&dest, typ, &o, m.source().as_deref())?;
     match typ {
-        "proc" | "sysfs" => mount_kernel_fs(ctx, &dest, typ, &o),
         "cgroup" | "cgroup2" => mount_cgroup(ctx, &dest, typ, &o),
+        // A bind option wins over the type (rootless specs bind /sys with type "sysfs" or
+        // "none"), as in runc.
         _ if o.is_bind() => {
             let Some(source) = m.source() else {
                 return Err(RootfsError::InvalidSpec {
@@ -121,6 +122,7 @@ pub(crate) fn mount_entry(ctx: &mut Ctx<'_>, index: usize, m: &Mount) -> Result<
             };
             mount_bind(ctx, &dest, source, &o)
         }
+        "proc" | "sysfs" => mount_kernel_fs(ctx, &dest, typ, &o),
         _ => {
             let source = m
                 .source()
@@ -141,7 +143,8 @@ fn check_proc_destination(
     o: &MountOptions,
     source: Option<&Path>,
 ) -> Result<(), RootfsError> {
-    if typ == "proc" || !dest.starts_with("/proc") {
+    // A fresh procfs is fine anywhere; a bind is judged by its source whatever its type.
+    if (typ == "proc" && !o.is_bind()) || !dest.starts_with("/proc") {
         return Ok(());
     }
     if dest == Path::new("/proc") {
