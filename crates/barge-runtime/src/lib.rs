@@ -15,9 +15,12 @@
 //! The runtime is single-threaded by design: it forks, and a fork from a multi-threaded
 //! process is only safe when followed at once by `exec`.
 
+pub mod caps;
 pub mod cgroups;
 pub mod container;
 pub mod error;
+pub mod hooks;
+pub(crate) mod process;
 pub mod rootfs;
 pub mod seccomp;
 pub mod spec;

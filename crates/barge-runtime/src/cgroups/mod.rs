@@ -9,6 +9,14 @@ use oci_spec::runtime::LinuxResources;
 /// A cgroup could not be created, configured, read or removed.
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
+    /// A cgroup file or directory could not be read, made or removed.
+    #[error("cgroup {path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The kernel's answer.
+        source: std::io::Error,
+    },
     /// The kernel refused a value; names the file and the value.
     #[error("cgroup {file}: cannot set {value:?}: {source}")]
     Write {
@@ -77,6 +85,7 @@ pub fn manager(
     cgroups_path: Option<&str>,
     container_id: &str,
 ) -> Result<Box<dyn CgroupManager>, CgroupError> {
-    let _ = (cgroups_path, container_id);
-    unimplemented!("cgroups::manager")
+    fallback::manager(cgroups_path, container_id)
 }
+
+mod fallback;

@@ -1,0 +1,257 @@
+//! Test helpers: a barge-runc symlink to the built binary with a per-test --root, and busybox
+//! bundles made by tests/fixtures/busybox-rootfs.sh + `barge-runc spec`, edited as JSON.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use serde_json::{json, Value};
+
+/// True (after printing why) when the test must skip: not root.
+pub fn skip_unless_root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root");
+        return true;
+    }
+    false
+}
+
+/// A unique id for a container (cgroups are host-global, ids must not collide).
+pub fn unique_id(tag: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "bt-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The runtime under test.
+pub struct Runc {
+    pub dir: tempfile::TempDir,
+    pub bin: PathBuf,
+    pub root: PathBuf,
+    ids: std::cell::RefCell<Vec<String>>,
+}
+
+impl Runc {
+    pub fn new() -> Runc {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bin = dir.path().join("barge-runc");
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_barge"), &bin).expect("symlink");
+        let root = dir.path().join("root");
+        Runc {
+            dir,
+            bin,
+            root,
+            ids: Default::default(),
+        }
+    }
+
+    /// A command with --root set.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.arg("--root").arg(&self.root).args(args);
+        c
+    }
+
+    /// Runs and captures (stdin null).
+    pub fn out(&self, args: &[&str]) -> Output {
+        self.cmd(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run barge-runc")
+    }
+
+    /// Runs, asserts success, returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.out(args);
+        assert!(
+            o.status.success(),
+            "barge-runc {args:?} failed: {}\nstdout: {}\nstderr: {}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Remembers `id` for cleanup.
+    pub fn track(&self, id: &str) {
+        self.ids.borrow_mut().push(id.to_string());
+    }
+
+    /// The container's status from `state`.
+    pub fn status(&self, id: &str) -> String {
+        let s: Value = serde_json::from_str(&self.ok(&["state", id])).expect("state JSON");
+        s["status"].as_str().unwrap_or_default().to_string()
+    }
+
+    /// The init's pid from `state`.
+    pub fn pid(&self, id: &str) -> i32 {
+        let s: Value = serde_json::from_str(&self.ok(&["state", id])).expect("state JSON");
+        s["pid"].as_i64().unwrap_or_default() as i32
+    }
+
+    /// Creates a container from `b` (bundle).
+    pub fn create(&self, id: &str, b: &Bundle) {
+        self.create_args(id, &["--bundle", b.path().to_str().unwrap()]);
+    }
+
+    /// `create ARGS... ID`. The container's init inherits create's stdio, so stdout is not
+    /// captured (a pipe would stay open as long as the container) and stderr goes to a file.
+    pub fn create_args(&self, id: &str, args: &[&str]) {
+        self.track(id);
+        let err = self.dir.path().join(format!("{id}.stderr"));
+        let f = std::fs::File::create(&err).unwrap();
+        let mut a = vec!["create"];
+        a.extend_from_slice(args);
+        a.push(id);
+        let st = self
+            .cmd(&a)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(f)
+            .status()
+            .expect("run barge-runc");
+        assert!(
+            st.success(),
+            "create {args:?} {id}: {}",
+            std::fs::read_to_string(&err).unwrap_or_default()
+        );
+    }
+
+    /// Runs `b` to completion: (exit code, stdout, stderr).
+    pub fn run(&self, id: &str, b: &Bundle) -> (i32, String, String) {
+        self.track(id);
+        let o = self.out(&["run", "--bundle", b.path().to_str().unwrap(), id]);
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    }
+
+    /// Runs `b` with `args` and returns stdout, asserting exit 0.
+    pub fn run_ok(&self, b: &mut Bundle, args: &[&str]) -> String {
+        b.args(args);
+        let id = unique_id("run");
+        let (code, out, err) = self.run(&id, b);
+        assert_eq!(code, 0, "run {args:?}: stdout {out} stderr {err}");
+        out
+    }
+}
+
+impl Drop for Runc {
+    fn drop(&mut self) {
+        for id in self.ids.borrow().iter() {
+            let _ = self
+                .cmd(&["delete", "--force", id])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// An OCI bundle: a busybox rootfs and a config.json from `barge-runc spec`.
+pub struct Bundle {
+    pub dir: tempfile::TempDir,
+    pub spec: Value,
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(name)
+}
+
+impl Bundle {
+    /// A busybox bundle running `args`, terminal off, writable root.
+    pub fn new(runc: &Runc) -> Bundle {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let st = Command::new("sh")
+            .arg(fixture("busybox-rootfs.sh"))
+            .arg(dir.path().join("rootfs"))
+            .status()
+            .expect("busybox-rootfs.sh");
+        assert!(st.success(), "busybox-rootfs.sh failed");
+        let o = runc.out(&["spec", "--bundle", dir.path().to_str().unwrap()]);
+        assert!(
+            o.status.success(),
+            "spec: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let spec: Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap())
+                .unwrap();
+        let mut b = Bundle { dir, spec };
+        b.spec["process"]["terminal"] = json!(false);
+        b.spec["root"]["readonly"] = json!(false);
+        b.save();
+        b
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.path().join("rootfs")
+    }
+
+    /// Writes config.json.
+    pub fn save(&self) {
+        std::fs::write(
+            self.dir.path().join("config.json"),
+            serde_json::to_vec_pretty(&self.spec).unwrap(),
+        )
+        .unwrap();
+    }
+
+    /// Sets process.args and saves.
+    pub fn args(&mut self, args: &[&str]) -> &mut Self {
+        self.spec["process"]["args"] = json!(args);
+        self.save();
+        self
+    }
+
+    /// Edits the spec with `f` and saves.
+    pub fn edit(&mut self, f: impl FnOnce(&mut Value)) -> &mut Self {
+        f(&mut self.spec);
+        self.save();
+        self
+    }
+}
+
+/// A status line of /proc/self/status (e.g. "CapInh") from text.
+pub fn status_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(':')))
+        .map(str::trim)
+}
+
+/// Whether any cgroup dir named `id` exists under /sys/fs/cgroup.
+pub fn cgroup_exists(id: &str) -> bool {
+    fn walk(p: &Path, id: &str, depth: u32) -> bool {
+        if depth > 4 {
+            return false;
+        }
+        let Ok(rd) = std::fs::read_dir(p) else {
+            return false;
+        };
+        for e in rd.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                if e.file_name().to_string_lossy().contains(id) {
+                    return true;
+                }
+                if walk(&e.path(), id, depth + 1) {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+    walk(Path::new("/sys/fs/cgroup"), id, 0)
+}
