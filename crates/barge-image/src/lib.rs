@@ -1,3 +1,15 @@
 //! barge-image: image references, a content-addressed and verified blob store, OCI and
 //! Docker manifests, secure layer unpacking, overlay snapshots, registry pull and push,
 //! and save/load/import/export.
+
+pub mod digest;
+pub mod reference;
+
+pub use digest::Digest;
+pub use reference::Reference;
+pub mod error;
+pub mod manifest;
+pub mod store;
+
+pub use error::{Error, Result};
+pub use store::Store;
