@@ -10,6 +10,7 @@ pub use reference::Reference;
 pub mod error;
 pub mod manifest;
 pub mod store;
+pub mod unpack;
 
 pub use error::{Error, Result};
 pub use store::Store;

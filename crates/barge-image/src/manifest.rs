@@ -104,7 +104,7 @@ pub enum Manifest {
     /// A multi-platform index / manifest list.
     Index {
         /// The document.
-        index: ImageIndex,
+        index: Box<ImageIndex>,
         /// OCI or Docker.
         flavor: Flavor,
     },
@@ -208,7 +208,10 @@ pub fn parse_manifest(bytes: &[u8], declared: Option<&str>, what: &str) -> Resul
         for (i, m) in index.manifests().iter().enumerate() {
             descriptor_digest(m, &format!("{what}: manifests[{i}]"))?;
         }
-        Ok(Manifest::Index { index, flavor })
+        Ok(Manifest::Index {
+            index: Box::new(index),
+            flavor,
+        })
     } else {
         let manifest: ImageManifest =
             serde_json::from_value(v).map_err(|e| bad(what, format!("malformed manifest: {e}")))?;
