@@ -4,7 +4,7 @@
 mod common;
 
 use barge_image::{Digest, Error, Store};
-use common::{make_canary, root_or_skip, tar_of, tree, E};
+use common::{make_canary, root_or_skip, tar_of, tree, xattr, E};
 use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -508,18 +508,4 @@ fn compressions_and_diff_id() {
         .unpack_layer(&b"BZh91AY&SY"[..], None, "bz")
         .expect_err("bzip2");
     assert!(e.to_string().contains("bzip2"), "{e}");
-}
-
-fn xattr(p: &Path, name: &str) -> Option<Vec<u8>> {
-    let cp = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).ok()?;
-    let cn = std::ffi::CString::new(name).ok()?;
-    let mut buf = vec![0u8; 256];
-    // SAFETY: valid C strings and a buffer of buf.len() bytes.
-    let n =
-        unsafe { libc::lgetxattr(cp.as_ptr(), cn.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    if n < 0 {
-        return None;
-    }
-    buf.truncate(n as usize);
-    Some(buf)
 }

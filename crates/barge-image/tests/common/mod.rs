@@ -194,3 +194,18 @@ pub fn make_canary(dir: &Path) {
     std::fs::write(dir.join("shadow"), b"root:secret").expect("canary");
     std::fs::write(dir.join("sub/x"), b"x").expect("canary");
 }
+
+/// Reads an xattr without following symlinks.
+pub fn xattr(p: &Path, name: &str) -> Option<Vec<u8>> {
+    let cp = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).ok()?;
+    let cn = std::ffi::CString::new(name).ok()?;
+    let mut buf = vec![0u8; 256];
+    // SAFETY: valid C strings and a buffer of buf.len() bytes.
+    let n =
+        unsafe { libc::lgetxattr(cp.as_ptr(), cn.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        return None;
+    }
+    buf.truncate(n as usize);
+    Some(buf)
+}

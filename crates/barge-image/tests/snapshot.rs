@@ -1,0 +1,308 @@
+//! Snapshots (overlay and copy), their cost on disk, many-layer mounts, and diff -> apply.
+
+mod common;
+
+use barge_image::snapshot::{unmount, Snapshotter};
+use barge_image::{Digest, Error, Store};
+use common::{root_or_skip, tar_of, tree, xattr, E};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Unmounts on drop, so a failing assertion does not leave a mount behind.
+struct MountGuard(PathBuf);
+impl Drop for MountGuard {
+    fn drop(&mut self) {
+        let _ = unmount(&self.0);
+    }
+}
+
+fn mount(store: &Store, key: &str, target: &Path) -> MountGuard {
+    std::fs::create_dir_all(target).expect("mountpoint");
+    store.mount(key, target).expect("mount");
+    MountGuard(target.to_path_buf())
+}
+
+fn disk_usage(p: &Path) -> u64 {
+    let md = match std::fs::symlink_metadata(p) {
+        Ok(m) => m,
+        Err(_) => return 0,
+    };
+    let mut total = md.blocks() * 512;
+    if md.is_dir() {
+        for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
+            total += disk_usage(&e.path());
+        }
+    }
+    total
+}
+
+fn layers(store: &Store, n: usize) -> Vec<Digest> {
+    (0..n)
+        .map(|i| {
+            let name = format!("f{i}");
+            let content = format!("{i}");
+            let t = tar_of(&[
+                E::Dir("d"),
+                E::File(&name, content.as_bytes()),
+                E::File("common", content.as_bytes()),
+            ]);
+            store
+                .unpack_layer(&t[..], None, &format!("layer{i}"))
+                .expect("unpack")
+        })
+        .collect()
+}
+
+#[test]
+fn hundred_layers_mount_and_snapshots_share_layers() {
+    if !root_or_skip("hundred_layers_mount_and_snapshots_share_layers") {
+        return;
+    }
+    let td = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(td.path().join("store")).expect("store");
+    let ids = layers(&store, 120);
+    let mounts = store.prepare("c1", &ids).expect("prepare");
+    assert_eq!(mounts.len(), 1);
+    assert_eq!(mounts[0].kind, "overlay");
+    assert_eq!(mounts[0].lowerdirs.len(), 120);
+    let m1 = td.path().join("m1");
+    let g1 = mount(&store, "c1", &m1);
+    for i in [0, 57, 119] {
+        assert_eq!(
+            std::fs::read_to_string(m1.join(format!("f{i}"))).expect("file from layer"),
+            i.to_string()
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(m1.join("common")).expect("common"),
+        "119",
+        "topmost layer wins"
+    );
+    std::fs::write(m1.join("new"), b"container write").expect("write in container");
+    assert_eq!(
+        std::fs::read(store.snapshot_upper("c1").expect("upper").join("new")).expect("upper"),
+        b"container write"
+    );
+
+    // A second snapshot of the same image: same layer dirs, tiny cost, isolated writes.
+    let before = disk_usage(&td.path().join("store"));
+    let t0 = Instant::now();
+    let n = 20;
+    let mut guards = Vec::new();
+    for k in 0..n {
+        let key = format!("c{}", k + 2);
+        store.prepare(&key, &ids).expect("prepare");
+        guards.push(mount(&store, &key, &td.path().join(format!("m{}", k + 2))));
+    }
+    let per = t0.elapsed() / n;
+    eprintln!("snapshot prepare+mount of a 120-layer image: {per:?} mean over {n}");
+    let after = disk_usage(&td.path().join("store"));
+    let per_snapshot = (after - before) / u64::from(n);
+    eprintln!("disk per snapshot: {per_snapshot} bytes");
+    assert!(
+        per_snapshot < 100 * 1024,
+        "each snapshot costs {per_snapshot} bytes"
+    );
+    let m2 = td.path().join("m2");
+    assert!(
+        !m2.join("new").exists(),
+        "writes of one snapshot are not seen by another"
+    );
+    assert_eq!(
+        std::fs::metadata(m1.join("f3")).expect("f3").ino(),
+        std::fs::metadata(m2.join("f3")).expect("f3").ino(),
+        "both snapshots read the one shared layer file"
+    );
+    let users = store.layer_users().expect("users");
+    assert_eq!(users.get(&ids[0]), Some(&(n as usize + 1)));
+    drop(guards);
+    drop(g1);
+    for k in 1..=n + 1 {
+        store.remove_snapshot(&format!("c{k}")).expect("remove");
+    }
+    assert!(store.list_snapshots().expect("list").is_empty());
+    assert!(store.has_layer(&ids[0]), "removing snapshots keeps layers");
+}
+
+#[test]
+fn snapshot_errors_leave_nothing() {
+    let td = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(td.path()).expect("store");
+    for bad in ["", "../x", ".hidden", "a/b", &"k".repeat(129)] {
+        assert!(
+            matches!(store.prepare(bad, &[]), Err(Error::BadSnapshotKey(_))),
+            "{bad:?}"
+        );
+    }
+    let missing = Digest::of(b"not a layer");
+    let e = store.prepare("k", &[missing]).expect_err("missing layer");
+    assert!(e.to_string().contains("not unpacked"), "{e}");
+    assert!(std::fs::read_dir(td.path().join("snapshots"))
+        .expect("dir")
+        .next()
+        .is_none());
+    store
+        .prepare_with("k", &[], Snapshotter::Copy)
+        .expect("empty snapshot");
+    assert!(matches!(
+        store.prepare("k", &[]),
+        Err(Error::SnapshotExists(_))
+    ));
+    assert!(matches!(
+        store.remove_snapshot("nope"),
+        Err(Error::SnapshotNotFound(_))
+    ));
+}
+
+fn whiteout_layers(store: &Store) -> Vec<Digest> {
+    let l1 = tar_of(&[
+        E::Dir("a"),
+        E::File("a/x", b"x"),
+        E::File("a/y", b"y"),
+        E::Dir("b"),
+        E::File("b/z", b"z"),
+        E::Sym("s", "a"),
+    ]);
+    let l2 = tar_of(&[
+        E::File("a/.wh.x", b""),
+        E::Dir("b"),
+        E::File("b/.wh..wh..opq", b""),
+        E::File("b/new", b"n"),
+        E::File(".wh.s", b""),
+    ]);
+    vec![
+        store.unpack_layer(&l1[..], None, "l1").expect("l1"),
+        store.unpack_layer(&l2[..], None, "l2").expect("l2"),
+    ]
+}
+
+#[test]
+fn overlay_and_copy_snapshotters_agree_on_whiteouts() {
+    if !root_or_skip("overlay_and_copy_snapshotters_agree_on_whiteouts") {
+        return;
+    }
+    let td = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(td.path().join("store")).expect("store");
+    let ids = whiteout_layers(&store);
+    store
+        .prepare_with("ov", &ids, Snapshotter::Overlay)
+        .expect("overlay");
+    store
+        .prepare_with("cp", &ids, Snapshotter::Copy)
+        .expect("copy");
+    let mo = td.path().join("mo");
+    let mc = td.path().join("mc");
+    let _g1 = mount(&store, "ov", &mo);
+    let _g2 = mount(&store, "cp", &mc);
+    assert!(
+        mo.join("a/y").exists() && !mo.join("a/x").exists(),
+        "whiteout hides a/x"
+    );
+    assert!(
+        mo.join("b/new").exists() && !mo.join("b/z").exists(),
+        "opaque dir hides b/z"
+    );
+    assert!(std::fs::symlink_metadata(mo.join("s")).is_err());
+    let strip = |t: std::collections::BTreeMap<String, String>| -> Vec<(String, String)> {
+        // Directory mtimes differ between a merged view and a copy; compare the rest.
+        t.into_iter()
+            .map(|(k, v)| (k, v.split(" mtime=").next().unwrap_or_default().to_string()))
+            .collect()
+    };
+    assert_eq!(strip(tree(&mo)), strip(tree(&mc)));
+}
+
+#[test]
+fn diff_then_apply_is_identity() {
+    if !root_or_skip("diff_then_apply_is_identity") {
+        return;
+    }
+    let td = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(td.path().join("store")).expect("store");
+    let ids = whiteout_layers(&store);
+    store
+        .prepare_with("c", &ids, Snapshotter::Overlay)
+        .expect("prepare");
+    let m = td.path().join("m");
+    {
+        let _g = mount(&store, "c", &m);
+        std::fs::write(m.join("a/added"), b"new file").expect("add");
+        std::fs::remove_file(m.join("a/y")).expect("delete lower file");
+        std::fs::remove_dir_all(m.join("b")).expect("rm dir");
+        std::fs::create_dir(m.join("b")).expect("recreate dir (opaque)");
+        std::fs::write(m.join("b/inner"), b"i").expect("inner");
+        std::os::unix::fs::symlink("../a/added", m.join("b/link")).expect("symlink");
+        std::fs::hard_link(m.join("a/added"), m.join("hard")).expect("hardlink");
+        std::fs::create_dir_all(m.join("deep/er/still")).expect("deep");
+        let long = "n".repeat(150);
+        std::fs::write(m.join("deep").join(&long), b"long name").expect("long");
+        let p =
+            std::ffi::CString::new(m.join("b/inner").as_os_str().as_encoded_bytes()).expect("path");
+        // SAFETY: valid C strings and a 2-byte value.
+        let r = unsafe {
+            libc::setxattr(
+                p.as_ptr(),
+                c"user.note".as_ptr(),
+                b"hi".as_ptr().cast(),
+                2,
+                0,
+            )
+        };
+        assert_eq!(r, 0, "setxattr: {}", std::io::Error::last_os_error());
+    }
+    let upper = store.snapshot_upper("c").expect("upper");
+    let mut t1 = Vec::new();
+    let (d1, n1) = store.diff("c", &mut t1).expect("diff");
+    let mut t2 = Vec::new();
+    let (d2, _) = store.diff("c", &mut t2).expect("diff again");
+    assert_eq!(d1, d2, "diff is deterministic");
+    assert_eq!(t1, t2);
+    assert_eq!(n1, t1.len() as u64);
+    assert_eq!(Digest::of(&t1), d1);
+    // The tar names whiteouts and opaque dirs Docker's way.
+    let names: Vec<String> = tar::Archive::new(&t1[..])
+        .entries()
+        .expect("entries")
+        .map(|e| {
+            e.expect("entry")
+                .path()
+                .expect("path")
+                .display()
+                .to_string()
+        })
+        .collect();
+    assert!(names.contains(&"a/.wh.y".to_string()), "{names:?}");
+    assert!(names.contains(&"b/.wh..wh..opq".to_string()), "{names:?}");
+    // Applying it gives back the upper dir.
+    let back = store
+        .unpack_layer(&t1[..], Some(&d1), "diff")
+        .expect("apply");
+    let applied = store.layer_path(&back);
+    let clean = |t: std::collections::BTreeMap<String, String>| -> Vec<(String, String)> {
+        // overlayfs makes whiteouts hardlinks of one shared inode: their link count differs.
+        t.into_iter()
+            .filter(|(k, _)| !k.is_empty())
+            .map(|(k, v)| {
+                if v.starts_with("other rdev=0 ") {
+                    (k, v.split(" nlink=").next().unwrap_or_default().to_string())
+                } else {
+                    (k, v)
+                }
+            })
+            .collect()
+    };
+    assert_eq!(clean(tree(&upper)), clean(tree(&applied)));
+    assert_eq!(
+        xattr(&applied.join("b/inner"), "user.note").as_deref(),
+        Some(&b"hi"[..])
+    );
+    assert_eq!(
+        xattr(&applied.join("b"), "trusted.overlay.opaque").as_deref(),
+        Some(&b"y"[..])
+    );
+    assert!(std::fs::symlink_metadata(applied.join("a/y"))
+        .expect("whiteout")
+        .file_type()
+        .is_char_device());
+}
