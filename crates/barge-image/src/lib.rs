@@ -7,8 +7,10 @@ pub mod reference;
 
 pub use digest::Digest;
 pub use reference::Reference;
+pub mod archive;
 pub mod diff;
 pub mod error;
+pub mod image;
 pub mod manifest;
 pub mod snapshot;
 pub mod store;

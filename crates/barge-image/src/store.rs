@@ -32,6 +32,8 @@ pub const MAX_DOCUMENT_SIZE: u64 = 16 << 20;
 #[derive(Debug)]
 pub struct Store {
     root: PathBuf,
+    /// Serializes read-modify-write of the image index within this process.
+    index_lock: std::sync::Mutex<()>,
 }
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -85,9 +87,20 @@ impl Store {
         }
         // root may be relative; make it absolute so mount options and symlinks hold.
         let root = fs::canonicalize(&root).ctx("resolve", &root)?;
-        let store = Store { root };
+        let store = Store {
+            root,
+            index_lock: std::sync::Mutex::new(()),
+        };
         store.cleanup()?;
         Ok(store)
+    }
+
+    /// Takes the image-index lock (a poisoned lock is still usable: the index on disk is
+    /// always whole, written by rename).
+    pub(crate) fn index_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.index_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The data root.

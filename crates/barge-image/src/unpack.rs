@@ -796,6 +796,12 @@ impl crate::Store {
             // SAFETY: dir is an open fd.
             check(unsafe { libc::syncfs(dir.as_raw_fd()) })
                 .map_err(|e| Error::io("syncfs", tmp, e))?;
+            // The uncompressed size, kept beside the layer so image listings need not
+            // re-read blobs; written before the layer becomes visible.
+            crate::store::atomic_write(
+                &self.layer_size_path(&stats.diff_id),
+                stats.uncompressed_size.to_string().as_bytes(),
+            )?;
             std::fs::rename(tmp, &dst).map_err(|e| Error::io("rename", &dst, e))?;
         }
         let short = self.layer_short_path(&stats.diff_id);
@@ -823,9 +829,23 @@ impl crate::Store {
         Ok(())
     }
 
+    fn layer_size_path(&self, diff_id: &Digest) -> std::path::PathBuf {
+        self.root()
+            .join("layers")
+            .join(format!("{}.size", diff_id.hex()))
+    }
+
+    /// The uncompressed tar size of an unpacked layer, if recorded.
+    pub fn layer_uncompressed_size(&self, diff_id: &Digest) -> Option<u64> {
+        std::fs::read_to_string(self.layer_size_path(diff_id))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    }
+
     /// Removes an unpacked layer (callers check that nothing uses it).
     pub fn remove_layer(&self, diff_id: &Digest) -> Result<()> {
         let _ = std::fs::remove_file(self.layer_short_path(diff_id));
+        let _ = std::fs::remove_file(self.layer_size_path(diff_id));
         crate::store::remove_any(&self.layer_path(diff_id))
     }
 }
