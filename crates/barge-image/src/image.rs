@@ -402,6 +402,33 @@ impl Store {
         Ok(report)
     }
 
+    /// `docker image prune`: removes images without any reference that no snapshot uses,
+    /// then frees what they held. Returns the ids removed.
+    pub fn prune_dangling(&self) -> Result<Vec<Digest>> {
+        let snapshots = self.list_snapshots()?;
+        let removed = self.with_index(|idx| {
+            let tagged: BTreeSet<Digest> = idx.tags.values().cloned().collect();
+            let victims: Vec<Digest> = idx
+                .images
+                .values()
+                .filter(|i| !tagged.contains(&i.id))
+                .filter(|i| {
+                    let ids = i.diff_ids();
+                    !snapshots
+                        .iter()
+                        .any(|s| !ids.is_empty() && s.parents == ids)
+                })
+                .map(|i| i.id.clone())
+                .collect();
+            for v in &victims {
+                idx.images.remove(v);
+            }
+            Ok(victims)
+        })?;
+        self.gc()?;
+        Ok(removed)
+    }
+
     /// Frees blobs and unpacked layers that no image and no snapshot use (`image prune`
     /// of what is already unreferenced). Returns how many objects were removed.
     pub fn gc(&self) -> Result<usize> {

@@ -83,10 +83,18 @@ fn sniff(r: &mut impl BufRead, layer: &str) -> Result<crate::manifest::Compressi
 }
 
 /// Wraps `r` in the decompressor its magic bytes call for.
-pub fn decompress<'a>(r: impl Read + 'a, layer: &str) -> Result<Box<dyn Read + 'a>> {
+pub fn decompress<'a>(r: impl Read + Send + 'a, layer: &str) -> Result<Box<dyn Read + Send + 'a>> {
+    open_layer(r, layer).map(|(_, r)| r)
+}
+
+fn open_layer<'a>(
+    r: impl Read + Send + 'a,
+    layer: &str,
+) -> Result<(crate::manifest::Compression, Box<dyn Read + Send + 'a>)> {
     use crate::manifest::Compression;
     let mut br = BufReader::with_capacity(128 << 10, r);
-    Ok(match sniff(&mut br, layer)? {
+    let c = sniff(&mut br, layer)?;
+    let r: Box<dyn Read + Send + 'a> = match c {
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(br)),
         Compression::Zstd => {
             Box::new(zstd::Decoder::with_buffer(br).map_err(|e| Error::Layer {
@@ -95,7 +103,36 @@ pub fn decompress<'a>(r: impl Read + 'a, layer: &str) -> Result<Box<dyn Read + '
             })?)
         }
         Compression::None => Box::new(br),
-    })
+    };
+    Ok((c, r))
+}
+
+/// Reads chunks that another thread decompressed, so decompression and writing files
+/// overlap (as `tar -xz` overlaps gzip and tar).
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    cur: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.cur.len() {
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => {
+                    self.cur = chunk;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                // The producer finished: end of stream.
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len() - self.pos);
+        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 /// Unpacks the layer stream `r` (compression detected by magic bytes) into `target`, which
@@ -103,13 +140,64 @@ pub fn decompress<'a>(r: impl Read + 'a, layer: &str) -> Result<Box<dyn Read + '
 /// `target` may hold a partial tree: the caller unpacks into a temp directory and removes
 /// it (as [`crate::Store::unpack_layer`] does).
 pub fn unpack(
+    r: impl Read + Send,
+    target: &Path,
+    layer: &str,
+    opts: &UnpackOptions,
+) -> Result<UnpackStats> {
+    let (compression, dec) = open_layer(r, layer)?;
+    if compression == crate::manifest::Compression::None {
+        return unpack_stream(dec, target, layer, opts);
+    }
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(4);
+        s.spawn(move || {
+            let mut dec = dec;
+            loop {
+                let mut buf = vec![0u8; 1 << 20];
+                let mut filled = 0;
+                // Fill whole chunks: fewer, larger messages.
+                while filled < buf.len() {
+                    match dec.read(&mut buf[filled..]) {
+                        Ok(0) => break,
+                        Ok(n) => filled += n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            return;
+                        }
+                    }
+                }
+                if filled == 0 {
+                    return;
+                }
+                buf.truncate(filled);
+                // A send error means the unpacker stopped (an error): stop too.
+                if tx.send(Ok(buf)).is_err() {
+                    return;
+                }
+            }
+        });
+        unpack_stream(
+            ChannelReader {
+                rx,
+                cur: Vec::new(),
+                pos: 0,
+            },
+            target,
+            layer,
+            opts,
+        )
+    })
+}
+
+fn unpack_stream(
     r: impl Read,
     target: &Path,
     layer: &str,
     opts: &UnpackOptions,
 ) -> Result<UnpackStats> {
-    let dec = decompress(r, layer)?;
-    let hashing = HashingReader::new(dec);
+    let hashing = HashingReader::new(r);
     let root = open_dir_path(target).map_err(|e| Error::io("open", target, e))?;
     let mut u = Unpacker {
         root,
@@ -747,7 +835,7 @@ impl crate::Store {
     /// differs is refused. On any error nothing of the layer is kept. Returns the diff id.
     pub fn unpack_layer(
         &self,
-        r: impl Read,
+        r: impl Read + Send,
         expected_diff_id: Option<&Digest>,
         layer: &str,
     ) -> Result<Digest> {
@@ -770,7 +858,7 @@ impl crate::Store {
 
     fn unpack_into(
         &self,
-        r: impl Read,
+        r: impl Read + Send,
         tmp: &Path,
         expected: Option<&Digest>,
         layer: &str,

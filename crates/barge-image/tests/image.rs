@@ -117,7 +117,12 @@ fn import_tag_list_history_remove() {
         !store.has_blob(&img.id),
         "config of the removed image freed"
     );
-    store.remove_image("other", false).expect("remove other");
+    // An untagged image is dangling: prune removes it.
+    store.untag(&r("other")).expect("untag");
+    assert_eq!(
+        store.prune_dangling().expect("prune"),
+        vec![img2.id.clone()]
+    );
     assert_eq!(blob_and_layer_count(&store), (0, 0), "everything freed");
     assert!(store.list_images().expect("list").is_empty());
 }

@@ -297,6 +297,36 @@ fn pax_path_tricks_are_confined() {
 }
 
 #[test]
+fn pax_size_desync_is_confined() {
+    // A PAX size of 0 over a header announcing data that is itself a tar header for
+    // "../../../canary/victim" (the TARmageddon shape): whichever size a parser believes,
+    // nothing may land outside the layer.
+    let mut inner = tar::Header::new_gnu();
+    let n = b"../../../canary/victim";
+    inner.as_old_mut().name[..n.len()].copy_from_slice(n);
+    inner.set_size(4);
+    inner.set_mode(0o644);
+    inner.set_entry_type(tar::EntryType::Regular);
+    inner.set_cksum();
+    let mut smuggled = inner.as_bytes().to_vec();
+    smuggled.extend_from_slice(b"evil");
+    smuggled.resize(1024, 0);
+    let f = fixture();
+    let canary = f.base.join("canary");
+    let before = tree(&canary);
+    let t = tar_of(&[E::Pax("innocent", &smuggled, vec![("size", b"0")])]);
+    let res = f.store.unpack_layer(&t[..], None, "pax-size");
+    if let Err(e) = &res {
+        assert!(
+            e.to_string().contains("escapes") || e.to_string().contains("pax-size"),
+            "{e}"
+        );
+    }
+    assert_eq!(tree(&canary), before);
+    assert!(!f.base.join("victim").exists());
+}
+
+#[test]
 fn device_nodes_only_as_root_and_inside() {
     if !root_or_skip("device_nodes_only_as_root_and_inside") {
         return;
