@@ -57,55 +57,37 @@ impl Store {
     /// Loads a docker-archive or OCI-layout tar (`docker load`). `archive` names it in
     /// errors. Nothing is kept if any image in it fails.
     pub fn load(&self, r: impl Read, archive: &str) -> Result<Vec<LoadedImage>> {
-        let blobs_before: BTreeSet<Digest> = self.list_blobs()?.into_iter().collect();
-        let layers_before = self.layer_set()?;
-        let images_before = self.image_ids()?;
-        let res = self.load_inner(r, archive);
+        let lease = self.lease();
+        let mut new_ids = BTreeSet::new();
+        let res = self.load_inner(&lease, &mut new_ids, r, archive);
+        self.finish_load(lease, &new_ids, res)
+    }
+
+    /// Ends a load: on failure forgets the images it added; then frees whatever it brought
+    /// in that no image uses (archive members such as `repositories`, or everything).
+    fn finish_load(
+        &self,
+        lease: crate::store::Lease<'_>,
+        new_ids: &BTreeSet<Digest>,
+        res: Result<Vec<LoadedImage>>,
+    ) -> Result<Vec<LoadedImage>> {
         if res.is_err() {
-            self.forget_new_images(&images_before);
+            self.forget_images(new_ids);
         }
-        self.drop_new_blobs(&blobs_before);
-        if res.is_err() {
-            self.drop_new_layers(&layers_before);
-        }
-        res
+        drop(lease);
+        let gc = self.gc();
+        let out = res?;
+        gc?;
+        Ok(out)
     }
 
-    fn layer_set(&self) -> Result<BTreeSet<Digest>> {
-        let dir = self.root().join("layers");
-        let rd = std::fs::read_dir(&dir).map_err(|e| Error::io("read directory", &dir, e))?;
-        Ok(rd
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                e.file_name()
-                    .to_str()
-                    .and_then(|n| Digest::from_hex(n).ok())
-            })
-            .collect())
-    }
-
-    fn drop_new_layers(&self, before: &BTreeSet<Digest>) {
-        let used: BTreeSet<Digest> = self
-            .list_snapshots()
-            .unwrap_or_default()
-            .into_iter()
-            .flat_map(|s| s.parents)
-            .chain(
-                self.list_images()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter_map(|i| self.resolve(&i.id.to_string()).ok())
-                    .flat_map(|r| r.diff_ids()),
-            )
-            .collect();
-        for d in self.layer_set().unwrap_or_default() {
-            if !before.contains(&d) && !used.contains(&d) {
-                let _ = self.remove_layer(&d);
-            }
-        }
-    }
-
-    fn load_inner(&self, r: impl Read, archive: &str) -> Result<Vec<LoadedImage>> {
+    fn load_inner(
+        &self,
+        lease: &crate::store::Lease<'_>,
+        new_ids: &mut BTreeSet<Digest>,
+        r: impl Read,
+        archive: &str,
+    ) -> Result<Vec<LoadedImage>> {
         let mut members: BTreeMap<String, Digest> = BTreeMap::new();
         let mut links: BTreeMap<String, String> = BTreeMap::new();
         let mut ar = tar::Archive::new(r);
@@ -126,8 +108,11 @@ impl Store {
             match entry.header().entry_type() {
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
                     let want = entry.size();
-                    let (d, n) =
-                        self.ingest(&mut entry, None, &format!("member {shown:?} of {archive}"))?;
+                    let (d, n) = lease.ingest(
+                        &mut entry,
+                        None,
+                        &format!("member {shown:?} of {archive}"),
+                    )?;
                     if n != want {
                         return Err(arch_err(
                             archive,
@@ -236,8 +221,11 @@ impl Store {
                     .flatten()
                     .map(|t| Reference::parse(t))
                     .collect::<Result<Vec<_>, _>>()?;
-                let md = self.put_manifest(&config, config_size, &layers, true)?;
-                let rec = self.commit_image(&md)?;
+                let md = self.put_manifest(lease, &config, config_size, &layers, true)?;
+                let (rec, new) = self.commit_image_new(&md)?;
+                if new {
+                    new_ids.insert(rec.id.clone());
+                }
                 for r in &tags {
                     self.tag(&rec.id.to_string(), r)?;
                 }
@@ -247,7 +235,10 @@ impl Store {
         }
         if members.contains_key("index.json") {
             let bytes = self.read_document(&lookup("index.json")?, "index.json")?;
-            return self.load_oci_index(&bytes, archive, &mut |_d, _s| Ok(()));
+            return self.load_oci_index(new_ids, &bytes, archive, &mut |d, _| {
+                lease.hold(d);
+                Ok(())
+            });
         }
         Err(arch_err(
             archive,
@@ -259,6 +250,7 @@ impl Store {
     /// size) is in the store.
     fn load_oci_index(
         &self,
+        new_ids: &mut BTreeSet<Digest>,
         index_bytes: &[u8],
         archive: &str,
         fetch: &mut dyn FnMut(&Digest, u64) -> Result<()>,
@@ -294,18 +286,23 @@ impl Store {
                     fetch(&manifest::descriptor_digest(l, &what)?, l.size())?;
                 }
             }
-            let rec = self.commit_image(&d)?;
-            let mut tags = Vec::new();
             let ann = desc.annotations().clone().unwrap_or_default();
             let name = ann.get(ANNOTATION_IMAGE_NAME).cloned().or_else(|| {
                 ann.get(ANNOTATION_REF_NAME)
                     .filter(|n| n.contains([':', '/']))
                     .cloned()
             });
-            if let Some(n) = name {
-                let r = Reference::parse(&n)?;
-                self.tag(&rec.id.to_string(), &r)?;
-                tags.push(r);
+            let tags = name
+                .map(|n| Reference::parse(&n))
+                .transpose()?
+                .into_iter()
+                .collect::<Vec<_>>();
+            let (rec, new) = self.commit_image_new(&d)?;
+            if new {
+                new_ids.insert(rec.id.clone());
+            }
+            for r in &tags {
+                self.tag(&rec.id.to_string(), r)?;
             }
             out.push(LoadedImage { id: rec.id, tags });
         }
@@ -315,30 +312,23 @@ impl Store {
     /// Loads an OCI image layout directory.
     pub fn load_oci_dir(&self, dir: &Path) -> Result<Vec<LoadedImage>> {
         let archive = dir.display().to_string();
-        let blobs_before: BTreeSet<Digest> = self.list_blobs()?.into_iter().collect();
-        let layers_before = self.layer_set()?;
-        let images_before = self.image_ids()?;
+        let lease = self.lease();
+        let mut new_ids = BTreeSet::new();
         let res = (|| {
             let p = dir.join("index.json");
             let bytes = std::fs::read(&p).map_err(|e| Error::io("read", &p, e))?;
-            self.load_oci_index(&bytes, &archive, &mut |d, size| {
+            self.load_oci_index(&mut new_ids, &bytes, &archive, &mut |d, size| {
+                lease.hold(d);
                 if self.has_blob(d) {
                     return Ok(());
                 }
                 let p = dir.join("blobs/sha256").join(d.hex());
                 let f = std::fs::File::open(&p).map_err(|e| Error::io("open", &p, e))?;
-                self.ingest(f, Some((d, size)), &format!("{}", p.display()))?;
+                lease.ingest(f, Some((d, size)), &format!("{}", p.display()))?;
                 Ok(())
             })
         })();
-        if res.is_err() {
-            self.forget_new_images(&images_before);
-        }
-        self.drop_new_blobs(&blobs_before);
-        if res.is_err() {
-            self.drop_new_layers(&layers_before);
-        }
-        res
+        self.finish_load(lease, &new_ids, res)
     }
 
     fn records_for(&self, names: &[&str]) -> Result<Vec<(ImageRecord, Vec<Reference>)>> {

@@ -146,6 +146,27 @@ impl Store {
     /// checks manifest and config, unpacks the layers (verified against the diff ids), and
     /// records the image (untagged; see [`Store::tag`]). Idempotent.
     pub fn commit_image(&self, manifest_digest: &Digest) -> Result<ImageRecord> {
+        self.commit_image_new(manifest_digest).map(|(r, _)| r)
+    }
+
+    /// [`Store::commit_image`], also telling whether the image is new to the index. On
+    /// error, layers it unpacked are freed (unless something else holds or uses them).
+    pub(crate) fn commit_image_new(&self, manifest_digest: &Digest) -> Result<(ImageRecord, bool)> {
+        let lease = self.lease();
+        let res = self.commit_inner(&lease, manifest_digest);
+        drop(lease);
+        if res.is_err() {
+            let _ = self.gc();
+        }
+        res
+    }
+
+    fn commit_inner(
+        &self,
+        lease: &crate::store::Lease<'_>,
+        manifest_digest: &Digest,
+    ) -> Result<(ImageRecord, bool)> {
+        lease.hold(manifest_digest);
         let what = format!("manifest {manifest_digest}");
         let bytes = self.read_document(manifest_digest, "manifest")?;
         let parsed = manifest::parse_manifest(&bytes, None, &what)?;
@@ -159,6 +180,7 @@ impl Store {
             }
         };
         let config_digest = manifest::descriptor_digest(m.config(), &what)?;
+        lease.hold(&config_digest);
         let config = self.image_config(&config_digest)?;
         let diff_ids = manifest::config_diff_ids(&config, &format!("config {config_digest}"))?;
         if diff_ids.len() != m.layers().len() {
@@ -184,6 +206,8 @@ impl Store {
                     actual: size,
                 });
             }
+            lease.hold(&blob);
+            lease.hold(diff_id);
             self.unpack_layer_blob(&blob, diff_id)?;
             let uncompressed_size = self.layer_size(diff_id, &blob)?;
             layers.push(LayerRecord {
@@ -203,11 +227,12 @@ impl Store {
             repo_digests: Vec::new(),
         };
         self.with_index(|idx| {
+            let new = !idx.images.contains_key(&config_digest);
             let entry = idx
                 .images
                 .entry(config_digest)
                 .or_insert_with(|| rec.clone());
-            Ok(entry.clone())
+            Ok((entry.clone(), new))
         })
     }
 
@@ -466,7 +491,7 @@ impl Store {
         }
         let mut removed = 0;
         for b in self.list_blobs()? {
-            if !keep_blobs.contains(&b) {
+            if !keep_blobs.contains(&b) && !self.is_leased(&b) {
                 self.delete_blob(&b)?;
                 removed += 1;
             }
@@ -479,7 +504,7 @@ impl Store {
                 .to_str()
                 .and_then(|n| Digest::from_hex(n).ok())
             {
-                if !keep_layers.contains(&d) {
+                if !keep_layers.contains(&d) && !self.is_leased(&d) {
                     self.remove_layer(&d)?;
                     removed += 1;
                 }
@@ -496,45 +521,26 @@ impl Store {
         reference: Option<&Reference>,
         comment: &str,
     ) -> Result<ImageRecord> {
-        let new_blobs_before: BTreeSet<Digest> = self.list_blobs()?.into_iter().collect();
-        let res = self.import_inner(tarball, reference, comment);
+        let lease = self.lease();
+        let res = self.import_inner(&lease, tarball, reference, comment);
+        drop(lease);
         if res.is_err() {
-            self.drop_new_blobs(&new_blobs_before);
+            let _ = self.gc();
         }
         res
     }
 
-    /// Deletes blobs that were not in `before` and that no image uses (after a failure).
-    pub(crate) fn drop_new_blobs(&self, before: &BTreeSet<Digest>) {
-        let used: BTreeSet<Digest> = self
-            .load_index()
-            .map(|idx| {
-                idx.images
-                    .values()
-                    .flat_map(|i| {
-                        [i.id.clone(), i.manifest.clone()]
-                            .into_iter()
-                            .chain(i.layers.iter().map(|l| l.blob.clone()))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        for b in self.list_blobs().unwrap_or_default() {
-            if !before.contains(&b) && !used.contains(&b) {
-                let _ = self.delete_blob(&b);
-            }
-        }
-    }
-
     fn import_inner(
         &self,
+        lease: &crate::store::Lease<'_>,
         tarball: impl Read,
         reference: Option<&Reference>,
         comment: &str,
     ) -> Result<ImageRecord> {
-        let (blob, size) = self.ingest(tarball, None, "imported tarball")?;
+        let (blob, size) = lease.ingest(tarball, None, "imported tarball")?;
         let f = self.open_blob(&blob)?;
         let diff_id = self.unpack_layer(f, None, &format!("imported tarball {blob}"))?;
+        lease.hold(&diff_id);
         let mut head = [0u8; 4];
         let n = self
             .open_blob(&blob)?
@@ -565,8 +571,9 @@ impl Store {
             what: "import config".into(),
             reason: e.to_string(),
         })?;
-        let config_digest = self.put_blob(&config_bytes)?;
+        let config_digest = lease.put_blob(&config_bytes)?;
         let manifest_digest = self.put_manifest(
+            lease,
             &config_digest,
             config_bytes.len() as u64,
             &[(blob, size, media_type)],
@@ -583,6 +590,7 @@ impl Store {
     /// layer blobs `(digest, size, media type)`; returns its digest.
     pub(crate) fn put_manifest(
         &self,
+        lease: &crate::store::Lease<'_>,
         config: &Digest,
         config_size: u64,
         layers: &[(Digest, u64, &str)],
@@ -603,7 +611,7 @@ impl Store {
             what: "new manifest".into(),
             reason: e.to_string(),
         })?;
-        self.put_blob(&bytes)
+        lease.put_blob(&bytes)
     }
 
     /// The ids of all images.
@@ -611,12 +619,11 @@ impl Store {
         Ok(self.load_index()?.images.into_keys().collect())
     }
 
-    /// Drops images (and their tags) not in `before`: undoes a failed multi-image load.
-    pub(crate) fn forget_new_images(&self, before: &BTreeSet<Digest>) {
+    /// Drops the images `ids` and their tags: undoes a failed multi-image load.
+    pub(crate) fn forget_images(&self, ids: &BTreeSet<Digest>) {
         let _ = self.with_index(|idx| {
-            idx.images.retain(|id, _| before.contains(id));
-            let images = &idx.images;
-            idx.tags.retain(|_, id| images.contains_key(id));
+            idx.images.retain(|id, _| !ids.contains(id));
+            idx.tags.retain(|_, id| !ids.contains(id));
             Ok(())
         });
     }

@@ -34,6 +34,79 @@ pub struct Store {
     root: PathBuf,
     /// Serializes read-modify-write of the image index within this process.
     index_lock: std::sync::Mutex<()>,
+    /// Blobs and layers held by operations in progress (digest -> holders): `gc` keeps them.
+    leases: std::sync::Mutex<std::collections::HashMap<Digest, usize>>,
+}
+
+/// Protects the blobs and layers an operation (pull, load, import, commit) brings in from
+/// garbage collection until the operation has recorded its image, or failed: drop it then,
+/// and a following [`Store::gc`] frees whatever the operation left unreferenced.
+pub struct Lease<'a> {
+    store: &'a Store,
+    held: std::sync::Mutex<Vec<Digest>>,
+}
+
+impl Lease<'_> {
+    /// Keeps `d` (a blob digest or a layer diff id) from garbage collection while held.
+    pub fn hold(&self, d: &Digest) {
+        let mut held = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut leases = self.store.leases();
+        *leases.entry(d.clone()).or_insert(0) += 1;
+        held.push(d.clone());
+    }
+
+    /// [`Store::ingest`], holding the result.
+    pub fn ingest(
+        &self,
+        reader: impl Read,
+        expected: Option<(&Digest, u64)>,
+        what: &str,
+    ) -> Result<(Digest, u64)> {
+        if let Some((d, _)) = expected {
+            // Hold before writing so a concurrent gc cannot take it between rename and hold.
+            self.hold(d);
+        }
+        let (d, n) = self.store.ingest(reader, expected, what)?;
+        if expected.is_none() {
+            self.hold(&d);
+        }
+        Ok((d, n))
+    }
+
+    /// [`Store::put_blob`], holding the result.
+    pub fn put_blob(&self, data: &[u8]) -> Result<Digest> {
+        let d = Digest::of(data);
+        self.ingest(data, Some((&d, data.len() as u64)), &d.to_string())?;
+        Ok(d)
+    }
+
+    /// The store this lease belongs to.
+    pub fn store(&self) -> &Store {
+        self.store
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        let held = std::mem::take(
+            &mut *self
+                .held
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let mut leases = self.store.leases();
+        for d in held {
+            if let Some(n) = leases.get_mut(&d) {
+                *n -= 1;
+                if *n == 0 {
+                    leases.remove(&d);
+                }
+            }
+        }
+    }
 }
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -90,6 +163,7 @@ impl Store {
         let store = Store {
             root,
             index_lock: std::sync::Mutex::new(()),
+            leases: std::sync::Mutex::new(std::collections::HashMap::new()),
         };
         store.cleanup()?;
         Ok(store)
@@ -101,6 +175,25 @@ impl Store {
         self.index_lock
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn leases(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<Digest, usize>> {
+        self.leases
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether an operation in progress holds `d`.
+    pub(crate) fn is_leased(&self, d: &Digest) -> bool {
+        self.leases().contains_key(d)
+    }
+
+    /// Starts a lease (see [`Lease`]).
+    pub fn lease(&self) -> Lease<'_> {
+        Lease {
+            store: self,
+            held: std::sync::Mutex::new(Vec::new()),
+        }
     }
 
     /// The data root.
@@ -185,7 +278,8 @@ impl Store {
         Ok(d)
     }
 
-    /// Streams `reader` into the store. With `expected`, the content must hash to that
+    /// Streams `reader` into the store. While other operations may run a [`Store::gc`],
+    /// use [`Lease::ingest`] instead, so the blob is not collected before it is used. With `expected`, the content must hash to that
     /// digest and have that size, else nothing is kept and a mismatch error is returned.
     /// A read error (a truncated download) also keeps nothing. Returns digest and size.
     pub fn ingest(

@@ -469,3 +469,48 @@ fn podman_interop_both_ways() {
     );
     let _ = podman(&proot, &["rmi", "-a", "-f"]);
 }
+
+#[test]
+fn leases_protect_from_gc_and_failed_imports_keep_nothing() {
+    let td = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(td.path()).expect("store");
+    let lease = store.lease();
+    let d = lease.put_blob(b"in flight").expect("put");
+    let layer = tar_of(&[E::File("a", b"a")]);
+    let diff = store.unpack_layer(&layer[..], None, "l").expect("unpack");
+    lease.hold(&diff);
+    assert_eq!(
+        store.gc().expect("gc"),
+        0,
+        "held blob and layer survive a concurrent gc"
+    );
+    assert!(store.has_blob(&d) && store.has_layer(&diff));
+    drop(lease);
+    assert_eq!(store.gc().expect("gc"), 2, "released: collected");
+    assert_eq!(blob_and_layer_count(&store), (0, 0));
+
+    if !root_or_skip("failed imports keep nothing") {
+        return;
+    }
+    for (name, data) in [
+        (
+            "hostile",
+            tar_of(&[E::File("ok", b"x"), E::File("../../x", b"evil")]),
+        ),
+        (
+            "truncated",
+            tar_of(&[E::Truncated("big", 1 << 30, b"short")]),
+        ),
+    ] {
+        let e = store
+            .import(&data[..], Some(&r("imp")), "")
+            .expect_err(name);
+        assert!(!e.to_string().is_empty());
+        assert_eq!(
+            blob_and_layer_count(&store),
+            (0, 0),
+            "{name}: something kept"
+        );
+        assert!(store.list_images().expect("list").is_empty());
+    }
+}
