@@ -614,6 +614,60 @@ impl Store {
         lease.put_blob(&bytes)
     }
 
+    /// Turns the changes of snapshot `key` into a layer (`docker commit`, a build step):
+    /// an uncompressed layer blob, unpacked into the store, both held by `lease` until the
+    /// caller records an image with [`Store::create_image`].
+    pub fn commit_snapshot(
+        &self,
+        key: &str,
+        lease: &crate::store::Lease<'_>,
+    ) -> Result<LayerRecord> {
+        let upper = self.snapshot_upper(key)?;
+        let mut w = self.blob_writer()?;
+        let (diff_id, size) = crate::diff::diff_dir(&upper, &mut w)?;
+        let (blob, _) = w.commit(lease, Some((&diff_id, size)))?;
+        lease.hold(&diff_id);
+        self.unpack_layer_blob(&blob, &diff_id)?;
+        Ok(LayerRecord {
+            blob,
+            media_type: manifest::OCI_LAYER.to_string(),
+            size,
+            diff_id,
+            uncompressed_size: size,
+        })
+    }
+
+    /// Records a new image from a config (JSON, whose `rootfs.diff_ids` must match the
+    /// layers) and layers already in the store; tags it with `reference` if given.
+    pub fn create_image(
+        &self,
+        lease: &crate::store::Lease<'_>,
+        config: &[u8],
+        layers: &[LayerRecord],
+        reference: Option<&Reference>,
+    ) -> Result<ImageRecord> {
+        let cfg = manifest::parse_config(config, "new image config")?;
+        let ids = manifest::config_diff_ids(&cfg, "new image config")?;
+        let have: Vec<Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
+        if ids != have {
+            return Err(Error::Manifest {
+                what: "new image config".into(),
+                reason: format!("rootfs.diff_ids {ids:?} do not match the layers {have:?}"),
+            });
+        }
+        let config_digest = lease.put_blob(config)?;
+        let ls: Vec<(Digest, u64, &str)> = layers
+            .iter()
+            .map(|l| (l.blob.clone(), l.size, l.media_type.as_str()))
+            .collect();
+        let md = self.put_manifest(lease, &config_digest, config.len() as u64, &ls, false)?;
+        let rec = self.commit_image(&md)?;
+        if let Some(r) = reference {
+            self.tag(&rec.id.to_string(), r)?;
+        }
+        Ok(rec)
+    }
+
     /// The ids of all images.
     pub fn image_ids(&self) -> Result<BTreeSet<Digest>> {
         Ok(self.load_index()?.images.into_keys().collect())

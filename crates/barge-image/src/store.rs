@@ -410,6 +410,102 @@ impl Store {
     }
 }
 
+/// A blob being written (a diff, a download): bytes go to a temp file in `ingest/` and are
+/// hashed on the way; [`BlobWriter::commit`] fsyncs, checks, and renames it into place.
+/// Dropped without commit, the temp file is removed.
+pub struct BlobWriter<'a> {
+    store: &'a Store,
+    tmp: PathBuf,
+    w: Option<HashingWriter<io::BufWriter<File>>>,
+}
+
+impl Store {
+    /// Starts writing a blob (see [`BlobWriter`]).
+    pub fn blob_writer(&self) -> Result<BlobWriter<'_>> {
+        let tmp = self.root.join("ingest").join(tmp_name("blob"));
+        let f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&tmp)
+            .ctx("create", &tmp)?;
+        Ok(BlobWriter {
+            store: self,
+            tmp,
+            w: Some(HashingWriter::new(io::BufWriter::with_capacity(
+                256 << 10,
+                f,
+            ))),
+        })
+    }
+}
+
+impl BlobWriter<'_> {
+    /// Makes the blob visible, held by `lease`; with `expected`, only if digest and size
+    /// match. Returns digest and size.
+    pub fn commit(
+        mut self,
+        lease: &Lease<'_>,
+        expected: Option<(&Digest, u64)>,
+    ) -> Result<(Digest, u64)> {
+        let w = self.w.take().ok_or_else(|| {
+            Error::io(
+                "commit",
+                &self.tmp,
+                io::Error::other("blob writer already finished"),
+            )
+        })?;
+        let (digest, size, bw) = w.finish();
+        let f = bw
+            .into_inner()
+            .map_err(|e| Error::io("write", &self.tmp, e.into_error()))?;
+        if let Some((d, s)) = expected {
+            if size != s {
+                return Err(Error::SizeMismatch {
+                    what: format!("blob {d}"),
+                    expected: s,
+                    actual: size,
+                });
+            }
+            if &digest != d {
+                return Err(Error::DigestMismatch {
+                    what: format!("blob {d}"),
+                    expected: d.clone(),
+                    actual: digest,
+                });
+            }
+        }
+        f.sync_all().ctx("fsync", &self.tmp)?;
+        lease.hold(&digest);
+        let dst = self.store.blob_path(&digest);
+        fs::rename(&self.tmp, &dst).ctx("rename", &dst)?;
+        sync_dir(&self.store.root.join("blobs/sha256"))?;
+        Ok((digest, size))
+    }
+}
+
+impl Write for BlobWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.w {
+            Some(w) => w.write(buf),
+            None => Err(io::Error::other("blob writer already finished")),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.w {
+            Some(w) => w.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for BlobWriter<'_> {
+    fn drop(&mut self) {
+        // After a successful commit the temp name no longer exists; this is a no-op then.
+        let _ = fs::remove_file(&self.tmp);
+    }
+}
+
 /// Removes a file, symlink or directory tree without following symlinks.
 pub(crate) fn remove_any(p: &Path) -> Result<()> {
     let md = match fs::symlink_metadata(p) {
@@ -501,6 +597,31 @@ mod tests {
         let d2 = s.put_blob(b"{}").expect("put");
         assert_eq!(d2, Digest::of(b"{}"));
         assert!(matches!(s.open_blob(&wrong), Err(Error::BlobNotFound(_))));
+    }
+
+    #[test]
+    fn blob_writer_commits_only_verified_content() {
+        let td = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(td.path()).expect("open");
+        let lease = s.lease();
+        let mut w = s.blob_writer().expect("writer");
+        w.write_all(b"partial").expect("write");
+        drop(w);
+        assert!(
+            entries(&td.path().join("ingest")).is_empty(),
+            "dropped writer leaves nothing"
+        );
+        let mut w = s.blob_writer().expect("writer");
+        w.write_all(b"content").expect("write");
+        let e = w.commit(&lease, Some((&Digest::of(b"other"), 7)));
+        assert!(matches!(e, Err(Error::DigestMismatch { .. })), "{e:?}");
+        assert!(entries(&td.path().join("ingest")).is_empty());
+        assert!(s.list_blobs().expect("list").is_empty());
+        let mut w = s.blob_writer().expect("writer");
+        w.write_all(b"content").expect("write");
+        let (d, n) = w.commit(&lease, None).expect("commit");
+        assert_eq!((d.clone(), n), (Digest::of(b"content"), 7));
+        assert_eq!(fs::read(s.blob_path(&d)).expect("read"), b"content");
     }
 
     #[test]

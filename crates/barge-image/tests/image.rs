@@ -514,3 +514,92 @@ fn leases_protect_from_gc_and_failed_imports_keep_nothing() {
         assert!(store.list_images().expect("list").is_empty());
     }
 }
+
+#[test]
+fn commit_snapshot_makes_a_new_image() {
+    if !root_or_skip("commit_snapshot_makes_a_new_image") {
+        return;
+    }
+    let td = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(td.path().join("s")).expect("store");
+    let lease = store.lease();
+    let base = tar_of(&[
+        E::Dir("etc"),
+        E::File("etc/base", b"base"),
+        E::File("etc/gone", b"x"),
+    ]);
+    let blob = lease.put_blob(&base).expect("blob");
+    let diff = store
+        .unpack_layer(&base[..], Some(&blob), "base")
+        .expect("unpack");
+    let layer = barge_image::image::LayerRecord {
+        blob: blob.clone(),
+        media_type: barge_image::manifest::OCI_LAYER.into(),
+        size: base.len() as u64,
+        diff_id: diff.clone(),
+        uncompressed_size: base.len() as u64,
+    };
+    let cfg = |ids: &[&Digest]| {
+        let ids: Vec<String> = ids.iter().map(|d| format!("\"{d}\"")).collect();
+        format!(
+            r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":[{}]}}}}"#,
+            ids.join(",")
+        )
+    };
+    let img = store
+        .create_image(
+            &lease,
+            cfg(&[&diff]).as_bytes(),
+            std::slice::from_ref(&layer),
+            Some(&r("base")),
+        )
+        .expect("create");
+    let e = store
+        .create_image(
+            &lease,
+            cfg(&[]).as_bytes(),
+            std::slice::from_ref(&layer),
+            None,
+        )
+        .expect_err("mismatch");
+    assert!(e.to_string().contains("do not match"), "{e}");
+
+    store.prepare("work", &img.diff_ids()).expect("prepare");
+    let m = td.path().join("m");
+    std::fs::create_dir(&m).expect("mkdir");
+    store.mount("work", &m).expect("mount");
+    let res = (|| -> std::io::Result<()> {
+        std::fs::write(m.join("etc/added"), b"added")?;
+        std::fs::remove_file(m.join("etc/gone"))
+    })();
+    barge_image::snapshot::unmount(&m).expect("unmount");
+    res.expect("changes");
+    let top = store
+        .commit_snapshot("work", &lease)
+        .expect("commit snapshot");
+    let img2 = store
+        .create_image(
+            &lease,
+            cfg(&[&diff, &top.diff_id]).as_bytes(),
+            &[layer, top.clone()],
+            Some(&r("derived")),
+        )
+        .expect("create derived");
+    drop(lease);
+    store.remove_snapshot("work").expect("remove");
+    store.gc().expect("gc");
+    assert_eq!(store.resolve("derived").expect("derived").layers.len(), 2);
+    store.prepare("c2", &img2.diff_ids()).expect("prepare 2");
+    std::fs::create_dir_all(td.path().join("m2")).expect("mkdir");
+    store.mount("c2", &td.path().join("m2")).expect("mount 2");
+    let seen = (
+        std::fs::read(td.path().join("m2/etc/added")).ok(),
+        td.path().join("m2/etc/gone").exists(),
+        std::fs::read(td.path().join("m2/etc/base")).ok(),
+    );
+    barge_image::snapshot::unmount(&td.path().join("m2")).expect("unmount 2");
+    assert_eq!(
+        seen,
+        (Some(b"added".to_vec()), false, Some(b"base".to_vec()))
+    );
+}
