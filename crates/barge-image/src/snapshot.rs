@@ -216,15 +216,24 @@ impl Store {
                 lowerdirs: vec![],
             }],
             Snapshotter::Overlay => {
+                // lowerdir+ takes full paths one by one; the classic option string uses the
+                // short links (verified to point at the right layer) to stay under a page.
                 let lowers: Vec<PathBuf> = info
                     .parents
                     .iter()
                     .rev()
-                    .map(|p| self.layer_short_path(p))
+                    .map(|p| self.layer_path(p))
                     .collect();
-                let joined = lowers
+                let joined = info
+                    .parents
                     .iter()
-                    .map(|p| p.display().to_string())
+                    .rev()
+                    .map(|p| {
+                        self.layer_short_path(p)
+                            .unwrap_or_else(|| self.layer_path(p))
+                            .display()
+                            .to_string()
+                    })
                     .collect::<Vec<_>>()
                     .join(":");
                 vec![Mount {

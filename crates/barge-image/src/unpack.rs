@@ -820,9 +820,14 @@ impl crate::Store {
     }
 
     /// A short path to the layer (a symlink `l/<16 hex>`), to keep overlay mount options
-    /// short.
-    pub fn layer_short_path(&self, diff_id: &Digest) -> std::path::PathBuf {
-        self.root().join("l").join(&diff_id.hex()[..16])
+    /// short; `None` when that name belongs to another layer.
+    pub fn layer_short_path(&self, diff_id: &Digest) -> Option<std::path::PathBuf> {
+        let short = self.root().join("l").join(&diff_id.hex()[..16]);
+        let want = Path::new("../layers").join(diff_id.hex());
+        match std::fs::read_link(&short) {
+            Ok(t) if t == want => Some(short),
+            _ => None,
+        }
     }
 
     /// Whether the layer with this diff id is unpacked.
@@ -892,15 +897,21 @@ impl crate::Store {
             )?;
             std::fs::rename(tmp, &dst).map_err(|e| Error::io("rename", &dst, e))?;
         }
-        let short = self.layer_short_path(&stats.diff_id);
+        let short = self.root().join("l").join(&stats.diff_id.hex()[..16]);
         let rel = Path::new("../layers").join(stats.diff_id.hex());
+        // A short name already taken by another layer (a crafted 64-bit prefix collision)
+        // is never re-pointed: that would swap the other image's content. This layer then
+        // goes by its full path (see `Store::mounts`).
         match std::fs::read_link(&short) {
-            Ok(t) if t == rel => {}
-            _ => {
-                let _ = std::fs::remove_file(&short);
-                std::os::unix::fs::symlink(&rel, &short)
-                    .map_err(|e| Error::io("symlink", &short, e))?;
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                match std::os::unix::fs::symlink(&rel, &short) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(Error::io("symlink", &short, e)),
+                }
             }
+            Err(e) => return Err(Error::io("read link", &short, e)),
         }
         crate::store::sync_dir(&self.root().join("layers"))?;
         Ok(stats.diff_id)
@@ -932,7 +943,9 @@ impl crate::Store {
 
     /// Removes an unpacked layer (callers check that nothing uses it).
     pub fn remove_layer(&self, diff_id: &Digest) -> Result<()> {
-        let _ = std::fs::remove_file(self.layer_short_path(diff_id));
+        if let Some(short) = self.layer_short_path(diff_id) {
+            let _ = std::fs::remove_file(short);
+        }
         let _ = std::fs::remove_file(self.layer_size_path(diff_id));
         crate::store::remove_any(&self.layer_path(diff_id))
     }

@@ -528,7 +528,13 @@ fn compressions_and_diff_id() {
     assert_eq!(d1, d2);
     assert_eq!(layer_dirs(&f.store), vec![want.hex().to_string()]);
     assert_eq!(
-        std::fs::read(f.store.layer_short_path(&want).join("a/b")).expect("via short link"),
+        std::fs::read(
+            f.store
+                .layer_short_path(&want)
+                .expect("short link")
+                .join("a/b")
+        )
+        .expect("via short link"),
         b"content".repeat(1000)
     );
     let other = tar_of(&[E::File("z", b"z")]);
@@ -543,4 +549,36 @@ fn compressions_and_diff_id() {
         .unpack_layer(&b"BZh91AY&SY"[..], None, "bz")
         .expect_err("bzip2");
     assert!(e.to_string().contains("bzip2"), "{e}");
+}
+
+#[test]
+fn short_link_collision_never_repoints() {
+    let f = fixture();
+    let t = tar_of(&[E::File("x", b"x")]);
+    let d = Digest::of(&t);
+    // Another "layer" already owns the 16-hex short name.
+    let short = f.store.root().join("l").join(&d.hex()[..16]);
+    std::os::unix::fs::symlink("../layers/other", &short).expect("plant");
+    f.store
+        .unpack_layer(&t[..], Some(&d), "collide")
+        .expect("unpack");
+    assert_eq!(
+        std::fs::read_link(&short).expect("link"),
+        Path::new("../layers/other")
+    );
+    assert_eq!(f.store.layer_short_path(&d), None);
+    f.store
+        .prepare_with(
+            "s",
+            std::slice::from_ref(&d),
+            barge_image::snapshot::Snapshotter::Overlay,
+        )
+        .expect("prepare");
+    let m = &f.store.mounts("s").expect("mounts")[0];
+    assert!(
+        m.options[0].contains(&d.hex().to_string()),
+        "full path used: {}",
+        m.options[0]
+    );
+    assert_eq!(m.lowerdirs, vec![f.store.layer_path(&d)]);
 }
