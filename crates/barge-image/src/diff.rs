@@ -9,10 +9,12 @@
 
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, IoContext, Result};
+use crate::unpack::{check, cstr, lstat_at, open_dir_at, open_dir_path};
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::fs;
 use std::io::{self, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -72,12 +74,6 @@ fn is_whiteout(md: &fs::Metadata) -> bool {
     md.file_type().is_char_device() && md.rdev() == 0
 }
 
-/// The header with its checksum computed (`Builder::append` writes headers as given).
-fn cks(mut h: tar::Header) -> tar::Header {
-    h.set_cksum();
-    h
-}
-
 fn pax_records(recs: &[(String, Vec<u8>)]) -> Vec<u8> {
     let mut out = Vec::new();
     for (k, v) in recs {
@@ -101,12 +97,108 @@ struct Differ<'a, W: Write> {
     links: HashMap<(u64, u64), Vec<u8>>,
 }
 
+/// Names in a directory (without `.` and `..`), read through its fd.
+fn read_names(dir: RawFd) -> io::Result<Vec<Vec<u8>>> {
+    // fdopendir takes ownership of the fd it is given: hand it a duplicate.
+    // SAFETY: dir is an open fd; the result is checked.
+    let fd = unsafe { libc::fcntl(dir, libc::F_DUPFD_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh directory descriptor; fdopendir owns it from here on.
+    let dirp = unsafe { libc::fdopendir(fd) };
+    if dirp.is_null() {
+        let e = io::Error::last_os_error();
+        // SAFETY: fdopendir failed, so fd is still ours to close.
+        unsafe { libc::close(fd) };
+        return Err(e);
+    }
+    // SAFETY: rewind so a duplicated fd that was read before starts at the beginning.
+    unsafe { libc::rewinddir(dirp) };
+    let mut out = Vec::new();
+    loop {
+        // SAFETY: dirp is a valid DIR*; readdir returns null at the end.
+        let ent = unsafe { libc::readdir(dirp) };
+        if ent.is_null() {
+            break;
+        }
+        // SAFETY: d_name of a dirent returned by readdir is a NUL-terminated string.
+        let name = unsafe { std::ffi::CStr::from_ptr((*ent).d_name.as_ptr()) }.to_bytes();
+        if name != b"." && name != b".." {
+            out.push(name.to_vec());
+        }
+    }
+    // SAFETY: dirp is valid and closed once.
+    unsafe { libc::closedir(dirp) };
+    out.sort();
+    Ok(out)
+}
+
+/// The xattrs of an open file or directory.
+fn fd_xattrs(fd: RawFd) -> io::Result<Vec<(String, Vec<u8>)>> {
+    let mut names = vec![0u8; 1024];
+    let n = loop {
+        // SAFETY: fd is open; names is a buffer of names.len() bytes.
+        let n = unsafe { libc::flistxattr(fd, names.as_mut_ptr().cast(), names.len()) };
+        if n >= 0 {
+            break n as usize;
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::ERANGE) if names.len() < (1 << 20) => names.resize(names.len() * 4, 0),
+            Some(libc::ENOTSUP) => return Ok(vec![]),
+            _ => return Err(e),
+        }
+    };
+    let mut out = Vec::new();
+    for name in names[..n].split(|&b| b == 0).filter(|s| !s.is_empty()) {
+        let Ok(cn) = CString::new(name) else { continue };
+        let mut val = vec![0u8; 256];
+        let len = loop {
+            // SAFETY: fd is open, cn NUL-terminated, val a buffer of val.len() bytes.
+            let l = unsafe { libc::fgetxattr(fd, cn.as_ptr(), val.as_mut_ptr().cast(), val.len()) };
+            if l >= 0 {
+                break l as usize;
+            }
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ERANGE) && val.len() < (1 << 20) {
+                val.resize(val.len() * 8, 0);
+                continue;
+            }
+            return Err(e);
+        };
+        val.truncate(len);
+        out.push((String::from_utf8_lossy(name).into_owned(), val));
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn fstat(fd: RawFd) -> io::Result<libc::stat> {
+    // SAFETY: a zeroed stat is a valid out-buffer.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fd is open and st a valid pointer.
+    check(unsafe { libc::fstat(fd, &mut st) })?;
+    Ok(st)
+}
+
+fn kind(st: &libc::stat) -> libc::mode_t {
+    st.st_mode & libc::S_IFMT
+}
+
 impl<W: Write> Differ<'_, W> {
+    fn err(&self, name: &[u8], what: &str, e: impl std::fmt::Display) -> Error {
+        Error::Layer {
+            layer: format!("diff of {}", self.src.display()),
+            reason: format!("{:?}: {what}: {e}", String::from_utf8_lossy(name)),
+        }
+    }
+
     fn header(
         &mut self,
         name: &[u8],
         kind: tar::EntryType,
-        md: Option<&fs::Metadata>,
+        st: &libc::stat,
         size: u64,
         link: Option<&[u8]>,
         xattrs: &[(String, Vec<u8>)],
@@ -144,135 +236,175 @@ impl<W: Write> Differ<'_, W> {
         }
         h.set_entry_type(kind);
         h.set_size(size);
-        match md {
-            Some(md) => {
-                h.set_mode(md.permissions().mode() & 0o7777);
-                h.set_uid(u64::from(md.uid()));
-                h.set_gid(u64::from(md.gid()));
-                h.set_mtime(u64::try_from(md.mtime()).unwrap_or(0));
-            }
-            None => {
-                h.set_mode(0o644);
-                h.set_mtime(0);
-            }
-        }
+        h.set_mode(st.st_mode & 0o7777);
+        h.set_uid(u64::from(st.st_uid));
+        h.set_gid(u64::from(st.st_gid));
+        h.set_mtime(u64::try_from(st.st_mtime).unwrap_or(0));
+        h.set_cksum();
         Ok(h)
     }
 
-    fn walk(&mut self, dir: &Path, prefix: &[u8]) -> Result<()> {
-        let mut names: Vec<std::ffi::OsString> = fs::read_dir(dir)
-            .ctx("read directory", dir)?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<io::Result<_>>()
-            .ctx("read directory", dir)?;
-        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    fn walk(&mut self, dir: &OwnedFd, prefix: &[u8]) -> Result<()> {
+        let names =
+            read_names(dir.as_raw_fd()).map_err(|e| self.err(prefix, "read directory", e))?;
         for n in names {
-            let p = dir.join(&n);
             let mut name = prefix.to_vec();
-            name.extend_from_slice(n.as_bytes());
-            self.one(&p, &name)?;
+            name.extend_from_slice(&n);
+            self.one(dir.as_raw_fd(), &n, &name)?;
         }
         Ok(())
     }
 
-    fn one(&mut self, p: &Path, name: &[u8]) -> Result<()> {
-        let md = fs::symlink_metadata(p).ctx("stat", p)?;
-        let ft = md.file_type();
-        if is_whiteout(&md) {
-            let (parent, base) = match name.iter().rposition(|&b| b == b'/') {
+    /// Writes one entry. Everything is reached from the parent's fd without following a
+    /// symlink, and files are read through fds checked to be what was listed: a running
+    /// container swapping a path for a symlink cannot make the diff read a host file.
+    fn one(&mut self, dirfd: RawFd, base: &[u8], name: &[u8]) -> Result<()> {
+        let cname = cstr(base).map_err(|e| self.err(name, "name", e))?;
+        let Some(st) = lstat_at(dirfd, &cname).map_err(|e| self.err(name, "stat", e))? else {
+            return Ok(()); // removed meanwhile
+        };
+        let k = kind(&st);
+        if k == libc::S_IFCHR && st.st_rdev == 0 {
+            let (parent, basename) = match name.iter().rposition(|&b| b == b'/') {
                 Some(i) => (&name[..=i], &name[i + 1..]),
                 None => (&b""[..], name),
             };
             let mut wh = parent.to_vec();
             wh.extend_from_slice(b".wh.");
-            wh.extend_from_slice(base);
-            let h = self.header(&wh, tar::EntryType::Regular, Some(&md), 0, None, &[])?;
-            self.b.append(&cks(h), io::empty()).ctx("write tar", p)?;
+            wh.extend_from_slice(basename);
+            let h = self.header(&wh, tar::EntryType::Regular, &st, 0, None, &[])?;
+            self.b.append(&h, io::empty()).ctx("write tar", self.src)?;
             return Ok(());
         }
-        let all = list_xattrs(p)?;
-        if all.iter().any(|(k, _)| k == "trusted.overlay.redirect") {
-            return Err(Error::Layer {
-                layer: format!("diff of {}", self.src.display()),
-                reason: format!(
-                    "{}: renamed directory (overlay redirect) cannot be expressed in a layer",
-                    p.display()
-                ),
-            });
-        }
-        let opaque = all.iter().any(|(k, v)| k == OPAQUE && v == b"y");
-        let xattrs: Vec<_> = all
-            .into_iter()
-            .filter(|(k, _)| !k.starts_with("trusted.overlay."))
-            .collect();
-        if ft.is_dir() {
+        if k == libc::S_IFDIR {
+            let fd = open_dir_at(dirfd, &cname).map_err(|e| self.err(name, "open directory", e))?;
+            let st = fstat(fd.as_raw_fd()).map_err(|e| self.err(name, "stat", e))?;
+            let all = fd_xattrs(fd.as_raw_fd()).map_err(|e| self.err(name, "xattrs", e))?;
+            if all.iter().any(|(k, _)| k == "trusted.overlay.redirect") {
+                return Err(self.err(
+                    name,
+                    "renamed directory",
+                    "an overlay redirect cannot be expressed in a layer",
+                ));
+            }
+            let opaque = all.iter().any(|(k, v)| k == OPAQUE && v == b"y");
+            let xattrs: Vec<_> = all
+                .into_iter()
+                .filter(|(k, _)| !k.starts_with("trusted.overlay."))
+                .collect();
             let mut dname = name.to_vec();
             dname.push(b'/');
-            let h = self.header(
-                &dname,
-                tar::EntryType::Directory,
-                Some(&md),
-                0,
-                None,
-                &xattrs,
-            )?;
-            self.b.append(&cks(h), io::empty()).ctx("write tar", p)?;
+            let h = self.header(&dname, tar::EntryType::Directory, &st, 0, None, &xattrs)?;
+            self.b.append(&h, io::empty()).ctx("write tar", self.src)?;
             if opaque {
                 let mut o = dname.clone();
                 o.extend_from_slice(b".wh..wh..opq");
-                let h = self.header(&o, tar::EntryType::Regular, Some(&md), 0, None, &[])?;
-                self.b.append(&cks(h), io::empty()).ctx("write tar", p)?;
+                let h = self.header(&o, tar::EntryType::Regular, &st, 0, None, &[])?;
+                self.b.append(&h, io::empty()).ctx("write tar", self.src)?;
             }
-            return self.walk(p, &dname);
+            return self.walk(&fd, &dname);
         }
-        if md.nlink() > 1 && !ft.is_dir() {
-            let key = (md.dev(), md.ino());
+        if st.st_nlink > 1 {
+            let key = (st.st_dev, st.st_ino);
             if let Some(first) = self.links.get(&key).cloned() {
-                let h = self.header(name, tar::EntryType::Link, Some(&md), 0, Some(&first), &[])?;
-                self.b.append(&cks(h), io::empty()).ctx("write tar", p)?;
+                let h = self.header(name, tar::EntryType::Link, &st, 0, Some(&first), &[])?;
+                self.b.append(&h, io::empty()).ctx("write tar", self.src)?;
                 return Ok(());
             }
             self.links.insert(key, name.to_vec());
         }
-        if ft.is_file() {
-            let f = fs::File::open(p).ctx("open", p)?;
-            let h = self.header(
-                name,
-                tar::EntryType::Regular,
-                Some(&md),
-                md.len(),
-                None,
-                &xattrs,
-            )?;
-            self.b.append(&cks(h), f).ctx("write tar", p)?;
-        } else if ft.is_symlink() {
-            let t = fs::read_link(p).ctx("read link", p)?;
-            let h = self.header(
-                name,
-                tar::EntryType::Symlink,
-                Some(&md),
-                0,
-                Some(t.as_os_str().as_bytes()),
-                &xattrs,
-            )?;
-            self.b.append(&cks(h), io::empty()).ctx("write tar", p)?;
-        } else if ft.is_char_device() || ft.is_block_device() {
-            let kind = if ft.is_char_device() {
-                tar::EntryType::Char
-            } else {
-                tar::EntryType::Block
-            };
-            let mut h = self.header(name, kind, Some(&md), 0, None, &xattrs)?;
-            let rdev = md.rdev();
-            h.set_device_major(libc::major(rdev)).ctx("write tar", p)?;
-            h.set_device_minor(libc::minor(rdev)).ctx("write tar", p)?;
-            self.b.append(&cks(h), io::empty()).ctx("write tar", p)?;
-        } else if ft.is_fifo() {
-            let h = self.header(name, tar::EntryType::Fifo, Some(&md), 0, None, &xattrs)?;
-            self.b.append(&cks(h), io::empty()).ctx("write tar", p)?;
+        match k {
+            libc::S_IFREG => {
+                // SAFETY: dirfd open, cname NUL-terminated; result checked and owned.
+                let fd = unsafe {
+                    libc::openat(
+                        dirfd,
+                        cname.as_ptr(),
+                        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC,
+                    )
+                };
+                if fd < 0 {
+                    return Err(self.err(name, "open", io::Error::last_os_error()));
+                }
+                // SAFETY: fd was just opened and is owned by this File.
+                let f = unsafe { fs::File::from_raw_fd(fd) };
+                let fst = fstat(f.as_raw_fd()).map_err(|e| self.err(name, "stat", e))?;
+                if kind(&fst) != libc::S_IFREG || fst.st_ino != st.st_ino || fst.st_dev != st.st_dev
+                {
+                    return Err(self.err(
+                        name,
+                        "changed during diff",
+                        "not the file that was listed",
+                    ));
+                }
+                let xattrs: Vec<_> = fd_xattrs(f.as_raw_fd())
+                    .map_err(|e| self.err(name, "xattrs", e))?
+                    .into_iter()
+                    .filter(|(k, _)| !k.starts_with("trusted.overlay."))
+                    .collect();
+                let size = u64::try_from(fst.st_size).unwrap_or(0);
+                let h = self.header(name, tar::EntryType::Regular, &fst, size, None, &xattrs)?;
+                let mut counted = Counted {
+                    inner: io::Read::take(f, size),
+                    n: 0,
+                };
+                self.b.append(&h, &mut counted).ctx("write tar", self.src)?;
+                if counted.n != size {
+                    return Err(self.err(
+                        name,
+                        "changed during diff",
+                        format!("shrank from {size} to {} bytes", counted.n),
+                    ));
+                }
+            }
+            libc::S_IFLNK => {
+                let mut buf = vec![0u8; libc::PATH_MAX as usize];
+                // SAFETY: dirfd open, cname NUL-terminated, buf a buffer of buf.len() bytes.
+                let n = unsafe {
+                    libc::readlinkat(dirfd, cname.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+                };
+                if n < 0 {
+                    return Err(self.err(name, "read link", io::Error::last_os_error()));
+                }
+                buf.truncate(n as usize);
+                let h = self.header(name, tar::EntryType::Symlink, &st, 0, Some(&buf), &[])?;
+                self.b.append(&h, io::empty()).ctx("write tar", self.src)?;
+            }
+            libc::S_IFCHR | libc::S_IFBLK => {
+                let ty = if k == libc::S_IFCHR {
+                    tar::EntryType::Char
+                } else {
+                    tar::EntryType::Block
+                };
+                let mut h = self.header(name, ty, &st, 0, None, &[])?;
+                h.set_device_major(libc::major(st.st_rdev))
+                    .ctx("write tar", self.src)?;
+                h.set_device_minor(libc::minor(st.st_rdev))
+                    .ctx("write tar", self.src)?;
+                h.set_cksum();
+                self.b.append(&h, io::empty()).ctx("write tar", self.src)?;
+            }
+            libc::S_IFIFO => {
+                let h = self.header(name, tar::EntryType::Fifo, &st, 0, None, &[])?;
+                self.b.append(&h, io::empty()).ctx("write tar", self.src)?;
+            }
+            // Sockets are not part of images (Docker skips them too).
+            _ => {}
         }
-        // Sockets are not part of images (Docker skips them too).
         Ok(())
+    }
+}
+
+struct Counted<R> {
+    inner: R,
+    n: u64,
+}
+
+impl<R: io::Read> io::Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.n += n as u64;
+        Ok(n)
     }
 }
 
@@ -285,7 +417,8 @@ pub fn diff_dir(upper: &Path, w: impl Write) -> Result<(Digest, u64)> {
         src: upper,
         links: HashMap::new(),
     };
-    d.walk(upper, b"")?;
+    let root = open_dir_path(upper).map_err(|e| Error::io("open", upper, e))?;
+    d.walk(&root, b"")?;
     let hw = d.b.into_inner().ctx("write tar", upper)?;
     let (digest, size, mut w) = hw.finish();
     w.flush().ctx("write tar", upper)?;

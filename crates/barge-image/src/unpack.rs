@@ -262,7 +262,7 @@ struct Meta {
     xattrs: Vec<(CString, Vec<u8>)>,
 }
 
-fn cstr(b: &[u8]) -> io::Result<CString> {
+pub(crate) fn cstr(b: &[u8]) -> io::Result<CString> {
     CString::new(b).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "name contains NUL"))
 }
 
@@ -270,7 +270,7 @@ fn last_err() -> io::Error {
     io::Error::last_os_error()
 }
 
-fn open_dir_path(p: &Path) -> io::Result<OwnedFd> {
+pub(crate) fn open_dir_path(p: &Path) -> io::Result<OwnedFd> {
     let c = cstr(p.as_os_str().as_bytes())?;
     // SAFETY: c is a valid NUL-terminated string; the returned fd is checked and owned.
     let fd = unsafe {
@@ -287,7 +287,7 @@ fn open_dir_path(p: &Path) -> io::Result<OwnedFd> {
 }
 
 /// Opens the directory `name` under `dir` without following a symlink.
-fn open_dir_at(dir: RawFd, name: &CString) -> io::Result<OwnedFd> {
+pub(crate) fn open_dir_at(dir: RawFd, name: &CString) -> io::Result<OwnedFd> {
     // SAFETY: dir is a valid open fd; name is NUL-terminated; the result is checked and owned.
     let fd = unsafe {
         libc::openat(
@@ -304,7 +304,7 @@ fn open_dir_at(dir: RawFd, name: &CString) -> io::Result<OwnedFd> {
 }
 
 /// `fstatat(dir, name, AT_SYMLINK_NOFOLLOW)`; `None` when absent.
-fn lstat_at(dir: RawFd, name: &CString) -> io::Result<Option<libc::stat>> {
+pub(crate) fn lstat_at(dir: RawFd, name: &CString) -> io::Result<Option<libc::stat>> {
     // SAFETY: a zeroed stat is a valid out-buffer for fstatat.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: dir is open, name NUL-terminated, st a valid pointer.
@@ -320,7 +320,7 @@ fn lstat_at(dir: RawFd, name: &CString) -> io::Result<Option<libc::stat>> {
     }
 }
 
-fn check(r: libc::c_int) -> io::Result<()> {
+pub(crate) fn check(r: libc::c_int) -> io::Result<()> {
     if r < 0 {
         Err(last_err())
     } else {
