@@ -547,6 +547,31 @@ fn copy_meta(src: &Path, dst: &Path, md: &fs::Metadata) -> Result<()> {
 }
 
 impl crate::Store {
+    /// `docker export`: writes the whole filesystem of snapshot `key` (layers and changes
+    /// merged) as a tar to `w`. The snapshot is mounted on a private temp mountpoint for the
+    /// duration (it must not be mounted read-write elsewhere with a different upper).
+    pub fn export(&self, key: &str, w: impl Write) -> Result<(Digest, u64)> {
+        let info = self.snapshot_info(key)?;
+        if info.snapshotter == crate::snapshot::Snapshotter::Copy {
+            return diff_dir(&self.snapshot_upper(key)?, w);
+        }
+        let mnt = self
+            .root()
+            .join("snapshots")
+            .join(crate::store::tmp_name("export"));
+        fs::create_dir(&mnt).ctx("create directory", &mnt)?;
+        let res = (|| {
+            self.mount(key, &mnt)?;
+            let out = diff_dir(&mnt, w);
+            let um = crate::snapshot::unmount(&mnt);
+            let out = out?;
+            um?;
+            Ok(out)
+        })();
+        let _ = fs::remove_dir(&mnt);
+        res
+    }
+
     /// Writes the changes of snapshot `key` as an uncompressed layer tar to `w`; returns its
     /// diff id and size.
     pub fn diff(&self, key: &str, w: impl Write) -> Result<(Digest, u64)> {

@@ -207,7 +207,7 @@ impl Store {
         let ingest = self.root.join("ingest");
         for e in fs::read_dir(&ingest).ctx("read directory", &ingest)? {
             let e = e.ctx("read directory", &ingest)?;
-            remove_any(&e.path())?;
+            remove_leftover(&e.path())?;
             removed += 1;
         }
         for dir in [
@@ -219,7 +219,7 @@ impl Store {
             for e in fs::read_dir(&dir).ctx("read directory", &dir)? {
                 let e = e.ctx("read directory", &dir)?;
                 if e.file_name().to_string_lossy().starts_with(".tmp-") {
-                    remove_any(&e.path())?;
+                    remove_leftover(&e.path())?;
                     removed += 1;
                 }
             }
@@ -504,6 +504,16 @@ impl Drop for BlobWriter<'_> {
         // After a successful commit the temp name no longer exists; this is a no-op then.
         let _ = fs::remove_file(&self.tmp);
     }
+}
+
+/// Removes a leftover of a crash. A temp mountpoint (an export in progress) may still be
+/// mounted: detach it first, so the removal never walks into a mounted snapshot.
+fn remove_leftover(p: &Path) -> Result<()> {
+    if let Ok(c) = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()) {
+        // SAFETY: c is a valid NUL-terminated path; failure (not a mountpoint) is ignored.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH | libc::UMOUNT_NOFOLLOW) };
+    }
+    remove_any(p)
 }
 
 /// Removes a file, symlink or directory tree without following symlinks.

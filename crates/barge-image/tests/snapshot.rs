@@ -251,6 +251,36 @@ fn diff_then_apply_is_identity() {
         };
         assert_eq!(r, 0, "setxattr: {}", std::io::Error::last_os_error());
     }
+    // Export: the merged filesystem, no whiteouts, lower files included.
+    let mut exported = Vec::new();
+    store.export("c", &mut exported).expect("export");
+    let names: Vec<String> = tar::Archive::new(&exported[..])
+        .entries()
+        .expect("entries")
+        .map(|e| {
+            e.expect("entry")
+                .path()
+                .expect("path")
+                .display()
+                .to_string()
+        })
+        .collect();
+    assert!(
+        names.contains(&"a/added".to_string()) && names.contains(&"b/inner".to_string()),
+        "{names:?}"
+    );
+    assert!(!names.iter().any(|n| n.contains(".wh.")), "{names:?}");
+    assert!(
+        !names.contains(&"a/y".to_string()) && !names.contains(&"a/x".to_string()),
+        "{names:?}"
+    );
+    assert!(std::fs::read_dir(store.root().join("snapshots"))
+        .expect("dir")
+        .all(|e| !e
+            .expect("e")
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".tmp")));
     let upper = store.snapshot_upper("c").expect("upper");
     let mut t1 = Vec::new();
     let (d1, n1) = store.diff("c", &mut t1).expect("diff");
@@ -350,4 +380,35 @@ fn diff_never_follows_a_racing_symlink() {
 
 fn td_parent(p: &Path) -> PathBuf {
     p.parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+#[test]
+fn startup_cleanup_detaches_a_leftover_export_mount() {
+    if !root_or_skip("startup_cleanup_detaches_a_leftover_export_mount") {
+        return;
+    }
+    let td = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(td.path().join("store")).expect("store");
+    let ids = layers(&store, 2);
+    store.prepare("c", &ids).expect("prepare");
+    std::fs::write(
+        store.snapshot_upper("c").expect("upper").join("mine"),
+        b"data",
+    )
+    .expect("write");
+    // A crash during an export leaves its temp mountpoint mounted.
+    let mnt = store.root().join("snapshots/.tmp-export-crashed");
+    let _g = mount(&store, "c", &mnt);
+    drop(store);
+    let store = Store::open(td.path().join("store")).expect("reopen");
+    assert!(!mnt.exists(), "leftover mountpoint removed");
+    assert_eq!(
+        std::fs::read(store.snapshot_upper("c").expect("upper").join("mine"))
+            .expect("upper intact"),
+        b"data"
+    );
+    assert!(
+        store.layer_path(&ids[0]).join("f0").exists(),
+        "layer intact"
+    );
 }
