@@ -8,6 +8,23 @@
 //! - [`StageGraph`]: the stages of a multi-stage Dockerfile, their dependencies, and the
 //!   order (in parallel levels) to build what a `--target` needs.
 
+pub mod ast;
+pub mod error;
+mod expand_ast;
+pub mod graph;
+pub mod ignore;
+pub mod mount;
+pub mod parser;
 pub mod shell;
+mod suggest;
 
+pub use ast::*;
+pub use error::{ParseError, ParseErrorKind};
+pub use graph::{BuildPlan, GraphError, StageBase, StageDep, StageGraph, StageNode};
+pub use ignore::{DockerIgnore, IgnoreError};
+pub use mount::{CacheSharing, Mount, MountError, MountSpec, MountType};
+pub use parser::{is_heredoc_word, parse, parse_named};
 pub use shell::{expand, expand_words, EmptyEnv, Env, ExpandError, ExpandErrorKind, Lexer};
+
+#[cfg(test)]
+mod tests;

@@ -29,7 +29,10 @@ impl Env for BTreeMap<String, String> {
 impl Env for [(String, String)] {
     /// The last pair with the name wins, as in an environment list built by appending.
     fn lookup(&self, name: &str) -> Option<String> {
-        self.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        self.iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
     }
 }
 
@@ -276,7 +279,11 @@ impl ShellWord<'_> {
 
     /// Processes until the end of input or `stop` (consumed). Reaching the end while
     /// looking for `stop` is an error.
-    fn process_stop_on(&mut self, stop: Option<char>, raw_escapes: bool) -> Res<(String, Vec<String>)> {
+    fn process_stop_on(
+        &mut self,
+        stop: Option<char>,
+        raw_escapes: bool,
+    ) -> Res<(String, Vec<String>)> {
         let mut result = String::new();
         let mut words = Words::default();
         while let Some(ch) = self.peek() {
@@ -499,7 +506,11 @@ impl ShellWord<'_> {
         }
         let unset = value.is_none() || (null_is_unset && value.as_deref() == Some(""));
         match ch {
-            '-' => Ok(if unset { word } else { value.unwrap_or_default() }),
+            '-' => Ok(if unset {
+                word
+            } else {
+                value.unwrap_or_default()
+            }),
             '+' => Ok(if unset { String::new() } else { word }),
             '?' => match value {
                 None => Err(ExpandErrorKind::Required {
@@ -693,7 +704,10 @@ fn trim_suffix(p: &Pattern, v: &[char], greedy: bool) -> String {
 
 /// The longest match of `p` starting at `at`, if any.
 fn longest_at(p: &Pattern, v: &[char], at: usize) -> Option<usize> {
-    (at..=v.len()).rev().find(|&end| p.matches(&v[at..end])).map(|end| end - at)
+    (at..=v.len())
+        .rev()
+        .find(|&end| p.matches(&v[at..end]))
+        .map(|end| end - at)
 }
 
 fn replace(p: &Pattern, v: &[char], replacement: &str, all: bool) -> String {

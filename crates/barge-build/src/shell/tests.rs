@@ -199,11 +199,20 @@ fn backtick_escape() {
 fn required_messages_name_the_variable() {
     let env = env();
     let e = expand("${NOPE:?set NOPE please}", &env).unwrap_err();
-    assert_eq!(e.to_string(), "failed to process \"${NOPE:?set NOPE please}\": NOPE: set NOPE please");
+    assert_eq!(
+        e.to_string(),
+        "failed to process \"${NOPE:?set NOPE please}\": NOPE: set NOPE please"
+    );
     let e = expand("${NULL:?}", &env).unwrap_err();
-    assert!(e.to_string().ends_with("NULL: is not allowed to be empty"), "{e}");
+    assert!(
+        e.to_string().ends_with("NULL: is not allowed to be empty"),
+        "{e}"
+    );
     let e = expand("${NOPE?}", &env).unwrap_err();
-    assert!(e.to_string().ends_with("NOPE: is not allowed to be unset"), "{e}");
+    assert!(
+        e.to_string().ends_with("NOPE: is not allowed to be unset"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -222,13 +231,19 @@ fn env_impls() {
 fn skip_unset_keeps_references() {
     let lex = Lexer::default().skip_unset(true);
     let env = env();
-    assert_eq!(lex.expand("$NOPE ${NOPE} ${NOPE:-x} $PWD", &env).unwrap(), "$NOPE ${NOPE} ${NOPE:-x} /home");
+    assert_eq!(
+        lex.expand("$NOPE ${NOPE} ${NOPE:-x} $PWD", &env).unwrap(),
+        "$NOPE ${NOPE} ${NOPE:-x} /home"
+    );
 }
 
 #[test]
 fn raw_quotes_and_escapes() {
     let lex = Lexer::default().raw_quotes(true).raw_escapes(true);
-    assert_eq!(lex.expand("'a' \"b\" c\\d", &EmptyEnv).unwrap(), "'a' \"b\" c\\d");
+    assert_eq!(
+        lex.expand("'a' \"b\" c\\d", &EmptyEnv).unwrap(),
+        "'a' \"b\" c\\d"
+    );
 }
 
 #[test]
