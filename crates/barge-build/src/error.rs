@@ -46,6 +46,9 @@ pub enum ParseErrorKind {
     /// Only comments, directives and blank lines.
     #[error("file with no instructions")]
     NoInstructions,
+    /// Only ARGs: nothing to build.
+    #[error("the Dockerfile has no build stage (no FROM)")]
+    NoStages,
     /// A heredoc whose terminator never comes.
     #[error("unterminated heredoc {0:?}")]
     UnterminatedHeredoc(String),

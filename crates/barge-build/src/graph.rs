@@ -309,7 +309,7 @@ impl StageGraph {
     /// The stage for `--target` (by name, case-insensitive); the last stage without one.
     pub fn target(&self, target: Option<&str>) -> Result<usize, GraphError> {
         let Some(t) = target else {
-            // A parsed Dockerfile has at least one instruction, but maybe only ARGs.
+            // A parsed Dockerfile has at least one stage; a hand-made one may not.
             return self
                 .stages
                 .len()

@@ -57,6 +57,16 @@ pub fn parse_named(text: &str, file: &str) -> Result<Dockerfile, ParseError> {
             }
         }
     }
+    if stages.is_empty() {
+        let last = nodes.last().map_or(1, |n| n.end_line);
+        return Err(ParseError {
+            file: file.to_string(),
+            line: last,
+            column: None,
+            end_line: last,
+            kind: K::NoStages,
+        });
+    }
     Ok(Dockerfile {
         directives,
         meta_args,

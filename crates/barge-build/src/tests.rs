@@ -908,6 +908,10 @@ fn stage_structure_errors() {
         perr("RUN echo hi\nFROM x\n"),
         "Dockerfile:1:1: no build stage in current context: RUN must come after a FROM (only ARG can come before the first FROM)"
     );
+    assert_eq!(
+        perr("ARG A=1\nARG B\n"),
+        "Dockerfile:2: the Dockerfile has no build stage (no FROM)"
+    );
     let d = p("ARG A=1\nARG B\nFROM x\nARG A\n");
     assert_eq!(d.meta_args.len(), 2);
     assert_eq!(d.stages[0].instructions.len(), 1);
