@@ -10,8 +10,10 @@ impl Command {
     /// keyword (see [`Keyword::expansion`]); commands without expansion come back as they
     /// are. `env` is the stage's ARG and ENV values (for FROM: the meta ARGs).
     ///
-    /// ARG is expanded key and default alike; the builder decides first whether a
-    /// `--build-arg` replaces the default (then the default is not expanded at all).
+    /// ARG names are taken literally and defaults expanded; a builder should rather use
+    /// [`crate::Scope::apply`], which does not expand a default that a `--build-arg`
+    /// replaces (as Docker). ONBUILD triggers are expanded when they run in the child
+    /// build, not here.
     /// COPY's `--from` is not expanded (Docker refuses variables there).
     pub fn expand(&self, lexer: &Lexer, env: &dyn Env) -> Result<Command, ExpandError> {
         let w = |s: &str| lexer.expand(s, env);
@@ -54,7 +56,7 @@ impl Command {
                 defs.iter()
                     .map(|d| {
                         Ok(ArgDef {
-                            name: w(&d.name)?,
+                            name: d.name.clone(),
                             default: ow(&d.default)?,
                         })
                     })

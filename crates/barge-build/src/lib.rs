@@ -5,6 +5,7 @@
 //! - [`expand`] / [`expand_words`] / [`Lexer`]: Docker's variable substitution, and
 //!   [`Keyword::expansion`] telling which instructions get it;
 //! - [`DockerIgnore`]: `.dockerignore` matching with Docker's pattern rules;
+//! - [`Scope`]: ARG/ENV scoping within a stage, as the builder applies it;
 //! - [`StageGraph`]: the stages of a multi-stage Dockerfile, their dependencies, and the
 //!   order (in parallel levels) to build what a `--target` needs.
 
@@ -15,6 +16,7 @@ pub mod graph;
 pub mod ignore;
 pub mod mount;
 pub mod parser;
+pub mod scope;
 pub mod shell;
 mod suggest;
 
@@ -24,6 +26,7 @@ pub use graph::{BuildPlan, GraphError, StageBase, StageDep, StageGraph, StageNod
 pub use ignore::{DockerIgnore, IgnoreError};
 pub use mount::{CacheSharing, Mount, MountError, MountSpec, MountType};
 pub use parser::{is_heredoc_word, parse, parse_named};
+pub use scope::Scope;
 pub use shell::{expand, expand_words, EmptyEnv, Env, ExpandError, ExpandErrorKind, Lexer};
 
 #[cfg(test)]

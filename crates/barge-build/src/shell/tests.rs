@@ -186,6 +186,30 @@ fn nested_default_keeps_outer_words() {
 }
 
 #[test]
+fn documented_examples() {
+    // docs.docker.com/reference/dockerfile, "Environment replacement".
+    let env = [("str", "foobarbaz"), ("FOO", "/bar")];
+    let cases = [
+        ("${str#f*b}", "arbaz"),
+        ("${str##f*b}", "az"),
+        ("${str%b*}", "foobar"),
+        ("${str%%b*}", "foo"),
+        ("${str/ba/fo}", "fooforbaz"),
+        ("${str//ba/fo}", "fooforfoz"),
+        ("${FOO}", "/bar"),
+        ("$FOO", "/bar"),
+        ("\\$FOO", "$FOO"),
+        ("\\${FOO}", "${FOO}"),
+        ("${str/a\\*/x}", "foobarbaz"),
+        ("${NOPE-word}", "word"),
+        ("${FOO+word}", "word"),
+    ];
+    for (input, want) in cases {
+        assert_eq!(expand(input, &env).unwrap(), want, "{input}");
+    }
+}
+
+#[test]
 fn backtick_escape() {
     let lex = Lexer::new('`');
     let env = env();
