@@ -42,8 +42,9 @@ impl Env for Scope {
 
 impl Scope {
     /// A stage's starting scope: the meta ARG values
-    /// ([`crate::Dockerfile::meta_arg_values`]), the `--build-arg`s, and the base image's
-    /// `Env` entries (`KEY=value`; entries without `=` are ignored).
+    /// ([`crate::Dockerfile::meta_arg_values`], plus any automatic ARGs such as
+    /// `TARGETPLATFORM` the builder defines globally), the `--build-arg`s, and the base
+    /// image's `Env` entries (`KEY=value`; entries without `=` are ignored).
     pub fn new(
         meta: BTreeMap<String, String>,
         build_args: BTreeMap<String, String>,

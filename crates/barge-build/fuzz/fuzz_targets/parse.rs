@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use barge_build::{parse, StageGraph};
+use barge_build::{parse, Scope, StageGraph};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -24,6 +24,16 @@ fuzz_target!(|data: &[u8]| {
             let lexer = df.lexer();
             for inst in df.instructions() {
                 let _ = inst.command.expand(&lexer, &env);
+            }
+            // Each stage through the ARG/ENV scoping the builder uses.
+            if let Ok(meta) = df.meta_arg_values(&env) {
+                for stage in &df.stages {
+                    let mut scope = Scope::new(meta.clone(), env.clone(), &["PATH=/bin".to_string()]);
+                    for inst in &stage.instructions {
+                        let _ = scope.apply(&lexer, &inst.command);
+                    }
+                    let _ = scope.run_env();
+                }
             }
             if let Ok(g) = StageGraph::new(&df, &BTreeMap::new()) {
                 let plan = g.plan(None).expect("the last stage is always a target");
