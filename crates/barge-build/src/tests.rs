@@ -1114,3 +1114,53 @@ fn stage_graph_errors() {
     let g = graph("FROM a AS one\nCOPY --from=two /x /x\nFROM b AS two\n").unwrap();
     assert_eq!(g.plan(Some("one")).unwrap().levels, vec![vec![1], vec![0]]);
 }
+
+#[test]
+fn heredoc_delimiters_like_buildkit() {
+    let text = "FROM x\n\
+USER <<INVALID\n\
+RUN <<EMPTY\nEMPTY\n\
+RUN 3<<EMPTY2\nEMPTY2\n\
+RUN \"<<NOHEREDOC\"\n\
+RUN <<eo'f'\necho foo\neof\n\
+RUN <<eo\\'f\necho foo\neo'f\n\
+RUN <<'e'o\\'f\necho foo\neo'f\n\
+RUN <<'one two'\necho bar\none two\n\
+RUN <<$EOF\n$EOF\n\
+RUN <<  EOF  > foo\nEOF\n\
+COPY <<X <<Y /dest\nY\nX\nX\nY\n\
+RUN <<INDENT\n\tfoo\nINDENT\n";
+    let d = p(text);
+    let got: Vec<Vec<(String, bool, Option<u32>, String)>> = d.stages[0]
+        .instructions
+        .iter()
+        .map(|i| {
+            i.heredocs
+                .iter()
+                .map(|h| (h.name.clone(), h.expand, h.fd, h.content.clone()))
+                .collect()
+        })
+        .collect();
+    let h = |n: &str, e: bool, fd: Option<u32>, c: &str| (n.to_string(), e, fd, c.to_string());
+    assert_eq!(
+        got,
+        vec![
+            vec![],
+            vec![h("EMPTY", true, None, "")],
+            vec![h("EMPTY2", true, Some(3), "")],
+            vec![],
+            vec![h("eof", false, None, "echo foo\n")],
+            vec![h("eo'f", true, None, "echo foo\n")],
+            vec![h("eo'f", false, None, "echo foo\n")],
+            vec![h("one two", false, None, "echo bar\n")],
+            vec![h("$EOF", true, None, "")],
+            vec![h("EOF", true, None, "")],
+            vec![h("X", true, None, "Y\n"), h("Y", true, None, "X\n")],
+            vec![h("INDENT", true, None, "\tfoo\n")],
+        ]
+    );
+    assert_eq!(
+        d.stages[0].instructions[0].command,
+        Command::User("<<INVALID".into())
+    );
+}

@@ -209,3 +209,61 @@ fn reinclude_answer_is_never_wrong() {
         }
     }
 }
+
+/// Single patterns against raw strings (no parent-directory rule), Docker's semantics
+/// for `**`, `*`, `?`, classes and regexp-special characters.
+#[test]
+fn single_pattern_semantics() {
+    let cases: &[(&str, &str, bool)] = &[
+        ("**", "file", true),
+        ("**", "dir/file/", true),
+        ("**/", "file", true),
+        ("**/**", "dir/file", true),
+        ("dir/**", "dir/dir2/file", true),
+        ("**/dir", "dir", true),
+        ("**/dir2/*", "dir/dir2/file", true),
+        ("**/dir2/**", "dir/dir2/dir3/file", true),
+        ("**file", "dir/dir/file", true),
+        ("**/file*.txt", "dir/dir/file.txt", true),
+        ("**/**/*.txt2", "dir/dir/file.txt", false),
+        ("**/*.txt", "file.txt", true),
+        ("a**/*.txt", "a/dir/dir/file.txt", true),
+        ("a/*.txt", "a/dir/file.txt", false),
+        ("a/*.txt**", "a/file.txt", true),
+        ("a[b-d]e", "ace", true),
+        ("a[b-d]e", "aae", false),
+        ("a[^b-d]e", "aze", true),
+        (".*", ".foo", true),
+        (".*", "foo", false),
+        ("abc.def", "abcZdef", false),
+        ("abc?def", "abcZdef", true),
+        ("abc?def", "abcdef", false),
+        ("a\\\\", "a\\", true),
+        ("**/foo/bar", "foo/bar", true),
+        ("**/foo/bar", "dir/dir2/foo/bar", true),
+        ("abc/**", "abc", false),
+        ("abc/**", "abc/def/ghi", true),
+        ("**/.foo", "bar.foo", false),
+        ("a.|)$(}+{bc", "a.|)$(}+{bc", true),
+        (
+            "dist/*.whl",
+            "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl",
+            true,
+        ),
+        ("a*/b", "a/c/b", false),
+        ("a*b*c*d*e*/f", "axbxcxdxexxx/f", true),
+        ("a*b*c*d*e*/f", "axbxcxdxe/xxx/f", false),
+        ("a*b?c*x", "abxbbxdbxebxczzx", true),
+        ("a*b?c*x", "abxbbxdbxebxczzy", false),
+        ("ab[^e-g]", "abc", true),
+        ("ab[^c]", "abc", false),
+    ];
+    for (pat, path, want) in cases {
+        let d = DockerIgnore::from_patterns([*pat]).unwrap();
+        assert_eq!(
+            d.patterns[0].matches(path),
+            *want,
+            "pattern {pat:?} path {path:?}"
+        );
+    }
+}
