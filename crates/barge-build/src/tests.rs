@@ -1131,7 +1131,8 @@ RUN <<  EOF  > foo\nEOF\n\
 COPY <<X <<Y /dest\nY\nX\nX\nY\n\
 RUN <<INDENT\n\tfoo\nINDENT\n";
     let d = p(text);
-    let got: Vec<Vec<(String, bool, Option<u32>, String)>> = d.stages[0]
+    type Doc = (String, bool, Option<u32>, String);
+    let got: Vec<Vec<Doc>> = d.stages[0]
         .instructions
         .iter()
         .map(|i| {
