@@ -84,21 +84,12 @@ pub struct Stage {
     pub index: usize,
     /// The stage name from `FROM ... AS name`, lowercased.
     pub name: Option<String>,
-    /// The FROM instruction; its command is always [`Command::From`].
+    /// The FROM line's arguments (also in `from.command`).
+    pub base: From,
+    /// The FROM instruction (line range, original text).
     pub from: Instruction,
     /// The instructions after FROM.
     pub instructions: Vec<Instruction>,
-}
-
-impl Stage {
-    /// The FROM of this stage.
-    pub fn base(&self) -> &From {
-        match &self.from.command {
-            Command::From(f) => f,
-            // The parser builds stages only from FROM instructions.
-            _ => unreachable!("a stage always starts with FROM"),
-        }
-    }
 }
 
 /// Instruction keywords.

@@ -187,7 +187,7 @@ impl StageGraph {
         let mut stages = Vec::with_capacity(count);
         for stage in &df.stages {
             let line = stage.from.start_line;
-            let from = stage.base();
+            let from = &stage.base;
             let image = lexer
                 .expand(&from.image, &meta)
                 .map_err(|error| GraphError::Expand { line, error })?;

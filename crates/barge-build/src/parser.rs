@@ -13,6 +13,11 @@ use crate::shell::{EmptyEnv, Lexer};
 use crate::suggest::suggest;
 
 /// Parses a Dockerfile named `Dockerfile` (the name only shows in errors).
+///
+/// Docker's parse-time rules apply, and some of its build-time checks are made here so
+/// that bad files fail before anything runs: a file without FROM, an unknown ONBUILD
+/// trigger, CMD/ENTRYPOINT without arguments, and flags on HEALTHCHECK NONE or
+/// STOPSIGNAL (which Docker ignores) are errors.
 pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
     parse_named(text, "Dockerfile")
 }
@@ -42,6 +47,7 @@ pub fn parse_named(text: &str, file: &str) -> Result<Dockerfile, ParseError> {
             stages.push(Stage {
                 index: stages.len(),
                 name: f.name.clone(),
+                base: f.clone(),
                 from: inst,
                 instructions: Vec::new(),
             });

@@ -52,7 +52,7 @@ fn issue_example_workdir_add_cmd() {
     let d = p("FROM busybox\nWORKDIR /code\nRUN echo hello > /greeting\nADD . /code\nCMD [\"sh\", \"-c\", \"cat /greeting\"]\n");
     assert_eq!(d.stages.len(), 1);
     let s = &d.stages[0];
-    assert_eq!(s.base().image, "busybox");
+    assert_eq!(s.base.image, "busybox");
     assert_eq!(s.name, None);
     let cmds: Vec<&Command> = s.instructions.iter().map(|i| &i.command).collect();
     assert_eq!(cmds[0], &Command::Workdir("/code".into()));
@@ -145,7 +145,7 @@ CMD [\"/artifact\"]
     let d = p(text);
     assert_eq!(d.stages.len(), 2);
     assert_eq!(d.stages[0].name.as_deref(), Some("build"));
-    assert_eq!(d.stages[1].base().image, "scratch");
+    assert_eq!(d.stages[1].base.image, "scratch");
     match &d.stages[1].instructions[0].command {
         Command::Copy(c) => {
             assert_eq!(c.from.as_deref(), Some("build"));
@@ -284,7 +284,7 @@ fn crlf_bom_and_keyword_case() {
 #[test]
 fn comments_and_blank_lines() {
     let d = p("# leading\n\n   # indented comment\nFROM x\n\n\tRUN a\n");
-    assert_eq!(d.stages[0].base().image, "x");
+    assert_eq!(d.stages[0].base.image, "x");
     // `FROM x # not a comment` has five words: Docker refuses it.
     let e = perr("FROM x # no\n");
     assert_eq!(
@@ -571,7 +571,7 @@ fn run_flags() {
 fn from_forms() {
     let d = p("ARG BASE=alpine\nFROM --platform=$BUILDPLATFORM ${BASE}:3 as Builder\nFROM builder\nFROM scratch\n");
     assert_eq!(d.meta_args.len(), 1);
-    let f = d.stages[0].base();
+    let f = &d.stages[0].base;
     assert_eq!(f.image, "${BASE}:3");
     assert_eq!(f.name.as_deref(), Some("builder"));
     assert_eq!(f.platform.as_deref(), Some("$BUILDPLATFORM"));
