@@ -966,7 +966,8 @@ fn typed(node: &Node, file: &str, escape: char) -> Result<Instruction, ParseErro
                 3 if args[1].eq_ignore_ascii_case("as") => {
                     let lower = args[2].to_ascii_lowercase();
                     if !valid_stage_name(&lower) {
-                        return Err(err(K::StageName(args[2].clone())));
+                        let col = rest.rfind(args[2].as_str()).map(|i| node.rest_off + i);
+                        return Err(ctx.err(col, K::StageName(args[2].clone())));
                     }
                     Some(lower)
                 }
@@ -1151,7 +1152,8 @@ fn typed(node: &Node, file: &str, escape: char) -> Result<Instruction, ParseErro
             } else {
                 for w in &words {
                     let Some((k, v)) = w.split_once('=') else {
-                        return Err(err(K::MissingEquals(w.clone())));
+                        let col = rest.find(w.as_str()).map(|i| node.rest_off + i);
+                        return Err(ctx.err(col, K::MissingEquals(w.clone())));
                     };
                     kvs.push(KeyValue {
                         key: k.to_string(),

@@ -581,8 +581,8 @@ fn from_forms() {
         ("FROM a b", "Dockerfile:1: FROM requires either one or three arguments"),
         ("FROM a AS", "Dockerfile:1: FROM requires either one or three arguments"),
         ("FROM a TO b", "Dockerfile:1: FROM requires either one or three arguments"),
-        ("FROM a AS 1st", "Dockerfile:1: invalid name for build stage: \"1st\", name can't start with a number or contain symbols"),
-        ("FROM a AS b$c", "Dockerfile:1: invalid name for build stage: \"b$c\", name can't start with a number or contain symbols"),
+        ("FROM a AS 1st", "Dockerfile:1:11: invalid name for build stage: \"1st\", name can't start with a number or contain symbols"),
+        ("FROM a AS b$c", "Dockerfile:1:11: invalid name for build stage: \"b$c\", name can't start with a number or contain symbols"),
         ("FROM --plaform=x a", "Dockerfile:1:6: unknown flag: --plaform (did you mean --platform?)"),
     ];
     for (src, want) in errs {
@@ -671,7 +671,7 @@ fn env_label_arg() {
         ("ENV =x", "Dockerfile:2: ENV names can not be blank"),
         (
             "ENV A=1 B",
-            "Dockerfile:2: Syntax error - can't find = in \"B\". Must be of the form: name=value",
+            "Dockerfile:2:9: Syntax error - can't find = in \"B\". Must be of the form: name=value",
         ),
         ("LABEL =x", "Dockerfile:2: LABEL names can not be blank"),
         (
