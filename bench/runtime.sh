@@ -15,7 +15,7 @@ bin=$PWD/target/release/barge
 work=$(mktemp -d /tmp/barge-bench.XXXXXX)
 mounted_hugetlb=0
 cleanup() {
-    for rt in barge crun runc; do
+    for rt in barge-runc crun runc; do
         [ -x "$work/bin/$rt" ] && "$work/bin/$rt" --root "$work/root-$rt" delete -f "mem-$rt" >/dev/null 2>&1 || true
     done
     if [ "$mounted_hugetlb" = 1 ]; then umount /sys/fs/cgroup/hugetlb && rmdir /sys/fs/cgroup/hugetlb; fi
@@ -33,7 +33,6 @@ fi
 
 mkdir -p "$work/bin" "$work/bundle"
 ln -s "$bin" "$work/bin/barge-runc"
-ln -s "$work/bin/barge-runc" "$work/bin/barge"
 ln -s "$(command -v crun)" "$work/bin/crun"
 ln -s "$(command -v runc)" "$work/bin/runc"
 sh tests/fixtures/busybox-rootfs.sh "$work/bundle/rootfs"
@@ -53,7 +52,7 @@ cd "$work/bundle"
 
 echo "== start: run /bin/true ($runs runs) =="
 hyperfine -N --warmup 5 --runs "$runs" --export-json "$work/start.json" \
-    -n barge-runc "$work/bin/barge --root $work/root-barge run bench-barge" \
+    -n barge-runc "$work/bin/barge-runc --root $work/root-barge run bench-barge" \
     -n crun "$work/bin/crun --root $work/root-crun run bench-crun" \
     -n runc "$work/bin/runc --root $work/root-runc run bench-runc"
 
@@ -74,14 +73,14 @@ mem_of() { # mem_of RUNTIME: prints "rss_kib pss_kib" of the waiting runtime pro
     echo "$rss $pss"
 }
 declare -A rss pss
-for rt in barge crun runc; do
+for rt in barge-runc crun runc; do
     read -r r p < <(mem_of "$rt")
     rss[$rt]=$r; pss[$rt]=$p
     printf '%-10s RSS %6s KiB  PSS %6s KiB\n' "$rt" "$r" "$p"
 done
 
 echo "== summary =="
-python3 - "$work/start.json" "${rss[barge]}" "${rss[crun]}" "${rss[runc]}" "${pss[barge]}" "${pss[crun]}" "${pss[runc]}" <<'PY'
+python3 - "$work/start.json" "${rss[barge-runc]}" "${rss[crun]}" "${rss[runc]}" "${pss[barge-runc]}" "${pss[crun]}" "${pss[runc]}" <<'PY'
 import json, sys
 res = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
 m = {k: v["mean"] * 1000 for k, v in res.items()}
