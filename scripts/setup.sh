@@ -3,7 +3,8 @@
 # Idempotent; needs root. Used by scripts/quickstart.sh, scripts/test.sh and .ci/run.
 set -eu
 packages="build-essential pkg-config libseccomp-dev busybox-static iproute2 nftables
-runc crun podman hyperfine skopeo umoci docker-registry file"
+runc crun podman hyperfine skopeo umoci docker-registry file
+docker.io python3-docker python3-bcrypt"
 missing=""
 for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -12,8 +13,15 @@ if [ -n "$missing" ]; then
     echo "setup: installing:$missing" >&2
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
+    # Packages with services (docker.io) must not start them: tests start their own daemons.
+    policy=/usr/sbin/policy-rc.d
+    made_policy=""
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made_policy=1
+    fi
     # shellcheck disable=SC2086
     apt-get install -y -qq --no-install-recommends $missing >/dev/null
+    if [ -n "$made_policy" ]; then rm -f "$policy"; fi
 fi
 if ! command -v cargo >/dev/null 2>&1; then
     echo "setup: cargo not found: install a Rust toolchain (rustup) first" >&2

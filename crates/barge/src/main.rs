@@ -1,6 +1,10 @@
 //! The barge binary. Invoked as `barge-runc` (by argv[0]) or `barge runtime ...` it is the
-//! runc-compatible runtime front end; as `barge` it is the CLI.
+//! runc-compatible runtime front end; `barge daemon` is the engine daemon, `barge monitor` the
+//! per-container monitor the daemon spawns; anything else is the docker-compatible CLI.
 
+mod cli;
+mod daemon;
+mod monitor;
 mod runc;
 
 fn main() {
@@ -13,11 +17,14 @@ fn main() {
     if argv0 == "barge-runc" || argv0 == "runc" {
         std::process::exit(runc::main(args));
     }
-    if args.get(1).is_some_and(|a| a == "runtime") {
-        args.remove(1);
-        args[0] = "barge-runc".into();
-        std::process::exit(runc::main(args));
+    match args.get(1).and_then(|a| a.to_str()) {
+        Some("runtime") => {
+            args.remove(1);
+            args[0] = "barge-runc".into();
+            std::process::exit(runc::main(args));
+        }
+        Some("daemon") => std::process::exit(daemon::main(args)),
+        Some("monitor") => std::process::exit(monitor::main(args)),
+        _ => std::process::exit(cli::main(args)),
     }
-    eprintln!("barge: the CLI is not yet implemented; use `barge runtime` or barge-runc");
-    std::process::exit(1);
 }
