@@ -17,6 +17,7 @@
 //! Seams for the other pieces: [`netns`] makes the per-container network namespace that a
 //! network driver configures before the container starts ([`engine::NetworkHook`]).
 
+pub mod archive;
 pub mod engine;
 pub mod error;
 pub mod logs;

@@ -1,6 +1,7 @@
 //! Small helpers: ids, time, atomic writes.
 
 use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::Path;
 
 /// A new random 64-hex id, as Docker's.
@@ -78,4 +79,32 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Accepts one connection on `l` and receives an fd sent with SCM_RIGHTS.
+pub fn recv_fd(l: &std::os::unix::net::UnixListener) -> Result<std::os::fd::OwnedFd, String> {
+    let (s, _) = l.accept().map_err(|e| format!("console socket accept: {e}"))?;
+    let mut data = [0u8; 4096];
+    let mut iov = libc::iovec { iov_base: data.as_mut_ptr().cast(), iov_len: data.len() };
+    let mut cbuf = [0u64; 16];
+    // SAFETY: msghdr is plain data; zeroed then filled with valid pointers below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&cbuf) as _;
+    // SAFETY: recvmsg into the buffers described by msg.
+    let n = unsafe { libc::recvmsg(s.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    if n < 0 {
+        return Err(format!("console socket recvmsg: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: walking the control messages recvmsg filled in.
+    unsafe {
+        let cm = libc::CMSG_FIRSTHDR(&msg);
+        if !cm.is_null() && (*cm).cmsg_level == libc::SOL_SOCKET && (*cm).cmsg_type == libc::SCM_RIGHTS {
+            let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cm) as *const std::os::fd::RawFd);
+            return Ok(std::os::fd::OwnedFd::from_raw_fd(fd));
+        }
+    }
+    Err("console socket: no fd received".into())
 }
