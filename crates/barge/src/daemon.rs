@@ -167,7 +167,12 @@ pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
 
 fn pid_alive(pid: i32) -> bool {
     // SAFETY: kill with signal 0 only checks for existence.
-    pid > 0 && unsafe { libc::kill(pid, 0) } == 0
+    if pid <= 0 || unsafe { libc::kill(pid, 0) } != 0 {
+        return false;
+    }
+    // A zombie (killed, not yet reaped) is not a running daemon.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    !matches!(stat.rsplit(')').next().and_then(|r| r.split_whitespace().next()), Some("Z" | "X"))
 }
 
 fn write_pidfile(p: &Path) -> Result<()> {
