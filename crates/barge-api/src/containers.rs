@@ -493,7 +493,7 @@ pub(crate) async fn exec_start(e: Arc<Engine>, id: &str, mut req: Request<Incomi
     let detach = v.get("Detach").and_then(Value::as_bool).unwrap_or(false);
     let tty = v.get("Tty").and_then(Value::as_bool).unwrap_or(x.tty);
     let console = if tty {
-        let p = e.options().exec_root.join("containers").join(&x.container_id).join(format!("exec-{}.sock", &id[..12.min(id.len())]));
+        let p = e.options().exec_root.join(format!("x-{}.sock", &id[..12.min(id.len())]));
         let _ = std::fs::remove_file(&p);
         let l = std::os::unix::net::UnixListener::bind(&p).map_err(|x| ApiError::new(500, format!("console socket: {x}")))?;
         Some((p, l))
@@ -622,6 +622,10 @@ pub(crate) async fn commit(e: Arc<Engine>, q: &Query, req: Request<Incoming>) ->
         (Some(r), None) => Some(r.to_string()),
         _ => None,
     };
+    let mut v = v;
+    if let Some(ch) = q.get("changes").filter(|c| !c.is_empty()) {
+        apply_changes(&mut v, ch)?;
+    }
     let comment = q.get("comment").unwrap_or("").to_string();
     let author = q.get("author").unwrap_or("").to_string();
     let id = tokio::task::spawn_blocking(move || e.commit(&container, reference.as_deref(), &comment, &author, Some(&v)))
@@ -682,4 +686,54 @@ pub(crate) async fn events(e: Arc<Engine>, q: &Query) -> R {
     let mut r = Response::new(channel_body(brx));
     r.headers_mut().insert("Content-Type", hyper::header::HeaderValue::from_static("application/json"));
     Ok(r)
+}
+
+/// Applies `docker commit --change` instructions (one per line) to a config override.
+fn apply_changes(v: &mut Value, changes: &str) -> Result<(), ApiError> {
+    if !v.is_object() {
+        *v = json!({});
+    }
+    for line in changes.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let (ins, arg) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+        let arg = arg.trim();
+        let list = |a: &str| -> Value {
+            match serde_json::from_str::<Vec<String>>(a) {
+                Ok(l) => json!(l),
+                Err(_) => json!(["/bin/sh", "-c", a]),
+            }
+        };
+        match ins.to_ascii_uppercase().as_str() {
+            "CMD" => v["Cmd"] = list(arg),
+            "ENTRYPOINT" => v["Entrypoint"] = list(arg),
+            "WORKDIR" => v["WorkingDir"] = json!(arg),
+            "USER" => v["User"] = json!(arg),
+            "STOPSIGNAL" => v["StopSignal"] = json!(arg),
+            "ENV" => {
+                let (k, val) = arg.split_once('=').or_else(|| arg.split_once(' ')).unwrap_or((arg, ""));
+                let mut env: Vec<String> = barge_engine::model::str_list(v.get("Env"));
+                env.retain(|e| e.split('=').next() != Some(k));
+                env.push(format!("{k}={}", val.trim()));
+                v["Env"] = json!(env);
+            }
+            "LABEL" => {
+                let (k, val) = arg.split_once('=').unwrap_or((arg, ""));
+                if !v.get("Labels").is_some_and(Value::is_object) {
+                    v["Labels"] = json!({});
+                }
+                v["Labels"][k.trim()] = json!(val.trim().trim_matches('"'));
+            }
+            "EXPOSE" => {
+                if !v.get("ExposedPorts").is_some_and(Value::is_object) {
+                    v["ExposedPorts"] = json!({});
+                }
+                for p in arg.split_whitespace() {
+                    let p = if p.contains('/') { p.to_string() } else { format!("{p}/tcp") };
+                    v["ExposedPorts"][p] = json!({});
+                }
+            }
+            "VOLUME" | "ONBUILD" | "HEALTHCHECK" => {}
+            other => return Err(ApiError::new(400, format!("{other} is not a valid change command"))),
+        }
+    }
+    Ok(())
 }

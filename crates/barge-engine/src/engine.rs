@@ -452,6 +452,20 @@ impl Engine {
         if net.is_empty() {
             host_config["NetworkMode"] = json!("default");
         }
+        if !host_config.get("LogConfig").and_then(|l| l.get("Type")).and_then(Value::as_str).is_some_and(|t| !t.is_empty()) {
+            let cfg = host_config.get("LogConfig").and_then(|l| l.get("Config")).cloned().unwrap_or(json!({}));
+            host_config["LogConfig"] = json!({"Type": "json-file", "Config": cfg});
+        }
+        match host_config.get("LogConfig").and_then(|l| l.get("Type")).and_then(Value::as_str) {
+            Some("json-file") | Some("local") => {}
+            Some(other) => {
+                return Err(Error::BadRequest(format!("logging driver {other:?} is not supported (json-file only)")));
+            }
+            None => {}
+        }
+        if host_config.get("RestartPolicy").is_none_or(Value::is_null) {
+            host_config["RestartPolicy"] = json!({"Name": "no", "MaximumRetryCount": 0});
+        }
         if let Some(rp) = host_config.get("RestartPolicy") {
             let n = rp.get("Name").and_then(Value::as_str).unwrap_or("");
             if !matches!(n, "" | "no" | "always" | "unless-stopped" | "on-failure") {
@@ -580,17 +594,24 @@ impl Engine {
         match self.start_inner(&c).await {
             Ok(()) => Ok(()),
             Err(e) => {
-                let msg = e.to_string();
+                // The docker CLI maps these lower-case phrases to exit codes 127 and 126.
+                let msg = e
+                    .to_string()
+                    .replace("No such file or directory", "no such file or directory")
+                    .replace("Permission denied", "permission denied");
                 self.cleanup_after_exit(&c).await;
                 let _ = self.update(&id, |c| {
                     c.state.status = if c.state.started_at.is_empty() { "created".into() } else { "exited".into() };
                     c.state.error = msg.clone();
-                    c.state.exit_code = if msg.contains("no such file") || msg.contains("not found") { 127 } else { 128 };
+                    c.state.exit_code = if msg.contains("no such file") || msg.contains("not found") { 127 } else if msg.contains("permission denied") { 126 } else { 128 };
                 });
                 // Fail the attach clients that waited for this start.
                 let waiters = self.attach_waiters.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
                 for w in waiters.into_iter().flatten() {
                     let _ = w.send(Err(msg.clone()));
+                }
+                if c.host_bool("AutoRemove") {
+                    let _ = self.remove(&id, true).await;
                 }
                 if msg.contains("no such file") || msg.contains("not found") || msg.contains("permission denied") {
                     Err(Error::BadRequest(format!("failed to create task for container: {msg}")))
@@ -1341,6 +1362,10 @@ impl Engine {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
                 let p = format!("{rel}/{name}");
+                // Mount points the runtime made for the engine's own bind mounts.
+                if matches!(p.as_str(), "/etc/hostname" | "/etc/hosts" | "/etc/resolv.conf") {
+                    continue;
+                }
                 let Ok(md) = e.path().symlink_metadata() else { continue };
                 let whiteout = md.file_type().is_char_device() && md.rdev() == 0;
                 let in_lower = layers.iter().any(|l| l.join(p.trim_start_matches('/')).symlink_metadata().is_ok());

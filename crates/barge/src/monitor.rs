@@ -39,8 +39,13 @@ pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
         // SAFETY: _exit without running destructors (the child owns everything).
         _ => unsafe { libc::_exit(0) },
     }
-    // SAFETY: setsid in the child; detaches it from the daemon's session.
-    unsafe { libc::setsid() };
+    // SAFETY: setsid in the child; detaches it from the daemon's session. Then close every
+    // fd but stdin/stdout (the daemon's pipes) and stderr: nothing inherited reaches the
+    // container.
+    unsafe {
+        libc::setsid();
+        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+    }
     let mut m = Monitor::new(cfg, dir);
     let code = match m.run() {
         Ok(()) => 0,
@@ -73,6 +78,13 @@ fn dup2(from: RawFd, to: RawFd) -> Result<(), String> {
         return Err(os("dup2"));
     }
     Ok(())
+}
+
+fn interrupted() -> bool {
+    matches!(
+        std::io::Error::last_os_error().raw_os_error(),
+        Some(libc::EINTR) | Some(libc::EAGAIN)
+    )
 }
 
 fn read_fd(fd: RawFd, buf: &mut [u8]) -> isize {
@@ -278,7 +290,9 @@ impl Monitor {
         // The container's stdio, as fds 0-2 while the runtime clones its init.
         let mut child_ends = Vec::new();
         if self.cfg.tty {
-            let p = self.dir.join("console.sock");
+            // Relative to our cwd (the exec dir): socket paths are limited to 108 bytes.
+            std::env::set_current_dir(&self.dir).map_err(|e| format!("chdir: {e}"))?;
+            let p = PathBuf::from("console.sock");
             let _ = std::fs::remove_file(&p);
             console_listener = Some(UnixListener::bind(&p).map_err(|e| format!("console socket: {e}"))?);
             console = Some(p);
@@ -449,6 +463,7 @@ impl Monitor {
                 continue;
             }
             // Output first, so nothing written before the exit is lost.
+            let mut closed = Vec::new();
             for i in 0..nouts {
                 if fds[2 + i].revents != 0 {
                     let (fd, stream) = (self.outs[i].0.as_raw_fd(), self.outs[i].1);
@@ -456,6 +471,8 @@ impl Monitor {
                     if n > 0 {
                         let d = buf[..n as usize].to_vec();
                         self.output(stream, &d);
+                    } else if n == 0 || !interrupted() {
+                        closed.push(i);
                     }
                 }
             }
@@ -465,13 +482,24 @@ impl Monitor {
                 if n > 0 {
                     let d = buf[..n as usize].to_vec();
                     self.output(0, &d);
+                } else if n == 0 || !interrupted() {
+                    // No slave open any more (EIO): stop polling it.
+                    self.master = None;
                 }
+            }
+            for i in closed.into_iter().rev() {
+                self.outs.remove(i);
             }
             // Client input (stdin) and hang-ups.
             let mut gone = Vec::new();
             for (i, c) in self.clients.iter().enumerate() {
                 let re = fds[base + i].revents;
                 if re == 0 {
+                    continue;
+                }
+                if !c.reading {
+                    // Hung up after its half-close: gone.
+                    gone.push(i);
                     continue;
                 }
                 let n = (&c.s).read(&mut buf).unwrap_or(0);
@@ -491,7 +519,8 @@ impl Monitor {
             }
             for i in gone.into_iter().rev() {
                 let attach = matches!(self.clients[i].kind, Kind::Attach);
-                let hup = fds[base + i].revents & (libc::POLLERR | libc::POLLNVAL) != 0;
+                let hup = fds[base + i].revents & (libc::POLLERR | libc::POLLNVAL | libc::POLLHUP) != 0
+                    || !self.clients[i].reading;
                 if attach && !hup {
                     // Half-closed: no more input, output still goes to it.
                     self.clients[i].reading = false;
