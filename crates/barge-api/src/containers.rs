@@ -13,8 +13,10 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::util::{channel_body, frame, human_duration, json_response, status, ApiError, Body, Query};
 use crate::read_body;
+use crate::util::{
+    channel_body, frame, human_duration, json_response, status, ApiError, Body, Query,
+};
 
 type R = Result<Response<Body>, ApiError>;
 
@@ -22,14 +24,18 @@ fn parse_json(b: &[u8]) -> Result<Value, ApiError> {
     if b.is_empty() {
         return Ok(json!({}));
     }
-    serde_json::from_slice(b).map_err(|e| ApiError::new(400, format!("invalid JSON in the request body: {e}")))
+    serde_json::from_slice(b)
+        .map_err(|e| ApiError::new(400, format!("invalid JSON in the request body: {e}")))
 }
 
 pub(crate) async fn create(e: Arc<Engine>, q: &Query, req: Request<Incoming>) -> R {
     let body = read_body(req, 16 << 20).await?;
     let v = parse_json(&body)?;
     if !v.is_object() {
-        return Err(ApiError::new(400, "invalid JSON in the request body: expected an object".into()));
+        return Err(ApiError::new(
+            400,
+            "invalid JSON in the request body: expected an object".into(),
+        ));
     }
     let id = e.create(q.get("name"), v).await?;
     Ok(json_response(201, &json!({"Id": id, "Warnings": []})))
@@ -49,7 +55,11 @@ fn status_text(c: &Container) -> String {
             }
             s
         }
-        "restarting" => format!("Restarting ({}) {} ago", c.state.exit_code, human_duration(now - parse_rfc3339(&c.state.finished_at).unwrap_or(now))),
+        "restarting" => format!(
+            "Restarting ({}) {} ago",
+            c.state.exit_code,
+            human_duration(now - parse_rfc3339(&c.state.finished_at).unwrap_or(now))
+        ),
         "exited" if !c.state.finished_at.is_empty() => format!(
             "Exited ({}) {} ago",
             c.state.exit_code,
@@ -104,9 +114,25 @@ pub(crate) fn list(e: Arc<Engine>, q: &Query) -> R {
                 "name" => c.name.contains(v.trim_start_matches('/')),
                 "id" => c.id.starts_with(v.as_str()),
                 "label" => label_match(&c, v),
-                "ancestor" => c.image_name == *v || c.image_id == *v || c.image_id.trim_start_matches("sha256:").starts_with(v.as_str()) || c.image_name == format!("{v}:latest"),
-                "exited" => c.state.status == "exited" && v.parse::<i32>().ok() == Some(c.state.exit_code),
-                "health" => c.state.health.as_ref().map(|h| h.status.as_str()).unwrap_or("none") == v,
+                "ancestor" => {
+                    c.image_name == *v
+                        || c.image_id == *v
+                        || c.image_id
+                            .trim_start_matches("sha256:")
+                            .starts_with(v.as_str())
+                        || c.image_name == format!("{v}:latest")
+                }
+                "exited" => {
+                    c.state.status == "exited" && v.parse::<i32>().ok() == Some(c.state.exit_code)
+                }
+                "health" => {
+                    c.state
+                        .health
+                        .as_ref()
+                        .map(|h| h.status.as_str())
+                        .unwrap_or("none")
+                        == v
+                }
                 _ => true,
             })
         });
@@ -182,14 +208,23 @@ pub(crate) fn inspect_json(e: &Engine, c: &Container) -> Value {
 
 pub(crate) async fn prune(e: Arc<Engine>) -> R {
     let ids = e.prune().await;
-    Ok(json_response(200, &json!({"ContainersDeleted": ids, "SpaceReclaimed": 0})))
+    Ok(json_response(
+        200,
+        &json!({"ContainersDeleted": ids, "SpaceReclaimed": 0}),
+    ))
 }
 
 fn upgrade_response(content_type: &'static str) -> Response<Body> {
     let mut r = status(101);
     let h = r.headers_mut();
-    h.insert("Content-Type", hyper::header::HeaderValue::from_static(content_type));
-    h.insert("Connection", hyper::header::HeaderValue::from_static("Upgrade"));
+    h.insert(
+        "Content-Type",
+        hyper::header::HeaderValue::from_static(content_type),
+    );
+    h.insert(
+        "Connection",
+        hyper::header::HeaderValue::from_static("Upgrade"),
+    );
     h.insert("Upgrade", hyper::header::HeaderValue::from_static("tcp"));
     r
 }
@@ -224,7 +259,11 @@ async fn frames_to_client<W: tokio::io::AsyncWrite + Unpin>(
         if !want {
             continue;
         }
-        let r = if tty { cw.write_all(&data).await } else { cw.write_all(&frame(hdr[0], &data)).await };
+        let r = if tty {
+            cw.write_all(&data).await
+        } else {
+            cw.write_all(&frame(hdr[0], &data)).await
+        };
         if r.is_err() || cw.flush().await.is_err() {
             break;
         }
@@ -233,7 +272,11 @@ async fn frames_to_client<W: tokio::io::AsyncWrite + Unpin>(
 
 async fn attach(e: Arc<Engine>, id: &str, q: &Query, mut req: Request<Incoming>) -> R {
     let c = e.get(id)?;
-    let tty = c.config.get("Tty").and_then(Value::as_bool).unwrap_or(false);
+    let tty = c
+        .config
+        .get("Tty")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let (want_in, want_out, want_err) = (q.bool("stdin"), q.bool("stdout"), q.bool("stderr"));
     let logs = q.bool("logs");
     // Connect to the monitor now (running) or at the next start (created/exited).
@@ -242,7 +285,10 @@ async fn attach(e: Arc<Engine>, id: &str, q: &Query, mut req: Request<Incoming>)
     } else if q.bool("stream") {
         Err(e.attach_on_start(&c.id))
     } else {
-        return Err(ApiError::new(409, format!("container {} is not running", c.id)));
+        return Err(ApiError::new(
+            409,
+            format!("container {} is not running", c.id),
+        ));
     };
     let on = hyper::upgrade::on(&mut req);
     let log_path = e.log_path(&c.id);
@@ -256,7 +302,11 @@ async fn attach(e: Arc<Engine>, id: &str, q: &Query, mut req: Request<Incoming>)
                 if (s == 2 && !want_err) || (s == 1 && !want_out) {
                     continue;
                 }
-                let _ = if tty { cw.write_all(en.log.as_bytes()).await } else { cw.write_all(&frame(s, en.log.as_bytes())).await };
+                let _ = if tty {
+                    cw.write_all(en.log.as_bytes()).await
+                } else {
+                    cw.write_all(&frame(s, en.log.as_bytes())).await
+                };
             }
         }
         let mon = match mon {
@@ -287,18 +337,34 @@ async fn attach(e: Arc<Engine>, id: &str, q: &Query, mut req: Request<Incoming>)
 
 async fn logs(e: Arc<Engine>, id: &str, q: &Query) -> R {
     let c = e.get(id)?;
-    let tty = c.config.get("Tty").and_then(Value::as_bool).unwrap_or(false);
+    let tty = c
+        .config
+        .get("Tty")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let (out, err) = (q.bool("stdout"), q.bool("stderr"));
     if !out && !err {
-        return Err(ApiError::new(400, "Bad parameters: you must choose at least one stream".into()));
+        return Err(ApiError::new(
+            400,
+            "Bad parameters: you must choose at least one stream".into(),
+        ));
     }
     let follow = q.bool("follow");
     let ts = q.bool("timestamps");
-    let since = q.get("since").and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
-    let until = q.get("until").and_then(|s| s.parse::<f64>().ok()).filter(|x| *x > 0.0);
+    let since = q
+        .get("since")
+        .and_then(|s| s.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    let until = q
+        .get("until")
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|x| *x > 0.0);
     let tail: Option<usize> = match q.get("tail") {
         None | Some("all") | Some("") => None,
-        Some(t) => Some(t.parse().map_err(|_| ApiError::new(400, format!("invalid tail value {t:?}")))?),
+        Some(t) => Some(
+            t.parse()
+                .map_err(|_| ApiError::new(400, format!("invalid tail value {t:?}")))?,
+        ),
     };
     let path = e.log_path(&c.id);
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
@@ -313,8 +379,16 @@ async fn logs(e: Arc<Engine>, id: &str, q: &Query) -> R {
             if t < since || until.is_some_and(|u| t > u) {
                 return None;
             }
-            let text = if ts { format!("{} {}", en.time, en.log) } else { en.log.clone() };
-            Some(Bytes::from(if tty { text.into_bytes() } else { frame(s, text.as_bytes()) }))
+            let text = if ts {
+                format!("{} {}", en.time, en.log)
+            } else {
+                en.log.clone()
+            };
+            Some(Bytes::from(if tty {
+                text.into_bytes()
+            } else {
+                frame(s, text.as_bytes())
+            }))
         };
         let all = barge_engine::logs::read_all(&path);
         let skip = tail.map(|t| all.len().saturating_sub(t)).unwrap_or(0);
@@ -331,7 +405,10 @@ async fn logs(e: Arc<Engine>, id: &str, q: &Query) -> R {
         let mut offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         // Entries already sent from the current file.
         loop {
-            let running = e.get(&cid).map(|c| c.running() || c.state.status == "restarting").unwrap_or(false);
+            let running = e
+                .get(&cid)
+                .map(|c| c.running() || c.state.status == "restarting")
+                .unwrap_or(false);
             let (ens, off) = barge_engine::logs::read_from(&path, offset);
             offset = off;
             for en in &ens {
@@ -351,7 +428,10 @@ async fn logs(e: Arc<Engine>, id: &str, q: &Query) -> R {
         }
     });
     let mut r = Response::new(channel_body(rx));
-    r.headers_mut().insert("Content-Type", hyper::header::HeaderValue::from_static(stream_type(tty)));
+    r.headers_mut().insert(
+        "Content-Type",
+        hyper::header::HeaderValue::from_static(stream_type(tty)),
+    );
     Ok(r)
 }
 
@@ -369,17 +449,29 @@ async fn wait(e: Arc<Engine>, id: &str, q: &Query) -> R {
     };
     tokio::spawn(async move {
         let v = match fut.await {
-            Ok((code, err)) => json!({"StatusCode": code, "Error": if err.is_empty() { Value::Null } else { json!({"Message": err}) }}),
+            Ok((code, err)) => {
+                json!({"StatusCode": code, "Error": if err.is_empty() { Value::Null } else { json!({"Message": err}) }})
+            }
             Err(e) => json!({"StatusCode": -1, "Error": {"Message": e.to_string()}}),
         };
         let _ = tx.send(Bytes::from(format!("{v}\n"))).await;
     });
     let mut r = Response::new(channel_body(rx));
-    r.headers_mut().insert("Content-Type", hyper::header::HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        "Content-Type",
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
     Ok(r)
 }
 
-pub(crate) async fn dispatch(e: Arc<Engine>, m: Method, id: &str, rest: &[&str], q: &Query, req: Request<Incoming>) -> R {
+pub(crate) async fn dispatch(
+    e: Arc<Engine>,
+    m: Method,
+    id: &str,
+    rest: &[&str],
+    q: &Query,
+    req: Request<Incoming>,
+) -> R {
     match (&m, rest) {
         (&Method::GET, ["json"]) => {
             let c = e.get(id)?;
@@ -439,33 +531,51 @@ pub(crate) async fn dispatch(e: Arc<Engine>, m: Method, id: &str, rest: &[&str],
             let ch = tokio::task::spawn_blocking(move || e2.changes(&id))
                 .await
                 .map_err(|x| ApiError::new(500, x.to_string()))??;
-            let v: Vec<Value> = ch.into_iter().map(|(p, k)| json!({"Path": p, "Kind": k})).collect();
+            let v: Vec<Value> = ch
+                .into_iter()
+                .map(|(p, k)| json!({"Path": p, "Kind": k}))
+                .collect();
             Ok(json_response(200, &Value::Array(v)))
         }
         (&Method::GET, ["export"]) => {
             let c = e.get(id)?;
             let e2 = e.clone();
-            let data = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, barge_image::Error> {
-                let mut buf = Vec::new();
-                e2.store.export(&c.snapshot, &mut buf)?;
-                Ok(buf)
-            })
-            .await
-            .map_err(|x| ApiError::new(500, x.to_string()))??;
+            let data =
+                tokio::task::spawn_blocking(move || -> Result<Vec<u8>, barge_image::Error> {
+                    let mut buf = Vec::new();
+                    e2.store.export(&c.snapshot, &mut buf)?;
+                    Ok(buf)
+                })
+                .await
+                .map_err(|x| ApiError::new(500, x.to_string()))??;
             let mut r = Response::new(crate::util::full(data));
-            r.headers_mut().insert("Content-Type", hyper::header::HeaderValue::from_static("application/x-tar"));
+            r.headers_mut().insert(
+                "Content-Type",
+                hyper::header::HeaderValue::from_static("application/x-tar"),
+            );
             Ok(r)
         }
-        (&Method::GET | &Method::HEAD | &Method::PUT, ["archive"]) => crate::images::archive(e, m.clone(), id, q, req).await,
+        (&Method::GET | &Method::HEAD | &Method::PUT, ["archive"]) => {
+            crate::images::archive(e, m.clone(), id, q, req).await
+        }
         (&Method::POST, ["exec"]) => {
             let body = read_body(req, 1 << 20).await?;
             let v = parse_json(&body)?;
             let eid = e.exec_create(id, &v)?;
             Ok(json_response(201, &json!({"Id": eid})))
         }
-        (&Method::POST, ["update"]) => Err(ApiError::new(501, "container update is not supported yet".into())),
-        (&Method::GET, ["stats"]) => Err(ApiError::new(501, "container stats are not supported yet".into())),
-        _ => Err(ApiError::new(404, format!("page not found: {m} /containers/{id}/{}", rest.join("/")))),
+        (&Method::POST, ["update"]) => Err(ApiError::new(
+            501,
+            "container update is not supported yet".into(),
+        )),
+        (&Method::GET, ["stats"]) => Err(ApiError::new(
+            501,
+            "container stats are not supported yet".into(),
+        )),
+        _ => Err(ApiError::new(
+            404,
+            format!("page not found: {m} /containers/{id}/{}", rest.join("/")),
+        )),
     }
 }
 
@@ -474,16 +584,44 @@ async fn top(e: Arc<Engine>, id: &str) -> R {
     let mut procs = Vec::new();
     for p in pids {
         let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
-        let ppid = stat.rsplit(')').next().and_then(|r| r.split_whitespace().nth(1)).unwrap_or("0").to_string();
-        let uid = std::fs::read_to_string(format!("/proc/{p}/status")).ok().and_then(|s| {
-            s.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
-        }).unwrap_or_default();
-        let cmd = std::fs::read(format!("/proc/{p}/cmdline")).map(|b| {
-            b.split(|c| *c == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8_lossy(s).into_owned()).collect::<Vec<_>>().join(" ")
-        }).unwrap_or_default();
-        procs.push(json!([uid, p.to_string(), ppid, "0", "", "?", "00:00:00", cmd]));
+        let ppid = stat
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().nth(1))
+            .unwrap_or("0")
+            .to_string();
+        let uid = std::fs::read_to_string(format!("/proc/{p}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("Uid:"))
+                    .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+            })
+            .unwrap_or_default();
+        let cmd = std::fs::read(format!("/proc/{p}/cmdline"))
+            .map(|b| {
+                b.split(|c| *c == 0)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| String::from_utf8_lossy(s).into_owned())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default();
+        procs.push(json!([
+            uid,
+            p.to_string(),
+            ppid,
+            "0",
+            "",
+            "?",
+            "00:00:00",
+            cmd
+        ]));
     }
-    Ok(json_response(200, &json!({"Titles": ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"], "Processes": procs})))
+    Ok(json_response(
+        200,
+        &json!({"Titles": ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"], "Processes": procs}),
+    ))
 }
 
 pub(crate) async fn exec_start(e: Arc<Engine>, id: &str, mut req: Request<Incoming>) -> R {
@@ -493,9 +631,13 @@ pub(crate) async fn exec_start(e: Arc<Engine>, id: &str, mut req: Request<Incomi
     let detach = v.get("Detach").and_then(Value::as_bool).unwrap_or(false);
     let tty = v.get("Tty").and_then(Value::as_bool).unwrap_or(x.tty);
     let console = if tty {
-        let p = e.options().exec_root.join(format!("x-{}.sock", &id[..12.min(id.len())]));
+        let p = e
+            .options()
+            .exec_root
+            .join(format!("x-{}.sock", &id[..12.min(id.len())]));
         let _ = std::fs::remove_file(&p);
-        let l = std::os::unix::net::UnixListener::bind(&p).map_err(|x| ApiError::new(500, format!("console socket: {x}")))?;
+        let l = std::os::unix::net::UnixListener::bind(&p)
+            .map_err(|x| ApiError::new(500, format!("console socket: {x}")))?;
         Some((p, l))
     } else {
         None
@@ -524,7 +666,8 @@ pub(crate) async fn exec_start(e: Arc<Engine>, id: &str, mut req: Request<Incomi
         return Ok(status(200));
     }
     let on = hyper::upgrade::on(&mut req);
-    let (want_in, want_out, want_err) = (x.open_stdin, x.open_stdout || true, x.open_stderr || true);
+    let (want_in, want_out, want_err) =
+        (x.open_stdin, x.open_stdout, x.open_stderr);
     tokio::spawn(async move {
         let up = on.await;
         let Ok(up) = up else {
@@ -605,19 +748,25 @@ pub(crate) async fn exec_resize(e: Arc<Engine>, id: &str, _q: &Query) -> R {
 
 pub(crate) fn exec_inspect(e: Arc<Engine>, id: &str) -> R {
     let x = e.exec_get(id)?;
-    Ok(json_response(200, &json!({
-        "ID": x.id, "Running": x.running, "ExitCode": x.exit_code, "ContainerID": x.container_id,
-        "OpenStdin": x.open_stdin, "OpenStdout": x.open_stdout, "OpenStderr": x.open_stderr,
-        "Pid": x.pid, "CanRemove": false, "DetachKeys": "",
-        "ProcessConfig": {"tty": x.tty, "entrypoint": x.cmd.first(), "arguments": x.cmd.get(1..).unwrap_or_default(), "privileged": false, "user": x.user, "workingDir": x.workdir},
-    })))
+    Ok(json_response(
+        200,
+        &json!({
+            "ID": x.id, "Running": x.running, "ExitCode": x.exit_code, "ContainerID": x.container_id,
+            "OpenStdin": x.open_stdin, "OpenStdout": x.open_stdout, "OpenStderr": x.open_stderr,
+            "Pid": x.pid, "CanRemove": false, "DetachKeys": "",
+            "ProcessConfig": {"tty": x.tty, "entrypoint": x.cmd.first(), "arguments": x.cmd.get(1..).unwrap_or_default(), "privileged": false, "user": x.user, "workingDir": x.workdir},
+        }),
+    ))
 }
 
 pub(crate) async fn commit(e: Arc<Engine>, q: &Query, req: Request<Incoming>) -> R {
     let body = read_body(req, 16 << 20).await?;
     let v = parse_json(&body)?;
     let container = q.get("container").unwrap_or("").to_string();
-    let reference = match (q.get("repo").filter(|s| !s.is_empty()), q.get("tag").filter(|s| !s.is_empty())) {
+    let reference = match (
+        q.get("repo").filter(|s| !s.is_empty()),
+        q.get("tag").filter(|s| !s.is_empty()),
+    ) {
         (Some(r), Some(t)) => Some(format!("{r}:{t}")),
         (Some(r), None) => Some(r.to_string()),
         _ => None,
@@ -628,9 +777,17 @@ pub(crate) async fn commit(e: Arc<Engine>, q: &Query, req: Request<Incoming>) ->
     }
     let comment = q.get("comment").unwrap_or("").to_string();
     let author = q.get("author").unwrap_or("").to_string();
-    let id = tokio::task::spawn_blocking(move || e.commit(&container, reference.as_deref(), &comment, &author, Some(&v)))
-        .await
-        .map_err(|x| ApiError::new(500, x.to_string()))??;
+    let id = tokio::task::spawn_blocking(move || {
+        e.commit(
+            &container,
+            reference.as_deref(),
+            &comment,
+            &author,
+            Some(&v),
+        )
+    })
+    .await
+    .map_err(|x| ApiError::new(500, x.to_string()))??;
     Ok(json_response(201, &json!({"Id": id})))
 }
 
@@ -665,10 +822,16 @@ pub(crate) async fn events(e: Arc<Engine>, q: &Query) -> R {
                 vals.iter().any(|v| match k.as_str() {
                     "type" => ev.kind == *v,
                     "event" => ev.action == *v || ev.action.split(':').next() == Some(v.as_str()),
-                    "container" => ev.kind == "container" && (ev.actor.id.starts_with(v.as_str()) || ev.actor.attributes.get("name") == Some(v)),
+                    "container" => {
+                        ev.kind == "container"
+                            && (ev.actor.id.starts_with(v.as_str())
+                                || ev.actor.attributes.get("name") == Some(v))
+                    }
                     "image" => ev.actor.attributes.get("image") == Some(v) || ev.actor.id == *v,
                     "label" => match v.split_once('=') {
-                        Some((lk, lv)) => ev.actor.attributes.get(lk).map(String::as_str) == Some(lv),
+                        Some((lk, lv)) => {
+                            ev.actor.attributes.get(lk).map(String::as_str) == Some(lv)
+                        }
                         None => ev.actor.attributes.contains_key(v),
                     },
                     _ => true,
@@ -684,7 +847,10 @@ pub(crate) async fn events(e: Arc<Engine>, q: &Query) -> R {
         }
     });
     let mut r = Response::new(channel_body(brx));
-    r.headers_mut().insert("Content-Type", hyper::header::HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        "Content-Type",
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
     Ok(r)
 }
 
@@ -709,7 +875,10 @@ fn apply_changes(v: &mut Value, changes: &str) -> Result<(), ApiError> {
             "USER" => v["User"] = json!(arg),
             "STOPSIGNAL" => v["StopSignal"] = json!(arg),
             "ENV" => {
-                let (k, val) = arg.split_once('=').or_else(|| arg.split_once(' ')).unwrap_or((arg, ""));
+                let (k, val) = arg
+                    .split_once('=')
+                    .or_else(|| arg.split_once(' '))
+                    .unwrap_or((arg, ""));
                 let mut env: Vec<String> = barge_engine::model::str_list(v.get("Env"));
                 env.retain(|e| e.split('=').next() != Some(k));
                 env.push(format!("{k}={}", val.trim()));
@@ -727,12 +896,21 @@ fn apply_changes(v: &mut Value, changes: &str) -> Result<(), ApiError> {
                     v["ExposedPorts"] = json!({});
                 }
                 for p in arg.split_whitespace() {
-                    let p = if p.contains('/') { p.to_string() } else { format!("{p}/tcp") };
+                    let p = if p.contains('/') {
+                        p.to_string()
+                    } else {
+                        format!("{p}/tcp")
+                    };
                     v["ExposedPorts"][p] = json!({});
                 }
             }
             "VOLUME" | "ONBUILD" | "HEALTHCHECK" => {}
-            other => return Err(ApiError::new(400, format!("{other} is not a valid change command"))),
+            other => {
+                return Err(ApiError::new(
+                    400,
+                    format!("{other} is not a valid change command"),
+                ))
+            }
         }
     }
     Ok(())

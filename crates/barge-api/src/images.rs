@@ -14,15 +14,27 @@ use crate::util::{full, json_response, status, ApiError, Body, Query};
 
 type R = Result<Response<Body>, ApiError>;
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::new(500, e.to_string()))?
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::new(500, e.to_string()))?
 }
 
 fn created_secs(c: &Option<String>) -> i64 {
-    c.as_deref().and_then(barge_engine::util::parse_rfc3339).unwrap_or(0.0) as i64
+    c.as_deref()
+        .and_then(barge_engine::util::parse_rfc3339)
+        .unwrap_or(0.0) as i64
 }
 
-pub(crate) async fn dispatch(e: Arc<Engine>, m: Method, segs: &[&str], q: &Query, req: Request<Incoming>) -> R {
+pub(crate) async fn dispatch(
+    e: Arc<Engine>,
+    m: Method,
+    segs: &[&str],
+    q: &Query,
+    req: Request<Incoming>,
+) -> R {
     // Image names contain slashes: /images/{name...}/json
     let joined = segs.join("/");
     match (&m, segs) {
@@ -58,18 +70,30 @@ pub(crate) async fn dispatch(e: Arc<Engine>, m: Method, segs: &[&str], q: &Query
             let mut out = String::new();
             for l in loaded {
                 if l.tags.is_empty() {
-                    out.push_str(&format!("{}\n", json!({"stream": format!("Loaded image ID: {}\n", l.id)})));
+                    out.push_str(&format!(
+                        "{}\n",
+                        json!({"stream": format!("Loaded image ID: {}\n", l.id)})
+                    ));
                 }
                 for t in &l.tags {
-                    out.push_str(&format!("{}\n", json!({"stream": format!("Loaded image: {}\n", t.familiar())})));
+                    out.push_str(&format!(
+                        "{}\n",
+                        json!({"stream": format!("Loaded image: {}\n", t.familiar())})
+                    ));
                 }
             }
             let mut r = Response::new(full(out));
-            r.headers_mut().insert("Content-Type", hyper::header::HeaderValue::from_static("application/json"));
+            r.headers_mut().insert(
+                "Content-Type",
+                hyper::header::HeaderValue::from_static("application/json"),
+            );
             Ok(r)
         }
         (&Method::GET, ["get"]) => {
-            let names: Vec<String> = q.get("names").map(|n| n.split(',').map(str::to_string).collect()).unwrap_or_default();
+            let names: Vec<String> = q
+                .get("names")
+                .map(|n| n.split(',').map(str::to_string).collect())
+                .unwrap_or_default();
             save(e, names).await
         }
         (&Method::GET, [.., "get"]) => save(e, vec![segs[..segs.len() - 1].join("/")]).await,
@@ -77,7 +101,8 @@ pub(crate) async fn dispatch(e: Arc<Engine>, m: Method, segs: &[&str], q: &Query
             let name = segs[..segs.len() - 1].join("/");
             let store = e.store.clone();
             let n2 = name.clone();
-            let (rec, cfg) = blocking(move || store.inspect(&n2).map_err(|e| not_found(e, &n2))).await?;
+            let (rec, cfg) =
+                blocking(move || store.inspect(&n2).map_err(|e| not_found(e, &n2))).await?;
             let cfg = serde_json::to_value(&cfg).unwrap_or(Value::Null);
             let tags: Vec<String> = e
                 .store
@@ -88,23 +113,26 @@ pub(crate) async fn dispatch(e: Arc<Engine>, m: Method, segs: &[&str], q: &Query
                 .map(|(r, _)| r.familiar())
                 .collect();
             let size: u64 = rec.layers.iter().map(|l| l.uncompressed_size).sum();
-            Ok(json_response(200, &json!({
-                "Id": rec.id.to_string(),
-                "RepoTags": tags,
-                "RepoDigests": rec.repo_digests,
-                "Parent": "",
-                "Comment": "",
-                "Created": cfg.get("created").cloned().unwrap_or(json!("0001-01-01T00:00:00Z")),
-                "DockerVersion": "",
-                "Author": cfg.get("author").cloned().unwrap_or(json!("")),
-                "Config": cfg.get("config").cloned().unwrap_or(json!({})),
-                "Architecture": cfg.get("architecture").cloned().unwrap_or(json!("")),
-                "Os": cfg.get("os").cloned().unwrap_or(json!("linux")),
-                "Size": size,
-                "GraphDriver": {"Name": "overlay2", "Data": null},
-                "RootFS": {"Type": "layers", "Layers": rec.layers.iter().map(|l| l.diff_id.to_string()).collect::<Vec<_>>()},
-                "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
-            })))
+            Ok(json_response(
+                200,
+                &json!({
+                    "Id": rec.id.to_string(),
+                    "RepoTags": tags,
+                    "RepoDigests": rec.repo_digests,
+                    "Parent": "",
+                    "Comment": "",
+                    "Created": cfg.get("created").cloned().unwrap_or(json!("0001-01-01T00:00:00Z")),
+                    "DockerVersion": "",
+                    "Author": cfg.get("author").cloned().unwrap_or(json!("")),
+                    "Config": cfg.get("config").cloned().unwrap_or(json!({})),
+                    "Architecture": cfg.get("architecture").cloned().unwrap_or(json!("")),
+                    "Os": cfg.get("os").cloned().unwrap_or(json!("linux")),
+                    "Size": size,
+                    "GraphDriver": {"Name": "overlay2", "Data": null},
+                    "RootFS": {"Type": "layers", "Layers": rec.layers.iter().map(|l| l.diff_id.to_string()).collect::<Vec<_>>()},
+                    "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
+                }),
+            ))
         }
         (&Method::GET, [.., "history"]) => {
             let name = segs[..segs.len() - 1].join("/");
@@ -136,32 +164,60 @@ pub(crate) async fn dispatch(e: Arc<Engine>, m: Method, segs: &[&str], q: &Query
             e.emit("image", "tag", &name, Default::default());
             Ok(status(201))
         }
-        (&Method::POST, [.., "push"]) => Err(ApiError::new(501, "barge cannot push images yet: the registry client is not wired in".into())),
+        (&Method::POST, [.., "push"]) => Err(ApiError::new(
+            501,
+            "barge cannot push images yet: the registry client is not wired in".into(),
+        )),
         (&Method::DELETE, _) => {
             let name = joined.clone();
             let force = q.bool("force");
             if !force {
                 if let Ok(rec) = e.store.resolve(&name) {
-                    if let Some(c) = e.all().into_iter().find(|c| c.image_id == rec.id.to_string()) {
+                    if let Some(c) = e
+                        .all()
+                        .into_iter()
+                        .find(|c| c.image_id == rec.id.to_string())
+                    {
                         return Err(ApiError::new(409, format!("conflict: unable to remove repository reference \"{name}\" (must force) - container {} is using its referenced image {}", &c.id[..12], &rec.id.to_string()[7..19])));
                     }
                 }
             }
             let store = e.store.clone();
             let n2 = name.clone();
-            let rep = blocking(move || store.remove_image(&n2, force).map_err(|e| not_found(e, &n2))).await?;
-            let mut v: Vec<Value> = rep.untagged.iter().map(|r| json!({"Untagged": r.familiar()})).collect();
-            v.extend(rep.deleted.iter().map(|d| json!({"Deleted": d.to_string()})));
+            let rep = blocking(move || {
+                store
+                    .remove_image(&n2, force)
+                    .map_err(|e| not_found(e, &n2))
+            })
+            .await?;
+            let mut v: Vec<Value> = rep
+                .untagged
+                .iter()
+                .map(|r| json!({"Untagged": r.familiar()}))
+                .collect();
+            v.extend(
+                rep.deleted
+                    .iter()
+                    .map(|d| json!({"Deleted": d.to_string()})),
+            );
             e.emit("image", "delete", &name, Default::default());
             Ok(json_response(200, &Value::Array(v)))
         }
         (&Method::POST, ["prune"]) => {
             let store = e.store.clone();
             let d = blocking(move || Ok(store.prune_dangling()?)).await?;
-            Ok(json_response(200, &json!({"ImagesDeleted": d.iter().map(|x| json!({"Deleted": x.to_string()})).collect::<Vec<_>>(), "SpaceReclaimed": 0})))
+            Ok(json_response(
+                200,
+                &json!({"ImagesDeleted": d.iter().map(|x| json!({"Deleted": x.to_string()})).collect::<Vec<_>>(), "SpaceReclaimed": 0}),
+            ))
         }
-        (&Method::GET, ["search"]) => Err(ApiError::new(501, "image search is not supported".into())),
-        _ => Err(ApiError::new(404, format!("page not found: {m} /images/{joined}"))),
+        (&Method::GET, ["search"]) => {
+            Err(ApiError::new(501, "image search is not supported".into()))
+        }
+        _ => Err(ApiError::new(
+            404,
+            format!("page not found: {m} /images/{joined}"),
+        )),
     }
 }
 
@@ -179,22 +235,33 @@ async fn save(e: Arc<Engine>, names: Vec<String>) -> R {
     let data = blocking(move || {
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let mut buf = Vec::new();
-        store.save_docker_archive(&refs, &mut buf).map_err(|e| match e {
-            barge_image::Error::ImageNotFound(n) => ApiError::new(404, format!("No such image: {n}")),
-            e => e.into(),
-        })?;
+        store
+            .save_docker_archive(&refs, &mut buf)
+            .map_err(|e| match e {
+                barge_image::Error::ImageNotFound(n) => {
+                    ApiError::new(404, format!("No such image: {n}"))
+                }
+                e => e.into(),
+            })?;
         Ok(buf)
     })
     .await?;
     let mut r = Response::new(full(data));
-    r.headers_mut().insert("Content-Type", hyper::header::HeaderValue::from_static("application/x-tar"));
+    r.headers_mut().insert(
+        "Content-Type",
+        hyper::header::HeaderValue::from_static("application/x-tar"),
+    );
     Ok(r)
 }
 
 async fn create(e: Arc<Engine>, q: &Query, req: Request<Incoming>) -> R {
     if let Some(src) = q.get("fromSrc") {
         if src != "-" {
-            return Err(ApiError::new(501, "importing from a URL is not supported; send the tarball in the body (fromSrc=-)".into()));
+            return Err(ApiError::new(
+                501,
+                "importing from a URL is not supported; send the tarball in the body (fromSrc=-)"
+                    .into(),
+            ));
         }
         let repo = q.get("repo").unwrap_or("");
         let tag = q.get("tag").filter(|t| !t.is_empty());
@@ -210,16 +277,23 @@ async fn create(e: Arc<Engine>, q: &Query, req: Request<Incoming>) -> R {
         let comment = q.get("message").unwrap_or("").to_string();
         let body = read_body(req, 8 << 30).await?;
         let store = e.store.clone();
-        let rec = blocking(move || Ok(store.import(&body[..], reference.as_ref(), &comment)?)).await?;
+        let rec =
+            blocking(move || Ok(store.import(&body[..], reference.as_ref(), &comment)?)).await?;
         e.emit("image", "import", &rec.id.to_string(), Default::default());
         let line = format!("{}\n", json!({"status": rec.id.to_string()}));
         let mut r = Response::new(full(line));
-        r.headers_mut().insert("Content-Type", hyper::header::HeaderValue::from_static("application/json"));
+        r.headers_mut().insert(
+            "Content-Type",
+            hyper::header::HeaderValue::from_static("application/json"),
+        );
         return Ok(r);
     }
     let image = q.get("fromImage").unwrap_or("");
     // Already here: report it as docker does, so `docker run` of a local image never fails.
-    if let Ok(rec) = e.store.resolve(&format!("{image}{}", q.get("tag").map(|t| format!(":{t}")).unwrap_or_default())) {
+    if let Ok(rec) = e.store.resolve(&format!(
+        "{image}{}",
+        q.get("tag").map(|t| format!(":{t}")).unwrap_or_default()
+    )) {
         let line = format!("{}\n", json!({"status": format!("Digest: {}", rec.id)}));
         return Ok(Response::new(full(line)));
     }
@@ -244,14 +318,19 @@ pub(crate) async fn system_df(e: Arc<Engine>) -> R {
             "State": c.state.status, "Status": c.state.status, "SizeRw": size, "SizeRootFs": size, "Labels": {}, "Mounts": [], "Ports": []})
     }).collect();
     let layers: u64 = list.iter().map(|i| i.size).sum();
-    Ok(json_response(200, &json!({"LayersSize": layers, "Images": images, "Containers": containers, "Volumes": [], "BuildCache": []})))
+    Ok(json_response(
+        200,
+        &json!({"LayersSize": layers, "Images": images, "Containers": containers, "Volumes": [], "BuildCache": []}),
+    ))
 }
 
 fn dir_size(p: &std::path::Path) -> u64 {
     let mut total = 0;
     let mut stack = vec![p.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             if let Ok(md) = e.path().symlink_metadata() {
                 if md.is_dir() {
@@ -266,13 +345,23 @@ fn dir_size(p: &std::path::Path) -> u64 {
 }
 
 /// GET/HEAD/PUT /containers/{id}/archive.
-pub(crate) async fn archive(e: Arc<Engine>, m: Method, id: &str, q: &Query, req: Request<Incoming>) -> R {
+pub(crate) async fn archive(
+    e: Arc<Engine>,
+    m: Method,
+    id: &str,
+    q: &Query,
+    req: Request<Incoming>,
+) -> R {
     let c = e.get(id)?;
     let path = q.get("path").unwrap_or("").to_string();
     if path.is_empty() {
         return Err(ApiError::new(400, "path is required".into()));
     }
-    let body = if m == Method::PUT { read_body(req, 8 << 30).await? } else { Bytes::new() };
+    let body = if m == Method::PUT {
+        read_body(req, 8 << 30).await?
+    } else {
+        Bytes::new()
+    };
     let e2 = e.clone();
     let m2 = m.clone();
     let (stat, data) = blocking(move || {
@@ -283,11 +372,15 @@ pub(crate) async fn archive(e: Arc<Engine>, m: Method, id: &str, q: &Query, req:
                 return Ok((None, Vec::new()));
             }
             let st = barge_engine::archive::stat(&root, &path).map_err(|err| match err.kind() {
-                std::io::ErrorKind::NotFound => ApiError::new(404, format!("Could not find the file {path} in container {}", c.name)),
+                std::io::ErrorKind::NotFound => ApiError::new(
+                    404,
+                    format!("Could not find the file {path} in container {}", c.name),
+                ),
                 _ => ApiError::new(500, format!("{path}: {err}")),
             })?;
             let data = if m2 == Method::GET {
-                barge_engine::archive::get(&root, &path).map_err(|err| ApiError::new(500, format!("{path}: {err}")))?
+                barge_engine::archive::get(&root, &path)
+                    .map_err(|err| ApiError::new(500, format!("{path}: {err}")))?
             } else {
                 Vec::new()
             };
@@ -299,13 +392,21 @@ pub(crate) async fn archive(e: Arc<Engine>, m: Method, id: &str, q: &Query, req:
         r
     })
     .await?;
-    let mut r = if m == Method::PUT { status(200) } else { Response::new(full(data)) };
+    let mut r = if m == Method::PUT {
+        status(200)
+    } else {
+        Response::new(full(data))
+    };
     if let Some(st) = stat {
-        let hdr = base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(&st).unwrap_or_default());
+        let hdr = base64::engine::general_purpose::STANDARD
+            .encode(serde_json::to_vec(&st).unwrap_or_default());
         if let Ok(v) = hyper::header::HeaderValue::from_str(&hdr) {
             r.headers_mut().insert("X-Docker-Container-Path-Stat", v);
         }
-        r.headers_mut().insert("Content-Type", hyper::header::HeaderValue::from_static("application/x-tar"));
+        r.headers_mut().insert(
+            "Content-Type",
+            hyper::header::HeaderValue::from_static("application/x-tar"),
+        );
     }
     Ok(r)
 }

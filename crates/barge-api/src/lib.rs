@@ -22,8 +22,8 @@ use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
 
-pub use util::{ApiError, Body};
 use util::{empty, json_response, Query};
+pub use util::{ApiError, Body};
 
 /// The API version barge speaks.
 pub const API_VERSION: &str = "1.47";
@@ -87,7 +87,10 @@ async fn handle(api: Arc<Api>, req: Request<Incoming>) -> Response<Body> {
         Err(e) => e.into_response(),
     };
     let h = resp.headers_mut();
-    h.insert("Api-Version", hyper::header::HeaderValue::from_static(API_VERSION));
+    h.insert(
+        "Api-Version",
+        hyper::header::HeaderValue::from_static(API_VERSION),
+    );
     h.insert("Server", hyper::header::HeaderValue::from_static("barge"));
     h.insert("Ostype", hyper::header::HeaderValue::from_static("linux"));
     resp
@@ -99,8 +102,16 @@ fn split_version(path: &str) -> Result<&str, ApiError> {
         if let Some(i) = rest.find('/') {
             let v = &rest[..i];
             if v.split('.').all(|p| p.parse::<u32>().is_ok()) && v.contains('.') {
-                let minor: u32 = v.split('.').nth(1).and_then(|x| x.parse().ok()).unwrap_or(0);
-                let major: u32 = v.split('.').next().and_then(|x| x.parse().ok()).unwrap_or(0);
+                let minor: u32 = v
+                    .split('.')
+                    .nth(1)
+                    .and_then(|x| x.parse().ok())
+                    .unwrap_or(0);
+                let major: u32 = v
+                    .split('.')
+                    .next()
+                    .and_then(|x| x.parse().ok())
+                    .unwrap_or(0);
                 if major != 1 || minor < 24 {
                     return Err(ApiError::new(400, format!("client version {v} is too old. Minimum supported API version is {MIN_API_VERSION}, please upgrade your client to a newer version")));
                 }
@@ -123,11 +134,24 @@ async fn route(api: Arc<Api>, req: Request<Incoming>) -> Result<Response<Body>, 
     let e = api.engine.clone();
     match (&m, segs.as_slice()) {
         (&Method::GET | &Method::HEAD, ["_ping"]) => {
-            let mut r = Response::new(if m == Method::HEAD { empty() } else { util::full("OK") });
+            let mut r = Response::new(if m == Method::HEAD {
+                empty()
+            } else {
+                util::full("OK")
+            });
             let h = r.headers_mut();
-            h.insert("Builder-Version", hyper::header::HeaderValue::from_static("1"));
-            h.insert("Cache-Control", hyper::header::HeaderValue::from_static("no-cache, no-store, must-revalidate"));
-            h.insert("Content-Type", hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"));
+            h.insert(
+                "Builder-Version",
+                hyper::header::HeaderValue::from_static("1"),
+            );
+            h.insert(
+                "Cache-Control",
+                hyper::header::HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+            );
+            h.insert(
+                "Content-Type",
+                hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
             Ok(r)
         }
         (&Method::GET, ["version"]) => Ok(json_response(200, &version(&api.info))),
@@ -137,20 +161,33 @@ async fn route(api: Arc<Api>, req: Request<Incoming>) -> Result<Response<Body>, 
         (&Method::POST, ["containers", "create"]) => containers::create(e, &q, req).await,
         (&Method::GET, ["containers", "json"]) => containers::list(e, &q),
         (&Method::POST, ["containers", "prune"]) => containers::prune(e).await,
-        (_, ["containers", id, rest @ ..]) => containers::dispatch(e, m.clone(), id, rest, &q, req).await,
+        (_, ["containers", id, rest @ ..]) => {
+            containers::dispatch(e, m.clone(), id, rest, &q, req).await
+        }
         (&Method::POST, ["exec", id, "start"]) => containers::exec_start(e, id, req).await,
         (&Method::POST, ["exec", id, "resize"]) => containers::exec_resize(e, id, &q).await,
         (&Method::GET, ["exec", id, "json"]) => containers::exec_inspect(e, id),
         (&Method::POST, ["commit"]) => containers::commit(e, &q, req).await,
-        (&Method::POST, ["build"]) => Err(ApiError::new(501, "barge cannot build images through the API yet: the builder is not wired in".into())),
+        (&Method::POST, ["build"]) => Err(ApiError::new(
+            501,
+            "barge cannot build images through the API yet: the builder is not wired in".into(),
+        )),
         (_, ["images", ..]) => images::dispatch(e, m.clone(), &segs[1..], &q, req).await,
-        (&Method::GET, ["networks"]) => Ok(json_response(200, &json!([
+        (&Method::GET, ["networks"]) => Ok(json_response(
+            200,
+            &json!([
             {"Name": "bridge", "Id": "bridge", "Driver": "bridge", "Scope": "local"},
             {"Name": "host", "Id": "host", "Driver": "host", "Scope": "local"},
-            {"Name": "none", "Id": "none", "Driver": "null", "Scope": "local"}]))),
-        (&Method::GET, ["volumes"]) => Ok(json_response(200, &json!({"Volumes": [], "Warnings": []}))),
+            {"Name": "none", "Id": "none", "Driver": "null", "Scope": "local"}]),
+        )),
+        (&Method::GET, ["volumes"]) => {
+            Ok(json_response(200, &json!({"Volumes": [], "Warnings": []})))
+        }
         (&Method::POST, ["auth"]) => Ok(json_response(200, &json!({"Status": "Login Succeeded"}))),
-        _ => Err(ApiError::new(404, format!("page not found: {} {}", m, path))),
+        _ => Err(ApiError::new(
+            404,
+            format!("page not found: {} {}", m, path),
+        )),
     }
 }
 
@@ -178,7 +215,10 @@ fn info(api: &Api) -> serde_json::Value {
     let paused = all.iter().filter(|c| c.state.status == "paused").count();
     let images = api.engine.store.list_images().map(|v| v.len()).unwrap_or(0);
     let (mem, ncpu) = util::host_resources();
-    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string();
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
     json!({
         "ID": "barge",
         "Containers": all.len(),

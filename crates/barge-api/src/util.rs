@@ -62,8 +62,12 @@ pub fn full(b: impl Into<Bytes>) -> Body {
 /// A JSON response.
 pub fn json_response(status: u16, v: &serde_json::Value) -> Response<Body> {
     let mut r = Response::new(full(serde_json::to_vec(v).unwrap_or_default()));
-    *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
-    r.headers_mut().insert("Content-Type", hyper::header::HeaderValue::from_static("application/json"));
+    *r.status_mut() =
+        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(
+        "Content-Type",
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
     r
 }
 
@@ -77,7 +81,9 @@ pub fn status(code: u16) -> Response<Body> {
 /// A streamed body fed by a channel.
 pub fn channel_body(rx: tokio::sync::mpsc::Receiver<Bytes>) -> Body {
     let s = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
     });
     http_body_util::StreamBody::new(s).boxed_unsync()
 }
@@ -93,8 +99,9 @@ fn unescape(s: &str) -> String {
     while i < b.len() {
         match b[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() + 0 && i + 2 <= b.len() - 1 => {
-                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
+            b'%' if i + 2 < b.len() => {
+                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
+                {
                     Ok(v) => {
                         out.push(v);
                         i += 2;
@@ -149,10 +156,15 @@ impl Query {
         let v: serde_json::Value = serde_json::from_str(f)
             .map_err(|e| ApiError::new(400, format!("invalid filter: {e}")))?;
         let mut out = HashMap::new();
-        let obj = v.as_object().ok_or_else(|| ApiError::new(400, "invalid filter: not an object".into()))?;
+        let obj = v
+            .as_object()
+            .ok_or_else(|| ApiError::new(400, "invalid filter: not an object".into()))?;
         for (k, vals) in obj {
             let list = match vals {
-                serde_json::Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
+                serde_json::Value::Array(a) => a
+                    .iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect(),
                 serde_json::Value::Object(o) => o.keys().cloned().collect(),
                 _ => return Err(ApiError::new(400, format!("invalid filter {k}"))),
             };
@@ -174,7 +186,10 @@ pub fn frame(stream: u8, data: &[u8]) -> Vec<u8> {
 
 /// The kernel release.
 pub fn uname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string()
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }
 
 /// Go's name of this architecture.
@@ -193,11 +208,20 @@ pub fn host_resources() -> (u64, usize) {
         .and_then(|s| {
             s.lines()
                 .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|x| x.parse::<u64>().ok()))
+                .and_then(|l| {
+                    l.split_whitespace()
+                        .nth(1)
+                        .and_then(|x| x.parse::<u64>().ok())
+                })
         })
         .unwrap_or(0)
         * 1024;
-    (mem, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+    (
+        mem,
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+    )
 }
 
 /// Docker's human "Up 3 seconds" / "Exited (0) 2 minutes ago" durations.

@@ -115,17 +115,26 @@ pub fn get(root: &Path, path: &str) -> io::Result<Vec<u8>> {
 /// Extracts a tar into the directory `path` inside `root`, confined to it.
 pub fn put(root: &Path, path: &str, data: &[u8]) -> crate::Result<()> {
     let fd = open_in_root(root, path).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => crate::Error::NotFound(format!("Could not find the file {path} in container")),
+        io::ErrorKind::NotFound => {
+            crate::Error::NotFound(format!("Could not find the file {path} in container"))
+        }
         _ => crate::Error::Internal(format!("{path}: {e}")),
     })?;
     let dst = fd_path(&fd);
     if !std::fs::metadata(&dst).map(|m| m.is_dir()).unwrap_or(false) {
-        return Err(crate::Error::BadRequest(format!("extraction point is not a directory: {path}")));
+        return Err(crate::Error::BadRequest(format!(
+            "extraction point is not a directory: {path}"
+        )));
     }
     // Reopen as a real directory fd so the extraction is relative to it.
     let real = std::fs::File::open(&dst)?;
     let target = PathBuf::from(format!("/proc/self/fd/{}", real.as_raw_fd()));
-    barge_image::unpack::unpack(data, &target, "archive", &barge_image::unpack::UnpackOptions::default())
-        .map_err(|e| crate::Error::BadRequest(e.to_string()))?;
+    barge_image::unpack::unpack(
+        data,
+        &target,
+        "archive",
+        &barge_image::unpack::UnpackOptions::default(),
+    )
+    .map_err(|e| crate::Error::BadRequest(e.to_string()))?;
     Ok(())
 }

@@ -122,7 +122,8 @@ pub struct Exec {
     pub started: bool,
 }
 
-type AttachWaiter = tokio::sync::oneshot::Sender<std::result::Result<tokio::net::UnixStream, String>>;
+type AttachWaiter =
+    tokio::sync::oneshot::Sender<std::result::Result<tokio::net::UnixStream, String>>;
 
 /// The engine. Cheap to share (`Arc<Engine>`).
 pub struct Engine {
@@ -156,7 +157,8 @@ fn valid_name(n: &str) -> bool {
     let b = n.as_bytes();
     !b.is_empty()
         && b[0].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c))
 }
 
 impl Engine {
@@ -178,7 +180,9 @@ impl Engine {
         if let Ok(rd) = std::fs::read_dir(opts.data_root.join("containers")) {
             for e in rd.flatten() {
                 let p = e.path().join("config.v2.json");
-                let Ok(data) = std::fs::read(&p) else { continue };
+                let Ok(data) = std::fs::read(&p) else {
+                    continue;
+                };
                 match serde_json::from_slice::<Container>(&data) {
                     Ok(c) => {
                         names.insert(c.name.clone(), c.id.clone());
@@ -369,13 +373,19 @@ impl Engine {
     /// `POST /containers/create`.
     pub async fn create(self: &Arc<Self>, name: Option<&str>, body: Value) -> Result<String> {
         let Value::Object(mut cfg) = body else {
-            return Err(Error::BadRequest("config cannot be empty in order to create a container".into()));
+            return Err(Error::BadRequest(
+                "config cannot be empty in order to create a container".into(),
+            ));
         };
         let host_config = cfg.remove("HostConfig").unwrap_or(json!({}));
         if !host_config.is_object() && !host_config.is_null() {
             return Err(Error::BadRequest("HostConfig must be an object".into()));
         }
-        let mut host_config = if host_config.is_null() { json!({}) } else { host_config };
+        let mut host_config = if host_config.is_null() {
+            json!({})
+        } else {
+            host_config
+        };
         cfg.remove("NetworkingConfig");
         let image = cfg
             .get("Image")
@@ -383,7 +393,9 @@ impl Engine {
             .unwrap_or_default()
             .to_string();
         if image.is_empty() {
-            return Err(Error::BadRequest("no image specified: config.Image is empty".into()));
+            return Err(Error::BadRequest(
+                "no image specified: config.Image is empty".into(),
+            ));
         }
         let store = self.store.clone();
         let img2 = image.clone();
@@ -407,27 +419,40 @@ impl Engine {
         }
         cfg.insert("Env".into(), json!(env));
         let user_entry = cfg.get("Entrypoint").filter(|v| !v.is_null()).cloned();
-        let user_cmd = cfg.get("Cmd").filter(|v| !str_list(Some(v)).is_empty()).cloned();
+        let user_cmd = cfg
+            .get("Cmd")
+            .filter(|v| !str_list(Some(v)).is_empty())
+            .cloned();
         let entry = match &user_entry {
             Some(e) => Value::Array(str_list(Some(e)).into_iter().map(Value::String).collect()),
             None => ic.get("Entrypoint").cloned().unwrap_or(Value::Null),
         };
         let cmd = match (&user_cmd, &user_entry) {
-            (Some(c), _) => Value::Array(str_list(Some(c)).into_iter().map(Value::String).collect()),
+            (Some(c), _) => {
+                Value::Array(str_list(Some(c)).into_iter().map(Value::String).collect())
+            }
             (None, Some(_)) => Value::Null,
             (None, None) => ic.get("Cmd").cloned().unwrap_or(Value::Null),
         };
         cfg.insert("Entrypoint".into(), entry);
         cfg.insert("Cmd".into(), cmd);
         for k in ["WorkingDir", "User", "StopSignal"] {
-            let empty = cfg.get(k).and_then(Value::as_str).unwrap_or_default().is_empty();
+            let empty = cfg
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .is_empty();
             if empty {
                 if let Some(v) = ic.get(k).and_then(Value::as_str) {
                     cfg.insert(k.into(), json!(v));
                 }
             }
         }
-        let mut labels = ic.get("Labels").cloned().filter(Value::is_object).unwrap_or(json!({}));
+        let mut labels = ic
+            .get("Labels")
+            .cloned()
+            .filter(Value::is_object)
+            .unwrap_or(json!({}));
         if let Some(Value::Object(l)) = cfg.get("Labels") {
             for (k, v) in l {
                 labels[k] = v.clone();
@@ -442,7 +467,11 @@ impl Engine {
         cfg.insert("Image".into(), json!(image));
         let id = crate::util::new_id();
         // Host config checks.
-        let net = host_config.get("NetworkMode").and_then(Value::as_str).unwrap_or("default").to_string();
+        let net = host_config
+            .get("NetworkMode")
+            .and_then(Value::as_str)
+            .unwrap_or("default")
+            .to_string();
         match net.as_str() {
             "" | "default" | "bridge" | "none" | "host" => {}
             other => {
@@ -452,14 +481,29 @@ impl Engine {
         if net.is_empty() {
             host_config["NetworkMode"] = json!("default");
         }
-        if !host_config.get("LogConfig").and_then(|l| l.get("Type")).and_then(Value::as_str).is_some_and(|t| !t.is_empty()) {
-            let cfg = host_config.get("LogConfig").and_then(|l| l.get("Config")).cloned().unwrap_or(json!({}));
+        if host_config
+            .get("LogConfig")
+            .and_then(|l| l.get("Type"))
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            let cfg = host_config
+                .get("LogConfig")
+                .and_then(|l| l.get("Config"))
+                .cloned()
+                .unwrap_or(json!({}));
             host_config["LogConfig"] = json!({"Type": "json-file", "Config": cfg});
         }
-        match host_config.get("LogConfig").and_then(|l| l.get("Type")).and_then(Value::as_str) {
+        match host_config
+            .get("LogConfig")
+            .and_then(|l| l.get("Type"))
+            .and_then(Value::as_str)
+        {
             Some("json-file") | Some("local") => {}
             Some(other) => {
-                return Err(Error::BadRequest(format!("logging driver {other:?} is not supported (json-file only)")));
+                return Err(Error::BadRequest(format!(
+                    "logging driver {other:?} is not supported (json-file only)"
+                )));
             }
             None => {}
         }
@@ -471,11 +515,12 @@ impl Engine {
             if !matches!(n, "" | "no" | "always" | "unless-stopped" | "on-failure") {
                 return Err(Error::BadRequest(format!("invalid restart policy '{n}'")));
             }
-            let max = rp.get("MaximumRetryCount").and_then(Value::as_i64).unwrap_or(0);
+            let max = rp
+                .get("MaximumRetryCount")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
             if max != 0 && n != "on-failure" {
-                return Err(Error::BadRequest(format!(
-                    "invalid restart policy: maximum retry count can only be used with 'on-failure'"
-                )));
+                return Err(Error::BadRequest("invalid restart policy: maximum retry count can only be used with 'on-failure'".to_string()));
             }
             if host_config.get("AutoRemove").and_then(Value::as_bool) == Some(true)
                 && !matches!(n, "" | "no")
@@ -495,7 +540,12 @@ impl Engine {
                 }
                 n.to_string()
             }
-            _ => format!("{}_{}", ["brave", "calm", "eager", "keen", "lucid", "quirky", "zen"][(id.as_bytes()[0] % 7) as usize], &id[..8]),
+            _ => format!(
+                "{}_{}",
+                ["brave", "calm", "eager", "keen", "lucid", "quirky", "zen"]
+                    [(id.as_bytes()[0] % 7) as usize],
+                &id[..8]
+            ),
         };
         let mut c = Container {
             id: id.clone(),
@@ -520,8 +570,14 @@ impl Engine {
             if probe.argv().is_empty() {
                 return Err(Error::BadRequest("no command specified".into()));
             }
-            crate::spec::build(&probe, Path::new("/nonexistent"), Path::new("/nonexistent"), &NetMode::Host, &[])
-                .map(|_| ())?;
+            crate::spec::build(
+                &probe,
+                Path::new("/nonexistent"),
+                Path::new("/nonexistent"),
+                &NetMode::Host,
+                &[],
+            )
+            .map(|_| ())?;
         }
         {
             let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
@@ -545,7 +601,10 @@ impl Engine {
         .map_err(|e| Error::Internal(e.to_string()))
         .and_then(|r| r);
         if let Err(e) = r {
-            self.names.lock().unwrap_or_else(|e| e.into_inner()).remove(&name);
+            self.names
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&name);
             let _ = std::fs::remove_dir_all(self.data_dir(&id));
             return Err(e);
         }
@@ -558,7 +617,10 @@ impl Engine {
 
     /// Waits for an attach connection to the container's next start (docker run attaches
     /// before it starts, so no output is lost); resolves when the monitor accepted it.
-    pub fn attach_on_start(&self, id: &str) -> tokio::sync::oneshot::Receiver<std::result::Result<tokio::net::UnixStream, String>> {
+    pub fn attach_on_start(
+        &self,
+        id: &str,
+    ) -> tokio::sync::oneshot::Receiver<std::result::Result<tokio::net::UnixStream, String>> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.attach_waiters
             .lock()
@@ -586,7 +648,7 @@ impl Engine {
         let c = self.get(r)?;
         let id = c.id.clone();
         if c.state.status == "paused" {
-            return Err(Error::Conflict(format!("cannot start a paused container, try unpause instead")));
+            return Err(Error::Conflict("cannot start a paused container, try unpause instead".to_string()));
         }
         if c.running() {
             return Err(Error::NotModified("container already started".into()));
@@ -601,20 +663,40 @@ impl Engine {
                     .replace("Permission denied", "permission denied");
                 self.cleanup_after_exit(&c).await;
                 let _ = self.update(&id, |c| {
-                    c.state.status = if c.state.started_at.is_empty() { "created".into() } else { "exited".into() };
+                    c.state.status = if c.state.started_at.is_empty() {
+                        "created".into()
+                    } else {
+                        "exited".into()
+                    };
                     c.state.error = msg.clone();
-                    c.state.exit_code = if msg.contains("no such file") || msg.contains("not found") { 127 } else if msg.contains("permission denied") { 126 } else { 128 };
+                    c.state.exit_code = if msg.contains("no such file") || msg.contains("not found")
+                    {
+                        127
+                    } else if msg.contains("permission denied") {
+                        126
+                    } else {
+                        128
+                    };
                 });
                 // Fail the attach clients that waited for this start.
-                let waiters = self.attach_waiters.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                let waiters = self
+                    .attach_waiters
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&id);
                 for w in waiters.into_iter().flatten() {
                     let _ = w.send(Err(msg.clone()));
                 }
                 if c.host_bool("AutoRemove") {
                     let _ = self.remove(&id, true).await;
                 }
-                if msg.contains("no such file") || msg.contains("not found") || msg.contains("permission denied") {
-                    Err(Error::BadRequest(format!("failed to create task for container: {msg}")))
+                if msg.contains("no such file")
+                    || msg.contains("not found")
+                    || msg.contains("permission denied")
+                {
+                    Err(Error::BadRequest(format!(
+                        "failed to create task for container: {msg}"
+                    )))
                 } else {
                     Err(Error::Internal(msg))
                 }
@@ -628,13 +710,27 @@ impl Engine {
         let rootfs = ed.join("rootfs");
         let files = ed.join("files");
         let netmode = c.host_str("NetworkMode");
-        let net = if netmode == "host" { NetMode::Host } else { NetMode::Path(self.netns_path(&id)) };
+        let net = if netmode == "host" {
+            NetMode::Host
+        } else {
+            NetMode::Path(self.netns_path(&id))
+        };
         {
             let store = self.store.clone();
-            let (ed, rootfs, files, net, id2) = (ed.clone(), rootfs.clone(), files.clone(), net.clone(), id.clone());
+            let (ed, rootfs, files, net, id2) = (
+                ed.clone(),
+                rootfs.clone(),
+                files.clone(),
+                net.clone(),
+                id.clone(),
+            );
             let hostname = {
                 let h = c.config_str("Hostname");
-                if h.is_empty() { id[..12].to_string() } else { h }
+                if h.is_empty() {
+                    id[..12].to_string()
+                } else {
+                    h
+                }
             };
             let hostnet = netmode == "host";
             tokio::task::spawn_blocking(move || -> Result<()> {
@@ -665,7 +761,11 @@ impl Engine {
             .map_err(|e| Error::Internal(e.to_string()))??;
         }
         if let NetMode::Path(p) = &net {
-            let hook = self.network.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let hook = self
+                .network
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
             if let Some(h) = hook {
                 if !matches!(netmode.as_str(), "none") {
                     h.setup(&id, &netmode, p).map_err(Error::Internal)?;
@@ -673,10 +773,17 @@ impl Engine {
             }
         }
         let spec = crate::spec::build(c, &rootfs, &files, &net, &self.opts.default_ulimits)?;
-        std::fs::write(ed.join("config.json"), serde_json::to_vec_pretty(&spec).unwrap_or_default())
-            .map_err(internal("write config.json"))?;
+        std::fs::write(
+            ed.join("config.json"),
+            serde_json::to_vec_pretty(&spec).unwrap_or_default(),
+        )
+        .map_err(internal("write config.json"))?;
         let (max_size, max_files) = log_opts(c);
-        let tty = c.config.get("Tty").and_then(Value::as_bool).unwrap_or(false);
+        let tty = c
+            .config
+            .get("Tty")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         let mc = MonitorConfig {
             id: id.clone(),
             bundle: ed.clone(),
@@ -686,12 +793,23 @@ impl Engine {
             log_max_files: max_files,
             exit_path: self.data_dir(&id).join("exit.json"),
             tty,
-            open_stdin: c.config.get("OpenStdin").and_then(Value::as_bool).unwrap_or(false),
-            stdin_once: c.config.get("StdinOnce").and_then(Value::as_bool).unwrap_or(false),
+            open_stdin: c
+                .config
+                .get("OpenStdin")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            stdin_once: c
+                .config
+                .get("StdinOnce")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
         };
         let _ = std::fs::remove_file(&mc.exit_path);
-        std::fs::write(ed.join(CONFIG_FILE), serde_json::to_vec(&mc).unwrap_or_default())
-            .map_err(internal("write monitor.json"))?;
+        std::fs::write(
+            ed.join(CONFIG_FILE),
+            serde_json::to_vec(&mc).unwrap_or_default(),
+        )
+        .map_err(internal("write monitor.json"))?;
         let mut child = tokio::process::Command::new(&self.opts.exe)
             .arg("monitor")
             .arg(&ed)
@@ -700,32 +818,64 @@ impl Engine {
             .stderr(std::process::Stdio::null())
             .spawn()
             .map_err(internal("spawn monitor"))?;
-        let mut stdin = child.stdin.take().ok_or_else(|| Error::Internal("monitor stdin".into()))?;
-        let stdout = child.stdout.take().ok_or_else(|| Error::Internal("monitor stdout".into()))?;
+        let mut stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| Error::Internal("monitor stdin".into()))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| Error::Internal("monitor stdout".into()))?;
         let mut lines = BufReader::new(stdout).lines();
-        let first = lines.next_line().await.map_err(internal("monitor"))?.unwrap_or_default();
+        let first = lines
+            .next_line()
+            .await
+            .map_err(internal("monitor"))?
+            .unwrap_or_default();
         let _ = child.wait().await;
         let Some(rest) = first.strip_prefix("created ") else {
             let msg = first.strip_prefix("err ").unwrap_or(&first);
-            return Err(Error::Internal(if msg.is_empty() { "the monitor failed to start".into() } else { msg.to_string() }));
+            return Err(Error::Internal(if msg.is_empty() {
+                "the monitor failed to start".into()
+            } else {
+                msg.to_string()
+            }));
         };
         let mut it = rest.split_whitespace();
         let pid: i32 = it.next().and_then(|x| x.parse().ok()).unwrap_or(0);
         let mpid: i32 = it.next().and_then(|x| x.parse().ok()).unwrap_or(0);
         // Connect the attach clients waiting for this start, before the process runs.
-        let waiters = self.attach_waiters.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        let waiters = self
+            .attach_waiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
         for w in waiters.into_iter().flatten() {
-            let s = self.connect_monitor(&id, "attach").await.map_err(|e| e.to_string());
+            let s = self
+                .connect_monitor(&id, "attach")
+                .await
+                .map_err(|e| e.to_string());
             let _ = w.send(s);
         }
         // The daemon's own watch connection, also before the process runs.
         let watch = self.connect_monitor(&id, "watch").await?;
-        stdin.write_all(b"go\n").await.map_err(internal("monitor"))?;
-        let second = lines.next_line().await.map_err(internal("monitor"))?.unwrap_or_default();
+        stdin
+            .write_all(b"go\n")
+            .await
+            .map_err(internal("monitor"))?;
+        let second = lines
+            .next_line()
+            .await
+            .map_err(internal("monitor"))?
+            .unwrap_or_default();
         if second != "ok" {
             let msg = second.strip_prefix("err ").unwrap_or(&second).to_string();
             drop(watch);
-            return Err(Error::Internal(if msg.is_empty() { "the container failed to start".into() } else { msg }));
+            return Err(Error::Internal(if msg.is_empty() {
+                "the container failed to start".into()
+            } else {
+                msg
+            }));
         }
         self.update(&id, |c| {
             c.state.status = "running".into();
@@ -734,10 +884,15 @@ impl Engine {
             c.state.started_at = now_rfc3339();
             c.state.error.clear();
             c.state.exit_code = 0;
-            if c.config.get("Healthcheck").and_then(|h| h.get("Test")).is_some_and(|t| {
-                str_list(Some(t)).first().is_some_and(|x| x != "NONE")
-            }) {
-                c.state.health = Some(crate::model::Health { status: "starting".into(), ..Default::default() });
+            if c.config
+                .get("Healthcheck")
+                .and_then(|h| h.get("Test"))
+                .is_some_and(|t| str_list(Some(t)).first().is_some_and(|x| x != "NONE"))
+            {
+                c.state.health = Some(crate::model::Health {
+                    status: "starting".into(),
+                    ..Default::default()
+                });
             }
         })?;
         self.emit("container", "start", &id, HashMap::new());
@@ -789,7 +944,11 @@ impl Engine {
         let rootfs = self.exec_dir(&c.id).join("rootfs");
         let ns = self.netns_path(&c.id);
         let netmode = c.host_str("NetworkMode");
-        let hook = self.network.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let hook = self
+            .network
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         if let Some(h) = hook {
             if !matches!(netmode.as_str(), "none" | "host") {
                 h.teardown(&c.id, &netmode);
@@ -827,7 +986,11 @@ impl Engine {
                 _ => false,
             };
         let updated = self.update(id, |c| {
-            c.state.status = if restart { "restarting".into() } else { "exited".into() };
+            c.state.status = if restart {
+                "restarting".into()
+            } else {
+                "exited".into()
+            };
             c.state.pid = 0;
             c.state.monitor_pid = 0;
             c.state.exit_code = exit.code;
@@ -853,12 +1016,15 @@ impl Engine {
         }
         if restart {
             let count = if ran_long { 0 } else { c.restart_count };
-            let delay = Duration::from_millis(100u64.saturating_mul(1u64 << count.min(10))).min(Duration::from_secs(60));
+            let delay = Duration::from_millis(100u64.saturating_mul(1u64 << count.min(10)))
+                .min(Duration::from_secs(60));
             let me = self.clone();
             let id = id.to_string();
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
-                let still = me.get(&id).is_ok_and(|c| c.state.status == "restarting" && !c.manually_stopped);
+                let still = me
+                    .get(&id)
+                    .is_ok_and(|c| c.state.status == "restarting" && !c.manually_stopped);
                 if !still {
                     return;
                 }
@@ -906,19 +1072,36 @@ impl Engine {
                 Ok(c) => {
                     let stopped = !c.running() && c.state.status != "restarting";
                     let done = match condition {
-                        "next-exit" => seen_exit || (c.state.status == "exited" && c.state.started_at != started && c.state.status != "restarting"),
+                        "next-exit" => {
+                            seen_exit
+                                || (c.state.status == "exited"
+                                    && c.state.started_at != started
+                                    && c.state.status != "restarting")
+                        }
                         "removed" => false,
                         _ => stopped,
                     };
                     if done {
                         return Ok((c.state.exit_code, c.state.error.clone()));
                     }
-                    if condition == "next-exit" && c.state.status == "exited" && started.is_empty() && c.state.finished_at.is_empty() {
+                    if condition == "next-exit"
+                        && c.state.status == "exited"
+                        && started.is_empty()
+                        && c.state.finished_at.is_empty()
+                    {
                         // never started: keep waiting for the next exit
                     }
                 }
                 Err(_) => {
-                    return Ok((self.last_exit.lock().unwrap_or_else(|e| e.into_inner()).get(&id).copied().unwrap_or(0), String::new()));
+                    return Ok((
+                        self.last_exit
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .get(&id)
+                            .copied()
+                            .unwrap_or(0),
+                        String::new(),
+                    ));
                 }
             }
             tokio::select! {
@@ -942,9 +1125,16 @@ impl Engine {
     pub async fn kill(&self, r: &str, signal: &str) -> Result<()> {
         let c = self.get(r)?;
         if !c.running() {
-            return Err(Error::Conflict(format!("Container {} is not running", c.id)));
+            return Err(Error::Conflict(format!(
+                "Container {} is not running",
+                c.id
+            )));
         }
-        let sig = if signal.is_empty() { libc::SIGKILL } else { parse_signal(signal)? };
+        let sig = if signal.is_empty() {
+            libc::SIGKILL
+        } else {
+            parse_signal(signal)?
+        };
         self.signal(&c, sig)?;
         let mut a = HashMap::new();
         a.insert("signal".into(), sig.to_string());
@@ -954,7 +1144,10 @@ impl Engine {
 
     fn signal(&self, c: &Container, sig: i32) -> Result<()> {
         if c.state.pid <= 0 {
-            return Err(Error::Conflict(format!("Container {} is not running", c.id)));
+            return Err(Error::Conflict(format!(
+                "Container {} is not running",
+                c.id
+            )));
         }
         // SAFETY: kill(2) on the container init's pid recorded by its monitor.
         if unsafe { libc::kill(c.state.pid, sig) } != 0 {
@@ -985,7 +1178,11 @@ impl Engine {
             Some(s) => parse_signal(s)?,
             None => {
                 let s = c.config_str("StopSignal");
-                if s.is_empty() { libc::SIGTERM } else { parse_signal(&s)? }
+                if s.is_empty() {
+                    libc::SIGTERM
+                } else {
+                    parse_signal(&s)?
+                }
             }
         };
         let t = timeout
@@ -995,7 +1192,10 @@ impl Engine {
             let _ = self.runtime(&["resume", &id]).await;
         }
         self.signal(&c, sig)?;
-        let stopped = t >= 0 && self.wait_stopped(&id, Some(Duration::from_secs(t as u64))).await;
+        let stopped = t >= 0
+            && self
+                .wait_stopped(&id, Some(Duration::from_secs(t as u64)))
+                .await;
         if !stopped {
             let _ = self.signal(&c, libc::SIGKILL);
             self.wait_stopped(&id, Some(Duration::from_secs(30))).await;
@@ -1045,10 +1245,16 @@ impl Engine {
             let _ = std::fs::remove_dir_all(&dd);
         })
         .await;
-        self.last_exit.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), c.state.exit_code);
+        self.last_exit
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone(), c.state.exit_code);
         self.emit("container", "destroy", &id, HashMap::new());
         self.lock().remove(&id);
-        self.names.lock().unwrap_or_else(|e| e.into_inner()).remove(&c.name);
+        self.names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&c.name);
         self.changed(&id);
         Ok(())
     }
@@ -1058,7 +1264,9 @@ impl Engine {
         let c = self.get(r)?;
         let new = new.strip_prefix('/').unwrap_or(new);
         if !valid_name(new) {
-            return Err(Error::BadRequest(format!("Invalid container name ({new}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")));
+            return Err(Error::BadRequest(format!(
+                "Invalid container name ({new}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )));
         }
         {
             let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
@@ -1085,7 +1293,9 @@ impl Engine {
             .await
             .map_err(internal("barge runtime"))?;
         if !out.status.success() {
-            return Err(Error::Internal(String::from_utf8_lossy(&out.stderr).trim().to_string()));
+            return Err(Error::Internal(
+                String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            ));
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
@@ -1094,7 +1304,10 @@ impl Engine {
     pub async fn pause(&self, r: &str, pause: bool) -> Result<()> {
         let c = self.get(r)?;
         if !c.running() {
-            return Err(Error::Conflict(format!("Container {} is not running", c.id)));
+            return Err(Error::Conflict(format!(
+                "Container {} is not running",
+                c.id
+            )));
         }
         if pause == (c.state.status == "paused") {
             return Err(Error::Conflict(format!(
@@ -1103,9 +1316,21 @@ impl Engine {
                 if pause { "already " } else { "not " }
             )));
         }
-        self.runtime(&[if pause { "pause" } else { "resume" }, &c.id]).await?;
-        self.update(&c.id, |c| c.state.status = if pause { "paused".into() } else { "running".into() })?;
-        self.emit("container", if pause { "pause" } else { "unpause" }, &c.id, HashMap::new());
+        self.runtime(&[if pause { "pause" } else { "resume" }, &c.id])
+            .await?;
+        self.update(&c.id, |c| {
+            c.state.status = if pause {
+                "paused".into()
+            } else {
+                "running".into()
+            }
+        })?;
+        self.emit(
+            "container",
+            if pause { "pause" } else { "unpause" },
+            &c.id,
+            HashMap::new(),
+        );
         Ok(())
     }
 
@@ -1113,7 +1338,10 @@ impl Engine {
     pub async fn pids(&self, r: &str) -> Result<Vec<i32>> {
         let c = self.get(r)?;
         if !c.running() {
-            return Err(Error::Conflict(format!("Container {} is not running", c.id)));
+            return Err(Error::Conflict(format!(
+                "Container {} is not running",
+                c.id
+            )));
         }
         let out = self.runtime(&["ps", "--format", "json", &c.id]).await?;
         Ok(serde_json::from_str(&out).unwrap_or_default())
@@ -1123,17 +1351,28 @@ impl Engine {
     pub fn exec_create(&self, r: &str, body: &Value) -> Result<String> {
         let c = self.get(r)?;
         if c.state.status == "paused" {
-            return Err(Error::Conflict(format!("Container {} is paused, unpause the container before exec", c.id)));
+            return Err(Error::Conflict(format!(
+                "Container {} is paused, unpause the container before exec",
+                c.id
+            )));
         }
         if !c.running() {
-            return Err(Error::Conflict(format!("Container {} is not running", c.id)));
+            return Err(Error::Conflict(format!(
+                "Container {} is not running",
+                c.id
+            )));
         }
         let cmd = str_list(body.get("Cmd"));
         if cmd.is_empty() {
             return Err(Error::BadRequest("No exec command specified".into()));
         }
         let b = |k: &str| body.get(k).and_then(Value::as_bool).unwrap_or(false);
-        let s = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+        let s = |k: &str| {
+            body.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
         let id = crate::util::new_id();
         let e = Exec {
             id: id.clone(),
@@ -1151,10 +1390,18 @@ impl Engine {
             pid: 0,
             started: false,
         };
-        self.execs.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), e);
+        self.execs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone(), e);
         let mut a = HashMap::new();
         a.insert("execID".into(), id.clone());
-        self.emit("container", &format!("exec_create: {}", c.argv().join(" ")), &c.id, a);
+        self.emit(
+            "container",
+            &format!("exec_create: {}", c.argv().join(" ")),
+            &c.id,
+            a,
+        );
         Ok(id)
     }
 
@@ -1173,9 +1420,13 @@ impl Engine {
     pub fn exec_spawn(&self, id: &str, console: Option<&Path>) -> Result<tokio::process::Child> {
         let e = {
             let mut m = self.execs.lock().unwrap_or_else(|e| e.into_inner());
-            let e = m.get_mut(id).ok_or_else(|| Error::NotFound(format!("No such exec instance: {id}")))?;
+            let e = m
+                .get_mut(id)
+                .ok_or_else(|| Error::NotFound(format!("No such exec instance: {id}")))?;
             if e.started {
-                return Err(Error::Conflict(format!("Error: Exec command {id} has already run")));
+                return Err(Error::Conflict(format!(
+                    "Error: Exec command {id} has already run"
+                )));
             }
             e.started = true;
             e.running = true;
@@ -1183,11 +1434,21 @@ impl Engine {
         };
         let c = self.get(&e.container_id)?;
         if !c.running() {
-            return Err(Error::Conflict(format!("Container {} is not running", c.id)));
+            return Err(Error::Conflict(format!(
+                "Container {} is not running",
+                c.id
+            )));
         }
         let mut cmd = tokio::process::Command::new(&self.opts.exe);
-        cmd.arg("runtime").arg("--root").arg(self.runtime_root()).arg("exec");
-        let user = if e.user.is_empty() { c.config_str("User") } else { e.user.clone() };
+        cmd.arg("runtime")
+            .arg("--root")
+            .arg(self.runtime_root())
+            .arg("exec");
+        let user = if e.user.is_empty() {
+            c.config_str("User")
+        } else {
+            e.user.clone()
+        };
         let rootfs = self.exec_dir(&c.id).join("rootfs");
         let (uid, gid, _) = crate::spec::resolve_user(&rootfs, &user)?;
         cmd.arg("--user").arg(format!("{uid}:{gid}"));
@@ -1202,17 +1463,31 @@ impl Engine {
             cmd.arg("--env").arg("TERM=xterm");
         }
         cmd.arg(&c.id).args(&e.cmd);
-        cmd.stdin(if e.open_stdin && console.is_none() { std::process::Stdio::piped() } else { std::process::Stdio::null() })
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
+        cmd.stdin(if e.open_stdin && console.is_none() {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        })
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
         let child = cmd.spawn().map_err(internal("spawn exec"))?;
         let pid = child.id().unwrap_or(0) as i32;
-        if let Some(x) = self.execs.lock().unwrap_or_else(|e| e.into_inner()).get_mut(id) {
+        if let Some(x) = self
+            .execs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(id)
+        {
             x.pid = pid;
         }
         let mut a = HashMap::new();
         a.insert("execID".into(), id.to_string());
-        self.emit("container", &format!("exec_start: {}", e.cmd.join(" ")), &c.id, a);
+        self.emit(
+            "container",
+            &format!("exec_start: {}", e.cmd.join(" ")),
+            &c.id,
+            a,
+        );
         Ok(child)
     }
 
@@ -1235,10 +1510,16 @@ impl Engine {
         let Ok(c) = self.get(&id) else { return };
         let h = c.config.get("Healthcheck").cloned().unwrap_or(Value::Null);
         let test = str_list(h.get("Test"));
-        let ns = |k: &str, d: u64| h.get(k).and_then(Value::as_u64).filter(|x| *x > 0).unwrap_or(d);
+        let ns = |k: &str, d: u64| {
+            h.get(k)
+                .and_then(Value::as_u64)
+                .filter(|x| *x > 0)
+                .unwrap_or(d)
+        };
         let interval = Duration::from_nanos(ns("Interval", 30_000_000_000));
         let timeout = Duration::from_nanos(ns("Timeout", 30_000_000_000));
-        let start_period = Duration::from_nanos(h.get("StartPeriod").and_then(Value::as_u64).unwrap_or(0));
+        let start_period =
+            Duration::from_nanos(h.get("StartPeriod").and_then(Value::as_u64).unwrap_or(0));
         let retries = ns("Retries", 3) as u32;
         let argv: Vec<String> = match test.first().map(String::as_str) {
             Some("CMD") => test[1..].to_vec(),
@@ -1255,19 +1536,37 @@ impl Engine {
             }
             let start = now_rfc3339();
             let mut cmd = tokio::process::Command::new(&self.opts.exe);
-            cmd.arg("runtime").arg("--root").arg(self.runtime_root()).arg("exec").arg(&id).args(&argv);
+            cmd.arg("runtime")
+                .arg("--root")
+                .arg(self.runtime_root())
+                .arg("exec")
+                .arg(&id)
+                .args(&argv);
             cmd.stdin(std::process::Stdio::null());
             let r = tokio::time::timeout(timeout, cmd.kill_on_drop(true).output()).await;
             let (code, output) = match r {
-                Ok(Ok(o)) => (o.status.code().unwrap_or(1), String::from_utf8_lossy(&[o.stdout, o.stderr].concat()).chars().take(4096).collect()),
+                Ok(Ok(o)) => (
+                    o.status.code().unwrap_or(1),
+                    String::from_utf8_lossy(&[o.stdout, o.stderr].concat())
+                        .chars()
+                        .take(4096)
+                        .collect(),
+                ),
                 Ok(Err(e)) => (1, e.to_string()),
                 Err(_) => (1, format!("Health check exceeded timeout ({timeout:?})")),
             };
             let in_grace = begun.elapsed() < start_period;
             let mut new_status = None;
             let _ = self.update(&id, |c| {
-                let Some(hs) = &mut c.state.health else { return };
-                hs.log.push(crate::model::HealthLog { start, end: now_rfc3339(), exit_code: code, output });
+                let Some(hs) = &mut c.state.health else {
+                    return;
+                };
+                hs.log.push(crate::model::HealthLog {
+                    start,
+                    end: now_rfc3339(),
+                    exit_code: code,
+                    output,
+                });
                 if hs.log.len() > 5 {
                     hs.log.remove(0);
                 }
@@ -1286,7 +1585,12 @@ impl Engine {
                 }
             });
             if let Some(s) = new_status {
-                self.emit("container", &format!("health_status: {s}"), &id, HashMap::new());
+                self.emit(
+                    "container",
+                    &format!("health_status: {s}"),
+                    &id,
+                    HashMap::new(),
+                );
             }
         }
     }
@@ -1304,21 +1608,40 @@ impl Engine {
     }
 
     /// `docker commit`: a new image from the container's changes.
-    pub fn commit(&self, r: &str, reference: Option<&str>, comment: &str, author: &str, overrides: Option<&Value>) -> Result<String> {
+    pub fn commit(
+        &self,
+        r: &str,
+        reference: Option<&str>,
+        comment: &str,
+        author: &str,
+        overrides: Option<&Value>,
+    ) -> Result<String> {
         let c = self.get(r)?;
         let reference = match reference.filter(|x| !x.is_empty()) {
-            Some(x) => Some(barge_image::Reference::parse(x).map_err(|e| Error::BadRequest(e.to_string()))?),
+            Some(x) => Some(
+                barge_image::Reference::parse(x).map_err(|e| Error::BadRequest(e.to_string()))?,
+            ),
             None => None,
         };
         let base = self.store.resolve(&c.image_id)?;
         let base_cfg = self.store.image_config(&base.id)?;
-        let mut cfg = serde_json::to_value(&base_cfg).map_err(|e| Error::Internal(e.to_string()))?;
+        let mut cfg =
+            serde_json::to_value(&base_cfg).map_err(|e| Error::Internal(e.to_string()))?;
         let lease = self.store.lease();
         let layer = self.store.commit_snapshot(&c.snapshot, &lease)?;
         let mut layers = base.layers.clone();
         layers.push(layer.clone());
         let mut ccfg = cfg.get("config").cloned().unwrap_or(json!({}));
-        for k in ["Env", "Cmd", "Entrypoint", "WorkingDir", "User", "Labels", "StopSignal", "ExposedPorts"] {
+        for k in [
+            "Env",
+            "Cmd",
+            "Entrypoint",
+            "WorkingDir",
+            "User",
+            "Labels",
+            "StopSignal",
+            "ExposedPorts",
+        ] {
             if let Some(v) = c.config.get(k).filter(|v| !v.is_null()) {
                 ccfg[k] = v.clone();
             }
@@ -1338,11 +1661,17 @@ impl Engine {
         }
         let diff_ids: Vec<String> = layers.iter().map(|l| l.diff_id.to_string()).collect();
         cfg["rootfs"] = json!({"type": "layers", "diff_ids": diff_ids});
-        let mut hist = cfg.get("history").and_then(Value::as_array).cloned().unwrap_or_default();
+        let mut hist = cfg
+            .get("history")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         hist.push(json!({"created": now, "created_by": format!("barge commit {}", c.id), "comment": comment}));
         cfg["history"] = Value::Array(hist);
         let bytes = serde_json::to_vec(&cfg).map_err(|e| Error::Internal(e.to_string()))?;
-        let rec = self.store.create_image(&lease, &bytes, &layers, reference.as_ref())?;
+        let rec = self
+            .store
+            .create_image(&lease, &bytes, &layers, reference.as_ref())?;
         drop(lease);
         self.emit("container", "commit", &c.id, HashMap::new());
         Ok(rec.id.to_string())
@@ -1354,22 +1683,41 @@ impl Engine {
         let c = self.get(r)?;
         let upper = self.store.snapshot_upper(&c.snapshot)?;
         let base = self.store.resolve(&c.image_id)?;
-        let layers: Vec<PathBuf> = base.diff_ids().iter().map(|d| self.store.layer_path(d)).collect();
+        let layers: Vec<PathBuf> = base
+            .diff_ids()
+            .iter()
+            .map(|d| self.store.layer_path(d))
+            .collect();
         let mut out = Vec::new();
         let mut stack = vec![(upper.clone(), String::new())];
         while let Some((dir, rel)) = stack.pop() {
-            let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+            let Ok(rd) = std::fs::read_dir(&dir) else {
+                continue;
+            };
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
                 let p = format!("{rel}/{name}");
                 // Mount points the runtime made for the engine's own bind mounts.
-                if matches!(p.as_str(), "/etc/hostname" | "/etc/hosts" | "/etc/resolv.conf") {
+                if matches!(
+                    p.as_str(),
+                    "/etc/hostname" | "/etc/hosts" | "/etc/resolv.conf"
+                ) {
                     continue;
                 }
-                let Ok(md) = e.path().symlink_metadata() else { continue };
+                let Ok(md) = e.path().symlink_metadata() else {
+                    continue;
+                };
                 let whiteout = md.file_type().is_char_device() && md.rdev() == 0;
-                let in_lower = layers.iter().any(|l| l.join(p.trim_start_matches('/')).symlink_metadata().is_ok());
-                let kind = if whiteout { 2 } else if in_lower { 0 } else { 1 };
+                let in_lower = layers
+                    .iter()
+                    .any(|l| l.join(p.trim_start_matches('/')).symlink_metadata().is_ok());
+                let kind = if whiteout {
+                    2
+                } else if in_lower {
+                    0
+                } else {
+                    1
+                };
                 out.push((p.clone(), kind));
                 if md.is_dir() {
                     stack.push((e.path(), p));
@@ -1382,7 +1730,12 @@ impl Engine {
 
     /// `docker container prune`: removes stopped containers; returns their ids.
     pub async fn prune(&self) -> Vec<String> {
-        let ids: Vec<String> = self.all().into_iter().filter(|c| !c.running() && c.state.status != "restarting").map(|c| c.id).collect();
+        let ids: Vec<String> = self
+            .all()
+            .into_iter()
+            .filter(|c| !c.running() && c.state.status != "restarting")
+            .map(|c| c.id)
+            .collect();
         let mut out = Vec::new();
         for id in ids {
             if self.remove(&id, false).await.is_ok() {
@@ -1396,7 +1749,12 @@ impl Engine {
 /// (max-size, max-file) from `HostConfig.LogConfig.Config`.
 fn log_opts(c: &Container) -> (u64, u32) {
     let cfg = c.host_config.get("LogConfig").and_then(|l| l.get("Config"));
-    let get = |k: &str| cfg.and_then(|c| c.get(k)).and_then(Value::as_str).unwrap_or_default().to_string();
+    let get = |k: &str| {
+        cfg.and_then(|c| c.get(k))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     let size = parse_size(&get("max-size")).unwrap_or(0);
     let files = get("max-file").parse::<u32>().unwrap_or(1).max(1);
     (size, files)
@@ -1419,5 +1777,6 @@ pub fn parse_size(s: &str) -> Option<u64> {
 
 /// Parses a signal name (`KILL`, `SIGKILL`) or number.
 pub fn parse_signal(s: &str) -> Result<i32> {
-    barge_runtime::container::parse_signal(s).map_err(|_| Error::BadRequest(format!("Invalid signal: {s}")))
+    barge_runtime::container::parse_signal(s)
+        .map_err(|_| Error::BadRequest(format!("Invalid signal: {s}")))
 }

@@ -58,8 +58,8 @@ pub fn create(path: &Path) -> io::Result<()> {
         let tid = unsafe { libc::syscall(libc::SYS_gettid) };
         let src = std::ffi::CString::new(format!("/proc/self/task/{tid}/ns/net"))
             .map_err(io::Error::other)?;
-        let dst = std::ffi::CString::new(p.as_os_str().as_encoded_bytes())
-            .map_err(io::Error::other)?;
+        let dst =
+            std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).map_err(io::Error::other)?;
         // SAFETY: bind mount with NUL-terminated paths.
         let r = unsafe {
             libc::mount(

@@ -82,7 +82,9 @@ pub fn capabilities(c: &Container) -> Result<Vec<String>> {
         if d == "CAP_ALL" {
             set.clear();
         } else if !all.contains(&d) {
-            return Err(Error::BadRequest(format!("unknown capability to drop: {d:?}")));
+            return Err(Error::BadRequest(format!(
+                "unknown capability to drop: {d:?}"
+            )));
         } else {
             set.retain(|x| *x != d);
         }
@@ -92,7 +94,9 @@ pub fn capabilities(c: &Container) -> Result<Vec<String>> {
         if a == "CAP_ALL" {
             set = all.clone();
         } else if !all.contains(&a) {
-            return Err(Error::BadRequest(format!("unknown capability to add: {a:?}")));
+            return Err(Error::BadRequest(format!(
+                "unknown capability to add: {a:?}"
+            )));
         } else if !set.contains(&a) {
             set.push(a);
         }
@@ -129,10 +133,7 @@ pub fn resolve_user(rootfs: &Path, user: &str) -> Result<(u32, u32, Vec<u32>)> {
                     "unable to find user {u}: no matching entries in passwd file"
                 ))
             })?;
-        (
-            f[2].parse().unwrap_or(0),
-            f[3].parse().unwrap_or(0),
-        )
+        (f[2].parse().unwrap_or(0), f[3].parse().unwrap_or(0))
     };
     if let Some(g) = g {
         gid = match g.parse::<u32>() {
@@ -167,7 +168,11 @@ pub fn build(
 ) -> Result<Value> {
     let caps = capabilities(c)?;
     let privileged = c.host_bool("Privileged");
-    let tty = c.config.get("Tty").and_then(Value::as_bool).unwrap_or(false);
+    let tty = c
+        .config
+        .get("Tty")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let argv = c.argv();
     if argv.is_empty() {
         return Err(Error::BadRequest("no command specified".into()));
@@ -216,28 +221,22 @@ pub fn build(
                 "no-new-privileges" => nnp = v.is_empty() || v == "true",
                 "seccomp" if v == "unconfined" => seccomp_unconfined = true,
                 "seccomp" => {
-                    let prof: Value = serde_json::from_str(v).map_err(|e| {
-                        Error::BadRequest(format!("invalid seccomp profile: {e}"))
-                    })?;
+                    let prof: Value = serde_json::from_str(v)
+                        .map_err(|e| Error::BadRequest(format!("invalid seccomp profile: {e}")))?;
                     let prof = docker_seccomp_to_oci(&prof);
                     barge_runtime::seccomp::validate_json(&prof)
                         .map_err(|e| Error::BadRequest(format!("seccomp profile: {e}")))?;
                     seccomp = Some(prof);
                 }
                 "label" | "apparmor" => {}
-                _ => {
-                    return Err(Error::BadRequest(format!(
-                        "invalid --security-opt: {o:?}"
-                    )))
-                }
+                _ => return Err(Error::BadRequest(format!("invalid --security-opt: {o:?}"))),
             }
         }
     }
     if seccomp.is_none() && !seccomp_unconfined {
         let prof = barge_runtime::seccomp::docker_default_profile(&caps);
-        seccomp = Some(
-            serde_json::to_value(prof).map_err(|e| Error::Internal(format!("seccomp: {e}")))?,
-        );
+        seccomp =
+            Some(serde_json::to_value(prof).map_err(|e| Error::Internal(format!("seccomp: {e}")))?);
     }
     let mut rlimits: Vec<Value> = Vec::new();
     let mut seen = Vec::new();
@@ -367,7 +366,12 @@ fn docker_seccomp_to_oci(p: &Value) -> Value {
         }
     }
     let mut calls = Vec::new();
-    for sc in p.get("syscalls").and_then(Value::as_array).into_iter().flatten() {
+    for sc in p
+        .get("syscalls")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let conditional = ["includes", "excludes"].iter().any(|k| {
             sc.get(*k)
                 .and_then(Value::as_object)
@@ -395,8 +399,15 @@ fn check_dest(d: &str) -> Result<()> {
         )));
     }
     let clean = d.trim_end_matches('/');
-    if clean.is_empty() || clean == "/proc" || clean.starts_with("/proc/") || d.contains("/../") || d.ends_with("/..") {
-        return Err(Error::BadRequest(format!("invalid mount destination {d:?}")));
+    if clean.is_empty()
+        || clean == "/proc"
+        || clean.starts_with("/proc/")
+        || d.contains("/../")
+        || d.ends_with("/..")
+    {
+        return Err(Error::BadRequest(format!(
+            "invalid mount destination {d:?}"
+        )));
     }
     Ok(())
 }
@@ -405,7 +416,9 @@ fn user_mounts(c: &Container, mounts: &mut Vec<Value>) -> Result<()> {
     for b in str_list(c.host_config.get("Binds")) {
         let parts: Vec<&str> = b.split(':').collect();
         if parts.len() < 2 || parts.len() > 3 {
-            return Err(Error::BadRequest(format!("invalid volume specification: {b:?}")));
+            return Err(Error::BadRequest(format!(
+                "invalid volume specification: {b:?}"
+            )));
         }
         let (src, dst) = (parts[0], parts[1]);
         if !src.starts_with('/') {
@@ -454,7 +467,9 @@ fn user_mounts(c: &Container, mounts: &mut Vec<Value>) -> Result<()> {
                     if ro {
                         o.push("ro");
                     }
-                    mounts.push(json!({"destination": dst, "type": "bind", "source": src, "options": o}));
+                    mounts.push(
+                        json!({"destination": dst, "type": "bind", "source": src, "options": o}),
+                    );
                 }
                 "tmpfs" => {
                     let mut o = vec!["nosuid".to_string(), "nodev".to_string()];
@@ -481,11 +496,17 @@ fn user_mounts(c: &Container, mounts: &mut Vec<Value>) -> Result<()> {
     if let Some(t) = c.host_config.get("Tmpfs").and_then(Value::as_object) {
         for (dst, opts) in t {
             check_dest(dst)?;
-            let mut o = vec!["nosuid".to_string(), "nodev".to_string(), "noexec".to_string()];
+            let mut o = vec![
+                "nosuid".to_string(),
+                "nodev".to_string(),
+                "noexec".to_string(),
+            ];
             if let Some(s) = opts.as_str() {
                 o.extend(s.split(',').filter(|x| !x.is_empty()).map(str::to_string));
             }
-            mounts.push(json!({"destination": dst, "type": "tmpfs", "source": "tmpfs", "options": o}));
+            mounts.push(
+                json!({"destination": dst, "type": "tmpfs", "source": "tmpfs", "options": o}),
+            );
         }
     }
     Ok(())

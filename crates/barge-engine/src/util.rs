@@ -83,9 +83,14 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
 
 /// Accepts one connection on `l` and receives an fd sent with SCM_RIGHTS.
 pub fn recv_fd(l: &std::os::unix::net::UnixListener) -> Result<std::os::fd::OwnedFd, String> {
-    let (s, _) = l.accept().map_err(|e| format!("console socket accept: {e}"))?;
+    let (s, _) = l
+        .accept()
+        .map_err(|e| format!("console socket accept: {e}"))?;
     let mut data = [0u8; 4096];
-    let mut iov = libc::iovec { iov_base: data.as_mut_ptr().cast(), iov_len: data.len() };
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
     let mut cbuf = [0u64; 16];
     // SAFETY: msghdr is plain data; zeroed then filled with valid pointers below.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
@@ -96,12 +101,18 @@ pub fn recv_fd(l: &std::os::unix::net::UnixListener) -> Result<std::os::fd::Owne
     // SAFETY: recvmsg into the buffers described by msg.
     let n = unsafe { libc::recvmsg(s.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
     if n < 0 {
-        return Err(format!("console socket recvmsg: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "console socket recvmsg: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     // SAFETY: walking the control messages recvmsg filled in.
     unsafe {
         let cm = libc::CMSG_FIRSTHDR(&msg);
-        if !cm.is_null() && (*cm).cmsg_level == libc::SOL_SOCKET && (*cm).cmsg_type == libc::SCM_RIGHTS {
+        if !cm.is_null()
+            && (*cm).cmsg_level == libc::SOL_SOCKET
+            && (*cm).cmsg_type == libc::SCM_RIGHTS
+        {
             let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cm) as *const std::os::fd::RawFd);
             return Ok(std::os::fd::OwnedFd::from_raw_fd(fd));
         }

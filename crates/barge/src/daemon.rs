@@ -11,7 +11,10 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 
 #[derive(Parser, Debug)]
-#[command(name = "barge daemon", about = "Run the barge engine daemon (Docker Engine API)")]
+#[command(
+    name = "barge daemon",
+    about = "Run the barge engine daemon (Docker Engine API)"
+)]
 struct Args {
     /// Daemon socket(s) to listen on (unix:///path).
     #[arg(short = 'H', long = "host")]
@@ -55,7 +58,9 @@ struct Settings {
 }
 
 fn parse_ulimit(s: &str) -> Result<(String, i64, i64)> {
-    let (name, v) = s.split_once('=').with_context(|| format!("invalid ulimit {s:?}: want name=soft[:hard]"))?;
+    let (name, v) = s
+        .split_once('=')
+        .with_context(|| format!("invalid ulimit {s:?}: want name=soft[:hard]"))?;
     let (soft, hard) = match v.split_once(':') {
         Some((a, b)) => (a, b),
         None => (v, v),
@@ -64,13 +69,31 @@ fn parse_ulimit(s: &str) -> Result<(String, i64, i64)> {
         if x == "-1" || x == "unlimited" {
             return Ok(-1);
         }
-        x.parse::<i64>().with_context(|| format!("invalid ulimit value {x:?} in {s:?}"))
+        x.parse::<i64>()
+            .with_context(|| format!("invalid ulimit value {x:?} in {s:?}"))
     };
     let (soft, hard) = (p(soft)?, p(hard)?);
     if hard >= 0 && soft > hard {
         bail!("invalid ulimit {s:?}: soft limit above hard limit");
     }
-    let known = ["core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc", "rss", "rtprio", "rttime", "sigpending", "stack", "as"];
+    let known = [
+        "core",
+        "cpu",
+        "data",
+        "fsize",
+        "locks",
+        "memlock",
+        "msgqueue",
+        "nice",
+        "nofile",
+        "nproc",
+        "rss",
+        "rtprio",
+        "rttime",
+        "sigpending",
+        "stack",
+        "as",
+    ];
     if !known.contains(&name) {
         bail!("invalid ulimit type: {name}");
     }
@@ -79,7 +102,8 @@ fn parse_ulimit(s: &str) -> Result<(String, i64, i64)> {
 
 fn settings(a: Args) -> Result<Settings> {
     let file: serde_json::Value = match std::fs::read(&a.config_file) {
-        Ok(d) => serde_json::from_slice(&d).with_context(|| format!("{}: invalid JSON", a.config_file.display()))?,
+        Ok(d) => serde_json::from_slice(&d)
+            .with_context(|| format!("{}: invalid JSON", a.config_file.display()))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_json::json!({}),
         Err(e) => return Err(e).with_context(|| format!("reading {}", a.config_file.display())),
     };
@@ -88,9 +112,20 @@ fn settings(a: Args) -> Result<Settings> {
     }
     let fstr = |k: &str| file.get(k).and_then(|v| v.as_str()).map(str::to_string);
     let flist = |k: &str| -> Vec<String> {
-        file.get(k).and_then(|v| v.as_array()).map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default()
+        file.get(k)
+            .and_then(|v| v.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
     };
-    let mut hosts = if a.host.is_empty() { flist("hosts") } else { a.host };
+    let mut hosts = if a.host.is_empty() {
+        flist("hosts")
+    } else {
+        a.host
+    };
     if hosts.is_empty() {
         hosts.push("unix:///run/barge/barge.sock".into());
     }
@@ -107,17 +142,32 @@ fn settings(a: Args) -> Result<Settings> {
         ulimits.retain(|x: &(String, i64, i64)| x.0 != u.0);
         ulimits.push(u);
     }
-    let exec_root = a.exec_root.or_else(|| fstr("exec-root").map(PathBuf::from)).unwrap_or_else(|| "/run/barge".into());
+    let exec_root = a
+        .exec_root
+        .or_else(|| fstr("exec-root").map(PathBuf::from))
+        .unwrap_or_else(|| "/run/barge".into());
     let mut insecure = a.insecure_registry;
     insecure.extend(flist("insecure-registries"));
     Ok(Settings {
         hosts,
-        data_root: a.data_root.or_else(|| fstr("data-root").map(PathBuf::from)).unwrap_or_else(|| "/var/lib/barge".into()),
-        pidfile: a.pidfile.or_else(|| fstr("pidfile").map(PathBuf::from)).unwrap_or_else(|| exec_root.join("barge.pid")),
+        data_root: a
+            .data_root
+            .or_else(|| fstr("data-root").map(PathBuf::from))
+            .unwrap_or_else(|| "/var/lib/barge".into()),
+        pidfile: a
+            .pidfile
+            .or_else(|| fstr("pidfile").map(PathBuf::from))
+            .unwrap_or_else(|| exec_root.join("barge.pid")),
         exec_root,
         insecure,
         ulimits,
-        log_level: if a.debug { "debug".into() } else { a.log_level.or_else(|| fstr("log-level")).unwrap_or_else(|| "info".into()) },
+        log_level: if a.debug {
+            "debug".into()
+        } else {
+            a.log_level
+                .or_else(|| fstr("log-level"))
+                .unwrap_or_else(|| "info".into())
+        },
     })
 }
 
@@ -149,7 +199,11 @@ pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
         .with_env_filter(tracing_subscriber::EnvFilter::new(level))
         .with_writer(std::io::stderr)
         .try_init();
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("barge daemon: {e}");
@@ -172,7 +226,12 @@ fn pid_alive(pid: i32) -> bool {
     }
     // A zombie (killed, not yet reaped) is not a running daemon.
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    !matches!(stat.rsplit(')').next().and_then(|r| r.split_whitespace().next()), Some("Z" | "X"))
+    !matches!(
+        stat.rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().next()),
+        Some("Z" | "X")
+    )
 }
 
 fn write_pidfile(p: &Path) -> Result<()> {
@@ -180,7 +239,10 @@ fn write_pidfile(p: &Path) -> Result<()> {
         if let Ok(pid) = old.trim().parse::<i32>() {
             // SAFETY: getpid cannot fail.
             if pid != unsafe { libc::getpid() } && pid_alive(pid) {
-                bail!("pid file found, ensure barge is not running or delete {}", p.display());
+                bail!(
+                    "pid file found, ensure barge is not running or delete {}",
+                    p.display()
+                );
             }
         }
     }
@@ -193,9 +255,11 @@ fn write_pidfile(p: &Path) -> Result<()> {
 
 async fn run(s: Settings) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(&s.exec_root).with_context(|| format!("creating {}", s.exec_root.display()))?;
+    std::fs::create_dir_all(&s.exec_root)
+        .with_context(|| format!("creating {}", s.exec_root.display()))?;
     std::fs::set_permissions(&s.exec_root, std::fs::Permissions::from_mode(0o700))?;
-    std::fs::create_dir_all(&s.data_root).with_context(|| format!("creating {}", s.data_root.display()))?;
+    std::fs::create_dir_all(&s.data_root)
+        .with_context(|| format!("creating {}", s.data_root.display()))?;
     std::fs::set_permissions(&s.data_root, std::fs::Permissions::from_mode(0o711))?;
     write_pidfile(&s.pidfile)?;
     let exe = std::env::current_exe().context("finding the barge executable")?;
@@ -228,7 +292,8 @@ async fn run(s: Settings) -> Result<()> {
             bail!("{} is in use by another daemon", path.display());
         }
         let _ = std::fs::remove_file(&path);
-        let l = tokio::net::UnixListener::bind(&path).with_context(|| format!("listening on {}", path.display()))?;
+        let l = tokio::net::UnixListener::bind(&path)
+            .with_context(|| format!("listening on {}", path.display()))?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))?;
         tracing::info!("API listening on {}", path.display());
         sockets.push(path);

@@ -279,7 +279,8 @@ impl Monitor {
         let ctl_in = unsafe { std::fs::File::from_raw_fd(ctl_in) };
         let sock = self.dir.join(CTL_SOCK);
         let _ = std::fs::remove_file(&sock);
-        let listener = UnixListener::bind(&sock).map_err(|e| format!("bind {}: {e}", sock.display()))?;
+        let listener =
+            UnixListener::bind(&sock).map_err(|e| format!("bind {}: {e}", sock.display()))?;
         let devnull = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -294,7 +295,8 @@ impl Monitor {
             std::env::set_current_dir(&self.dir).map_err(|e| format!("chdir: {e}"))?;
             let p = PathBuf::from("console.sock");
             let _ = std::fs::remove_file(&p);
-            console_listener = Some(UnixListener::bind(&p).map_err(|e| format!("console socket: {e}"))?);
+            console_listener =
+                Some(UnixListener::bind(&p).map_err(|e| format!("console socket: {e}"))?);
             console = Some(p);
             for fd in 0..3 {
                 dup2(devnull.as_raw_fd(), fd)?;
@@ -358,6 +360,10 @@ impl Monitor {
         self.report("ok");
         self.report_fd = None;
         drop(ctl_in);
+        // The runtime's work (spec, seccomp) left freed heap behind: give it back, so an
+        // idle monitor keeps only the pages it uses.
+        // SAFETY: malloc_trim only releases free memory of this process's heap.
+        unsafe { libc::malloc_trim(0) };
         let code = self.event_loop(&listener, &sigfd, pid);
         self.drain();
         self.log.flush();
@@ -396,14 +402,27 @@ impl Monitor {
                 if !extra.is_empty() {
                     self.input(&extra);
                 }
-                self.clients.push(Client { s, kind: Kind::Attach, reading: true });
+                self.clients.push(Client {
+                    s,
+                    kind: Kind::Attach,
+                    reading: true,
+                });
             }
-            Some("watch") => self.clients.push(Client { s, kind: Kind::Watch, reading: true }),
+            Some("watch") => self.clients.push(Client {
+                s,
+                kind: Kind::Watch,
+                reading: true,
+            }),
             Some("resize") => {
                 let rows: u16 = words.next().and_then(|x| x.parse().ok()).unwrap_or(0);
                 let cols: u16 = words.next().and_then(|x| x.parse().ok()).unwrap_or(0);
                 if let Some(m) = &self.master {
-                    let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+                    let ws = libc::winsize {
+                        ws_row: rows,
+                        ws_col: cols,
+                        ws_xpixel: 0,
+                        ws_ypixel: 0,
+                    };
                     // SAFETY: TIOCSWINSZ with a valid winsize on our pty master.
                     unsafe { libc::ioctl(m.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
                 }
@@ -441,21 +460,41 @@ impl Monitor {
         let mut buf = vec![0u8; 32 * 1024];
         loop {
             let mut fds = vec![
-                libc::pollfd { fd: sigfd.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-                libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+                libc::pollfd {
+                    fd: sigfd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: listener.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
             ];
             let nouts = self.outs.len();
             for (fd, _) in &self.outs {
-                fds.push(libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+                fds.push(libc::pollfd {
+                    fd: fd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
             }
             let has_master = self.master.is_some();
             if let Some(m) = &self.master {
-                fds.push(libc::pollfd { fd: m.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+                fds.push(libc::pollfd {
+                    fd: m.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
             }
             let base = fds.len();
             for c in &self.clients {
                 let ev = if c.reading { libc::POLLIN } else { 0 };
-                fds.push(libc::pollfd { fd: c.s.as_raw_fd(), events: ev, revents: 0 });
+                fds.push(libc::pollfd {
+                    fd: c.s.as_raw_fd(),
+                    events: ev,
+                    revents: 0,
+                });
             }
             // SAFETY: fds is a valid array of pollfd.
             let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
@@ -519,7 +558,8 @@ impl Monitor {
             }
             for i in gone.into_iter().rev() {
                 let attach = matches!(self.clients[i].kind, Kind::Attach);
-                let hup = fds[base + i].revents & (libc::POLLERR | libc::POLLNVAL | libc::POLLHUP) != 0
+                let hup = fds[base + i].revents & (libc::POLLERR | libc::POLLNVAL | libc::POLLHUP)
+                    != 0
                     || !self.clients[i].reading;
                 if attach && !hup {
                     // Half-closed: no more input, output still goes to it.
@@ -566,7 +606,8 @@ impl Monitor {
     /// Reads what is left in the output pipes / pty after the init exited.
     fn drain(&mut self) {
         let mut buf = vec![0u8; 32 * 1024];
-        let mut fds: Vec<(RawFd, usize)> = self.outs.iter().map(|(f, s)| (f.as_raw_fd(), *s)).collect();
+        let mut fds: Vec<(RawFd, usize)> =
+            self.outs.iter().map(|(f, s)| (f.as_raw_fd(), *s)).collect();
         if let Some(m) = &self.master {
             fds.push((m.as_raw_fd(), 0));
         }
@@ -584,4 +625,3 @@ impl Monitor {
         }
     }
 }
-

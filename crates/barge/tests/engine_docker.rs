@@ -11,19 +11,55 @@ fn run_logs_wait_inspect_ps() {
     }
     let d = Daemon::start();
     assert_eq!(d.ok(&["run", "--rm", "busybox", "echo", "hello"]), "hello");
-    let o = d.docker(&["run", "--name", "seven", "busybox", "sh", "-c", "echo out; echo err >&2; exit 7"]);
+    let o = d.docker(&[
+        "run",
+        "--name",
+        "seven",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 7",
+    ]);
     assert_eq!(o.status.code(), Some(7));
     assert_eq!(String::from_utf8_lossy(&o.stdout), "out\n");
     assert_eq!(String::from_utf8_lossy(&o.stderr), "err\n");
-    assert_eq!(d.ok(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "seven"]), "exited 7");
-    assert_eq!(d.ok(&["ps", "-a", "--filter", "exited=7", "--format", "{{.Names}}"]), "seven");
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            "seven"
+        ]),
+        "exited 7"
+    );
+    assert_eq!(
+        d.ok(&["ps", "-a", "--filter", "exited=7", "--format", "{{.Names}}"]),
+        "seven"
+    );
     // stdin through attach
-    let o = d.docker_stdin(&["run", "--rm", "-i", "busybox", "tr", "a-z", "A-Z"], b"shout\n");
+    let o = d.docker_stdin(
+        &["run", "--rm", "-i", "busybox", "tr", "a-z", "A-Z"],
+        b"shout\n",
+    );
     assert_eq!(String::from_utf8_lossy(&o.stdout), "SHOUT\n");
     // detached, logs, inspect fields, filters
     let id = d.ok(&[
-        "run", "-d", "--name", "web", "-e", "FOO=bar", "-l", "tier=front", "-w", "/tmp", "--hostname", "hoster",
-        "busybox", "sh", "-c", "echo start; echo $FOO; pwd; hostname; sleep 1000",
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-e",
+        "FOO=bar",
+        "-l",
+        "tier=front",
+        "-w",
+        "/tmp",
+        "--hostname",
+        "hoster",
+        "busybox",
+        "sh",
+        "-c",
+        "echo start; echo $FOO; pwd; hostname; sleep 1000",
     ]);
     assert_eq!(id.len(), 64);
     assert!(eventually(10, || d.ok(&["logs", "web"]).lines().count() >= 4));
@@ -35,24 +71,73 @@ fn run_logs_wait_inspect_ps() {
         d.ok(&["inspect", "-f", "{{.State.Running}} {{.Config.Hostname}} {{.Config.WorkingDir}} {{index .Config.Labels \"tier\"}} {{.Name}}", "web"]),
         "true hoster /tmp front /web"
     );
-    let pid: i32 = d.ok(&["inspect", "-f", "{{.State.Pid}}", "web"]).parse().expect("pid");
+    let pid: i32 = d
+        .ok(&["inspect", "-f", "{{.State.Pid}}", "web"])
+        .parse()
+        .expect("pid");
     assert!(pid > 0 && std::path::Path::new(&format!("/proc/{pid}")).exists());
-    assert_eq!(d.ok(&["ps", "--filter", "label=tier=front", "--format", "{{.Names}}"]), "web");
+    assert_eq!(
+        d.ok(&[
+            "ps",
+            "--filter",
+            "label=tier=front",
+            "--format",
+            "{{.Names}}"
+        ]),
+        "web"
+    );
     assert_eq!(d.ok(&["ps", "--filter", "name=we", "-q", "--no-trunc"]), id);
-    assert_eq!(d.ok(&["ps", "--filter", "ancestor=busybox", "--format", "{{.Names}}"]), "web");
-    assert_eq!(d.ok(&["ps", "--filter", "status=exited", "--format", "{{.Names}}"]), "seven");
+    assert_eq!(
+        d.ok(&[
+            "ps",
+            "--filter",
+            "ancestor=busybox",
+            "--format",
+            "{{.Names}}"
+        ]),
+        "web"
+    );
+    assert_eq!(
+        d.ok(&["ps", "--filter", "status=exited", "--format", "{{.Names}}"]),
+        "seven"
+    );
     assert!(d.ok(&["top", "web"]).contains("sleep 1000"));
     // kill, wait
     d.ok(&["kill", "web"]);
     assert_eq!(d.ok(&["wait", "web"]), "137");
-    assert_eq!(d.ok(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "web"]), "exited 137");
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            "web"
+        ]),
+        "exited 137"
+    );
     // stop with a signal that sh honours quickly
-    d.ok(&["run", "-d", "--name", "stoppable", "--stop-signal", "USR1", "busybox", "sh", "-c", "trap 'exit 12' USR1; while true; do sleep 0.1; done"]);
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "stoppable",
+        "--stop-signal",
+        "USR1",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'exit 12' USR1; while true; do sleep 0.1; done",
+    ]);
     d.ok(&["stop", "-t", "5", "stoppable"]);
-    assert_eq!(d.ok(&["inspect", "-f", "{{.State.ExitCode}}", "stoppable"]), "12");
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.ExitCode}}", "stoppable"]),
+        "12"
+    );
     // restart and rm
     d.ok(&["start", "stoppable"]);
-    assert_eq!(d.ok(&["inspect", "-f", "{{.State.Status}}", "stoppable"]), "running");
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.Status}}", "stoppable"]),
+        "running"
+    );
     d.ok(&["rm", "-f", "stoppable", "web", "seven"]);
     assert_eq!(d.ok(&["ps", "-aq"]), "");
 }
@@ -64,25 +149,76 @@ fn exec_tty_and_security_defaults() {
     }
     let d = Daemon::start();
     d.ok(&["run", "-d", "--name", "c", "busybox", "sleep", "1000"]);
-    let o = d.docker(&["exec", "-u", "1000", "-w", "/tmp", "-e", "X=y", "c", "sh", "-c", "id -u; pwd; echo $X; exit 3"]);
+    let o = d.docker(&[
+        "exec",
+        "-u",
+        "1000",
+        "-w",
+        "/tmp",
+        "-e",
+        "X=y",
+        "c",
+        "sh",
+        "-c",
+        "id -u; pwd; echo $X; exit 3",
+    ]);
     assert_eq!(o.status.code(), Some(3));
     assert_eq!(String::from_utf8_lossy(&o.stdout), "1000\n/tmp\ny\n");
     // Docker's defaults: capabilities, seccomp, masked paths, no inheritable caps.
     let st = d.ok(&["exec", "c", "cat", "/proc/1/status"]);
-    let field = |k: &str| st.lines().find(|l| l.starts_with(k)).map(|l| l.split_whitespace().nth(1).unwrap_or("").to_string()).unwrap_or_default();
+    let field = |k: &str| {
+        st.lines()
+            .find(|l| l.starts_with(k))
+            .map(|l| l.split_whitespace().nth(1).unwrap_or("").to_string())
+            .unwrap_or_default()
+    };
     assert_eq!(field("CapEff:"), "00000000a80425fb");
     assert_eq!(field("CapInh:"), "0000000000000000");
     assert_eq!(field("Seccomp:"), "2");
-    assert_eq!(d.ok(&["exec", "c", "sh", "-c", "wc -c < /proc/timer_list"]), "0");
-    let o = d.docker(&["exec", "c", "sh", "-c", "echo 1 > /proc/sys/kernel/domainname"]);
+    assert_eq!(
+        d.ok(&["exec", "c", "sh", "-c", "wc -c < /proc/timer_list"]),
+        "0"
+    );
+    let o = d.docker(&[
+        "exec",
+        "c",
+        "sh",
+        "-c",
+        "echo 1 > /proc/sys/kernel/domainname",
+    ]);
     assert!(!o.status.success());
     // --privileged gets all capabilities; --cap-drop ALL none.
-    let o = d.ok(&["run", "--rm", "--cap-drop", "ALL", "busybox", "grep", "CapEff", "/proc/self/status"]);
+    let o = d.ok(&[
+        "run",
+        "--rm",
+        "--cap-drop",
+        "ALL",
+        "busybox",
+        "grep",
+        "CapEff",
+        "/proc/self/status",
+    ]);
     assert!(o.ends_with("0000000000000000"), "{o}");
-    let o = d.ok(&["run", "--rm", "--read-only", "busybox", "sh", "-c", "touch /x 2>&1 || echo ro"]);
+    let o = d.ok(&[
+        "run",
+        "--rm",
+        "--read-only",
+        "busybox",
+        "sh",
+        "-c",
+        "touch /x 2>&1 || echo ro",
+    ]);
     assert!(o.ends_with("ro"), "{o}");
     // network none: only loopback, up.
-    let o = d.ok(&["run", "--rm", "--network", "none", "busybox", "cat", "/proc/net/dev"]);
+    let o = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "cat",
+        "/proc/net/dev",
+    ]);
     assert!(o.contains("lo:") && !o.contains("eth0"), "{o}");
     // An -it session through a pty.
     let py = r#"
@@ -139,7 +275,10 @@ fn cp_commit_diff_events() {
     let out = host.join("out");
     std::fs::create_dir(&out).expect("mkdir");
     d.ok(&["cp", "c:/root/made.txt", &out.display().to_string()]);
-    assert_eq!(std::fs::read_to_string(out.join("made.txt")).expect("read"), "inside\n");
+    assert_eq!(
+        std::fs::read_to_string(out.join("made.txt")).expect("read"),
+        "inside\n"
+    );
     // Symlink escapes: /w -> / inside the container must stay inside.
     d.ok(&["exec", "c", "ln", "-s", "/", "/w"]);
     let canary_dir = host.join("canary");
@@ -147,21 +286,45 @@ fn cp_commit_diff_events() {
     std::fs::write(canary_dir.join("secret"), "host secret\n").expect("write");
     let target = format!("c:/w{}/", canary_dir.display());
     let o = d.docker(&["cp", &host.join("in.txt").display().to_string(), &target]);
-    assert!(!canary_dir.join("in.txt").exists(), "cp wrote through a symlink to the host");
+    assert!(
+        !canary_dir.join("in.txt").exists(),
+        "cp wrote through a symlink to the host"
+    );
     let _ = o;
-    let o = d.docker(&["cp", &format!("c:/w{}/secret", canary_dir.display()), &out.display().to_string()]);
-    assert!(!o.status.success(), "read a host file through a container symlink");
+    let o = d.docker(&[
+        "cp",
+        &format!("c:/w{}/secret", canary_dir.display()),
+        &out.display().to_string(),
+    ]);
+    assert!(
+        !o.status.success(),
+        "read a host file through a container symlink"
+    );
     assert!(!out.join("secret").exists());
     // diff and commit
     let diff = d.ok(&["diff", "c"]);
     assert!(diff.contains("A /root/made.txt"), "{diff}");
     assert!(diff.contains("A /tmp/in.txt"), "{diff}");
-    d.ok(&["commit", "-c", "CMD [\"cat\", \"/root/made.txt\"]", "c", "committed:v1"]);
+    d.ok(&[
+        "commit",
+        "-c",
+        "CMD [\"cat\", \"/root/made.txt\"]",
+        "c",
+        "committed:v1",
+    ]);
     assert_eq!(d.ok(&["run", "--rm", "committed:v1"]), "inside");
-    assert!(d.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]).contains("committed:v1"));
+    assert!(d
+        .ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
+        .contains("committed:v1"));
     // events: a stream filtered by container
     let ev = d
-        .docker_cmd(&["events", "--filter", "container=evc", "--format", "{{.Action}}"])
+        .docker_cmd(&[
+            "events",
+            "--filter",
+            "container=evc",
+            "--format",
+            "{{.Action}}",
+        ])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("events");
@@ -172,8 +335,15 @@ fn cp_commit_diff_events() {
     // SAFETY: SIGTERM to the docker events process we started.
     unsafe { libc::kill(ev.id() as i32, libc::SIGTERM) };
     let o = ev.wait_with_output().expect("events output");
-    let actions = String::from_utf8_lossy(&o.stdout).split_whitespace().collect::<Vec<_>>().join(" ");
-    assert!(actions.starts_with("create attach start die destroy") || actions.starts_with("create start die destroy"), "{actions}");
+    let actions = String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        actions.starts_with("create attach start die destroy")
+            || actions.starts_with("create start die destroy"),
+        "{actions}"
+    );
 }
 
 #[test]
@@ -182,22 +352,65 @@ fn live_restore_after_kill9() {
         return;
     }
     let mut d = Daemon::start();
-    d.ok(&["run", "-d", "--name", "lr", "busybox", "sh", "-c", "for i in 1 2 3 4 5 6 7 8; do echo n$i; sleep 0.5; done; exit 4"]);
-    d.ok(&["run", "-d", "--name", "forever", "busybox", "sh", "-c", "echo up; sleep 1000"]);
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "lr",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5 6 7 8; do echo n$i; sleep 0.5; done; exit 4",
+    ]);
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "forever",
+        "busybox",
+        "sh",
+        "-c",
+        "echo up; sleep 1000",
+    ]);
     assert!(eventually(10, || d.ok(&["logs", "lr"]).contains("n1")));
     let pid = d.ok(&["inspect", "-f", "{{.State.Pid}}", "forever"]);
     d.kill9();
     std::thread::sleep(std::time::Duration::from_millis(1500));
     d.spawn();
-    assert_eq!(d.ok(&["inspect", "-f", "{{.State.Status}} {{.State.Pid}}", "forever"]), format!("running {pid}"));
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.Pid}}",
+            "forever"
+        ]),
+        format!("running {pid}")
+    );
     assert_eq!(d.ok(&["wait", "lr"]), "4");
     assert_eq!(d.ok(&["logs", "lr"]), "n1\nn2\nn3\nn4\nn5\nn6\nn7\nn8");
     // exited while the daemon was away
-    d.ok(&["run", "-d", "--name", "short", "busybox", "sh", "-c", "sleep 0.5; echo bye; exit 9"]);
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "short",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 0.5; echo bye; exit 9",
+    ]);
     d.kill9();
     std::thread::sleep(std::time::Duration::from_millis(1500));
     d.spawn();
-    assert_eq!(d.ok(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "short"]), "exited 9");
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            "short"
+        ]),
+        "exited 9"
+    );
     assert_eq!(d.ok(&["logs", "short"]), "bye");
     assert_eq!(d.ok(&["exec", "forever", "echo", "still"]), "still");
     d.ok(&["stop", "-t", "1", "forever"]);
@@ -210,7 +423,16 @@ fn log_rotation_and_restart_policies() {
     }
     let d = Daemon::start();
     d.ok(&[
-        "run", "--name", "chatty", "--log-opt", "max-size=2k", "--log-opt", "max-file=3", "busybox", "sh", "-c",
+        "run",
+        "--name",
+        "chatty",
+        "--log-opt",
+        "max-size=2k",
+        "--log-opt",
+        "max-file=3",
+        "busybox",
+        "sh",
+        "-c",
         "i=0; while [ $i -lt 300 ]; do echo line-$i; i=$((i+1)); done",
     ]);
     let log = d.ok(&["inspect", "-f", "{{.LogPath}}", "chatty"]);
@@ -226,23 +448,65 @@ fn log_rotation_and_restart_policies() {
     assert!(logs.ends_with("line-299"), "{logs}");
     assert!(!logs.contains("line-0\n"));
     // on-failure:2 restarts twice, then stays exited
-    d.ok(&["run", "-d", "--name", "fail", "--restart", "on-failure:2", "busybox", "sh", "-c", "echo try; exit 3"]);
-    assert!(eventually(20, || d.ok(&["inspect", "-f", "{{.RestartCount}} {{.State.Status}}", "fail"]) == "2 exited"));
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "fail",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "echo try; exit 3",
+    ]);
+    assert!(eventually(20, || d.ok(&[
+        "inspect",
+        "-f",
+        "{{.RestartCount}} {{.State.Status}}",
+        "fail"
+    ]) == "2 exited"));
     std::thread::sleep(std::time::Duration::from_millis(800));
-    assert_eq!(d.ok(&["inspect", "-f", "{{.RestartCount}} {{.State.Status}} {{.State.ExitCode}}", "fail"]), "2 exited 3");
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{.RestartCount}} {{.State.Status}} {{.State.ExitCode}}",
+            "fail"
+        ]),
+        "2 exited 3"
+    );
     assert_eq!(d.ok(&["logs", "fail"]), "try\ntry\ntry");
     // always: restarted after a kill, not after stop
-    d.ok(&["run", "-d", "--name", "alw", "--restart", "always", "busybox", "sleep", "1000"]);
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "alw",
+        "--restart",
+        "always",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
     let p1 = d.ok(&["inspect", "-f", "{{.State.Pid}}", "alw"]);
     // SAFETY: kill the container's init by its pid (as a crash would).
     unsafe { libc::kill(p1.parse().expect("pid"), libc::SIGKILL) };
     assert!(eventually(10, || {
-        let s = d.ok(&["inspect", "-f", "{{.State.Status}} {{.State.Pid}} {{.RestartCount}}", "alw"]);
+        let s = d.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.Pid}} {{.RestartCount}}",
+            "alw",
+        ]);
         s.starts_with("running") && !s.contains(&format!(" {p1} ")) && s.ends_with(" 1")
     }));
     d.ok(&["stop", "-t", "1", "alw"]);
     std::thread::sleep(std::time::Duration::from_millis(800));
-    assert_eq!(d.ok(&["inspect", "-f", "{{.State.Status}}", "alw"]), "exited");
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.Status}}", "alw"]),
+        "exited"
+    );
 }
 
 #[test]
@@ -251,19 +515,39 @@ fn bad_input_status_codes() {
         return;
     }
     let d = Daemon::start();
-    let (c, b) = d.api("POST", "/v1.47/containers/create", Some(r#"{"Image": "nosuch:latest", "Cmd": ["true"]}"#));
+    let (c, b) = d.api(
+        "POST",
+        "/v1.47/containers/create",
+        Some(r#"{"Image": "nosuch:latest", "Cmd": ["true"]}"#),
+    );
     assert_eq!(c, 404, "{b}");
     assert!(b.contains("No such image"), "{b}");
     let (c, b) = d.api("POST", "/containers/create", Some("{not json"));
     assert_eq!(c, 400, "{b}");
     assert!(b.contains("\"message\""), "{b}");
-    for junk in ["[]", "null", "3", "\"x\"", r#"{"Image": 5}"#, r#"{"Image": "busybox", "Cmd": ["true"], "HostConfig": 7}"#, r#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"CapAdd":["NOPE"]}}"#] {
+    for junk in [
+        "[]",
+        "null",
+        "3",
+        "\"x\"",
+        r#"{"Image": 5}"#,
+        r#"{"Image": "busybox", "Cmd": ["true"], "HostConfig": 7}"#,
+        r#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"CapAdd":["NOPE"]}}"#,
+    ] {
         let (c, b) = d.api("POST", "/containers/create", Some(junk));
         assert_eq!(c, 400, "{junk}: {b}");
     }
-    let (c, _) = d.api("POST", "/containers/create?name=dup", Some(r#"{"Image": "busybox", "Cmd": ["sleep", "100"]}"#));
+    let (c, _) = d.api(
+        "POST",
+        "/containers/create?name=dup",
+        Some(r#"{"Image": "busybox", "Cmd": ["sleep", "100"]}"#),
+    );
     assert_eq!(c, 201);
-    let (c, b) = d.api("POST", "/containers/create?name=dup", Some(r#"{"Image": "busybox", "Cmd": ["true"]}"#));
+    let (c, b) = d.api(
+        "POST",
+        "/containers/create?name=dup",
+        Some(r#"{"Image": "busybox", "Cmd": ["true"]}"#),
+    );
     assert_eq!(c, 409, "{b}");
     let (c, _) = d.api("POST", "/containers/dup/kill", None);
     assert_eq!(c, 409);
@@ -281,9 +565,17 @@ fn bad_input_status_codes() {
     assert_eq!((c, b.as_str()), (200, "OK"));
     let (c, b) = d.api("GET", "/v1.44/version", None);
     assert_eq!(c, 200);
-    assert!(b.contains("\"ApiVersion\":\"1.47\"") && b.contains("\"MinAPIVersion\":\"1.24\""), "{b}");
+    assert!(
+        b.contains("\"ApiVersion\":\"1.47\"") && b.contains("\"MinAPIVersion\":\"1.24\""),
+        "{b}"
+    );
     let o = d.docker(&["run", "--rm", "busybox", "/no/such/binary"]);
-    assert_eq!(o.status.code(), Some(127), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(127),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let (c, _) = d.api("DELETE", "/containers/dup?force=1", None);
     assert_eq!(c, 204);
 }
@@ -294,7 +586,8 @@ fn docker_py_sdk() {
         return;
     }
     let d = Daemon::start();
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/py/engine_sdk.py");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/py/engine_sdk.py");
     let o = std::process::Command::new("python3")
         .arg(&script)
         .env("DOCKER_HOST", format!("unix://{}", d.sock.display()))

@@ -28,11 +28,24 @@ pub fn busybox_tar() -> &'static Path {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("mkdir");
         let root = dir.join("rootfs");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/busybox-rootfs.sh");
-        let st = Command::new("sh").arg(&script).arg(&root).stdout(Stdio::null()).status().expect("busybox-rootfs.sh");
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/busybox-rootfs.sh");
+        let st = Command::new("sh")
+            .arg(&script)
+            .arg(&root)
+            .stdout(Stdio::null())
+            .status()
+            .expect("busybox-rootfs.sh");
         assert!(st.success(), "busybox-rootfs.sh failed");
         let tar = dir.join("busybox.tar");
-        let st = Command::new("tar").arg("-C").arg(&root).arg("-cf").arg(&tar).arg(".").status().expect("tar");
+        let st = Command::new("tar")
+            .arg("-C")
+            .arg(&root)
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .expect("tar");
         assert!(st.success());
         tar
     })
@@ -48,19 +61,37 @@ pub struct Daemon {
 impl Daemon {
     /// Starts a daemon on fresh roots and imports busybox as `busybox:latest`.
     pub fn start() -> Daemon {
-        let dir = tempfile::Builder::new().prefix("bge").tempdir_in("/tmp").expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("bge")
+            .tempdir_in("/tmp")
+            .expect("tempdir");
         let sock = dir.path().join("d.sock");
-        let mut d = Daemon { dir, sock, child: None };
+        let mut d = Daemon {
+            dir,
+            sock,
+            child: None,
+        };
         d.spawn();
-        let out = d.docker_in(&["import", "-", "busybox:latest"], Some(&std::fs::read(busybox_tar()).expect("read tar")));
-        assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
+        let out = d.docker_in(
+            &["import", "-", "busybox:latest"],
+            Some(&std::fs::read(busybox_tar()).expect("read tar")),
+        );
+        assert!(
+            out.status.success(),
+            "import: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         d
     }
 
     /// (Re)starts the daemon process on the same roots.
     pub fn spawn(&mut self) {
         let p = self.dir.path();
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(p.join("daemon.log")).expect("log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p.join("daemon.log"))
+            .expect("log");
         let child = Command::new(env!("CARGO_BIN_EXE_barge"))
             .arg("daemon")
             .arg("-H")
@@ -79,7 +110,11 @@ impl Daemon {
         self.child = Some(child);
         let t = Instant::now();
         while UnixStream::connect(&self.sock).is_err() {
-            assert!(t.elapsed() < Duration::from_secs(20), "daemon did not come up: {}", self.log());
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "daemon did not come up: {}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -108,9 +143,13 @@ impl Daemon {
 
     fn docker_in(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
         let mut c = self.docker_cmd(args);
-        c.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        c.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
         let mut ch = c.spawn().expect("docker");
         if let Some(data) = stdin {
             let mut w = ch.stdin.take().expect("stdin");
@@ -155,8 +194,15 @@ impl Daemon {
         let mut out = Vec::new();
         let _ = s.read_to_end(&mut out);
         let text = String::from_utf8_lossy(&out).into_owned();
-        let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-        let body = text.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default();
+        let code = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|x| x.1.to_string())
+            .unwrap_or_default();
         (code, body)
     }
 }
