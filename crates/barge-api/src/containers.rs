@@ -666,8 +666,7 @@ pub(crate) async fn exec_start(e: Arc<Engine>, id: &str, mut req: Request<Incomi
         return Ok(status(200));
     }
     let on = hyper::upgrade::on(&mut req);
-    let (want_in, want_out, want_err) =
-        (x.open_stdin, x.open_stdout, x.open_stderr);
+    let (want_in, want_out, want_err) = (x.open_stdin, x.open_stdout, x.open_stderr);
     tokio::spawn(async move {
         let up = on.await;
         let Ok(up) = up else {

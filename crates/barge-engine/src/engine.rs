@@ -648,7 +648,9 @@ impl Engine {
         let c = self.get(r)?;
         let id = c.id.clone();
         if c.state.status == "paused" {
-            return Err(Error::Conflict("cannot start a paused container, try unpause instead".to_string()));
+            return Err(Error::Conflict(
+                "cannot start a paused container, try unpause instead".to_string(),
+            ));
         }
         if c.running() {
             return Err(Error::NotModified("container already started".into()));
