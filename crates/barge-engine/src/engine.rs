@@ -25,6 +25,27 @@ pub trait NetworkHook: Send + Sync {
     fn teardown(&self, id: &str, mode: &str);
 }
 
+/// A registry client (pull/push) plugged into the engine; progress messages are Docker's
+/// JSON progress objects (`{"status": ..., "id": ..., "progressDetail": {...}}`).
+pub trait Registry: Send + Sync {
+    /// Pulls `reference` into `store`; `auth` is the client's X-Registry-Auth (base64 JSON).
+    fn pull(
+        &self,
+        store: &barge_image::Store,
+        reference: &str,
+        auth: Option<&str>,
+        progress: &mut dyn FnMut(Value),
+    ) -> std::result::Result<(), String>;
+    /// Pushes `reference` from `store`.
+    fn push(
+        &self,
+        store: &barge_image::Store,
+        reference: &str,
+        auth: Option<&str>,
+        progress: &mut dyn FnMut(Value),
+    ) -> std::result::Result<(), String>;
+}
+
 /// Where and how the engine keeps its state.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -137,6 +158,7 @@ pub struct Engine {
     events: broadcast::Sender<Event>,
     changes: broadcast::Sender<String>,
     network: Mutex<Option<Arc<dyn NetworkHook>>>,
+    registry: Mutex<Option<Arc<dyn Registry>>>,
     last_exit: Mutex<HashMap<String, i32>>,
     start_lock: tokio::sync::Mutex<()>,
 }
@@ -202,6 +224,7 @@ impl Engine {
             events,
             changes,
             network: Mutex::new(None),
+            registry: Mutex::new(None),
             last_exit: Mutex::new(HashMap::new()),
             start_lock: tokio::sync::Mutex::new(()),
         }))
@@ -210,6 +233,19 @@ impl Engine {
     /// Plugs a network driver in.
     pub fn set_network_hook(&self, hook: Arc<dyn NetworkHook>) {
         *self.network.lock().unwrap_or_else(|e| e.into_inner()) = Some(hook);
+    }
+
+    /// Plugs a registry client in (pull/push through the API).
+    pub fn set_registry(&self, r: Arc<dyn Registry>) {
+        *self.registry.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+    }
+
+    /// The registry client, if one is plugged in.
+    pub fn registry(&self) -> Option<Arc<dyn Registry>> {
+        self.registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The engine's options.
