@@ -2,6 +2,7 @@
 //! restart policies, events, exec and the archive (cp) operations.
 
 use std::collections::HashMap;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -669,9 +670,14 @@ impl Engine {
 
     /// Connects to a running container's monitor with `cmd` (`attach`, `watch`, `resize r c`).
     pub async fn connect_monitor(&self, id: &str, cmd: &str) -> Result<tokio::net::UnixStream> {
-        let mut s = tokio::net::UnixStream::connect(self.exec_dir(id).join(CTL_SOCK))
+        // Through an fd of the exec dir: socket paths are limited to 108 bytes.
+        let dir = std::fs::File::open(self.exec_dir(id))
+            .map_err(|e| Error::Conflict(format!("container {id} is not running: {e}")))?;
+        let path = format!("/proc/self/fd/{}/{CTL_SOCK}", dir.as_raw_fd());
+        let mut s = tokio::net::UnixStream::connect(&path)
             .await
             .map_err(|e| Error::Conflict(format!("container {id} is not running: {e}")))?;
+        drop(dir);
         s.write_all(format!("{cmd}\n").as_bytes())
             .await
             .map_err(internal("monitor"))?;

@@ -277,7 +277,10 @@ impl Monitor {
         }
         // SAFETY: ctl_in is ours.
         let ctl_in = unsafe { std::fs::File::from_raw_fd(ctl_in) };
-        let sock = self.dir.join(CTL_SOCK);
+        // Socket paths are limited to 108 bytes: bind relative to the exec dir.
+        std::env::set_current_dir(&self.dir)
+            .map_err(|e| format!("chdir {}: {e}", self.dir.display()))?;
+        let sock = PathBuf::from(CTL_SOCK);
         let _ = std::fs::remove_file(&sock);
         let listener =
             UnixListener::bind(&sock).map_err(|e| format!("bind {}: {e}", sock.display()))?;
@@ -291,8 +294,6 @@ impl Monitor {
         // The container's stdio, as fds 0-2 while the runtime clones its init.
         let mut child_ends = Vec::new();
         if self.cfg.tty {
-            // Relative to our cwd (the exec dir): socket paths are limited to 108 bytes.
-            std::env::set_current_dir(&self.dir).map_err(|e| format!("chdir: {e}"))?;
             let p = PathBuf::from("console.sock");
             let _ = std::fs::remove_file(&p);
             console_listener =

@@ -132,13 +132,41 @@ fn run_logs_wait_inspect_ps() {
         d.ok(&["inspect", "-f", "{{.State.ExitCode}}", "stoppable"]),
         "12"
     );
+    // logs -f follows until the container exits
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "follow",
+        "busybox",
+        "sh",
+        "-c",
+        "echo a; sleep 1; echo b >&2; sleep 0.5; echo c",
+    ]);
+    let o = d.docker(&["logs", "-f", "follow"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "a\nc\n");
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "b\n");
+    // attach to a running container's output
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "att",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 1; echo attached-out; exit 3",
+    ]);
+    let o = d.docker(&["attach", "att"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "attached-out\n");
+    assert_eq!(o.status.code(), Some(3));
     // restart and rm
     d.ok(&["start", "stoppable"]);
     assert_eq!(
         d.ok(&["inspect", "-f", "{{.State.Status}}", "stoppable"]),
         "running"
     );
-    d.ok(&["rm", "-f", "stoppable", "web", "seven"]);
+    d.ok(&["rm", "-f", "stoppable", "web", "seven", "follow", "att"]);
     assert_eq!(d.ok(&["ps", "-aq"]), "");
 }
 
