@@ -606,6 +606,51 @@ fn bad_input_status_codes() {
     );
     let (c, _) = d.api("DELETE", "/containers/dup?force=1", None);
     assert_eq!(c, 204);
+    // Fuzz the JSON decoding: every field of a valid body replaced by values of other types
+    // and truncations of it get a 4xx with a message (or a 201), never a 500 or a dead daemon.
+    let valid = r#"{"Image":"busybox","Cmd":["true"],"Env":["A=b"],"Entrypoint":null,"WorkingDir":"/","User":"","Labels":{"a":"b"},"Tty":false,"OpenStdin":false,"StopTimeout":3,"Healthcheck":{"Test":["CMD","true"],"Interval":1000000000},"HostConfig":{"Binds":["/tmp:/mnt:ro"],"CapAdd":["NET_ADMIN"],"CapDrop":["MKNOD"],"Memory":67108864,"NanoCpus":500000000,"PidsLimit":50,"RestartPolicy":{"Name":"no","MaximumRetryCount":0},"Ulimits":[{"Name":"nofile","Soft":100,"Hard":200}],"LogConfig":{"Type":"json-file","Config":{"max-size":"1m"}},"Tmpfs":{"/run":"size=1m"},"Mounts":[{"Type":"tmpfs","Target":"/t"}],"SecurityOpt":["no-new-privileges"],"NetworkMode":"none","ReadonlyRootfs":true}}"#;
+    let v: serde_json::Value = serde_json::from_str(valid).expect("valid");
+    let (c, b) = d.api("POST", "/containers/create", Some(valid));
+    assert_eq!(c, 201, "{b}");
+    let junk = [
+        serde_json::json!(null),
+        serde_json::json!(-1),
+        serde_json::json!("x"),
+        serde_json::json!([1, {}]),
+        serde_json::json!({"a": []}),
+        serde_json::json!(true),
+        serde_json::json!(1e300),
+    ];
+    let mut bodies = Vec::new();
+    for key in v.as_object().expect("object").keys() {
+        for j in &junk {
+            let mut m = v.clone();
+            m[key] = j.clone();
+            bodies.push(m.to_string());
+        }
+    }
+    for key in v["HostConfig"].as_object().expect("object").keys() {
+        for j in &junk {
+            let mut m = v.clone();
+            m["HostConfig"][key] = j.clone();
+            bodies.push(m.to_string());
+        }
+    }
+    for cut in (1..valid.len()).step_by(37) {
+        bodies.push(valid[..cut].to_string());
+    }
+    for body in &bodies {
+        let (c, b) = d.api("POST", "/containers/create", Some(body));
+        assert!(
+            matches!(c, 201 | 400 | 404 | 409 | 501),
+            "{c} for {body}: {b}"
+        );
+        if c != 201 {
+            assert!(b.contains("\"message\""), "{body}: {b}");
+        }
+    }
+    let (c, _) = d.api("GET", "/_ping", None);
+    assert_eq!(c, 200, "the daemon died on fuzzed input");
 }
 
 #[test]

@@ -20,14 +20,17 @@ pub fn skip() -> bool {
     false
 }
 
-/// A busybox rootfs tarball, made once per test binary.
+/// A busybox rootfs tarball, made once (kept in the temp dir and reused by later runs; made
+/// in a temp dir of its own and renamed into place, so parallel runs never see half a file).
 pub fn busybox_tar() -> &'static Path {
     static TAR: OnceLock<PathBuf> = OnceLock::new();
     TAR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("barge-engine-bb-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        let root = dir.join("rootfs");
+        let tar = std::env::temp_dir().join("barge-engine-busybox.tar");
+        if tar.exists() {
+            return tar;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("rootfs");
         let script =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/busybox-rootfs.sh");
         let st = Command::new("sh")
@@ -37,16 +40,26 @@ pub fn busybox_tar() -> &'static Path {
             .status()
             .expect("busybox-rootfs.sh");
         assert!(st.success(), "busybox-rootfs.sh failed");
-        let tar = dir.join("busybox.tar");
+        let tmp = dir.path().join("busybox.tar");
         let st = Command::new("tar")
             .arg("-C")
             .arg(&root)
             .arg("-cf")
-            .arg(&tar)
+            .arg(&tmp)
             .arg(".")
             .status()
             .expect("tar");
         assert!(st.success());
+        std::fs::copy(
+            &tmp,
+            tar.with_extension(format!("tmp{}", std::process::id())),
+        )
+        .expect("copy");
+        std::fs::rename(
+            tar.with_extension(format!("tmp{}", std::process::id())),
+            &tar,
+        )
+        .expect("rename");
         tar
     })
 }
