@@ -793,7 +793,11 @@ pub(crate) async fn commit(e: Arc<Engine>, q: &Query, req: Request<Incoming>) ->
 pub(crate) async fn events(e: Arc<Engine>, q: &Query) -> R {
     let filters = q.filters()?;
     let until = q.get("until").and_then(|s| s.parse::<f64>().ok());
+    let since = q.get("since").and_then(|s| s.parse::<f64>().ok());
     let mut rx = e.subscribe();
+    let past = since
+        .map(|s| e.events_since((s * 1e9) as i64))
+        .unwrap_or_default();
     let (tx, brx) = tokio::sync::mpsc::channel::<Bytes>(256);
     let names: HashMap<String, String> = HashMap::new();
     let _ = names;
@@ -804,19 +808,43 @@ pub(crate) async fn events(e: Arc<Engine>, q: &Query) -> R {
         });
         // Send the headers at once.
         let _ = tx.send(Bytes::new()).await;
+        let until_nano = until.map(|u| (u * 1e9) as i64);
+        let last_past = past.last().map(|e| e.time_nano).unwrap_or(0);
+        let mut queue: std::collections::VecDeque<barge_engine::engine::Event> = past.into();
         loop {
-            let ev = match deadline {
-                Some(d) => match tokio::time::timeout_at(d, rx.recv()).await {
-                    Ok(r) => r,
-                    Err(_) => return,
-                },
-                None => rx.recv().await,
+            let ev = if let Some(ev) = queue.pop_front() {
+                Ok(ev)
+            } else {
+                Err(())
             };
             let ev = match ev {
-                Ok(ev) => ev,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(_) => return,
+                Ok(ev) => Ok(ev),
+                Err(()) => {
+                    let live = match deadline {
+                        Some(d) => match tokio::time::timeout_at(d, rx.recv()).await {
+                            Ok(r) => r,
+                            Err(_) => return,
+                        },
+                        None => rx.recv().await,
+                    };
+                    match live {
+                        Ok(ev) if ev.time_nano <= last_past => continue,
+                        Ok(ev) => Ok(ev),
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(_) => return,
+                    }
+                }
             };
+            let ev: barge_engine::engine::Event = match ev {
+                Ok(ev) => ev,
+                Err(()) => return,
+            };
+            if until_nano.is_some_and(|u| ev.time_nano > u) {
+                if queue.is_empty() && deadline.is_some_and(|d| d <= tokio::time::Instant::now()) {
+                    return;
+                }
+                continue;
+            }
             let ok = filters.iter().all(|(k, vals)| {
                 vals.iter().any(|v| match k.as_str() {
                     "type" => ev.kind == *v,

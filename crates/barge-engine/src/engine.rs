@@ -47,6 +47,9 @@ pub trait Registry: Send + Sync {
     ) -> std::result::Result<(), String>;
 }
 
+/// How many past events `/events?since=` can replay.
+pub const EVENT_HISTORY: usize = 1024;
+
 /// Where and how the engine keeps its state.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -160,6 +163,7 @@ pub struct Engine {
     changes: broadcast::Sender<String>,
     network: Mutex<Option<Arc<dyn NetworkHook>>>,
     registry: Mutex<Option<Arc<dyn Registry>>>,
+    history: Mutex<std::collections::VecDeque<Event>>,
     last_exit: Mutex<HashMap<String, i32>>,
     start_lock: tokio::sync::Mutex<()>,
 }
@@ -226,6 +230,7 @@ impl Engine {
             changes,
             network: Mutex::new(None),
             registry: Mutex::new(None),
+            history: Mutex::new(std::collections::VecDeque::new()),
             last_exit: Mutex::new(HashMap::new()),
             start_lock: tokio::sync::Mutex::new(()),
         }))
@@ -330,7 +335,7 @@ impl Engine {
             }
         }
         let legacy = kind == "container" || kind == "image";
-        let _ = self.events.send(Event {
+        let ev = Event {
             kind: kind.into(),
             action: action.into(),
             actor: Actor {
@@ -343,7 +348,26 @@ impl Engine {
             status: legacy.then(|| action.to_string()),
             id: legacy.then(|| id.to_string()),
             from,
-        });
+        };
+        {
+            let mut h = self.history.lock().unwrap_or_else(|e| e.into_inner());
+            if h.len() >= EVENT_HISTORY {
+                h.pop_front();
+            }
+            h.push_back(ev.clone());
+        }
+        let _ = self.events.send(ev);
+    }
+
+    /// Past events (the last [`EVENT_HISTORY`]) at or after `since` (nanoseconds).
+    pub fn events_since(&self, since_nano: i64) -> Vec<Event> {
+        self.history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|e| e.time_nano >= since_nano)
+            .cloned()
+            .collect()
     }
 
     /// Subscribes to events.
@@ -517,6 +541,11 @@ impl Engine {
         }
         if net.is_empty() {
             host_config["NetworkMode"] = json!("default");
+        }
+        if host_config.get("Init").and_then(Value::as_bool) == Some(true) {
+            return Err(Error::NotImplemented(
+                "--init is not supported yet: barge ships no init binary".into(),
+            ));
         }
         if host_config
             .get("LogConfig")

@@ -372,6 +372,25 @@ fn cp_commit_diff_events() {
             || actions.starts_with("create start die destroy"),
         "{actions}"
     );
+    // The same from the daemon's history: --since/--until replay past events and end.
+    let past = d.ok(&[
+        "events",
+        "--since",
+        "10m",
+        "--until",
+        "0s",
+        "--filter",
+        "container=evc",
+        "--format",
+        "{{.Action}}",
+    ]);
+    assert_eq!(
+        past.split_whitespace().collect::<Vec<_>>().join(" "),
+        actions
+    );
+    // --init is refused rather than silently ignored.
+    let o = d.docker(&["run", "--rm", "--init", "busybox", "true"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--init"));
 }
 
 #[test]
