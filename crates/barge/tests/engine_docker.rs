@@ -248,6 +248,46 @@ fn exec_tty_and_security_defaults() {
         "/proc/net/dev",
     ]);
     assert!(o.contains("lo:") && !o.contains("eth0"), "{o}");
+    // --security-opt: a seccomp profile file, no-new-privileges; seccomp=unconfined.
+    let prof = d.dir.path().join("seccomp.json");
+    std::fs::write(
+        &prof,
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO"}]}"#,
+    )
+    .expect("write profile");
+    let o = d.ok(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        &format!("seccomp={}", prof.display()),
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir /x 2>/dev/null && echo made || echo denied",
+    ]);
+    assert_eq!(o, "denied");
+    let o = d.ok(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        "no-new-privileges",
+        "busybox",
+        "grep",
+        "NoNewPrivs",
+        "/proc/self/status",
+    ]);
+    assert!(o.ends_with('1'), "{o}");
+    let o = d.ok(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        "seccomp=unconfined",
+        "busybox",
+        "grep",
+        "Seccomp:",
+        "/proc/self/status",
+    ]);
+    assert!(o.ends_with('0'), "{o}");
     // An -it session through a pty.
     let py = r#"
 import os, pty, sys
