@@ -588,6 +588,38 @@ fn log_rotation_and_restart_policies() {
         ]);
         s.starts_with("running") && !s.contains(&format!(" {p1} ")) && s.ends_with(" 1")
     }));
+    // health checks: inspect and ps report them
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "hc",
+        "--health-cmd",
+        "test -f /tmp/ok",
+        "--health-interval",
+        "200ms",
+        "--health-retries",
+        "2",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 1.5; touch /tmp/ok; sleep 1000",
+    ]);
+    assert!(eventually(10, || d.ok(&[
+        "inspect",
+        "-f",
+        "{{.State.Health.Status}}",
+        "hc"
+    ]) == "unhealthy"));
+    assert!(eventually(10, || d.ok(&[
+        "inspect",
+        "-f",
+        "{{.State.Health.Status}}",
+        "hc"
+    ]) == "healthy"));
+    assert!(d
+        .ok(&["ps", "--filter", "name=hc", "--format", "{{.Status}}"])
+        .ends_with("(health: healthy)"));
     d.ok(&["stop", "-t", "1", "alw"]);
     std::thread::sleep(std::time::Duration::from_millis(800));
     assert_eq!(
