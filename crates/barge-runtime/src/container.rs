@@ -674,6 +674,7 @@ extern "C" fn forward_signal(sig: libc::c_int) {
 /// Waits for our child `pid`, forwarding the signals we get to it; returns its exit code
 /// (128 + signal when killed).
 pub fn wait_forwarding(pid: i32) -> Result<i32> {
+    crate::idle::shed_clean_pages();
     FORWARD_TO.store(pid, Ordering::Relaxed);
     for sig in 1..32 {
         if matches!(
