@@ -25,12 +25,15 @@
 //! expected digest and size, then [`Store::commit_image`] and [`Store::tag`].
 
 pub mod archive;
+pub mod auth;
 pub mod diff;
 pub mod digest;
 pub mod error;
 pub mod image;
 pub mod manifest;
+pub mod progress;
 pub mod reference;
+pub mod registry;
 pub mod snapshot;
 pub mod store;
 pub mod unpack;
