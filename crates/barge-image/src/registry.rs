@@ -276,6 +276,10 @@ fn map_err(e: OciDistributionError, registry: &str, what: &str) -> Error {
             message,
             ..
         } => unauthorized(message.clone()),
+        O::RequestError(re) if matches!(re.status().map(|s| s.as_u16()), Some(401 | 403)) => {
+            unauthorized(chain(re))
+        }
+        O::RequestError(re) if re.status().map(|s| s.as_u16()) == Some(404) => not_found(chain(re)),
         _ => Error::Registry {
             registry: registry.to_string(),
             reason: format!("{what}: {}", chain(&e)),
@@ -562,11 +566,14 @@ async fn pull_inner(
                 });
             }
         }
-        futures_util::stream::iter(wants)
+        // Every transfer runs to its end (no short-circuit), so no ingest is still running
+        // when a failed pull garbage-collects what it brought in.
+        let results: Vec<Result<()>> = futures_util::stream::iter(wants)
             .map(|w| fetch_blob(cx, lease, w))
             .buffer_unordered(opts.max_concurrent.max(1))
-            .try_collect::<Vec<()>>()
-            .await?;
+            .collect()
+            .await;
+        results.into_iter().collect::<Result<Vec<()>>>()?;
         for id in &fresh {
             (cx.progress)(Progress::Extracting { id: id.clone() });
         }
@@ -719,10 +726,11 @@ pub async fn push(
     };
     let st = store.clone();
     let name = reference.to_string();
+    let target = reference.clone();
     let (rec, mbytes, sources) = blocking(move || {
         let rec = st.resolve(&name)?;
         let bytes = st.read_document(&rec.manifest, "manifest")?;
-        let sources = mount_sources(&st, &rec)?;
+        let sources = mount_sources(&st, &target)?;
         Ok((rec, bytes, sources))
     })
     .await?;
@@ -806,38 +814,41 @@ pub async fn push(
     Ok(report)
 }
 
-/// For each blob of `rec`, the other repositories of the same registry known to have it
-/// (images with a reference or repo digest there that contain the blob).
-fn mount_sources(store: &Store, rec: &ImageRecord) -> Result<BTreeMap<Digest, Vec<String>>> {
-    let _ = rec;
-    let mut repos_of: BTreeMap<Digest, BTreeSet<Reference>> = BTreeMap::new();
+/// For each blob in the store, the other repositories of `target`'s registry known to have
+/// it (images with a reference or repo digest there that contain the blob): candidates
+/// for a cross-repository mount.
+fn mount_sources(store: &Store, target: &Reference) -> Result<BTreeMap<Digest, Vec<String>>> {
+    let mut repos_of: BTreeMap<Digest, BTreeSet<String>> = BTreeMap::new();
+    let mut add = |id: Digest, r: &Reference| {
+        if r.domain() == target.domain() && r.path() != target.path() {
+            repos_of.entry(id).or_default().insert(r.path().to_string());
+        }
+    };
     for (r, id) in store.references()? {
-        repos_of.entry(id).or_default().insert(r);
+        add(id, &r);
+    }
+    let mut images = Vec::new();
+    for id in store.image_ids()? {
+        if let Ok(img) = store.resolve(&id.to_string()) {
+            for rd in &img.repo_digests {
+                if let Ok(r) = Reference::parse(rd) {
+                    add(id.clone(), &r);
+                }
+            }
+            images.push(img);
+        }
     }
     let mut out: BTreeMap<Digest, Vec<String>> = BTreeMap::new();
-    for id in store.image_ids()? {
-        let Ok(img) = store.resolve(&id.to_string()) else {
+    for img in images {
+        let Some(repos) = repos_of.get(&img.id) else {
             continue;
         };
-        let mut repos: BTreeSet<(String, String)> = repos_of
-            .get(&id)
-            .into_iter()
-            .flatten()
-            .map(|r| (r.domain().to_string(), r.path().to_string()))
-            .collect();
-        for rd in &img.repo_digests {
-            if let Ok(r) = Reference::parse(rd) {
-                repos.insert((r.domain().to_string(), r.path().to_string()));
-            }
-        }
-        let mut blobs: Vec<Digest> = img.layers.iter().map(|l| l.blob.clone()).collect();
-        blobs.push(img.id.clone());
+        let blobs = img.layers.iter().map(|l| &l.blob).chain([&img.id]);
         for b in blobs {
-            for (dom, path) in &repos {
-                let v = out.entry(b.clone()).or_default();
-                let key = format!("{dom}/{path}");
-                if !v.contains(&key) {
-                    v.push(key);
+            let v = out.entry(b.clone()).or_default();
+            for p in repos {
+                if !v.contains(p) {
+                    v.push(p.clone());
                 }
             }
         }
