@@ -32,13 +32,25 @@ impl std::fmt::Debug for Credentials {
 /// The directory of Docker's client config: `dir` if given, else `$DOCKER_CONFIG`, else
 /// `$HOME/.docker`.
 pub fn docker_config_dir(dir: Option<&Path>) -> Result<PathBuf> {
+    config_dir_from(
+        dir,
+        std::env::var_os("DOCKER_CONFIG"),
+        std::env::var_os("HOME"),
+    )
+}
+
+fn config_dir_from(
+    dir: Option<&Path>,
+    docker_config: Option<std::ffi::OsString>,
+    home: Option<std::ffi::OsString>,
+) -> Result<PathBuf> {
     if let Some(d) = dir {
         return Ok(d.to_path_buf());
     }
-    if let Some(d) = std::env::var_os("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
+    if let Some(d) = docker_config.filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(d));
     }
-    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+    match home.filter(|h| !h.is_empty()) {
         Some(h) => Ok(PathBuf::from(h).join(".docker")),
         None => Err(Error::DockerConfig {
             path: PathBuf::from("~/.docker/config.json"),
@@ -218,6 +230,24 @@ pub fn remove_credentials(dir: Option<&Path>, registry: &str) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_dir_precedence() {
+        let some = |s: &str| Some(std::ffi::OsString::from(s));
+        assert_eq!(
+            config_dir_from(Some(Path::new("/x")), some("/d"), some("/h")).expect("dir"),
+            PathBuf::from("/x")
+        );
+        assert_eq!(
+            config_dir_from(None, some("/d"), some("/h")).expect("env"),
+            PathBuf::from("/d")
+        );
+        assert_eq!(
+            config_dir_from(None, some(""), some("/h")).expect("home"),
+            PathBuf::from("/h/.docker")
+        );
+        assert!(config_dir_from(None, None, None).is_err());
+    }
 
     #[test]
     fn store_load_remove_round_trip_keeps_other_keys() {

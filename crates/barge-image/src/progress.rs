@@ -120,11 +120,9 @@ pub fn short_id(d: &Digest) -> String {
 /// Docker's text bar: `[=====>      ]  1.2MB/3.4MB`.
 fn bar(current: u64, total: u64) -> String {
     const W: u64 = 50;
-    let filled = if total == 0 {
-        W
-    } else {
-        (current.min(total) * W) / total
-    };
+    let filled = (current.min(total).saturating_mul(W))
+        .checked_div(total)
+        .unwrap_or(W);
     let mut s = String::from("[");
     for i in 0..W {
         s.push(if i < filled {

@@ -296,6 +296,48 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         })?
 }
 
+/// Whether an error of the registry is worth retrying: 429 and 5xx answers, and
+/// connections that failed or were cut.
+fn transient(e: &OciDistributionError) -> bool {
+    use OciDistributionError as O;
+    match e {
+        O::ServerError { code, .. } => *code == 429 || *code >= 500,
+        O::RegistryError { envelope, .. } => envelope
+            .errors
+            .iter()
+            .any(|x| matches!(x.code, OciErrorCode::Toomanyrequests)),
+        O::RequestError(re) => {
+            re.is_connect()
+                || re.is_timeout()
+                || re
+                    .status()
+                    .is_some_and(|s| s.as_u16() == 429 || s.is_server_error())
+        }
+        _ => false,
+    }
+}
+
+/// How many times a request failing with a [`transient`] error is tried.
+const ATTEMPTS: u32 = 3;
+
+/// Runs `f` again (after 0.5 s, then 1 s) while it fails with a transient error.
+async fn retry<T, F, Fut>(mut f: F) -> std::result::Result<T, OciDistributionError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, OciDistributionError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match f().await {
+            Err(e) if attempt < ATTEMPTS && transient(&e) => {
+                tokio::time::sleep(Duration::from_millis(500 << (attempt - 1))).await;
+                attempt += 1;
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Reads what the download task sends, for [`Store::ingest`] on the blocking pool.
 struct ChanReader {
     rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
@@ -342,11 +384,12 @@ async fn fetch_document(
     r: &oci_client::Reference,
     expected: Option<(&Digest, Option<u64>)>,
 ) -> Result<(Bytes, Digest)> {
-    let (bytes, _) = cx
-        .client
-        .pull_manifest_raw(r, &cx.auth, manifest::MANIFEST_ACCEPT)
-        .await
-        .map_err(|e| map_err(e, &cx.registry, &cx.what))?;
+    let (bytes, _) = retry(|| {
+        cx.client
+            .pull_manifest_raw(r, &cx.auth, manifest::MANIFEST_ACCEPT)
+    })
+    .await
+    .map_err(|e| map_err(e, &cx.registry, &cx.what))?;
     if bytes.len() as u64 > MAX_DOCUMENT_SIZE {
         return Err(Error::Manifest {
             what: format!("manifest of {}", cx.what),
@@ -399,9 +442,7 @@ async fn fetch_blob(cx: &Ctx<'_>, lease: &Lease<'_>, w: Want) -> Result<()> {
         size: i64::try_from(w.size).unwrap_or(i64::MAX),
         ..Default::default()
     };
-    let mut stream = cx
-        .client
-        .pull_blob_stream(&cx.oref, &desc)
+    let mut stream = retry(|| cx.client.pull_blob_stream(&cx.oref, &desc))
         .await
         .map_err(|e| map_err(e, &cx.registry, &format!("blob {}", w.digest)))?;
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(16);
@@ -633,7 +674,10 @@ async fn push_blob(
     let id = short_id(&digest);
     let ds = digest.to_string();
     let err = |e| map_err(e, &cx.registry, &format!("blob {ds}"));
-    if cx.client.blob_exists(&cx.oref, &ds).await.map_err(err)? {
+    if retry(|| cx.client.blob_exists(&cx.oref, &ds))
+        .await
+        .map_err(err)?
+    {
         if layer {
             (cx.progress)(Progress::LayerAlreadyExists { id });
         }
@@ -781,10 +825,13 @@ pub async fn push(
             }
         })?;
     let size = mbytes.len() as u64;
-    cx.client
-        .push_manifest_raw(&cx.oref, mbytes, content_type)
-        .await
-        .map_err(|e| map_err(e, &cx.registry, &what))?;
+    let body = Bytes::from(mbytes);
+    retry(|| {
+        cx.client
+            .push_manifest_raw(&cx.oref, body.clone(), content_type.clone())
+    })
+    .await
+    .map_err(|e| map_err(e, &cx.registry, &what))?;
     let st = store.clone();
     let (id, rd) = (
         rec.id.clone(),
@@ -914,9 +961,13 @@ async fn verify_credentials(
         registry: registry.to_string(),
         reason,
     };
-    let http = reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(30))
-        .timeout(Duration::from_secs(60))
+        .timeout(Duration::from_secs(60));
+    if is_insecure(registry, &[]) {
+        builder = builder.no_proxy(); // loopback: never through a proxy
+    }
+    let http = builder
         .build()
         .map_err(|e| rerr(format!("cannot make an HTTP client: {}", chain(&e))))?;
     let scheme = if is_insecure(registry, &opts.insecure_registries) {
@@ -1002,6 +1053,21 @@ mod tests {
         ));
         assert!(is_insecure("reg.example:5000", &["reg.example".into()]));
         assert!(!is_insecure("127.0.0.1.example.com", &[]));
+    }
+
+    #[test]
+    fn only_429_5xx_and_connection_errors_are_retried() {
+        let server = |code| OciDistributionError::ServerError {
+            code,
+            url: "http://127.0.0.1:1/v2/".into(),
+            message: String::new(),
+        };
+        assert!(transient(&server(503)));
+        assert!(transient(&server(429)));
+        assert!(!transient(&server(404)));
+        assert!(!transient(&OciDistributionError::UnauthorizedError {
+            url: "u".into()
+        }));
     }
 
     #[test]
