@@ -22,12 +22,17 @@ struct Registry {
 
 impl Registry {
     fn start(htpasswd: Option<(&str, &str)>) -> Registry {
+        Registry::start_with(htpasswd, "")
+    }
+
+    /// With `auth_yaml` (an `auth:` section) unless `htpasswd` is given.
+    fn start_with(htpasswd: Option<(&str, &str)>, auth_yaml: &str) -> Registry {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
             l.local_addr().expect("addr").port()
         };
-        let mut auth = String::new();
+        let mut auth = auth_yaml.to_string();
         if let Some((user, pass)) = htpasswd {
             let out = Command::new("/usr/bin/python3")
                 .args([
@@ -800,4 +805,289 @@ fn find_file(dir: &Path, name: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// A token server as Docker Hub has one (`auth.docker.io/token`): anonymous requests get
+/// pull-only tokens, `user:password` in basic auth gets what it asks, other credentials
+/// get 401. Tokens are RS256 JWTs signed with `openssl`, with the certificate in `x5c`.
+struct TokenServer {
+    port: u16,
+    cert: PathBuf,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// (authenticated user or "", scope) of each request.
+    requests: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+const SERVICE: &str = "barge-test-registry";
+const ISSUER: &str = "barge-test-issuer";
+
+fn b64url(data: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl TokenServer {
+    fn start(dir: &Path, user: &str, password: &str) -> TokenServer {
+        let key = dir.join("token-key.pem");
+        let cert = dir.join("token-cert.pem");
+        run(Command::new("openssl").args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=barge-test-token",
+            "-days",
+            "2",
+            "-keyout",
+            &key.to_string_lossy(),
+            "-out",
+            &cert.to_string_lossy(),
+        ]));
+        let pem = std::fs::read_to_string(&cert).expect("cert");
+        let der_b64: String = pem
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect::<Vec<_>>()
+            .concat();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        listener.set_nonblocking(true).expect("nonblocking");
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        use base64::Engine;
+        let good = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        );
+        let user = user.to_string();
+        let (st, rq) = (stop.clone(), requests.clone());
+        let thread = std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !st.load(std::sync::atomic::Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((sock, _)) => {
+                        n += 1;
+                        let _ = sock.set_nonblocking(false);
+                        let _ = sock.set_read_timeout(Some(Duration::from_secs(5)));
+                        serve_token(sock, &key, &der_b64, &good, &user, n, &rq);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        TokenServer {
+            port,
+            cert,
+            stop,
+            thread: Some(thread),
+            requests,
+        }
+    }
+
+    fn auth_yaml(&self) -> String {
+        format!(
+            "auth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    service: {SERVICE}\n    issuer: {ISSUER}\n    rootcertbundle: {}\n",
+            self.port,
+            self.cert.display()
+        )
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve_token(
+    mut sock: TcpStream,
+    key: &Path,
+    cert_b64: &str,
+    good_auth: &str,
+    user: &str,
+    n: u64,
+    requests: &Mutex<Vec<(String, String)>>,
+) {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match sock.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(k) => buf.extend_from_slice(&chunk[..k]),
+        }
+    }
+    let req = String::from_utf8_lossy(&buf).into_owned();
+    let target = req.split_whitespace().nth(1).unwrap_or("/");
+    let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let scopes: Vec<String> = query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .filter(|(k, _)| *k == "scope")
+        .map(|(_, v)| percent_decode(v))
+        .collect();
+    let auth = req.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("authorization")
+            .then(|| v.trim().to_string())
+    });
+    let respond = |sock: &mut TcpStream, status: &str, body: &str| {
+        let _ = write!(
+            sock,
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    };
+    let who = match auth.as_deref() {
+        None => "",
+        Some(a) if a == good_auth => user,
+        Some(_) => {
+            requests
+                .lock()
+                .expect("requests")
+                .push(("(refused)".into(), scopes.join(" ")));
+            respond(
+                &mut sock,
+                "401 Unauthorized",
+                r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#,
+            );
+            return;
+        }
+    };
+    requests
+        .lock()
+        .expect("requests")
+        .push((who.to_string(), scopes.join(" ")));
+    let mut access = Vec::new();
+    for sc in &scopes {
+        let parts: Vec<&str> = sc.split(':').collect();
+        if parts.len() != 3 {
+            continue;
+        }
+        let actions: Vec<&str> = parts[2]
+            .split(',')
+            .filter(|a| !who.is_empty() || *a == "pull")
+            .collect();
+        access.push(serde_json::json!({"type": parts[0], "name": parts[1], "actions": actions}));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "x5c": [cert_b64]});
+    let claims = serde_json::json!({
+        "iss": ISSUER, "sub": who, "aud": SERVICE,
+        "exp": now + 600, "nbf": now - 60, "iat": now - 60,
+        "jti": format!("barge-{now}-{n}"), "access": access,
+    });
+    let input = format!(
+        "{}.{}",
+        b64url(header.to_string().as_bytes()),
+        b64url(claims.to_string().as_bytes())
+    );
+    let mut child = Command::new("openssl")
+        .args(["dgst", "-sha256", "-sign"])
+        .arg(key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("openssl dgst");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("sign");
+    assert!(out.status.success(), "openssl dgst failed");
+    let token = format!("{input}.{}", b64url(&out.stdout));
+    let body = serde_json::json!({"token": token, "access_token": token, "expires_in": 600});
+    respond(&mut sock, "200 OK", &body.to_string());
+}
+
+#[test]
+fn bearer_tokens_anonymous_pull_and_login_push_as_docker_hub_does() {
+    let td = tempfile::tempdir().expect("tempdir");
+    let tok = TokenServer::start(td.path(), "barge", "t0ken-pass");
+    let reg = Registry::start_with(None, &tok.auth_yaml());
+    let cfg_dir = td.path().join("docker-config");
+    let mut o = opts();
+    o.docker_config_dir = Some(cfg_dir.clone());
+    let r = reg.r("hub/busybox:v1");
+    let src = busybox_store(td.path(), &r);
+    let local = src.resolve(&r.to_string()).expect("resolve");
+    let rt = rt();
+
+    // Anonymous: the token grants pull only, so a push is refused.
+    let e = rt
+        .block_on(registry::push(src.clone(), &r, &o, &registry::no_progress))
+        .expect_err("anonymous push");
+    assert!(matches!(e, Error::Unauthorized { .. }), "{e}");
+
+    // Login goes to the token endpoint with basic auth, as docker login does.
+    let wrong = Credentials {
+        username: "barge".into(),
+        password: "wrong".into(),
+    };
+    let e = rt
+        .block_on(registry::login(&reg.host(), &wrong, &o))
+        .expect_err("wrong password");
+    assert!(matches!(e, Error::Unauthorized { .. }), "{e}");
+    assert!(!cfg_dir.join("config.json").exists());
+    let right = Credentials {
+        username: "barge".into(),
+        password: "t0ken-pass".into(),
+    };
+    rt.block_on(registry::login(&reg.host(), &right, &o))
+        .expect("login");
+    let pushed = rt
+        .block_on(registry::push(src.clone(), &r, &o, &registry::no_progress))
+        .expect("push with a token got with the stored credentials");
+    assert_eq!(pushed.digest, local.manifest);
+    assert!(tok
+        .requests
+        .lock()
+        .expect("requests")
+        .iter()
+        .any(|(who, scope)| who == "barge" && scope == "repository:hub/busybox:pull,push"));
+
+    // Logged out: an anonymous token is enough to pull.
+    assert!(rt
+        .block_on(registry::logout(&reg.host(), &o))
+        .expect("logout"));
+    let dst = new_store(td.path(), "dst");
+    let p = rt
+        .block_on(registry::pull(dst, &r, &o, &registry::no_progress))
+        .expect("anonymous pull with a bearer token");
+    assert_eq!(p.image.id, local.id);
+    assert!(tok
+        .requests
+        .lock()
+        .expect("requests")
+        .iter()
+        .any(|(who, scope)| who.is_empty() && scope == "repository:hub/busybox:pull"));
 }
