@@ -6,6 +6,7 @@ use barge_image::auth::{self, Credentials};
 use barge_image::progress::Progress;
 use barge_image::registry::{self, RegistryOptions};
 use barge_image::{Digest, Error, Reference, Store};
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -788,6 +789,46 @@ fn barge_pulls_what_skopeo_pushes_including_a_multi_platform_index() {
     assert_eq!(
         found,
         barge_image::manifest::PlatformSpec::host().architecture
+    );
+
+    // The other platform shares the second layer: it is not downloaded again.
+    let host_arch = barge_image::manifest::PlatformSpec::host().architecture;
+    let other = if host_arch == "arm64" {
+        "amd64"
+    } else {
+        "arm64"
+    };
+    let mut o = opts();
+    o.platform = Some(
+        barge_image::manifest::PlatformSpec::parse(&format!("linux/{other}")).expect("platform"),
+    );
+    let ev = Events::default();
+    let sink = ev.sink();
+    let q = rt
+        .block_on(registry::pull(
+            dst.clone(),
+            &reg.r("skopeo/multi:v1"),
+            &o,
+            &sink,
+        ))
+        .expect("pull the other platform");
+    assert_ne!(q.image.id, p.image.id);
+    assert_eq!(q.digest, p.digest, "same index");
+    assert_eq!(q.image.layers[1].blob, p.image.layers[1].blob);
+    let all = ev.all();
+    assert!(all.contains(&Progress::AlreadyExists {
+        id: p.image.layers[1].blob.short().to_string()
+    }));
+    let downloaded: BTreeSet<String> = all
+        .iter()
+        .filter_map(|e| match e {
+            Progress::Downloading { id, .. } => Some(id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        downloaded,
+        BTreeSet::from([q.image.layers[0].blob.short().to_string()])
     );
 }
 
