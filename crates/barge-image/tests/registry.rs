@@ -791,6 +791,44 @@ fn barge_pulls_what_skopeo_pushes_including_a_multi_platform_index() {
         barge_image::manifest::PlatformSpec::host().architecture
     );
 
+    // Docker v2 schema 2 (skopeo converts): pulled, then pushed back by barge unchanged.
+    run(Command::new("skopeo").args([
+        "copy",
+        "--format",
+        "v2s2",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:v1", layout.display()),
+        &format!("docker://{}/skopeo/v2s2:v1", reg.host()),
+    ]));
+    let d2 = new_store(td.path(), "dst-v2s2");
+    let v2 = rt
+        .block_on(registry::pull(
+            d2.clone(),
+            &reg.r("skopeo/v2s2:v1"),
+            &opts(),
+            &registry::no_progress,
+        ))
+        .expect("pull v2s2");
+    assert_eq!(v2.image.id, config);
+    assert_eq!(
+        v2.image.manifest_media_type,
+        barge_image::manifest::DOCKER_MANIFEST
+    );
+    assert_eq!(v2.image.diff_ids(), diff_ids);
+    let back = reg.r("barge/v2s2:v1");
+    d2.tag(&v2.image.id.to_string(), &back).expect("tag");
+    let pushed = rt
+        .block_on(registry::push(d2, &back, &opts(), &registry::no_progress))
+        .expect("push v2s2");
+    assert_eq!(pushed.digest, v2.image.manifest);
+    let raw = run(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{}/barge/v2s2:v1", reg.host()),
+    ]));
+    assert!(raw.contains(barge_image::manifest::DOCKER_MANIFEST), "{raw}");
+
     // The other platform shares the second layer: it is not downloaded again.
     let host_arch = barge_image::manifest::PlatformSpec::host().architecture;
     let other = if host_arch == "arm64" {
