@@ -29,6 +29,35 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+/// Decodes the Docker API's `X-Registry-Auth` header (base64url of
+/// `{"username":..,"password":..,"serveraddress":..}`, padded or not). `None` for an empty
+/// header or one without a user name (an `identitytoken` alone is not supported).
+pub fn parse_x_registry_auth(value: &str) -> Result<Option<Credentials>> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Ok(None);
+    }
+    let bad = |reason: String| Error::DockerConfig {
+        path: PathBuf::from("X-Registry-Auth"),
+        reason,
+    };
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(v.trim_end_matches('='))
+        .or_else(|_| base64::engine::general_purpose::STANDARD.decode(v))
+        .map_err(|e| bad(format!("not base64: {e}")))?;
+    let j: Value = serde_json::from_slice(&raw).map_err(|e| bad(format!("not JSON: {e}")))?;
+    match (
+        j.get("username").and_then(Value::as_str),
+        j.get("password").and_then(Value::as_str),
+    ) {
+        (Some(u), p) if !u.is_empty() => Ok(Some(Credentials {
+            username: u.to_string(),
+            password: p.unwrap_or_default().to_string(),
+        })),
+        _ => Ok(None),
+    }
+}
+
 /// The directory of Docker's client config: `dir` if given, else `$DOCKER_CONFIG`, else
 /// `$HOME/.docker`.
 pub fn docker_config_dir(dir: Option<&Path>) -> Result<PathBuf> {
@@ -230,6 +259,28 @@ pub fn remove_credentials(dir: Option<&Path>, registry: &str) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn x_registry_auth_header() {
+        use base64::Engine;
+        let j = r#"{"username":"bob","password":"pw","serveraddress":"localhost:5000"}"#;
+        for enc in [
+            base64::engine::general_purpose::URL_SAFE.encode(j),
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(j),
+        ] {
+            assert_eq!(
+                parse_x_registry_auth(&enc).expect("parse"),
+                Some(Credentials {
+                    username: "bob".into(),
+                    password: "pw".into()
+                })
+            );
+        }
+        assert_eq!(parse_x_registry_auth("").expect("empty"), None);
+        let anon = base64::engine::general_purpose::URL_SAFE.encode("{}");
+        assert_eq!(parse_x_registry_auth(&anon).expect("anon"), None);
+        assert!(parse_x_registry_auth("%%%").is_err());
+    }
 
     #[test]
     fn config_dir_precedence() {

@@ -30,7 +30,7 @@
 //! use barge_image::registry::{self, RegistryOptions, PullReport, PushReport, ProgressFn};
 //! let opts = RegistryOptions {
 //!     insecure_registries: daemon_cfg.insecure_registries.clone(), // plain HTTP besides loopback
-//!     credentials: x_registry_auth,          // Option<auth::Credentials>; None: config.json
+//!     credentials: auth::parse_x_registry_auth(header)?, // None: config.json
 //!     docker_config_dir: None,               // None: $DOCKER_CONFIG, else ~/.docker
 //!     max_concurrent: 3,                     // blobs in flight
 //!     platform: None,                        // None: the host's, from an index

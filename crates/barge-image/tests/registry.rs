@@ -827,7 +827,10 @@ fn barge_pulls_what_skopeo_pushes_including_a_multi_platform_index() {
         "--tls-verify=false",
         &format!("docker://{}/barge/v2s2:v1", reg.host()),
     ]));
-    assert!(raw.contains(barge_image::manifest::DOCKER_MANIFEST), "{raw}");
+    assert!(
+        raw.contains(barge_image::manifest::DOCKER_MANIFEST),
+        "{raw}"
+    );
 
     // The other platform shares the second layer: it is not downloaded again.
     let host_arch = barge_image::manifest::PlatformSpec::host().architecture;
