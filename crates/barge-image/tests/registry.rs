@@ -26,8 +26,19 @@ impl Registry {
         Registry::start_with(htpasswd, "")
     }
 
-    /// With `auth_yaml` (an `auth:` section) unless `htpasswd` is given.
+    /// With `auth_yaml` (an `auth:` section) unless `htpasswd` is given. The free port is
+    /// picked before the registry binds it: if another process takes it first and the
+    /// registry exits, it is tried again on another port.
     fn start_with(htpasswd: Option<(&str, &str)>, auth_yaml: &str) -> Registry {
+        for _ in 0..2 {
+            if let Some(r) = Registry::try_start(htpasswd, auth_yaml) {
+                return r;
+            }
+        }
+        Registry::try_start(htpasswd, auth_yaml).expect("docker-registry exited at start")
+    }
+
+    fn try_start(htpasswd: Option<(&str, &str)>, auth_yaml: &str) -> Option<Registry> {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -71,9 +82,17 @@ impl Registry {
             .stderr(log)
             .spawn()
             .expect("start docker-registry");
-        let reg = Registry { child, port, dir };
+        let mut reg = Registry { child, port, dir };
         let t0 = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(st)) = reg.child.try_wait() {
+                eprintln!(
+                    "docker-registry exited ({st}): {}",
+                    std::fs::read_to_string(reg.dir.path().join("registry.log"))
+                        .unwrap_or_default()
+                );
+                return None;
+            }
             assert!(
                 t0.elapsed() < Duration::from_secs(20),
                 "docker-registry did not listen on {port}: {}",
@@ -81,7 +100,7 @@ impl Registry {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        reg
+        Some(reg)
     }
 
     fn host(&self) -> String {
