@@ -498,8 +498,42 @@ fn tampered_or_truncated_blob_fails_and_leaves_nothing() {
     );
     assert_store_empty(&dst);
 
-    // Restored: the same store pulls fine.
+    // A manifest replaced by another document: refused (its digest is not the one the
+    // registry announces), nothing kept.
     std::fs::write(&layer, &good).expect("restore");
+    let mfile = reg.blob_file(&local.manifest);
+    let mgood = std::fs::read(&mfile).expect("manifest data");
+    let mut mbad = mgood.clone();
+    mbad.extend_from_slice(b"\n"); // still valid JSON, other bytes
+    std::fs::write(&mfile, &mbad).expect("tamper manifest");
+    let e = rt
+        .block_on(registry::pull(
+            dst.clone(),
+            &r,
+            &opts(),
+            &registry::no_progress,
+        ))
+        .expect_err("tampered manifest");
+    assert!(
+        e.to_string()
+            .contains(&format!("Expected {}", local.manifest)),
+        "{e}"
+    );
+    assert_store_empty(&dst);
+    // Pinned by digest, a different document is refused too.
+    let e = rt
+        .block_on(registry::pull(
+            dst.clone(),
+            &r.with_digest(local.manifest.clone()),
+            &opts(),
+            &registry::no_progress,
+        ))
+        .expect_err("tampered manifest by digest");
+    assert!(e.to_string().contains("digest"), "{e}");
+    assert_store_empty(&dst);
+    std::fs::write(&mfile, &mgood).expect("restore manifest");
+
+    // Restored: the same store pulls fine.
     rt.block_on(registry::pull(
         dst.clone(),
         &r,
