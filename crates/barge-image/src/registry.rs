@@ -265,6 +265,19 @@ fn map_err(e: OciDistributionError, registry: &str, what: &str) -> Error {
                 }
             }
         }
+        O::DigestError(oci_client::errors::DigestError::VerificationError { expected, actual }) => {
+            match (Digest::parse(expected), Digest::parse(actual)) {
+                (Ok(expected), Ok(actual)) => Error::DigestMismatch {
+                    what: what.to_string(),
+                    expected,
+                    actual,
+                },
+                _ => Error::Registry {
+                    registry: registry.to_string(),
+                    reason: format!("{what}: {}", chain(&e)),
+                },
+            }
+        }
         O::ImageManifestNotFoundError(m) => not_found(m.clone()),
         O::UnauthorizedError { url } => unauthorized(format!("401 from {url}")),
         O::AuthenticationFailure(r) => unauthorized(format!("token request refused: {r}")),
@@ -389,7 +402,16 @@ async fn fetch_document(
             .pull_manifest_raw(r, &cx.auth, manifest::MANIFEST_ACCEPT)
     })
     .await
-    .map_err(|e| map_err(e, &cx.registry, &cx.what))?;
+    .map_err(|e| match map_err(e, &cx.registry, &cx.what) {
+        Error::DigestMismatch {
+            expected, actual, ..
+        } => Error::DigestMismatch {
+            what: format!("manifest of {}", cx.what),
+            expected,
+            actual,
+        },
+        other => other,
+    })?;
     if bytes.len() as u64 > MAX_DOCUMENT_SIZE {
         return Err(Error::Manifest {
             what: format!("manifest of {}", cx.what),
