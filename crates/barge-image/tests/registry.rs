@@ -879,6 +879,38 @@ fn barge_pulls_what_skopeo_pushes_including_a_multi_platform_index() {
         "{raw}"
     );
 
+    // A Docker manifest list (skopeo converts the index): the host's image is selected.
+    run(Command::new("skopeo").args([
+        "copy",
+        "--all",
+        "--format",
+        "v2s2",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:v1", layout.display()),
+        &format!("docker://{}/skopeo/list:v1", reg.host()),
+    ]));
+    let raw = run(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{}/skopeo/list:v1", reg.host()),
+    ]));
+    assert!(
+        raw.contains(barge_image::manifest::DOCKER_MANIFEST_LIST),
+        "{raw}"
+    );
+    let d3 = new_store(td.path(), "dst-list");
+    let l = rt
+        .block_on(registry::pull(
+            d3,
+            &reg.r("skopeo/list:v1"),
+            &opts(),
+            &registry::no_progress,
+        ))
+        .expect("pull a Docker manifest list");
+    assert_eq!(l.image.id, config);
+    assert_eq!(l.digest, Digest::of(raw.as_bytes()));
+
     // The other platform shares the second layer: it is not downloaded again.
     let host_arch = barge_image::manifest::PlatformSpec::host().architecture;
     let other = if host_arch == "arm64" {
