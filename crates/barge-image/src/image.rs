@@ -267,6 +267,22 @@ impl Store {
         })
     }
 
+    /// Records that image `id` is known to a registry as `repo_digest`
+    /// (`docker.io/library/busybox@sha256:...`), for `RepoDigests` and for cross-repository
+    /// mounts on push. Idempotent.
+    pub fn add_repo_digest(&self, id: &Digest, repo_digest: &str) -> Result<()> {
+        self.with_index(|idx| {
+            let img = idx
+                .images
+                .get_mut(id)
+                .ok_or_else(|| Error::ImageNotFound(id.to_string()))?;
+            if !img.repo_digests.iter().any(|r| r == repo_digest) {
+                img.repo_digests.push(repo_digest.to_string());
+            }
+            Ok(())
+        })
+    }
+
     /// Removes a reference; the image stays (see [`Store::remove_image`]).
     pub fn untag(&self, reference: &Reference) -> Result<()> {
         self.with_index(|idx| match idx.tags.remove(&reference.to_string()) {
