@@ -497,6 +497,15 @@ impl NetworkManager {
                 report.recreated_bridges.push(n.bridge.clone());
             }
         }
+        // re-attach surviving veths (their bridge may have been recreated)
+        for e in inner.eps.values() {
+            let Some(net) = inner.nets.get(&e.network_id) else { continue };
+            let br = inner.nl.link_index(&net.bridge).map_err(nl_err("looking up bridge"))?;
+            let v = inner.nl.link_index(&e.host_veth).map_err(nl_err("looking up veth"))?;
+            if let (Some(br), Some(v)) = (br, v) {
+                inner.nl.set_up(v, Some(br)).map_err(nl_err(format!("attaching {}", e.host_veth)))?;
+            }
+        }
         inner.reservations.clear();
         let keys: Vec<_> = inner.eps.keys().cloned().collect();
         for k in keys {

@@ -161,6 +161,18 @@ impl Netlink {
         Ok(idx)
     }
 
+    /// Creates a dummy link (tests: a stand-in for the host's uplink).
+    #[cfg(test)]
+    pub fn add_dummy(&mut self, name: &str) -> io::Result<u32> {
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName(name.to_string()));
+        m.attributes
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Dummy)]));
+        self.ack(RouteNetlinkMessage::NewLink(m), NLM_F_CREATE | NLM_F_EXCL)?;
+        self.link_index(name)?
+            .ok_or_else(|| io_other(format!("{name} vanished after creation")))
+    }
+
     /// Creates a veth pair; the peer is created directly in the namespace `peer_ns` under
     /// `peer_name` with MAC `peer_mac`.
     pub fn add_veth(
