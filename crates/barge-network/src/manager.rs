@@ -816,6 +816,10 @@ impl NetworkManager {
                 .nl
                 .set_up(vidx, Some(bridge_idx))
                 .map_err(nl_err(format!("attaching {host_veth}")))?;
+            inner
+                .nl
+                .set_hairpin(vidx)
+                .map_err(nl_err(format!("hairpin mode on {host_veth}")))?;
             let lo = cnl.link_index("lo").map_err(nl_err("looking up lo"))?;
             if let Some(lo) = lo {
                 cnl.set_up(lo, None).map_err(nl_err("bringing lo up"))?;

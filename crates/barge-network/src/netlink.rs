@@ -14,7 +14,8 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
+    LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -161,18 +162,6 @@ impl Netlink {
         Ok(idx)
     }
 
-    /// Creates a dummy link (tests: a stand-in for the host's uplink).
-    #[cfg(test)]
-    pub fn add_dummy(&mut self, name: &str) -> io::Result<u32> {
-        let mut m = LinkMessage::default();
-        m.attributes.push(LinkAttribute::IfName(name.to_string()));
-        m.attributes
-            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Dummy)]));
-        self.ack(RouteNetlinkMessage::NewLink(m), NLM_F_CREATE | NLM_F_EXCL)?;
-        self.link_index(name)?
-            .ok_or_else(|| io_other(format!("{name} vanished after creation")))
-    }
-
     /// Creates a veth pair; the peer is created directly in the namespace `peer_ns` under
     /// `peer_name` with MAC `peer_mac`.
     pub fn add_veth(
@@ -222,6 +211,18 @@ impl Netlink {
             m.attributes.push(LinkAttribute::Controller(master));
         }
         self.ack(RouteNetlinkMessage::SetLink(m), 0)
+    }
+
+    /// Turns on hairpin mode of a bridge port (a container reaching itself through a
+    /// published port gets its packets back through the port they came in on).
+    pub fn set_hairpin(&mut self, index: u32) -> io::Result<()> {
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        m.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::PortKind(InfoPortKind::Bridge),
+            LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(true)])),
+        ]));
+        self.ack(RouteNetlinkMessage::NewLink(m), 0)
     }
 
     /// Deletes a link; a missing link is not an error.
