@@ -349,7 +349,7 @@ impl NetworkManager {
             None => {
                 let alias = format!("{ALIAS_PREFIX}{}", &net.id[..12]);
                 let i = nl
-                    .add_bridge(&net.bridge, &alias)
+                    .add_bridge(&net.bridge, ipam::mac_from_ip(net.gateway), &alias)
                     .map_err(nl_err(format!("creating bridge {}", net.bridge)))?;
                 (i, true)
             }
@@ -499,11 +499,22 @@ impl NetworkManager {
         }
         // re-attach surviving veths (their bridge may have been recreated)
         for e in inner.eps.values() {
-            let Some(net) = inner.nets.get(&e.network_id) else { continue };
-            let br = inner.nl.link_index(&net.bridge).map_err(nl_err("looking up bridge"))?;
-            let v = inner.nl.link_index(&e.host_veth).map_err(nl_err("looking up veth"))?;
+            let Some(net) = inner.nets.get(&e.network_id) else {
+                continue;
+            };
+            let br = inner
+                .nl
+                .link_index(&net.bridge)
+                .map_err(nl_err("looking up bridge"))?;
+            let v = inner
+                .nl
+                .link_index(&e.host_veth)
+                .map_err(nl_err("looking up veth"))?;
             if let (Some(br), Some(v)) = (br, v) {
-                inner.nl.set_up(v, Some(br)).map_err(nl_err(format!("attaching {}", e.host_veth)))?;
+                inner
+                    .nl
+                    .set_up(v, Some(br))
+                    .map_err(nl_err(format!("attaching {}", e.host_veth)))?;
             }
         }
         inner.reservations.clear();

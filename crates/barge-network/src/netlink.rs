@@ -146,10 +146,13 @@ impl Netlink {
         }
     }
 
-    /// Creates a bridge.
-    pub fn add_bridge(&mut self, name: &str, alias: &str) -> io::Result<u32> {
+    /// Creates a bridge with a fixed MAC address (otherwise the bridge takes the lowest MAC of
+    /// its ports, which changes as containers come and go and breaks the containers' ARP
+    /// entries for the gateway).
+    pub fn add_bridge(&mut self, name: &str, mac: [u8; 6], alias: &str) -> io::Result<u32> {
         let mut m = LinkMessage::default();
         m.attributes.push(LinkAttribute::IfName(name.to_string()));
+        m.attributes.push(LinkAttribute::Address(mac.to_vec()));
         m.attributes
             .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
                 InfoKind::Bridge,
@@ -220,7 +223,9 @@ impl Netlink {
         m.header.index = index;
         m.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::PortKind(InfoPortKind::Bridge),
-            LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(true)])),
+            LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
+                true,
+            )])),
         ]));
         self.ack(RouteNetlinkMessage::NewLink(m), 0)
     }

@@ -67,7 +67,11 @@ impl Cns {
     }
     fn links(&self) -> Vec<String> {
         let mut nl = Netlink::in_netns(&self.file).expect("netlink");
-        nl.links().expect("links").into_iter().map(|l| l.name).collect()
+        nl.links()
+            .expect("links")
+            .into_iter()
+            .map(|l| l.name)
+            .collect()
     }
 }
 
@@ -102,9 +106,13 @@ fn host() -> Host {
     .expect("resolv");
     let mut nl = Netlink::new().expect("netlink");
     if nl.link_index("up0").expect("lookup").is_none() {
-        let i = nl.add_bridge("up0", "test uplink").expect("uplink");
-        nl.add_addr(i, Ipv4Addr::new(10, 99, 0, 1), 24).expect("addr");
-        nl.add_addr(i, Ipv4Addr::new(10, 99, 0, 53), 24).expect("addr");
+        let i = nl
+            .add_bridge("up0", [2, 0x99, 0, 0, 0, 1], "test uplink")
+            .expect("uplink");
+        nl.add_addr(i, Ipv4Addr::new(10, 99, 0, 1), 24)
+            .expect("addr");
+        nl.add_addr(i, Ipv4Addr::new(10, 99, 0, 53), 24)
+            .expect("addr");
         nl.set_up(i, None).expect("up");
     }
     let cfg = NetworkConfig {
@@ -113,7 +121,11 @@ fn host() -> Host {
     };
     let nm = NetworkManager::open(&dir.path().join("net"), cfg).expect("open");
     nm.repair().expect("repair");
-    Host { nm, _dir: dir, resolv }
+    Host {
+        nm,
+        _dir: dir,
+        resolv,
+    }
 }
 
 fn host_links() -> BTreeSet<String> {
@@ -131,7 +143,10 @@ fn serve(l: TcpListener, tag: &'static str) {
     std::thread::spawn(move || {
         for s in l.incoming() {
             let Ok(mut s) = s else { return };
-            let peer = s.peer_addr().map(|p| p.ip().to_string()).unwrap_or_default();
+            let peer = s
+                .peer_addr()
+                .map(|p| p.ip().to_string())
+                .unwrap_or_default();
             let mut buf = [0u8; 64];
             let n = s.read(&mut buf).unwrap_or(0);
             let _ = s.write_all(
@@ -170,11 +185,18 @@ fn listen(c: &Cns, port: u16) -> TcpListener {
 fn query(c: &Cns, server: Ipv4Addr, name: &str) -> Option<(u8, Vec<Ipv4Addr>)> {
     c.run(|| {
         let s = UdpSocket::bind("0.0.0.0:0").ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-        s.send_to(&dns::build_query(0x1234, name, dns::TYPE_A), (server, 53)).ok()?;
-        let mut buf = [0u8; 1500];
-        let (n, _) = s.recv_from(&mut buf).ok()?;
-        dns::parse_response(&buf[..n])
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        // like a stub resolver: a few tries
+        for _ in 0..3 {
+            s.send_to(&dns::build_query(0x1234, name, dns::TYPE_A), (server, 53))
+                .ok()?;
+            let mut buf = [0u8; 1500];
+            if let Ok((n, _)) = s.recv_from(&mut buf) {
+                return dns::parse_response(&buf[..n]);
+            }
+        }
+        eprintln!("no DNS answer for {name} from {server}");
+        None
     })
 }
 
@@ -183,11 +205,18 @@ fn two_containers_on_default_bridge_talk() {
     in_test_netns(|| {
         let h = host();
         let def = h.nm.ensure_default_network().expect("default");
-        assert_eq!((def.name.as_str(), def.bridge.as_str()), ("bridge", "barge0"));
+        assert_eq!(
+            (def.name.as_str(), def.bridge.as_str()),
+            ("bridge", "barge0")
+        );
         assert!(host_links().contains("barge0"));
         let (c1, c2) = (Cns::new(), Cns::new());
-        let e1 = h.nm.connect("bridge", req(&c1, 1, "one")).expect("connect 1");
-        let e2 = h.nm.connect("bridge", req(&c2, 2, "two")).expect("connect 2");
+        let e1 =
+            h.nm.connect("bridge", req(&c1, 1, "one"))
+                .expect("connect 1");
+        let e2 =
+            h.nm.connect("bridge", req(&c2, 2, "two"))
+                .expect("connect 2");
         assert_eq!(e1.ip, Ipv4Addr::new(172, 17, 0, 2));
         assert_eq!(e2.ip, Ipv4Addr::new(172, 17, 0, 3));
         assert_eq!(e1.mac, "02:42:ac:11:00:02");
@@ -203,24 +232,36 @@ fn two_containers_on_default_bridge_talk() {
             let s = UdpSocket::bind("0.0.0.0:0").expect("udp");
             s.send_to(b"ping", "172.17.0.3:7001").expect("send");
         });
-        u.set_read_timeout(Some(Duration::from_secs(3))).expect("timeout");
+        u.set_read_timeout(Some(Duration::from_secs(3)))
+            .expect("timeout");
         let mut b = [0u8; 8];
         let (n, from) = u.recv_from(&mut b).expect("udp datagram");
-        assert_eq!((&b[..n], from.ip().to_string().as_str()), (&b"ping"[..], "172.17.0.2"));
+        assert_eq!(
+            (&b[..n], from.ip().to_string().as_str()),
+            (&b"ping"[..], "172.17.0.2")
+        );
         // the container reaches the host through its gateway
-        serve(TcpListener::bind("10.99.0.1:7002").expect("host listen"), "host");
+        serve(
+            TcpListener::bind("10.99.0.1:7002").expect("host listen"),
+            "host",
+        );
         assert_eq!(c1.run(|| talk("10.99.0.1:7002")), "host hi from 172.17.0.2");
         // files for the container
         let rc = h.nm.resolv_conf("bridge").expect("resolv");
         assert_eq!(
-            rc,
-            "nameserver 10.99.0.53\nsearch example.test\noptions ndots:0\n",
+            rc, "nameserver 10.99.0.53\nsearch example.test\noptions ndots:0\n",
             "loopback resolver dropped"
         );
         std::fs::write(&h.resolv, "nameserver 127.0.0.1\n").expect("write");
-        assert_eq!(h.nm.resolv_conf("bridge").expect("resolv"), "nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
+        assert_eq!(
+            h.nm.resolv_conf("bridge").expect("resolv"),
+            "nameserver 8.8.8.8\nnameserver 8.8.4.4\n"
+        );
         let hosts = h.nm.hosts_file(&cid(1), "one");
-        assert!(hosts.contains("127.0.0.1\tlocalhost") && hosts.contains("172.17.0.2\tone"), "{hosts}");
+        assert!(
+            hosts.contains("127.0.0.1\tlocalhost") && hosts.contains("172.17.0.2\tone"),
+            "{hosts}"
+        );
         // stopping the container disconnects it
         h.nm.disconnect_all(&cid(2)).expect("disconnect");
         assert!(!c2.links().contains(&"eth0".to_string()));
@@ -236,12 +277,14 @@ fn published_ports_from_host_localhost_and_hairpin() {
         let (c1, c2) = (Cns::new(), Cns::new());
         let mut r = req(&c1, 1, "web");
         r.ports = parse_port_spec("8080:80").expect("spec");
-        r.ports.extend(parse_port_spec("127.0.0.1::81").expect("spec"));
+        r.ports
+            .extend(parse_port_spec("127.0.0.1::81").expect("spec"));
         let e1 = h.nm.connect("bridge", r).expect("connect");
         assert_eq!(e1.ports[0].host_port, 8080);
         let random = e1.ports[1].host_port;
         assert!(random > 1024 && random != 8080, "random host port {random}");
-        h.nm.connect("bridge", req(&c2, 2, "client")).expect("connect 2");
+        h.nm.connect("bridge", req(&c2, 2, "client"))
+            .expect("connect 2");
         serve(listen(&c1, 80), "p80");
         serve(listen(&c1, 81), "p81");
         // from the host: its address, the bridge address, loopback
@@ -266,7 +309,10 @@ fn published_ports_from_host_localhost_and_hairpin() {
         // a port published by another container is taken too
         let mut r = req(&c3, 3, "late");
         r.ports = parse_port_spec("8080:80").expect("spec");
-        assert!(matches!(h.nm.connect("bridge", r), Err(NetworkError::PortInUse { .. })));
+        assert!(matches!(
+            h.nm.connect("bridge", r),
+            Err(NetworkError::PortInUse { .. })
+        ));
         assert_eq!(host_links(), before);
         assert!(!c3.links().contains(&"eth0".to_string()));
         assert!(h.nm.endpoints_of(&cid(3)).is_empty());
@@ -288,7 +334,9 @@ fn user_networks_dns_isolation_and_internal() {
             let mut b = [0u8; 1500];
             while let Ok((n, p)) = up.recv_from(&mut b) {
                 let q = &b[..n];
-                let Some(parsed) = dns::parse_query(q) else { continue };
+                let Some(parsed) = dns::parse_query(q) else {
+                    continue;
+                };
                 let mut r = q.to_vec();
                 r[2] |= 0x80;
                 if parsed.name == "elsewhere.example" {
@@ -300,16 +348,24 @@ fn user_networks_dns_isolation_and_internal() {
                 let _ = up.send_to(&r, p);
             }
         });
-        let a = h
-            .nm
-            .create_network(NetworkSpec {
+        let a =
+            h.nm.create_network(NetworkSpec {
                 name: "a".into(),
                 subnet: Some("10.10.0.0/24".parse().expect("net")),
                 ..Default::default()
             })
             .expect("net a");
-        let b = h.nm.create_network(NetworkSpec { name: "b".into(), ..Default::default() }).expect("net b");
-        assert_eq!(b.subnet.to_string(), "172.18.0.0/16", "from the default pool");
+        let b =
+            h.nm.create_network(NetworkSpec {
+                name: "b".into(),
+                ..Default::default()
+            })
+            .expect("net b");
+        assert_eq!(
+            b.subnet.to_string(),
+            "172.18.0.0/16",
+            "from the default pool"
+        );
         assert!(a.bridge.starts_with("br-") && a.bridge.len() == 15);
         let (c1, c2, c3) = (Cns::new(), Cns::new(), Cns::new());
         let mut r1 = req(&c1, 1, "web");
@@ -317,46 +373,81 @@ fn user_networks_dns_isolation_and_internal() {
         let e1 = h.nm.connect("a", r1).expect("c1");
         let e2 = h.nm.connect("a", req(&c2, 2, "client")).expect("c2");
         let e3 = h.nm.connect("b", req(&c3, 3, "other")).expect("c3");
-        assert_eq!(h.nm.resolv_conf("a").expect("rc").lines().next(), Some("nameserver 10.10.0.1"));
+        assert_eq!(
+            h.nm.resolv_conf("a").expect("rc").lines().next(),
+            Some("nameserver 10.10.0.1")
+        );
         // names and aliases on the same network
         assert_eq!(query(&c2, a.gateway, "web"), Some((0, vec![e1.ip])));
         assert_eq!(query(&c2, a.gateway, "API"), Some((0, vec![e1.ip])));
         assert_eq!(query(&c1, a.gateway, "client"), Some((0, vec![e2.ip])));
         // others forwarded to the host's (non-loopback) resolver
-        assert_eq!(query(&c2, a.gateway, "elsewhere.example"), Some((0, vec![Ipv4Addr::new(1, 2, 3, 4)])));
+        assert_eq!(
+            query(&c2, a.gateway, "elsewhere.example"),
+            Some((0, vec![Ipv4Addr::new(1, 2, 3, 4)]))
+        );
         // not visible from another network, neither through its own server nor a's
-        assert_eq!(query(&c3, b.gateway, "web"), Some((dns::RCODE_NXDOMAIN, vec![])));
+        assert_eq!(
+            query(&c3, b.gateway, "web"),
+            Some((dns::RCODE_NXDOMAIN, vec![]))
+        );
         assert_eq!(query(&c3, b.gateway, "other"), Some((0, vec![e3.ip])));
-        assert_eq!(query(&c3, a.gateway, "web").map(|r| r.0), Some(5), "refused");
+        assert_eq!(
+            query(&c3, a.gateway, "web").map(|r| r.0),
+            Some(5),
+            "refused"
+        );
         // isolation: c3 (b) cannot reach c1 (a); c2 (a) can
         serve(listen(&c1, 80), "c1");
-        assert!(c2.run(|| talk("10.10.0.2:80")).starts_with("c1 hi from 10.10.0.3"));
-        assert!(c3.run(|| try_talk("10.10.0.2:80".parse().expect("a"))).is_err(), "b reached a");
+        assert!(c2
+            .run(|| talk("10.10.0.2:80"))
+            .starts_with("c1 hi from 10.10.0.3"));
+        assert!(
+            c3.run(|| try_talk("10.10.0.2:80".parse().expect("a")))
+                .is_err(),
+            "b reached a"
+        );
         // ... unless it joins both networks (eth1)
         let e3a = h.nm.connect("a", req(&c3, 3, "other")).expect("c3 on a");
         assert_eq!(e3a.ifname, "eth1");
-        assert!(c3.run(|| talk("10.10.0.2:80")).starts_with("c1 hi from 10.10.0.4"));
+        assert!(c3
+            .run(|| talk("10.10.0.2:80"))
+            .starts_with("c1 hi from 10.10.0.4"));
         assert_eq!(query(&c1, a.gateway, "other"), Some((0, vec![e3a.ip])));
         h.nm.disconnect("a", &cid(3)).expect("disconnect");
-        assert_eq!(query(&c1, a.gateway, "other"), Some((dns::RCODE_NXDOMAIN, vec![])));
+        assert_eq!(
+            query(&c1, a.gateway, "other"),
+            Some((dns::RCODE_NXDOMAIN, vec![]))
+        );
         // internal network: no route out
-        h.nm
-            .create_network(NetworkSpec {
-                name: "i".into(),
-                subnet: Some("10.30.0.0/24".parse().expect("net")),
-                internal: true,
-                ..Default::default()
-            })
-            .expect("internal");
+        h.nm.create_network(NetworkSpec {
+            name: "i".into(),
+            subnet: Some("10.30.0.0/24".parse().expect("net")),
+            internal: true,
+            ..Default::default()
+        })
+        .expect("internal");
         let c4 = Cns::new();
         let e4 = h.nm.connect("i", req(&c4, 4, "locked")).expect("c4");
         assert_eq!(e4.gateway, None);
-        serve(TcpListener::bind("10.99.0.1:7002").expect("host listen"), "host");
-        assert!(c1.run(|| talk("10.99.0.1:7002")).starts_with("host hi from 10.10.0.2"));
-        assert!(c4.run(|| try_talk("10.99.0.1:7002".parse().expect("a"))).is_err(), "internal got out");
+        serve(
+            TcpListener::bind("10.99.0.1:7002").expect("host listen"),
+            "host",
+        );
+        assert!(c1
+            .run(|| talk("10.99.0.1:7002"))
+            .starts_with("host hi from 10.10.0.2"));
+        assert!(
+            c4.run(|| try_talk("10.99.0.1:7002".parse().expect("a")))
+                .is_err(),
+            "internal got out"
+        );
         let mut r = req(&Cns::new(), 5, "x");
         r.ports = parse_port_spec("8081:80").expect("spec");
-        assert!(matches!(h.nm.connect("i", r), Err(NetworkError::PortsOnInternal(_))));
+        assert!(matches!(
+            h.nm.connect("i", r),
+            Err(NetworkError::PortsOnInternal(_))
+        ));
     })
 }
 
@@ -367,20 +458,34 @@ fn teardown_leaves_no_links_addresses_or_rules() {
         let h = host();
         let baseline: BTreeSet<String> = host_links();
         h.nm.ensure_default_network().expect("default");
-        h.nm.create_network(NetworkSpec { name: "t".into(), ..Default::default() }).expect("net");
+        h.nm.create_network(NetworkSpec {
+            name: "t".into(),
+            ..Default::default()
+        })
+        .expect("net");
         let (c1, c2) = (Cns::new(), Cns::new());
         let mut r = req(&c1, 1, "a");
         r.ports = parse_port_spec("8000-8001:80-81/tcp").expect("spec");
-        r.ports.extend(parse_port_spec("5353:53/udp").expect("spec"));
+        r.ports
+            .extend(parse_port_spec("5353:53/udp").expect("spec"));
         let e = h.nm.connect("bridge", r).expect("c1");
         assert_eq!(e.ports.len(), 3);
         h.nm.connect("t", req(&c2, 2, "b")).expect("c2");
         h.nm.connect("t", req(&c1, 1, "a")).expect("c1 on t");
         let fw = h.nm.firewall_dump().expect("nft").expect("table");
-        assert!(fw.contains("\"dnat\": {") && fw.contains("masquerade"), "{fw}");
-        assert!(host_links().len() >= baseline.len() + 5, "2 bridges + 3 veths");
+        assert!(
+            fw.contains("\"dnat\": {") && fw.contains("masquerade"),
+            "{fw}"
+        );
+        assert!(
+            host_links().len() >= baseline.len() + 5,
+            "2 bridges + 3 veths"
+        );
         // removing a network in use is refused and changes nothing
-        assert!(matches!(h.nm.remove_network("t"), Err(NetworkError::ActiveEndpoints { .. })));
+        assert!(matches!(
+            h.nm.remove_network("t"),
+            Err(NetworkError::ActiveEndpoints { .. })
+        ));
         h.nm.disconnect_all(&cid(1)).expect("c1 off");
         h.nm.disconnect("t", &cid(2)).expect("c2 off");
         assert_eq!(c1.links(), vec!["lo".to_string()]);
@@ -388,7 +493,10 @@ fn teardown_leaves_no_links_addresses_or_rules() {
         let fw = h.nm.firewall_dump().expect("nft").expect("table");
         assert!(!fw.contains("\"dnat\": {"), "{fw}");
         h.nm.remove_network("t").expect("rm t");
-        assert!(matches!(h.nm.remove_network("bridge"), Err(NetworkError::Predefined(_))));
+        assert!(matches!(
+            h.nm.remove_network("bridge"),
+            Err(NetworkError::Predefined(_))
+        ));
         let mut links = host_links();
         links.remove("barge0");
         assert_eq!(links, baseline, "only the default bridge is left");
@@ -398,7 +506,9 @@ fn teardown_leaves_no_links_addresses_or_rules() {
         assert_eq!(h.nm.firewall_dump().expect("nft"), None, "table removed");
         let addrs = Netlink::new().expect("nl").addrs(None).expect("addrs");
         assert!(
-            addrs.iter().all(|(_, ip, _)| ip.is_loopback() || ip.octets()[..2] == [10, 99]),
+            addrs
+                .iter()
+                .all(|(_, ip, _)| ip.is_loopback() || ip.octets()[..2] == [10, 99]),
             "{addrs:?}"
         );
         assert!(before.is_subset(&baseline));
@@ -411,13 +521,21 @@ fn repair_after_simulated_crash() {
         let h = host();
         let state = h._dir.path().join("net");
         h.nm.ensure_default_network().expect("default");
-        let u = h.nm.create_network(NetworkSpec { name: "u".into(), ..Default::default() }).expect("net");
+        let u =
+            h.nm.create_network(NetworkSpec {
+                name: "u".into(),
+                ..Default::default()
+            })
+            .expect("net");
         let (c1, c2) = (Cns::new(), Cns::new());
         let mut r = req(&c1, 1, "survivor");
         r.ports = parse_port_spec("8080:80").expect("spec");
         h.nm.connect("u", r).expect("c1");
         h.nm.connect("u", req(&c2, 2, "victim")).expect("c2");
-        let cfg = NetworkConfig { host_resolv_conf: h.resolv.clone(), ..Default::default() };
+        let cfg = NetworkConfig {
+            host_resolv_conf: h.resolv.clone(),
+            ..Default::default()
+        };
         // crash: the daemon goes away without cleaning up (its DNS threads die with it)...
         let Host { nm, _dir, .. } = h;
         drop(nm);
@@ -427,8 +545,10 @@ fn repair_after_simulated_crash() {
         crate::nft::delete_table("barge").expect("flush");
         let mut nl = Netlink::new().expect("nl");
         assert!(nl.del_link_by_name(&u.bridge).expect("del"));
-        nl.add_bridge("br-0123456789ab", "barge:0123456789ab").expect("orphan");
-        nl.add_bridge("br-notours0000", "someone else").expect("foreign");
+        nl.add_bridge("br-0123456789ab", [2, 1, 0, 0, 0, 1], "barge:0123456789ab")
+            .expect("orphan");
+        nl.add_bridge("br-notours0000", [2, 1, 0, 0, 0, 2], "someone else")
+            .expect("foreign");
         // wait for the kernel to reap the dead namespace's veth
         let t = Instant::now();
         while host_links().len() > 6 && t.elapsed() < Duration::from_secs(5) {
@@ -439,16 +559,30 @@ fn repair_after_simulated_crash() {
         assert_eq!(rep.removed_endpoints, vec![(u.id.clone(), cid(2))]);
         assert_eq!(rep.removed_links, vec!["br-0123456789ab".to_string()]);
         assert_eq!(rep.recreated_bridges, vec![u.bridge.clone()]);
-        assert!(host_links().contains("br-notours0000"), "foreign links are left alone");
+        assert!(
+            host_links().contains("br-notours0000"),
+            "foreign links are left alone"
+        );
         // the survivor works again: port, DNS
         serve(listen(&c1, 80), "c1");
         assert!(talk("127.0.0.1:8080").starts_with("c1 hi"));
         assert!(talk("10.99.0.1:8080").starts_with("c1 hi"));
         let c3 = Cns::new();
         let e3 = nm.connect("u", req(&c3, 3, "new")).expect("c3");
-        assert_eq!(e3.ip, Ipv4Addr::new(172, 18, 0, 3), "the dead container's address is free again");
-        assert_eq!(query(&c3, u.gateway, "survivor").map(|r| r.1), Some(vec![Ipv4Addr::new(172, 18, 0, 2)]));
-        assert_eq!(query(&c3, u.gateway, "victim").map(|r| r.1), Some(vec![]), "victim gone");
+        assert_eq!(
+            e3.ip,
+            Ipv4Addr::new(172, 18, 0, 3),
+            "the dead container's address is free again"
+        );
+        assert_eq!(
+            query(&c3, u.gateway, "survivor").map(|r| r.1),
+            Some(vec![Ipv4Addr::new(172, 18, 0, 2)])
+        );
+        assert_eq!(
+            query(&c3, u.gateway, "victim").map(|r| r.1),
+            Some(vec![]),
+            "victim gone"
+        );
         // the port reservation came back too
         assert!(TcpListener::bind("0.0.0.0:8080").is_err());
         // a second repair finds nothing to do
@@ -464,9 +598,8 @@ fn bad_input_is_refused_and_changes_nothing() {
     in_test_netns(|| {
         let h = host();
         h.nm.ensure_default_network().expect("default");
-        let n = h
-            .nm
-            .create_network(NetworkSpec {
+        let n =
+            h.nm.create_network(NetworkSpec {
                 name: "n".into(),
                 subnet: Some("10.40.0.0/24".parse().expect("net")),
                 ip_range: Some("10.40.0.128/25".parse().expect("net")),
@@ -479,18 +612,42 @@ fn bad_input_is_refused_and_changes_nothing() {
             subnet: Some(subnet.parse().expect("net")),
             ..Default::default()
         };
-        let e = h.nm.create_network(spec("o", "10.40.0.0/16")).expect_err("overlap");
-        assert!(matches!(e, NetworkError::Overlap { .. }) && e.to_string().contains("overlaps with network n"), "{e}");
-        assert!(matches!(h.nm.create_network(spec("o", "172.17.5.0/24")), Err(NetworkError::Overlap { .. })));
-        assert!(matches!(h.nm.create_network(spec("n", "10.41.0.0/24")), Err(NetworkError::NameInUse(_))));
-        assert!(matches!(h.nm.create_network(spec("bad name", "10.41.0.0/24")), Err(NetworkError::InvalidName(_))));
-        assert!(matches!(h.nm.create_network(spec("o", "10.41.0.1/24")), Err(NetworkError::InvalidSubnet { .. })));
+        let e =
+            h.nm.create_network(spec("o", "10.40.0.0/16"))
+                .expect_err("overlap");
+        assert!(
+            matches!(e, NetworkError::Overlap { .. })
+                && e.to_string().contains("overlaps with network n"),
+            "{e}"
+        );
+        assert!(matches!(
+            h.nm.create_network(spec("o", "172.17.5.0/24")),
+            Err(NetworkError::Overlap { .. })
+        ));
+        assert!(matches!(
+            h.nm.create_network(spec("n", "10.41.0.0/24")),
+            Err(NetworkError::NameInUse(_))
+        ));
+        assert!(matches!(
+            h.nm.create_network(spec("bad name", "10.41.0.0/24")),
+            Err(NetworkError::InvalidName(_))
+        ));
+        assert!(matches!(
+            h.nm.create_network(spec("o", "10.41.0.1/24")),
+            Err(NetworkError::InvalidSubnet { .. })
+        ));
         let mut s = spec("o", "10.41.0.0/24");
         s.gateway = Some(Ipv4Addr::new(10, 42, 0, 1));
-        assert!(matches!(h.nm.create_network(s), Err(NetworkError::OutsideSubnet { .. })));
+        assert!(matches!(
+            h.nm.create_network(s),
+            Err(NetworkError::OutsideSubnet { .. })
+        ));
         let mut s = spec("o", "10.41.0.0/24");
         s.ip_range = Some("10.42.0.0/25".parse().expect("net"));
-        assert!(matches!(h.nm.create_network(s), Err(NetworkError::InvalidSubnet { .. })));
+        assert!(matches!(
+            h.nm.create_network(s),
+            Err(NetworkError::InvalidSubnet { .. })
+        ));
         assert_eq!(host_links(), links);
         assert_eq!(h.nm.list().len(), 2);
         // addresses
@@ -500,31 +657,61 @@ fn bad_input_is_refused_and_changes_nothing() {
         let c2 = Cns::new();
         let mut r = req(&c2, 2, "two");
         r.ipv4 = Some(e1.ip);
-        assert!(matches!(h.nm.connect("n", r.clone()), Err(NetworkError::AddressInUse { .. })));
+        assert!(matches!(
+            h.nm.connect("n", r.clone()),
+            Err(NetworkError::AddressInUse { .. })
+        ));
         r.ipv4 = Some(Ipv4Addr::new(10, 40, 1, 5));
-        assert!(matches!(h.nm.connect("n", r.clone()), Err(NetworkError::OutsideSubnet { .. })));
+        assert!(matches!(
+            h.nm.connect("n", r.clone()),
+            Err(NetworkError::OutsideSubnet { .. })
+        ));
         r.ipv4 = Some(n.gateway);
-        assert!(matches!(h.nm.connect("n", r.clone()), Err(NetworkError::AddressInUse { .. })));
-        assert!(matches!(h.nm.connect("nope", r.clone()), Err(NetworkError::NotFound(_))));
+        assert!(matches!(
+            h.nm.connect("n", r.clone()),
+            Err(NetworkError::AddressInUse { .. })
+        ));
+        assert!(matches!(
+            h.nm.connect("nope", r.clone()),
+            Err(NetworkError::NotFound(_))
+        ));
         r.ipv4 = None;
         r.netns_path = "/nonexistent/ns".into();
-        assert!(matches!(h.nm.connect("n", r.clone()), Err(NetworkError::Netns { .. })));
+        assert!(matches!(
+            h.nm.connect("n", r.clone()),
+            Err(NetworkError::Netns { .. })
+        ));
         assert!(matches!(
             h.nm.connect("n", req(&c1, 1, "one")),
             Err(NetworkError::AlreadyConnected { .. })
         ));
-        assert!(matches!(h.nm.disconnect("n", &cid(2)), Err(NetworkError::NotConnected { .. })));
+        assert!(matches!(
+            h.nm.disconnect("n", &cid(2)),
+            Err(NetworkError::NotConnected { .. })
+        ));
         assert_eq!(c2.links(), vec!["lo".to_string()]);
         // static address that is free works
         r.netns_path = c2.path();
         r.ipv4 = Some(Ipv4Addr::new(10, 40, 0, 9));
-        assert_eq!(h.nm.connect("n", r).expect("static").ip, Ipv4Addr::new(10, 40, 0, 9));
+        assert_eq!(
+            h.nm.connect("n", r).expect("static").ip,
+            Ipv4Addr::new(10, 40, 0, 9)
+        );
         let e = h.nm.remove_network("n").expect_err("in use");
-        assert!(e.to_string().contains("one") && e.to_string().contains("two"), "{e}");
-        assert!(matches!(h.nm.remove_network("zzz"), Err(NetworkError::NotFound(_))));
+        assert!(
+            e.to_string().contains("one") && e.to_string().contains("two"),
+            "{e}"
+        );
+        assert!(matches!(
+            h.nm.remove_network("zzz"),
+            Err(NetworkError::NotFound(_))
+        ));
         let (info, eps) = h.nm.inspect("n").expect("inspect");
         assert_eq!((info.name.as_str(), eps.len()), ("n", 2));
-        assert_eq!(h.nm.inspect(&info.id[..12]).expect("by prefix").0.id, info.id);
+        assert_eq!(
+            h.nm.inspect(&info.id[..12]).expect("by prefix").0.id,
+            info.id
+        );
         h.nm.disconnect_all(&cid(1)).expect("d1");
         h.nm.disconnect_all(&cid(2)).expect("d2");
         assert_eq!(h.nm.prune().expect("prune"), vec!["n".to_string()]);
@@ -549,7 +736,11 @@ fn connect_time() {
             let e = h.nm.connect("bridge", r).expect("connect");
             let d = t.elapsed();
             assert!(c.links().contains(&e.ifname));
-            if i % 2 == 1 { ported.push(d) } else { plain.push(d) }
+            if i % 2 == 1 {
+                ported.push(d)
+            } else {
+                plain.push(d)
+            }
         }
         plain.sort();
         ported.sort();
