@@ -378,17 +378,21 @@ impl NetworkManager {
         Ok(created)
     }
 
-    fn apply_nft(&self, inner: &Inner) -> Result<(), NetworkError> {
-        let nets: Vec<NftNet> = inner
-            .nets
-            .values()
-            .map(|n| NftNet {
-                bridge: n.bridge.clone(),
-                subnet: n.subnet,
-                internal: n.internal,
-            })
-            .collect();
-        let ports: Vec<NftPort> = inner
+    /// Rewrites the published-port rules only (endpoint changes).
+    fn apply_nft_ports(&self, inner: &Inner) -> Result<(), NetworkError> {
+        nft::apply(&nft::build_ports(
+            &self.cfg.nft_table,
+            &Self::nft_ports(inner),
+        ))
+        .or_else(|e| {
+            tracing::warn!("nftables port update failed ({e}); rewriting the table");
+
+            self.apply_nft(inner)
+        })
+    }
+
+    fn nft_ports(inner: &Inner) -> Vec<NftPort> {
+        inner
             .eps
             .values()
             .flat_map(|e| {
@@ -400,7 +404,21 @@ impl NetworkManager {
                     container_port: p.container_port,
                 })
             })
+            .collect()
+    }
+
+    /// Rewrites the whole table (network changes, repair).
+    fn apply_nft(&self, inner: &Inner) -> Result<(), NetworkError> {
+        let nets: Vec<NftNet> = inner
+            .nets
+            .values()
+            .map(|n| NftNet {
+                bridge: n.bridge.clone(),
+                subnet: n.subnet,
+                internal: n.internal,
+            })
             .collect();
+        let ports = Self::nft_ports(inner);
         nft::apply(&nft::build(&self.cfg.nft_table, &nets, &ports))
     }
 
@@ -850,7 +868,19 @@ impl NetworkManager {
             write_record(&self.ep_path(&key.0, &key.1), &ep)?;
             inner.eps.insert(key.clone(), ep.clone());
             if !ep.ports.is_empty() {
-                self.apply_nft(inner)?;
+                let new: Vec<NftPort> = ep
+                    .ports
+                    .iter()
+                    .map(|p| NftPort {
+                        host_ip: p.host_ip,
+                        host_port: p.host_port,
+                        proto: p.proto,
+                        container_ip: ep.ip,
+                        container_port: p.container_port,
+                    })
+                    .collect();
+                nft::apply(&nft::build_port_additions(&self.cfg.nft_table, &new))
+                    .or_else(|_| self.apply_nft(inner))?;
             }
             Ok(())
         })();
@@ -858,7 +888,7 @@ impl NetworkManager {
             let _ = inner.nl.del_link(vidx);
             if inner.eps.remove(&key).is_some() {
                 let _ = remove_file(&self.ep_path(&key.0, &key.1));
-                let _ = self.apply_nft(inner);
+                let _ = self.apply_nft_ports(inner);
             }
             return Err(e);
         }
@@ -887,7 +917,7 @@ impl NetworkManager {
         inner.eps.remove(&key);
         inner.reservations.remove(&key);
         if !ep.ports.is_empty() {
-            self.apply_nft(inner)?;
+            self.apply_nft_ports(inner)?;
         }
         Self::refresh_dns(inner, &id);
         remove_file(&self.ep_path(&key.0, &key.1))

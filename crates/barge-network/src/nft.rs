@@ -77,17 +77,6 @@ pub(crate) fn build(table: &str, nets: &[NftNet], ports: &[NftPort]) -> Value {
         vec![local.clone(), json!({"jump": {"target": "ports"}})],
     );
     rule("output", vec![local, json!({"jump": {"target": "ports"}})]);
-    for p in ports {
-        let mut e = Vec::new();
-        if let Some(ip) = p.host_ip {
-            e.push(m(payload("ip", "daddr"), "==", json!(ip.to_string())));
-        }
-        let proto = p.proto.to_string();
-        e.push(m(payload(&proto, "dport"), "==", json!(p.host_port)));
-        e.push(json!({"counter": null}));
-        e.push(json!({"dnat": {"addr": p.container_ip.to_string(), "port": p.container_port}}));
-        rule("ports", e);
-    }
     // forward: replies, published ports, then per-network isolation
     rule(
         "forward",
@@ -175,12 +164,46 @@ pub(crate) fn build(table: &str, nets: &[NftNet], ports: &[NftPort]) -> Value {
             ],
         );
     }
+    cmds.extend(port_rules(table, ports));
     json!({"nftables": cmds})
+}
+
+fn port_rules(table: &str, ports: &[NftPort]) -> Vec<Value> {
+    ports
+        .iter()
+        .map(|p| {
+            let mut e = Vec::new();
+            if let Some(ip) = p.host_ip {
+                e.push(m(payload("ip", "daddr"), "==", json!(ip.to_string())));
+            }
+            let proto = p.proto.to_string();
+            e.push(m(payload(&proto, "dport"), "==", json!(p.host_port)));
+            e.push(json!({"counter": null}));
+            e.push(json!({"dnat": {"addr": p.container_ip.to_string(), "port": p.container_port}}));
+            json!({"add": {"rule": {"family": "ip", "table": table, "chain": "ports", "expr": e}}})
+        })
+        .collect()
+}
+
+/// Replaces only the published-port rules (one transaction: flush the `ports` chain, add the
+/// rules); the table must exist. Much cheaper than [`build`] (no hook re-registration).
+pub(crate) fn build_ports(table: &str, ports: &[NftPort]) -> Value {
+    let mut cmds =
+        vec![json!({"flush": {"chain": {"family": "ip", "table": table, "name": "ports"}}})];
+    cmds.extend(port_rules(table, ports));
+    json!({"nftables": cmds})
+}
+
+/// Adds port rules to the `ports` chain without touching the existing ones (connect: adding
+/// rules is cheap, deleting them waits for an RCU grace period in the kernel).
+pub(crate) fn build_port_additions(table: &str, ports: &[NftPort]) -> Value {
+    json!({"nftables": port_rules(table, ports)})
 }
 
 /// Applies a command list.
 pub(crate) fn apply(v: &Value) -> Result<(), NetworkError> {
     let payload = v.to_string();
+
     nftables::helper::apply_ruleset_raw(
         &payload,
         nftables::helper::DEFAULT_NFT,

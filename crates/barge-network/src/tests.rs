@@ -173,7 +173,10 @@ fn talk(addr: &str) -> String {
         match try_talk(a) {
             Ok(s) => return s,
             Err(e) if t.elapsed() > Duration::from_secs(6) => panic!("talking to {addr}: {e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            Err(e) => {
+                eprintln!("RETRY {addr}: {e}");
+                std::thread::sleep(Duration::from_millis(100))
+            }
         }
     }
 }
