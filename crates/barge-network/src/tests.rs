@@ -269,6 +269,16 @@ fn two_containers_on_default_bridge_talk() {
         h.nm.disconnect_all(&cid(2)).expect("disconnect");
         assert!(!c2.links().contains(&"eth0".to_string()));
         assert!(try_talk("172.17.0.3:7001".parse().expect("a")).is_err());
+        // a container whose namespace is already gone (it exited) disconnects cleanly
+        let c3 = Cns::new();
+        let e3 =
+            h.nm.connect("bridge", req(&c3, 3, "three"))
+                .expect("connect 3");
+        assert_eq!(e3.ip, Ipv4Addr::new(172, 17, 0, 3), "address reused");
+        drop(c3);
+        h.nm.disconnect_all(&cid(3)).expect("disconnect after exit");
+        assert!(!host_links().contains(&e3.host_veth));
+        assert!(h.nm.endpoints_of(&cid(3)).is_empty());
     })
 }
 
@@ -755,5 +765,111 @@ fn connect_time() {
             ported[ported.len() - 1]
         );
         h.nm.destroy_all().expect("destroy");
+    })
+}
+
+/// An "outside" host: a namespace linked to the test's host namespace by a veth pair
+/// (host `up1` 10.98.0.1/24, outside `eth0` 10.98.0.2/24) with no route to container subnets.
+fn outside() -> Cns {
+    let o = Cns::new();
+    let mut nl = Netlink::new().expect("nl");
+    let i = nl
+        .add_veth(
+            "up1",
+            "eth0",
+            &o.file,
+            [2, 0x98, 0, 0, 0, 2],
+            "test outside",
+        )
+        .expect("veth");
+    nl.add_addr(i, Ipv4Addr::new(10, 98, 0, 1), 24)
+        .expect("addr");
+    nl.set_up(i, None).expect("up");
+    let mut onl = Netlink::in_netns(&o.file).expect("nl");
+    let oi = onl.link_index("eth0").expect("eth0").expect("eth0");
+    onl.add_addr(oi, Ipv4Addr::new(10, 98, 0, 2), 24)
+        .expect("addr");
+    onl.set_up(oi, None).expect("up");
+    let lo = onl.link_index("lo").expect("lo").expect("lo");
+    onl.set_up(lo, None).expect("lo up");
+    // a route back to everything, so only the firewall and NAT decide what gets through
+    onl.add_default_route(Ipv4Addr::new(10, 98, 0, 1), oi)
+        .expect("route");
+    o
+}
+
+#[test]
+fn outbound_masquerade_and_ports_from_another_host() {
+    in_test_netns(|| {
+        let h = host();
+        h.nm.ensure_default_network().expect("default");
+        let o = outside();
+        let c1 = Cns::new();
+        let mut r = req(&c1, 1, "web");
+        r.ports = parse_port_spec("8080:80").expect("spec");
+        r.ports
+            .extend(parse_port_spec("5300:53/udp").expect("spec"));
+        h.nm.connect("bridge", r).expect("c1");
+        // outbound: the outside sees the host's address, not the container's
+        serve(listen(&o, 7100), "outside");
+        assert_eq!(
+            c1.run(|| talk("10.98.0.2:7100")),
+            "outside hi from 10.98.0.1"
+        );
+        // inbound from another host through the host's address: TCP and UDP
+        serve(listen(&c1, 80), "c1");
+        assert_eq!(o.run(|| talk("10.98.0.1:8080")), "c1 hi from 10.98.0.2");
+        let u = c1.run(|| UdpSocket::bind("0.0.0.0:53").expect("udp"));
+        std::thread::spawn(move || {
+            let mut b = [0u8; 64];
+            while let Ok((n, p)) = u.recv_from(&mut b) {
+                let _ = u.send_to(&b[..n], p);
+            }
+        });
+        let echoed = o.run(|| {
+            let s = UdpSocket::bind("0.0.0.0:0").expect("udp");
+            s.set_read_timeout(Some(Duration::from_secs(2)))
+                .expect("timeout");
+            let mut b = [0u8; 64];
+            for _ in 0..3 {
+                s.send_to(b"udp?", "10.98.0.1:5300").expect("send");
+                if let Ok((n, from)) = s.recv_from(&mut b) {
+                    return Some((b[..n].to_vec(), from));
+                }
+            }
+            None
+        });
+        let (data, from) = echoed.expect("udp echo through the published port");
+        assert_eq!(
+            (data.as_slice(), from.to_string().as_str()),
+            (&b"udp?"[..], "10.98.0.1:5300")
+        );
+        // an internal network has no way out
+        h.nm.create_network(NetworkSpec {
+            name: "i".into(),
+            internal: true,
+            ..Default::default()
+        })
+        .expect("internal");
+        let c2 = Cns::new();
+        let e2 = h.nm.connect("i", req(&c2, 2, "locked")).expect("c2");
+        assert!(c2
+            .run(|| try_talk("10.98.0.2:7100".parse().expect("a")))
+            .is_err());
+        // even a container that adds its own default route is stopped by the firewall
+        let gw = h.nm.inspect("i").expect("inspect").0.gateway;
+        let mut cnl = Netlink::in_netns(&c2.file).expect("nl");
+        let idx = cnl.link_index(&e2.ifname).expect("lookup").expect("eth0");
+        cnl.add_default_route(gw, idx).expect("route");
+        assert!(cnl.has_default_route().expect("routes"));
+        assert!(c2
+            .run(|| try_talk("10.98.0.2:7100".parse().expect("a")))
+            .is_err());
+        assert_eq!(
+            c1.run(|| talk("10.98.0.2:7100")),
+            "outside hi from 10.98.0.1"
+        );
+        h.nm.destroy_all().expect("destroy");
+        assert!(try_talk("10.98.0.1:8080".parse().expect("a")).is_err());
     })
 }
