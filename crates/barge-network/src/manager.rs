@@ -879,8 +879,10 @@ impl NetworkManager {
                         container_port: p.container_port,
                     })
                     .collect();
-                nft::apply(&nft::build_port_additions(&self.cfg.nft_table, &new))
-                    .or_else(|_| self.apply_nft(inner))?;
+                nft::apply(&nft::build_port_additions(&self.cfg.nft_table, &new)).or_else(|e| {
+                    tracing::warn!("adding port rules failed ({e}); rewriting the table");
+                    self.apply_nft(inner)
+                })?;
             }
             Ok(())
         })();
