@@ -33,6 +33,7 @@
 //! must be called from a thread in the host network namespace.
 
 mod dns;
+mod docker;
 mod ipam;
 mod manager;
 mod netlink;
@@ -45,6 +46,7 @@ mod tests;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 
+pub use docker::{docker_ports, rfc3339};
 pub use ipam::{mac_from_ip, mac_string, Ipv4Net};
 pub use manager::{
     ConnectRequest, Endpoint, NetworkConfig, NetworkInfo, NetworkManager, NetworkSpec, RepairReport,
