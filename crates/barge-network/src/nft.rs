@@ -60,6 +60,7 @@ pub(crate) fn build(table: &str, nets: &[NftNet], ports: &[NftPort]) -> Value {
     cmds.push(chain("output", "nat", "output", -100));
     cmds.push(chain("postrouting", "nat", "postrouting", 100));
     cmds.push(chain("forward", "filter", "forward", 0));
+    cmds.push(chain("guard", "filter", "prerouting", -300));
     cmds.push(json!({"add": {"chain": {"family": "ip", "table": table, "name": "ports"}}}));
     let mut rule = |chain: &str, expr: Vec<Value>| {
         cmds.push(
@@ -96,6 +97,23 @@ pub(crate) fn build(table: &str, nets: &[NftNet], ports: &[NftPort]) -> Value {
             json!({"accept": null}),
         ],
     );
+    for n in nets {
+        // route_localnet is on for the bridges (published ports on 127.0.0.1): never let a
+        // container address the host's loopback services directly (CVE-2020-8558)
+        rule(
+            "guard",
+            vec![
+                m(meta("iifname"), "==", json!(n.bridge)),
+                m(
+                    payload("ip", "daddr"),
+                    "==",
+                    json!({"prefix": {"addr": "127.0.0.0", "len": 8}}),
+                ),
+                json!({"counter": null}),
+                json!({"drop": null}),
+            ],
+        );
+    }
     for n in nets {
         let br = json!(n.bridge);
         if n.internal {

@@ -873,3 +873,128 @@ fn outbound_masquerade_and_ports_from_another_host() {
         assert!(try_talk("10.98.0.1:8080".parse().expect("a")).is_err());
     })
 }
+
+/// An Ethernet/IPv4/UDP frame (UDP checksum 0 = none).
+fn udp_frame(
+    dst_mac: [u8; 6],
+    src_mac: [u8; 6],
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    dport: u16,
+    data: &[u8],
+) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&dst_mac);
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&[0x08, 0x00]);
+    let total = (20 + 8 + data.len()) as u16;
+    let mut ip = vec![0x45, 0];
+    ip.extend_from_slice(&total.to_be_bytes());
+    ip.extend_from_slice(&[0, 0, 0x40, 0, 64, 17, 0, 0]);
+    ip.extend_from_slice(&src.octets());
+    ip.extend_from_slice(&dst.octets());
+    let mut sum: u32 = ip
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&40000u16.to_be_bytes());
+    f.extend_from_slice(&dport.to_be_bytes());
+    f.extend_from_slice(&((8 + data.len()) as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(data);
+    f
+}
+
+/// Sends a raw frame out of interface `ifindex` of the calling thread's namespace.
+fn send_raw(ifindex: u32, frame: &[u8]) {
+    // SAFETY: plain socket(2) call; the result is checked and owned right away.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+    assert!(
+        fd >= 0,
+        "AF_PACKET socket: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: fd is a fresh descriptor we own.
+    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = (libc::ETH_P_IP as u16).to_be();
+    sll.sll_ifindex = ifindex as i32;
+    sll.sll_halen = 6;
+    sll.sll_addr[..6].copy_from_slice(&frame[..6]);
+    // SAFETY: buf/len describe `frame`; the address points to a live sockaddr_ll of the
+    // size given.
+    let n = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            frame.as_ptr().cast(),
+            frame.len(),
+            0,
+            (&sll as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        )
+    };
+    assert_eq!(
+        n,
+        frame.len() as isize,
+        "sendto: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+#[test]
+fn container_cannot_reach_host_loopback_services() {
+    in_test_netns(|| {
+        let h = host();
+        let def = h.nm.ensure_default_network().expect("default");
+        let c1 = Cns::new();
+        let mut r = req(&c1, 1, "attacker");
+        // a published port on 127.0.0.1 turns route_localnet on for the bridge
+        r.ports = parse_port_spec("127.0.0.1:8080:80").expect("spec");
+        let e = h.nm.connect("bridge", r).expect("connect");
+        let secret = UdpSocket::bind("127.0.0.1:9999").expect("bind lo");
+        let open = UdpSocket::bind((def.gateway, 9998)).expect("bind gw");
+        for s in [&secret, &open] {
+            s.set_read_timeout(Some(Duration::from_millis(800)))
+                .expect("timeout");
+        }
+        let bridge_mac = mac_from_ip(def.gateway);
+        let my_mac = mac_from_ip(e.ip);
+        let idx = Netlink::in_netns(&c1.file)
+            .expect("nl")
+            .link_index("eth0")
+            .expect("lookup")
+            .expect("eth0");
+        let mut b = [0u8; 16];
+        // control: the same kind of frame to the gateway address arrives
+        c1.run(|| {
+            send_raw(
+                idx,
+                &udp_frame(bridge_mac, my_mac, e.ip, def.gateway, 9998, b"ok"),
+            )
+        });
+        let (n, _) = open
+            .recv_from(&mut b)
+            .expect("crafted frame to the gateway arrives");
+        assert_eq!(&b[..n], b"ok");
+        // the attack: a frame to 127.0.0.1 through the bridge is dropped
+        c1.run(|| {
+            send_raw(
+                idx,
+                &udp_frame(bridge_mac, my_mac, e.ip, Ipv4Addr::LOCALHOST, 9999, b"leak"),
+            )
+        });
+        assert!(
+            secret.recv_from(&mut b).is_err(),
+            "container reached 127.0.0.1 on the host"
+        );
+        let fw = h.nm.firewall_dump().expect("nft").expect("table");
+        assert!(fw.contains("\"guard\""), "{fw}");
+    })
+}
