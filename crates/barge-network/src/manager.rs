@@ -191,6 +191,12 @@ pub struct NetworkManager {
 
 const ALIAS_PREFIX: &str = "barge:";
 
+// The engine shares one manager between tasks.
+const _: fn() = || {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<NetworkManager>();
+};
+
 fn state_err(path: &Path, source: io::Error) -> NetworkError {
     NetworkError::State {
         path: path.to_path_buf(),
@@ -598,7 +604,21 @@ impl NetworkManager {
                 }
                 s
             }
-            None => ipam::allocate_subnet(&self.cfg.default_pools, &used)?,
+            None => {
+                // also stay clear of the host's own networks (e.g. a LAN inside a pool)
+                let mut used = used;
+                let host = inner
+                    .nl
+                    .addrs(None)
+                    .map_err(nl_err("listing host addresses"))?;
+                used.extend(
+                    host.into_iter()
+                        .filter(|(_, ip, _)| !ip.is_loopback())
+                        .filter_map(|(_, ip, p)| Ipv4Net::new(ip, p).ok())
+                        .map(|n| n.trunc()),
+                );
+                ipam::allocate_subnet(&self.cfg.default_pools, &used)?
+            }
         };
         let gateway = spec.gateway.unwrap_or_else(|| subnet.first_host());
         if !ipam::is_host_addr(&subnet, gateway) {

@@ -271,7 +271,6 @@ impl Netlink {
     }
 
     /// IPv4 addresses of a link (or of all links with `index: None`), as (index, ip, prefix).
-    #[cfg(test)]
     pub fn addrs(&mut self, index: Option<u32>) -> io::Result<Vec<(u32, Ipv4Addr, u8)>> {
         let mut m = AddressMessage::default();
         m.header.family = AddressFamily::Inet;

@@ -379,6 +379,23 @@ fn user_networks_dns_isolation_and_internal() {
             "172.18.0.0/16",
             "from the default pool"
         );
+        // a host network inside the pool is skipped
+        let mut nl = Netlink::new().expect("nl");
+        let up = nl.link_index("up0").expect("lookup").expect("up0");
+        nl.add_addr(up, Ipv4Addr::new(172, 19, 7, 1), 24)
+            .expect("addr");
+        let c =
+            h.nm.create_network(NetworkSpec {
+                name: "c".into(),
+                ..Default::default()
+            })
+            .expect("net c");
+        assert_eq!(
+            c.subnet.to_string(),
+            "172.20.0.0/16",
+            "skips the host's 172.19.7.0/24"
+        );
+        h.nm.remove_network("c").expect("rm c");
         assert!(a.bridge.starts_with("br-") && a.bridge.len() == 15);
         let (c1, c2, c3) = (Cns::new(), Cns::new(), Cns::new());
         let mut r1 = req(&c1, 1, "web");
