@@ -334,6 +334,8 @@ fn published_ports_from_host_localhost_and_hairpin() {
         let fw = h.nm.firewall_dump().expect("nft").expect("table");
         assert!(!fw.contains("\"dnat\": {"), "{fw}");
         assert!(try_talk("127.0.0.1:8080".parse().expect("a")).is_err());
+        // and the host port is free again
+        drop(TcpListener::bind("0.0.0.0:8080").expect("port released"));
     })
 }
 
@@ -1013,5 +1015,44 @@ fn container_cannot_reach_host_loopback_services() {
         );
         let fw = h.nm.firewall_dump().expect("nft").expect("table");
         assert!(fw.contains("\"guard\""), "{fw}");
+    })
+}
+
+#[test]
+fn throughput_through_published_port() {
+    in_test_netns(|| {
+        let h = host();
+        h.nm.ensure_default_network().expect("default");
+        let c1 = Cns::new();
+        let mut r = req(&c1, 1, "sink");
+        r.ports = parse_port_spec("5001:5001").expect("spec");
+        h.nm.connect("bridge", r).expect("connect");
+        let l = listen(&c1, 5001);
+        let sink = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().expect("accept");
+            let mut total = 0u64;
+            let mut b = vec![0u8; 1 << 16];
+            loop {
+                match s.read(&mut b) {
+                    Ok(0) | Err(_) => return total,
+                    Ok(n) => total += n as u64,
+                }
+            }
+        });
+        const TOTAL: usize = 256 << 20;
+        let mut s = TcpStream::connect("127.0.0.1:5001").expect("connect through the port");
+        let chunk = vec![7u8; 1 << 16];
+        let t = Instant::now();
+        for _ in 0..TOTAL / chunk.len() {
+            s.write_all(&chunk).expect("write");
+        }
+        drop(s);
+        let got = sink.join().expect("sink");
+        let secs = t.elapsed().as_secs_f64();
+        assert_eq!(got, TOTAL as u64, "every byte arrived");
+        eprintln!(
+            "published port 127.0.0.1:5001 -> container: {:.0} MB/s",
+            TOTAL as f64 / secs / 1e6
+        );
     })
 }
