@@ -5,32 +5,56 @@
 //! # How the engine uses it
 //!
 //! ```text
-//! // daemon start-up, in the host network namespace:
-//! let nm = NetworkManager::open(&data_root.join("network"), NetworkConfig { .. })?;
-//! nm.repair()?;                    // recreate bridges, drop dead endpoints/links, rewrite nft, DNS
-//! nm.ensure_default_network()?;    // "bridge" network, device barge0
+//! // daemon start-up, in the host network namespace (every call must come from a thread in
+//! // the namespace `open` was called in; all calls are blocking, a few ms):
+//! let nm = Arc::new(NetworkManager::open(&data_root.join("network"), NetworkConfig {
+//!     bridge_name: "barge0".into(), bridge_ip: "172.17.0.1/16".parse()?,   // --bip
+//!     default_pools: vec![("172.18.0.0/15".parse()?, 16)], ..Default::default() })?);
+//! nm.repair()?;                  // recreate bridges, drop dead endpoints and orphan links,
+//!                                // rewrite the nft table, re-reserve ports, start DNS servers
+//! nm.ensure_default_network()?;  // network "bridge", device barge0
 //!
-//! // network create / ls / inspect / rm / prune:
+//! // network create / ls / inspect / rm / prune (Docker JSON: NetworkInfo::to_docker(&eps)):
 //! nm.create_network(NetworkSpec { name, subnet, gateway, ip_range, internal, labels })?;
-//! nm.list(); nm.inspect("name-or-id")?; nm.remove_network("name-or-id")?; nm.prune()?;
+//! nm.list(); let (info, eps) = nm.inspect("name-or-id")?; nm.remove_network("name-or-id")?;
+//! nm.prune()?;
 //!
-//! // container start, after the runtime created the init process (its netns exists):
+//! // container start, once the runtime created the init process (its netns exists), before
+//! // the user's process runs:
 //! let ep = nm.connect("bridge", ConnectRequest { container_id, name, aliases,
-//!     netns_path: "/proc/<pid>/ns/net".into(), ipv4: None,
-//!     ports: parse_port_spec("8080:80")? })?;
-//! // write the container's /etc/hosts and /etc/resolv.conf:
+//!     netns_path: format!("/proc/{pid}/ns/net").into(), ipv4: None,     // --ip
+//!     ports: parse_port_spec("127.0.0.1:8080:80/tcp")? })?;              // -p; -P: host_port None
+//! // the container's /etc/hosts and /etc/resolv.conf (first network decides resolv.conf):
 //! nm.hosts_file(&container_id, &hostname); nm.resolv_conf("bridge")?;
-//! // further networks: nm.connect("other", ..) gives eth1, ...
+//! // container inspect: ep.to_docker() per network, docker_ports(&ep.ports, &exposed)
+//! // `network connect` of a running container: nm.connect("other", ..) gives eth1, ...
 //!
-//! // container stop / rm / network disconnect:
+//! // container stop / rm / `network disconnect`:
 //! nm.disconnect_all(&container_id)?;   // or nm.disconnect(network, &container_id)
 //! ```
 //!
 //! `--network host|none|container:<id>` never reach this crate: the engine keeps the host
 //! namespace, an empty namespace, or joins the other container's namespace.
 //!
-//! All methods are blocking (a few ms; `nft` is run only when ports or networks change) and
-//! must be called from a thread in the host network namespace.
+//! # What it builds
+//!
+//! * A Linux bridge per network (fixed MAC, address = gateway, alias `barge:<id>` marking it
+//!   as ours), a veth pair per endpoint (`bv<12hex>` on the bridge, hairpin on; `ethN` created
+//!   directly in the container's namespace with the MAC `02:42:<ip>`), an address and a default
+//!   route (none on internal networks) inside.
+//! * One nftables table `ip barge`, rewritten whole in one transaction when networks change;
+//!   published ports are rules in its `ports` chain (added on connect, chain rewritten on
+//!   disconnect): DNAT from prerouting and output for local destinations (so the host's
+//!   addresses, 127.0.0.1 with `route_localnet`, and other containers through the host's
+//!   address all work), masquerade for outbound traffic and for hairpin/localhost clients,
+//!   isolation between bridges in `forward`, and a guard dropping bridge traffic to 127/8.
+//!   Host ports are reserved by binding them (no proxy): a port in use is an error.
+//! * A DNS server per user network on the gateway (UDP and TCP 53) answering the names,
+//!   aliases and short ids of the containers on that network only, forwarding the rest to the
+//!   host's non-loopback resolvers (not on internal networks), refusing other networks' clients.
+//! * Records under the state dir (`networks/<id>.json`, `endpoints/<net>-<container>.json`),
+//!   written temp + fsync + rename; the kernel is changed before a record is written and the
+//!   record removed after the kernel objects, so `repair` can always converge.
 
 mod dns;
 mod docker;
