@@ -806,7 +806,22 @@ impl NetworkManager {
         let mut mappings = Vec::new();
         let mut fds = Vec::new();
         for p in &req.ports {
-            let (port, fd) = reserve(p.host_ip, p.host_port, p.proto)?;
+            let (port, fd) = match (p.host_port, p.host_port_end) {
+                (Some(start), Some(end)) if end > start => {
+                    let mut found = None;
+                    for port in start..=end {
+                        if let Ok(r) = reserve(p.host_ip, Some(port), p.proto) {
+                            found = Some(r);
+                            break;
+                        }
+                    }
+                    match found {
+                        Some(r) => r,
+                        None => reserve(p.host_ip, Some(end), p.proto)?,
+                    }
+                }
+                _ => reserve(p.host_ip, p.host_port, p.proto)?,
+            };
             mappings.push(PortMapping {
                 host_ip: p.host_ip,
                 host_port: port,

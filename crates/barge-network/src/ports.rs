@@ -9,10 +9,13 @@ use serde::{Deserialize, Serialize};
 use crate::NetworkError;
 
 /// Transport protocol of a published port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Proto {
     /// TCP.
+    #[default]
     Tcp,
     /// UDP.
     Udp,
@@ -29,12 +32,16 @@ impl fmt::Display for Proto {
 
 /// One requested publication: a container port and where to publish it on the host.
 /// `host_port: None` asks for a random free host port.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortSpec {
     /// Host address to listen on; `None` is every host address (0.0.0.0).
     pub host_ip: Option<Ipv4Addr>,
     /// Host port; `None` picks a free one.
     pub host_port: Option<u16>,
+    /// With `host_port`, the end of a host port range (`8000-8010:80`): the first free port
+    /// of `host_port..=host_port_end` is used.
+    #[serde(default)]
+    pub host_port_end: Option<u16>,
     /// Port inside the container.
     pub container_port: u16,
     /// Protocol.
@@ -89,10 +96,8 @@ fn parse_range(spec: &str, s: &str, what: &str) -> Result<(u16, u16), NetworkErr
 /// Parses one `-p` value into one spec per container port (ranges expand).
 ///
 /// Forms: `80`, `80/udp`, `8080:80`, `127.0.0.1:8080:80`, `127.0.0.1::80`,
-/// `8000-8002:80-82/tcp`, `8000-8010:80` (the first free host port of the range is used:
-/// expressed as one spec per host port candidate is not possible, so the range must then be
-/// the same length as the container range or the container side a single port, in which case
-/// the first host port of the range is used).
+/// `8000-8002:80-82/tcp` (ranges of the same length pair up), `8000-8010:80` (the first free
+/// host port of the range is used).
 pub fn parse_port_spec(spec: &str) -> Result<Vec<PortSpec>, NetworkError> {
     let (body, proto) = match spec.rsplit_once('/') {
         Some((b, p)) => {
@@ -141,6 +146,7 @@ pub fn parse_port_spec(spec: &str) -> Result<Vec<PortSpec>, NetworkError> {
                 out.push(PortSpec {
                     host_ip,
                     host_port: None,
+                    host_port_end: None,
                     container_port: c,
                     proto,
                 })
@@ -152,6 +158,7 @@ pub fn parse_port_spec(spec: &str) -> Result<Vec<PortSpec>, NetworkError> {
                     out.push(PortSpec {
                         host_ip,
                         host_port: Some(h0 + i),
+                        host_port_end: None,
                         container_port: c0 + i,
                         proto,
                     })
@@ -160,6 +167,7 @@ pub fn parse_port_spec(spec: &str) -> Result<Vec<PortSpec>, NetworkError> {
                 out.push(PortSpec {
                     host_ip,
                     host_port: Some(h0),
+                    host_port_end: (h1 > h0).then_some(h1),
                     container_port: c0,
                     proto,
                 })
@@ -201,6 +209,7 @@ mod tests {
             PortSpec {
                 host_ip: None,
                 host_port: None,
+                host_port_end: None,
                 container_port: 80,
                 proto: Proto::Tcp
             }
@@ -222,7 +231,10 @@ mod tests {
         assert_eq!((v[2].host_port, v[2].container_port), (Some(8002), 82));
         let v = parse_port_spec("9000-9005:80").unwrap();
         assert_eq!(v.len(), 1);
-        assert_eq!(v[0].host_port, Some(9000));
+        assert_eq!(
+            (v[0].host_port, v[0].host_port_end),
+            (Some(9000), Some(9005))
+        );
         let v = parse_port_spec("80-81").unwrap();
         assert!(v.iter().all(|p| p.host_port.is_none()));
         assert!(parse_port_spec("8000-8002:80-81").is_err());

@@ -319,6 +319,12 @@ fn published_ports_from_host_localhost_and_hairpin() {
         let err = h.nm.connect("bridge", r).expect_err("port in use");
         assert!(matches!(err, NetworkError::PortInUse { .. }), "{err}");
         assert!(err.to_string().contains("9090"), "{err}");
+        // a host range takes its first free port
+        let mut r = req(&c3, 3, "late");
+        r.ports = parse_port_spec("8080-8082:80").expect("spec");
+        let e3 = h.nm.connect("bridge", r).expect("range");
+        assert_eq!(e3.ports[0].host_port, 8081, "8080 is taken by c1");
+        h.nm.disconnect("bridge", &cid(3)).expect("disconnect c3");
         // a port published by another container is taken too
         let mut r = req(&c3, 3, "late");
         r.ports = parse_port_spec("8080:80").expect("spec");
