@@ -160,6 +160,10 @@ pub struct Endpoint {
     pub mac: String,
     /// Published ports in force.
     pub ports: Vec<PortMapping>,
+    /// The namespace path given at connect (used to move the default route to another
+    /// network when this one is disconnected).
+    #[serde(default)]
+    pub netns_path: PathBuf,
 }
 
 /// What [`NetworkManager::repair`] found and fixed.
@@ -874,6 +878,7 @@ impl NetworkManager {
             gateway: (!net.internal).then_some(net.gateway),
             mac: ipam::mac_string(&mac),
             ports: mappings,
+            netns_path: req.netns_path.clone(),
         };
         let r = (|| -> Result<(), NetworkError> {
             inner
@@ -957,7 +962,41 @@ impl NetworkManager {
             self.apply_nft_ports(inner)?;
         }
         Self::refresh_dns(inner, &id);
-        remove_file(&self.ep_path(&key.0, &key.1))
+        remove_file(&self.ep_path(&key.0, &key.1))?;
+        if ep.gateway.is_some() {
+            Self::move_default_route(inner, container_id);
+        }
+        Ok(())
+    }
+
+    /// After the endpoint holding a container's default route went away, gives the container
+    /// a default route through another of its (non-internal) networks, as Docker does.
+    /// Best effort: the container may be gone already.
+    fn move_default_route(inner: &Inner, container_id: &str) {
+        let Some(next) = inner
+            .eps
+            .values()
+            .find(|e| e.container_id == container_id && e.gateway.is_some())
+        else {
+            return;
+        };
+        let r = (|| -> io::Result<()> {
+            let ns = File::open(&next.netns_path)?;
+            let mut cnl = Netlink::in_netns(&ns)?;
+            if cnl.has_default_route()? {
+                return Ok(());
+            }
+            let idx = cnl
+                .link_index(&next.ifname)?
+                .ok_or_else(|| io::Error::other(format!("{} is gone", next.ifname)))?;
+            if let Some(gw) = next.gateway {
+                cnl.add_default_route(gw, idx)?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = r {
+            tracing::debug!("moving the default route of {container_id}: {e}");
+        }
     }
 
     /// Disconnects a container from every network it is on (container stop/removal).

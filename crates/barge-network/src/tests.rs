@@ -452,6 +452,14 @@ fn user_networks_dns_isolation_and_internal() {
             .run(|| talk("10.10.0.2:80"))
             .starts_with("c1 hi from 10.10.0.4"));
         assert_eq!(query(&c1, a.gateway, "other"), Some((0, vec![e3a.ip])));
+        // leaving b (which held the default route) moves the default route to a
+        h.nm.disconnect("b", &cid(3)).expect("leave b");
+        assert_eq!(c3.links(), vec!["lo".to_string(), "eth1".to_string()]);
+        serve(
+            TcpListener::bind("10.99.0.1:7003").expect("host listen"),
+            "host",
+        );
+        assert_eq!(c3.run(|| talk("10.99.0.1:7003")), "host hi from 10.10.0.4");
         h.nm.disconnect("a", &cid(3)).expect("disconnect");
         assert_eq!(
             query(&c1, a.gateway, "other"),
