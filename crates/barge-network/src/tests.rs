@@ -419,6 +419,25 @@ fn user_networks_dns_isolation_and_internal() {
         assert_eq!(query(&c2, a.gateway, "web"), Some((0, vec![e1.ip])));
         assert_eq!(query(&c2, a.gateway, "API"), Some((0, vec![e1.ip])));
         assert_eq!(query(&c1, a.gateway, "client"), Some((0, vec![e2.ip])));
+        // DNS over TCP too
+        let tcp_answer = c2.run(|| {
+            let mut s = TcpStream::connect_timeout(
+                &SocketAddr::from((a.gateway, 53)),
+                Duration::from_secs(3),
+            )
+            .expect("tcp 53");
+            s.set_read_timeout(Some(Duration::from_secs(3)))
+                .expect("timeout");
+            let q = dns::build_query(7, "web", dns::TYPE_A);
+            s.write_all(&(q.len() as u16).to_be_bytes()).expect("len");
+            s.write_all(&q).expect("query");
+            let mut len = [0u8; 2];
+            s.read_exact(&mut len).expect("reply length");
+            let mut r = vec![0u8; u16::from_be_bytes(len) as usize];
+            s.read_exact(&mut r).expect("reply");
+            dns::parse_response(&r)
+        });
+        assert_eq!(tcp_answer, Some((0, vec![e1.ip])));
         // others forwarded to the host's (non-loopback) resolver
         assert_eq!(
             query(&c2, a.gateway, "elsewhere.example"),
@@ -503,7 +522,19 @@ fn teardown_leaves_no_links_addresses_or_rules() {
         let before = host_links();
         let h = host();
         let baseline: BTreeSet<String> = host_links();
+        // forwarding is turned on only when a network needs it (not for internal ones)
+        let fwd = || std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").expect("sysctl");
+        assert_eq!(fwd().trim(), "0");
+        h.nm.create_network(NetworkSpec {
+            name: "only-internal".into(),
+            internal: true,
+            ..Default::default()
+        })
+        .expect("internal");
+        assert_eq!(fwd().trim(), "0");
+        h.nm.remove_network("only-internal").expect("rm");
         h.nm.ensure_default_network().expect("default");
+        assert_eq!(fwd().trim(), "1");
         h.nm.create_network(NetworkSpec {
             name: "t".into(),
             ..Default::default()
