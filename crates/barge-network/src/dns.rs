@@ -266,9 +266,12 @@ pub(crate) fn build_query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
 /// Parses a response: (rcode, A addresses). For tests.
 #[cfg(test)]
 pub(crate) fn parse_response(r: &[u8]) -> Option<(u8, Vec<Ipv4Addr>)> {
+    if r.len() < 12 {
+        return None;
+    }
     let q = {
         let mut fake = r.to_vec();
-        *fake.get_mut(2)? &= 0x7f;
+        fake[2] &= 0x7f;
         fake[6] = 0;
         fake[7] = 0;
         parse_query(&fake)?
@@ -327,6 +330,32 @@ mod tests {
         assert!(parse_query(&r).is_none(), "a response is not a query");
         assert!(parse_query(&q[..10]).is_none());
         assert!(parse_query(&q[..q.len() - 1]).is_none());
+    }
+
+    #[test]
+    fn hostile_packets_do_not_panic() {
+        let q = build_query(9, "some.name.example", TYPE_A);
+        let mut seed = 0x2545_f491_u32;
+        for len in 0..q.len() + 8 {
+            for _ in 0..200 {
+                let mut p: Vec<u8> = q.iter().copied().chain([0xc0, 0xff, 0x3f, 0]).collect();
+                p.truncate(len);
+                for b in p.iter_mut() {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 17;
+                    seed ^= seed << 5;
+                    if seed % 7 == 0 {
+                        *b = seed as u8;
+                    }
+                }
+                if let Some(parsed) = parse_query(&p) {
+                    assert!(parsed.end <= p.len());
+                    let r = response(&p, &parsed, 0, &[Ipv4Addr::LOCALHOST]);
+                    assert!(r.len() > parsed.end);
+                }
+                let _ = parse_response(&p);
+            }
+        }
     }
 
     #[test]
