@@ -61,6 +61,7 @@ mod docker;
 mod ipam;
 mod manager;
 mod netlink;
+mod netns;
 mod nft;
 mod ports;
 
@@ -75,6 +76,7 @@ pub use ipam::{mac_from_ip, mac_string, Ipv4Net};
 pub use manager::{
     ConnectRequest, Endpoint, NetworkConfig, NetworkInfo, NetworkManager, NetworkSpec, RepairReport,
 };
+pub use netns::{create_netns, is_netns, remove_netns};
 pub use ports::{parse_port_spec, PortMapping, PortSpec, Proto};
 
 /// Everything that can go wrong; each variant names the problem.

@@ -1101,3 +1101,48 @@ fn throughput_through_published_port() {
         );
     })
 }
+
+#[test]
+fn named_netns_file_for_a_container() {
+    // a private mount namespace too, so the bind mounts never show on the host
+    std::thread::scope(|s| {
+        let h = s.spawn(|| {
+            unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWNET).expect("unshare");
+            nix::mount::mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+                None::<&str>,
+            )
+            .expect("make / private");
+            let mut nl = Netlink::new().expect("netlink");
+            let lo = nl.link_index("lo").expect("lo").expect("lo");
+            nl.set_up(lo, None).expect("lo up");
+            let h = host();
+            h.nm.ensure_default_network().expect("default");
+            let p = h._dir.path().join("sandbox-1");
+            create_netns(&p).expect("create netns");
+            assert!(is_netns(&p));
+            assert!(!is_netns(h._dir.path()));
+            assert!(matches!(create_netns(&p), Err(NetworkError::Netns { .. })));
+            let mut r = req(&Cns::new(), 1, "sandboxed");
+            r.netns_path = p.clone();
+            let e = h.nm.connect("bridge", r).expect("connect by path");
+            let c = Cns {
+                file: File::open(&p).expect("open ns"),
+            };
+            assert!(c.links().contains(&e.ifname));
+            serve(TcpListener::bind("10.99.0.1:7004").expect("listen"), "host");
+            assert_eq!(c.run(|| talk("10.99.0.1:7004")), "host hi from 172.17.0.2");
+            drop(c);
+            h.nm.disconnect_all(&cid(1)).expect("disconnect");
+            remove_netns(&p).expect("remove");
+            assert!(!p.exists());
+            remove_netns(&p).expect("removing twice is fine");
+        });
+        if let Err(p) = h.join() {
+            std::panic::resume_unwind(p)
+        }
+    })
+}
