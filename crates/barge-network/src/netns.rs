@@ -67,9 +67,8 @@ pub fn remove_netns(path: &Path) -> Result<(), NetworkError> {
 
 /// Whether `path` is a network namespace file.
 pub fn is_netns(path: &Path) -> bool {
-    const NSFS_MAGIC: i64 = 0x6e73_6673;
     File::open(path)
         .ok()
         .and_then(|f| nix::sys::statfs::fstatfs(&f).ok())
-        .is_some_and(|s| s.filesystem_type().0 as i64 == NSFS_MAGIC)
+        .is_some_and(|s| s.filesystem_type() == nix::sys::statfs::NSFS_MAGIC)
 }
