@@ -320,6 +320,12 @@ impl NetworkManager {
     }
 
     fn find(inner: &Inner, key: &str) -> Result<String, NetworkError> {
+        if key == "default" {
+            // Docker's NetworkMode "default" is the default bridge
+            if let Some(n) = inner.nets.values().find(|n| n.default) {
+                return Ok(n.id.clone());
+            }
+        }
         if let Some(n) = inner.nets.values().find(|n| n.id == key || n.name == key) {
             return Ok(n.id.clone());
         }
