@@ -218,8 +218,12 @@ fn two_containers_on_default_bridge_talk() {
             h.nm.connect("bridge", req(&c1, 1, "one"))
                 .expect("connect 1");
         let e2 =
-            h.nm.connect("bridge", req(&c2, 2, "two"))
+            h.nm.connect("default", req(&c2, 2, "two"))
                 .expect("connect 2");
+        assert_eq!(
+            e2.network_name, "bridge",
+            "NetworkMode default is the bridge"
+        );
         assert_eq!(e1.ip, Ipv4Addr::new(172, 17, 0, 2));
         assert_eq!(e2.ip, Ipv4Addr::new(172, 17, 0, 3));
         assert_eq!(e1.mac, "02:42:ac:11:00:02");
