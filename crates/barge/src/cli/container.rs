@@ -957,6 +957,12 @@ fn tmpl_err(e: super::format::TemplateError) -> Error {
 
 /// `ps`
 pub async fn ps(c: &Client, a: PsArgs) -> Result<()> {
+    let default = if a.size {
+        "{{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}\t{{.Size}}"
+    } else {
+        "{{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
+    };
+    let f = ListFormat::new(a.format.as_deref(), default, PS_HEADERS).map_err(tmpl_err)?;
     let mut q = vec![];
     let limit = if a.latest { Some(1) } else { a.last };
     if a.all || limit.is_some() {
@@ -985,12 +991,6 @@ pub async fn ps(c: &Client, a: PsArgs) -> Result<()> {
         print!("{out}");
         return Ok(());
     }
-    let default = if a.size {
-        "{{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}\t{{.Size}}"
-    } else {
-        "{{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
-    };
-    let f = ListFormat::new(a.format.as_deref(), default, PS_HEADERS).map_err(tmpl_err)?;
     let rows: Vec<Value> = items.iter().map(|i| ps_row(i, a.no_trunc)).collect();
     let out = f.render(&rows).map_err(tmpl_err)?;
     let mut so = std::io::stdout().lock();

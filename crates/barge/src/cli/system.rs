@@ -50,7 +50,11 @@ pub async fn version(c: &Client, a: FormatOnly) -> Result<()> {
         .pointer("/Platform/Name")
         .and_then(|v| v.as_str())
         .unwrap_or("Engine");
-    out.push_str(&format!("\nServer: {name}\n Engine:\n"));
+    if name.is_empty() {
+        out.push_str("\nServer:\n Engine:\n");
+    } else {
+        out.push_str(&format!("\nServer: {name}\n Engine:\n"));
+    }
     out.push_str(&format!("  Version:\t{}\n", g("Version")));
     out.push_str(&format!(
         "  API version:\t{} (minimum version {})\n",

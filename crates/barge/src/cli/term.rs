@@ -46,8 +46,6 @@ impl RawMode {
             }
             let saved = t;
             libc::cfmakeraw(&mut t);
-            // Keep output post-processing so "\n" from a non-tty stream still returns the carriage.
-            t.c_oflag |= libc::OPOST;
             if libc::tcsetattr(fd, libc::TCSANOW, &t) != 0 {
                 return None;
             }
