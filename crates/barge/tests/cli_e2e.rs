@@ -24,7 +24,11 @@ fn no_daemon_and_bad_flags() {
         .output()
         .expect("barge");
     assert_eq!(o.status.code(), Some(1), "{}", err(&o));
-    assert!(err(&o).contains("Cannot connect to the barge daemon"), "{}", err(&o));
+    assert!(
+        err(&o).contains("Cannot connect to the barge daemon"),
+        "{}",
+        err(&o)
+    );
     // `run` reports engine failures as 125.
     let o = Command::new(barge_bin())
         .args(["-H", &sock, "run", "busybox", "true"])
@@ -56,7 +60,10 @@ fn no_daemon_and_bad_flags() {
         assert_eq!(o.status.code(), Some(125), "{a:?}: {}", err(&o));
         assert!(!err(&o).is_empty(), "{a:?} printed no error");
     }
-    let o = Command::new(barge_bin()).arg("--help").output().expect("barge");
+    let o = Command::new(barge_bin())
+        .arg("--help")
+        .output()
+        .expect("barge");
     assert_eq!(o.status.code(), Some(0));
     assert!(out(&o).contains("Create and run a new container"));
     let o = Command::new(barge_bin())
@@ -74,46 +81,102 @@ fn run_exit_codes_and_streams() {
     }
     let d = Daemon::start();
     // stdout and stderr are kept apart, exit codes come through.
-    let o = d.run(&["run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    let o = d.run(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
     assert_eq!(o.status.code(), Some(3));
     assert_eq!(out(&o), "out\n");
     assert_eq!(err(&o), "err\n");
     // 127: not found; 126: cannot invoke; 125: engine error.
     let o = d.run(&["run", "--rm", "busybox", "no-such-binary"]);
     assert_eq!(o.status.code(), Some(127), "{}", err(&o));
-    assert!(err(&o).contains("Error response from daemon"), "{}", err(&o));
+    assert!(
+        err(&o).contains("Error response from daemon"),
+        "{}",
+        err(&o)
+    );
     let o = d.run(&["run", "--rm", "busybox", "/etc"]);
     assert_eq!(o.status.code(), Some(126), "{}", err(&o));
     let o = d.run(&["run", "--rm", "--pull", "never", "no-such-image:1", "true"]);
     assert_eq!(o.status.code(), Some(125), "{}", err(&o));
-    assert!(err(&o).contains("Error response from daemon:"), "{}", err(&o));
+    assert!(
+        err(&o).contains("Error response from daemon:"),
+        "{}",
+        err(&o)
+    );
     // Names already taken: the daemon's message, 125.
     d.ok(&["create", "--name", "taken", "busybox", "true"]);
     let o = d.run(&["create", "--name", "taken", "busybox", "true"]);
     assert_eq!(o.status.code(), Some(125));
     assert!(err(&o).contains("already in use"), "{}", err(&o));
     // -i forwards stdin and closes it at EOF.
-    let o = d.run_stdin(&["run", "--rm", "-i", "busybox", "sh", "-c", "tr a-z A-Z; exit 7"], b"hello\nworld\n");
+    let o = d.run_stdin(
+        &[
+            "run",
+            "--rm",
+            "-i",
+            "busybox",
+            "sh",
+            "-c",
+            "tr a-z A-Z; exit 7",
+        ],
+        b"hello\nworld\n",
+    );
     assert_eq!(out(&o), "HELLO\nWORLD\n");
     assert_eq!(o.status.code(), Some(7));
     // Flags reach the container: env, env-file, workdir, user, hostname, labels, entrypoint.
     let envf = d.dir.path().join("env.list");
     std::fs::write(&envf, "# comment\nFROM_FILE=yes\n").expect("env file");
     let o = d.ok(&[
-        "run", "--rm", "-e", "A=1", "--env-file", envf.to_str().unwrap_or_default(), "-w", "/tmp", "-u", "1000:1000",
-        "--hostname", "boxy", "busybox", "sh", "-c", "echo $A $FROM_FILE $(pwd) $(id -u) $(hostname)",
+        "run",
+        "--rm",
+        "-e",
+        "A=1",
+        "--env-file",
+        envf.to_str().unwrap_or_default(),
+        "-w",
+        "/tmp",
+        "-u",
+        "1000:1000",
+        "--hostname",
+        "boxy",
+        "busybox",
+        "sh",
+        "-c",
+        "echo $A $FROM_FILE $(pwd) $(id -u) $(hostname)",
     ]);
     assert_eq!(o, "1 yes /tmp 1000 boxy");
-    let o = d.ok(&["run", "--rm", "--entrypoint", "echo", "busybox", "-n", "via-entrypoint"]);
+    let o = d.ok(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "echo",
+        "busybox",
+        "-n",
+        "via-entrypoint",
+    ]);
     assert_eq!(o, "via-entrypoint");
     // A read-only rootfs, a tmpfs and a bind mount.
     let host = d.dir.path().join("bind");
     std::fs::create_dir(&host).expect("mkdir");
     std::fs::write(host.join("f"), "from-host").expect("write");
     let o = d.run(&[
-        "run", "--rm", "--read-only", "--tmpfs", "/scratch", "-v",
+        "run",
+        "--rm",
+        "--read-only",
+        "--tmpfs",
+        "/scratch",
+        "-v",
         &format!("{}:/mnt:ro", host.display()),
-        "busybox", "sh", "-c", "cat /mnt/f; touch /scratch/ok && echo tmpfs-ok; touch /nope 2>/dev/null || echo ro-ok",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /mnt/f; touch /scratch/ok && echo tmpfs-ok; touch /nope 2>/dev/null || echo ro-ok",
     ]);
     assert_eq!(out(&o), "from-hosttmpfs-ok\nro-ok\n", "{}", err(&o));
     // Detached run prints the full id.
@@ -129,7 +192,15 @@ fn lifecycle_ps_inspect_logs_exec() {
     }
     let d = Daemon::start();
     let id = d.ok(&[
-        "run", "-d", "--name", "web", "-l", "tier=front", "busybox", "sh", "-c",
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-l",
+        "tier=front",
+        "busybox",
+        "sh",
+        "-c",
         "echo line1; echo line2; echo err1 >&2; exec sleep 300",
     ]);
     assert_eq!(id.len(), 64);
@@ -144,20 +215,47 @@ fn lifecycle_ps_inspect_logs_exec() {
     assert!(row.ends_with("web"), "{row}");
     assert_eq!(d.ok(&["ps", "-q"]), id[..12]);
     assert_eq!(d.ok(&["ps", "-q", "--no-trunc"]), id);
-    assert_eq!(d.ok(&["ps", "--format", "{{.Names}}|{{.Image}}|{{.Labels}}"]), "web|busybox|tier=front");
+    assert_eq!(
+        d.ok(&["ps", "--format", "{{.Names}}|{{.Image}}|{{.Labels}}"]),
+        "web|busybox|tier=front"
+    );
     assert_eq!(d.ok(&["ps", "--format", "table {{.Names}}"]), "NAMES\nweb");
-    let j: serde_json::Value = serde_json::from_str(&d.ok(&["ps", "--format", "json"])).expect("json");
+    let j: serde_json::Value =
+        serde_json::from_str(&d.ok(&["ps", "--format", "json"])).expect("json");
     assert_eq!(j["Names"], "web");
     assert_eq!(d.ok(&["ps", "-q", "--filter", "label=tier=back"]), "");
     assert_eq!(d.ok(&["ps", "-q", "--filter", "name=web"]), id[..12]);
     assert_eq!(d.ok(&["container", "ls", "-q"]), id[..12]);
     // inspect -f with nesting, json, index, range.
-    assert_eq!(d.ok(&["inspect", "-f", "{{.State.Status}}", "web"]), "running");
-    assert_eq!(d.ok(&["inspect", "-f", "{{json .Config.Labels}}", "web"]), r#"{"tier":"front"}"#);
-    assert_eq!(d.ok(&["inspect", "-f", r#"{{index .Config.Labels "tier"}}"#, "web"]), "front");
-    assert_eq!(d.ok(&["inspect", "-f", "{{range .Config.Cmd}}[{{.}}]{{end}}", "web"]).matches('[').count(), 3);
-    assert_eq!(d.ok(&["container", "inspect", "--format", "{{.Id}}", "web"]), id);
-    let full: serde_json::Value = serde_json::from_str(&d.ok(&["inspect", "web"])).expect("inspect json");
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.Status}}", "web"]),
+        "running"
+    );
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{json .Config.Labels}}", "web"]),
+        r#"{"tier":"front"}"#
+    );
+    assert_eq!(
+        d.ok(&["inspect", "-f", r#"{{index .Config.Labels "tier"}}"#, "web"]),
+        "front"
+    );
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{range .Config.Cmd}}[{{.}}]{{end}}",
+            "web"
+        ])
+        .matches('[')
+        .count(),
+        3
+    );
+    assert_eq!(
+        d.ok(&["container", "inspect", "--format", "{{.Id}}", "web"]),
+        id
+    );
+    let full: serde_json::Value =
+        serde_json::from_str(&d.ok(&["inspect", "web"])).expect("inspect json");
     assert_eq!(full[0]["Name"], "/web");
     let o = d.run(&["inspect", "nosuch"]);
     assert_eq!(o.status.code(), Some(1));
@@ -169,24 +267,52 @@ fn lifecycle_ps_inspect_logs_exec() {
     assert_eq!(err(&o), "err1\n");
     assert_eq!(out(&d.run(&["logs", "--tail", "1", "web"])), "line2\n");
     let ts = out(&d.run(&["logs", "-t", "web"]));
-    assert!(ts.lines().all(|l| l.len() > 30 && l.as_bytes()[4] == b'-' && l.contains('T')), "{ts}");
+    assert!(
+        ts.lines()
+            .all(|l| l.len() > 30 && l.as_bytes()[4] == b'-' && l.contains('T')),
+        "{ts}"
+    );
     // exec: output, exit code, env, user, workdir.
     assert_eq!(d.ok(&["exec", "web", "echo", "hi"]), "hi");
     let o = d.run(&["exec", "web", "sh", "-c", "exit 9"]);
     assert_eq!(o.status.code(), Some(9));
-    assert_eq!(d.ok(&["exec", "-e", "X=y", "-u", "1000", "-w", "/tmp", "web", "sh", "-c", "echo $X $(id -u) $(pwd)"]), "y 1000 /tmp");
+    assert_eq!(
+        d.ok(&[
+            "exec",
+            "-e",
+            "X=y",
+            "-u",
+            "1000",
+            "-w",
+            "/tmp",
+            "web",
+            "sh",
+            "-c",
+            "echo $X $(id -u) $(pwd)"
+        ]),
+        "y 1000 /tmp"
+    );
     let o = d.run_stdin(&["exec", "-i", "web", "cat"], b"piped\n");
     assert_eq!(out(&o), "piped\n");
     d.ok(&["exec", "-d", "web", "touch", "/tmp/detached"]);
-    assert!(d.eventually(10, || d.run(&["exec", "web", "test", "-e", "/tmp/detached"]).status.success()));
+    assert!(d.eventually(10, || d
+        .run(&["exec", "web", "test", "-e", "/tmp/detached"])
+        .status
+        .success()));
     // top lists the process.
     let top = d.ok(&["top", "web"]);
     assert!(top.contains("PID") && top.contains("sleep 300"), "{top}");
     // pause / unpause.
     d.ok(&["pause", "web"]);
-    assert_eq!(d.ok(&["inspect", "-f", "{{.State.Status}}", "web"]), "paused");
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.Status}}", "web"]),
+        "paused"
+    );
     d.ok(&["unpause", "web"]);
-    assert_eq!(d.ok(&["inspect", "-f", "{{.State.Status}}", "web"]), "running");
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.Status}}", "web"]),
+        "running"
+    );
     // rename.
     d.ok(&["rename", "web", "web2"]);
     assert_eq!(d.ok(&["ps", "--format", "{{.Names}}"]), "web2");
@@ -195,20 +321,40 @@ fn lifecycle_ps_inspect_logs_exec() {
     assert_eq!(d.ok(&["wait", "web2"]), "137");
     assert_eq!(d.ok(&["ps", "-q"]), "");
     assert_eq!(d.ok(&["ps", "-aq"]).lines().count(), 1);
-    assert!(d.ok(&["ps", "-a", "--format", "{{.Status}}"]).starts_with("Exited (137)"));
+    assert!(d
+        .ok(&["ps", "-a", "--format", "{{.Status}}"])
+        .starts_with("Exited (137)"));
     d.ok(&["restart", "-t", "1", "web2"]);
-    assert_eq!(d.ok(&["inspect", "-f", "{{.State.Running}}", "web2"]), "true");
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.Running}}", "web2"]),
+        "true"
+    );
     d.ok(&["stop", "-t", "1", "web2"]);
-    assert_eq!(d.ok(&["inspect", "-f", "{{.State.Running}}", "web2"]), "false");
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.Running}}", "web2"]),
+        "false"
+    );
     d.ok(&["start", "web2"]);
     // rm without -f refuses a running container; -f removes it.
     let o = d.run(&["rm", "web2"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(err(&o).starts_with("Error response from daemon:"), "{}", err(&o));
+    assert!(
+        err(&o).starts_with("Error response from daemon:"),
+        "{}",
+        err(&o)
+    );
     d.ok(&["rm", "-f", "web2"]);
     assert_eq!(d.ok(&["ps", "-aq"]), "");
     // start -a returns the container's exit code.
-    d.ok(&["create", "--name", "once", "busybox", "sh", "-c", "echo attached; exit 4"]);
+    d.ok(&[
+        "create",
+        "--name",
+        "once",
+        "busybox",
+        "sh",
+        "-c",
+        "echo attached; exit 4",
+    ]);
     let o = d.run(&["start", "-a", "once"]);
     assert_eq!(out(&o), "attached\n");
     assert_eq!(o.status.code(), Some(4));
@@ -217,7 +363,10 @@ fn lifecycle_ps_inspect_logs_exec() {
     let s = d.ok(&["stats", "--no-stream", "st"]);
     assert!(s.starts_with("CONTAINER ID   NAME"), "{s}");
     assert!(s.contains("st "), "{s}");
-    assert_eq!(d.ok(&["stats", "--no-stream", "--format", "{{.Name}}", "st"]), "st");
+    assert_eq!(
+        d.ok(&["stats", "--no-stream", "--format", "{{.Name}}", "st"]),
+        "st"
+    );
 }
 
 #[test]
@@ -232,19 +381,32 @@ fn files_images_and_volumes() {
     std::fs::create_dir_all(src.join("sub")).expect("mkdir");
     std::fs::write(src.join("a.txt"), "alpha").expect("write");
     std::fs::write(src.join("sub/b.txt"), "beta").expect("write");
-    d.ok(&["cp", src.join("a.txt").to_str().unwrap_or_default(), "box:/tmp/"]);
+    d.ok(&[
+        "cp",
+        src.join("a.txt").to_str().unwrap_or_default(),
+        "box:/tmp/",
+    ]);
     assert_eq!(d.ok(&["exec", "box", "cat", "/tmp/a.txt"]), "alpha");
-    d.ok(&["cp", src.join("a.txt").to_str().unwrap_or_default(), "box:/tmp/renamed.txt"]);
+    d.ok(&[
+        "cp",
+        src.join("a.txt").to_str().unwrap_or_default(),
+        "box:/tmp/renamed.txt",
+    ]);
     assert_eq!(d.ok(&["exec", "box", "cat", "/tmp/renamed.txt"]), "alpha");
     d.ok(&["cp", src.to_str().unwrap_or_default(), "box:/srv"]);
     assert_eq!(d.ok(&["exec", "box", "cat", "/srv/sub/b.txt"]), "beta");
     let back = d.dir.path().join("back");
     std::fs::create_dir(&back).expect("mkdir");
     d.ok(&["cp", "box:/srv", back.to_str().unwrap_or_default()]);
-    assert_eq!(std::fs::read_to_string(back.join("srv/sub/b.txt")).unwrap_or_default(), "beta");
+    assert_eq!(
+        std::fs::read_to_string(back.join("srv/sub/b.txt")).unwrap_or_default(),
+        "beta"
+    );
     let f = back.join("hosts-copy");
     d.ok(&["cp", "box:/etc/passwd", f.to_str().unwrap_or_default()]);
-    assert!(std::fs::read_to_string(&f).unwrap_or_default().starts_with("root:"));
+    assert!(std::fs::read_to_string(&f)
+        .unwrap_or_default()
+        .starts_with("root:"));
     let o = d.run(&["cp", "box:/no/such", back.to_str().unwrap_or_default()]);
     assert_eq!(o.status.code(), Some(1));
     // diff shows the additions.
@@ -253,13 +415,26 @@ fn files_images_and_volumes() {
     // commit -> a runnable image with the change.
     let img = d.ok(&["commit", "-c", "ENV COMMITTED=1", "box", "committed:v1"]);
     assert!(img.starts_with("sha256:"), "{img}");
-    assert_eq!(d.ok(&["run", "--rm", "committed:v1", "sh", "-c", "cat /tmp/a.txt; echo $COMMITTED"]), "alpha1");
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "committed:v1",
+            "sh",
+            "-c",
+            "cat /tmp/a.txt; echo $COMMITTED"
+        ]),
+        "alpha1"
+    );
     // images: table, -q, --format; tag, history, rmi.
     let imgs = d.ok(&["images"]);
     assert!(imgs.starts_with("REPOSITORY   TAG"), "{imgs}");
     assert!(imgs.contains("committed") && imgs.contains("busybox"));
     d.ok(&["tag", "busybox", "mybox:2"]);
-    assert!(d.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]).lines().any(|l| l == "mybox:2"));
+    assert!(d
+        .ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
+        .lines()
+        .any(|l| l == "mybox:2"));
     assert!(d.ok(&["history", "committed:v1"]).starts_with("IMAGE"));
     let rmi = d.ok(&["rmi", "mybox:2"]);
     assert!(rmi.contains("Untagged: mybox:2"), "{rmi}");
@@ -267,7 +442,12 @@ fn files_images_and_volumes() {
     assert_eq!(o.status.code(), Some(1));
     // save -> rmi -> load round trip.
     let tar = d.dir.path().join("saved.tar");
-    d.ok(&["save", "-o", tar.to_str().unwrap_or_default(), "committed:v1"]);
+    d.ok(&[
+        "save",
+        "-o",
+        tar.to_str().unwrap_or_default(),
+        "committed:v1",
+    ]);
     assert!(std::fs::metadata(&tar).map(|m| m.len()).unwrap_or(0) > 1000);
     d.ok(&["rm", "-f", "box"]);
     d.ok(&["rmi", "committed:v1"]);
@@ -277,14 +457,43 @@ fn files_images_and_volumes() {
     d.ok(&["create", "--name", "ex", "busybox", "true"]);
     let exp = d.dir.path().join("ex.tar");
     d.ok(&["export", "-o", exp.to_str().unwrap_or_default(), "ex"]);
-    let list = Command::new("tar").arg("-tf").arg(&exp).output().expect("tar");
-    assert!(out(&list).lines().any(|l| l.trim_start_matches("./") == "bin/busybox"));
+    let list = Command::new("tar")
+        .arg("-tf")
+        .arg(&exp)
+        .output()
+        .expect("tar");
+    assert!(out(&list)
+        .lines()
+        .any(|l| l.trim_start_matches("./") == "bin/busybox"));
     // volumes.
     assert_eq!(d.ok(&["volume", "create", "vol1"]), "vol1");
     assert!(d.ok(&["volume", "ls", "-q"]).lines().any(|l| l == "vol1"));
-    d.ok(&["run", "--rm", "-v", "vol1:/data", "busybox", "sh", "-c", "echo kept > /data/f"]);
-    assert_eq!(d.ok(&["run", "--rm", "--mount", "type=volume,src=vol1,dst=/d", "busybox", "cat", "/d/f"]), "kept");
-    assert_eq!(d.ok(&["volume", "inspect", "-f", "{{.Name}}", "vol1"]), "vol1");
+    d.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "vol1:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "echo kept > /data/f",
+    ]);
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "--mount",
+            "type=volume,src=vol1,dst=/d",
+            "busybox",
+            "cat",
+            "/d/f"
+        ]),
+        "kept"
+    );
+    assert_eq!(
+        d.ok(&["volume", "inspect", "-f", "{{.Name}}", "vol1"]),
+        "vol1"
+    );
     assert_eq!(d.ok(&["volume", "rm", "vol1"]), "vol1");
     // system df and prune.
     assert!(d.ok(&["system", "df"]).starts_with("TYPE"));
@@ -293,10 +502,25 @@ fn files_images_and_volumes() {
     assert_eq!(d.ok(&["ps", "-aq"]), "");
     // info, version.
     assert!(d.ok(&["info"]).contains("Containers:"));
-    assert!(d.ok(&["version", "--format", "{{.Server.ApiVersion}}"]).starts_with("1."));
+    assert!(d
+        .ok(&["version", "--format", "{{.Server.ApiVersion}}"])
+        .starts_with("1."));
     // events --since/--until replays what happened.
-    let ev = d.ok(&["events", "--since", "5m", "--until", "0s", "--filter", "type=container", "--format", "{{.Action}}"]);
-    assert!(ev.lines().any(|l| l == "create") && ev.lines().any(|l| l == "destroy"), "{ev}");
+    let ev = d.ok(&[
+        "events",
+        "--since",
+        "5m",
+        "--until",
+        "0s",
+        "--filter",
+        "type=container",
+        "--format",
+        "{{.Action}}",
+    ]);
+    assert!(
+        ev.lines().any(|l| l == "create") && ev.lines().any(|l| l == "destroy"),
+        "{ev}"
+    );
 }
 
 #[test]
@@ -325,7 +549,10 @@ fn terminal_sessions() {
         &[("# ", b"echo ready\r"), ("ready", &[16, 17])],
     );
     assert_eq!(code, 0, "{o}");
-    assert_eq!(d.ok(&["inspect", "-f", "{{.State.Running}}", "det"]), "true");
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.Running}}", "det"]),
+        "true"
+    );
     // exec -it into it; then attach and exit from the attached shell.
     let (o, code) = pty_session(
         &env,
@@ -345,4 +572,98 @@ fn terminal_sessions() {
     );
     assert_eq!(code, 6, "{o}");
     assert_eq!(d.ok(&["inspect", "-f", "{{.State.ExitCode}}", "det"]), "6");
+}
+
+#[test]
+fn networks_ports_update() {
+    if skip_unless_root() {
+        return;
+    }
+    let d = Daemon::start();
+    let net = d.ok(&["network", "create", "--subnet", "10.199.0.0/24", "testnet"]);
+    assert_eq!(net.len(), 64, "{net}");
+    assert!(d
+        .ok(&["network", "ls", "--format", "{{.Name}}"])
+        .lines()
+        .any(|l| l == "testnet"));
+    assert_eq!(
+        d.ok(&["network", "inspect", "-f", "{{.Driver}}", "testnet"]),
+        "bridge"
+    );
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "n1",
+        "--network",
+        "testnet",
+        "--ip",
+        "10.199.0.5",
+        "--network-alias",
+        "web",
+        "-p",
+        "127.0.0.1:18080:80",
+        "-m",
+        "64m",
+        "--pids-limit",
+        "50",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            "n1"
+        ]),
+        "10.199.0.5"
+    );
+    assert_eq!(d.ok(&["port", "n1"]), "80/tcp -> 127.0.0.1:18080");
+    assert_eq!(d.ok(&["port", "n1", "80"]), "127.0.0.1:18080");
+    assert_eq!(
+        d.ok(&["ps", "--format", "{{.Ports}}"]),
+        "127.0.0.1:18080->80/tcp"
+    );
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}}",
+            "n1"
+        ]),
+        "67108864 50"
+    );
+    d.ok(&["update", "-m", "128m", "--memory-swap", "256m", "n1"]);
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.HostConfig.Memory}}", "n1"]),
+        "134217728"
+    );
+    let o = d.run(&["port", "n1", "81"]);
+    assert_eq!(o.status.code(), Some(1));
+    // connect/disconnect a second container; rm of a network in use fails.
+    d.ok(&[
+        "create",
+        "--name",
+        "n2",
+        "--network",
+        "none",
+        "busybox",
+        "true",
+    ]);
+    d.ok(&["network", "disconnect", "none", "n2"]);
+    d.ok(&["network", "connect", "--alias", "second", "testnet", "n2"]);
+    assert!(d
+        .ok(&["inspect", "-f", "{{json .NetworkSettings.Networks}}", "n2"])
+        .contains("testnet"));
+    let o = d.run(&["network", "rm", "testnet"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err(&o).contains("Error response from daemon"),
+        "{}",
+        err(&o)
+    );
+    d.ok(&["rm", "-f", "n1", "n2"]);
+    assert_eq!(d.ok(&["network", "rm", "testnet"]), "testnet");
 }

@@ -545,7 +545,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub platform: Option<String>,
     /// IMAGE [COMMAND] [ARG...]
-    #[arg(required = true, trailing_var_arg = true, value_name = "IMAGE [COMMAND] [ARG...]")]
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        value_name = "IMAGE [COMMAND] [ARG...]"
+    )]
     pub image_and_cmd: Vec<String>,
 }
 

@@ -46,16 +46,29 @@ pub async fn start_daemon(sock: &Path) -> Result<()> {
             Ok(())
         });
     }
-    let child = match cmd.spawn() {
+    let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(_) => return Ok(()),
     };
     let c = Client::new(sock.to_path_buf(), false);
-    if c.wait_ping(Duration::from_secs(15)).await {
-        eprintln!(
-            "barge: no daemon was running; started one in the background (pid {}, log {DAEMON_LOG})",
-            child.id()
-        );
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(15) {
+        if c.wait_ping(Duration::from_millis(200)).await {
+            eprintln!(
+                "barge: no daemon was running; started one in the background (pid {}, log {DAEMON_LOG})",
+                child.id()
+            );
+            // The daemon lives on in its own session; a reaper thread keeps it from
+            // becoming a zombie while this CLI runs.
+            std::thread::spawn(move || {
+                let _ = child.wait();
+            });
+            return Ok(());
+        }
+        if let Ok(Some(st)) = child.try_wait() {
+            eprintln!("barge: tried to start a daemon, but it exited ({st}); see {DAEMON_LOG}");
+            return Ok(());
+        }
     }
     Ok(())
 }

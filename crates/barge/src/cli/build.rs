@@ -33,7 +33,11 @@ pub fn parse_ignore(text: &str) -> Vec<IgnoreRule> {
             let p = p.strip_prefix("./").unwrap_or(p);
             IgnoreRule {
                 negate,
-                parts: p.split('/').filter(|s| !s.is_empty() && *s != ".").map(|s| s.to_string()).collect(),
+                parts: p
+                    .split('/')
+                    .filter(|s| !s.is_empty() && *s != ".")
+                    .map(|s| s.to_string())
+                    .collect(),
             }
         })
         .collect()
@@ -75,11 +79,11 @@ fn glob(pat: &[u8], s: &[u8]) -> bool {
 fn match_parts(pat: &[String], path: &[&str]) -> bool {
     match pat.first() {
         None => path.is_empty(),
-        Some(p) if p == "**" => {
-            (0..=path.len()).any(|i| match_parts(&pat[1..], &path[i..]))
-        }
+        Some(p) if p == "**" => (0..=path.len()).any(|i| match_parts(&pat[1..], &path[i..])),
         Some(p) => {
-            !path.is_empty() && glob(p.as_bytes(), path[0].as_bytes()) && match_parts(&pat[1..], &path[1..])
+            !path.is_empty()
+                && glob(p.as_bytes(), path[0].as_bytes())
+                && match_parts(&pat[1..], &path[1..])
         }
     }
 }
@@ -177,7 +181,11 @@ pub async fn build(c: &Client, a: BuildArgs) -> Result<()> {
         // A -f outside the context is added to it under a fixed name.
         if let Some(f) = &a.file {
             let fp = Path::new(f);
-            let abs = if fp.is_absolute() { fp.to_path_buf() } else { std::env::current_dir()?.join(fp) };
+            let abs = if fp.is_absolute() {
+                fp.to_path_buf()
+            } else {
+                std::env::current_dir()?.join(fp)
+            };
             let ctx = std::fs::canonicalize(dir)?;
             match std::fs::canonicalize(&abs) {
                 Ok(real) if real.starts_with(&ctx) => {
@@ -260,7 +268,11 @@ async fn send_build(c: &Client, a: &BuildArgs, dockerfile: &str, body: Vec<u8>) 
     let mut id = None;
     let quiet = a.quiet || a.progress == "quiet";
     let mut handle = |m: Value| -> Result<()> {
-        if let Some(e) = m.pointer("/errorDetail/message").or_else(|| m.get("error")).and_then(|e| e.as_str()) {
+        if let Some(e) = m
+            .pointer("/errorDetail/message")
+            .or_else(|| m.get("error"))
+            .and_then(|e| e.as_str())
+        {
             return Err(Error::Msg(e.to_string()));
         }
         if let Some(i) = m.pointer("/aux/ID").and_then(|v| v.as_str()) {

@@ -36,7 +36,9 @@ pub struct Client {
 pub fn parse_host(host: &str) -> Result<PathBuf> {
     if let Some(p) = host.strip_prefix("unix://") {
         if p.is_empty() {
-            return Err(Error::Usage(format!("invalid host {host:?}: empty socket path")));
+            return Err(Error::Usage(format!(
+                "invalid host {host:?}: empty socket path"
+            )));
         }
         return Ok(PathBuf::from(p));
     }
@@ -86,9 +88,9 @@ pub fn filters_json(filters: &[String]) -> Result<Option<String>> {
     }
     let mut map = serde_json::Map::new();
     for f in filters {
-        let (k, v) = f
-            .split_once('=')
-            .ok_or_else(|| Error::Usage(format!("bad format of filter (expected name=value): {f}")))?;
+        let (k, v) = f.split_once('=').ok_or_else(|| {
+            Error::Usage(format!("bad format of filter (expected name=value): {f}"))
+        })?;
         let k = k.trim().to_lowercase();
         let e = map.entry(k).or_insert_with(|| Value::Array(vec![]));
         if let Value::Array(a) = e {
@@ -235,14 +237,22 @@ impl Client {
 
     /// GET returning JSON.
     pub async fn get_json(&self, path: &str) -> Result<Value> {
-        let b = self.call(Method::GET, path, None, &[]).await?.bytes().await?;
+        let b = self
+            .call(Method::GET, path, None, &[])
+            .await?
+            .bytes()
+            .await?;
         parse_json(&b)
     }
 
     /// POST with an optional JSON body, returning JSON (Null for an empty body).
     pub async fn post_json(&self, path: &str, body: Option<&Value>) -> Result<Value> {
         let body = body.map(|v| (v.to_string().into_bytes(), "application/json"));
-        let b = self.call(Method::POST, path, body, &[]).await?.bytes().await?;
+        let b = self
+            .call(Method::POST, path, body, &[])
+            .await?
+            .bytes()
+            .await?;
         if b.iter().all(|c| c.is_ascii_whitespace()) {
             return Ok(Value::Null);
         }
@@ -251,7 +261,11 @@ impl Client {
 
     /// DELETE returning JSON (Null for an empty body).
     pub async fn delete(&self, path: &str) -> Result<Value> {
-        let b = self.call(Method::DELETE, path, None, &[]).await?.bytes().await?;
+        let b = self
+            .call(Method::DELETE, path, None, &[])
+            .await?
+            .bytes()
+            .await?;
         if b.iter().all(|c| c.is_ascii_whitespace()) {
             return Ok(Value::Null);
         }
@@ -322,7 +336,10 @@ impl Client {
         while start.elapsed() < timeout {
             if let Ok(mut s) = UnixStream::connect(&self.sock).await {
                 let mut buf = vec![0u8; 64];
-                if s.write_all(b"GET /_ping HTTP/1.0\r\nHost: barge\r\n\r\n").await.is_ok() {
+                if s.write_all(b"GET /_ping HTTP/1.0\r\nHost: barge\r\n\r\n")
+                    .await
+                    .is_ok()
+                {
                     if let Ok(Ok(n)) =
                         tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await
                     {
@@ -376,10 +393,17 @@ mod tests {
     #[test]
     fn encoding_and_filters() {
         assert_eq!(enc("a b/c=d"), "a%20b%2Fc%3Dd");
-        assert_eq!(query(&[("all", "1".into()), ("x", "a&b".into())]), "?all=1&x=a%26b");
-        let f = filters_json(&["status=exited".into(), "label=a=b".into(), "status=created".into()])
-            .unwrap()
-            .unwrap();
+        assert_eq!(
+            query(&[("all", "1".into()), ("x", "a&b".into())]),
+            "?all=1&x=a%26b"
+        );
+        let f = filters_json(&[
+            "status=exited".into(),
+            "label=a=b".into(),
+            "status=created".into(),
+        ])
+        .unwrap()
+        .unwrap();
         let v: Value = serde_json::from_str(&f).unwrap();
         assert_eq!(v["status"], serde_json::json!(["exited", "created"]));
         assert_eq!(v["label"], serde_json::json!(["a=b"]));

@@ -70,7 +70,14 @@ pub(crate) fn parse_rfc3339(s: &str) -> Option<(i64, u32)> {
         return None;
     }
     let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d, h, mi, se) = (n(0..4)?, n(5..7)?, n(8..10)?, n(11..13)?, n(14..16)?, n(17..19)?);
+    let (y, mo, d, h, mi, se) = (
+        n(0..4)?,
+        n(5..7)?,
+        n(8..10)?,
+        n(11..13)?,
+        n(14..16)?,
+        n(17..19)?,
+    );
     let mut rest = &s[19..];
     let mut nanos = 0u32;
     if let Some(f) = rest.strip_prefix('.') {
@@ -91,7 +98,10 @@ pub(crate) fn parse_rfc3339(s: &str) -> Option<(i64, u32)> {
         }
         _ => return None,
     };
-    Some((days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se - off, nanos))
+    Some((
+        days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se - off,
+        nanos,
+    ))
 }
 
 /// `--since`/`--until` values: a Go duration (relative to now), unix seconds, or RFC 3339.
@@ -130,7 +140,9 @@ pub(crate) fn create_body(a: &RunArgs) -> Result<(Value, String)> {
     let att = |s: &str| attach_all || a.attach.iter().any(|x| x.eq_ignore_ascii_case(s));
     for s in &a.attach {
         if !matches!(s.to_lowercase().as_str(), "stdin" | "stdout" | "stderr") {
-            return Err(usage(format!("valid streams are STDIN, STDOUT and STDERR: {s}")));
+            return Err(usage(format!(
+                "valid streams are STDIN, STDOUT and STDERR: {s}"
+            )));
         }
     }
     if a.detach && !a.attach.is_empty() {
@@ -155,8 +167,7 @@ pub(crate) fn create_body(a: &RunArgs) -> Result<(Value, String)> {
     cfg.insert("StdinOnce".into(), json!(a.interactive && !a.detach));
     let mut env = vec![];
     for f in &a.env_file {
-        let text = std::fs::read_to_string(f)
-            .map_err(|e| usage(format!("open {f}: {e}")))?;
+        let text = std::fs::read_to_string(f).map_err(|e| usage(format!("open {f}: {e}")))?;
         env.extend(opts::parse_env_file(&text, f).map_err(usage)?);
     }
     for e in &a.env {
@@ -173,7 +184,9 @@ pub(crate) fn create_body(a: &RunArgs) -> Result<(Value, String)> {
     }
     if let Some(w) = &a.workdir {
         if !w.starts_with('/') {
-            return Err(usage(format!("the working directory '{w}' is invalid, it needs to be an absolute path")));
+            return Err(usage(format!(
+                "the working directory '{w}' is invalid, it needs to be an absolute path"
+            )));
         }
         cfg.insert("WorkingDir".into(), json!(w));
     }
@@ -192,7 +205,9 @@ pub(crate) fn create_body(a: &RunArgs) -> Result<(Value, String)> {
     // Health check.
     if a.no_healthcheck {
         if a.health_cmd.is_some() {
-            return Err(usage("--no-healthcheck conflicts with --health-* options".into()));
+            return Err(usage(
+                "--no-healthcheck conflicts with --health-* options".into(),
+            ));
         }
         cfg.insert("Healthcheck".into(), json!({"Test": ["NONE"]}));
     } else if a.health_cmd.is_some()
@@ -213,7 +228,10 @@ pub(crate) fn create_body(a: &RunArgs) -> Result<(Value, String)> {
             if let Some(v) = v {
                 let ns = opts::parse_duration(v).map_err(usage)?;
                 if ns < 0 {
-                    return Err(usage(format!("--health-{} cannot be negative", k.to_lowercase())));
+                    return Err(usage(format!(
+                        "--health-{} cannot be negative",
+                        k.to_lowercase()
+                    )));
                 }
                 h.insert(k.into(), json!(ns));
             }
@@ -334,10 +352,12 @@ pub(crate) fn create_body(a: &RunArgs) -> Result<(Value, String)> {
             let s = s.replacen("seccomp:", "seccomp=", 1);
             if let Some(path) = s.strip_prefix("seccomp=") {
                 if path != "unconfined" && path != "builtin" {
-                    let text = std::fs::read_to_string(path)
-                        .map_err(|e| usage(format!("opening seccomp profile ({path}) failed: {e}")))?;
-                    let v: Value = serde_json::from_str(&text)
-                        .map_err(|e| usage(format!("parsing seccomp profile ({path}) failed: {e}")))?;
+                    let text = std::fs::read_to_string(path).map_err(|e| {
+                        usage(format!("opening seccomp profile ({path}) failed: {e}"))
+                    })?;
+                    let v: Value = serde_json::from_str(&text).map_err(|e| {
+                        usage(format!("parsing seccomp profile ({path}) failed: {e}"))
+                    })?;
                     so.push(format!("seccomp={v}"));
                     continue;
                 }
@@ -709,19 +729,38 @@ pub async fn start(c: &Client, a: StartArgs) -> Result<()> {
         }
         let id = &a.containers[0];
         let info = inspect_container(c, id).await?;
-        let tty = info.pointer("/Config/Tty").and_then(|v| v.as_bool()).unwrap_or(false);
-        let open_stdin = info.pointer("/Config/OpenStdin").and_then(|v| v.as_bool()).unwrap_or(false);
+        let tty = info
+            .pointer("/Config/Tty")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
+        let open_stdin = info
+            .pointer("/Config/OpenStdin")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
         let stdin = a.interactive && open_stdin;
-        let full = info.get("Id").and_then(|v| v.as_str()).unwrap_or(id).to_string();
+        let full = info
+            .get("Id")
+            .and_then(|v| v.as_str())
+            .unwrap_or(id)
+            .to_string();
         let h = c
             .hijack(
-                &format!("/containers/{full}/attach?stream=1&stdin={}&stdout=1&stderr=1", stdin as u8),
+                &format!(
+                    "/containers/{full}/attach?stream=1&stdin={}&stdout=1&stderr=1",
+                    stdin as u8
+                ),
                 None,
             )
             .await?;
         let waiter = wait_registered(c, &full, "next-exit").await?;
-        if let Err(e) = c.post_json(&format!("/containers/{full}/start"), None).await {
-            return Err(Error::Status(start_error_code(&e.to_string()), e.to_string()));
+        if let Err(e) = c
+            .post_json(&format!("/containers/{full}/start"), None)
+            .await
+        {
+            return Err(Error::Status(
+                start_error_code(&e.to_string()),
+                e.to_string(),
+            ));
         }
         let raw = if tty && stdin && term::is_tty(0) {
             term::RawMode::enable(0)
@@ -748,7 +787,10 @@ pub async fn start(c: &Client, a: StartArgs) -> Result<()> {
     }
     let mut errs = vec![];
     for id in &a.containers {
-        match c.post_json(&format!("/containers/{}/start", enc(id)), None).await {
+        match c
+            .post_json(&format!("/containers/{}/start", enc(id)), None)
+            .await
+        {
             Ok(_) => println!("{id}"),
             Err(e) => errs.push(e),
         }
@@ -819,7 +861,10 @@ pub async fn rm(c: &Client, a: RmArgs) -> Result<()> {
 pub async fn simple(c: &Client, a: Targets, verb: &str) -> Result<()> {
     let mut errs = vec![];
     for id in &a.containers {
-        match c.post_json(&format!("/containers/{}/{verb}", enc(id)), None).await {
+        match c
+            .post_json(&format!("/containers/{}/{verb}", enc(id)), None)
+            .await
+        {
             Ok(_) => println!("{id}"),
             Err(e) => errs.push(e),
         }
@@ -836,7 +881,11 @@ fn ports_text(ports: &Value) -> String {
             match p.get("PublicPort").and_then(|v| v.as_i64()) {
                 Some(pub_) if pub_ > 0 => {
                     let ip = p.get("IP").and_then(|v| v.as_str()).unwrap_or("0.0.0.0");
-                    let ip = if ip.contains(':') { format!("[{ip}]") } else { ip.to_string() };
+                    let ip = if ip.contains(':') {
+                        format!("[{ip}]")
+                    } else {
+                        ip.to_string()
+                    };
                     out.push(format!("{ip}:{pub_}->{priv_}/{typ}"));
                 }
                 _ => out.push(format!("{priv_}/{typ}")),
@@ -872,7 +921,11 @@ fn labels_text(v: &Value) -> String {
 /// A `ps` row with docker's formatter fields.
 fn ps_row(v: &Value, no_trunc: bool) -> Value {
     let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
-    let id = if no_trunc { s("Id") } else { short_id(&s("Id")) };
+    let id = if no_trunc {
+        s("Id")
+    } else {
+        short_id(&s("Id"))
+    };
     let cmd = if no_trunc {
         s("Command")
     } else {
@@ -890,7 +943,10 @@ fn ps_row(v: &Value, no_trunc: bool) -> Value {
                 .collect()
         })
         .unwrap_or_default();
-    let size = match (v.get("SizeRw").and_then(|x| x.as_f64()), v.get("SizeRootFs").and_then(|x| x.as_f64())) {
+    let size = match (
+        v.get("SizeRw").and_then(|x| x.as_f64()),
+        v.get("SizeRootFs").and_then(|x| x.as_f64()),
+    ) {
         (Some(rw), Some(rootfs)) => format!("{} (virtual {})", human_size(rw), human_size(rootfs)),
         (Some(rw), None) => human_size(rw),
         _ => "0B".into(),
@@ -903,7 +959,10 @@ fn ps_row(v: &Value, no_trunc: bool) -> Value {
                 .map(|x| {
                     let n = x.get("Name").and_then(|n| n.as_str()).unwrap_or("");
                     if n.is_empty() {
-                        x.get("Source").and_then(|n| n.as_str()).unwrap_or("").to_string()
+                        x.get("Source")
+                            .and_then(|n| n.as_str())
+                            .unwrap_or("")
+                            .to_string()
                     } else {
                         n.to_string()
                     }
@@ -971,21 +1030,26 @@ pub async fn ps(c: &Client, a: PsArgs) -> Result<()> {
     if let Some(n) = limit {
         q.push(("limit", n.to_string()));
     }
-    let want_size = a.size
-        || a.format.as_deref().is_some_and(|f| f.contains(".Size"));
+    let want_size = a.size || a.format.as_deref().is_some_and(|f| f.contains(".Size"));
     if want_size {
         q.push(("size", "1".to_string()));
     }
     if let Some(f) = filters_json(&a.filter)? {
         q.push(("filters", f));
     }
-    let list = c.get_json(&format!("/containers/json{}", query(&q))).await?;
+    let list = c
+        .get_json(&format!("/containers/json{}", query(&q)))
+        .await?;
     let items = list.as_array().cloned().unwrap_or_default();
     if a.quiet {
         let mut out = String::new();
         for i in &items {
             let id = i.get("Id").and_then(|v| v.as_str()).unwrap_or("");
-            out.push_str(&if a.no_trunc { id.to_string() } else { short_id(id) });
+            out.push_str(&if a.no_trunc {
+                id.to_string()
+            } else {
+                short_id(id)
+            });
             out.push('\n');
         }
         print!("{out}");
@@ -1001,7 +1065,10 @@ pub async fn ps(c: &Client, a: PsArgs) -> Result<()> {
 /// `logs`
 pub async fn logs(c: &Client, a: LogsArgs) -> Result<()> {
     let info = inspect_container(c, &a.container).await?;
-    let tty = info.pointer("/Config/Tty").and_then(|v| v.as_bool()).unwrap_or(false);
+    let tty = info
+        .pointer("/Config/Tty")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
     let mut q = vec![
         ("stdout", "1".to_string()),
         ("stderr", "1".to_string()),
@@ -1059,7 +1126,8 @@ pub async fn exec(c: &Client, a: ExecArgs) -> Result<()> {
     let keys = detach_keys(&a.detach_keys)?;
     let mut env = vec![];
     for f in &a.env_file {
-        let text = std::fs::read_to_string(f).map_err(|e| Error::Usage(format!("open {f}: {e}")))?;
+        let text =
+            std::fs::read_to_string(f).map_err(|e| Error::Usage(format!("open {f}: {e}")))?;
         env.extend(opts::parse_env_file(&text, f).map_err(Error::Usage)?);
     }
     for e in &a.env {
@@ -1125,7 +1193,10 @@ pub async fn exec(c: &Client, a: ExecArgs) -> Result<()> {
     // The exit code may be recorded a moment after the stream closes.
     for _ in 0..100 {
         let info = c.get_json(&format!("/exec/{eid}/json")).await?;
-        let running = info.get("Running").and_then(|v| v.as_bool()).unwrap_or(false);
+        let running = info
+            .get("Running")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
         if let Some(code) = info.get("ExitCode").and_then(|v| v.as_i64()) {
             if !running {
                 if code != 0 {
@@ -1142,23 +1213,44 @@ pub async fn exec(c: &Client, a: ExecArgs) -> Result<()> {
 /// `attach`
 pub async fn attach(c: &Client, a: AttachArgs) -> Result<()> {
     let info = inspect_container(c, &a.container).await?;
-    if !info.pointer("/State/Running").and_then(|v| v.as_bool()).unwrap_or(false) {
+    if !info
+        .pointer("/State/Running")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false)
+    {
         return Err(Error::Msg(
             "You cannot attach to a stopped container, start it first".into(),
         ));
     }
-    if info.pointer("/State/Paused").and_then(|v| v.as_bool()).unwrap_or(false) {
+    if info
+        .pointer("/State/Paused")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false)
+    {
         return Err(Error::Msg(
             "You cannot attach to a paused container, unpause it first".into(),
         ));
     }
-    let tty = info.pointer("/Config/Tty").and_then(|v| v.as_bool()).unwrap_or(false);
-    let open_stdin = info.pointer("/Config/OpenStdin").and_then(|v| v.as_bool()).unwrap_or(false);
+    let tty = info
+        .pointer("/Config/Tty")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    let open_stdin = info
+        .pointer("/Config/OpenStdin")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
     let stdin = !a.no_stdin && open_stdin;
-    let id = info.get("Id").and_then(|v| v.as_str()).unwrap_or(&a.container).to_string();
+    let id = info
+        .get("Id")
+        .and_then(|v| v.as_str())
+        .unwrap_or(&a.container)
+        .to_string();
     let h = c
         .hijack(
-            &format!("/containers/{id}/attach?stream=1&stdin={}&stdout=1&stderr=1", stdin as u8),
+            &format!(
+                "/containers/{id}/attach?stream=1&stdin={}&stdout=1&stderr=1",
+                stdin as u8
+            ),
             None,
         )
         .await?;
@@ -1191,8 +1283,14 @@ pub async fn attach(c: &Client, a: AttachArgs) -> Result<()> {
 pub async fn wait(c: &Client, a: Targets) -> Result<()> {
     let mut errs = vec![];
     for id in &a.containers {
-        match c.post_json(&format!("/containers/{}/wait", enc(id)), None).await {
-            Ok(v) => println!("{}", v.get("StatusCode").and_then(|v| v.as_i64()).unwrap_or(0)),
+        match c
+            .post_json(&format!("/containers/{}/wait", enc(id)), None)
+            .await
+        {
+            Ok(v) => println!(
+                "{}",
+                v.get("StatusCode").and_then(|v| v.as_i64()).unwrap_or(0)
+            ),
             Err(e) => errs.push(e),
         }
     }
@@ -1212,7 +1310,9 @@ pub async fn inspect(c: &Client, a: InspectArgs, typ: Option<&str>) -> Result<()
     let typ = typ.map(|s| s.to_string()).or(a.typ.clone());
     if let Some(t) = &typ {
         if !matches!(t.as_str(), "container" | "image" | "network" | "volume") {
-            return Err(Error::Usage(format!("\"{t}\" is not a valid value for --type")));
+            return Err(Error::Usage(format!(
+                "\"{t}\" is not a valid value for --type"
+            )));
         }
     }
     let tmpl = match a.format.as_deref() {
@@ -1230,7 +1330,10 @@ pub async fn inspect(c: &Client, a: InspectArgs, typ: Option<&str>) -> Result<()
         let mut got = None;
         for k in &kinds {
             let path = match *k {
-                "container" => format!("/containers/{n}/json{}", if a.size { "?size=1" } else { "" }),
+                "container" => format!(
+                    "/containers/{n}/json{}",
+                    if a.size { "?size=1" } else { "" }
+                ),
                 "image" => format!("/images/{n}/json"),
                 "network" => format!("/networks/{n}"),
                 _ => format!("/volumes/{n}"),
@@ -1290,14 +1393,27 @@ pub async fn top(c: &Client, a: TopArgs) -> Result<()> {
     let titles: Vec<String> = v
         .get("Titles")
         .and_then(|t| t.as_array())
-        .map(|t| t.iter().map(|x| x.as_str().unwrap_or("").to_string()).collect())
+        .map(|t| {
+            t.iter()
+                .map(|x| x.as_str().unwrap_or("").to_string())
+                .collect()
+        })
         .unwrap_or_default();
     out.push_str(&titles.join("\t"));
     out.push('\n');
-    for row in v.get("Processes").and_then(|p| p.as_array()).into_iter().flatten() {
+    for row in v
+        .get("Processes")
+        .and_then(|p| p.as_array())
+        .into_iter()
+        .flatten()
+    {
         let cells: Vec<String> = row
             .as_array()
-            .map(|r| r.iter().map(|x| x.as_str().unwrap_or("").to_string()).collect())
+            .map(|r| {
+                r.iter()
+                    .map(|x| x.as_str().unwrap_or("").to_string())
+                    .collect()
+            })
             .unwrap_or_default();
         out.push_str(&cells.join("\t"));
         out.push('\n');
@@ -1308,7 +1424,8 @@ pub async fn top(c: &Client, a: TopArgs) -> Result<()> {
 
 fn stats_row(name: &str, id: &str, s: &Value, no_trunc: bool) -> Value {
     let f = |p: &str| s.pointer(p).and_then(|v| v.as_f64()).unwrap_or(0.0);
-    let cpu_delta = f("/cpu_stats/cpu_usage/total_usage") - f("/precpu_stats/cpu_usage/total_usage");
+    let cpu_delta =
+        f("/cpu_stats/cpu_usage/total_usage") - f("/precpu_stats/cpu_usage/total_usage");
     let sys_delta = f("/cpu_stats/system_cpu_usage") - f("/precpu_stats/system_cpu_usage");
     let ncpu = s
         .pointer("/cpu_stats/online_cpus")
@@ -1334,7 +1451,11 @@ fn stats_row(name: &str, id: &str, s: &Value, no_trunc: bool) -> Value {
         .unwrap_or(0.0);
     let mem = (usage - cache).max(0.0);
     let limit = f("/memory_stats/limit");
-    let memp = if limit > 0.0 { mem / limit * 100.0 } else { 0.0 };
+    let memp = if limit > 0.0 {
+        mem / limit * 100.0
+    } else {
+        0.0
+    };
     let (mut rx, mut tx) = (0.0, 0.0);
     if let Some(n) = s.get("networks").and_then(|n| n.as_object()) {
         for v in n.values() {
@@ -1349,14 +1470,23 @@ fn stats_row(name: &str, id: &str, s: &Value, no_trunc: bool) -> Value {
     {
         for e in b {
             let v = e.get("value").and_then(|v| v.as_f64()).unwrap_or(0.0);
-            match e.get("op").and_then(|o| o.as_str()).unwrap_or("").to_lowercase().as_str() {
+            match e
+                .get("op")
+                .and_then(|o| o.as_str())
+                .unwrap_or("")
+                .to_lowercase()
+                .as_str()
+            {
                 "read" => br += v,
                 "write" => bw += v,
                 _ => {}
             }
         }
     }
-    let pids = s.pointer("/pids_stats/current").and_then(|v| v.as_u64()).unwrap_or(0);
+    let pids = s
+        .pointer("/pids_stats/current")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0);
     json!({
         "Container": if no_trunc { id.to_string() } else { short_id(id) },
         "ID": if no_trunc { id.to_string() } else { short_id(id) },
@@ -1391,7 +1521,10 @@ pub async fn stats(c: &Client, a: StatsArgs) -> Result<()> {
     loop {
         let targets: Vec<String> = if a.containers.is_empty() {
             let l = c
-                .get_json(&format!("/containers/json{}", if a.all { "?all=1" } else { "" }))
+                .get_json(&format!(
+                    "/containers/json{}",
+                    if a.all { "?all=1" } else { "" }
+                ))
                 .await?;
             l.as_array()
                 .into_iter()
@@ -1409,8 +1542,16 @@ pub async fn stats(c: &Client, a: StatsArgs) -> Result<()> {
                 .await
             {
                 Ok(s) => {
-                    let name = s.get("name").and_then(|v| v.as_str()).unwrap_or(t).to_string();
-                    let id = s.get("id").and_then(|v| v.as_str()).unwrap_or(t).to_string();
+                    let name = s
+                        .get("name")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or(t)
+                        .to_string();
+                    let id = s
+                        .get("id")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or(t)
+                        .to_string();
                     rows.push(stats_row(&name, &id, &s, a.no_trunc));
                 }
                 Err(e) => errs.push(e),
@@ -1433,10 +1574,16 @@ pub async fn stats(c: &Client, a: StatsArgs) -> Result<()> {
 /// `rename`
 pub async fn rename(c: &Client, container: &str, new_name: &str) -> Result<()> {
     if new_name.trim().is_empty() {
-        return Err(Error::Usage("Error: Neither old nor new names may be empty".into()));
+        return Err(Error::Usage(
+            "Error: Neither old nor new names may be empty".into(),
+        ));
     }
     c.post_json(
-        &format!("/containers/{}/rename?name={}", enc(container), enc(new_name)),
+        &format!(
+            "/containers/{}/rename?name={}",
+            enc(container),
+            enc(new_name)
+        ),
         None,
     )
     .await?;
@@ -1475,10 +1622,15 @@ pub async fn update(c: &Client, a: UpdateArgs) -> Result<()> {
         b.insert("PidsLimit".into(), json!(v));
     }
     if let Some(r) = &a.restart {
-        b.insert("RestartPolicy".into(), opts::parse_restart(r).map_err(Error::Usage)?);
+        b.insert(
+            "RestartPolicy".into(),
+            opts::parse_restart(r).map_err(Error::Usage)?,
+        );
     }
     if b.is_empty() {
-        return Err(Error::Usage("you must provide one or more flags when using this command".into()));
+        return Err(Error::Usage(
+            "you must provide one or more flags when using this command".into(),
+        ));
     }
     let body = Value::Object(b);
     let mut errs = vec![];
@@ -1488,7 +1640,12 @@ pub async fn update(c: &Client, a: UpdateArgs) -> Result<()> {
             .await
         {
             Ok(r) => {
-                for w in r.get("Warnings").and_then(|w| w.as_array()).into_iter().flatten() {
+                for w in r
+                    .get("Warnings")
+                    .and_then(|w| w.as_array())
+                    .into_iter()
+                    .flatten()
+                {
                     eprintln!("WARNING: {}", w.as_str().unwrap_or(""));
                 }
                 println!("{id}")
@@ -1507,7 +1664,13 @@ pub async fn port(c: &Client, container: &str, port: Option<&str>) -> Result<()>
         .and_then(|p| p.as_object())
         .cloned()
         .unwrap_or_default();
-    let want = port.map(|p| if p.contains('/') { p.to_string() } else { format!("{p}/tcp") });
+    let want = port.map(|p| {
+        if p.contains('/') {
+            p.to_string()
+        } else {
+            format!("{p}/tcp")
+        }
+    });
     let mut keys: Vec<&String> = ports.keys().collect();
     keys.sort();
     let mut any = false;
@@ -1520,7 +1683,11 @@ pub async fn port(c: &Client, container: &str, port: Option<&str>) -> Result<()>
         for b in ports[k].as_array().into_iter().flatten() {
             let ip = b.get("HostIp").and_then(|v| v.as_str()).unwrap_or("");
             let hp = b.get("HostPort").and_then(|v| v.as_str()).unwrap_or("");
-            let ip = if ip.contains(':') { format!("[{ip}]") } else { ip.to_string() };
+            let ip = if ip.contains(':') {
+                format!("[{ip}]")
+            } else {
+                ip.to_string()
+            };
             if want.is_some() {
                 println!("{ip}:{hp}");
             } else {
@@ -1624,7 +1791,10 @@ async fn cp_from(c: &Client, ctr: &str, src: &str, dst: &str, archive: bool) -> 
         if rel.as_os_str().is_empty() {
             continue;
         }
-        let top = rel.components().next().map(|c| PathBuf::from(c.as_os_str()));
+        let top = rel
+            .components()
+            .next()
+            .map(|c| PathBuf::from(c.as_os_str()));
         if root.is_none() {
             root = top.clone();
         }
@@ -1842,7 +2012,10 @@ pub(crate) fn split_ref(r: &str) -> (String, String) {
 
 /// `commit`
 pub async fn commit(c: &Client, a: CommitArgs) -> Result<()> {
-    let mut q = vec![("container", a.container.clone()), ("pause", (a.pause as u8).to_string())];
+    let mut q = vec![
+        ("container", a.container.clone()),
+        ("pause", (a.pause as u8).to_string()),
+    ];
     if let Some(r) = &a.repository {
         let (repo, tag) = split_ref(r);
         q.push(("repo", repo));
@@ -1859,7 +2032,9 @@ pub async fn commit(c: &Client, a: CommitArgs) -> Result<()> {
     for ch in &a.change {
         q.push(("changes", ch.clone()));
     }
-    let v = c.post_json(&format!("/commit{}", query(&q)), Some(&json!({}))).await?;
+    let v = c
+        .post_json(&format!("/commit{}", query(&q)), Some(&json!({})))
+        .await?;
     println!("{}", v.get("Id").and_then(|i| i.as_str()).unwrap_or(""));
     Ok(())
 }
@@ -1872,7 +2047,8 @@ mod tests {
     fn body(args: &[&str]) -> Result<Value> {
         let mut v = vec!["barge", "run"];
         v.extend_from_slice(args);
-        let cli = super::super::args::Cli::try_parse_from(v).map_err(|e| Error::Usage(e.to_string()))?;
+        let cli =
+            super::super::args::Cli::try_parse_from(v).map_err(|e| Error::Usage(e.to_string()))?;
         match cli.cmd {
             Some(super::super::args::Cmd::Run(a)) => create_body(&a).map(|b| b.0),
             _ => panic!("not run"),
@@ -1882,20 +2058,72 @@ mod tests {
     #[test]
     fn run_flags_to_body() {
         let b = body(&[
-            "-d", "--name", "x", "-e", "A=1", "-p", "8080:80", "-v", "/h:/c:ro", "-v", "/anon",
-            "--mount", "type=tmpfs,dst=/t", "--tmpfs", "/run:size=1m", "-m", "64m", "--cpus", "1.5",
-            "--ulimit", "nofile=10:20", "--restart", "on-failure:2", "--read-only", "--init",
-            "--cap-add", "NET_ADMIN", "--health-cmd", "true", "--health-interval", "2s", "-w", "/w",
-            "-u", "1000", "--entrypoint", "/bin/sh", "-l", "k=v", "-h", "host", "--network", "none",
-            "--pids-limit", "10", "--device", "/dev/null:/dev/n", "--security-opt", "no-new-privileges",
-            "--stop-signal", "TERM", "--stop-timeout", "3", "busybox", "ls", "-l",
+            "-d",
+            "--name",
+            "x",
+            "-e",
+            "A=1",
+            "-p",
+            "8080:80",
+            "-v",
+            "/h:/c:ro",
+            "-v",
+            "/anon",
+            "--mount",
+            "type=tmpfs,dst=/t",
+            "--tmpfs",
+            "/run:size=1m",
+            "-m",
+            "64m",
+            "--cpus",
+            "1.5",
+            "--ulimit",
+            "nofile=10:20",
+            "--restart",
+            "on-failure:2",
+            "--read-only",
+            "--init",
+            "--cap-add",
+            "NET_ADMIN",
+            "--health-cmd",
+            "true",
+            "--health-interval",
+            "2s",
+            "-w",
+            "/w",
+            "-u",
+            "1000",
+            "--entrypoint",
+            "/bin/sh",
+            "-l",
+            "k=v",
+            "-h",
+            "host",
+            "--network",
+            "none",
+            "--pids-limit",
+            "10",
+            "--device",
+            "/dev/null:/dev/n",
+            "--security-opt",
+            "no-new-privileges",
+            "--stop-signal",
+            "TERM",
+            "--stop-timeout",
+            "3",
+            "busybox",
+            "ls",
+            "-l",
         ])
         .unwrap();
         assert_eq!(b["Image"], "busybox");
         assert_eq!(b["Cmd"], json!(["ls", "-l"]));
         assert_eq!(b["Env"], json!(["A=1"]));
         assert_eq!(b["ExposedPorts"]["80/tcp"], json!({}));
-        assert_eq!(b["HostConfig"]["PortBindings"]["80/tcp"][0]["HostPort"], "8080");
+        assert_eq!(
+            b["HostConfig"]["PortBindings"]["80/tcp"][0]["HostPort"],
+            "8080"
+        );
         assert_eq!(b["HostConfig"]["Binds"], json!(["/h:/c:ro"]));
         assert_eq!(b["Volumes"]["/anon"], json!({}));
         assert_eq!(b["HostConfig"]["Mounts"][0]["Type"], "tmpfs");
@@ -1935,14 +2163,20 @@ mod tests {
         assert!(body(&["--bogus", "busybox"]).is_err());
         assert!(body(&[]).is_err());
         // Flags after the image belong to the command.
-        assert_eq!(body(&["busybox", "-l", "x"]).unwrap()["Cmd"], json!(["-l", "x"]));
+        assert_eq!(
+            body(&["busybox", "-l", "x"]).unwrap()["Cmd"],
+            json!(["-l", "x"])
+        );
     }
 
     #[test]
     fn times() {
         assert_eq!(go_time(0), "1970-01-01 00:00:00 +0000 UTC");
         assert_eq!(go_time(1_700_000_000), "2023-11-14 22:13:20 +0000 UTC");
-        assert_eq!(parse_rfc3339("2023-11-14T22:13:20Z"), Some((1_700_000_000, 0)));
+        assert_eq!(
+            parse_rfc3339("2023-11-14T22:13:20Z"),
+            Some((1_700_000_000, 0))
+        );
         assert_eq!(
             parse_rfc3339("2023-11-14T23:13:20.5+01:00"),
             Some((1_700_000_000, 500_000_000))
@@ -1965,11 +2199,23 @@ mod tests {
         assert!(safe_rel(Path::new("/abs")).is_none());
         assert_eq!(safe_rel(Path::new("./a/b")).unwrap(), PathBuf::from("a/b"));
         assert_eq!(split_ref("busybox:1.36"), ("busybox".into(), "1.36".into()));
-        assert_eq!(split_ref("localhost:5000/x"), ("localhost:5000/x".into(), "".into()));
-        assert_eq!(split_ref("localhost:5000/x:t"), ("localhost:5000/x".into(), "t".into()));
-        assert_eq!(start_error_code("exec: \"nope\": executable file not found in $PATH"), 127);
+        assert_eq!(
+            split_ref("localhost:5000/x"),
+            ("localhost:5000/x".into(), "".into())
+        );
+        assert_eq!(
+            split_ref("localhost:5000/x:t"),
+            ("localhost:5000/x".into(), "t".into())
+        );
+        assert_eq!(
+            start_error_code("exec: \"nope\": executable file not found in $PATH"),
+            127
+        );
         assert_eq!(start_error_code("exec /etc: permission denied"), 126);
         assert_eq!(start_error_code("something else"), 125);
-        assert_eq!(ellipsis("abcdefghijklmnopqrstuvwxyz", 20).chars().count(), 20);
+        assert_eq!(
+            ellipsis("abcdefghijklmnopqrstuvwxyz", 20).chars().count(),
+            20
+        );
     }
 }

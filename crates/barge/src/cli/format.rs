@@ -180,7 +180,11 @@ fn split_items(src: &str) -> Result<Vec<Item>, TemplateError> {
         }
         items.push(Item::Act(body.trim().to_string()));
         inner = &inner[e + 2..];
-        rest = if trim_after { inner.trim_start() } else { inner };
+        rest = if trim_after {
+            inner.trim_start()
+        } else {
+            inner
+        };
     }
     if !rest.is_empty() {
         items.push(Item::Text(rest.to_string()));
@@ -214,8 +218,8 @@ fn parse_nodes(
                     "range" | "if" | "with" => {
                         let p = lex_pipeline(a[kw.len()..].trim())?;
                         let (body, end) = parse_nodes(items, pos, &["end", "else"])?;
-                        let els = if end.starts_with("else") {
-                            let rest = end["else".len()..].trim();
+                        let els = if let Some(rest) = end.strip_prefix("else") {
+                            let rest = rest.trim();
                             if let Some(cond) = rest.strip_prefix("if ") {
                                 // else if: nest
                                 let p2 = lex_pipeline(cond.trim())?;
@@ -238,7 +242,9 @@ fn parse_nodes(
                             _ => Node::With(p, body, els),
                         });
                     }
-                    "end" | "else" => return Err(TemplateError(format!("unexpected {{{{{kw}}}}}"))),
+                    "end" | "else" => {
+                        return Err(TemplateError(format!("unexpected {{{{{kw}}}}}")))
+                    }
                     _ => nodes.push(Node::Action(lex_pipeline(a)?)),
                 }
             }
@@ -742,8 +748,7 @@ fn render_header(body: &str, headers: &Value) -> Result<String, TemplateError> {
                 let name = a
                     .split(|c: char| c.is_whitespace() || c == '(' || c == ')')
                     .filter_map(|w| w.strip_prefix('.'))
-                    .filter(|w| !w.is_empty())
-                    .next_back()
+                    .rfind(|w| !w.is_empty())
                     .map(|w| w.split('.').next().unwrap_or(w).to_string());
                 if let Some(n) = name {
                     match headers.get(&n).and_then(|v| v.as_str()) {
@@ -760,7 +765,7 @@ fn render_header(body: &str, headers: &Value) -> Result<String, TemplateError> {
 /// Docker's `units.HumanSize`: decimal units, 3 significant digits ("1.23MB", "4.1kB", "0B").
 pub fn human_size(n: f64) -> String {
     let units = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
-    let mut v = n;
+    let mut v = if n > 0.0 { n } else { 0.0 };
     let mut i = 0;
     while v >= 1000.0 && i + 1 < units.len() {
         v /= 1000.0;
@@ -772,7 +777,7 @@ pub fn human_size(n: f64) -> String {
 /// Docker's `units.BytesSize`: binary units ("1.5GiB"), used by stats.
 pub fn bytes_size(n: f64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n;
+    let mut v = if n > 0.0 { n } else { 0.0 };
     let mut i = 0;
     while v >= 1024.0 && i + 1 < units.len() {
         v /= 1024.0;
@@ -843,11 +848,20 @@ mod tests {
     fn fields_and_nesting() {
         let v = json!({"Name": "/web", "State": {"Status": "running", "Pid": 42}, "N": 1.5});
         assert_eq!(r("{{.Name}}", v.clone()), "/web");
-        assert_eq!(r("{{.State.Status}} {{.State.Pid}}", v.clone()), "running 42");
+        assert_eq!(
+            r("{{.State.Status}} {{.State.Pid}}", v.clone()),
+            "running 42"
+        );
         assert_eq!(r("{{.Missing}}", v.clone()), "<no value>");
         assert_eq!(r("x{{.N}}y", v.clone()), "x1.5y");
-        assert_eq!(r("{{json .State}}", v.clone()), r#"{"Pid":42,"Status":"running"}"#);
-        assert_eq!(r("{{.State | json}}", v.clone()), r#"{"Pid":42,"Status":"running"}"#);
+        assert_eq!(
+            r("{{json .State}}", v.clone()),
+            r#"{"Pid":42,"Status":"running"}"#
+        );
+        assert_eq!(
+            r("{{.State | json}}", v.clone()),
+            r#"{"Pid":42,"Status":"running"}"#
+        );
         assert_eq!(r("{{.State}}", v), "map[Pid:42 Status:running]");
     }
 
@@ -867,7 +881,10 @@ mod tests {
         assert_eq!(r("{{if .E}}yes{{else}}no{{end}}", v.clone()), "no");
         assert_eq!(r(r#"{{if eq .E ""}}empty{{end}}"#, v.clone()), "empty");
         assert_eq!(r(r#"{{join .Args ","}}"#, v.clone()), "a,b");
-        assert_eq!(r("{{len .Args}} {{upper (index .Args 0)}}", v.clone()), "2 A");
+        assert_eq!(
+            r("{{len .Args}} {{upper (index .Args 0)}}", v.clone()),
+            "2 A"
+        );
         assert_eq!(r("{{- .T -}}  ", v.clone()), "true");
         assert_eq!(r(r#"{{printf "%s-%d" "a" 3}}"#, v), "a-3");
     }
@@ -894,17 +911,25 @@ mod tests {
         )
         .unwrap();
         let out = f
-            .render(&[json!({"ID": "abc", "Name": "x"}), json!({"ID": "defghijklmnop", "Name": "y"})])
+            .render(&[
+                json!({"ID": "abc", "Name": "x"}),
+                json!({"ID": "defghijklmnop", "Name": "y"}),
+            ])
             .unwrap();
         assert_eq!(
             out,
             "CONTAINER ID    NAMES\nabc             x\ndefghijklmnop   y\n"
         );
-        let f = ListFormat::new(Some("table {{.Name}}\t{{.Size}}"), "", &[("Name", "NAMES")]).unwrap();
+        let f =
+            ListFormat::new(Some("table {{.Name}}\t{{.Size}}"), "", &[("Name", "NAMES")]).unwrap();
         let out = f.render(&[json!({"Name": "a", "Size": "1B"})]).unwrap();
         assert_eq!(out, "NAMES     SIZE\na         1B\n");
         let f = ListFormat::new(Some("{{.Name}}"), "", &[]).unwrap();
-        assert_eq!(f.render(&[json!({"Name": "a"}), json!({"Name": "b"})]).unwrap(), "a\nb\n");
+        assert_eq!(
+            f.render(&[json!({"Name": "a"}), json!({"Name": "b"})])
+                .unwrap(),
+            "a\nb\n"
+        );
         let f = ListFormat::new(Some("json"), "", &[]).unwrap();
         assert_eq!(f.render(&[json!({"A": 1})]).unwrap(), "{\"A\":1}\n");
     }
@@ -912,6 +937,7 @@ mod tests {
     #[test]
     fn units() {
         assert_eq!(human_size(0.0), "0B");
+        assert_eq!(human_size(-0.0), "0B");
         assert_eq!(human_size(1234.0), "1.234kB");
         assert_eq!(human_size(1_500_000.0), "1.5MB");
         assert_eq!(human_size(4_860_000_000.0), "4.86GB");

@@ -16,12 +16,19 @@ use super::stream::JsonLines;
 use super::term;
 
 fn short(id: &str) -> String {
-    id.strip_prefix("sha256:").unwrap_or(id).chars().take(12).collect()
+    id.strip_prefix("sha256:")
+        .unwrap_or(id)
+        .chars()
+        .take(12)
+        .collect()
 }
 
 /// Shows a JSON message stream (pull/push/load/import): progress bars per layer on a terminal,
 /// plain lines otherwise. Returns the messages' error, if any.
-pub(crate) async fn show_progress(mut body: super::client::Body, quiet: bool) -> Result<Vec<Value>> {
+pub(crate) async fn show_progress(
+    mut body: super::client::Body,
+    quiet: bool,
+) -> Result<Vec<Value>> {
     let tty = term::is_tty(2) && !quiet;
     let mp = MultiProgress::with_draw_target(if tty {
         ProgressDrawTarget::stderr()
@@ -58,7 +65,10 @@ pub(crate) async fn show_progress(mut body: super::client::Body, quiet: bool) ->
                 if let Some(t) = m.pointer("/progressDetail/total").and_then(|v| v.as_u64()) {
                     bar.set_length(t);
                 }
-                if let Some(c) = m.pointer("/progressDetail/current").and_then(|v| v.as_u64()) {
+                if let Some(c) = m
+                    .pointer("/progressDetail/current")
+                    .and_then(|v| v.as_u64())
+                {
                     bar.set_position(c);
                 }
                 if status.starts_with("Pull complete")
@@ -73,7 +83,11 @@ pub(crate) async fn show_progress(mut body: super::client::Body, quiet: bool) ->
                 if !tty {
                     eprintln!("{status}");
                 }
-            } else if m.get("progressDetail").and_then(|p| p.get("current")).is_none() {
+            } else if m
+                .get("progressDetail")
+                .and_then(|p| p.get("current"))
+                .is_none()
+            {
                 eprintln!("{id}: {status}");
             }
         }
@@ -110,9 +124,7 @@ fn config_dir(config: Option<&str>) -> std::path::PathBuf {
 /// The registry host of a reference (docker.io when none).
 pub(crate) fn registry_of(image: &str) -> String {
     match image.split_once('/') {
-        Some((first, _))
-            if first.contains('.') || first.contains(':') || first == "localhost" =>
-        {
+        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => {
             first.to_string()
         }
         _ => "https://index.docker.io/v1/".to_string(),
@@ -129,11 +141,17 @@ pub(crate) fn registry_auth(image: &str, config: Option<&str>) -> Option<String>
     let entry = auths.get(&reg).or_else(|| {
         auths
             .iter()
-            .find(|(k, _)| k.trim_start_matches("https://").trim_start_matches("http://").starts_with(&reg))
+            .find(|(k, _)| {
+                k.trim_start_matches("https://")
+                    .trim_start_matches("http://")
+                    .starts_with(&reg)
+            })
             .map(|(_, v)| v)
     })?;
     let auth = entry.get("auth")?.as_str()?;
-    let dec = base64::engine::general_purpose::STANDARD.decode(auth).ok()?;
+    let dec = base64::engine::general_purpose::STANDARD
+        .decode(auth)
+        .ok()?;
     let dec = String::from_utf8(dec).ok()?;
     let (u, p) = dec.split_once(':')?;
     let j = json!({"username": u, "password": p, "serveraddress": reg});
@@ -141,7 +159,12 @@ pub(crate) fn registry_auth(image: &str, config: Option<&str>) -> Option<String>
 }
 
 /// Pulls `image` showing progress (used by `pull` and by `run` for a missing image).
-pub(crate) async fn pull_image(c: &Client, image: &str, quiet: bool, config: Option<&str>) -> Result<()> {
+pub(crate) async fn pull_image(
+    c: &Client,
+    image: &str,
+    quiet: bool,
+    config: Option<&str>,
+) -> Result<()> {
     let (repo, tag) = split_ref(image);
     let mut q = vec![("fromImage", repo.clone())];
     if image.contains('@') {
@@ -154,7 +177,12 @@ pub(crate) async fn pull_image(c: &Client, image: &str, quiet: bool, config: Opt
         headers.push(("X-Registry-Auth", a));
     }
     let body = c
-        .call(Method::POST, &format!("/images/create{}", query(&q)), None, &headers)
+        .call(
+            Method::POST,
+            &format!("/images/create{}", query(&q)),
+            None,
+            &headers,
+        )
         .await?;
     let msgs = show_progress(body, quiet).await?;
     if quiet {
@@ -171,7 +199,11 @@ pub(crate) async fn pull_image(c: &Client, image: &str, quiet: bool, config: Opt
 
 /// `pull`
 pub async fn pull(c: &Client, a: PullArgs, config: Option<&str>) -> Result<()> {
-    let image = if a.all_tags { split_ref(&a.image).0 } else { a.image.clone() };
+    let image = if a.all_tags {
+        split_ref(&a.image).0
+    } else {
+        a.image.clone()
+    };
     pull_image(c, &image, a.quiet, config).await
 }
 
@@ -200,7 +232,9 @@ pub async fn push(c: &Client, a: PushArgs, config: Option<&str>) -> Result<()> {
             if !a.quiet {
                 println!(
                     "{}: digest: {d} size: {}",
-                    m.pointer("/aux/Tag").and_then(|t| t.as_str()).unwrap_or("latest"),
+                    m.pointer("/aux/Tag")
+                        .and_then(|t| t.as_str())
+                        .unwrap_or("latest"),
                     m.pointer("/aux/Size").and_then(|s| s.as_i64()).unwrap_or(0)
                 );
             }
@@ -220,9 +254,17 @@ pub async fn tag(c: &Client, source: &str, target: &str) -> Result<()> {
             "invalid reference format: repository name must be lowercase: {target}"
         )));
     }
-    let tag = if tag.is_empty() { "latest".to_string() } else { tag };
+    let tag = if tag.is_empty() {
+        "latest".to_string()
+    } else {
+        tag
+    };
     c.post_json(
-        &format!("/images/{}/tag{}", enc(source), query(&[("repo", repo), ("tag", tag)])),
+        &format!(
+            "/images/{}/tag{}",
+            enc(source),
+            query(&[("repo", repo), ("tag", tag)])
+        ),
         None,
     )
     .await?;
@@ -372,13 +414,22 @@ pub async fn ls(c: &Client, a: ImagesArgs) -> Result<()> {
     let mut rows = vec![];
     for i in list.as_array().into_iter().flatten() {
         let id = i.get("Id").and_then(|v| v.as_str()).unwrap_or("");
-        let id = if a.no_trunc { id.to_string() } else { short(id) };
+        let id = if a.no_trunc {
+            id.to_string()
+        } else {
+            short(id)
+        };
         let created = i.get("Created").and_then(|v| v.as_i64()).unwrap_or(0);
         let size = i.get("Size").and_then(|v| v.as_f64()).unwrap_or(0.0);
         let digests: Vec<String> = i
             .get("RepoDigests")
             .and_then(|v| v.as_array())
-            .map(|v| v.iter().filter_map(|x| x.as_str()).map(|s| s.to_string()).collect())
+            .map(|v| {
+                v.iter()
+                    .filter_map(|x| x.as_str())
+                    .map(|s| s.to_string())
+                    .collect()
+            })
             .unwrap_or_default();
         let digest = digests
             .first()
@@ -388,7 +439,12 @@ pub async fn ls(c: &Client, a: ImagesArgs) -> Result<()> {
         let tags: Vec<String> = i
             .get("RepoTags")
             .and_then(|v| v.as_array())
-            .map(|v| v.iter().filter_map(|x| x.as_str()).map(|s| s.to_string()).collect())
+            .map(|v| {
+                v.iter()
+                    .filter_map(|x| x.as_str())
+                    .map(|s| s.to_string())
+                    .collect()
+            })
             .unwrap_or_default();
         let pairs: Vec<(String, String)> = if tags.is_empty() || tags == ["<none>:<none>"] {
             vec![("<none>".into(), "<none>".into())]
@@ -456,7 +512,11 @@ pub async fn history(c: &Client, a: HistoryArgs) -> Result<()> {
     let mut rows = vec![];
     for h in v.as_array().into_iter().flatten() {
         let id = h.get("Id").and_then(|v| v.as_str()).unwrap_or("<missing>");
-        let id = if id == "<missing>" || a.no_trunc { id.to_string() } else { short(id) };
+        let id = if id == "<missing>" || a.no_trunc {
+            id.to_string()
+        } else {
+            short(id)
+        };
         let created = h.get("Created").and_then(|v| v.as_i64()).unwrap_or(0);
         let by = h.get("CreatedBy").and_then(|v| v.as_str()).unwrap_or("");
         let by = if a.no_trunc || by.chars().count() <= 45 {
@@ -493,7 +553,10 @@ pub async fn history(c: &Client, a: HistoryArgs) -> Result<()> {
         ],
     )
     .map_err(|e| Error::Usage(e.to_string()))?;
-    print!("{}", f.render(&rows).map_err(|e| Error::Usage(e.to_string()))?);
+    print!(
+        "{}",
+        f.render(&rows).map_err(|e| Error::Usage(e.to_string()))?
+    );
     Ok(())
 }
 
@@ -504,7 +567,10 @@ mod tests {
     #[test]
     fn registries_and_auth() {
         assert_eq!(registry_of("busybox"), "https://index.docker.io/v1/");
-        assert_eq!(registry_of("library/busybox"), "https://index.docker.io/v1/");
+        assert_eq!(
+            registry_of("library/busybox"),
+            "https://index.docker.io/v1/"
+        );
         assert_eq!(registry_of("localhost:5000/x"), "localhost:5000");
         assert_eq!(registry_of("ghcr.io/a/b"), "ghcr.io");
         let d = tempfile::tempdir().unwrap();
@@ -515,10 +581,9 @@ mod tests {
         .unwrap();
         let h = registry_auth("localhost:5000/x:1", d.path().to_str()).unwrap();
         use base64::Engine;
-        let j: Value = serde_json::from_slice(
-            &base64::engine::general_purpose::URL_SAFE.decode(h).unwrap(),
-        )
-        .unwrap();
+        let j: Value =
+            serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE.decode(h).unwrap())
+                .unwrap();
         assert_eq!(j["username"], "user");
         assert_eq!(j["password"], "pass");
         assert!(registry_auth("other.io/x", d.path().to_str()).is_none());

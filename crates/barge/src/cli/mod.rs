@@ -116,7 +116,10 @@ async fn dispatch(c: &Client, cmd: Cmd, config: Option<&str>) -> Result<()> {
         Cmd::Stats(a) => container::stats(c, a).await,
         Cmd::Pause(a) => container::simple(c, a, "pause").await,
         Cmd::Unpause(a) => container::simple(c, a, "unpause").await,
-        Cmd::Rename { container, new_name } => container::rename(c, &container, &new_name).await,
+        Cmd::Rename {
+            container,
+            new_name,
+        } => container::rename(c, &container, &new_name).await,
         Cmd::Update(a) => container::update(c, a).await,
         Cmd::Port { container, port } => container::port(c, &container, port.as_deref()).await,
         Cmd::Cp(a) => container::cp(c, a).await,
@@ -162,9 +165,10 @@ async fn dispatch(c: &Client, cmd: Cmd, config: Option<&str>) -> Result<()> {
             ContainerCmd::Stats(a) => container::stats(c, a).await,
             ContainerCmd::Pause(a) => container::simple(c, a, "pause").await,
             ContainerCmd::Unpause(a) => container::simple(c, a, "unpause").await,
-            ContainerCmd::Rename { container, new_name } => {
-                container::rename(c, &container, &new_name).await
-            }
+            ContainerCmd::Rename {
+                container,
+                new_name,
+            } => container::rename(c, &container, &new_name).await,
             ContainerCmd::Update(a) => container::update(c, a).await,
             ContainerCmd::Port { container, port } => {
                 container::port(c, &container, port.as_deref()).await

@@ -79,7 +79,12 @@ pub async fn network(c: &Client, cmd: NetworkCmd) -> Result<()> {
             let f = ListFormat::new(
                 a.format.as_deref(),
                 "{{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}",
-                &[("ID", "NETWORK ID"), ("Name", "NAME"), ("Driver", "DRIVER"), ("Scope", "SCOPE")],
+                &[
+                    ("ID", "NETWORK ID"),
+                    ("Name", "NAME"),
+                    ("Driver", "DRIVER"),
+                    ("Scope", "SCOPE"),
+                ],
             )
             .map_err(fmt_err)?;
             print!("{}", f.render(&rows).map_err(fmt_err)?);
@@ -111,7 +116,11 @@ pub async fn network(c: &Client, cmd: NetworkCmd) -> Result<()> {
             .await?;
             Ok(())
         }
-        NetworkCmd::Disconnect { force, network, container } => {
+        NetworkCmd::Disconnect {
+            force,
+            network,
+            container,
+        } => {
             c.post_json(
                 &format!("/networks/{}/disconnect", enc(&network)),
                 Some(&json!({"Container": container, "Force": force})),
@@ -146,7 +155,12 @@ pub async fn volume(c: &Client, cmd: VolumeCmd) -> Result<()> {
             }
             let l = c.get_json(&format!("/volumes{}", query(&q))).await?;
             let mut rows = vec![];
-            for v in l.get("Volumes").and_then(|v| v.as_array()).into_iter().flatten() {
+            for v in l
+                .get("Volumes")
+                .and_then(|v| v.as_array())
+                .into_iter()
+                .flatten()
+            {
                 rows.push(json!({
                     "Name": v.get("Name").cloned().unwrap_or(Value::Null),
                     "Driver": v.get("Driver").cloned().unwrap_or(Value::Null),
@@ -166,11 +180,20 @@ pub async fn volume(c: &Client, cmd: VolumeCmd) -> Result<()> {
             let f = ListFormat::new(
                 a.format.as_deref(),
                 "{{.Driver}}\t{{.Name}}",
-                &[("Driver", "DRIVER"), ("Name", "VOLUME NAME"), ("Mountpoint", "MOUNTPOINT")],
+                &[
+                    ("Driver", "DRIVER"),
+                    ("Name", "VOLUME NAME"),
+                    ("Mountpoint", "MOUNTPOINT"),
+                ],
             )
             .map_err(fmt_err)?;
             print!("{}", f.render(&rows).map_err(fmt_err)?);
-            for w in l.get("Warnings").and_then(|w| w.as_array()).into_iter().flatten() {
+            for w in l
+                .get("Warnings")
+                .and_then(|w| w.as_array())
+                .into_iter()
+                .flatten()
+            {
                 eprintln!("WARNING: {}", w.as_str().unwrap_or(""));
             }
             Ok(())
@@ -179,7 +202,10 @@ pub async fn volume(c: &Client, cmd: VolumeCmd) -> Result<()> {
         VolumeCmd::Rm(a) => {
             let mut errs = vec![];
             for n in &a.names {
-                match c.delete(&format!("/volumes/{}?force={}", enc(n), a.force as u8)).await {
+                match c
+                    .delete(&format!("/volumes/{}?force={}", enc(n), a.force as u8))
+                    .await
+                {
                     Ok(_) => println!("{n}"),
                     Err(e) => errs.push(e),
                 }

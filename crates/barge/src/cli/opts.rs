@@ -13,11 +13,12 @@ pub fn parse_mem(s: &str) -> OptResult<i64> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(num_end);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid size: '{s}'"))?;
+    let n: f64 = num.parse().map_err(|_| format!("invalid size: '{s}'"))?;
     let unit = unit.trim();
-    let unit = unit.strip_suffix("ib").or_else(|| unit.strip_suffix('b')).unwrap_or(unit);
+    let unit = unit
+        .strip_suffix("ib")
+        .or_else(|| unit.strip_suffix('b'))
+        .unwrap_or(unit);
     let mul: f64 = match unit {
         "" => 1.0,
         "k" => 1024.0,
@@ -176,7 +177,10 @@ pub fn parse_mount(spec: &str) -> OptResult<Value> {
             Some((k, v)) => (k.trim().to_lowercase(), Some(v.to_string())),
             None => (field.trim().to_lowercase(), None),
         };
-        let val = || v.clone().ok_or_else(|| format!("invalid field '{field}' must be a key=value pair"));
+        let val = || {
+            v.clone()
+                .ok_or_else(|| format!("invalid field '{field}' must be a key=value pair"))
+        };
         match k.as_str() {
             "type" => typ = val()?,
             "source" | "src" => {
@@ -224,7 +228,8 @@ pub fn parse_mount(spec: &str) -> OptResult<Value> {
             }
             "tmpfs-mode" => {
                 let s = val()?;
-                let mode = u32::from_str_radix(&s, 8).map_err(|_| format!("invalid tmpfs-mode {s:?}"))?;
+                let mode =
+                    u32::from_str_radix(&s, 8).map_err(|_| format!("invalid tmpfs-mode {s:?}"))?;
                 tmpfs.insert("Mode".into(), json!(mode));
             }
             _ => return Err(format!("unexpected key '{k}' in '{field}'")),
@@ -241,7 +246,9 @@ pub fn parse_mount(spec: &str) -> OptResult<Value> {
     m.insert("Target".into(), json!(target));
     if !bind.is_empty() {
         if typ != "bind" {
-            return Err(format!("cannot mix 'bind-*' options with mount type '{typ}'"));
+            return Err(format!(
+                "cannot mix 'bind-*' options with mount type '{typ}'"
+            ));
         }
         m.insert("BindOptions".into(), Value::Object(bind));
     }
@@ -256,13 +263,17 @@ pub fn parse_mount(spec: &str) -> OptResult<Value> {
     }
     if !vol.is_empty() {
         if typ != "volume" {
-            return Err(format!("cannot mix 'volume-*' options with mount type '{typ}'"));
+            return Err(format!(
+                "cannot mix 'volume-*' options with mount type '{typ}'"
+            ));
         }
         m.insert("VolumeOptions".into(), Value::Object(vol));
     }
     if !tmpfs.is_empty() {
         if typ != "tmpfs" {
-            return Err(format!("cannot mix 'tmpfs-*' options with mount type '{typ}'"));
+            return Err(format!(
+                "cannot mix 'tmpfs-*' options with mount type '{typ}'"
+            ));
         }
         m.insert("TmpfsOptions".into(), Value::Object(tmpfs));
     }
@@ -270,8 +281,22 @@ pub fn parse_mount(spec: &str) -> OptResult<Value> {
 }
 
 const ULIMITS: &[&str] = &[
-    "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc",
-    "rss", "rtprio", "rttime", "sigpending", "stack", "as",
+    "core",
+    "cpu",
+    "data",
+    "fsize",
+    "locks",
+    "memlock",
+    "msgqueue",
+    "nice",
+    "nofile",
+    "nproc",
+    "rss",
+    "rtprio",
+    "rttime",
+    "sigpending",
+    "stack",
+    "as",
 ];
 
 /// `--ulimit name=soft[:hard]` as the API's `{"Name","Soft","Hard"}`.
@@ -318,9 +343,11 @@ pub fn parse_restart(s: &str) -> OptResult<Value> {
             };
             Ok(json!({"Name": "on-failure", "MaximumRetryCount": n}))
         }
-        (_, Some(_)) if name == "always" || name == "unless-stopped" || name == "no" => Err(format!(
+        (_, Some(_)) if name == "always" || name == "unless-stopped" || name == "no" => {
+            Err(format!(
             "invalid restart policy: maximum retry count can only be used with 'on-failure': {s}"
-        )),
+        ))
+        }
         _ => Err(format!("invalid restart policy format: {s}")),
     }
 }
@@ -367,7 +394,10 @@ pub fn parse_env_file(text: &str, name: &str) -> OptResult<Vec<String>> {
         }
         let (k, _) = l.split_once('=').unwrap_or((l, ""));
         if k.is_empty() {
-            return Err(format!("{name}:{}: no variable name on line '{line}'", i + 1));
+            return Err(format!(
+                "{name}:{}: no variable name on line '{line}'",
+                i + 1
+            ));
         }
         if k.contains(char::is_whitespace) {
             return Err(format!("variable '{k}' contains whitespaces"));
@@ -525,7 +555,8 @@ mod tests {
 
     #[test]
     fn mounts() {
-        let m = parse_mount("type=bind,source=/a,target=/b,readonly,bind-propagation=rslave").unwrap();
+        let m =
+            parse_mount("type=bind,source=/a,target=/b,readonly,bind-propagation=rslave").unwrap();
         assert_eq!(m["Type"], "bind");
         assert_eq!(m["Source"], "/a");
         assert_eq!(m["Target"], "/b");
@@ -556,13 +587,25 @@ mod tests {
         assert!(parse_ulimit("bogus=1").is_err());
         assert!(parse_ulimit("nofile").is_err());
         assert!(parse_ulimit("nofile=x").is_err());
-        assert_eq!(parse_restart("on-failure:3").unwrap()["MaximumRetryCount"], 3);
+        assert_eq!(
+            parse_restart("on-failure:3").unwrap()["MaximumRetryCount"],
+            3
+        );
         assert_eq!(parse_restart("always").unwrap()["Name"], "always");
         assert!(parse_restart("always:3").is_err());
         assert!(parse_restart("sometimes").is_err());
-        assert_eq!(parse_device("/dev/fuse").unwrap()["PathInContainer"], "/dev/fuse");
-        assert_eq!(parse_device("/dev/sda:/dev/xvda:r").unwrap()["CgroupPermissions"], "r");
-        assert_eq!(parse_device("/dev/sda:rw").unwrap()["PathInContainer"], "/dev/sda");
+        assert_eq!(
+            parse_device("/dev/fuse").unwrap()["PathInContainer"],
+            "/dev/fuse"
+        );
+        assert_eq!(
+            parse_device("/dev/sda:/dev/xvda:r").unwrap()["CgroupPermissions"],
+            "r"
+        );
+        assert_eq!(
+            parse_device("/dev/sda:rw").unwrap()["PathInContainer"],
+            "/dev/sda"
+        );
         assert!(parse_device("/dev/sda:rel").is_err());
     }
 
@@ -576,7 +619,12 @@ mod tests {
         .unwrap();
         assert_eq!(
             v,
-            vec!["A=1", "B=two words", "BARGE_TEST_ENV_X=from-env", "BARGE_TEST_UNSET_Y"]
+            vec![
+                "A=1",
+                "B=two words",
+                "BARGE_TEST_ENV_X=from-env",
+                "BARGE_TEST_UNSET_Y"
+            ]
         );
         assert!(parse_env_file("BAD KEY=1\n", "f").is_err());
         assert!(parse_env_file("=1\n", "f").is_err());

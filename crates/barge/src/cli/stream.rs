@@ -147,7 +147,13 @@ mod tests {
         }
         assert_eq!(d.pending(), 0);
         assert_eq!(frames.len(), 4);
-        assert_eq!(frames[0], Frame { stream: 1, data: b"hello\n".to_vec() });
+        assert_eq!(
+            frames[0],
+            Frame {
+                stream: 1,
+                data: b"hello\n".to_vec()
+            }
+        );
         assert_eq!(frames[1].stream, 2);
         assert_eq!(frames[2].data.len(), 0);
         assert_eq!(frames[3].data.len(), 70000);
@@ -174,7 +180,7 @@ mod tests {
         let mut s = DetachScanner::new(vec![16, 17]);
         assert_eq!(s.feed(b"ab"), (b"ab".to_vec(), false));
         assert_eq!(s.feed(&[b'x', 16]), (b"x".to_vec(), false));
-        assert_eq!(s.feed(&[b'y']), (vec![16, b'y'], false));
+        assert_eq!(s.feed(b"y"), (vec![16, b'y'], false));
         assert_eq!(s.feed(&[16]), (vec![], false));
         assert_eq!(s.feed(&[17, b'z']), (vec![], true));
         let mut s = DetachScanner::new(vec![16, 17]);

@@ -33,15 +33,27 @@ pub async fn version(c: &Client, a: FormatOnly) -> Result<()> {
         if f == "json" {
             println!("{data}");
         } else {
-            println!("{}", tmpl(f)?.render(&data).map_err(|e| Error::Usage(e.to_string()))?);
+            println!(
+                "{}",
+                tmpl(f)?
+                    .render(&data)
+                    .map_err(|e| Error::Usage(e.to_string()))?
+            );
         }
         return server.map(|_| ());
     }
     let mut out = String::new();
     out.push_str("Client:\n");
-    out.push_str(&format!(" Version:\t{}\n", client["Version"].as_str().unwrap_or("")));
+    out.push_str(&format!(
+        " Version:\t{}\n",
+        client["Version"].as_str().unwrap_or("")
+    ));
     out.push_str(&format!(" API version:\t{API_VERSION}\n"));
-    out.push_str(&format!(" OS/Arch:\t{}/{}\n", std::env::consts::OS, std::env::consts::ARCH));
+    out.push_str(&format!(
+        " OS/Arch:\t{}/{}\n",
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    ));
     print!("{}", tabulate(&out));
     let s = server?;
     let g = |k: &str| s.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
@@ -75,7 +87,12 @@ pub async fn info(c: &Client, a: FormatOnly) -> Result<()> {
         if f == "json" {
             println!("{i}");
         } else {
-            println!("{}", tmpl(f)?.render(&i).map_err(|e| Error::Usage(e.to_string()))?);
+            println!(
+                "{}",
+                tmpl(f)?
+                    .render(&i)
+                    .map_err(|e| Error::Usage(e.to_string()))?
+            );
         }
         return Ok(());
     }
@@ -111,7 +128,12 @@ pub async fn info(c: &Client, a: FormatOnly) -> Result<()> {
     o.push_str(&format!(" Docker Root Dir: {}\n", g("DockerRootDir")));
     o.push_str(&format!(" Debug Mode: {}\n", g("Debug")));
     print!("{o}");
-    for w in i.get("Warnings").and_then(|w| w.as_array()).into_iter().flatten() {
+    for w in i
+        .get("Warnings")
+        .and_then(|w| w.as_array())
+        .into_iter()
+        .flatten()
+    {
         eprintln!("{}", w.as_str().unwrap_or(""));
     }
     Ok(())
@@ -169,7 +191,10 @@ fn event_line(e: &Value) -> String {
     );
     let typ = e.get("Type").and_then(|v| v.as_str()).unwrap_or("");
     let action = e.get("Action").and_then(|v| v.as_str()).unwrap_or("");
-    let id = e.pointer("/Actor/ID").and_then(|v| v.as_str()).unwrap_or("");
+    let id = e
+        .pointer("/Actor/ID")
+        .and_then(|v| v.as_str())
+        .unwrap_or("");
     let mut attrs: Vec<String> = e
         .pointer("/Actor/Attributes")
         .and_then(|v| v.as_object())
@@ -192,8 +217,10 @@ fn config_path(config: Option<&str>) -> std::path::PathBuf {
         Some(c) => c.into(),
         None => match std::env::var("DOCKER_CONFIG") {
             Ok(d) => d.into(),
-            Err(_) => std::path::Path::new(&std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
-                .join(".docker"),
+            Err(_) => {
+                std::path::Path::new(&std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+                    .join(".docker")
+            }
         },
     };
     dir.join("config.json")
@@ -233,7 +260,8 @@ pub async fn login(c: &Client, a: LoginArgs, config: Option<&str>) -> Result<()>
         .server
         .clone()
         .unwrap_or_else(|| "https://index.docker.io/v1/".into());
-    let server = registry_of(&format!("{server}/x")).replace("https://index.docker.io/v1/", &server);
+    let server =
+        registry_of(&format!("{server}/x")).replace("https://index.docker.io/v1/", &server);
     let user = match &a.username {
         Some(u) => u.clone(),
         None => {
@@ -245,7 +273,9 @@ pub async fn login(c: &Client, a: LoginArgs, config: Option<&str>) -> Result<()>
     };
     let pass = if a.password_stdin {
         if a.password.is_some() {
-            return Err(Error::Usage("--password and --password-stdin are mutually exclusive".into()));
+            return Err(Error::Usage(
+                "--password and --password-stdin are mutually exclusive".into(),
+            ));
         }
         let mut s = String::new();
         std::io::stdin().lock().read_line(&mut s)?;
@@ -278,10 +308,15 @@ pub async fn login(c: &Client, a: LoginArgs, config: Option<&str>) -> Result<()>
     }
     cfg["auths"][&server] = json!({ "auth": auth });
     write_config(&p, &cfg)?;
-    eprintln!("WARNING! Your password will be stored unencrypted in {}.", p.display());
+    eprintln!(
+        "WARNING! Your password will be stored unencrypted in {}.",
+        p.display()
+    );
     println!(
         "{}",
-        r.get("Status").and_then(|s| s.as_str()).unwrap_or("Login Succeeded")
+        r.get("Status")
+            .and_then(|s| s.as_str())
+            .unwrap_or("Login Succeeded")
     );
     Ok(())
 }
@@ -308,14 +343,22 @@ pub fn logout(server: Option<&str>, config: Option<&str>) -> Result<()> {
 /// `system df`
 pub async fn df(c: &Client, a: DfArgs) -> Result<()> {
     let d = c.get_json("/system/df").await?;
-    let arr = |k: &str| d.get(k).and_then(|v| v.as_array()).cloned().unwrap_or_default();
+    let arr = |k: &str| {
+        d.get(k)
+            .and_then(|v| v.as_array())
+            .cloned()
+            .unwrap_or_default()
+    };
     let images = arr("Images");
     let containers = arr("Containers");
     let volumes = arr("Volumes");
     let cache = arr("BuildCache");
     let f64of = |v: &Value, k: &str| v.get(k).and_then(|x| x.as_f64()).unwrap_or(0.0);
     let img_size: f64 = images.iter().map(|i| f64of(i, "Size")).sum();
-    let img_active = images.iter().filter(|i| f64of(i, "Containers") > 0.0).count();
+    let img_active = images
+        .iter()
+        .filter(|i| f64of(i, "Containers") > 0.0)
+        .count();
     let img_reclaim: f64 = images
         .iter()
         .filter(|i| f64of(i, "Containers") <= 0.0)
@@ -331,15 +374,30 @@ pub async fn df(c: &Client, a: DfArgs) -> Result<()> {
         .filter(|c| c.get("State").and_then(|s| s.as_str()) != Some("running"))
         .map(|i| f64of(i, "SizeRw"))
         .sum();
-    let vsize = |v: &Value| v.pointer("/UsageData/Size").and_then(|x| x.as_f64()).unwrap_or(0.0).max(0.0);
+    let vsize = |v: &Value| {
+        v.pointer("/UsageData/Size")
+            .and_then(|x| x.as_f64())
+            .unwrap_or(0.0)
+            .max(0.0)
+    };
     let vol_size: f64 = volumes.iter().map(vsize).sum();
     let vol_active = volumes
         .iter()
-        .filter(|v| v.pointer("/UsageData/RefCount").and_then(|x| x.as_i64()).unwrap_or(0) > 0)
+        .filter(|v| {
+            v.pointer("/UsageData/RefCount")
+                .and_then(|x| x.as_i64())
+                .unwrap_or(0)
+                > 0
+        })
         .count();
     let vol_reclaim: f64 = volumes
         .iter()
-        .filter(|v| v.pointer("/UsageData/RefCount").and_then(|x| x.as_i64()).unwrap_or(0) <= 0)
+        .filter(|v| {
+            v.pointer("/UsageData/RefCount")
+                .and_then(|x| x.as_i64())
+                .unwrap_or(0)
+                <= 0
+        })
         .map(vsize)
         .sum();
     let cache_size: f64 = cache.iter().map(|i| f64of(i, "Size")).sum();
@@ -348,7 +406,7 @@ pub async fn df(c: &Client, a: DfArgs) -> Result<()> {
         .filter(|c| c.get("InUse").and_then(|x| x.as_bool()).unwrap_or(false))
         .count();
     let pct = |r: f64, t: f64| {
-        if t > 0.0 {
+        if t > 0.0 && r > 0.0 {
             format!("{} ({:.0}%)", human_size(r), r / t * 100.0)
         } else {
             human_size(r)
@@ -372,7 +430,10 @@ pub async fn df(c: &Client, a: DfArgs) -> Result<()> {
         ],
     )
     .map_err(|e| Error::Usage(e.to_string()))?;
-    print!("{}", f.render(&rows).map_err(|e| Error::Usage(e.to_string()))?);
+    print!(
+        "{}",
+        f.render(&rows).map_err(|e| Error::Usage(e.to_string()))?
+    );
     if a.verbose {
         println!("\n{}", serde_json::to_string_pretty(&d)?);
     }
@@ -414,7 +475,11 @@ async fn do_prune(c: &Client, kind: &str, all: bool, filters: &[String]) -> Resu
         "volumes" => ("VolumesDeleted", "Deleted Volumes:"),
         _ => ("CachesDeleted", "Deleted build cache objects:"),
     };
-    if let Some(l) = r.get(list_key).and_then(|v| v.as_array()).filter(|l| !l.is_empty()) {
+    if let Some(l) = r
+        .get(list_key)
+        .and_then(|v| v.as_array())
+        .filter(|l| !l.is_empty())
+    {
         println!("{label}");
         for i in l {
             match i {
@@ -429,7 +494,9 @@ async fn do_prune(c: &Client, kind: &str, all: bool, filters: &[String]) -> Resu
         }
         println!();
     }
-    Ok(r.get("SpaceReclaimed").and_then(|v| v.as_f64()).unwrap_or(0.0))
+    Ok(r.get("SpaceReclaimed")
+        .and_then(|v| v.as_f64())
+        .unwrap_or(0.0))
 }
 
 /// `container|image|network|volume|builder prune` (`kind` is the API's path segment).
@@ -445,7 +512,13 @@ pub async fn prune_one(c: &Client, kind: &str, a: PruneArgs) -> Result<()> {
     if !confirm(what, a.force)? {
         return Ok(());
     }
-    let reclaimed = do_prune(c, if kind == "networks" { "networks" } else { kind }, a.all, &a.filter).await?;
+    let reclaimed = do_prune(
+        c,
+        if kind == "networks" { "networks" } else { kind },
+        a.all,
+        &a.filter,
+    )
+    .await?;
     if kind != "networks" {
         println!("Total reclaimed space: {}", human_size(reclaimed));
     }
@@ -454,7 +527,8 @@ pub async fn prune_one(c: &Client, kind: &str, a: PruneArgs) -> Result<()> {
 
 /// `system prune`
 pub async fn prune(c: &Client, a: SystemPruneArgs) -> Result<()> {
-    let mut what = "all stopped containers, all networks not used by at least one container".to_string();
+    let mut what =
+        "all stopped containers, all networks not used by at least one container".to_string();
     if a.volumes {
         what.push_str(", all anonymous volumes not used by at least one container");
     }

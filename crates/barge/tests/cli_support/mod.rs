@@ -48,8 +48,7 @@ fn ping(sock: &Path) -> bool {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s
-        .write_all(b"GET /_ping HTTP/1.0\r\nHost: t\r\n\r\n")
+    if s.write_all(b"GET /_ping HTTP/1.0\r\nHost: t\r\n\r\n")
         .is_err()
     {
         return false;
@@ -125,7 +124,9 @@ impl Daemon {
         let child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => {
-                let _ = Command::new("ip").args(["netns", "delete", &netns]).status();
+                let _ = Command::new("ip")
+                    .args(["netns", "delete", &netns])
+                    .status();
                 panic!("spawning the {kind} daemon: {e}");
             }
         };
@@ -144,7 +145,8 @@ impl Daemon {
         let start = Instant::now();
         while !ping(&d.sock) {
             if start.elapsed() > Duration::from_secs(60) || !d.alive() {
-                let log = std::fs::read_to_string(d.dir.path().join("daemon.log")).unwrap_or_default();
+                let log =
+                    std::fs::read_to_string(d.dir.path().join("daemon.log")).unwrap_or_default();
                 panic!("the {} daemon did not answer _ping:\n{log}", d.kind);
             }
             std::thread::sleep(Duration::from_millis(50));
