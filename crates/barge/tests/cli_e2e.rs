@@ -3,7 +3,7 @@
 
 mod cli_support;
 
-use cli_support::{barge_bin, pty_session, skip_unless_root, Daemon};
+use cli_support::{barge_bin, pty_session, skip_unless_root, Daemon, Registry};
 use std::process::{Command, Stdio};
 
 fn out(o: &std::process::Output) -> String {
@@ -666,4 +666,65 @@ fn networks_ports_update() {
     );
     d.ok(&["rm", "-f", "n1", "n2"]);
     assert_eq!(d.ok(&["network", "rm", "testnet"]), "testnet");
+}
+
+#[test]
+fn registry_login_push_pull() {
+    if skip_unless_root() {
+        return;
+    }
+    let d = Daemon::start();
+    let _reg = Registry::start(&d);
+    d.ok(&["tag", "busybox", "localhost:5000/bb:1"]);
+    // Without credentials the registry refuses.
+    let o = d.run(&["push", "localhost:5000/bb:1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("no basic auth credentials"), "{}", err(&o));
+    let o = d.run_stdin(
+        &["login", "-u", "u", "--password-stdin", "localhost:5000"],
+        b"wrong\n",
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err(&o).contains("Error response from daemon"),
+        "{}",
+        err(&o)
+    );
+    let o = d.run_stdin(
+        &["login", "-u", "u", "--password-stdin", "localhost:5000"],
+        b"p\n",
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).contains("Login Succeeded"));
+    let cfg: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(d.dir.path().join(".docker/config.json")).expect("config.json"),
+    )
+    .expect("json");
+    assert_eq!(cfg["auths"]["localhost:5000"]["auth"], "dTpw"); // base64("u:p")
+    let o = d.run(&["push", "localhost:5000/bb:1"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(err(&o).contains("Pushed"), "{}", err(&o));
+    assert!(out(&o).contains("digest: sha256:"), "{}", out(&o));
+    d.ok(&["rmi", "localhost:5000/bb:1"]);
+    let o = d.run(&["pull", "localhost:5000/bb:1"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(err(&o).contains("Downloaded newer image"), "{}", err(&o));
+    d.ok(&["rmi", "localhost:5000/bb:1"]);
+    // run pulls a missing image.
+    let o = d.run(&[
+        "run",
+        "--rm",
+        "localhost:5000/bb:1",
+        "echo",
+        "pulled-and-ran",
+    ]);
+    assert_eq!(out(&o), "pulled-and-ran\n", "{}", err(&o));
+    assert!(err(&o).contains("Unable to find image 'localhost:5000/bb:1' locally"));
+    assert_eq!(
+        d.ok(&["logout", "localhost:5000"]),
+        "Removing login credentials for localhost:5000"
+    );
+    d.ok(&["rmi", "localhost:5000/bb:1"]);
+    let o = d.run(&["pull", "-q", "localhost:5000/bb:1"]);
+    assert_eq!(o.status.code(), Some(1));
 }
