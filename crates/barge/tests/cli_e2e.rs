@@ -292,6 +292,16 @@ fn lifecycle_ps_inspect_logs_exec() {
         ]),
         "y 1000 /tmp"
     );
+    let o = d.run(&["exec", "web", "no-such-binary"]);
+    assert_eq!(o.status.code(), Some(126), "{}", err(&o));
+    assert!(err(&o).contains("executable file not found"), "{}", err(&o));
+    let o = d.run_stdin(&["exec", "-it", "web", "true"], b"");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err(&o).contains("the input device is not a TTY"),
+        "{}",
+        err(&o)
+    );
     let o = d.run_stdin(&["exec", "-i", "web", "cat"], b"piped\n");
     assert_eq!(out(&o), "piped\n");
     d.ok(&["exec", "-d", "web", "touch", "/tmp/detached"]);
@@ -727,4 +737,118 @@ fn registry_login_push_pull() {
     d.ok(&["rmi", "localhost:5000/bb:1"]);
     let o = d.run(&["pull", "-q", "localhost:5000/bb:1"]);
     assert_eq!(o.status.code(), Some(1));
+}
+
+/// The same commands through barge's CLI and docker's CLI against one daemon print the same.
+#[test]
+fn output_matches_docker_cli() {
+    if skip_unless_root() {
+        return;
+    }
+    let d = Daemon::start();
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "a1",
+        "-l",
+        "x=1",
+        "-p",
+        "127.0.0.1:18081:81",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hello; echo oops >&2; exec sleep 300",
+    ]);
+    d.ok(&[
+        "create",
+        "--name",
+        "a2",
+        "-e",
+        "K=V",
+        "busybox",
+        "echo",
+        "a very long command line indeed",
+    ]);
+    d.ok(&["exec", "a1", "touch", "/tmp/new"]);
+    d.ok(&["volume", "create", "v1"]);
+    assert!(d.eventually(10, || out(&d.run(&["logs", "a1"])) == "hello\n"));
+    let docker = |args: &[&str]| {
+        let o = Command::new("docker")
+            .env("DOCKER_HOST", format!("unix://{}", d.sock.display()))
+            .env("HOME", d.dir.path())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("docker CLI");
+        (o.status.code(), out(&o), err(&o))
+    };
+    for args in [
+        vec![
+            "ps",
+            "-a",
+            "--format",
+            "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.Ports}}\t{{.Names}}",
+        ],
+        vec![
+            "ps",
+            "-a",
+            "--no-trunc",
+            "--format",
+            "{{.ID}} {{.Names}} {{.Labels}} {{.Command}}",
+        ],
+        vec!["ps", "-q"],
+        vec![
+            "ps",
+            "-a",
+            "--filter",
+            "label=x=1",
+            "--format",
+            "{{.Names}}",
+        ],
+        vec![
+            "inspect",
+            "-f",
+            "{{json .Config.Env}} {{.Config.Labels}} {{.State.Running}} {{.Name}}",
+            "a1",
+            "a2",
+        ],
+        vec![
+            "inspect",
+            "--format",
+            "{{range $k, $v := .Config.Labels}}{{$k}}={{$v}} {{end}}{{index .Config.Labels \"x\"}}",
+            "a1",
+        ],
+        vec![
+            "images",
+            "--format",
+            "{{.Repository}}:{{.Tag}} {{.ID}} {{.Size}}",
+        ],
+        vec!["images", "-q"],
+        vec!["logs", "a1"],
+        vec!["exec", "a1", "sh", "-c", "echo $HOSTNAME; exit 0"],
+        vec!["port", "a1"],
+        vec!["diff", "a1"],
+        vec!["top", "a1", "-o", "comm"],
+        vec!["volume", "ls"],
+        vec!["network", "ls", "--format", "{{.Name}} {{.Driver}}"],
+        vec!["inspect", "nosuch"],
+        vec!["rm", "nosuch"],
+        vec![
+            "version",
+            "--format",
+            "{{.Server.APIVersion}} {{.Server.Version}} {{.Server.Os}}",
+        ],
+    ] {
+        let o = d.run(&args);
+        let (code, dout, derr) = docker(&args);
+        assert_eq!(
+            o.status.code(),
+            code,
+            "{args:?}: barge {} / docker {derr}",
+            err(&o)
+        );
+        assert_eq!(out(&o), dout, "{args:?}");
+        assert_eq!(err(&o), derr, "{args:?}");
+    }
 }

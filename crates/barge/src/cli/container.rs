@@ -660,6 +660,9 @@ async fn wait_registered(
 /// `run`
 pub async fn run(c: &Client, a: RunArgs) -> Result<()> {
     let keys = detach_keys(&a.detach_keys).map_err(run_err)?;
+    if a.tty && a.interactive && !a.detach && !term::is_tty(0) {
+        return Err(Error::Msg("the input device is not a TTY".into()));
+    }
     let id = create_container(c, &a).await.map_err(run_err)?;
     if a.detach {
         if let Err(e) = c.post_json(&format!("/containers/{id}/start"), None).await {
@@ -1134,6 +1137,9 @@ pub async fn exec(c: &Client, a: ExecArgs) -> Result<()> {
         env.push(opts::env_entry(e).map_err(Error::Usage)?);
     }
     let stdin = a.interactive && !a.detach;
+    if a.tty && stdin && !term::is_tty(0) {
+        return Err(Error::Msg("the input device is not a TTY".into()));
+    }
     let mut body = json!({
         "AttachStdin": stdin,
         "AttachStdout": !a.detach,

@@ -21,7 +21,7 @@ enum Tok {
     Str(String),
     Num(f64),
     Ident(String),
-    Var,
+    Var(String, Vec<String>),
     Sub(Vec<Vec<Tok>>),
 }
 
@@ -29,7 +29,8 @@ enum Tok {
 enum Node {
     Text(String),
     Action(Vec<Vec<Tok>>),
-    Range(Vec<Vec<Tok>>, Vec<Node>, Vec<Node>),
+    Range(Vec<String>, Vec<Vec<Tok>>, Vec<Node>, Vec<Node>),
+    Assign(String, Vec<Vec<Tok>>),
     If(Vec<Vec<Tok>>, Vec<Node>, Vec<Node>),
     With(Vec<Vec<Tok>>, Vec<Node>, Vec<Node>),
 }
@@ -120,8 +121,14 @@ fn lex_inner(
                 *i += 1;
             }
             let w: String = c[start..*i].iter().collect();
-            let _ = w;
-            cmd.push(Tok::Var);
+            let (name, fields) = match w[1..].find('.') {
+                Some(i) => (
+                    w[..i + 1].to_string(),
+                    w[i + 2..].split('.').map(|s| s.to_string()).collect(),
+                ),
+                None => (w.clone(), vec![]),
+            };
+            cmd.push(Tok::Var(name, fields));
         } else {
             let start = *i;
             while *i < c.len() && !c[*i].is_whitespace() && !"|()".contains(c[*i]) {
@@ -216,7 +223,22 @@ fn parse_nodes(
                 }
                 match kw {
                     "range" | "if" | "with" => {
-                        let p = lex_pipeline(a[kw.len()..].trim())?;
+                        let mut head = a[kw.len()..].trim();
+                        let mut vars = vec![];
+                        if kw == "range" {
+                            if let Some((l, r)) = head.split_once(":=") {
+                                vars = l.split(',').map(|v| v.trim().to_string()).collect();
+                                if vars.iter().any(|v| !v.starts_with('$') || v.len() < 2)
+                                    || vars.len() > 2
+                                {
+                                    return Err(TemplateError(format!(
+                                        "bad range variables in {a:?}"
+                                    )));
+                                }
+                                head = r.trim();
+                            }
+                        }
+                        let p = lex_pipeline(head)?;
                         let (body, end) = parse_nodes(items, pos, &["end", "else"])?;
                         let els = if let Some(rest) = end.strip_prefix("else") {
                             let rest = rest.trim();
@@ -237,13 +259,17 @@ fn parse_nodes(
                             vec![]
                         };
                         nodes.push(match kw {
-                            "range" => Node::Range(p, body, els),
+                            "range" => Node::Range(vars, p, body, els),
                             "if" => Node::If(p, body, els),
                             _ => Node::With(p, body, els),
                         });
                     }
                     "end" | "else" => {
                         return Err(TemplateError(format!("unexpected {{{{{kw}}}}}")))
+                    }
+                    _ if a.starts_with('$') && a.contains(":=") => {
+                        let (l, r) = a.split_once(":=").unwrap_or_default();
+                        nodes.push(Node::Assign(l.trim().to_string(), lex_pipeline(r.trim())?));
                     }
                     _ => nodes.push(Node::Action(lex_pipeline(a)?)),
                 }
@@ -268,14 +294,60 @@ impl Template {
     /// Renders against `data`.
     pub fn render(&self, data: &Value) -> Result<String, TemplateError> {
         let mut out = String::new();
-        render_nodes(&self.nodes, data, &mut out)?;
+        VARS.with(|v| {
+            let mut v = v.borrow_mut();
+            v.clear();
+            v.push(("$".to_string(), data.clone()));
+        });
+        let r = render_nodes(&self.nodes, data, &mut out);
+        VARS.with(|v| v.borrow_mut().clear());
+        r?;
         Ok(out)
     }
 }
 
+thread_local! {
+    /// Template variables in scope (`$` is the root), innermost last.
+    static VARS: std::cell::RefCell<Vec<(String, Value)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn set_var(name: &str, v: Value) {
+    VARS.with(|vars| vars.borrow_mut().push((name.to_string(), v)));
+}
+
+fn var_mark() -> usize {
+    VARS.with(|vars| vars.borrow().len())
+}
+
+fn var_reset(mark: usize) {
+    VARS.with(|vars| vars.borrow_mut().truncate(mark));
+}
+
+fn get_var(name: &str) -> Result<Value, TemplateError> {
+    VARS.with(|vars| {
+        vars.borrow()
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| TemplateError(format!("undefined variable: {name}")))
+    })
+}
+
 fn render_nodes(nodes: &[Node], dot: &Value, out: &mut String) -> Result<(), TemplateError> {
+    let mark = var_mark();
+    let r = render_inner(nodes, dot, out);
+    var_reset(mark);
+    r
+}
+
+fn render_inner(nodes: &[Node], dot: &Value, out: &mut String) -> Result<(), TemplateError> {
     for n in nodes {
         match n {
+            Node::Assign(name, p) => {
+                let v = eval_pipeline(p, dot)?;
+                set_var(name, v);
+            }
             Node::Text(t) => out.push_str(t),
             Node::Action(p) => {
                 let v = eval_pipeline(p, dot)?;
@@ -296,14 +368,20 @@ fn render_nodes(nodes: &[Node], dot: &Value, out: &mut String) -> Result<(), Tem
                     render_nodes(b, dot, out)?;
                 }
             }
-            Node::Range(p, body, els) => {
+            Node::Range(vars, p, body, els) => {
                 let v = eval_pipeline(p, dot)?;
-                let elems: Vec<Value> = match &v {
-                    Value::Array(a) => a.clone(),
+                let elems: Vec<(Value, Value)> = match &v {
+                    Value::Array(a) => a
+                        .iter()
+                        .enumerate()
+                        .map(|(i, e)| (Value::from(i), e.clone()))
+                        .collect(),
                     Value::Object(m) => {
                         let mut keys: Vec<&String> = m.keys().collect();
                         keys.sort();
-                        keys.into_iter().map(|k| m[k].clone()).collect()
+                        keys.into_iter()
+                            .map(|k| (Value::String(k.clone()), m[k].clone()))
+                            .collect()
                     }
                     Value::Null => vec![],
                     o => return Err(TemplateError(format!("range can't iterate over {o}"))),
@@ -311,8 +389,19 @@ fn render_nodes(nodes: &[Node], dot: &Value, out: &mut String) -> Result<(), Tem
                 if elems.is_empty() {
                     render_nodes(els, dot, out)?;
                 }
-                for e in &elems {
-                    render_nodes(body, e, out)?;
+                for (k, e) in &elems {
+                    let mark = var_mark();
+                    match vars.as_slice() {
+                        [v] => set_var(v, e.clone()),
+                        [kv, vv] => {
+                            set_var(kv, k.clone());
+                            set_var(vv, e.clone());
+                        }
+                        _ => {}
+                    }
+                    let r = render_nodes(body, e, out);
+                    var_reset(mark);
+                    r?;
                 }
             }
         }
@@ -373,7 +462,7 @@ fn eval_arg(t: &Tok, dot: &Value) -> Result<Value, TemplateError> {
                 }
             })
             .unwrap_or(Value::Null),
-        Tok::Var => dot.clone(),
+        Tok::Var(name, fields) => field(&get_var(name)?, fields)?,
         Tok::Sub(p) => eval_pipeline(p, dot)?,
         Tok::Ident(i) => match i.as_str() {
             "true" => Value::Bool(true),
@@ -762,8 +851,18 @@ fn render_header(body: &str, headers: &Value) -> Result<String, TemplateError> {
     Ok(out)
 }
 
-/// Docker's `units.HumanSize`: decimal units, 3 significant digits ("1.23MB", "4.1kB", "0B").
+/// Docker's `units.HumanSizeWithPrecision(n, 3)` as its list commands print sizes: decimal
+/// units, 3 significant digits ("1.98MB", "4.1kB", "0B").
 pub fn human_size(n: f64) -> String {
+    human_size_prec(n, 3)
+}
+
+/// Docker's `units.HumanSize` (4 significant digits), used by `system df`.
+pub fn human_size4(n: f64) -> String {
+    human_size_prec(n, 4)
+}
+
+fn human_size_prec(n: f64, prec: usize) -> String {
     let units = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
     let mut v = if n > 0.0 { n } else { 0.0 };
     let mut i = 0;
@@ -771,7 +870,7 @@ pub fn human_size(n: f64) -> String {
         v /= 1000.0;
         i += 1;
     }
-    format!("{}{}", sig3(v), units[i])
+    format!("{}{}", sig(v, prec), units[i])
 }
 
 /// Docker's `units.BytesSize`: binary units ("1.5GiB"), used by stats.
@@ -783,26 +882,23 @@ pub fn bytes_size(n: f64) -> String {
         v /= 1024.0;
         i += 1;
     }
-    format!("{}{}", sig3(v), units[i])
+    format!("{}{}", sig(v, 4), units[i])
 }
 
-fn sig3(v: f64) -> String {
-    // %.4g as Go prints it, then trimmed: docker uses precision 4 for HumanSize.
-    let s = if v >= 1000.0 {
-        format!("{v:.0}")
-    } else if v >= 100.0 {
-        format!("{v:.1}")
-    } else if v >= 10.0 {
-        format!("{v:.2}")
+/// Go's `%.Ng` for 0 <= v < 1024: N significant digits, trailing zeros trimmed.
+fn sig(v: f64, prec: usize) -> String {
+    let int_digits = if v < 1.0 {
+        1
     } else {
-        format!("{v:.3}")
+        (v.log10().floor() as usize) + 1
     };
-    let s = if s.contains('.') {
+    let decimals = prec.saturating_sub(int_digits);
+    let s = format!("{v:.decimals$}");
+    if s.contains('.') {
         s.trim_end_matches('0').trim_end_matches('.').to_string()
     } else {
         s
-    };
-    s
+    }
 }
 
 /// Docker's `units.HumanDuration` ("Less than a second", "5 minutes", "About an hour"...).
@@ -886,7 +982,30 @@ mod tests {
             "2 A"
         );
         assert_eq!(r("{{- .T -}}  ", v.clone()), "true");
-        assert_eq!(r(r#"{{printf "%s-%d" "a" 3}}"#, v), "a-3");
+        assert_eq!(r(r#"{{printf "%s-%d" "a" 3}}"#, v.clone()), "a-3");
+        assert_eq!(
+            r(
+                "{{range $k, $v := .Labels}}{{$k}}={{$v}};{{end}}",
+                v.clone()
+            ),
+            "x=1;y=2;"
+        );
+        assert_eq!(
+            r("{{range $i, $a := .Args}}{{$i}}{{$a}}{{end}}", v.clone()),
+            "0a1b"
+        );
+        assert_eq!(
+            r(
+                "{{range $n, $c := .Net}}{{$n}}:{{$c.IPAddress}}{{end}}",
+                v.clone()
+            ),
+            "bridge:10.0.0.2"
+        );
+        assert_eq!(
+            r("{{$x := .T}}{{range .Args}}{{$x}}{{$.E}}{{end}}", v.clone()),
+            "truetrue"
+        );
+        assert!(Template::parse("{{$u}}").unwrap().render(&v).is_err());
     }
 
     #[test]
@@ -938,9 +1057,14 @@ mod tests {
     fn units() {
         assert_eq!(human_size(0.0), "0B");
         assert_eq!(human_size(-0.0), "0B");
-        assert_eq!(human_size(1234.0), "1.234kB");
+        assert_eq!(human_size4(1234.0), "1.234kB");
+        assert_eq!(human_size(1234.0), "1.23kB");
+        assert_eq!(human_size(1_984_000.0), "1.98MB");
+        assert_eq!(human_size(19_840.0), "19.8kB");
+        assert_eq!(human_size(198_400.0), "198kB");
         assert_eq!(human_size(1_500_000.0), "1.5MB");
         assert_eq!(human_size(4_860_000_000.0), "4.86GB");
+        assert_eq!(human_size(999.0), "999B");
         assert_eq!(bytes_size(1536.0), "1.5KiB");
         assert_eq!(human_duration(0), "Less than a second");
         assert_eq!(human_duration(5), "5 seconds");

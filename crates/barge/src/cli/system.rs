@@ -9,7 +9,7 @@ use super::args::*;
 use super::client::{filters_json, query, Client, API_VERSION};
 use super::container::time_arg;
 use super::error::{Error, Result};
-use super::format::{human_size, tabulate, unescape, ListFormat, Template};
+use super::format::{human_size4 as human_size, tabulate, unescape, ListFormat, Template};
 use super::image::registry_of;
 use super::stream::JsonLines;
 
@@ -22,12 +22,19 @@ pub async fn version(c: &Client, a: FormatOnly) -> Result<()> {
     let client = json!({
         "Version": env!("CARGO_PKG_VERSION"),
         "ApiVersion": API_VERSION,
+        "APIVersion": API_VERSION,
         "GoVersion": "n/a (Rust)",
         "Os": std::env::consts::OS,
         "Arch": std::env::consts::ARCH,
         "Platform": {"Name": "barge"},
     });
-    let server = c.get_json("/version").await;
+    let server = c.get_json("/version").await.map(|mut s| {
+        // docker's templates name Go fields: APIVersion beside the JSON's ApiVersion.
+        if let Some(v) = s.get("ApiVersion").cloned() {
+            s["APIVersion"] = v;
+        }
+        s
+    });
     let data = json!({"Client": client, "Server": server.as_ref().ok()});
     if let Some(f) = a.format.as_deref() {
         if f == "json" {
