@@ -265,7 +265,11 @@ fn lifecycle_ps_inspect_logs_exec() {
     let o = d.run(&["logs", "web"]);
     assert_eq!(out(&o), "line1\nline2\n");
     assert_eq!(err(&o), "err1\n");
-    assert_eq!(out(&d.run(&["logs", "--tail", "1", "web"])), "line2\n");
+    // --tail counts lines of both streams (stdout and stderr interleave by time).
+    let t1 = d.run(&["logs", "--tail", "1", "web"]);
+    assert_eq!(format!("{}{}", out(&t1), err(&t1)).lines().count(), 1);
+    let t0 = d.run(&["logs", "--tail", "0", "web"]);
+    assert_eq!(format!("{}{}", out(&t0), err(&t0)), "");
     let ts = out(&d.run(&["logs", "-t", "web"]));
     assert!(
         ts.lines()
@@ -294,7 +298,11 @@ fn lifecycle_ps_inspect_logs_exec() {
     );
     let o = d.run(&["exec", "web", "no-such-binary"]);
     assert_eq!(o.status.code(), Some(126), "{}", err(&o));
-    assert!(err(&o).contains("executable file not found"), "{}", err(&o));
+    assert!(
+        format!("{}{}", out(&o), err(&o)).contains("executable file not found"),
+        "{}",
+        err(&o)
+    );
     let o = d.run_stdin(&["exec", "-it", "web", "true"], b"");
     assert_eq!(o.status.code(), Some(1));
     assert!(
@@ -827,6 +835,7 @@ fn output_matches_docker_cli() {
         vec!["images", "-q"],
         vec!["logs", "a1"],
         vec!["exec", "a1", "sh", "-c", "echo $HOSTNAME; exit 0"],
+        vec!["exec", "a1", "no-such-binary"],
         vec!["port", "a1"],
         vec!["diff", "a1"],
         vec!["top", "a1", "-o", "comm"],
