@@ -179,6 +179,31 @@ fn run_exit_codes_and_streams() {
         "cat /mnt/f; touch /scratch/ok && echo tmpfs-ok; touch /nope 2>/dev/null || echo ro-ok",
     ]);
     assert_eq!(out(&o), "from-hosttmpfs-ok\nro-ok\n", "{}", err(&o));
+    // Without a TTY, signals to the CLI are proxied to the container (--sig-proxy).
+    let child = d
+        .cmd(&[
+            "run",
+            "--rm",
+            "--name",
+            "sig",
+            "busybox",
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 7' TERM; echo ready; while :; do sleep 0.1; done",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    assert!(d.eventually(20, || d.run(&["logs", "sig"]).stdout.starts_with(b"ready")));
+    // SAFETY: a signal to the barge CLI process this test spawned.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let o = child.wait_with_output().expect("wait");
+    assert_eq!(o.status.code(), Some(7), "{}", err(&o));
+    assert_eq!(out(&o), "ready\ngot-term\n");
     // Detached run prints the full id.
     let id = d.ok(&["run", "-d", "busybox", "true"]);
     assert_eq!(id.len(), 64, "{id}");
@@ -518,6 +543,72 @@ fn files_images_and_volumes() {
     let p = d.ok(&["container", "prune", "-f"]);
     assert!(p.contains("Total reclaimed space"), "{p}");
     assert_eq!(d.ok(&["ps", "-aq"]), "");
+    // build: .dockerignore honoured, build args, labels, tag.
+    let ctx = d.dir.path().join("ctx");
+    std::fs::create_dir(&ctx).expect("mkdir");
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nARG GREETING=default\nCOPY . /ctx/\nRUN echo $GREETING > /greeting\n",
+    )
+    .expect("write");
+    std::fs::write(ctx.join(".dockerignore"), "*.secret\n").expect("write");
+    std::fs::write(ctx.join("app.txt"), "app").expect("write");
+    std::fs::write(ctx.join("key.secret"), "nope").expect("write");
+    let o = d.run(&[
+        "build",
+        "-t",
+        "built:1",
+        "--build-arg",
+        "GREETING=hi",
+        "--label",
+        "l=v",
+        ctx.to_str().unwrap_or_default(),
+    ]);
+    assert!(o.status.success(), "{}{}", out(&o), err(&o));
+    assert!(
+        out(&o).contains("Successfully tagged built:1"),
+        "{}",
+        out(&o)
+    );
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "built:1",
+            "sh",
+            "-c",
+            "cat /greeting; ls /ctx"
+        ]),
+        "hi\nDockerfile\napp.txt"
+    );
+    assert_eq!(
+        d.ok(&["image", "inspect", "-f", "{{.Config.Labels.l}}", "built:1"]),
+        "v"
+    );
+    let q = d.ok(&["build", "-q", ctx.to_str().unwrap_or_default()]);
+    assert!(q.starts_with("sha256:") && !q.contains('\n'), "{q}");
+    let o = d.run_stdin(&["build", "-"], b"FROM busybox\nRUN false\n");
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(
+        err(&o).contains("returned a non-zero code: 1"),
+        "{}",
+        err(&o)
+    );
+    // cp to stdout is a tar stream.
+    d.ok(&["create", "--name", "cpsrc", "busybox", "true"]);
+    let o = d.run(&["cp", "cpsrc:/etc/passwd", "-"]);
+    assert!(o.status.success());
+    let mut ar = tar::Archive::new(&o.stdout[..]);
+    let names: Vec<String> = ar
+        .entries()
+        .expect("tar")
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.path().ok().map(|p| p.to_string_lossy().into_owned()))
+        .collect();
+    assert_eq!(names, vec!["passwd"]);
+    d.ok(&["rm", "cpsrc"]);
+    let p = d.ok(&["image", "prune", "-f"]);
+    assert!(p.contains("Total reclaimed space"), "{p}");
     // info, version.
     assert!(d.ok(&["info"]).contains("Containers:"));
     assert!(d

@@ -157,7 +157,12 @@ pub async fn build(c: &Client, a: BuildArgs) -> Result<()> {
     let body = if a.context == "-" {
         let mut v = vec![];
         std::io::stdin().read_to_end(&mut v)?;
-        if !v.starts_with(b"\x1f\x8b") && v.len() > 262 && &v[257..262] != b"ustar" {
+        let is_tar = v.len() > 262 && &v[257..262] == b"ustar";
+        let compressed = v.starts_with(b"\x1f\x8b")
+            || v.starts_with(b"BZh")
+            || v.starts_with(b"\xfd7zXZ")
+            || v.starts_with(b"\x28\xb5\x2f\xfd");
+        if !is_tar && !compressed {
             // A Dockerfile on stdin: wrap it in a tar.
             let mut b = tar::Builder::new(Vec::new());
             let mut h = tar::Header::new_gnu();
