@@ -102,8 +102,8 @@ pub fn ignored(rules: &[IgnoreRule], rel: &str) -> bool {
     ex
 }
 
-fn add_dir(
-    b: &mut tar::Builder<Vec<u8>>,
+fn add_dir<W: std::io::Write>(
+    b: &mut tar::Builder<W>,
     root: &Path,
     dir: &Path,
     rules: &[IgnoreRule],
@@ -140,15 +140,23 @@ fn add_dir(
 /// Tars the build context directory, honouring its .dockerignore (the Dockerfile and
 /// .dockerignore themselves are always sent).
 pub fn tar_context(dir: &Path, dockerfile: &str) -> Result<Vec<u8>> {
+    let mut v = Vec::new();
+    write_context(dir, dockerfile, &mut v)?;
+    Ok(v)
+}
+
+/// Writes the context tar to `w` (see [`tar_context`]).
+pub fn write_context(dir: &Path, dockerfile: &str, w: &mut dyn std::io::Write) -> Result<()> {
     let rules = match std::fs::read_to_string(dir.join(".dockerignore")) {
         Ok(t) => parse_ignore(&t),
         Err(_) => vec![],
     };
-    let mut b = tar::Builder::new(Vec::new());
+    let mut b = tar::Builder::new(w);
     b.follow_symlinks(false);
     let keep = vec![dockerfile.to_string(), ".dockerignore".to_string()];
     add_dir(&mut b, dir, dir, &rules, &keep)?;
-    Ok(b.into_inner()?)
+    b.finish()?;
+    Ok(())
 }
 
 /// `build`
@@ -219,17 +227,27 @@ pub async fn build(c: &Client, a: BuildArgs) -> Result<()> {
                     dockerfile = ".barge-dockerfile".into();
                     b.append_data(&mut h, &dockerfile, &data[..])?;
                     t = b.into_inner()?;
-                    return send_build(c, &a, &dockerfile, t).await;
+                    return send_build(c, &a, &dockerfile, super::client::bytes_body(t)).await;
                 }
                 Err(e) => return Err(Error::Msg(format!("unable to read {f}: {e}"))),
             }
         }
-        tar_context(dir, &dockerfile)?
+        // Streamed: the context is tarred while it is sent.
+        let (d, df) = (dir.to_path_buf(), dockerfile.clone());
+        let body = super::client::writer_body(move |w| {
+            write_context(&d, &df, w).map_err(|e| std::io::Error::other(e.to_string()))
+        });
+        return send_build(c, &a, &dockerfile, body).await;
     };
-    send_build(c, &a, &dockerfile, body).await
+    send_build(c, &a, &dockerfile, super::client::bytes_body(body)).await
 }
 
-async fn send_build(c: &Client, a: &BuildArgs, dockerfile: &str, body: Vec<u8>) -> Result<()> {
+async fn send_build(
+    c: &Client,
+    a: &BuildArgs,
+    dockerfile: &str,
+    body: super::client::ReqBody,
+) -> Result<()> {
     let mut q = vec![("dockerfile", dockerfile.to_string())];
     for t in &a.tag {
         q.push(("t", t.clone()));
@@ -262,10 +280,11 @@ async fn send_build(c: &Client, a: &BuildArgs, dockerfile: &str, body: Vec<u8>) 
         q.push(("networkmode", n.clone()));
     }
     let mut resp = c
-        .call(
+        .call_body(
             Method::POST,
             &format!("/build{}", query(&q)),
-            Some((body, "application/x-tar")),
+            body,
+            "application/x-tar",
             &[],
         )
         .await?;

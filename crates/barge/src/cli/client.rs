@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
@@ -100,6 +102,71 @@ pub fn filters_json(filters: &[String]) -> Result<Option<String>> {
     Ok(Some(Value::Object(map).to_string()))
 }
 
+/// A request body: whole bytes, or chunks produced on a thread (streamed, never held whole).
+pub type ReqBody = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// A request body of whole bytes.
+pub fn bytes_body(b: Vec<u8>) -> ReqBody {
+    Full::new(Bytes::from(b))
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// A streamed request body: `produce` writes it on a thread (tar builders, file copies).
+/// An error while producing aborts the request.
+pub fn writer_body<F>(produce: F) -> ReqBody
+where
+    F: FnOnce(&mut dyn std::io::Write) -> std::io::Result<()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
+    std::thread::spawn(move || {
+        let mut w = ChannelWriter {
+            tx: tx.clone(),
+            buf: Vec::with_capacity(CHUNK),
+        };
+        let r = produce(&mut w).and_then(|_| std::io::Write::flush(&mut w));
+        if let Err(e) = r {
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item.map(Frame::data), rx))
+    });
+    StreamBody::new(stream).boxed_unsync()
+}
+
+/// A streamed request body copied from a reader (a file, stdin).
+pub fn reader_body(mut r: Box<dyn std::io::Read + Send>) -> ReqBody {
+    writer_body(move |w| std::io::copy(&mut r, w).map(|_| ()))
+}
+
+const CHUNK: usize = 256 * 1024;
+
+struct ChannelWriter {
+    tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+    buf: Vec<u8>,
+}
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        self.tx
+            .blocking_send(Ok(Bytes::from(chunk)))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "request aborted"))
+    }
+}
+
 /// A response body read chunk by chunk.
 pub struct Body(Incoming);
 
@@ -181,6 +248,20 @@ impl Client {
         body: Option<(Vec<u8>, &str)>,
         headers: &[(&str, String)],
     ) -> Result<Response<Incoming>> {
+        let (body, ctype) = body.unwrap_or_default();
+        self.raw_body(method, path, bytes_body(body), ctype, headers)
+            .await
+    }
+
+    /// Sends one request with any body; returns the response (any status).
+    pub async fn raw_body(
+        &self,
+        method: Method,
+        path: &str,
+        body: ReqBody,
+        ctype: &str,
+        headers: &[(&str, String)],
+    ) -> Result<Response<Incoming>> {
         let stream = self.connect().await?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
@@ -201,12 +282,11 @@ impl Client {
         for (k, v) in headers {
             req = req.header(*k, v);
         }
-        let (body, ctype) = body.unwrap_or_default();
         if !ctype.is_empty() {
             req = req.header("Content-Type", ctype);
         }
         let req = req
-            .body(Full::new(Bytes::from(body)))
+            .body(body)
             .map_err(|e| Error::Msg(format!("building request: {e}")))?;
         sender
             .send_request(req)
@@ -222,7 +302,21 @@ impl Client {
         body: Option<(Vec<u8>, &str)>,
         headers: &[(&str, String)],
     ) -> Result<Body> {
-        let resp = self.raw(method, path, body, headers).await?;
+        let (body, ctype) = body.unwrap_or_default();
+        self.call_body(method, path, bytes_body(body), ctype, headers)
+            .await
+    }
+
+    /// Like [`Client::call`] with any (e.g. streamed) body.
+    pub async fn call_body(
+        &self,
+        method: Method,
+        path: &str,
+        body: ReqBody,
+        ctype: &str,
+        headers: &[(&str, String)],
+    ) -> Result<Body> {
+        let resp = self.raw_body(method, path, body, ctype, headers).await?;
         let status = resp.status().as_u16();
         let body = Body(resp.into_body());
         if status >= 400 {

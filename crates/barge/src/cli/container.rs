@@ -1880,15 +1880,13 @@ async fn cp_to(c: &Client, src: &str, ctr: &str, dst: &str, follow: bool) -> Res
         });
     };
     let tarball = if src == "-" {
-        let mut v = vec![];
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut v)?;
-        v
+        super::client::reader_body(Box::new(std::io::stdin()))
     } else {
-        let sp = Path::new(src);
+        let sp = PathBuf::from(src);
         let meta = if follow {
-            std::fs::metadata(sp)
+            std::fs::metadata(&sp)
         } else {
-            std::fs::symlink_metadata(sp)
+            std::fs::symlink_metadata(&sp)
         }
         .map_err(|e| Error::Msg(format!("lstat {src}: {e}")))?;
         let name = if dst_is_dir {
@@ -1901,14 +1899,16 @@ async fn cp_to(c: &Client, src: &str, ctr: &str, dst: &str, follow: bool) -> Res
                 .map(|n| n.to_os_string())
                 .ok_or_else(|| Error::Usage(format!("invalid destination {dst}")))?
         };
-        let mut b = tar::Builder::new(Vec::new());
-        b.follow_symlinks(follow);
-        if meta.is_dir() {
-            b.append_dir_all(&name, sp)?;
-        } else {
-            b.append_path_with_name(sp, &name)?;
-        }
-        b.into_inner()?
+        super::client::writer_body(move |w| {
+            let mut b = tar::Builder::new(w);
+            b.follow_symlinks(follow);
+            if meta.is_dir() {
+                b.append_dir_all(&name, &sp)?;
+            } else {
+                b.append_path_with_name(&sp, &name)?;
+            }
+            b.finish()
+        })
     };
     let target_dir = if dst_is_dir || src == "-" {
         dst.to_string()
@@ -1918,14 +1918,15 @@ async fn cp_to(c: &Client, src: &str, ctr: &str, dst: &str, follow: bool) -> Res
             _ => "/".into(),
         }
     };
-    c.call(
+    c.call_body(
         Method::PUT,
         &format!(
             "/containers/{}/archive?path={}&noOverwriteDirNonDir=true",
             enc(ctr),
             enc(&target_dir)
         ),
-        Some((tarball, "application/x-tar")),
+        tarball,
+        "application/x-tar",
         &[],
     )
     .await?;

@@ -314,17 +314,13 @@ pub async fn save(c: &Client, images: &[String], output: Option<String>) -> Resu
     super::container::body_to_output(body, output).await
 }
 
-fn read_input(path: Option<&str>) -> Result<Vec<u8>> {
-    let mut v = vec![];
-    match path {
-        None | Some("-") => {
-            std::io::stdin().read_to_end(&mut v)?;
-        }
+fn input_reader(path: Option<&str>) -> Result<Box<dyn Read + Send>> {
+    Ok(match path {
+        None | Some("-") => Box::new(std::io::stdin()),
         Some(p) => {
-            v = std::fs::read(p).map_err(|e| Error::Msg(format!("open {p}: {e}")))?;
+            Box::new(std::fs::File::open(p).map_err(|e| Error::Msg(format!("open {p}: {e}")))?)
         }
-    }
-    Ok(v)
+    })
 }
 
 /// `load`
@@ -334,12 +330,13 @@ pub async fn load(c: &Client, a: LoadArgs) -> Result<()> {
             "requested load from stdin, but stdin is empty".into(),
         ));
     }
-    let data = read_input(a.input.as_deref())?;
+    let data = super::client::reader_body(input_reader(a.input.as_deref())?);
     let body = c
-        .call(
+        .call_body(
             Method::POST,
             &format!("/images/load?quiet={}", a.quiet as u8),
-            Some((data, "application/x-tar")),
+            data,
+            "application/x-tar",
             &[],
         )
         .await?;
@@ -355,13 +352,14 @@ pub async fn load(c: &Client, a: LoadArgs) -> Result<()> {
 /// `import`
 pub async fn import(c: &Client, a: ImportArgs) -> Result<()> {
     let mut q = vec![];
-    let data = if a.file.starts_with("http://") || a.file.starts_with("https://") {
-        q.push(("fromSrc", a.file.clone()));
-        Vec::new()
-    } else {
-        q.push(("fromSrc", "-".to_string()));
-        read_input(Some(&a.file))?
-    };
+    let data: Box<dyn Read + Send> =
+        if a.file.starts_with("http://") || a.file.starts_with("https://") {
+            q.push(("fromSrc", a.file.clone()));
+            Box::new(std::io::empty())
+        } else {
+            q.push(("fromSrc", "-".to_string()));
+            input_reader(Some(&a.file))?
+        };
     if let Some(r) = &a.repository {
         let (repo, tag) = split_ref(r);
         q.push(("repo", repo));
@@ -379,10 +377,11 @@ pub async fn import(c: &Client, a: ImportArgs) -> Result<()> {
         q.push(("platform", p.clone()));
     }
     let body = c
-        .call(
+        .call_body(
             Method::POST,
             &format!("/images/create{}", query(&q)),
-            Some((data, "application/x-tar")),
+            super::client::reader_body(data),
+            "application/x-tar",
             &[],
         )
         .await?;
