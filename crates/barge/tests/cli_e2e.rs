@@ -401,6 +401,64 @@ fn lifecycle_ps_inspect_logs_exec() {
     let o = d.run(&["start", "-a", "once"]);
     assert_eq!(out(&o), "attached\n");
     assert_eq!(o.status.code(), Some(4));
+    // logs -f streams while the container runs and ends when it exits; events follow.
+    let mut ev = d
+        .cmd(&[
+            "events",
+            "--filter",
+            "type=container",
+            "--filter",
+            "container=follow",
+            "--format",
+            "{{.Action}}",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("events");
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "follow",
+        "busybox",
+        "sh",
+        "-c",
+        "echo one; sleep 1; echo two",
+    ]);
+    let lf = d.run(&["logs", "-f", "follow"]);
+    assert!(lf.status.success());
+    assert_eq!(out(&lf), "one\ntwo\n");
+    assert_eq!(d.ok(&["wait", "follow"]), "0");
+    let mut evout = ev.stdout.take().expect("events stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut buf = [0u8; 4096];
+        let mut all = String::new();
+        while let Ok(n) = evout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            all.push_str(&String::from_utf8_lossy(&buf[..n]));
+            if all.contains("die") {
+                break;
+            }
+        }
+        let _ = tx.send(all);
+    });
+    let seen = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .unwrap_or_default();
+    // SAFETY: a signal to the `barge events` process this test spawned.
+    unsafe {
+        libc::kill(ev.id() as i32, libc::SIGTERM);
+    }
+    let _ = ev.wait();
+    assert!(
+        seen.contains("create\n") && seen.contains("start\n") && seen.contains("die"),
+        "{seen}"
+    );
     // stats --no-stream.
     d.ok(&["run", "-d", "--name", "st", "busybox", "sleep", "300"]);
     let s = d.ok(&["stats", "--no-stream", "st"]);
@@ -594,6 +652,23 @@ fn files_images_and_volumes() {
         "{}",
         err(&o)
     );
+    // cp from a tar on stdin.
+    let mut t = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(5);
+    h.set_mode(0o644);
+    h.set_cksum();
+    t.append_data(&mut h, "fromstdin.txt", &b"stdin"[..])
+        .expect("tar");
+    let tarball = t.into_inner().expect("tar");
+    d.ok(&["run", "-d", "--name", "cpdst", "busybox", "sleep", "300"]);
+    let o = d.run_stdin(&["cp", "-", "cpdst:/tmp"], &tarball);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(
+        d.ok(&["exec", "cpdst", "cat", "/tmp/fromstdin.txt"]),
+        "stdin"
+    );
+    d.ok(&["rm", "-f", "cpdst"]);
     // cp to stdout is a tar stream.
     d.ok(&["create", "--name", "cpsrc", "busybox", "true"]);
     let o = d.run(&["cp", "cpsrc:/etc/passwd", "-"]);
