@@ -288,7 +288,8 @@ impl Drop for Daemon {
 }
 
 /// Runs `argv` on a pseudo-terminal of `rows`x`cols` through python3's pty module, sending
-/// `script` (a list of (wait-for, send) steps); returns (output, exit code).
+/// `steps` (a list of (wait-for, send) pairs; a send of `\0resize:ROWSxCOLS` resizes the
+/// terminal instead, which sends SIGWINCH); returns (output, exit code).
 pub fn pty_session(
     env: &[(&str, String)],
     argv: &[&str],
@@ -323,7 +324,13 @@ def read_until(tok, t):
 for wait, send in cfg["steps"]:
     if wait and not read_until(wait, 20):
         break
-    os.write(fd, bytes(send))
+    data = bytes(send)
+    if data.startswith(b"\0resize:"):
+        r, c = data[8:].decode().split("x")
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", int(r), int(c), 0, 0))
+        time.sleep(0.5)
+        continue
+    os.write(fd, data)
 read_until("", 3)
 _, st = os.waitpid(pid, 0)
 sys.stdout.write(json.dumps({"out": out.decode("utf-8", "replace"), "code": os.waitstatus_to_exitcode(st)}))
