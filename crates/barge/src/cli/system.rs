@@ -361,24 +361,41 @@ pub async fn df(c: &Client, a: DfArgs) -> Result<()> {
     let volumes = arr("Volumes");
     let cache = arr("BuildCache");
     let f64of = |v: &Value, k: &str| v.get(k).and_then(|x| x.as_f64()).unwrap_or(0.0);
-    let img_size: f64 = images.iter().map(|i| f64of(i, "Size")).sum();
+    // As docker: the images' size is the layers' (shared once), the reclaimable part what
+    // images without containers hold beyond the layers they share.
+    let img_size: f64 = d
+        .get("LayersSize")
+        .and_then(|v| v.as_f64())
+        .unwrap_or_else(|| images.iter().map(|i| f64of(i, "Size")).sum());
     let img_active = images
         .iter()
         .filter(|i| f64of(i, "Containers") > 0.0)
         .count();
-    let img_reclaim: f64 = images
+    let img_used: f64 = images
         .iter()
-        .filter(|i| f64of(i, "Containers") <= 0.0)
-        .map(|i| f64of(i, "Size") - f64of(i, "SharedSize").max(0.0))
+        .filter(|i| f64of(i, "Containers") != 0.0)
+        .filter(|i| f64of(i, "Size") >= 0.0 && f64of(i, "SharedSize") >= 0.0)
+        .map(|i| f64of(i, "Size") - f64of(i, "SharedSize"))
         .sum();
+    let img_reclaim = (img_size - img_used).max(0.0);
     let ctr_size: f64 = containers.iter().map(|i| f64of(i, "SizeRw")).sum();
     let ctr_active = containers
         .iter()
-        .filter(|c| c.get("State").and_then(|s| s.as_str()) == Some("running"))
+        .filter(|c| {
+            matches!(
+                c.get("State").and_then(|s| s.as_str()),
+                Some("running" | "paused")
+            )
+        })
         .count();
     let ctr_reclaim: f64 = containers
         .iter()
-        .filter(|c| c.get("State").and_then(|s| s.as_str()) != Some("running"))
+        .filter(|c| {
+            !matches!(
+                c.get("State").and_then(|s| s.as_str()),
+                Some("running" | "paused")
+            )
+        })
         .map(|i| f64of(i, "SizeRw"))
         .sum();
     let vsize = |v: &Value| {
@@ -407,7 +424,18 @@ pub async fn df(c: &Client, a: DfArgs) -> Result<()> {
         })
         .map(vsize)
         .sum();
-    let cache_size: f64 = cache.iter().map(|i| f64of(i, "Size")).sum();
+    let shared = |c: &&Value| c.get("Shared").and_then(|x| x.as_bool()).unwrap_or(false);
+    let in_use = |c: &&Value| c.get("InUse").and_then(|x| x.as_bool()).unwrap_or(false);
+    let cache_size: f64 = cache
+        .iter()
+        .filter(|c| !shared(c))
+        .map(|i| f64of(i, "Size"))
+        .sum();
+    let cache_reclaim: f64 = cache
+        .iter()
+        .filter(|c| !shared(c) && !in_use(c))
+        .map(|i| f64of(i, "Size"))
+        .sum();
     let cache_active = cache
         .iter()
         .filter(|c| c.get("InUse").and_then(|x| x.as_bool()).unwrap_or(false))
@@ -420,10 +448,10 @@ pub async fn df(c: &Client, a: DfArgs) -> Result<()> {
         }
     };
     let rows = vec![
-        json!({"Type": "Images", "TotalCount": images.len().to_string(), "Active": img_active.to_string(), "Size": human_size(img_size), "Reclaimable": pct(img_reclaim.max(0.0), img_size)}),
+        json!({"Type": "Images", "TotalCount": images.len().to_string(), "Active": img_active.to_string(), "Size": human_size(img_size), "Reclaimable": if img_size > 0.0 { format!("{} ({}%)", human_size(img_reclaim), (img_reclaim * 100.0 / img_size).floor()) } else { human_size(img_reclaim) }}),
         json!({"Type": "Containers", "TotalCount": containers.len().to_string(), "Active": ctr_active.to_string(), "Size": human_size(ctr_size), "Reclaimable": pct(ctr_reclaim, ctr_size)}),
         json!({"Type": "Local Volumes", "TotalCount": volumes.len().to_string(), "Active": vol_active.to_string(), "Size": human_size(vol_size), "Reclaimable": pct(vol_reclaim, vol_size)}),
-        json!({"Type": "Build Cache", "TotalCount": cache.len().to_string(), "Active": cache_active.to_string(), "Size": human_size(cache_size), "Reclaimable": human_size(cache_size)}),
+        json!({"Type": "Build Cache", "TotalCount": cache.len().to_string(), "Active": cache_active.to_string(), "Size": human_size(cache_size), "Reclaimable": human_size(cache_reclaim)}),
     ];
     let f = ListFormat::new(
         a.format.as_deref(),
