@@ -1030,8 +1030,18 @@ fn output_matches_docker_cli() {
         vec!["top", "a1", "-o", "comm"],
         vec!["volume", "ls"],
         vec!["system", "df"],
-        vec!["images"],
-        vec!["history", "busybox"],
+        // (ages like "3 seconds ago" are left out: they may tick between the two runs)
+        vec![
+            "images",
+            "--format",
+            "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.Size}}",
+        ],
+        vec![
+            "history",
+            "--format",
+            "table {{.ID}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}",
+            "busybox",
+        ],
         vec!["network", "ls"],
         vec!["network", "ls", "--format", "{{.Name}} {{.Driver}}"],
         vec!["inspect", "nosuch"],
