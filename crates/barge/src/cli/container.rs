@@ -581,18 +581,20 @@ async fn resize(c: &Client, path_prefix: &str) {
 
 fn spawn_resize_watcher(c: &Client, path_prefix: String) {
     let c2 = Client::new(c.socket().to_path_buf(), false);
+    // Installed now, not when the task first runs, so no early SIGWINCH is missed.
+    let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
+    else {
+        return;
+    };
     tokio::spawn(async move {
-        let Ok(mut s) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
-        else {
-            return;
-        };
         while s.recv().await.is_some() {
             resize(&c2, &path_prefix).await;
         }
     });
 }
 
+/// Forwards the CLI's signals to the container (`--sig-proxy`). The handlers are installed
+/// before this returns, so a signal that arrives right after is not lost.
 fn spawn_sig_proxy(c: &Client, id: String) {
     use tokio::signal::unix::{signal, SignalKind};
     for (kind, num) in [
@@ -603,10 +605,10 @@ fn spawn_sig_proxy(c: &Client, id: String) {
         (SignalKind::user_defined1(), 10),
         (SignalKind::user_defined2(), 12),
     ] {
+        let Ok(mut s) = signal(kind) else { continue };
         let c2 = Client::new(c.socket().to_path_buf(), false);
         let id = id.clone();
         tokio::spawn(async move {
-            let Ok(mut s) = signal(kind) else { return };
             while s.recv().await.is_some() {
                 let _ = c2
                     .post_json(&format!("/containers/{id}/kill?signal={num}"), None)
@@ -684,6 +686,9 @@ pub async fn run(c: &Client, a: RunArgs) -> Result<()> {
     let h = c.hijack(&q, None).await.map_err(run_err)?;
     let cond = if a.rm { "removed" } else { "next-exit" };
     let waiter = wait_registered(c, &id, cond).await.map_err(run_err)?;
+    if !a.tty && a.sig_proxy {
+        spawn_sig_proxy(c, id.clone());
+    }
     if let Err(e) = c.post_json(&format!("/containers/{id}/start"), None).await {
         let code = start_error_code(&e.to_string());
         if a.rm {
@@ -699,8 +704,6 @@ pub async fn run(c: &Client, a: RunArgs) -> Result<()> {
     if a.tty {
         resize(c, &format!("/containers/{id}")).await;
         spawn_resize_watcher(c, format!("/containers/{id}"));
-    } else if a.sig_proxy {
-        spawn_sig_proxy(c, id.clone());
     }
     let end = term::pump(h, a.tty, stdin, if stdin { keys } else { vec![] }).await;
     drop(raw);
