@@ -36,6 +36,13 @@ pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
                     let _ = e.print();
                     0
                 }
+                // As docker: a missing argument exits 1, a bad flag or flag value 125.
+                ErrorKind::MissingRequiredArgument
+                | ErrorKind::TooFewValues
+                | ErrorKind::WrongNumberOfValues => {
+                    let _ = e.print();
+                    1
+                }
                 _ => {
                     let _ = e.print();
                     eprintln!("See 'barge --help'.");
