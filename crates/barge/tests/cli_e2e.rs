@@ -388,6 +388,12 @@ fn lifecycle_ps_inspect_logs_exec() {
     );
     d.ok(&["rm", "-f", "web2"]);
     assert_eq!(d.ok(&["ps", "-aq"]), "");
+    // -l / -n show the latest created containers, running or not.
+    let latest = d.ok(&["create", "--name", "latest", "busybox", "true"]);
+    assert_eq!(d.ok(&["ps", "-l", "-q"]), latest[..12]);
+    assert_eq!(d.ok(&["ps", "-n", "1", "--format", "{{.Names}}"]), "latest");
+    assert_eq!(d.ok(&["container", "ls", "-a", "-q"]).lines().count(), 1);
+    d.ok(&["container", "rm", "latest"]);
     // start -a returns the container's exit code.
     d.ok(&[
         "create",
