@@ -27,8 +27,10 @@ pub struct Cli {
 #[derive(Subcommand, Debug, Clone)]
 pub enum Cmd {
     /// Create and run a new container from an image
+    #[command(override_usage = "barge run [OPTIONS] IMAGE [COMMAND] [ARG...]")]
     Run(RunArgs),
     /// Create a new container
+    #[command(override_usage = "barge create [OPTIONS] IMAGE [COMMAND] [ARG...]")]
     Create(RunArgs),
     /// Start one or more stopped containers
     Start(StartArgs),
@@ -46,6 +48,7 @@ pub enum Cmd {
     /// Fetch the logs of a container
     Logs(LogsArgs),
     /// Execute a command in a running container
+    #[command(override_usage = "barge exec [OPTIONS] CONTAINER COMMAND [ARG...]")]
     Exec(ExecArgs),
     /// Attach local standard input, output, and error streams to a running container
     Attach(AttachArgs),
@@ -184,8 +187,10 @@ pub enum ContainerCmd {
     #[command(visible_aliases = ["ps", "list"])]
     Ls(PsArgs),
     /// Create and run a new container
+    #[command(override_usage = "barge container run [OPTIONS] IMAGE [COMMAND] [ARG...]")]
     Run(RunArgs),
     /// Create a new container
+    #[command(override_usage = "barge create [OPTIONS] IMAGE [COMMAND] [ARG...]")]
     Create(RunArgs),
     /// Start containers
     Start(StartArgs),
@@ -201,6 +206,7 @@ pub enum ContainerCmd {
     /// Fetch logs
     Logs(LogsArgs),
     /// Execute a command in a running container
+    #[command(override_usage = "barge exec [OPTIONS] CONTAINER COMMAND [ARG...]")]
     Exec(ExecArgs),
     /// Attach to a running container
     Attach(AttachArgs),

@@ -996,6 +996,7 @@ fn ps_row(v: &Value, no_trunc: bool) -> Value {
         "Mounts": mounts.join(","),
         "Networks": nets.join(","),
         "LocalVolumes": mounts.len().to_string(),
+        "_labels": v.get("Labels").cloned().unwrap_or(Value::Null),
     })
 }
 

@@ -487,6 +487,19 @@ fn eval_pipeline(p: &[Vec<Tok>], dot: &Value) -> Result<Value, TemplateError> {
                 }
                 call(name, args)?
             }
+            // docker's `{{.Label "key"}}` method on list rows (labels kept in `_labels`).
+            Tok::Field(p) if p.len() == 1 && p[0] == "Label" && cmd.len() == 2 => {
+                let key = to_text(&eval_arg(&cmd[1], dot)?);
+                let v = dot
+                    .get("_labels")
+                    .and_then(|l| l.get(&key))
+                    .cloned()
+                    .unwrap_or(Value::String(String::new()));
+                if prev.is_some() {
+                    return Err(TemplateError("can't pipe into a non-function".into()));
+                }
+                v
+            }
             t => {
                 if cmd.len() > 1 {
                     return Err(TemplateError("can't give argument to non-function".into()));
@@ -807,6 +820,10 @@ impl ListFormat {
         if self.json {
             let mut out = String::new();
             for r in rows {
+                let mut r = r.clone();
+                if let Value::Object(m) = &mut r {
+                    m.retain(|k, _| !k.starts_with('_'));
+                }
                 out.push_str(&r.to_string());
                 out.push('\n');
             }
@@ -1050,7 +1067,12 @@ mod tests {
             "a\nb\n"
         );
         let f = ListFormat::new(Some("json"), "", &[]).unwrap();
-        assert_eq!(f.render(&[json!({"A": 1})]).unwrap(), "{\"A\":1}\n");
+        assert_eq!(
+            f.render(&[json!({"A": 1, "_labels": {}})]).unwrap(),
+            "{\"A\":1}\n"
+        );
+        let f = ListFormat::new(Some(r#"{{.Label "x"}}|{{.Label "nope"}}"#), "", &[]).unwrap();
+        assert_eq!(f.render(&[json!({"_labels": {"x": "1"}})]).unwrap(), "1|\n");
     }
 
     #[test]
