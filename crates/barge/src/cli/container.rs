@@ -1773,7 +1773,13 @@ async fn cp_from(c: &Client, ctr: &str, src: &str, dst: &str, archive: bool) -> 
         o.write_all(&body)?;
         return Ok(());
     }
-    let dst = Path::new(dst);
+    extract_copy(&body, Path::new(dst), archive)
+}
+
+/// Extracts a `GET /archive` tar at `dst` with docker's cp semantics (into an existing
+/// directory, else renamed to `dst`), refusing entries that leave `dst`, writes through
+/// symlinks and hard links to anything outside what it extracted.
+fn extract_copy(body: &[u8], dst: &Path, archive: bool) -> Result<()> {
     let into_dir = dst.is_dir();
     if !into_dir {
         if let Some(parent) = dst.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -1785,7 +1791,7 @@ async fn cp_from(c: &Client, ctr: &str, src: &str, dst: &str, archive: bool) -> 
             }
         }
     }
-    let mut ar = tar::Archive::new(std::io::Cursor::new(&body[..]));
+    let mut ar = tar::Archive::new(std::io::Cursor::new(body));
     ar.set_preserve_ownerships(archive);
     ar.set_preserve_permissions(true);
     let mut root: Option<PathBuf> = None;
@@ -1808,12 +1814,13 @@ async fn cp_from(c: &Client, ctr: &str, src: &str, dst: &str, archive: bool) -> 
         if root.is_none() {
             root = top.clone();
         }
-        let target = if into_dir {
-            dst.join(&rel)
-        } else {
+        let map = |rel: &Path| -> PathBuf {
+            if into_dir {
+                return dst.join(rel);
+            }
             let rest = rel
-                .strip_prefix(root.as_ref().unwrap_or(&rel))
-                .unwrap_or(&rel)
+                .strip_prefix(root.as_deref().unwrap_or(rel))
+                .unwrap_or(rel)
                 .to_path_buf();
             if rest.as_os_str().is_empty() {
                 dst.to_path_buf()
@@ -1821,6 +1828,7 @@ async fn cp_from(c: &Client, ctr: &str, src: &str, dst: &str, archive: bool) -> 
                 dst.join(rest)
             }
         };
+        let target = map(&rel);
         // Never write through a symlink that an earlier entry created.
         if let Some(parent) = target.parent() {
             let mut p = PathBuf::new();
@@ -1836,6 +1844,26 @@ async fn cp_from(c: &Client, ctr: &str, src: &str, dst: &str, archive: bool) -> 
                 }
             }
             std::fs::create_dir_all(parent)?;
+        }
+        // Replace (never follow) a symlink already at the target.
+        if std::fs::symlink_metadata(&target).is_ok_and(|m| m.file_type().is_symlink()) {
+            std::fs::remove_file(&target)?;
+        }
+        if entry.header().entry_type() == tar::EntryType::Link {
+            // A hard link must point inside what this archive extracted, never at a host file.
+            let link = entry
+                .link_name()?
+                .map(|l| l.into_owned())
+                .unwrap_or_default();
+            let Some(lrel) = safe_rel(&link).filter(|l| !l.as_os_str().is_empty()) else {
+                return Err(Error::Msg(format!(
+                    "refusing to extract hard link {} -> {}: it leaves the destination",
+                    path.display(),
+                    link.display()
+                )));
+            };
+            std::fs::hard_link(map(&lrel), &target)?;
+            continue;
         }
         entry.unpack(&target)?;
     }
@@ -2197,6 +2225,79 @@ mod tests {
         let rel: i64 = time_arg("10m").unwrap().parse().unwrap();
         assert!((now_unix() - 600 - rel).abs() <= 2);
         assert!(time_arg("whenever").is_err());
+    }
+
+    fn tar_of(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, typ, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(*typ);
+            h.set_mode(0o644);
+            match typ {
+                tar::EntryType::Link | tar::EntryType::Symlink => {
+                    h.set_size(0);
+                    h.set_link_name(data).unwrap();
+                    h.set_path(path).unwrap();
+                    h.set_cksum();
+                    b.append(&h, &[][..]).unwrap();
+                }
+                _ => {
+                    h.set_size(data.len() as u64);
+                    h.set_path(path).unwrap();
+                    h.set_cksum();
+                    b.append(&h, data.as_bytes()).unwrap();
+                }
+            }
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn cp_extraction_is_confined() {
+        use tar::EntryType::*;
+        let d = tempfile::tempdir().unwrap();
+        // Renamed copy: "f" lands at dst itself.
+        let t = tar_of(&[("f", Regular, "data")]);
+        extract_copy(&t, &d.path().join("renamed"), false).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("renamed")).unwrap(),
+            "data"
+        );
+        // Into an existing directory, with an internal hard link.
+        let t = tar_of(&[
+            ("dir", Directory, ""),
+            ("dir/a", Regular, "A"),
+            ("dir/b", Link, "dir/a"),
+        ]);
+        extract_copy(&t, d.path(), false).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("dir/b")).unwrap(),
+            "A"
+        );
+        // A hard link to a host file is refused.
+        let t = tar_of(&[("evil", Link, "/etc/passwd")]);
+        assert!(extract_copy(&t, d.path(), false).is_err());
+        let t = tar_of(&[("evil", Link, "../../etc/passwd")]);
+        assert!(extract_copy(&t, d.path(), false).is_err());
+        assert!(!d.path().join("evil").exists());
+        // Writing through a symlink from the same archive is refused.
+        let out = tempfile::tempdir().unwrap();
+        let t = tar_of(&[
+            ("s", Symlink, out.path().to_str().unwrap()),
+            ("s/pwned", Regular, "x"),
+        ]);
+        assert!(extract_copy(&t, d.path(), false).is_err());
+        assert!(!out.path().join("pwned").exists());
+        // A file entry replaces a symlink instead of following it.
+        let victim = out.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        let t = tar_of(&[
+            ("l", Symlink, victim.to_str().unwrap()),
+            ("l", Regular, "new"),
+        ]);
+        extract_copy(&t, d.path(), false).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        assert_eq!(std::fs::read_to_string(d.path().join("l")).unwrap(), "new");
     }
 
     #[test]
