@@ -759,6 +759,9 @@ pub async fn start(c: &Client, a: StartArgs) -> Result<()> {
             )
             .await?;
         let waiter = wait_registered(c, &full, "next-exit").await?;
+        if !tty {
+            spawn_sig_proxy(c, full.clone());
+        }
         if let Err(e) = c
             .post_json(&format!("/containers/{full}/start"), None)
             .await
@@ -776,8 +779,6 @@ pub async fn start(c: &Client, a: StartArgs) -> Result<()> {
         if tty {
             resize(c, &format!("/containers/{full}")).await;
             spawn_resize_watcher(c, format!("/containers/{full}"));
-        } else {
-            spawn_sig_proxy(c, full.clone());
         }
         let keys = detach_keys(&a.detach_keys)?;
         let end = term::pump(h, tty, stdin, if stdin { keys } else { vec![] }).await;
