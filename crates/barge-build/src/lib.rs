@@ -38,21 +38,26 @@
 //! ```
 
 pub mod ast;
+pub mod builder;
 pub mod error;
+mod fsutil;
 mod expand_ast;
 pub mod graph;
 pub mod ignore;
 pub mod mount;
 pub mod parser;
+pub mod progress;
 pub mod scope;
 pub mod shell;
 mod suggest;
 
 pub use ast::*;
+pub use builder::{BuildContext, BuildError, BuildOptions, BuildOutput, Builder, PruneReport};
 pub use error::{ParseError, ParseErrorKind};
 pub use graph::{BuildPlan, GraphError, StageBase, StageDep, StageGraph, StageNode};
 pub use ignore::{DockerIgnore, IgnoreError};
 pub use mount::{CacheSharing, Mount, MountError, MountSpec, MountType};
+pub use progress::{Event, NoProgress, Progress};
 pub use parser::{is_heredoc_word, parse, parse_named};
 pub use scope::Scope;
 pub use shell::{expand, expand_words, EmptyEnv, Env, ExpandError, ExpandErrorKind, Lexer};
