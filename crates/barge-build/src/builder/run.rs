@@ -223,7 +223,6 @@ impl Run<'_> {
                 "env": env,
                 "cwd": cwd,
                 "capabilities": {"bounding": CAPS, "effective": CAPS, "permitted": CAPS},
-                "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1048576, "soft": 1048576}],
                 "noNewPrivileges": false
             },
             "root": {"path": "rootfs", "readonly": false},
