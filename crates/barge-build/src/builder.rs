@@ -114,7 +114,9 @@ pub enum BuildError {
         message: String,
     },
     /// A RUN exited non-zero.
-    #[error("{file}:{line}: {instruction}: the command '{command}' returned a non-zero code: {code}")]
+    #[error(
+        "{file}:{line}: {instruction}: the command '{command}' returned a non-zero code: {code}"
+    )]
     RunFailed {
         /// The Dockerfile's name.
         file: String,
@@ -150,7 +152,10 @@ pub enum BuildError {
     },
 }
 
-fn io_err(what: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> BuildError {
+fn io_err(
+    what: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(std::io::Error) -> BuildError {
     let path = path.into();
     move |source| BuildError::Io { what, path, source }
 }
@@ -418,9 +423,7 @@ impl Builder {
             }
         }
         let bytes = serde_json::to_vec(&config).map_err(|e| BuildError::Options(e.to_string()))?;
-        let rec = self
-            .store
-            .create_image(&lease, &bytes, &fin.layers, None)?;
+        let rec = self.store.create_image(&lease, &bytes, &fin.layers, None)?;
         progress.event(&Event::Built {
             id: rec.id.to_string(),
             quiet: opts.quiet,
@@ -443,7 +446,11 @@ impl Builder {
         self.root.join("cache").join(format!("{}.json", key.hex()))
     }
 
-    fn load_record(&self, key: &Digest, lease: &Lease<'_>) -> Option<(Value, Vec<LayerRecord>, Digest)> {
+    fn load_record(
+        &self,
+        key: &Digest,
+        lease: &Lease<'_>,
+    ) -> Option<(Value, Vec<LayerRecord>, Digest)> {
         let data = std::fs::read(self.record_path(key)).ok()?;
         let rec: CacheRecord = serde_json::from_slice(&data).ok()?;
         for l in &rec.layers {
@@ -458,7 +465,12 @@ impl Builder {
         Some((config, rec.layers, id))
     }
 
-    fn save_record(&self, key: &Digest, config: &str, layers: &[LayerRecord]) -> Result<(), BuildError> {
+    fn save_record(
+        &self,
+        key: &Digest,
+        config: &str,
+        layers: &[LayerRecord],
+    ) -> Result<(), BuildError> {
         let rec = CacheRecord {
             config: config.to_string(),
             layers: layers.to_vec(),
@@ -530,14 +542,18 @@ fn read_dockerfile(ctx: RawFd, name: &str) -> Result<String, BuildError> {
 }
 
 fn read_ignore(ctx: RawFd, dockerfile: &str) -> Result<DockerIgnore, BuildError> {
-    for name in [format!("{dockerfile}.dockerignore"), ".dockerignore".to_string()] {
+    for name in [
+        format!("{dockerfile}.dockerignore"),
+        ".dockerignore".to_string(),
+    ] {
         if let Ok(fd) = fsutil::openat2(ctx, &name, libc::O_RDONLY, BENEATH) {
             let mut s = String::new();
             std::fs::File::from(fd)
                 .take(4 << 20)
                 .read_to_string(&mut s)
                 .map_err(|e| BuildError::Context(format!("{name}: {e}")))?;
-            return DockerIgnore::parse(&s).map_err(|e| BuildError::Context(format!("{name}: {e}")));
+            return DockerIgnore::parse(&s)
+                .map_err(|e| BuildError::Context(format!("{name}: {e}")));
         }
     }
     DockerIgnore::parse("").map_err(|e| BuildError::Context(e.to_string()))
@@ -548,12 +564,16 @@ fn obj<'a>(v: &'a mut Value, key: &str) -> &'a mut serde_json::Map<String, Value
     if !v.is_object() {
         *v = json!({});
     }
-    let Value::Object(m) = v else { unreachable!("made an object above") };
+    let Value::Object(m) = v else {
+        unreachable!("made an object above")
+    };
     let e = m.entry(key.to_string()).or_insert_with(|| json!({}));
     if !e.is_object() {
         *e = json!({});
     }
-    let Value::Object(inner) = e else { unreachable!("made an object above") };
+    let Value::Object(inner) = e else {
+        unreachable!("made an object above")
+    };
     inner
 }
 
@@ -775,11 +795,19 @@ impl<'a> Run<'a> {
         });
         let env: Vec<String> = st.config["config"]["Env"]
             .as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default();
         let shell: Vec<String> = st.config["config"]["Shell"]
             .as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
             .filter(|v: &Vec<String>| !v.is_empty())
             .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
         let mut sc = StageCtx {
@@ -790,7 +818,11 @@ impl<'a> Run<'a> {
         // ONBUILD triggers of the base image run first, then are cleared.
         let triggers: Vec<String> = st.config["config"]["OnBuild"]
             .as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default();
         if !triggers.is_empty() {
             self.emit(Event::Triggers {
@@ -1015,7 +1047,9 @@ impl<'a> Run<'a> {
                 let vols = obj(c, "Volumes");
                 for p in paths {
                     if p.trim().is_empty() {
-                        return Err(self.step_err(inst, "VOLUME specified can not be an empty string"));
+                        return Err(
+                            self.step_err(inst, "VOLUME specified can not be an empty string")
+                        );
                     }
                     vols.insert(p.clone(), json!({}));
                 }
@@ -1077,8 +1111,13 @@ impl<'a> Run<'a> {
             },
             Command::Onbuild(o) => {
                 let kw = o.instruction.keyword;
-                if matches!(kw, crate::Keyword::From | crate::Keyword::Maintainer | crate::Keyword::Onbuild) {
-                    return Err(self.step_err(inst, format!("{kw} isn't allowed as an ONBUILD trigger")));
+                if matches!(
+                    kw,
+                    crate::Keyword::From | crate::Keyword::Maintainer | crate::Keyword::Onbuild
+                ) {
+                    return Err(
+                        self.step_err(inst, format!("{kw} isn't allowed as an ONBUILD trigger"))
+                    );
                 }
                 match c.get_mut("OnBuild").and_then(|v| v.as_array_mut()) {
                     Some(a) => a.push(Value::String(o.expression.clone())),

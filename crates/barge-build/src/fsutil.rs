@@ -10,11 +10,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 /// `RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS`: stay under the directory, or fail (EXDEV).
-pub(crate) const BENEATH: u64 = (libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS) as u64;
+pub(crate) const BENEATH: u64 = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
 /// `RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS`: the directory is `/` for the resolution.
-pub(crate) const IN_ROOT: u64 = (libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS) as u64;
+pub(crate) const IN_ROOT: u64 = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
 /// No symlink at all on the way.
-pub(crate) const NO_SYMLINKS: u64 = libc::RESOLVE_NO_SYMLINKS as u64;
+pub(crate) const NO_SYMLINKS: u64 = libc::RESOLVE_NO_SYMLINKS;
 
 pub(crate) fn cstr(s: &[u8]) -> io::Result<CString> {
     CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))

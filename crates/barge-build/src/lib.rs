@@ -40,8 +40,8 @@
 pub mod ast;
 pub mod builder;
 pub mod error;
-mod fsutil;
 mod expand_ast;
+mod fsutil;
 pub mod graph;
 pub mod ignore;
 pub mod mount;
@@ -57,8 +57,8 @@ pub use error::{ParseError, ParseErrorKind};
 pub use graph::{BuildPlan, GraphError, StageBase, StageDep, StageGraph, StageNode};
 pub use ignore::{DockerIgnore, IgnoreError};
 pub use mount::{CacheSharing, Mount, MountError, MountSpec, MountType};
-pub use progress::{Event, NoProgress, Progress};
 pub use parser::{is_heredoc_word, parse, parse_named};
+pub use progress::{Event, NoProgress, Progress};
 pub use scope::Scope;
 pub use shell::{expand, expand_words, EmptyEnv, Env, ExpandError, ExpandErrorKind, Lexer};
 

@@ -158,34 +158,76 @@ fn seed_workdir_run_add_cmd() {
     let s = streams(&events);
     assert!(s.contains("Step 1/5 : FROM busybox\n"), "{s}");
     assert!(s.contains("Step 3/5 : RUN echo installed"), "{s}");
-    assert!(s.contains(&format!("Successfully built {}\n", &out.id.hex()[..12])), "{s}");
+    assert!(
+        s.contains(&format!("Successfully built {}\n", &out.id.hex()[..12])),
+        "{s}"
+    );
     assert!(s.contains("Successfully tagged seed:v1\n"), "{s}");
     let js = json_stream(&events);
-    assert!(js.contains(&format!("{{\"aux\":{{\"ID\":\"{}\"}}}}", out.id)), "{js}");
+    assert!(
+        js.contains(&format!("{{\"aux\":{{\"ID\":\"{}\"}}}}", out.id)),
+        "{js}"
+    );
     assert_eq!(out.tags, vec!["seed:v1".to_string()]);
     let cfg = env.config("seed:v1");
     assert_eq!(cfg["config"]["WorkingDir"], "/code");
-    assert_eq!(cfg["config"]["Cmd"], serde_json::json!(["sh", "/code/app.sh"]));
-    assert_eq!(env.file("seed:v1", "installed.txt").as_deref(), Some("installed\n"));
+    assert_eq!(
+        cfg["config"]["Cmd"],
+        serde_json::json!(["sh", "/code/app.sh"])
+    );
+    assert_eq!(
+        env.file("seed:v1", "installed.txt").as_deref(),
+        Some("installed\n")
+    );
     assert_eq!(env.file("seed:v1", "cwd.txt").as_deref(), Some("/code\n"));
-    assert_eq!(env.file("seed:v1", "code/app.sh").as_deref(), Some("echo hello from app\n"));
-    assert_eq!(env.file("seed:v1", "code/requirements.txt").as_deref(), Some("flask\n"));
+    assert_eq!(
+        env.file("seed:v1", "code/app.sh").as_deref(),
+        Some("echo hello from app\n")
+    );
+    assert_eq!(
+        env.file("seed:v1", "code/requirements.txt").as_deref(),
+        Some("flask\n")
+    );
     // Base layer + RUN + ADD; WORKDIR and CMD only change the config.
     let rec = env.store.resolve("seed:v1").unwrap();
     assert_eq!(rec.layers.len(), 3);
     let hist = env.store.history("seed:v1").unwrap();
-    let created: Vec<String> = hist.iter().map(|h| h.created_by.clone().unwrap_or_default()).collect();
+    let created: Vec<String> = hist
+        .iter()
+        .map(|h| h.created_by.clone().unwrap_or_default())
+        .collect();
     assert_eq!(hist.len(), 5, "{created:?}");
-    let workdir = hist.iter().find(|h| h.created_by.as_deref().is_some_and(|c| c.contains("WORKDIR /code"))).expect("WORKDIR in history");
+    let workdir = hist
+        .iter()
+        .find(|h| {
+            h.created_by
+                .as_deref()
+                .is_some_and(|c| c.contains("WORKDIR /code"))
+        })
+        .expect("WORKDIR in history");
     assert!(workdir.empty_layer);
-    assert!(created.iter().any(|c| c.starts_with("/bin/sh -c echo installed")), "{created:?}");
+    assert!(
+        created
+            .iter()
+            .any(|c| c.starts_with("/bin/sh -c echo installed")),
+        "{created:?}"
+    );
     // Only the final image is an image: steps are cache records.
     assert_eq!(env.store.image_ids().unwrap().len(), 2);
     // Run the image: a child build's RUN executes in the built rootfs.
-    let ctx2 = env.context("seedrun", &[("Dockerfile", "FROM seed:v1\nRUN sh /code/app.sh > /ran.txt\n")]);
+    let ctx2 = env.context(
+        "seedrun",
+        &[(
+            "Dockerfile",
+            "FROM seed:v1\nRUN sh /code/app.sh > /ran.txt\n",
+        )],
+    );
     let (r, _) = env.build(&ctx2, "seedrun");
     r.expect("run the seed image");
-    assert_eq!(env.file("seedrun", "ran.txt").as_deref(), Some("hello from app\n"));
+    assert_eq!(
+        env.file("seedrun", "ran.txt").as_deref(),
+        Some("hello from app\n")
+    );
 }
 
 #[test]
@@ -222,27 +264,47 @@ ONBUILD RUN echo triggered > /trigger
     o.build_args.insert("VERSION".into(), "2.0".into());
     let (r, events) = env.build_with(&ctx, o);
     r.unwrap_or_else(|e| panic!("{e}\n{}", streams(&events)));
-    assert_eq!(env.file("meta", "greet").as_deref(), Some("hello world 2.0\n"));
+    assert_eq!(
+        env.file("meta", "greet").as_deref(),
+        Some("hello world 2.0\n")
+    );
     assert_eq!(env.file("meta", "data/1").as_deref(), Some("one\n"));
     assert_eq!(env.file("meta", "data/2").as_deref(), Some("two\n"));
     assert_eq!(env.file("meta", "heredoc").as_deref(), Some("heredoc\n0\n"));
     assert_eq!(env.file("meta", "tmp/uid").as_deref(), Some("1000\n"));
     let c = env.config("meta");
     let cc = &c["config"];
-    let envs: Vec<&str> = cc["Env"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    assert!(envs.contains(&"GREETING=hello") && envs.contains(&"NAME=world"), "{envs:?}");
+    let envs: Vec<&str> = cc["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        envs.contains(&"GREETING=hello") && envs.contains(&"NAME=world"),
+        "{envs:?}"
+    );
     assert!(cc["ExposedPorts"]["5000/tcp"].is_object() && cc["ExposedPorts"]["53/udp"].is_object());
     assert_eq!(cc["Labels"]["org.example.name"], "demo app");
     assert_eq!(c["author"], "someone@example.com");
     assert!(cc["Volumes"]["/data"].is_object());
     assert_eq!(cc["StopSignal"], "SIGTERM");
-    assert_eq!(cc["Healthcheck"]["Test"], serde_json::json!(["CMD-SHELL", "true"]));
+    assert_eq!(
+        cc["Healthcheck"]["Test"],
+        serde_json::json!(["CMD-SHELL", "true"])
+    );
     assert_eq!(cc["Healthcheck"]["Interval"], 5_000_000_000u64);
     assert_eq!(cc["Entrypoint"], serde_json::json!(["/bin/sh"]));
     assert_eq!(cc["User"], "root");
-    assert_eq!(cc["OnBuild"], serde_json::json!(["RUN echo triggered > /trigger"]));
+    assert_eq!(
+        cc["OnBuild"],
+        serde_json::json!(["RUN echo triggered > /trigger"])
+    );
     // The trigger runs in a child build, and is not inherited further.
-    let ctx2 = env.context("child", &[("Dockerfile", "FROM meta\nRUN test -f /trigger\n")]);
+    let ctx2 = env.context(
+        "child",
+        &[("Dockerfile", "FROM meta\nRUN test -f /trigger\n")],
+    );
     let (r, events) = env.build(&ctx2, "child");
     r.unwrap_or_else(|e| panic!("{e}\n{}", streams(&events)));
     assert_eq!(env.file("child", "trigger").as_deref(), Some("triggered\n"));
@@ -255,7 +317,8 @@ fn multi_stage_final_image_holds_only_the_artifact() {
         return;
     }
     let env = setup();
-    let df = "FROM busybox AS build\nRUN mkdir /out && echo artifact > /out/app && echo junk > /junk\n\
+    let df =
+        "FROM busybox AS build\nRUN mkdir /out && echo artifact > /out/app && echo junk > /junk\n\
               FROM busybox AS unused\nRUN exit 1\n\
               FROM busybox AS other\nRUN echo other > /other\n\
               FROM scratch\nCOPY --from=build /out/app /app\nCOPY --from=other /other /other\n";
@@ -273,7 +336,10 @@ fn multi_stage_final_image_holds_only_the_artifact() {
     names.sort();
     assert_eq!(names, ["app", "other"]);
     assert_eq!(env.file("ms", "app").as_deref(), Some("artifact\n"));
-    assert!(!streams(&events).contains("RUN exit 1"), "the unused stage was built");
+    assert!(
+        !streams(&events).contains("RUN exit 1"),
+        "the unused stage was built"
+    );
     // --target builds that stage (and what it needs) only.
     let mut o = opts("ms-build");
     o.target = Some("build".into());
@@ -289,7 +355,10 @@ fn cache_hits_misses_and_prune() {
     }
     let env = setup();
     let df = "FROM busybox\nENV A=1\nWORKDIR /app\nRUN echo built > /built\nCOPY a.txt /app/\nRUN cat /app/a.txt > /copy\nCOPY b.txt /app/\nLABEL x=y\nEXPOSE 80\nCMD [\"cat\", \"/copy\"]\n";
-    let ctx = env.context("cache", &[("Dockerfile", df), ("a.txt", "one\n"), ("b.txt", "b\n")]);
+    let ctx = env.context(
+        "cache",
+        &[("Dockerfile", df), ("a.txt", "one\n"), ("b.txt", "b\n")],
+    );
     let (r, ev1) = env.build(&ctx, "cached");
     let first = r.unwrap_or_else(|e| panic!("{e}\n{}", streams(&ev1)));
     assert_eq!(count_cache_hits(&ev1), 0);
@@ -298,7 +367,10 @@ fn cache_hits_misses_and_prune() {
     let rebuild = t.elapsed();
     eprintln!("10-instruction all-cached rebuild: {rebuild:?}");
     let second = r.unwrap();
-    assert_eq!(second.id, first.id, "an all-cached rebuild gives the same image");
+    assert_eq!(
+        second.id, first.id,
+        "an all-cached rebuild gives the same image"
+    );
     assert_eq!(count_cache_hits(&ev2), 9);
     assert!(!streams(&ev2).contains("Running in"));
     // Editing a.txt: the steps before its COPY hit, it and all later miss.
@@ -329,7 +401,8 @@ fn cache_hits_misses_and_prune() {
             *n.lock().unwrap() += 1
         }
     };
-    b2.build(&opts("cached"), BuildContext::Dir(ctx.clone()), &p).unwrap();
+    b2.build(&opts("cached"), BuildContext::Dir(ctx.clone()), &p)
+        .unwrap();
     assert_eq!(*n.lock().unwrap(), 9);
     // ...and prune empties it.
     let rep = b2.prune().unwrap();
@@ -340,7 +413,8 @@ fn cache_hits_misses_and_prune() {
             *n.lock().unwrap() += 1
         }
     };
-    b2.build(&opts("cached"), BuildContext::Dir(ctx.clone()), &p).unwrap();
+    b2.build(&opts("cached"), BuildContext::Dir(ctx.clone()), &p)
+        .unwrap();
     assert_eq!(*n.lock().unwrap(), 0);
 }
 
@@ -366,10 +440,20 @@ fn dockerignore_and_tar_context() {
     assert_eq!(env.file("ign", "ctx/app.txt").as_deref(), Some("app\n"));
     assert_eq!(env.file("ign", "ctx/debug.log"), None);
     assert_eq!(env.file("ign", "ctx/secret/key"), None);
-    assert_eq!(env.file("ign", "ctx/secret/keep").as_deref(), Some("keep\n"));
+    assert_eq!(
+        env.file("ign", "ctx/secret/keep").as_deref(),
+        Some("keep\n")
+    );
     // The same context as a tar stream (what POST /build receives), with -f.
     std::fs::rename(ctx.join("Dockerfile"), ctx.join("build.df")).unwrap();
-    let tar = Command::new("tar").arg("-C").arg(&ctx).arg("-cf").arg("-").arg(".").output().unwrap();
+    let tar = Command::new("tar")
+        .arg("-C")
+        .arg(&ctx)
+        .arg("-cf")
+        .arg("-")
+        .arg(".")
+        .output()
+        .unwrap();
     assert!(tar.status.success());
     let mut o = opts("ign-tar");
     o.dockerfile = Some("build.df".into());
@@ -379,7 +463,10 @@ fn dockerignore_and_tar_context() {
         &barge_build::NoProgress,
     );
     r.expect("tar context");
-    assert_eq!(env.file("ign-tar", "ctx/secret/keep").as_deref(), Some("keep\n"));
+    assert_eq!(
+        env.file("ign-tar", "ctx/secret/keep").as_deref(),
+        Some("keep\n")
+    );
     assert_eq!(env.file("ign-tar", "ctx/debug.log"), None);
 }
 
@@ -419,8 +506,14 @@ fn copy_semantics_chown_chmod_globs_and_add_tar() {
     assert_eq!(env.file("cp", "tree/sub/c.h").as_deref(), Some("c\n"));
     assert_eq!(env.file("cp", "tree/a.c").as_deref(), Some("a\n"));
     assert_eq!(env.file("cp", "unpacked/sub/c.h").as_deref(), Some("c\n"));
-    assert_eq!(env.file("cp", "inline.txt").as_deref(), Some("hello inline\n"));
-    assert_eq!(env.file("cp", "owned.stat").as_deref(), Some("1000:1000 600\n"));
+    assert_eq!(
+        env.file("cp", "inline.txt").as_deref(),
+        Some("hello inline\n")
+    );
+    assert_eq!(
+        env.file("cp", "owned.stat").as_deref(),
+        Some("1000:1000 600\n")
+    );
 }
 
 #[test]
@@ -431,12 +524,17 @@ fn failing_run_reports_code_and_output_and_keeps_no_image() {
     let env = setup();
     let ctx = env.context(
         "fail",
-        &[("Dockerfile", "FROM busybox\nRUN echo step-one\nRUN echo about-to-fail && exit 3\nCMD [\"true\"]\n")],
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN echo step-one\nRUN echo about-to-fail && exit 3\nCMD [\"true\"]\n",
+        )],
     );
     let before = env.store.image_ids().unwrap();
     let (r, events) = env.build(&ctx, "fail:latest");
     match r {
-        Err(BuildError::RunFailed { line, code, output, .. }) => {
+        Err(BuildError::RunFailed {
+            line, code, output, ..
+        }) => {
             assert_eq!(line, 3);
             assert_eq!(code, 3);
             assert!(output.contains("about-to-fail"), "{output}");
@@ -468,18 +566,48 @@ fn bad_input_names_the_line_and_tags_nothing() {
     std::fs::write(&outside, "secret\n").unwrap();
     let cases: &[(&str, &str, usize, &str)] = &[
         ("syntax", "FROM busybox\nENV\n", 2, "ENV"),
-        ("unknown", "FROM busybox\nFOO bar\n", 2, "unknown instruction"),
-        ("missing", "FROM busybox\nRUN true\nCOPY nothere.txt /x\n", 3, "not found"),
-        ("dotdot", "FROM busybox\nCOPY ../outside.txt /x\n", 2, "outside the build context"),
-        ("symlink", "FROM busybox\nCOPY link /x\n", 2, "outside the build context"),
-        ("stage", "FROM busybox\nCOPY --from=nostage /a /a\n", 2, "nostage"),
+        (
+            "unknown",
+            "FROM busybox\nFOO bar\n",
+            2,
+            "unknown instruction",
+        ),
+        (
+            "missing",
+            "FROM busybox\nRUN true\nCOPY nothere.txt /x\n",
+            3,
+            "not found",
+        ),
+        (
+            "dotdot",
+            "FROM busybox\nCOPY ../outside.txt /x\n",
+            2,
+            "outside the build context",
+        ),
+        (
+            "symlink",
+            "FROM busybox\nCOPY link /x\n",
+            2,
+            "outside the build context",
+        ),
+        (
+            "stage",
+            "FROM busybox\nCOPY --from=nostage /a /a\n",
+            2,
+            "nostage",
+        ),
         (
             "cycle",
             "FROM busybox AS a\nCOPY --from=b /x /x\nFROM busybox AS b\nCOPY --from=a /y /y\n",
             4,
             "circular",
         ),
-        ("url", "FROM busybox\nADD http://example.com/x /x\n", 2, "not supported"),
+        (
+            "url",
+            "FROM busybox\nADD http://example.com/x /x\n",
+            2,
+            "not supported",
+        ),
     ];
     for (name, df, line, what) in cases {
         let ctx = env.context(&format!("bad-{name}"), &[("Dockerfile", df)]);

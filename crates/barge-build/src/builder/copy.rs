@@ -61,7 +61,10 @@ struct Item {
 enum SourceRoot<'a> {
     Context,
     /// A mounted stage or image (the fd first: it must close before the unmount).
-    Rootfs { fd: OwnedFd, _snap: Snap<'a> },
+    Rootfs {
+        fd: OwnedFd,
+        _snap: Snap<'a>,
+    },
 }
 
 /// A COPY/ADD resolved and hashed, ready to run.
@@ -126,7 +129,8 @@ pub(crate) fn resolve_user(root: RawFd, spec: &str) -> Result<(u32, u32), String
     let find_user = |name: &str| {
         passwd.lines().find_map(|l| {
             let f: Vec<&str> = l.split(':').collect();
-            (f.len() >= 4 && f[0] == name).then(|| (f[2].parse::<u32>().ok(), f[3].parse::<u32>().ok()))
+            (f.len() >= 4 && f[0] == name)
+                .then(|| (f[2].parse::<u32>().ok(), f[3].parse::<u32>().ok()))
         })
     };
     let (uid, pgid) = if user.is_empty() {
@@ -136,19 +140,25 @@ pub(crate) fn resolve_user(root: RawFd, spec: &str) -> Result<(u32, u32), String
             .lines()
             .find_map(|l| {
                 let f: Vec<&str> = l.split(':').collect();
-                (f.len() >= 4 && f[2] == user).then(|| f[3].parse::<u32>().ok()).flatten()
+                (f.len() >= 4 && f[2] == user)
+                    .then(|| f[3].parse::<u32>().ok())
+                    .flatten()
             })
             .unwrap_or(0);
         (n, gid)
     } else {
         match find_user(user) {
             Some((Some(u), Some(g))) => (u, g),
-            _ => return Err(format!("unable to find user {user}: no matching entries in passwd file")),
+            _ => {
+                return Err(format!(
+                    "unable to find user {user}: no matching entries in passwd file"
+                ))
+            }
         }
     };
     let gid = match group {
         None => pgid,
-        Some(g) if g.is_empty() => pgid,
+        Some("") => pgid,
         Some(g) => match g.parse::<u32>() {
             Ok(n) => n,
             Err(_) => {
@@ -157,9 +167,13 @@ pub(crate) fn resolve_user(root: RawFd, spec: &str) -> Result<(u32, u32), String
                     .lines()
                     .find_map(|l| {
                         let f: Vec<&str> = l.split(':').collect();
-                        (f.len() >= 3 && f[0] == g).then(|| f[2].parse::<u32>().ok()).flatten()
+                        (f.len() >= 3 && f[0] == g)
+                            .then(|| f[2].parse::<u32>().ok())
+                            .flatten()
                     })
-                    .ok_or_else(|| format!("unable to find group {g}: no matching entries in group file"))?
+                    .ok_or_else(|| {
+                        format!("unable to find group {g}: no matching entries in group file")
+                    })?
             }
         },
     };
@@ -211,7 +225,10 @@ impl<'a> Run<'a> {
             _ => return Err(self.step_err(inst, "not a COPY or ADD")),
         };
         if let Some(u) = unsupported {
-            return Err(self.step_err(inst, format!("{kw} {u} is not supported by barge's builder yet")));
+            return Err(self.step_err(
+                inst,
+                format!("{kw} {u} is not supported by barge's builder yet"),
+            ));
         }
         let chmod = chmod
             .as_deref()
@@ -233,7 +250,7 @@ impl<'a> Run<'a> {
         let root = match &from {
             None => SourceRoot::Context,
             Some(f) => {
-                let state = self.from_state(f, inst)?;
+                let state = self.state_for_from(f, inst)?;
                 let snap = Snap::new(self.b, &state.layers)?;
                 let fd = fsutil::open_root(&snap.rootfs())
                     .map_err(|e| self.step_err(inst, format!("--from={f}: {e}")))?;
@@ -255,7 +272,9 @@ impl<'a> Run<'a> {
                         format!("ADD {src}: fetching remote sources is not supported: barge builds have no network access; download it into the build context and COPY it"),
                     ));
                 }
-                return Err(self.step_err(inst, format!("COPY does not accept URLs ({src}): use ADD")));
+                return Err(
+                    self.step_err(inst, format!("COPY does not accept URLs ({src}): use ADD"))
+                );
             }
             let parts = match fsutil::clean(src) {
                 Some(p) => p,
@@ -276,10 +295,16 @@ impl<'a> Run<'a> {
                 if fsutil::has_glob(part) {
                     let mut next = Vec::new();
                     for c in &cands {
-                        let Ok(dfd) = fsutil::openat2(root_fd, c, libc::O_RDONLY | libc::O_DIRECTORY, resolve) else {
+                        let Ok(dfd) = fsutil::openat2(
+                            root_fd,
+                            c,
+                            libc::O_RDONLY | libc::O_DIRECTORY,
+                            resolve,
+                        ) else {
                             continue;
                         };
-                        let names = fsutil::read_names(dfd.as_raw_fd()).map_err(|e| self.step_err(inst, e))?;
+                        let names = fsutil::read_names(dfd.as_raw_fd())
+                            .map_err(|e| self.step_err(inst, e))?;
                         for n in names {
                             if fsutil::glob_match(part, &n) {
                                 let p = join(c, &n);
@@ -298,7 +323,10 @@ impl<'a> Run<'a> {
                 }
             }
             if cands.is_empty() && globbed {
-                return Err(self.step_err(inst, format!("no source files were specified ({src} matches nothing)")));
+                return Err(self.step_err(
+                    inst,
+                    format!("no source files were specified ({src} matches nothing)"),
+                ));
             }
             for c in cands {
                 let item = self
@@ -347,7 +375,7 @@ impl<'a> Run<'a> {
         })
     }
 
-    fn from_state(&self, f: &str, inst: &Instruction) -> Result<Arc<State>, BuildError> {
+    fn state_for_from(&self, f: &str, inst: &Instruction) -> Result<Arc<State>, BuildError> {
         // The graph resolved --from on this line; else a stage name or index; else an image.
         for node in &self.graph.stages {
             for (dep, line) in &node.refs {
@@ -356,9 +384,9 @@ impl<'a> Run<'a> {
                         if self.df.stages[*j].name.as_deref() == Some(&f.to_ascii_lowercase())
                             || f.parse::<usize>() == Ok(*j)
                         {
-                            return self
-                                .result(*j)
-                                .ok_or_else(|| self.step_err(inst, format!("stage {f} was not built")));
+                            return self.result(*j).ok_or_else(|| {
+                                self.step_err(inst, format!("stage {f} was not built"))
+                            });
                         }
                     }
                 }
@@ -374,9 +402,12 @@ impl<'a> Run<'a> {
                 return Ok(r);
             }
         }
-        self.image_state(f)
-            .map(Arc::new)
-            .map_err(|e| self.step_err(inst, format!("--from={f}: no stage or image named {f:?}: {e}")))
+        self.image_state(f).map(Arc::new).map_err(|e| {
+            self.step_err(
+                inst,
+                format!("--from={f}: no stage or image named {f:?}: {e}"),
+            )
+        })
     }
 
     fn resolve_item(
@@ -548,20 +579,27 @@ impl<'a> Run<'a> {
             chmod: plan.chmod,
         };
         for it in &plan.items {
-            let res = if plan.add && !it.is_dir && it.data.is_none() && self.is_archive(src_root, it) {
-                self.extract(src_root, it, &plan.dest, &w)
-            } else if it.is_dir {
-                w.tree(src_root, &it.top, &it.entries, &plan.dest, false)
-            } else {
-                let dest_is_dir = plan.dest_dir
-                    || fsutil::openat2(root.as_raw_fd(), &plan.dest, libc::O_PATH | libc::O_DIRECTORY, IN_ROOT).is_ok();
-                let target = if dest_is_dir {
-                    format!("{}/{}", plan.dest.trim_end_matches('/'), it.name)
+            let res =
+                if plan.add && !it.is_dir && it.data.is_none() && self.is_archive(src_root, it) {
+                    self.extract(src_root, it, &plan.dest, &w)
+                } else if it.is_dir {
+                    w.tree(src_root, &it.top, &it.entries, &plan.dest, false)
                 } else {
-                    plan.dest.trim_end_matches('/').to_string()
+                    let dest_is_dir = plan.dest_dir
+                        || fsutil::openat2(
+                            root.as_raw_fd(),
+                            &plan.dest,
+                            libc::O_PATH | libc::O_DIRECTORY,
+                            IN_ROOT,
+                        )
+                        .is_ok();
+                    let target = if dest_is_dir {
+                        format!("{}/{}", plan.dest.trim_end_matches('/'), it.name)
+                    } else {
+                        plan.dest.trim_end_matches('/').to_string()
+                    };
+                    w.file(src_root, it, &target)
                 };
-                w.file(src_root, it, &target)
-            };
             res.map_err(|e| self.step_err(inst, e))?;
         }
         drop(root);
@@ -570,7 +608,12 @@ impl<'a> Run<'a> {
     }
 
     fn is_archive(&self, root: RawFd, it: &Item) -> bool {
-        let Ok(fd) = fsutil::openat2(root, &it.top, libc::O_RDONLY | libc::O_NOFOLLOW, BENEATH | NO_SYMLINKS) else {
+        let Ok(fd) = fsutil::openat2(
+            root,
+            &it.top,
+            libc::O_RDONLY | libc::O_NOFOLLOW,
+            BENEATH | NO_SYMLINKS,
+        ) else {
             return false;
         };
         let mut head = vec![0u8; 512];
@@ -583,14 +626,21 @@ impl<'a> Run<'a> {
             }
         }
         head.truncate(n);
-        matches!(head.as_slice(), [0x1f, 0x8b, ..] | [0x28, 0xb5, 0x2f, 0xfd, ..])
-            || (n >= 262 && &head[257..262] == b"ustar")
+        matches!(
+            head.as_slice(),
+            [0x1f, 0x8b, ..] | [0x28, 0xb5, 0x2f, 0xfd, ..]
+        ) || (n >= 262 && &head[257..262] == b"ustar")
     }
 
     /// ADD of a local tar: unpacked (confined) into a private directory, then copied.
     fn extract(&self, root: RawFd, it: &Item, dest: &str, w: &Writer) -> Result<(), String> {
-        let fd = fsutil::openat2(root, &it.top, libc::O_RDONLY | libc::O_NOFOLLOW, BENEATH | NO_SYMLINKS)
-            .map_err(|e| format!("{}: {e}", it.top))?;
+        let fd = fsutil::openat2(
+            root,
+            &it.top,
+            libc::O_RDONLY | libc::O_NOFOLLOW,
+            BENEATH | NO_SYMLINKS,
+        )
+        .map_err(|e| format!("{}: {e}", it.top))?;
         let tmp = self.b.root.join("tmp").join(super::unique("add-"));
         std::fs::create_dir(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
         let res = (|| {
@@ -641,7 +691,8 @@ impl Writer {
         if name.is_empty() || name == "." || name == ".." {
             return Err(format!("invalid destination {path:?}"));
         }
-        let fd = fsutil::mkdir_all_in_root(self.root, dir, None).map_err(|e| format!("{dir}: {e}"))?;
+        let fd =
+            fsutil::mkdir_all_in_root(self.root, dir, None).map_err(|e| format!("{dir}: {e}"))?;
         Ok((fd, name.to_string()))
     }
 
@@ -651,12 +702,14 @@ impl Writer {
         let e = it.entries.first().ok_or("empty source")?;
         match &it.data {
             Some(d) => {
-                fsutil::clear_for_file(pfd.as_raw_fd(), &name, target).map_err(|e| e.to_string())?;
+                fsutil::clear_for_file(pfd.as_raw_fd(), &name, target)
+                    .map_err(|e| e.to_string())?;
                 let fd = self.create(&pfd, &name, target)?;
                 let mut f = std::fs::File::from(fd);
                 f.write_all(d).map_err(|e| format!("{target}: {e}"))?;
                 let (u, g) = self.ids(&e.meta, false);
-                fsutil::set_owner_mode(&f.into(), u, g, self.mode(&e.meta)).map_err(|e| format!("{target}: {e}"))
+                fsutil::set_owner_mode(&f.into(), u, g, self.mode(&e.meta))
+                    .map_err(|e| format!("{target}: {e}"))
             }
             None => self.entry(src_root, &it.top, e, &pfd, &name, target, false),
         }
@@ -673,9 +726,17 @@ impl Writer {
     }
 
     /// A directory's entries below `dest` (the directory itself becomes `dest`).
-    fn tree(&self, src_root: RawFd, top: &str, entries: &[Entry], dest: &str, keep: bool) -> Result<(), String> {
+    fn tree(
+        &self,
+        src_root: RawFd,
+        top: &str,
+        entries: &[Entry],
+        dest: &str,
+        keep: bool,
+    ) -> Result<(), String> {
         let dest = dest.trim_end_matches('/');
-        let base = fsutil::mkdir_all_in_root(self.root, dest, None).map_err(|e| format!("{dest}: {e}"))?;
+        let base =
+            fsutil::mkdir_all_in_root(self.root, dest, None).map_err(|e| format!("{dest}: {e}"))?;
         drop(base);
         let mut cache: Option<(String, OwnedFd)> = None;
         for e in entries.iter().filter(|e| !e.rel.is_empty()) {
@@ -686,8 +747,9 @@ impl Writer {
             let pdir = join(dest.trim_start_matches('/'), dir);
             let fresh = !matches!(&cache, Some((p, _)) if *p == pdir);
             if fresh {
-                let fd = fsutil::openat2(self.root, &pdir, libc::O_PATH | libc::O_DIRECTORY, IN_ROOT)
-                    .map_err(|err| format!("{pdir}: {err}"))?;
+                let fd =
+                    fsutil::openat2(self.root, &pdir, libc::O_PATH | libc::O_DIRECTORY, IN_ROOT)
+                        .map_err(|err| format!("{pdir}: {err}"))?;
                 cache = Some((pdir.clone(), fd));
             }
             let Some((_, pfd)) = &cache else { continue };
@@ -714,8 +776,13 @@ impl Writer {
         match e.meta.kind() {
             libc::S_IFDIR => {
                 fsutil::mkdir_at(p, name, 0o755).map_err(err)?;
-                let fd = fsutil::openat2(p, name, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW, BENEATH | NO_SYMLINKS)
-                    .map_err(err)?;
+                let fd = fsutil::openat2(
+                    p,
+                    name,
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                    BENEATH | NO_SYMLINKS,
+                )
+                .map_err(err)?;
                 fsutil::set_owner_mode(&fd, u, g, self.mode(&e.meta)).map_err(err)?;
             }
             libc::S_IFREG => {

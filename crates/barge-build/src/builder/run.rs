@@ -99,12 +99,10 @@ impl Run<'_> {
         };
         let host_net = match r.network.unwrap_or(NetworkMode::Default) {
             NetworkMode::Host if self.opts.network.as_deref() == Some("host") => true,
-            NetworkMode::Host => {
-                return Err(self.step_err(
-                    inst,
-                    "RUN --network=host is not allowed: the build was not started with --network host",
-                ))
-            }
+            NetworkMode::Host => return Err(self.step_err(
+                inst,
+                "RUN --network=host is not allowed: the build was not started with --network host",
+            )),
             NetworkMode::None => false,
             NetworkMode::Default => self.opts.network.as_deref() == Some("host"),
         };
@@ -165,8 +163,11 @@ impl Run<'_> {
                         ));
                     }
                     let fd = fsutil::openat2(self.ctx_fd.as_raw_fd(), &src, libc::O_PATH, BENEATH)
-                        .map_err(|e| self.step_err(inst, format!("bind mount source {src}: {e}")))?;
-                    let path = fsutil::fd_path(fd.as_raw_fd()).map_err(|e| self.step_err(inst, e))?;
+                        .map_err(|e| {
+                            self.step_err(inst, format!("bind mount source {src}: {e}"))
+                        })?;
+                    let path =
+                        fsutil::fd_path(fd.as_raw_fd()).map_err(|e| self.step_err(inst, e))?;
                     // Always read-only: writes would land in the caller's context.
                     mounts.push(json!({"destination": target, "type": "bind", "source": path, "options": ["rbind", "ro"]}));
                 }
@@ -176,7 +177,11 @@ impl Run<'_> {
                             inst,
                             format!(
                                 "{} {} is required but the build has no secrets or SSH agents",
-                                if m.kind == MountType::Secret { "secret" } else { "ssh" },
+                                if m.kind == MountType::Secret {
+                                    "secret"
+                                } else {
+                                    "ssh"
+                                },
                                 m.id.as_deref().unwrap_or("default")
                             ),
                         ));
@@ -186,8 +191,12 @@ impl Run<'_> {
         }
         let snap = Snap::new(self.b, &st.layers)?;
         let root = fsutil::open_root(&snap.rootfs()).map_err(|e| self.step_err(inst, e))?;
-        let user = st.config["config"]["User"].as_str().unwrap_or("").to_string();
-        let (uid, gid) = resolve_user(root.as_raw_fd(), &user).map_err(|e| self.step_err(inst, e))?;
+        let user = st.config["config"]["User"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let (uid, gid) =
+            resolve_user(root.as_raw_fd(), &user).map_err(|e| self.step_err(inst, e))?;
         let cwd = st.config["config"]["WorkingDir"]
             .as_str()
             .filter(|w| !w.is_empty())
@@ -238,7 +247,8 @@ impl Run<'_> {
         });
         let cfg = snap.dir.join("config.json");
         let bytes = serde_json::to_vec(&spec).map_err(|e| self.step_err(inst, e))?;
-        std::fs::write(&cfg, bytes).map_err(|e| self.step_err(inst, format!("{}: {e}", cfg.display())))?;
+        std::fs::write(&cfg, bytes)
+            .map_err(|e| self.step_err(inst, format!("{}: {e}", cfg.display())))?;
         self.emit(crate::progress::Event::Running {
             id: snap.key.clone(),
         });
@@ -322,6 +332,3 @@ impl Run<'_> {
         Ok((code, String::from_utf8_lossy(&tail).into_owned()))
     }
 }
-
-
-
