@@ -648,3 +648,104 @@ fn digest_of_config_is_the_image_id() {
     assert_eq!(last_step, Some(out.id.to_string()));
     let _ = BTreeMap::<String, String>::new();
 }
+
+#[test]
+fn copy_never_writes_through_symlinks_out_of_the_rootfs() {
+    if common::skip_unless_root() {
+        return;
+    }
+    let env = setup();
+    let canary = env.dir.path().join("canary");
+    std::fs::create_dir(&canary).unwrap();
+    let h = canary.display().to_string();
+    let df = format!(
+        "FROM busybox\nRUN mkdir -p {h} && ln -s {h} /escape && ln -s ../../../../../../../..{h} /escape2\n\
+         COPY f.txt /escape/f.txt\nCOPY f.txt /escape2/g.txt\n"
+    );
+    let ctx = env.context("sym", &[("Dockerfile", &df), ("f.txt", "inside\n")]);
+    let (r, events) = env.build(&ctx, "sym");
+    r.unwrap_or_else(|e| panic!("{e}\n{}", streams(&events)));
+    assert_eq!(
+        std::fs::read_dir(&canary).unwrap().count(),
+        0,
+        "wrote on the host"
+    );
+    let rel = h.trim_start_matches('/');
+    assert_eq!(
+        env.file("sym", &format!("{rel}/f.txt")).as_deref(),
+        Some("inside\n")
+    );
+    assert_eq!(
+        env.file("sym", &format!("{rel}/g.txt")).as_deref(),
+        Some("inside\n")
+    );
+}
+
+#[test]
+fn run_mounts_and_network() {
+    if common::skip_unless_root() {
+        return;
+    }
+    let env = setup();
+    let df = "FROM busybox\n\
+              RUN --mount=type=cache,target=/cache echo hit >> /cache/log && cat /cache/log > /seen\n\
+              RUN --mount=type=tmpfs,target=/scratch touch /scratch/x && test -f /scratch/x\n\
+              RUN --mount=type=bind,source=data,target=/mnt cat /mnt/d.txt > /bound\n\
+              RUN --network=none grep -c : /proc/net/dev > /ifaces\n\
+              RUN grep -c : /proc/net/dev > /ifaces-default\n";
+    let ctx = env.context("mnt", &[("Dockerfile", df), ("data/d.txt", "bound data\n")]);
+    let (r, events) = env.build(&ctx, "mnt");
+    r.unwrap_or_else(|e| panic!("{e}\n{}", streams(&events)));
+    assert_eq!(env.file("mnt", "seen").as_deref(), Some("hit\n"));
+    assert_eq!(env.file("mnt", "bound").as_deref(), Some("bound data\n"));
+    assert_eq!(
+        env.file("mnt", "ifaces").as_deref(),
+        Some("1\n"),
+        "loopback only"
+    );
+    assert_eq!(env.file("mnt", "ifaces-default").as_deref(), Some("1\n"));
+    assert_eq!(env.file("mnt", "cache/log"), None);
+    assert_eq!(env.file("mnt", "scratch/x"), None);
+    // The cache mount persists across builds.
+    let mut o = opts("mnt");
+    o.no_cache = true;
+    let (r, _) = env.build_with(&ctx, o);
+    r.unwrap();
+    assert_eq!(env.file("mnt", "seen").as_deref(), Some("hit\nhit\n"));
+    // A bind source outside the context is refused.
+    let bad = env.context(
+        "mnt-bad",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN --mount=type=bind,source=../mnt,target=/m true\n",
+        )],
+    );
+    let (r, _) = env.build(&bad, "mnt-bad");
+    let e = r.expect_err("bind outside").to_string();
+    assert!(
+        e.contains("Dockerfile:2") && e.contains("outside the build context"),
+        "{e}"
+    );
+}
+
+#[test]
+fn independent_stages_build_in_parallel() {
+    if common::skip_unless_root() {
+        return;
+    }
+    let env = setup();
+    let df = "FROM busybox AS a\nRUN sleep 2 && echo a > /a\n\
+              FROM busybox AS b\nRUN sleep 2 && echo b > /b\n\
+              FROM busybox\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n";
+    let ctx = env.context("par", &[("Dockerfile", df)]);
+    let t = Instant::now();
+    let (r, events) = env.build(&ctx, "par");
+    let took = t.elapsed();
+    r.unwrap_or_else(|e| panic!("{e}\n{}", streams(&events)));
+    assert_eq!(env.file("par", "a").as_deref(), Some("a\n"));
+    assert_eq!(env.file("par", "b").as_deref(), Some("b\n"));
+    assert!(
+        took.as_secs_f64() < 3.8,
+        "stages ran one after the other: {took:?}"
+    );
+}
