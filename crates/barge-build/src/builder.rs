@@ -58,6 +58,74 @@ pub struct BuildOptions {
     pub barge_binary: PathBuf,
 }
 
+fn query_bool(v: &str) -> bool {
+    // Docker's httputils.BoolValue.
+    !matches!(
+        v.to_ascii_lowercase().as_str(),
+        "" | "0" | "no" | "false" | "none"
+    )
+}
+
+impl BuildOptions {
+    /// The options of a Docker API `POST /build` request, from its query pairs (already
+    /// percent-decoded; `t` may repeat): `t`, `dockerfile`, `buildargs` (JSON object),
+    /// `target`, `nocache`, `pull`, `labels` (JSON object), `cachefrom` (JSON array),
+    /// `networkmode`, `q`, `platform`. `rm`, `forcerm`, resource limits and the like are
+    /// accepted and ignored; `remote` and `version=2` (BuildKit) are refused.
+    /// [`BuildOptions::barge_binary`] is left for the caller to set.
+    pub fn from_query<K: AsRef<str>, V: AsRef<str>>(
+        pairs: &[(K, V)],
+    ) -> Result<BuildOptions, BuildError> {
+        let mut o = BuildOptions::default();
+        let bad = |k: &str, e: serde_json::Error| BuildError::Options(format!("invalid {k}: {e}"));
+        for (k, v) in pairs {
+            let (k, v) = (k.as_ref(), v.as_ref());
+            match k {
+                "t" => {
+                    if !v.is_empty() {
+                        o.tags.push(v.to_string())
+                    }
+                }
+                "dockerfile" if !v.is_empty() => o.dockerfile = Some(v.to_string()),
+                "target" if !v.is_empty() => o.target = Some(v.to_string()),
+                "platform" if !v.is_empty() => o.platform = Some(v.to_string()),
+                "networkmode" if !v.is_empty() => o.network = Some(v.to_string()),
+                "nocache" => o.no_cache = query_bool(v),
+                "pull" => o.pull = query_bool(v),
+                "q" => o.quiet = query_bool(v),
+                "buildargs" if !v.is_empty() => {
+                    let m: BTreeMap<String, Option<String>> =
+                        serde_json::from_str(v).map_err(|e| bad(k, e))?;
+                    // A null value means "take it from the client's environment": absent here.
+                    o.build_args
+                        .extend(m.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
+                }
+                "labels" if !v.is_empty() => {
+                    let m: BTreeMap<String, String> =
+                        serde_json::from_str(v).map_err(|e| bad(k, e))?;
+                    o.labels.extend(m);
+                }
+                "cachefrom" if !v.is_empty() => {
+                    let l: Vec<String> = serde_json::from_str(v).map_err(|e| bad(k, e))?;
+                    o.cache_from.extend(l);
+                }
+                "remote" if !v.is_empty() => {
+                    return Err(BuildError::Options(
+                        "remote build contexts are not supported: send the context as the request body".into(),
+                    ))
+                }
+                "version" if v == "2" => {
+                    return Err(BuildError::Options(
+                        "BuildKit (version=2) is not supported: use the classic builder (DOCKER_BUILDKIT=0)".into(),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        Ok(o)
+    }
+}
+
 /// Where the build context comes from.
 pub enum BuildContext {
     /// A directory on the host (read, never written).
@@ -386,6 +454,7 @@ impl Builder {
             results: Mutex::new(vec![None; df.stages.len()]),
             offsets,
             total,
+            unused_args: Mutex::new(None),
         };
         for level in &plan.levels {
             if level.len() == 1 {
@@ -411,6 +480,19 @@ impl Builder {
                     e?;
                 }
             }
+        }
+        let unused = run
+            .unused_args
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+            .unwrap_or_default();
+        if !unused.is_empty() {
+            let list: Vec<String> = unused.into_iter().collect();
+            run.emit(Event::Warning(format!(
+                "One or more build-args [{}] were not consumed",
+                list.join(" ")
+            )));
         }
         let fin = run
             .result(plan.target)
@@ -685,6 +767,8 @@ struct Run<'a> {
     results: Mutex<Vec<Option<Arc<State>>>>,
     offsets: Vec<usize>,
     total: usize,
+    /// Build args no built stage used so far (None: no stage done yet).
+    unused_args: Mutex<Option<std::collections::BTreeSet<String>>>,
 }
 
 /// The per-stage mutable state besides the image.
@@ -850,6 +934,18 @@ impl<'a> Run<'a> {
         for inst in &stage.instructions {
             number += 1;
             self.step(&mut st, &mut sc, inst, Some(number))?;
+        }
+        {
+            let mine: std::collections::BTreeSet<String> =
+                sc.scope.unconsumed_build_args().into_iter().collect();
+            let mut u = self
+                .unused_args
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            *u = Some(match u.take() {
+                None => mine,
+                Some(prev) => prev.intersection(&mine).cloned().collect(),
+            });
         }
         let mut r = self
             .results
@@ -1134,3 +1230,54 @@ impl<'a> Run<'a> {
 
 pub(crate) mod copy;
 pub(crate) mod run;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_from_the_build_query() {
+        let q = [
+            ("t", "a:1"),
+            ("t", "b"),
+            ("dockerfile", "sub/Dockerfile.dev"),
+            ("buildargs", r#"{"X":"1","FROM_ENV":null}"#),
+            ("labels", r#"{"l":"v"}"#),
+            ("cachefrom", r#"["busybox"]"#),
+            ("nocache", "1"),
+            ("q", "false"),
+            ("pull", "true"),
+            ("target", "build"),
+            ("networkmode", "none"),
+            ("rm", "1"),
+            ("memory", "0"),
+        ];
+        let o = BuildOptions::from_query(&q).unwrap();
+        assert_eq!(o.tags, ["a:1", "b"]);
+        assert_eq!(o.dockerfile.as_deref(), Some("sub/Dockerfile.dev"));
+        assert_eq!(o.build_args.get("X").map(String::as_str), Some("1"));
+        assert!(!o.build_args.contains_key("FROM_ENV"));
+        assert_eq!(o.labels.get("l").map(String::as_str), Some("v"));
+        assert_eq!(o.cache_from, ["busybox"]);
+        assert!(o.no_cache && o.pull && !o.quiet);
+        assert_eq!(o.target.as_deref(), Some("build"));
+        assert_eq!(o.network.as_deref(), Some("none"));
+        assert!(BuildOptions::from_query(&[("buildargs", "{")]).is_err());
+        assert!(BuildOptions::from_query(&[("version", "2")]).is_err());
+        assert!(BuildOptions::from_query(&[("remote", "https://x/y.git")]).is_err());
+    }
+
+    #[test]
+    fn globs_and_clean_paths() {
+        use crate::fsutil::{clean, glob_match};
+        assert!(glob_match("*.c", "a.c"));
+        assert!(!glob_match("*.c", "a.h"));
+        assert!(glob_match("f?le[0-9]", "file7"));
+        assert!(!glob_match("f[!i]le", "file"));
+        assert!(glob_match("\\*", "*"));
+        assert_eq!(clean("a/./b/../c"), Some(vec!["a", "c"]));
+        assert_eq!(clean("/x/"), Some(vec!["x"]));
+        assert_eq!(clean("../x"), None);
+        assert_eq!(clean("a/../../x"), None);
+    }
+}

@@ -140,3 +140,62 @@ pub struct NoProgress;
 impl Progress for NoProgress {
     fn event(&self, _: &Event) {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classic_builder_json_stream() {
+        let id = format!("sha256:{}", "ab".repeat(32));
+        let lines: Vec<String> = [
+            Event::Step {
+                number: 1,
+                total: 5,
+                instruction: "FROM busybox".into(),
+            },
+            Event::CacheHit,
+            Event::StepDone {
+                id: id.clone(),
+                elapsed: Duration::from_millis(3),
+            },
+            Event::Built {
+                id: id.clone(),
+                quiet: false,
+            },
+            Event::Tagged("x:y".into()),
+            Event::Error("boom".into()),
+        ]
+        .iter()
+        .flat_map(|e| e.to_json())
+        .map(|v| v.to_string())
+        .collect();
+        assert_eq!(
+            lines,
+            [
+                r#"{"stream":"Step 1/5 : FROM busybox\n"}"#.to_string(),
+                r#"{"stream":" ---> Using cache\n"}"#.to_string(),
+                r#"{"stream":" ---> abababababab\n"}"#.to_string(),
+                format!(r#"{{"aux":{{"ID":"{id}"}}}}"#),
+                r#"{"stream":"Successfully built abababababab\n"}"#.to_string(),
+                r#"{"stream":"Successfully tagged x:y\n"}"#.to_string(),
+                r#"{"error":"boom","errorDetail":{"message":"boom"}}"#.to_string(),
+            ]
+        );
+        let quiet = Event::Built {
+            id: id.clone(),
+            quiet: true,
+        }
+        .to_json();
+        assert_eq!(quiet[1]["stream"], format!("{id}\n"));
+        assert_eq!(
+            Event::StepDone {
+                id,
+                elapsed: Duration::from_millis(1500)
+            }
+            .to_plain()
+            .as_deref(),
+            Some(" ---> abababababab (1.50s)\n")
+        );
+    }
+}

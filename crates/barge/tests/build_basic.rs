@@ -262,8 +262,16 @@ ONBUILD RUN echo triggered > /trigger
     let ctx = env.context("meta", &[("Dockerfile", df)]);
     let mut o = opts("meta");
     o.build_args.insert("VERSION".into(), "2.0".into());
+    o.build_args.insert("UNUSED".into(), "x".into());
     let (r, events) = env.build_with(&ctx, o);
     r.unwrap_or_else(|e| panic!("{e}\n{}", streams(&events)));
+    assert!(
+        events.contains(&Event::Warning(
+            "One or more build-args [UNUSED] were not consumed".into()
+        )),
+        "{}",
+        streams(&events)
+    );
     assert_eq!(
         env.file("meta", "greet").as_deref(),
         Some("hello world 2.0\n")
