@@ -611,10 +611,16 @@ fn bad_input_names_the_line_and_tags_nothing() {
             "circular",
         ),
         (
-            "url",
-            "FROM busybox\nADD http://example.com/x /x\n",
+            "https",
+            "FROM busybox\nADD https://example.com/x /x\n",
             2,
-            "not supported",
+            "only http://",
+        ),
+        (
+            "offline",
+            "FROM busybox\nADD http://127.0.0.1:9/x /x\n",
+            2,
+            "cannot connect",
         ),
     ];
     for (name, df, line, what) in cases {
@@ -756,4 +762,43 @@ fn independent_stages_build_in_parallel() {
         took.as_secs_f64() < 3.8,
         "stages ran one after the other: {took:?}"
     );
+}
+
+#[test]
+fn add_fetches_an_http_url() {
+    if common::skip_unless_root() {
+        return;
+    }
+    let env = setup();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut c, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 2048];
+        let n = c.read(&mut buf).unwrap();
+        let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let body = "downloaded\n";
+        write!(
+            c,
+            "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        req
+    });
+    let df = format!("FROM busybox\nADD http://127.0.0.1:{port}/files/hello.txt /dl/\nRUN stat -c %a /dl/hello.txt > /mode\n");
+    let ctx = env.context("url", &[("Dockerfile", &df)]);
+    let (r, events) = env.build(&ctx, "url");
+    r.unwrap_or_else(|e| panic!("{e}\n{}", streams(&events)));
+    let req = server.join().unwrap();
+    assert!(
+        req.starts_with("GET /files/hello.txt HTTP/1.0\r\n"),
+        "{req}"
+    );
+    assert_eq!(
+        env.file("url", "dl/hello.txt").as_deref(),
+        Some("downloaded\n")
+    );
+    assert_eq!(env.file("url", "mode").as_deref(), Some("600\n"));
 }

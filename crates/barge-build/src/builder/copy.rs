@@ -105,6 +105,103 @@ fn is_url(s: &str) -> bool {
     l.starts_with("http://") || l.starts_with("https://") || l.starts_with("git@")
 }
 
+/// The most ADD downloads into memory.
+const MAX_DOWNLOAD: u64 = 512 << 20;
+
+/// Downloads an `http://` URL (redirects followed, at most 5); returns the file name
+/// (the URL path's last segment) and the content. HTTPS and git need a TLS client the
+/// builder does not have: a clear error.
+fn fetch(url: &str) -> Result<(String, Vec<u8>), String> {
+    use std::net::{TcpStream, ToSocketAddrs};
+    let mut url = url.to_string();
+    for _ in 0..6 {
+        let lower = url.to_ascii_lowercase();
+        let Some(rest) = lower.strip_prefix("http://").map(|_| &url[7..]) else {
+            return Err("only http:// URLs can be fetched (no TLS or git client in barge's builder); download it into the build context and COPY it".into());
+        };
+        let (hostport, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let path = path.split('#').next().unwrap_or("/");
+        let addr_s = if hostport
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        {
+            hostport.to_string()
+        } else {
+            format!("{hostport}:80")
+        };
+        let addr = addr_s
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve {hostport}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("cannot resolve {hostport}"))?;
+        let t = std::time::Duration::from_secs(30);
+        let mut s = TcpStream::connect_timeout(&addr, t)
+            .map_err(|e| format!("cannot connect to {hostport}: {e}"))?;
+        s.set_read_timeout(Some(t)).map_err(|e| e.to_string())?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: {hostport}\r\nUser-Agent: barge-build\r\nAccept: */*\r\n\r\n")
+            .map_err(|e| e.to_string())?;
+        let mut resp = Vec::new();
+        (&mut s)
+            .take(MAX_DOWNLOAD + 64 * 1024)
+            .read_to_end(&mut resp)
+            .map_err(|e| format!("reading the response: {e}"))?;
+        let end = resp
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .ok_or("malformed HTTP response")?;
+        let head = String::from_utf8_lossy(&resp[..end]).into_owned();
+        let body = resp.split_off(end + 4);
+        let mut lines = head.lines();
+        let status: u16 = lines
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|c| c.parse().ok())
+            .ok_or("malformed HTTP status line")?;
+        let header = |name: &str| {
+            head.lines().skip(1).find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| v.trim().to_string())
+            })
+        };
+        match status {
+            200 => {
+                if body.len() as u64 > MAX_DOWNLOAD {
+                    return Err(format!("larger than {MAX_DOWNLOAD} bytes"));
+                }
+                if let Some(n) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+                    if n != body.len() {
+                        return Err(format!("truncated download: {} of {n} bytes", body.len()));
+                    }
+                }
+                let name = path
+                    .split('?')
+                    .next()
+                    .unwrap_or("")
+                    .rsplit('/')
+                    .find(|n| !n.is_empty())
+                    .unwrap_or("download")
+                    .to_string();
+                return Ok((name, body));
+            }
+            301 | 302 | 303 | 307 | 308 => {
+                let loc = header("location").ok_or("redirect without a Location")?;
+                url = if loc.starts_with('/') {
+                    format!("http://{hostport}{loc}")
+                } else {
+                    loc
+                };
+            }
+            code => return Err(format!("HTTP status {code}")),
+        }
+    }
+    Err("too many redirects".into())
+}
+
 /// Parses `--chmod` (octal only, as the classic builder).
 fn parse_chmod(s: &str) -> Result<u32, String> {
     u32::from_str_radix(s, 8)
@@ -267,10 +364,26 @@ impl<'a> Run<'a> {
         for src in sources {
             if is_url(src) {
                 if add {
-                    return Err(self.step_err(
-                        inst,
-                        format!("ADD {src}: fetching remote sources is not supported: barge builds have no network access; download it into the build context and COPY it"),
-                    ));
+                    let (name, data) =
+                        fetch(src).map_err(|e| self.step_err(inst, format!("ADD {src}: {e}")))?;
+                    count += 1;
+                    // SAFETY: stat is plain old data; zeroed is a valid value.
+                    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+                    // Docker gives downloaded files mode 0600.
+                    st.st_mode = libc::S_IFREG | 0o600;
+                    st.st_size = data.len() as i64;
+                    items.push(Item {
+                        top: String::new(),
+                        name,
+                        is_dir: false,
+                        entries: vec![Entry {
+                            rel: String::new(),
+                            meta: Meta::of(st),
+                            link: None,
+                        }],
+                        data: Some(data),
+                    });
+                    continue;
                 }
                 return Err(
                     self.step_err(inst, format!("COPY does not accept URLs ({src}): use ADD"))
