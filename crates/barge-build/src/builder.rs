@@ -43,8 +43,10 @@ pub struct BuildOptions {
     pub pull: bool,
     /// `--label`: labels added to the final image.
     pub labels: BTreeMap<String, String>,
-    /// `--cache-from`: images whose steps may be reused. Steps are matched by the
-    /// builder's persistent cache only; the images listed must exist (checked).
+    /// `--cache-from`: images (in the store) whose layers may be reused: a RUN/COPY/ADD
+    /// step that misses the local cache reuses an image's next layer when the image's
+    /// history and layers start as the stage's do and its next history entry is this
+    /// step (the classic builder's rule).
     pub cache_from: Vec<String>,
     /// `--network`: `none` / `default` / `bridge` (all an isolated network namespace with
     /// only loopback for now), or `host`.
@@ -376,8 +378,13 @@ impl Builder {
         if let Some(p) = &opts.platform {
             check_platform(p).map_err(BuildError::Options)?;
         }
+        let mut cache_from = Vec::new();
         for c in &opts.cache_from {
-            self.store.resolve(c)?;
+            let rec = self.store.resolve(c)?;
+            let cfg: Value =
+                serde_json::from_slice(&self.store.read_document(&rec.id, "image config")?)
+                    .map_err(|e| BuildError::Options(format!("--cache-from {c}: {e}")))?;
+            cache_from.push((cfg, rec.layers));
         }
         let ctx_dir = match context {
             BuildContext::Dir(d) => d,
@@ -455,7 +462,14 @@ impl Builder {
             offsets,
             total,
             unused_args: Mutex::new(None),
+            cache_from,
         };
+        for (_, layers) in &run.cache_from {
+            for l in layers {
+                lease.hold(&l.blob);
+                lease.hold(&l.diff_id);
+            }
+        }
         for level in &plan.levels {
             if level.len() == 1 {
                 run.stage(level[0])?;
@@ -767,6 +781,8 @@ struct Run<'a> {
     results: Mutex<Vec<Option<Arc<State>>>>,
     offsets: Vec<usize>,
     total: usize,
+    /// `--cache-from` images: config and layers.
+    cache_from: Vec<(Value, Vec<LayerRecord>)>,
     /// Build args no built stage used so far (None: no stage done yet).
     unused_args: Mutex<Option<std::collections::BTreeSet<String>>>,
 }
@@ -1015,31 +1031,51 @@ impl<'a> Run<'a> {
         let created = now();
         let mut history = json!({"created": created});
         let mut new_layer = None;
-        match &cmd {
-            Command::Run(r) => {
-                let (layer, created_by) = self.run_step(st, sc, inst, r)?;
-                history["created_by"] = Value::String(created_by);
-                new_layer = Some(layer);
-            }
-            Command::Copy(_) | Command::Add(_) => {
-                let plan = copy_plan
-                    .take()
-                    .ok_or_else(|| self.step_err(inst, "no copy plan"))?;
-                let created_by = format!(
-                    "/bin/sh -c #(nop) {} {} in {} ",
-                    inst.keyword,
-                    plan.describe(),
-                    plan.dest
-                );
-                let layer = self.copy_step(st, inst, plan)?;
-                history["created_by"] = Value::String(created_by);
-                new_layer = Some(layer);
-            }
-            _ => {
-                self.meta_step(&mut config, sc, inst, &cmd)?;
-                history["created_by"] =
-                    Value::String(format!("/bin/sh -c #(nop)  {}", inst.original));
-                history["empty_layer"] = Value::Bool(true);
+        let planned_by = match (&cmd, &copy_plan) {
+            (Command::Run(r), _) => Some(run::run_args(sc, inst, r).join(" ")),
+            (_, Some(plan)) => Some(format!(
+                "/bin/sh -c #(nop) {} {} in {} ",
+                inst.keyword,
+                plan.describe(),
+                plan.dest
+            )),
+            _ => None,
+        };
+        let reused = match &planned_by {
+            Some(by) if !self.opts.no_cache => self.from_cache_images(st, by),
+            _ => None,
+        };
+        if let Some((layer, h)) = reused {
+            self.emit(Event::CacheHit);
+            history = h;
+            new_layer = Some(layer);
+        } else {
+            match &cmd {
+                Command::Run(r) => {
+                    let (layer, created_by) = self.run_step(st, sc, inst, r)?;
+                    history["created_by"] = Value::String(created_by);
+                    new_layer = Some(layer);
+                }
+                Command::Copy(_) | Command::Add(_) => {
+                    let plan = copy_plan
+                        .take()
+                        .ok_or_else(|| self.step_err(inst, "no copy plan"))?;
+                    let created_by = format!(
+                        "/bin/sh -c #(nop) {} {} in {} ",
+                        inst.keyword,
+                        plan.describe(),
+                        plan.dest
+                    );
+                    let layer = self.copy_step(st, inst, plan)?;
+                    history["created_by"] = Value::String(created_by);
+                    new_layer = Some(layer);
+                }
+                _ => {
+                    self.meta_step(&mut config, sc, inst, &cmd)?;
+                    history["created_by"] =
+                        Value::String(format!("/bin/sh -c #(nop)  {}", inst.original));
+                    history["empty_layer"] = Value::Bool(true);
+                }
             }
         }
         if let Some(l) = new_layer {
@@ -1069,6 +1105,43 @@ impl<'a> Run<'a> {
             elapsed: t0.elapsed(),
         });
         Ok(())
+    }
+
+    /// `--cache-from`: an image whose history and layers start as this stage's do and
+    /// whose next history entry is this step (`created_by`) gives the step's layer.
+    fn from_cache_images(&self, st: &State, created_by: &str) -> Option<(LayerRecord, Value)> {
+        let ours = st.config["history"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let our_ids: Vec<&Digest> = st.layers.iter().map(|l| &l.diff_id).collect();
+        let by = |h: &Value| {
+            (
+                h["created_by"].as_str().unwrap_or("").to_string(),
+                h["empty_layer"].as_bool().unwrap_or(false),
+            )
+        };
+        for (cfg, layers) in &self.cache_from {
+            let theirs = cfg["history"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+            if theirs.len() <= ours.len() || layers.len() <= our_ids.len() {
+                continue;
+            }
+            if !ours.iter().zip(theirs).all(|(a, b)| by(a) == by(b)) {
+                continue;
+            }
+            if !layers.iter().zip(&our_ids).all(|(l, d)| &l.diff_id == *d) {
+                continue;
+            }
+            let next = &theirs[ours.len()];
+            if by(next) != (created_by.to_string(), false) {
+                continue;
+            }
+            let l = layers[our_ids.len()].clone();
+            if self.b.store.has_layer(&l.diff_id) && self.b.store.has_blob(&l.blob) {
+                return Some((l, next.clone()));
+            }
+        }
+        None
     }
 
     /// What a cached step would have changed in the stage context besides the image.
@@ -1228,8 +1301,8 @@ impl<'a> Run<'a> {
     }
 }
 
-pub(crate) mod copy;
-pub(crate) mod run;
+mod copy;
+mod run;
 
 #[cfg(test)]
 mod tests {

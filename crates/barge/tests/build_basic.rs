@@ -802,3 +802,39 @@ fn add_fetches_an_http_url() {
     );
     assert_eq!(env.file("url", "mode").as_deref(), Some("600\n"));
 }
+
+#[test]
+fn cache_from_an_image_reuses_its_layers() {
+    if common::skip_unless_root() {
+        return;
+    }
+    let env = setup();
+    let df =
+        "FROM busybox\nENV A=1\nRUN echo ran > /ran\nCOPY f.txt /f.txt\nRUN echo later > /later\n";
+    let ctx = env.context("cf", &[("Dockerfile", df), ("f.txt", "f\n")]);
+    let (r, _) = env.build(&ctx, "cf:1");
+    let first = r.unwrap();
+    // A builder with an empty cache (another host, a pruned cache) on the same store.
+    let b2 = Builder::new(env.store.clone(), env.dir.path().join("builder2")).unwrap();
+    let events = Mutex::new(Vec::new());
+    let p = |e: &Event| events.lock().unwrap().push(e.clone());
+    let mut o = opts("cf:2");
+    o.cache_from = vec!["cf:1".into()];
+    b2.build(&o, BuildContext::Dir(ctx.clone()), &p).unwrap();
+    let ev = events.into_inner().unwrap();
+    assert!(!streams(&ev).contains("Running in"), "{}", streams(&ev));
+    assert_eq!(count_cache_hits(&ev), 3);
+    let l1 = env.store.resolve("cf:1").unwrap().diff_ids();
+    let l2 = env.store.resolve("cf:2").unwrap().diff_ids();
+    assert_eq!(l1, l2);
+    // After the source changes, the COPY and what follows are built again.
+    std::fs::write(ctx.join("f.txt"), "g\n").unwrap();
+    let events = Mutex::new(Vec::new());
+    let p = |e: &Event| events.lock().unwrap().push(e.clone());
+    let b3 = Builder::new(env.store.clone(), env.dir.path().join("builder3")).unwrap();
+    b3.build(&o, BuildContext::Dir(ctx.clone()), &p).unwrap();
+    let ev = events.into_inner().unwrap();
+    assert_eq!(count_cache_hits(&ev), 1, "{}", streams(&ev));
+    assert_ne!(env.store.resolve("cf:2").unwrap().id, first.id);
+    assert_eq!(env.file("cf:2", "f.txt").as_deref(), Some("g\n"));
+}

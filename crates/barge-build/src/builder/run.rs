@@ -51,6 +51,18 @@ fn script(cmd: &str, heredocs: &[crate::Heredoc]) -> String {
     s
 }
 
+/// The process arguments of a RUN (exec form as is; shell form through the SHELL).
+pub(super) fn run_args(sc: &StageCtx, inst: &Instruction, r: &crate::ast::Run) -> Vec<String> {
+    match &r.command {
+        CommandLine::Exec(v) => v.clone(),
+        CommandLine::Shell(s) => {
+            let mut v = sc.shell.clone();
+            v.push(script(s, &inst.heredocs));
+            v
+        }
+    }
+}
+
 fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
     // SAFETY: fds has room for the two descriptors pipe2 writes.
@@ -82,21 +94,11 @@ impl Run<'_> {
                 "RUN --security=insecure is not allowed (no entitlement security.insecure)",
             ));
         }
-        let args: Vec<String> = match &r.command {
-            CommandLine::Exec(v) => v.clone(),
-            CommandLine::Shell(s) => {
-                let mut v = sc.shell.clone();
-                v.push(script(s, &inst.heredocs));
-                v
-            }
-        };
+        let args = run_args(sc, inst, r);
         if args.is_empty() {
             return Err(self.step_err(inst, "RUN with an empty command"));
         }
-        let created_by = match &r.command {
-            CommandLine::Exec(v) => v.join(" "),
-            CommandLine::Shell(_) => args.join(" "),
-        };
+        let created_by = args.join(" ");
         let host_net = match r.network.unwrap_or(NetworkMode::Default) {
             NetworkMode::Host if self.opts.network.as_deref() == Some("host") => true,
             NetworkMode::Host => return Err(self.step_err(
