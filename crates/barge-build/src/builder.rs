@@ -83,11 +83,7 @@ impl BuildOptions {
         for (k, v) in pairs {
             let (k, v) = (k.as_ref(), v.as_ref());
             match k {
-                "t" => {
-                    if !v.is_empty() {
-                        o.tags.push(v.to_string())
-                    }
-                }
+                "t" if !v.is_empty() => o.tags.push(v.to_string()),
                 "dockerfile" if !v.is_empty() => o.dockerfile = Some(v.to_string()),
                 "target" if !v.is_empty() => o.target = Some(v.to_string()),
                 "platform" if !v.is_empty() => o.platform = Some(v.to_string()),
@@ -1042,7 +1038,7 @@ impl<'a> Run<'a> {
             _ => None,
         };
         let reused = match &planned_by {
-            Some(by) if !self.opts.no_cache => self.from_cache_images(st, by),
+            Some(by) if !self.opts.no_cache => self.reuse_cache_image(st, by),
             _ => None,
         };
         if let Some((layer, h)) = reused {
@@ -1109,7 +1105,7 @@ impl<'a> Run<'a> {
 
     /// `--cache-from`: an image whose history and layers start as this stage's do and
     /// whose next history entry is this step (`created_by`) gives the step's layer.
-    fn from_cache_images(&self, st: &State, created_by: &str) -> Option<(LayerRecord, Value)> {
+    fn reuse_cache_image(&self, st: &State, created_by: &str) -> Option<(LayerRecord, Value)> {
         let ours = st.config["history"]
             .as_array()
             .map(Vec::as_slice)
