@@ -250,6 +250,10 @@ RUN <<EOF
 echo heredoc > /heredoc
 id -u >> /heredoc
 EOF
+RUN <<EOF
+#!/bin/sh -e
+echo "shebang $0" > /shebang
+EOF
 USER user
 RUN id -u > /tmp/uid
 USER root
@@ -280,6 +284,10 @@ ONBUILD RUN echo triggered > /trigger
     assert_eq!(env.file("meta", "data/2").as_deref(), Some("two\n"));
     assert_eq!(env.file("meta", "heredoc").as_deref(), Some("heredoc\n0\n"));
     assert_eq!(env.file("meta", "tmp/uid").as_deref(), Some("1000\n"));
+    assert_eq!(
+        env.file("meta", "shebang").as_deref(),
+        Some("shebang /dev/.barge-heredoc\n")
+    );
     let c = env.config("meta");
     let cc = &c["config"];
     let envs: Vec<&str> = cc["Env"]

@@ -192,6 +192,22 @@ impl Run<'_> {
             }
         }
         let snap = Snap::new(self.b, &st.layers)?;
+        let mut args = args;
+        // A lone heredoc with a shebang is a script for its interpreter (as BuildKit):
+        // written to a file in the bundle, bind-mounted under /dev (a tmpfs, so nothing
+        // of it lands in the layer) and executed.
+        if let (CommandLine::Shell(c), [h]) = (&r.command, inst.heredocs.as_slice()) {
+            if crate::is_heredoc_word(c.trim()) && h.content.starts_with("#!") {
+                let host = snap.dir.join("heredoc");
+                std::fs::write(&host, &h.content).map_err(|e| self.step_err(inst, e))?;
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o755))
+                    .map_err(|e| self.step_err(inst, e))?;
+                let dst = "/dev/.barge-heredoc";
+                mounts.push(json!({"destination": dst, "type": "bind", "source": host, "options": ["bind", "ro"]}));
+                args = vec![dst.to_string()];
+            }
+        }
         let root = fsutil::open_root(&snap.rootfs()).map_err(|e| self.step_err(inst, e))?;
         let user = st.config["config"]["User"]
             .as_str()
