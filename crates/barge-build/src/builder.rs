@@ -232,6 +232,21 @@ fn io_err(
 pub struct Builder {
     store: Arc<Store>,
     root: PathBuf,
+    cleanups: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for Builder {
+    fn drop(&mut self) {
+        let hs = std::mem::take(
+            &mut *self
+                .cleanups
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for h in hs {
+            let _ = h.join();
+        }
+    }
 }
 
 /// The result of a stage (or of a step): an image config and its layers.
@@ -285,7 +300,11 @@ impl Builder {
             std::fs::create_dir_all(&p).map_err(io_err("create directory", &p))?;
         }
         let root = std::fs::canonicalize(&root).map_err(io_err("resolve", &root))?;
-        let b = Builder { store, root };
+        let b = Builder {
+            store,
+            root,
+            cleanups: Mutex::new(Vec::new()),
+        };
         b.cleanup_tmp();
         Ok(b)
     }
@@ -349,7 +368,17 @@ impl Builder {
         let mut tmp_ctx = None;
         let r = self.build_inner(options, context, progress, &mut tmp_ctx);
         if let Some(p) = tmp_ctx {
-            let _ = std::fs::remove_dir_all(p);
+            // Removing an unpacked context can take seconds: not on the build's time. The
+            // thread is joined when the Builder drops; a crash leaves it to `new`.
+            let h = std::thread::spawn(move || {
+                let _ = std::fs::remove_dir_all(p);
+            });
+            let mut c = self
+                .cleanups
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            c.retain(|h| !h.is_finished());
+            c.push(h);
         }
         if let Err(e) = &r {
             progress.event(&Event::Error(e.to_string()));
@@ -740,7 +769,7 @@ impl<'a> Snap<'a> {
 
     fn commit(mut self, lease: &Lease<'_>) -> Result<LayerRecord, BuildError> {
         self.unmount()?;
-        let l = self.store.commit_snapshot(&self.key, lease)?;
+        let l = self.store.commit_snapshot_adopt(&self.key, lease)?;
         lease.hold(&l.blob);
         lease.hold(&l.diff_id);
         Ok(l)

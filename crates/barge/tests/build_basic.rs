@@ -846,3 +846,101 @@ fn cache_from_an_image_reuses_its_layers() {
     assert_ne!(env.store.resolve("cf:2").unwrap().id, first.id);
     assert_eq!(env.file("cf:2", "f.txt").as_deref(), Some("g\n"));
 }
+
+/// (relative path, type+mode, uid, gid, size, content or link target, rdev, opaque xattr)
+type TreeRow = (String, u32, u32, u32, u64, Vec<u8>, u64, bool);
+
+fn tree(root: &Path) -> Vec<TreeRow> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            let data = if m.file_type().is_symlink() {
+                std::fs::read_link(&p)
+                    .unwrap()
+                    .as_os_str()
+                    .as_bytes()
+                    .to_vec()
+            } else if m.is_file() {
+                std::fs::read(&p).unwrap()
+            } else {
+                vec![]
+            };
+            let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+            let mut v = [0u8; 4];
+            // SAFETY: c is NUL-terminated, v a 4-byte buffer.
+            let n = unsafe {
+                libc::lgetxattr(
+                    c.as_ptr(),
+                    c"trusted.overlay.opaque".as_ptr(),
+                    v.as_mut_ptr().cast(),
+                    v.len(),
+                )
+            };
+            let opaque = n == 1 && v[0] == b'y';
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            let size = if m.is_dir() { 0 } else { m.size() };
+            out.push((
+                rel,
+                m.mode(),
+                m.uid(),
+                m.gid(),
+                size,
+                data,
+                m.rdev(),
+                opaque,
+            ));
+            if m.is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn adopted_layers_equal_their_unpacked_blobs() {
+    if common::skip_unless_root() {
+        return;
+    }
+    let env = setup();
+    let df = "FROM busybox\n\
+              RUN rm /bin/ls && mkdir -p /d/sub && echo x > /d/sub/f && ln -s /d/sub/f /d/link \
+                  && chown 1000:1000 /d/sub/f && chmod 4755 /d/sub/f \
+                  && rm -rf /home/user && mkdir /home/user && echo n > /home/user/new && mkfifo /d/fifo\n\
+              COPY . /ctx/\n";
+    let ctx = env.context("adopt", &[("Dockerfile", df), ("a/b.txt", "b\n")]);
+    let (r, events) = env.build(&ctx, "adopt");
+    r.unwrap_or_else(|e| panic!("{e}\n{}", streams(&events)));
+    let rec = env.store.resolve("adopt").unwrap();
+    assert_eq!(rec.layers.len(), 3);
+    for l in &rec.layers[1..] {
+        let dir = tempfile::tempdir().unwrap();
+        barge_image::unpack::unpack(
+            env.store.open_blob(&l.blob).unwrap(),
+            dir.path(),
+            "check",
+            &Default::default(),
+        )
+        .unwrap();
+        let adopted = tree(&env.store.layer_path(&l.diff_id));
+        assert_eq!(adopted, tree(dir.path()), "layer {}", l.diff_id);
+        assert!(!adopted.is_empty());
+    }
+    let run_layer = tree(&env.store.layer_path(&rec.layers[1].diff_id));
+    assert!(
+        run_layer
+            .iter()
+            .any(|r| r.0 == "bin/ls" && r.1 & 0o170000 == 0o020000),
+        "whiteout"
+    );
+    assert!(
+        run_layer.iter().any(|r| r.0 == "home/user" && r.7),
+        "opaque dir"
+    );
+}
