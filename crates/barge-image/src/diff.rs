@@ -610,11 +610,9 @@ fn clean_dir_fd(fd: RawFd, path: &Path) -> Result<()> {
                 let d = open_dir_at(fd, &cname).map_err(|e| Error::io("open", &child, e))?;
                 clean_dir_fd(d.as_raw_fd(), &child)?;
             }
-            libc::S_IFSOCK => {
-                // SAFETY: fd is open, cname NUL-terminated.
-                if unsafe { libc::unlinkat(fd, cname.as_ptr(), 0) } < 0 {
-                    return Err(Error::io("remove", &child, io::Error::last_os_error()));
-                }
+            // SAFETY: fd is open, cname NUL-terminated.
+            libc::S_IFSOCK if unsafe { libc::unlinkat(fd, cname.as_ptr(), 0) } < 0 => {
+                return Err(Error::io("remove", &child, io::Error::last_os_error()));
             }
             _ => {}
         }
