@@ -233,6 +233,8 @@ pub struct Builder {
     store: Arc<Store>,
     root: PathBuf,
     cleanups: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Whether `new` bind-mounted `<root>/tmp` on itself (undone on drop).
+    tmp_bound: bool,
 }
 
 impl Drop for Builder {
@@ -245,6 +247,9 @@ impl Drop for Builder {
         );
         for h in hs {
             let _ = h.join();
+        }
+        if self.tmp_bound {
+            let _ = unmount_retry(&self.root.join("tmp"));
         }
     }
 }
@@ -300,10 +305,12 @@ impl Builder {
             std::fs::create_dir_all(&p).map_err(io_err("create directory", &p))?;
         }
         let root = std::fs::canonicalize(&root).map_err(io_err("resolve", &root))?;
+        let tmp_bound = make_private(&root.join("tmp"))?;
         let b = Builder {
             store,
             root,
             cleanups: Mutex::new(Vec::new()),
+            tmp_bound,
         };
         b.cleanup_tmp();
         Ok(b)
@@ -410,6 +417,11 @@ impl Builder {
                 serde_json::from_slice(&self.store.read_document(&rec.id, "image config")?)
                     .map_err(|e| BuildError::Options(format!("--cache-from {c}: {e}")))?;
             cache_from.push((cfg, rec.layers));
+        }
+        if opts.pull {
+            progress.event(&Event::Warning(
+                "--pull: barge's builder uses base images from the store; pull them first".into(),
+            ));
         }
         let ctx_dir = match context {
             BuildContext::Dir(d) => d,
@@ -724,6 +736,91 @@ fn now() -> String {
     )
 }
 
+/// Unmounts `target`; if it is busy (a container namespace made meanwhile may hold a
+/// copy for a moment), retries briefly, then detaches it lazily: nothing writes to it any
+/// more, and the detached copy goes away with its last user.
+fn unmount_retry(target: &Path) -> Result<(), BuildError> {
+    for _ in 0..20 {
+        match barge_image::snapshot::unmount(target) {
+            Ok(()) => return Ok(()),
+            Err(barge_image::Error::Mount { source, .. })
+                if source.raw_os_error() == Some(libc::EBUSY) =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let c =
+        fsutil::cstr(target.as_os_str().as_encoded_bytes()).map_err(io_err("unmount", target))?;
+    // SAFETY: c is NUL-terminated.
+    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH | libc::UMOUNT_NOFOLLOW) } < 0 {
+        return Err(io_err("unmount", target)(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Whether `dir` is a mount point (listed in /proc/self/mountinfo).
+fn is_mount_point(dir: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = dir.to_string_lossy();
+    info.lines().any(|l| {
+        l.split(' ').nth(4).is_some_and(|mp| {
+            mp.replace("\\040", " ")
+                .replace("\\011", "\t")
+                .replace("\\012", "\n")
+                .replace("\\134", "\\")
+                == want
+        })
+    })
+}
+
+/// Makes `dir` a private mount (bind-mounting it on itself first unless it is a mount
+/// point already), so the snapshot mounts under it do not propagate into, nor get kept
+/// busy by, the mount namespaces of containers created meanwhile (Docker does the same
+/// for its graph directory). Returns whether a bind mount was made.
+fn make_private(dir: &Path) -> Result<bool, BuildError> {
+    let c = fsutil::cstr(dir.as_os_str().as_encoded_bytes()).map_err(io_err("mount", dir))?;
+    let mut bound = false;
+    if !is_mount_point(dir) {
+        // SAFETY: c is NUL-terminated; the other pointers may be null for MS_BIND.
+        if unsafe {
+            libc::mount(
+                c.as_ptr(),
+                c.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            )
+        } < 0
+        {
+            return Err(io_err("bind mount", dir)(std::io::Error::last_os_error()));
+        }
+        bound = true;
+    }
+    // SAFETY: as above; MS_PRIVATE takes no source.
+    if unsafe {
+        libc::mount(
+            std::ptr::null(),
+            c.as_ptr(),
+            std::ptr::null(),
+            libc::MS_PRIVATE,
+            std::ptr::null(),
+        )
+    } < 0
+    {
+        let e = std::io::Error::last_os_error();
+        if bound {
+            // SAFETY: c is NUL-terminated.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+        return Err(io_err("make private", dir)(e));
+    }
+    Ok(bound)
+}
+
 /// A snapshot of some layers mounted at `<tmp>/<key>/rootfs`; unmounted and removed on
 /// drop unless committed.
 struct Snap<'a> {
@@ -761,7 +858,7 @@ impl<'a> Snap<'a> {
 
     fn unmount(&mut self) -> Result<(), BuildError> {
         if self.mounted {
-            barge_image::snapshot::unmount(&self.rootfs())?;
+            unmount_retry(&self.rootfs())?;
             self.mounted = false;
         }
         Ok(())
@@ -778,7 +875,7 @@ impl<'a> Snap<'a> {
 
 impl Drop for Snap<'_> {
     fn drop(&mut self) {
-        if self.mounted && barge_image::snapshot::unmount(&self.rootfs()).is_err() {
+        if self.mounted && unmount_retry(&self.rootfs()).is_err() {
             // Still mounted: removing anything under it could reach the layers.
             return;
         }
@@ -1019,7 +1116,14 @@ impl<'a> Run<'a> {
         let mut h = Hasher::new();
         h.update(CACHE_VERSION.as_bytes());
         h.update(st.key.to_string().as_bytes());
-        h.update(format!("{cmd:?}\0{:?}", inst.heredocs).as_bytes());
+        // An ARG's value reaches the key through what uses it (RUN's environment, the
+        // expanded arguments of later instructions), as in the classic builder.
+        let keyed = if matches!(cmd, Command::Arg(_)) {
+            &inst.command
+        } else {
+            &cmd
+        };
+        h.update(format!("{keyed:?}\0{:?}", inst.heredocs).as_bytes());
         let mut copy_plan = None;
         match &cmd {
             Command::Run(_) => {

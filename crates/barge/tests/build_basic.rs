@@ -402,6 +402,19 @@ fn cache_hits_misses_and_prune() {
     let (r, ev4) = env.build(&ctx, "cached");
     r.unwrap();
     assert_eq!(count_cache_hits(&ev4), 5, "{}", streams(&ev4));
+    // A build arg used by a RUN is part of its key.
+    let ctx_arg = env.context(
+        "cache-arg",
+        &[("Dockerfile", "FROM busybox\nARG X=1\nRUN echo $X > /x\n")],
+    );
+    let (r, _) = env.build(&ctx_arg, "arg");
+    r.unwrap();
+    let mut o = opts("arg");
+    o.build_args.insert("X".into(), "2".into());
+    let (r, ev) = env.build_with(&ctx_arg, o);
+    r.unwrap();
+    assert_eq!(count_cache_hits(&ev), 1, "{}", streams(&ev));
+    assert_eq!(env.file("arg", "x").as_deref(), Some("2\n"));
     // --no-cache reruns everything.
     let mut o = opts("cached");
     o.no_cache = true;
@@ -501,6 +514,7 @@ fn copy_semantics_chown_chmod_globs_and_add_tar() {
             ("one.txt", "1\n"),
         ],
     );
+    std::os::unix::fs::symlink("one.txt", ctx.join("inner")).unwrap();
     let tar = Command::new("tar")
         .arg("-C")
         .arg(ctx.join("src"))
@@ -512,7 +526,7 @@ fn copy_semantics_chown_chmod_globs_and_add_tar() {
     assert!(tar.success());
     std::fs::write(
         ctx.join("Dockerfile"),
-        "FROM busybox\nCOPY src/*.c /globbed/\nCOPY src /tree\nCOPY --chown=user:user --chmod=600 one.txt /owned\nADD src.tar.gz /unpacked/\nCOPY <<EOT /inline.txt\nhello inline\nEOT\nRUN stat -c '%u:%g %a' /owned > /owned.stat\n",
+        "FROM busybox\nCOPY src/*.c /globbed/\nCOPY src /tree\nCOPY --exclude=**/*.h src /excl\nCOPY inner /inner.txt\nCOPY --chown=user:user --chmod=600 one.txt /owned\nADD src.tar.gz /unpacked/\nCOPY <<EOT /inline.txt\nhello inline\nEOT\nRUN stat -c '%u:%g %a' /owned > /owned.stat\n",
     )
     .unwrap();
     let (r, events) = env.build(&ctx, "cp");
@@ -521,6 +535,10 @@ fn copy_semantics_chown_chmod_globs_and_add_tar() {
     assert_eq!(env.file("cp", "globbed/b.c").as_deref(), Some("b\n"));
     assert_eq!(env.file("cp", "tree/sub/c.h").as_deref(), Some("c\n"));
     assert_eq!(env.file("cp", "tree/a.c").as_deref(), Some("a\n"));
+    assert_eq!(env.file("cp", "excl/a.c").as_deref(), Some("a\n"));
+    assert_eq!(env.file("cp", "excl/sub/c.h"), None);
+    // A symlink source inside the context is followed.
+    assert_eq!(env.file("cp", "inner.txt").as_deref(), Some("1\n"));
     assert_eq!(env.file("cp", "unpacked/sub/c.h").as_deref(), Some("c\n"));
     assert_eq!(
         env.file("cp", "inline.txt").as_deref(),
@@ -709,7 +727,9 @@ fn run_mounts_and_network() {
         return;
     }
     let env = setup();
-    let df = "FROM busybox\n\
+    let df = "FROM busybox AS build\nRUN mkdir /out && echo from-stage > /out/app\n\
+              FROM busybox\n\
+              RUN --mount=type=bind,from=build,source=/out,target=/m cat /m/app > /fromstage\n\
               RUN --mount=type=cache,target=/cache echo hit >> /cache/log && cat /cache/log > /seen\n\
               RUN --mount=type=tmpfs,target=/scratch touch /scratch/x && test -f /scratch/x\n\
               RUN --mount=type=bind,source=data,target=/mnt cat /mnt/d.txt > /bound\n\
@@ -719,6 +739,10 @@ fn run_mounts_and_network() {
     let (r, events) = env.build(&ctx, "mnt");
     r.unwrap_or_else(|e| panic!("{e}\n{}", streams(&events)));
     assert_eq!(env.file("mnt", "seen").as_deref(), Some("hit\n"));
+    assert_eq!(
+        env.file("mnt", "fromstage").as_deref(),
+        Some("from-stage\n")
+    );
     assert_eq!(env.file("mnt", "bound").as_deref(), Some("bound data\n"));
     assert_eq!(
         env.file("mnt", "ifaces").as_deref(),

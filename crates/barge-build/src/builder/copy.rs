@@ -295,13 +295,7 @@ impl<'a> Run<'a> {
                 c.chown.clone(),
                 c.chmod.clone(),
                 false,
-                if !c.exclude.is_empty() {
-                    Some("--exclude")
-                } else if c.parents {
-                    Some("--parents")
-                } else {
-                    None
-                },
+                if c.parents { Some("--parents") } else { None },
             ),
             Command::Add(a) => (
                 &a.sources,
@@ -311,15 +305,26 @@ impl<'a> Run<'a> {
                 a.chown.clone(),
                 a.chmod.clone(),
                 true,
-                if !a.exclude.is_empty() {
-                    Some("--exclude")
-                } else if a.checksum.is_some() {
+                if a.checksum.is_some() {
                     Some("--checksum")
                 } else {
                     None
                 },
             ),
             _ => return Err(self.step_err(inst, "not a COPY or ADD")),
+        };
+        let patterns: &[String] = match cmd {
+            Command::Copy(c) => &c.exclude,
+            Command::Add(a) => &a.exclude,
+            _ => &[],
+        };
+        let excl = if patterns.is_empty() {
+            None
+        } else {
+            Some(
+                crate::DockerIgnore::from_patterns(patterns)
+                    .map_err(|e| self.step_err(inst, format!("--exclude: {e}")))?,
+            )
         };
         if let Some(u) = unsupported {
             return Err(self.step_err(
@@ -443,8 +448,14 @@ impl<'a> Run<'a> {
             }
             for c in cands {
                 let item = self
-                    .resolve_item(root_fd, &root_path, &c, resolve, ctx, src)
+                    .resolve_item(root_fd, &root_path, &c, resolve, ctx, src, excl.as_ref())
                     .map_err(|e| self.step_err(inst, e))?;
+                if let Some(x) = &excl {
+                    if !item.is_dir && (x.matches(&item.top, false) || x.matches(&item.name, false))
+                    {
+                        continue;
+                    }
+                }
                 count += 1;
                 items.push(item);
             }
@@ -488,7 +499,11 @@ impl<'a> Run<'a> {
         })
     }
 
-    fn state_for_from(&self, f: &str, inst: &Instruction) -> Result<Arc<State>, BuildError> {
+    pub(super) fn state_for_from(
+        &self,
+        f: &str,
+        inst: &Instruction,
+    ) -> Result<Arc<State>, BuildError> {
         // The graph resolved --from on this line; else a stage name or index; else an image.
         for node in &self.graph.stages {
             for (dep, line) in &node.refs {
@@ -531,6 +546,7 @@ impl<'a> Run<'a> {
         resolve: u64,
         ctx: bool,
         src: &str,
+        excl: Option<&crate::DockerIgnore>,
     ) -> Result<Item, String> {
         let not_found = || {
             format!("file not found in build context or excluded by .dockerignore: stat {src}: file does not exist")
@@ -569,7 +585,7 @@ impl<'a> Run<'a> {
             link: None,
         }];
         if is_dir {
-            self.walk(root, &top, "", ctx, &mut entries)
+            self.walk(root, &top, "", ctx, excl, &mut entries)
                 .map_err(|e| format!("{src}: {e}"))?;
         }
         Ok(Item {
@@ -587,6 +603,7 @@ impl<'a> Run<'a> {
         top: &str,
         rel: &str,
         ctx: bool,
+        excl: Option<&crate::DockerIgnore>,
         out: &mut Vec<Entry>,
     ) -> std::io::Result<()> {
         let dfd = fsutil::openat2(
@@ -608,6 +625,11 @@ impl<'a> Run<'a> {
                     continue;
                 }
             }
+            if let Some(x) = excl {
+                if x.matches(&child, is_dir) && !(is_dir && x.may_reinclude_under(&child)) {
+                    continue;
+                }
+            }
             let link = if meta.kind() == libc::S_IFLNK {
                 Some(fsutil::readlink_at(dfd.as_raw_fd(), &name)?)
             } else {
@@ -619,7 +641,7 @@ impl<'a> Run<'a> {
                 link,
             });
             if is_dir {
-                self.walk(root, top, &child, ctx, out)?;
+                self.walk(root, top, &child, ctx, excl, out)?;
             }
         }
         Ok(())
@@ -766,7 +788,7 @@ impl<'a> Run<'a> {
             .map_err(|e| e.to_string())?;
             let tfd = fsutil::open_root(&tmp).map_err(|e| e.to_string())?;
             let mut entries = vec![];
-            self.walk(tfd.as_raw_fd(), "", "", false, &mut entries)
+            self.walk(tfd.as_raw_fd(), "", "", false, None, &mut entries)
                 .map_err(|e| e.to_string())?;
             w.tree(tfd.as_raw_fd(), "", &entries, dest, true)
         })();

@@ -117,6 +117,8 @@ impl Run<'_> {
             json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
             json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}),
         ];
+        // Snapshots of stages bind-mounted into this RUN, unmounted when it is done.
+        let mut from_snaps = Vec::new();
         for spec in &r.mounts {
             let m = spec
                 .resolve(&lexer, &sc.scope)
@@ -150,13 +152,30 @@ impl Run<'_> {
                     let rw = if m.readonly { "ro" } else { "rw" };
                     mounts.push(json!({"destination": target, "type": "bind", "source": dir, "options": ["rbind", rw]}));
                 }
+                MountType::Bind if m.from.is_some() => {
+                    let f = m.from.as_deref().unwrap_or_default();
+                    let state = self.state_for_from(f, inst)?;
+                    let s = Snap::new(self.b, &state.layers)?;
+                    let src = m.source.clone().unwrap_or_default();
+                    let path = {
+                        let rfd =
+                            fsutil::open_root(&s.rootfs()).map_err(|e| self.step_err(inst, e))?;
+                        let fd = fsutil::openat2(
+                            rfd.as_raw_fd(),
+                            src.trim_start_matches('/'),
+                            libc::O_PATH,
+                            fsutil::IN_ROOT,
+                        )
+                        .map_err(|e| {
+                            self.step_err(inst, format!("bind mount source {src} in {f}: {e}"))
+                        })?;
+                        fsutil::fd_path(fd.as_raw_fd()).map_err(|e| self.step_err(inst, e))?
+                    };
+                    // Read-only: the stage's snapshot is thrown away after the step anyway.
+                    mounts.push(json!({"destination": target, "type": "bind", "source": path, "options": ["rbind", "ro"]}));
+                    from_snaps.push(s);
+                }
                 MountType::Bind => {
-                    if let Some(f) = &m.from {
-                        return Err(self.step_err(
-                            inst,
-                            format!("RUN --mount=type=bind,from={f} is not supported by barge's builder yet"),
-                        ));
-                    }
                     let src = m.source.clone().unwrap_or_default();
                     if fsutil::clean(&src).is_none() {
                         return Err(self.step_err(
@@ -283,6 +302,7 @@ impl Run<'_> {
                 output: tail,
             });
         }
+        drop(from_snaps);
         let layer = snap.commit(self.lease)?;
         Ok((layer, created_by))
     }
