@@ -538,6 +538,7 @@ impl<'a> Run<'a> {
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn resolve_item(
         &self,
         root: RawFd,
