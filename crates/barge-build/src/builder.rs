@@ -305,7 +305,9 @@ impl Builder {
             std::fs::create_dir_all(&p).map_err(io_err("create directory", &p))?;
         }
         let root = std::fs::canonicalize(&root).map_err(io_err("resolve", &root))?;
-        let tmp_bound = make_private(&root.join("tmp"))?;
+        // Without the right to mount (not root) builds cannot RUN or COPY anyway; the
+        // builder still opens, for prune and parsing errors.
+        let tmp_bound = make_private(&root.join("tmp")).unwrap_or(false);
         let b = Builder {
             store,
             root,
@@ -1127,7 +1129,15 @@ impl<'a> Run<'a> {
         let mut copy_plan = None;
         match &cmd {
             Command::Run(_) => {
-                h.update(format!("{:?}\0{:?}", sc.scope.run_env(), sc.shell).as_bytes());
+                // The predefined proxy args are left out, as Docker does: a proxy change
+                // does not invalidate the cache.
+                let env: Vec<(String, String)> = sc
+                    .scope
+                    .run_env()
+                    .into_iter()
+                    .filter(|(k, _)| !crate::PREDEFINED_ARGS.contains(&k.as_str()))
+                    .collect();
+                h.update(format!("{env:?}\0{:?}", sc.shell).as_bytes());
                 h.update(format!("{:?}", self.opts.network).as_bytes());
             }
             Command::Copy(_) | Command::Add(_) => {

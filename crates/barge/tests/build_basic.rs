@@ -257,6 +257,8 @@ EOF
 USER user
 RUN id -u > /tmp/uid
 USER root
+RUN ["sh", "-c", "echo exec form > /exec; echo $HTTP_PROXY > /proxy"]
+USER root
 VOLUME /data
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=5s CMD true
@@ -267,6 +269,8 @@ ONBUILD RUN echo triggered > /trigger
     let mut o = opts("meta");
     o.build_args.insert("VERSION".into(), "2.0".into());
     o.build_args.insert("UNUSED".into(), "x".into());
+    o.build_args
+        .insert("HTTP_PROXY".into(), "http://proxy:3128".into());
     let (r, events) = env.build_with(&ctx, o);
     r.unwrap_or_else(|e| panic!("{e}\n{}", streams(&events)));
     assert!(
@@ -284,12 +288,19 @@ ONBUILD RUN echo triggered > /trigger
     assert_eq!(env.file("meta", "data/2").as_deref(), Some("two\n"));
     assert_eq!(env.file("meta", "heredoc").as_deref(), Some("heredoc\n0\n"));
     assert_eq!(env.file("meta", "tmp/uid").as_deref(), Some("1000\n"));
+    assert_eq!(env.file("meta", "exec").as_deref(), Some("exec form\n"));
+    // The predefined proxy args reach RUN without an ARG, and stay out of the image.
+    assert_eq!(
+        env.file("meta", "proxy").as_deref(),
+        Some("http://proxy:3128\n")
+    );
     assert_eq!(
         env.file("meta", "shebang").as_deref(),
         Some("shebang /dev/.barge-heredoc\n")
     );
     let c = env.config("meta");
     let cc = &c["config"];
+    assert!(!c.to_string().contains("proxy:3128"), "{c}");
     let envs: Vec<&str> = cc["Env"]
         .as_array()
         .unwrap()
@@ -526,7 +537,7 @@ fn copy_semantics_chown_chmod_globs_and_add_tar() {
     assert!(tar.success());
     std::fs::write(
         ctx.join("Dockerfile"),
-        "FROM busybox\nCOPY src/*.c /globbed/\nCOPY src /tree\nCOPY --exclude=**/*.h src /excl\nCOPY inner /inner.txt\nCOPY --chown=user:user --chmod=600 one.txt /owned\nADD src.tar.gz /unpacked/\nCOPY <<EOT /inline.txt\nhello inline\nEOT\nRUN stat -c '%u:%g %a' /owned > /owned.stat\n",
+        "FROM busybox\nCOPY src/*.c /globbed/\nCOPY src /tree\nCOPY --exclude=**/*.h src /excl\nCOPY inner /inner.txt\nCOPY --link one.txt /linked.txt\nCOPY --chown=user:user --chmod=600 one.txt /owned\nADD src.tar.gz /unpacked/\nCOPY <<EOT /inline.txt\nhello inline\nEOT\nRUN stat -c '%u:%g %a' /owned > /owned.stat\n",
     )
     .unwrap();
     let (r, events) = env.build(&ctx, "cp");
@@ -537,6 +548,7 @@ fn copy_semantics_chown_chmod_globs_and_add_tar() {
     assert_eq!(env.file("cp", "tree/a.c").as_deref(), Some("a\n"));
     assert_eq!(env.file("cp", "excl/a.c").as_deref(), Some("a\n"));
     assert_eq!(env.file("cp", "excl/sub/c.h"), None);
+    assert_eq!(env.file("cp", "linked.txt").as_deref(), Some("1\n"));
     // A symlink source inside the context is followed.
     assert_eq!(env.file("cp", "inner.txt").as_deref(), Some("1\n"));
     assert_eq!(env.file("cp", "unpacked/sub/c.h").as_deref(), Some("c\n"));
