@@ -55,6 +55,9 @@ pub struct BuildOptions {
     pub quiet: bool,
     /// `--platform`: must be the host's platform (`linux/amd64`, ...).
     pub platform: Option<String>,
+    /// Set to `true` to stop the build (the client went away): checked before each step
+    /// and while a RUN writes output; the build then fails with [`BuildError::Cancelled`].
+    pub cancel: Option<Arc<std::sync::atomic::AtomicBool>>,
     /// The barge binary, whose `runtime` front end runs RUN steps as a subprocess
     /// (`<barge> runtime --root <dir> run --bundle <bundle> <id>`).
     pub barge_binary: PathBuf,
@@ -197,6 +200,9 @@ pub enum BuildError {
         /// The end of its output (stdout and stderr).
         output: String,
     },
+    /// [`BuildOptions::cancel`] was set.
+    #[error("the build was cancelled")]
+    Cancelled,
     /// A bad option (tag, platform, Dockerfile path).
     #[error("{0}")]
     Options(String),
@@ -300,9 +306,14 @@ impl Builder {
     /// unpacked contexts) are removed; the cache records are kept.
     pub fn new(store: Arc<Store>, root: impl Into<PathBuf>) -> Result<Builder, BuildError> {
         let root = root.into();
-        for d in ["cache", "tmp", "runtime", "mounts"] {
+        for d in ["", "cache", "tmp", "runtime", "mounts"] {
             let p = root.join(d);
             std::fs::create_dir_all(&p).map_err(io_err("create directory", &p))?;
+            // Unpacked contexts may hold device nodes and set-id files (kept as root, as
+            // Docker does): nobody else may reach them.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700))
+                .map_err(io_err("chmod", &p))?;
         }
         let root = std::fs::canonicalize(&root).map_err(io_err("resolve", &root))?;
         // Without the right to mount (not root) builds cannot RUN or COPY anyway; the
@@ -928,6 +939,13 @@ impl<'a> Run<'a> {
             .flatten()
     }
 
+    fn cancelled(&self) -> bool {
+        self.opts
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+    }
+
     fn emit(&self, e: Event) {
         if !self.opts.quiet {
             self.progress.event(&e);
@@ -1103,6 +1121,9 @@ impl<'a> Run<'a> {
         number: Option<usize>,
     ) -> Result<(), BuildError> {
         let t0 = Instant::now();
+        if self.cancelled() {
+            return Err(BuildError::Cancelled);
+        }
         if let Some(number) = number {
             self.emit(Event::Step {
                 number,

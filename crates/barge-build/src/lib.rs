@@ -10,6 +10,8 @@
 //! let opts = BuildOptions { tags, build_args, target, dockerfile, no_cache, labels, quiet,
 //!                           barge_binary: std::env::current_exe()?, ..Default::default() };
 //! let progress = |e: &Event| for v in e.to_json() { let _ = tx.send(v); };  // one JSON line each
+//! // the body, fed chunk by chunk from the async side into a sync_channel:
+//! let body_reader = ChannelReader::new(body_rx);
 //! let out = builder.build(&opts, BuildContext::Tar(Box::new(body_reader)), &progress);
 //! // Ok(out): out.id, out.tags. Err(e): the error was already sent as
 //! // {"errorDetail":{"message":...},"error":...}; answer nothing more.
@@ -74,6 +76,7 @@
 
 pub mod ast;
 pub mod builder;
+mod chanread;
 pub mod error;
 mod expand_ast;
 mod fsutil;
@@ -88,6 +91,7 @@ mod suggest;
 
 pub use ast::*;
 pub use builder::{BuildContext, BuildError, BuildOptions, BuildOutput, Builder, PruneReport};
+pub use chanread::ChannelReader;
 pub use error::{ParseError, ParseErrorKind};
 pub use graph::{BuildPlan, GraphError, StageBase, StageDep, StageGraph, StageNode};
 pub use ignore::{DockerIgnore, IgnoreError};

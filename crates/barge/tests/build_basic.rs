@@ -980,3 +980,54 @@ fn adopted_layers_equal_their_unpacked_blobs() {
         "opaque dir"
     );
 }
+
+#[test]
+fn a_cancelled_build_stops_its_run_and_cleans_up() {
+    if common::skip_unless_root() {
+        return;
+    }
+    let env = setup();
+    let ctx = env.context(
+        "cancel",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN while true; do echo tick; sleep 0.1; done\n",
+        )],
+    );
+    let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut o = opts("cancel");
+    o.cancel = Some(cancel.clone());
+    let c2 = cancel.clone();
+    let setter = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        c2.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let t = Instant::now();
+    let (r, events) = env.build_with(&ctx, o);
+    setter.join().unwrap();
+    assert!(matches!(r, Err(BuildError::Cancelled)), "{r:?}");
+    assert!(t.elapsed().as_secs() < 10, "{:?}", t.elapsed());
+    assert!(streams(&events).contains("tick"));
+    assert!(!env.tagged("cancel"));
+    assert!(env
+        .store
+        .list_snapshots()
+        .unwrap()
+        .iter()
+        .all(|s| !s.key.starts_with("build-")));
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(
+        &env.dir
+            .path()
+            .join("builder/tmp/build-")
+            .display()
+            .to_string()
+    ));
+}
+
+// The daemon shares one Builder between requests on blocking threads.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Builder>();
+    send_sync::<BuildOptions>();
+};

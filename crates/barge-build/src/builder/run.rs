@@ -289,9 +289,11 @@ impl Run<'_> {
         self.emit(crate::progress::Event::Running {
             id: snap.key.clone(),
         });
-        let (code, tail) = self
-            .spawn(&snap.dir, &snap.key)
-            .map_err(|e| self.step_err(inst, format!("running the build container: {e}")))?;
+        let (code, tail) = match self.spawn(&snap.dir, &snap.key) {
+            Ok(r) => r,
+            Err(_) if self.cancelled() => return Err(BuildError::Cancelled),
+            Err(e) => return Err(self.step_err(inst, format!("running the build container: {e}"))),
+        };
         if code != 0 {
             return Err(BuildError::RunFailed {
                 file: self.file.clone(),
@@ -340,6 +342,21 @@ impl Run<'_> {
                     return Err(e);
                 }
             };
+            if self.cancelled() {
+                // `delete --force` kills the container; then its `run` front end exits.
+                let _ = Proc::new(&self.opts.barge_binary)
+                    .arg("runtime")
+                    .arg("--root")
+                    .arg(self.b.root.join("runtime"))
+                    .args(["delete", "--force", id])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(std::io::Error::other("cancelled"));
+            }
             tail.extend_from_slice(&buf[..n]);
             if tail.len() > 2 * TAIL {
                 tail.drain(..tail.len() - TAIL);
