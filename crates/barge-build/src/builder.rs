@@ -1159,6 +1159,9 @@ impl<'a> Run<'a> {
                     .filter(|(k, _)| !crate::PREDEFINED_ARGS.contains(&k.as_str()))
                     .collect();
                 h.update(format!("{env:?}\0{:?}", sc.shell).as_bytes());
+                if let Command::Run(r) = &cmd {
+                    h.update(self.bind_sources_hash(sc, inst, r)?.hex().as_bytes());
+                }
                 h.update(format!("{:?}", self.opts.network).as_bytes());
             }
             Command::Copy(_) | Command::Add(_) => {

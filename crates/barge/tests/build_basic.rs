@@ -770,6 +770,15 @@ fn run_mounts_and_network() {
     let (r, _) = env.build_with(&ctx, o);
     r.unwrap();
     assert_eq!(env.file("mnt", "seen").as_deref(), Some("hit\nhit\n"));
+    // A bind-mounted context source is part of the RUN's cache key.
+    let (r, ev) = env.build(&ctx, "mnt");
+    r.unwrap();
+    assert_eq!(count_cache_hits(&ev), 7, "{}", streams(&ev));
+    std::fs::write(ctx.join("data/d.txt"), "changed\n").unwrap();
+    let (r, ev) = env.build(&ctx, "mnt");
+    r.unwrap();
+    assert_eq!(count_cache_hits(&ev), 4, "{}", streams(&ev));
+    assert_eq!(env.file("mnt", "bound").as_deref(), Some("changed\n"));
     // A bind source outside the context is refused.
     let bad = env.context(
         "mnt-bad",

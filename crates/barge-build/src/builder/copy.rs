@@ -499,6 +499,51 @@ impl<'a> Run<'a> {
         })
     }
 
+    /// What RUN's bind mounts bring in, for its cache key: the content of context
+    /// sources, the cache key of stage sources.
+    pub(super) fn bind_sources_hash(
+        &self,
+        sc: &super::StageCtx,
+        inst: &Instruction,
+        r: &crate::ast::Run,
+    ) -> Result<Digest, BuildError> {
+        let mut h = Hasher::new();
+        let lexer = self.df.lexer();
+        for spec in &r.mounts {
+            let m = spec
+                .resolve(&lexer, &sc.scope)
+                .map_err(|e| self.step_err(inst, e))?;
+            if m.kind != crate::mount::MountType::Bind {
+                continue;
+            }
+            let src = m.source.clone().unwrap_or_default();
+            match &m.from {
+                Some(f) => {
+                    let st = self.state_for_from(f, inst)?;
+                    h.update(format!("stage\0{}\0{src}\0", st.key).as_bytes());
+                }
+                None => {
+                    if fsutil::clean(&src).is_none() {
+                        return Err(self.step_err(
+                            inst,
+                            format!("forbidden path outside the build context: {src}"),
+                        ));
+                    }
+                    let root = self.ctx_fd.as_raw_fd();
+                    let root_path = fsutil::fd_path(root).map_err(|e| self.step_err(inst, e))?;
+                    let item = self
+                        .resolve_item(root, &root_path, &src, BENEATH, true, &src, None)
+                        .map_err(|e| self.step_err(inst, e))?;
+                    let d = self
+                        .hash_items(root, std::slice::from_ref(&item))
+                        .map_err(|e| self.step_err(inst, e))?;
+                    h.update(format!("context\0{src}\0{}\0", d.hex()).as_bytes());
+                }
+            }
+        }
+        Ok(h.finish())
+    }
+
     pub(super) fn state_for_from(
         &self,
         f: &str,
