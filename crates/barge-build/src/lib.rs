@@ -7,8 +7,9 @@
 //! ```text
 //! let builder = Builder::new(store.clone(), data_root.join("builder"))?; // once, at start-up
 //! // per request, on a blocking thread (tokio::task::spawn_blocking):
-//! let opts = BuildOptions { tags, build_args, target, dockerfile, no_cache, labels, quiet,
-//!                           barge_binary: std::env::current_exe()?, ..Default::default() };
+//! let mut opts = BuildOptions::from_query(&query_pairs)?;   // Docker's POST /build query
+//! opts.barge_binary = std::env::current_exe()?;
+//! opts.cancel = Some(cancel_flag.clone());                   // set it when the client leaves
 //! let progress = |e: &Event| for v in e.to_json() { let _ = tx.send(v); };  // one JSON line each
 //! // the body, fed chunk by chunk from the async side into a sync_channel:
 //! let body_reader = ChannelReader::new(body_rx);
@@ -35,7 +36,13 @@
 //!   rootfs (`RESOLVE_IN_ROOT`) and created with `O_NOFOLLOW|O_EXCL`.
 //! - RUN's network is an isolated network namespace (loopback only) for `default` and
 //!   `none` alike, until barge-network provides a build network; `host` needs
-//!   `--network host` on the build.
+//!   `--network host` on the build. RUN gets Docker's default capabilities, no seccomp
+//!   profile of its own yet.
+//! - One `Builder` per state directory: `new` clears leftovers of crashed builds there and
+//!   makes `<builder>/tmp` (where snapshots are mounted) a private mount, so container
+//!   namespaces created meanwhile neither receive nor pin those mounts.
+//!
+//! # The parts
 //!
 //! - [`parse`]: a Dockerfile parser with Docker's (BuildKit's) rules, producing a typed
 //!   [`Dockerfile`] whose instructions keep their line range and original text;
