@@ -746,7 +746,8 @@ fn run_mounts_and_network() {
               RUN --mount=type=tmpfs,target=/scratch touch /scratch/x && test -f /scratch/x\n\
               RUN --mount=type=bind,source=data,target=/mnt cat /mnt/d.txt > /bound\n\
               RUN --network=none grep -c : /proc/net/dev > /ifaces\n\
-              RUN grep -c : /proc/net/dev > /ifaces-default\n";
+              RUN grep -c : /proc/net/dev > /ifaces-default\n\
+              RUN grep -E '^(Seccomp|CapEff):' /proc/self/status > /status\n";
     let ctx = env.context("mnt", &[("Dockerfile", df), ("data/d.txt", "bound data\n")]);
     let (r, events) = env.build(&ctx, "mnt");
     r.unwrap_or_else(|e| panic!("{e}\n{}", streams(&events)));
@@ -762,6 +763,11 @@ fn run_mounts_and_network() {
         "loopback only"
     );
     assert_eq!(env.file("mnt", "ifaces-default").as_deref(), Some("1\n"));
+    // Docker's default capabilities and seccomp filter.
+    assert_eq!(
+        env.file("mnt", "status").as_deref(),
+        Some("CapEff:\t00000000a80425fb\nSeccomp:\t2\n")
+    );
     assert_eq!(env.file("mnt", "cache/log"), None);
     assert_eq!(env.file("mnt", "scratch/x"), None);
     // The cache mount persists across builds.
@@ -773,7 +779,7 @@ fn run_mounts_and_network() {
     // A bind-mounted context source is part of the RUN's cache key.
     let (r, ev) = env.build(&ctx, "mnt");
     r.unwrap();
-    assert_eq!(count_cache_hits(&ev), 7, "{}", streams(&ev));
+    assert_eq!(count_cache_hits(&ev), 8, "{}", streams(&ev));
     std::fs::write(ctx.join("data/d.txt"), "changed\n").unwrap();
     let (r, ev) = env.build(&ctx, "mnt");
     r.unwrap();

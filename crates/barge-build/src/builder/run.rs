@@ -260,6 +260,9 @@ impl Run<'_> {
         if !host_net {
             namespaces.push(json!({"type": "network"}));
         }
+        let caps: Vec<String> = CAPS.iter().map(|c| c.to_string()).collect();
+        let seccomp = serde_json::to_value(barge_runtime::seccomp::docker_default_profile(&caps))
+            .map_err(|e| self.step_err(inst, format!("seccomp profile: {e}")))?;
         let spec = json!({
             "ociVersion": "1.2.0",
             "process": {
@@ -276,6 +279,7 @@ impl Run<'_> {
             "mounts": mounts,
             "linux": {
                 "namespaces": namespaces,
+                "seccomp": seccomp,
                 "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore", "/proc/keys",
                     "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
                     "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap"],
