@@ -36,8 +36,9 @@
 //!   rootfs (`RESOLVE_IN_ROOT`) and created with `O_NOFOLLOW|O_EXCL`.
 //! - RUN's network is an isolated network namespace (loopback only) for `default` and
 //!   `none` alike, until barge-network provides a build network; `host` needs
-//!   `--network host` on the build. RUN gets Docker's default capabilities, no seccomp
-//!   profile of its own yet.
+//!   `--network host` on the build. RUN gets Docker's default capabilities and seccomp
+//!   profile; `--mount=type=cache|tmpfs|bind` work (bind read-only, from the context or a
+//!   stage), secrets and SSH are not provided (a `required` one is an error).
 //! - One `Builder` per state directory: `new` clears leftovers of crashed builds there and
 //!   makes `<builder>/tmp` (where snapshots are mounted) a private mount, so container
 //!   namespaces created meanwhile neither receive nor pin those mounts.

@@ -51,6 +51,33 @@ fn script(cmd: &str, heredocs: &[crate::Heredoc]) -> String {
     s
 }
 
+/// How many of the spec's mounts are the standard ones (proc, dev, ...), before RUN's.
+const BASE_MOUNTS: usize = 6;
+
+/// Removes the directories the runtime made as mount points for RUN's mounts, so they
+/// stay out of the layer (as BuildKit does): each only if it is an empty directory,
+/// resolved inside the rootfs, the last component never followed (rmdir).
+fn remove_stubs(rootfs: &std::path::Path, stubs: &[String]) {
+    let Ok(root) = fsutil::open_root(rootfs) else {
+        return;
+    };
+    for s in stubs {
+        let path = s.trim_matches('/');
+        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+        if name.is_empty() {
+            continue;
+        }
+        if let Ok(pfd) = fsutil::openat2(
+            root.as_raw_fd(),
+            dir,
+            libc::O_PATH | libc::O_DIRECTORY,
+            fsutil::IN_ROOT,
+        ) {
+            let _ = fsutil::unlink_at(pfd.as_raw_fd(), name, true);
+        }
+    }
+}
+
 /// The process arguments of a RUN (exec form as is; shell form through the SHELL).
 pub(super) fn run_args(sc: &StageCtx, inst: &Instruction, r: &crate::ast::Run) -> Vec<String> {
     match &r.command {
@@ -241,6 +268,23 @@ impl Run<'_> {
             .to_string();
         fsutil::mkdir_all_in_root(root.as_raw_fd(), &cwd, None)
             .map_err(|e| self.step_err(inst, format!("WORKDIR {cwd}: {e}")))?;
+        // Mount targets the rootfs lacks: the runtime makes stubs for them, removed after.
+        let stubs: Vec<String> = mounts
+            .iter()
+            .skip(BASE_MOUNTS)
+            .filter_map(|m| m["destination"].as_str())
+            .filter(|d| !d.starts_with("/dev/"))
+            .filter(|d| {
+                fsutil::openat2(
+                    root.as_raw_fd(),
+                    d.trim_start_matches('/'),
+                    libc::O_PATH,
+                    fsutil::IN_ROOT,
+                )
+                .is_err_and(|e| e.raw_os_error() == Some(libc::ENOENT))
+            })
+            .map(String::from)
+            .collect();
         drop(root);
         let mut env: Vec<String> = sc
             .scope
@@ -309,6 +353,7 @@ impl Run<'_> {
             });
         }
         drop(from_snaps);
+        remove_stubs(&snap.rootfs(), &stubs);
         let layer = snap.commit(self.lease)?;
         Ok((layer, created_by))
     }
