@@ -358,14 +358,24 @@ impl Run<'_> {
         Ok((layer, created_by))
     }
 
+    /// The runtime front end: `<barge> runtime`, or a `barge-runc`/`runc` link as is.
+    fn runtime_cmd(&self) -> Proc {
+        let bin = &self.opts.barge_binary;
+        let mut c = Proc::new(bin);
+        let name = bin.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if name != "barge-runc" && name != "runc" {
+            c.arg("runtime");
+        }
+        c
+    }
+
     /// Runs the bundle to completion, streaming its output; returns the exit code and
     /// the tail of the output.
     fn spawn(&self, bundle: &std::path::Path, id: &str) -> std::io::Result<(i32, String)> {
         let (r, w) = pipe()?;
         let w2 = w.try_clone()?;
-        let mut cmd = Proc::new(&self.opts.barge_binary);
-        cmd.arg("runtime")
-            .arg("--root")
+        let mut cmd = self.runtime_cmd();
+        cmd.arg("--root")
             .arg(self.b.root.join("runtime"))
             .arg("run")
             .arg("--bundle")
@@ -393,8 +403,8 @@ impl Run<'_> {
             };
             if self.cancelled() {
                 // `delete --force` kills the container; then its `run` front end exits.
-                let _ = Proc::new(&self.opts.barge_binary)
-                    .arg("runtime")
+                let _ = self
+                    .runtime_cmd()
                     .arg("--root")
                     .arg(self.b.root.join("runtime"))
                     .args(["delete", "--force", id])
