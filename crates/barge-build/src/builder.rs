@@ -569,14 +569,22 @@ impl Builder {
             }
         }
         let bytes = serde_json::to_vec(&config).map_err(|e| BuildError::Options(e.to_string()))?;
-        let rec = self.store.create_image(&lease, &bytes, &fin.layers, None)?;
+        // An all-cached rebuild gives an image that exists already: nothing to write.
+        let id = Digest::of(&bytes);
+        let rec = match self.store.resolve(&id.to_string()) {
+            Ok(rec) if rec.id == id => rec,
+            _ => self.store.create_image(&lease, &bytes, &fin.layers, None)?,
+        };
         progress.event(&Event::Built {
             id: rec.id.to_string(),
             quiet: opts.quiet,
         });
         let mut tags = Vec::new();
         for r in &refs {
-            self.store.tag(&rec.id.to_string(), r)?;
+            let current = self.store.resolve(&r.to_string()).ok().map(|i| i.id);
+            if current.as_ref() != Some(&rec.id) {
+                self.store.tag(&rec.id.to_string(), r)?;
+            }
             let name = r.familiar();
             if !opts.quiet {
                 progress.event(&Event::Tagged(name.clone()));
