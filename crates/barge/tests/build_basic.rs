@@ -846,9 +846,14 @@ fn add_fetches_an_http_url() {
     let server = std::thread::spawn(move || {
         use std::io::{Read, Write};
         let (mut c, _) = listener.accept().unwrap();
+        let mut req = Vec::new();
         let mut buf = [0u8; 2048];
-        let n = c.read(&mut buf).unwrap();
-        let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+        while !req.ends_with(b"\r\n\r\n") {
+            let n = c.read(&mut buf).unwrap();
+            assert!(n > 0, "request cut short");
+            req.extend_from_slice(&buf[..n]);
+        }
+        let req = String::from_utf8_lossy(&req).into_owned();
         let body = "downloaded\n";
         write!(
             c,

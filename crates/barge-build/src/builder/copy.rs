@@ -141,8 +141,11 @@ fn fetch(url: &str) -> Result<(String, Vec<u8>), String> {
         let mut s = TcpStream::connect_timeout(&addr, t)
             .map_err(|e| format!("cannot connect to {hostport}: {e}"))?;
         s.set_read_timeout(Some(t)).map_err(|e| e.to_string())?;
-        write!(s, "GET {path} HTTP/1.0\r\nHost: {hostport}\r\nUser-Agent: barge-build\r\nAccept: */*\r\n\r\n")
-            .map_err(|e| e.to_string())?;
+        let req = format!(
+            "GET {path} HTTP/1.0\r\nHost: {hostport}\r\nUser-Agent: barge-build\r\nAccept: */*\r\n\r\n"
+        );
+        s.write_all(req.as_bytes())
+            .map_err(|e| format!("sending the request: {e}"))?;
         let mut resp = Vec::new();
         (&mut s)
             .take(MAX_DOWNLOAD + 64 * 1024)
