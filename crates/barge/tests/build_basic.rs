@@ -755,7 +755,8 @@ fn run_mounts_and_network() {
               RUN --mount=type=bind,source=data,target=/mnt cat /mnt/d.txt > /bound\n\
               RUN --network=none grep -c : /proc/net/dev > /ifaces\n\
               RUN grep -c : /proc/net/dev > /ifaces-default\n\
-              RUN grep -E '^(Seccomp|CapEff):' /proc/self/status > /status\n";
+              RUN grep -E '^(Seccomp|CapEff):' /proc/self/status > /status\n\
+              RUN grep -c localhost /etc/hosts > /hosts-lines\n";
     let ctx = env.context("mnt", &[("Dockerfile", df), ("data/d.txt", "bound data\n")]);
     let (r, events) = env.build(&ctx, "mnt");
     r.unwrap_or_else(|e| panic!("{e}\n{}", streams(&events)));
@@ -782,6 +783,11 @@ fn run_mounts_and_network() {
     assert!(!env.exists("mnt", "m"));
     assert!(!env.exists("mnt", "mnt/d.txt"));
     assert!(env.exists("mnt", "fromstage"));
+    assert_eq!(env.file("mnt", "hosts-lines").as_deref(), Some("2\n"));
+    assert!(
+        !env.exists("mnt", "etc/hosts"),
+        "the /etc/hosts stub is in the image"
+    );
     // The cache mount persists across builds.
     let mut o = opts("mnt");
     o.no_cache = true;
@@ -791,7 +797,7 @@ fn run_mounts_and_network() {
     // A bind-mounted context source is part of the RUN's cache key.
     let (r, ev) = env.build(&ctx, "mnt");
     r.unwrap();
-    assert_eq!(count_cache_hits(&ev), 8, "{}", streams(&ev));
+    assert_eq!(count_cache_hits(&ev), 9, "{}", streams(&ev));
     std::fs::write(ctx.join("data/d.txt"), "changed\n").unwrap();
     let (r, ev) = env.build(&ctx, "mnt");
     r.unwrap();

@@ -54,9 +54,9 @@ fn script(cmd: &str, heredocs: &[crate::Heredoc]) -> String {
 /// How many of the spec's mounts are the standard ones (proc, dev, ...), before RUN's.
 const BASE_MOUNTS: usize = 6;
 
-/// Removes the directories the runtime made as mount points for RUN's mounts, so they
-/// stay out of the layer (as BuildKit does): each only if it is an empty directory,
-/// resolved inside the rootfs, the last component never followed (rmdir).
+/// Removes the mount points the runtime made for RUN's mounts, so they stay out of the
+/// layer (as BuildKit does): each only if it is an empty directory or an empty file,
+/// resolved inside the rootfs, the last component never followed (rmdir / unlink).
 fn remove_stubs(rootfs: &std::path::Path, stubs: &[String]) {
     let Ok(root) = fsutil::open_root(rootfs) else {
         return;
@@ -73,7 +73,16 @@ fn remove_stubs(rootfs: &std::path::Path, stubs: &[String]) {
             libc::O_PATH | libc::O_DIRECTORY,
             fsutil::IN_ROOT,
         ) {
-            let _ = fsutil::unlink_at(pfd.as_raw_fd(), name, true);
+            match fsutil::lstat_at(pfd.as_raw_fd(), name) {
+                Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {
+                    let _ = fsutil::unlink_at(pfd.as_raw_fd(), name, true);
+                }
+                // A file stub (for a file bind mount) is empty.
+                Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFREG && st.st_size == 0 => {
+                    let _ = fsutil::unlink_at(pfd.as_raw_fd(), name, false);
+                }
+                _ => {}
+            }
         }
     }
 }
@@ -255,6 +264,24 @@ impl Run<'_> {
             }
         }
         let root = fsutil::open_root(&snap.rootfs()).map_err(|e| self.step_err(inst, e))?;
+        // /etc/hosts with localhost, as Docker gives a build container (when the rootfs
+        // has an /etc); the bind mount keeps RUN's writes to it out of the layer.
+        let has_etc = fsutil::openat2(
+            root.as_raw_fd(),
+            "etc",
+            libc::O_PATH | libc::O_DIRECTORY,
+            fsutil::IN_ROOT,
+        )
+        .is_ok();
+        if has_etc && !host_net {
+            let hosts = snap.dir.join("hosts");
+            std::fs::write(
+                &hosts,
+                "127.0.0.1\tlocalhost buildkitsandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+            )
+            .map_err(|e| self.step_err(inst, e))?;
+            mounts.push(json!({"destination": "/etc/hosts", "type": "bind", "source": hosts, "options": ["bind", "ro"]}));
+        }
         let user = st.config["config"]["User"]
             .as_str()
             .unwrap_or("")
