@@ -1069,3 +1069,36 @@ const _: () = {
     send_sync::<Builder>();
     send_sync::<BuildOptions>();
 };
+
+#[test]
+fn a_hostile_context_tar_is_refused() {
+    if common::skip_unless_root() {
+        return;
+    }
+    let env = setup();
+    let ctx = env.context("hostile", &[("Dockerfile", "FROM busybox\nCOPY . /ctx/\n")]);
+    std::fs::write(env.dir.path().join("outside.txt"), "x\n").unwrap();
+    // -P keeps the leading "../" in the member name.
+    let tar = Command::new("tar")
+        .arg("-C")
+        .arg(&ctx)
+        .args(["-cPf", "-", "Dockerfile", "../outside.txt"])
+        .output()
+        .unwrap();
+    assert!(
+        tar.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tar.stderr)
+    );
+    assert!(String::from_utf8_lossy(&tar.stdout).contains("../outside.txt"));
+    let r = env.builder.build(
+        &opts("hostile"),
+        BuildContext::Tar(Box::new(std::io::Cursor::new(tar.stdout))),
+        &barge_build::NoProgress,
+    );
+    let e = r.expect_err("a context with ../ entries").to_string();
+    assert!(e.starts_with("build context:"), "{e}");
+    assert!(!env.dir.path().join("builder/tmp/outside.txt").exists());
+    assert!(!env.dir.path().join("builder/outside.txt").exists());
+    assert!(!env.tagged("hostile"));
+}
