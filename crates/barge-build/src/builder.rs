@@ -269,6 +269,9 @@ struct State {
     key: Digest,
     /// The id (config digest) of the last step.
     id: Digest,
+    /// The config's bytes as stored, while the state is an unchanged base image (so a
+    /// build that changes nothing gives the base's id, as Docker does).
+    raw: Option<Vec<u8>>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -568,7 +571,10 @@ impl Builder {
                 labels.insert(k.clone(), Value::String(v.clone()));
             }
         }
-        let bytes = serde_json::to_vec(&config).map_err(|e| BuildError::Options(e.to_string()))?;
+        let bytes = match &fin.raw {
+            Some(raw) if opts.labels.is_empty() => raw.clone(),
+            _ => serde_json::to_vec(&config).map_err(|e| BuildError::Options(e.to_string()))?,
+        };
         // An all-cached rebuild gives an image that exists already: nothing to write.
         let id = Digest::of(&bytes);
         let rec = match self.store.resolve(&id.to_string()) {
@@ -989,6 +995,7 @@ impl<'a> Run<'a> {
             layers: rec.layers.clone(),
             key: Digest::of(format!("{CACHE_VERSION}\0from\0{}", rec.id).as_bytes()),
             id: rec.id,
+            raw: Some(bytes),
         })
     }
 
@@ -1007,6 +1014,7 @@ impl<'a> Run<'a> {
             layers: Vec::new(),
             key: Digest::of(format!("{CACHE_VERSION}\0scratch").as_bytes()),
             id: Digest::of(&bytes),
+            raw: None,
         }
     }
 
@@ -1081,6 +1089,7 @@ impl<'a> Run<'a> {
             if let Some(c) = st.config.get_mut("config").and_then(|c| c.as_object_mut()) {
                 c.remove("OnBuild");
             }
+            st.raw = None;
             for t in &triggers {
                 let parsed = crate::parse_named(&format!("FROM scratch\n{t}\n"), "ONBUILD trigger")
                     .map_err(|e| self.step_err(from, format!("ONBUILD trigger {t:?}: {e}")))?;
@@ -1188,6 +1197,7 @@ impl<'a> Run<'a> {
                     layers,
                     key,
                     id,
+                    raw: None,
                 };
                 self.emit(Event::CacheHit);
                 self.emit(Event::StepDone {
@@ -1270,6 +1280,7 @@ impl<'a> Run<'a> {
             layers,
             key,
             id,
+            raw: None,
         };
         self.emit(Event::StepDone {
             id: st.id.to_string(),

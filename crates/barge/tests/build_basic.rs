@@ -706,7 +706,15 @@ fn digest_of_config_is_the_image_id() {
         _ => None,
     });
     assert_eq!(last_step, Some(out.id.to_string()));
-    let _ = BTreeMap::<String, String>::new();
+    // A Dockerfile that changes nothing gives the base image itself.
+    let ctx = env.context("same", &[("Dockerfile", "FROM busybox\n")]);
+    let (r, _) = env.build(&ctx, "same");
+    assert_eq!(r.unwrap().id, env.store.resolve("busybox").unwrap().id);
+    let mut o = opts("same2");
+    o.labels = BTreeMap::from([("l".to_string(), "v".to_string())]);
+    let (r, _) = env.build_with(&ctx, o);
+    assert_ne!(r.unwrap().id, env.store.resolve("busybox").unwrap().id);
+    assert_eq!(env.config("same2")["config"]["Labels"]["l"], "v");
 }
 
 #[test]
