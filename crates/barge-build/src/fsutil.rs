@@ -244,12 +244,25 @@ pub(crate) fn clean(p: &str) -> Option<Vec<&str>> {
 }
 
 /// Opens (creating as needed, mode 0755, owned by `owner`) directory `rel` in the rootfs
-/// `root`, resolving symlinks on the way as the container would (inside the root).
+/// `root`, resolving symlinks on the way as the container would (inside the root); a
+/// dangling symlink on the way gets its target created (inside the root), as Docker does.
 pub(crate) fn mkdir_all_in_root(
     root: RawFd,
     rel: &str,
     owner: Option<(u32, u32)>,
 ) -> io::Result<OwnedFd> {
+    mkdir_all_depth(root, rel, owner, 0)
+}
+
+fn mkdir_all_depth(
+    root: RawFd,
+    rel: &str,
+    owner: Option<(u32, u32)>,
+    depth: u32,
+) -> io::Result<OwnedFd> {
+    if depth > 16 {
+        return Err(io::Error::from_raw_os_error(libc::ELOOP));
+    }
     let parts = clean(rel).unwrap_or_default();
     let mut cur = openat2(root, "", libc::O_PATH | libc::O_DIRECTORY, IN_ROOT)?;
     let mut prefix = String::new();
@@ -261,6 +274,26 @@ pub(crate) fn mkdir_all_in_root(
         match openat2(root, &prefix, libc::O_PATH | libc::O_DIRECTORY, IN_ROOT) {
             Ok(fd) => cur = fd,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                let st = lstat_at(cur.as_raw_fd(), part).ok();
+                if st.is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFLNK) {
+                    // Dangling: make its target, resolved from where the link is.
+                    let target = String::from_utf8(readlink_at(cur.as_raw_fd(), part)?)
+                        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+                    let path = if target.starts_with('/') {
+                        target
+                    } else {
+                        let base = fd_path(cur.as_raw_fd())?;
+                        let root_path = fd_path(root)?;
+                        let base = base
+                            .strip_prefix(&root_path)
+                            .map_err(|_| io::Error::from_raw_os_error(libc::EXDEV))?
+                            .to_string_lossy()
+                            .into_owned();
+                        format!("{base}/{target}")
+                    };
+                    cur = mkdir_all_depth(root, &path, owner, depth + 1)?;
+                    continue;
+                }
                 mkdir_at(cur.as_raw_fd(), part, 0o755)?;
                 if let Some((u, g)) = owner {
                     lchown_at(cur.as_raw_fd(), part, u, g)?;

@@ -728,7 +728,9 @@ fn copy_never_writes_through_symlinks_out_of_the_rootfs() {
     let h = canary.display().to_string();
     let df = format!(
         "FROM busybox\nRUN mkdir -p {h} && ln -s {h} /escape && ln -s ../../../../../../../..{h} /escape2\n\
-         COPY f.txt /escape/f.txt\nCOPY f.txt /escape2/g.txt\n"
+         COPY f.txt /escape/f.txt\nCOPY f.txt /escape2/g.txt\n\
+         RUN ln -s {h}/made/by/copy /dangling && ln -s ../../../../../../../../../../.. /up\n\
+         COPY f.txt /dangling/d.txt\nCOPY f.txt /up/etc/u.txt\n"
     );
     let ctx = env.context("sym", &[("Dockerfile", &df), ("f.txt", "inside\n")]);
     let (r, events) = env.build(&ctx, "sym");
@@ -747,6 +749,19 @@ fn copy_never_writes_through_symlinks_out_of_the_rootfs() {
         env.file("sym", &format!("{rel}/g.txt")).as_deref(),
         Some("inside\n")
     );
+    // A dangling symlink's target is made inside the rootfs; the link stays a link.
+    assert_eq!(
+        env.file("sym", &format!("{rel}/made/by/copy/d.txt"))
+            .as_deref(),
+        Some("inside\n")
+    );
+    let layers = env.store.resolve("sym").unwrap().layers;
+    let link = env.store.layer_path(&layers[4].diff_id).join("dangling");
+    assert!(std::fs::read_link(link).is_ok());
+    let copied = env.store.layer_path(&layers[5].diff_id);
+    assert!(std::fs::symlink_metadata(copied.join("dangling")).is_err());
+    assert_eq!(env.file("sym", "etc/u.txt").as_deref(), Some("inside\n"));
+    assert!(!Path::new("/etc/u.txt").exists());
 }
 
 #[test]
