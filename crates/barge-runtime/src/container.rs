@@ -880,7 +880,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     }
     if let Ok(m) = &m {
         if s != Status::Stopped || m.pids().is_ok_and(|p| !p.is_empty()) {
-            let _ = kill_cgroup(m.as_ref(), libc::SIGKILL);
+            let _ = m.kill_all();
         }
     }
     if !wait_gone(&st, Duration::from_secs(10)) {
