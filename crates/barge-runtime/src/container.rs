@@ -904,6 +904,29 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     Ok(())
 }
 
+/// Applies `resources` to a created, running or paused container's cgroup (`update`).
+pub fn update(root: &Path, id: &str, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
+    let (st, s) = load(root, id)?;
+    if s == Status::Stopped {
+        return Err(ContainerError::WrongState {
+            id: id.into(),
+            status: s.to_string(),
+            operation: "update",
+        }
+        .into());
+    }
+    let m = cgroups::manager(st.cgroups_path.as_deref(), id)?;
+    m.apply(resources)?;
+    Ok(())
+}
+
+/// Usage figures of the container's cgroup, and whether its status is still alive.
+pub fn stats(root: &Path, id: &str) -> Result<(cgroups::CgroupStats, Status)> {
+    let (st, s) = load(root, id)?;
+    let m = cgroups::manager(st.cgroups_path.as_deref(), id)?;
+    Ok((m.stats()?, s))
+}
+
 /// The pids of the container's cgroup.
 pub fn ps(root: &Path, id: &str) -> Result<Vec<i32>> {
     let st = state::load(root, id)?;
