@@ -119,7 +119,10 @@ impl TestCg {
         self.spawn(args);
         let child = self.children.pop().expect("child");
         let o = child.wait_with_output().expect("wait");
-        (o.status.success(), String::from_utf8_lossy(&o.stderr).into_owned())
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
     }
 
     fn v1(&self, ctl: &str) -> PathBuf {
@@ -213,12 +216,15 @@ fn paths_default_absolute_relative_systemd() {
         p(Some("machine-web-db.slice:libpod:x")),
         PathBuf::from("machine.slice/machine-web.slice/machine-web-db.slice/libpod-x.scope")
     );
-    assert_eq!(p(Some(":barge:x")), PathBuf::from("system.slice/barge-x.scope"));
-    assert_eq!(p(Some("user.slice::x")), PathBuf::from("user.slice/x.scope"));
     assert_eq!(
-        p(Some("-.slice:p:sub.slice")),
-        PathBuf::from("sub.slice")
+        p(Some(":barge:x")),
+        PathBuf::from("system.slice/barge-x.scope")
     );
+    assert_eq!(
+        p(Some("user.slice::x")),
+        PathBuf::from("user.slice/x.scope")
+    );
+    assert_eq!(p(Some("-.slice:p:sub.slice")), PathBuf::from("sub.slice"));
 }
 
 #[test]
@@ -238,7 +244,9 @@ fn path_escapes_and_malformed_paths_are_refused() {
         assert!(matches!(e, CgroupError::Path { .. }), "{bad}: {e}");
         assert!(e.to_string().contains("cgroupsPath"), "{e}");
     }
-    let e = relative_path(Some("/x/../.."), "c").unwrap_err().to_string();
+    let e = relative_path(Some("/x/../.."), "c")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("`..`"), "{e}");
     // The default path with an id that tries to climb is refused as well.
     assert!(relative_path(None, "../x").is_err());
@@ -287,8 +295,14 @@ fn v1_resources_are_written_and_updated() {
     }
     let t = TestCg::create(&l, "v1res", Some(r));
     let mem = t.v1("memory");
-    assert_eq!(read(mem.join("memory.limit_in_bytes")), (64u64 << 20).to_string());
-    assert_eq!(read(mem.join("memory.soft_limit_in_bytes")), (32u64 << 20).to_string());
+    assert_eq!(
+        read(mem.join("memory.limit_in_bytes")),
+        (64u64 << 20).to_string()
+    );
+    assert_eq!(
+        read(mem.join("memory.soft_limit_in_bytes")),
+        (32u64 << 20).to_string()
+    );
     if mem.join("memory.memsw.limit_in_bytes").exists() {
         assert_eq!(
             read(mem.join("memory.memsw.limit_in_bytes")),
@@ -323,7 +337,10 @@ fn v1_resources_are_written_and_updated() {
         "pids": {"limit": 0},
     })))
     .expect("update");
-    assert_eq!(read(mem.join("memory.limit_in_bytes")), (256u64 << 20).to_string());
+    assert_eq!(
+        read(mem.join("memory.limit_in_bytes")),
+        (256u64 << 20).to_string()
+    );
     assert_eq!(read(cpu.join("cpu.cfs_quota_us")), "-1");
     assert_eq!(read(cpu.join("cpu.shares")), "1024");
     assert_eq!(read(t.v1("pids").join("pids.max")), "max");
@@ -340,27 +357,27 @@ fn refused_values_name_the_file_and_leave_nothing() {
     }
     let l = Layout::detect().unwrap();
     let t = TestCg::new(&l, "refused");
-    let e = t
-        .cg
-        .create(Some(&res(json!({"cpu": {"cpus": "4095-4096"}}))))
-        .expect_err("impossible cpuset");
+    let e =
+        t.cg.create(Some(&res(json!({"cpu": {"cpus": "4095-4096"}}))))
+            .expect_err("impossible cpuset");
     assert!(e.to_string().contains("cpuset.cpus"), "{e}");
     for (_, p) in t.cg.paths() {
         assert!(!p.exists(), "{} left behind", p.display());
     }
-    let e = t
-        .cg
-        .create(Some(&res(json!({"memory": {"limit": 100}}))))
-        .expect_err("tiny limit");
+    let e =
+        t.cg.create(Some(&res(json!({"memory": {"limit": 100}}))))
+            .expect_err("tiny limit");
     assert!(e.to_string().contains("memory.limit"), "{e}");
-    let e = t
-        .cg
-        .create(Some(&res(json!({"memory": {"limit": 1 << 30, "swap": 1 << 20}}))))
+    let e =
+        t.cg.create(Some(&res(
+            json!({"memory": {"limit": 1 << 30, "swap": 1 << 20}}),
+        )))
         .expect_err("swap below limit");
     assert!(e.to_string().contains("memory.swap"), "{e}");
-    let e = t
-        .cg
-        .create(Some(&res(json!({"devices": [{"allow": true, "access": "rwx"}]}))))
+    let e =
+        t.cg.create(Some(&res(
+            json!({"devices": [{"allow": true, "access": "rwx"}]}),
+        )))
         .expect_err("bad access");
     assert!(e.to_string().contains("devices"), "{e}");
     for (_, p) in t.cg.paths() {
@@ -373,14 +390,25 @@ fn mknod(dir: &Path, name: &str, major: u32, minor: u32) -> PathBuf {
     let p = dir.join(name);
     let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
     // SAFETY: mknod with a NUL-terminated path.
-    let r = unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(major, minor)) };
+    let r = unsafe {
+        libc::mknod(
+            c.as_ptr(),
+            libc::S_IFCHR | 0o666,
+            libc::makedev(major, minor),
+        )
+    };
     assert_eq!(r, 0, "mknod {}", p.display());
     p
 }
 
 /// Opens `node` for reading from inside the cgroup: Ok, or the error text.
 fn open_in(t: &mut TestCg, node: &Path) -> Result<(), String> {
-    let (ok, err) = t.run(&["dd", &format!("if={}", node.display()), "of=/dev/null", "count=0"]);
+    let (ok, err) = t.run(&[
+        "dd",
+        &format!("if={}", node.display()),
+        "of=/dev/null",
+        "count=0",
+    ]);
     if ok {
         Ok(())
     } else {
@@ -398,7 +426,10 @@ fn v1_device_rules_default_list_and_spec_rules() {
         return;
     }
     let l = Layout::detect().unwrap();
-    if l.v1.iter().all(|h| !h.controllers.iter().any(|c| c == "devices")) {
+    if l.v1
+        .iter()
+        .all(|h| !h.controllers.iter().any(|c| c == "devices"))
+    {
         eprintln!("skipped: no v1 devices controller");
         return;
     }
@@ -407,8 +438,18 @@ fn v1_device_rules_default_list_and_spec_rules() {
     let other = mknod(d.path(), "other", 240, 0);
     let mut t = TestCg::create(&l, "v1dev", None);
     let list = read(t.v1("devices").join("devices.list"));
-    for want in ["c 1:3 rwm", "c 1:5 rwm", "c 1:9 rwm", "c 5:1 rwm", "c 136:* rwm", "c *:* m"] {
-        assert!(list.lines().any(|x| x == want), "{want} missing from {list}");
+    for want in [
+        "c 1:3 rwm",
+        "c 1:5 rwm",
+        "c 1:9 rwm",
+        "c 5:1 rwm",
+        "c 136:* rwm",
+        "c *:* m",
+    ] {
+        assert!(
+            list.lines().any(|x| x == want),
+            "{want} missing from {list}"
+        );
     }
     assert!(!list.contains("a *:* rwm"), "{list}");
     open_in(&mut t, &null).expect("/dev/null-like node opens");
@@ -418,7 +459,9 @@ fn v1_device_rules_default_list_and_spec_rules() {
     let mut t2 = TestCg::create(
         &l,
         "v1dev2",
-        Some(json!({"devices": [{"allow": true, "type": "c", "major": 240, "minor": 0, "access": "r"}]})),
+        Some(
+            json!({"devices": [{"allow": true, "type": "c", "major": 240, "minor": 0, "access": "r"}]}),
+        ),
     );
     let e = open_in(&mut t2, &other).expect_err("no driver");
     assert!(e.contains(ENXIO), "{e}");
@@ -462,7 +505,12 @@ fn v2_device_filter_program_denies_and_update_replaces_it() {
     let e = open_in(&mut t, &other).expect_err("no driver");
     assert!(e.contains(ENXIO), "read allowed now: {e}");
     // Write access is still denied.
-    let (ok, e) = t.run(&["dd", "if=/dev/zero", &format!("of={}", other.display()), "count=0"]);
+    let (ok, e) = t.run(&[
+        "dd",
+        "if=/dev/zero",
+        &format!("of={}", other.display()),
+        "count=0",
+    ]);
     assert!(!ok && e.contains(EPERM), "{e}");
 
     // A spec deny for /dev/zero after an allow-all: denied, the rest allowed.
@@ -533,7 +581,11 @@ fn v2_unified_keys_and_available_controllers() {
         .and_then(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned());
     let page = huge.as_deref().and_then(|h| {
-        let kb: u64 = h.strip_prefix("hugepages-")?.strip_suffix("kB")?.parse().ok()?;
+        let kb: u64 = h
+            .strip_prefix("hugepages-")?
+            .strip_suffix("kB")?
+            .parse()
+            .ok()?;
         Some(if kb >= 1 << 20 {
             format!("{}GB", kb >> 20)
         } else if kb >= 1024 {
@@ -562,18 +614,19 @@ fn v2_unified_keys_and_available_controllers() {
         assert_eq!(read(d.join("cpu.max")), "20000 100000");
     }
     if let (true, Some(p)) = (hugetlb, &page) {
-        assert_eq!(read(d.join(format!("hugetlb.{p}.max"))), (4u64 << 21).to_string());
+        assert_eq!(
+            read(d.join(format!("hugetlb.{p}.max"))),
+            (4u64 << 21).to_string()
+        );
     }
     // A unified key naming no file, or leaving the directory, is refused.
-    let e = t
-        .cg
-        .apply(&res(json!({"unified": {"no.such.file": "1"}})))
-        .unwrap_err();
+    let e =
+        t.cg.apply(&res(json!({"unified": {"no.such.file": "1"}})))
+            .unwrap_err();
     assert!(e.to_string().contains("no.such.file"), "{e}");
-    let e = t
-        .cg
-        .apply(&res(json!({"unified": {"../cgroup.procs": "1"}})))
-        .unwrap_err();
+    let e =
+        t.cg.apply(&res(json!({"unified": {"../cgroup.procs": "1"}})))
+            .unwrap_err();
     assert!(e.to_string().contains("unified"), "{e}");
 }
 
@@ -697,7 +750,10 @@ fn destroy_refuses_while_busy_then_removes_everything() {
     std::fs::create_dir(first.join("inner")).unwrap();
     t.spawn(&["sleep", "1000"]);
     let e = t.cg.destroy().expect_err("busy cgroup");
-    assert!(e.to_string().contains("busy") || e.to_string().contains("Device or resource"), "{e}");
+    assert!(
+        e.to_string().contains("busy") || e.to_string().contains("Device or resource"),
+        "{e}"
+    );
     let mut c = t.children.pop().unwrap();
     c.kill().unwrap();
     c.wait().unwrap();
@@ -720,7 +776,11 @@ fn stats_match_the_cgroup_files() {
         "stats",
         Some(json!({"memory": {"limit": 96 << 20}, "pids": {"limit": 20}})),
     );
-    t.spawn(&["sh", "-c", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; sleep 1000"]);
+    t.spawn(&[
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; sleep 1000",
+    ]);
     t.spawn(&["sleep", "1000"]);
     std::thread::sleep(Duration::from_millis(400));
     let s = t.cg.stats().expect("stats");
@@ -732,7 +792,10 @@ fn stats_match_the_cgroup_files() {
     assert!(!t.cg.oom_killed().unwrap());
     // Figures against the files, read right after (a sleeping cgroup does not move).
     if let Some(d) = t.cg.v1_dir("memory") {
-        assert_eq!(s.memory.limit.to_string(), read(d.join("memory.limit_in_bytes")));
+        assert_eq!(
+            s.memory.limit.to_string(),
+            read(d.join("memory.limit_in_bytes"))
+        );
         let failcnt: u64 = read(d.join("memory.failcnt")).parse().unwrap();
         assert_eq!(s.memory.failcnt, failcnt);
         let stat = read(d.join("memory.stat"));
@@ -765,7 +828,11 @@ fn stats_v2_cpu_and_block_io() {
     }
     let Some(l) = v2_layout() else { return };
     let mut t = TestCg::create(&l, "stats2", None);
-    t.spawn(&["sh", "-c", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; sleep 1000"]);
+    t.spawn(&[
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; sleep 1000",
+    ]);
     std::thread::sleep(Duration::from_millis(400));
     let s = t.cg.stats().unwrap();
     let cpu = read(t.cg.v2_dir().unwrap().join("cpu.stat"));
@@ -785,7 +852,9 @@ fn oom_kill_is_counted() {
         return;
     }
     let l = Layout::detect().unwrap();
-    if l.v1.iter().all(|h| !h.controllers.iter().any(|c| c == "memory"))
+    if l.v1
+        .iter()
+        .all(|h| !h.controllers.iter().any(|c| c == "memory"))
         && !l.v2_controllers().iter().any(|c| c == "memory")
     {
         eprintln!("skipped: no memory controller");

@@ -80,13 +80,21 @@ fn memory_limit_applied_and_oom_kill_detected() {
     ]);
     let id = start(&r, &b, "oom");
     assert_eq!(
-        read(&ctl_file(&id, "memory", "memory.max", "memory.limit_in_bytes")),
+        read(&ctl_file(
+            &id,
+            "memory",
+            "memory.max",
+            "memory.limit_in_bytes"
+        )),
         (32u64 << 20).to_string()
     );
     let rc = wait_file(&b.rootfs().join("tmp/rc"), Duration::from_secs(20));
     assert_eq!(rc, "137", "dd was not SIGKILLed");
     let v = stats(&r, &id);
-    assert!(v["data"]["memory"]["oom_kill"].as_u64().unwrap() >= 1, "{v}");
+    assert!(
+        v["data"]["memory"]["oom_kill"].as_u64().unwrap() >= 1,
+        "{v}"
+    );
     assert_eq!(v["data"]["memory"]["usage"]["limit"], json!(32u64 << 20));
     assert!(cgroup_of(&id).oom_killed().unwrap());
     r.ok(&["delete", "--force", &id]);
@@ -177,7 +185,14 @@ fn update_changes_a_running_containers_limits() {
             .to_string(),
     )
     .unwrap();
-    r.ok(&["update", "-r", res.to_str().unwrap(), "--pids-limit", "13", &id]);
+    r.ok(&[
+        "update",
+        "-r",
+        res.to_str().unwrap(),
+        "--pids-limit",
+        "13",
+        &id,
+    ]);
     assert_eq!(f("pids", "pids.max", "pids.max"), "13");
     assert_eq!(
         f("memory", "memory.max", "memory.limit_in_bytes"),
@@ -212,7 +227,9 @@ fn events_stats_match_the_cgroup_files() {
     }
     let r = Runc::new();
     let mut b = Bundle::new(&r);
-    b.edit(|s| s["linux"]["resources"] = json!({"memory": {"limit": 80 << 20}, "pids": {"limit": 50}}));
+    b.edit(|s| {
+        s["linux"]["resources"] = json!({"memory": {"limit": 80 << 20}, "pids": {"limit": 50}})
+    });
     b.args(&[
         "sh",
         "-c",
@@ -232,7 +249,10 @@ fn events_stats_match_the_cgroup_files() {
     let cg = cgroup_of(&id);
     if let Some(dir) = cg.v1_dir("cpuacct") {
         let total: u64 = read(&dir.join("cpuacct.usage")).parse().unwrap();
-        assert_eq!(d["cpu"]["usage"]["total"], total, "sleeping: cpu time does not move");
+        assert_eq!(
+            d["cpu"]["usage"]["total"], total,
+            "sleeping: cpu time does not move"
+        );
     }
     // Streaming: two events at a short interval.
     let mut child = r
@@ -283,14 +303,20 @@ fn pause_resume_freezes_through_the_cgroup() {
     } else {
         assert!(read(&cg.v2_dir().unwrap().join("cgroup.events")).contains("frozen 1"));
     }
-    let a = stats(&r, &id)["data"]["cpu"]["usage"]["total"].as_u64().unwrap();
+    let a = stats(&r, &id)["data"]["cpu"]["usage"]["total"]
+        .as_u64()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let b2 = stats(&r, &id)["data"]["cpu"]["usage"]["total"].as_u64().unwrap();
+    let b2 = stats(&r, &id)["data"]["cpu"]["usage"]["total"]
+        .as_u64()
+        .unwrap();
     assert_eq!(a, b2, "CPU used while frozen");
     r.ok(&["resume", &id]);
     assert_eq!(r.status(&id), "running");
     std::thread::sleep(Duration::from_millis(300));
-    let c = stats(&r, &id)["data"]["cpu"]["usage"]["total"].as_u64().unwrap();
+    let c = stats(&r, &id)["data"]["cpu"]["usage"]["total"]
+        .as_u64()
+        .unwrap();
     assert!(c > b2, "no CPU used after resume");
     // delete --force of a paused container kills everything and removes the cgroup.
     r.ok(&["pause", &id]);

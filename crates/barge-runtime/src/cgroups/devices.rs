@@ -293,7 +293,8 @@ pub fn program(rules: &[Rule]) -> Vec<Insn> {
                 x.off = (n - i - 1) as i16;
             }
         }
-        let everything = r.kind == Kind::All && r.access == ACC_ALL && r.major.is_none() && r.minor.is_none();
+        let everything =
+            r.kind == Kind::All && r.access == ACC_ALL && r.major.is_none() && r.minor.is_none();
         p.extend(b);
         if everything {
             // Nothing after an unconditional rule is reachable.

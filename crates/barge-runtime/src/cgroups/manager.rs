@@ -185,7 +185,10 @@ impl Cgroup {
     fn kill_each(&self) -> Result<(), CgroupError> {
         let t = Instant::now();
         loop {
-            if self.freezer_state().is_ok_and(|s| s != FreezerState::Thawed) {
+            if self
+                .freezer_state()
+                .is_ok_and(|s| s != FreezerState::Thawed)
+            {
                 self.thaw()?;
             }
             let pids = self.pids()?;
@@ -213,7 +216,11 @@ impl Cgroup {
 
     /// Waits until the freezer reports `want`; rewrites the request now and then (a task
     /// in an uninterruptible sleep can hold up v1 freezing).
-    fn wait_freezer(&self, want: FreezerState, retry: &dyn Fn() -> Result<(), CgroupError>) -> Result<(), CgroupError> {
+    fn wait_freezer(
+        &self,
+        want: FreezerState,
+        retry: &dyn Fn() -> Result<(), CgroupError>,
+    ) -> Result<(), CgroupError> {
         let t = Instant::now();
         let mut nap = Duration::from_micros(100);
         let mut last_retry = Instant::now();
@@ -348,7 +355,10 @@ impl CgroupManager for Cgroup {
         if let Some(kill) = self.v2_dir().map(|d| d.join("cgroup.kill")) {
             if kill.exists() {
                 write(&kill, "1")?;
-                if self.freezer_state().is_ok_and(|s| s != FreezerState::Thawed) {
+                if self
+                    .freezer_state()
+                    .is_ok_and(|s| s != FreezerState::Thawed)
+                {
                     self.thaw()?;
                 }
             }

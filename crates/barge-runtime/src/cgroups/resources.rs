@@ -46,11 +46,7 @@ pub(crate) fn apply(cg: &Cgroup, res: &LinuxResources) -> Result<(), CgroupError
     Ok(())
 }
 
-fn need<'a>(
-    ctl: Option<Ctl<'a>>,
-    field: &'static str,
-    what: &str,
-) -> Result<Ctl<'a>, CgroupError> {
+fn need<'a>(ctl: Option<Ctl<'a>>, field: &'static str, what: &str) -> Result<Ctl<'a>, CgroupError> {
     ctl.ok_or_else(|| CgroupError::Unsupported {
         field,
         what: what.to_string(),
@@ -95,7 +91,11 @@ fn memory(cg: &Cgroup, m: &LinuxMemory) -> Result<(), CgroupError> {
     if nothing {
         return Ok(());
     }
-    let ctl = need(cg.ctl("memory", "memory"), "memory", "the memory controller")?;
+    let ctl = need(
+        cg.ctl("memory", "memory"),
+        "memory",
+        "the memory controller",
+    )?;
     let limit = limit.filter(|&l| l != 0);
     let swap = swap.filter(|&s| s != 0);
     match ctl {
@@ -140,7 +140,13 @@ fn memory(cg: &Cgroup, m: &LinuxMemory) -> Result<(), CgroupError> {
             }
         }
         Ctl::V2(_) => {
-            let max = |v: i64| if v < 0 { "max".to_string() } else { v.to_string() };
+            let max = |v: i64| {
+                if v < 0 {
+                    "max".to_string()
+                } else {
+                    v.to_string()
+                }
+            };
             if let Some(l) = limit {
                 write(&ctl.file("memory.max"), &max(l))?;
             }
@@ -188,7 +194,11 @@ pub fn blkio_to_io_weight(w: u16) -> u64 {
 
 fn cpu(cg: &Cgroup, c: &LinuxCpu) -> Result<(), CgroupError> {
     if c.cpus().is_some() || c.mems().is_some() {
-        let ctl = need(cg.ctl("cpuset", "cpuset"), "cpu.cpus", "the cpuset controller")?;
+        let ctl = need(
+            cg.ctl("cpuset", "cpuset"),
+            "cpu.cpus",
+            "the cpuset controller",
+        )?;
         if let Some(cpus) = c.cpus().as_deref().filter(|s| !s.is_empty()) {
             write(&ctl.file("cpuset.cpus"), cpus)?;
         }
@@ -383,7 +393,10 @@ fn block_io(cg: &Cgroup, b: &LinuxBlockIo) -> Result<(), CgroupError> {
                 }
             }
             for ((maj, min), kv) in per_dev {
-                write(&ctl.file("io.max"), &format!("{maj}:{min} {}", kv.join(" ")))?;
+                write(
+                    &ctl.file("io.max"),
+                    &format!("{maj}:{min} {}", kv.join(" ")),
+                )?;
             }
         }
     }
@@ -408,7 +421,10 @@ fn hugepages(cg: &Cgroup, limits: &[LinuxHugepageLimit]) -> Result<(), CgroupErr
             ));
         }
         let (file, v) = match ctl {
-            Ctl::V1(_) => (format!("hugetlb.{size}.limit_in_bytes"), h.limit().to_string()),
+            Ctl::V1(_) => (
+                format!("hugetlb.{size}.limit_in_bytes"),
+                h.limit().to_string(),
+            ),
             Ctl::V2(_) => (
                 format!("hugetlb.{size}.max"),
                 if h.limit() < 0 {
@@ -446,10 +462,7 @@ fn network(cg: &Cgroup, n: &LinuxNetwork) -> Result<(), CgroupError> {
     Ok(())
 }
 
-fn unified(
-    cg: &Cgroup,
-    u: &std::collections::HashMap<String, String>,
-) -> Result<(), CgroupError> {
+fn unified(cg: &Cgroup, u: &std::collections::HashMap<String, String>) -> Result<(), CgroupError> {
     if u.is_empty() {
         return Ok(());
     }
@@ -463,7 +476,10 @@ fn unified(
     keys.sort();
     for k in keys {
         if k.is_empty() || k.contains('/') || k.starts_with('.') {
-            return Err(invalid("unified", format!("{k:?} is not a cgroup file name")));
+            return Err(invalid(
+                "unified",
+                format!("{k:?} is not a cgroup file name"),
+            ));
         }
         let f = dir.join(k);
         if !f.exists() {
