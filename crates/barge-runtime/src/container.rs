@@ -115,6 +115,26 @@ impl Created {
     }
 }
 
+/// The spec's resources plus an allow rule for each of its `linux.devices` nodes (as runc
+/// does), so the nodes made in the container can be used.
+fn cgroup_resources(l: &oci_spec::runtime::Linux) -> Option<oci_spec::runtime::LinuxResources> {
+    use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
+    let nodes = l.devices().as_deref().unwrap_or(&[]);
+    if nodes.is_empty() {
+        return l.resources().clone();
+    }
+    let mut r = l.resources().clone().unwrap_or_default();
+    let mut rules = r.devices().clone().unwrap_or_default();
+    rules.extend(
+        nodes
+            .iter()
+            .filter(|d| d.typ() != LinuxDeviceType::P)
+            .map(LinuxDeviceCgroup::from),
+    );
+    r.set_devices(Some(rules));
+    Some(r)
+}
+
 /// Removes what a failed create made: the child, the cgroup, the state dir.
 struct CreateGuard<'a> {
     root: &'a Path,
@@ -268,7 +288,7 @@ fn create_from_spec(opts: &CreateOpts, bundle: &Path, spec: &Spec) -> Result<Cre
         .and_then(|l| l.cgroups_path().as_ref())
         .map(|p| p.to_string_lossy().into_owned());
     let cg = cgroups::manager(cgroups_path.as_deref(), &opts.id)?;
-    cg.create(linux.and_then(|l| l.resources().as_ref()))?;
+    cg.create(linux.and_then(cgroup_resources).as_ref())?;
     let cg_paths = cg.paths();
     guard.cgroup = Some(cg);
 
