@@ -330,6 +330,24 @@ fn v1_resources_are_written_and_updated() {
         );
     }
 
+    // blkio weight: CFQ's or BFQ's file, or a clear refusal when the host has neither.
+    let b = t.v1("blkio");
+    match t.cg.apply(&res(json!({"blockIO": {"weight": 300}}))) {
+        Ok(()) => {
+            let f = ["blkio.weight", "blkio.bfq.weight"]
+                .iter()
+                .map(|f| b.join(f))
+                .find(|f| f.exists())
+                .expect("a weight file");
+            assert!(read(&f).lines().any(|l| l.ends_with("300")), "{}", read(&f));
+        }
+        Err(e) => assert!(matches!(e, CgroupError::Unsupported { .. }), "{e}"),
+    }
+    let e =
+        t.cg.apply(&res(json!({"blockIO": {"weight": 5}})))
+            .unwrap_err();
+    assert!(e.to_string().contains("blockIO.weight"), "{e}");
+
     // update: raise memory above the old memory+swap, lift the quota, change pids.
     t.cg.apply(&res(json!({
         "memory": {"limit": 256 << 20, "swap": 512 << 20},
