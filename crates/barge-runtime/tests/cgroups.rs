@@ -132,8 +132,8 @@ impl TestCg {
 
 impl Drop for TestCg {
     fn drop(&mut self) {
-        // A frozen task dies of SIGKILL only once thawed.
-        let _ = self.cg.thaw();
+        // Everything in the cgroup (grandchildren too), thawing a frozen one, then reap.
+        let _ = self.cg.kill_all();
         for c in &mut self.children {
             let _ = c.kill();
             let _ = c.wait();
