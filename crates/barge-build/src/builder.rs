@@ -737,32 +737,6 @@ fn obj<'a>(v: &'a mut Value, key: &str) -> &'a mut serde_json::Map<String, Value
     inner
 }
 
-fn now() -> String {
-    // RFC 3339 UTC, as barge-image writes it.
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let days = secs.div_euclid(86400);
-    let rem = secs.rem_euclid(86400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 /// Unmounts `target`; if it is busy (a container namespace made meanwhile may hold a
 /// copy for a moment), retries briefly, then detaches it lazily: nothing writes to it any
 /// more, and the detached copy goes away with its last user.
@@ -1209,7 +1183,7 @@ impl<'a> Run<'a> {
         }
         let mut config = st.config.clone();
         let mut layers = st.layers.clone();
-        let created = now();
+        let created = barge_image::image::now_rfc3339();
         let mut history = json!({"created": created});
         let mut new_layer = None;
         let planned_by = match (&cmd, &copy_plan) {

@@ -751,8 +751,9 @@ fn resolve_in<'a>(idx: &'a ImageIndex, name: &str) -> Result<&'a ImageRecord> {
     Err(Error::ImageNotFound(name.to_string()))
 }
 
-/// The current UTC time as RFC 3339 (`2024-01-02T03:04:05Z`).
-pub(crate) fn now_rfc3339() -> String {
+/// The current UTC time as RFC 3339 (`2024-01-02T03:04:05Z`), as image configs and
+/// history entries record it.
+pub fn now_rfc3339() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
