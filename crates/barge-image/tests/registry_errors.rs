@@ -297,7 +297,9 @@ fn the_fake_registry_serves_a_pullable_image() {
     let rep = pull(&store, &fake.r("t/img:v1")).expect("pull");
     assert_eq!(rep.digest.to_string(), sha(&img.manifest));
     assert_eq!(fake.count("GET", &img.layer_path("t/img")), 1);
-    assert!(store.resolve(&format!("127.0.0.1:{}/t/img:v1", fake.port)).is_ok());
+    assert!(store
+        .resolve(&format!("127.0.0.1:{}/t/img:v1", fake.port))
+        .is_ok());
 }
 
 #[test]
@@ -313,7 +315,11 @@ fn unauthorized_is_reported_without_retry_and_keeps_nothing() {
     let e = pull(&store, &fake.r("t/img:v1")).expect_err("401");
     assert!(matches!(e, Error::Unauthorized { .. }), "{e:?}");
     assert!(e.to_string().contains("barge login"), "{e}");
-    assert_eq!(fake.count("GET", "/v2/t/img/manifests/v1"), 1, "401 is not retried");
+    assert_eq!(
+        fake.count("GET", "/v2/t/img/manifests/v1"),
+        1,
+        "401 is not retried"
+    );
     assert_store_empty(&store);
 }
 
