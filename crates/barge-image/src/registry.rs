@@ -389,6 +389,8 @@ struct Want {
     size: u64,
     media_type: String,
     layer: bool,
+    /// For a layer: its diff id (from the config), to unpack it once downloaded.
+    diff_id: Option<Digest>,
 }
 
 /// Fetches a manifest document, checks its size and (when known) its digest.
@@ -470,12 +472,22 @@ async fn fetch_blob(cx: &Ctx<'_>, lease: &Lease<'_>, w: Want) -> Result<()> {
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(16);
     let st = cx.store.clone();
     let (d, size) = (w.digest.clone(), w.size);
+    if let Some(diff) = &w.diff_id {
+        // Held before the layer exists, so a concurrent gc cannot take it.
+        lease.hold(diff);
+    }
+    let diff_id = w.diff_id.clone();
     let job = tokio::task::spawn_blocking(move || {
         let reader = ChanReader {
             rx,
             cur: Bytes::new(),
         };
-        st.ingest(reader, Some((&d, size)), &format!("blob {d}"))
+        st.ingest(reader, Some((&d, size)), &format!("blob {d}"))?;
+        if let Some(diff) = diff_id {
+            // Unpacked (and its diff id verified) now, while other blobs still download.
+            st.unpack_layer_blob(&d, &diff)?;
+        }
+        Ok::<_, Error>(())
     });
     let announced = stream.content_length;
     let (mut current, mut shown) = (0u64, 0u64);
@@ -603,20 +615,40 @@ async fn pull_inner(
         let mut wants = Vec::new();
         let cfg = m.config();
         let config = manifest::descriptor_digest(cfg, &what)?;
+        for (i, l) in m.layers().iter().enumerate() {
+            manifest::descriptor_digest(l, &format!("{what}: layers[{i}]"))?;
+            manifest::layer_compression(l, &format!("{what}: layers[{i}]"))?;
+        }
+        // The config first (it is small): its diff ids let each layer be unpacked, and
+        // verified, as soon as it is downloaded, while the others still download.
         if cx.store.has_blob(&config) {
             lease.hold(&config);
         } else {
-            wants.push(Want {
-                digest: config,
-                size: cfg.size(),
-                media_type: cfg.media_type().to_string(),
-                layer: false,
-            });
+            fetch_blob(
+                cx,
+                lease,
+                Want {
+                    digest: config.clone(),
+                    size: cfg.size(),
+                    media_type: cfg.media_type().to_string(),
+                    layer: false,
+                    diff_id: None,
+                },
+            )
+            .await?;
         }
+        let st = cx.store.clone();
+        let cd = config.clone();
+        let diff_ids = blocking(move || {
+            let c = st.image_config(&cd)?;
+            manifest::config_diff_ids(&c, &format!("config {cd}"))
+        })
+        .await?;
+        // A count that does not match is reported by commit_image below.
+        let diff_ids = (diff_ids.len() == m.layers().len()).then_some(diff_ids);
         let mut seen = BTreeSet::new();
         for (i, l) in m.layers().iter().enumerate() {
             let d = manifest::descriptor_digest(l, &format!("{what}: layers[{i}]"))?;
-            manifest::layer_compression(l, &format!("{what}: layers[{i}]"))?;
             if !seen.insert(d.clone()) {
                 continue;
             }
@@ -632,6 +664,7 @@ async fn pull_inner(
                     size: l.size(),
                     media_type: l.media_type().to_string(),
                     layer: true,
+                    diff_id: diff_ids.as_ref().map(|x| x[i].clone()),
                 });
             }
         }

@@ -181,6 +181,11 @@ struct Img {
 
 impl Img {
     fn new() -> Img {
+        Img::with_diff_id(None)
+    }
+
+    /// With `diff_id` (if given) in the config instead of the layer's real one.
+    fn with_diff_id(diff_id: Option<String>) -> Img {
         let mut tar = tar::Builder::new(Vec::new());
         let mut h = tar::Header::new_gnu();
         let data = b"hello from the fake registry\n";
@@ -200,7 +205,7 @@ impl Img {
             "architecture": "amd64",
             "os": "linux",
             "config": {"Cmd": ["/hello"]},
-            "rootfs": {"type": "layers", "diff_ids": [sha(&raw)]},
+            "rootfs": {"type": "layers", "diff_ids": [diff_id.unwrap_or_else(|| sha(&raw))]},
             "history": [{"created_by": "fake"}],
         }))
         .expect("json");
@@ -435,4 +440,30 @@ fn malformed_manifest_and_unknown_media_type_from_a_registry_keep_nothing() {
         assert!(e.to_string().contains(want), "{e}");
         assert_store_empty(&store);
     }
+}
+
+#[test]
+fn config_comes_first_and_a_layer_with_a_wrong_diff_id_is_refused() {
+    // The config is fetched before any layer (its diff ids let each layer be unpacked as
+    // soon as it arrives); a layer whose content does not match its diff id fails the pull.
+    let wrong = sha(b"not the layer");
+    let img = Arc::new(Img::with_diff_id(Some(wrong.clone())));
+    let i2 = img.clone();
+    let fake = Fake::start(Box::new(move |m, p, _| i2.answer("t/img", m, p)));
+    let td = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Store::open(td.path().join("s")).expect("store"));
+    let e = pull(&store, &fake.r("t/img:v1")).expect_err("wrong diff id");
+    match &e {
+        Error::DigestMismatch { what, expected, .. } => {
+            assert!(what.contains("diff id"), "{e}");
+            assert_eq!(expected.to_string(), wrong);
+        }
+        other => panic!("expected DigestMismatch, got {other:?}"),
+    }
+    let log = fake.log.lock().expect("log").clone();
+    let pos = |p: String| log.iter().position(|l| *l == format!("GET {p}"));
+    let cfg = pos(format!("/v2/t/img/blobs/{}", sha(&img.config))).expect("config fetched");
+    let layer = pos(img.layer_path("t/img")).expect("layer fetched");
+    assert!(cfg < layer, "config before layers: {log:?}");
+    assert_store_empty(&store);
 }
