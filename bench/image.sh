@@ -20,9 +20,10 @@ ub=$PWD/target/release/examples/unpack_bench
 work=$(mktemp -d /var/tmp/barge-image-bench.XXXXXX)
 reg_pid=
 cleanup() {
+    set +e
     [ -n "$reg_pid" ] && kill "$reg_pid" 2>/dev/null && wait "$reg_pid" 2>/dev/null || true
     # Snapshot mounts the example may have left on a failure.
-    grep -o " $work/[^ ]*" /proc/self/mounts | sort -r | while read -r m; do umount -l "$m" || true; done
+    awk -v w="$work/" 'index($2, w) == 1 {print $2}' /proc/self/mounts | sort -r | while read -r m; do umount -l "$m"; done
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -47,13 +48,22 @@ per=$(python3 -c "print(f'{($du100 - $du0) / 100:.1f}')")
 echo "store with the image: $du0 KiB; with 100 snapshots: $du100 KiB; per snapshot: $per KiB (target < 100)"
 rm -rf "$work/s0" "$work/s100"
 
-echo "== (b) unpack of big.tar.gz: barge vs tar -xzf ($runs runs) =="
+echo "== (b) unpack of big.tar.gz: barge vs tar -xzf ($runs runs; on disk, then on tmpfs) =="
 hyperfine --warmup 1 --runs "$runs" --export-json "$work/unpack.json" \
     --prepare "rm -rf $work/u-barge.d $work/u-tar.d && mkdir $work/u-barge.d $work/u-tar.d && sync" \
     -n barge "$ub $work/big.tar.gz $work/u-barge.d" \
     -n tar "tar -xzf $work/big.tar.gz -C $work/u-tar.d" \
     2>&1 | grep -v '^$' || true
 rm -rf "$work/u-barge.d" "$work/u-tar.d"
+# The same on a tmpfs: the CPU side, without the disk (shared with other work) in the way.
+mkdir "$work/tmpfs"
+mount -t tmpfs -o size=2g barge-bench "$work/tmpfs"
+hyperfine --warmup 1 --runs "$runs" --export-json "$work/unpack-tmpfs.json" \
+    --prepare "rm -rf $work/tmpfs/b $work/tmpfs/t && mkdir $work/tmpfs/b $work/tmpfs/t" \
+    -n barge "$ub $work/big.tar.gz $work/tmpfs/b" \
+    -n tar "tar -xzf $work/big.tar.gz -C $work/tmpfs/t" \
+    2>&1 | grep -v '^$' || true
+umount "$work/tmpfs"
 
 echo "== (c) pull from a local docker-registry: barge vs skopeo copy to dir: ($runs runs) =="
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -79,21 +89,29 @@ done
 ref=127.0.0.1:$port/bench/img:1
 "$ib" push "$work/push-store" "$ref" "$work/busybox.tar.gz" "$work/doc.tar.gz" "$work/python.tar.gz" >/dev/null
 rm -rf "$work/push-store"
+# barge's pull also verifies and unpacks every layer (as docker pull does); skopeo's copy to
+# dir: only stores the blobs. "skopeo+umoci" (copy to an OCI layout, then unpack it) is
+# the comparison that does the same work.
 hyperfine --warmup 1 --runs "$runs" --export-json "$work/pull.json" \
-    --prepare "rm -rf $work/pull-store $work/pull-dir && sync" \
+    --prepare "rm -rf $work/pull-store $work/pull-dir $work/pull-oci $work/pull-rootfs && sync" \
     -n barge-pull "$ib pull $work/pull-store $ref" \
     -n skopeo-copy "skopeo copy -q --src-tls-verify=false docker://$ref dir:$work/pull-dir" \
+    -n skopeo+umoci "skopeo copy -q --src-tls-verify=false docker://$ref oci:$work/pull-oci:1 && umoci raw unpack --image $work/pull-oci:1 $work/pull-rootfs" \
     2>&1 | grep -v '^$' || true
-rm -rf "$work/pull-store" "$work/pull-dir"
+rm -rf "$work/pull-store" "$work/pull-dir" "$work/pull-oci" "$work/pull-rootfs"
 
 echo "== (d) snapshot create incl. mount (200 runs) =="
 "$ib" snap "$work/snap-store" "$work/busybox.tar.gz" 200
 
 echo "== summary =="
-python3 - "$work/unpack.json" "$work/pull.json" <<'PY'
-import json, sys
-for path, a, b in ((sys.argv[1], "barge", "tar"), (sys.argv[2], "barge-pull", "skopeo-copy")):
-    r = {x["command"]: x for x in json.load(open(path))["results"]}
+python3 - "$work" <<'PY'
+import json, statistics, sys
+w = sys.argv[1]
+for name, a, b in (("unpack", "barge", "tar"), ("unpack-tmpfs", "barge", "tar"),
+                   ("pull", "barge-pull", "skopeo-copy"), ("pull", "barge-pull", "skopeo+umoci")):
+    r = {x["command"]: x for x in json.load(open(f"{w}/{name}.json"))["results"]}
     ma, mb = r[a]["mean"], r[b]["mean"]
-    print(f"{a:10s} {ma*1e3:8.1f} ms ± {r[a]['stddev']*1e3:6.1f}   {b:11s} {mb*1e3:8.1f} ms ± {r[b]['stddev']*1e3:6.1f}   ratio {a}/{b} = {ma/mb:.2f}")
+    da, db = statistics.median(r[a]["times"]), statistics.median(r[b]["times"])
+    print(f"{name:12s} {a:10s} mean {ma*1e3:7.0f} ms (median {da*1e3:7.0f})  {b:12s} mean {mb*1e3:7.0f} ms (median {db*1e3:7.0f})  "
+          f"ratio {a}/{b}: mean {ma/mb:.2f}, median {da/db:.2f}")
 PY
