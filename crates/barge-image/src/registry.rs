@@ -373,6 +373,72 @@ impl Read for ChanReader {
     }
 }
 
+/// Copies what is read from `r` to `w`, refusing more than `limit` bytes.
+struct Tee<'a, R, W> {
+    r: R,
+    w: &'a mut W,
+    n: u64,
+    limit: u64,
+}
+
+impl<R: Read, W: io::Write> Read for Tee<'_, R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let k = self.r.read(buf)?;
+        self.n += k as u64;
+        if self.n > self.limit {
+            return Err(io::Error::other(format!(
+                "more than the {} bytes announced",
+                self.limit
+            )));
+        }
+        self.w.write_all(&buf[..k])?;
+        Ok(k)
+    }
+}
+
+/// Stores the layer blob `d` (`size` bytes) read from `r` and, in the same pass, unpacks it
+/// as the layer `diff_id`. The blob is verified first: when it does not match, that is the
+/// error (even if unpacking failed on the damaged bytes), and nothing of it is kept (an
+/// unpacked layer is freed by the failed pull's gc).
+fn ingest_and_unpack(
+    st: &Store,
+    r: impl Read + Send,
+    d: &Digest,
+    size: u64,
+    diff_id: &Digest,
+) -> Result<()> {
+    if st.has_blob(d) {
+        io::copy(&mut { r }, &mut io::sink()).map_err(|e| Error::Read {
+            what: format!("blob {d}"),
+            source: e,
+        })?;
+        return st.unpack_layer_blob(d, diff_id);
+    }
+    let mut bw = st.blob_writer()?;
+    let mut tee = Tee {
+        r,
+        w: &mut bw,
+        n: 0,
+        limit: size,
+    };
+    let unpacked = st.unpack_layer(&mut tee, Some(diff_id), &format!("blob {d}"));
+    // The rest of the stream (what the unpacker did not need: tar padding, a gzip trailer).
+    let drained = io::copy(&mut tee, &mut io::sink());
+    let lease = st.lease();
+    let committed = match drained {
+        Ok(_) => bw.commit(&lease, Some((d, size))).map(|_| ()),
+        Err(e) => Err(Error::Read {
+            what: format!("blob {d}"),
+            source: e,
+        }),
+    };
+    match (committed, unpacked) {
+        (Err(e), _) => Err(e),
+        (Ok(()), Err(e)) => Err(e),
+        (Ok(()), Ok(_)) => Ok(()),
+    }
+}
+
 struct Ctx<'a> {
     client: Client,
     oref: oci_client::Reference,
@@ -482,12 +548,14 @@ async fn fetch_blob(cx: &Ctx<'_>, lease: &Lease<'_>, w: Want) -> Result<()> {
             rx,
             cur: Bytes::new(),
         };
-        st.ingest(reader, Some((&d, size)), &format!("blob {d}"))?;
-        if let Some(diff) = diff_id {
-            // Unpacked (and its diff id verified) now, while other blobs still download.
-            st.unpack_layer_blob(&d, &diff)?;
+        match diff_id {
+            // A layer is unpacked (and its diff id verified) as it streams in, while other
+            // blobs still download.
+            Some(diff) => ingest_and_unpack(&st, reader, &d, size, &diff),
+            None => st
+                .ingest(reader, Some((&d, size)), &format!("blob {d}"))
+                .map(|_| ()),
         }
-        Ok::<_, Error>(())
     });
     let announced = stream.content_length;
     let (mut current, mut shown) = (0u64, 0u64);
