@@ -1169,6 +1169,56 @@ async fn verify_credentials(
 mod tests {
     use super::*;
 
+    fn layer_tar() -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(5);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1);
+        b.append_data(&mut h, "f", &b"hello"[..]).expect("tar");
+        b.into_inner().expect("tar")
+    }
+
+    #[test]
+    fn ingest_and_unpack_stores_blob_and_layer_in_one_pass() {
+        let td = tempfile::tempdir().expect("tempdir");
+        let st = Store::open(td.path().join("s")).expect("store");
+        let tar = layer_tar();
+        let d = Digest::of(&tar);
+        // Uncompressed layer: blob digest and diff id are the same.
+        ingest_and_unpack(&st, &tar[..], &d, tar.len() as u64, &d).expect("ok");
+        assert!(st.has_blob(&d));
+        assert!(st.has_layer(&d));
+        assert_eq!(
+            std::fs::read(st.layer_path(&d).join("f")).expect("file"),
+            b"hello"
+        );
+    }
+
+    #[test]
+    fn ingest_and_unpack_reports_a_damaged_blob_before_the_unpacker() {
+        let td = tempfile::tempdir().expect("tempdir");
+        let st = Store::open(td.path().join("s")).expect("store");
+        let tar = layer_tar();
+        let d = Digest::of(&tar);
+        // Garbage of the announced size: the unpacker fails, the blob check names the cause.
+        let junk = vec![7u8; tar.len()];
+        let e = ingest_and_unpack(&st, &junk[..], &d, tar.len() as u64, &d).expect_err("junk");
+        assert!(matches!(e, Error::DigestMismatch { .. }), "{e:?}");
+        // Longer than announced: refused while streaming.
+        let mut long = tar.clone();
+        long.extend_from_slice(&[0u8; 1024]);
+        let e = ingest_and_unpack(&st, &long[..], &d, tar.len() as u64, &d).expect_err("long");
+        assert!(e.to_string().contains("more than"), "{e}");
+        // Shorter: a size mismatch.
+        let e = ingest_and_unpack(&st, &tar[..600], &d, tar.len() as u64, &d).expect_err("short");
+        assert!(matches!(e, Error::SizeMismatch { .. }), "{e:?}");
+        assert!(!st.has_blob(&d));
+        assert!(st.list_blobs().expect("blobs").is_empty());
+    }
+
     #[test]
     fn insecure_only_for_loopback_and_listed() {
         assert!(is_insecure("127.0.0.1:5000", &[]));
