@@ -600,7 +600,9 @@ async fn fetch_blob(cx: &Ctx<'_>, lease: &Lease<'_>, w: Want) -> Result<()> {
 
 /// Pulls `reference` (a tag or a digest) into `store` and tags it (a pull by digest only
 /// records the repo digest). Emits [`Progress`] events as `docker pull` prints them.
-/// Nothing of a failed pull is kept.
+/// Nothing of a failed pull is kept. The config is fetched first; then the layers, up to
+/// `max_concurrent` at a time, each stored and unpacked in one pass as it streams in (its
+/// blob digest and diff id both verified), so layers unpack while others still download.
 pub async fn pull(
     store: Arc<Store>,
     reference: &Reference,
