@@ -373,6 +373,72 @@ impl Read for ChanReader {
     }
 }
 
+/// Copies what is read from `r` to `w`, refusing more than `limit` bytes.
+struct Tee<'a, R, W> {
+    r: R,
+    w: &'a mut W,
+    n: u64,
+    limit: u64,
+}
+
+impl<R: Read, W: io::Write> Read for Tee<'_, R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let k = self.r.read(buf)?;
+        self.n += k as u64;
+        if self.n > self.limit {
+            return Err(io::Error::other(format!(
+                "more than the {} bytes announced",
+                self.limit
+            )));
+        }
+        self.w.write_all(&buf[..k])?;
+        Ok(k)
+    }
+}
+
+/// Stores the layer blob `d` (`size` bytes) read from `r` and, in the same pass, unpacks it
+/// as the layer `diff_id`. The blob is verified first: when it does not match, that is the
+/// error (even if unpacking failed on the damaged bytes), and nothing of it is kept (an
+/// unpacked layer is freed by the failed pull's gc).
+fn ingest_and_unpack(
+    st: &Store,
+    r: impl Read + Send,
+    d: &Digest,
+    size: u64,
+    diff_id: &Digest,
+) -> Result<()> {
+    if st.has_blob(d) {
+        io::copy(&mut { r }, &mut io::sink()).map_err(|e| Error::Read {
+            what: format!("blob {d}"),
+            source: e,
+        })?;
+        return st.unpack_layer_blob(d, diff_id);
+    }
+    let mut bw = st.blob_writer()?;
+    let mut tee = Tee {
+        r,
+        w: &mut bw,
+        n: 0,
+        limit: size,
+    };
+    let unpacked = st.unpack_layer(&mut tee, Some(diff_id), &format!("blob {d}"));
+    // The rest of the stream (what the unpacker did not need: tar padding, a gzip trailer).
+    let drained = io::copy(&mut tee, &mut io::sink());
+    let lease = st.lease();
+    let committed = match drained {
+        Ok(_) => bw.commit(&lease, Some((d, size))).map(|_| ()),
+        Err(e) => Err(Error::Read {
+            what: format!("blob {d}"),
+            source: e,
+        }),
+    };
+    match (committed, unpacked) {
+        (Err(e), _) => Err(e),
+        (Ok(()), Err(e)) => Err(e),
+        (Ok(()), Ok(_)) => Ok(()),
+    }
+}
+
 struct Ctx<'a> {
     client: Client,
     oref: oci_client::Reference,
@@ -389,6 +455,8 @@ struct Want {
     size: u64,
     media_type: String,
     layer: bool,
+    /// For a layer: its diff id (from the config), to unpack it once downloaded.
+    diff_id: Option<Digest>,
 }
 
 /// Fetches a manifest document, checks its size and (when known) its digest.
@@ -470,12 +538,24 @@ async fn fetch_blob(cx: &Ctx<'_>, lease: &Lease<'_>, w: Want) -> Result<()> {
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(16);
     let st = cx.store.clone();
     let (d, size) = (w.digest.clone(), w.size);
+    if let Some(diff) = &w.diff_id {
+        // Held before the layer exists, so a concurrent gc cannot take it.
+        lease.hold(diff);
+    }
+    let diff_id = w.diff_id.clone();
     let job = tokio::task::spawn_blocking(move || {
         let reader = ChanReader {
             rx,
             cur: Bytes::new(),
         };
-        st.ingest(reader, Some((&d, size)), &format!("blob {d}"))
+        match diff_id {
+            // A layer is unpacked (and its diff id verified) as it streams in, while other
+            // blobs still download.
+            Some(diff) => ingest_and_unpack(&st, reader, &d, size, &diff),
+            None => st
+                .ingest(reader, Some((&d, size)), &format!("blob {d}"))
+                .map(|_| ()),
+        }
     });
     let announced = stream.content_length;
     let (mut current, mut shown) = (0u64, 0u64);
@@ -520,7 +600,9 @@ async fn fetch_blob(cx: &Ctx<'_>, lease: &Lease<'_>, w: Want) -> Result<()> {
 
 /// Pulls `reference` (a tag or a digest) into `store` and tags it (a pull by digest only
 /// records the repo digest). Emits [`Progress`] events as `docker pull` prints them.
-/// Nothing of a failed pull is kept.
+/// Nothing of a failed pull is kept. The config is fetched first; then the layers, up to
+/// `max_concurrent` at a time, each stored and unpacked in one pass as it streams in (its
+/// blob digest and diff id both verified), so layers unpack while others still download.
 pub async fn pull(
     store: Arc<Store>,
     reference: &Reference,
@@ -603,20 +685,40 @@ async fn pull_inner(
         let mut wants = Vec::new();
         let cfg = m.config();
         let config = manifest::descriptor_digest(cfg, &what)?;
+        for (i, l) in m.layers().iter().enumerate() {
+            manifest::descriptor_digest(l, &format!("{what}: layers[{i}]"))?;
+            manifest::layer_compression(l, &format!("{what}: layers[{i}]"))?;
+        }
+        // The config first (it is small): its diff ids let each layer be unpacked, and
+        // verified, as soon as it is downloaded, while the others still download.
         if cx.store.has_blob(&config) {
             lease.hold(&config);
         } else {
-            wants.push(Want {
-                digest: config,
-                size: cfg.size(),
-                media_type: cfg.media_type().to_string(),
-                layer: false,
-            });
+            fetch_blob(
+                cx,
+                lease,
+                Want {
+                    digest: config.clone(),
+                    size: cfg.size(),
+                    media_type: cfg.media_type().to_string(),
+                    layer: false,
+                    diff_id: None,
+                },
+            )
+            .await?;
         }
+        let st = cx.store.clone();
+        let cd = config.clone();
+        let diff_ids = blocking(move || {
+            let c = st.image_config(&cd)?;
+            manifest::config_diff_ids(&c, &format!("config {cd}"))
+        })
+        .await?;
+        // A count that does not match is reported by commit_image below.
+        let diff_ids = (diff_ids.len() == m.layers().len()).then_some(diff_ids);
         let mut seen = BTreeSet::new();
         for (i, l) in m.layers().iter().enumerate() {
             let d = manifest::descriptor_digest(l, &format!("{what}: layers[{i}]"))?;
-            manifest::layer_compression(l, &format!("{what}: layers[{i}]"))?;
             if !seen.insert(d.clone()) {
                 continue;
             }
@@ -632,6 +734,7 @@ async fn pull_inner(
                     size: l.size(),
                     media_type: l.media_type().to_string(),
                     layer: true,
+                    diff_id: diff_ids.as_ref().map(|x| x[i].clone()),
                 });
             }
         }
@@ -1067,6 +1170,56 @@ async fn verify_credentials(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn layer_tar() -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(5);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1);
+        b.append_data(&mut h, "f", &b"hello"[..]).expect("tar");
+        b.into_inner().expect("tar")
+    }
+
+    #[test]
+    fn ingest_and_unpack_stores_blob_and_layer_in_one_pass() {
+        let td = tempfile::tempdir().expect("tempdir");
+        let st = Store::open(td.path().join("s")).expect("store");
+        let tar = layer_tar();
+        let d = Digest::of(&tar);
+        // Uncompressed layer: blob digest and diff id are the same.
+        ingest_and_unpack(&st, &tar[..], &d, tar.len() as u64, &d).expect("ok");
+        assert!(st.has_blob(&d));
+        assert!(st.has_layer(&d));
+        assert_eq!(
+            std::fs::read(st.layer_path(&d).join("f")).expect("file"),
+            b"hello"
+        );
+    }
+
+    #[test]
+    fn ingest_and_unpack_reports_a_damaged_blob_before_the_unpacker() {
+        let td = tempfile::tempdir().expect("tempdir");
+        let st = Store::open(td.path().join("s")).expect("store");
+        let tar = layer_tar();
+        let d = Digest::of(&tar);
+        // Garbage of the announced size: the unpacker fails, the blob check names the cause.
+        let junk = vec![7u8; tar.len()];
+        let e = ingest_and_unpack(&st, &junk[..], &d, tar.len() as u64, &d).expect_err("junk");
+        assert!(matches!(e, Error::DigestMismatch { .. }), "{e:?}");
+        // Longer than announced: refused while streaming.
+        let mut long = tar.clone();
+        long.extend_from_slice(&[0u8; 1024]);
+        let e = ingest_and_unpack(&st, &long[..], &d, tar.len() as u64, &d).expect_err("long");
+        assert!(e.to_string().contains("more than"), "{e}");
+        // Shorter: a size mismatch.
+        let e = ingest_and_unpack(&st, &tar[..600], &d, tar.len() as u64, &d).expect_err("short");
+        assert!(matches!(e, Error::SizeMismatch { .. }), "{e:?}");
+        assert!(!st.has_blob(&d));
+        assert!(st.list_blobs().expect("blobs").is_empty());
+    }
 
     #[test]
     fn insecure_only_for_loopback_and_listed() {
