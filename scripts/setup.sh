@@ -5,6 +5,8 @@ set -eu
 packages="build-essential pkg-config libseccomp-dev busybox-static iproute2 nftables
 runc crun podman hyperfine skopeo umoci docker-registry file
 docker.io python3-docker python3-bcrypt"
+# registry tests: a token-auth registry (Docker Hub style) signs its tokens with openssl.
+packages="$packages openssl"
 missing=""
 for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -578,3 +578,86 @@ impl crate::Store {
         diff_dir(&self.snapshot_upper(key)?, w)
     }
 }
+
+/// Removes the overlayfs xattrs that would steer a lower layer (everything
+/// `trusted.overlay.*` on directories but `opaque=y`), and sockets (a tar cannot hold
+/// them), under `dir`: an overlay upper dir about to become a layer.
+fn clean_upper_for_layer(dir: &Path) -> Result<()> {
+    let fd = open_dir_path(dir).map_err(|e| Error::io("open", dir, e))?;
+    clean_dir_fd(fd.as_raw_fd(), dir)
+}
+
+fn clean_dir_fd(fd: RawFd, path: &Path) -> Result<()> {
+    for (k, v) in fd_xattrs(fd).map_err(|e| Error::io("list xattrs", path, e))? {
+        if k.starts_with("trusted.overlay.") && !(k == OPAQUE && v == b"y") {
+            let c = CString::new(k)
+                .map_err(|_| Error::io("xattr", path, io::ErrorKind::InvalidData.into()))?;
+            // SAFETY: fd is open, c NUL-terminated.
+            if unsafe { libc::fremovexattr(fd, c.as_ptr()) } < 0 {
+                return Err(Error::io("remove xattr", path, io::Error::last_os_error()));
+            }
+        }
+    }
+    for name in read_names(fd).map_err(|e| Error::io("read directory", path, e))? {
+        let cname = CString::new(name.clone())
+            .map_err(|_| Error::io("name", path, io::ErrorKind::InvalidData.into()))?;
+        let child = path.join(std::ffi::OsStr::from_bytes(&name));
+        let Some(st) = lstat_at(fd, &cname).map_err(|e| Error::io("stat", &child, e))? else {
+            continue;
+        };
+        match st.st_mode & libc::S_IFMT {
+            libc::S_IFDIR => {
+                let d = open_dir_at(fd, &cname).map_err(|e| Error::io("open", &child, e))?;
+                clean_dir_fd(d.as_raw_fd(), &child)?;
+            }
+            // SAFETY: fd is open, cname NUL-terminated.
+            libc::S_IFSOCK if unsafe { libc::unlinkat(fd, cname.as_ptr(), 0) } < 0 => {
+                return Err(Error::io("remove", &child, io::Error::last_os_error()));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+impl crate::Store {
+    /// [`Store::commit_snapshot`] for a snapshot that is unmounted and about to be removed
+    /// (a build step): the layer blob is written from the upper dir as usual, then the
+    /// upper dir itself becomes the unpacked layer instead of being extracted again from
+    /// the blob, so every file is written once, not twice. Copy snapshots take the
+    /// ordinary path. The snapshot must be removed afterwards (its upper dir is gone).
+    pub fn commit_snapshot_adopt(
+        &self,
+        key: &str,
+        lease: &crate::store::Lease<'_>,
+    ) -> Result<crate::image::LayerRecord> {
+        let info = self.snapshot_info(key)?;
+        if info.snapshotter != crate::snapshot::Snapshotter::Overlay {
+            return self.commit_snapshot(key, lease);
+        }
+        let upper = self.snapshot_upper(key)?;
+        let mut w = self.blob_writer()?;
+        let (diff_id, size) = diff_dir(&upper, &mut w)?;
+        let (blob, _) = w.commit(lease, Some((&diff_id, size)))?;
+        lease.hold(&diff_id);
+        if !self.has_layer(&diff_id) {
+            clean_upper_for_layer(&upper)?;
+            let tmp = self
+                .root()
+                .join("layers")
+                .join(crate::store::tmp_name("adopt"));
+            fs::rename(&upper, &tmp).ctx("rename", &upper)?;
+            if let Err(e) = self.publish_layer(&tmp, &diff_id, size) {
+                let _ = crate::store::remove_any(&tmp);
+                return Err(e);
+            }
+        }
+        Ok(crate::image::LayerRecord {
+            blob,
+            media_type: crate::manifest::OCI_LAYER.to_string(),
+            size,
+            diff_id,
+            uncompressed_size: size,
+        })
+    }
+}

@@ -148,6 +148,38 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// The registry does not have the image (unknown repository, tag or digest).
+    #[error("{reference}: not found in the registry ({reason})")]
+    RemoteNotFound {
+        /// The reference asked for.
+        reference: String,
+        /// What the registry said.
+        reason: String,
+    },
+    /// The registry refused the credentials (or wants some and none were given).
+    #[error("{registry}: unauthorized ({reason}); use `barge login {registry}`")]
+    Unauthorized {
+        /// The registry.
+        registry: String,
+        /// What the registry said.
+        reason: String,
+    },
+    /// Talking to a registry failed (connection, protocol, server error).
+    #[error("registry {registry}: {reason}")]
+    Registry {
+        /// The registry (and what was being done).
+        registry: String,
+        /// Why.
+        reason: String,
+    },
+    /// The Docker client config (`config.json`) cannot be read, parsed or written.
+    #[error("docker config {path}: {reason}")]
+    DockerConfig {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// A record file of the store could not be parsed.
     #[error("record {path}: {source}")]
     Record {

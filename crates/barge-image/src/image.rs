@@ -267,6 +267,22 @@ impl Store {
         })
     }
 
+    /// Records that image `id` is known to a registry as `repo_digest`
+    /// (`docker.io/library/busybox@sha256:...`), for `RepoDigests` and for cross-repository
+    /// mounts on push. Idempotent.
+    pub fn add_repo_digest(&self, id: &Digest, repo_digest: &str) -> Result<()> {
+        self.with_index(|idx| {
+            let img = idx
+                .images
+                .get_mut(id)
+                .ok_or_else(|| Error::ImageNotFound(id.to_string()))?;
+            if !img.repo_digests.iter().any(|r| r == repo_digest) {
+                img.repo_digests.push(repo_digest.to_string());
+            }
+            Ok(())
+        })
+    }
+
     /// Removes a reference; the image stays (see [`Store::remove_image`]).
     pub fn untag(&self, reference: &Reference) -> Result<()> {
         self.with_index(|idx| match idx.tags.remove(&reference.to_string()) {
@@ -735,8 +751,9 @@ fn resolve_in<'a>(idx: &'a ImageIndex, name: &str) -> Result<&'a ImageRecord> {
     Err(Error::ImageNotFound(name.to_string()))
 }
 
-/// The current UTC time as RFC 3339 (`2024-01-02T03:04:05Z`).
-pub(crate) fn now_rfc3339() -> String {
+/// The current UTC time as RFC 3339 (`2024-01-02T03:04:05Z`), as image configs and
+/// history entries record it.
+pub fn now_rfc3339() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

@@ -878,7 +878,15 @@ impl crate::Store {
                 });
             }
         }
-        let dst = self.layer_path(&stats.diff_id);
+        self.publish_layer(tmp, &stats.diff_id, stats.uncompressed_size)?;
+        Ok(stats.diff_id)
+    }
+
+    /// Makes the directory `tmp` (on the store's filesystem, holding exactly what the
+    /// layer `diff_id` unpacks to) the unpacked layer: synced, its size recorded, renamed
+    /// into place, its short link made. If the layer exists already, `tmp` is removed.
+    pub(crate) fn publish_layer(&self, tmp: &Path, diff_id: &Digest, size: u64) -> Result<()> {
+        let dst = self.layer_path(diff_id);
         if dst.is_dir() {
             // Unpacked meanwhile (or under another name): keep the existing copy.
             crate::store::remove_any(tmp)?;
@@ -892,13 +900,13 @@ impl crate::Store {
             // The uncompressed size, kept beside the layer so image listings need not
             // re-read blobs; written before the layer becomes visible.
             crate::store::atomic_write(
-                &self.layer_size_path(&stats.diff_id),
-                stats.uncompressed_size.to_string().as_bytes(),
+                &self.layer_size_path(diff_id),
+                size.to_string().as_bytes(),
             )?;
             std::fs::rename(tmp, &dst).map_err(|e| Error::io("rename", &dst, e))?;
         }
-        let short = self.root().join("l").join(&stats.diff_id.hex()[..16]);
-        let rel = Path::new("../layers").join(stats.diff_id.hex());
+        let short = self.root().join("l").join(&diff_id.hex()[..16]);
+        let rel = Path::new("../layers").join(diff_id.hex());
         // A short name already taken by another layer (a crafted 64-bit prefix collision)
         // is never re-pointed: that would swap the other image's content. This layer then
         // goes by its full path (see `Store::mounts`).
@@ -914,7 +922,7 @@ impl crate::Store {
             Err(e) => return Err(Error::io("read link", &short, e)),
         }
         crate::store::sync_dir(&self.root().join("layers"))?;
-        Ok(stats.diff_id)
+        Ok(())
     }
 
     /// Unpacks the layer blob `blob` (already in the store) and checks it against

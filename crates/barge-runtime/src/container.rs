@@ -115,6 +115,26 @@ impl Created {
     }
 }
 
+/// The spec's resources plus an allow rule for each of its `linux.devices` nodes (as runc
+/// does), so the nodes made in the container can be used.
+fn cgroup_resources(l: &oci_spec::runtime::Linux) -> Option<oci_spec::runtime::LinuxResources> {
+    use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
+    let nodes = l.devices().as_deref().unwrap_or(&[]);
+    if nodes.is_empty() {
+        return l.resources().clone();
+    }
+    let mut r = l.resources().clone().unwrap_or_default();
+    let mut rules = r.devices().clone().unwrap_or_default();
+    rules.extend(
+        nodes
+            .iter()
+            .filter(|d| d.typ() != LinuxDeviceType::P)
+            .map(LinuxDeviceCgroup::from),
+    );
+    r.set_devices(Some(rules));
+    Some(r)
+}
+
 /// Removes what a failed create made: the child, the cgroup, the state dir.
 struct CreateGuard<'a> {
     root: &'a Path,
@@ -268,7 +288,7 @@ fn create_from_spec(opts: &CreateOpts, bundle: &Path, spec: &Spec) -> Result<Cre
         .and_then(|l| l.cgroups_path().as_ref())
         .map(|p| p.to_string_lossy().into_owned());
     let cg = cgroups::manager(cgroups_path.as_deref(), &opts.id)?;
-    cg.create(linux.and_then(|l| l.resources().as_ref()))?;
+    cg.create(linux.and_then(cgroup_resources).as_ref())?;
     let cg_paths = cg.paths();
     guard.cgroup = Some(cg);
 
@@ -674,6 +694,7 @@ extern "C" fn forward_signal(sig: libc::c_int) {
 /// Waits for our child `pid`, forwarding the signals we get to it; returns its exit code
 /// (128 + signal when killed).
 pub fn wait_forwarding(pid: i32) -> Result<i32> {
+    crate::idle::shed_clean_pages();
     FORWARD_TO.store(pid, Ordering::Relaxed);
     for sig in 1..32 {
         if matches!(
@@ -880,7 +901,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     }
     if let Ok(m) = &m {
         if s != Status::Stopped || m.pids().is_ok_and(|p| !p.is_empty()) {
-            let _ = kill_cgroup(m.as_ref(), libc::SIGKILL);
+            let _ = m.kill_all();
         }
     }
     if !wait_gone(&st, Duration::from_secs(10)) {
@@ -902,6 +923,29 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     }
     state::remove(root, id)?;
     Ok(())
+}
+
+/// Applies `resources` to a created, running or paused container's cgroup (`update`).
+pub fn update(root: &Path, id: &str, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
+    let (st, s) = load(root, id)?;
+    if s == Status::Stopped {
+        return Err(ContainerError::WrongState {
+            id: id.into(),
+            status: s.to_string(),
+            operation: "update",
+        }
+        .into());
+    }
+    let m = cgroups::manager(st.cgroups_path.as_deref(), id)?;
+    m.apply(resources)?;
+    Ok(())
+}
+
+/// Usage figures of the container's cgroup, and whether its status is still alive.
+pub fn stats(root: &Path, id: &str) -> Result<(cgroups::CgroupStats, Status)> {
+    let (st, s) = load(root, id)?;
+    let m = cgroups::manager(st.cgroups_path.as_deref(), id)?;
+    Ok((m.stats()?, s))
 }
 
 /// The pids of the container's cgroup.

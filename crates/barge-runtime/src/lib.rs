@@ -20,6 +20,7 @@ pub mod cgroups;
 pub mod container;
 pub mod error;
 pub mod hooks;
+pub mod idle;
 pub(crate) mod process;
 pub mod rootfs;
 pub mod seccomp;

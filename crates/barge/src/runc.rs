@@ -214,6 +214,58 @@ enum Cmd {
     },
     /// Print the runtime's OCI features JSON.
     Features,
+    /// Change a container's resource limits.
+    Update(UpdateArgs),
+    /// Print a container's resource usage (runc's JSON events).
+    Events {
+        /// Container id.
+        id: String,
+        /// Print one stats event and exit.
+        #[arg(long)]
+        stats: bool,
+        /// Time between stats events when streaming (e.g. 5s, 500ms).
+        #[arg(long, default_value = "5s")]
+        interval: String,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct UpdateArgs {
+    /// Container id.
+    id: String,
+    /// A JSON file of linux.resources (`-` for stdin); flags override it.
+    #[arg(short = 'r', long)]
+    resources: Option<PathBuf>,
+    /// Memory limit (bytes, or with k, m, g suffix).
+    #[arg(long)]
+    memory: Option<String>,
+    /// Memory soft limit.
+    #[arg(long = "memory-reservation")]
+    memory_reservation: Option<String>,
+    /// Memory plus swap limit (-1 for unlimited).
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
+    memory_swap: Option<String>,
+    /// CPU shares (relative weight).
+    #[arg(long = "cpu-shares")]
+    cpu_shares: Option<u64>,
+    /// CPU CFS period, microseconds.
+    #[arg(long = "cpu-period")]
+    cpu_period: Option<u64>,
+    /// CPU CFS quota, microseconds (-1 for unlimited).
+    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
+    cpu_quota: Option<i64>,
+    /// CPUs allowed (0-3, 0,1).
+    #[arg(long = "cpuset-cpus")]
+    cpuset_cpus: Option<String>,
+    /// Memory nodes allowed.
+    #[arg(long = "cpuset-mems")]
+    cpuset_mems: Option<String>,
+    /// Maximum number of tasks (-1 or 0 for unlimited).
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    pids_limit: Option<i64>,
+    /// Block I/O weight (10 to 1000).
+    #[arg(long = "blkio-weight")]
+    blkio_weight: Option<u16>,
 }
 
 /// Runs barge-runc with `args` (argv[0] included); returns the exit code.
@@ -369,6 +421,12 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Cmd::List { format, quiet } => list(&root, &format, quiet),
+        Cmd::Update(u) => update(&root, u),
+        Cmd::Events {
+            id,
+            stats,
+            interval,
+        } => events(&root, &id, stats, &interval),
         Cmd::Spec { bundle } => {
             let p = bundle.join("config.json");
             if p.exists() {
@@ -676,3 +734,175 @@ const DEFAULT_SPEC: &str = r#"{
 	}
 }
 "#;
+
+/// A size in bytes: a number with an optional k, m, g or t suffix (binary, as runc takes
+/// them), or -1.
+fn parse_bytes(flag: &str, v: &str) -> Result<i64> {
+    let t = v.trim().to_ascii_lowercase();
+    if t == "-1" {
+        return Ok(-1);
+    }
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (num, mul) = match t.char_indices().last() {
+        Some((i, 'k')) => (&t[..i], 1i64 << 10),
+        Some((i, 'm')) => (&t[..i], 1 << 20),
+        Some((i, 'g')) => (&t[..i], 1 << 30),
+        Some((i, 't')) => (&t[..i], 1 << 40),
+        _ => (t, 1),
+    };
+    let n: i64 = num
+        .parse()
+        .with_context(|| format!("--{flag} {v:?}: not a size"))?;
+    n.checked_mul(mul)
+        .filter(|n| *n >= 0)
+        .with_context(|| format!("--{flag} {v:?}: out of range"))
+}
+
+fn update(root: &Path, u: UpdateArgs) -> Result<i32> {
+    let mut r: serde_json::Value = match &u.resources {
+        Some(p) => {
+            let text = if p.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin()).context("read resources from stdin")?
+            } else {
+                std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()))?
+            };
+            serde_json::from_str(&text)
+                .with_context(|| format!("{}: not a resources JSON object", p.display()))?
+        }
+        None => serde_json::json!({}),
+    };
+    if !r.is_object() {
+        anyhow::bail!("--resources: not a JSON object");
+    }
+    let mut set = |section: &str, key: &str, v: serde_json::Value| {
+        if !r[section].is_object() {
+            r[section] = serde_json::json!({});
+        }
+        r[section][key] = v;
+    };
+    if let Some(v) = &u.memory {
+        set("memory", "limit", parse_bytes("memory", v)?.into());
+    }
+    if let Some(v) = &u.memory_reservation {
+        set(
+            "memory",
+            "reservation",
+            parse_bytes("memory-reservation", v)?.into(),
+        );
+    }
+    if let Some(v) = &u.memory_swap {
+        set("memory", "swap", parse_bytes("memory-swap", v)?.into());
+    }
+    if let Some(v) = u.cpu_shares {
+        set("cpu", "shares", v.into());
+    }
+    if let Some(v) = u.cpu_period {
+        set("cpu", "period", v.into());
+    }
+    if let Some(v) = u.cpu_quota {
+        set("cpu", "quota", v.into());
+    }
+    if let Some(v) = &u.cpuset_cpus {
+        set("cpu", "cpus", v.clone().into());
+    }
+    if let Some(v) = &u.cpuset_mems {
+        set("cpu", "mems", v.clone().into());
+    }
+    if let Some(v) = u.pids_limit {
+        set("pids", "limit", v.into());
+    }
+    if let Some(v) = u.blkio_weight {
+        set("blockIO", "weight", v.into());
+    }
+    let res: oci_spec::runtime::LinuxResources =
+        serde_json::from_value(r).context("resources: not valid linux.resources")?;
+    container::update(root, &u.id, &res)?;
+    Ok(0)
+}
+
+/// One stats event in runc's JSON shape.
+fn stats_event(id: &str, s: &barge_runtime::cgroups::CgroupStats) -> serde_json::Value {
+    let entries = |v: &[barge_runtime::cgroups::stats::BlkioEntry]| -> Vec<serde_json::Value> {
+        v.iter()
+            .map(|e| {
+                serde_json::json!({"major": e.major, "minor": e.minor, "op": e.op, "value": e.value})
+            })
+            .collect()
+    };
+    let m = &s.memory;
+    serde_json::json!({
+        "type": "stats",
+        "id": id,
+        "data": {
+            "cpu": {
+                "usage": {
+                    "total": s.cpu.usage_total_ns,
+                    "percpu": s.cpu.usage_per_cpu_ns,
+                    "kernel": s.cpu.usage_system_ns,
+                    "user": s.cpu.usage_user_ns,
+                },
+                "throttling": {
+                    "periods": s.cpu.throttling_periods,
+                    "throttledPeriods": s.cpu.throttled_periods,
+                    "throttledTime": s.cpu.throttled_time_ns,
+                },
+            },
+            "memory": {
+                "cache": m.cache,
+                "usage": {"limit": m.limit, "usage": m.usage, "max": m.max_usage, "failcnt": m.failcnt},
+                "swap": {"limit": m.swap_limit, "usage": m.swap_usage},
+                "oom_kill": m.oom_kill,
+                "raw": m.stat,
+            },
+            "pids": {"current": s.pids.current, "limit": s.pids.limit},
+            "blkio": {
+                "ioServiceBytesRecursive": entries(&s.blkio.io_service_bytes),
+                "ioServicedRecursive": entries(&s.blkio.io_serviced),
+            },
+        },
+    })
+}
+
+/// `5s`, `500ms`, `1m` or plain seconds.
+fn parse_interval(v: &str) -> Result<std::time::Duration> {
+    let t = v.trim();
+    let (num, unit) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (t, 1.0)
+    };
+    let n: f64 = num
+        .parse()
+        .with_context(|| format!("--interval {v:?}: not a duration"))?;
+    if !(n > 0.0 && n.is_finite()) {
+        anyhow::bail!("--interval {v:?}: must be positive");
+    }
+    Ok(std::time::Duration::from_secs_f64(n * unit))
+}
+
+fn events(root: &Path, id: &str, once: bool, interval: &str) -> Result<i32> {
+    let every = parse_interval(interval)?;
+    let mut out = std::io::stdout().lock();
+    let mut ooms = None;
+    loop {
+        let (s, status) = container::stats(root, id)?;
+        if status == Status::Stopped && !once {
+            return Ok(0);
+        }
+        if once {
+            writeln!(out, "{}", stats_event(id, &s))?;
+            return Ok(0);
+        }
+        if ooms.is_some_and(|n| s.memory.oom_kill > n) {
+            writeln!(out, "{}", serde_json::json!({"type": "oom", "id": id}))?;
+        }
+        ooms = Some(s.memory.oom_kill);
+        writeln!(out, "{}", stats_event(id, &s))?;
+        out.flush()?;
+        std::thread::sleep(every);
+    }
+}

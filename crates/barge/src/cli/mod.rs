@@ -1,7 +1,224 @@
-//! The `barge` CLI: docker's verbs and flags, a client of the Docker Engine API.
+//! The `barge` CLI: docker's verbs and flags, a client of the Docker Engine API over the
+//! daemon's unix socket. See docs/cli.md for what is supported and where it differs from docker.
+
+mod args;
+mod autostart;
+mod build;
+pub mod client;
+mod container;
+pub mod error;
+pub mod format;
+mod image;
+mod netvol;
+pub mod opts;
+pub mod stream;
+mod system;
+mod term;
+
+use clap::{CommandFactory, Parser};
+
+use args::{Cli, Cmd};
+use client::{parse_host, Client, DEFAULT_SOCKET};
+use error::{Error, Result};
 
 /// Runs the CLI; returns the process exit code (Docker's: 125 engine error, else the command's).
-pub fn main(_args: Vec<std::ffi::OsString>) -> i32 {
-    eprintln!("barge: the CLI is not yet implemented; use `barge runtime` or barge-runc");
-    125
+pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            return match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                    let _ = e.print();
+                    0
+                }
+                ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    let _ = e.print();
+                    0
+                }
+                // As docker: a missing argument exits 1, a bad flag or flag value 125.
+                ErrorKind::MissingRequiredArgument
+                | ErrorKind::TooFewValues
+                | ErrorKind::WrongNumberOfValues => {
+                    let _ = e.print();
+                    1
+                }
+                _ => {
+                    let _ = e.print();
+                    eprintln!("See 'barge --help'.");
+                    125
+                }
+            };
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("barge: cannot start the async runtime: {e}");
+            return 125;
+        }
+    };
+    let res = rt.block_on(run(cli));
+    rt.shutdown_background();
+    match res {
+        Ok(()) => 0,
+        Err(e) => {
+            let msg = e.to_string();
+            if !msg.is_empty() {
+                eprintln!("{msg}");
+            }
+            e.code()
+        }
+    }
+}
+
+fn client_for(cli: &Cli) -> Result<Client> {
+    if let Some(h) = &cli.host {
+        return Ok(Client::new(parse_host(h)?, false));
+    }
+    match std::env::var("BARGE_HOST") {
+        Ok(h) if !h.is_empty() => Ok(Client::new(parse_host(&h)?, false)),
+        _ => Ok(Client::new(DEFAULT_SOCKET.into(), true)),
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let Some(cmd) = cli.cmd.clone() else {
+        let _ = Cli::command().print_help();
+        return Ok(());
+    };
+    if let Cmd::Completion { shell } = &cmd {
+        let mut c = Cli::command();
+        clap_complete::generate(*shell, &mut c, "barge", &mut std::io::stdout());
+        return Ok(());
+    }
+    if let Cmd::Logout { server } = &cmd {
+        return system::logout(server.as_deref(), cli.config.as_deref());
+    }
+    let c = client_for(&cli)?;
+    let config = cli.config.clone();
+    dispatch(&c, cmd, config.as_deref()).await
+}
+
+async fn dispatch(c: &Client, cmd: Cmd, config: Option<&str>) -> Result<()> {
+    use args::{BuilderCmd, ContainerCmd, ImageCmd, SystemCmd};
+    match cmd {
+        Cmd::Run(a) => container::run(c, a).await,
+        Cmd::Create(a) => container::create_cmd(c, a).await,
+        Cmd::Start(a) => container::start(c, a).await,
+        Cmd::Stop(a) => container::stop(c, a, false).await,
+        Cmd::Restart(a) => container::stop(c, a, true).await,
+        Cmd::Kill(a) => container::kill(c, a).await,
+        Cmd::Rm(a) => container::rm(c, a).await,
+        Cmd::Ps(a) => container::ps(c, a).await,
+        Cmd::Logs(a) => container::logs(c, a).await,
+        Cmd::Exec(a) => container::exec(c, a).await,
+        Cmd::Attach(a) => container::attach(c, a).await,
+        Cmd::Wait(a) => container::wait(c, a).await,
+        Cmd::Inspect(a) => container::inspect(c, a, None).await,
+        Cmd::Top(a) => container::top(c, a).await,
+        Cmd::Stats(a) => container::stats(c, a).await,
+        Cmd::Pause(a) => container::simple(c, a, "pause").await,
+        Cmd::Unpause(a) => container::simple(c, a, "unpause").await,
+        Cmd::Rename {
+            container,
+            new_name,
+        } => container::rename(c, &container, &new_name).await,
+        Cmd::Update(a) => container::update(c, a).await,
+        Cmd::Port { container, port } => container::port(c, &container, port.as_deref()).await,
+        Cmd::Cp(a) => container::cp(c, a).await,
+        Cmd::Diff { container } => container::diff(c, &container).await,
+        Cmd::Export { output, container } => container::export(c, &container, output).await,
+        Cmd::Commit(a) => container::commit(c, a).await,
+        Cmd::Events(a) => system::events(c, a).await,
+        Cmd::Images(a) => image::ls(c, a).await,
+        Cmd::Pull(a) => image::pull(c, a, config).await,
+        Cmd::Push(a) => image::push(c, a, config).await,
+        Cmd::Tag { source, target } => image::tag(c, &source, &target).await,
+        Cmd::Rmi(a) => image::rmi(c, a).await,
+        Cmd::Save { output, images } => image::save(c, &images, output).await,
+        Cmd::Load(a) => image::load(c, a).await,
+        Cmd::Import(a) => image::import(c, a).await,
+        Cmd::History(a) => image::history(c, a).await,
+        Cmd::Login(a) => system::login(c, a, config).await,
+        Cmd::Logout { .. } | Cmd::Completion { .. } => Ok(()),
+        Cmd::Info(a) => system::info(c, a).await,
+        Cmd::Version(a) => system::version(c, a).await,
+        Cmd::Build(a) => build::build(c, a).await,
+        Cmd::System(s) => match s {
+            SystemCmd::Df(a) => system::df(c, a).await,
+            SystemCmd::Prune(a) => system::prune(c, a).await,
+            SystemCmd::Info(a) => system::info(c, a).await,
+            SystemCmd::Events(a) => system::events(c, a).await,
+        },
+        Cmd::Container(cc) => match cc {
+            ContainerCmd::Ls(a) => container::ps(c, a).await,
+            ContainerCmd::Run(a) => container::run(c, a).await,
+            ContainerCmd::Create(a) => container::create_cmd(c, a).await,
+            ContainerCmd::Start(a) => container::start(c, a).await,
+            ContainerCmd::Stop(a) => container::stop(c, a, false).await,
+            ContainerCmd::Restart(a) => container::stop(c, a, true).await,
+            ContainerCmd::Kill(a) => container::kill(c, a).await,
+            ContainerCmd::Rm(a) => container::rm(c, a).await,
+            ContainerCmd::Logs(a) => container::logs(c, a).await,
+            ContainerCmd::Exec(a) => container::exec(c, a).await,
+            ContainerCmd::Attach(a) => container::attach(c, a).await,
+            ContainerCmd::Wait(a) => container::wait(c, a).await,
+            ContainerCmd::Inspect(a) => container::inspect(c, a, Some("container")).await,
+            ContainerCmd::Top(a) => container::top(c, a).await,
+            ContainerCmd::Stats(a) => container::stats(c, a).await,
+            ContainerCmd::Pause(a) => container::simple(c, a, "pause").await,
+            ContainerCmd::Unpause(a) => container::simple(c, a, "unpause").await,
+            ContainerCmd::Rename {
+                container,
+                new_name,
+            } => container::rename(c, &container, &new_name).await,
+            ContainerCmd::Update(a) => container::update(c, a).await,
+            ContainerCmd::Port { container, port } => {
+                container::port(c, &container, port.as_deref()).await
+            }
+            ContainerCmd::Cp(a) => container::cp(c, a).await,
+            ContainerCmd::Diff { container } => container::diff(c, &container).await,
+            ContainerCmd::Export { output, container } => {
+                container::export(c, &container, output).await
+            }
+            ContainerCmd::Commit(a) => container::commit(c, a).await,
+            ContainerCmd::Prune(a) => system::prune_one(c, "containers", a).await,
+        },
+        Cmd::Image(ic) => match ic {
+            ImageCmd::Ls(a) => image::ls(c, a).await,
+            ImageCmd::Pull(a) => image::pull(c, a, config).await,
+            ImageCmd::Push(a) => image::push(c, a, config).await,
+            ImageCmd::Tag { source, target } => image::tag(c, &source, &target).await,
+            ImageCmd::Rm(a) => image::rmi(c, a).await,
+            ImageCmd::Save { output, images } => image::save(c, &images, output).await,
+            ImageCmd::Load(a) => image::load(c, a).await,
+            ImageCmd::Import(a) => image::import(c, a).await,
+            ImageCmd::History(a) => image::history(c, a).await,
+            ImageCmd::Inspect(a) => container::inspect(c, a, Some("image")).await,
+            ImageCmd::Prune(a) => system::prune_one(c, "images", a).await,
+            ImageCmd::Build(a) => build::build(c, a).await,
+        },
+        Cmd::Network(n) => netvol::network(c, n).await,
+        Cmd::Volume(v) => netvol::volume(c, v).await,
+        Cmd::Builder(b) => match b {
+            BuilderCmd::Prune(a) => system::prune_one(c, "build", a).await,
+            BuilderCmd::Build(a) => build::build(c, a).await,
+        },
+    }
+}
+
+/// Prints a daemon error per item (docker's style for multi-target verbs) and returns the
+/// aggregate result: Ok when all succeeded, else exit 1 (as docker).
+pub(crate) fn report_each(errors: Vec<Error>) -> Result<()> {
+    if errors.is_empty() {
+        return Ok(());
+    }
+    for e in &errors {
+        eprintln!("{e}");
+    }
+    Err(Error::Exit(1))
 }

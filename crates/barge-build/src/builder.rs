@@ -1,0 +1,1512 @@
+//! The builder: a Dockerfile and a context to a layered image in a [`Store`], with a
+//! persistent step cache. See the crate docs for the entry point.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use barge_image::digest::Hasher;
+use barge_image::image::LayerRecord;
+use barge_image::store::Lease;
+use barge_image::{Digest, Reference, Store};
+use serde_json::{json, Value};
+
+use crate::ast::{Command, CommandLine, Dockerfile, Healthcheck, Instruction};
+use crate::fsutil::{self, BENEATH};
+use crate::graph::{StageBase, StageGraph};
+use crate::ignore::DockerIgnore;
+use crate::progress::{Event, Progress};
+use crate::scope::Scope;
+
+const CACHE_VERSION: &str = "barge-build-cache-v1";
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The options of a build (`docker build`'s flags, `POST /build`'s query).
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// `-t`: references to tag the image with (`name[:tag]`).
+    pub tags: Vec<String>,
+    /// `--build-arg`.
+    pub build_args: BTreeMap<String, String>,
+    /// `--target`: the stage to build (default: the last).
+    pub target: Option<String>,
+    /// `-f`: the Dockerfile's path inside the context (default `Dockerfile`).
+    pub dockerfile: Option<String>,
+    /// `--no-cache`.
+    pub no_cache: bool,
+    /// `--pull`: barge has no registry client in the builder yet; a base image must be in
+    /// the store (the flag is accepted).
+    pub pull: bool,
+    /// `--label`: labels added to the final image.
+    pub labels: BTreeMap<String, String>,
+    /// `--cache-from`: images (in the store) whose layers may be reused: a RUN/COPY/ADD
+    /// step that misses the local cache reuses an image's next layer when the image's
+    /// history and layers start as the stage's do and its next history entry is this
+    /// step (the classic builder's rule).
+    pub cache_from: Vec<String>,
+    /// `--network`: `none` / `default` / `bridge` (all an isolated network namespace with
+    /// only loopback for now), or `host`.
+    pub network: Option<String>,
+    /// `-q`: report only the image id.
+    pub quiet: bool,
+    /// `--platform`: must be the host's platform (`linux/amd64`, ...).
+    pub platform: Option<String>,
+    /// Set to `true` to stop the build (the client went away): checked before each step
+    /// and while a RUN writes output; the build then fails with [`BuildError::Cancelled`].
+    pub cancel: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// The barge binary, whose `runtime` front end runs RUN steps as a subprocess
+    /// (`<barge> runtime --root <dir> run --bundle <bundle> <id>`).
+    pub barge_binary: PathBuf,
+}
+
+fn query_bool(v: &str) -> bool {
+    // Docker's httputils.BoolValue.
+    !matches!(
+        v.to_ascii_lowercase().as_str(),
+        "" | "0" | "no" | "false" | "none"
+    )
+}
+
+impl BuildOptions {
+    /// The options of a Docker API `POST /build` request, from its query pairs (already
+    /// percent-decoded; `t` may repeat): `t`, `dockerfile`, `buildargs` (JSON object),
+    /// `target`, `nocache`, `pull`, `labels` (JSON object), `cachefrom` (JSON array),
+    /// `networkmode`, `q`, `platform`. `rm`, `forcerm`, resource limits and the like are
+    /// accepted and ignored; `remote` and `version=2` (BuildKit) are refused.
+    /// [`BuildOptions::barge_binary`] is left for the caller to set.
+    pub fn from_query<K: AsRef<str>, V: AsRef<str>>(
+        pairs: &[(K, V)],
+    ) -> Result<BuildOptions, BuildError> {
+        let mut o = BuildOptions::default();
+        let bad = |k: &str, e: serde_json::Error| BuildError::Options(format!("invalid {k}: {e}"));
+        for (k, v) in pairs {
+            let (k, v) = (k.as_ref(), v.as_ref());
+            match k {
+                "t" if !v.is_empty() => o.tags.push(v.to_string()),
+                "dockerfile" if !v.is_empty() => o.dockerfile = Some(v.to_string()),
+                "target" if !v.is_empty() => o.target = Some(v.to_string()),
+                "platform" if !v.is_empty() => o.platform = Some(v.to_string()),
+                "networkmode" if !v.is_empty() => o.network = Some(v.to_string()),
+                "nocache" => o.no_cache = query_bool(v),
+                "pull" => o.pull = query_bool(v),
+                "q" => o.quiet = query_bool(v),
+                "buildargs" if !v.is_empty() => {
+                    let m: BTreeMap<String, Option<String>> =
+                        serde_json::from_str(v).map_err(|e| bad(k, e))?;
+                    // A null value means "take it from the client's environment": absent here.
+                    o.build_args
+                        .extend(m.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
+                }
+                "labels" if !v.is_empty() => {
+                    let m: BTreeMap<String, String> =
+                        serde_json::from_str(v).map_err(|e| bad(k, e))?;
+                    o.labels.extend(m);
+                }
+                "cachefrom" if !v.is_empty() => {
+                    let l: Vec<String> = serde_json::from_str(v).map_err(|e| bad(k, e))?;
+                    o.cache_from.extend(l);
+                }
+                "remote" if !v.is_empty() => {
+                    return Err(BuildError::Options(
+                        "remote build contexts are not supported: send the context as the request body".into(),
+                    ))
+                }
+                "version" if v == "2" => {
+                    return Err(BuildError::Options(
+                        "BuildKit (version=2) is not supported: use the classic builder (DOCKER_BUILDKIT=0)".into(),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        Ok(o)
+    }
+}
+
+/// Where the build context comes from.
+pub enum BuildContext {
+    /// A directory on the host (read, never written).
+    Dir(PathBuf),
+    /// A tar stream (plain, gzip or zstd), as `POST /build` receives it; unpacked
+    /// (confined) into a private directory for the build.
+    Tar(Box<dyn Read + Send>),
+}
+
+/// What a successful build made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildOutput {
+    /// The image id (`sha256:...`).
+    pub id: Digest,
+    /// The references it was tagged with (Docker's familiar form, `name:tag`).
+    pub tags: Vec<String>,
+}
+
+/// What [`Builder::prune`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    /// Cache records removed.
+    pub records: usize,
+    /// Blobs and layers freed in the store.
+    pub objects: usize,
+    /// Bytes freed in the builder's own directories (cache records, RUN cache mounts).
+    pub bytes: u64,
+}
+
+/// A build that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The Dockerfile does not parse.
+    #[error("{0}")]
+    Parse(#[from] crate::ParseError),
+    /// The stages cannot be built (unknown target, cycle, ...).
+    #[error("{file}: {error}")]
+    Graph {
+        /// The Dockerfile's name.
+        file: String,
+        /// The error (it names the line).
+        error: crate::GraphError,
+    },
+    /// A step failed; `line` is the instruction's first line in the Dockerfile.
+    #[error("{file}:{line}: {instruction}: {message}")]
+    Step {
+        /// The Dockerfile's name.
+        file: String,
+        /// The line.
+        line: usize,
+        /// The instruction as written.
+        instruction: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A RUN exited non-zero.
+    #[error(
+        "{file}:{line}: {instruction}: the command '{command}' returned a non-zero code: {code}"
+    )]
+    RunFailed {
+        /// The Dockerfile's name.
+        file: String,
+        /// The line.
+        line: usize,
+        /// The instruction as written.
+        instruction: String,
+        /// The command as run.
+        command: String,
+        /// Its exit code.
+        code: i32,
+        /// The end of its output (stdout and stderr).
+        output: String,
+    },
+    /// [`BuildOptions::cancel`] was set.
+    #[error("the build was cancelled")]
+    Cancelled,
+    /// A bad option (tag, platform, Dockerfile path).
+    #[error("{0}")]
+    Options(String),
+    /// The context cannot be read.
+    #[error("build context: {0}")]
+    Context(String),
+    /// The image store failed.
+    #[error("image store: {0}")]
+    Store(#[from] barge_image::Error),
+    /// The builder's own files.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was done.
+        what: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+fn io_err(
+    what: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(std::io::Error) -> BuildError {
+    let path = path.into();
+    move |source| BuildError::Io { what, path, source }
+}
+
+/// The builder: owns a state directory (cache records, RUN bundles, runtime state, cache
+/// mounts) and builds into a [`Store`]. Cheap to share: `build` takes `&self` and several
+/// builds may run at once.
+pub struct Builder {
+    store: Arc<Store>,
+    root: PathBuf,
+    cleanups: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Whether `new` bind-mounted `<root>/tmp` on itself (undone on drop).
+    tmp_bound: bool,
+}
+
+impl Drop for Builder {
+    fn drop(&mut self) {
+        let hs = std::mem::take(
+            &mut *self
+                .cleanups
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for h in hs {
+            let _ = h.join();
+        }
+        if self.tmp_bound {
+            let _ = unmount_retry(&self.root.join("tmp"));
+        }
+    }
+}
+
+/// The result of a stage (or of a step): an image config and its layers.
+#[derive(Debug, Clone)]
+struct State {
+    config: Value,
+    layers: Vec<LayerRecord>,
+    /// The cache chain key of the last step.
+    key: Digest,
+    /// The id (config digest) of the last step.
+    id: Digest,
+    /// The config's bytes as stored, while the state is an unchanged base image (so a
+    /// build that changes nothing gives the base's id, as Docker does).
+    raw: Option<Vec<u8>>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CacheRecord {
+    config: String,
+    layers: Vec<LayerRecord>,
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let d = Digest::of(format!("{}-{nanos}-{n}", std::process::id()).as_bytes());
+    format!("{prefix}{}", &d.hex()[..16])
+}
+
+fn host_platform() -> (String, String) {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    };
+    ("linux".to_string(), arch.to_string())
+}
+
+impl Builder {
+    /// A builder storing images in `store` and its own state under `root` (created if
+    /// needed; e.g. `<data-root>/builder`). Leftovers of an interrupted build (bundles,
+    /// unpacked contexts) are removed; the cache records are kept.
+    pub fn new(store: Arc<Store>, root: impl Into<PathBuf>) -> Result<Builder, BuildError> {
+        let root = root.into();
+        for d in ["", "cache", "tmp", "runtime", "mounts"] {
+            let p = root.join(d);
+            std::fs::create_dir_all(&p).map_err(io_err("create directory", &p))?;
+            // Unpacked contexts may hold device nodes and set-id files (kept as root, as
+            // Docker does): nobody else may reach them.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700))
+                .map_err(io_err("chmod", &p))?;
+        }
+        let root = std::fs::canonicalize(&root).map_err(io_err("resolve", &root))?;
+        // Without the right to mount (not root) builds cannot RUN or COPY anyway; the
+        // builder still opens, for prune and parsing errors.
+        let tmp_bound = make_private(&root.join("tmp")).unwrap_or(false);
+        let b = Builder {
+            store,
+            root,
+            cleanups: Mutex::new(Vec::new()),
+            tmp_bound,
+        };
+        b.cleanup_tmp();
+        Ok(b)
+    }
+
+    /// The store images are built into.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    fn cleanup_tmp(&self) {
+        let tmp = self.root.join("tmp");
+        let Ok(rd) = std::fs::read_dir(&tmp) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            // A mount left by a crash: unmount before removing anything under it.
+            let _ = barge_image::snapshot::unmount(&p.join("rootfs"));
+            let _ = barge_image::snapshot::unmount(&p);
+            let _ = std::fs::remove_dir_all(&p);
+        }
+        if let Ok(snaps) = self.store.list_snapshots() {
+            for s in snaps {
+                if s.key.starts_with("build-") {
+                    let _ = self.store.remove_snapshot(&s.key);
+                }
+            }
+        }
+    }
+
+    /// `builder prune`: drops every cache record and the RUN cache mounts, then frees
+    /// the store's blobs and layers no image uses any more.
+    pub fn prune(&self) -> Result<PruneReport, BuildError> {
+        let mut rep = PruneReport::default();
+        let cache = self.root.join("cache");
+        for e in std::fs::read_dir(&cache).map_err(io_err("read directory", &cache))? {
+            let e = e.map_err(io_err("read directory", &cache))?;
+            rep.bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+            std::fs::remove_file(e.path()).map_err(io_err("remove", e.path()))?;
+            rep.records += 1;
+        }
+        let mounts = self.root.join("mounts");
+        for e in std::fs::read_dir(&mounts).map_err(io_err("read directory", &mounts))? {
+            let e = e.map_err(io_err("read directory", &mounts))?;
+            rep.bytes += dir_size(&e.path());
+            std::fs::remove_dir_all(e.path()).map_err(io_err("remove", e.path()))?;
+        }
+        rep.objects = self.store.gc()?;
+        Ok(rep)
+    }
+
+    /// Builds an image. Blocking (it runs RUN steps as subprocesses and does file I/O):
+    /// call it from a blocking thread (`tokio::task::spawn_blocking`). Every event goes to
+    /// `progress`, including the final error (as [`Event::Error`]) when the build fails.
+    pub fn build(
+        &self,
+        options: &BuildOptions,
+        context: BuildContext,
+        progress: &dyn Progress,
+    ) -> Result<BuildOutput, BuildError> {
+        let mut tmp_ctx = None;
+        let r = self.build_inner(options, context, progress, &mut tmp_ctx);
+        if let Some(p) = tmp_ctx {
+            // Removing an unpacked context can take seconds: not on the build's time. The
+            // thread is joined when the Builder drops; a crash leaves it to `new`.
+            let h = std::thread::spawn(move || {
+                let _ = std::fs::remove_dir_all(p);
+            });
+            let mut c = self
+                .cleanups
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            c.retain(|h| !h.is_finished());
+            c.push(h);
+        }
+        if let Err(e) = &r {
+            progress.event(&Event::Error(e.to_string()));
+        }
+        r
+    }
+
+    fn build_inner(
+        &self,
+        opts: &BuildOptions,
+        context: BuildContext,
+        progress: &dyn Progress,
+        tmp_ctx: &mut Option<PathBuf>,
+    ) -> Result<BuildOutput, BuildError> {
+        // Tags first: a bad tag must fail before any work.
+        let mut refs = Vec::new();
+        for t in &opts.tags {
+            let r = Reference::parse(t)
+                .map_err(|e| BuildError::Options(format!("invalid tag {t:?}: {e}")))?;
+            refs.push(r);
+        }
+        if let Some(p) = &opts.platform {
+            check_platform(p).map_err(BuildError::Options)?;
+        }
+        let mut cache_from = Vec::new();
+        for c in &opts.cache_from {
+            let rec = self.store.resolve(c)?;
+            let cfg: Value =
+                serde_json::from_slice(&self.store.read_document(&rec.id, "image config")?)
+                    .map_err(|e| BuildError::Options(format!("--cache-from {c}: {e}")))?;
+            cache_from.push((cfg, rec.layers));
+        }
+        if opts.pull {
+            progress.event(&Event::Warning(
+                "--pull: barge's builder uses base images from the store; pull them first".into(),
+            ));
+        }
+        let ctx_dir = match context {
+            BuildContext::Dir(d) => d,
+            BuildContext::Tar(r) => {
+                let d = self.root.join("tmp").join(unique("ctx-"));
+                std::fs::create_dir(&d).map_err(io_err("create directory", &d))?;
+                *tmp_ctx = Some(d.clone());
+                barge_image::unpack::unpack(
+                    r,
+                    &d,
+                    "build context",
+                    &barge_image::unpack::UnpackOptions::default(),
+                )
+                .map_err(|e| BuildError::Context(e.to_string()))?;
+                d
+            }
+        };
+        let ctx_fd = fsutil::open_root(&ctx_dir)
+            .map_err(|e| BuildError::Context(format!("{}: {e}", ctx_dir.display())))?;
+        let file = opts
+            .dockerfile
+            .clone()
+            .unwrap_or_else(|| "Dockerfile".to_string());
+        let text = read_dockerfile(ctx_fd.as_raw_fd(), &file)?;
+        let df = crate::parse_named(&text, &file)?;
+        let ignore = read_ignore(ctx_fd.as_raw_fd(), &file)?;
+        let graph = StageGraph::new(&df, &opts.build_args).map_err(|error| BuildError::Graph {
+            file: file.clone(),
+            error,
+        })?;
+        let plan = graph
+            .plan(opts.target.as_deref())
+            .map_err(|error| BuildError::Graph {
+                file: file.clone(),
+                error,
+            })?;
+        let mut meta = df
+            .meta_arg_values(&opts.build_args)
+            .map_err(|e| BuildError::Step {
+                file: file.clone(),
+                line: df.meta_args.first().map_or(1, |i| i.start_line),
+                instruction: "ARG".into(),
+                message: e.to_string(),
+            })?;
+        let (os, arch) = host_platform();
+        for (k, v) in [
+            ("TARGETPLATFORM", format!("{os}/{arch}")),
+            ("TARGETOS", os.clone()),
+            ("TARGETARCH", arch.clone()),
+            ("BUILDPLATFORM", format!("{os}/{arch}")),
+            ("BUILDOS", os.clone()),
+            ("BUILDARCH", arch.clone()),
+        ] {
+            meta.entry(k.to_string()).or_insert(v);
+        }
+        let mut offsets = vec![0usize; df.stages.len()];
+        let mut total = 0;
+        for i in plan.order() {
+            offsets[i] = total;
+            total += 1 + df.stages[i].instructions.len();
+        }
+        let lease = self.store.lease();
+        let run = Run {
+            b: self,
+            opts,
+            df: &df,
+            graph: &graph,
+            file: file.clone(),
+            ctx_fd,
+            ignore,
+            lease: &lease,
+            progress,
+            meta,
+            results: Mutex::new(vec![None; df.stages.len()]),
+            offsets,
+            total,
+            unused_args: Mutex::new(None),
+            cache_from,
+        };
+        for (_, layers) in &run.cache_from {
+            for l in layers {
+                lease.hold(&l.blob);
+                lease.hold(&l.diff_id);
+            }
+        }
+        for level in &plan.levels {
+            if level.len() == 1 {
+                run.stage(level[0])?;
+            } else {
+                let errs: Vec<Result<(), BuildError>> = std::thread::scope(|s| {
+                    let hs: Vec<_> = level
+                        .iter()
+                        .map(|&i| {
+                            let run = &run;
+                            s.spawn(move || run.stage(i))
+                        })
+                        .collect();
+                    hs.into_iter()
+                        .map(|h| {
+                            h.join().unwrap_or_else(|_| {
+                                Err(BuildError::Options("a stage's thread panicked".into()))
+                            })
+                        })
+                        .collect()
+                });
+                for e in errs {
+                    e?;
+                }
+            }
+        }
+        let unused = run
+            .unused_args
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+            .unwrap_or_default();
+        if !unused.is_empty() {
+            let list: Vec<String> = unused.into_iter().collect();
+            run.emit(Event::Warning(format!(
+                "One or more build-args [{}] were not consumed",
+                list.join(" ")
+            )));
+        }
+        let fin = run
+            .result(plan.target)
+            .ok_or_else(|| BuildError::Options("the target stage was not built".into()))?;
+        let mut config = fin.config.clone();
+        if !opts.labels.is_empty() {
+            let labels = obj(&mut config["config"], "Labels");
+            for (k, v) in &opts.labels {
+                labels.insert(k.clone(), Value::String(v.clone()));
+            }
+        }
+        let bytes = match &fin.raw {
+            Some(raw) if opts.labels.is_empty() => raw.clone(),
+            _ => serde_json::to_vec(&config).map_err(|e| BuildError::Options(e.to_string()))?,
+        };
+        // An all-cached rebuild gives an image that exists already: nothing to write.
+        let id = Digest::of(&bytes);
+        let rec = match self.store.resolve(&id.to_string()) {
+            Ok(rec) if rec.id == id => rec,
+            _ => self.store.create_image(&lease, &bytes, &fin.layers, None)?,
+        };
+        progress.event(&Event::Built {
+            id: rec.id.to_string(),
+            quiet: opts.quiet,
+        });
+        let mut tags = Vec::new();
+        for r in &refs {
+            let current = self.store.resolve(&r.to_string()).ok().map(|i| i.id);
+            if current.as_ref() != Some(&rec.id) {
+                self.store.tag(&rec.id.to_string(), r)?;
+            }
+            let name = r.familiar();
+            if !opts.quiet {
+                progress.event(&Event::Tagged(name.clone()));
+            }
+            tags.push(name);
+        }
+        drop(run);
+        drop(lease);
+        Ok(BuildOutput { id: rec.id, tags })
+    }
+
+    fn record_path(&self, key: &Digest) -> PathBuf {
+        self.root.join("cache").join(format!("{}.json", key.hex()))
+    }
+
+    fn load_record(
+        &self,
+        key: &Digest,
+        lease: &Lease<'_>,
+    ) -> Option<(Value, Vec<LayerRecord>, Digest)> {
+        let data = std::fs::read(self.record_path(key)).ok()?;
+        let rec: CacheRecord = serde_json::from_slice(&data).ok()?;
+        for l in &rec.layers {
+            lease.hold(&l.blob);
+            lease.hold(&l.diff_id);
+            if !self.store.has_layer(&l.diff_id) || !self.store.has_blob(&l.blob) {
+                return None;
+            }
+        }
+        let config: Value = serde_json::from_str(&rec.config).ok()?;
+        let id = Digest::of(rec.config.as_bytes());
+        Some((config, rec.layers, id))
+    }
+
+    fn save_record(
+        &self,
+        key: &Digest,
+        config: &str,
+        layers: &[LayerRecord],
+    ) -> Result<(), BuildError> {
+        let rec = CacheRecord {
+            config: config.to_string(),
+            layers: layers.to_vec(),
+        };
+        let data = serde_json::to_vec(&rec).map_err(|e| BuildError::Options(e.to_string()))?;
+        barge_image::store::atomic_write(&self.record_path(key), &data)?;
+        Ok(())
+    }
+}
+
+fn dir_size(p: &Path) -> u64 {
+    let Ok(m) = std::fs::symlink_metadata(p) else {
+        return 0;
+    };
+    if !m.is_dir() {
+        return m.len();
+    }
+    std::fs::read_dir(p)
+        .map(|rd| rd.flatten().map(|e| dir_size(&e.path())).sum())
+        .unwrap_or(0)
+}
+
+fn check_platform(p: &str) -> Result<(), String> {
+    let (os, arch) = host_platform();
+    let mut parts = p.split('/');
+    let pos = parts.next().unwrap_or_default();
+    let parch = parts.next().unwrap_or(arch.as_str());
+    if pos == os && parch == arch {
+        Ok(())
+    } else {
+        Err(format!(
+            "platform {p:?} is not supported: barge builds for the host's platform ({os}/{arch}) only"
+        ))
+    }
+}
+
+fn read_dockerfile(ctx: RawFd, name: &str) -> Result<String, BuildError> {
+    if fsutil::clean(name).is_none() {
+        return Err(BuildError::Options(format!(
+            "the Dockerfile ({name}) must be within the build context"
+        )));
+    }
+    let open = |n: &str| fsutil::openat2(ctx, n, libc::O_RDONLY, BENEATH);
+    let fd = match open(name) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) && name == "Dockerfile" => {
+            open("dockerfile").map_err(|_| {
+                BuildError::Options(format!("Cannot locate specified Dockerfile: {name}"))
+            })?
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+            return Err(BuildError::Options(format!(
+                "Cannot locate specified Dockerfile: {name}"
+            )))
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+            return Err(BuildError::Options(format!(
+                "the Dockerfile ({name}) must be within the build context"
+            )))
+        }
+        Err(e) => return Err(BuildError::Options(format!("Dockerfile {name}: {e}"))),
+    };
+    let mut s = String::new();
+    std::fs::File::from(fd)
+        .take(16 << 20)
+        .read_to_string(&mut s)
+        .map_err(|e| BuildError::Options(format!("Dockerfile {name}: {e}")))?;
+    Ok(s)
+}
+
+fn read_ignore(ctx: RawFd, dockerfile: &str) -> Result<DockerIgnore, BuildError> {
+    for name in [
+        format!("{dockerfile}.dockerignore"),
+        ".dockerignore".to_string(),
+    ] {
+        if let Ok(fd) = fsutil::openat2(ctx, &name, libc::O_RDONLY, BENEATH) {
+            let mut s = String::new();
+            std::fs::File::from(fd)
+                .take(4 << 20)
+                .read_to_string(&mut s)
+                .map_err(|e| BuildError::Context(format!("{name}: {e}")))?;
+            return DockerIgnore::parse(&s)
+                .map_err(|e| BuildError::Context(format!("{name}: {e}")));
+        }
+    }
+    DockerIgnore::parse("").map_err(|e| BuildError::Context(e.to_string()))
+}
+
+/// Returns the object at `v[key]`, making `v` an object and `v[key]` one if needed.
+fn obj<'a>(v: &'a mut Value, key: &str) -> &'a mut serde_json::Map<String, Value> {
+    if !v.is_object() {
+        *v = json!({});
+    }
+    let Value::Object(m) = v else {
+        unreachable!("made an object above")
+    };
+    let e = m.entry(key.to_string()).or_insert_with(|| json!({}));
+    if !e.is_object() {
+        *e = json!({});
+    }
+    let Value::Object(inner) = e else {
+        unreachable!("made an object above")
+    };
+    inner
+}
+
+/// Unmounts `target`; if it is busy (a container namespace made meanwhile may hold a
+/// copy for a moment), retries briefly, then detaches it lazily: nothing writes to it any
+/// more, and the detached copy goes away with its last user.
+fn unmount_retry(target: &Path) -> Result<(), BuildError> {
+    for _ in 0..20 {
+        match barge_image::snapshot::unmount(target) {
+            Ok(()) => return Ok(()),
+            Err(barge_image::Error::Mount { source, .. })
+                if source.raw_os_error() == Some(libc::EBUSY) =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let c =
+        fsutil::cstr(target.as_os_str().as_encoded_bytes()).map_err(io_err("unmount", target))?;
+    // SAFETY: c is NUL-terminated.
+    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH | libc::UMOUNT_NOFOLLOW) } < 0 {
+        return Err(io_err("unmount", target)(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Whether `dir` is a mount point (listed in /proc/self/mountinfo).
+fn is_mount_point(dir: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = dir.to_string_lossy();
+    info.lines().any(|l| {
+        l.split(' ').nth(4).is_some_and(|mp| {
+            mp.replace("\\040", " ")
+                .replace("\\011", "\t")
+                .replace("\\012", "\n")
+                .replace("\\134", "\\")
+                == want
+        })
+    })
+}
+
+/// Makes `dir` a private mount (bind-mounting it on itself first unless it is a mount
+/// point already), so the snapshot mounts under it do not propagate into, nor get kept
+/// busy by, the mount namespaces of containers created meanwhile (Docker does the same
+/// for its graph directory). Returns whether a bind mount was made.
+fn make_private(dir: &Path) -> Result<bool, BuildError> {
+    let c = fsutil::cstr(dir.as_os_str().as_encoded_bytes()).map_err(io_err("mount", dir))?;
+    let mut bound = false;
+    if !is_mount_point(dir) {
+        // SAFETY: c is NUL-terminated; the other pointers may be null for MS_BIND.
+        if unsafe {
+            libc::mount(
+                c.as_ptr(),
+                c.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            )
+        } < 0
+        {
+            return Err(io_err("bind mount", dir)(std::io::Error::last_os_error()));
+        }
+        bound = true;
+    }
+    // SAFETY: as above; MS_PRIVATE takes no source.
+    if unsafe {
+        libc::mount(
+            std::ptr::null(),
+            c.as_ptr(),
+            std::ptr::null(),
+            libc::MS_PRIVATE,
+            std::ptr::null(),
+        )
+    } < 0
+    {
+        let e = std::io::Error::last_os_error();
+        if bound {
+            // SAFETY: c is NUL-terminated.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+        return Err(io_err("make private", dir)(e));
+    }
+    Ok(bound)
+}
+
+/// A snapshot of some layers mounted at `<tmp>/<key>/rootfs`; unmounted and removed on
+/// drop unless committed.
+struct Snap<'a> {
+    store: &'a Store,
+    key: String,
+    dir: PathBuf,
+    mounted: bool,
+    prepared: bool,
+}
+
+impl<'a> Snap<'a> {
+    fn new(b: &'a Builder, layers: &[LayerRecord]) -> Result<Snap<'a>, BuildError> {
+        let key = unique("build-");
+        let dir = b.root.join("tmp").join(&key);
+        let mut s = Snap {
+            store: &b.store,
+            key,
+            dir,
+            mounted: false,
+            prepared: false,
+        };
+        let rootfs = s.rootfs();
+        std::fs::create_dir_all(&rootfs).map_err(io_err("create directory", &rootfs))?;
+        let ids: Vec<Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
+        b.store.prepare(&s.key, &ids)?;
+        s.prepared = true;
+        b.store.mount(&s.key, &rootfs)?;
+        s.mounted = true;
+        Ok(s)
+    }
+
+    fn rootfs(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+
+    fn unmount(&mut self) -> Result<(), BuildError> {
+        if self.mounted {
+            unmount_retry(&self.rootfs())?;
+            self.mounted = false;
+        }
+        Ok(())
+    }
+
+    fn commit(mut self, lease: &Lease<'_>) -> Result<LayerRecord, BuildError> {
+        self.unmount()?;
+        let l = self.store.commit_snapshot_adopt(&self.key, lease)?;
+        lease.hold(&l.blob);
+        lease.hold(&l.diff_id);
+        Ok(l)
+    }
+}
+
+impl Drop for Snap<'_> {
+    fn drop(&mut self) {
+        if self.mounted && unmount_retry(&self.rootfs()).is_err() {
+            // Still mounted: removing anything under it could reach the layers.
+            return;
+        }
+        if self.prepared {
+            let _ = self.store.remove_snapshot(&self.key);
+        }
+        let _ = std::fs::remove_file(self.dir.join("config.json"));
+        let _ = std::fs::remove_dir(self.rootfs());
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One build in progress.
+struct Run<'a> {
+    b: &'a Builder,
+    opts: &'a BuildOptions,
+    df: &'a Dockerfile,
+    graph: &'a StageGraph,
+    file: String,
+    ctx_fd: OwnedFd,
+    ignore: DockerIgnore,
+    lease: &'a Lease<'a>,
+    progress: &'a dyn Progress,
+    meta: BTreeMap<String, String>,
+    results: Mutex<Vec<Option<Arc<State>>>>,
+    offsets: Vec<usize>,
+    total: usize,
+    /// `--cache-from` images: config and layers.
+    cache_from: Vec<(Value, Vec<LayerRecord>)>,
+    /// Build args no built stage used so far (None: no stage done yet).
+    unused_args: Mutex<Option<std::collections::BTreeSet<String>>>,
+}
+
+/// The per-stage mutable state besides the image.
+struct StageCtx {
+    scope: Scope,
+    shell: Vec<String>,
+    cmd_set: bool,
+}
+
+impl<'a> Run<'a> {
+    fn result(&self, i: usize) -> Option<Arc<State>> {
+        self.results
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(i)
+            .cloned()
+            .flatten()
+    }
+
+    fn cancelled(&self) -> bool {
+        self.opts
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+    }
+
+    fn emit(&self, e: Event) {
+        if !self.opts.quiet {
+            self.progress.event(&e);
+        }
+    }
+
+    fn step_err(&self, inst: &Instruction, message: impl std::fmt::Display) -> BuildError {
+        BuildError::Step {
+            file: self.file.clone(),
+            line: inst.start_line,
+            instruction: inst.original.clone(),
+            message: message.to_string(),
+        }
+    }
+
+    /// The base of a stage from an image in the store.
+    fn image_state(&self, name: &str) -> Result<State, String> {
+        let rec = self.b.store.resolve(name).map_err(|e| {
+            format!("{e} (barge builds use images already in the store; pull or load it first)")
+        })?;
+        let bytes = self
+            .b
+            .store
+            .read_document(&rec.id, "image config")
+            .map_err(|e| e.to_string())?;
+        let config: Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+        for l in &rec.layers {
+            self.lease.hold(&l.blob);
+            self.lease.hold(&l.diff_id);
+        }
+        Ok(State {
+            config,
+            layers: rec.layers.clone(),
+            key: Digest::of(format!("{CACHE_VERSION}\0from\0{}", rec.id).as_bytes()),
+            id: rec.id,
+            raw: Some(bytes),
+        })
+    }
+
+    fn scratch_state(&self) -> State {
+        let (os, arch) = host_platform();
+        let config = json!({
+            "architecture": arch,
+            "os": os,
+            "config": {},
+            "rootfs": {"type": "layers", "diff_ids": []},
+            "history": [],
+        });
+        let bytes = serde_json::to_vec(&config).unwrap_or_default();
+        State {
+            config,
+            layers: Vec::new(),
+            key: Digest::of(format!("{CACHE_VERSION}\0scratch").as_bytes()),
+            id: Digest::of(&bytes),
+            raw: None,
+        }
+    }
+
+    fn stage(&self, i: usize) -> Result<(), BuildError> {
+        let stage = &self.df.stages[i];
+        let node = &self.graph.stages[i];
+        let from = &stage.from;
+        let mut number = self.offsets[i] + 1;
+        let t0 = Instant::now();
+        self.emit(Event::Step {
+            number,
+            total: self.total,
+            instruction: from.original.clone(),
+        });
+        if let Some(p) = &stage.base.platform {
+            let p = self
+                .df
+                .lexer()
+                .expand(p, &self.meta)
+                .map_err(|e| self.step_err(from, e))?;
+            check_platform(&p).map_err(|e| self.step_err(from, e))?;
+        }
+        let mut st = match &node.base {
+            StageBase::Scratch => self.scratch_state(),
+            StageBase::Image(name) => self.image_state(name).map_err(|e| self.step_err(from, e))?,
+            StageBase::Stage(j) => {
+                let s = self
+                    .result(*j)
+                    .ok_or_else(|| self.step_err(from, "the base stage was not built"))?;
+                (*s).clone()
+            }
+        };
+        self.emit(Event::StepDone {
+            id: st.id.to_string(),
+            elapsed: t0.elapsed(),
+        });
+        let env: Vec<String> = st.config["config"]["Env"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let shell: Vec<String> = st.config["config"]["Shell"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .filter(|v: &Vec<String>| !v.is_empty())
+            .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
+        let mut sc = StageCtx {
+            scope: Scope::new(self.meta.clone(), self.opts.build_args.clone(), &env),
+            shell,
+            cmd_set: false,
+        };
+        // ONBUILD triggers of the base image run first, then are cleared.
+        let triggers: Vec<String> = st.config["config"]["OnBuild"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !triggers.is_empty() {
+            self.emit(Event::Triggers {
+                count: triggers.len(),
+            });
+            if let Some(c) = st.config.get_mut("config").and_then(|c| c.as_object_mut()) {
+                c.remove("OnBuild");
+            }
+            st.raw = None;
+            for t in &triggers {
+                let parsed = crate::parse_named(&format!("FROM scratch\n{t}\n"), "ONBUILD trigger")
+                    .map_err(|e| self.step_err(from, format!("ONBUILD trigger {t:?}: {e}")))?;
+                let inst = parsed
+                    .stages
+                    .first()
+                    .and_then(|s| s.instructions.first())
+                    .cloned()
+                    .ok_or_else(|| self.step_err(from, format!("empty ONBUILD trigger {t:?}")))?;
+                let mut inst = inst;
+                // Errors in a trigger name the FROM line that pulled it in.
+                inst.start_line = from.start_line;
+                inst.end_line = from.end_line;
+                self.step(&mut st, &mut sc, &inst, None)?;
+            }
+        }
+        for inst in &stage.instructions {
+            number += 1;
+            self.step(&mut st, &mut sc, inst, Some(number))?;
+        }
+        {
+            let mine: std::collections::BTreeSet<String> =
+                sc.scope.unconsumed_build_args().into_iter().collect();
+            let mut u = self
+                .unused_args
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            *u = Some(match u.take() {
+                None => mine,
+                Some(prev) => prev.intersection(&mine).cloned().collect(),
+            });
+        }
+        let mut r = self
+            .results
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        r[i] = Some(Arc::new(st));
+        Ok(())
+    }
+
+    fn step(
+        &self,
+        st: &mut State,
+        sc: &mut StageCtx,
+        inst: &Instruction,
+        number: Option<usize>,
+    ) -> Result<(), BuildError> {
+        let t0 = Instant::now();
+        if self.cancelled() {
+            return Err(BuildError::Cancelled);
+        }
+        if let Some(number) = number {
+            self.emit(Event::Step {
+                number,
+                total: self.total,
+                instruction: inst.original.clone(),
+            });
+        }
+        let lexer = self.df.lexer();
+        let cmd = sc
+            .scope
+            .apply(&lexer, &inst.command)
+            .map_err(|e| self.step_err(inst, e))?;
+        let mut h = Hasher::new();
+        h.update(CACHE_VERSION.as_bytes());
+        h.update(st.key.to_string().as_bytes());
+        // An ARG's value reaches the key through what uses it (RUN's environment, the
+        // expanded arguments of later instructions), as in the classic builder.
+        let keyed = if matches!(cmd, Command::Arg(_)) {
+            &inst.command
+        } else {
+            &cmd
+        };
+        h.update(format!("{keyed:?}\0{:?}", inst.heredocs).as_bytes());
+        let mut copy_plan = None;
+        match &cmd {
+            Command::Run(_) => {
+                // The predefined proxy args are left out, as Docker does: a proxy change
+                // does not invalidate the cache.
+                let env: Vec<(String, String)> = sc
+                    .scope
+                    .run_env()
+                    .into_iter()
+                    .filter(|(k, _)| !crate::PREDEFINED_ARGS.contains(&k.as_str()))
+                    .collect();
+                h.update(format!("{env:?}\0{:?}", sc.shell).as_bytes());
+                if let Command::Run(r) = &cmd {
+                    h.update(self.bind_sources_hash(sc, inst, r)?.hex().as_bytes());
+                }
+                h.update(format!("{:?}", self.opts.network).as_bytes());
+            }
+            Command::Copy(_) | Command::Add(_) => {
+                let plan = self.plan_copy(st, &cmd, inst)?;
+                h.update(plan.hash.hex().as_bytes());
+                copy_plan = Some(plan);
+            }
+            _ => {}
+        }
+        let key = h.finish();
+        if !self.opts.no_cache {
+            if let Some((config, layers, id)) = self.b.load_record(&key, self.lease) {
+                self.apply_meta_scope(sc, &cmd);
+                *st = State {
+                    config,
+                    layers,
+                    key,
+                    id,
+                    raw: None,
+                };
+                self.emit(Event::CacheHit);
+                self.emit(Event::StepDone {
+                    id: st.id.to_string(),
+                    elapsed: t0.elapsed(),
+                });
+                return Ok(());
+            }
+        }
+        let mut config = st.config.clone();
+        let mut layers = st.layers.clone();
+        let created = barge_image::image::now_rfc3339();
+        let mut history = json!({"created": created});
+        let mut new_layer = None;
+        let planned_by = match (&cmd, &copy_plan) {
+            (Command::Run(r), _) => Some(run::run_args(sc, inst, r).join(" ")),
+            (_, Some(plan)) => Some(format!(
+                "/bin/sh -c #(nop) {} {} in {} ",
+                inst.keyword,
+                plan.describe(),
+                plan.dest
+            )),
+            _ => None,
+        };
+        let reused = match &planned_by {
+            Some(by) if !self.opts.no_cache => self.reuse_cache_image(st, by),
+            _ => None,
+        };
+        if let Some((layer, h)) = reused {
+            self.emit(Event::CacheHit);
+            history = h;
+            new_layer = Some(layer);
+        } else {
+            match &cmd {
+                Command::Run(r) => {
+                    let (layer, created_by) = self.run_step(st, sc, inst, r)?;
+                    history["created_by"] = Value::String(created_by);
+                    new_layer = Some(layer);
+                }
+                Command::Copy(_) | Command::Add(_) => {
+                    let plan = copy_plan
+                        .take()
+                        .ok_or_else(|| self.step_err(inst, "no copy plan"))?;
+                    let created_by = format!(
+                        "/bin/sh -c #(nop) {} {} in {} ",
+                        inst.keyword,
+                        plan.describe(),
+                        plan.dest
+                    );
+                    let layer = self.copy_step(st, inst, plan)?;
+                    history["created_by"] = Value::String(created_by);
+                    new_layer = Some(layer);
+                }
+                _ => {
+                    self.meta_step(&mut config, sc, inst, &cmd)?;
+                    history["created_by"] =
+                        Value::String(format!("/bin/sh -c #(nop)  {}", inst.original));
+                    history["empty_layer"] = Value::Bool(true);
+                }
+            }
+        }
+        if let Some(l) = new_layer {
+            if let Some(ids) = config["rootfs"]["diff_ids"].as_array_mut() {
+                ids.push(Value::String(l.diff_id.to_string()));
+            } else {
+                config["rootfs"] = json!({"type": "layers", "diff_ids": [l.diff_id.to_string()]});
+            }
+            layers.push(l);
+        }
+        config["created"] = Value::String(created);
+        match config.get_mut("history").and_then(|h| h.as_array_mut()) {
+            Some(a) => a.push(history),
+            None => config["history"] = json!([history]),
+        }
+        let text = serde_json::to_string(&config).map_err(|e| self.step_err(inst, e))?;
+        let id = Digest::of(text.as_bytes());
+        self.b.save_record(&key, &text, &layers)?;
+        *st = State {
+            config,
+            layers,
+            key,
+            id,
+            raw: None,
+        };
+        self.emit(Event::StepDone {
+            id: st.id.to_string(),
+            elapsed: t0.elapsed(),
+        });
+        Ok(())
+    }
+
+    /// `--cache-from`: an image whose history and layers start as this stage's do and
+    /// whose next history entry is this step (`created_by`) gives the step's layer.
+    fn reuse_cache_image(&self, st: &State, created_by: &str) -> Option<(LayerRecord, Value)> {
+        let ours = st.config["history"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let our_ids: Vec<&Digest> = st.layers.iter().map(|l| &l.diff_id).collect();
+        let by = |h: &Value| {
+            (
+                h["created_by"].as_str().unwrap_or("").to_string(),
+                h["empty_layer"].as_bool().unwrap_or(false),
+            )
+        };
+        for (cfg, layers) in &self.cache_from {
+            let theirs = cfg["history"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+            if theirs.len() <= ours.len() || layers.len() <= our_ids.len() {
+                continue;
+            }
+            if !ours.iter().zip(theirs).all(|(a, b)| by(a) == by(b)) {
+                continue;
+            }
+            if !layers.iter().zip(&our_ids).all(|(l, d)| &l.diff_id == *d) {
+                continue;
+            }
+            let next = &theirs[ours.len()];
+            if by(next) != (created_by.to_string(), false) {
+                continue;
+            }
+            let l = layers[our_ids.len()].clone();
+            if self.b.store.has_layer(&l.diff_id) && self.b.store.has_blob(&l.blob) {
+                return Some((l, next.clone()));
+            }
+        }
+        None
+    }
+
+    /// What a cached step would have changed in the stage context besides the image.
+    fn apply_meta_scope(&self, sc: &mut StageCtx, cmd: &Command) {
+        match cmd {
+            Command::Shell(v) => sc.shell = v.clone(),
+            Command::Cmd(_) => sc.cmd_set = true,
+            _ => {}
+        }
+    }
+
+    fn meta_step(
+        &self,
+        config: &mut Value,
+        sc: &mut StageCtx,
+        inst: &Instruction,
+        cmd: &Command,
+    ) -> Result<(), BuildError> {
+        let cl = |c: &CommandLine, shell: &[String]| -> Value {
+            match c {
+                CommandLine::Exec(v) => json!(v),
+                CommandLine::Shell(s) => {
+                    let mut v = shell.to_vec();
+                    v.push(s.clone());
+                    json!(v)
+                }
+            }
+        };
+        if !config["config"].is_object() {
+            config["config"] = json!({});
+        }
+        let c = &mut config["config"];
+        match cmd {
+            Command::Env(_) => {
+                let env: Vec<String> = sc
+                    .scope
+                    .env()
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                c["Env"] = json!(env);
+            }
+            Command::Arg(_) => {}
+            Command::Label(kvs) => {
+                let labels = obj(c, "Labels");
+                for kv in kvs {
+                    labels.insert(kv.key.clone(), Value::String(kv.value.clone()));
+                }
+            }
+            Command::Maintainer(m) => {
+                config["author"] = Value::String(m.clone());
+                let labels = obj(&mut config["config"], "Labels");
+                labels.insert("maintainer".into(), Value::String(m.clone()));
+            }
+            Command::Expose(ports) => {
+                let ex = obj(c, "ExposedPorts");
+                for p in ports {
+                    let p = if p.contains('/') {
+                        p.to_ascii_lowercase()
+                    } else {
+                        format!("{p}/tcp")
+                    };
+                    let port = p.split('/').next().unwrap_or_default();
+                    let ok = port.split('-').all(|n| n.parse::<u16>().is_ok());
+                    if !ok {
+                        return Err(self.step_err(inst, format!("invalid port {p:?}")));
+                    }
+                    ex.insert(p, json!({}));
+                }
+            }
+            Command::Volume(paths) => {
+                let vols = obj(c, "Volumes");
+                for p in paths {
+                    if p.trim().is_empty() {
+                        return Err(
+                            self.step_err(inst, "VOLUME specified can not be an empty string")
+                        );
+                    }
+                    vols.insert(p.clone(), json!({}));
+                }
+            }
+            Command::Workdir(w) => {
+                let cur = c["WorkingDir"].as_str().unwrap_or("/").to_string();
+                let joined = if w.starts_with('/') {
+                    w.clone()
+                } else {
+                    format!("{cur}/{w}")
+                };
+                let parts = fsutil::clean(&joined).unwrap_or_default();
+                c["WorkingDir"] = Value::String(format!("/{}", parts.join("/")));
+            }
+            Command::User(u) => c["User"] = Value::String(u.clone()),
+            Command::StopSignal(s) => c["StopSignal"] = Value::String(s.clone()),
+            Command::Cmd(cmdline) => {
+                c["Cmd"] = cl(cmdline, &sc.shell);
+                sc.cmd_set = true;
+            }
+            Command::Entrypoint(cmdline) => {
+                c["Entrypoint"] = cl(cmdline, &sc.shell);
+                if !sc.cmd_set {
+                    // Docker: an ENTRYPOINT resets a CMD inherited from the base image.
+                    c["Cmd"] = Value::Null;
+                }
+            }
+            Command::Shell(v) => {
+                c["Shell"] = json!(v);
+                sc.shell = v.clone();
+            }
+            Command::Healthcheck(hc) => match hc {
+                Healthcheck::None => c["Healthcheck"] = json!({"Test": ["NONE"]}),
+                Healthcheck::Cmd {
+                    test,
+                    interval,
+                    timeout,
+                    start_period,
+                    start_interval,
+                    retries,
+                } => {
+                    let mut v = json!({"Test": test});
+                    let ns = |d: &Option<std::time::Duration>| d.map(|d| d.as_nanos() as u64);
+                    for (k, d) in [
+                        ("Interval", ns(interval)),
+                        ("Timeout", ns(timeout)),
+                        ("StartPeriod", ns(start_period)),
+                        ("StartInterval", ns(start_interval)),
+                    ] {
+                        if let Some(d) = d {
+                            v[k] = json!(d);
+                        }
+                    }
+                    if let Some(r) = retries {
+                        v["Retries"] = json!(r);
+                    }
+                    c["Healthcheck"] = v;
+                }
+            },
+            Command::Onbuild(o) => {
+                let kw = o.instruction.keyword;
+                if matches!(
+                    kw,
+                    crate::Keyword::From | crate::Keyword::Maintainer | crate::Keyword::Onbuild
+                ) {
+                    return Err(
+                        self.step_err(inst, format!("{kw} isn't allowed as an ONBUILD trigger"))
+                    );
+                }
+                match c.get_mut("OnBuild").and_then(|v| v.as_array_mut()) {
+                    Some(a) => a.push(Value::String(o.expression.clone())),
+                    None => c["OnBuild"] = json!([o.expression]),
+                }
+            }
+            Command::From(_) | Command::Run(_) | Command::Copy(_) | Command::Add(_) => {
+                return Err(self.step_err(inst, "not a metadata instruction"));
+            }
+        }
+        Ok(())
+    }
+}
+
+mod copy;
+mod run;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_from_the_build_query() {
+        let q = [
+            ("t", "a:1"),
+            ("t", "b"),
+            ("dockerfile", "sub/Dockerfile.dev"),
+            ("buildargs", r#"{"X":"1","FROM_ENV":null}"#),
+            ("labels", r#"{"l":"v"}"#),
+            ("cachefrom", r#"["busybox"]"#),
+            ("nocache", "1"),
+            ("q", "false"),
+            ("pull", "true"),
+            ("target", "build"),
+            ("networkmode", "none"),
+            ("rm", "1"),
+            ("memory", "0"),
+        ];
+        let o = BuildOptions::from_query(&q).unwrap();
+        assert_eq!(o.tags, ["a:1", "b"]);
+        assert_eq!(o.dockerfile.as_deref(), Some("sub/Dockerfile.dev"));
+        assert_eq!(o.build_args.get("X").map(String::as_str), Some("1"));
+        assert!(!o.build_args.contains_key("FROM_ENV"));
+        assert_eq!(o.labels.get("l").map(String::as_str), Some("v"));
+        assert_eq!(o.cache_from, ["busybox"]);
+        assert!(o.no_cache && o.pull && !o.quiet);
+        assert_eq!(o.target.as_deref(), Some("build"));
+        assert_eq!(o.network.as_deref(), Some("none"));
+        assert!(BuildOptions::from_query(&[("buildargs", "{")]).is_err());
+        assert!(BuildOptions::from_query(&[("version", "2")]).is_err());
+        assert!(BuildOptions::from_query(&[("remote", "https://x/y.git")]).is_err());
+    }
+
+    #[test]
+    fn globs_and_clean_paths() {
+        use crate::fsutil::{clean, glob_match};
+        assert!(glob_match("*.c", "a.c"));
+        assert!(!glob_match("*.c", "a.h"));
+        assert!(glob_match("f?le[0-9]", "file7"));
+        assert!(!glob_match("f[!i]le", "file"));
+        assert!(glob_match("\\*", "*"));
+        assert_eq!(clean("a/./b/../c"), Some(vec!["a", "c"]));
+        assert_eq!(clean("/x/"), Some(vec!["x"]));
+        assert_eq!(clean("../x"), None);
+        assert_eq!(clean("a/../../x"), None);
+    }
+}

@@ -1,0 +1,469 @@
+//! Registry errors against a tiny fake registry served by the test itself on 127.0.0.1 (a
+//! std `TcpListener` thread answering canned HTTP/1.1): 401, 404, 429 and 5xx, retried
+//! where sensible, each a clear error and nothing kept in the store.
+
+use barge_image::progress::Progress;
+use barge_image::registry::{self, RegistryOptions};
+use barge_image::{Error, Reference, Store};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// A canned answer.
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn ok(content_type: &str, body: &[u8], digest: &str) -> Resp {
+        Resp {
+            status: 200,
+            headers: vec![
+                ("Content-Type".into(), content_type.into()),
+                ("Docker-Content-Digest".into(), digest.into()),
+            ],
+            body: body.to_vec(),
+        }
+    }
+
+    fn error(status: u16, code: &str, message: &str) -> Resp {
+        Resp {
+            status,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: format!(r#"{{"errors":[{{"code":"{code}","message":"{message}"}}]}}"#)
+                .into_bytes(),
+        }
+    }
+}
+
+type Handler = dyn Fn(&str, &str, usize) -> Resp + Send + Sync;
+
+/// The fake registry: `handler(method, path, nth)` answers the `nth` (from 1) request for
+/// that method and path. Every request is logged. Stopped (thread joined) on drop.
+struct Fake {
+    port: u16,
+    log: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Fake {
+    fn start(handler: Box<Handler>) -> Fake {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        listener.set_nonblocking(true).expect("nonblocking");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (l2, s2) = (log.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut counts: HashMap<String, usize> = HashMap::new();
+            while !s2.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        let _ = serve(conn, &*handler, &mut counts, &l2);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(_) => break,
+                }
+            }
+        });
+        Fake {
+            port,
+            log,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn r(&self, s: &str) -> Reference {
+        format!("127.0.0.1:{}/{s}", self.port).parse().expect("ref")
+    }
+
+    /// How many requests were made for `method path`.
+    fn count(&self, method: &str, path: &str) -> usize {
+        let want = format!("{method} {path}");
+        self.log
+            .lock()
+            .expect("log")
+            .iter()
+            .filter(|l| **l == want)
+            .count()
+    }
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Answers requests on one connection (keep-alive) until the client closes it.
+fn serve(
+    conn: TcpStream,
+    handler: &Handler,
+    counts: &mut HashMap<String, usize>,
+    log: &Mutex<Vec<String>>,
+) -> std::io::Result<()> {
+    conn.set_nonblocking(false)?;
+    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut w = conn.try_clone()?;
+    let mut r = BufReader::new(conn);
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let mut parts = line.split_whitespace();
+        let method = parts.next().unwrap_or_default().to_string();
+        let target = parts.next().unwrap_or_default();
+        let path = target.split('?').next().unwrap_or_default().to_string();
+        let mut len = 0usize;
+        loop {
+            let mut h = String::new();
+            if r.read_line(&mut h)? == 0 {
+                return Ok(());
+            }
+            if h == "\r\n" || h == "\n" {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        let mut body = vec![0; len];
+        r.read_exact(&mut body)?;
+        let key = format!("{method} {path}");
+        log.lock().expect("log").push(key.clone());
+        let n = counts.entry(key).or_insert(0);
+        *n += 1;
+        let resp = handler(&method, &path, *n);
+        let mut head = format!(
+            "HTTP/1.1 {} X\r\nContent-Length: {}\r\n",
+            resp.status,
+            resp.body.len()
+        );
+        for (k, v) in &resp.headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        w.write_all(head.as_bytes())?;
+        if method != "HEAD" {
+            w.write_all(&resp.body)?;
+        }
+        w.flush()?;
+    }
+}
+
+fn sha(data: &[u8]) -> String {
+    barge_image::Digest::of(data).to_string()
+}
+
+/// A one-layer OCI image: (manifest, config, layer) bytes.
+struct Img {
+    manifest: Vec<u8>,
+    config: Vec<u8>,
+    layer: Vec<u8>,
+}
+
+impl Img {
+    fn new() -> Img {
+        Img::with_diff_id(None)
+    }
+
+    /// With `diff_id` (if given) in the config instead of the layer's real one.
+    fn with_diff_id(diff_id: Option<String>) -> Img {
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        let data = b"hello from the fake registry\n";
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_600_000_000);
+        h.set_entry_type(tar::EntryType::Regular);
+        tar.append_data(&mut h, "hello.txt", &data[..])
+            .expect("tar");
+        let raw = tar.into_inner().expect("tar");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&raw).expect("gz");
+        let layer = gz.finish().expect("gz");
+        let config = serde_json::to_vec(&serde_json::json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Cmd": ["/hello"]},
+            "rootfs": {"type": "layers", "diff_ids": [diff_id.unwrap_or_else(|| sha(&raw))]},
+            "history": [{"created_by": "fake"}],
+        }))
+        .expect("json");
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": sha(&config),
+                "size": config.len(),
+            },
+            "layers": [{
+                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                "digest": sha(&layer),
+                "size": layer.len(),
+            }],
+        }))
+        .expect("json");
+        Img {
+            manifest,
+            config,
+            layer,
+        }
+    }
+
+    /// The successful answer to `path` for repository `repo`, or 404.
+    fn answer(&self, repo: &str, method: &str, path: &str) -> Resp {
+        let blob = |data: &[u8]| Resp::ok("application/octet-stream", data, &sha(data));
+        if path == "/v2/" {
+            return Resp::ok("application/json", b"{}", "");
+        }
+        if path == format!("/v2/{repo}/manifests/v1") && method == "GET" {
+            return Resp::ok(
+                "application/vnd.oci.image.manifest.v1+json",
+                &self.manifest,
+                &sha(&self.manifest),
+            );
+        }
+        for data in [&self.config, &self.layer] {
+            if path == format!("/v2/{repo}/blobs/{}", sha(data)) {
+                return blob(data);
+            }
+        }
+        Resp::error(404, "NAME_UNKNOWN", "repository name not known to registry")
+    }
+
+    fn layer_path(&self, repo: &str) -> String {
+        format!("/v2/{repo}/blobs/{}", sha(&self.layer))
+    }
+}
+
+fn opts() -> RegistryOptions {
+    RegistryOptions {
+        docker_config_dir: Some(PathBuf::from("/nonexistent/barge-test-docker-config")),
+        ..Default::default()
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn pull(store: &Arc<Store>, r: &Reference) -> barge_image::Result<registry::PullReport> {
+    let noop = |_: Progress| {};
+    rt().block_on(registry::pull(store.clone(), r, &opts(), &noop))
+}
+
+fn assert_store_empty(store: &Store) {
+    assert!(store.list_images().expect("list").is_empty());
+    assert!(
+        store.list_blobs().expect("blobs").is_empty(),
+        "blobs left: {:?}",
+        store.list_blobs()
+    );
+    let layers: Vec<_> = std::fs::read_dir(store.root().join("layers"))
+        .expect("layers dir")
+        .collect();
+    assert!(layers.is_empty(), "layers left: {layers:?}");
+}
+
+#[test]
+fn the_fake_registry_serves_a_pullable_image() {
+    // The control: without injected errors the pull works, so the failures below are
+    // the registry's answers and not the fake's shortcomings.
+    let img = Arc::new(Img::new());
+    let i2 = img.clone();
+    let fake = Fake::start(Box::new(move |m, p, _| i2.answer("t/img", m, p)));
+    let td = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Store::open(td.path().join("s")).expect("store"));
+    let rep = pull(&store, &fake.r("t/img:v1")).expect("pull");
+    assert_eq!(rep.digest.to_string(), sha(&img.manifest));
+    assert_eq!(fake.count("GET", &img.layer_path("t/img")), 1);
+    assert!(store
+        .resolve(&format!("127.0.0.1:{}/t/img:v1", fake.port))
+        .is_ok());
+}
+
+#[test]
+fn unauthorized_is_reported_without_retry_and_keeps_nothing() {
+    let fake = Fake::start(Box::new(|_, _, _| {
+        let mut r = Resp::error(401, "UNAUTHORIZED", "authentication required");
+        r.headers
+            .push(("WWW-Authenticate".into(), "Basic realm=\"fake\"".into()));
+        r
+    }));
+    let td = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Store::open(td.path().join("s")).expect("store"));
+    let e = pull(&store, &fake.r("t/img:v1")).expect_err("401");
+    assert!(matches!(e, Error::Unauthorized { .. }), "{e:?}");
+    assert!(e.to_string().contains("barge login"), "{e}");
+    assert_eq!(
+        fake.count("GET", "/v2/t/img/manifests/v1"),
+        1,
+        "401 is not retried"
+    );
+    assert_store_empty(&store);
+}
+
+#[test]
+fn not_found_names_the_reference_without_retry() {
+    let img = Img::new();
+    let fake = Fake::start(Box::new(move |m, p, _| img.answer("t/img", m, p)));
+    let td = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Store::open(td.path().join("s")).expect("store"));
+    let e = pull(&store, &fake.r("t/other:v1")).expect_err("404");
+    match &e {
+        Error::RemoteNotFound { reference, .. } => {
+            assert!(reference.contains("t/other"), "{e}")
+        }
+        other => panic!("expected RemoteNotFound, got {other:?}"),
+    }
+    assert_eq!(fake.count("GET", "/v2/t/other/manifests/v1"), 1);
+    assert_store_empty(&store);
+}
+
+#[test]
+fn too_many_requests_and_server_errors_are_retried_then_succeed() {
+    // The manifest answers 429 once, the layer 503 once: both are retried.
+    let img = Arc::new(Img::new());
+    let i2 = img.clone();
+    let lp = img.layer_path("t/img");
+    let lp2 = lp.clone();
+    let fake = Fake::start(Box::new(move |m, p, n| {
+        if p == "/v2/t/img/manifests/v1" && n == 1 {
+            let mut r = Resp::error(429, "TOOMANYREQUESTS", "slow down");
+            r.headers.push(("Retry-After".into(), "0".into()));
+            return r;
+        }
+        if p == lp2 && n == 1 {
+            return Resp::error(503, "UNAVAILABLE", "try later");
+        }
+        i2.answer("t/img", m, p)
+    }));
+    let td = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Store::open(td.path().join("s")).expect("store"));
+    let rep = pull(&store, &fake.r("t/img:v1")).expect("pull succeeds after retries");
+    assert_eq!(rep.digest.to_string(), sha(&img.manifest));
+    assert_eq!(fake.count("GET", "/v2/t/img/manifests/v1"), 2);
+    assert_eq!(fake.count("GET", &lp), 2);
+    let rec = store
+        .resolve(&format!("127.0.0.1:{}/t/img:v1", fake.port))
+        .expect("resolve");
+    assert_eq!(rec.id.to_string(), sha(&img.config));
+}
+
+#[test]
+fn persistent_server_errors_give_up_after_three_attempts_and_keep_nothing() {
+    // Manifest fine, the layer always 500: the pull fails naming the registry, and the
+    // manifest and config already fetched are not kept.
+    let img = Arc::new(Img::new());
+    let i2 = img.clone();
+    let lp = img.layer_path("t/img");
+    let lp2 = lp.clone();
+    let fake = Fake::start(Box::new(move |m, p, _| {
+        if p == lp2 {
+            return Resp::error(500, "UNKNOWN", "disk on fire");
+        }
+        i2.answer("t/img", m, p)
+    }));
+    let td = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Store::open(td.path().join("s")).expect("store"));
+    let e = pull(&store, &fake.r("t/img:v1")).expect_err("500");
+    assert!(matches!(e, Error::Registry { .. }), "{e:?}");
+    assert!(
+        e.to_string().contains(&format!("127.0.0.1:{}", fake.port)),
+        "{e}"
+    );
+    assert_eq!(fake.count("GET", &lp), 3, "tried three times");
+    assert_store_empty(&store);
+
+    // A manifest that is always 502: the same, three attempts.
+    let fake = Fake::start(Box::new(|_, p, _| {
+        if p == "/v2/" {
+            return Resp::ok("application/json", b"{}", "");
+        }
+        Resp::error(502, "UNKNOWN", "bad gateway")
+    }));
+    let e = pull(&store, &fake.r("t/img:v1")).expect_err("502");
+    assert!(matches!(e, Error::Registry { .. }), "{e:?}");
+    assert_eq!(fake.count("GET", "/v2/t/img/manifests/v1"), 3);
+    assert_store_empty(&store);
+}
+
+#[test]
+fn malformed_manifest_and_unknown_media_type_from_a_registry_keep_nothing() {
+    for (ct, body, want) in [
+        (
+            "application/vnd.oci.image.manifest.v1+json",
+            &b"{\"schemaVersion\": 2, \"layers\": ["[..],
+            "manifest",
+        ),
+        ("text/html", &b"<html>hello</html>"[..], "manifest"),
+    ] {
+        let body = body.to_vec();
+        let fake = Fake::start(Box::new(move |_, p, _| {
+            if p == "/v2/" {
+                return Resp::ok("application/json", b"{}", "");
+            }
+            Resp::ok(ct, &body, &sha(&body))
+        }));
+        let td = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::open(td.path().join("s")).expect("store"));
+        let e = pull(&store, &fake.r("t/img:v1")).expect_err("bad manifest");
+        assert!(
+            matches!(e, Error::Manifest { .. } | Error::Registry { .. }),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains(want), "{e}");
+        assert_store_empty(&store);
+    }
+}
+
+#[test]
+fn config_comes_first_and_a_layer_with_a_wrong_diff_id_is_refused() {
+    // The config is fetched before any layer (its diff ids let each layer be unpacked as
+    // soon as it arrives); a layer whose content does not match its diff id fails the pull.
+    let wrong = sha(b"not the layer");
+    let img = Arc::new(Img::with_diff_id(Some(wrong.clone())));
+    let i2 = img.clone();
+    let fake = Fake::start(Box::new(move |m, p, _| i2.answer("t/img", m, p)));
+    let td = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Store::open(td.path().join("s")).expect("store"));
+    let e = pull(&store, &fake.r("t/img:v1")).expect_err("wrong diff id");
+    match &e {
+        Error::DigestMismatch { what, expected, .. } => {
+            assert!(what.contains("diff id"), "{e}");
+            assert_eq!(expected.to_string(), wrong);
+        }
+        other => panic!("expected DigestMismatch, got {other:?}"),
+    }
+    let log = fake.log.lock().expect("log").clone();
+    let pos = |p: String| log.iter().position(|l| *l == format!("GET {p}"));
+    let cfg = pos(format!("/v2/t/img/blobs/{}", sha(&img.config))).expect("config fetched");
+    let layer = pos(img.layer_path("t/img")).expect("layer fetched");
+    assert!(cfg < layer, "config before layers: {log:?}");
+    assert_store_empty(&store);
+}

@@ -1,0 +1,223 @@
+//! The Docker Engine API shapes of networks, endpoints and published ports, so the API crate
+//! can serve `GET /networks`, `/networks/{id}` and the network fields of container inspect
+//! without knowing this crate's internals.
+
+use serde_json::{json, Map, Value};
+
+use crate::manager::{Endpoint, NetworkInfo};
+use crate::ports::PortMapping;
+
+/// RFC 3339 UTC time from seconds since the epoch (`2026-12-03T07:30:00Z`).
+pub fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // civil-from-days (H. Hinnant)
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+impl NetworkInfo {
+    /// The network as Docker's `NetworkResource` (`GET /networks/{id}`), with its endpoints.
+    pub fn to_docker(&self, endpoints: &[Endpoint]) -> Value {
+        let mut ipam = Map::new();
+        ipam.insert("Subnet".into(), json!(self.subnet.to_string()));
+        ipam.insert("Gateway".into(), json!(self.gateway.to_string()));
+        if let Some(r) = self.ip_range {
+            ipam.insert("IPRange".into(), json!(r.to_string()));
+        }
+        let containers: Map<String, Value> = endpoints
+            .iter()
+            .filter(|e| e.network_id == self.id)
+            .map(|e| {
+                (
+                    e.container_id.clone(),
+                    json!({
+                        "Name": e.name,
+                        "EndpointID": e.endpoint_id,
+                        "MacAddress": e.mac,
+                        "IPv4Address": format!("{}/{}", e.ip, e.prefix_len),
+                        "IPv6Address": "",
+                    }),
+                )
+            })
+            .collect();
+        let mut options = Map::new();
+        options.insert("com.docker.network.bridge.name".into(), json!(self.bridge));
+        if self.default {
+            options.insert(
+                "com.docker.network.bridge.default_bridge".into(),
+                json!("true"),
+            );
+            options.insert(
+                "com.docker.network.bridge.enable_ip_masquerade".into(),
+                json!("true"),
+            );
+        }
+        json!({
+            "Name": self.name,
+            "Id": self.id,
+            "Created": rfc3339(self.created),
+            "Scope": "local",
+            "Driver": self.driver,
+            "EnableIPv4": true,
+            "EnableIPv6": false,
+            "IPAM": {"Driver": "default", "Options": {}, "Config": [Value::Object(ipam)]},
+            "Internal": self.internal,
+            "Attachable": false,
+            "Ingress": false,
+            "ConfigFrom": {"Network": ""},
+            "ConfigOnly": false,
+            "Containers": containers,
+            "Options": options,
+            "Labels": self.labels,
+        })
+    }
+}
+
+impl Endpoint {
+    /// The endpoint as Docker's `EndpointSettings` (container inspect
+    /// `NetworkSettings.Networks[<network name>]`).
+    pub fn to_docker(&self) -> Value {
+        let mut dns_names = vec![self.name.trim_start_matches('/').to_string()];
+        if self.container_id.len() >= 12 {
+            dns_names.push(self.container_id[..12].to_string());
+        }
+        dns_names.extend(self.aliases.iter().cloned());
+        json!({
+            "IPAMConfig": null,
+            "Links": null,
+            "Aliases": if self.aliases.is_empty() { Value::Null } else { json!(self.aliases) },
+            "MacAddress": self.mac,
+            "DriverOpts": null,
+            "NetworkID": self.network_id,
+            "EndpointID": self.endpoint_id,
+            "Gateway": self.gateway.map(|g| g.to_string()).unwrap_or_default(),
+            "IPAddress": self.ip.to_string(),
+            "IPPrefixLen": self.prefix_len,
+            "IPv6Gateway": "",
+            "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0,
+            "DNSNames": dns_names,
+        })
+    }
+}
+
+/// Docker's `NetworkSettings.Ports` map (`{"80/tcp": [{"HostIp": "0.0.0.0", "HostPort":
+/// "8080"}]}`) for the given mappings; `exposed` lists container ports (`"80/tcp"`) that are
+/// exposed but not published (they map to `null`).
+pub fn docker_ports(mappings: &[PortMapping], exposed: &[String]) -> Value {
+    let mut m = Map::new();
+    for e in exposed {
+        m.insert(e.clone(), Value::Null);
+    }
+    for p in mappings {
+        let key = format!("{}/{}", p.container_port, p.proto);
+        let entry = json!({
+            "HostIp": p.host_ip.map(|i| i.to_string()).unwrap_or_else(|| "0.0.0.0".into()),
+            "HostPort": p.host_port.to_string(),
+        });
+        match m.get_mut(&key) {
+            Some(Value::Array(a)) => a.push(entry),
+            _ => {
+                m.insert(key, json!([entry]));
+            }
+        }
+    }
+    Value::Object(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::Proto;
+
+    #[test]
+    fn time_format() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_796_276_096), "2026-12-03T05:34:56Z");
+    }
+
+    #[test]
+    fn shapes() {
+        let net = NetworkInfo {
+            id: "ab".repeat(32),
+            name: "n".into(),
+            driver: "bridge".into(),
+            bridge: "br-abababababab".into(),
+            subnet: "10.1.0.0/24".parse().unwrap(),
+            gateway: "10.1.0.1".parse().unwrap(),
+            ip_range: None,
+            internal: false,
+            labels: [("a".to_string(), "b".to_string())].into(),
+            created: 0,
+            default: false,
+        };
+        let ep = Endpoint {
+            endpoint_id: "cd".repeat(32),
+            network_id: net.id.clone(),
+            network_name: "n".into(),
+            container_id: "ef".repeat(32),
+            name: "web".into(),
+            aliases: vec!["api".into()],
+            ifname: "eth0".into(),
+            host_veth: "bvcdcdcdcdcdcd".into(),
+            ip: "10.1.0.2".parse().unwrap(),
+            prefix_len: 24,
+            gateway: Some("10.1.0.1".parse().unwrap()),
+            mac: "02:42:0a:01:00:02".into(),
+            ports: vec![],
+            netns_path: "/proc/1/ns/net".into(),
+        };
+        let v = net.to_docker(std::slice::from_ref(&ep));
+        assert_eq!(v["IPAM"]["Config"][0]["Subnet"], "10.1.0.0/24");
+        assert_eq!(
+            v["Containers"][&ep.container_id]["IPv4Address"],
+            "10.1.0.2/24"
+        );
+        assert_eq!(
+            v["Options"]["com.docker.network.bridge.name"],
+            "br-abababababab"
+        );
+        assert_eq!(v["Labels"]["a"], "b");
+        let s = ep.to_docker();
+        assert_eq!(
+            (s["IPAddress"].as_str(), s["IPPrefixLen"].as_u64()),
+            (Some("10.1.0.2"), Some(24))
+        );
+        assert_eq!(s["DNSNames"], json!(["web", "efefefefefef", "api"]));
+        let p = docker_ports(
+            &[
+                PortMapping {
+                    host_ip: None,
+                    host_port: 8080,
+                    container_port: 80,
+                    proto: Proto::Tcp,
+                },
+                PortMapping {
+                    host_ip: Some("127.0.0.1".parse().unwrap()),
+                    host_port: 8081,
+                    container_port: 80,
+                    proto: Proto::Tcp,
+                },
+            ],
+            &["80/tcp".to_string(), "53/udp".to_string()],
+        );
+        assert_eq!(p["80/tcp"][1]["HostIp"], "127.0.0.1");
+        assert_eq!(p["80/tcp"][0]["HostPort"], "8080");
+        assert_eq!(p["53/udp"], Value::Null);
+    }
+}

@@ -1,0 +1,1134 @@
+//! [`NetworkManager`]: the records on disk, the kernel objects and the DNS servers.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrIn};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::dns::{self, DnsServer};
+use crate::ipam::{self, Ipv4Net};
+use crate::netlink::Netlink;
+use crate::nft::{self, NftNet, NftPort};
+use crate::ports::{PortMapping, PortSpec, Proto};
+use crate::NetworkError;
+
+/// Daemon-level network configuration.
+#[derive(Debug, Clone)]
+pub struct NetworkConfig {
+    /// Device name of the default bridge (`barge0`).
+    pub bridge_name: String,
+    /// Gateway address and prefix of the default bridge (`172.17.0.1/16`).
+    pub bridge_ip: Ipv4Net,
+    /// Pools user networks get their subnet from when none is given: (pool, prefix length).
+    pub default_pools: Vec<(Ipv4Net, u8)>,
+    /// The host's resolv.conf (read for forwarding and for the default bridge's containers).
+    pub host_resolv_conf: PathBuf,
+    /// Name of barge's nftables table (family `ip`).
+    pub nft_table: String,
+    /// Nameservers written into containers' resolv.conf on the default bridge when the host
+    /// has only loopback resolvers (Docker's 8.8.8.8/8.8.4.4). No traffic is sent to them here.
+    pub fallback_nameservers: Vec<Ipv4Addr>,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        let pools = (18..=31)
+            .map(|b| {
+                (
+                    Ipv4Net {
+                        addr: Ipv4Addr::new(172, b, 0, 0),
+                        prefix: 16,
+                    },
+                    16,
+                )
+            })
+            .chain(std::iter::once((
+                Ipv4Net {
+                    addr: Ipv4Addr::new(192, 168, 0, 0),
+                    prefix: 16,
+                },
+                20,
+            )))
+            .collect();
+        Self {
+            bridge_name: "barge0".into(),
+            bridge_ip: Ipv4Net {
+                addr: Ipv4Addr::new(172, 17, 0, 1),
+                prefix: 16,
+            },
+            default_pools: pools,
+            host_resolv_conf: "/etc/resolv.conf".into(),
+            nft_table: "barge".into(),
+            fallback_nameservers: vec![Ipv4Addr::new(8, 8, 8, 8), Ipv4Addr::new(8, 8, 4, 4)],
+        }
+    }
+}
+
+/// What `network create` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkSpec {
+    /// Network name (unique).
+    pub name: String,
+    /// Subnet; `None` takes the next free one from the default pools.
+    pub subnet: Option<Ipv4Net>,
+    /// Gateway; `None` is the first address of the subnet.
+    pub gateway: Option<Ipv4Addr>,
+    /// Sub-range dynamic addresses are taken from.
+    pub ip_range: Option<Ipv4Net>,
+    /// No outbound access, no forwarding of DNS queries.
+    pub internal: bool,
+    /// User labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A network, as stored and as reported (`network ls/inspect`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NetworkInfo {
+    /// 64 hex digits.
+    pub id: String,
+    /// Name (`bridge` for the default network).
+    pub name: String,
+    /// Always `bridge`.
+    pub driver: String,
+    /// Linux bridge device (`barge0`, `br-<12hex>`).
+    pub bridge: String,
+    /// Subnet.
+    pub subnet: Ipv4Net,
+    /// Gateway (the bridge's address; the DNS address of user networks).
+    pub gateway: Ipv4Addr,
+    /// Optional dynamic-allocation range.
+    pub ip_range: Option<Ipv4Net>,
+    /// Internal network.
+    pub internal: bool,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Creation time, seconds since the epoch.
+    pub created: u64,
+    /// The default bridge network.
+    pub default: bool,
+}
+
+/// What the engine passes to [`NetworkManager::connect`].
+#[derive(Debug, Clone, Default)]
+pub struct ConnectRequest {
+    /// Full container id.
+    pub container_id: String,
+    /// Container name (resolvable on user networks).
+    pub name: String,
+    /// `--network-alias` values.
+    pub aliases: Vec<String>,
+    /// The container's network namespace (`/proc/<pid>/ns/net` or a bind-mounted nsfs file).
+    pub netns_path: PathBuf,
+    /// `--ip`.
+    pub ipv4: Option<Ipv4Addr>,
+    /// Published ports (`-p`, and `-P` expanded by the engine to `PortSpec{host_port: None}`).
+    pub ports: Vec<PortSpec>,
+}
+
+/// A container's attachment to one network.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Endpoint {
+    /// 64 hex digits.
+    pub endpoint_id: String,
+    /// Network id.
+    pub network_id: String,
+    /// Network name.
+    pub network_name: String,
+    /// Container id.
+    pub container_id: String,
+    /// Container name.
+    pub name: String,
+    /// Aliases.
+    pub aliases: Vec<String>,
+    /// Interface name inside the container (`eth0`, `eth1`, ...).
+    pub ifname: String,
+    /// Host side of the veth pair.
+    pub host_veth: String,
+    /// Address.
+    pub ip: Ipv4Addr,
+    /// Prefix length.
+    pub prefix_len: u8,
+    /// Gateway (`None` on internal networks: no default route is installed).
+    pub gateway: Option<Ipv4Addr>,
+    /// MAC address (`02:42:` + the IPv4 bytes).
+    pub mac: String,
+    /// Published ports in force.
+    pub ports: Vec<PortMapping>,
+    /// The namespace path given at connect (used to move the default route to another
+    /// network when this one is disconnected).
+    #[serde(default)]
+    pub netns_path: PathBuf,
+}
+
+/// What [`NetworkManager::repair`] found and fixed.
+#[derive(Debug, Default, Clone)]
+pub struct RepairReport {
+    /// Links (bridges, veths) marked as barge's with no record, deleted.
+    pub removed_links: Vec<String>,
+    /// Endpoint records whose veth was gone (container died), deleted: (network id, container id).
+    pub removed_endpoints: Vec<(String, String)>,
+    /// Bridges recreated from records.
+    pub recreated_bridges: Vec<String>,
+}
+
+struct Inner {
+    nets: BTreeMap<String, NetworkInfo>,
+    eps: BTreeMap<(String, String), Endpoint>,
+    reservations: HashMap<(String, String), Vec<OwnedFd>>,
+    dns: HashMap<String, DnsServer>,
+    nl: Netlink,
+}
+
+/// The network subsystem. One per daemon; every call must come from a thread in the host's
+/// network namespace (the namespace `open` was called in).
+pub struct NetworkManager {
+    dir: PathBuf,
+    cfg: NetworkConfig,
+    inner: Mutex<Inner>,
+}
+
+const ALIAS_PREFIX: &str = "barge:";
+
+// The engine shares one manager between tasks.
+const _: fn() = || {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<NetworkManager>();
+};
+
+fn state_err(path: &Path, source: io::Error) -> NetworkError {
+    NetworkError::State {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn nl_err(op: impl Into<String>) -> impl FnOnce(io::Error) -> NetworkError {
+    let op = op.into();
+    move |source| NetworkError::Netlink { op, source }
+}
+
+/// Writes `value` as JSON through temp + fsync + rename.
+fn write_record<T: Serialize>(path: &Path, value: &T) -> Result<(), NetworkError> {
+    let tmp = path.with_extension("tmp");
+    let data =
+        serde_json::to_vec_pretty(value).map_err(|e| state_err(path, io::Error::other(e)))?;
+    let mut f = File::create(&tmp).map_err(|e| state_err(&tmp, e))?;
+    f.write_all(&data).map_err(|e| state_err(&tmp, e))?;
+    f.sync_all().map_err(|e| state_err(&tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| state_err(path, e))?;
+    if let Some(d) = path.parent() {
+        if let Ok(d) = File::open(d) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+fn read_records<T: DeserializeOwned>(dir: &Path) -> Result<Vec<T>, NetworkError> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).map_err(|e| state_err(dir, e))? {
+        let p = e.map_err(|e| state_err(dir, e))?.path();
+        match p.extension().and_then(|x| x.to_str()) {
+            Some("json") => {
+                let data = fs::read(&p).map_err(|e| state_err(&p, e))?;
+                match serde_json::from_slice(&data) {
+                    Ok(v) => out.push(v),
+                    Err(e) => tracing::warn!("ignoring unreadable record {}: {e}", p.display()),
+                }
+            }
+            Some("tmp") => {
+                let _ = fs::remove_file(&p);
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+fn remove_file(path: &Path) -> Result<(), NetworkError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(state_err(path, e)),
+        _ => Ok(()),
+    }
+}
+
+fn random_hex() -> Result<String, NetworkError> {
+    let mut b = [0u8; 32];
+    let p = Path::new("/dev/urandom");
+    File::open(p)
+        .and_then(|mut f| f.read_exact(&mut b))
+        .map_err(|e| state_err(p, e))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+fn write_sysctl(path: &str, value: &str) -> Result<(), NetworkError> {
+    fs::write(path, value).map_err(|e| state_err(Path::new(path), e))
+}
+
+fn valid_name(n: &str) -> bool {
+    let mut c = n.chars();
+    matches!(c.next(), Some(f) if f.is_ascii_alphanumeric())
+        && c.all(|ch| ch.is_ascii_alphanumeric() || "_.-".contains(ch))
+}
+
+impl NetworkManager {
+    /// Opens (creating) the state under `state_dir` (`networks/`, `endpoints/`). Touches no
+    /// kernel object: call [`repair`](Self::repair) next.
+    pub fn open(state_dir: &Path, cfg: NetworkConfig) -> Result<Self, NetworkError> {
+        for d in ["networks", "endpoints"] {
+            let p = state_dir.join(d);
+            fs::create_dir_all(&p).map_err(|e| state_err(&p, e))?;
+        }
+        let nets: Vec<NetworkInfo> = read_records(&state_dir.join("networks"))?;
+        let eps: Vec<Endpoint> = read_records(&state_dir.join("endpoints"))?;
+        let nets: BTreeMap<_, _> = nets.into_iter().map(|n| (n.id.clone(), n)).collect();
+        let eps = eps
+            .into_iter()
+            .filter(|e| nets.contains_key(&e.network_id))
+            .map(|e| ((e.network_id.clone(), e.container_id.clone()), e))
+            .collect();
+        let nl = Netlink::new().map_err(nl_err("opening a netlink socket"))?;
+        Ok(Self {
+            dir: state_dir.to_path_buf(),
+            cfg,
+            inner: Mutex::new(Inner {
+                nets,
+                eps,
+                reservations: HashMap::new(),
+                dns: HashMap::new(),
+                nl,
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn net_path(&self, id: &str) -> PathBuf {
+        self.dir.join("networks").join(format!("{id}.json"))
+    }
+
+    fn ep_path(&self, net: &str, cid: &str) -> PathBuf {
+        self.dir.join("endpoints").join(format!("{net}-{cid}.json"))
+    }
+
+    fn find(inner: &Inner, key: &str) -> Result<String, NetworkError> {
+        if key == "default" {
+            // Docker's NetworkMode "default" is the default bridge
+            if let Some(n) = inner.nets.values().find(|n| n.default) {
+                return Ok(n.id.clone());
+            }
+        }
+        if let Some(n) = inner.nets.values().find(|n| n.id == key || n.name == key) {
+            return Ok(n.id.clone());
+        }
+        let by_prefix: Vec<_> = inner
+            .nets
+            .keys()
+            .filter(|id| key.len() >= 3 && id.starts_with(key))
+            .collect();
+        match by_prefix.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(NetworkError::NotFound(key.to_string())),
+            _ => Err(NetworkError::Ambiguous(key.to_string())),
+        }
+    }
+
+    fn host_resolv(&self) -> String {
+        fs::read_to_string(&self.cfg.host_resolv_conf).unwrap_or_default()
+    }
+
+    /// Host nameservers usable from containers (loopback ones skipped).
+    fn upstreams(&self) -> Vec<Ipv4Addr> {
+        dns::nameservers(&self.host_resolv())
+            .iter()
+            .filter_map(|s| s.parse::<Ipv4Addr>().ok())
+            .filter(|ip| !ip.is_loopback())
+            .collect()
+    }
+
+    /// Creates/fixes the bridge of `net` in the kernel (idempotent). Returns whether it was
+    /// created.
+    fn setup_bridge(&self, nl: &mut Netlink, net: &NetworkInfo) -> Result<bool, NetworkError> {
+        let (idx, created) = match nl
+            .link_index(&net.bridge)
+            .map_err(nl_err("looking up bridge"))?
+        {
+            Some(i) => (i, false),
+            None => {
+                let alias = format!("{ALIAS_PREFIX}{}", &net.id[..12]);
+                let i = nl
+                    .add_bridge(&net.bridge, ipam::mac_from_ip(net.gateway), &alias)
+                    .map_err(nl_err(format!("creating bridge {}", net.bridge)))?;
+                (i, true)
+            }
+        };
+        let r = (|| {
+            nl.add_addr(idx, net.gateway, net.subnet.prefix)
+                .map_err(nl_err(format!("adding {} to {}", net.gateway, net.bridge)))?;
+            nl.set_up(idx, None)
+                .map_err(nl_err(format!("bringing {} up", net.bridge)))?;
+            if !net.internal {
+                // published ports reached through 127.0.0.1 are routed out of the bridge
+                write_sysctl(
+                    &format!("/proc/sys/net/ipv4/conf/{}/route_localnet", net.bridge),
+                    "1",
+                )?;
+                write_sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = r {
+            if created {
+                let _ = nl.del_link(idx);
+            }
+            return Err(e);
+        }
+        Ok(created)
+    }
+
+    /// Rewrites the published-port rules only (endpoint changes).
+    fn apply_nft_ports(&self, inner: &Inner) -> Result<(), NetworkError> {
+        nft::apply(&nft::build_ports(
+            &self.cfg.nft_table,
+            &Self::nft_ports(inner),
+        ))
+        .or_else(|e| {
+            tracing::warn!("nftables port update failed ({e}); rewriting the table");
+
+            self.apply_nft(inner)
+        })
+    }
+
+    fn nft_ports(inner: &Inner) -> Vec<NftPort> {
+        inner
+            .eps
+            .values()
+            .flat_map(|e| {
+                e.ports.iter().map(move |p| NftPort {
+                    host_ip: p.host_ip,
+                    host_port: p.host_port,
+                    proto: p.proto,
+                    container_ip: e.ip,
+                    container_port: p.container_port,
+                })
+            })
+            .collect()
+    }
+
+    /// Rewrites the whole table (network changes, repair).
+    fn apply_nft(&self, inner: &Inner) -> Result<(), NetworkError> {
+        let nets: Vec<NftNet> = inner
+            .nets
+            .values()
+            .map(|n| NftNet {
+                bridge: n.bridge.clone(),
+                subnet: n.subnet,
+                internal: n.internal,
+            })
+            .collect();
+        let ports = Self::nft_ports(inner);
+        nft::apply(&nft::build(&self.cfg.nft_table, &nets, &ports))
+    }
+
+    fn start_dns(&self, inner: &mut Inner, net_id: &str) -> Result<(), NetworkError> {
+        let Some(net) = inner.nets.get(net_id) else {
+            return Ok(());
+        };
+        if net.default || inner.dns.contains_key(net_id) {
+            return Ok(());
+        }
+        let ups = if net.internal {
+            Vec::new()
+        } else {
+            self.upstreams()
+        };
+        let srv =
+            DnsServer::start(net.gateway, net.subnet, ups).map_err(|e| NetworkError::Dns {
+                network: net.name.clone(),
+                source: e,
+            })?;
+        inner.dns.insert(net_id.to_string(), srv);
+        Self::refresh_dns(inner, net_id);
+        Ok(())
+    }
+
+    fn refresh_dns(inner: &Inner, net_id: &str) {
+        let Some(srv) = inner.dns.get(net_id) else {
+            return;
+        };
+        let mut map: HashMap<String, Vec<Ipv4Addr>> = HashMap::new();
+        for e in inner.eps.values().filter(|e| e.network_id == net_id) {
+            let mut names: BTreeSet<String> =
+                e.aliases.iter().map(|a| a.to_ascii_lowercase()).collect();
+            if !e.name.is_empty() {
+                names.insert(e.name.trim_start_matches('/').to_ascii_lowercase());
+            }
+            if e.container_id.len() >= 12 {
+                names.insert(e.container_id[..12].to_ascii_lowercase());
+            }
+            for n in names {
+                map.entry(n).or_default().push(e.ip);
+            }
+        }
+        if let Ok(mut r) = srv.records.write() {
+            *r = map;
+        }
+    }
+
+    /// Start-up reconciliation after a (possibly crashed) previous run: recreates the bridges
+    /// of recorded networks, drops endpoint records whose veth is gone, deletes links marked as
+    /// barge's that no record owns, re-reserves published host ports, rewrites the nftables
+    /// table from the records and starts the DNS servers.
+    pub fn repair(&self) -> Result<RepairReport, NetworkError> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let mut report = RepairReport::default();
+        let links = inner.nl.links().map_err(nl_err("listing links"))?;
+        let names: BTreeSet<&str> = links.iter().map(|l| l.name.as_str()).collect();
+        // endpoints whose container is gone
+        let dead: Vec<(String, String)> = inner
+            .eps
+            .iter()
+            .filter(|(_, e)| !names.contains(e.host_veth.as_str()))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in dead {
+            remove_file(&self.ep_path(&k.0, &k.1))?;
+            inner.eps.remove(&k);
+            report.removed_endpoints.push(k);
+        }
+        // links we own but no record does
+        let owned: BTreeSet<String> = inner
+            .nets
+            .values()
+            .map(|n| n.bridge.clone())
+            .chain(inner.eps.values().map(|e| e.host_veth.clone()))
+            .collect();
+        for l in &links {
+            let ours = l
+                .alias
+                .as_deref()
+                .is_some_and(|a| a.starts_with(ALIAS_PREFIX));
+            if ours && !owned.contains(&l.name) {
+                inner
+                    .nl
+                    .del_link(l.index)
+                    .map_err(nl_err(format!("deleting {}", l.name)))?;
+                report.removed_links.push(l.name.clone());
+            }
+        }
+        let nets: Vec<NetworkInfo> = inner.nets.values().cloned().collect();
+        for n in &nets {
+            if self.setup_bridge(&mut inner.nl, n)? {
+                report.recreated_bridges.push(n.bridge.clone());
+            }
+        }
+        // re-attach surviving veths (their bridge may have been recreated)
+        for e in inner.eps.values() {
+            let Some(net) = inner.nets.get(&e.network_id) else {
+                continue;
+            };
+            let br = inner
+                .nl
+                .link_index(&net.bridge)
+                .map_err(nl_err("looking up bridge"))?;
+            let v = inner
+                .nl
+                .link_index(&e.host_veth)
+                .map_err(nl_err("looking up veth"))?;
+            if let (Some(br), Some(v)) = (br, v) {
+                inner
+                    .nl
+                    .set_up(v, Some(br))
+                    .map_err(nl_err(format!("attaching {}", e.host_veth)))?;
+            }
+        }
+        inner.reservations.clear();
+        let keys: Vec<_> = inner.eps.keys().cloned().collect();
+        for k in keys {
+            let ports = inner.eps[&k].ports.clone();
+            let mut fds = Vec::new();
+            for p in &ports {
+                match reserve(p.host_ip, Some(p.host_port), p.proto) {
+                    Ok((_, fd)) => fds.push(fd),
+                    Err(e) => tracing::warn!("re-reserving a published port: {e}"),
+                }
+            }
+            inner.reservations.insert(k, fds);
+        }
+        self.apply_nft(inner)?;
+        for n in &nets {
+            self.start_dns(inner, &n.id)?;
+        }
+        Ok(report)
+    }
+
+    /// Creates the default bridge network (`bridge`, device `barge0`) if it does not exist.
+    pub fn ensure_default_network(&self) -> Result<NetworkInfo, NetworkError> {
+        if let Some(n) = self.lock().nets.values().find(|n| n.default) {
+            return Ok(n.clone());
+        }
+        self.create_inner(
+            NetworkSpec {
+                name: "bridge".into(),
+                subnet: Some(self.cfg.bridge_ip.trunc()),
+                gateway: Some(self.cfg.bridge_ip.addr),
+                ..Default::default()
+            },
+            true,
+        )
+    }
+
+    /// Creates a user-defined bridge network (`br-<12hex>`), with its DNS server on the gateway.
+    pub fn create_network(&self, spec: NetworkSpec) -> Result<NetworkInfo, NetworkError> {
+        self.create_inner(spec, false)
+    }
+
+    fn create_inner(&self, spec: NetworkSpec, default: bool) -> Result<NetworkInfo, NetworkError> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        if !valid_name(&spec.name) {
+            return Err(NetworkError::InvalidName(spec.name));
+        }
+        if inner.nets.values().any(|n| n.name == spec.name) {
+            return Err(NetworkError::NameInUse(spec.name));
+        }
+        let used: Vec<Ipv4Net> = inner.nets.values().map(|n| n.subnet).collect();
+        let subnet = match spec.subnet {
+            Some(s) => {
+                ipam::validate_subnet(&s)?;
+                if let Some(o) = inner.nets.values().find(|n| n.subnet.overlaps(&s)) {
+                    return Err(NetworkError::Overlap {
+                        subnet: s,
+                        other: o.name.clone(),
+                        existing: o.subnet,
+                    });
+                }
+                s
+            }
+            None => {
+                // also stay clear of the host's own networks (e.g. a LAN inside a pool)
+                let mut used = used;
+                let host = inner
+                    .nl
+                    .addrs(None)
+                    .map_err(nl_err("listing host addresses"))?;
+                used.extend(
+                    host.into_iter()
+                        .filter(|(_, ip, _)| !ip.is_loopback())
+                        .filter_map(|(_, ip, p)| Ipv4Net::new(ip, p).ok())
+                        .map(|n| n.trunc()),
+                );
+                ipam::allocate_subnet(&self.cfg.default_pools, &used)?
+            }
+        };
+        let gateway = spec.gateway.unwrap_or_else(|| subnet.first_host());
+        if !ipam::is_host_addr(&subnet, gateway) {
+            return Err(NetworkError::OutsideSubnet {
+                ip: gateway,
+                subnet,
+                network: spec.name,
+            });
+        }
+        if let Some(r) = spec.ip_range {
+            if !subnet.contains(r.network()) || r.prefix < subnet.prefix {
+                return Err(NetworkError::InvalidSubnet {
+                    subnet: r.to_string(),
+                    reason: format!("ip-range is not inside subnet {subnet}"),
+                });
+            }
+        }
+        let id = random_hex()?;
+        let bridge = if default {
+            self.cfg.bridge_name.clone()
+        } else {
+            format!("br-{}", &id[..12])
+        };
+        let created = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let net = NetworkInfo {
+            id: id.clone(),
+            name: spec.name,
+            driver: "bridge".into(),
+            bridge,
+            subnet,
+            gateway,
+            ip_range: spec.ip_range.map(|r| r.trunc()),
+            internal: spec.internal,
+            labels: spec.labels,
+            created,
+            default,
+        };
+        // kernel first, record next, firewall and DNS last; undo on any failure
+        self.setup_bridge(&mut inner.nl, &net)?;
+        let undo = |inner: &mut Inner| {
+            inner.dns.remove(&id);
+            inner.nets.remove(&id);
+            let _ = remove_file(&self.net_path(&id));
+            let _ = inner.nl.del_link_by_name(&net.bridge);
+            let _ = self.apply_nft(inner);
+        };
+        inner.nets.insert(id.clone(), net.clone());
+        let r = write_record(&self.net_path(&id), &net)
+            .and_then(|_| self.apply_nft(inner))
+            .and_then(|_| self.start_dns(inner, &id));
+        if let Err(e) = r {
+            undo(inner);
+            return Err(e);
+        }
+        Ok(net)
+    }
+
+    /// Removes a network with no endpoints (the default one cannot be removed): stops its DNS
+    /// server, deletes its bridge, its firewall rules and its record.
+    pub fn remove_network(&self, id_or_name: &str) -> Result<(), NetworkError> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let id = Self::find(inner, id_or_name)?;
+        let net = inner.nets[&id].clone();
+        if net.default {
+            return Err(NetworkError::Predefined(net.name));
+        }
+        let users: Vec<String> = inner
+            .eps
+            .values()
+            .filter(|e| e.network_id == id)
+            .map(|e| {
+                if e.name.is_empty() {
+                    e.container_id.clone()
+                } else {
+                    e.name.clone()
+                }
+            })
+            .collect();
+        if !users.is_empty() {
+            return Err(NetworkError::ActiveEndpoints {
+                network: net.name,
+                containers: users.join(", "),
+            });
+        }
+        inner.dns.remove(&id);
+        inner
+            .nl
+            .del_link_by_name(&net.bridge)
+            .map_err(nl_err(format!("deleting bridge {}", net.bridge)))?;
+        inner.nets.remove(&id);
+        self.apply_nft(inner)?;
+        remove_file(&self.net_path(&id))
+    }
+
+    /// Removes every user network without endpoints; returns their names.
+    pub fn prune(&self) -> Result<Vec<String>, NetworkError> {
+        let candidates: Vec<(String, String)> = {
+            let inner = self.lock();
+            inner
+                .nets
+                .values()
+                .filter(|n| !n.default && !inner.eps.values().any(|e| e.network_id == n.id))
+                .map(|n| (n.id.clone(), n.name.clone()))
+                .collect()
+        };
+        let mut out = Vec::new();
+        for (id, name) in candidates {
+            match self.remove_network(&id) {
+                Ok(()) => out.push(name),
+                Err(NetworkError::ActiveEndpoints { .. }) | Err(NetworkError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// All networks.
+    pub fn list(&self) -> Vec<NetworkInfo> {
+        self.lock().nets.values().cloned().collect()
+    }
+
+    /// One network (by id, name or unique id prefix) and its endpoints.
+    pub fn inspect(&self, id_or_name: &str) -> Result<(NetworkInfo, Vec<Endpoint>), NetworkError> {
+        let inner = self.lock();
+        let id = Self::find(&inner, id_or_name)?;
+        let eps = inner
+            .eps
+            .values()
+            .filter(|e| e.network_id == id)
+            .cloned()
+            .collect();
+        Ok((inner.nets[&id].clone(), eps))
+    }
+
+    /// The endpoints of a container, on every network.
+    pub fn endpoints_of(&self, container_id: &str) -> Vec<Endpoint> {
+        self.lock()
+            .eps
+            .values()
+            .filter(|e| e.container_id == container_id)
+            .cloned()
+            .collect()
+    }
+
+    /// Connects a container (its network namespace) to a network: address, veth pair (`ethN`
+    /// inside), default route (not on internal networks, and only if the container has none
+    /// yet), published ports, DNS names. Nothing is left behind on error.
+    pub fn connect(&self, network: &str, req: ConnectRequest) -> Result<Endpoint, NetworkError> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let id = Self::find(inner, network)?;
+        let net = inner.nets[&id].clone();
+        let key = (id.clone(), req.container_id.clone());
+        if req.container_id.is_empty() {
+            return Err(NetworkError::InvalidName("(empty container id)".into()));
+        }
+        if inner.eps.contains_key(&key) {
+            return Err(NetworkError::AlreadyConnected {
+                container: req.container_id,
+                network: net.name,
+            });
+        }
+        if net.internal && !req.ports.is_empty() {
+            return Err(NetworkError::PortsOnInternal(net.name));
+        }
+        let mut used: BTreeSet<Ipv4Addr> = inner
+            .eps
+            .values()
+            .filter(|e| e.network_id == id)
+            .map(|e| e.ip)
+            .collect();
+        used.insert(net.gateway);
+        let ip = ipam::allocate_ip(
+            &net.name,
+            &net.subnet,
+            net.ip_range.as_ref(),
+            &used,
+            req.ipv4,
+        )?;
+        // host ports: reserve (bind) them all before touching the kernel
+        let mut mappings = Vec::new();
+        let mut fds = Vec::new();
+        for p in &req.ports {
+            let (port, fd) = match (p.host_port, p.host_port_end) {
+                (Some(start), Some(end)) if end > start => {
+                    let mut found = None;
+                    for port in start..=end {
+                        if let Ok(r) = reserve(p.host_ip, Some(port), p.proto) {
+                            found = Some(r);
+                            break;
+                        }
+                    }
+                    match found {
+                        Some(r) => r,
+                        None => reserve(p.host_ip, Some(end), p.proto)?,
+                    }
+                }
+                _ => reserve(p.host_ip, p.host_port, p.proto)?,
+            };
+            mappings.push(PortMapping {
+                host_ip: p.host_ip,
+                host_port: port,
+                container_port: p.container_port,
+                proto: p.proto,
+            });
+            fds.push(fd);
+        }
+        let ns = File::open(&req.netns_path).map_err(|source| NetworkError::Netns {
+            path: req.netns_path.clone(),
+            source,
+        })?;
+        let mut cnl = Netlink::in_netns(&ns)
+            .map_err(nl_err("opening netlink in the container's namespace"))?;
+        let existing = cnl
+            .links()
+            .map_err(nl_err("listing the container's links"))?;
+        let ifname = (0..)
+            .map(|i| format!("eth{i}"))
+            .find(|n| !existing.iter().any(|l| &l.name == n))
+            .unwrap_or_else(|| "eth0".into());
+        let endpoint_id = random_hex()?;
+        let host_veth = format!("bv{}", &endpoint_id[..12]);
+        let mac = ipam::mac_from_ip(ip);
+        let alias = format!(
+            "{ALIAS_PREFIX}{}:{}",
+            &id[..12],
+            req.container_id.get(..12).unwrap_or(&req.container_id)
+        );
+        let bridge_idx = inner
+            .nl
+            .link_index(&net.bridge)
+            .map_err(nl_err("looking up bridge"))?
+            .ok_or_else(|| NetworkError::BridgeMissing(net.bridge.clone()))?;
+        let vidx = inner
+            .nl
+            .add_veth(&host_veth, &ifname, &ns, mac, &alias)
+            .map_err(nl_err(format!("creating veth pair {host_veth}/{ifname}")))?;
+        let ep = Endpoint {
+            endpoint_id,
+            network_id: id.clone(),
+            network_name: net.name.clone(),
+            container_id: req.container_id.clone(),
+            name: req.name.clone(),
+            aliases: req.aliases.clone(),
+            ifname: ifname.clone(),
+            host_veth: host_veth.clone(),
+            ip,
+            prefix_len: net.subnet.prefix,
+            gateway: (!net.internal).then_some(net.gateway),
+            mac: ipam::mac_string(&mac),
+            ports: mappings,
+            netns_path: req.netns_path.clone(),
+        };
+        let r = (|| -> Result<(), NetworkError> {
+            inner
+                .nl
+                .set_up(vidx, Some(bridge_idx))
+                .map_err(nl_err(format!("attaching {host_veth}")))?;
+            inner
+                .nl
+                .set_hairpin(vidx)
+                .map_err(nl_err(format!("hairpin mode on {host_veth}")))?;
+            let lo = cnl.link_index("lo").map_err(nl_err("looking up lo"))?;
+            if let Some(lo) = lo {
+                cnl.set_up(lo, None).map_err(nl_err("bringing lo up"))?;
+            }
+            let cidx = cnl
+                .link_index(&ifname)
+                .map_err(nl_err("looking up the container interface"))?
+                .ok_or_else(|| NetworkError::BridgeMissing(ifname.clone()))?;
+            cnl.add_addr(cidx, ip, net.subnet.prefix)
+                .map_err(nl_err(format!("adding {ip} to {ifname}")))?;
+            cnl.set_up(cidx, None)
+                .map_err(nl_err(format!("bringing {ifname} up")))?;
+            if !net.internal && !cnl.has_default_route().map_err(nl_err("listing routes"))? {
+                cnl.add_default_route(net.gateway, cidx)
+                    .map_err(nl_err("adding the default route"))?;
+            }
+            write_record(&self.ep_path(&key.0, &key.1), &ep)?;
+            inner.eps.insert(key.clone(), ep.clone());
+            if !ep.ports.is_empty() {
+                let new: Vec<NftPort> = ep
+                    .ports
+                    .iter()
+                    .map(|p| NftPort {
+                        host_ip: p.host_ip,
+                        host_port: p.host_port,
+                        proto: p.proto,
+                        container_ip: ep.ip,
+                        container_port: p.container_port,
+                    })
+                    .collect();
+                nft::apply(&nft::build_port_additions(&self.cfg.nft_table, &new)).or_else(|e| {
+                    tracing::warn!("adding port rules failed ({e}); rewriting the table");
+                    self.apply_nft(inner)
+                })?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = r {
+            let _ = inner.nl.del_link(vidx);
+            if inner.eps.remove(&key).is_some() {
+                let _ = remove_file(&self.ep_path(&key.0, &key.1));
+                let _ = self.apply_nft_ports(inner);
+            }
+            return Err(e);
+        }
+        inner.reservations.insert(key, fds);
+        Self::refresh_dns(inner, &id);
+        Ok(ep)
+    }
+
+    /// Disconnects a container from a network: deletes the veth pair, its port rules and
+    /// reservations, its DNS names and its record.
+    pub fn disconnect(&self, network: &str, container_id: &str) -> Result<(), NetworkError> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let id = Self::find(inner, network)?;
+        let key = (id.clone(), container_id.to_string());
+        let Some(ep) = inner.eps.get(&key).cloned() else {
+            return Err(NetworkError::NotConnected {
+                container: container_id.to_string(),
+                network: inner.nets[&id].name.clone(),
+            });
+        };
+        inner
+            .nl
+            .del_link_by_name(&ep.host_veth)
+            .map_err(nl_err(format!("deleting {}", ep.host_veth)))?;
+        inner.eps.remove(&key);
+        inner.reservations.remove(&key);
+        if !ep.ports.is_empty() {
+            self.apply_nft_ports(inner)?;
+        }
+        Self::refresh_dns(inner, &id);
+        remove_file(&self.ep_path(&key.0, &key.1))?;
+        if ep.gateway.is_some() {
+            Self::move_default_route(inner, container_id);
+        }
+        Ok(())
+    }
+
+    /// After the endpoint holding a container's default route went away, gives the container
+    /// a default route through another of its (non-internal) networks, as Docker does.
+    /// Best effort: the container may be gone already.
+    fn move_default_route(inner: &Inner, container_id: &str) {
+        let Some(next) = inner
+            .eps
+            .values()
+            .find(|e| e.container_id == container_id && e.gateway.is_some())
+        else {
+            return;
+        };
+        let r = (|| -> io::Result<()> {
+            let ns = File::open(&next.netns_path)?;
+            let mut cnl = Netlink::in_netns(&ns)?;
+            if cnl.has_default_route()? {
+                return Ok(());
+            }
+            let idx = cnl
+                .link_index(&next.ifname)?
+                .ok_or_else(|| io::Error::other(format!("{} is gone", next.ifname)))?;
+            if let Some(gw) = next.gateway {
+                cnl.add_default_route(gw, idx)?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = r {
+            tracing::debug!("moving the default route of {container_id}: {e}");
+        }
+    }
+
+    /// Disconnects a container from every network it is on (container stop/removal).
+    pub fn disconnect_all(&self, container_id: &str) -> Result<(), NetworkError> {
+        let nets: Vec<String> = self
+            .endpoints_of(container_id)
+            .into_iter()
+            .map(|e| e.network_id)
+            .collect();
+        for n in nets {
+            self.disconnect(&n, container_id)?;
+        }
+        Ok(())
+    }
+
+    /// resolv.conf for a container whose first network is `network`: user networks use the
+    /// network's DNS server (the gateway); the default bridge gets the host's resolv.conf with
+    /// loopback nameservers removed (and the fallback ones if none is left).
+    pub fn resolv_conf(&self, network: &str) -> Result<String, NetworkError> {
+        let net = {
+            let inner = self.lock();
+            let id = Self::find(&inner, network)?;
+            inner.nets[&id].clone()
+        };
+        let host = self.host_resolv();
+        let others: Vec<&str> = host
+            .lines()
+            .filter(|l| {
+                let w = l.split_whitespace().next();
+                matches!(w, Some("search") | Some("options") | Some("domain"))
+            })
+            .collect();
+        let mut out = String::new();
+        if net.default {
+            let ns: Vec<String> = dns::nameservers(&host)
+                .into_iter()
+                .filter(|s| {
+                    s.parse::<std::net::IpAddr>()
+                        .map(|ip| !ip.is_loopback())
+                        .unwrap_or(false)
+                })
+                .collect();
+            let ns = if ns.is_empty() {
+                self.cfg
+                    .fallback_nameservers
+                    .iter()
+                    .map(|i| i.to_string())
+                    .collect()
+            } else {
+                ns
+            };
+            for n in ns {
+                out.push_str(&format!("nameserver {n}\n"));
+            }
+        } else {
+            out.push_str(&format!("nameserver {}\n", net.gateway));
+        }
+        for l in others {
+            out.push_str(l);
+            out.push('\n');
+        }
+        Ok(out)
+    }
+
+    /// /etc/hosts for a container: localhost entries and `<ip> <hostname>` for each of its
+    /// addresses.
+    pub fn hosts_file(&self, container_id: &str, hostname: &str) -> String {
+        let mut s = String::from(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+             fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n\
+             ff02::2\tip6-allrouters\n",
+        );
+        for e in self.endpoints_of(container_id) {
+            s.push_str(&format!("{}\t{}\n", e.ip, hostname));
+        }
+        s
+    }
+
+    /// The nftables table's current contents as `nft -j` JSON (`None` if absent); diagnostics.
+    pub fn firewall_dump(&self) -> Result<Option<String>, NetworkError> {
+        nft::list_table(&self.cfg.nft_table)
+    }
+
+    /// Tears everything down (all endpoints, user networks, the default bridge and the
+    /// nftables table) and deletes the records. For uninstall and tests.
+    pub fn destroy_all(&self) -> Result<(), NetworkError> {
+        let eps: Vec<(String, String)> = self.lock().eps.keys().cloned().collect();
+        for (n, c) in eps {
+            self.disconnect(&n, &c)?;
+        }
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        inner.dns.clear();
+        let nets: Vec<NetworkInfo> = inner.nets.values().cloned().collect();
+        for n in nets {
+            inner
+                .nl
+                .del_link_by_name(&n.bridge)
+                .map_err(nl_err(format!("deleting {}", n.bridge)))?;
+            inner.nets.remove(&n.id);
+            remove_file(&self.net_path(&n.id))?;
+        }
+        nft::delete_table(&self.cfg.nft_table)
+    }
+}
+
+/// Binds (without listening) the host port so nothing else can take it while published;
+/// `port: None` lets the kernel pick a free one.
+fn reserve(
+    ip: Option<Ipv4Addr>,
+    port: Option<u16>,
+    proto: Proto,
+) -> Result<(u16, OwnedFd), NetworkError> {
+    let ty = match proto {
+        Proto::Tcp => SockType::Stream,
+        Proto::Udp => SockType::Datagram,
+    };
+    let addr = SocketAddrV4::new(ip.unwrap_or(Ipv4Addr::UNSPECIFIED), port.unwrap_or(0));
+    let in_use = |source: io::Error| NetworkError::PortInUse {
+        addr,
+        proto,
+        source,
+    };
+    let fd = socket::socket(AddressFamily::Inet, ty, SockFlag::SOCK_CLOEXEC, None)
+        .map_err(|e| in_use(e.into()))?;
+    socket::bind(fd.as_raw_fd(), &SockaddrIn::from(addr)).map_err(|e| in_use(e.into()))?;
+    let bound: SockaddrIn = socket::getsockname(fd.as_raw_fd()).map_err(|e| in_use(e.into()))?;
+    Ok((bound.port(), fd))
+}

@@ -1,0 +1,351 @@
+//! A small synchronous rtnetlink client (links, addresses, routes) on netlink-sys.
+//!
+//! A socket belongs to the network namespace of the thread that created it; [`Netlink::in_netns`]
+//! creates one in another namespace from a short-lived thread that `setns`es first.
+
+use std::fs::File;
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
+    NLM_F_REQUEST,
+};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
+    LinkFlags, LinkInfo, LinkMessage,
+};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+
+/// A link as seen in a dump.
+#[derive(Debug, Clone)]
+pub(crate) struct LinkEntry {
+    pub index: u32,
+    pub name: String,
+    pub alias: Option<String>,
+    pub kind: Option<String>,
+}
+
+pub(crate) struct Netlink {
+    sock: Socket,
+    seq: u32,
+}
+
+fn io_other(msg: impl Into<String>) -> io::Error {
+    io::Error::other(msg.into())
+}
+
+impl Netlink {
+    /// A socket in the calling thread's network namespace.
+    pub fn new() -> io::Result<Self> {
+        let mut sock = Socket::new(NETLINK_ROUTE)?;
+        sock.bind_auto()?;
+        sock.connect(&SocketAddr::new(0, 0))?;
+        Ok(Self { sock, seq: 1 })
+    }
+
+    /// A socket in the network namespace `ns` (an open nsfs file).
+    pub fn in_netns(ns: &File) -> io::Result<Self> {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .map_err(io::Error::from)?;
+                Netlink::new()
+            })
+            .join()
+            .map_err(|_| io_other("netns thread panicked"))?
+        })
+    }
+
+    fn request(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+    ) -> io::Result<Vec<RouteNetlinkMessage>> {
+        let mut nl =
+            NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::InnerMessage(msg));
+        self.seq = self.seq.wrapping_add(1);
+        nl.header.flags = NLM_F_REQUEST | flags;
+        nl.header.sequence_number = self.seq;
+        nl.finalize();
+        let mut buf = vec![0u8; nl.buffer_len()];
+        nl.serialize(&mut buf);
+        self.sock.send(&buf, 0)?;
+        let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
+        let mut out = Vec::new();
+        loop {
+            let (data, _) = self.sock.recv_from_full()?;
+            let mut off = 0usize;
+            while off < data.len() {
+                let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[off..])
+                    .map_err(|e| io_other(format!("bad netlink reply: {e}")))?;
+                let len = m.header.length as usize;
+                if len == 0 {
+                    return Err(io_other("zero-length netlink message"));
+                }
+                off += (len + 3) & !3;
+                if m.header.sequence_number != self.seq {
+                    continue;
+                }
+                match m.payload {
+                    NetlinkPayload::Done(_) => return Ok(out),
+                    NetlinkPayload::Error(e) => {
+                        return match e.code {
+                            None => Ok(out),
+                            Some(_) => Err(e.to_io()),
+                        }
+                    }
+                    NetlinkPayload::InnerMessage(i) => {
+                        out.push(i);
+                        if !dump && flags & NLM_F_ACK == 0 {
+                            return Ok(out);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn ack(&mut self, msg: RouteNetlinkMessage, flags: u16) -> io::Result<()> {
+        self.request(msg, NLM_F_ACK | flags).map(|_| ())
+    }
+
+    /// All links.
+    pub fn links(&mut self) -> io::Result<Vec<LinkEntry>> {
+        let msgs = self.request(
+            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            NLM_F_DUMP,
+        )?;
+        Ok(msgs
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(entry(l)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// The index of the link named `name`, if any.
+    pub fn link_index(&mut self, name: &str) -> io::Result<Option<u32>> {
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName(name.to_string()));
+        match self.request(RouteNetlinkMessage::GetLink(m), NLM_F_ACK) {
+            Ok(v) => Ok(v.into_iter().find_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(l.header.index),
+                _ => None,
+            })),
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates a bridge with a fixed MAC address (otherwise the bridge takes the lowest MAC of
+    /// its ports, which changes as containers come and go and breaks the containers' ARP
+    /// entries for the gateway).
+    pub fn add_bridge(&mut self, name: &str, mac: [u8; 6], alias: &str) -> io::Result<u32> {
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName(name.to_string()));
+        m.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        m.attributes
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+                InfoKind::Bridge,
+            )]));
+        self.ack(RouteNetlinkMessage::NewLink(m), NLM_F_CREATE | NLM_F_EXCL)?;
+        let idx = self
+            .link_index(name)?
+            .ok_or_else(|| io_other(format!("bridge {name} vanished after creation")))?;
+        self.set_alias(idx, alias)?;
+        Ok(idx)
+    }
+
+    /// Creates a veth pair; the peer is created directly in the namespace `peer_ns` under
+    /// `peer_name` with MAC `peer_mac`.
+    pub fn add_veth(
+        &mut self,
+        name: &str,
+        peer_name: &str,
+        peer_ns: &File,
+        peer_mac: [u8; 6],
+        alias: &str,
+    ) -> io::Result<u32> {
+        let mut peer = LinkMessage::default();
+        peer.attributes
+            .push(LinkAttribute::IfName(peer_name.to_string()));
+        peer.attributes
+            .push(LinkAttribute::Address(peer_mac.to_vec()));
+        peer.attributes
+            .push(LinkAttribute::NetNsFd(peer_ns.as_raw_fd()));
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName(name.to_string()));
+        m.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Veth),
+            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
+        ]));
+        self.ack(RouteNetlinkMessage::NewLink(m), NLM_F_CREATE | NLM_F_EXCL)?;
+        let idx = self
+            .link_index(name)?
+            .ok_or_else(|| io_other(format!("veth {name} vanished after creation")))?;
+        self.set_alias(idx, alias)?;
+        Ok(idx)
+    }
+
+    /// Sets the interface alias (our ownership mark).
+    pub fn set_alias(&mut self, index: u32, alias: &str) -> io::Result<()> {
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        m.attributes.push(LinkAttribute::IfAlias(alias.to_string()));
+        self.ack(RouteNetlinkMessage::SetLink(m), 0)
+    }
+
+    /// Brings a link up, optionally enslaving it to `master` first.
+    pub fn set_up(&mut self, index: u32, master: Option<u32>) -> io::Result<()> {
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        m.header.flags = LinkFlags::Up;
+        m.header.change_mask = LinkFlags::Up;
+        if let Some(master) = master {
+            m.attributes.push(LinkAttribute::Controller(master));
+        }
+        self.ack(RouteNetlinkMessage::SetLink(m), 0)
+    }
+
+    /// Turns on hairpin mode of a bridge port (a container reaching itself through a
+    /// published port gets its packets back through the port they came in on).
+    pub fn set_hairpin(&mut self, index: u32) -> io::Result<()> {
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        m.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::PortKind(InfoPortKind::Bridge),
+            LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
+                true,
+            )])),
+        ]));
+        self.ack(RouteNetlinkMessage::NewLink(m), 0)
+    }
+
+    /// Deletes a link; a missing link is not an error.
+    pub fn del_link(&mut self, index: u32) -> io::Result<()> {
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        match self.ack(RouteNetlinkMessage::DelLink(m), 0) {
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(()),
+            r => r,
+        }
+    }
+
+    /// Deletes the link named `name` if it exists.
+    pub fn del_link_by_name(&mut self, name: &str) -> io::Result<bool> {
+        match self.link_index(name)? {
+            Some(i) => self.del_link(i).map(|_| true),
+            None => Ok(false),
+        }
+    }
+
+    /// Adds `ip/prefix` to a link; an existing identical address is not an error.
+    pub fn add_addr(&mut self, index: u32, ip: Ipv4Addr, prefix: u8) -> io::Result<()> {
+        let mut m = AddressMessage::default();
+        m.header.family = AddressFamily::Inet;
+        m.header.prefix_len = prefix;
+        m.header.index = index;
+        m.attributes.push(AddressAttribute::Local(ip.into()));
+        m.attributes.push(AddressAttribute::Address(ip.into()));
+        if prefix < 31 {
+            let mask = u32::MAX << (32 - u32::from(prefix));
+            let b = Ipv4Addr::from(u32::from(ip) | !mask);
+            m.attributes.push(AddressAttribute::Broadcast(b));
+        }
+        match self.ack(
+            RouteNetlinkMessage::NewAddress(m),
+            NLM_F_CREATE | NLM_F_EXCL,
+        ) {
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+            r => r,
+        }
+    }
+
+    /// IPv4 addresses of a link (or of all links with `index: None`), as (index, ip, prefix).
+    pub fn addrs(&mut self, index: Option<u32>) -> io::Result<Vec<(u32, Ipv4Addr, u8)>> {
+        let mut m = AddressMessage::default();
+        m.header.family = AddressFamily::Inet;
+        let msgs = self.request(RouteNetlinkMessage::GetAddress(m), NLM_F_DUMP)?;
+        let mut out = Vec::new();
+        for msg in msgs {
+            if let RouteNetlinkMessage::NewAddress(a) = msg {
+                if index.is_some_and(|i| i != a.header.index) {
+                    continue;
+                }
+                for attr in &a.attributes {
+                    if let AddressAttribute::Local(std::net::IpAddr::V4(ip)) = attr {
+                        out.push((a.header.index, *ip, a.header.prefix_len));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Adds a default route via `gw` on `oif`; an existing default route is left alone.
+    pub fn add_default_route(&mut self, gw: Ipv4Addr, oif: u32) -> io::Result<()> {
+        let mut m = RouteMessage::default();
+        m.header.address_family = AddressFamily::Inet;
+        m.header.table = RouteHeader::RT_TABLE_MAIN;
+        m.header.protocol = RouteProtocol::Boot;
+        m.header.scope = RouteScope::Universe;
+        m.header.kind = RouteType::Unicast;
+        m.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::Inet(gw)));
+        m.attributes.push(RouteAttribute::Oif(oif));
+        match self.ack(RouteNetlinkMessage::NewRoute(m), NLM_F_CREATE | NLM_F_EXCL) {
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+            r => r,
+        }
+    }
+
+    /// Whether a default IPv4 route exists in the main table.
+    pub fn has_default_route(&mut self) -> io::Result<bool> {
+        let mut m = RouteMessage::default();
+        m.header.address_family = AddressFamily::Inet;
+        let msgs = self.request(RouteNetlinkMessage::GetRoute(m), NLM_F_DUMP)?;
+        Ok(msgs.iter().any(|r| match r {
+            RouteNetlinkMessage::NewRoute(r) => {
+                r.header.destination_prefix_length == 0
+                    && r.header.table == RouteHeader::RT_TABLE_MAIN
+                    && r.attributes
+                        .iter()
+                        .any(|a| matches!(a, RouteAttribute::Gateway(_)))
+            }
+            _ => false,
+        }))
+    }
+}
+
+fn entry(l: LinkMessage) -> LinkEntry {
+    let mut e = LinkEntry {
+        index: l.header.index,
+        name: String::new(),
+        alias: None,
+        kind: None,
+    };
+    for a in l.attributes {
+        match a {
+            LinkAttribute::IfName(n) => e.name = n,
+            LinkAttribute::IfAlias(a) => e.alias = Some(a),
+            LinkAttribute::LinkInfo(infos) => {
+                for i in infos {
+                    if let LinkInfo::Kind(k) = i {
+                        e.kind = Some(k.to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    e
+}

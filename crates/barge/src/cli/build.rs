@@ -1,0 +1,375 @@
+//! `build`: tars the context (honouring .dockerignore), POSTs it to /build, prints the stream.
+
+use std::io::Read;
+use std::path::Path;
+
+use hyper::Method;
+use serde_json::Value;
+
+use super::args::BuildArgs;
+use super::client::{query, Client};
+use super::error::{Error, Result};
+use super::opts::kv_map;
+use super::stream::JsonLines;
+
+/// One .dockerignore rule.
+#[derive(Debug)]
+pub struct IgnoreRule {
+    negate: bool,
+    parts: Vec<String>,
+}
+
+/// Parses a .dockerignore file.
+pub fn parse_ignore(text: &str) -> Vec<IgnoreRule> {
+    text.lines()
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (negate, p) = match l.strip_prefix('!') {
+                Some(p) => (true, p.trim()),
+                None => (false, l),
+            };
+            let p = p.trim_start_matches('/').trim_end_matches('/');
+            let p = p.strip_prefix("./").unwrap_or(p);
+            IgnoreRule {
+                negate,
+                parts: p
+                    .split('/')
+                    .filter(|s| !s.is_empty() && *s != ".")
+                    .map(|s| s.to_string())
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+fn glob(pat: &[u8], s: &[u8]) -> bool {
+    match (pat.first(), s.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => glob(&pat[1..], s) || (!s.is_empty() && glob(pat, &s[1..])),
+        (Some(b'?'), Some(_)) => glob(&pat[1..], &s[1..]),
+        (Some(b'['), Some(c)) => match pat.iter().position(|&b| b == b']') {
+            Some(end) => {
+                let set = &pat[1..end];
+                let (neg, set) = match set.first() {
+                    Some(b'^') | Some(b'!') => (true, &set[1..]),
+                    _ => (false, set),
+                };
+                let mut hit = false;
+                let mut i = 0;
+                while i < set.len() {
+                    if i + 2 < set.len() && set[i + 1] == b'-' {
+                        hit |= set[i] <= *c && *c <= set[i + 2];
+                        i += 3;
+                    } else {
+                        hit |= set[i] == *c;
+                        i += 1;
+                    }
+                }
+                hit != neg && glob(&pat[end + 1..], &s[1..])
+            }
+            None => false,
+        },
+        (Some(b'\\'), Some(c)) if pat.len() > 1 => pat[1] == *c && glob(&pat[2..], &s[1..]),
+        (Some(p), Some(c)) => p == c && glob(&pat[1..], &s[1..]),
+        _ => false,
+    }
+}
+
+fn match_parts(pat: &[String], path: &[&str]) -> bool {
+    match pat.first() {
+        None => path.is_empty(),
+        Some(p) if p == "**" => (0..=path.len()).any(|i| match_parts(&pat[1..], &path[i..])),
+        Some(p) => {
+            !path.is_empty()
+                && glob(p.as_bytes(), path[0].as_bytes())
+                && match_parts(&pat[1..], &path[1..])
+        }
+    }
+}
+
+/// True when `rel` (slash-separated, relative to the context) is excluded. A path is also
+/// excluded when one of its parent directories matches (docker's behaviour).
+pub fn ignored(rules: &[IgnoreRule], rel: &str) -> bool {
+    let parts: Vec<&str> = rel.split('/').filter(|s| !s.is_empty()).collect();
+    let mut ex = false;
+    for r in rules {
+        let hit = (1..=parts.len()).any(|n| match_parts(&r.parts, &parts[..n]));
+        if hit {
+            ex = !r.negate;
+        }
+    }
+    ex
+}
+
+fn add_dir<W: std::io::Write>(
+    b: &mut tar::Builder<W>,
+    root: &Path,
+    dir: &Path,
+    rules: &[IgnoreRule],
+    keep: &[String],
+) -> Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<std::io::Result<_>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let p = e.path();
+        let rel = p
+            .strip_prefix(root)
+            .map_err(|e| Error::Msg(e.to_string()))?
+            .to_string_lossy()
+            .into_owned();
+        let ft = e.file_type()?;
+        if ignored(rules, &rel) && !keep.contains(&rel) {
+            // A negated rule may re-include something below an excluded directory.
+            if !(ft.is_dir() && rules.iter().any(|r| r.negate)) {
+                continue;
+            }
+        }
+        if ft.is_dir() {
+            if !ignored(rules, &rel) {
+                b.append_dir(&rel, &p)?;
+            }
+            add_dir(b, root, &p, rules, keep)?;
+        } else {
+            b.append_path_with_name(&p, &rel)?;
+        }
+    }
+    Ok(())
+}
+
+/// Tars the build context directory, honouring its .dockerignore (the Dockerfile and
+/// .dockerignore themselves are always sent).
+pub fn tar_context(dir: &Path, dockerfile: &str) -> Result<Vec<u8>> {
+    let mut v = Vec::new();
+    write_context(dir, dockerfile, &mut v)?;
+    Ok(v)
+}
+
+/// Writes the context tar to `w` (see [`tar_context`]).
+pub fn write_context(dir: &Path, dockerfile: &str, w: &mut dyn std::io::Write) -> Result<()> {
+    let rules = match std::fs::read_to_string(dir.join(".dockerignore")) {
+        Ok(t) => parse_ignore(&t),
+        Err(_) => vec![],
+    };
+    let mut b = tar::Builder::new(w);
+    b.follow_symlinks(false);
+    let keep = vec![dockerfile.to_string(), ".dockerignore".to_string()];
+    add_dir(&mut b, dir, dir, &rules, &keep)?;
+    b.finish()?;
+    Ok(())
+}
+
+/// `build`
+pub async fn build(c: &Client, a: BuildArgs) -> Result<()> {
+    let mut dockerfile = a.file.clone().unwrap_or_else(|| "Dockerfile".into());
+    let body = if a.context == "-" {
+        let mut v = vec![];
+        std::io::stdin().read_to_end(&mut v)?;
+        let is_tar = v.len() > 262 && &v[257..262] == b"ustar";
+        let compressed = v.starts_with(b"\x1f\x8b")
+            || v.starts_with(b"BZh")
+            || v.starts_with(b"\xfd7zXZ")
+            || v.starts_with(b"\x28\xb5\x2f\xfd");
+        if !is_tar && !compressed {
+            // A Dockerfile on stdin: wrap it in a tar.
+            let mut b = tar::Builder::new(Vec::new());
+            let mut h = tar::Header::new_gnu();
+            h.set_size(v.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, "Dockerfile", &v[..])?;
+            dockerfile = "Dockerfile".into();
+            b.into_inner()?
+        } else {
+            v
+        }
+    } else {
+        let dir = Path::new(&a.context);
+        if !dir.is_dir() {
+            return Err(Error::Msg(format!(
+                "unable to prepare context: path {:?} not found",
+                a.context
+            )));
+        }
+        // A -f outside the context is added to it under a fixed name.
+        if let Some(f) = &a.file {
+            let fp = Path::new(f);
+            let abs = if fp.is_absolute() {
+                fp.to_path_buf()
+            } else {
+                std::env::current_dir()?.join(fp)
+            };
+            let ctx = std::fs::canonicalize(dir)?;
+            match std::fs::canonicalize(&abs) {
+                Ok(real) if real.starts_with(&ctx) => {
+                    dockerfile = real
+                        .strip_prefix(&ctx)
+                        .map(|p| p.to_string_lossy().into_owned())
+                        .unwrap_or(dockerfile);
+                }
+                Ok(real) => {
+                    let mut t = tar_context(dir, "")?;
+                    let data = std::fs::read(&real)?;
+                    let mut b = tar::Builder::new(Vec::new());
+                    let mut ar = tar::Archive::new(&t[..]);
+                    for e in ar.entries()? {
+                        let mut e = e?;
+                        let mut h = e.header().clone();
+                        let p = e.path()?.into_owned();
+                        let mut d = vec![];
+                        e.read_to_end(&mut d)?;
+                        b.append_data(&mut h, p, &d[..])?;
+                    }
+                    let mut h = tar::Header::new_gnu();
+                    h.set_size(data.len() as u64);
+                    h.set_mode(0o644);
+                    h.set_cksum();
+                    dockerfile = ".barge-dockerfile".into();
+                    b.append_data(&mut h, &dockerfile, &data[..])?;
+                    t = b.into_inner()?;
+                    return send_build(c, &a, &dockerfile, super::client::bytes_body(t)).await;
+                }
+                Err(e) => return Err(Error::Msg(format!("unable to read {f}: {e}"))),
+            }
+        }
+        // Streamed: the context is tarred while it is sent.
+        let (d, df) = (dir.to_path_buf(), dockerfile.clone());
+        let body = super::client::writer_body(move |w| {
+            write_context(&d, &df, w).map_err(|e| std::io::Error::other(e.to_string()))
+        });
+        return send_build(c, &a, &dockerfile, body).await;
+    };
+    send_build(c, &a, &dockerfile, super::client::bytes_body(body)).await
+}
+
+async fn send_build(
+    c: &Client,
+    a: &BuildArgs,
+    dockerfile: &str,
+    body: super::client::ReqBody,
+) -> Result<()> {
+    let mut q = vec![("dockerfile", dockerfile.to_string())];
+    for t in &a.tag {
+        q.push(("t", t.clone()));
+    }
+    if !a.build_arg.is_empty() {
+        let args: Vec<String> = a
+            .build_arg
+            .iter()
+            .map(|b| super::opts::env_entry(b).unwrap_or_else(|_| b.clone()))
+            .collect();
+        q.push(("buildargs", kv_map(&args).to_string()));
+    }
+    if let Some(t) = &a.target {
+        q.push(("target", t.clone()));
+    }
+    if a.no_cache {
+        q.push(("nocache", "1".into()));
+    }
+    if a.pull {
+        q.push(("pull", "1".into()));
+    }
+    if !a.label.is_empty() {
+        q.push(("labels", kv_map(&a.label).to_string()));
+    }
+    if a.quiet || a.progress == "quiet" {
+        q.push(("q", "1".into()));
+    }
+    q.push(("rm", (a.rm as u8).to_string()));
+    if let Some(n) = &a.network {
+        q.push(("networkmode", n.clone()));
+    }
+    let mut resp = c
+        .call_body(
+            Method::POST,
+            &format!("/build{}", query(&q)),
+            body,
+            "application/x-tar",
+            &[],
+        )
+        .await?;
+    let mut lines = JsonLines::default();
+    let mut id = None;
+    let quiet = a.quiet || a.progress == "quiet";
+    let mut handle = |m: Value| -> Result<()> {
+        if let Some(e) = m
+            .pointer("/errorDetail/message")
+            .or_else(|| m.get("error"))
+            .and_then(|e| e.as_str())
+        {
+            return Err(Error::Msg(e.to_string()));
+        }
+        if let Some(i) = m.pointer("/aux/ID").and_then(|v| v.as_str()) {
+            id = Some(i.to_string());
+        }
+        if !quiet {
+            if let Some(s) = m.get("stream").and_then(|v| v.as_str()) {
+                print!("{s}");
+            } else if let Some(s) = m.get("status").and_then(|v| v.as_str()) {
+                println!("{s}");
+            }
+        } else if let Some(s) = m.get("stream").and_then(|v| v.as_str()) {
+            if s.trim().starts_with("sha256:") {
+                id = Some(s.trim().to_string());
+            }
+        }
+        Ok(())
+    };
+    while let Some(ch) = resp.chunk().await? {
+        for m in lines.push(&ch) {
+            handle(m)?;
+        }
+    }
+    for m in lines.finish() {
+        handle(m)?;
+    }
+    if quiet {
+        if let Some(i) = id {
+            println!("{i}");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dockerignore_rules() {
+        let r = parse_ignore("# c\n*.log\n!keep.log\nbuild/\n**/*.tmp\n/secret\ndocs/*.md\n");
+        assert!(ignored(&r, "a.log"));
+        assert!(!ignored(&r, "keep.log"));
+        assert!(ignored(&r, "build"));
+        assert!(ignored(&r, "build/x/y.c"));
+        assert!(ignored(&r, "x/y/z.tmp"));
+        assert!(ignored(&r, "z.tmp"));
+        assert!(ignored(&r, "secret"));
+        assert!(ignored(&r, "docs/a.md"));
+        assert!(!ignored(&r, "docs/sub/a.md"));
+        assert!(!ignored(&r, "src/a.log"));
+        assert!(!ignored(&r, "main.c"));
+        assert!(glob(b"f[a-c]o", b"fbo"));
+        assert!(!glob(b"f[!a-c]o", b"fbo"));
+    }
+
+    #[test]
+    fn context_tar_honours_ignore() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("Dockerfile"), "FROM scratch\n").unwrap();
+        std::fs::write(d.path().join(".dockerignore"), "*.log\nnode_modules\n").unwrap();
+        std::fs::write(d.path().join("a.log"), "x").unwrap();
+        std::fs::write(d.path().join("main.c"), "x").unwrap();
+        std::fs::create_dir(d.path().join("node_modules")).unwrap();
+        std::fs::write(d.path().join("node_modules/m.js"), "x").unwrap();
+        let t = tar_context(d.path(), "Dockerfile").unwrap();
+        let mut ar = tar::Archive::new(&t[..]);
+        let mut names: Vec<String> = ar
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, vec![".dockerignore", "Dockerfile", "main.c"]);
+    }
+}

@@ -1,0 +1,1075 @@
+//! End-to-end tests of the `barge` CLI against a daemon on a private socket
+//! (`BARGE_TEST_DAEMON=dockerd|barge`, default dockerd). See cli_support for the harness.
+
+mod cli_support;
+
+use cli_support::{barge_bin, pty_session, skip_unless_root, Daemon, Registry};
+use std::process::{Command, Stdio};
+
+fn out(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+fn err(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+#[test]
+fn no_daemon_and_bad_flags() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = format!("unix://{}/none.sock", dir.path().display());
+    let o = Command::new(barge_bin())
+        .args(["-H", &sock, "ps"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("barge");
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(
+        err(&o).contains("Cannot connect to the barge daemon"),
+        "{}",
+        err(&o)
+    );
+    // `run` reports engine failures as 125.
+    let o = Command::new(barge_bin())
+        .args(["-H", &sock, "run", "busybox", "true"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("barge");
+    assert_eq!(o.status.code(), Some(125), "{}", err(&o));
+    // Bad flags and bad flag values: 125 before any connection.
+    for args in [
+        vec!["run", "--bogus", "busybox"],
+        vec!["run", "-p", "70000:80", "busybox"],
+        vec!["run", "-m", "12q", "busybox"],
+        vec!["run", "--ulimit", "nofile=9:1", "busybox"],
+        vec!["run", "--mount", "type=bind,dst=/x", "busybox"],
+        vec!["ps", "--nope"],
+        vec!["ps", "--format", "{{.ID"],
+        vec!["-H", "tcp://127.0.0.1:1", "ps"],
+    ] {
+        let mut a = vec!["-H", sock.as_str()];
+        if args[0] == "-H" {
+            a.clear();
+        }
+        a.extend(args.iter());
+        let o = Command::new(barge_bin())
+            .args(&a)
+            .stdin(Stdio::null())
+            .output()
+            .expect("barge");
+        assert_eq!(o.status.code(), Some(125), "{a:?}: {}", err(&o));
+        assert!(!err(&o).is_empty(), "{a:?} printed no error");
+    }
+    let o = Command::new(barge_bin())
+        .arg("--help")
+        .output()
+        .expect("barge");
+    assert_eq!(o.status.code(), Some(0));
+    assert!(out(&o).contains("Create and run a new container"));
+    let o = Command::new(barge_bin())
+        .args(["completion", "bash"])
+        .output()
+        .expect("barge");
+    assert!(o.status.success());
+    assert!(out(&o).contains("_barge"), "no bash completion function");
+}
+
+#[test]
+fn run_exit_codes_and_streams() {
+    if skip_unless_root() {
+        return;
+    }
+    let d = Daemon::start();
+    // stdout and stderr are kept apart, exit codes come through.
+    let o = d.run(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(out(&o), "out\n");
+    assert_eq!(err(&o), "err\n");
+    // 127: not found; 126: cannot invoke; 125: engine error.
+    let o = d.run(&["run", "--rm", "busybox", "no-such-binary"]);
+    assert_eq!(o.status.code(), Some(127), "{}", err(&o));
+    assert!(
+        err(&o).contains("Error response from daemon"),
+        "{}",
+        err(&o)
+    );
+    let o = d.run(&["run", "--rm", "busybox", "/etc"]);
+    assert_eq!(o.status.code(), Some(126), "{}", err(&o));
+    let o = d.run(&["run", "--rm", "--pull", "never", "no-such-image:1", "true"]);
+    assert_eq!(o.status.code(), Some(125), "{}", err(&o));
+    assert!(
+        err(&o).contains("Error response from daemon:"),
+        "{}",
+        err(&o)
+    );
+    // Names already taken: the daemon's message, 125.
+    d.ok(&["create", "--name", "taken", "busybox", "true"]);
+    let o = d.run(&["create", "--name", "taken", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(err(&o).contains("already in use"), "{}", err(&o));
+    // -i forwards stdin and closes it at EOF.
+    let o = d.run_stdin(
+        &[
+            "run",
+            "--rm",
+            "-i",
+            "busybox",
+            "sh",
+            "-c",
+            "tr a-z A-Z; exit 7",
+        ],
+        b"hello\nworld\n",
+    );
+    assert_eq!(out(&o), "HELLO\nWORLD\n");
+    assert_eq!(o.status.code(), Some(7));
+    // Flags reach the container: env, env-file, workdir, user, hostname, labels, entrypoint.
+    let envf = d.dir.path().join("env.list");
+    std::fs::write(&envf, "# comment\nFROM_FILE=yes\n").expect("env file");
+    let o = d.ok(&[
+        "run",
+        "--rm",
+        "-e",
+        "A=1",
+        "--env-file",
+        envf.to_str().unwrap_or_default(),
+        "-w",
+        "/tmp",
+        "-u",
+        "1000:1000",
+        "--hostname",
+        "boxy",
+        "busybox",
+        "sh",
+        "-c",
+        "echo $A $FROM_FILE $(pwd) $(id -u) $(hostname)",
+    ]);
+    assert_eq!(o, "1 yes /tmp 1000 boxy");
+    let o = d.ok(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "echo",
+        "busybox",
+        "-n",
+        "via-entrypoint",
+    ]);
+    assert_eq!(o, "via-entrypoint");
+    // A read-only rootfs, a tmpfs and a bind mount.
+    let host = d.dir.path().join("bind");
+    std::fs::create_dir(&host).expect("mkdir");
+    std::fs::write(host.join("f"), "from-host").expect("write");
+    let o = d.run(&[
+        "run",
+        "--rm",
+        "--read-only",
+        "--tmpfs",
+        "/scratch",
+        "-v",
+        &format!("{}:/mnt:ro", host.display()),
+        "busybox",
+        "sh",
+        "-c",
+        "cat /mnt/f; touch /scratch/ok && echo tmpfs-ok; touch /nope 2>/dev/null || echo ro-ok",
+    ]);
+    assert_eq!(out(&o), "from-hosttmpfs-ok\nro-ok\n", "{}", err(&o));
+    // Without a TTY, signals to the CLI are proxied to the container (--sig-proxy).
+    let child = d
+        .cmd(&[
+            "run",
+            "--rm",
+            "--name",
+            "sig",
+            "busybox",
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 7' TERM; echo ready; while :; do sleep 0.1; done",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    assert!(d.eventually(20, || d.run(&["logs", "sig"]).stdout.starts_with(b"ready")));
+    // SAFETY: a signal to the barge CLI process this test spawned.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let o = child.wait_with_output().expect("wait");
+    assert_eq!(o.status.code(), Some(7), "{}", err(&o));
+    assert_eq!(out(&o), "ready\ngot-term\n");
+    // Detached run prints the full id.
+    let id = d.ok(&["run", "-d", "busybox", "true"]);
+    assert_eq!(id.len(), 64, "{id}");
+    assert_eq!(d.ok(&["wait", &id]), "0");
+}
+
+#[test]
+fn lifecycle_ps_inspect_logs_exec() {
+    if skip_unless_root() {
+        return;
+    }
+    let d = Daemon::start();
+    let id = d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-l",
+        "tier=front",
+        "busybox",
+        "sh",
+        "-c",
+        "echo line1; echo line2; echo err1 >&2; exec sleep 300",
+    ]);
+    assert_eq!(id.len(), 64);
+    // ps: table, -q, --format, --filter, --no-trunc.
+    let ps = d.ok(&["ps"]);
+    let mut lines = ps.lines();
+    let header = lines.next().unwrap_or_default();
+    assert!(header.starts_with("CONTAINER ID   IMAGE"), "{header}");
+    assert!(header.contains("NAMES"));
+    let row = lines.next().unwrap_or_default();
+    assert!(row.starts_with(&id[..12]), "{row}");
+    assert!(row.ends_with("web"), "{row}");
+    assert_eq!(d.ok(&["ps", "-q"]), id[..12]);
+    assert_eq!(d.ok(&["ps", "-q", "--no-trunc"]), id);
+    assert_eq!(
+        d.ok(&["ps", "--format", "{{.Names}}|{{.Image}}|{{.Labels}}"]),
+        "web|busybox|tier=front"
+    );
+    assert_eq!(d.ok(&["ps", "--format", "table {{.Names}}"]), "NAMES\nweb");
+    let j: serde_json::Value =
+        serde_json::from_str(&d.ok(&["ps", "--format", "json"])).expect("json");
+    assert_eq!(j["Names"], "web");
+    assert_eq!(d.ok(&["ps", "-q", "--filter", "label=tier=back"]), "");
+    assert_eq!(d.ok(&["ps", "-q", "--filter", "name=web"]), id[..12]);
+    assert_eq!(d.ok(&["container", "ls", "-q"]), id[..12]);
+    // inspect -f with nesting, json, index, range.
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.Status}}", "web"]),
+        "running"
+    );
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{json .Config.Labels}}", "web"]),
+        r#"{"tier":"front"}"#
+    );
+    assert_eq!(
+        d.ok(&["inspect", "-f", r#"{{index .Config.Labels "tier"}}"#, "web"]),
+        "front"
+    );
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{range .Config.Cmd}}[{{.}}]{{end}}",
+            "web"
+        ])
+        .matches('[')
+        .count(),
+        3
+    );
+    assert_eq!(
+        d.ok(&["container", "inspect", "--format", "{{.Id}}", "web"]),
+        id
+    );
+    let full: serde_json::Value =
+        serde_json::from_str(&d.ok(&["inspect", "web"])).expect("inspect json");
+    assert_eq!(full[0]["Name"], "/web");
+    let o = d.run(&["inspect", "nosuch"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("No such object: nosuch"), "{}", err(&o));
+    // logs: both streams, --tail, -t.
+    assert!(d.eventually(10, || out(&d.run(&["logs", "web"])).contains("line2")));
+    let o = d.run(&["logs", "web"]);
+    assert_eq!(out(&o), "line1\nline2\n");
+    assert_eq!(err(&o), "err1\n");
+    // --tail counts lines of both streams (stdout and stderr interleave by time).
+    let t1 = d.run(&["logs", "--tail", "1", "web"]);
+    assert_eq!(format!("{}{}", out(&t1), err(&t1)).lines().count(), 1);
+    let t0 = d.run(&["logs", "--tail", "0", "web"]);
+    assert_eq!(format!("{}{}", out(&t0), err(&t0)), "");
+    let ts = out(&d.run(&["logs", "-t", "web"]));
+    assert!(
+        ts.lines()
+            .all(|l| l.len() > 30 && l.as_bytes()[4] == b'-' && l.contains('T')),
+        "{ts}"
+    );
+    // exec: output, exit code, env, user, workdir.
+    assert_eq!(d.ok(&["exec", "web", "echo", "hi"]), "hi");
+    let o = d.run(&["exec", "web", "sh", "-c", "exit 9"]);
+    assert_eq!(o.status.code(), Some(9));
+    assert_eq!(
+        d.ok(&[
+            "exec",
+            "-e",
+            "X=y",
+            "-u",
+            "1000",
+            "-w",
+            "/tmp",
+            "web",
+            "sh",
+            "-c",
+            "echo $X $(id -u) $(pwd)"
+        ]),
+        "y 1000 /tmp"
+    );
+    let o = d.run(&["exec", "web", "no-such-binary"]);
+    assert_eq!(o.status.code(), Some(126), "{}", err(&o));
+    assert!(
+        format!("{}{}", out(&o), err(&o)).contains("executable file not found"),
+        "{}",
+        err(&o)
+    );
+    let o = d.run_stdin(&["exec", "-it", "web", "true"], b"");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err(&o).contains("the input device is not a TTY"),
+        "{}",
+        err(&o)
+    );
+    let o = d.run_stdin(&["exec", "-i", "web", "cat"], b"piped\n");
+    assert_eq!(out(&o), "piped\n");
+    d.ok(&["exec", "-d", "web", "touch", "/tmp/detached"]);
+    assert!(d.eventually(10, || d
+        .run(&["exec", "web", "test", "-e", "/tmp/detached"])
+        .status
+        .success()));
+    // top lists the process.
+    let top = d.ok(&["top", "web"]);
+    assert!(top.contains("PID") && top.contains("sleep 300"), "{top}");
+    // pause / unpause.
+    d.ok(&["pause", "web"]);
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.Status}}", "web"]),
+        "paused"
+    );
+    d.ok(&["unpause", "web"]);
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.Status}}", "web"]),
+        "running"
+    );
+    // rename.
+    d.ok(&["rename", "web", "web2"]);
+    assert_eq!(d.ok(&["ps", "--format", "{{.Names}}"]), "web2");
+    // kill -> wait gives 137; restart; stop.
+    d.ok(&["kill", "web2"]);
+    assert_eq!(d.ok(&["wait", "web2"]), "137");
+    assert_eq!(d.ok(&["ps", "-q"]), "");
+    assert_eq!(d.ok(&["ps", "-aq"]).lines().count(), 1);
+    assert!(d
+        .ok(&["ps", "-a", "--format", "{{.Status}}"])
+        .starts_with("Exited (137)"));
+    d.ok(&["restart", "-t", "1", "web2"]);
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.Running}}", "web2"]),
+        "true"
+    );
+    d.ok(&["stop", "-t", "1", "web2"]);
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.Running}}", "web2"]),
+        "false"
+    );
+    d.ok(&["start", "web2"]);
+    // rm without -f refuses a running container; -f removes it.
+    let o = d.run(&["rm", "web2"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err(&o).starts_with("Error response from daemon:"),
+        "{}",
+        err(&o)
+    );
+    d.ok(&["rm", "-f", "web2"]);
+    assert_eq!(d.ok(&["ps", "-aq"]), "");
+    // -l / -n show the latest created containers, running or not.
+    let latest = d.ok(&["create", "--name", "latest", "busybox", "true"]);
+    assert_eq!(d.ok(&["ps", "-l", "-q"]), latest[..12]);
+    assert_eq!(d.ok(&["ps", "-n", "1", "--format", "{{.Names}}"]), "latest");
+    assert_eq!(d.ok(&["container", "ls", "-a", "-q"]).lines().count(), 1);
+    d.ok(&["container", "rm", "latest"]);
+    // start -a returns the container's exit code.
+    d.ok(&[
+        "create",
+        "--name",
+        "once",
+        "busybox",
+        "sh",
+        "-c",
+        "echo attached; exit 4",
+    ]);
+    let o = d.run(&["start", "-a", "once"]);
+    assert_eq!(out(&o), "attached\n");
+    assert_eq!(o.status.code(), Some(4));
+    // logs -f streams while the container runs and ends when it exits; events follow.
+    let mut ev = d
+        .cmd(&[
+            "events",
+            "--filter",
+            "type=container",
+            "--filter",
+            "container=follow",
+            "--format",
+            "{{.Action}}",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("events");
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "follow",
+        "busybox",
+        "sh",
+        "-c",
+        "echo one; sleep 1; echo two",
+    ]);
+    let lf = d.run(&["logs", "-f", "follow"]);
+    assert!(lf.status.success());
+    assert_eq!(out(&lf), "one\ntwo\n");
+    assert_eq!(d.ok(&["wait", "follow"]), "0");
+    let mut evout = ev.stdout.take().expect("events stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut buf = [0u8; 4096];
+        let mut all = String::new();
+        while let Ok(n) = evout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            all.push_str(&String::from_utf8_lossy(&buf[..n]));
+            if all.contains("die") {
+                break;
+            }
+        }
+        let _ = tx.send(all);
+    });
+    let seen = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .unwrap_or_default();
+    // SAFETY: a signal to the `barge events` process this test spawned.
+    unsafe {
+        libc::kill(ev.id() as i32, libc::SIGTERM);
+    }
+    let _ = ev.wait();
+    assert!(
+        seen.contains("create\n") && seen.contains("start\n") && seen.contains("die"),
+        "{seen}"
+    );
+    // stats --no-stream.
+    d.ok(&["run", "-d", "--name", "st", "busybox", "sleep", "300"]);
+    let s = d.ok(&["stats", "--no-stream", "st"]);
+    assert!(s.starts_with("CONTAINER ID   NAME"), "{s}");
+    assert!(s.contains("st "), "{s}");
+    assert_eq!(
+        d.ok(&["stats", "--no-stream", "--format", "{{.Name}}", "st"]),
+        "st"
+    );
+}
+
+#[test]
+fn files_images_and_volumes() {
+    if skip_unless_root() {
+        return;
+    }
+    let d = Daemon::start();
+    d.ok(&["run", "-d", "--name", "box", "busybox", "sleep", "300"]);
+    // cp host -> container (file, dir) and back.
+    let src = d.dir.path().join("src");
+    std::fs::create_dir_all(src.join("sub")).expect("mkdir");
+    std::fs::write(src.join("a.txt"), "alpha").expect("write");
+    std::fs::write(src.join("sub/b.txt"), "beta").expect("write");
+    d.ok(&[
+        "cp",
+        src.join("a.txt").to_str().unwrap_or_default(),
+        "box:/tmp/",
+    ]);
+    assert_eq!(d.ok(&["exec", "box", "cat", "/tmp/a.txt"]), "alpha");
+    d.ok(&[
+        "cp",
+        src.join("a.txt").to_str().unwrap_or_default(),
+        "box:/tmp/renamed.txt",
+    ]);
+    assert_eq!(d.ok(&["exec", "box", "cat", "/tmp/renamed.txt"]), "alpha");
+    d.ok(&["cp", src.to_str().unwrap_or_default(), "box:/srv"]);
+    assert_eq!(d.ok(&["exec", "box", "cat", "/srv/sub/b.txt"]), "beta");
+    let back = d.dir.path().join("back");
+    std::fs::create_dir(&back).expect("mkdir");
+    d.ok(&["cp", "box:/srv", back.to_str().unwrap_or_default()]);
+    assert_eq!(
+        std::fs::read_to_string(back.join("srv/sub/b.txt")).unwrap_or_default(),
+        "beta"
+    );
+    let f = back.join("hosts-copy");
+    d.ok(&["cp", "box:/etc/passwd", f.to_str().unwrap_or_default()]);
+    assert!(std::fs::read_to_string(&f)
+        .unwrap_or_default()
+        .starts_with("root:"));
+    let o = d.run(&["cp", "box:/no/such", back.to_str().unwrap_or_default()]);
+    assert_eq!(o.status.code(), Some(1));
+    // diff shows the additions.
+    let diff = d.ok(&["diff", "box"]);
+    assert!(diff.lines().any(|l| l == "A /tmp/a.txt"), "{diff}");
+    // commit -> a runnable image with the change.
+    let img = d.ok(&["commit", "-c", "ENV COMMITTED=1", "box", "committed:v1"]);
+    assert!(img.starts_with("sha256:"), "{img}");
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "committed:v1",
+            "sh",
+            "-c",
+            "cat /tmp/a.txt; echo $COMMITTED"
+        ]),
+        "alpha1"
+    );
+    // images: table, -q, --format; tag, history, rmi.
+    let imgs = d.ok(&["images"]);
+    assert!(imgs.starts_with("REPOSITORY   TAG"), "{imgs}");
+    assert!(imgs.contains("committed") && imgs.contains("busybox"));
+    d.ok(&["tag", "busybox", "mybox:2"]);
+    assert!(d
+        .ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
+        .lines()
+        .any(|l| l == "mybox:2"));
+    assert!(d.ok(&["history", "committed:v1"]).starts_with("IMAGE"));
+    let rmi = d.ok(&["rmi", "mybox:2"]);
+    assert!(rmi.contains("Untagged: mybox:2"), "{rmi}");
+    let o = d.run(&["rmi", "nosuch:1"]);
+    assert_eq!(o.status.code(), Some(1));
+    // save -> rmi -> load round trip.
+    let tar = d.dir.path().join("saved.tar");
+    d.ok(&[
+        "save",
+        "-o",
+        tar.to_str().unwrap_or_default(),
+        "committed:v1",
+    ]);
+    assert!(std::fs::metadata(&tar).map(|m| m.len()).unwrap_or(0) > 1000);
+    d.ok(&["rm", "-f", "box"]);
+    d.ok(&["rmi", "committed:v1"]);
+    let loaded = d.ok(&["load", "-i", tar.to_str().unwrap_or_default()]);
+    assert!(loaded.contains("committed:v1"), "{loaded}");
+    // export a container's filesystem.
+    d.ok(&["create", "--name", "ex", "busybox", "true"]);
+    let exp = d.dir.path().join("ex.tar");
+    d.ok(&["export", "-o", exp.to_str().unwrap_or_default(), "ex"]);
+    let list = Command::new("tar")
+        .arg("-tf")
+        .arg(&exp)
+        .output()
+        .expect("tar");
+    assert!(out(&list)
+        .lines()
+        .any(|l| l.trim_start_matches("./") == "bin/busybox"));
+    // volumes.
+    assert_eq!(d.ok(&["volume", "create", "vol1"]), "vol1");
+    assert!(d.ok(&["volume", "ls", "-q"]).lines().any(|l| l == "vol1"));
+    d.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "vol1:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "echo kept > /data/f",
+    ]);
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "--mount",
+            "type=volume,src=vol1,dst=/d",
+            "busybox",
+            "cat",
+            "/d/f"
+        ]),
+        "kept"
+    );
+    assert_eq!(
+        d.ok(&["volume", "inspect", "-f", "{{.Name}}", "vol1"]),
+        "vol1"
+    );
+    assert_eq!(d.ok(&["volume", "rm", "vol1"]), "vol1");
+    // system df and prune.
+    assert!(d.ok(&["system", "df"]).starts_with("TYPE"));
+    let p = d.ok(&["container", "prune", "-f"]);
+    assert!(p.contains("Total reclaimed space"), "{p}");
+    assert_eq!(d.ok(&["ps", "-aq"]), "");
+    // build: .dockerignore honoured, build args, labels, tag.
+    let ctx = d.dir.path().join("ctx");
+    std::fs::create_dir(&ctx).expect("mkdir");
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nARG GREETING=default\nCOPY . /ctx/\nRUN echo $GREETING > /greeting\n",
+    )
+    .expect("write");
+    std::fs::write(ctx.join(".dockerignore"), "*.secret\n").expect("write");
+    std::fs::write(ctx.join("app.txt"), "app").expect("write");
+    std::fs::write(ctx.join("key.secret"), "nope").expect("write");
+    let o = d.run(&[
+        "build",
+        "-t",
+        "built:1",
+        "--build-arg",
+        "GREETING=hi",
+        "--label",
+        "l=v",
+        ctx.to_str().unwrap_or_default(),
+    ]);
+    assert!(o.status.success(), "{}{}", out(&o), err(&o));
+    assert!(
+        out(&o).contains("Successfully tagged built:1"),
+        "{}",
+        out(&o)
+    );
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "built:1",
+            "sh",
+            "-c",
+            "cat /greeting; ls /ctx"
+        ]),
+        "hi\nDockerfile\napp.txt"
+    );
+    assert_eq!(
+        d.ok(&["image", "inspect", "-f", "{{.Config.Labels.l}}", "built:1"]),
+        "v"
+    );
+    let q = d.ok(&["build", "-q", ctx.to_str().unwrap_or_default()]);
+    assert!(q.starts_with("sha256:") && !q.contains('\n'), "{q}");
+    let o = d.run_stdin(&["build", "-"], b"FROM busybox\nRUN false\n");
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(
+        err(&o).contains("returned a non-zero code: 1"),
+        "{}",
+        err(&o)
+    );
+    // cp from a tar on stdin.
+    let mut t = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(5);
+    h.set_mode(0o644);
+    h.set_cksum();
+    t.append_data(&mut h, "fromstdin.txt", &b"stdin"[..])
+        .expect("tar");
+    let tarball = t.into_inner().expect("tar");
+    d.ok(&["run", "-d", "--name", "cpdst", "busybox", "sleep", "300"]);
+    let o = d.run_stdin(&["cp", "-", "cpdst:/tmp"], &tarball);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(
+        d.ok(&["exec", "cpdst", "cat", "/tmp/fromstdin.txt"]),
+        "stdin"
+    );
+    d.ok(&["rm", "-f", "cpdst"]);
+    // cp to stdout is a tar stream.
+    d.ok(&["create", "--name", "cpsrc", "busybox", "true"]);
+    let o = d.run(&["cp", "cpsrc:/etc/passwd", "-"]);
+    assert!(o.status.success());
+    let mut ar = tar::Archive::new(&o.stdout[..]);
+    let names: Vec<String> = ar
+        .entries()
+        .expect("tar")
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.path().ok().map(|p| p.to_string_lossy().into_owned()))
+        .collect();
+    assert_eq!(names, vec!["passwd"]);
+    d.ok(&["rm", "cpsrc"]);
+    let p = d.ok(&["image", "prune", "-f"]);
+    assert!(p.contains("Total reclaimed space"), "{p}");
+    // info, version.
+    assert!(d.ok(&["info"]).contains("Containers:"));
+    assert!(d
+        .ok(&["version", "--format", "{{.Server.ApiVersion}}"])
+        .starts_with("1."));
+    // events --since/--until replays what happened.
+    let ev = d.ok(&[
+        "events",
+        "--since",
+        "5m",
+        "--until",
+        "0s",
+        "--filter",
+        "type=container",
+        "--format",
+        "{{.Action}}",
+    ]);
+    assert!(
+        ev.lines().any(|l| l == "create") && ev.lines().any(|l| l == "destroy"),
+        "{ev}"
+    );
+}
+
+#[test]
+fn terminal_sessions() {
+    if skip_unless_root() {
+        return;
+    }
+    let d = Daemon::start();
+    let env = [("BARGE_HOST", format!("unix://{}", d.sock.display()))];
+    // -it: a shell on a pty of the client's size; exit code comes back.
+    let (o, code) = pty_session(
+        &env,
+        &[barge_bin(), "run", "-it", "--rm", "busybox", "sh"],
+        33,
+        101,
+        &[
+            ("# ", b"stty size; echo $((6*7))x\r"),
+            ("42x", b"\0resize:40x120"),
+            ("", b"stty size; echo $((6*8))y\r"),
+            ("48y", b"exit 5\r"),
+        ],
+    );
+    assert!(o.contains("33 101"), "{o}");
+    assert!(o.contains("40 120"), "resize on SIGWINCH: {o}");
+    assert_eq!(code, 5, "{o}");
+    // Detach keys leave the container running; the client exits 0.
+    let (o, code) = pty_session(
+        &env,
+        &[barge_bin(), "run", "-it", "--name", "det", "busybox", "sh"],
+        24,
+        80,
+        &[("# ", b"echo ready\r"), ("ready", &[16, 17])],
+    );
+    assert_eq!(code, 0, "{o}");
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.Running}}", "det"]),
+        "true"
+    );
+    // exec -it into it; then attach and exit from the attached shell.
+    let (o, code) = pty_session(
+        &env,
+        &[barge_bin(), "exec", "-it", "det", "sh"],
+        24,
+        80,
+        &[("# ", b"tty; exit 3\r")],
+    );
+    assert!(o.contains("/dev/pts/"), "{o}");
+    assert_eq!(code, 3, "{o}");
+    let (o, code) = pty_session(
+        &env,
+        &[barge_bin(), "attach", "det"],
+        24,
+        80,
+        &[("", b"\r"), ("# ", b"exit 6\r")],
+    );
+    assert_eq!(code, 6, "{o}");
+    assert_eq!(d.ok(&["inspect", "-f", "{{.State.ExitCode}}", "det"]), "6");
+}
+
+#[test]
+fn networks_ports_update() {
+    if skip_unless_root() {
+        return;
+    }
+    let d = Daemon::start();
+    let net = d.ok(&["network", "create", "--subnet", "10.199.0.0/24", "testnet"]);
+    assert_eq!(net.len(), 64, "{net}");
+    assert!(d
+        .ok(&["network", "ls", "--format", "{{.Name}}"])
+        .lines()
+        .any(|l| l == "testnet"));
+    assert_eq!(
+        d.ok(&["network", "inspect", "-f", "{{.Driver}}", "testnet"]),
+        "bridge"
+    );
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "n1",
+        "--network",
+        "testnet",
+        "--ip",
+        "10.199.0.5",
+        "--network-alias",
+        "web",
+        "-p",
+        "127.0.0.1:18080:80",
+        "-m",
+        "64m",
+        "--pids-limit",
+        "50",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            "n1"
+        ]),
+        "10.199.0.5"
+    );
+    assert_eq!(d.ok(&["port", "n1"]), "80/tcp -> 127.0.0.1:18080");
+    assert_eq!(d.ok(&["port", "n1", "80"]), "127.0.0.1:18080");
+    assert_eq!(
+        d.ok(&["ps", "--format", "{{.Ports}}"]),
+        "127.0.0.1:18080->80/tcp"
+    );
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}}",
+            "n1"
+        ]),
+        "67108864 50"
+    );
+    d.ok(&["update", "-m", "128m", "--memory-swap", "256m", "n1"]);
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.HostConfig.Memory}}", "n1"]),
+        "134217728"
+    );
+    let o = d.run(&["port", "n1", "81"]);
+    assert_eq!(o.status.code(), Some(1));
+    // connect/disconnect a second container; rm of a network in use fails.
+    d.ok(&[
+        "create",
+        "--name",
+        "n2",
+        "--network",
+        "none",
+        "busybox",
+        "true",
+    ]);
+    d.ok(&["network", "disconnect", "none", "n2"]);
+    d.ok(&["network", "connect", "--alias", "second", "testnet", "n2"]);
+    assert!(d
+        .ok(&["inspect", "-f", "{{json .NetworkSettings.Networks}}", "n2"])
+        .contains("testnet"));
+    let o = d.run(&["network", "rm", "testnet"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err(&o).contains("Error response from daemon"),
+        "{}",
+        err(&o)
+    );
+    d.ok(&["rm", "-f", "n1", "n2"]);
+    assert_eq!(d.ok(&["network", "rm", "testnet"]), "testnet");
+}
+
+#[test]
+fn registry_login_push_pull() {
+    if skip_unless_root() {
+        return;
+    }
+    let d = Daemon::start();
+    let _reg = Registry::start(&d);
+    d.ok(&["tag", "busybox", "localhost:5000/bb:1"]);
+    // Without credentials the registry refuses.
+    let o = d.run(&["push", "localhost:5000/bb:1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("no basic auth credentials"), "{}", err(&o));
+    let o = d.run_stdin(
+        &["login", "-u", "u", "--password-stdin", "localhost:5000"],
+        b"wrong\n",
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err(&o).contains("Error response from daemon"),
+        "{}",
+        err(&o)
+    );
+    let o = d.run_stdin(
+        &["login", "-u", "u", "--password-stdin", "localhost:5000"],
+        b"p\n",
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).contains("Login Succeeded"));
+    let cfg: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(d.dir.path().join(".docker/config.json")).expect("config.json"),
+    )
+    .expect("json");
+    assert_eq!(cfg["auths"]["localhost:5000"]["auth"], "dTpw"); // base64("u:p")
+    let o = d.run(&["push", "localhost:5000/bb:1"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(err(&o).contains("Pushed"), "{}", err(&o));
+    assert!(out(&o).contains("digest: sha256:"), "{}", out(&o));
+    d.ok(&["rmi", "localhost:5000/bb:1"]);
+    let o = d.run(&["pull", "localhost:5000/bb:1"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(err(&o).contains("Downloaded newer image"), "{}", err(&o));
+    d.ok(&["rmi", "localhost:5000/bb:1"]);
+    // run pulls a missing image.
+    let o = d.run(&[
+        "run",
+        "--rm",
+        "localhost:5000/bb:1",
+        "echo",
+        "pulled-and-ran",
+    ]);
+    assert_eq!(out(&o), "pulled-and-ran\n", "{}", err(&o));
+    assert!(err(&o).contains("Unable to find image 'localhost:5000/bb:1' locally"));
+    assert_eq!(
+        d.ok(&["logout", "localhost:5000"]),
+        "Removing login credentials for localhost:5000"
+    );
+    d.ok(&["rmi", "localhost:5000/bb:1"]);
+    let o = d.run(&["pull", "-q", "localhost:5000/bb:1"]);
+    assert_eq!(o.status.code(), Some(1));
+}
+
+/// The same commands through barge's CLI and docker's CLI against one daemon print the same.
+#[test]
+fn output_matches_docker_cli() {
+    if skip_unless_root() {
+        return;
+    }
+    let d = Daemon::start();
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "a1",
+        "-l",
+        "x=1",
+        "-p",
+        "127.0.0.1:18081:81",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hello; echo oops >&2; exec sleep 300",
+    ]);
+    d.ok(&[
+        "create",
+        "--name",
+        "a2",
+        "-e",
+        "K=V",
+        "busybox",
+        "echo",
+        "a very long command line indeed",
+    ]);
+    d.ok(&["exec", "a1", "touch", "/tmp/new"]);
+    d.ok(&["volume", "create", "v1"]);
+    assert!(d.eventually(10, || out(&d.run(&["logs", "a1"])) == "hello\n"));
+    // The docker CLI of the issue (28.x) lives in /usr/local/bin; Debian's (20.10) words a few
+    // client-side errors differently, so those rows are compared with 23+ only.
+    let docker_bin = if std::path::Path::new("/usr/local/bin/docker").exists() {
+        "/usr/local/bin/docker"
+    } else {
+        "docker"
+    };
+    let v = Command::new(docker_bin)
+        .arg("--version")
+        .output()
+        .expect("docker --version");
+    let major: u32 = out(&v)
+        .split_whitespace()
+        .nth(2)
+        .and_then(|v| v.split('.').next())
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    let docker = |args: &[&str]| {
+        let o = Command::new(docker_bin)
+            .env("DOCKER_HOST", format!("unix://{}", d.sock.display()))
+            .env("HOME", d.dir.path())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("docker CLI");
+        (o.status.code(), out(&o), err(&o))
+    };
+    for args in [
+        vec![
+            "ps",
+            "-a",
+            "--format",
+            "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.Ports}}\t{{.Names}}",
+        ],
+        vec![
+            "ps",
+            "-a",
+            "--no-trunc",
+            "--format",
+            "{{.ID}} {{.Names}} {{.Labels}} {{.Command}}",
+        ],
+        vec!["ps", "-q"],
+        vec![
+            "ps",
+            "-a",
+            "--filter",
+            "label=x=1",
+            "--format",
+            "{{.Names}}",
+        ],
+        vec![
+            "inspect",
+            "-f",
+            "{{json .Config.Env}} {{.Config.Labels}} {{.State.Running}} {{.Name}}",
+            "a1",
+            "a2",
+        ],
+        vec![
+            "inspect",
+            "--format",
+            "{{range $k, $v := .Config.Labels}}{{$k}}={{$v}} {{end}}{{index .Config.Labels \"x\"}}",
+            "a1",
+        ],
+        vec![
+            "images",
+            "--format",
+            "{{.Repository}}:{{.Tag}} {{.ID}} {{.Size}}",
+        ],
+        vec!["images", "-q"],
+        vec!["logs", "a1"],
+        vec!["exec", "a1", "sh", "-c", "echo $HOSTNAME; exit 0"],
+        vec!["exec", "a1", "no-such-binary"],
+        vec!["port", "a1"],
+        vec!["diff", "a1"],
+        vec!["top", "a1", "-o", "comm"],
+        vec!["volume", "ls"],
+        vec!["system", "df"],
+        // (ages like "3 seconds ago" are left out: they may tick between the two runs)
+        vec![
+            "images",
+            "--format",
+            "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.Size}}",
+        ],
+        vec![
+            "history",
+            "--format",
+            "table {{.ID}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}",
+            "busybox",
+        ],
+        vec!["network", "ls"],
+        vec!["network", "ls", "--format", "{{.Name}} {{.Driver}}"],
+        vec!["inspect", "nosuch"],
+        vec!["rm", "nosuch"],
+        vec![
+            "version",
+            "--format",
+            "{{.Server.APIVersion}} {{.Server.Version}} {{.Server.Os}}",
+        ],
+    ] {
+        if major < 23 && args[0] == "rm" {
+            continue;
+        }
+        let o = d.run(&args);
+        let (code, dout, derr) = docker(&args);
+        assert_eq!(
+            o.status.code(),
+            code,
+            "{args:?}: barge {} / docker {derr}",
+            err(&o)
+        );
+        assert_eq!(out(&o), dout, "{args:?}");
+        assert_eq!(err(&o), derr, "{args:?}");
+    }
+}
