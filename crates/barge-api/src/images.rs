@@ -164,30 +164,6 @@ pub(crate) async fn dispatch(
             e.emit("image", "tag", &name, Default::default());
             Ok(status(201))
         }
-        (&Method::POST, [.., "push"]) => {
-            let name = segs[..segs.len() - 1].join("/");
-            let full_ref = match q.get("tag").filter(|t| !t.is_empty()) {
-                Some(t) => format!("{name}:{t}"),
-                None => name.clone(),
-            };
-            let auth = req
-                .headers()
-                .get("X-Registry-Auth")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            let Some(reg) = e.registry() else {
-                return Err(ApiError::new(
-                    501,
-                    "barge cannot push images yet: the registry client is not wired in".into(),
-                ));
-            };
-            Ok(progress_stream(
-                e,
-                move |store, send| reg.push(store, &full_ref, auth.as_deref(), send),
-                "push",
-                name,
-            ))
-        }
         (&Method::DELETE, _) => {
             let name = joined.clone();
             let force = q.bool("force");
@@ -308,70 +284,11 @@ async fn create(e: Arc<Engine>, q: &Query, req: Request<Incoming>) -> R {
         );
         return Ok(r);
     }
-    let image = q.get("fromImage").unwrap_or("").to_string();
-    if image.is_empty() {
-        return Err(ApiError::new(
-            400,
-            "fromImage or fromSrc is required".into(),
-        ));
-    }
-    let full_ref = match q.get("tag").filter(|t| !t.is_empty()) {
-        Some(t) if t.starts_with("sha256:") => format!("{image}@{t}"),
-        Some(t) => format!("{image}:{t}"),
-        None => image.clone(),
-    };
-    let auth = req
-        .headers()
-        .get("X-Registry-Auth")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let Some(reg) = e.registry() else {
-        // Already here: report it as docker does, so `docker run` of a local image works.
-        if let Ok(rec) = e.store.resolve(&full_ref) {
-            let line = format!("{}\n", json!({"status": format!("Digest: {}", rec.id)}));
-            return Ok(Response::new(full(line)));
-        }
-        return Err(ApiError::new(501, format!("barge cannot pull {full_ref} yet: the registry client is not wired in (import or load the image instead)")));
-    };
-    Ok(progress_stream(
-        e,
-        move |store, send| reg.pull(store, &full_ref, auth.as_deref(), send),
-        "pull",
-        image,
+    // fromImage (a pull) is routed to crate::distribution before this.
+    Err(ApiError::new(
+        400,
+        "fromImage or fromSrc is required".into(),
     ))
-}
-
-/// Runs a registry operation on a blocking thread, streaming its progress as JSON lines;
-/// a failure after the 200 is an `{"error": ..., "errorDetail": {...}}` line, as Docker does.
-fn progress_stream(
-    e: Arc<Engine>,
-    op: impl FnOnce(&barge_image::Store, &mut dyn FnMut(Value)) -> Result<(), String> + Send + 'static,
-    action: &'static str,
-    name: String,
-) -> Response<Body> {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
-    let store = e.store.clone();
-    tokio::task::spawn_blocking(move || {
-        let tx2 = tx.clone();
-        let mut send = move |v: Value| {
-            let _ = tx2.blocking_send(Bytes::from(format!("{v}\n")));
-        };
-        match op(&store, &mut send) {
-            Ok(()) => e.emit("image", action, &name, Default::default()),
-            Err(msg) => {
-                let _ = tx.blocking_send(Bytes::from(format!(
-                    "{}\n",
-                    json!({"errorDetail": {"message": msg}, "error": msg})
-                )));
-            }
-        }
-    });
-    let mut r = Response::new(crate::util::channel_body(rx));
-    r.headers_mut().insert(
-        "Content-Type",
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
-    r
 }
 
 pub(crate) async fn system_df(e: Arc<Engine>) -> R {

@@ -7,7 +7,9 @@
 
 #![recursion_limit = "256"]
 
+mod build;
 mod containers;
+mod distribution;
 mod images;
 mod util;
 
@@ -49,6 +51,8 @@ pub struct Api {
     pub engine: Arc<Engine>,
     /// Daemon facts.
     pub info: DaemonInfo,
+    /// The image builder (`POST /build`); `None` when it could not be set up.
+    pub builder: Option<Arc<barge_build::Builder>>,
 }
 
 /// Serves the API on `listener` until the process ends.
@@ -168,10 +172,17 @@ async fn route(api: Arc<Api>, req: Request<Incoming>) -> Result<Response<Body>, 
         (&Method::POST, ["exec", id, "resize"]) => containers::exec_resize(e, id, &q).await,
         (&Method::GET, ["exec", id, "json"]) => containers::exec_inspect(e, id),
         (&Method::POST, ["commit"]) => containers::commit(e, &q, req).await,
-        (&Method::POST, ["build"]) => Err(ApiError::new(
-            501,
-            "barge cannot build images through the API yet: the builder is not wired in".into(),
-        )),
+        (&Method::POST, ["build"]) => build::build(&api, req).await,
+        (&Method::POST, ["build", "prune"]) => build::prune(&api).await,
+        (&Method::POST, ["images", "create"])
+            if q.get("fromSrc").is_none() && q.get("fromImage").is_some() =>
+        {
+            distribution::pull(&api, &q, req).await
+        }
+        (&Method::POST, ["images", name @ .., "push"]) if !name.is_empty() => {
+            let name = name.join("/");
+            distribution::push(&api, &name, &q, req).await
+        }
         (_, ["images", ..]) => images::dispatch(e, m.clone(), &segs[1..], &q, req).await,
         (&Method::GET, ["networks"]) => Ok(json_response(
             200,
@@ -183,7 +194,10 @@ async fn route(api: Arc<Api>, req: Request<Incoming>) -> Result<Response<Body>, 
         (&Method::GET, ["volumes"]) => {
             Ok(json_response(200, &json!({"Volumes": [], "Warnings": []})))
         }
-        (&Method::POST, ["auth"]) => Ok(json_response(200, &json!({"Status": "Login Succeeded"}))),
+        (&Method::POST, ["auth"]) => {
+            let body = read_body(req, 1 << 20).await?;
+            distribution::auth(&api, body).await
+        }
         _ => Err(ApiError::new(
             404,
             format!("page not found: {} {}", m, path),

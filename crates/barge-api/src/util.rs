@@ -127,6 +127,17 @@ impl Query {
         Query(m)
     }
 
+    /// Every `key=value` pair of `q` in order, decoded (keys may repeat, as `t` of `/build`).
+    pub fn pairs(q: &str) -> Vec<(String, String)> {
+        q.split('&')
+            .filter(|s| !s.is_empty())
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                (unescape(k), unescape(v))
+            })
+            .collect()
+    }
+
     /// A value.
     pub fn get(&self, k: &str) -> Option<&str> {
         self.0.get(k).map(String::as_str)

@@ -1045,6 +1045,16 @@ pub async fn login(registry: &str, creds: &Credentials, opts: &RegistryOptions) 
     blocking(move || auth::store_credentials(dir.as_deref(), &registry, &c)).await
 }
 
+/// Checks `creds` against `registry` as [`login`] does, without storing them (the daemon's
+/// `POST /auth`: the client keeps the credentials, not the daemon).
+pub async fn check_credentials(
+    registry: &str,
+    creds: &Credentials,
+    opts: &RegistryOptions,
+) -> Result<()> {
+    verify_credentials(&normalize_registry(registry), creds, opts).await
+}
+
 /// Removes the credentials of `registry` from Docker's `config.json`; returns whether
 /// there were any.
 pub async fn logout(registry: &str, opts: &RegistryOptions) -> Result<bool> {

@@ -270,7 +270,17 @@ async fn run(s: Settings) -> Result<()> {
         exe,
     })
     .context("opening the engine state")?;
+    // The builder's cache, RUN bundles and runtime state live under <data-root>/builder.
+    let builder = match barge_build::Builder::new(engine.store.clone(), s.data_root.join("builder"))
+    {
+        Ok(b) => Some(Arc::new(b)),
+        Err(e) => {
+            tracing::error!("the builder cannot be set up, builds will fail: {e}");
+            None
+        }
+    };
     let api = Arc::new(barge_api::Api {
+        builder,
         engine: engine.clone(),
         info: barge_api::DaemonInfo {
             data_root: s.data_root.display().to_string(),

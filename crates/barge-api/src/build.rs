@@ -1,0 +1,143 @@
+//! `POST /build` (Docker's classic builder protocol: a tar context as the body, options in
+//! the query, a JSON-lines stream of `{"stream": ..}`, `{"aux": {"ID": ..}}` and errors) and
+//! `POST /build/prune`, on barge-build's [`Builder`].
+
+use std::io::{self, Read};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use barge_build::{BuildContext, BuildError, BuildOptions, Builder, Event};
+use bytes::{Buf, Bytes};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use serde_json::{json, Value};
+
+use crate::util::{channel_body, json_response, ApiError, Body, Query};
+use crate::Api;
+
+type R = Result<Response<Body>, ApiError>;
+
+fn builder(api: &Api) -> Result<Arc<Builder>, ApiError> {
+    api.builder.clone().ok_or_else(|| {
+        ApiError::new(
+            500,
+            "the builder could not be set up when the daemon started (see its log)".into(),
+        )
+    })
+}
+
+/// A blocking reader over the request body's chunks, which an async task forwards.
+struct BodyReader {
+    rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
+    cur: Bytes,
+}
+
+impl Read for BodyReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.cur.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(b)) => self.cur = b,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur[..n]);
+        self.cur.advance(n);
+        Ok(n)
+    }
+}
+
+/// The final error line; a failed RUN carries its exit code, which the docker CLI exits with.
+fn error_line(e: &BuildError) -> Value {
+    let msg = e.to_string();
+    match e {
+        BuildError::RunFailed { code, .. } => {
+            json!({"errorDetail": {"code": code, "message": msg}, "error": msg})
+        }
+        _ => json!({"errorDetail": {"message": msg}, "error": msg}),
+    }
+}
+
+/// `POST /build`.
+pub(crate) async fn build(api: &Api, req: Request<Incoming>) -> R {
+    let b = builder(api)?;
+    let pairs = Query::pairs(req.uri().query().unwrap_or(""));
+    let mut opts =
+        BuildOptions::from_query(&pairs).map_err(|e| ApiError::new(400, e.to_string()))?;
+    opts.barge_binary = std::env::current_exe()
+        .map_err(|e| ApiError::new(500, format!("cannot find the barge binary: {e}")))?;
+    let cancel = Arc::new(AtomicBool::new(false));
+    opts.cancel = Some(cancel.clone());
+
+    // The body, chunk by chunk, to the build's blocking thread (back-pressure: 16 chunks).
+    let (body_tx, body_rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(16);
+    let mut body = req.into_body();
+    tokio::spawn(async move {
+        while let Some(frame) = body.frame().await {
+            let item = match frame {
+                Ok(f) => match f.into_data() {
+                    Ok(d) => Ok(d),
+                    Err(_) => continue, // trailers
+                },
+                Err(e) => Err(io::Error::other(format!("reading the build context: {e}"))),
+            };
+            let stop = item.is_err();
+            if body_tx.send(item).await.is_err() || stop {
+                break;
+            }
+        }
+    });
+
+    let (out, out_rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+    let engine = api.engine.clone();
+    tokio::task::spawn_blocking(move || {
+        let line = |v: &Value| Bytes::from(format!("{v}\n"));
+        let progress = |ev: &Event| {
+            // The final error is written below, with the exit code of a failed RUN.
+            if matches!(ev, Event::Error(_)) {
+                return;
+            }
+            for v in ev.to_json() {
+                if out.blocking_send(line(&v)).is_err() {
+                    // The client left: stop the build.
+                    cancel.store(true, Ordering::Relaxed);
+                }
+            }
+        };
+        let ctx = BuildContext::Tar(Box::new(BodyReader {
+            rx: body_rx,
+            cur: Bytes::new(),
+        }));
+        match b.build(&opts, ctx, &progress) {
+            Ok(o) => {
+                for t in &o.tags {
+                    engine.emit("image", "tag", t, Default::default());
+                }
+            }
+            Err(e) => {
+                let _ = out.blocking_send(line(&error_line(&e)));
+            }
+        }
+    });
+    let mut r = Response::new(channel_body(out_rx));
+    r.headers_mut().insert(
+        "Content-Type",
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
+}
+
+/// `POST /build/prune`: drops the build cache.
+pub(crate) async fn prune(api: &Api) -> R {
+    let b = builder(api)?;
+    let rep = tokio::task::spawn_blocking(move || b.prune())
+        .await
+        .map_err(|e| ApiError::new(500, e.to_string()))?
+        .map_err(|e| ApiError::new(500, e.to_string()))?;
+    Ok(json_response(
+        200,
+        &json!({"CachesDeleted": [], "SpaceReclaimed": rep.bytes, "RecordsDeleted": rep.records}),
+    ))
+}

@@ -1,0 +1,250 @@
+//! Moving images: `POST /images/create?fromImage` (pull), `POST /images/{name}/push` and
+//! `POST /auth` (login check), on barge-image's registry client.
+//!
+//! Progress is Docker's JSON stream, one object per line. An error before the first
+//! progress line is an ordinary HTTP error (so `docker pull` of an unknown repository gets
+//! a 404 and its message); an error after it is a final `{"errorDetail":..,"error":..}`
+//! line, as dockerd does once it has started streaming.
+
+use std::future::Future;
+
+use barge_image::auth::{parse_x_registry_auth, Credentials};
+use barge_image::registry::{self, RegistryOptions};
+use barge_image::progress::Progress;
+use barge_image::Reference;
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use serde_json::{json, Value};
+
+use crate::util::{channel_body, json_response, ApiError, Body, Query};
+use crate::Api;
+
+type R = Result<Response<Body>, ApiError>;
+
+/// The HTTP status of a registry-side failure.
+fn status_of(e: &barge_image::Error) -> u16 {
+    use barge_image::Error as E;
+    match e {
+        E::RemoteNotFound { .. } | E::ImageNotFound(_) => 404,
+        E::Reference(_) => 400,
+        // Not 401: the docker CLI answers a 401 on pull/push by prompting for a login.
+        E::Unauthorized { .. } => 403,
+        E::NoMatchingPlatform { .. } => 404,
+        _ => 500,
+    }
+}
+
+fn api_error(e: barge_image::Error) -> ApiError {
+    ApiError::new(status_of(&e), e.to_string())
+}
+
+/// Registry options for a request: the daemon's insecure registries, the client's
+/// `X-Registry-Auth`, and never the daemon host's own `config.json` (the daemon only uses
+/// the credentials a client sends, as dockerd does).
+fn options(api: &Api, req: &Request<Incoming>) -> Result<RegistryOptions, ApiError> {
+    let credentials = match req
+        .headers()
+        .get("X-Registry-Auth")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(h) => parse_x_registry_auth(h)
+            .map_err(|e| ApiError::new(400, format!("invalid X-Registry-Auth header: {e}")))?,
+        None => None,
+    };
+    Ok(RegistryOptions {
+        insecure_registries: api.info.insecure_registries.clone(),
+        credentials,
+        // A directory that holds no config.json: anonymous unless the client sent credentials.
+        docker_config_dir: Some(std::path::PathBuf::from(&api.info.data_root).join("no-auth")),
+        ..RegistryOptions::default()
+    })
+}
+
+/// `POST /images/create?fromImage=..&tag=..(&platform=..)`.
+pub(crate) async fn pull(api: &Api, q: &Query, req: Request<Incoming>) -> R {
+    let image = q.get("fromImage").unwrap_or("").to_string();
+    if image.is_empty() {
+        return Err(ApiError::new(400, "fromImage or fromSrc is required".into()));
+    }
+    let full = match q.get("tag").filter(|t| !t.is_empty()) {
+        Some(t) if t.contains(':') => format!("{image}@{t}"),
+        Some(t) => format!("{image}:{t}"),
+        None => image.clone(),
+    };
+    let reference = Reference::parse(&full)
+        .map_err(|e| ApiError::new(400, format!("invalid reference format: {e}")))?;
+    let mut opts = options(api, &req)?;
+    if let Some(p) = q.get("platform").filter(|p| !p.is_empty()) {
+        opts.platform = Some(
+            barge_image::manifest::PlatformSpec::parse(p)
+                .map_err(|e| ApiError::new(400, format!("invalid platform {p:?}: {e}")))?,
+        );
+    }
+    let store = api.engine.store.clone();
+    let engine = api.engine.clone();
+    let name = reference.familiar();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    let job = async move {
+        let progress = move |p: Progress| {
+            for v in p.to_docker_json() {
+                let _ = tx.send(v);
+            }
+        };
+        registry::pull(store, &reference, &opts, &progress).await
+    };
+    stream(job, rx, move |_| {
+        engine.emit("image", "pull", &name, Default::default());
+        Vec::new()
+    })
+    .await
+}
+
+/// `POST /images/{name}/push?tag=..`.
+pub(crate) async fn push(api: &Api, name: &str, q: &Query, req: Request<Incoming>) -> R {
+    let full = match q.get("tag").filter(|t| !t.is_empty()) {
+        Some(t) => format!("{name}:{t}"),
+        None => name.to_string(),
+    };
+    let reference = Reference::parse(&full)
+        .map_err(|e| ApiError::new(400, format!("invalid reference format: {e}")))?;
+    // An unknown image is a 404 before anything is streamed.
+    api.engine
+        .store
+        .resolve(&reference.to_string())
+        .map_err(|_| {
+            ApiError::new(
+                404,
+                format!("An image does not exist locally with the tag: {name}"),
+            )
+        })?;
+    let opts = options(api, &req)?;
+    let store = api.engine.store.clone();
+    let engine = api.engine.clone();
+    let familiar = reference.familiar();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    let job = async move {
+        let progress = move |p: Progress| {
+            for v in p.to_docker_json() {
+                let _ = tx.send(v);
+            }
+        };
+        registry::push(store, &reference, &opts, &progress).await
+    };
+    stream(job, rx, move |_| {
+        engine.emit("image", "push", &familiar, Default::default());
+        Vec::new()
+    })
+    .await
+}
+
+/// `POST /auth`: checks the credentials against the registry; the client stores them.
+pub(crate) async fn auth(api: &Api, body: Bytes) -> R {
+    let v: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(400, format!("invalid auth configuration: {e}")))?;
+    let field = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let username = field("username");
+    if username.is_empty() {
+        return Err(ApiError::new(400, "a user name is required".into()));
+    }
+    let server = match field("serveraddress") {
+        s if s.is_empty() => "docker.io".to_string(),
+        s => s,
+    };
+    let creds = Credentials {
+        username,
+        password: field("password"),
+    };
+    let opts = RegistryOptions {
+        insecure_registries: api.info.insecure_registries.clone(),
+        ..RegistryOptions::default()
+    };
+    match registry::check_credentials(&server, &creds, &opts).await {
+        Ok(()) => Ok(json_response(
+            200,
+            &json!({"Status": "Login Succeeded", "IdentityToken": ""}),
+        )),
+        Err(e @ barge_image::Error::Unauthorized { .. }) => Err(ApiError::new(
+            401,
+            format!("login attempt to {server} failed: {e}"),
+        )),
+        Err(e) => Err(ApiError::new(500, e.to_string())),
+    }
+}
+
+/// Runs `job` (which sends its progress on the sender paired with `rx`) and answers with its
+/// progress as a JSON-lines stream; `done` gives the last lines of a success.
+pub(crate) async fn stream<T: Send + 'static>(
+    job: impl Future<Output = barge_image::Result<T>> + Send + 'static,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Value>,
+    done: impl FnOnce(&T) -> Vec<Value> + Send + 'static,
+) -> R {
+    let mut task = tokio::spawn(job);
+    // Wait for the first line, or for the end of a job that printed nothing.
+    let first = tokio::select! {
+        biased;
+        v = rx.recv() => v,
+        r = &mut task => {
+            match r {
+                Err(e) => return Err(ApiError::new(500, format!("registry task failed: {e}"))),
+                Ok(Err(e)) => match rx.try_recv() {
+                    Ok(v) => {
+                        // It printed before failing: stream that, then the error.
+                        return Ok(respond(Some(v), rx, async move { Err::<T, _>(e) }, done));
+                    }
+                    Err(_) => return Err(api_error(e)),
+                },
+                Ok(Ok(t)) => return Ok(respond(rx.try_recv().ok(), rx, async move { Ok(t) }, done)),
+            }
+        }
+    };
+    let rest = async move {
+        match task.await {
+            Ok(r) => r,
+            Err(e) => Err(barge_image::Error::Registry {
+                registry: String::new(),
+                reason: format!("task failed: {e}"),
+            }),
+        }
+    };
+    Ok(respond(first, rx, rest, done))
+}
+
+fn respond<T: Send + 'static>(
+    first: Option<Value>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Value>,
+    result: impl Future<Output = barge_image::Result<T>> + Send + 'static,
+    done: impl FnOnce(&T) -> Vec<Value> + Send + 'static,
+) -> Response<Body> {
+    let (out, body_rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+    tokio::spawn(async move {
+        let line = |v: &Value| Bytes::from(format!("{v}\n"));
+        if let Some(v) = first {
+            let _ = out.send(line(&v)).await;
+        }
+        while let Some(v) = rx.recv().await {
+            let _ = out.send(line(&v)).await;
+        }
+        match result.await {
+            Ok(t) => {
+                for v in done(&t) {
+                    let _ = out.send(line(&v)).await;
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                let _ = out
+                    .send(line(
+                        &json!({"errorDetail": {"message": msg}, "error": msg}),
+                    ))
+                    .await;
+            }
+        }
+    });
+    let mut r = Response::new(channel_body(body_rx));
+    r.headers_mut().insert(
+        "Content-Type",
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
