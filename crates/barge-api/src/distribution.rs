@@ -180,24 +180,42 @@ pub(crate) async fn stream<T: Send + 'static>(
     done: impl FnOnce(&T) -> Vec<Value> + Send + 'static,
 ) -> R {
     let mut task = tokio::spawn(job);
-    // Wait for the first line, or for the end of a job that printed nothing.
-    let first = tokio::select! {
-        biased;
-        v = rx.recv() => v,
-        r = &mut task => {
-            match r {
-                Err(e) => return Err(ApiError::new(500, format!("registry task failed: {e}"))),
-                Ok(Err(e)) => match rx.try_recv() {
-                    Ok(v) => {
-                        // It printed before failing: stream that, then the error.
-                        return Ok(respond(Some(v), rx, async move { Err::<T, _>(e) }, done));
+    // Hold the opening lines ("Pulling from ..", "The push refers to ..") back until the job
+    // shows it reached the registry's content: a failure before that is an HTTP error.
+    let mut held: Vec<Value> = Vec::new();
+    loop {
+        tokio::select! {
+            biased;
+            v = rx.recv() => match v {
+                Some(v) => {
+                    let opening = is_opening(&v);
+                    held.push(v);
+                    if !opening {
+                        break;
                     }
-                    Err(_) => return Err(api_error(e)),
-                },
-                Ok(Ok(t)) => return Ok(respond(rx.try_recv().ok(), rx, async move { Ok(t) }, done)),
+                }
+                // The job ended (its progress sender is gone): decide on its result.
+                None => {
+                    let r = (&mut task).await;
+                    return match r {
+                        Err(e) => Err(ApiError::new(500, format!("registry task failed: {e}"))),
+                        Ok(Err(e)) if held.iter().all(is_opening) => Err(api_error(e)),
+                        Ok(res) => Ok(respond(held, rx, async move { res }, done)),
+                    };
+                }
+            },
+            r = &mut task => {
+                while let Ok(v) = rx.try_recv() {
+                    held.push(v);
+                }
+                return match r {
+                    Err(e) => Err(ApiError::new(500, format!("registry task failed: {e}"))),
+                    Ok(Err(e)) if held.iter().all(is_opening) => Err(api_error(e)),
+                    Ok(res) => Ok(respond(held, rx, async move { res }, done)),
+                };
             }
         }
-    };
+    }
     let rest = async move {
         match task.await {
             Ok(r) => r,
@@ -207,11 +225,18 @@ pub(crate) async fn stream<T: Send + 'static>(
             }),
         }
     };
-    Ok(respond(first, rx, rest, done))
+    Ok(respond(held, rx, rest, done))
+}
+
+/// Whether a progress line only announces the operation.
+fn is_opening(v: &Value) -> bool {
+    v.get("status")
+        .and_then(Value::as_str)
+        .is_some_and(|s| s.starts_with("Pulling from") || s.starts_with("The push refers to"))
 }
 
 fn respond<T: Send + 'static>(
-    first: Option<Value>,
+    first: Vec<Value>,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Value>,
     result: impl Future<Output = barge_image::Result<T>> + Send + 'static,
     done: impl FnOnce(&T) -> Vec<Value> + Send + 'static,
@@ -219,7 +244,7 @@ fn respond<T: Send + 'static>(
     let (out, body_rx) = tokio::sync::mpsc::channel::<Bytes>(64);
     tokio::spawn(async move {
         let line = |v: &Value| Bytes::from(format!("{v}\n"));
-        if let Some(v) = first {
+        for v in first {
             let _ = out.send(line(&v)).await;
         }
         while let Some(v) = rx.recv().await {

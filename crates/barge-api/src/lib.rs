@@ -130,7 +130,7 @@ fn split_version(path: &str) -> Result<&str, ApiError> {
 }
 
 async fn route(api: Arc<Api>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let path = req.uri().path().to_string();
+    let path = util::decode_path(req.uri().path());
     let path = split_version(&path)?.to_string();
     let q = Query::parse(req.uri().query().unwrap_or(""));
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();

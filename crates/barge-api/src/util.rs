@@ -116,6 +116,15 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Decodes `%XX` escapes of a URL path (`+` stays as is): clients escape the `:` and `/`
+/// of image names in paths such as `/images/{name}/tag`.
+pub fn decode_path(p: &str) -> String {
+    if !p.contains('%') {
+        return p.to_string();
+    }
+    unescape(&p.replace('+', "%2B"))
+}
+
 impl Query {
     /// Parses `a=b&c=d`.
     pub fn parse(q: &str) -> Query {

@@ -1,0 +1,539 @@
+//! The images half of the API end to end: pull, push and login against a local
+//! `docker-registry` (Debian's, on 127.0.0.1), and builds through `POST /build`, each with
+//! the real docker CLI, barge's CLI and docker-py against a barge daemon on its own roots.
+//! Root only (as CI); no internet: busybox is made locally and imported.
+
+mod engine;
+
+use engine::{eventually, skip, Daemon};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Debian's docker-registry on 127.0.0.1:<free port>, optionally with htpasswd auth;
+/// stopped by PID on drop.
+struct Registry {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start(htpasswd: Option<(&str, &str)>) -> Registry {
+        for _ in 0..3 {
+            if let Some(r) = Registry::try_start(htpasswd) {
+                return r;
+            }
+        }
+        panic!("docker-registry would not start");
+    }
+
+    fn try_start(htpasswd: Option<(&str, &str)>) -> Option<Registry> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let mut auth = String::new();
+        if let Some((user, pass)) = htpasswd {
+            let out = Command::new("/usr/bin/python3")
+                .args([
+                    "-c",
+                    "import bcrypt,sys; print(bcrypt.hashpw(sys.argv[1].encode(), bcrypt.gensalt(rounds=5)).decode())",
+                    pass,
+                ])
+                .output()
+                .expect("python3 bcrypt");
+            assert!(out.status.success(), "bcrypt: {}", text(&out.stderr));
+            let hp = dir.path().join("htpasswd");
+            std::fs::write(&hp, format!("{user}:{}\n", text(&out.stdout).trim())).expect("write");
+            auth = format!(
+                "auth:\n  htpasswd:\n    realm: barge-test\n    path: {}\n",
+                hp.display()
+            );
+        }
+        let cfg = format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: barge-test-secret\n{auth}",
+            dir.path().join("data").display()
+        );
+        let cp = dir.path().join("config.yml");
+        std::fs::write(&cp, cfg).expect("config");
+        let log = std::fs::File::create(dir.path().join("registry.log")).expect("log");
+        let child = Command::new("/usr/bin/docker-registry")
+            .arg("serve")
+            .arg(&cp)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("docker-registry");
+        let mut reg = Registry { child, port, dir };
+        let t0 = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(_)) = reg.child.try_wait() {
+                return None;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(20), "registry not up");
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        Some(reg)
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        // SAFETY: SIGTERM to the registry this test started, by its pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+        let _ = &self.dir;
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// `barge` (the CLI) aimed at `d`, with the same client config dir as the docker CLI.
+fn barge(d: &Daemon, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    use std::io::Write;
+    let mut c = Command::new(env!("CARGO_BIN_EXE_barge"));
+    c.env("BARGE_HOST", format!("unix://{}", d.sock.display()))
+        .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut ch = c.spawn().expect("barge");
+    if let Some(data) = stdin {
+        let mut w = ch.stdin.take().expect("stdin");
+        w.write_all(data).expect("write");
+    }
+    ch.wait_with_output().expect("barge output")
+}
+
+fn barge_ok(d: &Daemon, args: &[&str]) -> String {
+    let o = barge(d, args, None);
+    assert!(
+        o.status.success(),
+        "barge {args:?} failed: {}{}\n{}",
+        text(&o.stdout),
+        text(&o.stderr),
+        d.log()
+    );
+    text(&o.stdout)
+}
+
+fn image_id(d: &Daemon, name: &str) -> String {
+    d.ok(&["image", "inspect", "-f", "{{.Id}}", name])
+}
+
+#[test]
+fn push_and_pull_through_a_local_registry_with_docker_and_barge() {
+    if skip() {
+        return;
+    }
+    let reg = Registry::start(None);
+    let a = Daemon::start();
+    let b = Daemon::start();
+    let r = reg.host();
+
+    // docker push from daemon a, docker pull into daemon b: the same image id.
+    let bb = format!("{r}/tools/busybox:1.0");
+    a.ok(&["tag", "busybox:latest", &bb]);
+    let out = a.ok(&["push", &bb]);
+    assert!(out.contains("digest: sha256:"), "push printed {out}");
+    let out = b.ok(&["pull", &bb]);
+    assert!(out.contains(&format!("Downloaded newer image for {bb}")), "{out}");
+    assert_eq!(image_id(&a, &bb), image_id(&b, &bb));
+    // Pulled again: nothing new.
+    let out = b.ok(&["pull", &bb]);
+    assert!(out.contains("Image is up to date"), "{out}");
+    // The image runs.
+    assert_eq!(b.ok(&["run", "--rm", &bb, "echo", "pulled"]), "pulled");
+
+    // barge push / barge pull through the daemons.
+    let other = format!("{r}/barge/bb:2");
+    barge_ok(&a, &["tag", "busybox:latest", &other]);
+    let out = barge_ok(&a, &["push", &other]);
+    assert!(out.contains("sha256:"), "barge push printed {out}");
+    barge_ok(&b, &["pull", &other]);
+    assert_eq!(image_id(&a, &other), image_id(&b, &other));
+    let images = b.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert!(images.contains(&other), "{images}");
+
+    // Unknown repository and unknown tag: a clear error, nothing tagged.
+    for missing in [format!("{r}/nope/none:1"), format!("{r}/tools/busybox:nope")] {
+        let o = b.docker(&["pull", &missing]);
+        assert!(!o.status.success());
+        let err = text(&o.stderr);
+        assert!(err.contains("not found"), "docker pull {missing}: {err}");
+        let o = barge(&b, &["pull", &missing], None);
+        assert!(!o.status.success());
+        assert!(text(&o.stderr).contains("not found"), "{}", text(&o.stderr));
+        assert!(!b.docker(&["image", "inspect", &missing]).status.success());
+    }
+    // Same through the raw API: a 404 with Docker's message body, before any stream.
+    let (code, body) = b.api(
+        "POST",
+        &format!("/v1.47/images/create?fromImage={r}/nope/none&tag=1"),
+        None,
+    );
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("\"message\""), "{body}");
+    // Pushing an image that is not there.
+    let o = a.docker(&["push", &format!("{r}/absent/x:1")]);
+    assert!(!o.status.success());
+    assert!(text(&o.stderr).contains("does not exist"), "{}", text(&o.stderr));
+    // A registry that is not there: the error names it.
+    let o = a.docker(&["pull", "127.0.0.1:1/x/y:1"]);
+    assert!(!o.status.success());
+    assert!(text(&o.stderr).contains("127.0.0.1:1"), "{}", text(&o.stderr));
+}
+
+#[test]
+fn login_with_htpasswd_then_push_and_pull() {
+    if skip() {
+        return;
+    }
+    let reg = Registry::start(Some(("alice", "s3cret")));
+    let d = Daemon::start();
+    let r = reg.host();
+    let img = format!("{r}/alice/bb:1");
+    d.ok(&["tag", "busybox:latest", &img]);
+
+    // Without credentials the push is refused with a message saying so.
+    let o = d.docker(&["push", &img]);
+    assert!(!o.status.success());
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("unauthorized") || err.contains("authentication required"),
+        "{err}"
+    );
+
+    // Bad password: 401 from the daemon, the CLI reports it and stores nothing.
+    let o = d.docker_stdin(
+        &["login", "-u", "alice", "--password-stdin", &r],
+        b"wrong\n",
+    );
+    assert!(!o.status.success());
+    assert!(text(&o.stderr).contains("unauthorized"), "{}", text(&o.stderr));
+    let (code, body) = d.api(
+        "POST",
+        "/v1.47/auth",
+        Some(&format!(
+            r#"{{"username":"alice","password":"wrong","serveraddress":"{r}"}}"#
+        )),
+    );
+    assert_eq!(code, 401, "{body}");
+
+    // Good password: docker login, then push and pull use the stored credentials.
+    let o = d.docker_stdin(
+        &["login", "-u", "alice", "--password-stdin", &r],
+        b"s3cret\n",
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("Login Succeeded"));
+    d.ok(&["push", &img]);
+    d.ok(&["rmi", &img]);
+    d.ok(&["pull", &img]);
+    let (code, body) = d.api(
+        "POST",
+        "/v1.47/auth",
+        Some(&format!(
+            r#"{{"username":"alice","password":"s3cret","serveraddress":"{r}"}}"#
+        )),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("Login Succeeded"), "{body}");
+
+    // barge logout / login (same config dir) and a push through barge.
+    barge_ok(&d, &["logout", &r]);
+    let o = barge(&d, &["push", &img], None);
+    assert!(!o.status.success(), "push after logout succeeded");
+    let o = barge(
+        &d,
+        &["login", "-u", "alice", "--password-stdin", &r],
+        Some(b"s3cret\n"),
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("Login Succeeded"));
+    let img2 = format!("{r}/alice/bb:2");
+    barge_ok(&d, &["tag", "busybox:latest", &img2]);
+    barge_ok(&d, &["push", &img2]);
+    let o = barge(
+        &d,
+        &["login", "-u", "alice", "--password-stdin", &r],
+        Some(b"nope\n"),
+    );
+    assert!(!o.status.success());
+}
+
+fn write(dir: &Path, files: &[(&str, &str)]) {
+    for (p, c) in files {
+        let f = dir.join(p);
+        std::fs::create_dir_all(f.parent().expect("parent")).expect("mkdir");
+        std::fs::write(f, c).expect("write");
+    }
+}
+
+/// `DOCKER_BUILDKIT=0 docker build` against the daemon.
+fn docker_build(d: &Daemon, args: &[&str]) -> Output {
+    let mut c = d.docker_cmd(&[&["build"], args].concat());
+    c.env("DOCKER_BUILDKIT", "0");
+    c.stdin(Stdio::null()).output().expect("docker build")
+}
+
+#[test]
+fn docker_build_of_the_seed_dockerfiles() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    let ctx = tempfile::tempdir().expect("tempdir");
+    let c = ctx.path();
+    write(
+        c,
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nWORKDIR /code\nRUN echo built > /built.txt\nADD . /code\nCMD [\"cat\", \"/code/app.txt\"]\n",
+            ),
+            ("app.txt", "version one\n"),
+        ],
+    );
+    let dir = c.to_str().expect("utf8");
+    let o = docker_build(&d, &["-t", "seed:1", dir]);
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(out.contains("Step 1/5 : FROM busybox"), "{out}");
+    assert!(out.contains("Successfully tagged seed:1"), "{out}");
+    assert_eq!(d.ok(&["run", "--rm", "seed:1"]), "version one");
+    assert_eq!(d.ok(&["run", "--rm", "seed:1", "cat", "/built.txt"]), "built");
+    assert_eq!(d.ok(&["run", "--rm", "seed:1", "pwd"]), "/code");
+    // It is listed, and its history has the instructions.
+    let images = d.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert!(images.contains("seed:1"), "{images}");
+    let hist = d.ok(&["history", "--no-trunc", "--format", "{{.CreatedBy}}", "seed:1"]);
+    for want in ["WORKDIR /code", "echo built > /built.txt", "ADD", "CMD"] {
+        assert!(hist.contains(want), "history lacks {want}: {hist}");
+    }
+    // The aux message carried the id: docker build -q prints it.
+    let o = docker_build(&d, &["-q", "-t", "seed:1", dir]);
+    assert!(o.status.success());
+    assert_eq!(text(&o.stdout).trim(), image_id(&d, "seed:1"));
+
+    // Rebuild: every step from the cache.
+    let o = docker_build(&d, &["-t", "seed:1", dir]);
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{out}");
+    assert_eq!(out.matches("Using cache").count(), 4, "{out}");
+    // Editing a source: ADD and after rebuild, RUN before it stays cached.
+    std::fs::write(c.join("app.txt"), "version two\n").expect("write");
+    let o = docker_build(&d, &["-t", "seed:2", dir]);
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{out}");
+    assert_eq!(out.matches("Using cache").count(), 2, "{out}");
+    assert_eq!(d.ok(&["run", "--rm", "seed:2"]), "version two");
+
+    // ENV, EXPOSE, several RUNs and a multi-line RUN.
+    write(
+        c,
+        &[(
+            "Dockerfile",
+            "FROM busybox\nENV GREETING=hello \\\n    TARGET=world\nEXPOSE 8080/tcp 53/udp\nRUN mkdir -p /srv\nRUN echo \"$GREETING\" > /srv/a && \\\n    echo \"$TARGET\" >> /srv/a && \\\n    cat /srv/a > /srv/b\nCMD cat /srv/b\n",
+        )],
+    );
+    let o = docker_build(&d, &["-t", "seed:env", dir]);
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    assert_eq!(d.ok(&["run", "--rm", "seed:env"]), "hello\nworld");
+    let cfg = d.ok(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{json .Config.ExposedPorts}} {{json .Config.Env}}",
+        "seed:env",
+    ]);
+    assert!(cfg.contains("8080/tcp") && cfg.contains("53/udp"), "{cfg}");
+    assert!(cfg.contains("GREETING=hello"), "{cfg}");
+
+    // Multi-stage: the final image holds only the artifact.
+    write(
+        c,
+        &[(
+            "Dockerfile",
+            "FROM busybox AS build\nRUN mkdir /out && echo artifact > /out/app && echo junk > /junk\nFROM scratch\nCOPY --from=build /out/app /app\n",
+        )],
+    );
+    let o = docker_build(&d, &["-t", "seed:multi", dir]);
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    let layers = d.ok(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{len .RootFS.Layers}}",
+        "seed:multi",
+    ]);
+    assert_eq!(layers, "1");
+    let cid = d.ok(&["create", "seed:multi", "/app"]);
+    let o = d.docker(&["export", &cid]);
+    assert!(o.status.success());
+    let listing = Command::new("tar")
+        .arg("-t")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut ch| {
+            use std::io::Write;
+            ch.stdin.take().expect("stdin").write_all(&o.stdout)?;
+            ch.wait_with_output()
+        })
+        .expect("tar -t");
+    let names = text(&listing.stdout);
+    assert!(names.lines().any(|l| l.trim_start_matches("./") == "app"), "{names}");
+    assert!(!names.contains("junk") && !names.contains("bin/busybox"), "{names}");
+
+    // A failing RUN: its exit code and output, nothing tagged.
+    write(
+        c,
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN echo about to fail && exit 3\nCMD true\n",
+        )],
+    );
+    let o = docker_build(&d, &["-t", "seed:fail", dir]);
+    assert_eq!(o.status.code(), Some(3), "{}{}", text(&o.stdout), text(&o.stderr));
+    let all = format!("{}{}", text(&o.stdout), text(&o.stderr));
+    assert!(all.contains("about to fail"), "{all}");
+    assert!(all.contains("returned a non-zero code: 3"), "{all}");
+    assert!(!d.docker(&["image", "inspect", "seed:fail"]).status.success());
+
+    // The build cache is pruned through the API.
+    let (code, body) = d.api("POST", "/v1.47/build/prune", None);
+    assert_eq!(code, 200, "{body}");
+    assert!(!body.contains("\"RecordsDeleted\":0"), "{body}");
+}
+
+#[test]
+fn plain_docker_build_uses_the_classic_builder_and_barge_build_works() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    let ctx = tempfile::tempdir().expect("tempdir");
+    let c = ctx.path();
+    write(
+        c,
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nCOPY hello.txt /hello.txt\nLABEL made.by=barge\nCMD [\"cat\", \"/hello.txt\"]\n",
+            ),
+            ("hello.txt", "hi from the context\n"),
+            (".dockerignore", "secret.txt\n"),
+            ("secret.txt", "no\n"),
+        ],
+    );
+    let dir = c.to_str().expect("utf8");
+    // No DOCKER_BUILDKIT: _ping's Builder-Version 1 makes CLI 28 take the classic builder.
+    let o = d
+        .docker_cmd(&["build", "-t", "plain:1", dir])
+        .env_remove("DOCKER_BUILDKIT")
+        .stdin(Stdio::null())
+        .output()
+        .expect("docker build");
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    assert!(text(&o.stdout).contains("Successfully tagged plain:1"));
+    assert_eq!(d.ok(&["run", "--rm", "plain:1"]), "hi from the context");
+
+    // barge build through the daemon.
+    let out = barge_ok(&d, &["build", "-t", "bb:1", dir]);
+    assert!(!out.is_empty());
+    assert_eq!(d.ok(&["run", "--rm", "bb:1"]), "hi from the context");
+    let label = d.ok(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{index .Config.Labels \"made.by\"}}",
+        "bb:1",
+    ]);
+    assert_eq!(label, "barge");
+    // The ignored file is not in the context.
+    write(c, &[("Dockerfile", "FROM busybox\nCOPY secret.txt /s\n")]);
+    let o = barge(&d, &["build", "-t", "bb:bad", dir], None);
+    assert!(!o.status.success());
+    assert!(!d.docker(&["image", "inspect", "bb:bad"]).status.success());
+    // A syntax error names the line, and nothing is tagged.
+    write(c, &[("Dockerfile", "FROM busybox\nNOTANINSTRUCTION x\n")]);
+    let o = docker_build(&d, &["-t", "bad:1", dir]);
+    assert!(!o.status.success());
+    let all = format!("{}{}", text(&o.stdout), text(&o.stderr));
+    assert!(all.contains('2'), "{all}");
+    assert!(!d.docker(&["image", "inspect", "bad:1"]).status.success());
+}
+
+#[test]
+fn docker_py_build_pull_push() {
+    if skip() {
+        return;
+    }
+    let reg = Registry::start(None);
+    let d = Daemon::start();
+    let ctx = tempfile::tempdir().expect("tempdir");
+    write(
+        ctx.path(),
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nRUN echo py > /py.txt\nCMD [\"cat\", \"/py.txt\"]\n",
+            ),
+        ],
+    );
+    let script = r#"
+import docker, sys
+ctx, reg = sys.argv[1], sys.argv[2]
+c = docker.DockerClient(base_url=sys.argv[3], version="1.47")
+img, logs = c.images.build(path=ctx, tag="pyimg:1")
+assert any("Successfully built" in l.get("stream", "") for l in logs), list(logs)
+assert "pyimg:1" in img.tags, img.tags
+assert img.tag(f"{reg}/py/img", "1")
+out = c.images.push(f"{reg}/py/img", tag="1")
+assert "digest: sha256:" in out, out
+c.images.remove(f"{reg}/py/img:1")
+p = c.images.pull(f"{reg}/py/img", tag="1")
+assert p.id == img.id, (p.id, img.id)
+try:
+    c.images.pull(f"{reg}/py/absent", tag="1")
+    raise SystemExit("pulled an absent image")
+except docker.errors.NotFound as e:
+    print("absent:", e)
+print(c.containers.run("pyimg:1", remove=True).decode().strip())
+"#;
+    let o = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(ctx.path())
+        .arg(reg.host())
+        .arg(format!("unix://{}", d.sock.display()))
+        .output()
+        .expect("python3");
+    assert!(
+        o.status.success(),
+        "docker-py: {}{}\n{}",
+        text(&o.stdout),
+        text(&o.stderr),
+        d.log()
+    );
+    let out = text(&o.stdout);
+    assert!(out.contains("absent:"), "{out}");
+    assert!(out.trim_end().ends_with("py"), "{out}");
+    assert!(eventually(5, || d.docker(&["image", "inspect", "pyimg:1"]).status.success()));
+}
