@@ -279,6 +279,8 @@ async fn run(s: Settings) -> Result<()> {
             version: env!("CARGO_PKG_VERSION").to_string(),
         },
     });
+    // Live restore first: the API answers only once every record is settled.
+    engine.restore().await;
     let mut sockets = Vec::new();
     for h in &s.hosts {
         let Some(path) = h.strip_prefix("unix://") else {
@@ -299,7 +301,6 @@ async fn run(s: Settings) -> Result<()> {
         sockets.push(path);
         tokio::spawn(barge_api::serve(api.clone(), l));
     }
-    engine.restore();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     tokio::select! {
