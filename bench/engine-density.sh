@@ -1,7 +1,7 @@
 #!/bin/sh
 # barge daemon figures: `docker run --rm busybox true` latency through barge's socket, and
 # the memory of N idle containers (monitor PSS + daemon PSS growth, from smaps_rollup) with
-# the time of `docker ps` listing them. Usage: bench/engine.sh [barge binary] [N] [runs]
+# the time of `docker ps` listing them. Usage: bench/engine-density.sh [barge binary] [N] [runs]
 # Needs root, the docker CLI and busybox-static. Everything it starts it stops by PID.
 set -eu
 BARGE=${1:-target/release/barge}
