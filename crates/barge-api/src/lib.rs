@@ -1,2 +1,273 @@
-//! barge-api: the Docker Engine API (paths, JSON field names, stream framing, status codes and
-//! error bodies as Docker's) served over a unix socket, on top of barge-engine.
+//! barge-api: the Docker Engine API (HTTP/1.1 over a unix socket) on top of barge-engine.
+//!
+//! Paths may carry a version prefix (`/v1.47/containers/json`); errors are
+//! `{"message": "..."}` with Docker's status codes; attach and exec start are hijacked
+//! connections (HTTP upgrade to a raw stream) with Docker's 8-byte multiplexed framing when
+//! the container has no TTY.
+
+#![recursion_limit = "256"]
+
+mod containers;
+mod images;
+mod util;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use barge_engine::Engine;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+
+use util::{empty, json_response, Query};
+pub use util::{ApiError, Body};
+
+/// The API version barge speaks.
+pub const API_VERSION: &str = "1.47";
+/// The oldest API version accepted.
+pub const MIN_API_VERSION: &str = "1.24";
+
+/// Daemon facts for `/info` and `/version`.
+#[derive(Debug, Clone, Default)]
+pub struct DaemonInfo {
+    /// `--data-root`.
+    pub data_root: String,
+    /// `--exec-root`.
+    pub exec_root: String,
+    /// `--insecure-registry` values.
+    pub insecure_registries: Vec<String>,
+    /// The daemon's version.
+    pub version: String,
+}
+
+/// Shared state of the API server.
+pub struct Api {
+    /// The engine.
+    pub engine: Arc<Engine>,
+    /// Daemon facts.
+    pub info: DaemonInfo,
+}
+
+/// Serves the API on `listener` until the process ends.
+pub async fn serve(api: Arc<Api>, listener: tokio::net::UnixListener) {
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("accept: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let api = api.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let api = api.clone();
+                async move { Ok::<_, Infallible>(handle(api, req).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .with_upgrades();
+            if let Err(e) = conn.await {
+                tracing::debug!("connection: {e}");
+            }
+        });
+    }
+}
+
+async fn handle(api: Arc<Api>, req: Request<Incoming>) -> Response<Body> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    tracing::debug!("{method} {path}");
+    let mut resp = match route(api, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    let h = resp.headers_mut();
+    h.insert(
+        "Api-Version",
+        hyper::header::HeaderValue::from_static(API_VERSION),
+    );
+    h.insert("Server", hyper::header::HeaderValue::from_static("barge"));
+    h.insert("Ostype", hyper::header::HeaderValue::from_static("linux"));
+    resp
+}
+
+/// Strips `/v1.xx` from the path; checks the version.
+fn split_version(path: &str) -> Result<&str, ApiError> {
+    if let Some(rest) = path.strip_prefix("/v") {
+        if let Some(i) = rest.find('/') {
+            let v = &rest[..i];
+            if v.split('.').all(|p| p.parse::<u32>().is_ok()) && v.contains('.') {
+                let minor: u32 = v
+                    .split('.')
+                    .nth(1)
+                    .and_then(|x| x.parse().ok())
+                    .unwrap_or(0);
+                let major: u32 = v
+                    .split('.')
+                    .next()
+                    .and_then(|x| x.parse().ok())
+                    .unwrap_or(0);
+                if major != 1 || minor < 24 {
+                    return Err(ApiError::new(400, format!("client version {v} is too old. Minimum supported API version is {MIN_API_VERSION}, please upgrade your client to a newer version")));
+                }
+                if minor > 47 {
+                    return Err(ApiError::new(400, format!("client version {v} is too new. Maximum supported API version is {API_VERSION}")));
+                }
+                return Ok(&path[i + 2..]);
+            }
+        }
+    }
+    Ok(path)
+}
+
+async fn route(api: Arc<Api>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let path = req.uri().path().to_string();
+    let path = split_version(&path)?.to_string();
+    let q = Query::parse(req.uri().query().unwrap_or(""));
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let m = req.method().clone();
+    let e = api.engine.clone();
+    match (&m, segs.as_slice()) {
+        (&Method::GET | &Method::HEAD, ["_ping"]) => {
+            let mut r = Response::new(if m == Method::HEAD {
+                empty()
+            } else {
+                util::full("OK")
+            });
+            let h = r.headers_mut();
+            h.insert(
+                "Builder-Version",
+                hyper::header::HeaderValue::from_static("1"),
+            );
+            h.insert(
+                "Cache-Control",
+                hyper::header::HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+            );
+            h.insert(
+                "Content-Type",
+                hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            Ok(r)
+        }
+        (&Method::GET, ["version"]) => Ok(json_response(200, &version(&api.info))),
+        (&Method::GET, ["info"]) => Ok(json_response(200, &info(&api))),
+        (&Method::GET, ["events"]) => containers::events(e, &q).await,
+        (&Method::GET, ["system", "df"]) => images::system_df(e).await,
+        (&Method::POST, ["containers", "create"]) => containers::create(e, &q, req).await,
+        (&Method::GET, ["containers", "json"]) => containers::list(e, &q),
+        (&Method::POST, ["containers", "prune"]) => containers::prune(e).await,
+        (_, ["containers", id, rest @ ..]) => {
+            containers::dispatch(e, m.clone(), id, rest, &q, req).await
+        }
+        (&Method::POST, ["exec", id, "start"]) => containers::exec_start(e, id, req).await,
+        (&Method::POST, ["exec", id, "resize"]) => containers::exec_resize(e, id, &q).await,
+        (&Method::GET, ["exec", id, "json"]) => containers::exec_inspect(e, id),
+        (&Method::POST, ["commit"]) => containers::commit(e, &q, req).await,
+        (&Method::POST, ["build"]) => Err(ApiError::new(
+            501,
+            "barge cannot build images through the API yet: the builder is not wired in".into(),
+        )),
+        (_, ["images", ..]) => images::dispatch(e, m.clone(), &segs[1..], &q, req).await,
+        (&Method::GET, ["networks"]) => Ok(json_response(
+            200,
+            &json!([
+            {"Name": "bridge", "Id": "bridge", "Driver": "bridge", "Scope": "local"},
+            {"Name": "host", "Id": "host", "Driver": "host", "Scope": "local"},
+            {"Name": "none", "Id": "none", "Driver": "null", "Scope": "local"}]),
+        )),
+        (&Method::GET, ["volumes"]) => {
+            Ok(json_response(200, &json!({"Volumes": [], "Warnings": []})))
+        }
+        (&Method::POST, ["auth"]) => Ok(json_response(200, &json!({"Status": "Login Succeeded"}))),
+        _ => Err(ApiError::new(
+            404,
+            format!("page not found: {} {}", m, path),
+        )),
+    }
+}
+
+fn version(i: &DaemonInfo) -> serde_json::Value {
+    let uname = util::uname();
+    json!({
+        "Platform": {"Name": "barge"},
+        "Components": [{"Name": "Engine", "Version": i.version, "Details": {
+            "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION, "Os": "linux", "Arch": util::goarch(), "KernelVersion": uname}}],
+        "Version": i.version,
+        "ApiVersion": API_VERSION,
+        "MinAPIVersion": MIN_API_VERSION,
+        "GitCommit": "",
+        "GoVersion": "rust",
+        "Os": "linux",
+        "Arch": util::goarch(),
+        "KernelVersion": uname,
+        "BuildTime": "",
+    })
+}
+
+fn info(api: &Api) -> serde_json::Value {
+    let all = api.engine.all();
+    let running = all.iter().filter(|c| c.state.status == "running").count();
+    let paused = all.iter().filter(|c| c.state.status == "paused").count();
+    let images = api.engine.store.list_images().map(|v| v.len()).unwrap_or(0);
+    let (mem, ncpu) = util::host_resources();
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    json!({
+        "ID": "barge",
+        "Containers": all.len(),
+        "ContainersRunning": running,
+        "ContainersPaused": paused,
+        "ContainersStopped": all.len() - running - paused,
+        "Images": images,
+        "Driver": "overlay2",
+        "DriverStatus": [["Backing Filesystem", "extfs"]],
+        "Plugins": {"Volume": ["local"], "Network": ["host", "null"], "Log": ["json-file"]},
+        "MemoryLimit": true, "SwapLimit": false, "CpuCfsPeriod": true, "CpuCfsQuota": true,
+        "CPUShares": true, "CPUSet": true, "PidsLimit": true, "IPv4Forwarding": true,
+        "Debug": false, "NFd": 0, "OomKillDisable": false, "NGoroutines": 0,
+        "SystemTime": barge_engine::util::now_rfc3339(),
+        "LoggingDriver": "json-file",
+        "CgroupDriver": "cgroupfs",
+        "CgroupVersion": if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() { "2" } else { "1" },
+        "NEventsListener": 0,
+        "KernelVersion": util::uname(),
+        "OperatingSystem": "barge",
+        "OSVersion": "",
+        "OSType": "linux",
+        "Architecture": std::env::consts::ARCH,
+        "IndexServerAddress": "https://index.docker.io/v1/",
+        "RegistryConfig": {"InsecureRegistryCIDRs": [], "IndexConfigs": {}, "Mirrors": [],
+            "AllowNondistributableArtifactsCIDRs": null, "AllowNondistributableArtifactsHostnames": null,
+            "Insecure": api.info.insecure_registries},
+        "NCPU": ncpu,
+        "MemTotal": mem,
+        "DockerRootDir": api.info.data_root,
+        "Name": hostname,
+        "Labels": [],
+        "ExperimentalBuild": false,
+        "ServerVersion": api.info.version,
+        "Runtimes": {"barge": {"path": "barge-runc"}},
+        "DefaultRuntime": "barge",
+        "LiveRestoreEnabled": true,
+        "Isolation": "",
+        "InitBinary": "",
+        "SecurityOptions": ["name=seccomp,profile=builtin"],
+        "Warnings": [],
+    })
+}
+
+/// Reads a request body (up to `limit` bytes).
+pub(crate) async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
+    let body = http_body_util::Limited::new(req.into_body(), limit);
+    body.collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|e| ApiError::new(400, format!("reading the request body: {e}")))
+}

@@ -1,7 +1,316 @@
 //! `barge daemon`: serves the Docker Engine API on a unix socket (barge-api over barge-engine).
+//!
+//! Takes dockerd's flags for what the two share: `-H/--host`, `--data-root`, `--exec-root`,
+//! `--pidfile`, `--config-file` (daemon.json), `--insecure-registry`, `--default-ulimit`,
+//! `--log-level`. Several daemons with their own roots and sockets can run side by side.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "barge daemon",
+    about = "Run the barge engine daemon (Docker Engine API)"
+)]
+struct Args {
+    /// Daemon socket(s) to listen on (unix:///path).
+    #[arg(short = 'H', long = "host")]
+    host: Vec<String>,
+    /// Root directory of persistent state.
+    #[arg(long = "data-root")]
+    data_root: Option<PathBuf>,
+    /// Root directory of execution state.
+    #[arg(long = "exec-root")]
+    exec_root: Option<PathBuf>,
+    /// Path of the daemon's pid file.
+    #[arg(short = 'p', long = "pidfile")]
+    pidfile: Option<PathBuf>,
+    /// Daemon configuration file.
+    #[arg(long = "config-file", default_value = "/etc/barge/daemon.json")]
+    config_file: PathBuf,
+    /// Registries reached over plain HTTP.
+    #[arg(long = "insecure-registry")]
+    insecure_registry: Vec<String>,
+    /// Default ulimits for containers (name=soft[:hard]).
+    #[arg(long = "default-ulimit")]
+    default_ulimit: Vec<String>,
+    /// Logging level (debug, info, warn, error, fatal).
+    #[arg(short = 'l', long = "log-level")]
+    log_level: Option<String>,
+    /// Debug mode.
+    #[arg(short = 'D', long = "debug")]
+    debug: bool,
+}
+
+/// The effective settings, from flags over daemon.json over defaults.
+#[derive(Debug)]
+struct Settings {
+    hosts: Vec<String>,
+    data_root: PathBuf,
+    exec_root: PathBuf,
+    pidfile: PathBuf,
+    insecure: Vec<String>,
+    ulimits: Vec<(String, i64, i64)>,
+    log_level: String,
+}
+
+fn parse_ulimit(s: &str) -> Result<(String, i64, i64)> {
+    let (name, v) = s
+        .split_once('=')
+        .with_context(|| format!("invalid ulimit {s:?}: want name=soft[:hard]"))?;
+    let (soft, hard) = match v.split_once(':') {
+        Some((a, b)) => (a, b),
+        None => (v, v),
+    };
+    let p = |x: &str| -> Result<i64> {
+        if x == "-1" || x == "unlimited" {
+            return Ok(-1);
+        }
+        x.parse::<i64>()
+            .with_context(|| format!("invalid ulimit value {x:?} in {s:?}"))
+    };
+    let (soft, hard) = (p(soft)?, p(hard)?);
+    if hard >= 0 && soft > hard {
+        bail!("invalid ulimit {s:?}: soft limit above hard limit");
+    }
+    let known = [
+        "core",
+        "cpu",
+        "data",
+        "fsize",
+        "locks",
+        "memlock",
+        "msgqueue",
+        "nice",
+        "nofile",
+        "nproc",
+        "rss",
+        "rtprio",
+        "rttime",
+        "sigpending",
+        "stack",
+        "as",
+    ];
+    if !known.contains(&name) {
+        bail!("invalid ulimit type: {name}");
+    }
+    Ok((name.to_string(), soft, hard))
+}
+
+fn settings(a: Args) -> Result<Settings> {
+    let file: serde_json::Value = match std::fs::read(&a.config_file) {
+        Ok(d) => serde_json::from_slice(&d)
+            .with_context(|| format!("{}: invalid JSON", a.config_file.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_json::json!({}),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", a.config_file.display())),
+    };
+    if !file.is_object() {
+        bail!("{}: must be a JSON object", a.config_file.display());
+    }
+    let fstr = |k: &str| file.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    let flist = |k: &str| -> Vec<String> {
+        file.get(k)
+            .and_then(|v| v.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut hosts = if a.host.is_empty() {
+        flist("hosts")
+    } else {
+        a.host
+    };
+    if hosts.is_empty() {
+        hosts.push("unix:///run/barge/barge.sock".into());
+    }
+    let mut ulimits = Vec::new();
+    if let Some(m) = file.get("default-ulimits").and_then(|v| v.as_object()) {
+        for (name, v) in m {
+            let soft = v.get("Soft").and_then(|x| x.as_i64()).unwrap_or(0);
+            let hard = v.get("Hard").and_then(|x| x.as_i64()).unwrap_or(soft);
+            ulimits.push((name.clone(), soft, hard));
+        }
+    }
+    for u in &a.default_ulimit {
+        let u = parse_ulimit(u)?;
+        ulimits.retain(|x: &(String, i64, i64)| x.0 != u.0);
+        ulimits.push(u);
+    }
+    let exec_root = a
+        .exec_root
+        .or_else(|| fstr("exec-root").map(PathBuf::from))
+        .unwrap_or_else(|| "/run/barge".into());
+    let mut insecure = a.insecure_registry;
+    insecure.extend(flist("insecure-registries"));
+    Ok(Settings {
+        hosts,
+        data_root: a
+            .data_root
+            .or_else(|| fstr("data-root").map(PathBuf::from))
+            .unwrap_or_else(|| "/var/lib/barge".into()),
+        pidfile: a
+            .pidfile
+            .or_else(|| fstr("pidfile").map(PathBuf::from))
+            .unwrap_or_else(|| exec_root.join("barge.pid")),
+        exec_root,
+        insecure,
+        ulimits,
+        log_level: if a.debug {
+            "debug".into()
+        } else {
+            a.log_level
+                .or_else(|| fstr("log-level"))
+                .unwrap_or_else(|| "info".into())
+        },
+    })
+}
 
 /// Runs the daemon in the foreground; returns the process exit code.
-pub fn main(_args: Vec<std::ffi::OsString>) -> i32 {
-    eprintln!("barge daemon: not implemented yet");
-    1
+pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
+    let a = match Args::try_parse_from(args.iter().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 125 } else { 0 };
+        }
+    };
+    let s = match settings(a) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("barge daemon: {e:#}");
+            return 1;
+        }
+    };
+    let level = match s.log_level.as_str() {
+        "fatal" => "error",
+        l @ ("debug" | "info" | "warn" | "error" | "trace") => l,
+        other => {
+            eprintln!("barge daemon: invalid log level {other:?}");
+            return 1;
+        }
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(level))
+        .with_writer(std::io::stderr)
+        .try_init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("barge daemon: {e}");
+            return 1;
+        }
+    };
+    match rt.block_on(run(s)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("barge daemon: {e:#}");
+            1
+        }
+    }
+}
+
+fn pid_alive(pid: i32) -> bool {
+    // SAFETY: kill with signal 0 only checks for existence.
+    if pid <= 0 || unsafe { libc::kill(pid, 0) } != 0 {
+        return false;
+    }
+    // A zombie (killed, not yet reaped) is not a running daemon.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    !matches!(
+        stat.rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().next()),
+        Some("Z" | "X")
+    )
+}
+
+fn write_pidfile(p: &Path) -> Result<()> {
+    if let Ok(old) = std::fs::read_to_string(p) {
+        if let Ok(pid) = old.trim().parse::<i32>() {
+            // SAFETY: getpid cannot fail.
+            if pid != unsafe { libc::getpid() } && pid_alive(pid) {
+                bail!(
+                    "pid file found, ensure barge is not running or delete {}",
+                    p.display()
+                );
+            }
+        }
+    }
+    if let Some(d) = p.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    std::fs::write(p, format!("{}", std::process::id()))?;
+    Ok(())
+}
+
+async fn run(s: Settings) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(&s.exec_root)
+        .with_context(|| format!("creating {}", s.exec_root.display()))?;
+    std::fs::set_permissions(&s.exec_root, std::fs::Permissions::from_mode(0o700))?;
+    std::fs::create_dir_all(&s.data_root)
+        .with_context(|| format!("creating {}", s.data_root.display()))?;
+    std::fs::set_permissions(&s.data_root, std::fs::Permissions::from_mode(0o711))?;
+    write_pidfile(&s.pidfile)?;
+    let exe = std::env::current_exe().context("finding the barge executable")?;
+    let engine = barge_engine::Engine::open(barge_engine::engine::Options {
+        data_root: s.data_root.clone(),
+        exec_root: s.exec_root.clone(),
+        default_ulimits: s.ulimits.clone(),
+        exe,
+    })
+    .context("opening the engine state")?;
+    let api = Arc::new(barge_api::Api {
+        engine: engine.clone(),
+        info: barge_api::DaemonInfo {
+            data_root: s.data_root.display().to_string(),
+            exec_root: s.exec_root.display().to_string(),
+            insecure_registries: s.insecure.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        },
+    });
+    // Live restore first: the API answers only once every record is settled.
+    engine.restore().await;
+    let mut sockets = Vec::new();
+    for h in &s.hosts {
+        let Some(path) = h.strip_prefix("unix://") else {
+            bail!("unsupported host {h:?}: only unix:// sockets (TCP needs TLS with client certificates, not supported yet)");
+        };
+        let path = PathBuf::from(path);
+        if let Some(d) = path.parent() {
+            std::fs::create_dir_all(d)?;
+        }
+        if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+            bail!("{} is in use by another daemon", path.display());
+        }
+        let _ = std::fs::remove_file(&path);
+        let l = tokio::net::UnixListener::bind(&path)
+            .with_context(|| format!("listening on {}", path.display()))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))?;
+        tracing::info!("API listening on {}", path.display());
+        sockets.push(path);
+        tokio::spawn(barge_api::serve(api.clone(), l));
+    }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("shutting down; containers keep running (live restore)");
+    for p in sockets {
+        let _ = std::fs::remove_file(p);
+    }
+    let _ = std::fs::remove_file(&s.pidfile);
+    Ok(())
 }

@@ -1,0 +1,944 @@
+//! Container endpoints.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use barge_engine::model::Container;
+use barge_engine::util::parse_rfc3339;
+use barge_engine::Engine;
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::read_body;
+use crate::util::{
+    channel_body, frame, human_duration, json_response, status, ApiError, Body, Query,
+};
+
+type R = Result<Response<Body>, ApiError>;
+
+fn parse_json(b: &[u8]) -> Result<Value, ApiError> {
+    if b.is_empty() {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(b)
+        .map_err(|e| ApiError::new(400, format!("invalid JSON in the request body: {e}")))
+}
+
+pub(crate) async fn create(e: Arc<Engine>, q: &Query, req: Request<Incoming>) -> R {
+    let body = read_body(req, 16 << 20).await?;
+    let v = parse_json(&body)?;
+    if !v.is_object() {
+        return Err(ApiError::new(
+            400,
+            "invalid JSON in the request body: expected an object".into(),
+        ));
+    }
+    let id = e.create(q.get("name"), v).await?;
+    Ok(json_response(201, &json!({"Id": id, "Warnings": []})))
+}
+
+fn status_text(c: &Container) -> String {
+    let now = barge_engine::util::now().0 as f64;
+    match c.state.status.as_str() {
+        "running" | "paused" => {
+            let since = parse_rfc3339(&c.state.started_at).unwrap_or(now);
+            let mut s = format!("Up {}", human_duration(now - since));
+            if c.state.status == "paused" {
+                s.push_str(" (Paused)");
+            }
+            if let Some(h) = &c.state.health {
+                s.push_str(&format!(" (health: {})", h.status));
+            }
+            s
+        }
+        "restarting" => format!(
+            "Restarting ({}) {} ago",
+            c.state.exit_code,
+            human_duration(now - parse_rfc3339(&c.state.finished_at).unwrap_or(now))
+        ),
+        "exited" if !c.state.finished_at.is_empty() => format!(
+            "Exited ({}) {} ago",
+            c.state.exit_code,
+            human_duration(now - parse_rfc3339(&c.state.finished_at).unwrap_or(now))
+        ),
+        _ => "Created".into(),
+    }
+}
+
+fn summary(c: &Container) -> Value {
+    let argv = c.argv();
+    json!({
+        "Id": c.id,
+        "Names": [format!("/{}", c.name)],
+        "Image": c.image_name,
+        "ImageID": c.image_id,
+        "Command": argv.join(" "),
+        "Created": parse_rfc3339(&c.created).unwrap_or(0.0) as i64,
+        "Ports": [],
+        "Labels": c.config.get("Labels").cloned().unwrap_or(json!({})),
+        "State": c.state.status,
+        "Status": status_text(c),
+        "HostConfig": {"NetworkMode": c.host_str("NetworkMode")},
+        "NetworkSettings": {"Networks": {}},
+        "Mounts": [],
+    })
+}
+
+fn label_match(c: &Container, f: &str) -> bool {
+    let labels = c.config.get("Labels");
+    match f.split_once('=') {
+        Some((k, v)) => labels.and_then(|l| l.get(k)).and_then(Value::as_str) == Some(v),
+        None => labels.and_then(|l| l.get(f)).is_some(),
+    }
+}
+
+pub(crate) fn list(e: Arc<Engine>, q: &Query) -> R {
+    let all = q.bool("all");
+    let filters = q.filters()?;
+    let limit = q.int("limit")?.unwrap_or(-1);
+    let mut cs = e.all();
+    cs.sort_by(|a, b| b.created.cmp(&a.created));
+    let mut out = Vec::new();
+    for c in cs {
+        let has_status_filter = filters.contains_key("status") || filters.contains_key("exited");
+        if !all && !has_status_filter && !c.running() && c.state.status != "restarting" {
+            continue;
+        }
+        let ok = filters.iter().all(|(k, vals)| {
+            vals.iter().any(|v| match k.as_str() {
+                "status" => c.state.status == *v,
+                "name" => c.name.contains(v.trim_start_matches('/')),
+                "id" => c.id.starts_with(v.as_str()),
+                "label" => label_match(&c, v),
+                "ancestor" => {
+                    c.image_name == *v
+                        || c.image_id == *v
+                        || c.image_id
+                            .trim_start_matches("sha256:")
+                            .starts_with(v.as_str())
+                        || c.image_name == format!("{v}:latest")
+                }
+                "exited" => {
+                    c.state.status == "exited" && v.parse::<i32>().ok() == Some(c.state.exit_code)
+                }
+                "health" => {
+                    c.state
+                        .health
+                        .as_ref()
+                        .map(|h| h.status.as_str())
+                        .unwrap_or("none")
+                        == v
+                }
+                _ => true,
+            })
+        });
+        if !ok {
+            continue;
+        }
+        out.push(summary(&c));
+        if limit > 0 && out.len() as i64 >= limit {
+            break;
+        }
+    }
+    Ok(json_response(200, &Value::Array(out)))
+}
+
+pub(crate) fn inspect_json(e: &Engine, c: &Container) -> Value {
+    let argv = c.argv();
+    let st = &c.state;
+    let mut state = json!({
+        "Status": st.status,
+        "Running": c.running(),
+        "Paused": st.status == "paused",
+        "Restarting": st.status == "restarting",
+        "OOMKilled": st.oom_killed,
+        "Dead": st.status == "dead",
+        "Pid": st.pid,
+        "ExitCode": st.exit_code,
+        "Error": st.error,
+        "StartedAt": if st.started_at.is_empty() { "0001-01-01T00:00:00Z".to_string() } else { st.started_at.clone() },
+        "FinishedAt": if st.finished_at.is_empty() { "0001-01-01T00:00:00Z".to_string() } else { st.finished_at.clone() },
+    });
+    if let Some(h) = &st.health {
+        state["Health"] = serde_json::to_value(h).unwrap_or(Value::Null);
+    }
+    let mut mounts = Vec::new();
+    for b in barge_engine::model::str_list(c.host_config.get("Binds")) {
+        let p: Vec<&str> = b.split(':').collect();
+        if p.len() >= 2 {
+            let ro = p.get(2).is_some_and(|o| o.split(',').any(|x| x == "ro"));
+            mounts.push(json!({"Type": "bind", "Source": p[0], "Destination": p[1], "Mode": p.get(2).copied().unwrap_or(""), "RW": !ro, "Propagation": "rprivate"}));
+        }
+    }
+    let net = c.host_str("NetworkMode");
+    json!({
+        "Id": c.id,
+        "Created": c.created,
+        "Path": argv.first().cloned().unwrap_or_default(),
+        "Args": argv.get(1..).unwrap_or_default(),
+        "State": state,
+        "Image": c.image_id,
+        "ResolvConfPath": "",
+        "HostnamePath": "",
+        "HostsPath": "",
+        "LogPath": e.log_path(&c.id),
+        "Name": format!("/{}", c.name),
+        "RestartCount": c.restart_count,
+        "Driver": "overlay2",
+        "Platform": "linux",
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "ExecIDs": null,
+        "HostConfig": c.host_config,
+        "GraphDriver": {"Name": "overlay2", "Data": null},
+        "Mounts": mounts,
+        "Config": c.config,
+        "NetworkSettings": {
+            "Bridge": "", "SandboxID": "", "SandboxKey": if net == "host" { String::new() } else { e.options().exec_root.join("netns").join(&c.id).display().to_string() },
+            "Ports": {}, "IPAddress": "", "Gateway": "", "MacAddress": "",
+            "Networks": {}
+        },
+    })
+}
+
+pub(crate) async fn prune(e: Arc<Engine>) -> R {
+    let ids = e.prune().await;
+    Ok(json_response(
+        200,
+        &json!({"ContainersDeleted": ids, "SpaceReclaimed": 0}),
+    ))
+}
+
+fn upgrade_response(content_type: &'static str) -> Response<Body> {
+    let mut r = status(101);
+    let h = r.headers_mut();
+    h.insert(
+        "Content-Type",
+        hyper::header::HeaderValue::from_static(content_type),
+    );
+    h.insert(
+        "Connection",
+        hyper::header::HeaderValue::from_static("Upgrade"),
+    );
+    h.insert("Upgrade", hyper::header::HeaderValue::from_static("tcp"));
+    r
+}
+
+fn stream_type(tty: bool) -> &'static str {
+    if tty {
+        "application/vnd.docker.raw-stream"
+    } else {
+        "application/vnd.docker.multiplexed-stream"
+    }
+}
+
+/// Copies monitor frames to the client (raw when tty, filtered by stream) until EOF.
+async fn frames_to_client<W: tokio::io::AsyncWrite + Unpin>(
+    mut mr: impl tokio::io::AsyncRead + Unpin,
+    cw: &mut W,
+    tty: bool,
+    out: bool,
+    err: bool,
+) {
+    let mut hdr = [0u8; 8];
+    loop {
+        if mr.read_exact(&mut hdr).await.is_err() {
+            break;
+        }
+        let len = u32::from_be_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]) as usize;
+        let mut data = vec![0u8; len];
+        if mr.read_exact(&mut data).await.is_err() {
+            break;
+        }
+        let want = if hdr[0] == 2 { err } else { out };
+        if !want {
+            continue;
+        }
+        let r = if tty {
+            cw.write_all(&data).await
+        } else {
+            cw.write_all(&frame(hdr[0], &data)).await
+        };
+        if r.is_err() || cw.flush().await.is_err() {
+            break;
+        }
+    }
+}
+
+async fn attach(e: Arc<Engine>, id: &str, q: &Query, mut req: Request<Incoming>) -> R {
+    let c = e.get(id)?;
+    let tty = c
+        .config
+        .get("Tty")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let (want_in, want_out, want_err) = (q.bool("stdin"), q.bool("stdout"), q.bool("stderr"));
+    let logs = q.bool("logs");
+    // Connect to the monitor now (running) or at the next start (created/exited).
+    let mon = if c.running() {
+        Ok(e.connect_monitor(&c.id, "attach").await?)
+    } else if q.bool("stream") {
+        Err(e.attach_on_start(&c.id))
+    } else {
+        return Err(ApiError::new(
+            409,
+            format!("container {} is not running", c.id),
+        ));
+    };
+    let on = hyper::upgrade::on(&mut req);
+    let log_path = e.log_path(&c.id);
+    tokio::spawn(async move {
+        let Ok(up) = on.await else { return };
+        let client = TokioIo::new(up);
+        let (mut cr, mut cw) = tokio::io::split(client);
+        if logs {
+            for en in barge_engine::logs::read_all(&log_path) {
+                let s = if en.stream == "stderr" { 2 } else { 1 };
+                if (s == 2 && !want_err) || (s == 1 && !want_out) {
+                    continue;
+                }
+                let _ = if tty {
+                    cw.write_all(en.log.as_bytes()).await
+                } else {
+                    cw.write_all(&frame(s, en.log.as_bytes())).await
+                };
+            }
+        }
+        let mon = match mon {
+            Ok(m) => m,
+            Err(rx) => match rx.await {
+                Ok(Ok(m)) => m,
+                _ => {
+                    let _ = cw.shutdown().await;
+                    return;
+                }
+            },
+        };
+        let (mr, mut mw) = mon.into_split();
+        let input = tokio::spawn(async move {
+            if want_in {
+                let _ = tokio::io::copy(&mut cr, &mut mw).await;
+                let _ = mw.shutdown().await;
+            }
+            // Keep the write half (and the monitor's view of us) open otherwise.
+            std::future::pending::<()>().await;
+        });
+        frames_to_client(mr, &mut cw, tty, want_out, want_err).await;
+        let _ = cw.shutdown().await;
+        input.abort();
+    });
+    Ok(upgrade_response(stream_type(tty)))
+}
+
+async fn logs(e: Arc<Engine>, id: &str, q: &Query) -> R {
+    let c = e.get(id)?;
+    let tty = c
+        .config
+        .get("Tty")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let (out, err) = (q.bool("stdout"), q.bool("stderr"));
+    if !out && !err {
+        return Err(ApiError::new(
+            400,
+            "Bad parameters: you must choose at least one stream".into(),
+        ));
+    }
+    let follow = q.bool("follow");
+    let ts = q.bool("timestamps");
+    let since = q
+        .get("since")
+        .and_then(|s| s.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    let until = q
+        .get("until")
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|x| *x > 0.0);
+    let tail: Option<usize> = match q.get("tail") {
+        None | Some("all") | Some("") => None,
+        Some(t) => Some(
+            t.parse()
+                .map_err(|_| ApiError::new(400, format!("invalid tail value {t:?}")))?,
+        ),
+    };
+    let path = e.log_path(&c.id);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+    let cid = c.id.clone();
+    tokio::spawn(async move {
+        let emit = |en: &barge_engine::logs::Entry| -> Option<Bytes> {
+            let s = if en.stream == "stderr" { 2u8 } else { 1u8 };
+            if (s == 2 && !err) || (s == 1 && !out) {
+                return None;
+            }
+            let t = parse_rfc3339(&en.time).unwrap_or(0.0);
+            if t < since || until.is_some_and(|u| t > u) {
+                return None;
+            }
+            let text = if ts {
+                format!("{} {}", en.time, en.log)
+            } else {
+                en.log.clone()
+            };
+            Some(Bytes::from(if tty {
+                text.into_bytes()
+            } else {
+                frame(s, text.as_bytes())
+            }))
+        };
+        let all = barge_engine::logs::read_all(&path);
+        let skip = tail.map(|t| all.len().saturating_sub(t)).unwrap_or(0);
+        for en in &all[skip..] {
+            if let Some(b) = emit(en) {
+                if tx.send(b).await.is_err() {
+                    return;
+                }
+            }
+        }
+        if !follow {
+            return;
+        }
+        let mut offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        // Entries already sent from the current file.
+        loop {
+            let running = e
+                .get(&cid)
+                .map(|c| c.running() || c.state.status == "restarting")
+                .unwrap_or(false);
+            let (ens, off) = barge_engine::logs::read_from(&path, offset);
+            offset = off;
+            for en in &ens {
+                if let Some(b) = emit(en) {
+                    if tx.send(b).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            if !running {
+                return;
+            }
+            if tx.is_closed() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    });
+    let mut r = Response::new(channel_body(rx));
+    r.headers_mut().insert(
+        "Content-Type",
+        hyper::header::HeaderValue::from_static(stream_type(tty)),
+    );
+    Ok(r)
+}
+
+async fn wait(e: Arc<Engine>, id: &str, q: &Query) -> R {
+    let cid = e.lookup(id)?;
+    let cond = q.get("condition").unwrap_or("not-running").to_string();
+    if !matches!(cond.as_str(), "not-running" | "next-exit" | "removed" | "") {
+        return Err(ApiError::new(400, format!("invalid condition: {cond:?}")));
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(2);
+    // Register interest before answering, so an exit right after is not missed.
+    let fut = {
+        let e = e.clone();
+        async move { e.wait(&cid, &cond).await }
+    };
+    tokio::spawn(async move {
+        let v = match fut.await {
+            Ok((code, err)) => {
+                json!({"StatusCode": code, "Error": if err.is_empty() { Value::Null } else { json!({"Message": err}) }})
+            }
+            Err(e) => json!({"StatusCode": -1, "Error": {"Message": e.to_string()}}),
+        };
+        let _ = tx.send(Bytes::from(format!("{v}\n"))).await;
+    });
+    let mut r = Response::new(channel_body(rx));
+    r.headers_mut().insert(
+        "Content-Type",
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
+}
+
+pub(crate) async fn dispatch(
+    e: Arc<Engine>,
+    m: Method,
+    id: &str,
+    rest: &[&str],
+    q: &Query,
+    req: Request<Incoming>,
+) -> R {
+    match (&m, rest) {
+        (&Method::GET, ["json"]) => {
+            let c = e.get(id)?;
+            Ok(json_response(200, &inspect_json(&e, &c)))
+        }
+        (&Method::POST, ["start"]) => {
+            e.start(id).await?;
+            Ok(status(204))
+        }
+        (&Method::POST, ["stop"]) => {
+            let t = match q.int("t")? {
+                Some(t) => Some(t),
+                None => q.int("timeout")?,
+            };
+            e.stop(id, t, q.get("signal")).await?;
+            Ok(status(204))
+        }
+        (&Method::POST, ["kill"]) => {
+            e.kill(id, q.get("signal").unwrap_or("")).await?;
+            Ok(status(204))
+        }
+        (&Method::POST, ["restart"]) => {
+            e.restart(id, q.int("t")?).await?;
+            Ok(status(204))
+        }
+        (&Method::POST, ["wait"]) => wait(e, id, q).await,
+        (&Method::DELETE, []) => {
+            e.remove(id, q.bool("force")).await?;
+            Ok(status(204))
+        }
+        (&Method::GET, ["logs"]) => logs(e, id, q).await,
+        (&Method::POST, ["attach"]) => attach(e, id, q, req).await,
+        (&Method::POST, ["resize"]) => {
+            let c = e.get(id)?;
+            let (h, w) = (q.int("h")?.unwrap_or(0), q.int("w")?.unwrap_or(0));
+            if c.running() {
+                let _ = e.connect_monitor(&c.id, &format!("resize {h} {w}")).await;
+            }
+            Ok(status(200))
+        }
+        (&Method::POST, ["rename"]) => {
+            e.rename(id, q.get("name").unwrap_or(""))?;
+            Ok(status(204))
+        }
+        (&Method::POST, ["pause"]) => {
+            e.pause(id, true).await?;
+            Ok(status(204))
+        }
+        (&Method::POST, ["unpause"]) => {
+            e.pause(id, false).await?;
+            Ok(status(204))
+        }
+        (&Method::GET, ["top"]) => top(e, id).await,
+        (&Method::GET, ["changes"]) => {
+            let e2 = e.clone();
+            let id = id.to_string();
+            let ch = tokio::task::spawn_blocking(move || e2.changes(&id))
+                .await
+                .map_err(|x| ApiError::new(500, x.to_string()))??;
+            let v: Vec<Value> = ch
+                .into_iter()
+                .map(|(p, k)| json!({"Path": p, "Kind": k}))
+                .collect();
+            Ok(json_response(200, &Value::Array(v)))
+        }
+        (&Method::GET, ["export"]) => {
+            let c = e.get(id)?;
+            let e2 = e.clone();
+            let data =
+                tokio::task::spawn_blocking(move || -> Result<Vec<u8>, barge_image::Error> {
+                    let mut buf = Vec::new();
+                    e2.store.export(&c.snapshot, &mut buf)?;
+                    Ok(buf)
+                })
+                .await
+                .map_err(|x| ApiError::new(500, x.to_string()))??;
+            let mut r = Response::new(crate::util::full(data));
+            r.headers_mut().insert(
+                "Content-Type",
+                hyper::header::HeaderValue::from_static("application/x-tar"),
+            );
+            Ok(r)
+        }
+        (&Method::GET | &Method::HEAD | &Method::PUT, ["archive"]) => {
+            crate::images::archive(e, m.clone(), id, q, req).await
+        }
+        (&Method::POST, ["exec"]) => {
+            let body = read_body(req, 1 << 20).await?;
+            let v = parse_json(&body)?;
+            let eid = e.exec_create(id, &v)?;
+            Ok(json_response(201, &json!({"Id": eid})))
+        }
+        (&Method::POST, ["update"]) => Err(ApiError::new(
+            501,
+            "container update is not supported yet".into(),
+        )),
+        (&Method::GET, ["stats"]) => Err(ApiError::new(
+            501,
+            "container stats are not supported yet".into(),
+        )),
+        _ => Err(ApiError::new(
+            404,
+            format!("page not found: {m} /containers/{id}/{}", rest.join("/")),
+        )),
+    }
+}
+
+async fn top(e: Arc<Engine>, id: &str) -> R {
+    let pids = e.pids(id).await?;
+    let mut procs = Vec::new();
+    for p in pids {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().nth(1))
+            .unwrap_or("0")
+            .to_string();
+        let uid = std::fs::read_to_string(format!("/proc/{p}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("Uid:"))
+                    .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+            })
+            .unwrap_or_default();
+        let cmd = std::fs::read(format!("/proc/{p}/cmdline"))
+            .map(|b| {
+                b.split(|c| *c == 0)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| String::from_utf8_lossy(s).into_owned())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default();
+        procs.push(json!([
+            uid,
+            p.to_string(),
+            ppid,
+            "0",
+            "",
+            "?",
+            "00:00:00",
+            cmd
+        ]));
+    }
+    Ok(json_response(
+        200,
+        &json!({"Titles": ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"], "Processes": procs}),
+    ))
+}
+
+pub(crate) async fn exec_start(e: Arc<Engine>, id: &str, mut req: Request<Incoming>) -> R {
+    let x = e.exec_get(id)?;
+    let body = read_body_ref(&mut req).await?;
+    let v = parse_json(&body)?;
+    let detach = v.get("Detach").and_then(Value::as_bool).unwrap_or(false);
+    let tty = v.get("Tty").and_then(Value::as_bool).unwrap_or(x.tty);
+    let console = if tty {
+        let p = e
+            .options()
+            .exec_root
+            .join(format!("x-{}.sock", &id[..12.min(id.len())]));
+        let _ = std::fs::remove_file(&p);
+        let l = std::os::unix::net::UnixListener::bind(&p)
+            .map_err(|x| ApiError::new(500, format!("console socket: {x}")))?;
+        Some((p, l))
+    } else {
+        None
+    };
+    let mut child = e.exec_spawn(id, console.as_ref().map(|(p, _)| p.as_path()))?;
+    let master = match console {
+        Some((p, l)) => {
+            let r = tokio::task::spawn_blocking(move || {
+                let _ = l.set_nonblocking(false);
+                barge_engine::util::recv_fd(&l)
+            })
+            .await
+            .map_err(|x| ApiError::new(500, x.to_string()))?;
+            let _ = std::fs::remove_file(&p);
+            Some(r.map_err(|x| ApiError::new(500, x))?)
+        }
+        None => None,
+    };
+    let eid = id.to_string();
+    if detach {
+        tokio::spawn(async move {
+            let code = child.wait().await.ok().and_then(|s| s.code()).unwrap_or(-1);
+            drop(master);
+            e.exec_done(&eid, code);
+        });
+        return Ok(status(200));
+    }
+    let on = hyper::upgrade::on(&mut req);
+    let (want_in, want_out, want_err) = (x.open_stdin, x.open_stdout, x.open_stderr);
+    tokio::spawn(async move {
+        let up = on.await;
+        let Ok(up) = up else {
+            let _ = child.kill().await;
+            return;
+        };
+        let (mut cr, mut cw) = tokio::io::split(TokioIo::new(up));
+        if let Some(m) = master {
+            let mf = std::fs::File::from(m);
+            let mf2 = mf.try_clone();
+            let mut mr = tokio::fs::File::from_std(mf);
+            let inp = tokio::spawn(async move {
+                if let (true, Ok(f)) = (want_in, mf2) {
+                    let mut mw = tokio::fs::File::from_std(f);
+                    let _ = tokio::io::copy(&mut cr, &mut mw).await;
+                }
+                std::future::pending::<()>().await;
+            });
+            let mut buf = vec![0u8; 16384];
+            loop {
+                match mr.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if cw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                        let _ = cw.flush().await;
+                    }
+                }
+            }
+            inp.abort();
+        } else {
+            let mut so = child.stdout.take();
+            let mut se = child.stderr.take();
+            let mut si = child.stdin.take();
+            let inp = tokio::spawn(async move {
+                if let Some(w) = si.as_mut() {
+                    let _ = tokio::io::copy(&mut cr, w).await;
+                }
+                drop(si);
+                std::future::pending::<()>().await;
+            });
+            let mut b1 = vec![0u8; 16384];
+            let mut b2 = vec![0u8; 16384];
+            while so.is_some() || se.is_some() {
+                tokio::select! {
+                    r = async { match so.as_mut() { Some(s) => s.read(&mut b1).await, None => std::future::pending().await } } => {
+                        match r { Ok(n) if n > 0 => { if want_out { let _ = cw.write_all(&frame(1, &b1[..n])).await; } } _ => so = None }
+                    }
+                    r = async { match se.as_mut() { Some(s) => s.read(&mut b2).await, None => std::future::pending().await } } => {
+                        match r { Ok(n) if n > 0 => { if want_err { let _ = cw.write_all(&frame(2, &b2[..n])).await; } } _ => se = None }
+                    }
+                }
+            }
+            inp.abort();
+        }
+        let code = child.wait().await.ok().and_then(|s| s.code()).unwrap_or(-1);
+        e.exec_done(&eid, code);
+        let _ = cw.flush().await;
+        let _ = cw.shutdown().await;
+    });
+    Ok(upgrade_response(stream_type(tty)))
+}
+
+async fn read_body_ref(req: &mut Request<Incoming>) -> Result<Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    let body = http_body_util::Limited::new(req.body_mut(), 1 << 20);
+    body.collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|x| ApiError::new(400, format!("reading the request body: {x}")))
+}
+
+pub(crate) async fn exec_resize(e: Arc<Engine>, id: &str, _q: &Query) -> R {
+    e.exec_get(id)?;
+    Ok(status(200))
+}
+
+pub(crate) fn exec_inspect(e: Arc<Engine>, id: &str) -> R {
+    let x = e.exec_get(id)?;
+    Ok(json_response(
+        200,
+        &json!({
+            "ID": x.id, "Running": x.running, "ExitCode": x.exit_code, "ContainerID": x.container_id,
+            "OpenStdin": x.open_stdin, "OpenStdout": x.open_stdout, "OpenStderr": x.open_stderr,
+            "Pid": x.pid, "CanRemove": false, "DetachKeys": "",
+            "ProcessConfig": {"tty": x.tty, "entrypoint": x.cmd.first(), "arguments": x.cmd.get(1..).unwrap_or_default(), "privileged": false, "user": x.user, "workingDir": x.workdir},
+        }),
+    ))
+}
+
+pub(crate) async fn commit(e: Arc<Engine>, q: &Query, req: Request<Incoming>) -> R {
+    let body = read_body(req, 16 << 20).await?;
+    let v = parse_json(&body)?;
+    let container = q.get("container").unwrap_or("").to_string();
+    let reference = match (
+        q.get("repo").filter(|s| !s.is_empty()),
+        q.get("tag").filter(|s| !s.is_empty()),
+    ) {
+        (Some(r), Some(t)) => Some(format!("{r}:{t}")),
+        (Some(r), None) => Some(r.to_string()),
+        _ => None,
+    };
+    let mut v = v;
+    if let Some(ch) = q.get("changes").filter(|c| !c.is_empty()) {
+        apply_changes(&mut v, ch)?;
+    }
+    let comment = q.get("comment").unwrap_or("").to_string();
+    let author = q.get("author").unwrap_or("").to_string();
+    let id = tokio::task::spawn_blocking(move || {
+        e.commit(
+            &container,
+            reference.as_deref(),
+            &comment,
+            &author,
+            Some(&v),
+        )
+    })
+    .await
+    .map_err(|x| ApiError::new(500, x.to_string()))??;
+    Ok(json_response(201, &json!({"Id": id})))
+}
+
+pub(crate) async fn events(e: Arc<Engine>, q: &Query) -> R {
+    let filters = q.filters()?;
+    let until = q.get("until").and_then(|s| s.parse::<f64>().ok());
+    let since = q.get("since").and_then(|s| s.parse::<f64>().ok());
+    let mut rx = e.subscribe();
+    let past = since
+        .map(|s| e.events_since((s * 1e9) as i64))
+        .unwrap_or_default();
+    let (tx, brx) = tokio::sync::mpsc::channel::<Bytes>(256);
+    let names: HashMap<String, String> = HashMap::new();
+    let _ = names;
+    tokio::spawn(async move {
+        let deadline = until.map(|u| {
+            let now = barge_engine::util::now().0 as f64;
+            tokio::time::Instant::now() + std::time::Duration::from_secs_f64((u - now).max(0.0))
+        });
+        // Send the headers at once.
+        let _ = tx.send(Bytes::new()).await;
+        let until_nano = until.map(|u| (u * 1e9) as i64);
+        let last_past = past.last().map(|e| e.time_nano).unwrap_or(0);
+        let mut queue: std::collections::VecDeque<barge_engine::engine::Event> = past.into();
+        loop {
+            let ev = if let Some(ev) = queue.pop_front() {
+                Ok(ev)
+            } else {
+                Err(())
+            };
+            let ev = match ev {
+                Ok(ev) => Ok(ev),
+                Err(()) => {
+                    let live = match deadline {
+                        Some(d) => match tokio::time::timeout_at(d, rx.recv()).await {
+                            Ok(r) => r,
+                            Err(_) => return,
+                        },
+                        None => rx.recv().await,
+                    };
+                    match live {
+                        Ok(ev) if ev.time_nano <= last_past => continue,
+                        Ok(ev) => Ok(ev),
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(_) => return,
+                    }
+                }
+            };
+            let ev: barge_engine::engine::Event = match ev {
+                Ok(ev) => ev,
+                Err(()) => return,
+            };
+            if until_nano.is_some_and(|u| ev.time_nano > u) {
+                if queue.is_empty() && deadline.is_some_and(|d| d <= tokio::time::Instant::now()) {
+                    return;
+                }
+                continue;
+            }
+            let ok = filters.iter().all(|(k, vals)| {
+                vals.iter().any(|v| match k.as_str() {
+                    "type" => ev.kind == *v,
+                    "event" => ev.action == *v || ev.action.split(':').next() == Some(v.as_str()),
+                    "container" => {
+                        ev.kind == "container"
+                            && (ev.actor.id.starts_with(v.as_str())
+                                || ev.actor.attributes.get("name") == Some(v))
+                    }
+                    "image" => ev.actor.attributes.get("image") == Some(v) || ev.actor.id == *v,
+                    "label" => match v.split_once('=') {
+                        Some((lk, lv)) => {
+                            ev.actor.attributes.get(lk).map(String::as_str) == Some(lv)
+                        }
+                        None => ev.actor.attributes.contains_key(v),
+                    },
+                    _ => true,
+                })
+            });
+            if !ok {
+                continue;
+            }
+            let line = format!("{}\n", serde_json::to_string(&ev).unwrap_or_default());
+            if tx.send(Bytes::from(line)).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut r = Response::new(channel_body(brx));
+    r.headers_mut().insert(
+        "Content-Type",
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
+}
+
+/// Applies `docker commit --change` instructions (one per line) to a config override.
+fn apply_changes(v: &mut Value, changes: &str) -> Result<(), ApiError> {
+    if !v.is_object() {
+        *v = json!({});
+    }
+    for line in changes.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let (ins, arg) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+        let arg = arg.trim();
+        let list = |a: &str| -> Value {
+            match serde_json::from_str::<Vec<String>>(a) {
+                Ok(l) => json!(l),
+                Err(_) => json!(["/bin/sh", "-c", a]),
+            }
+        };
+        match ins.to_ascii_uppercase().as_str() {
+            "CMD" => v["Cmd"] = list(arg),
+            "ENTRYPOINT" => v["Entrypoint"] = list(arg),
+            "WORKDIR" => v["WorkingDir"] = json!(arg),
+            "USER" => v["User"] = json!(arg),
+            "STOPSIGNAL" => v["StopSignal"] = json!(arg),
+            "ENV" => {
+                let (k, val) = arg
+                    .split_once('=')
+                    .or_else(|| arg.split_once(' '))
+                    .unwrap_or((arg, ""));
+                let mut env: Vec<String> = barge_engine::model::str_list(v.get("Env"));
+                env.retain(|e| e.split('=').next() != Some(k));
+                env.push(format!("{k}={}", val.trim()));
+                v["Env"] = json!(env);
+            }
+            "LABEL" => {
+                let (k, val) = arg.split_once('=').unwrap_or((arg, ""));
+                if !v.get("Labels").is_some_and(Value::is_object) {
+                    v["Labels"] = json!({});
+                }
+                v["Labels"][k.trim()] = json!(val.trim().trim_matches('"'));
+            }
+            "EXPOSE" => {
+                if !v.get("ExposedPorts").is_some_and(Value::is_object) {
+                    v["ExposedPorts"] = json!({});
+                }
+                for p in arg.split_whitespace() {
+                    let p = if p.contains('/') {
+                        p.to_string()
+                    } else {
+                        format!("{p}/tcp")
+                    };
+                    v["ExposedPorts"][p] = json!({});
+                }
+            }
+            "VOLUME" | "ONBUILD" | "HEALTHCHECK" => {}
+            other => {
+                return Err(ApiError::new(
+                    400,
+                    format!("{other} is not a valid change command"),
+                ))
+            }
+        }
+    }
+    Ok(())
+}

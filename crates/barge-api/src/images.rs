@@ -1,0 +1,486 @@
+//! Image endpoints, `system df`, and the container archive (cp) endpoints.
+
+use std::sync::Arc;
+
+use barge_engine::Engine;
+use base64::Engine as _;
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response};
+use serde_json::{json, Value};
+
+use crate::read_body;
+use crate::util::{full, json_response, status, ApiError, Body, Query};
+
+type R = Result<Response<Body>, ApiError>;
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::new(500, e.to_string()))?
+}
+
+fn created_secs(c: &Option<String>) -> i64 {
+    c.as_deref()
+        .and_then(barge_engine::util::parse_rfc3339)
+        .unwrap_or(0.0) as i64
+}
+
+pub(crate) async fn dispatch(
+    e: Arc<Engine>,
+    m: Method,
+    segs: &[&str],
+    q: &Query,
+    req: Request<Incoming>,
+) -> R {
+    // Image names contain slashes: /images/{name...}/json
+    let joined = segs.join("/");
+    match (&m, segs) {
+        (&Method::GET, ["json"]) => {
+            let store = e.store.clone();
+            let list = blocking(move || Ok(store.list_images()?)).await?;
+            let containers = e.all();
+            let v: Vec<Value> = list
+                .into_iter()
+                .map(|i| {
+                    let id = i.id.to_string();
+                    json!({
+                        "Id": id,
+                        "ParentId": "",
+                        "RepoTags": i.tags.iter().map(|t| t.familiar()).collect::<Vec<_>>(),
+                        "RepoDigests": [],
+                        "Created": created_secs(&i.created),
+                        "Size": i.size,
+                        "SharedSize": i.shared_size,
+                        "VirtualSize": i.size,
+                        "Labels": {},
+                        "Containers": containers.iter().filter(|c| c.image_id == id).count(),
+                    })
+                })
+                .collect();
+            Ok(json_response(200, &Value::Array(v)))
+        }
+        (&Method::POST, ["create"]) => create(e, q, req).await,
+        (&Method::POST, ["load"]) => {
+            let body = read_body(req, 8 << 30).await?;
+            let store = e.store.clone();
+            let loaded = blocking(move || Ok(store.load(&body[..], "load")?)).await?;
+            let mut out = String::new();
+            for l in loaded {
+                if l.tags.is_empty() {
+                    out.push_str(&format!(
+                        "{}\n",
+                        json!({"stream": format!("Loaded image ID: {}\n", l.id)})
+                    ));
+                }
+                for t in &l.tags {
+                    out.push_str(&format!(
+                        "{}\n",
+                        json!({"stream": format!("Loaded image: {}\n", t.familiar())})
+                    ));
+                }
+            }
+            let mut r = Response::new(full(out));
+            r.headers_mut().insert(
+                "Content-Type",
+                hyper::header::HeaderValue::from_static("application/json"),
+            );
+            Ok(r)
+        }
+        (&Method::GET, ["get"]) => {
+            let names: Vec<String> = q
+                .get("names")
+                .map(|n| n.split(',').map(str::to_string).collect())
+                .unwrap_or_default();
+            save(e, names).await
+        }
+        (&Method::GET, [.., "get"]) => save(e, vec![segs[..segs.len() - 1].join("/")]).await,
+        (&Method::GET, [.., "json"]) => {
+            let name = segs[..segs.len() - 1].join("/");
+            let store = e.store.clone();
+            let n2 = name.clone();
+            let (rec, cfg) =
+                blocking(move || store.inspect(&n2).map_err(|e| not_found(e, &n2))).await?;
+            let cfg = serde_json::to_value(&cfg).unwrap_or(Value::Null);
+            let tags: Vec<String> = e
+                .store
+                .references()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(_, d)| *d == rec.id)
+                .map(|(r, _)| r.familiar())
+                .collect();
+            let size: u64 = rec.layers.iter().map(|l| l.uncompressed_size).sum();
+            Ok(json_response(
+                200,
+                &json!({
+                    "Id": rec.id.to_string(),
+                    "RepoTags": tags,
+                    "RepoDigests": rec.repo_digests,
+                    "Parent": "",
+                    "Comment": "",
+                    "Created": cfg.get("created").cloned().unwrap_or(json!("0001-01-01T00:00:00Z")),
+                    "DockerVersion": "",
+                    "Author": cfg.get("author").cloned().unwrap_or(json!("")),
+                    "Config": cfg.get("config").cloned().unwrap_or(json!({})),
+                    "Architecture": cfg.get("architecture").cloned().unwrap_or(json!("")),
+                    "Os": cfg.get("os").cloned().unwrap_or(json!("linux")),
+                    "Size": size,
+                    "GraphDriver": {"Name": "overlay2", "Data": null},
+                    "RootFS": {"Type": "layers", "Layers": rec.layers.iter().map(|l| l.diff_id.to_string()).collect::<Vec<_>>()},
+                    "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
+                }),
+            ))
+        }
+        (&Method::GET, [.., "history"]) => {
+            let name = segs[..segs.len() - 1].join("/");
+            let store = e.store.clone();
+            let n2 = name.clone();
+            let h = blocking(move || store.history(&n2).map_err(|e| not_found(e, &n2))).await?;
+            let v: Vec<Value> = h
+                .into_iter()
+                .map(|s| json!({
+                    "Id": s.layer.as_ref().map(|l| l.0.to_string()).unwrap_or_else(|| "<missing>".into()),
+                    "Created": created_secs(&s.created),
+                    "CreatedBy": s.created_by.unwrap_or_default(),
+                    "Tags": null,
+                    "Size": s.layer.map(|l| l.1).unwrap_or(0),
+                    "Comment": s.comment.unwrap_or_default(),
+                }))
+                .collect();
+            Ok(json_response(200, &Value::Array(v)))
+        }
+        (&Method::POST, [.., "tag"]) => {
+            let name = segs[..segs.len() - 1].join("/");
+            let repo = q.get("repo").unwrap_or("").to_string();
+            let tag = q.get("tag").filter(|t| !t.is_empty()).unwrap_or("latest");
+            let r = barge_image::Reference::parse(&format!("{repo}:{tag}"))
+                .map_err(|e| ApiError::new(400, e.to_string()))?;
+            let store = e.store.clone();
+            let n2 = name.clone();
+            blocking(move || store.tag(&n2, &r).map_err(|e| not_found(e, &n2))).await?;
+            e.emit("image", "tag", &name, Default::default());
+            Ok(status(201))
+        }
+        (&Method::POST, [.., "push"]) => {
+            let name = segs[..segs.len() - 1].join("/");
+            let full_ref = match q.get("tag").filter(|t| !t.is_empty()) {
+                Some(t) => format!("{name}:{t}"),
+                None => name.clone(),
+            };
+            let auth = req
+                .headers()
+                .get("X-Registry-Auth")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let Some(reg) = e.registry() else {
+                return Err(ApiError::new(
+                    501,
+                    "barge cannot push images yet: the registry client is not wired in".into(),
+                ));
+            };
+            Ok(progress_stream(
+                e,
+                move |store, send| reg.push(store, &full_ref, auth.as_deref(), send),
+                "push",
+                name,
+            ))
+        }
+        (&Method::DELETE, _) => {
+            let name = joined.clone();
+            let force = q.bool("force");
+            if !force {
+                if let Ok(rec) = e.store.resolve(&name) {
+                    if let Some(c) = e
+                        .all()
+                        .into_iter()
+                        .find(|c| c.image_id == rec.id.to_string())
+                    {
+                        return Err(ApiError::new(409, format!("conflict: unable to remove repository reference \"{name}\" (must force) - container {} is using its referenced image {}", &c.id[..12], &rec.id.to_string()[7..19])));
+                    }
+                }
+            }
+            let store = e.store.clone();
+            let n2 = name.clone();
+            let rep = blocking(move || {
+                store
+                    .remove_image(&n2, force)
+                    .map_err(|e| not_found(e, &n2))
+            })
+            .await?;
+            let mut v: Vec<Value> = rep
+                .untagged
+                .iter()
+                .map(|r| json!({"Untagged": r.familiar()}))
+                .collect();
+            v.extend(
+                rep.deleted
+                    .iter()
+                    .map(|d| json!({"Deleted": d.to_string()})),
+            );
+            e.emit("image", "delete", &name, Default::default());
+            Ok(json_response(200, &Value::Array(v)))
+        }
+        (&Method::POST, ["prune"]) => {
+            let store = e.store.clone();
+            let d = blocking(move || Ok(store.prune_dangling()?)).await?;
+            Ok(json_response(
+                200,
+                &json!({"ImagesDeleted": d.iter().map(|x| json!({"Deleted": x.to_string()})).collect::<Vec<_>>(), "SpaceReclaimed": 0}),
+            ))
+        }
+        (&Method::GET, ["search"]) => {
+            Err(ApiError::new(501, "image search is not supported".into()))
+        }
+        _ => Err(ApiError::new(
+            404,
+            format!("page not found: {m} /images/{joined}"),
+        )),
+    }
+}
+
+fn not_found(e: barge_image::Error, name: &str) -> ApiError {
+    match e {
+        barge_image::Error::ImageNotFound(_) | barge_image::Error::Reference(_) => {
+            ApiError::new(404, format!("No such image: {name}"))
+        }
+        e => e.into(),
+    }
+}
+
+async fn save(e: Arc<Engine>, names: Vec<String>) -> R {
+    let store = e.store.clone();
+    let data = blocking(move || {
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut buf = Vec::new();
+        store
+            .save_docker_archive(&refs, &mut buf)
+            .map_err(|e| match e {
+                barge_image::Error::ImageNotFound(n) => {
+                    ApiError::new(404, format!("No such image: {n}"))
+                }
+                e => e.into(),
+            })?;
+        Ok(buf)
+    })
+    .await?;
+    let mut r = Response::new(full(data));
+    r.headers_mut().insert(
+        "Content-Type",
+        hyper::header::HeaderValue::from_static("application/x-tar"),
+    );
+    Ok(r)
+}
+
+async fn create(e: Arc<Engine>, q: &Query, req: Request<Incoming>) -> R {
+    if let Some(src) = q.get("fromSrc") {
+        if src != "-" {
+            return Err(ApiError::new(
+                501,
+                "importing from a URL is not supported; send the tarball in the body (fromSrc=-)"
+                    .into(),
+            ));
+        }
+        let repo = q.get("repo").unwrap_or("");
+        let tag = q.get("tag").filter(|t| !t.is_empty());
+        let reference = if repo.is_empty() {
+            None
+        } else {
+            let s = match tag {
+                Some(t) => format!("{repo}:{t}"),
+                None => repo.to_string(),
+            };
+            Some(barge_image::Reference::parse(&s).map_err(|e| ApiError::new(400, e.to_string()))?)
+        };
+        let comment = q.get("message").unwrap_or("").to_string();
+        let body = read_body(req, 8 << 30).await?;
+        let store = e.store.clone();
+        let rec =
+            blocking(move || Ok(store.import(&body[..], reference.as_ref(), &comment)?)).await?;
+        e.emit("image", "import", &rec.id.to_string(), Default::default());
+        let line = format!("{}\n", json!({"status": rec.id.to_string()}));
+        let mut r = Response::new(full(line));
+        r.headers_mut().insert(
+            "Content-Type",
+            hyper::header::HeaderValue::from_static("application/json"),
+        );
+        return Ok(r);
+    }
+    let image = q.get("fromImage").unwrap_or("").to_string();
+    if image.is_empty() {
+        return Err(ApiError::new(
+            400,
+            "fromImage or fromSrc is required".into(),
+        ));
+    }
+    let full_ref = match q.get("tag").filter(|t| !t.is_empty()) {
+        Some(t) if t.starts_with("sha256:") => format!("{image}@{t}"),
+        Some(t) => format!("{image}:{t}"),
+        None => image.clone(),
+    };
+    let auth = req
+        .headers()
+        .get("X-Registry-Auth")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let Some(reg) = e.registry() else {
+        // Already here: report it as docker does, so `docker run` of a local image works.
+        if let Ok(rec) = e.store.resolve(&full_ref) {
+            let line = format!("{}\n", json!({"status": format!("Digest: {}", rec.id)}));
+            return Ok(Response::new(full(line)));
+        }
+        return Err(ApiError::new(501, format!("barge cannot pull {full_ref} yet: the registry client is not wired in (import or load the image instead)")));
+    };
+    Ok(progress_stream(
+        e,
+        move |store, send| reg.pull(store, &full_ref, auth.as_deref(), send),
+        "pull",
+        image,
+    ))
+}
+
+/// Runs a registry operation on a blocking thread, streaming its progress as JSON lines;
+/// a failure after the 200 is an `{"error": ..., "errorDetail": {...}}` line, as Docker does.
+fn progress_stream(
+    e: Arc<Engine>,
+    op: impl FnOnce(&barge_image::Store, &mut dyn FnMut(Value)) -> Result<(), String> + Send + 'static,
+    action: &'static str,
+    name: String,
+) -> Response<Body> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+    let store = e.store.clone();
+    tokio::task::spawn_blocking(move || {
+        let tx2 = tx.clone();
+        let mut send = move |v: Value| {
+            let _ = tx2.blocking_send(Bytes::from(format!("{v}\n")));
+        };
+        match op(&store, &mut send) {
+            Ok(()) => e.emit("image", action, &name, Default::default()),
+            Err(msg) => {
+                let _ = tx.blocking_send(Bytes::from(format!(
+                    "{}\n",
+                    json!({"errorDetail": {"message": msg}, "error": msg})
+                )));
+            }
+        }
+    });
+    let mut r = Response::new(crate::util::channel_body(rx));
+    r.headers_mut().insert(
+        "Content-Type",
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+pub(crate) async fn system_df(e: Arc<Engine>) -> R {
+    let store = e.store.clone();
+    let list = blocking(move || Ok(store.list_images()?)).await?;
+    let cs = e.all();
+    let images: Vec<Value> = list.iter().map(|i| {
+        let id = i.id.to_string();
+        json!({"Id": id, "ParentId": "", "RepoTags": i.tags.iter().map(|t| t.familiar()).collect::<Vec<_>>(), "RepoDigests": [],
+            "Created": created_secs(&i.created), "Size": i.size, "SharedSize": i.shared_size, "VirtualSize": i.size,
+            "Labels": {}, "Containers": cs.iter().filter(|c| c.image_id == id).count()})
+    }).collect();
+    let containers: Vec<Value> = cs.iter().map(|c| {
+        let upper = e.store.snapshot_upper(&c.snapshot).ok();
+        let size = upper.map(|u| dir_size(&u)).unwrap_or(0);
+        json!({"Id": c.id, "Names": [format!("/{}", c.name)], "Image": c.image_name, "ImageID": c.image_id,
+            "Command": c.argv().join(" "), "Created": barge_engine::util::parse_rfc3339(&c.created).unwrap_or(0.0) as i64,
+            "State": c.state.status, "Status": c.state.status, "SizeRw": size, "SizeRootFs": size, "Labels": {}, "Mounts": [], "Ports": []})
+    }).collect();
+    let layers: u64 = list.iter().map(|i| i.size).sum();
+    Ok(json_response(
+        200,
+        &json!({"LayersSize": layers, "Images": images, "Containers": containers, "Volumes": [], "BuildCache": []}),
+    ))
+}
+
+fn dir_size(p: &std::path::Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![p.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            if let Ok(md) = e.path().symlink_metadata() {
+                if md.is_dir() {
+                    stack.push(e.path());
+                } else {
+                    total += md.len();
+                }
+            }
+        }
+    }
+    total
+}
+
+/// GET/HEAD/PUT /containers/{id}/archive.
+pub(crate) async fn archive(
+    e: Arc<Engine>,
+    m: Method,
+    id: &str,
+    q: &Query,
+    req: Request<Incoming>,
+) -> R {
+    let c = e.get(id)?;
+    let path = q.get("path").unwrap_or("").to_string();
+    if path.is_empty() {
+        return Err(ApiError::new(400, "path is required".into()));
+    }
+    let body = if m == Method::PUT {
+        read_body(req, 8 << 30).await?
+    } else {
+        Bytes::new()
+    };
+    let e2 = e.clone();
+    let m2 = m.clone();
+    let (stat, data) = blocking(move || {
+        let (root, unmount) = e2.mount_rootfs(&c)?;
+        let r = (|| -> Result<(Option<barge_engine::archive::PathStat>, Vec<u8>), ApiError> {
+            if m2 == Method::PUT {
+                barge_engine::archive::put(&root, &path, &body)?;
+                return Ok((None, Vec::new()));
+            }
+            let st = barge_engine::archive::stat(&root, &path).map_err(|err| match err.kind() {
+                std::io::ErrorKind::NotFound => ApiError::new(
+                    404,
+                    format!("Could not find the file {path} in container {}", c.name),
+                ),
+                _ => ApiError::new(500, format!("{path}: {err}")),
+            })?;
+            let data = if m2 == Method::GET {
+                barge_engine::archive::get(&root, &path)
+                    .map_err(|err| ApiError::new(500, format!("{path}: {err}")))?
+            } else {
+                Vec::new()
+            };
+            Ok((Some(st), data))
+        })();
+        if unmount {
+            let _ = barge_image::snapshot::unmount(&root);
+        }
+        r
+    })
+    .await?;
+    let mut r = if m == Method::PUT {
+        status(200)
+    } else {
+        Response::new(full(data))
+    };
+    if let Some(st) = stat {
+        let hdr = base64::engine::general_purpose::STANDARD
+            .encode(serde_json::to_vec(&st).unwrap_or_default());
+        if let Ok(v) = hyper::header::HeaderValue::from_str(&hdr) {
+            r.headers_mut().insert("X-Docker-Container-Path-Stat", v);
+        }
+        r.headers_mut().insert(
+            "Content-Type",
+            hyper::header::HeaderValue::from_static("application/x-tar"),
+        );
+    }
+    Ok(r)
+}

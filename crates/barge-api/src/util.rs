@@ -1,0 +1,247 @@
+//! Response helpers, errors, query strings, framing.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Frame;
+use hyper::Response;
+
+/// The response body type.
+pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, Infallible>;
+
+/// An API error: a status and Docker's `{"message": ...}` body.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: u16,
+    /// The message.
+    pub message: String,
+}
+
+impl ApiError {
+    /// A new error.
+    pub fn new(status: u16, message: String) -> ApiError {
+        ApiError { status, message }
+    }
+
+    /// The HTTP response.
+    pub fn into_response(self) -> Response<Body> {
+        if self.status == 304 {
+            let mut r = Response::new(empty());
+            *r.status_mut() = hyper::StatusCode::NOT_MODIFIED;
+            return r;
+        }
+        json_response(self.status, &serde_json::json!({"message": self.message}))
+    }
+}
+
+impl From<barge_engine::Error> for ApiError {
+    fn from(e: barge_engine::Error) -> Self {
+        ApiError::new(e.status(), e.to_string())
+    }
+}
+
+impl From<barge_image::Error> for ApiError {
+    fn from(e: barge_image::Error) -> Self {
+        barge_engine::Error::from(e).into()
+    }
+}
+
+/// An empty body.
+pub fn empty() -> Body {
+    Full::new(Bytes::new()).boxed_unsync()
+}
+
+/// A body of bytes.
+pub fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).boxed_unsync()
+}
+
+/// A JSON response.
+pub fn json_response(status: u16, v: &serde_json::Value) -> Response<Body> {
+    let mut r = Response::new(full(serde_json::to_vec(v).unwrap_or_default()));
+    *r.status_mut() =
+        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(
+        "Content-Type",
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// A status-only response.
+pub fn status(code: u16) -> Response<Body> {
+    let mut r = Response::new(empty());
+    *r.status_mut() = hyper::StatusCode::from_u16(code).unwrap_or(hyper::StatusCode::OK);
+    r
+}
+
+/// A streamed body fed by a channel.
+pub fn channel_body(rx: tokio::sync::mpsc::Receiver<Bytes>) -> Body {
+    let s = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
+    });
+    http_body_util::StreamBody::new(s).boxed_unsync()
+}
+
+/// A parsed query string.
+#[derive(Debug, Default)]
+pub struct Query(HashMap<String, String>);
+
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
+                {
+                    Ok(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl Query {
+    /// Parses `a=b&c=d`.
+    pub fn parse(q: &str) -> Query {
+        let mut m = HashMap::new();
+        for kv in q.split('&').filter(|s| !s.is_empty()) {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            m.insert(unescape(k), unescape(v));
+        }
+        Query(m)
+    }
+
+    /// A value.
+    pub fn get(&self, k: &str) -> Option<&str> {
+        self.0.get(k).map(String::as_str)
+    }
+
+    /// A boolean (`1`, `true`).
+    pub fn bool(&self, k: &str) -> bool {
+        matches!(self.get(k), Some("1" | "true" | "True" | "yes"))
+    }
+
+    /// An integer, or 400.
+    pub fn int(&self, k: &str) -> Result<Option<i64>, ApiError> {
+        match self.get(k) {
+            None | Some("") => Ok(None),
+            Some(v) => v
+                .parse()
+                .map(Some)
+                .map_err(|_| ApiError::new(400, format!("invalid value for {k}: {v:?}"))),
+        }
+    }
+
+    /// `filters` as a map of key -> values (Docker's two JSON shapes).
+    pub fn filters(&self) -> Result<HashMap<String, Vec<String>>, ApiError> {
+        let Some(f) = self.get("filters").filter(|s| !s.is_empty()) else {
+            return Ok(HashMap::new());
+        };
+        let v: serde_json::Value = serde_json::from_str(f)
+            .map_err(|e| ApiError::new(400, format!("invalid filter: {e}")))?;
+        let mut out = HashMap::new();
+        let obj = v
+            .as_object()
+            .ok_or_else(|| ApiError::new(400, "invalid filter: not an object".into()))?;
+        for (k, vals) in obj {
+            let list = match vals {
+                serde_json::Value::Array(a) => a
+                    .iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect(),
+                serde_json::Value::Object(o) => o.keys().cloned().collect(),
+                _ => return Err(ApiError::new(400, format!("invalid filter {k}"))),
+            };
+            out.insert(k.clone(), list);
+        }
+        Ok(out)
+    }
+}
+
+/// A frame of Docker's multiplexed stream.
+pub fn frame(stream: u8, data: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(8 + data.len());
+    f.push(stream);
+    f.extend_from_slice(&[0, 0, 0]);
+    f.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    f.extend_from_slice(data);
+    f
+}
+
+/// The kernel release.
+pub fn uname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// Go's name of this architecture.
+pub fn goarch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        a => a,
+    }
+}
+
+/// (memory bytes, cpus).
+pub fn host_resources() -> (u64, usize) {
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| {
+                    l.split_whitespace()
+                        .nth(1)
+                        .and_then(|x| x.parse::<u64>().ok())
+                })
+        })
+        .unwrap_or(0)
+        * 1024;
+    (
+        mem,
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+    )
+}
+
+/// Docker's human "Up 3 seconds" / "Exited (0) 2 minutes ago" durations.
+pub fn human_duration(secs: f64) -> String {
+    let s = secs.max(0.0) as u64;
+    if s < 1 {
+        "Less than a second".into()
+    } else if s == 1 {
+        "1 second".into()
+    } else if s < 60 {
+        format!("{s} seconds")
+    } else if s < 120 {
+        "About a minute".into()
+    } else if s < 3600 {
+        format!("{} minutes", s / 60)
+    } else if s < 7200 {
+        "About an hour".into()
+    } else if s < 48 * 3600 {
+        format!("{} hours", s / 3600)
+    } else {
+        format!("{} days", s / 86400)
+    }
+}

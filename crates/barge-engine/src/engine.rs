@@ -1,0 +1,1852 @@
+//! The engine: container records in memory (and on disk), the monitor hand-off, exits,
+//! restart policies, events, exec and the archive (cp) operations.
+
+use std::collections::HashMap;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::broadcast;
+
+use crate::model::{str_list, Container, State};
+use crate::monitor::{ExitStatus, MonitorConfig, CONFIG_FILE, CTL_SOCK};
+use crate::spec::NetMode;
+use crate::util::{now, now_rfc3339, write_atomic};
+use crate::{Error, Result};
+
+/// A network driver: configures a container's network namespace before it starts.
+pub trait NetworkHook: Send + Sync {
+    /// Sets up `mode` (e.g. `bridge`, a network name) in the namespace at `netns`.
+    fn setup(&self, id: &str, mode: &str, netns: &Path) -> std::result::Result<(), String>;
+    /// Undoes [`NetworkHook::setup`] after the container stopped.
+    fn teardown(&self, id: &str, mode: &str);
+}
+
+/// A registry client (pull/push) plugged into the engine; progress messages are Docker's
+/// JSON progress objects (`{"status": ..., "id": ..., "progressDetail": {...}}`).
+pub trait Registry: Send + Sync {
+    /// Pulls `reference` into `store`; `auth` is the client's X-Registry-Auth (base64 JSON).
+    fn pull(
+        &self,
+        store: &barge_image::Store,
+        reference: &str,
+        auth: Option<&str>,
+        progress: &mut dyn FnMut(Value),
+    ) -> std::result::Result<(), String>;
+    /// Pushes `reference` from `store`.
+    fn push(
+        &self,
+        store: &barge_image::Store,
+        reference: &str,
+        auth: Option<&str>,
+        progress: &mut dyn FnMut(Value),
+    ) -> std::result::Result<(), String>;
+}
+
+/// How many past events `/events?since=` can replay.
+pub const EVENT_HISTORY: usize = 1024;
+
+/// Where and how the engine keeps its state.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `--data-root`.
+    pub data_root: PathBuf,
+    /// `--exec-root`.
+    pub exec_root: PathBuf,
+    /// `--default-ulimit`s: (name, soft, hard).
+    pub default_ulimits: Vec<(String, i64, i64)>,
+    /// The barge executable (for `barge monitor` and `barge runtime`).
+    pub exe: PathBuf,
+}
+
+/// An event, in Docker's `/events` shape.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// container, image, network, volume, daemon.
+    #[serde(rename = "Type")]
+    pub kind: String,
+    /// create, start, die, destroy, ...
+    #[serde(rename = "Action")]
+    pub action: String,
+    /// What it happened to.
+    #[serde(rename = "Actor")]
+    pub actor: Actor,
+    /// Always "local".
+    pub scope: String,
+    /// Seconds since the epoch.
+    pub time: i64,
+    /// Nanoseconds since the epoch.
+    #[serde(rename = "timeNano")]
+    pub time_nano: i64,
+    /// Legacy field: the status (= action) for containers and images.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Legacy field: the id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Legacy field: the image.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+}
+
+/// The subject of an event.
+#[derive(Debug, Clone, Serialize)]
+pub struct Actor {
+    /// Its id.
+    #[serde(rename = "ID")]
+    pub id: String,
+    /// name, image, exitCode, signal, labels...
+    #[serde(rename = "Attributes")]
+    pub attributes: HashMap<String, String>,
+}
+
+/// An exec instance.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Exec {
+    /// Its id.
+    #[serde(rename = "ID")]
+    pub id: String,
+    /// The container's id.
+    #[serde(rename = "ContainerID")]
+    pub container_id: String,
+    /// Running now.
+    pub running: bool,
+    /// Exit code once done.
+    pub exit_code: Option<i32>,
+    /// The command.
+    #[serde(skip)]
+    pub cmd: Vec<String>,
+    /// With a pty.
+    #[serde(skip)]
+    pub tty: bool,
+    /// Attach stdin.
+    pub open_stdin: bool,
+    /// Attach stdout.
+    pub open_stdout: bool,
+    /// Attach stderr.
+    pub open_stderr: bool,
+    /// Extra environment.
+    #[serde(skip)]
+    pub env: Vec<String>,
+    /// User.
+    #[serde(skip)]
+    pub user: String,
+    /// Working dir.
+    #[serde(skip)]
+    pub workdir: String,
+    /// Pid (host) of the `barge runtime exec` process.
+    #[serde(rename = "Pid")]
+    pub pid: i32,
+    /// Can be removed.
+    #[serde(skip)]
+    pub started: bool,
+}
+
+type AttachWaiter =
+    tokio::sync::oneshot::Sender<std::result::Result<tokio::net::UnixStream, String>>;
+
+/// The engine. Cheap to share (`Arc<Engine>`).
+pub struct Engine {
+    opts: Options,
+    /// The image store.
+    pub store: Arc<barge_image::Store>,
+    containers: Mutex<HashMap<String, Container>>,
+    names: Mutex<HashMap<String, String>>,
+    execs: Mutex<HashMap<String, Exec>>,
+    attach_waiters: Mutex<HashMap<String, Vec<AttachWaiter>>>,
+    events: broadcast::Sender<Event>,
+    changes: broadcast::Sender<String>,
+    network: Mutex<Option<Arc<dyn NetworkHook>>>,
+    registry: Mutex<Option<Arc<dyn Registry>>>,
+    history: Mutex<std::collections::VecDeque<Event>>,
+    last_exit: Mutex<HashMap<String, i32>>,
+    start_lock: tokio::sync::Mutex<()>,
+}
+
+fn internal(what: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |e| Error::Internal(format!("{what}: {e}"))
+}
+
+fn is_mountpoint(p: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(p), p.parent().map(std::fs::metadata)) {
+        (Ok(a), Some(Ok(b))) => a.dev() != b.dev(),
+        _ => false,
+    }
+}
+
+fn valid_name(n: &str) -> bool {
+    let b = n.as_bytes();
+    !b.is_empty()
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c))
+}
+
+impl Engine {
+    /// Opens the engine on its roots, loads the container records and reconnects to the
+    /// monitors of running containers (live restore). Call [`Engine::restore`] next.
+    pub fn open(opts: Options) -> Result<Arc<Engine>> {
+        for d in [
+            opts.data_root.join("containers"),
+            opts.exec_root.join("containers"),
+            opts.exec_root.join("runtime"),
+        ] {
+            std::fs::create_dir_all(&d).map_err(internal("create state dirs"))?;
+        }
+        let store = barge_image::Store::open(opts.data_root.join("image"))?;
+        let (events, _) = broadcast::channel(1024);
+        let (changes, _) = broadcast::channel(1024);
+        let mut containers = HashMap::new();
+        let mut names = HashMap::new();
+        if let Ok(rd) = std::fs::read_dir(opts.data_root.join("containers")) {
+            for e in rd.flatten() {
+                let p = e.path().join("config.v2.json");
+                let Ok(data) = std::fs::read(&p) else {
+                    continue;
+                };
+                match serde_json::from_slice::<Container>(&data) {
+                    Ok(c) => {
+                        names.insert(c.name.clone(), c.id.clone());
+                        containers.insert(c.id.clone(), c);
+                    }
+                    Err(e) => tracing::warn!("skipping {}: {e}", p.display()),
+                }
+            }
+        }
+        Ok(Arc::new(Engine {
+            opts,
+            store: Arc::new(store),
+            containers: Mutex::new(containers),
+            names: Mutex::new(names),
+            execs: Mutex::new(HashMap::new()),
+            attach_waiters: Mutex::new(HashMap::new()),
+            events,
+            changes,
+            network: Mutex::new(None),
+            registry: Mutex::new(None),
+            history: Mutex::new(std::collections::VecDeque::new()),
+            last_exit: Mutex::new(HashMap::new()),
+            start_lock: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    /// Plugs a network driver in.
+    pub fn set_network_hook(&self, hook: Arc<dyn NetworkHook>) {
+        *self.network.lock().unwrap_or_else(|e| e.into_inner()) = Some(hook);
+    }
+
+    /// Plugs a registry client in (pull/push through the API).
+    pub fn set_registry(&self, r: Arc<dyn Registry>) {
+        *self.registry.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+    }
+
+    /// The registry client, if one is plugged in.
+    pub fn registry(&self) -> Option<Arc<dyn Registry>> {
+        self.registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The engine's options.
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Container>> {
+        self.containers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Live restore: watches the monitors of containers that were running; records the exit
+    /// of those that ended while the daemon was away; applies restart policies.
+    /// Containers whose monitor is gone are settled before this returns, so the API never
+    /// shows them running.
+    pub async fn restore(self: &Arc<Self>) {
+        let ids: Vec<(String, bool)> = self
+            .lock()
+            .values()
+            .map(|c| (c.id.clone(), c.running() || c.state.status == "restarting"))
+            .collect();
+        for (id, running) in ids {
+            let me = self.clone();
+            if running {
+                match self.connect_monitor(&id, "watch").await {
+                    Ok(s) => {
+                        if self.get(&id).ok().and_then(|c| c.state.health).is_some() {
+                            let me2 = self.clone();
+                            let id2 = id.clone();
+                            tokio::spawn(async move { me2.health_loop(id2).await });
+                        }
+                        tokio::spawn(Self::boxed_watch(me, id, s));
+                    }
+                    Err(_) => self.on_exit(&id).await,
+                }
+            } else {
+                let c = self.lock().get(&id).cloned();
+                if let Some(c) = c {
+                    let (p, _) = c.restart_policy();
+                    if (p == "always" || p == "unless-stopped") && !c.manually_stopped {
+                        tokio::spawn(async move {
+                            let _ = me.start(&id).await;
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    fn data_dir(&self, id: &str) -> PathBuf {
+        self.opts.data_root.join("containers").join(id)
+    }
+
+    fn exec_dir(&self, id: &str) -> PathBuf {
+        self.opts.exec_root.join("containers").join(id)
+    }
+
+    fn netns_path(&self, id: &str) -> PathBuf {
+        self.opts.exec_root.join("netns").join(id)
+    }
+
+    /// The json-file log of a container.
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.data_dir(id).join(format!("{id}-json.log"))
+    }
+
+    fn runtime_root(&self) -> PathBuf {
+        self.opts.exec_root.join("runtime")
+    }
+
+    fn save(&self, c: &Container) -> Result<()> {
+        let data = serde_json::to_vec(c).map_err(|e| Error::Internal(e.to_string()))?;
+        write_atomic(&self.data_dir(&c.id).join("config.v2.json"), &data)
+            .map_err(internal("write container record"))
+    }
+
+    /// Emits an event.
+    pub fn emit(&self, kind: &str, action: &str, id: &str, mut attrs: HashMap<String, String>) {
+        let (s, n) = now();
+        let mut from = None;
+        if kind == "container" {
+            if let Some(c) = self.lock().get(id) {
+                attrs.insert("name".into(), c.name.clone());
+                attrs.insert("image".into(), c.image_name.clone());
+                from = Some(c.image_name.clone());
+                if let Some(l) = c.config.get("Labels").and_then(Value::as_object) {
+                    for (k, v) in l {
+                        if let Some(v) = v.as_str() {
+                            attrs.insert(k.clone(), v.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        let legacy = kind == "container" || kind == "image";
+        let ev = Event {
+            kind: kind.into(),
+            action: action.into(),
+            actor: Actor {
+                id: id.into(),
+                attributes: attrs,
+            },
+            scope: "local".into(),
+            time: s,
+            time_nano: s * 1_000_000_000 + n as i64,
+            status: legacy.then(|| action.to_string()),
+            id: legacy.then(|| id.to_string()),
+            from,
+        };
+        {
+            let mut h = self.history.lock().unwrap_or_else(|e| e.into_inner());
+            if h.len() >= EVENT_HISTORY {
+                h.pop_front();
+            }
+            h.push_back(ev.clone());
+        }
+        let _ = self.events.send(ev);
+    }
+
+    /// Past events (the last [`EVENT_HISTORY`]) at or after `since` (nanoseconds).
+    pub fn events_since(&self, since_nano: i64) -> Vec<Event> {
+        self.history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|e| e.time_nano >= since_nano)
+            .cloned()
+            .collect()
+    }
+
+    /// Subscribes to events.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    fn changed(&self, id: &str) {
+        let _ = self.changes.send(id.to_string());
+    }
+
+    /// Resolves a container by full id, name, or unique id prefix.
+    pub fn lookup(&self, r: &str) -> Result<String> {
+        let r = r.strip_prefix('/').unwrap_or(r);
+        let map = self.lock();
+        if map.contains_key(r) {
+            return Ok(r.to_string());
+        }
+        if let Some(id) = self.names.lock().unwrap_or_else(|e| e.into_inner()).get(r) {
+            return Ok(id.clone());
+        }
+        if !r.is_empty() {
+            let m: Vec<&String> = map.keys().filter(|k| k.starts_with(r)).collect();
+            if m.len() == 1 {
+                return Ok(m[0].clone());
+            }
+            if m.len() > 1 {
+                return Err(Error::BadRequest(format!(
+                    "multiple IDs found with provided prefix: {r}"
+                )));
+            }
+        }
+        Err(Error::NotFound(format!("No such container: {r}")))
+    }
+
+    /// A copy of a container's record.
+    pub fn get(&self, r: &str) -> Result<Container> {
+        let id = self.lookup(r)?;
+        self.lock()
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("No such container: {r}")))
+    }
+
+    /// All containers.
+    pub fn all(&self) -> Vec<Container> {
+        self.lock().values().cloned().collect()
+    }
+
+    fn update(&self, id: &str, f: impl FnOnce(&mut Container)) -> Result<Container> {
+        let c = {
+            let mut map = self.lock();
+            let c = map
+                .get_mut(id)
+                .ok_or_else(|| Error::NotFound(format!("No such container: {id}")))?;
+            f(c);
+            c.clone()
+        };
+        self.save(&c)?;
+        self.changed(id);
+        Ok(c)
+    }
+
+    /// `POST /containers/create`.
+    pub async fn create(self: &Arc<Self>, name: Option<&str>, body: Value) -> Result<String> {
+        let Value::Object(mut cfg) = body else {
+            return Err(Error::BadRequest(
+                "config cannot be empty in order to create a container".into(),
+            ));
+        };
+        let host_config = cfg.remove("HostConfig").unwrap_or(json!({}));
+        if !host_config.is_object() && !host_config.is_null() {
+            return Err(Error::BadRequest("HostConfig must be an object".into()));
+        }
+        let mut host_config = if host_config.is_null() {
+            json!({})
+        } else {
+            host_config
+        };
+        cfg.remove("NetworkingConfig");
+        let image = cfg
+            .get("Image")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if image.is_empty() {
+            return Err(Error::BadRequest(
+                "no image specified: config.Image is empty".into(),
+            ));
+        }
+        let store = self.store.clone();
+        let img2 = image.clone();
+        let (rec, icfg) = tokio::task::spawn_blocking(move || store.inspect(&img2))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?
+            .map_err(|e| match e {
+                barge_image::Error::ImageNotFound(_) | barge_image::Error::Reference(_) => {
+                    Error::NotFound(format!("No such image: {image}"))
+                }
+                e => e.into(),
+            })?;
+        let icfg = serde_json::to_value(&icfg).unwrap_or(Value::Null);
+        let ic = icfg.get("config").cloned().unwrap_or(json!({}));
+        // Merge the image's defaults.
+        let mut env = str_list(ic.get("Env"));
+        for e in str_list(cfg.get("Env")) {
+            let k = e.split('=').next().unwrap_or_default().to_string();
+            env.retain(|x| x.split('=').next() != Some(k.as_str()));
+            env.push(e);
+        }
+        cfg.insert("Env".into(), json!(env));
+        let user_entry = cfg.get("Entrypoint").filter(|v| !v.is_null()).cloned();
+        let user_cmd = cfg
+            .get("Cmd")
+            .filter(|v| !str_list(Some(v)).is_empty())
+            .cloned();
+        let entry = match &user_entry {
+            Some(e) => Value::Array(str_list(Some(e)).into_iter().map(Value::String).collect()),
+            None => ic.get("Entrypoint").cloned().unwrap_or(Value::Null),
+        };
+        let cmd = match (&user_cmd, &user_entry) {
+            (Some(c), _) => {
+                Value::Array(str_list(Some(c)).into_iter().map(Value::String).collect())
+            }
+            (None, Some(_)) => Value::Null,
+            (None, None) => ic.get("Cmd").cloned().unwrap_or(Value::Null),
+        };
+        cfg.insert("Entrypoint".into(), entry);
+        cfg.insert("Cmd".into(), cmd);
+        for k in ["WorkingDir", "User", "StopSignal"] {
+            let empty = cfg
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .is_empty();
+            if empty {
+                if let Some(v) = ic.get(k).and_then(Value::as_str) {
+                    cfg.insert(k.into(), json!(v));
+                }
+            }
+        }
+        let mut labels = ic
+            .get("Labels")
+            .cloned()
+            .filter(Value::is_object)
+            .unwrap_or(json!({}));
+        if let Some(Value::Object(l)) = cfg.get("Labels") {
+            for (k, v) in l {
+                labels[k] = v.clone();
+            }
+        }
+        cfg.insert("Labels".into(), labels);
+        if cfg.get("Healthcheck").is_none_or(Value::is_null) {
+            if let Some(h) = ic.get("Healthcheck") {
+                cfg.insert("Healthcheck".into(), h.clone());
+            }
+        }
+        cfg.insert("Image".into(), json!(image));
+        let id = crate::util::new_id();
+        // Host config checks.
+        let net = host_config
+            .get("NetworkMode")
+            .and_then(Value::as_str)
+            .unwrap_or("default")
+            .to_string();
+        match net.as_str() {
+            "" | "default" | "bridge" | "none" | "host" => {}
+            other => {
+                return Err(Error::NotFound(format!("network {other} not found")));
+            }
+        }
+        if net.is_empty() {
+            host_config["NetworkMode"] = json!("default");
+        }
+        if host_config.get("Init").and_then(Value::as_bool) == Some(true) {
+            return Err(Error::NotImplemented(
+                "--init is not supported yet: barge ships no init binary".into(),
+            ));
+        }
+        if host_config
+            .get("LogConfig")
+            .and_then(|l| l.get("Type"))
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            let cfg = host_config
+                .get("LogConfig")
+                .and_then(|l| l.get("Config"))
+                .cloned()
+                .unwrap_or(json!({}));
+            host_config["LogConfig"] = json!({"Type": "json-file", "Config": cfg});
+        }
+        match host_config
+            .get("LogConfig")
+            .and_then(|l| l.get("Type"))
+            .and_then(Value::as_str)
+        {
+            Some("json-file") | Some("local") => {}
+            Some(other) => {
+                return Err(Error::BadRequest(format!(
+                    "logging driver {other:?} is not supported (json-file only)"
+                )));
+            }
+            None => {}
+        }
+        if host_config.get("RestartPolicy").is_none_or(Value::is_null) {
+            host_config["RestartPolicy"] = json!({"Name": "no", "MaximumRetryCount": 0});
+        }
+        if let Some(rp) = host_config.get("RestartPolicy") {
+            let n = rp.get("Name").and_then(Value::as_str).unwrap_or("");
+            if !matches!(n, "" | "no" | "always" | "unless-stopped" | "on-failure") {
+                return Err(Error::BadRequest(format!("invalid restart policy '{n}'")));
+            }
+            let max = rp
+                .get("MaximumRetryCount")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            if max != 0 && n != "on-failure" {
+                return Err(Error::BadRequest("invalid restart policy: maximum retry count can only be used with 'on-failure'".to_string()));
+            }
+            if host_config.get("AutoRemove").and_then(Value::as_bool) == Some(true)
+                && !matches!(n, "" | "no")
+            {
+                return Err(Error::Conflict(
+                    "conflicting options: cannot specify both --restart and --rm".into(),
+                ));
+            }
+        }
+        let name = match name {
+            Some(n) if !n.is_empty() => {
+                let n = n.strip_prefix('/').unwrap_or(n);
+                if !valid_name(n) {
+                    return Err(Error::BadRequest(format!(
+                        "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                    )));
+                }
+                n.to_string()
+            }
+            _ => format!(
+                "{}_{}",
+                ["brave", "calm", "eager", "keen", "lucid", "quirky", "zen"]
+                    [(id.as_bytes()[0] % 7) as usize],
+                &id[..8]
+            ),
+        };
+        let mut c = Container {
+            id: id.clone(),
+            name: name.clone(),
+            created: now_rfc3339(),
+            image_name: image,
+            image_id: rec.id.to_string(),
+            config: Value::Object(cfg),
+            host_config,
+            state: State {
+                status: "created".into(),
+                ..Default::default()
+            },
+            restart_count: 0,
+            manually_stopped: false,
+            snapshot: id.clone(),
+        };
+        // Validate what the spec will need (all but the user, which needs the rootfs).
+        {
+            let mut probe = c.clone();
+            probe.config["User"] = json!("");
+            if probe.argv().is_empty() {
+                return Err(Error::BadRequest("no command specified".into()));
+            }
+            crate::spec::build(
+                &probe,
+                Path::new("/nonexistent"),
+                Path::new("/nonexistent"),
+                &NetMode::Host,
+                &[],
+            )
+            .map(|_| ())?;
+        }
+        {
+            let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(other) = names.get(&name) {
+                return Err(Error::Conflict(format!(
+                    "Conflict. The container name \"/{name}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
+                )));
+            }
+            names.insert(name.clone(), id.clone());
+        }
+        let store = self.store.clone();
+        let diff_ids = rec.diff_ids();
+        let key = id.clone();
+        let dd = self.data_dir(&id);
+        let r = tokio::task::spawn_blocking(move || -> Result<()> {
+            std::fs::create_dir_all(&dd).map_err(internal("create container dir"))?;
+            store.prepare(&key, &diff_ids)?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))
+        .and_then(|r| r);
+        if let Err(e) = r {
+            self.names
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&name);
+            let _ = std::fs::remove_dir_all(self.data_dir(&id));
+            return Err(e);
+        }
+        c.state.status = "created".into();
+        self.save(&c)?;
+        self.lock().insert(id.clone(), c);
+        self.emit("container", "create", &id, HashMap::new());
+        Ok(id)
+    }
+
+    /// Waits for an attach connection to the container's next start (docker run attaches
+    /// before it starts, so no output is lost); resolves when the monitor accepted it.
+    pub fn attach_on_start(
+        &self,
+        id: &str,
+    ) -> tokio::sync::oneshot::Receiver<std::result::Result<tokio::net::UnixStream, String>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.attach_waiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(id.to_string())
+            .or_default()
+            .push(tx);
+        rx
+    }
+
+    /// Connects to a running container's monitor with `cmd` (`attach`, `watch`, `resize r c`).
+    pub async fn connect_monitor(&self, id: &str, cmd: &str) -> Result<tokio::net::UnixStream> {
+        // Through an fd of the exec dir: socket paths are limited to 108 bytes.
+        let dir = std::fs::File::open(self.exec_dir(id))
+            .map_err(|e| Error::Conflict(format!("container {id} is not running: {e}")))?;
+        let path = format!("/proc/self/fd/{}/{CTL_SOCK}", dir.as_raw_fd());
+        let mut s = tokio::net::UnixStream::connect(&path)
+            .await
+            .map_err(|e| Error::Conflict(format!("container {id} is not running: {e}")))?;
+        drop(dir);
+        s.write_all(format!("{cmd}\n").as_bytes())
+            .await
+            .map_err(internal("monitor"))?;
+        Ok(s)
+    }
+
+    /// `POST /containers/{id}/start`.
+    pub async fn start(self: &Arc<Self>, r: &str) -> Result<()> {
+        let _g = self.start_lock.lock().await;
+        let c = self.get(r)?;
+        let id = c.id.clone();
+        if c.state.status == "paused" {
+            return Err(Error::Conflict(
+                "cannot start a paused container, try unpause instead".to_string(),
+            ));
+        }
+        if c.running() {
+            return Err(Error::NotModified("container already started".into()));
+        }
+        match self.start_inner(&c).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // The docker CLI maps these lower-case phrases to exit codes 127 and 126.
+                let msg = e
+                    .to_string()
+                    .replace("No such file or directory", "no such file or directory")
+                    .replace("Permission denied", "permission denied");
+                self.cleanup_after_exit(&c).await;
+                let _ = self.update(&id, |c| {
+                    c.state.status = if c.state.started_at.is_empty() {
+                        "created".into()
+                    } else {
+                        "exited".into()
+                    };
+                    c.state.error = msg.clone();
+                    c.state.exit_code = if msg.contains("no such file") || msg.contains("not found")
+                    {
+                        127
+                    } else if msg.contains("permission denied") {
+                        126
+                    } else {
+                        128
+                    };
+                });
+                // Fail the attach clients that waited for this start.
+                let waiters = self
+                    .attach_waiters
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&id);
+                for w in waiters.into_iter().flatten() {
+                    let _ = w.send(Err(msg.clone()));
+                }
+                if c.host_bool("AutoRemove") {
+                    let _ = self.remove(&id, true).await;
+                }
+                if msg.contains("no such file")
+                    || msg.contains("not found")
+                    || msg.contains("permission denied")
+                {
+                    Err(Error::BadRequest(format!(
+                        "failed to create task for container: {msg}"
+                    )))
+                } else {
+                    Err(Error::Internal(msg))
+                }
+            }
+        }
+    }
+
+    async fn start_inner(self: &Arc<Self>, c: &Container) -> Result<()> {
+        let id = c.id.clone();
+        let ed = self.exec_dir(&id);
+        let rootfs = ed.join("rootfs");
+        let files = ed.join("files");
+        let netmode = c.host_str("NetworkMode");
+        let net = if netmode == "host" {
+            NetMode::Host
+        } else {
+            NetMode::Path(self.netns_path(&id))
+        };
+        {
+            let store = self.store.clone();
+            let (ed, rootfs, files, net, id2) = (
+                ed.clone(),
+                rootfs.clone(),
+                files.clone(),
+                net.clone(),
+                id.clone(),
+            );
+            let hostname = {
+                let h = c.config_str("Hostname");
+                if h.is_empty() {
+                    id[..12].to_string()
+                } else {
+                    h
+                }
+            };
+            let hostnet = netmode == "host";
+            tokio::task::spawn_blocking(move || -> Result<()> {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::create_dir_all(&rootfs).map_err(internal("create exec dir"))?;
+                std::fs::set_permissions(&ed, std::fs::Permissions::from_mode(0o700)).map_err(internal("chmod exec dir"))?;
+                std::fs::create_dir_all(&files).map_err(internal("create files dir"))?;
+                if !is_mountpoint(&rootfs) {
+                    store.mount(&id2, &rootfs)?;
+                }
+                std::fs::write(files.join("hostname"), format!("{hostname}\n")).map_err(internal("hostname"))?;
+                let hosts = if hostnet {
+                    std::fs::read_to_string("/etc/hosts").unwrap_or_default()
+                } else {
+                    format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n")
+                };
+                std::fs::write(files.join("hosts"), hosts).map_err(internal("hosts"))?;
+                let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+                std::fs::write(files.join("resolv.conf"), resolv).map_err(internal("resolv.conf"))?;
+                if let NetMode::Path(p) = &net {
+                    crate::netns::remove(p);
+                    crate::netns::create(p).map_err(internal("network namespace"))?;
+                }
+                let _ = std::fs::remove_file(ed.join(CTL_SOCK));
+                Ok(())
+            })
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
+        }
+        if let NetMode::Path(p) = &net {
+            let hook = self
+                .network
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            if let Some(h) = hook {
+                if !matches!(netmode.as_str(), "none") {
+                    h.setup(&id, &netmode, p).map_err(Error::Internal)?;
+                }
+            }
+        }
+        let spec = crate::spec::build(c, &rootfs, &files, &net, &self.opts.default_ulimits)?;
+        std::fs::write(
+            ed.join("config.json"),
+            serde_json::to_vec_pretty(&spec).unwrap_or_default(),
+        )
+        .map_err(internal("write config.json"))?;
+        let (max_size, max_files) = log_opts(c);
+        let tty = c
+            .config
+            .get("Tty")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let mc = MonitorConfig {
+            id: id.clone(),
+            bundle: ed.clone(),
+            runtime_root: self.runtime_root(),
+            log_path: self.log_path(&id),
+            log_max_size: max_size,
+            log_max_files: max_files,
+            exit_path: self.data_dir(&id).join("exit.json"),
+            tty,
+            open_stdin: c
+                .config
+                .get("OpenStdin")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            stdin_once: c
+                .config
+                .get("StdinOnce")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        };
+        let _ = std::fs::remove_file(&mc.exit_path);
+        std::fs::write(
+            ed.join(CONFIG_FILE),
+            serde_json::to_vec(&mc).unwrap_or_default(),
+        )
+        .map_err(internal("write monitor.json"))?;
+        let mut child = tokio::process::Command::new(&self.opts.exe)
+            .arg("monitor")
+            .arg(&ed)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(internal("spawn monitor"))?;
+        let mut stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| Error::Internal("monitor stdin".into()))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| Error::Internal("monitor stdout".into()))?;
+        let mut lines = BufReader::new(stdout).lines();
+        let first = lines
+            .next_line()
+            .await
+            .map_err(internal("monitor"))?
+            .unwrap_or_default();
+        let _ = child.wait().await;
+        let Some(rest) = first.strip_prefix("created ") else {
+            let msg = first.strip_prefix("err ").unwrap_or(&first);
+            return Err(Error::Internal(if msg.is_empty() {
+                "the monitor failed to start".into()
+            } else {
+                msg.to_string()
+            }));
+        };
+        let mut it = rest.split_whitespace();
+        let pid: i32 = it.next().and_then(|x| x.parse().ok()).unwrap_or(0);
+        let mpid: i32 = it.next().and_then(|x| x.parse().ok()).unwrap_or(0);
+        // Connect the attach clients waiting for this start, before the process runs.
+        let waiters = self
+            .attach_waiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        for w in waiters.into_iter().flatten() {
+            let s = self
+                .connect_monitor(&id, "attach")
+                .await
+                .map_err(|e| e.to_string());
+            let _ = w.send(s);
+        }
+        // The daemon's own watch connection, also before the process runs.
+        let watch = self.connect_monitor(&id, "watch").await?;
+        stdin
+            .write_all(b"go\n")
+            .await
+            .map_err(internal("monitor"))?;
+        let second = lines
+            .next_line()
+            .await
+            .map_err(internal("monitor"))?
+            .unwrap_or_default();
+        if second != "ok" {
+            let msg = second.strip_prefix("err ").unwrap_or(&second).to_string();
+            drop(watch);
+            return Err(Error::Internal(if msg.is_empty() {
+                "the container failed to start".into()
+            } else {
+                msg
+            }));
+        }
+        self.update(&id, |c| {
+            c.state.status = "running".into();
+            c.state.pid = pid;
+            c.state.monitor_pid = mpid;
+            c.state.started_at = now_rfc3339();
+            c.state.error.clear();
+            c.state.exit_code = 0;
+            if c.config
+                .get("Healthcheck")
+                .and_then(|h| h.get("Test"))
+                .is_some_and(|t| str_list(Some(t)).first().is_some_and(|x| x != "NONE"))
+            {
+                c.state.health = Some(crate::model::Health {
+                    status: "starting".into(),
+                    ..Default::default()
+                });
+            }
+        })?;
+        self.emit("container", "start", &id, HashMap::new());
+        let me = self.clone();
+        let id2 = id.clone();
+        tokio::spawn(Self::boxed_watch(me, id2, watch));
+        if self.get(&id).ok().and_then(|c| c.state.health).is_some() {
+            let me = self.clone();
+            tokio::spawn(async move { me.health_loop(id).await });
+        }
+        Ok(())
+    }
+
+    fn boxed_watch(
+        me: Arc<Self>,
+        id: String,
+        s: tokio::net::UnixStream,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(async move { me.watch_conn(id, s).await })
+    }
+
+    async fn watch_conn(self: Arc<Self>, id: String, mut s: tokio::net::UnixStream) {
+        let mut buf = [0u8; 64];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        self.on_exit(&id).await;
+    }
+
+    async fn cleanup_after_exit(&self, c: &Container) {
+        let rootfs = self.exec_dir(&c.id).join("rootfs");
+        let ns = self.netns_path(&c.id);
+        let netmode = c.host_str("NetworkMode");
+        let hook = self
+            .network
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(h) = hook {
+            if !matches!(netmode.as_str(), "none" | "host") {
+                h.teardown(&c.id, &netmode);
+            }
+        }
+        let _ = tokio::task::spawn_blocking(move || {
+            if is_mountpoint(&rootfs) {
+                let _ = barge_image::snapshot::unmount(&rootfs);
+            }
+            crate::netns::remove(&ns);
+        })
+        .await;
+    }
+
+    async fn on_exit(self: &Arc<Self>, id: &str) {
+        let Ok(c) = self.get(id) else { return };
+        let exit: ExitStatus = std::fs::read(self.data_dir(id).join("exit.json"))
+            .ok()
+            .and_then(|d| serde_json::from_slice(&d).ok())
+            .unwrap_or(ExitStatus {
+                code: 255,
+                finished_at: now_rfc3339(),
+                oom_killed: false,
+                error: "the container's monitor exited without recording an exit status".into(),
+            });
+        self.cleanup_after_exit(&c).await;
+        let (policy, max) = c.restart_policy();
+        let ran_long = crate::util::parse_rfc3339(&c.state.started_at)
+            .zip(crate::util::parse_rfc3339(&exit.finished_at))
+            .is_some_and(|(a, b)| b - a >= 10.0);
+        let restart = !c.manually_stopped
+            && match policy.as_str() {
+                "always" | "unless-stopped" => true,
+                "on-failure" => exit.code != 0 && (max == 0 || (c.restart_count as i64) < max),
+                _ => false,
+            };
+        let updated = self.update(id, |c| {
+            c.state.status = if restart {
+                "restarting".into()
+            } else {
+                "exited".into()
+            };
+            c.state.pid = 0;
+            c.state.monitor_pid = 0;
+            c.state.exit_code = exit.code;
+            c.state.finished_at = exit.finished_at.clone();
+            c.state.oom_killed = exit.oom_killed;
+            c.state.error = exit.error.clone();
+            if let Some(h) = &mut c.state.health {
+                h.status = "unhealthy".into();
+            }
+            if ran_long {
+                c.restart_count = 0;
+            }
+        });
+        if updated.is_err() {
+            return;
+        }
+        let mut a = HashMap::new();
+        a.insert("exitCode".to_string(), exit.code.to_string());
+        self.emit("container", "die", id, a);
+        if c.host_bool("AutoRemove") {
+            let _ = self.remove(id, true).await;
+            return;
+        }
+        if restart {
+            let count = if ran_long { 0 } else { c.restart_count };
+            let delay = Duration::from_millis(100u64.saturating_mul(1u64 << count.min(10)))
+                .min(Duration::from_secs(60));
+            let me = self.clone();
+            let id = id.to_string();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let still = me
+                    .get(&id)
+                    .is_ok_and(|c| c.state.status == "restarting" && !c.manually_stopped);
+                if !still {
+                    return;
+                }
+                let _ = me.update(&id, |c| c.restart_count += 1);
+                if me.start(&id).await.is_ok() {
+                    me.emit("container", "restart", &id, HashMap::new());
+                }
+            });
+        }
+    }
+
+    /// Waits until `id` is not running (or the deadline passes); returns whether it stopped.
+    pub async fn wait_stopped(&self, id: &str, timeout: Option<Duration>) -> bool {
+        let mut rx = self.changes.subscribe();
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        loop {
+            match self.get(id) {
+                Ok(c) if c.running() => {}
+                _ => return true,
+            }
+            let recv = rx.recv();
+            let r = match deadline {
+                Some(d) => match tokio::time::timeout_at(d, recv).await {
+                    Ok(r) => r,
+                    Err(_) => return false,
+                },
+                None => recv.await,
+            };
+            if let Err(broadcast::error::RecvError::Closed) = r {
+                return false;
+            }
+        }
+    }
+
+    /// `POST /containers/{id}/wait`: waits for the condition; returns the exit code.
+    pub async fn wait(&self, r: &str, condition: &str) -> Result<(i32, String)> {
+        let id = self.lookup(r)?;
+        let mut rx = self.changes.subscribe();
+        let mut ev = self.events.subscribe();
+        let c = self.get(&id)?;
+        let started = c.state.started_at.clone();
+        let mut seen_exit = false;
+        loop {
+            match self.get(&id) {
+                Ok(c) => {
+                    let stopped = !c.running() && c.state.status != "restarting";
+                    let done = match condition {
+                        "next-exit" => {
+                            seen_exit
+                                || (c.state.status == "exited"
+                                    && c.state.started_at != started
+                                    && c.state.status != "restarting")
+                        }
+                        "removed" => false,
+                        _ => stopped,
+                    };
+                    if done {
+                        return Ok((c.state.exit_code, c.state.error.clone()));
+                    }
+                    if condition == "next-exit"
+                        && c.state.status == "exited"
+                        && started.is_empty()
+                        && c.state.finished_at.is_empty()
+                    {
+                        // never started: keep waiting for the next exit
+                    }
+                }
+                Err(_) => {
+                    return Ok((
+                        self.last_exit
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .get(&id)
+                            .copied()
+                            .unwrap_or(0),
+                        String::new(),
+                    ));
+                }
+            }
+            tokio::select! {
+                r = rx.recv() => { if let Err(broadcast::error::RecvError::Closed) = r { return Err(Error::Internal("shutting down".into())); } }
+                e = ev.recv() => {
+                    if let Ok(e) = e {
+                        if e.actor.id == id && e.action == "die" {
+                            seen_exit = true;
+                            if condition == "next-exit" || condition == "not-running" || condition.is_empty() {
+                                let code = e.actor.attributes.get("exitCode").and_then(|x| x.parse().ok()).unwrap_or(0);
+                                return Ok((code, String::new()));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `POST /containers/{id}/kill`.
+    pub async fn kill(&self, r: &str, signal: &str) -> Result<()> {
+        let c = self.get(r)?;
+        if !c.running() {
+            return Err(Error::Conflict(format!(
+                "Container {} is not running",
+                c.id
+            )));
+        }
+        let sig = if signal.is_empty() {
+            libc::SIGKILL
+        } else {
+            parse_signal(signal)?
+        };
+        self.signal(&c, sig)?;
+        let mut a = HashMap::new();
+        a.insert("signal".into(), sig.to_string());
+        self.emit("container", "kill", &c.id, a);
+        Ok(())
+    }
+
+    fn signal(&self, c: &Container, sig: i32) -> Result<()> {
+        if c.state.pid <= 0 {
+            return Err(Error::Conflict(format!(
+                "Container {} is not running",
+                c.id
+            )));
+        }
+        // SAFETY: kill(2) on the container init's pid recorded by its monitor.
+        if unsafe { libc::kill(c.state.pid, sig) } != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::ESRCH) {
+                return Err(Error::Internal(format!("kill: {e}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// `POST /containers/{id}/stop`: the stop signal, `timeout` seconds, then SIGKILL.
+    pub async fn stop(&self, r: &str, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
+        let c = self.get(r)?;
+        let id = c.id.clone();
+        if c.state.status == "restarting" {
+            self.update(&id, |c| {
+                c.manually_stopped = true;
+                c.state.status = "exited".into();
+            })?;
+            return Ok(());
+        }
+        if !c.running() {
+            return Err(Error::NotModified("container already stopped".into()));
+        }
+        self.update(&id, |c| c.manually_stopped = true)?;
+        let sig = match signal.filter(|s| !s.is_empty()) {
+            Some(s) => parse_signal(s)?,
+            None => {
+                let s = c.config_str("StopSignal");
+                if s.is_empty() {
+                    libc::SIGTERM
+                } else {
+                    parse_signal(&s)?
+                }
+            }
+        };
+        let t = timeout
+            .or_else(|| c.config.get("StopTimeout").and_then(Value::as_i64))
+            .unwrap_or(10);
+        if c.state.status == "paused" {
+            let _ = self.runtime(&["resume", &id]).await;
+        }
+        self.signal(&c, sig)?;
+        let stopped = t >= 0
+            && self
+                .wait_stopped(&id, Some(Duration::from_secs(t as u64)))
+                .await;
+        if !stopped {
+            let _ = self.signal(&c, libc::SIGKILL);
+            self.wait_stopped(&id, Some(Duration::from_secs(30))).await;
+        }
+        self.emit("container", "stop", &id, HashMap::new());
+        Ok(())
+    }
+
+    /// `POST /containers/{id}/restart`.
+    pub async fn restart(self: &Arc<Self>, r: &str, timeout: Option<i64>) -> Result<()> {
+        let c = self.get(r)?;
+        match self.stop(&c.id, timeout, None).await {
+            Ok(()) | Err(Error::NotModified(_)) => {}
+            Err(e) => return Err(e),
+        }
+        self.update(&c.id, |c| c.manually_stopped = false)?;
+        self.start(&c.id).await?;
+        self.emit("container", "restart", &c.id, HashMap::new());
+        Ok(())
+    }
+
+    /// `DELETE /containers/{id}`.
+    pub async fn remove(&self, r: &str, force: bool) -> Result<()> {
+        let c = self.get(r)?;
+        let id = c.id.clone();
+        if c.running() || c.state.status == "restarting" {
+            if !force {
+                return Err(Error::Conflict(format!(
+                    "cannot remove container \"/{}\": container is {}: stop the container before removing or force remove",
+                    c.name, c.state.status
+                )));
+            }
+            let _ = self.update(&id, |c| c.manually_stopped = true);
+            if c.state.status == "paused" {
+                let _ = self.runtime(&["resume", &id]).await;
+            }
+            let _ = self.signal(&c, libc::SIGKILL);
+            self.wait_stopped(&id, Some(Duration::from_secs(30))).await;
+        }
+        let c = self.get(&id)?;
+        self.cleanup_after_exit(&c).await;
+        let store = self.store.clone();
+        let (dd, ed, key) = (self.data_dir(&id), self.exec_dir(&id), c.snapshot.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            let _ = store.remove_snapshot(&key);
+            let _ = std::fs::remove_dir_all(&ed);
+            let _ = std::fs::remove_dir_all(&dd);
+        })
+        .await;
+        self.last_exit
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone(), c.state.exit_code);
+        self.emit("container", "destroy", &id, HashMap::new());
+        self.lock().remove(&id);
+        self.names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&c.name);
+        self.changed(&id);
+        Ok(())
+    }
+
+    /// `POST /containers/{id}/rename`.
+    pub fn rename(&self, r: &str, new: &str) -> Result<()> {
+        let c = self.get(r)?;
+        let new = new.strip_prefix('/').unwrap_or(new);
+        if !valid_name(new) {
+            return Err(Error::BadRequest(format!(
+                "Invalid container name ({new}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )));
+        }
+        {
+            let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(o) = names.get(new) {
+                return Err(Error::Conflict(format!("Conflict. The container name \"/{new}\" is already in use by container \"{o}\". You have to remove (or rename) that container to be able to reuse that name.")));
+            }
+            names.remove(&c.name);
+            names.insert(new.to_string(), c.id.clone());
+        }
+        self.update(&c.id, |c| c.name = new.to_string())?;
+        self.emit("container", "rename", &c.id, HashMap::new());
+        Ok(())
+    }
+
+    /// Runs `barge runtime --root <root> args...`; returns its stdout.
+    pub async fn runtime(&self, args: &[&str]) -> Result<String> {
+        let out = tokio::process::Command::new(&self.opts.exe)
+            .arg("runtime")
+            .arg("--root")
+            .arg(self.runtime_root())
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .map_err(internal("barge runtime"))?;
+        if !out.status.success() {
+            return Err(Error::Internal(
+                String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `pause` / `unpause` (the freezer).
+    pub async fn pause(&self, r: &str, pause: bool) -> Result<()> {
+        let c = self.get(r)?;
+        if !c.running() {
+            return Err(Error::Conflict(format!(
+                "Container {} is not running",
+                c.id
+            )));
+        }
+        if pause == (c.state.status == "paused") {
+            return Err(Error::Conflict(format!(
+                "Container {} is {}paused",
+                c.id,
+                if pause { "already " } else { "not " }
+            )));
+        }
+        self.runtime(&[if pause { "pause" } else { "resume" }, &c.id])
+            .await?;
+        self.update(&c.id, |c| {
+            c.state.status = if pause {
+                "paused".into()
+            } else {
+                "running".into()
+            }
+        })?;
+        self.emit(
+            "container",
+            if pause { "pause" } else { "unpause" },
+            &c.id,
+            HashMap::new(),
+        );
+        Ok(())
+    }
+
+    /// The pids of a running container's processes.
+    pub async fn pids(&self, r: &str) -> Result<Vec<i32>> {
+        let c = self.get(r)?;
+        if !c.running() {
+            return Err(Error::Conflict(format!(
+                "Container {} is not running",
+                c.id
+            )));
+        }
+        let out = self.runtime(&["ps", "--format", "json", &c.id]).await?;
+        Ok(serde_json::from_str(&out).unwrap_or_default())
+    }
+
+    /// Creates an exec instance.
+    pub fn exec_create(&self, r: &str, body: &Value) -> Result<String> {
+        let c = self.get(r)?;
+        if c.state.status == "paused" {
+            return Err(Error::Conflict(format!(
+                "Container {} is paused, unpause the container before exec",
+                c.id
+            )));
+        }
+        if !c.running() {
+            return Err(Error::Conflict(format!(
+                "Container {} is not running",
+                c.id
+            )));
+        }
+        let cmd = str_list(body.get("Cmd"));
+        if cmd.is_empty() {
+            return Err(Error::BadRequest("No exec command specified".into()));
+        }
+        let b = |k: &str| body.get(k).and_then(Value::as_bool).unwrap_or(false);
+        let s = |k: &str| {
+            body.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let id = crate::util::new_id();
+        let e = Exec {
+            id: id.clone(),
+            container_id: c.id.clone(),
+            running: false,
+            exit_code: None,
+            cmd,
+            tty: b("Tty"),
+            open_stdin: b("AttachStdin"),
+            open_stdout: b("AttachStdout"),
+            open_stderr: b("AttachStderr"),
+            env: str_list(body.get("Env")),
+            user: s("User"),
+            workdir: s("WorkingDir"),
+            pid: 0,
+            started: false,
+        };
+        self.execs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone(), e);
+        let mut a = HashMap::new();
+        a.insert("execID".into(), id.clone());
+        self.emit(
+            "container",
+            &format!("exec_create: {}", c.argv().join(" ")),
+            &c.id,
+            a,
+        );
+        Ok(id)
+    }
+
+    /// An exec instance.
+    pub fn exec_get(&self, id: &str) -> Result<Exec> {
+        self.execs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("No such exec instance: {id}")))
+    }
+
+    /// Starts an exec instance: a `barge runtime exec` child with piped stdio (or a pty via
+    /// `console`, a socket path to receive the master on).
+    pub fn exec_spawn(&self, id: &str, console: Option<&Path>) -> Result<tokio::process::Child> {
+        let e = {
+            let mut m = self.execs.lock().unwrap_or_else(|e| e.into_inner());
+            let e = m
+                .get_mut(id)
+                .ok_or_else(|| Error::NotFound(format!("No such exec instance: {id}")))?;
+            if e.started {
+                return Err(Error::Conflict(format!(
+                    "Error: Exec command {id} has already run"
+                )));
+            }
+            e.started = true;
+            e.running = true;
+            e.clone()
+        };
+        let c = self.get(&e.container_id)?;
+        if !c.running() {
+            return Err(Error::Conflict(format!(
+                "Container {} is not running",
+                c.id
+            )));
+        }
+        let mut cmd = tokio::process::Command::new(&self.opts.exe);
+        cmd.arg("runtime")
+            .arg("--root")
+            .arg(self.runtime_root())
+            .arg("exec");
+        let user = if e.user.is_empty() {
+            c.config_str("User")
+        } else {
+            e.user.clone()
+        };
+        let rootfs = self.exec_dir(&c.id).join("rootfs");
+        let (uid, gid, _) = crate::spec::resolve_user(&rootfs, &user)?;
+        cmd.arg("--user").arg(format!("{uid}:{gid}"));
+        if !e.workdir.is_empty() {
+            cmd.arg("--cwd").arg(&e.workdir);
+        }
+        for v in &e.env {
+            cmd.arg("--env").arg(v);
+        }
+        if let Some(p) = console {
+            cmd.arg("--tty").arg("--console-socket").arg(p);
+            cmd.arg("--env").arg("TERM=xterm");
+        }
+        cmd.arg(&c.id).args(&e.cmd);
+        cmd.stdin(if e.open_stdin && console.is_none() {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        })
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+        let child = cmd.spawn().map_err(internal("spawn exec"))?;
+        let pid = child.id().unwrap_or(0) as i32;
+        if let Some(x) = self
+            .execs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(id)
+        {
+            x.pid = pid;
+        }
+        let mut a = HashMap::new();
+        a.insert("execID".into(), id.to_string());
+        self.emit(
+            "container",
+            &format!("exec_start: {}", e.cmd.join(" ")),
+            &c.id,
+            a,
+        );
+        Ok(child)
+    }
+
+    /// Records an exec's exit.
+    pub fn exec_done(&self, id: &str, code: i32) {
+        let cid = {
+            let mut m = self.execs.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(e) = m.get_mut(id) else { return };
+            e.running = false;
+            e.exit_code = Some(code);
+            e.container_id.clone()
+        };
+        let mut a = HashMap::new();
+        a.insert("execID".into(), id.to_string());
+        a.insert("exitCode".into(), code.to_string());
+        self.emit("container", "exec_die", &cid, a);
+    }
+
+    async fn health_loop(self: Arc<Self>, id: String) {
+        let Ok(c) = self.get(&id) else { return };
+        let h = c.config.get("Healthcheck").cloned().unwrap_or(Value::Null);
+        let test = str_list(h.get("Test"));
+        let ns = |k: &str, d: u64| {
+            h.get(k)
+                .and_then(Value::as_u64)
+                .filter(|x| *x > 0)
+                .unwrap_or(d)
+        };
+        let interval = Duration::from_nanos(ns("Interval", 30_000_000_000));
+        let timeout = Duration::from_nanos(ns("Timeout", 30_000_000_000));
+        let start_period =
+            Duration::from_nanos(h.get("StartPeriod").and_then(Value::as_u64).unwrap_or(0));
+        let retries = ns("Retries", 3) as u32;
+        let argv: Vec<String> = match test.first().map(String::as_str) {
+            Some("CMD") => test[1..].to_vec(),
+            Some("CMD-SHELL") => vec!["/bin/sh".into(), "-c".into(), test[1..].join(" ")],
+            _ => return,
+        };
+        let begun = tokio::time::Instant::now();
+        let started_at = c.state.started_at.clone();
+        loop {
+            tokio::time::sleep(interval).await;
+            match self.get(&id) {
+                Ok(c) if c.running() && c.state.started_at == started_at => {}
+                _ => return,
+            }
+            let start = now_rfc3339();
+            let mut cmd = tokio::process::Command::new(&self.opts.exe);
+            cmd.arg("runtime")
+                .arg("--root")
+                .arg(self.runtime_root())
+                .arg("exec")
+                .arg(&id)
+                .args(&argv);
+            cmd.stdin(std::process::Stdio::null());
+            let r = tokio::time::timeout(timeout, cmd.kill_on_drop(true).output()).await;
+            let (code, output) = match r {
+                Ok(Ok(o)) => (
+                    o.status.code().unwrap_or(1),
+                    String::from_utf8_lossy(&[o.stdout, o.stderr].concat())
+                        .chars()
+                        .take(4096)
+                        .collect(),
+                ),
+                Ok(Err(e)) => (1, e.to_string()),
+                Err(_) => (1, format!("Health check exceeded timeout ({timeout:?})")),
+            };
+            let in_grace = begun.elapsed() < start_period;
+            let mut new_status = None;
+            let _ = self.update(&id, |c| {
+                let Some(hs) = &mut c.state.health else {
+                    return;
+                };
+                hs.log.push(crate::model::HealthLog {
+                    start,
+                    end: now_rfc3339(),
+                    exit_code: code,
+                    output,
+                });
+                if hs.log.len() > 5 {
+                    hs.log.remove(0);
+                }
+                let old = hs.status.clone();
+                if code == 0 {
+                    hs.failing_streak = 0;
+                    hs.status = "healthy".into();
+                } else if !in_grace {
+                    hs.failing_streak += 1;
+                    if hs.failing_streak >= retries {
+                        hs.status = "unhealthy".into();
+                    }
+                }
+                if hs.status != old {
+                    new_status = Some(hs.status.clone());
+                }
+            });
+            if let Some(s) = new_status {
+                self.emit(
+                    "container",
+                    &format!("health_status: {s}"),
+                    &id,
+                    HashMap::new(),
+                );
+            }
+        }
+    }
+
+    /// The container's root filesystem, mounted (mounting it if the container is stopped);
+    /// the bool says whether the caller must unmount it.
+    pub fn mount_rootfs(&self, c: &Container) -> Result<(PathBuf, bool)> {
+        let rootfs = self.exec_dir(&c.id).join("rootfs");
+        if is_mountpoint(&rootfs) {
+            return Ok((rootfs, false));
+        }
+        std::fs::create_dir_all(&rootfs).map_err(internal("create rootfs dir"))?;
+        self.store.mount(&c.snapshot, &rootfs)?;
+        Ok((rootfs, true))
+    }
+
+    /// `docker commit`: a new image from the container's changes.
+    pub fn commit(
+        &self,
+        r: &str,
+        reference: Option<&str>,
+        comment: &str,
+        author: &str,
+        overrides: Option<&Value>,
+    ) -> Result<String> {
+        let c = self.get(r)?;
+        let reference = match reference.filter(|x| !x.is_empty()) {
+            Some(x) => Some(
+                barge_image::Reference::parse(x).map_err(|e| Error::BadRequest(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let base = self.store.resolve(&c.image_id)?;
+        let base_cfg = self.store.image_config(&base.id)?;
+        let mut cfg =
+            serde_json::to_value(&base_cfg).map_err(|e| Error::Internal(e.to_string()))?;
+        let lease = self.store.lease();
+        let layer = self.store.commit_snapshot(&c.snapshot, &lease)?;
+        let mut layers = base.layers.clone();
+        layers.push(layer.clone());
+        let mut ccfg = cfg.get("config").cloned().unwrap_or(json!({}));
+        for k in [
+            "Env",
+            "Cmd",
+            "Entrypoint",
+            "WorkingDir",
+            "User",
+            "Labels",
+            "StopSignal",
+            "ExposedPorts",
+        ] {
+            if let Some(v) = c.config.get(k).filter(|v| !v.is_null()) {
+                ccfg[k] = v.clone();
+            }
+        }
+        if let Some(Value::Object(o)) = overrides {
+            for (k, v) in o {
+                if !v.is_null() {
+                    ccfg[k] = v.clone();
+                }
+            }
+        }
+        cfg["config"] = ccfg;
+        let now = now_rfc3339();
+        cfg["created"] = json!(now);
+        if !author.is_empty() {
+            cfg["author"] = json!(author);
+        }
+        let diff_ids: Vec<String> = layers.iter().map(|l| l.diff_id.to_string()).collect();
+        cfg["rootfs"] = json!({"type": "layers", "diff_ids": diff_ids});
+        let mut hist = cfg
+            .get("history")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        hist.push(json!({"created": now, "created_by": format!("barge commit {}", c.id), "comment": comment}));
+        cfg["history"] = Value::Array(hist);
+        let bytes = serde_json::to_vec(&cfg).map_err(|e| Error::Internal(e.to_string()))?;
+        let rec = self
+            .store
+            .create_image(&lease, &bytes, &layers, reference.as_ref())?;
+        drop(lease);
+        self.emit("container", "commit", &c.id, HashMap::new());
+        Ok(rec.id.to_string())
+    }
+
+    /// `docker diff`: (path, kind) with kind 0 modified, 1 added, 2 deleted.
+    pub fn changes(&self, r: &str) -> Result<Vec<(String, u8)>> {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let c = self.get(r)?;
+        let upper = self.store.snapshot_upper(&c.snapshot)?;
+        let base = self.store.resolve(&c.image_id)?;
+        let layers: Vec<PathBuf> = base
+            .diff_ids()
+            .iter()
+            .map(|d| self.store.layer_path(d))
+            .collect();
+        let mut out = Vec::new();
+        let mut stack = vec![(upper.clone(), String::new())];
+        while let Some((dir, rel)) = stack.pop() {
+            let Ok(rd) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let p = format!("{rel}/{name}");
+                // Mount points the runtime made for the engine's own bind mounts.
+                if matches!(
+                    p.as_str(),
+                    "/etc/hostname" | "/etc/hosts" | "/etc/resolv.conf"
+                ) {
+                    continue;
+                }
+                let Ok(md) = e.path().symlink_metadata() else {
+                    continue;
+                };
+                let whiteout = md.file_type().is_char_device() && md.rdev() == 0;
+                let in_lower = layers
+                    .iter()
+                    .any(|l| l.join(p.trim_start_matches('/')).symlink_metadata().is_ok());
+                let kind = if whiteout {
+                    2
+                } else if in_lower {
+                    0
+                } else {
+                    1
+                };
+                out.push((p.clone(), kind));
+                if md.is_dir() {
+                    stack.push((e.path(), p));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// `docker container prune`: removes stopped containers; returns their ids.
+    pub async fn prune(&self) -> Vec<String> {
+        let ids: Vec<String> = self
+            .all()
+            .into_iter()
+            .filter(|c| !c.running() && c.state.status != "restarting")
+            .map(|c| c.id)
+            .collect();
+        let mut out = Vec::new();
+        for id in ids {
+            if self.remove(&id, false).await.is_ok() {
+                out.push(id);
+            }
+        }
+        out
+    }
+}
+
+/// (max-size, max-file) from `HostConfig.LogConfig.Config`.
+fn log_opts(c: &Container) -> (u64, u32) {
+    let cfg = c.host_config.get("LogConfig").and_then(|l| l.get("Config"));
+    let get = |k: &str| {
+        cfg.and_then(|c| c.get(k))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let size = parse_size(&get("max-size")).unwrap_or(0);
+    let files = get("max-file").parse::<u32>().unwrap_or(1).max(1);
+    (size, files)
+}
+
+/// `10m`, `1k`, `512` -> bytes.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim().to_ascii_lowercase();
+    if s.is_empty() {
+        return None;
+    }
+    let (n, mul) = match s.trim_end_matches('b').chars().last()? {
+        'k' => (&s[..s.trim_end_matches('b').len() - 1], 1024),
+        'm' => (&s[..s.trim_end_matches('b').len() - 1], 1024 * 1024),
+        'g' => (&s[..s.trim_end_matches('b').len() - 1], 1024 * 1024 * 1024),
+        _ => (s.trim_end_matches('b'), 1),
+    };
+    n.trim().parse::<u64>().ok().map(|n| n * mul)
+}
+
+/// Parses a signal name (`KILL`, `SIGKILL`) or number.
+pub fn parse_signal(s: &str) -> Result<i32> {
+    barge_runtime::container::parse_signal(s)
+        .map_err(|_| Error::BadRequest(format!("Invalid signal: {s}")))
+}

@@ -1,0 +1,121 @@
+//! Small helpers: ids, time, atomic writes.
+
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::path::Path;
+
+/// A new random 64-hex id, as Docker's.
+pub fn new_id() -> String {
+    let mut b = [0u8; 32];
+    let ok = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+        .is_ok();
+    if !ok {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        for (i, x) in b.iter_mut().enumerate() {
+            *x = (t >> ((i % 16) * 8)) as u8 ^ (std::process::id() as u8).wrapping_mul(i as u8);
+        }
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Now as (seconds, nanoseconds) since the epoch.
+pub fn now() -> (i64, u32) {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    (d.as_secs() as i64, d.subsec_nanos())
+}
+
+/// Now in RFC 3339 with nanoseconds (Docker's time format).
+pub fn now_rfc3339() -> String {
+    let (s, n) = now();
+    barge_runtime::state::rfc3339(s, n)
+}
+
+/// Parses an RFC 3339 time (as written by [`now_rfc3339`]) to seconds.fraction since the epoch.
+pub fn parse_rfc3339(s: &str) -> Option<f64> {
+    let b = s.as_bytes();
+    if b.len() < 19 {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let mut frac = 0.0;
+    if b.get(19) == Some(&b'.') {
+        let end = s[20..]
+            .find(|c: char| !c.is_ascii_digit())
+            .map(|i| i + 20)
+            .unwrap_or(s.len());
+        frac = format!("0.{}", &s[20..end]).parse().unwrap_or(0.0);
+    }
+    // days from civil (Hinnant)
+    let y2 = if mo <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146097 + doe - 719468;
+    Some((days * 86400 + h * 3600 + mi * 60 + se) as f64 + frac)
+}
+
+/// Writes `data` to `path` through a temp file, fsync and rename.
+pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+/// Accepts one connection on `l` and receives an fd sent with SCM_RIGHTS.
+pub fn recv_fd(l: &std::os::unix::net::UnixListener) -> Result<std::os::fd::OwnedFd, String> {
+    let (s, _) = l
+        .accept()
+        .map_err(|e| format!("console socket accept: {e}"))?;
+    let mut data = [0u8; 4096];
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
+    let mut cbuf = [0u64; 16];
+    // SAFETY: msghdr is plain data; zeroed then filled with valid pointers below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&cbuf) as _;
+    // SAFETY: recvmsg into the buffers described by msg.
+    let n = unsafe { libc::recvmsg(s.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    if n < 0 {
+        return Err(format!(
+            "console socket recvmsg: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: walking the control messages recvmsg filled in.
+    unsafe {
+        let cm = libc::CMSG_FIRSTHDR(&msg);
+        if !cm.is_null()
+            && (*cm).cmsg_level == libc::SOL_SOCKET
+            && (*cm).cmsg_type == libc::SCM_RIGHTS
+        {
+            let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cm) as *const std::os::fd::RawFd);
+            return Ok(std::os::fd::OwnedFd::from_raw_fd(fd));
+        }
+    }
+    Err("console socket: no fd received".into())
+}

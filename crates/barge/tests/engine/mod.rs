@@ -1,0 +1,250 @@
+//! Test helpers for the engine: a `barge daemon` per test on its own temp data root, exec
+//! root and socket, stopped by PID at the end (and on failure); the docker CLI against it;
+//! a raw HTTP client for status-code checks; a busybox image imported through the API.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// True (after printing why) when the test must skip: not root, or no docker CLI.
+pub fn skip() -> bool {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root");
+        return true;
+    }
+    false
+}
+
+/// A busybox rootfs tarball, made once (kept in the temp dir and reused by later runs; made
+/// in a temp dir of its own and renamed into place, so parallel runs never see half a file).
+pub fn busybox_tar() -> &'static Path {
+    static TAR: OnceLock<PathBuf> = OnceLock::new();
+    TAR.get_or_init(|| {
+        let tar = std::env::temp_dir().join("barge-engine-busybox.tar");
+        if tar.exists() {
+            return tar;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("rootfs");
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/busybox-rootfs.sh");
+        let st = Command::new("sh")
+            .arg(&script)
+            .arg(&root)
+            .stdout(Stdio::null())
+            .status()
+            .expect("busybox-rootfs.sh");
+        assert!(st.success(), "busybox-rootfs.sh failed");
+        let tmp = dir.path().join("busybox.tar");
+        let st = Command::new("tar")
+            .arg("-C")
+            .arg(&root)
+            .arg("-cf")
+            .arg(&tmp)
+            .arg(".")
+            .status()
+            .expect("tar");
+        assert!(st.success());
+        std::fs::copy(
+            &tmp,
+            tar.with_extension(format!("tmp{}", std::process::id())),
+        )
+        .expect("copy");
+        std::fs::rename(
+            tar.with_extension(format!("tmp{}", std::process::id())),
+            &tar,
+        )
+        .expect("rename");
+        tar
+    })
+}
+
+/// A running daemon.
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    pub sock: PathBuf,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    /// Starts a daemon on fresh roots and imports busybox as `busybox:latest`.
+    pub fn start() -> Daemon {
+        let dir = tempfile::Builder::new()
+            .prefix("bge")
+            .tempdir_in("/tmp")
+            .expect("tempdir");
+        let sock = dir.path().join("d.sock");
+        let mut d = Daemon {
+            dir,
+            sock,
+            child: None,
+        };
+        d.spawn();
+        let out = d.docker_in(
+            &["import", "-", "busybox:latest"],
+            Some(&std::fs::read(busybox_tar()).expect("read tar")),
+        );
+        assert!(
+            out.status.success(),
+            "import: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        d
+    }
+
+    /// (Re)starts the daemon process on the same roots.
+    pub fn spawn(&mut self) {
+        let p = self.dir.path();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p.join("daemon.log"))
+            .expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_barge"))
+            .arg("daemon")
+            .arg("-H")
+            .arg(format!("unix://{}", self.sock.display()))
+            .arg("--data-root")
+            .arg(p.join("data"))
+            .arg("--exec-root")
+            .arg(p.join("exec"))
+            .arg("--config-file")
+            .arg(p.join("daemon.json"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn daemon");
+        self.child = Some(child);
+        let t = Instant::now();
+        while UnixStream::connect(&self.sock).is_err() {
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "daemon did not come up: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The daemon's log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    /// Kills the daemon with SIGKILL (containers keep running).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// A docker CLI command aimed at this daemon.
+    pub fn docker_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("docker");
+        c.env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
+            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
+            .args(args);
+        c
+    }
+
+    fn docker_in(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        let mut c = self.docker_cmd(args);
+        c.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let mut ch = c.spawn().expect("docker");
+        if let Some(data) = stdin {
+            let mut w = ch.stdin.take().expect("stdin");
+            w.write_all(data).expect("write stdin");
+        }
+        ch.wait_with_output().expect("docker output")
+    }
+
+    /// Runs docker; returns the output.
+    pub fn docker(&self, args: &[&str]) -> Output {
+        self.docker_in(args, None)
+    }
+
+    /// Runs docker with stdin.
+    pub fn docker_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
+        self.docker_in(args, Some(stdin))
+    }
+
+    /// Runs docker, asserts success, returns trimmed stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.docker(args);
+        assert!(
+            o.status.success(),
+            "docker {args:?} failed ({:?}): {}\n{}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr),
+            self.log()
+        );
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
+    /// A raw API request; returns (status, body).
+    pub fn api(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let mut s = UnixStream::connect(&self.sock).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+        let b = body.unwrap_or("");
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: barge\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}",
+            b.len()
+        );
+        s.write_all(req.as_bytes()).expect("write");
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let code = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|x| x.1.to_string())
+            .unwrap_or_default();
+        (code, body)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.is_none() {
+            self.spawn();
+        }
+        let ids = self.docker(&["ps", "-aq"]);
+        for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
+            let _ = self.docker(&["rm", "-f", id]);
+        }
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: SIGTERM to the daemon we started, by its pid.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Polls `f` until it returns true or `secs` pass.
+pub fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(secs) {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}

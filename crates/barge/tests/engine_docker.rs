@@ -1,0 +1,773 @@
+//! End-to-end: the real docker CLI (and raw API requests) against `barge daemon`.
+
+mod engine;
+
+use engine::{eventually, skip, Daemon};
+
+#[test]
+fn run_logs_wait_inspect_ps() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    assert_eq!(d.ok(&["run", "--rm", "busybox", "echo", "hello"]), "hello");
+    let o = d.docker(&[
+        "run",
+        "--name",
+        "seven",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 7",
+    ]);
+    assert_eq!(o.status.code(), Some(7));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "out\n");
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "err\n");
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            "seven"
+        ]),
+        "exited 7"
+    );
+    assert_eq!(
+        d.ok(&["ps", "-a", "--filter", "exited=7", "--format", "{{.Names}}"]),
+        "seven"
+    );
+    // stdin through attach
+    let o = d.docker_stdin(
+        &["run", "--rm", "-i", "busybox", "tr", "a-z", "A-Z"],
+        b"shout\n",
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "SHOUT\n");
+    // detached, logs, inspect fields, filters
+    let id = d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-e",
+        "FOO=bar",
+        "-l",
+        "tier=front",
+        "-w",
+        "/tmp",
+        "--hostname",
+        "hoster",
+        "busybox",
+        "sh",
+        "-c",
+        "echo start; echo $FOO; pwd; hostname; sleep 1000",
+    ]);
+    assert_eq!(id.len(), 64);
+    assert!(eventually(10, || d.ok(&["logs", "web"]).lines().count() >= 4));
+    assert_eq!(d.ok(&["logs", "web"]), "start\nbar\n/tmp\nhoster");
+    assert_eq!(d.ok(&["logs", "--tail", "1", "web"]), "hoster");
+    let ts = d.ok(&["logs", "-t", "--tail", "1", "web"]);
+    assert!(ts.ends_with(" hoster") && ts.starts_with("20"), "{ts}");
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.Running}} {{.Config.Hostname}} {{.Config.WorkingDir}} {{index .Config.Labels \"tier\"}} {{.Name}}", "web"]),
+        "true hoster /tmp front /web"
+    );
+    let pid: i32 = d
+        .ok(&["inspect", "-f", "{{.State.Pid}}", "web"])
+        .parse()
+        .expect("pid");
+    assert!(pid > 0 && std::path::Path::new(&format!("/proc/{pid}")).exists());
+    assert_eq!(
+        d.ok(&[
+            "ps",
+            "--filter",
+            "label=tier=front",
+            "--format",
+            "{{.Names}}"
+        ]),
+        "web"
+    );
+    assert_eq!(d.ok(&["ps", "--filter", "name=we", "-q", "--no-trunc"]), id);
+    assert_eq!(
+        d.ok(&[
+            "ps",
+            "--filter",
+            "ancestor=busybox",
+            "--format",
+            "{{.Names}}"
+        ]),
+        "web"
+    );
+    assert_eq!(
+        d.ok(&["ps", "--filter", "status=exited", "--format", "{{.Names}}"]),
+        "seven"
+    );
+    assert!(d.ok(&["top", "web"]).contains("sleep 1000"));
+    // kill, wait
+    d.ok(&["kill", "web"]);
+    assert_eq!(d.ok(&["wait", "web"]), "137");
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            "web"
+        ]),
+        "exited 137"
+    );
+    // stop with a signal that sh honours quickly
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "stoppable",
+        "--stop-signal",
+        "USR1",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'exit 12' USR1; while true; do sleep 0.1; done",
+    ]);
+    d.ok(&["stop", "-t", "5", "stoppable"]);
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.ExitCode}}", "stoppable"]),
+        "12"
+    );
+    // logs -f follows until the container exits
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "follow",
+        "busybox",
+        "sh",
+        "-c",
+        "echo a; sleep 1; echo b >&2; sleep 0.5; echo c",
+    ]);
+    let o = d.docker(&["logs", "-f", "follow"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "a\nc\n");
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "b\n");
+    // attach to a running container's output
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "att",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 1; echo attached-out; exit 3",
+    ]);
+    let o = d.docker(&["attach", "att"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "attached-out\n");
+    assert_eq!(o.status.code(), Some(3));
+    // restart and rm
+    d.ok(&["start", "stoppable"]);
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.Status}}", "stoppable"]),
+        "running"
+    );
+    d.ok(&["rm", "-f", "stoppable", "web", "seven", "follow", "att"]);
+    assert_eq!(d.ok(&["ps", "-aq"]), "");
+}
+
+#[test]
+fn exec_tty_and_security_defaults() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    d.ok(&["run", "-d", "--name", "c", "busybox", "sleep", "1000"]);
+    let o = d.docker(&[
+        "exec",
+        "-u",
+        "1000",
+        "-w",
+        "/tmp",
+        "-e",
+        "X=y",
+        "c",
+        "sh",
+        "-c",
+        "id -u; pwd; echo $X; exit 3",
+    ]);
+    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "1000\n/tmp\ny\n");
+    // Docker's defaults: capabilities, seccomp, masked paths, no inheritable caps.
+    let st = d.ok(&["exec", "c", "cat", "/proc/1/status"]);
+    let field = |k: &str| {
+        st.lines()
+            .find(|l| l.starts_with(k))
+            .map(|l| l.split_whitespace().nth(1).unwrap_or("").to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(field("CapEff:"), "00000000a80425fb");
+    assert_eq!(field("CapInh:"), "0000000000000000");
+    assert_eq!(field("Seccomp:"), "2");
+    assert_eq!(
+        d.ok(&["exec", "c", "sh", "-c", "wc -c < /proc/timer_list"]),
+        "0"
+    );
+    let o = d.docker(&[
+        "exec",
+        "c",
+        "sh",
+        "-c",
+        "echo 1 > /proc/sys/kernel/domainname",
+    ]);
+    assert!(!o.status.success());
+    // --privileged gets all capabilities; --cap-drop ALL none.
+    let o = d.ok(&[
+        "run",
+        "--rm",
+        "--cap-drop",
+        "ALL",
+        "busybox",
+        "grep",
+        "CapEff",
+        "/proc/self/status",
+    ]);
+    assert!(o.ends_with("0000000000000000"), "{o}");
+    let o = d.ok(&[
+        "run",
+        "--rm",
+        "--read-only",
+        "busybox",
+        "sh",
+        "-c",
+        "touch /x 2>&1 || echo ro",
+    ]);
+    assert!(o.ends_with("ro"), "{o}");
+    // network none: only loopback, up.
+    let o = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "cat",
+        "/proc/net/dev",
+    ]);
+    assert!(o.contains("lo:") && !o.contains("eth0"), "{o}");
+    // --security-opt: a seccomp profile file, no-new-privileges; seccomp=unconfined.
+    let prof = d.dir.path().join("seccomp.json");
+    std::fs::write(
+        &prof,
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO"}]}"#,
+    )
+    .expect("write profile");
+    let o = d.ok(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        &format!("seccomp={}", prof.display()),
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir /x 2>/dev/null && echo made || echo denied",
+    ]);
+    assert_eq!(o, "denied");
+    let o = d.ok(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        "no-new-privileges",
+        "busybox",
+        "grep",
+        "NoNewPrivs",
+        "/proc/self/status",
+    ]);
+    assert!(o.ends_with('1'), "{o}");
+    let o = d.ok(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        "seccomp=unconfined",
+        "busybox",
+        "grep",
+        "Seccomp:",
+        "/proc/self/status",
+    ]);
+    assert!(o.ends_with('0'), "{o}");
+    // An -it session through a pty.
+    let py = r#"
+import os, pty, sys
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp('docker', ['docker', 'run', '-it', '--rm', 'busybox', 'sh'])
+import time
+time.sleep(1.5)
+os.write(fd, b'tty; echo hi-$((40+2)); exit 5\r')
+out = b''
+while True:
+    try:
+        data = os.read(fd, 1024)
+    except OSError:
+        break
+    if not data:
+        break
+    out += data
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(out.decode(errors='replace'))
+sys.stdout.write('\nEXIT=%d\n' % os.waitstatus_to_exitcode(status))
+"#;
+    let o = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(py)
+        .env("DOCKER_HOST", format!("unix://{}", d.sock.display()))
+        .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+        .output()
+        .expect("python3");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("/dev/pts/0"), "{out}");
+    assert!(out.contains("hi-42"), "{out}");
+    assert!(out.contains("EXIT=5"), "{out}");
+    // exec -t
+    let o = d.ok(&["exec", "-t", "c", "tty"]);
+    assert!(o.starts_with("/dev/pts/"), "{o}");
+}
+
+#[test]
+fn cp_commit_diff_events() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    let host = d.dir.path();
+    let (code, _) = d.api("GET", "/events?since=0&until=0", None);
+    assert_eq!(code, 200);
+    d.ok(&["run", "-d", "--name", "c", "busybox", "sleep", "1000"]);
+    std::fs::write(host.join("in.txt"), "from host\n").expect("write");
+    d.ok(&["cp", &host.join("in.txt").display().to_string(), "c:/tmp/"]);
+    assert_eq!(d.ok(&["exec", "c", "cat", "/tmp/in.txt"]), "from host");
+    d.ok(&["exec", "c", "sh", "-c", "echo inside > /root/made.txt"]);
+    let out = host.join("out");
+    std::fs::create_dir(&out).expect("mkdir");
+    d.ok(&["cp", "c:/root/made.txt", &out.display().to_string()]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("made.txt")).expect("read"),
+        "inside\n"
+    );
+    // Symlink escapes: /w -> / inside the container must stay inside.
+    d.ok(&["exec", "c", "ln", "-s", "/", "/w"]);
+    let canary_dir = host.join("canary");
+    std::fs::create_dir(&canary_dir).expect("mkdir");
+    std::fs::write(canary_dir.join("secret"), "host secret\n").expect("write");
+    let target = format!("c:/w{}/", canary_dir.display());
+    let o = d.docker(&["cp", &host.join("in.txt").display().to_string(), &target]);
+    assert!(
+        !canary_dir.join("in.txt").exists(),
+        "cp wrote through a symlink to the host"
+    );
+    let _ = o;
+    let o = d.docker(&[
+        "cp",
+        &format!("c:/w{}/secret", canary_dir.display()),
+        &out.display().to_string(),
+    ]);
+    assert!(
+        !o.status.success(),
+        "read a host file through a container symlink"
+    );
+    assert!(!out.join("secret").exists());
+    // diff and commit
+    let diff = d.ok(&["diff", "c"]);
+    assert!(diff.contains("A /root/made.txt"), "{diff}");
+    assert!(diff.contains("A /tmp/in.txt"), "{diff}");
+    d.ok(&[
+        "commit",
+        "-c",
+        "CMD [\"cat\", \"/root/made.txt\"]",
+        "c",
+        "committed:v1",
+    ]);
+    assert_eq!(d.ok(&["run", "--rm", "committed:v1"]), "inside");
+    assert!(d
+        .ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
+        .contains("committed:v1"));
+    // events: a stream filtered by container
+    let ev = d
+        .docker_cmd(&[
+            "events",
+            "--filter",
+            "container=evc",
+            "--format",
+            "{{.Action}}",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("events");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    d.ok(&["run", "--name", "evc", "busybox", "true"]);
+    d.ok(&["rm", "evc"]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // SAFETY: SIGTERM to the docker events process we started.
+    unsafe { libc::kill(ev.id() as i32, libc::SIGTERM) };
+    let o = ev.wait_with_output().expect("events output");
+    let actions = String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        actions.starts_with("create attach start die destroy")
+            || actions.starts_with("create start die destroy"),
+        "{actions}"
+    );
+    // The same from the daemon's history: --since/--until replay past events and end.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs_f64();
+    let (code, raw) = d.api(
+        "GET",
+        &format!(
+            "/events?since={}&until={now}&filters=%7B%22container%22%3A%5B%22evc%22%5D%7D",
+            now - 600.0
+        ),
+        None,
+    );
+    assert_eq!(code, 200);
+    let past: Vec<String> = raw
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["Action"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(past.join(" "), actions, "{raw}");
+    // --init is refused rather than silently ignored.
+    let o = d.docker(&["run", "--rm", "--init", "busybox", "true"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--init"));
+}
+
+#[test]
+fn live_restore_after_kill9() {
+    if skip() {
+        return;
+    }
+    let mut d = Daemon::start();
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "lr",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5 6 7 8; do echo n$i; sleep 0.5; done; exit 4",
+    ]);
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "forever",
+        "busybox",
+        "sh",
+        "-c",
+        "echo up; sleep 1000",
+    ]);
+    assert!(eventually(10, || d.ok(&["logs", "lr"]).contains("n1")));
+    let pid = d.ok(&["inspect", "-f", "{{.State.Pid}}", "forever"]);
+    d.kill9();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    d.spawn();
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.Pid}}",
+            "forever"
+        ]),
+        format!("running {pid}")
+    );
+    assert_eq!(d.ok(&["wait", "lr"]), "4");
+    assert_eq!(d.ok(&["logs", "lr"]), "n1\nn2\nn3\nn4\nn5\nn6\nn7\nn8");
+    // exited while the daemon was away
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "short",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 0.5; echo bye; exit 9",
+    ]);
+    d.kill9();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    d.spawn();
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            "short"
+        ]),
+        "exited 9"
+    );
+    assert_eq!(d.ok(&["logs", "short"]), "bye");
+    assert_eq!(d.ok(&["exec", "forever", "echo", "still"]), "still");
+    d.ok(&["stop", "-t", "1", "forever"]);
+}
+
+#[test]
+fn log_rotation_and_restart_policies() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    d.ok(&[
+        "run",
+        "--name",
+        "chatty",
+        "--log-opt",
+        "max-size=2k",
+        "--log-opt",
+        "max-file=3",
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 300 ]; do echo line-$i; i=$((i+1)); done",
+    ]);
+    let log = d.ok(&["inspect", "-f", "{{.LogPath}}", "chatty"]);
+    assert!(std::path::Path::new(&log).exists());
+    assert!(std::path::Path::new(&format!("{log}.1")).exists());
+    assert!(std::path::Path::new(&format!("{log}.2")).exists());
+    assert!(!std::path::Path::new(&format!("{log}.3")).exists());
+    for f in [log.clone(), format!("{log}.1"), format!("{log}.2")] {
+        let n = std::fs::metadata(&f).expect("stat").len();
+        assert!(n <= 2048, "{f} is {n} bytes");
+    }
+    let logs = d.ok(&["logs", "chatty"]);
+    assert!(logs.ends_with("line-299"), "{logs}");
+    assert!(!logs.contains("line-0\n"));
+    // on-failure:2 restarts twice, then stays exited
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "fail",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "echo try; exit 3",
+    ]);
+    assert!(eventually(20, || d.ok(&[
+        "inspect",
+        "-f",
+        "{{.RestartCount}} {{.State.Status}}",
+        "fail"
+    ]) == "2 exited"));
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{.RestartCount}} {{.State.Status}} {{.State.ExitCode}}",
+            "fail"
+        ]),
+        "2 exited 3"
+    );
+    assert_eq!(d.ok(&["logs", "fail"]), "try\ntry\ntry");
+    // always: restarted after a kill, not after stop
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "alw",
+        "--restart",
+        "always",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let p1 = d.ok(&["inspect", "-f", "{{.State.Pid}}", "alw"]);
+    // SAFETY: kill the container's init by its pid (as a crash would).
+    unsafe { libc::kill(p1.parse().expect("pid"), libc::SIGKILL) };
+    assert!(eventually(10, || {
+        let s = d.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.Pid}} {{.RestartCount}}",
+            "alw",
+        ]);
+        s.starts_with("running") && !s.contains(&format!(" {p1} ")) && s.ends_with(" 1")
+    }));
+    // health checks: inspect and ps report them
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "hc",
+        "--health-cmd",
+        "test -f /tmp/ok",
+        "--health-interval",
+        "200ms",
+        "--health-retries",
+        "2",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 1.5; touch /tmp/ok; sleep 1000",
+    ]);
+    assert!(eventually(10, || d.ok(&[
+        "inspect",
+        "-f",
+        "{{.State.Health.Status}}",
+        "hc"
+    ]) == "unhealthy"));
+    assert!(eventually(10, || d.ok(&[
+        "inspect",
+        "-f",
+        "{{.State.Health.Status}}",
+        "hc"
+    ]) == "healthy"));
+    assert!(d
+        .ok(&["ps", "--filter", "name=hc", "--format", "{{.Status}}"])
+        .ends_with("(health: healthy)"));
+    d.ok(&["stop", "-t", "1", "alw"]);
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.Status}}", "alw"]),
+        "exited"
+    );
+}
+
+#[test]
+fn bad_input_status_codes() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    let (c, b) = d.api(
+        "POST",
+        "/v1.47/containers/create",
+        Some(r#"{"Image": "nosuch:latest", "Cmd": ["true"]}"#),
+    );
+    assert_eq!(c, 404, "{b}");
+    assert!(b.contains("No such image"), "{b}");
+    let (c, b) = d.api("POST", "/containers/create", Some("{not json"));
+    assert_eq!(c, 400, "{b}");
+    assert!(b.contains("\"message\""), "{b}");
+    for junk in [
+        "[]",
+        "null",
+        "3",
+        "\"x\"",
+        r#"{"Image": 5}"#,
+        r#"{"Image": "busybox", "Cmd": ["true"], "HostConfig": 7}"#,
+        r#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"CapAdd":["NOPE"]}}"#,
+    ] {
+        let (c, b) = d.api("POST", "/containers/create", Some(junk));
+        assert_eq!(c, 400, "{junk}: {b}");
+    }
+    let (c, _) = d.api(
+        "POST",
+        "/containers/create?name=dup",
+        Some(r#"{"Image": "busybox", "Cmd": ["sleep", "100"]}"#),
+    );
+    assert_eq!(c, 201);
+    let (c, b) = d.api(
+        "POST",
+        "/containers/create?name=dup",
+        Some(r#"{"Image": "busybox", "Cmd": ["true"]}"#),
+    );
+    assert_eq!(c, 409, "{b}");
+    let (c, _) = d.api("POST", "/containers/dup/kill", None);
+    assert_eq!(c, 409);
+    let (c, _) = d.api("POST", "/containers/dup/start", None);
+    assert_eq!(c, 204);
+    let (c, _) = d.api("POST", "/containers/dup/start", None);
+    assert_eq!(c, 304);
+    let (c, _) = d.api("DELETE", "/containers/dup", None);
+    assert_eq!(c, 409);
+    let (c, _) = d.api("GET", "/containers/nope/json", None);
+    assert_eq!(c, 404);
+    let (c, _) = d.api("GET", "/v1.12/version", None);
+    assert_eq!(c, 400);
+    let (c, b) = d.api("GET", "/_ping", None);
+    assert_eq!((c, b.as_str()), (200, "OK"));
+    let (c, b) = d.api("GET", "/v1.44/version", None);
+    assert_eq!(c, 200);
+    assert!(
+        b.contains("\"ApiVersion\":\"1.47\"") && b.contains("\"MinAPIVersion\":\"1.24\""),
+        "{b}"
+    );
+    let o = d.docker(&["run", "--rm", "busybox", "/no/such/binary"]);
+    assert_eq!(
+        o.status.code(),
+        Some(127),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let (c, _) = d.api("DELETE", "/containers/dup?force=1", None);
+    assert_eq!(c, 204);
+    // Fuzz the JSON decoding: every field of a valid body replaced by values of other types
+    // and truncations of it get a 4xx with a message (or a 201), never a 500 or a dead daemon.
+    let valid = r#"{"Image":"busybox","Cmd":["true"],"Env":["A=b"],"Entrypoint":null,"WorkingDir":"/","User":"","Labels":{"a":"b"},"Tty":false,"OpenStdin":false,"StopTimeout":3,"Healthcheck":{"Test":["CMD","true"],"Interval":1000000000},"HostConfig":{"Binds":["/tmp:/mnt:ro"],"CapAdd":["NET_ADMIN"],"CapDrop":["MKNOD"],"Memory":67108864,"NanoCpus":500000000,"PidsLimit":50,"RestartPolicy":{"Name":"no","MaximumRetryCount":0},"Ulimits":[{"Name":"nofile","Soft":100,"Hard":200}],"LogConfig":{"Type":"json-file","Config":{"max-size":"1m"}},"Tmpfs":{"/run":"size=1m"},"Mounts":[{"Type":"tmpfs","Target":"/t"}],"SecurityOpt":["no-new-privileges"],"NetworkMode":"none","ReadonlyRootfs":true}}"#;
+    let v: serde_json::Value = serde_json::from_str(valid).expect("valid");
+    let (c, b) = d.api("POST", "/containers/create", Some(valid));
+    assert_eq!(c, 201, "{b}");
+    let junk = [
+        serde_json::json!(null),
+        serde_json::json!(-1),
+        serde_json::json!("x"),
+        serde_json::json!([1, {}]),
+        serde_json::json!({"a": []}),
+        serde_json::json!(true),
+        serde_json::json!(1e300),
+    ];
+    let mut bodies = Vec::new();
+    for key in v.as_object().expect("object").keys() {
+        for j in &junk {
+            let mut m = v.clone();
+            m[key] = j.clone();
+            bodies.push(m.to_string());
+        }
+    }
+    for key in v["HostConfig"].as_object().expect("object").keys() {
+        for j in &junk {
+            let mut m = v.clone();
+            m["HostConfig"][key] = j.clone();
+            bodies.push(m.to_string());
+        }
+    }
+    for cut in (1..valid.len()).step_by(37) {
+        bodies.push(valid[..cut].to_string());
+    }
+    for body in &bodies {
+        let (c, b) = d.api("POST", "/containers/create", Some(body));
+        assert!(
+            matches!(c, 201 | 400 | 404 | 409 | 501),
+            "{c} for {body}: {b}"
+        );
+        if c != 201 {
+            assert!(b.contains("\"message\""), "{body}: {b}");
+        }
+    }
+    let (c, _) = d.api("GET", "/_ping", None);
+    assert_eq!(c, 200, "the daemon died on fuzzed input");
+}
+
+#[test]
+fn docker_py_sdk() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/py/engine_sdk.py");
+    let o = std::process::Command::new("python3")
+        .arg(&script)
+        .env("DOCKER_HOST", format!("unix://{}", d.sock.display()))
+        .output()
+        .expect("python3");
+    assert!(
+        o.status.success(),
+        "docker-py script failed:\n{}\n{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+        d.log()
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("ALL OK"));
+}
