@@ -265,7 +265,9 @@ impl Engine {
 
     /// Live restore: watches the monitors of containers that were running; records the exit
     /// of those that ended while the daemon was away; applies restart policies.
-    pub fn restore(self: &Arc<Self>) {
+    /// Containers whose monitor is gone are settled before this returns, so the API never
+    /// shows them running.
+    pub async fn restore(self: &Arc<Self>) {
         let ids: Vec<(String, bool)> = self
             .lock()
             .values()
@@ -274,7 +276,17 @@ impl Engine {
         for (id, running) in ids {
             let me = self.clone();
             if running {
-                tokio::spawn(async move { me.watch(id).await });
+                match self.connect_monitor(&id, "watch").await {
+                    Ok(s) => {
+                        if self.get(&id).ok().and_then(|c| c.state.health).is_some() {
+                            let me2 = self.clone();
+                            let id2 = id.clone();
+                            tokio::spawn(async move { me2.health_loop(id2).await });
+                        }
+                        tokio::spawn(Self::boxed_watch(me, id, s));
+                    }
+                    Err(_) => self.on_exit(&id).await,
+                }
             } else {
                 let c = self.lock().get(&id).cloned();
                 if let Some(c) = c {
@@ -985,21 +997,6 @@ impl Engine {
         s: tokio::net::UnixStream,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
         Box::pin(async move { me.watch_conn(id, s).await })
-    }
-
-    async fn watch(self: Arc<Self>, id: String) {
-        match self.connect_monitor(&id, "watch").await {
-            Ok(s) => {
-                let c = self.get(&id).ok();
-                if c.and_then(|c| c.state.health).is_some() {
-                    let me = self.clone();
-                    let id2 = id.clone();
-                    tokio::spawn(async move { me.health_loop(id2).await });
-                }
-                self.watch_conn(id, s).await
-            }
-            Err(_) => self.on_exit(&id).await,
-        }
     }
 
     async fn watch_conn(self: Arc<Self>, id: String, mut s: tokio::net::UnixStream) {
