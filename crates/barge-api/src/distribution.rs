@@ -9,8 +9,8 @@
 use std::future::Future;
 
 use barge_image::auth::{parse_x_registry_auth, Credentials};
-use barge_image::registry::{self, RegistryOptions};
 use barge_image::progress::Progress;
+use barge_image::registry::{self, RegistryOptions};
 use barge_image::Reference;
 use bytes::Bytes;
 use hyper::body::Incoming;
@@ -65,7 +65,10 @@ fn options(api: &Api, req: &Request<Incoming>) -> Result<RegistryOptions, ApiErr
 pub(crate) async fn pull(api: &Api, q: &Query, req: Request<Incoming>) -> R {
     let image = q.get("fromImage").unwrap_or("").to_string();
     if image.is_empty() {
-        return Err(ApiError::new(400, "fromImage or fromSrc is required".into()));
+        return Err(ApiError::new(
+            400,
+            "fromImage or fromSrc is required".into(),
+        ));
     }
     let full = match q.get("tag").filter(|t| !t.is_empty()) {
         Some(t) if t.contains(':') => format!("{image}@{t}"),

@@ -152,7 +152,10 @@ fn push_and_pull_through_a_local_registry_with_docker_and_barge() {
     let out = a.ok(&["push", &bb]);
     assert!(out.contains("digest: sha256:"), "push printed {out}");
     let out = b.ok(&["pull", &bb]);
-    assert!(out.contains(&format!("Downloaded newer image for {bb}")), "{out}");
+    assert!(
+        out.contains(&format!("Downloaded newer image for {bb}")),
+        "{out}"
+    );
     assert_eq!(image_id(&a, &bb), image_id(&b, &bb));
     // Pulled again: nothing new.
     let out = b.ok(&["pull", &bb]);
@@ -171,7 +174,10 @@ fn push_and_pull_through_a_local_registry_with_docker_and_barge() {
     assert!(images.contains(&other), "{images}");
 
     // Unknown repository and unknown tag: a clear error, nothing tagged.
-    for missing in [format!("{r}/nope/none:1"), format!("{r}/tools/busybox:nope")] {
+    for missing in [
+        format!("{r}/nope/none:1"),
+        format!("{r}/tools/busybox:nope"),
+    ] {
         let o = b.docker(&["pull", &missing]);
         assert!(!o.status.success());
         let err = text(&o.stderr);
@@ -192,11 +198,19 @@ fn push_and_pull_through_a_local_registry_with_docker_and_barge() {
     // Pushing an image that is not there.
     let o = a.docker(&["push", &format!("{r}/absent/x:1")]);
     assert!(!o.status.success());
-    assert!(text(&o.stderr).contains("does not exist"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("does not exist"),
+        "{}",
+        text(&o.stderr)
+    );
     // A registry that is not there: the error names it.
     let o = a.docker(&["pull", "127.0.0.1:1/x/y:1"]);
     assert!(!o.status.success());
-    assert!(text(&o.stderr).contains("127.0.0.1:1"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("127.0.0.1:1"),
+        "{}",
+        text(&o.stderr)
+    );
 }
 
 #[test]
@@ -225,7 +239,11 @@ fn login_with_htpasswd_then_push_and_pull() {
         b"wrong\n",
     );
     assert!(!o.status.success());
-    assert!(text(&o.stderr).contains("unauthorized"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("unauthorized"),
+        "{}",
+        text(&o.stderr)
+    );
     let (code, body) = d.api(
         "POST",
         "/v1.47/auth",
@@ -317,12 +335,21 @@ fn docker_build_of_the_seed_dockerfiles() {
     assert!(out.contains("Step 1/5 : FROM busybox"), "{out}");
     assert!(out.contains("Successfully tagged seed:1"), "{out}");
     assert_eq!(d.ok(&["run", "--rm", "seed:1"]), "version one");
-    assert_eq!(d.ok(&["run", "--rm", "seed:1", "cat", "/built.txt"]), "built");
+    assert_eq!(
+        d.ok(&["run", "--rm", "seed:1", "cat", "/built.txt"]),
+        "built"
+    );
     assert_eq!(d.ok(&["run", "--rm", "seed:1", "pwd"]), "/code");
     // It is listed, and its history has the instructions.
     let images = d.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
     assert!(images.contains("seed:1"), "{images}");
-    let hist = d.ok(&["history", "--no-trunc", "--format", "{{.CreatedBy}}", "seed:1"]);
+    let hist = d.ok(&[
+        "history",
+        "--no-trunc",
+        "--format",
+        "{{.CreatedBy}}",
+        "seed:1",
+    ]);
     for want in ["WORKDIR /code", "echo built > /built.txt", "ADD", "CMD"] {
         assert!(hist.contains(want), "history lacks {want}: {hist}");
     }
@@ -398,8 +425,14 @@ fn docker_build_of_the_seed_dockerfiles() {
         })
         .expect("tar -t");
     let names = text(&listing.stdout);
-    assert!(names.lines().any(|l| l.trim_start_matches("./") == "app"), "{names}");
-    assert!(!names.contains("junk") && !names.contains("bin/busybox"), "{names}");
+    assert!(
+        names.lines().any(|l| l.trim_start_matches("./") == "app"),
+        "{names}"
+    );
+    assert!(
+        !names.contains("junk") && !names.contains("bin/busybox"),
+        "{names}"
+    );
 
     // A failing RUN: its exit code and output, nothing tagged.
     write(
@@ -410,11 +443,20 @@ fn docker_build_of_the_seed_dockerfiles() {
         )],
     );
     let o = docker_build(&d, &["-t", "seed:fail", dir]);
-    assert_eq!(o.status.code(), Some(3), "{}{}", text(&o.stdout), text(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
     let all = format!("{}{}", text(&o.stdout), text(&o.stderr));
     assert!(all.contains("about to fail"), "{all}");
     assert!(all.contains("returned a non-zero code: 3"), "{all}");
-    assert!(!d.docker(&["image", "inspect", "seed:fail"]).status.success());
+    assert!(!d
+        .docker(&["image", "inspect", "seed:fail"])
+        .status
+        .success());
 
     // The build cache is pruned through the API.
     let (code, body) = d.api("POST", "/v1.47/build/prune", None);
@@ -490,12 +532,10 @@ fn docker_py_build_pull_push() {
     let ctx = tempfile::tempdir().expect("tempdir");
     write(
         ctx.path(),
-        &[
-            (
-                "Dockerfile",
-                "FROM busybox\nRUN echo py > /py.txt\nCMD [\"cat\", \"/py.txt\"]\n",
-            ),
-        ],
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN echo py > /py.txt\nCMD [\"cat\", \"/py.txt\"]\n",
+        )],
     );
     let script = r#"
 import docker, sys
@@ -535,5 +575,8 @@ print(c.containers.run("pyimg:1", remove=True).decode().strip())
     let out = text(&o.stdout);
     assert!(out.contains("absent:"), "{out}");
     assert!(out.trim_end().ends_with("py"), "{out}");
-    assert!(eventually(5, || d.docker(&["image", "inspect", "pyimg:1"]).status.success()));
+    assert!(eventually(5, || d
+        .docker(&["image", "inspect", "pyimg:1"])
+        .status
+        .success()));
 }
