@@ -172,6 +172,12 @@ fn push_and_pull_through_a_local_registry_with_docker_and_barge() {
     assert_eq!(image_id(&a, &other), image_id(&b, &other));
     let images = b.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
     assert!(images.contains(&other), "{images}");
+    // `docker run` of an image that is only in the registry pulls it first.
+    b.ok(&["rmi", &other]);
+    let o = b.docker(&["run", "--rm", &other, "echo", "auto-pulled"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout).trim(), "auto-pulled");
+    assert!(text(&o.stderr).contains("Unable to find image"), "{}", text(&o.stderr));
 
     // Unknown repository and unknown tag: a clear error, nothing tagged.
     for missing in [
