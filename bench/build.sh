@@ -59,7 +59,9 @@ EXPOSE 8080
 USER root
 CMD ["cat", "/app/a.txt"]
 EOF
-BARGE_HOST=$BSOCK "$BARGE" build -q -t c10 "$C1" >/dev/null
+id=$(BARGE_HOST=$BSOCK "$BARGE" build -q -t c10 "$C1")
+echo "c10 built: $id"
+[ "$(BARGE_HOST=$BSOCK "$BARGE" build -q -t c10 "$C1")" = "$id" ] || { echo "cached rebuild gave another image" >&2; exit 1; }
 start=$(date +%s%N)
 i=0; while [ $i -lt "$RUNS" ]; do BARGE_HOST=$BSOCK "$BARGE" build -q -t c10 "$C1" >/dev/null; i=$((i+1)); done
 end=$(date +%s%N)
@@ -81,7 +83,7 @@ echo "docker version via barge (CLI start + one round trip, the floor): $(( $(ms
 # 2. 10,000 small files and a COPY, no cache.
 C2=$T/ctx10k; mkdir -p "$C2/files"
 i=0; while [ $i -lt 100 ]; do mkdir "$C2/files/d$i"; i=$((i+1)); done
-awk 'BEGIN { for (i = 0; i < 10000; i++) { f = sprintf("%s/files/d%d/f%d.txt", ENVIRON["C2"], i % 100, i); print "content of file " i > f; close(f) } }' C2="$C2" </dev/null
+awk -v d="$C2" 'BEGIN { for (i = 0; i < 10000; i++) { f = sprintf("%s/files/d%d/f%d.txt", d, i % 100, i); print "content of file " i > f; close(f) } }' </dev/null
 printf 'FROM busybox\nCOPY files /files\n' > "$C2/Dockerfile"
 n=3
 for who in barge dockerd; do
@@ -98,4 +100,5 @@ start=$(date +%s%N)
 i=0; while [ $i -lt $n ]; do BARGE_HOST=$BSOCK "$BARGE" build -q --no-cache -t c10k "$C2" >/dev/null; i=$((i+1)); done
 end=$(date +%s%N)
 echo "10,000-file context + COPY (--no-cache), barge build: $(( $(ms "$start" "$end") / n )) ms/run"
+[ "$(DOCKER_HOST=$BSOCK docker run --rm c10k cat /files/d7/f9907.txt)" = "content of file 9907" ] || { echo "c10k lacks its files" >&2; exit 1; }
 echo "ratio dockerd/barge (docker build, 10k files): $(awk "BEGIN { printf \"%.2f\", $t_dockerd / $t_barge }")"
