@@ -276,3 +276,41 @@ fn respond<T: Send + 'static>(
     );
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_announcements_are_held_back() {
+        assert!(is_opening(
+            &json!({"status": "Pulling from library/busybox", "id": "1"})
+        ));
+        assert!(is_opening(
+            &json!({"status": "The push refers to repository [127.0.0.1:5000/x]"})
+        ));
+        assert!(!is_opening(
+            &json!({"status": "Pulling fs layer", "progressDetail": {}, "id": "abc"})
+        ));
+        assert!(!is_opening(&json!({"error": "x"})));
+    }
+
+    #[test]
+    fn registry_errors_map_to_docker_statuses() {
+        let nf = barge_image::Error::RemoteNotFound {
+            reference: "x".into(),
+            reason: "manifest unknown".into(),
+        };
+        assert_eq!(status_of(&nf), 404);
+        let un = barge_image::Error::Unauthorized {
+            registry: "r".into(),
+            reason: "401".into(),
+        };
+        assert_eq!(status_of(&un), 403);
+        let conn = barge_image::Error::Registry {
+            registry: "r".into(),
+            reason: "connection refused".into(),
+        };
+        assert_eq!(status_of(&conn), 500);
+    }
+}

@@ -265,3 +265,32 @@ pub fn human_duration(secs: f64) -> String {
         format!("{} days", s / 86400)
     }
 }
+
+#[cfg(test)]
+mod query_tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_percent_decoded_but_plus_is_kept() {
+        assert_eq!(
+            decode_path("/images/busybox%3Alatest/tag"),
+            "/images/busybox:latest/tag"
+        );
+        assert_eq!(decode_path("/images/a+b%2Fc/json"), "/images/a+b/c/json");
+        assert_eq!(decode_path("/containers/json"), "/containers/json");
+    }
+
+    #[test]
+    fn pairs_keep_repeated_keys_in_order() {
+        let p = Query::pairs("t=a%3A1&t=b&buildargs=%7B%7D&q");
+        assert_eq!(
+            p,
+            vec![
+                ("t".to_string(), "a:1".to_string()),
+                ("t".into(), "b".into()),
+                ("buildargs".into(), "{}".into()),
+                ("q".into(), String::new()),
+            ]
+        );
+    }
+}

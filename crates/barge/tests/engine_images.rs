@@ -177,7 +177,11 @@ fn push_and_pull_through_a_local_registry_with_docker_and_barge() {
     let o = b.docker(&["run", "--rm", &other, "echo", "auto-pulled"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert_eq!(text(&o.stdout).trim(), "auto-pulled");
-    assert!(text(&o.stderr).contains("Unable to find image"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("Unable to find image"),
+        "{}",
+        text(&o.stderr)
+    );
 
     // Unknown repository and unknown tag: a clear error, nothing tagged.
     for missing in [
