@@ -265,10 +265,7 @@ impl Engine {
         let (in_r, in_w) = crate::zygote::pipe().map_err(Error::Internal)?;
         let (out_r, out_w) = crate::zygote::pipe().map_err(Error::Internal)?;
         use std::os::fd::AsFd;
-        if let Err(e) = self
-            .zygote
-            .spawn_monitor(dir, in_r.as_fd(), out_w.as_fd())
-        {
+        if let Err(e) = self.zygote.spawn_monitor(dir, in_r.as_fd(), out_w.as_fd()) {
             tracing::warn!("monitor zygote unavailable ({e}); exec'ing the monitor");
             let mut child = tokio::process::Command::new(&self.opts.exe)
                 .arg("monitor")

@@ -111,7 +111,8 @@ impl Zygote {
             return Err(os("socketpair"));
         }
         // SAFETY: both fds were just created and are ours.
-        let (mine, theirs) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let (mine, theirs) =
+            unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         // A stuck zygote must not hang a start for long: it is then replaced.
         let tv = libc::timeval {
             tv_sec: 5,

@@ -58,7 +58,8 @@ pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
                 // SAFETY: waitpid on our own child with a valid status pointer.
                 while unsafe { libc::waitpid(pid, &mut status, 0) } < 0
                     && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
-                {}
+                {
+                }
             }
         }
     }

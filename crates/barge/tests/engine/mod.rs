@@ -137,6 +137,11 @@ impl Daemon {
         std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
     }
 
+    /// The daemon's pid, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Kills the daemon with SIGKILL (containers keep running).
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
