@@ -8,7 +8,8 @@
 //! The daemon execs the zygote once (lazily, or from [`Zygote::ensure`] at start-up) with one
 //! end of a `SOCK_SEQPACKET` socketpair as its stdin and `/dev/null` as stdout and stderr:
 //! that socket is the zygote's only connection to the daemon, so no path can be connected to
-//! and only the daemon can send requests. A request is one message: the container's exec dir
+//! and only the daemon can send requests. The zygote checks its peer (SO_PEERCRED: our uid,
+//! its parent) and answers [`READY`]. A request is one message: the container's exec dir
 //! (bytes) with two fds in `SCM_RIGHTS`, the read end of the monitor's stdin pipe and the write
 //! end of its stdout pipe. The zygote forks; the child closes the zygote socket, puts the two
 //! fds on 0 and 1 and runs exactly `barge monitor <dir>` (which forks again and detaches, so
@@ -23,6 +24,9 @@
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+
+/// The byte the zygote sends when it is ready for requests.
+pub const READY: u8 = b'R';
 
 /// The argument that makes the barge binary a monitor zygote.
 pub const ZYGOTE_ARG: &str = "monitor-zygote";
@@ -138,9 +142,17 @@ impl Zygote {
             .stderr(std::process::Stdio::null())
             .spawn()
             .map_err(|e| format!("exec {} {ZYGOTE_ARG}: {e}", self.exe.display()))?;
-        let pid = child.id();
+        let mut r = Running { sock: mine, child };
+        let pid = r.child.id();
+        // It answers one byte once it has checked its socket: only then does it get requests
+        // (a zygote that cannot run leaves the caller to exec monitors).
+        if let Err(e) = wait_ready(&r.sock) {
+            let _ = r.child.kill();
+            let _ = r.child.wait();
+            return Err(e);
+        }
         tracing::info!("monitor zygote started (pid {pid})");
-        *st = Some(Running { sock: mine, child });
+        *st = Some(r);
         Ok(pid)
     }
 
@@ -183,6 +195,39 @@ impl Drop for Zygote {
             drop(r.sock);
             let _ = r.child.wait();
         }
+    }
+}
+
+/// Waits (at most 5 s) for the zygote's ready byte.
+fn wait_ready(sock: &OwnedFd) -> Result<(), String> {
+    let mut p = libc::pollfd {
+        fd: sock.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: poll on one valid pollfd.
+    let r = unsafe { libc::poll(&mut p, 1, 5000) };
+    if r <= 0 {
+        return Err(if r == 0 {
+            "the monitor zygote did not get ready".into()
+        } else {
+            os("poll the monitor zygote")
+        });
+    }
+    let mut b = [0u8; 1];
+    // SAFETY: reads at most one byte into b; MSG_DONTWAIT: poll said it is readable.
+    let n = unsafe {
+        libc::recv(
+            sock.as_raw_fd(),
+            b.as_mut_ptr().cast(),
+            1,
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if n == 1 && b[0] == READY {
+        Ok(())
+    } else {
+        Err("the monitor zygote exited at start-up".into())
     }
 }
 

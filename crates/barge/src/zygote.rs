@@ -26,6 +26,11 @@ pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
         eprintln!("barge monitor-zygote: {e}");
         return 1;
     }
+    let ready = [barge_engine::zygote::READY];
+    // SAFETY: sends one byte from a valid buffer; MSG_NOSIGNAL: no SIGPIPE.
+    if unsafe { libc::send(SOCK, ready.as_ptr().cast(), 1, libc::MSG_NOSIGNAL) } != 1 {
+        return 1;
+    }
     let containers = root.join("containers");
     let mut buf = [0u8; 4096];
     loop {
