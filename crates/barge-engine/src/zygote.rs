@@ -38,6 +38,8 @@ struct Running {
 
 /// The daemon's handle on its monitor zygote.
 pub struct Zygote {
+    /// False when `BARGE_MONITOR_ZYGOTE=0`: every monitor is exec'd.
+    enabled: bool,
     exe: PathBuf,
     exec_root: PathBuf,
     state: Mutex<Option<Running>>,
@@ -68,9 +70,11 @@ pub fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
 }
 
 impl Zygote {
-    /// A handle; nothing is started until [`Zygote::ensure`] or the first request.
+    /// A handle; nothing is started until [`Zygote::ensure`] or the first request. The
+    /// environment variable `BARGE_MONITOR_ZYGOTE=0` turns the zygote off.
     pub fn new(exe: PathBuf, exec_root: PathBuf) -> Zygote {
         Zygote {
+            enabled: std::env::var_os("BARGE_MONITOR_ZYGOTE").is_none_or(|v| v != "0"),
             exe,
             exec_root,
             state: Mutex::new(None),
@@ -93,6 +97,9 @@ impl Zygote {
     }
 
     fn ensure_locked(&self, st: &mut Option<Running>) -> Result<u32, String> {
+        if !self.enabled {
+            return Err("turned off (BARGE_MONITOR_ZYGOTE=0)".into());
+        }
         if let Some(r) = st.as_mut() {
             match r.child.try_wait() {
                 Ok(None) => return Ok(r.child.id()),
@@ -195,6 +202,22 @@ impl Drop for Zygote {
             drop(r.sock);
             let _ = r.child.wait();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_zygote_that_cannot_run_is_an_error_not_a_hang() {
+        let z = Zygote::new("/bin/false".into(), std::env::temp_dir());
+        assert!(z.ensure().is_err());
+        assert_eq!(z.pid(), None);
+        let (r, w) = pipe().expect("pipe");
+        use std::os::fd::AsFd;
+        let dir = std::env::temp_dir().join("containers/x");
+        assert!(z.spawn_monitor(&dir, r.as_fd(), w.as_fd()).is_err());
     }
 }
 

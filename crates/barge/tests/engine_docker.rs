@@ -902,3 +902,28 @@ fn monitor_zygote_forks_monitors_and_can_die() {
     d.ok(&["stop", "-t", "1", "a", "b"]);
     assert_eq!(d.ok(&["run", "--rm", "busybox", "echo", "again"]), "again");
 }
+
+#[test]
+fn monitors_are_execd_without_the_zygote() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start_with_env(&[("BARGE_MONITOR_ZYGOTE", "0")]);
+    assert_eq!(zygote_of(&d), None);
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "x",
+        "busybox",
+        "sh",
+        "-c",
+        "echo up; sleep 1000",
+    ]);
+    let m = monitor_of(&d, "x");
+    assert!(cmdline(m).contains(" monitor "), "{}", cmdline(m));
+    assert!(eventually(5, || d.ok(&["logs", "x"]) == "up"));
+    assert_eq!(d.ok(&["run", "--rm", "busybox", "echo", "hi"]), "hi");
+    d.ok(&["stop", "-t", "1", "x"]);
+    assert!(d.log().contains("exec'ing the monitor"), "{}", d.log());
+}
