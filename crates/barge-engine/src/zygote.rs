@@ -205,22 +205,6 @@ impl Drop for Zygote {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_zygote_that_cannot_run_is_an_error_not_a_hang() {
-        let z = Zygote::new("/bin/false".into(), std::env::temp_dir());
-        assert!(z.ensure().is_err());
-        assert_eq!(z.pid(), None);
-        let (r, w) = pipe().expect("pipe");
-        use std::os::fd::AsFd;
-        let dir = std::env::temp_dir().join("containers/x");
-        assert!(z.spawn_monitor(&dir, r.as_fd(), w.as_fd()).is_err());
-    }
-}
-
 /// Waits (at most 5 s) for the zygote's ready byte.
 fn wait_ready(sock: &OwnedFd) -> Result<(), String> {
     let mut p = libc::pollfd {
@@ -292,5 +276,21 @@ fn send(sock: &OwnedFd, dir: &Path, fds: [i32; 2]) -> Result<(), String> {
         if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
             return Err(os("send to the monitor zygote"));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_zygote_that_cannot_run_is_an_error_not_a_hang() {
+        let z = Zygote::new("/bin/false".into(), std::env::temp_dir());
+        assert!(z.ensure().is_err());
+        assert_eq!(z.pid(), None);
+        let (r, w) = pipe().expect("pipe");
+        use std::os::fd::AsFd;
+        let dir = std::env::temp_dir().join("containers/x");
+        assert!(z.spawn_monitor(&dir, r.as_fd(), w.as_fd()).is_err());
     }
 }
