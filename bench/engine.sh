@@ -78,6 +78,8 @@ B="$barge -H unix://$work/barge.sock"
 D="$docker_cli -H unix://$work/dockerd.sock"
 DB="$docker_cli -H unix://$work/barge.sock"
 P="podman --root $work/podman --runroot $work/podman-run --cgroup-manager cgroupfs --events-backend none"
+# This host's hard rlimits are below podman's rootful defaults (1048576): ask for less.
+PL="--ulimit nofile=1024:1024 --ulimit nproc=1024:1024"
 $B import "$work/busybox.tar" busybox >/dev/null
 $D import "$work/busybox.tar" busybox >/dev/null
 $P import "$work/busybox.tar" busybox >/dev/null
@@ -87,7 +89,7 @@ hyperfine -N --warmup 3 --runs "$runs" --export-json "$work/run.json" \
     -n barge "$B run --rm --network none busybox true" \
     -n docker-cli-on-barge "$DB run --rm --network none busybox true" \
     -n dockerd "$D run --rm --network none busybox true" \
-    -n podman "$P run --rm --network none busybox true"
+    -n podman "$P run --rm --network none $PL busybox true"
 
 echo "== $idle idle containers =="
 pss_of() { awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup"; }
@@ -95,7 +97,7 @@ daemon_before=$(pss_of "$(cat "$work/barge/pid")")
 t0=$(date +%s.%N)
 for i in $(seq "$idle"); do $B run -d --network none busybox sleep 3600 >/dev/null; done
 t1=$(date +%s.%N)
-for i in $(seq "$idle"); do $P run -d --network none busybox sleep 3600 >/dev/null; done
+for i in $(seq "$idle"); do $P run -d --network none $PL busybox sleep 3600 >/dev/null; done
 t2=$(date +%s.%N)
 daemon_after=$(pss_of "$(cat "$work/barge/pid")")
 monitors=$(python3 - "$work/barge/exec" <<'PY'

@@ -871,13 +871,19 @@ impl Engine {
                 }
             };
             let hostnet = netmode == "host";
+            // An auto-removed container's writes are discarded anyway: no syncs for them.
+            let volatile_rootfs = c.host_bool("AutoRemove");
             tokio::task::spawn_blocking(move || -> Result<()> {
                 use std::os::unix::fs::PermissionsExt;
                 std::fs::create_dir_all(&rootfs).map_err(internal("create exec dir"))?;
                 std::fs::set_permissions(&ed, std::fs::Permissions::from_mode(0o700)).map_err(internal("chmod exec dir"))?;
                 std::fs::create_dir_all(&files).map_err(internal("create files dir"))?;
                 if !is_mountpoint(&rootfs) {
-                    store.mount(&id2, &rootfs)?;
+                    if volatile_rootfs {
+                        store.mount_volatile(&id2, &rootfs)?;
+                    } else {
+                        store.mount(&id2, &rootfs)?;
+                    }
                 }
                 std::fs::write(files.join("hostname"), format!("{hostname}\n")).map_err(internal("hostname"))?;
                 let hosts = if hostnet {

@@ -198,6 +198,8 @@ pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(level))
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: a log file stays plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
