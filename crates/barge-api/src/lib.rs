@@ -9,6 +9,7 @@
 
 mod containers;
 mod images;
+mod networks;
 mod util;
 
 use std::convert::Infallible;
@@ -173,13 +174,7 @@ async fn route(api: Arc<Api>, req: Request<Incoming>) -> Result<Response<Body>, 
             "barge cannot build images through the API yet: the builder is not wired in".into(),
         )),
         (_, ["images", ..]) => images::dispatch(e, m.clone(), &segs[1..], &q, req).await,
-        (&Method::GET, ["networks"]) => Ok(json_response(
-            200,
-            &json!([
-            {"Name": "bridge", "Id": "bridge", "Driver": "bridge", "Scope": "local"},
-            {"Name": "host", "Id": "host", "Driver": "host", "Scope": "local"},
-            {"Name": "none", "Id": "none", "Driver": "null", "Scope": "local"}]),
-        )),
+        (_, ["networks", ..]) => networks::dispatch(e, m.clone(), &segs[1..], &q, req).await,
         (&Method::GET, ["volumes"]) => {
             Ok(json_response(200, &json!({"Volumes": [], "Warnings": []})))
         }
