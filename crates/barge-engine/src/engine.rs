@@ -230,7 +230,6 @@ impl Engine {
         }))
     }
 
-
     /// Plugs a registry client in (pull/push through the API).
     pub fn set_registry(&self, r: Arc<dyn Registry>) {
         *self.registry.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);

@@ -43,6 +43,10 @@ struct Args {
     /// Debug mode.
     #[arg(short = 'D', long = "debug")]
     debug: bool,
+    /// The default bridge's device name; `none` runs without networking (containers get a
+    /// namespace with loopback only, no bridge or nftables table is made).
+    #[arg(long = "bridge", short = 'b')]
+    bridge: Option<String>,
     /// The default bridge's address and prefix (`172.17.0.1/16`).
     #[arg(long = "bip")]
     bip: Option<String>,
@@ -61,7 +65,7 @@ struct Settings {
     insecure: Vec<String>,
     ulimits: Vec<(String, i64, i64)>,
     log_level: String,
-    network: barge_network::NetworkConfig,
+    network: Option<barge_network::NetworkConfig>,
 }
 
 fn parse_pool(base: &str, size: u64) -> Result<(barge_network::Ipv4Net, u8)> {
@@ -75,13 +79,28 @@ fn parse_pool(base: &str, size: u64) -> Result<(barge_network::Ipv4Net, u8)> {
     Ok((net, size))
 }
 
-fn network_config(a_bip: Option<String>, a_pools: &[String], file: &serde_json::Value) -> Result<barge_network::NetworkConfig> {
+fn network_config(
+    a_bridge: Option<String>,
+    a_bip: Option<String>,
+    a_pools: &[String],
+    file: &serde_json::Value,
+) -> Result<Option<barge_network::NetworkConfig>> {
     let mut cfg = barge_network::NetworkConfig::default();
+    let bridge = a_bridge.or_else(|| {
+        file.get("bridge")
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    });
+    match bridge.as_deref() {
+        Some("none") => return Ok(None),
+        Some(b) if !b.is_empty() => cfg.bridge_name = b.to_string(),
+        _ => {}
+    }
     let bip = a_bip.or_else(|| file.get("bip").and_then(|v| v.as_str()).map(str::to_string));
     if let Some(b) = bip {
-        cfg.bridge_ip = b
-            .parse()
-            .with_context(|| format!("invalid --bip {b:?}: want an address with a prefix length"))?;
+        cfg.bridge_ip = b.parse().with_context(|| {
+            format!("invalid --bip {b:?}: want an address with a prefix length")
+        })?;
     }
     let mut pools = Vec::new();
     if let Some(list) = file.get("default-address-pools").and_then(|v| v.as_array()) {
@@ -110,7 +129,7 @@ fn network_config(a_bip: Option<String>, a_pools: &[String], file: &serde_json::
     if !pools.is_empty() {
         cfg.default_pools = pools;
     }
-    Ok(cfg)
+    Ok(Some(cfg))
 }
 
 fn parse_ulimit(s: &str) -> Result<(String, i64, i64)> {
@@ -202,7 +221,12 @@ fn settings(a: Args) -> Result<Settings> {
         .exec_root
         .or_else(|| fstr("exec-root").map(PathBuf::from))
         .unwrap_or_else(|| "/run/barge".into());
-    let network = network_config(a.bip.clone(), &a.default_address_pool, &file)?;
+    let network = network_config(
+        a.bridge.clone(),
+        a.bip.clone(),
+        &a.default_address_pool,
+        &file,
+    )?;
     let mut insecure = a.insecure_registry;
     insecure.extend(flist("insecure-registries"));
     Ok(Settings {
@@ -330,23 +354,27 @@ async fn run(s: Settings) -> Result<()> {
     .context("opening the engine state")?;
     // Networking: every netlink/nft call runs on a blocking thread of this process, which
     // lives in the daemon's (host) network namespace.
-    let (ncfg, nroot) = (s.network.clone(), s.data_root.join("network"));
-    let nm = tokio::task::spawn_blocking(move || -> Result<barge_network::NetworkManager> {
-        let nm = barge_network::NetworkManager::open(&nroot, ncfg).context("opening the network state")?;
-        let report = nm.repair().context("repairing the networks")?;
-        if !report.removed_endpoints.is_empty() || !report.removed_links.is_empty() {
-            tracing::info!(
-                "network repair: removed {} dead endpoint(s), {} orphan link(s)",
-                report.removed_endpoints.len(),
-                report.removed_links.len()
-            );
-        }
-        nm.ensure_default_network().context("creating the default bridge network")?;
-        Ok(nm)
-    })
-    .await
-    .context("network start-up")??;
-    engine.set_network_manager(Arc::new(nm));
+    if let Some(ncfg) = s.network.clone() {
+        let nroot = s.data_root.join("network");
+        let nm = tokio::task::spawn_blocking(move || -> Result<barge_network::NetworkManager> {
+            let nm = barge_network::NetworkManager::open(&nroot, ncfg)
+                .context("opening the network state")?;
+            let report = nm.repair().context("repairing the networks")?;
+            if !report.removed_endpoints.is_empty() || !report.removed_links.is_empty() {
+                tracing::info!(
+                    "network repair: removed {} dead endpoint(s), {} orphan link(s)",
+                    report.removed_endpoints.len(),
+                    report.removed_links.len()
+                );
+            }
+            nm.ensure_default_network()
+                .context("creating the default bridge network")?;
+            Ok(nm)
+        })
+        .await
+        .context("network start-up")??;
+        engine.set_network_manager(Arc::new(nm));
+    }
     let api = Arc::new(barge_api::Api {
         engine: engine.clone(),
         info: barge_api::DaemonInfo {

@@ -121,10 +121,16 @@ pub fn port_specs(host_config: &Value, config: &Value) -> Result<Vec<PortSpec>> 
             } else {
                 format!("{key}/tcp")
             };
-            let (cport, proto) = key_full.split_once('/').unwrap_or((key_full.as_str(), "tcp"));
+            let (cport, proto) = key_full
+                .split_once('/')
+                .unwrap_or((key_full.as_str(), "tcp"));
             bound.push(key_full.clone());
             let list = binds.as_array().cloned().unwrap_or_default();
-            let list = if list.is_empty() { vec![json!({})] } else { list };
+            let list = if list.is_empty() {
+                vec![json!({})]
+            } else {
+                list
+            };
             for b in list {
                 let ip = b.get("HostIp").and_then(Value::as_str).unwrap_or("");
                 let hp = b.get("HostPort").and_then(Value::as_str).unwrap_or("");
@@ -266,9 +272,9 @@ impl Engine {
                         "invalid network mode: container: needs a container".into(),
                     ));
                 }
-                let o = self.lookup(other).map_err(|_| {
-                    Error::NotFound(format!("No such container: {other}"))
-                })?;
+                let o = self
+                    .lookup(other)
+                    .map_err(|_| Error::NotFound(format!("No such container: {other}")))?;
                 host_config["NetworkMode"] = json!(format!("container:{o}"));
                 return Ok(Vec::new());
             }
@@ -291,7 +297,13 @@ impl Engine {
         for n in names {
             let cfg = eps
                 .get(&n)
-                .or_else(|| if n == primary { eps.get(&netmode) } else { None })
+                .or_else(|| {
+                    if n == primary {
+                        eps.get(&netmode)
+                    } else {
+                        None
+                    }
+                })
                 .cloned()
                 .unwrap_or(Value::Null);
             let mut w = endpoint_config(&n, &cfg)?;
@@ -341,7 +353,9 @@ impl Engine {
             Mode::Host => Ok((NetMode::Host, false)),
             Mode::Container(other) => {
                 let o = self.get(&other).map_err(|_| {
-                    Error::NotFound(format!("No such container: {other} (network mode {netmode})"))
+                    Error::NotFound(format!(
+                        "No such container: {other} (network mode {netmode})"
+                    ))
                 })?;
                 if !o.running() {
                     return Err(Error::Conflict(format!(
@@ -424,7 +438,8 @@ impl Engine {
                     })
                     .await;
                 let resolv = r?;
-                std::fs::write(files.join("resolv.conf"), resolv).map_err(internal("resolv.conf"))?;
+                std::fs::write(files.join("resolv.conf"), resolv)
+                    .map_err(internal("resolv.conf"))?;
                 self.write_hosts(c, files)
             }
         }
@@ -528,8 +543,11 @@ impl Engine {
             "network",
             "connect",
             &info.id,
-            [("container".to_string(), c.id.clone()), ("name".to_string(), info.name.clone())]
-                .into(),
+            [
+                ("container".to_string(), c.id.clone()),
+                ("name".to_string(), info.name.clone()),
+            ]
+            .into(),
         );
         Ok(())
     }
@@ -577,8 +595,11 @@ impl Engine {
             "network",
             "disconnect",
             &info.id,
-            [("container".to_string(), c.id.clone()), ("name".to_string(), info.name.clone())]
-                .into(),
+            [
+                ("container".to_string(), c.id.clone()),
+                ("name".to_string(), info.name.clone()),
+            ]
+            .into(),
         );
         Ok(())
     }
@@ -703,7 +724,11 @@ impl Engine {
     pub fn containers_on_network(&self, name: &str) -> Vec<String> {
         self.all()
             .into_iter()
-            .filter(|c| self.wanted_networks(&c.id).iter().any(|w| w.network == name))
+            .filter(|c| {
+                self.wanted_networks(&c.id)
+                    .iter()
+                    .any(|w| w.network == name)
+            })
             .map(|c| c.id)
             .collect()
     }
