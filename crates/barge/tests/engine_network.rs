@@ -65,7 +65,7 @@ fn assert_clean(d: &Daemon) {
 }
 
 fn wget(d: &Daemon, url: &str) -> String {
-    host(d, &format!("busybox wget -T 3 -qO- {url} 2>&1"))
+    host(d, &format!("timeout 5 busybox wget -qO- {url} 2>&1"))
 }
 
 #[test]
@@ -136,9 +136,9 @@ fn published_ports_on_the_default_bridge() {
         "run",
         "--rm",
         "busybox",
-        "wget",
-        "-T",
+        "timeout",
         "3",
+        "wget",
         "-qO-",
         "http://172.17.0.1:8080/",
     ]);
@@ -261,7 +261,7 @@ fn user_networks_names_aliases_isolation() {
         "busybox",
         "sh",
         "-c",
-        "wget -T 3 -qO- http://srv/ && wget -T 3 -qO- http://api/ && cat /etc/resolv.conf",
+        "wget -qO- http://srv/ && wget -qO- http://api/ && cat /etc/resolv.conf",
     ]);
     assert_eq!(o.matches("hello-").count(), 2, "{o}");
     assert!(o.contains("nameserver 10.55.0.1"), "{o}");
@@ -274,7 +274,7 @@ fn user_networks_names_aliases_isolation() {
         "busybox",
         "sh",
         "-c",
-        "nslookup srv; wget -T 2 -qO- http://10.55.0.50/",
+        "timeout 5 nslookup srv; timeout 3 wget -qO- http://10.55.0.50/",
     ]);
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(!text.contains("hello-"), "netb reached neta: {text}");
@@ -305,9 +305,9 @@ fn user_networks_names_aliases_isolation() {
     let o = d.ok(&[
         "exec",
         "cli",
-        "wget",
-        "-T",
+        "timeout",
         "3",
+        "wget",
         "-qO-",
         "http://10.55.0.50/",
     ]);
@@ -320,9 +320,9 @@ fn user_networks_names_aliases_isolation() {
     let o = d.docker(&[
         "exec",
         "cli",
-        "wget",
-        "-T",
+        "timeout",
         "2",
+        "wget",
         "-qO-",
         "http://10.55.0.50/",
     ]);
@@ -354,7 +354,7 @@ fn container_mode_none_and_host() {
         "busybox",
         "sh",
         "-c",
-        "ip -4 -o addr show eth0; wget -T 3 -qO- http://127.0.0.1:80/",
+        "ip -4 -o addr show eth0; wget -qO- http://127.0.0.1:80/",
     ]);
     assert!(o.contains(&format!("inet {ip}/")), "{o}");
     assert!(o.contains("hello-"), "{o}");

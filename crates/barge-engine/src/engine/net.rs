@@ -219,12 +219,25 @@ impl Engine {
             .map_err(net_error)
     }
 
-    /// The networks container `id` should be on, primary first.
+    /// The networks container `id` should be on, primary first (none recorded: its
+    /// `NetworkMode`'s network, for `Networks` mode).
     pub fn wanted_networks(&self, id: &str) -> Vec<WantedEndpoint> {
-        std::fs::read(self.data_dir(id).join(WANTED_FILE))
-            .ok()
-            .and_then(|d| serde_json::from_slice(&d).ok())
-            .unwrap_or_default()
+        let recorded: Option<Vec<WantedEndpoint>> =
+            std::fs::read(self.data_dir(id).join(WANTED_FILE))
+                .ok()
+                .and_then(|d| serde_json::from_slice(&d).ok());
+        match recorded {
+            Some(w) => w,
+            None => match self.get(id) {
+                Ok(c) if mode_of(&c.host_str("NetworkMode")) == Mode::Networks => {
+                    vec![WantedEndpoint {
+                        network: primary_network(&c.host_str("NetworkMode")).to_string(),
+                        ..Default::default()
+                    }]
+                }
+                _ => Vec::new(),
+            },
+        }
     }
 
     fn save_wanted(&self, id: &str, w: &[WantedEndpoint]) -> Result<()> {
@@ -407,12 +420,9 @@ impl Engine {
                 if self.network_manager().is_none() {
                     return Ok(());
                 }
-                let mut wanted = self.wanted_networks(&c.id);
+                let wanted = self.wanted_networks(&c.id);
                 if wanted.is_empty() {
-                    wanted.push(WantedEndpoint {
-                        network: primary_network(&netmode).to_string(),
-                        ..Default::default()
-                    });
+                    return Ok(());
                 }
                 let ports = port_specs(&c.host_config, &c.config)?;
                 let (id, name, ns) = (c.id.clone(), c.name.clone(), netns.to_path_buf());
@@ -512,12 +522,6 @@ impl Engine {
         let mut w = endpoint_config(&info.name, cfg)?;
         w.network = info.name.clone();
         let mut wanted = self.wanted_networks(&c.id);
-        if wanted.is_empty() {
-            wanted.push(WantedEndpoint {
-                network: primary_network(&c.host_str("NetworkMode")).to_string(),
-                ..Default::default()
-            });
-        }
         if wanted.iter().any(|x| x.network == info.name) {
             return Err(Error::Conflict(format!(
                 "endpoint with name {} already exists in network {}",
@@ -567,12 +571,6 @@ impl Engine {
         let (info, _) = self.net_call(move |nm| nm.inspect(&n2)).await?;
         let c = self.get(container)?;
         let mut wanted = self.wanted_networks(&c.id);
-        if wanted.is_empty() && mode_of(&c.host_str("NetworkMode")) == Mode::Networks {
-            wanted.push(WantedEndpoint {
-                network: primary_network(&c.host_str("NetworkMode")).to_string(),
-                ..Default::default()
-            });
-        }
         let live = self
             .nm()?
             .endpoints_of(&c.id)
@@ -629,14 +627,7 @@ impl Engine {
             }
             Mode::Container(_) => {}
             Mode::Networks => {
-                let mut wanted = self.wanted_networks(&c.id);
-                if wanted.is_empty() {
-                    wanted.push(WantedEndpoint {
-                        network: primary_network(&netmode).to_string(),
-                        ..Default::default()
-                    });
-                }
-                for w in wanted {
+                for w in self.wanted_networks(&c.id) {
                     let mut v = match eps.iter().find(|e| e.network_name == w.network) {
                         Some(e) => e.to_docker(),
                         None => empty(""),
