@@ -274,7 +274,7 @@ fn user_networks_names_aliases_isolation() {
         "busybox",
         "sh",
         "-c",
-        "timeout 5 nslookup srv; timeout 3 wget -qO- http://10.55.0.50/",
+        "timeout 5 nslookup srv; timeout 3 wget -qO- http://10.55.0.50/; true",
     ]);
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(!text.contains("hello-"), "netb reached neta: {text}");
