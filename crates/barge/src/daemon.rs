@@ -2,7 +2,11 @@
 //!
 //! Takes dockerd's flags for what the two share: `-H/--host`, `--data-root`, `--exec-root`,
 //! `--pidfile`, `--config-file` (daemon.json), `--insecure-registry`, `--default-ulimit`,
-//! `--log-level`. Several daemons with their own roots and sockets can run side by side.
+//! `--log-level`, and the networking ones: `--bridge` (`none` disables networking), `--bip`,
+//! `--default-address-pool` (daemon.json `bridge`, `bip`, `default-address-pools`). Several
+//! daemons with their own roots and sockets can run side by side; the network state lives
+//! under `<data-root>/network` and is repaired at start-up, so run each daemon in its own
+//! network namespace.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
