@@ -11,7 +11,7 @@ BARGE=$(readlink -f "$BARGE")
 here=$(cd "$(dirname "$0")/.." && pwd)
 T=$(mktemp -d /tmp/bgbench.XXXXXX)
 export DOCKER_HOST=unix://$T/s.sock DOCKER_CONFIG=$T/dc
-"$BARGE" daemon -H "$DOCKER_HOST" --data-root "$T/data" --exec-root "$T/exec" --config-file "$T/none.json" 2>"$T/daemon.log" &
+"$BARGE" daemon --bridge none -H "$DOCKER_HOST" --data-root "$T/data" --exec-root "$T/exec" --config-file "$T/none.json" 2>"$T/daemon.log" &
 DPID=$!
 cleanup() {
     docker ps -aq | xargs -r docker rm -f >/dev/null 2>&1 || true

@@ -69,7 +69,7 @@ fn status_text(c: &Container) -> String {
     }
 }
 
-fn summary(c: &Container) -> Value {
+fn summary(e: &Engine, c: &Container) -> Value {
     let argv = c.argv();
     json!({
         "Id": c.id,
@@ -78,12 +78,12 @@ fn summary(c: &Container) -> Value {
         "ImageID": c.image_id,
         "Command": argv.join(" "),
         "Created": parse_rfc3339(&c.created).unwrap_or(0.0) as i64,
-        "Ports": [],
+        "Ports": e.port_summary(c),
         "Labels": c.config.get("Labels").cloned().unwrap_or(json!({})),
         "State": c.state.status,
         "Status": status_text(c),
         "HostConfig": {"NetworkMode": c.host_str("NetworkMode")},
-        "NetworkSettings": {"Networks": {}},
+        "NetworkSettings": {"Networks": e.networks_summary(c)},
         "Mounts": [],
     })
 }
@@ -139,7 +139,7 @@ pub(crate) fn list(e: Arc<Engine>, q: &Query) -> R {
         if !ok {
             continue;
         }
-        out.push(summary(&c));
+        out.push(summary(&e, &c));
         if limit > 0 && out.len() as i64 >= limit {
             break;
         }
@@ -174,7 +174,6 @@ pub(crate) fn inspect_json(e: &Engine, c: &Container) -> Value {
             mounts.push(json!({"Type": "bind", "Source": p[0], "Destination": p[1], "Mode": p.get(2).copied().unwrap_or(""), "RW": !ro, "Propagation": "rprivate"}));
         }
     }
-    let net = c.host_str("NetworkMode");
     json!({
         "Id": c.id,
         "Created": c.created,
@@ -198,11 +197,7 @@ pub(crate) fn inspect_json(e: &Engine, c: &Container) -> Value {
         "GraphDriver": {"Name": "overlay2", "Data": null},
         "Mounts": mounts,
         "Config": c.config,
-        "NetworkSettings": {
-            "Bridge": "", "SandboxID": "", "SandboxKey": if net == "host" { String::new() } else { e.options().exec_root.join("netns").join(&c.id).display().to_string() },
-            "Ports": {}, "IPAddress": "", "Gateway": "", "MacAddress": "",
-            "Networks": {}
-        },
+        "NetworkSettings": e.network_settings(c),
     })
 }
 

@@ -11,6 +11,7 @@ mod build;
 mod containers;
 mod distribution;
 mod images;
+mod networks;
 mod util;
 
 use std::convert::Infallible;
@@ -184,13 +185,7 @@ async fn route(api: Arc<Api>, req: Request<Incoming>) -> Result<Response<Body>, 
             distribution::push(&api, &name, &q, req).await
         }
         (_, ["images", ..]) => images::dispatch(e, m.clone(), &segs[1..], &q, req).await,
-        (&Method::GET, ["networks"]) => Ok(json_response(
-            200,
-            &json!([
-            {"Name": "bridge", "Id": "bridge", "Driver": "bridge", "Scope": "local"},
-            {"Name": "host", "Id": "host", "Driver": "host", "Scope": "local"},
-            {"Name": "none", "Id": "none", "Driver": "null", "Scope": "local"}]),
-        )),
+        (_, ["networks", ..]) => networks::dispatch(e, m.clone(), &segs[1..], &q, req).await,
         (&Method::GET, ["volumes"]) => {
             Ok(json_response(200, &json!({"Volumes": [], "Warnings": []})))
         }

@@ -18,13 +18,7 @@ use crate::spec::NetMode;
 use crate::util::{now, now_rfc3339, write_atomic};
 use crate::{Error, Result};
 
-/// A network driver: configures a container's network namespace before it starts.
-pub trait NetworkHook: Send + Sync {
-    /// Sets up `mode` (e.g. `bridge`, a network name) in the namespace at `netns`.
-    fn setup(&self, id: &str, mode: &str, netns: &Path) -> std::result::Result<(), String>;
-    /// Undoes [`NetworkHook::setup`] after the container stopped.
-    fn teardown(&self, id: &str, mode: &str);
-}
+pub mod net;
 
 /// A registry client (pull/push) plugged into the engine; progress messages are Docker's
 /// JSON progress objects (`{"status": ..., "id": ..., "progressDetail": {...}}`).
@@ -161,7 +155,7 @@ pub struct Engine {
     attach_waiters: Mutex<HashMap<String, Vec<AttachWaiter>>>,
     events: broadcast::Sender<Event>,
     changes: broadcast::Sender<String>,
-    network: Mutex<Option<Arc<dyn NetworkHook>>>,
+    network: std::sync::OnceLock<Arc<barge_network::NetworkManager>>,
     registry: Mutex<Option<Arc<dyn Registry>>>,
     history: Mutex<std::collections::VecDeque<Event>>,
     last_exit: Mutex<HashMap<String, i32>>,
@@ -232,7 +226,7 @@ impl Engine {
             attach_waiters: Mutex::new(HashMap::new()),
             events,
             changes,
-            network: Mutex::new(None),
+            network: std::sync::OnceLock::new(),
             registry: Mutex::new(None),
             history: Mutex::new(std::collections::VecDeque::new()),
             last_exit: Mutex::new(HashMap::new()),
@@ -287,11 +281,6 @@ impl Engine {
         let stdout =
             tokio::net::unix::pipe::Receiver::from_owned_fd(out_r).map_err(internal("monitor"))?;
         Ok((stdin, stdout))
-    }
-
-    /// Plugs a network driver in.
-    pub fn set_network_hook(&self, hook: Arc<dyn NetworkHook>) {
-        *self.network.lock().unwrap_or_else(|e| e.into_inner()) = Some(hook);
     }
 
     /// Plugs a registry client in (pull/push through the API).
@@ -512,7 +501,7 @@ impl Engine {
         } else {
             host_config
         };
-        cfg.remove("NetworkingConfig");
+        let networking = cfg.remove("NetworkingConfig");
         let image = cfg
             .get("Image")
             .and_then(Value::as_str)
@@ -585,6 +574,17 @@ impl Engine {
             }
         }
         cfg.insert("Labels".into(), labels);
+        if let Some(Value::Object(ports)) = ic.get("ExposedPorts") {
+            let mut all = cfg
+                .get("ExposedPorts")
+                .cloned()
+                .filter(Value::is_object)
+                .unwrap_or(json!({}));
+            for k in ports.keys() {
+                all[k] = json!({});
+            }
+            cfg.insert("ExposedPorts".into(), all);
+        }
         if cfg.get("Healthcheck").is_none_or(Value::is_null) {
             if let Some(h) = ic.get("Healthcheck") {
                 cfg.insert("Healthcheck".into(), h.clone());
@@ -593,20 +593,26 @@ impl Engine {
         cfg.insert("Image".into(), json!(image));
         let id = crate::util::new_id();
         // Host config checks.
-        let net = host_config
-            .get("NetworkMode")
-            .and_then(Value::as_str)
-            .unwrap_or("default")
-            .to_string();
-        match net.as_str() {
-            "" | "default" | "bridge" | "none" | "host" => {}
-            other => {
-                return Err(Error::NotFound(format!("network {other} not found")));
+        let wanted_nets = if self.network.get().is_some() {
+            self.plan_networks(&mut host_config, networking, &Value::Object(cfg.clone()))
+                .await?
+        } else {
+            let net = host_config
+                .get("NetworkMode")
+                .and_then(Value::as_str)
+                .unwrap_or("default")
+                .to_string();
+            match net.as_str() {
+                "" | "default" | "bridge" | "none" | "host" => {}
+                other => {
+                    return Err(Error::NotFound(format!("network {other} not found")));
+                }
             }
-        }
-        if net.is_empty() {
-            host_config["NetworkMode"] = json!("default");
-        }
+            if net.is_empty() {
+                host_config["NetworkMode"] = json!("default");
+            }
+            Vec::new()
+        };
         if host_config.get("Init").and_then(Value::as_bool) == Some(true) {
             return Err(Error::NotImplemented(
                 "--init is not supported yet: barge ships no init binary".into(),
@@ -740,6 +746,7 @@ impl Engine {
             return Err(e);
         }
         c.state.status = "created".into();
+        self.record_networks(&id, &wanted_nets)?;
         self.save(&c)?;
         self.lock().insert(id.clone(), c);
         self.emit("container", "create", &id, HashMap::new());
@@ -847,12 +854,7 @@ impl Engine {
         let ed = self.exec_dir(&id);
         let rootfs = ed.join("rootfs");
         let files = ed.join("files");
-        let netmode = c.host_str("NetworkMode");
-        let net = if netmode == "host" {
-            NetMode::Host
-        } else {
-            NetMode::Path(self.netns_path(&id))
-        };
+        let (net, own_ns) = self.net_target(c)?;
         {
             let store = self.store.clone();
             let (ed, rootfs, files, net, id2) = (
@@ -870,7 +872,7 @@ impl Engine {
                     h
                 }
             };
-            let hostnet = netmode == "host";
+            let hostnet = matches!(net, NetMode::Host);
             // An auto-removed container's writes are discarded anyway: no syncs for them.
             let volatile_rootfs = c.host_bool("AutoRemove");
             tokio::task::spawn_blocking(move || -> Result<()> {
@@ -894,7 +896,7 @@ impl Engine {
                 std::fs::write(files.join("hosts"), hosts).map_err(internal("hosts"))?;
                 let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
                 std::fs::write(files.join("resolv.conf"), resolv).map_err(internal("resolv.conf"))?;
-                if let NetMode::Path(p) = &net {
+                if let (NetMode::Path(p), true) = (&net, own_ns) {
                     crate::netns::remove(p);
                     crate::netns::create(p).map_err(internal("network namespace"))?;
                 }
@@ -905,16 +907,7 @@ impl Engine {
             .map_err(|e| Error::Internal(e.to_string()))??;
         }
         if let NetMode::Path(p) = &net {
-            let hook = self
-                .network
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
-            if let Some(h) = hook {
-                if !matches!(netmode.as_str(), "none") {
-                    h.setup(&id, &netmode, p).map_err(Error::Internal)?;
-                }
-            }
+            self.net_attach(c, p, &files).await?;
         }
         let spec = crate::spec::build(c, &rootfs, &files, &net, &self.opts.default_ulimits)?;
         std::fs::write(
@@ -1056,17 +1049,7 @@ impl Engine {
     async fn cleanup_after_exit(&self, c: &Container) {
         let rootfs = self.exec_dir(&c.id).join("rootfs");
         let ns = self.netns_path(&c.id);
-        let netmode = c.host_str("NetworkMode");
-        let hook = self
-            .network
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        if let Some(h) = hook {
-            if !matches!(netmode.as_str(), "none" | "host") {
-                h.teardown(&c.id, &netmode);
-            }
-        }
+        self.net_detach(&c.id).await;
         let _ = tokio::task::spawn_blocking(move || {
             if is_mountpoint(&rootfs) {
                 let _ = barge_image::snapshot::unmount(&rootfs);

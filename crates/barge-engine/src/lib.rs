@@ -15,7 +15,7 @@
 //! ```
 //!
 //! Seams for the other pieces: [`netns`] makes the per-container network namespace that a
-//! network driver configures before the container starts ([`engine::NetworkHook`]).
+//! network driver configures before the container starts ([`engine::net`], barge-network).
 
 pub mod archive;
 pub mod engine;

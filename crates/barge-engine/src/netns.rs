@@ -2,7 +2,7 @@
 //!
 //! The engine makes one (loopback up) before the container starts, unless the container
 //! uses the host's network. This is the seam for network drivers: they get the namespace's
-//! path (see [`crate::engine::NetworkHook`]) and configure it before the container's
+//! path (see [`crate::engine::net`]) and configure it before the container's
 //! process runs.
 
 use std::io;

@@ -2,7 +2,11 @@
 //!
 //! Takes dockerd's flags for what the two share: `-H/--host`, `--data-root`, `--exec-root`,
 //! `--pidfile`, `--config-file` (daemon.json), `--insecure-registry`, `--default-ulimit`,
-//! `--log-level`. Several daemons with their own roots and sockets can run side by side.
+//! `--log-level`, and the networking ones: `--bridge` (`none` disables networking), `--bip`,
+//! `--default-address-pool` (daemon.json `bridge`, `bip`, `default-address-pools`). Several
+//! daemons with their own roots and sockets can run side by side; the network state lives
+//! under `<data-root>/network` and is repaired at start-up, so run each daemon in its own
+//! network namespace.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -43,6 +47,16 @@ struct Args {
     /// Debug mode.
     #[arg(short = 'D', long = "debug")]
     debug: bool,
+    /// The default bridge's device name; `none` runs without networking (containers get a
+    /// namespace with loopback only, no bridge or nftables table is made).
+    #[arg(long = "bridge", short = 'b')]
+    bridge: Option<String>,
+    /// The default bridge's address and prefix (`172.17.0.1/16`).
+    #[arg(long = "bip")]
+    bip: Option<String>,
+    /// A pool user networks get subnets from: `base=10.10.0.0/16,size=24` (repeatable).
+    #[arg(long = "default-address-pool")]
+    default_address_pool: Vec<String>,
 }
 
 /// The effective settings, from flags over daemon.json over defaults.
@@ -55,6 +69,71 @@ struct Settings {
     insecure: Vec<String>,
     ulimits: Vec<(String, i64, i64)>,
     log_level: String,
+    network: Option<barge_network::NetworkConfig>,
+}
+
+fn parse_pool(base: &str, size: u64) -> Result<(barge_network::Ipv4Net, u8)> {
+    let net: barge_network::Ipv4Net = base
+        .parse()
+        .with_context(|| format!("invalid address pool base {base:?}"))?;
+    let size = u8::try_from(size)
+        .ok()
+        .filter(|s| *s <= 30 && *s >= net.prefix)
+        .with_context(|| format!("invalid address pool size {size} for {base}"))?;
+    Ok((net, size))
+}
+
+fn network_config(
+    a_bridge: Option<String>,
+    a_bip: Option<String>,
+    a_pools: &[String],
+    file: &serde_json::Value,
+) -> Result<Option<barge_network::NetworkConfig>> {
+    let mut cfg = barge_network::NetworkConfig::default();
+    let bridge = a_bridge.or_else(|| {
+        file.get("bridge")
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    });
+    match bridge.as_deref() {
+        Some("none") => return Ok(None),
+        Some(b) if !b.is_empty() => cfg.bridge_name = b.to_string(),
+        _ => {}
+    }
+    let bip = a_bip.or_else(|| file.get("bip").and_then(|v| v.as_str()).map(str::to_string));
+    if let Some(b) = bip {
+        cfg.bridge_ip = b.parse().with_context(|| {
+            format!("invalid --bip {b:?}: want an address with a prefix length")
+        })?;
+    }
+    let mut pools = Vec::new();
+    if let Some(list) = file.get("default-address-pools").and_then(|v| v.as_array()) {
+        for p in list {
+            let base = p.get("base").and_then(|v| v.as_str()).unwrap_or_default();
+            let size = p.get("size").and_then(|v| v.as_u64()).unwrap_or(24);
+            pools.push(parse_pool(base, size)?);
+        }
+    }
+    for p in a_pools {
+        let mut base = "";
+        let mut size = 24u64;
+        for kv in p.split(',') {
+            match kv.split_once('=') {
+                Some(("base", v)) => base = v,
+                Some(("size", v)) => {
+                    size = v
+                        .parse()
+                        .with_context(|| format!("invalid size in --default-address-pool {p:?}"))?
+                }
+                _ => bail!("invalid --default-address-pool {p:?}: want base=CIDR,size=N"),
+            }
+        }
+        pools.push(parse_pool(base, size)?);
+    }
+    if !pools.is_empty() {
+        cfg.default_pools = pools;
+    }
+    Ok(Some(cfg))
 }
 
 fn parse_ulimit(s: &str) -> Result<(String, i64, i64)> {
@@ -146,6 +225,12 @@ fn settings(a: Args) -> Result<Settings> {
         .exec_root
         .or_else(|| fstr("exec-root").map(PathBuf::from))
         .unwrap_or_else(|| "/run/barge".into());
+    let network = network_config(
+        a.bridge.clone(),
+        a.bip.clone(),
+        &a.default_address_pool,
+        &file,
+    )?;
     let mut insecure = a.insecure_registry;
     insecure.extend(flist("insecure-registries"));
     Ok(Settings {
@@ -161,6 +246,7 @@ fn settings(a: Args) -> Result<Settings> {
         exec_root,
         insecure,
         ulimits,
+        network,
         log_level: if a.debug {
             "debug".into()
         } else {
@@ -281,6 +367,29 @@ async fn run(s: Settings) -> Result<()> {
             None
         }
     };
+    // Networking: every netlink/nft call runs on a blocking thread of this process, which
+    // lives in the daemon's (host) network namespace.
+    if let Some(ncfg) = s.network.clone() {
+        let nroot = s.data_root.join("network");
+        let nm = tokio::task::spawn_blocking(move || -> Result<barge_network::NetworkManager> {
+            let nm = barge_network::NetworkManager::open(&nroot, ncfg)
+                .context("opening the network state")?;
+            let report = nm.repair().context("repairing the networks")?;
+            if !report.removed_endpoints.is_empty() || !report.removed_links.is_empty() {
+                tracing::info!(
+                    "network repair: removed {} dead endpoint(s), {} orphan link(s)",
+                    report.removed_endpoints.len(),
+                    report.removed_links.len()
+                );
+            }
+            nm.ensure_default_network()
+                .context("creating the default bridge network")?;
+            Ok(nm)
+        })
+        .await
+        .context("network start-up")??;
+        engine.set_network_manager(Arc::new(nm));
+    }
     let api = Arc::new(barge_api::Api {
         builder,
         engine: engine.clone(),

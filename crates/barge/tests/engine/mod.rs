@@ -1,5 +1,7 @@
 //! Test helpers for the engine: a `barge daemon` per test on its own temp data root, exec
-//! root and socket, stopped by PID at the end (and on failure); the docker CLI against it;
+//! root and socket, inside a network namespace of its own (created here and deleted at the
+//! end, so the daemon's bridges and nftables table never touch the host's), stopped by PID
+//! at the end (and on failure); the docker CLI against it;
 //! a raw HTTP client for status-code checks; a busybox image imported through the API.
 #![allow(dead_code)]
 
@@ -71,6 +73,7 @@ pub struct Daemon {
     child: Option<Child>,
     /// Extra environment of the daemon process.
     pub env: Vec<(String, String)>,
+    netns: String,
 }
 
 impl Daemon {
@@ -86,6 +89,17 @@ impl Daemon {
             .tempdir_in("/tmp")
             .expect("tempdir");
         let sock = dir.path().join("d.sock");
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let netns = format!(
+            "barge-eng-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let st = Command::new("ip")
+            .args(["netns", "add", &netns])
+            .status()
+            .expect("ip netns add");
+        assert!(st.success(), "ip netns add {netns} failed");
         let mut d = Daemon {
             dir,
             sock,
@@ -94,7 +108,9 @@ impl Daemon {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            netns,
         };
+        d.sh("ip link set lo up");
         d.spawn();
         let out = d.docker_in(
             &["import", "-", "busybox:latest"],
@@ -116,7 +132,9 @@ impl Daemon {
             .append(true)
             .open(p.join("daemon.log"))
             .expect("log");
-        let child = Command::new(env!("CARGO_BIN_EXE_barge"))
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.netns))
+            .arg(env!("CARGO_BIN_EXE_barge"))
             .arg("daemon")
             .arg("-H")
             .arg(format!("unix://{}", self.sock.display()))
@@ -142,6 +160,20 @@ impl Daemon {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The network namespace the daemon runs in.
+    pub fn netns(&self) -> &str {
+        &self.netns
+    }
+
+    /// Runs `sh -c script` inside the daemon's network namespace; returns the output.
+    pub fn sh(&self, script: &str) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.netns, "sh", "-c", script])
+            .stdin(Stdio::null())
+            .output()
+            .expect("ip netns exec")
     }
 
     /// The daemon's log.
@@ -251,6 +283,22 @@ impl Drop for Daemon {
             unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
             let _ = c.wait();
         }
+        // Mounts the daemon left in our namespace (none expected) go lazily, then the netns.
+        if let Ok(m) = std::fs::read_to_string("/proc/self/mounts") {
+            let root = self.dir.path().to_string_lossy().into_owned();
+            let mut points: Vec<&str> = m
+                .lines()
+                .filter_map(|l| l.split_whitespace().nth(1))
+                .filter(|p| p.starts_with(&root))
+                .collect();
+            points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+            for p in points {
+                let _ = Command::new("umount").args(["-l", p]).status();
+            }
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.netns])
+            .status();
     }
 }
 

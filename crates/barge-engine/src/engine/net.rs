@@ -1,0 +1,726 @@
+//! Container networking on top of barge-network: the network modes (`bridge`/`default`, a
+//! user network, `none`, `host`, `container:<id|name>`), connecting a container once its
+//! network namespace exists and before its process runs, its /etc/hosts and
+//! /etc/resolv.conf, published ports, `network connect/disconnect` and the network fields of
+//! container inspect.
+//!
+//! The networks a container should be on (Docker's `NetworkingConfig.EndpointsConfig`, the
+//! primary network first) are kept in `<data-root>/containers/<id>/networks.json`; its
+//! endpoints exist only while it runs.
+
+use std::net::Ipv4Addr;
+
+use barge_network::{ConnectRequest, Endpoint, NetworkError, NetworkManager, PortSpec};
+use serde::Deserialize;
+use serde_json::Map;
+
+use super::*;
+
+/// File (in the container's data dir) holding its wanted attachments.
+const WANTED_FILE: &str = "networks.json";
+
+/// One network a container should be attached to.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WantedEndpoint {
+    /// The network's name.
+    pub network: String,
+    /// `--network-alias` values.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// `--ip`.
+    #[serde(default)]
+    pub ipv4: Option<Ipv4Addr>,
+}
+
+/// How a container is networked, from `HostConfig.NetworkMode`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mode {
+    /// The host's namespace.
+    Host,
+    /// A namespace with loopback only.
+    None,
+    /// Another container's namespace.
+    Container(String),
+    /// A namespace of its own on bridge networks.
+    Networks,
+}
+
+/// Classifies a `NetworkMode` value.
+pub fn mode_of(netmode: &str) -> Mode {
+    match netmode {
+        "host" => Mode::Host,
+        "none" => Mode::None,
+        m => match m.strip_prefix("container:") {
+            Some(c) => Mode::Container(c.to_string()),
+            None => Mode::Networks,
+        },
+    }
+}
+
+/// The primary network's name for a `Networks` mode (`default` is the `bridge` network).
+fn primary_network(netmode: &str) -> &str {
+    match netmode {
+        "" | "default" | "bridge" => "bridge",
+        n => n,
+    }
+}
+
+/// Maps a network error to the engine error carrying Docker's status code.
+pub fn net_error(e: NetworkError) -> Error {
+    use NetworkError as N;
+    let msg = e.to_string();
+    match e {
+        N::NotFound(_) => Error::NotFound(msg),
+        N::Overlap { .. }
+        | N::NameInUse(_)
+        | N::ActiveEndpoints { .. }
+        | N::AlreadyConnected { .. }
+        | N::AddressInUse { .. }
+        | N::NotConnected { .. }
+        | N::Predefined(_)
+        | N::NoFreeSubnet
+        | N::PoolExhausted(_) => Error::Conflict(msg),
+        N::InvalidSubnet { .. }
+        | N::OutsideSubnet { .. }
+        | N::InvalidPortSpec { .. }
+        | N::InvalidName(_)
+        | N::PortsOnInternal(_)
+        | N::Ambiguous(_) => Error::BadRequest(msg),
+        _ => Error::Internal(msg),
+    }
+}
+
+/// Container port keys (`"80/tcp"`) of `Config.ExposedPorts`.
+pub fn exposed_ports(config: &Value) -> Vec<String> {
+    config
+        .get("ExposedPorts")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.keys()
+                .map(|k| {
+                    if k.contains('/') {
+                        k.clone()
+                    } else {
+                        format!("{k}/tcp")
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The publications asked by `HostConfig.PortBindings` and `PublishAllPorts` (the image's
+/// and `--expose`d ports on random host ports).
+pub fn port_specs(host_config: &Value, config: &Value) -> Result<Vec<PortSpec>> {
+    let mut out = Vec::new();
+    let mut bound = Vec::new();
+    if let Some(m) = host_config.get("PortBindings").and_then(Value::as_object) {
+        for (key, binds) in m {
+            let key_full = if key.contains('/') {
+                key.clone()
+            } else {
+                format!("{key}/tcp")
+            };
+            let (cport, proto) = key_full
+                .split_once('/')
+                .unwrap_or((key_full.as_str(), "tcp"));
+            bound.push(key_full.clone());
+            let list = binds.as_array().cloned().unwrap_or_default();
+            let list = if list.is_empty() {
+                vec![json!({})]
+            } else {
+                list
+            };
+            for b in list {
+                let ip = b.get("HostIp").and_then(Value::as_str).unwrap_or("");
+                let hp = b.get("HostPort").and_then(Value::as_str).unwrap_or("");
+                if ip.contains(':') {
+                    // IPv6 host addresses: barge publishes IPv4 only.
+                    continue;
+                }
+                let spec = match (ip, hp) {
+                    ("", "") => format!("{cport}/{proto}"),
+                    ("", hp) => format!("{hp}:{cport}/{proto}"),
+                    (ip, hp) => format!("{ip}:{hp}:{cport}/{proto}"),
+                };
+                out.extend(barge_network::parse_port_spec(&spec).map_err(net_error)?);
+            }
+        }
+    }
+    if host_config
+        .get("PublishAllPorts")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+    {
+        for e in exposed_ports(config) {
+            if !bound.contains(&e) {
+                out.extend(barge_network::parse_port_spec(&e).map_err(net_error)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize, Default)]
+struct IpamConfig {
+    #[serde(rename = "IPv4Address", default)]
+    ipv4: Option<String>,
+}
+
+/// Parses one Docker `EndpointSettings` (`Aliases`, `IPAMConfig.IPv4Address`).
+fn endpoint_config(network: &str, v: &Value) -> Result<WantedEndpoint> {
+    let aliases = crate::model::str_list(v.get("Aliases"));
+    let ipam: IpamConfig = v
+        .get("IPAMConfig")
+        .filter(|x| !x.is_null())
+        .map(|x| serde_json::from_value(x.clone()))
+        .transpose()
+        .map_err(|e| Error::BadRequest(format!("invalid IPAMConfig: {e}")))?
+        .unwrap_or_default();
+    let ipv4 = match ipam.ipv4.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(
+            s.parse::<Ipv4Addr>()
+                .map_err(|_| Error::BadRequest(format!("invalid IPv4 address: {s}")))?,
+        ),
+    };
+    Ok(WantedEndpoint {
+        network: network.to_string(),
+        aliases,
+        ipv4,
+    })
+}
+
+impl Engine {
+    /// Plugs the network manager in (daemon start-up, after `repair`).
+    pub fn set_network_manager(&self, nm: Arc<NetworkManager>) {
+        let _ = self.network.set(nm);
+    }
+
+    /// The network manager, if the daemon has one.
+    pub fn network_manager(&self) -> Option<Arc<NetworkManager>> {
+        self.network.get().cloned()
+    }
+
+    fn nm(&self) -> Result<Arc<NetworkManager>> {
+        self.network_manager()
+            .ok_or_else(|| Error::NotImplemented("networking is not enabled in this daemon".into()))
+    }
+
+    /// Runs a blocking network call off the async threads.
+    async fn net_call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&NetworkManager) -> std::result::Result<T, NetworkError> + Send + 'static,
+    ) -> Result<T> {
+        let nm = self.nm()?;
+        tokio::task::spawn_blocking(move || f(&nm))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?
+            .map_err(net_error)
+    }
+
+    /// The networks container `id` should be on, primary first (none recorded: its
+    /// `NetworkMode`'s network, for `Networks` mode).
+    pub fn wanted_networks(&self, id: &str) -> Vec<WantedEndpoint> {
+        let recorded: Option<Vec<WantedEndpoint>> =
+            std::fs::read(self.data_dir(id).join(WANTED_FILE))
+                .ok()
+                .and_then(|d| serde_json::from_slice(&d).ok());
+        match recorded {
+            Some(w) => w,
+            None => match self.get(id) {
+                Ok(c) if mode_of(&c.host_str("NetworkMode")) == Mode::Networks => {
+                    vec![WantedEndpoint {
+                        network: primary_network(&c.host_str("NetworkMode")).to_string(),
+                        ..Default::default()
+                    }]
+                }
+                _ => Vec::new(),
+            },
+        }
+    }
+
+    fn save_wanted(&self, id: &str, w: &[WantedEndpoint]) -> Result<()> {
+        let data = serde_json::to_vec_pretty(w).map_err(|e| Error::Internal(e.to_string()))?;
+        write_atomic(&self.data_dir(id).join(WANTED_FILE), &data).map_err(internal("networks.json"))
+    }
+
+    /// Validates the network part of a create request (mode, networks, `--ip`, ports) and
+    /// returns the attachments to record. Normalizes `NetworkMode` (`""` -> `default`).
+    pub(super) async fn plan_networks(
+        &self,
+        host_config: &mut Value,
+        networking: Option<Value>,
+        config: &Value,
+    ) -> Result<Vec<WantedEndpoint>> {
+        let mut netmode = host_config
+            .get("NetworkMode")
+            .and_then(Value::as_str)
+            .unwrap_or("default")
+            .to_string();
+        if netmode.is_empty() {
+            netmode = "default".into();
+            host_config["NetworkMode"] = json!("default");
+        }
+        let ports = port_specs(host_config, config)?;
+        let mode = mode_of(&netmode);
+        if mode != Mode::Networks && !ports.is_empty() {
+            if mode == Mode::Host {
+                // Docker ignores published ports on the host's network.
+                if let Some(h) = host_config.as_object_mut() {
+                    h.remove("PortBindings");
+                }
+            } else {
+                return Err(Error::BadRequest(
+                    "conflicting options: port publishing and the container type network mode"
+                        .into(),
+                ));
+            }
+        }
+        match &mode {
+            Mode::Host | Mode::None => return Ok(Vec::new()),
+            Mode::Container(other) => {
+                if other.is_empty() {
+                    return Err(Error::BadRequest(
+                        "invalid network mode: container: needs a container".into(),
+                    ));
+                }
+                let o = self
+                    .lookup(other)
+                    .map_err(|_| Error::NotFound(format!("No such container: {other}")))?;
+                host_config["NetworkMode"] = json!(format!("container:{o}"));
+                return Ok(Vec::new());
+            }
+            Mode::Networks => {}
+        }
+        let primary = primary_network(&netmode).to_string();
+        let eps: Map<String, Value> = networking
+            .as_ref()
+            .and_then(|n| n.get("EndpointsConfig"))
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let mut names: Vec<String> = vec![primary.clone()];
+        for k in eps.keys() {
+            if primary_network(k) != primary && !names.iter().any(|n| n == k) {
+                names.push(k.clone());
+            }
+        }
+        let mut out = Vec::new();
+        for n in names {
+            let cfg = eps
+                .get(&n)
+                .or_else(|| {
+                    if n == primary {
+                        eps.get(&netmode)
+                    } else {
+                        None
+                    }
+                })
+                .cloned()
+                .unwrap_or(Value::Null);
+            let mut w = endpoint_config(&n, &cfg)?;
+            let n2 = primary_network(&n).to_string();
+            let (info, _) = self.net_call(move |nm| nm.inspect(&n2)).await?;
+            if let Some(ip) = w.ipv4 {
+                if info.default {
+                    return Err(Error::BadRequest(
+                        "user specified IP address is supported on user defined networks only"
+                            .into(),
+                    ));
+                }
+                let usable = info.subnet.contains(ip)
+                    && ip != info.subnet.network()
+                    && ip != info.subnet.broadcast()
+                    && ip != info.gateway;
+                if !usable {
+                    return Err(Error::BadRequest(format!(
+                        "invalid --ip {ip}: not a usable address of network {} ({})",
+                        info.name, info.subnet
+                    )));
+                }
+            }
+            if info.default && !w.aliases.is_empty() {
+                return Err(Error::BadRequest(
+                    "network-scoped aliases are supported for user-defined networks only".into(),
+                ));
+            }
+            w.network = info.name.clone();
+            out.push(w);
+        }
+        Ok(out)
+    }
+
+    /// Records the attachments planned by [`Engine::plan_networks`].
+    pub(super) fn record_networks(&self, id: &str, w: &[WantedEndpoint]) -> Result<()> {
+        if w.is_empty() {
+            return Ok(());
+        }
+        self.save_wanted(id, w)
+    }
+
+    /// The namespace a container's process joins, and whether the engine makes it.
+    pub(super) fn net_target(&self, c: &Container) -> Result<(NetMode, bool)> {
+        let netmode = c.host_str("NetworkMode");
+        match mode_of(&netmode) {
+            Mode::Host => Ok((NetMode::Host, false)),
+            Mode::Container(other) => {
+                let o = self.get(&other).map_err(|_| {
+                    Error::NotFound(format!(
+                        "No such container: {other} (network mode {netmode})"
+                    ))
+                })?;
+                if !o.running() {
+                    return Err(Error::Conflict(format!(
+                        "cannot join network namespace of a non running container: {}",
+                        o.name
+                    )));
+                }
+                match mode_of(&o.host_str("NetworkMode")) {
+                    Mode::Host => Ok((NetMode::Host, false)),
+                    Mode::Container(_) => Err(Error::Conflict(format!(
+                        "cannot join the network of {}: it shares another container's network",
+                        o.name
+                    ))),
+                    _ => {
+                        let p = self.netns_path(&o.id);
+                        if barge_network::is_netns(&p) {
+                            Ok((NetMode::Path(p), false))
+                        } else {
+                            Ok((
+                                NetMode::Path(format!("/proc/{}/ns/net", o.state.pid).into()),
+                                false,
+                            ))
+                        }
+                    }
+                }
+            }
+            Mode::None | Mode::Networks => Ok((NetMode::Path(self.netns_path(&c.id)), true)),
+        }
+    }
+
+    /// Connects a starting container (its namespace `netns` exists, its process does not run
+    /// yet) and writes its hosts, resolv.conf and hostname files under `files`. On error
+    /// nothing stays connected.
+    pub(super) async fn net_attach(&self, c: &Container, netns: &Path, files: &Path) -> Result<()> {
+        let netmode = c.host_str("NetworkMode");
+        match mode_of(&netmode) {
+            Mode::Host | Mode::None => Ok(()),
+            Mode::Container(other) => {
+                let o = self.get(&other)?;
+                let src = self.exec_dir(&o.id).join("files");
+                for f in ["hosts", "resolv.conf", "hostname"] {
+                    if let Ok(d) = std::fs::read(src.join(f)) {
+                        std::fs::write(files.join(f), d).map_err(internal("network files"))?;
+                    }
+                }
+                Ok(())
+            }
+            Mode::Networks => {
+                if self.network_manager().is_none() {
+                    return Ok(());
+                }
+                let wanted = self.wanted_networks(&c.id);
+                if wanted.is_empty() {
+                    return Ok(());
+                }
+                let ports = port_specs(&c.host_config, &c.config)?;
+                let (id, name, ns) = (c.id.clone(), c.name.clone(), netns.to_path_buf());
+                let r = self
+                    .net_call(move |nm| {
+                        let mut first = true;
+                        for w in &wanted {
+                            let req = ConnectRequest {
+                                container_id: id.clone(),
+                                name: name.clone(),
+                                aliases: w.aliases.clone(),
+                                netns_path: ns.clone(),
+                                ipv4: w.ipv4,
+                                ports: if first { ports.clone() } else { Vec::new() },
+                            };
+                            first = false;
+                            if let Err(e) = nm.connect(&w.network, req) {
+                                let _ = nm.disconnect_all(&id);
+                                return Err(e);
+                            }
+                        }
+                        nm.resolv_conf(&wanted[0].network)
+                    })
+                    .await;
+                let resolv = r?;
+                std::fs::write(files.join("resolv.conf"), resolv)
+                    .map_err(internal("resolv.conf"))?;
+                self.write_hosts(c, files)
+            }
+        }
+    }
+
+    /// (Re)writes a container's /etc/hosts from its endpoints (in place: the file is
+    /// bind-mounted into a running container).
+    fn write_hosts(&self, c: &Container, files: &Path) -> Result<()> {
+        let hostname = {
+            let h = c.config_str("Hostname");
+            if h.is_empty() {
+                c.id[..12].to_string()
+            } else {
+                h
+            }
+        };
+        let mut s = String::from(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+             fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n\
+             ff02::2\tip6-allrouters\n",
+        );
+        for h in crate::model::str_list(c.host_config.get("ExtraHosts")) {
+            if let Some((name, ip)) = h.split_once(':') {
+                s.push_str(&format!("{ip}\t{name}\n"));
+            }
+        }
+        let eps = self
+            .network_manager()
+            .map(|nm| nm.endpoints_of(&c.id))
+            .unwrap_or_default();
+        for e in eps {
+            let mut names = vec![hostname.clone()];
+            if c.name != hostname {
+                names.push(c.name.clone());
+            }
+            for a in &e.aliases {
+                if !names.contains(a) {
+                    names.push(a.clone());
+                }
+            }
+            s.push_str(&format!("{}\t{}\n", e.ip, names.join(" ")));
+        }
+        std::fs::write(files.join("hosts"), s).map_err(internal("hosts"))
+    }
+
+    /// Removes every endpoint of a stopped (or never started) container.
+    pub(super) async fn net_detach(&self, id: &str) {
+        if self.network_manager().is_none() {
+            return;
+        }
+        let id = id.to_string();
+        if let Err(e) = self.net_call(move |nm| nm.disconnect_all(&id)).await {
+            tracing::warn!("disconnecting a container: {e}");
+        }
+    }
+
+    /// `POST /networks/{id}/connect`: records the attachment and, if the container runs,
+    /// connects it now (its hosts file is rewritten).
+    pub async fn network_connect(&self, network: &str, container: &str, cfg: &Value) -> Result<()> {
+        let c = self.get(container)?;
+        if mode_of(&c.host_str("NetworkMode")) != Mode::Networks {
+            return Err(Error::BadRequest(format!(
+                "container {} uses network mode {}: it cannot be connected to other networks",
+                c.name,
+                c.host_str("NetworkMode")
+            )));
+        }
+        let n2 = network.to_string();
+        let (info, _) = self.net_call(move |nm| nm.inspect(&n2)).await?;
+        let mut w = endpoint_config(&info.name, cfg)?;
+        w.network = info.name.clone();
+        let mut wanted = self.wanted_networks(&c.id);
+        if wanted.iter().any(|x| x.network == info.name) {
+            return Err(Error::Conflict(format!(
+                "endpoint with name {} already exists in network {}",
+                c.name, info.name
+            )));
+        }
+        if c.running() {
+            let req = ConnectRequest {
+                container_id: c.id.clone(),
+                name: c.name.clone(),
+                aliases: w.aliases.clone(),
+                netns_path: self.live_netns(&c),
+                ipv4: w.ipv4,
+                ports: Vec::new(),
+            };
+            let net = info.id.clone();
+            let _: Endpoint = self.net_call(move |nm| nm.connect(&net, req)).await?;
+            let _ = self.write_hosts(&c, &self.exec_dir(&c.id).join("files"));
+        }
+        wanted.push(w);
+        self.save_wanted(&c.id, &wanted)?;
+        self.emit(
+            "network",
+            "connect",
+            &info.id,
+            [
+                ("container".to_string(), c.id.clone()),
+                ("name".to_string(), info.name.clone()),
+            ]
+            .into(),
+        );
+        Ok(())
+    }
+
+    fn live_netns(&self, c: &Container) -> PathBuf {
+        let p = self.netns_path(&c.id);
+        if barge_network::is_netns(&p) {
+            p
+        } else {
+            format!("/proc/{}/ns/net", c.state.pid).into()
+        }
+    }
+
+    /// `POST /networks/{id}/disconnect`.
+    pub async fn network_disconnect(&self, network: &str, container: &str) -> Result<()> {
+        let n2 = network.to_string();
+        let (info, _) = self.net_call(move |nm| nm.inspect(&n2)).await?;
+        let c = self.get(container)?;
+        let mut wanted = self.wanted_networks(&c.id);
+        let live = self
+            .nm()?
+            .endpoints_of(&c.id)
+            .iter()
+            .any(|e| e.network_id == info.id);
+        if !live && !wanted.iter().any(|w| w.network == info.name) {
+            return Err(Error::Conflict(format!(
+                "container {} is not connected to network {}",
+                c.name, info.name
+            )));
+        }
+        if live {
+            let (net, id) = (info.id.clone(), c.id.clone());
+            self.net_call(move |nm| nm.disconnect(&net, &id)).await?;
+            let _ = self.write_hosts(&c, &self.exec_dir(&c.id).join("files"));
+        }
+        wanted.retain(|w| w.network != info.name);
+        self.save_wanted(&c.id, &wanted)?;
+        self.emit(
+            "network",
+            "disconnect",
+            &info.id,
+            [
+                ("container".to_string(), c.id.clone()),
+                ("name".to_string(), info.name.clone()),
+            ]
+            .into(),
+        );
+        Ok(())
+    }
+
+    /// Container inspect's `NetworkSettings`.
+    pub fn network_settings(&self, c: &Container) -> Value {
+        let netmode = c.host_str("NetworkMode");
+        let mode = mode_of(&netmode);
+        let eps = self
+            .network_manager()
+            .filter(|_| c.running())
+            .map(|nm| nm.endpoints_of(&c.id))
+            .unwrap_or_default();
+        let empty = |net_id: &str| {
+            json!({"IPAMConfig": null, "Links": null, "Aliases": null, "MacAddress": "",
+                "NetworkID": net_id, "EndpointID": "", "Gateway": "", "IPAddress": "",
+                "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
+                "GlobalIPv6PrefixLen": 0, "DriverOpts": null, "DNSNames": null})
+        };
+        let mut nets = Map::new();
+        match &mode {
+            Mode::Host => {
+                nets.insert("host".into(), empty("host"));
+            }
+            Mode::None => {
+                nets.insert("none".into(), empty("none"));
+            }
+            Mode::Container(_) => {}
+            Mode::Networks => {
+                for w in self.wanted_networks(&c.id) {
+                    let mut v = match eps.iter().find(|e| e.network_name == w.network) {
+                        Some(e) => e.to_docker(),
+                        None => empty(""),
+                    };
+                    if let Some(ip) = w.ipv4 {
+                        v["IPAMConfig"] = json!({"IPv4Address": ip.to_string()});
+                    }
+                    if !w.aliases.is_empty() {
+                        v["Aliases"] = json!(w.aliases);
+                    }
+                    nets.insert(w.network.clone(), v);
+                }
+            }
+        }
+        let mappings: Vec<_> = eps.iter().flat_map(|e| e.ports.clone()).collect();
+        let ports = if c.running() && mode == Mode::Networks {
+            barge_network::docker_ports(&mappings, &exposed_ports(&c.config))
+        } else {
+            json!({})
+        };
+        let bridge = eps.iter().find(|e| e.network_name == "bridge");
+        let sandbox = match mode {
+            Mode::Host => String::new(),
+            _ => self.netns_path(&c.id).display().to_string(),
+        };
+        json!({
+            "Bridge": "",
+            "SandboxID": if c.running() { c.id.clone() } else { String::new() },
+            "SandboxKey": sandbox,
+            "HairpinMode": false,
+            "LinkLocalIPv6Address": "",
+            "LinkLocalIPv6PrefixLen": 0,
+            "Ports": ports,
+            "SecondaryIPAddresses": null,
+            "SecondaryIPv6Addresses": null,
+            "EndpointID": bridge.map(|e| e.endpoint_id.clone()).unwrap_or_default(),
+            "Gateway": bridge.and_then(|e| e.gateway).map(|g| g.to_string()).unwrap_or_default(),
+            "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0,
+            "IPAddress": bridge.map(|e| e.ip.to_string()).unwrap_or_default(),
+            "IPPrefixLen": bridge.map(|e| e.prefix_len).unwrap_or(0),
+            "IPv6Gateway": "",
+            "MacAddress": bridge.map(|e| e.mac.clone()).unwrap_or_default(),
+            "Networks": nets,
+        })
+    }
+
+    /// `/containers/json`'s `Ports` (published and exposed ports).
+    pub fn port_summary(&self, c: &Container) -> Value {
+        let mut out = Vec::new();
+        let mut published = Vec::new();
+        if c.running() {
+            if let Some(nm) = self.network_manager() {
+                for e in nm.endpoints_of(&c.id) {
+                    for p in e.ports {
+                        published.push(format!("{}/{}", p.container_port, p.proto));
+                        out.push(json!({
+                            "IP": p.host_ip.map(|i| i.to_string()).unwrap_or_else(|| "0.0.0.0".into()),
+                            "PrivatePort": p.container_port,
+                            "PublicPort": p.host_port,
+                            "Type": p.proto.to_string(),
+                        }));
+                    }
+                }
+            }
+        }
+        for e in exposed_ports(&c.config) {
+            if published.contains(&e) {
+                continue;
+            }
+            let (p, t) = e.split_once('/').unwrap_or((e.as_str(), "tcp"));
+            if let Ok(p) = p.parse::<u16>() {
+                out.push(json!({"PrivatePort": p, "Type": t}));
+            }
+        }
+        Value::Array(out)
+    }
+
+    /// `/containers/json`'s `NetworkSettings.Networks`.
+    pub fn networks_summary(&self, c: &Container) -> Value {
+        self.network_settings(c)["Networks"].clone()
+    }
+
+    /// Names of the containers (running or not) that want network `name`.
+    pub fn containers_on_network(&self, name: &str) -> Vec<String> {
+        self.all()
+            .into_iter()
+            .filter(|c| {
+                self.wanted_networks(&c.id)
+                    .iter()
+                    .any(|w| w.network == name)
+            })
+            .map(|c| c.id)
+            .collect()
+    }
+}

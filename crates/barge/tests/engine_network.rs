@@ -1,0 +1,671 @@
+//! Networking end to end: a `barge daemon` per test inside a network namespace the test
+//! creates and deletes (see engine/mod.rs); traffic stays in that namespace (loopback, the
+//! bridges, the containers). The docker CLI, the raw API and docker-py drive it.
+
+mod engine;
+
+use engine::{eventually, skip, Daemon};
+use serde_json::Value;
+
+const HTTPD: &str =
+    "mkdir -p /www && echo hello-$HOSTNAME > /www/index.html && exec httpd -f -p 80 -h /www";
+
+fn inspect(d: &Daemon, what: &str) -> Value {
+    let out = d.ok(&["inspect", what]);
+    let v: Value = serde_json::from_str(&out).expect("inspect JSON");
+    v[0].clone()
+}
+
+/// `sh -c script` in the daemon's namespace (the "host side"): stdout.
+fn host(d: &Daemon, script: &str) -> String {
+    String::from_utf8_lossy(&d.sh(script).stdout).into_owned()
+}
+
+/// Link names in the daemon's namespace.
+fn links(d: &Daemon) -> Vec<String> {
+    host(d, "ip -o link show")
+        .lines()
+        .filter_map(|l| l.split(':').nth(1))
+        .map(|n| n.trim().split('@').next().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Addresses (CIDR) in the daemon's namespace.
+fn addrs(d: &Daemon) -> Vec<String> {
+    host(d, "ip -o -4 addr show")
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(3).map(str::to_string))
+        .collect()
+}
+
+fn nft(d: &Daemon) -> String {
+    host(d, "nft list table ip barge 2>/dev/null")
+}
+
+/// Only the default bridge and loopback are left; no port rules or endpoints.
+fn assert_clean(d: &Daemon) {
+    let l = links(d);
+    assert!(
+        l.iter().all(|n| n == "lo" || n == "barge0"),
+        "links left: {l:?}"
+    );
+    let a = addrs(d);
+    assert!(
+        a.iter()
+            .all(|x| x.starts_with("127.") || x == "172.17.0.1/16"),
+        "addresses left: {a:?}"
+    );
+    let t = nft(d);
+    assert!(!t.contains("dport"), "port rules left:\n{t}");
+    assert!(!t.contains("br-"), "user network rules left:\n{t}");
+    let eps = std::fs::read_dir(d.dir.path().join("data/network/endpoints"))
+        .map(|r| r.count())
+        .unwrap_or(0);
+    assert_eq!(eps, 0, "endpoint records left");
+}
+
+fn wget(d: &Daemon, url: &str) -> String {
+    host(d, &format!("timeout 5 busybox wget -qO- {url} 2>&1"))
+}
+
+#[test]
+fn published_ports_on_the_default_bridge() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--hostname",
+        "web1",
+        "-p",
+        "8080:80",
+        "-p",
+        "127.0.0.1::80",
+        "--expose",
+        "81",
+        "-P",
+        "busybox",
+        "sh",
+        "-c",
+        HTTPD,
+    ]);
+    let c = inspect(&d, "web");
+    let ns = &c["NetworkSettings"];
+    let ip = ns["IPAddress"].as_str().unwrap_or_default().to_string();
+    assert!(ip.starts_with("172.17."), "IPAddress {ip:?}: {ns}");
+    assert_eq!(ns["Gateway"], "172.17.0.1");
+    assert_eq!(ns["IPPrefixLen"], 16);
+    let br = &ns["Networks"]["bridge"];
+    assert_eq!(br["IPAddress"], ip.as_str());
+    assert!(br["MacAddress"]
+        .as_str()
+        .is_some_and(|m| m.starts_with("02:42:")));
+    assert_eq!(br["EndpointID"].as_str().map(str::len), Some(64));
+    assert_eq!(br["NetworkID"].as_str().map(str::len), Some(64));
+    let p80 = ns["Ports"]["80/tcp"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(p80.len(), 2, "{}", ns["Ports"]);
+    let local = p80
+        .iter()
+        .find(|p| p["HostIp"] == "127.0.0.1")
+        .and_then(|p| p["HostPort"].as_str())
+        .expect("random host port on 127.0.0.1")
+        .to_string();
+    let p81 = ns["Ports"]["81/tcp"][0]["HostPort"]
+        .as_str()
+        .expect("-P published 81")
+        .to_string();
+    assert_eq!(
+        c["HostConfig"]["PortBindings"]["80/tcp"][0]["HostPort"],
+        "8080"
+    );
+    // Reached from the namespace's host side: loopback, the bridge address, the container.
+    assert!(eventually(10, || wget(&d, "http://127.0.0.1:8080/")
+        .contains("hello-web1")));
+    assert!(wget(&d, "http://172.17.0.1:8080/").contains("hello-web1"));
+    assert!(wget(&d, &format!("http://127.0.0.1:{local}/")).contains("hello-web1"));
+    assert!(wget(&d, &format!("http://{ip}:80/")).contains("hello-web1"));
+    // Hairpin: another container through the host's address.
+    let o = d.ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "timeout",
+        "3",
+        "wget",
+        "-qO-",
+        "http://172.17.0.1:8080/",
+    ]);
+    assert!(o.contains("hello-web1"), "{o}");
+    // The port listing, ps and the container's own files.
+    let port = d.ok(&["port", "web", "80"]);
+    assert!(
+        port.contains("0.0.0.0:8080") && port.contains(&format!("127.0.0.1:{local}")),
+        "{port}"
+    );
+    assert!(d.ok(&["port", "web", "81"]).ends_with(&format!(":{p81}")));
+    let ps = d.ok(&["ps", "--format", "{{.Ports}}"]);
+    assert!(ps.contains("0.0.0.0:8080->80/tcp"), "{ps}");
+    let hosts = d.ok(&["exec", "web", "cat", "/etc/hosts"]);
+    assert!(
+        hosts
+            .lines()
+            .any(|l| l.starts_with(&ip) && l.contains("web1")),
+        "{hosts}"
+    );
+    assert_eq!(d.ok(&["exec", "web", "hostname"]), "web1");
+    let resolv = d.ok(&["exec", "web", "cat", "/etc/resolv.conf"]);
+    assert!(
+        resolv.contains("nameserver") && !resolv.contains("nameserver 127."),
+        "{resolv}"
+    );
+    let route = d.ok(&["exec", "web", "ip", "route"]);
+    assert!(route.contains("default via 172.17.0.1"), "{route}");
+    // A restart reconnects (same ports published again).
+    d.ok(&["restart", "-t", "1", "web"]);
+    assert!(eventually(10, || wget(&d, "http://127.0.0.1:8080/")
+        .contains("hello-web1")));
+    // Stop removes the endpoint, and rm everything.
+    d.ok(&["stop", "-t", "1", "web"]);
+    assert!(
+        !links(&d).iter().any(|l| l.starts_with("bv")),
+        "{:?}",
+        links(&d)
+    );
+    let ns = &inspect(&d, "web")["NetworkSettings"];
+    assert_eq!(ns["IPAddress"], "");
+    assert!(ns["Networks"]["bridge"].is_object());
+    assert!(!wget(&d, "http://127.0.0.1:8080/").contains("hello"));
+    d.ok(&["start", "web"]);
+    d.ok(&["rm", "-f", "web"]);
+    // --rm removes its endpoint too.
+    d.ok(&["run", "--rm", "-p", "8090:80", "busybox", "true"]);
+    assert_clean(&d);
+}
+
+#[test]
+fn user_networks_names_aliases_isolation() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    let a = d.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.55.0.0/24",
+        "--gateway",
+        "10.55.0.1",
+        "--label",
+        "team=a",
+        "neta",
+    ]);
+    assert_eq!(a.len(), 64);
+    d.ok(&["network", "create", "netb"]);
+    let ls = d.ok(&["network", "ls", "--format", "{{.Name}} {{.Driver}}"]);
+    for n in [
+        "bridge bridge",
+        "host host",
+        "none null",
+        "neta bridge",
+        "netb bridge",
+    ] {
+        assert!(ls.lines().any(|l| l == n), "{n} missing from {ls}");
+    }
+    let f = d.ok(&["network", "ls", "-q", "--filter", "label=team=a"]);
+    assert_eq!(f, a[..12]);
+    let ni: Value = serde_json::from_str(&d.ok(&["network", "inspect", "neta"])).expect("json");
+    assert_eq!(ni[0]["IPAM"]["Config"][0]["Subnet"], "10.55.0.0/24");
+    assert_eq!(ni[0]["Labels"]["team"], "a");
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "srv",
+        "--network",
+        "neta",
+        "--network-alias",
+        "api",
+        "--ip",
+        "10.55.0.50",
+        "busybox",
+        "sh",
+        "-c",
+        HTTPD,
+    ]);
+    let c = inspect(&d, "srv");
+    let n = &c["NetworkSettings"]["Networks"]["neta"];
+    assert_eq!(n["IPAddress"], "10.55.0.50");
+    assert_eq!(n["Gateway"], "10.55.0.1");
+    assert_eq!(n["IPAMConfig"]["IPv4Address"], "10.55.0.50");
+    assert!(n["Aliases"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|x| x == "api")));
+    let ni: Value = serde_json::from_str(&d.ok(&["network", "inspect", "neta"])).expect("json");
+    assert_eq!(
+        ni[0]["Containers"][c["Id"].as_str().unwrap_or_default()]["IPv4Address"],
+        "10.55.0.50/24"
+    );
+    // By name and alias on the same network.
+    let o = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "neta",
+        "busybox",
+        "sh",
+        "-c",
+        "wget -qO- http://srv/ && wget -qO- http://api/ && cat /etc/resolv.conf",
+    ]);
+    assert_eq!(o.matches("hello-").count(), 2, "{o}");
+    assert!(o.contains("nameserver 10.55.0.1"), "{o}");
+    // Not from another network: no name, no route to the address (the probe's SYNs are
+    // dropped: after 3 s it has printed nothing and still waits).
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "netb",
+        "busybox",
+        "nslookup",
+        "srv",
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(!text.contains("10.55.0.50"), "netb resolved srv: {text}");
+    let probe = d.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "netb",
+        "busybox",
+        "wget",
+        "-qO-",
+        "http://10.55.0.50/",
+    ]);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let logs = d.docker(&["logs", &probe]);
+    assert!(
+        !String::from_utf8_lossy(&logs.stdout).contains("hello-"),
+        "netb reached neta"
+    );
+    d.ok(&["rm", "-f", &probe]);
+    // network connect of a running container joins it to neta.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "cli",
+        "--network",
+        "netb",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    d.ok(&["network", "connect", "--alias", "cli2", "neta", "cli"]);
+    let nets = inspect(&d, "cli")["NetworkSettings"]["Networks"].clone();
+    assert!(
+        nets["neta"]["IPAddress"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("10.55.0.")),
+        "{nets}"
+    );
+    assert!(nets["netb"]["IPAddress"]
+        .as_str()
+        .is_some_and(|s| !s.is_empty()));
+    let o = d.ok(&[
+        "exec",
+        "cli",
+        "timeout",
+        "3",
+        "wget",
+        "-qO-",
+        "http://10.55.0.50/",
+    ]);
+    assert!(o.contains("hello-"), "{o}");
+    // Removing a network in use: 409, nothing removed.
+    let (code, body) = d.api("DELETE", "/networks/neta", None);
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("active endpoints"), "{body}");
+    d.ok(&["network", "disconnect", "neta", "cli"]);
+    let o = d.docker(&[
+        "exec",
+        "cli",
+        "timeout",
+        "2",
+        "wget",
+        "-qO-",
+        "http://10.55.0.50/",
+    ]);
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("hello-"));
+    d.ok(&["rm", "-f", "srv", "cli"]);
+    d.ok(&["network", "rm", "neta", "netb"]);
+    let (code, _) = d.api("GET", "/networks/neta", None);
+    assert_eq!(code, 404);
+    assert_clean(&d);
+}
+
+#[test]
+fn container_mode_none_and_host() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    d.ok(&["run", "-d", "--name", "app", "busybox", "sh", "-c", HTTPD]);
+    let ip = inspect(&d, "app")["NetworkSettings"]["IPAddress"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(!ip.is_empty());
+    let o = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:app",
+        "busybox",
+        "sh",
+        "-c",
+        "ip -4 -o addr show eth0; wget -qO- http://127.0.0.1:80/",
+    ]);
+    assert!(o.contains(&format!("inet {ip}/")), "{o}");
+    assert!(o.contains("hello-"), "{o}");
+    let o = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "ip",
+        "-o",
+        "link",
+    ]);
+    let names: Vec<&str> = o
+        .lines()
+        .filter_map(|l| l.split(':').nth(1))
+        .map(str::trim)
+        .collect();
+    assert_eq!(names, ["lo"], "{o}");
+    let c = d.ok(&["create", "--network", "none", "busybox", "true"]);
+    let nets = inspect(&d, &c)["NetworkSettings"]["Networks"].clone();
+    assert!(nets["none"].is_object(), "{nets}");
+    // host: the daemon namespace's links are visible.
+    let o = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "busybox",
+        "ip",
+        "-o",
+        "link",
+    ]);
+    assert!(o.contains("barge0"), "{o}");
+    // Joining a stopped container fails clearly.
+    d.ok(&["stop", "-t", "1", "app"]);
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:app",
+        "busybox",
+        "true",
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("non running container"));
+    d.ok(&["rm", "-f", "app", &c]);
+    assert_clean(&d);
+}
+
+#[test]
+fn bad_input_is_refused_whole() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    d.ok(&["network", "create", "--subnet", "10.60.0.0/24", "n1"]);
+    let create = |body: &str| d.api("POST", "/networks/create", Some(body));
+    let (code, body) = create(r#"{"Name":"n2","IPAM":{"Config":[{"Subnet":"10.60.0.128/25"}]}}"#);
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("overlaps"), "{body}");
+    let (code, body) = create(r#"{"Name":"n2","IPAM":{"Config":[{"Subnet":"10.61.0.0/33"}]}}"#);
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = create(r#"{"Name":"n1"}"#);
+    assert_eq!(code, 409, "{body}");
+    let (code, body) = create(
+        r#"{"Name":"n3","IPAM":{"Config":[{"Subnet":"10.62.0.0/24","Gateway":"10.63.0.1"}]}}"#,
+    );
+    assert_eq!(code, 400, "{body}");
+    let ls = d.ok(&["network", "ls", "--format", "{{.Name}}"]);
+    assert_eq!(ls.lines().count(), 4, "half-created networks: {ls}");
+    // An address outside the subnet: refused at create, no container.
+    let o = d.docker(&[
+        "run",
+        "--network",
+        "n1",
+        "--ip",
+        "10.70.0.5",
+        "busybox",
+        "true",
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a usable address"));
+    assert_eq!(d.ok(&["ps", "-aq"]), "");
+    // Unknown network: 404.
+    let (code, body) = d.api(
+        "POST",
+        "/containers/create",
+        Some(r#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"NetworkMode":"nope"}}"#),
+    );
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("network nope not found"), "{body}");
+    let (code, _) = d.api("GET", "/networks/nope", None);
+    assert_eq!(code, 404);
+    let (code, _) = d.api("DELETE", "/networks/nope", None);
+    assert_eq!(code, 404);
+    // An address already used: the second container does not start and keeps no endpoint.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "a",
+        "--network",
+        "n1",
+        "--ip",
+        "10.60.0.9",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    let o = d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "b",
+        "--network",
+        "n1",
+        "--ip",
+        "10.60.0.9",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("already in use"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(inspect(&d, "b")["State"]["Running"], false);
+    // A host port already bound: the second container does not start, nothing is left of it.
+    d.ok(&[
+        "run", "-d", "--name", "p1", "-p", "8085:80", "busybox", "sleep", "600",
+    ]);
+    let before = links(&d).len();
+    let o = d.docker(&[
+        "run", "-d", "--name", "p2", "-p", "8085:80", "busybox", "sleep", "600",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not available"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        links(&d).len(),
+        before,
+        "a half-made endpoint: {:?}",
+        links(&d)
+    );
+    let ni: Value =
+        serde_json::from_str(&d.ok(&["network", "inspect", "n1", "bridge"])).expect("json");
+    assert_eq!(ni[0]["Containers"].as_object().map(|m| m.len()), Some(1));
+    assert_eq!(ni[1]["Containers"].as_object().map(|m| m.len()), Some(1));
+    // Removing a network in use, and the pre-defined ones.
+    let o = d.docker(&["network", "rm", "n1"]);
+    assert!(!o.status.success());
+    let (code, _) = d.api("DELETE", "/networks/bridge", None);
+    assert_eq!(code, 403);
+    let (code, _) = d.api("DELETE", "/networks/host", None);
+    assert_eq!(code, 403);
+    // Port publishing with a shared namespace is refused.
+    let (code, body) = d.api(
+        "POST",
+        "/containers/create",
+        Some(r#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"NetworkMode":"none","PortBindings":{"80/tcp":[{"HostPort":"9000"}]}}}"#),
+    );
+    assert_eq!(code, 400, "{body}");
+    d.ok(&["rm", "-f", "a", "b", "p1", "p2"]);
+    d.ok(&["network", "prune", "-f"]);
+    assert!(!d.ok(&["network", "ls"]).contains("n1"));
+    assert_clean(&d);
+}
+
+#[test]
+fn docker_py_networks() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    let script = r#"
+import docker, sys
+c = docker.DockerClient(base_url=sys.argv[1])
+ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet="10.66.0.0/24")])
+n = c.networks.create("pynet", driver="bridge", ipam=ipam, labels={"k": "v"})
+assert "pynet" in [x.name for x in c.networks.list()]
+assert [x.name for x in c.networks.list(names=["pynet"])] == ["pynet"]
+ct = c.containers.run("busybox", "sleep 600", network="pynet", detach=True, name="pyc")
+ct.reload()
+s = ct.attrs["NetworkSettings"]["Networks"]["pynet"]
+assert s["IPAddress"].startswith("10.66.0."), s
+assert s["NetworkID"] == n.id
+n.reload()
+assert ct.id in n.attrs["Containers"], n.attrs
+n.disconnect(ct)
+ct.reload()
+assert "pynet" not in ct.attrs["NetworkSettings"]["Networks"]
+n.connect(ct, aliases=["x"])
+ct.reload()
+assert ct.attrs["NetworkSettings"]["Networks"]["pynet"]["IPAddress"].startswith("10.66.0.")
+ct.remove(force=True)
+n.remove()
+assert "pynet" not in [x.name for x in c.networks.list()]
+print("ok")
+"#;
+    let o = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(format!("unix://{}", d.sock.display()))
+        .output()
+        .expect("python3");
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains("ok"),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        d.log()
+    );
+    assert_clean(&d);
+}
+
+#[test]
+fn daemon_kill9_keeps_live_endpoints_and_cleans_dead_ones() {
+    if skip() {
+        return;
+    }
+    let mut d = Daemon::start();
+    d.ok(&["network", "create", "--subnet", "10.77.0.0/24", "kn"]);
+    d.ok(&[
+        "run", "-d", "--name", "web", "-p", "8088:80", "busybox", "sh", "-c", HTTPD,
+    ]);
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "peer",
+        "--network",
+        "kn",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "doomed",
+        "--network",
+        "kn",
+        "-p",
+        "8089:80",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    let ip = inspect(&d, "peer")["NetworkSettings"]["Networks"]["kn"]["IPAddress"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let doomed_pid = inspect(&d, "doomed")["State"]["Pid"].as_i64().unwrap_or(0) as i32;
+    assert!(doomed_pid > 0);
+    assert!(eventually(10, || wget(&d, "http://127.0.0.1:8088/").contains("hello-")));
+    d.kill9();
+    // While the daemon is down, one container dies.
+    // SAFETY: SIGKILL to the pid of a container this test started.
+    unsafe { libc::kill(doomed_pid, libc::SIGKILL) };
+    d.spawn();
+    assert!(
+        wget(&d, "http://127.0.0.1:8088/").contains("hello-"),
+        "{}",
+        d.log()
+    );
+    let c = inspect(&d, "peer");
+    assert_eq!(
+        c["NetworkSettings"]["Networks"]["kn"]["IPAddress"],
+        ip.as_str()
+    );
+    let o = d.ok(&["exec", "peer", "ip", "-4", "-o", "addr", "show", "eth0"]);
+    assert!(o.contains(&ip), "{o}");
+    assert!(eventually(10, || inspect(&d, "doomed")["State"]["Running"] == false));
+    assert!(eventually(10, || !nft(&d).contains("8089")), "{}", nft(&d));
+    let ni: Value = serde_json::from_str(&d.ok(&["network", "inspect", "kn"])).expect("json");
+    assert_eq!(
+        ni[0]["Containers"].as_object().map(|m| m.len()),
+        Some(1),
+        "{ni}"
+    );
+    // DNS of the user network is back after the restart.
+    d.ok(&["start", "doomed"]);
+    let o = d.ok(&["exec", "doomed", "nslookup", "peer"]);
+    assert!(o.contains(&ip), "{o}");
+    d.ok(&["rm", "-f", "web", "peer", "doomed"]);
+    d.ok(&["network", "rm", "kn"]);
+    assert_clean(&d);
+    // And after a kill -9 with nothing running, a restart leaves the same clean state.
+    d.kill9();
+    d.spawn();
+    assert_clean(&d);
+}
