@@ -142,8 +142,8 @@ fn push_and_pull_through_a_local_registry_with_docker_and_barge() {
         return;
     }
     let reg = Registry::start(None);
-    let a = Daemon::start();
-    let b = Daemon::start();
+    let a = Daemon::start_host_net();
+    let b = Daemon::start_host_net();
     let r = reg.host();
 
     // docker push from daemon a, docker pull into daemon b: the same image id.
@@ -229,7 +229,7 @@ fn login_with_htpasswd_then_push_and_pull() {
         return;
     }
     let reg = Registry::start(Some(("alice", "s3cret")));
-    let d = Daemon::start();
+    let d = Daemon::start_host_net();
     let r = reg.host();
     let img = format!("{r}/alice/bb:1");
     d.ok(&["tag", "busybox:latest", &img]);
@@ -325,7 +325,7 @@ fn docker_build_of_the_seed_dockerfiles() {
     if skip() {
         return;
     }
-    let d = Daemon::start();
+    let d = Daemon::start_host_net();
     let ctx = tempfile::tempdir().expect("tempdir");
     let c = ctx.path();
     write(
@@ -479,7 +479,7 @@ fn plain_docker_build_uses_the_classic_builder_and_barge_build_works() {
     if skip() {
         return;
     }
-    let d = Daemon::start();
+    let d = Daemon::start_host_net();
     let ctx = tempfile::tempdir().expect("tempdir");
     let c = ctx.path();
     write(
@@ -538,7 +538,7 @@ fn docker_py_build_pull_push() {
         return;
     }
     let reg = Registry::start(None);
-    let d = Daemon::start();
+    let d = Daemon::start_host_net();
     let ctx = tempfile::tempdir().expect("tempdir");
     write(
         ctx.path(),

@@ -74,6 +74,9 @@ pub struct Daemon {
     /// Extra environment of the daemon process.
     pub env: Vec<(String, String)>,
     netns: String,
+    /// Run in the host's network namespace with networking off (`--bridge none`), for tests
+    /// whose peers (a registry on 127.0.0.1) live there.
+    host_net: bool,
 }
 
 impl Daemon {
@@ -82,8 +85,19 @@ impl Daemon {
         Daemon::start_with_env(&[])
     }
 
+    /// A daemon in the host's network namespace with networking off (`--bridge none`), so
+    /// it reaches services the test runs on the host's 127.0.0.1 (a registry). It changes
+    /// no link or nft rule of the host.
+    pub fn start_host_net() -> Daemon {
+        Daemon::start_with_env_net(&[], true)
+    }
+
     /// [`Daemon::start`] with extra environment variables for the daemon.
     pub fn start_with_env(env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_with_env_net(env, false)
+    }
+
+    fn start_with_env_net(env: &[(&str, &str)], host_net: bool) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("bge")
             .tempdir_in("/tmp")
@@ -109,6 +123,7 @@ impl Daemon {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             netns,
+            host_net,
         };
         d.sh("ip link set lo up");
         d.spawn();
@@ -132,10 +147,18 @@ impl Daemon {
             .append(true)
             .open(p.join("daemon.log"))
             .expect("log");
-        let child = Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{}", self.netns))
-            .arg(env!("CARGO_BIN_EXE_barge"))
-            .arg("daemon")
+        let mut cmd = if self.host_net {
+            let mut c = Command::new(env!("CARGO_BIN_EXE_barge"));
+            c.args(["daemon", "--bridge", "none"]);
+            c
+        } else {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net=/run/netns/{}", self.netns))
+                .arg(env!("CARGO_BIN_EXE_barge"))
+                .arg("daemon");
+            c
+        };
+        let child = cmd
             .arg("-H")
             .arg(format!("unix://{}", self.sock.display()))
             .arg("--data-root")
