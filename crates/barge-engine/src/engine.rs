@@ -1516,6 +1516,10 @@ impl Engine {
         cmd.arg("runtime")
             .arg("--root")
             .arg(self.runtime_root())
+            .arg("--log")
+            .arg(self.exec_log_path(id))
+            .arg("--log-format")
+            .arg("json")
             .arg("exec");
         let user = if e.user.is_empty() {
             c.config_str("User")
@@ -1564,8 +1568,24 @@ impl Engine {
         Ok(child)
     }
 
-    /// Records an exec's exit.
+    /// Where the runtime reports an exec that failed to start.
+    fn exec_log_path(&self, id: &str) -> PathBuf {
+        self.opts
+            .exec_root
+            .join(format!("x-{}.log", &id[..12.min(id.len())]))
+    }
+
+    /// Records an exec's exit. `code` is the runtime's exit status; when the runtime logged
+    /// that the process could not be started (not found, not executable), the exec's exit
+    /// code is 126, as Docker's.
     pub fn exec_done(&self, id: &str, code: i32) {
+        let log = self.exec_log_path(id);
+        let failed_start = code != 0
+            && std::fs::metadata(&log)
+                .map(|m| m.len() > 0)
+                .unwrap_or(false);
+        let _ = std::fs::remove_file(&log);
+        let code = if failed_start { 126 } else { code };
         let cid = {
             let mut m = self.execs.lock().unwrap_or_else(|e| e.into_inner());
             let Some(e) = m.get_mut(id) else { return };
