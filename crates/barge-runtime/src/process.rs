@@ -562,9 +562,21 @@ fn resolve_exe(arg0: &str, env: &[String]) -> StepResult<CString> {
 /// Loads a late seccomp filter (noNewPrivileges on), restores SIGPIPE and calls execve.
 /// Returns only on failure.
 pub(crate) fn do_exec(a: &ExecArgs, seccomp: Option<&SeccompFilter>) -> StepError {
-    // Rust's runtime ignores SIGPIPE; an ignored signal survives execve, so restore it.
-    // SAFETY: resetting a signal disposition to the default.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    // Ignored signals and the signal mask survive execve: whoever started the runtime (Rust
+    // ignores SIGPIPE; a monitor may ignore SIGTERM/SIGINT/SIGHUP and block SIGCHLD) must
+    // not leak that into the container, whose process starts with every signal at its
+    // default and none blocked (a shell cannot even trap a signal ignored at entry).
+    // SAFETY: resetting dispositions and the mask of this single-threaded process.
+    unsafe {
+        for sig in 1..libc::SIGRTMAX() {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
     if let (Some(f), true) = (seccomp, a.nnp) {
         if let Err(e) = load_seccomp(f, &a.state_json) {
             return e;

@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 use super::args::*;
 use super::client::{enc, filters_json, query, Client};
 use super::error::{Error, Result};
-use super::format::{human_duration, human_size, tabulate, unescape, ListFormat, Template};
+use super::format::{human_duration, human_size, tabulate_min, unescape, ListFormat, Template};
 use super::opts;
 use super::report_each;
 use super::stream::Demux;
@@ -1429,7 +1429,8 @@ pub async fn top(c: &Client, a: TopArgs) -> Result<()> {
         out.push_str(&cells.join("\t"));
         out.push('\n');
     }
-    print!("{}", tabulate(&out));
+    // docker's top writes through tabwriter.NewWriter(out, 20, 1, 3, ' ', 0).
+    print!("{}", tabulate_min(&out, 20));
     Ok(())
 }
 
