@@ -442,11 +442,9 @@ async fn wait(e: Arc<Engine>, id: &str, q: &Query) -> R {
         return Err(ApiError::new(400, format!("invalid condition: {cond:?}")));
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(2);
-    // Register interest before answering, so an exit right after is not missed.
-    let fut = {
-        let e = e.clone();
-        async move { e.wait(&cid, &cond).await }
-    };
+    // Register interest before answering (the headers go out when this returns, and
+    // clients start the container then), so an exit right after is not missed.
+    let fut = e.waiter(&cid, &cond)?;
     tokio::spawn(async move {
         let v = match fut.await {
             Ok((code, err)) => {

@@ -454,6 +454,7 @@ pub(crate) async fn archive(
     };
     let e2 = e.clone();
     let m2 = m.clone();
+    let cid = c.id.clone();
     let (stat, data) = blocking(move || {
         let (root, unmount) = e2.mount_rootfs(&c)?;
         let r = (|| -> Result<(Option<barge_engine::archive::PathStat>, Vec<u8>), ApiError> {
@@ -482,6 +483,13 @@ pub(crate) async fn archive(
         r
     })
     .await?;
+    let mut attrs = std::collections::HashMap::new();
+    attrs.insert("path".to_string(), q.get("path").unwrap_or("").to_string());
+    if m == Method::PUT {
+        e.emit("container", "extract-to-dir", &cid, attrs);
+    } else if m == Method::GET {
+        e.emit("container", "archive-path", &cid, attrs);
+    }
     let mut r = if m == Method::PUT {
         status(200)
     } else {

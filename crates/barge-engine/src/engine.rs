@@ -63,6 +63,14 @@ pub struct Options {
     pub exe: PathBuf,
 }
 
+/// A wait registered with the engine (see [`Engine::waiter`]).
+struct WaitReg {
+    id: String,
+    rx: broadcast::Receiver<String>,
+    ev: broadcast::Receiver<Event>,
+    started: String,
+}
+
 /// An event, in Docker's `/events` shape.
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
@@ -1134,11 +1142,44 @@ impl Engine {
 
     /// `POST /containers/{id}/wait`: waits for the condition; returns the exit code.
     pub async fn wait(&self, r: &str, condition: &str) -> Result<(i32, String)> {
+        let w = self.wait_register(r)?;
+        self.wait_registered(w, condition).await
+    }
+
+    /// [`Engine::wait`] in two steps: the registration (subscriptions and the state seen)
+    /// happens now, the waiting in the returned future. The API answers a wait's headers
+    /// only after this, so a `next-exit` that a client starts right after is never missed.
+    pub fn waiter(
+        self: &Arc<Self>,
+        r: &str,
+        condition: &str,
+    ) -> Result<impl std::future::Future<Output = Result<(i32, String)>> + Send + 'static> {
+        let w = self.wait_register(r)?;
+        let this = self.clone();
+        let condition = condition.to_string();
+        Ok(async move { this.wait_registered(w, &condition).await })
+    }
+
+    fn wait_register(&self, r: &str) -> Result<WaitReg> {
         let id = self.lookup(r)?;
-        let mut rx = self.changes.subscribe();
-        let mut ev = self.events.subscribe();
+        let rx = self.changes.subscribe();
+        let ev = self.events.subscribe();
         let c = self.get(&id)?;
-        let started = c.state.started_at.clone();
+        Ok(WaitReg {
+            started: c.state.started_at.clone(),
+            id,
+            rx,
+            ev,
+        })
+    }
+
+    async fn wait_registered(&self, w: WaitReg, condition: &str) -> Result<(i32, String)> {
+        let WaitReg {
+            id,
+            mut rx,
+            mut ev,
+            started,
+        } = w;
         let mut seen_exit = false;
         loop {
             match self.get(&id) {
@@ -1447,6 +1488,7 @@ impl Engine {
                 .to_string()
         };
         let id = crate::util::new_id();
+        let cmd_line = cmd.join(" ");
         let e = Exec {
             id: id.clone(),
             container_id: c.id.clone(),
@@ -1471,7 +1513,7 @@ impl Engine {
         a.insert("execID".into(), id.clone());
         self.emit(
             "container",
-            &format!("exec_create: {}", c.argv().join(" ")),
+            &format!("exec_create: {}", cmd_line),
             &c.id,
             a,
         );

@@ -110,7 +110,18 @@ pub(crate) fn time_arg(s: &str) -> Result<String> {
         return Ok(s.to_string());
     }
     if let Ok(ns) = opts::parse_duration(s) {
-        return Ok((now_unix() - ns / 1_000_000_000).to_string());
+        // As docker: "seconds.nanoseconds" of now minus the duration (whole seconds would
+        // cut off the events of the current second from --until 0s).
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or(0);
+        let t = now - ns;
+        return Ok(format!(
+            "{}.{:09}",
+            t.div_euclid(1_000_000_000),
+            t.rem_euclid(1_000_000_000)
+        ));
     }
     if let Some((secs, nanos)) = parse_rfc3339(s) {
         return Ok(format!("{secs}.{nanos:09}"));
