@@ -5,6 +5,7 @@ mod cli_support;
 
 use cli_support::{barge_bin, pty_session, skip_unless_root, Daemon, Registry};
 use std::process::{Command, Stdio};
+use std::io::Write;
 
 fn out(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).to_string()
@@ -1092,4 +1093,93 @@ fn output_matches_docker_cli() {
         assert_eq!(out(&o), dout, "{args:?}");
         assert_eq!(err(&o), derr, "{args:?}");
     }
+}
+
+/// With no daemon at the default socket, root's `barge ps` starts `barge daemon` in the
+/// background and says so once. Run in a private mount namespace with tmpfs over
+/// /run/barge and /var/lib/barge (and a fresh network namespace), so the host's default
+/// paths and any daemon on them are neither seen nor touched; the started daemon is stopped
+/// by the PID in its pidfile before the namespace goes away.
+#[test]
+fn autostart_at_default_socket() {
+    if skip_unless_root() {
+        return;
+    }
+    for p in ["/run/barge", "/var/lib/barge"] {
+        if !std::path::Path::new(p).is_dir() {
+            // tmpfs needs a mount point; creating it would touch the host's paths.
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED autostart_at_default_socket: {p} does not exist on this host"
+            );
+            return;
+        }
+    }
+    let script = r#"
+set -u
+mount -t tmpfs -o mode=0700 tmpfs /run/barge || exit 90
+mount -t tmpfs -o mode=0711 tmpfs /var/lib/barge || exit 91
+ip link set lo up
+env -u BARGE_HOST -u DOCKER_HOST "$BARGE" ps >/tmp/barge-autostart-$$.1 2>&1; c1=$?
+env -u BARGE_HOST -u DOCKER_HOST "$BARGE" ps >/tmp/barge-autostart-$$.2 2>&1; c2=$?
+pid=$(cat /run/barge/barge.pid 2>/dev/null)
+echo "code1=$c1"
+echo "code2=$c2"
+echo "pid=$pid"
+echo "--- first"
+cat /tmp/barge-autostart-$$.1
+echo "--- second"
+cat /tmp/barge-autostart-$$.2
+echo "--- end"
+rm -f /tmp/barge-autostart-$$.1 /tmp/barge-autostart-$$.2
+stopped=no
+if [ -n "$pid" ]; then
+    kill -TERM "$pid"
+    i=0
+    while kill -0 "$pid" 2>/dev/null && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done
+    if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid"; else stopped=yes; fi
+fi
+echo "stopped=$stopped"
+"#;
+    let o = Command::new("unshare")
+        .args(["--mount", "--net", "--propagation", "private", "sh", "-c", script])
+        .env("BARGE", barge_bin())
+        .stdin(Stdio::null())
+        .output()
+        .expect("unshare");
+    let text = out(&o);
+    assert!(o.status.success(), "{text}{}", err(&o));
+    let field = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let section = |from: &str, to: &str| {
+        let a = text.find(from).map(|i| i + from.len()).unwrap_or(0);
+        let b = text[a..].find(to).map(|i| a + i).unwrap_or(a);
+        text[a..b].to_string()
+    };
+    let first = section("--- first\n", "--- second");
+    let second = section("--- second\n", "--- end");
+    assert_eq!(field("code1"), "0", "{text}");
+    assert_eq!(field("code2"), "0", "{text}");
+    assert!(
+        first.contains("started one in the background"),
+        "first ps did not say it started a daemon: {text}"
+    );
+    assert_eq!(first.matches("started one").count(), 1, "{text}");
+    assert!(first.contains("CONTAINER ID"), "{text}");
+    assert!(
+        !second.contains("started"),
+        "the second ps started another daemon: {text}"
+    );
+    assert!(second.starts_with("CONTAINER ID"), "{text}");
+    let pid: i32 = field("pid").parse().unwrap_or(0);
+    assert!(pid > 0, "no pidfile at /run/barge/barge.pid: {text}");
+    assert!(
+        first.contains(&format!("pid {pid}")),
+        "the message names another pid than the pidfile: {text}"
+    );
+    assert_eq!(field("stopped"), "yes", "the daemon ignored SIGTERM: {text}");
 }
