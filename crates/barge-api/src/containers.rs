@@ -606,10 +606,7 @@ async fn top(e: Arc<Engine>, id: &str, q: &Query) -> R {
     if !out.status.success() {
         return Err(ApiError::new(
             500,
-            format!(
-                "ps: {}",
-                String::from_utf8_lossy(&out.stderr).trim_end()
-            ),
+            format!("ps: {}", String::from_utf8_lossy(&out.stderr).trim_end()),
         ));
     }
     let text = String::from_utf8_lossy(&out.stdout);

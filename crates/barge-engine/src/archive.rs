@@ -115,7 +115,6 @@ pub fn go_file_mode(st_mode: u32) -> u32 {
     mode
 }
 
-
 /// A tar of `path` inside `root` (a directory's content under its base name).
 pub fn get(root: &Path, path: &str) -> io::Result<Vec<u8>> {
     let fd = open_in_root(root, path)?;

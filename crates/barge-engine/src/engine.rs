@@ -1514,12 +1514,7 @@ impl Engine {
             .insert(id.clone(), e);
         let mut a = HashMap::new();
         a.insert("execID".into(), id.clone());
-        self.emit(
-            "container",
-            &format!("exec_create: {}", cmd_line),
-            &c.id,
-            a,
-        );
+        self.emit("container", &format!("exec_create: {}", cmd_line), &c.id, a);
         Ok(id)
     }
 

@@ -4,8 +4,8 @@
 mod cli_support;
 
 use cli_support::{barge_bin, pty_session, skip_unless_root, Daemon, Registry};
-use std::process::{Command, Stdio};
 use std::io::Write;
+use std::process::{Command, Stdio};
 
 fn out(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).to_string()
@@ -576,7 +576,10 @@ fn files_images_and_volumes() {
         .lines()
         .any(|l| l.trim_start_matches("./") == "bin/busybox"));
     // volumes.
-    if d.requires(&["volume"], "volume create/ls/inspect/rm, -v and --mount of a named volume") {
+    if d.requires(
+        &["volume"],
+        "volume create/ls/inspect/rm, -v and --mount of a named volume",
+    ) {
         assert_eq!(d.ok(&["volume", "create", "vol1"]), "vol1");
         assert!(d.ok(&["volume", "ls", "-q"]).lines().any(|l| l == "vol1"));
         d.ok(&[
@@ -613,7 +616,10 @@ fn files_images_and_volumes() {
     assert!(p.contains("Total reclaimed space"), "{p}");
     assert_eq!(d.ok(&["ps", "-aq"]), "");
     // build: .dockerignore honoured, build args, labels, tag.
-    if d.requires(&["build"], "build (context, .dockerignore, args, labels, -q, stdin)") {
+    if d.requires(
+        &["build"],
+        "build (context, .dockerignore, args, labels, -q, stdin)",
+    ) {
         let ctx = d.dir.path().join("ctx");
         std::fs::create_dir(&ctx).expect("mkdir");
         std::fs::write(
@@ -883,7 +889,10 @@ fn registry_login_push_pull() {
         return;
     }
     let d = Daemon::start();
-    if !d.requires(&["registry"], "login, push, pull, run pulling a missing image") {
+    if !d.requires(
+        &["registry"],
+        "login, push, pull, run pulling a missing image",
+    ) {
         return;
     }
     let _reg = Registry::start(&d);
@@ -1078,8 +1087,7 @@ fn output_matches_docker_cli() {
         if major < 23 && args[0] == "rm" {
             continue;
         }
-        if (!ports && args[0] == "port") || (!volumes && args[0] == "volume")
-        {
+        if (!ports && args[0] == "port") || (!volumes && args[0] == "volume") {
             continue;
         }
         let o = d.run(&args);
@@ -1142,7 +1150,15 @@ fi
 echo "stopped=$stopped"
 "#;
     let o = Command::new("unshare")
-        .args(["--mount", "--net", "--propagation", "private", "sh", "-c", script])
+        .args([
+            "--mount",
+            "--net",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+        ])
         .env("BARGE", barge_bin())
         .stdin(Stdio::null())
         .output()
@@ -1181,5 +1197,9 @@ echo "stopped=$stopped"
         first.contains(&format!("pid {pid}")),
         "the message names another pid than the pidfile: {text}"
     );
-    assert_eq!(field("stopped"), "yes", "the daemon ignored SIGTERM: {text}");
+    assert_eq!(
+        field("stopped"),
+        "yes",
+        "the daemon ignored SIGTERM: {text}"
+    );
 }
