@@ -446,6 +446,9 @@ async fn wait(e: Arc<Engine>, id: &str, q: &Query) -> R {
     // clients start the container then), so an exit right after is not missed.
     let fut = e.waiter(&cid, &cond)?;
     tokio::spawn(async move {
+        // An empty first chunk makes hyper send the headers now, as dockerd flushes them
+        // before waiting: clients (docker run) wait for them before starting the container.
+        let _ = tx.send(Bytes::new()).await;
         let v = match fut.await {
             Ok((code, err)) => {
                 json!({"StatusCode": code, "Error": if err.is_empty() { Value::Null } else { json!({"Message": err}) }})

@@ -209,6 +209,44 @@ fn run_exit_codes_and_streams() {
     let id = d.ok(&["run", "-d", "busybox", "true"]);
     assert_eq!(id.len(), 64, "{id}");
     assert_eq!(d.ok(&["wait", &id]), "0");
+    // A wait answers its headers before the container exits (clients start it after them),
+    // and the exit code once it has.
+    d.ok(&[
+        "create", "--name", "waited", "busybox", "sh", "-c", "exit 3",
+    ]);
+    let mut s = std::os::unix::net::UnixStream::connect(&d.sock).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .expect("timeout");
+    s.write_all(
+        b"POST /containers/waited/wait?condition=next-exit HTTP/1.1\r\nHost: d\r\nContent-Length: 0\r\n\r\n",
+    )
+    .expect("write");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&got).contains("\r\n\r\n") {
+        match std::io::Read::read(&mut s, &mut buf) {
+            Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    let head = String::from_utf8_lossy(&got).into_owned();
+    assert!(
+        head.starts_with("HTTP/1.1 200"),
+        "no headers before the exit: {head:?}"
+    );
+    assert!(!head.contains("StatusCode"), "{head}");
+    d.ok(&["start", "waited"]);
+    while !String::from_utf8_lossy(&got).contains("StatusCode") {
+        match std::io::Read::read(&mut s, &mut buf) {
+            Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    assert!(
+        String::from_utf8_lossy(&got).contains("\"StatusCode\":3"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
 }
 
 #[test]
