@@ -40,8 +40,9 @@ end=$(date +%s%N)
 echo "started $N idle containers: $(( (end-start)/N/1000000 )) ms each"
 d1=$(pss $DPID)
 tot=0; n=0
-for p in $(pgrep -f "barge monitor $T/exec"); do tot=$((tot + $(pss "$p"))); n=$((n+1)); done
-echo "monitors: $n, PSS total ${tot} kB, $((tot / n)) kB each; daemon PSS growth $((d1 - d0)) kB ($(( (d1 - d0) / N )) kB each)"
+# The monitors, and the monitor zygote that forks them (whose argv they keep).
+for p in $(pgrep -f "barge monitor[^ ]* $T/exec"); do tot=$((tot + $(pss "$p"))); n=$((n+1)); done
+echo "monitor processes (with the zygote): $n, PSS total ${tot} kB, $((tot / N)) kB per container; daemon PSS growth $((d1 - d0)) kB ($(( (d1 - d0) / N )) kB each)"
 echo "per container: $(( (tot + d1 - d0) / N )) kB"
 start=$(date +%s%N); docker ps -q | wc -l >/dev/null; end=$(date +%s%N)
 echo "docker ps of $N: $(( (end-start)/1000000 )) ms"

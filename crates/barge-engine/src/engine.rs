@@ -174,6 +174,8 @@ pub struct Engine {
     history: Mutex<std::collections::VecDeque<Event>>,
     last_exit: Mutex<HashMap<String, i32>>,
     start_lock: tokio::sync::Mutex<()>,
+    /// Forks the monitors (see [`crate::zygote`]).
+    zygote: crate::zygote::Zygote,
 }
 
 fn internal(what: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -227,7 +229,9 @@ impl Engine {
                 }
             }
         }
+        let zygote = crate::zygote::Zygote::new(opts.exe.clone(), opts.exec_root.clone());
         Ok(Arc::new(Engine {
+            zygote,
             opts,
             store: Arc::new(store),
             containers: Mutex::new(containers),
@@ -242,6 +246,55 @@ impl Engine {
             last_exit: Mutex::new(HashMap::new()),
             start_lock: tokio::sync::Mutex::new(()),
         }))
+    }
+
+    /// Starts the monitor zygote now rather than at the first container start (a failure is
+    /// logged: monitors are then exec'd).
+    pub fn start_zygote(&self) {
+        if let Err(e) = self.zygote.ensure() {
+            tracing::warn!("monitor zygote: {e}; monitors will be exec'd");
+        }
+    }
+
+    /// The monitor zygote's pid, if it runs.
+    pub fn zygote_pid(&self) -> Option<u32> {
+        self.zygote.pid()
+    }
+
+    /// Starts `barge monitor <dir>`: forked by the zygote, or exec'd when the zygote cannot
+    /// be reached. Returns the daemon's ends of the handshake pipes (monitor stdin, stdout).
+    fn start_monitor(
+        &self,
+        dir: &Path,
+    ) -> Result<(
+        tokio::net::unix::pipe::Sender,
+        tokio::net::unix::pipe::Receiver,
+    )> {
+        let (in_r, in_w) = crate::zygote::pipe().map_err(Error::Internal)?;
+        let (out_r, out_w) = crate::zygote::pipe().map_err(Error::Internal)?;
+        use std::os::fd::AsFd;
+        if let Err(e) = self.zygote.spawn_monitor(dir, in_r.as_fd(), out_w.as_fd()) {
+            tracing::warn!("monitor zygote unavailable ({e}); exec'ing the monitor");
+            let mut child = tokio::process::Command::new(&self.opts.exe)
+                .arg("monitor")
+                .arg(dir)
+                .stdin(std::process::Stdio::from(in_r))
+                .stdout(std::process::Stdio::from(out_w))
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .map_err(internal("spawn monitor"))?;
+            // Its parent exits as soon as the monitor has forked away.
+            tokio::spawn(async move {
+                let _ = child.wait().await;
+            });
+        }
+        // Our copies of the monitor's ends are closed here (dropped), so a monitor that dies
+        // reads as EOF.
+        let stdin =
+            tokio::net::unix::pipe::Sender::from_owned_fd(in_w).map_err(internal("monitor"))?;
+        let stdout =
+            tokio::net::unix::pipe::Receiver::from_owned_fd(out_r).map_err(internal("monitor"))?;
+        Ok((stdin, stdout))
     }
 
     /// Plugs a network driver in.
@@ -909,29 +962,13 @@ impl Engine {
             serde_json::to_vec(&mc).unwrap_or_default(),
         )
         .map_err(internal("write monitor.json"))?;
-        let mut child = tokio::process::Command::new(&self.opts.exe)
-            .arg("monitor")
-            .arg(&ed)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .map_err(internal("spawn monitor"))?;
-        let mut stdin = child
-            .stdin
-            .take()
-            .ok_or_else(|| Error::Internal("monitor stdin".into()))?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| Error::Internal("monitor stdout".into()))?;
+        let (mut stdin, stdout) = self.start_monitor(&ed)?;
         let mut lines = BufReader::new(stdout).lines();
         let first = lines
             .next_line()
             .await
             .map_err(internal("monitor"))?
             .unwrap_or_default();
-        let _ = child.wait().await;
         let Some(rest) = first.strip_prefix("created ") else {
             let msg = first.strip_prefix("err ").unwrap_or(&first);
             return Err(Error::Internal(if msg.is_empty() {

@@ -26,6 +26,7 @@ pub mod monitor;
 pub mod netns;
 pub mod spec;
 pub mod util;
+pub mod zygote;
 
 pub use engine::Engine;
 pub use error::{Error, Result};

@@ -1,7 +1,7 @@
 //! The contract between the engine and the per-container monitor (`barge monitor <dir>`).
 //!
-//! The daemon writes `<dir>/monitor.json` ([`MonitorConfig`]) and execs the monitor with stdin
-//! and stdout as pipes. The monitor forks (its parent exits at once, so the monitor is not
+//! The daemon writes `<dir>/monitor.json` ([`MonitorConfig`]) and starts the monitor with stdin
+//! and stdout as pipes (forked by the monitor zygote, see [`crate::zygote`], or exec'd). The monitor forks (its parent exits at once, so the monitor is not
 //! the daemon's child), starts a new session, binds `ctl.sock`, creates the container
 //! (its init blocked before exec) and writes `created <pid>\n` to stdout. The daemon then
 //! connects the attach clients that are waiting and writes `go\n`; the monitor accepts every

@@ -283,6 +283,7 @@ async fn run(s: Settings) -> Result<()> {
     });
     // Live restore first: the API answers only once every record is settled.
     engine.restore().await;
+    engine.start_zygote();
     let mut sockets = Vec::new();
     for h in &s.hosts {
         let Some(path) = h.strip_prefix("unix://") else {

@@ -1,11 +1,13 @@
 //! The barge binary. Invoked as `barge-runc` (by argv[0]) or `barge runtime ...` it is the
 //! runc-compatible runtime front end; `barge daemon` is the engine daemon, `barge monitor` the
-//! per-container monitor the daemon spawns; anything else is the docker-compatible CLI.
+//! per-container monitor (forked by `barge monitor-zygote`, the daemon's monitor zygote);
+//! anything else is the docker-compatible CLI.
 
 mod cli;
 mod daemon;
 mod monitor;
 mod runc;
+mod zygote;
 
 fn main() {
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
@@ -25,6 +27,7 @@ fn main() {
         }
         Some("daemon") => std::process::exit(daemon::main(args)),
         Some("monitor") => std::process::exit(monitor::main(args)),
+        Some("monitor-zygote") => std::process::exit(zygote::main(args)),
         _ => std::process::exit(cli::main(args)),
     }
 }

@@ -771,3 +771,159 @@ fn docker_py_sdk() {
     );
     assert!(String::from_utf8_lossy(&o.stdout).contains("ALL OK"));
 }
+
+/// The parent pid of `pid` (from /proc/<pid>/stat), if it exists.
+fn ppid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // comm may contain spaces: the fields after the last ')' are "state ppid ...".
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn cmdline(pid: u32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+fn children(parent: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| ppid(*p) == Some(parent))
+        .collect()
+}
+
+/// The daemon's monitor zygote (its child `barge monitor-zygote`).
+fn zygote_of(d: &Daemon) -> Option<u32> {
+    let dpid = d.pid()?;
+    children(dpid)
+        .into_iter()
+        .find(|p| cmdline(*p).contains(" monitor-zygote "))
+}
+
+/// The monitor of a running container: the parent of its init.
+fn monitor_of(d: &Daemon, name: &str) -> u32 {
+    let pid: u32 = d
+        .ok(&["inspect", "-f", "{{.State.Pid}}", name])
+        .parse()
+        .expect("pid");
+    ppid(pid).expect("container init's parent")
+}
+
+#[test]
+fn monitor_zygote_forks_monitors_and_can_die() {
+    if skip() {
+        return;
+    }
+    let mut d = Daemon::start();
+    let z = zygote_of(&d).expect("the daemon runs a monitor zygote");
+    // Its only fds: the daemon's socket and /dev/null.
+    let fds: Vec<String> = std::fs::read_dir(format!("/proc/{z}/fd"))
+        .expect("zygote fds")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(fds.len(), 3, "zygote fds: {fds:?}");
+    assert!(std::fs::read_link(format!("/proc/{z}/fd/0"))
+        .expect("fd 0")
+        .to_string_lossy()
+        .starts_with("socket:"));
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "a",
+        "busybox",
+        "sh",
+        "-c",
+        "echo up; sleep 1000",
+    ]);
+    let ma = monitor_of(&d, "a");
+    // Forked by the zygote (its argv), but neither its child nor holding its socket.
+    assert!(cmdline(ma).contains(" monitor-zygote "), "{}", cmdline(ma));
+    assert_ne!(ppid(ma), Some(z));
+    let zsock = std::fs::read_link(format!("/proc/{z}/fd/0")).expect("zygote socket");
+    for e in std::fs::read_dir(format!("/proc/{ma}/fd"))
+        .expect("monitor fds")
+        .flatten()
+    {
+        let t = std::fs::read_link(e.path()).unwrap_or_default();
+        assert_ne!(t, zsock, "the monitor kept the zygote's socket");
+    }
+    // Short-lived containers leave no zombie behind in the zygote.
+    assert_eq!(d.ok(&["run", "--rm", "busybox", "echo", "hi"]), "hi");
+    assert!(
+        eventually(5, || children(z).is_empty()),
+        "{:?}",
+        children(z)
+    );
+
+    // Kill the zygote: running containers do not notice, new ones still start.
+    // SAFETY: SIGKILL to the zygote pid found above (a child of our daemon).
+    assert_eq!(unsafe { libc::kill(z as i32, libc::SIGKILL) }, 0);
+    assert!(eventually(5, || zygote_of(&d) != Some(z)
+        || std::fs::read_to_string(format!("/proc/{z}/stat"))
+            .map(|s| s.contains(") Z "))
+            .unwrap_or(true)));
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.Status}}", "a"]),
+        "running"
+    );
+    assert_eq!(d.ok(&["exec", "a", "echo", "still"]), "still");
+    assert_eq!(monitor_of(&d, "a"), ma);
+    d.ok(&["run", "-d", "--name", "b", "busybox", "sleep", "1000"]);
+    let z2 = zygote_of(&d).expect("a new zygote");
+    assert_ne!(z2, z);
+    let mb = monitor_of(&d, "b");
+    assert!(cmdline(mb).contains(" monitor-zygote "), "{}", cmdline(mb));
+    assert_eq!(d.ok(&["logs", "a"]), "up");
+
+    // The daemon killed: its zygote exits with it; monitors and containers stay.
+    d.kill9();
+    assert!(eventually(5, || !std::path::Path::new(&format!(
+        "/proc/{z2}"
+    ))
+    .exists()
+        || ppid(z2) == Some(1)
+            && std::fs::read_to_string(format!("/proc/{z2}/stat"))
+                .map(|s| s.contains(") Z "))
+                .unwrap_or(true)));
+    d.spawn();
+    assert_eq!(
+        d.ok(&["ps", "--format", "{{.Names}}"])
+            .lines()
+            .collect::<std::collections::BTreeSet<_>>(),
+        ["a", "b"].into_iter().collect()
+    );
+    let z3 = zygote_of(&d).expect("the new daemon's zygote");
+    assert_ne!(z3, z2);
+    d.ok(&["stop", "-t", "1", "a", "b"]);
+    assert_eq!(d.ok(&["run", "--rm", "busybox", "echo", "again"]), "again");
+}
+
+#[test]
+fn monitors_are_execd_without_the_zygote() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start_with_env(&[("BARGE_MONITOR_ZYGOTE", "0")]);
+    assert_eq!(zygote_of(&d), None);
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "x",
+        "busybox",
+        "sh",
+        "-c",
+        "echo up; sleep 1000",
+    ]);
+    let m = monitor_of(&d, "x");
+    assert!(cmdline(m).contains(" monitor "), "{}", cmdline(m));
+    assert!(eventually(5, || d.ok(&["logs", "x"]) == "up"));
+    assert_eq!(d.ok(&["run", "--rm", "busybox", "echo", "hi"]), "hi");
+    d.ok(&["stop", "-t", "1", "x"]);
+    assert!(d.log().contains("exec'ing the monitor"), "{}", d.log());
+}

@@ -69,11 +69,18 @@ pub struct Daemon {
     pub dir: tempfile::TempDir,
     pub sock: PathBuf,
     child: Option<Child>,
+    /// Extra environment of the daemon process.
+    pub env: Vec<(String, String)>,
 }
 
 impl Daemon {
     /// Starts a daemon on fresh roots and imports busybox as `busybox:latest`.
     pub fn start() -> Daemon {
+        Daemon::start_with_env(&[])
+    }
+
+    /// [`Daemon::start`] with extra environment variables for the daemon.
+    pub fn start_with_env(env: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("bge")
             .tempdir_in("/tmp")
@@ -83,6 +90,10 @@ impl Daemon {
             dir,
             sock,
             child: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         d.spawn();
         let out = d.docker_in(
@@ -115,6 +126,7 @@ impl Daemon {
             .arg(p.join("exec"))
             .arg("--config-file")
             .arg(p.join("daemon.json"))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -135,6 +147,11 @@ impl Daemon {
     /// The daemon's log.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    /// The daemon's pid, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Kills the daemon with SIGKILL (containers keep running).
