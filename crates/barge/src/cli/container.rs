@@ -2235,8 +2235,10 @@ mod tests {
         );
         assert!(parse_rfc3339("yesterday").is_none());
         assert_eq!(time_arg("1700000000").unwrap(), "1700000000");
-        let rel: i64 = time_arg("10m").unwrap().parse().unwrap();
-        assert!((now_unix() - 600 - rel).abs() <= 2);
+        let rel = time_arg("10m").unwrap();
+        let (secs, nanos) = rel.split_once('.').unwrap();
+        assert_eq!(nanos.len(), 9, "{rel}");
+        assert!((now_unix() - 600 - secs.parse::<i64>().unwrap()).abs() <= 2);
         assert!(time_arg("whenever").is_err());
     }
 
