@@ -437,12 +437,13 @@ async fn wait(e: Arc<Engine>, id: &str, q: &Query) -> R {
         return Err(ApiError::new(400, format!("invalid condition: {cond:?}")));
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(2);
-    // Register interest before answering, so an exit right after is not missed.
-    let fut = {
-        let e = e.clone();
-        async move { e.wait(&cid, &cond).await }
-    };
+    // Register interest before answering (the headers go out when this returns, and
+    // clients start the container then), so an exit right after is not missed.
+    let fut = e.waiter(&cid, &cond)?;
     tokio::spawn(async move {
+        // An empty first chunk makes hyper send the headers now, as dockerd flushes them
+        // before waiting: clients (docker run) wait for them before starting the container.
+        let _ = tx.send(Bytes::new()).await;
         let v = match fut.await {
             Ok((code, err)) => {
                 json!({"StatusCode": code, "Error": if err.is_empty() { Value::Null } else { json!({"Message": err}) }})
@@ -519,7 +520,7 @@ pub(crate) async fn dispatch(
             e.pause(id, false).await?;
             Ok(status(204))
         }
-        (&Method::GET, ["top"]) => top(e, id).await,
+        (&Method::GET, ["top"]) => top(e, id, q).await,
         (&Method::GET, ["changes"]) => {
             let e2 = e.clone();
             let id = id.to_string();
@@ -574,48 +575,74 @@ pub(crate) async fn dispatch(
     }
 }
 
-async fn top(e: Arc<Engine>, id: &str) -> R {
+/// `GET /containers/{id}/top?ps_args=...`: as dockerd, the host's `ps` with `ps_args`
+/// (default `-ef`) restricted to the container's pids (`-q`, retried without it for options
+/// that refuse it), rows kept by the PID column, the last column holding the rest of a line.
+async fn top(e: Arc<Engine>, id: &str, q: &Query) -> R {
     let pids = e.pids(id).await?;
+    let ps_args = q.get("ps_args").filter(|a| !a.is_empty()).unwrap_or("-ef");
+    let args: Vec<String> = ps_args.split_whitespace().map(str::to_string).collect();
+    let list = pids
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let run = |extra: bool| {
+        let mut c = tokio::process::Command::new("ps");
+        c.args(&args);
+        if extra && !list.is_empty() {
+            c.arg("-q").arg(&list);
+        }
+        c.stdin(std::process::Stdio::null()).output()
+    };
+    let out = match run(true).await {
+        Ok(o) if o.status.success() => o,
+        _ => run(false)
+            .await
+            .map_err(|x| ApiError::new(500, format!("running ps: {x}")))?,
+    };
+    if !out.status.success() {
+        return Err(ApiError::new(
+            500,
+            format!("ps: {}", String::from_utf8_lossy(&out.stderr).trim_end()),
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let titles: Vec<&str> = lines
+        .next()
+        .map(|l| l.split_whitespace().collect())
+        .unwrap_or_default();
+    let pid_index = titles
+        .iter()
+        .position(|t| *t == "PID")
+        .ok_or_else(|| ApiError::new(500, "Couldn't find PID field in ps output".into()))?;
     let mut procs = Vec::new();
-    for p in pids {
-        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
-        let ppid = stat
-            .rsplit(')')
-            .next()
-            .and_then(|r| r.split_whitespace().nth(1))
-            .unwrap_or("0")
-            .to_string();
-        let uid = std::fs::read_to_string(format!("/proc/{p}/status"))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("Uid:"))
-                    .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
-            })
-            .unwrap_or_default();
-        let cmd = std::fs::read(format!("/proc/{p}/cmdline"))
-            .map(|b| {
-                b.split(|c| *c == 0)
-                    .filter(|s| !s.is_empty())
-                    .map(|s| String::from_utf8_lossy(s).into_owned())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
-            .unwrap_or_default();
-        procs.push(json!([
-            uid,
-            p.to_string(),
-            ppid,
-            "0",
-            "",
-            "?",
-            "00:00:00",
-            cmd
-        ]));
+    let mut in_container = false;
+    for line in lines {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() <= pid_index {
+            continue;
+        }
+        let keep = if fields[pid_index] == "-" {
+            in_container
+        } else {
+            let p: i32 = fields[pid_index].parse().map_err(|_| {
+                ApiError::new(500, format!("Unexpected pid '{}'", fields[pid_index]))
+            })?;
+            in_container = pids.contains(&p);
+            in_container
+        };
+        if keep && !titles.is_empty() {
+            let n = titles.len() - 1;
+            let mut row: Vec<String> = fields.iter().take(n).map(|f| f.to_string()).collect();
+            row.push(fields.get(n..).map(|r| r.join(" ")).unwrap_or_default());
+            procs.push(row);
+        }
     }
     Ok(json_response(
         200,
-        &json!({"Titles": ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"], "Processes": procs}),
+        &json!({"Titles": titles, "Processes": procs}),
     ))
 }
 

@@ -169,10 +169,26 @@ pub(crate) async fn dispatch(
             let force = q.bool("force");
             if !force {
                 if let Ok(rec) = e.store.resolve(&name) {
+                    // As Docker: removing one of several references only untags, whatever
+                    // containers use the image.
+                    let hex = rec.id.to_string();
+                    let hex = hex.trim_start_matches("sha256:");
+                    let n = name.trim_start_matches("sha256:");
+                    let by_id = !n.is_empty()
+                        && hex.starts_with(n)
+                        && n.bytes().all(|b| b.is_ascii_hexdigit());
+                    let refs = e
+                        .store
+                        .list_images()
+                        .ok()
+                        .and_then(|l| l.into_iter().find(|i| i.id == rec.id))
+                        .map(|i| i.tags.len())
+                        .unwrap_or(0);
+                    let only_untag = !by_id && refs > 1;
                     if let Some(c) = e
                         .all()
                         .into_iter()
-                        .find(|c| c.image_id == rec.id.to_string())
+                        .find(|c| !only_untag && c.image_id == rec.id.to_string())
                     {
                         return Err(ApiError::new(409, format!("conflict: unable to remove repository reference \"{name}\" (must force) - container {} is using its referenced image {}", &c.id[..12], &rec.id.to_string()[7..19])));
                     }
@@ -355,6 +371,7 @@ pub(crate) async fn archive(
     };
     let e2 = e.clone();
     let m2 = m.clone();
+    let cid = c.id.clone();
     let (stat, data) = blocking(move || {
         let (root, unmount) = e2.mount_rootfs(&c)?;
         let r = (|| -> Result<(Option<barge_engine::archive::PathStat>, Vec<u8>), ApiError> {
@@ -383,6 +400,13 @@ pub(crate) async fn archive(
         r
     })
     .await?;
+    let mut attrs = std::collections::HashMap::new();
+    attrs.insert("path".to_string(), q.get("path").unwrap_or("").to_string());
+    if m == Method::PUT {
+        e.emit("container", "extract-to-dir", &cid, attrs);
+    } else if m == Method::GET {
+        e.emit("container", "archive-path", &cid, attrs);
+    }
     let mut r = if m == Method::PUT {
         status(200)
     } else {

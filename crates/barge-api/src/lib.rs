@@ -134,7 +134,12 @@ async fn route(api: Arc<Api>, req: Request<Incoming>) -> Result<Response<Body>, 
     let path = util::decode_path(req.uri().path());
     let path = split_version(&path)?.to_string();
     let q = Query::parse(req.uri().query().unwrap_or(""));
-    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let decoded: Vec<String> = path
+        .trim_matches('/')
+        .split('/')
+        .map(util::path_unescape)
+        .collect();
+    let segs: Vec<&str> = decoded.iter().map(String::as_str).collect();
     let m = req.method().clone();
     let e = api.engine.clone();
     match (&m, segs.as_slice()) {

@@ -93,12 +93,26 @@ pub fn channel_body(rx: tokio::sync::mpsc::Receiver<Bytes>) -> Body {
 pub struct Query(HashMap<String, String>);
 
 fn unescape(s: &str) -> String {
+    unescape_with(s, true)
+}
+
+/// Percent-decodes one path segment (`+` stays `+`): clients may escape `:` and `/` in
+/// names (`/images/committed%3Av1/history`).
+pub fn path_unescape(s: &str) -> String {
+    if s.contains('%') {
+        unescape_with(s, false)
+    } else {
+        s.to_string()
+    }
+}
+
+fn unescape_with(s: &str, plus_is_space: bool) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
         match b[i] {
-            b'+' => out.push(b' '),
+            b'+' if plus_is_space => out.push(b' '),
             b'%' if i + 2 < b.len() => {
                 match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
                 {

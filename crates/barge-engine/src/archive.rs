@@ -79,17 +79,40 @@ pub fn stat(root: &Path, path: &str) -> io::Result<PathStat> {
     use std::os::unix::fs::MetadataExt;
     let fd = open_in_root(root, path)?;
     let md = std::fs::metadata(fd_path(&fd))?;
-    let mut mode = md.mode() & 0o777;
-    if md.is_dir() {
-        mode |= 1 << 31;
-    }
     Ok(PathStat {
         name: base_name(path),
         size: md.len(),
-        mode,
+        mode: go_file_mode(md.mode()),
         mtime: barge_runtime::state::rfc3339(md.mtime(), md.mtime_nsec() as u32),
         link_target: String::new(),
     })
+}
+
+/// A `st_mode` as Go's `os.FileMode`: permission bits, then the type and special bits
+/// where Go keeps them (ModeDir 1<<31, ModeSymlink 1<<27, ModeNamedPipe 1<<25, ModeSocket
+/// 1<<24, ModeSetuid 1<<23, ModeSetgid 1<<22, ModeCharDevice 1<<21, ModeSticky 1<<20,
+/// ModeDevice 1<<26), which docker clients test to tell a directory from a file.
+pub fn go_file_mode(st_mode: u32) -> u32 {
+    let mut mode = st_mode & 0o777;
+    match st_mode & libc::S_IFMT {
+        libc::S_IFDIR => mode |= 1 << 31,
+        libc::S_IFLNK => mode |= 1 << 27,
+        libc::S_IFIFO => mode |= 1 << 25,
+        libc::S_IFSOCK => mode |= 1 << 24,
+        libc::S_IFBLK => mode |= 1 << 26,
+        libc::S_IFCHR => mode |= (1 << 26) | (1 << 21),
+        _ => {}
+    }
+    if st_mode & libc::S_ISUID != 0 {
+        mode |= 1 << 23;
+    }
+    if st_mode & libc::S_ISGID != 0 {
+        mode |= 1 << 22;
+    }
+    if st_mode & libc::S_ISVTX != 0 {
+        mode |= 1 << 20;
+    }
+    mode
 }
 
 /// A tar of `path` inside `root` (a directory's content under its base name).
@@ -137,4 +160,16 @@ pub fn put(root: &Path, path: &str, data: &[u8]) -> crate::Result<()> {
     )
     .map_err(|e| crate::Error::BadRequest(e.to_string()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn go_file_modes() {
+        assert_eq!(super::go_file_mode(0o40755), (1 << 31) | 0o755);
+        assert_eq!(super::go_file_mode(0o41777), (1 << 31) | (1 << 20) | 0o777);
+        assert_eq!(super::go_file_mode(0o100644), 0o644);
+        assert_eq!(super::go_file_mode(0o104755), (1 << 23) | 0o755);
+        assert_eq!(super::go_file_mode(0o120777), (1 << 27) | 0o777);
+    }
 }

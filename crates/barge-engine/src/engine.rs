@@ -57,6 +57,14 @@ pub struct Options {
     pub exe: PathBuf,
 }
 
+/// A wait registered with the engine (see [`Engine::waiter`]).
+struct WaitReg {
+    id: String,
+    rx: broadcast::Receiver<String>,
+    ev: broadcast::Receiver<Event>,
+    started: String,
+}
+
 /// An event, in Docker's `/events` shape.
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
@@ -1157,11 +1165,44 @@ impl Engine {
 
     /// `POST /containers/{id}/wait`: waits for the condition; returns the exit code.
     pub async fn wait(&self, r: &str, condition: &str) -> Result<(i32, String)> {
+        let w = self.wait_register(r)?;
+        self.wait_registered(w, condition).await
+    }
+
+    /// [`Engine::wait`] in two steps: the registration (subscriptions and the state seen)
+    /// happens now, the waiting in the returned future. The API answers a wait's headers
+    /// only after this, so a `next-exit` that a client starts right after is never missed.
+    pub fn waiter(
+        self: &Arc<Self>,
+        r: &str,
+        condition: &str,
+    ) -> Result<impl std::future::Future<Output = Result<(i32, String)>> + Send + 'static> {
+        let w = self.wait_register(r)?;
+        let this = self.clone();
+        let condition = condition.to_string();
+        Ok(async move { this.wait_registered(w, &condition).await })
+    }
+
+    fn wait_register(&self, r: &str) -> Result<WaitReg> {
         let id = self.lookup(r)?;
-        let mut rx = self.changes.subscribe();
-        let mut ev = self.events.subscribe();
+        let rx = self.changes.subscribe();
+        let ev = self.events.subscribe();
         let c = self.get(&id)?;
-        let started = c.state.started_at.clone();
+        Ok(WaitReg {
+            started: c.state.started_at.clone(),
+            id,
+            rx,
+            ev,
+        })
+    }
+
+    async fn wait_registered(&self, w: WaitReg, condition: &str) -> Result<(i32, String)> {
+        let WaitReg {
+            id,
+            mut rx,
+            mut ev,
+            started,
+        } = w;
         let mut seen_exit = false;
         loop {
             match self.get(&id) {
@@ -1470,6 +1511,7 @@ impl Engine {
                 .to_string()
         };
         let id = crate::util::new_id();
+        let cmd_line = cmd.join(" ");
         let e = Exec {
             id: id.clone(),
             container_id: c.id.clone(),
@@ -1492,12 +1534,7 @@ impl Engine {
             .insert(id.clone(), e);
         let mut a = HashMap::new();
         a.insert("execID".into(), id.clone());
-        self.emit(
-            "container",
-            &format!("exec_create: {}", c.argv().join(" ")),
-            &c.id,
-            a,
-        );
+        self.emit("container", &format!("exec_create: {}", cmd_line), &c.id, a);
         Ok(id)
     }
 
@@ -1539,6 +1576,10 @@ impl Engine {
         cmd.arg("runtime")
             .arg("--root")
             .arg(self.runtime_root())
+            .arg("--log")
+            .arg(self.exec_log_path(id))
+            .arg("--log-format")
+            .arg("json")
             .arg("exec");
         let user = if e.user.is_empty() {
             c.config_str("User")
@@ -1587,8 +1628,24 @@ impl Engine {
         Ok(child)
     }
 
-    /// Records an exec's exit.
+    /// Where the runtime reports an exec that failed to start.
+    fn exec_log_path(&self, id: &str) -> PathBuf {
+        self.opts
+            .exec_root
+            .join(format!("x-{}.log", &id[..12.min(id.len())]))
+    }
+
+    /// Records an exec's exit. `code` is the runtime's exit status; when the runtime logged
+    /// that the process could not be started (not found, not executable), the exec's exit
+    /// code is 126, as Docker's.
     pub fn exec_done(&self, id: &str, code: i32) {
+        let log = self.exec_log_path(id);
+        let failed_start = code != 0
+            && std::fs::metadata(&log)
+                .map(|m| m.len() > 0)
+                .unwrap_or(false);
+        let _ = std::fs::remove_file(&log);
+        let code = if failed_start { 126 } else { code };
         let cid = {
             let mut m = self.execs.lock().unwrap_or_else(|e| e.into_inner());
             let Some(e) = m.get_mut(id) else { return };

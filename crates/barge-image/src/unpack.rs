@@ -430,11 +430,31 @@ impl Unpacker<'_> {
     fn meta(&self, entry: &mut tar::Entry<'_, impl Read>, raw: &[u8]) -> Result<Meta> {
         let h = entry.header();
         let bad = |f: &str, e: io::Error| self.err(raw, format!("bad {f} field: {e}"));
+        // As Go's archive/tar, a numeric field of only NULs and spaces reads as 0 (tar
+        // writers such as a bare `tar::Header::new_gnu()` leave uid/gid empty).
+        let old = h.as_old();
+        let blank = |f: &[u8]| f.iter().all(|b| *b == 0 || *b == b' ');
         let mut m = Meta {
-            mode: h.mode().map_err(|e| bad("mode", e))? & 0o7777,
-            uid: h.uid().map_err(|e| bad("uid", e))?,
-            gid: h.gid().map_err(|e| bad("gid", e))?,
-            mtime: i64::try_from(h.mtime().map_err(|e| bad("mtime", e))?).unwrap_or(i64::MAX),
+            mode: if blank(&old.mode) {
+                0
+            } else {
+                h.mode().map_err(|e| bad("mode", e))? & 0o7777
+            },
+            uid: if blank(&old.uid) {
+                0
+            } else {
+                h.uid().map_err(|e| bad("uid", e))?
+            },
+            gid: if blank(&old.gid) {
+                0
+            } else {
+                h.gid().map_err(|e| bad("gid", e))?
+            },
+            mtime: if blank(&old.mtime) {
+                0
+            } else {
+                i64::try_from(h.mtime().map_err(|e| bad("mtime", e))?).unwrap_or(i64::MAX)
+            },
             xattrs: Vec::new(),
         };
         if let Some(exts) = entry.pax_extensions().map_err(|e| bad("PAX", e))? {

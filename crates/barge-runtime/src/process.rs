@@ -498,26 +498,45 @@ fn home_of(uid: u32) -> Option<String> {
     })
 }
 
+/// An errno as Go prints it ("is a directory", "permission denied"): docker clients map
+/// these words to exit codes 126/127.
+fn go_errno_text(e: &std::io::Error) -> String {
+    let t = e.to_string();
+    let t = match t.find(" (os error") {
+        Some(i) => &t[..i],
+        None => &t[..],
+    };
+    let mut c = t.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
 /// Finds `arg0` as execve would with the container's PATH (from `env`).
 fn resolve_exe(arg0: &str, env: &[String]) -> StepResult<CString> {
-    let executable = |p: &[u8]| -> Option<CString> {
-        let c = CString::new(p).ok()?;
+    // As Go's exec.LookPath: access(X_OK), and a directory is EISDIR (so "/etc" reads
+    // "is a directory", exit code 126 for docker clients, not a stale errno).
+    let executable = |p: &[u8]| -> std::result::Result<CString, std::io::Error> {
+        let c = CString::new(p).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
         let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
         // SAFETY: c is NUL-terminated; stat fills st on success.
-        let ok = unsafe {
-            libc::access(c.as_ptr(), libc::X_OK) == 0
-                && libc::stat(c.as_ptr(), st.as_mut_ptr()) == 0
-        };
+        if unsafe { libc::stat(c.as_ptr(), st.as_mut_ptr()) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
         // SAFETY: stat succeeded, so st is initialized.
-        (ok && unsafe { st.assume_init() }.st_mode & libc::S_IFMT != libc::S_IFDIR).then_some(c)
+        if unsafe { st.assume_init() }.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            return Err(std::io::Error::from_raw_os_error(libc::EISDIR));
+        }
+        // SAFETY: as above.
+        if unsafe { libc::access(c.as_ptr(), libc::X_OK) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(c)
     };
     if arg0.contains('/') {
-        return executable(arg0.as_bytes()).ok_or_else(|| {
-            StepError::new(
-                "exec",
-                format!("{arg0:?}: {}", std::io::Error::last_os_error()),
-            )
-        });
+        return executable(arg0.as_bytes())
+            .map_err(|e| StepError::new("exec", format!("{arg0:?}: {}", go_errno_text(&e))));
     }
     let path = env
         .iter()
@@ -530,7 +549,7 @@ fn resolve_exe(arg0: &str, env: &[String]) -> StepResult<CString> {
         buf.extend_from_slice(dir.as_bytes());
         buf.push(b'/');
         buf.extend_from_slice(arg0.as_bytes());
-        if let Some(c) = executable(&buf) {
+        if let Ok(c) = executable(&buf) {
             return Ok(c);
         }
     }
@@ -543,9 +562,21 @@ fn resolve_exe(arg0: &str, env: &[String]) -> StepResult<CString> {
 /// Loads a late seccomp filter (noNewPrivileges on), restores SIGPIPE and calls execve.
 /// Returns only on failure.
 pub(crate) fn do_exec(a: &ExecArgs, seccomp: Option<&SeccompFilter>) -> StepError {
-    // Rust's runtime ignores SIGPIPE; an ignored signal survives execve, so restore it.
-    // SAFETY: resetting a signal disposition to the default.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    // Ignored signals and the signal mask survive execve: whoever started the runtime (Rust
+    // ignores SIGPIPE; a monitor may ignore SIGTERM/SIGINT/SIGHUP and block SIGCHLD) must
+    // not leak that into the container, whose process starts with every signal at its
+    // default and none blocked (a shell cannot even trap a signal ignored at entry).
+    // SAFETY: resetting dispositions and the mask of this single-threaded process.
+    unsafe {
+        for sig in 1..libc::SIGRTMAX() {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
     if let (Some(f), true) = (seccomp, a.nnp) {
         if let Err(e) = load_seccomp(f, &a.state_json) {
             return e;
@@ -563,7 +594,7 @@ pub(crate) fn do_exec(a: &ExecArgs, seccomp: Option<&SeccompFilter>) -> StepErro
         format!(
             "{}: {}",
             a.path.to_string_lossy(),
-            std::io::Error::last_os_error()
+            go_errno_text(&std::io::Error::last_os_error())
         ),
     )
 }

@@ -569,12 +569,11 @@ impl Monitor {
                 } else {
                     self.clients.remove(i);
                 }
-                if attach && self.cfg.stdin_once {
+                // As Docker: an attach client's end of input closes the container's stdin
+                // with StdinOnce and no TTY; with a TTY it never does (the client may have
+                // detached with its keys, and the shell must keep running).
+                if attach && self.cfg.stdin_once && self.master.is_none() {
                     self.stdin_w = None;
-                    if let Some(m) = &self.master {
-                        // EOF for a tty reader: ^D.
-                        write_all_fd(m.as_raw_fd(), &[4]);
-                    }
                 }
             }
             if fds[1].revents != 0 {

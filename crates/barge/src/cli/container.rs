@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 use super::args::*;
 use super::client::{enc, filters_json, query, Client};
 use super::error::{Error, Result};
-use super::format::{human_duration, human_size, tabulate, unescape, ListFormat, Template};
+use super::format::{human_duration, human_size, tabulate_min, unescape, ListFormat, Template};
 use super::opts;
 use super::report_each;
 use super::stream::Demux;
@@ -110,7 +110,18 @@ pub(crate) fn time_arg(s: &str) -> Result<String> {
         return Ok(s.to_string());
     }
     if let Ok(ns) = opts::parse_duration(s) {
-        return Ok((now_unix() - ns / 1_000_000_000).to_string());
+        // As docker: "seconds.nanoseconds" of now minus the duration (whole seconds would
+        // cut off the events of the current second from --until 0s).
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or(0);
+        let t = now - ns;
+        return Ok(format!(
+            "{}.{:09}",
+            t.div_euclid(1_000_000_000),
+            t.rem_euclid(1_000_000_000)
+        ));
     }
     if let Some((secs, nanos)) = parse_rfc3339(s) {
         return Ok(format!("{secs}.{nanos:09}"));
@@ -1429,7 +1440,8 @@ pub async fn top(c: &Client, a: TopArgs) -> Result<()> {
         out.push_str(&cells.join("\t"));
         out.push('\n');
     }
-    print!("{}", tabulate(&out));
+    // docker's top writes through tabwriter.NewWriter(out, 20, 1, 3, ' ', 0).
+    print!("{}", tabulate_min(&out, 20));
     Ok(())
 }
 
@@ -2223,8 +2235,10 @@ mod tests {
         );
         assert!(parse_rfc3339("yesterday").is_none());
         assert_eq!(time_arg("1700000000").unwrap(), "1700000000");
-        let rel: i64 = time_arg("10m").unwrap().parse().unwrap();
-        assert!((now_unix() - 600 - rel).abs() <= 2);
+        let rel = time_arg("10m").unwrap();
+        let (secs, nanos) = rel.split_once('.').unwrap();
+        assert_eq!(nanos.len(), 9, "{rel}");
+        assert!((now_unix() - 600 - secs.parse::<i64>().unwrap()).abs() <= 2);
         assert!(time_arg("whenever").is_err());
     }
 

@@ -732,6 +732,11 @@ fn inner_text(v: &Value) -> String {
 
 /// Aligns tab-separated cells into columns as docker's tabwriter (min width 10, padding 3).
 pub fn tabulate(text: &str) -> String {
+    tabulate_min(text, 10)
+}
+
+/// [`tabulate`] with another minimum cell width (`docker top` uses 20).
+pub fn tabulate_min(text: &str, min_width: usize) -> String {
     let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
     let mut widths: Vec<usize> = vec![];
     for l in &lines {
@@ -752,7 +757,7 @@ pub fn tabulate(text: &str) -> String {
             if i + 1 == l.len() {
                 out.push_str(c);
             } else {
-                let w = (widths[i] + 3).max(10);
+                let w = (widths[i] + 3).max(min_width);
                 out.push_str(c);
                 out.push_str(&" ".repeat(w.saturating_sub(c.chars().count())));
             }

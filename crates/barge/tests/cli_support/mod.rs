@@ -1,5 +1,5 @@
 //! Harness for the CLI end-to-end tests: a daemon on a private socket and data root
-//! (`BARGE_TEST_DAEMON=dockerd` (default) or `barge`), run in a private mount namespace and a
+//! (`BARGE_TEST_DAEMON=barge` (default) or `dockerd`), run in a private mount namespace and a
 //! fresh network namespace that the harness creates and deletes; a busybox image imported
 //! from tests/fixtures/busybox-rootfs.sh; helpers to run the built `barge` against it.
 #![allow(dead_code)]
@@ -30,6 +30,22 @@ pub fn barge_bin() -> &'static str {
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
+
+/// API areas that barge's own daemon does not serve yet because another helper branch is
+/// still wiring them in: (area, branch and what it brings). Tests call [`Daemon::requires`],
+/// which skips (loudly) the parts needing these areas against the barge daemon only; dockerd
+/// runs everything. Remove an entry when its branch is merged.
+pub const BARGE_PENDING: &[(&str, &str)] = &[
+    (
+        "network",
+        "branch netwire: user networks, connect/disconnect, published ports",
+    ),
+    ("registry", "branch imgwire: login, push, pull"),
+    ("build", "branch imgwire: the /build endpoint"),
+    ("volume", "branch datawire: named volumes"),
+    ("stats", "branch datawire: container stats"),
+    ("update", "branch datawire: update and resource limits"),
+];
 
 /// A daemon under test.
 pub struct Daemon {
@@ -64,7 +80,7 @@ impl Daemon {
     /// Starts the daemon chosen by `BARGE_TEST_DAEMON` and imports `busybox:latest`.
     pub fn start() -> Daemon {
         static N: AtomicU32 = AtomicU32::new(0);
-        let kind = std::env::var("BARGE_TEST_DAEMON").unwrap_or_else(|_| "dockerd".into());
+        let kind = std::env::var("BARGE_TEST_DAEMON").unwrap_or_else(|_| "barge".into());
         let dir = tempfile::Builder::new()
             .prefix("barge-cli-e2e-")
             .tempdir()
@@ -153,6 +169,30 @@ impl Daemon {
         }
         d.import_busybox();
         d
+    }
+
+    /// True when this daemon serves every API area in `areas`; otherwise prints which areas
+    /// are pending on which branch (see [`BARGE_PENDING`]) and what `what` therefore skips.
+    pub fn requires(&self, areas: &[&str], what: &str) -> bool {
+        if self.kind != "barge" {
+            return true;
+        }
+        let pending: Vec<String> = BARGE_PENDING
+            .iter()
+            .filter(|(a, _)| areas.contains(a))
+            .map(|(a, why)| format!("{a} ({why})"))
+            .collect();
+        if pending.is_empty() {
+            return true;
+        }
+        // Straight to fd 2 (not eprintln!), so the skip shows even when the test passes and
+        // its output is captured.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED against the barge daemon: {what}: pending {}",
+            pending.join(", ")
+        );
+        false
     }
 
     /// The network namespace the daemon runs in.
