@@ -10,6 +10,7 @@
 mod containers;
 mod images;
 mod util;
+mod volumes;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -180,9 +181,7 @@ async fn route(api: Arc<Api>, req: Request<Incoming>) -> Result<Response<Body>, 
             {"Name": "host", "Id": "host", "Driver": "host", "Scope": "local"},
             {"Name": "none", "Id": "none", "Driver": "null", "Scope": "local"}]),
         )),
-        (&Method::GET, ["volumes"]) => {
-            Ok(json_response(200, &json!({"Volumes": [], "Warnings": []})))
-        }
+        (_, ["volumes", rest @ ..]) => volumes::dispatch(e, m.clone(), rest, &q, req).await,
         (&Method::POST, ["auth"]) => Ok(json_response(200, &json!({"Status": "Login Succeeded"}))),
         _ => Err(ApiError::new(
             404,
