@@ -1,47 +1,141 @@
-#!/bin/sh
-# barge daemon figures: `docker run --rm busybox true` latency through barge's socket, and
-# the memory of N idle containers (monitor PSS + daemon PSS growth, from smaps_rollup) with
-# the time of `docker ps` listing them. Usage: bench/engine.sh [barge binary] [N] [runs]
-# Needs root, the docker CLI and busybox-static. Everything it starts it stops by PID.
-set -eu
-BARGE=${1:-target/release/barge}
-N=${2:-200}
-RUNS=${3:-20}
-BARGE=$(readlink -f "$BARGE")
-here=$(cd "$(dirname "$0")/.." && pwd)
-T=$(mktemp -d /tmp/bgbench.XXXXXX)
-export DOCKER_HOST=unix://$T/s.sock DOCKER_CONFIG=$T/dc
-"$BARGE" daemon -H "$DOCKER_HOST" --data-root "$T/data" --exec-root "$T/exec" --config-file "$T/none.json" 2>"$T/daemon.log" &
-DPID=$!
+#!/bin/bash
+# Engine benchmark: `run --rm busybox true` end to end through each engine's API, side by side
+# in one run: barge (its CLI and the real docker CLI against barge's socket), dockerd (the docker
+# CLI) and podman; then N idle containers (`sleep`) started with `run -d`: time per container,
+# barge's per-container memory (monitor PSS + daemon growth) and `ps` of them all.
+# Every daemon runs in a network namespace and mount namespace of its own that this script
+# makes and removes; containers use --network none so all engines do the same work.
+# Prints means and ratios. Needs root.
+#
+#   bench/engine.sh [RUNS] [IDLE]     (defaults: 30 runs, 200 idle containers)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-30}
+idle=${2:-200}
+sh scripts/setup.sh
+cargo build --release -q -p barge
+barge=$PWD/target/release/barge
+docker_cli=/usr/local/bin/docker
+[ -x "$docker_cli" ] || docker_cli=$(command -v docker)
+
+work=$(mktemp -d /tmp/barge-bench-engine.XXXXXX)
+ns=barge-bench-$$
+pids=()
+mounted_hugetlb=0
 cleanup() {
-    docker ps -aq | xargs -r docker rm -f >/dev/null 2>&1 || true
-    kill "$DPID" 2>/dev/null || true
-    wait "$DPID" 2>/dev/null || true
-    rm -rf "$T"
+    set +e
+    for p in "${pids[@]}"; do
+        kill "$p" 2>/dev/null
+    done
+    for p in "${pids[@]}"; do
+        for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$p" 2>/dev/null
+    done
+    podman --root "$work/podman" --runroot "$work/podman-run" rm -af -t 0 >/dev/null 2>&1
+    podman --root "$work/podman" --runroot "$work/podman-run" system reset -f >/dev/null 2>&1
+    ip netns del "$ns" 2>/dev/null
+    if [ "$mounted_hugetlb" = 1 ]; then umount /sys/fs/cgroup/hugetlb && rmdir /sys/fs/cgroup/hugetlb; fi
+    grep -o " $work[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m"; done
+    rm -rf "$work"
 }
 trap cleanup EXIT
-while [ ! -S "$T/s.sock" ]; do sleep 0.05; done
-sh "$here/tests/fixtures/busybox-rootfs.sh" "$T/rootfs" >/dev/null
-tar -C "$T/rootfs" -cf - . | docker import - busybox:latest >/dev/null
-pss() { awk '/^Pss:/{print $2}' "/proc/$1/smaps_rollup"; }
-docker run --rm busybox true
-start=$(date +%s%N)
-i=0; while [ $i -lt "$RUNS" ]; do docker run --rm busybox true; i=$((i+1)); done
-end=$(date +%s%N)
-echo "docker run --rm busybox true via barge: $(( (end-start)/RUNS/1000000 )) ms/run ($RUNS runs)"
-start=$(date +%s%N)
-i=0; while [ $i -lt "$RUNS" ]; do docker version >/dev/null; i=$((i+1)); done
-end=$(date +%s%N)
-echo "docker version (CLI + one round trip, the floor): $(( (end-start)/RUNS/1000000 )) ms/run"
-d0=$(pss $DPID)
-start=$(date +%s%N)
-i=0; while [ $i -lt "$N" ]; do docker run -d busybox sleep 100000 >/dev/null; i=$((i+1)); done
-end=$(date +%s%N)
-echo "started $N idle containers: $(( (end-start)/N/1000000 )) ms each"
-d1=$(pss $DPID)
-tot=0; n=0
-for p in $(pgrep -f "barge monitor $T/exec"); do tot=$((tot + $(pss "$p"))); n=$((n+1)); done
-echo "monitors: $n, PSS total ${tot} kB, $((tot / n)) kB each; daemon PSS growth $((d1 - d0)) kB ($(( (d1 - d0) / N )) kB each)"
-echo "per container: $(( (tot + d1 - d0) / N )) kB"
-start=$(date +%s%N); docker ps -q | wc -l >/dev/null; end=$(date +%s%N)
-echo "docker ps of $N: $(( (end-start)/1000000 )) ms"
+
+# crun (podman's runtime here) refuses a hybrid host while cgroup2 holds hugetlb.
+if [ ! -e /sys/fs/cgroup/hugetlb/cgroup.procs ] && grep -qw hugetlb /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null; then
+    mkdir -p /sys/fs/cgroup/hugetlb
+    mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb
+    mounted_hugetlb=1
+fi
+
+ip netns add "$ns"
+ip -n "$ns" link set lo up
+in_ns() { unshare --mount --propagation private nsenter --net="/run/netns/$ns" "$@"; }
+wait_sock() {
+    for _ in $(seq 300); do
+        curl -sf --unix-socket "$1" http://x/_ping >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    echo "bench: no daemon answered on $1" >&2
+    exit 1
+}
+
+sh tests/fixtures/busybox-rootfs.sh "$work/rootfs"
+tar -C "$work/rootfs" -cf "$work/busybox.tar" .
+
+mkdir -p "$work/barge" "$work/dockerd"
+in_ns "$barge" daemon --host "unix://$work/barge.sock" --data-root "$work/barge/data" \
+    --exec-root "$work/barge/exec" --pidfile "$work/barge/pid" >"$work/barge.log" 2>&1 &
+pids+=($!)
+barge_daemon_pid=$!
+in_ns /usr/sbin/dockerd --bridge=none --iptables=false --ip6tables=false \
+    -H "unix://$work/dockerd.sock" --data-root "$work/dockerd/data" \
+    --exec-root "$work/dockerd/exec" --pidfile "$work/dockerd/pid" >"$work/dockerd.log" 2>&1 &
+pids+=($!)
+wait_sock "$work/barge.sock"
+wait_sock "$work/dockerd.sock"
+
+B="$barge -H unix://$work/barge.sock"
+D="$docker_cli -H unix://$work/dockerd.sock"
+DB="$docker_cli -H unix://$work/barge.sock"
+P="podman --root $work/podman --runroot $work/podman-run --cgroup-manager cgroupfs --events-backend none"
+# This host's hard rlimits are below podman's rootful defaults (1048576): ask for less.
+PL="--ulimit nofile=1024:1024 --ulimit nproc=1024:1024"
+$B import "$work/busybox.tar" busybox >/dev/null
+$D import "$work/busybox.tar" busybox >/dev/null
+$P import "$work/busybox.tar" busybox >/dev/null
+
+echo "== run --rm busybox true ($runs runs) =="
+hyperfine -N --warmup 3 --runs "$runs" --export-json "$work/run.json" \
+    -n barge "$B run --rm --network none busybox true" \
+    -n docker-cli-on-barge "$DB run --rm --network none busybox true" \
+    -n dockerd "$D run --rm --network none busybox true" \
+    -n podman "$P run --rm --network none $PL busybox true"
+
+echo "== $idle idle containers =="
+pss_of() { awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup"; }
+daemon_before=$(pss_of "$(cat "$work/barge/pid")")
+t0=$(date +%s.%N)
+for i in $(seq "$idle"); do $B run -d --network none busybox sleep 3600 >/dev/null; done
+t1=$(date +%s.%N)
+for i in $(seq "$idle"); do $P run -d --network none $PL busybox sleep 3600 >/dev/null; done
+t2=$(date +%s.%N)
+daemon_after=$(pss_of "$(cat "$work/barge/pid")")
+monitors=$(python3 - "$work/barge/exec" <<'PY'
+import os, sys
+# The monitors are the parents of the containers' init processes: every process whose
+# command line is `barge monitor` and that runs under this bench's exec root.
+total = n = 0
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        cmd = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+        if len(cmd) > 1 and cmd[1] == b"monitor" and sys.argv[1].encode() in b" ".join(cmd):
+            for line in open(f"/proc/{pid}/smaps_rollup"):
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1]); n += 1
+    except OSError:
+        pass
+print(n, total)
+PY
+)
+read -r n_mon mon_pss <<<"$monitors"
+hyperfine -N --warmup 2 --runs 10 --export-json "$work/ps.json" \
+    -n "barge ps" "$B ps -q" -n "podman ps" "$P ps -q" >/dev/null
+
+echo "== summary =="
+python3 - "$work/run.json" "$work/ps.json" "$idle" "$t0" "$t1" "$t2" "$daemon_before" "$daemon_after" "$n_mon" "$mon_pss" <<'PY'
+import json, sys
+run = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
+ps = {r["command"]: r for r in json.load(open(sys.argv[2]))["results"]}
+idle = int(sys.argv[3]); t0, t1, t2 = map(float, sys.argv[4:7])
+d0, d1, nmon, mpss = map(int, sys.argv[7:11])
+m = {k: v["mean"] * 1000 for k, v in run.items()}
+for k in m:
+    print(f"run --rm {k:20s} mean {m[k]:7.1f} ms  sd {run[k]['stddev']*1000:5.1f} ms")
+print(f"ratio dockerd/barge {m['dockerd']/m['barge']:.1f}x  podman/barge {m['podman']/m['barge']:.1f}x  "
+      f"podman/docker-cli-on-barge {m['podman']/m['docker-cli-on-barge']:.1f}x")
+bb, pp = (t1 - t0) / idle * 1000, (t2 - t1) / idle * 1000
+print(f"run -d per container: barge {bb:.1f} ms  podman {pp:.1f} ms  ratio podman/barge {pp/bb:.1f}x")
+per = (mpss + (d1 - d0)) / max(nmon, 1)
+print(f"barge memory per idle container: {per:.0f} KiB (monitors {nmon}, PSS {mpss} KiB; daemon growth {d1-d0} KiB)")
+print(f"ps of {idle}: barge {ps['barge ps']['mean']*1000:.1f} ms  podman {ps['podman ps']['mean']*1000:.1f} ms")
+PY

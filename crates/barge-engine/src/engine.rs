@@ -282,7 +282,9 @@ impl Engine {
 
     /// Live restore: watches the monitors of containers that were running; records the exit
     /// of those that ended while the daemon was away; applies restart policies.
-    pub fn restore(self: &Arc<Self>) {
+    /// Containers whose monitor is gone are settled before this returns, so the API never
+    /// shows them running.
+    pub async fn restore(self: &Arc<Self>) {
         let ids: Vec<(String, bool)> = self
             .lock()
             .values()
@@ -291,7 +293,17 @@ impl Engine {
         for (id, running) in ids {
             let me = self.clone();
             if running {
-                tokio::spawn(async move { me.watch(id).await });
+                match self.connect_monitor(&id, "watch").await {
+                    Ok(s) => {
+                        if self.get(&id).ok().and_then(|c| c.state.health).is_some() {
+                            let me2 = self.clone();
+                            let id2 = id.clone();
+                            tokio::spawn(async move { me2.health_loop(id2).await });
+                        }
+                        tokio::spawn(Self::boxed_watch(me, id, s));
+                    }
+                    Err(_) => self.on_exit(&id).await,
+                }
             } else {
                 let c = self.lock().get(&id).cloned();
                 if let Some(c) = c {
@@ -851,13 +863,19 @@ impl Engine {
                 }
             };
             let hostnet = netmode == "host";
+            // An auto-removed container's writes are discarded anyway: no syncs for them.
+            let volatile_rootfs = c.host_bool("AutoRemove");
             tokio::task::spawn_blocking(move || -> Result<()> {
                 use std::os::unix::fs::PermissionsExt;
                 std::fs::create_dir_all(&rootfs).map_err(internal("create exec dir"))?;
                 std::fs::set_permissions(&ed, std::fs::Permissions::from_mode(0o700)).map_err(internal("chmod exec dir"))?;
                 std::fs::create_dir_all(&files).map_err(internal("create files dir"))?;
                 if !is_mountpoint(&rootfs) {
-                    store.mount(&id2, &rootfs)?;
+                    if volatile_rootfs {
+                        store.mount_volatile(&id2, &rootfs)?;
+                    } else {
+                        store.mount(&id2, &rootfs)?;
+                    }
                 }
                 crate::mounts::prepare(&vols, &c2, &rootfs)?;
                 std::fs::write(files.join("hostname"), format!("{hostname}\n")).map_err(internal("hostname"))?;
@@ -1031,21 +1049,6 @@ impl Engine {
         s: tokio::net::UnixStream,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
         Box::pin(async move { me.watch_conn(id, s).await })
-    }
-
-    async fn watch(self: Arc<Self>, id: String) {
-        match self.connect_monitor(&id, "watch").await {
-            Ok(s) => {
-                let c = self.get(&id).ok();
-                if c.and_then(|c| c.state.health).is_some() {
-                    let me = self.clone();
-                    let id2 = id.clone();
-                    tokio::spawn(async move { me.health_loop(id2).await });
-                }
-                self.watch_conn(id, s).await
-            }
-            Err(_) => self.on_exit(&id).await,
-        }
     }
 
     async fn watch_conn(self: Arc<Self>, id: String, mut s: tokio::net::UnixStream) {

@@ -412,3 +412,33 @@ fn startup_cleanup_detaches_a_leftover_export_mount() {
         "layer intact"
     );
 }
+
+#[test]
+fn volatile_mount_is_an_overlay_without_syncs_and_works() {
+    if !root_or_skip("volatile_mount_is_an_overlay_without_syncs_and_works") {
+        return;
+    }
+    let td = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(td.path().join("store")).expect("store");
+    let lowers = layers(&store, 2);
+    store.prepare("v", &lowers).expect("prepare");
+    let target = td.path().join("mnt");
+    std::fs::create_dir_all(&target).expect("mountpoint");
+    store.mount_volatile("v", &target).expect("volatile mount");
+    let guard = MountGuard(target.clone());
+    // The mount carries overlay's volatile option...
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let line = mountinfo
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some(target.to_str().expect("utf-8 path")))
+        .expect("the snapshot's mount in mountinfo");
+    assert!(line.contains(" - overlay "), "{line}");
+    assert!(line.contains("volatile"), "{line}");
+    // ...and behaves like the durable one: lower content visible, writes land in upper.
+    assert_eq!(std::fs::read_to_string(target.join("f1")).expect("f1"), "1");
+    std::fs::write(target.join("new"), b"x").expect("write");
+    drop(guard);
+    let upper = td.path().join("store/snapshots/v/upper");
+    assert_eq!(std::fs::read(upper.join("new")).expect("upper file"), b"x");
+    store.remove_snapshot("v").expect("remove");
+}

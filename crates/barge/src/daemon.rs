@@ -198,6 +198,8 @@ pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(level))
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: a log file stays plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -279,6 +281,8 @@ async fn run(s: Settings) -> Result<()> {
             version: env!("CARGO_PKG_VERSION").to_string(),
         },
     });
+    // Live restore first: the API answers only once every record is settled.
+    engine.restore().await;
     let mut sockets = Vec::new();
     for h in &s.hosts {
         let Some(path) = h.strip_prefix("unix://") else {
@@ -299,7 +303,6 @@ async fn run(s: Settings) -> Result<()> {
         sockets.push(path);
         tokio::spawn(barge_api::serve(api.clone(), l));
     }
-    engine.restore();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     tokio::select! {

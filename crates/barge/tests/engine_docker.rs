@@ -413,21 +413,26 @@ fn cp_commit_diff_events() {
         "{actions}"
     );
     // The same from the daemon's history: --since/--until replay past events and end.
-    let past = d.ok(&[
-        "events",
-        "--since",
-        "10m",
-        "--until",
-        "0s",
-        "--filter",
-        "container=evc",
-        "--format",
-        "{{.Action}}",
-    ]);
-    assert_eq!(
-        past.split_whitespace().collect::<Vec<_>>().join(" "),
-        actions
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs_f64();
+    let (code, raw) = d.api(
+        "GET",
+        &format!(
+            "/events?since={}&until={now}&filters=%7B%22container%22%3A%5B%22evc%22%5D%7D",
+            now - 600.0
+        ),
+        None,
     );
+    assert_eq!(code, 200);
+    let past: Vec<String> = raw
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["Action"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(past.join(" "), actions, "{raw}");
     // --init is refused rather than silently ignored.
     let o = d.docker(&["run", "--rm", "--init", "busybox", "true"]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--init"));
