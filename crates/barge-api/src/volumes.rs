@@ -71,7 +71,10 @@ pub(crate) async fn dispatch(
                 }
                 out.push(volume_json(&e, &v, false));
             }
-            Ok(json_response(200, &json!({"Volumes": out, "Warnings": null})))
+            Ok(json_response(
+                200,
+                &json!({"Volumes": out, "Warnings": null}),
+            ))
         }
         (&Method::POST, ["create"]) => {
             let body = read_body(req, 1 << 20).await?;

@@ -685,7 +685,10 @@ impl Engine {
             names.insert(name.clone(), id.clone());
         }
         let mut vol_dsts: Vec<String> = Vec::new();
-        for v in [ic.get("Volumes"), c.config.get("Volumes")].into_iter().flatten() {
+        for v in [ic.get("Volumes"), c.config.get("Volumes")]
+            .into_iter()
+            .flatten()
+        {
             if let Some(o) = v.as_object() {
                 for k in o.keys() {
                     if !vol_dsts.contains(k) {
@@ -1401,7 +1404,11 @@ impl Engine {
     pub fn volume_users(&self, name: &str) -> Vec<String> {
         self.lock()
             .values()
-            .filter(|c| c.mount_points.iter().any(|m| m.kind == "volume" && m.name == name))
+            .filter(|c| {
+                c.mount_points
+                    .iter()
+                    .any(|m| m.kind == "volume" && m.name == name)
+            })
             .map(|c| c.id.clone())
             .collect()
     }
@@ -1428,7 +1435,11 @@ impl Engine {
 
     /// `POST /volumes/prune`: removes unused volumes (anonymous ones only unless `all`) whose
     /// labels match; returns their names and the bytes freed.
-    pub fn volume_prune(&self, all: bool, label_ok: impl Fn(&crate::volumes::Volume) -> bool) -> (Vec<String>, u64) {
+    pub fn volume_prune(
+        &self,
+        all: bool,
+        label_ok: impl Fn(&crate::volumes::Volume) -> bool,
+    ) -> (Vec<String>, u64) {
         let mut names = Vec::new();
         let mut freed = 0u64;
         for v in self.volumes.list() {

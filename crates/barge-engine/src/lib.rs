@@ -28,9 +28,9 @@ pub mod monitor;
 pub mod mounts;
 pub mod netns;
 pub mod spec;
+pub mod stats;
 pub mod util;
 pub mod volumes;
-pub mod stats;
 
 pub use engine::Engine;
 pub use error::{Error, Result};

@@ -18,7 +18,9 @@ fn str_of<'a>(h: &'a Value, k: &str) -> &'a str {
 
 fn dev_numbers(path: &str) -> Result<(char, u64, u64, u32)> {
     let m = std::fs::metadata(path).map_err(|e| {
-        Error::BadRequest(format!("error gathering device information while adding custom device {path:?}: {e}"))
+        Error::BadRequest(format!(
+            "error gathering device information while adding custom device {path:?}: {e}"
+        ))
     })?;
     let ft = m.file_type();
     let ty = if ft.is_char_device() {
@@ -29,7 +31,12 @@ fn dev_numbers(path: &str) -> Result<(char, u64, u64, u32)> {
         return Err(Error::BadRequest(format!("{path:?} is not a device node")));
     };
     let rdev = m.rdev();
-    Ok((ty, libc::major(rdev) as u64, libc::minor(rdev) as u64, m.mode() & 0o777))
+    Ok((
+        ty,
+        libc::major(rdev) as u64,
+        libc::minor(rdev) as u64,
+        m.mode() & 0o777,
+    ))
 }
 
 fn throttle(h: &Value, k: &str, rate_key: &str) -> Result<Vec<Value>> {
@@ -137,7 +144,10 @@ pub fn resources(h: &Value, resources: &mut Value, update: bool) -> Result<()> {
     for (k, o) in [("CpusetCpus", "cpus"), ("CpusetMems", "mems")] {
         let v = str_of(h, k);
         if !v.is_empty() {
-            if !v.chars().all(|c| c.is_ascii_digit() || c == ',' || c == '-') {
+            if !v
+                .chars()
+                .all(|c| c.is_ascii_digit() || c == ',' || c == '-')
+            {
                 return Err(Error::BadRequest(format!("invalid value {v:?} for {k}")));
             }
             cpu.insert(o.into(), json!(v));
@@ -210,8 +220,10 @@ pub fn devices(c: &Container, res: &mut Value) -> Result<Vec<Value>> {
             return Err(Error::BadRequest(format!("invalid device mapping {d}")));
         }
         let (ty, major, minor, mode) = dev_numbers(host)?;
-        out.push(json!({"path": inside, "type": ty.to_string(), "major": major, "minor": minor,
-            "fileMode": mode, "uid": 0, "gid": 0}));
+        out.push(
+            json!({"path": inside, "type": ty.to_string(), "major": major, "minor": minor,
+            "fileMode": mode, "uid": 0, "gid": 0}),
+        );
         rules.push(json!({"allow": true, "type": ty.to_string(), "major": major, "minor": minor, "access": perms}));
     }
     for r in crate::model::str_list(c.host_config.get("DeviceCgroupRules")) {

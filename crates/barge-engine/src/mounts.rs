@@ -11,7 +11,9 @@ use crate::model::{str_list, Container, MountPoint};
 use crate::volumes::Volumes;
 use crate::{Error, Result};
 
-const PROPAGATIONS: &[&str] = &["private", "rprivate", "shared", "rshared", "slave", "rslave"];
+const PROPAGATIONS: &[&str] = &[
+    "private", "rprivate", "shared", "rshared", "slave", "rslave",
+];
 
 fn check_dest(d: &str) -> Result<()> {
     if !d.starts_with('/') {
@@ -137,7 +139,15 @@ pub fn resolve(
                 )));
             }
             let name = (!src.is_empty()).then_some(src);
-            volume_mount(vols, name, dst, rw, !nocopy, BTreeMap::new(), BTreeMap::new())?
+            volume_mount(
+                vols,
+                name,
+                dst,
+                rw,
+                !nocopy,
+                BTreeMap::new(),
+                BTreeMap::new(),
+            )?
         };
         mp.mode = mode.to_string();
         user.push(mp);
@@ -214,8 +224,7 @@ pub fn resolve(
                     }
                     let t = m.get("TmpfsOptions");
                     let mut o = Vec::new();
-                    if let Some(sz) = t.and_then(|t| t.get("SizeBytes")).and_then(Value::as_i64)
-                    {
+                    if let Some(sz) = t.and_then(|t| t.get("SizeBytes")).and_then(Value::as_i64) {
                         if sz > 0 {
                             o.push(format!("size={sz}"));
                         }
@@ -275,7 +284,15 @@ pub fn resolve(
         if dup(&out, dst) {
             continue;
         }
-        let mp = volume_mount(vols, None, dst, true, true, BTreeMap::new(), BTreeMap::new())?;
+        let mp = volume_mount(
+            vols,
+            None,
+            dst,
+            true,
+            true,
+            BTreeMap::new(),
+            BTreeMap::new(),
+        )?;
         out.push(mp);
     }
     Ok(out)
@@ -292,7 +309,9 @@ pub fn prepare(vols: &Volumes, c: &Container, rootfs: &Path) -> Result<()> {
         if !m.copy_up {
             continue;
         }
-        let empty = std::fs::read_dir(&data).map(|mut d| d.next().is_none()).unwrap_or(false);
+        let empty = std::fs::read_dir(&data)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false);
         if !empty {
             continue;
         }

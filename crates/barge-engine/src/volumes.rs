@@ -98,9 +98,7 @@ impl Volumes {
         }
         for k in options.keys() {
             if !matches!(k.as_str(), "type" | "device" | "o" | "size") {
-                return Err(Error::BadRequest(format!(
-                    "invalid option key: {k:?}"
-                )));
+                return Err(Error::BadRequest(format!("invalid option key: {k:?}")));
             }
         }
         if options.contains_key("device") != options.contains_key("type") {
@@ -324,13 +322,15 @@ fn copy_xattrs(src: &Path, dst: &Path) -> std::io::Result<()> {
     if n <= 0 {
         return Ok(());
     }
-    for name in names[..n as usize].split(|b| *b == 0).filter(|x| !x.is_empty()) {
+    for name in names[..n as usize]
+        .split(|b| *b == 0)
+        .filter(|x| !x.is_empty())
+    {
         let Ok(cn) = CString::new(name) else { continue };
         let mut val = vec![0u8; 65536];
         // SAFETY: valid path and name; val is a writable buffer of the given length.
-        let l = unsafe {
-            libc::lgetxattr(s.as_ptr(), cn.as_ptr(), val.as_mut_ptr().cast(), val.len())
-        };
+        let l =
+            unsafe { libc::lgetxattr(s.as_ptr(), cn.as_ptr(), val.as_mut_ptr().cast(), val.len()) };
         if l < 0 {
             continue;
         }
