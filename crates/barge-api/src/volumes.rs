@@ -60,7 +60,7 @@ pub(crate) async fn dispatch(
                     }
                 }
                 if let Some(d) = f.get("driver") {
-                    if !d.iter().any(|x| *x == v.driver) {
+                    if !d.contains(&v.driver) {
                         continue;
                     }
                 }
