@@ -166,14 +166,7 @@ pub(crate) fn inspect_json(e: &Engine, c: &Container) -> Value {
     if let Some(h) = &st.health {
         state["Health"] = serde_json::to_value(h).unwrap_or(Value::Null);
     }
-    let mut mounts = Vec::new();
-    for b in barge_engine::model::str_list(c.host_config.get("Binds")) {
-        let p: Vec<&str> = b.split(':').collect();
-        if p.len() >= 2 {
-            let ro = p.get(2).is_some_and(|o| o.split(',').any(|x| x == "ro"));
-            mounts.push(json!({"Type": "bind", "Source": p[0], "Destination": p[1], "Mode": p.get(2).copied().unwrap_or(""), "RW": !ro, "Propagation": "rprivate"}));
-        }
-    }
+    let mounts = barge_engine::mounts::inspect(c);
     json!({
         "Id": c.id,
         "Created": c.created,
@@ -495,7 +488,11 @@ pub(crate) async fn dispatch(
         }
         (&Method::POST, ["wait"]) => wait(e, id, q).await,
         (&Method::DELETE, []) => {
+            let c = e.get(id)?;
             e.remove(id, q.bool("force")).await?;
+            if q.bool("v") {
+                e.remove_anonymous_volumes(&c);
+            }
             Ok(status(204))
         }
         (&Method::GET, ["logs"]) => logs(e, id, q).await,
@@ -560,14 +557,13 @@ pub(crate) async fn dispatch(
             let eid = e.exec_create(id, &v)?;
             Ok(json_response(201, &json!({"Id": eid})))
         }
-        (&Method::POST, ["update"]) => Err(ApiError::new(
-            501,
-            "container update is not supported yet".into(),
-        )),
-        (&Method::GET, ["stats"]) => Err(ApiError::new(
-            501,
-            "container stats are not supported yet".into(),
-        )),
+        (&Method::POST, ["update"]) => {
+            let body = read_body(req, 1 << 20).await?;
+            let v = parse_json(&body)?;
+            e.update_container(id, &v)?;
+            Ok(json_response(200, &json!({"Warnings": []})))
+        }
+        (&Method::GET, ["stats"]) => stats(e, id, q).await,
         _ => Err(ApiError::new(
             404,
             format!("page not found: {m} /containers/{id}/{}", rest.join("/")),
@@ -963,4 +959,42 @@ fn apply_changes(v: &mut Value, changes: &str) -> Result<(), ApiError> {
         }
     }
     Ok(())
+}
+
+/// GET /containers/{id}/stats: `stream` (default true) sends one JSON document a second;
+/// `stream=0` one document with `precpu_stats` filled (a cached or a 100 ms earlier sample);
+/// `one-shot=1` (with stream=0) one document without waiting.
+async fn stats(e: Arc<Engine>, id: &str, q: &Query) -> R {
+    let stream = q.get("stream").is_none_or(|s| s == "1" || s == "true");
+    let one_shot = q.bool("one-shot");
+    let c = e.get(id)?;
+    if !stream {
+        let v = e.stats(&c.id, if one_shot { 0 } else { 100 }).await?;
+        return Ok(json_response(200, &v));
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let id = c.id.clone();
+    tokio::spawn(async move {
+        loop {
+            let v = match e.stats(&id, 100).await {
+                Ok(v) => v,
+                Err(_) => break,
+            };
+            let mut line = serde_json::to_vec(&v).unwrap_or_default();
+            line.push(b'\n');
+            if tx.send(Bytes::from(line)).await.is_err() {
+                break;
+            }
+            if !e.get(&id).is_ok_and(|c| c.running()) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    });
+    let mut r = Response::new(crate::util::channel_body(rx));
+    r.headers_mut().insert(
+        "Content-Type",
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
 }

@@ -325,9 +325,15 @@ pub(crate) async fn system_df(e: Arc<Engine>) -> R {
             "State": c.state.status, "Status": c.state.status, "SizeRw": size, "SizeRootFs": size, "Labels": {}, "Mounts": [], "Ports": []})
     }).collect();
     let layers: u64 = list.iter().map(|i| i.size).sum();
+    let volumes: Vec<Value> = e
+        .volumes
+        .list()
+        .iter()
+        .map(|v| crate::volumes::volume_json(&e, v, true))
+        .collect();
     Ok(json_response(
         200,
-        &json!({"LayersSize": layers, "Images": images, "Containers": containers, "Volumes": [], "BuildCache": []}),
+        &json!({"LayersSize": layers, "Images": images, "Containers": containers, "Volumes": volumes, "BuildCache": []}),
     ))
 }
 

@@ -13,6 +13,7 @@ mod distribution;
 mod images;
 mod networks;
 mod util;
+mod volumes;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -191,9 +192,7 @@ async fn route(api: Arc<Api>, req: Request<Incoming>) -> Result<Response<Body>, 
         }
         (_, ["images", ..]) => images::dispatch(e, m.clone(), &segs[1..], &q, req).await,
         (_, ["networks", ..]) => networks::dispatch(e, m.clone(), &segs[1..], &q, req).await,
-        (&Method::GET, ["volumes"]) => {
-            Ok(json_response(200, &json!({"Volumes": [], "Warnings": []})))
-        }
+        (_, ["volumes", rest @ ..]) => volumes::dispatch(e, m.clone(), rest, &q, req).await,
         (&Method::POST, ["auth"]) => {
             let body = read_body(req, 1 << 20).await?;
             distribution::auth(&api, body).await

@@ -157,6 +157,10 @@ pub struct Engine {
     opts: Options,
     /// The image store.
     pub store: Arc<barge_image::Store>,
+    /// The local volumes.
+    pub volumes: Arc<crate::volumes::Volumes>,
+    /// The last stats sample per container (for CPU % of one-shot reads).
+    stats_cache: Mutex<HashMap<String, crate::stats::Sample>>,
     containers: Mutex<HashMap<String, Container>>,
     names: Mutex<HashMap<String, String>>,
     execs: Mutex<HashMap<String, Exec>>,
@@ -174,6 +178,16 @@ pub struct Engine {
 
 fn internal(what: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |e| Error::Internal(format!("{what}: {e}"))
+}
+
+fn is_zero(v: &Value) -> bool {
+    match v {
+        Value::Number(n) => n.as_i64() == Some(0),
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Bool(b) => !b,
+        _ => false,
+    }
 }
 
 fn is_mountpoint(p: &Path) -> bool {
@@ -224,10 +238,13 @@ impl Engine {
             }
         }
         let zygote = crate::zygote::Zygote::new(opts.exe.clone(), opts.exec_root.clone());
+        let volumes = crate::volumes::Volumes::open(opts.data_root.join("volumes"))?;
         Ok(Arc::new(Engine {
             zygote,
             opts,
             store: Arc::new(store),
+            volumes: Arc::new(volumes),
+            stats_cache: Mutex::new(HashMap::new()),
             containers: Mutex::new(containers),
             names: Mutex::new(names),
             execs: Mutex::new(HashMap::new()),
@@ -707,6 +724,7 @@ impl Engine {
             restart_count: 0,
             manually_stopped: false,
             snapshot: id.clone(),
+            mount_points: Vec::new(),
         };
         // Validate what the spec will need (all but the user, which needs the rootfs).
         {
@@ -733,6 +751,34 @@ impl Engine {
             }
             names.insert(name.clone(), id.clone());
         }
+        let mut vol_dsts: Vec<String> = Vec::new();
+        for v in [ic.get("Volumes"), c.config.get("Volumes")]
+            .into_iter()
+            .flatten()
+        {
+            if let Some(o) = v.as_object() {
+                for k in o.keys() {
+                    if !vol_dsts.contains(k) {
+                        vol_dsts.push(k.clone());
+                    }
+                }
+            }
+        }
+        if !vol_dsts.is_empty() {
+            let o: serde_json::Map<String, Value> =
+                vol_dsts.iter().map(|k| (k.clone(), json!({}))).collect();
+            c.config["Volumes"] = Value::Object(o);
+        }
+        match crate::mounts::resolve(&self.volumes, &c.host_config, &vol_dsts, |r| self.get(r)) {
+            Ok(m) => c.mount_points = m,
+            Err(e) => {
+                self.names
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&name);
+                return Err(e);
+            }
+        }
         let store = self.store.clone();
         let diff_ids = rec.diff_ids();
         let key = id.clone();
@@ -751,6 +797,7 @@ impl Engine {
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&name);
             let _ = std::fs::remove_dir_all(self.data_dir(&id));
+            self.remove_anonymous_volumes(&c);
             return Err(e);
         }
         c.state.status = "created".into();
@@ -865,6 +912,7 @@ impl Engine {
         let (net, own_ns) = self.net_target(c)?;
         {
             let store = self.store.clone();
+            let (vols, c2) = (self.volumes.clone(), c.clone());
             let (ed, rootfs, files, net, id2) = (
                 ed.clone(),
                 rootfs.clone(),
@@ -895,6 +943,7 @@ impl Engine {
                         store.mount(&id2, &rootfs)?;
                     }
                 }
+                crate::mounts::prepare(&vols, &c2, &rootfs)?;
                 std::fs::write(files.join("hostname"), format!("{hostname}\n")).map_err(internal("hostname"))?;
                 let hosts = if hostnet {
                     std::fs::read_to_string("/etc/hosts").unwrap_or_default()
@@ -1111,11 +1160,16 @@ impl Engine {
         if updated.is_err() {
             return;
         }
+        if exit.oom_killed {
+            self.emit("container", "oom", id, HashMap::new());
+        }
         let mut a = HashMap::new();
         a.insert("exitCode".to_string(), exit.code.to_string());
         self.emit("container", "die", id, a);
         if c.host_bool("AutoRemove") {
-            let _ = self.remove(id, true).await;
+            if self.remove(id, true).await.is_ok() {
+                self.remove_anonymous_volumes(&c);
+            }
             return;
         }
         if restart {
@@ -1393,6 +1447,155 @@ impl Engine {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&c.name);
         self.changed(&id);
+        Ok(())
+    }
+
+    /// Removes the anonymous volumes of a removed container (`rm -v`, `--rm`) that no other
+    /// container uses.
+    pub fn remove_anonymous_volumes(&self, c: &Container) {
+        for m in c.mount_points.iter().filter(|m| m.anonymous) {
+            if self.volume_users(&m.name).iter().all(|u| *u == c.id) {
+                let _ = self.volumes.remove(&m.name);
+                self.emit("volume", "destroy", &m.name, HashMap::new());
+            }
+        }
+    }
+
+    /// The ids of the containers (in any state) that use volume `name`.
+    pub fn volume_users(&self, name: &str) -> Vec<String> {
+        self.lock()
+            .values()
+            .filter(|c| {
+                c.mount_points
+                    .iter()
+                    .any(|m| m.kind == "volume" && m.name == name)
+            })
+            .map(|c| c.id.clone())
+            .collect()
+    }
+
+    /// `DELETE /volumes/{name}`: refused (409) while a container uses it, even with `force`
+    /// (Docker's force only ignores a missing volume).
+    pub fn volume_remove(&self, name: &str, force: bool) -> Result<()> {
+        let users = self.volume_users(name);
+        if !users.is_empty() {
+            return Err(Error::Conflict(format!(
+                "remove {name}: volume is in use - [{}]",
+                users.join(", ")
+            )));
+        }
+        match self.volumes.remove(name) {
+            Err(Error::NotFound(_)) if force => Ok(()),
+            Err(e) => Err(e),
+            Ok(()) => {
+                self.emit("volume", "destroy", name, HashMap::new());
+                Ok(())
+            }
+        }
+    }
+
+    /// `POST /volumes/prune`: removes unused volumes (anonymous ones only unless `all`) whose
+    /// labels match; returns their names and the bytes freed.
+    pub fn volume_prune(
+        &self,
+        all: bool,
+        label_ok: impl Fn(&crate::volumes::Volume) -> bool,
+    ) -> (Vec<String>, u64) {
+        let mut names = Vec::new();
+        let mut freed = 0u64;
+        for v in self.volumes.list() {
+            if (!all && !v.anonymous) || !label_ok(&v) || !self.volume_users(&v.name).is_empty() {
+                continue;
+            }
+            let sz = self.volumes.size(&v.name).max(0) as u64;
+            if self.volume_remove(&v.name, false).is_ok() {
+                freed += sz;
+                names.push(v.name);
+            }
+        }
+        (names, freed)
+    }
+
+    /// `GET /containers/{id}/stats` (one sample): Docker's JSON. With `pre_ms` > 0 and no
+    /// recent earlier sample, takes a first one and waits `pre_ms` for the CPU deltas.
+    pub async fn stats(&self, r: &str, pre_ms: u64) -> Result<Value> {
+        let c = self.get(r)?;
+        if !c.running() {
+            return Ok(crate::stats::empty_json(&c));
+        }
+        let cached = self
+            .stats_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&c.id)
+            .cloned()
+            .filter(|s| {
+                crate::util::parse_rfc3339(&s.read).is_some_and(|t| {
+                    let (n, ns) = crate::util::now();
+                    let age = n as f64 + ns as f64 / 1e9 - t;
+                    (0.0..30.0).contains(&age)
+                })
+            });
+        let pre = match cached {
+            Some(p) => Some(p),
+            None if pre_ms > 0 => {
+                let p = crate::stats::sample(&c)?;
+                tokio::time::sleep(Duration::from_millis(pre_ms)).await;
+                Some(p)
+            }
+            None => None,
+        };
+        let cur = crate::stats::sample(&c)?;
+        let v = crate::stats::to_json(&c, &cur, pre.as_ref());
+        self.stats_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(c.id.clone(), cur);
+        Ok(v)
+    }
+
+    /// `POST /containers/{id}/update`: new limits for a running container (written into its
+    /// cgroup) and a new restart policy; limits of a stopped container are refused (409).
+    pub fn update_container(&self, r: &str, body: &Value) -> Result<()> {
+        let c = self.get(r)?;
+        let Some(obj) = body.as_object() else {
+            return Err(Error::BadRequest("update body must be an object".into()));
+        };
+        if let Some(rp) = obj.get("RestartPolicy").filter(|v| !v.is_null()) {
+            let n = rp.get("Name").and_then(Value::as_str).unwrap_or("");
+            if !matches!(n, "" | "no" | "always" | "unless-stopped" | "on-failure") {
+                return Err(Error::BadRequest(format!("invalid restart policy '{n}'")));
+            }
+            if c.host_bool("AutoRemove") && !matches!(n, "" | "no") {
+                return Err(Error::BadRequest(
+                    "Restart policy cannot be updated because AutoRemove is enabled for the container"
+                        .into(),
+                ));
+            }
+        }
+        let limits: serde_json::Map<String, Value> = obj
+            .iter()
+            .filter(|(k, v)| *k != "RestartPolicy" && !v.is_null() && !is_zero(v))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if !limits.is_empty() {
+            if !c.running() {
+                return Err(Error::Conflict(format!(
+                    "Cannot update container {}: container is not running; start it first",
+                    c.id
+                )));
+            }
+            crate::stats::update_limits(&c, &Value::Object(limits.clone()))?;
+        }
+        self.update(&c.id, |c| {
+            for (k, v) in &limits {
+                c.host_config[k] = v.clone();
+            }
+            if let Some(rp) = obj.get("RestartPolicy").filter(|v| !v.is_null()) {
+                c.host_config["RestartPolicy"] = rp.clone();
+            }
+        })?;
+        self.emit("container", "update", &c.id, HashMap::new());
         Ok(())
     }
 

@@ -7,6 +7,7 @@
 //! <data-root>/containers/<id>/config.v2.json   the container record (temp + fsync + rename)
 //! <data-root>/containers/<id>/<id>-json.log    json-file log (+ .1, .2 ... rotated)
 //! <data-root>/containers/<id>/exit.json        exit status, written by the monitor
+//! <data-root>/volumes/<name>/_data           a local volume's data; volume.json its record
 //! <exec-root>/containers/<id>/config.json      the OCI bundle's spec; rootfs/ the mount
 //! <exec-root>/containers/<id>/monitor.json     what the monitor is asked ([`monitor::MonitorConfig`])
 //! <exec-root>/containers/<id>/ctl.sock         the monitor's control socket (0700 dir)
@@ -20,13 +21,17 @@
 pub mod archive;
 pub mod engine;
 pub mod error;
+pub mod limits;
 pub mod logs;
 pub mod model;
 pub mod monitor;
+pub mod mounts;
 pub mod netns;
 pub mod spec;
+pub mod stats;
 pub mod util;
 pub mod zygote;
+pub mod volumes;
 
 pub use engine::Engine;
 pub use error::{Error, Result};

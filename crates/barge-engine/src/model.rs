@@ -85,6 +85,46 @@ pub struct Container {
     pub manually_stopped: bool,
     /// The snapshot key in the image store.
     pub snapshot: String,
+    /// Volumes, binds and tmpfs mounts, resolved at create time.
+    #[serde(default)]
+    pub mount_points: Vec<MountPoint>,
+}
+
+/// One of a container's mounts, in inspect's `Mounts` shape (plus what start needs).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MountPoint {
+    /// volume, bind or tmpfs.
+    #[serde(rename = "Type")]
+    pub kind: String,
+    /// The volume's name (volumes only).
+    #[serde(default)]
+    pub name: String,
+    /// The host path (a volume's `_data`, a bind's source).
+    pub source: String,
+    /// The path in the container.
+    pub destination: String,
+    /// `local` for volumes.
+    #[serde(default)]
+    pub driver: String,
+    /// The mode as given (`ro`, `z`, ...).
+    #[serde(default)]
+    pub mode: String,
+    /// Writable.
+    #[serde(rename = "RW")]
+    pub rw: bool,
+    /// Bind propagation (`rprivate` by default).
+    #[serde(default)]
+    pub propagation: String,
+    /// Fill an empty volume from the image's content at the destination.
+    #[serde(default)]
+    pub copy_up: bool,
+    /// tmpfs mount options (size=, mode=).
+    #[serde(default)]
+    pub tmpfs_options: Vec<String>,
+    /// An anonymous volume made for this container (`rm -v` removes it).
+    #[serde(default)]
+    pub anonymous: bool,
 }
 
 impl Container {

@@ -153,6 +153,18 @@ pub fn resolve_user(rootfs: &Path, user: &str) -> Result<(u32, u32, Vec<u32>)> {
     Ok((uid, gid, vec![]))
 }
 
+fn shm_size(c: &Container) -> Result<String> {
+    let n = c.host_i64("ShmSize");
+    if n < 0 {
+        return Err(Error::BadRequest("SHM size can not be less than 0".into()));
+    }
+    Ok(if n == 0 {
+        "size=65536k".into()
+    } else {
+        format!("size={n}")
+    })
+}
+
 fn rlimit_name(n: &str) -> String {
     format!("RLIMIT_{}", n.to_ascii_uppercase())
 }
@@ -264,7 +276,7 @@ pub fn build(
         json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", if privileged {"rw"} else {"ro"}]}),
         json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", if privileged {"rw"} else {"ro"}]}),
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
-        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
+        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", shm_size(c)?]}),
     ];
     for f in ["hostname", "hosts", "resolv.conf"] {
         mounts.push(json!({"destination": format!("/etc/{f}"), "type": "bind",
@@ -298,34 +310,11 @@ pub fn build(
     if privileged {
         resources["devices"] = json!([{"allow": true, "access": "rwm"}]);
     }
-    let mem = c.host_i64("Memory");
-    if mem < 0 || (mem > 0 && mem < 6 * 1024 * 1024) {
-        return Err(Error::BadRequest(
-            "Minimum memory limit allowed is 6MB".into(),
-        ));
-    }
-    if mem > 0 {
-        resources["memory"] = json!({"limit": mem});
-    }
-    let nano = c.host_i64("NanoCpus");
-    let shares = c.host_i64("CpuShares");
-    let mut cpu = serde_json::Map::new();
-    if nano > 0 {
-        cpu.insert("period".into(), json!(100000));
-        cpu.insert("quota".into(), json!(nano / 10000));
-    }
-    if shares > 0 {
-        cpu.insert("shares".into(), json!(shares));
-    }
-    if !cpu.is_empty() {
-        resources["cpu"] = Value::Object(cpu);
-    }
-    let pids = c.host_i64("PidsLimit");
-    if pids > 0 {
-        resources["pids"] = json!({"limit": pids});
-    }
+    crate::limits::apply(c, &mut resources)?;
+    let devices = crate::limits::devices(c, &mut resources)?;
     let capv: Vec<Value> = caps.iter().map(|s| json!(s)).collect();
     let mut linux = json!({
+        "devices": devices,
         "namespaces": namespaces,
         "resources": resources,
         "cgroupsPath": format!("/barge/{}", c.id),
@@ -413,86 +402,7 @@ fn check_dest(d: &str) -> Result<()> {
 }
 
 fn user_mounts(c: &Container, mounts: &mut Vec<Value>) -> Result<()> {
-    for b in str_list(c.host_config.get("Binds")) {
-        let parts: Vec<&str> = b.split(':').collect();
-        if parts.len() < 2 || parts.len() > 3 {
-            return Err(Error::BadRequest(format!(
-                "invalid volume specification: {b:?}"
-            )));
-        }
-        let (src, dst) = (parts[0], parts[1]);
-        if !src.starts_with('/') {
-            return Err(Error::NotImplemented(format!(
-                "named volumes are not supported yet: {b:?}"
-            )));
-        }
-        check_dest(dst)?;
-        let mut opts = vec!["rbind".to_string()];
-        if let Some(o) = parts.get(2) {
-            for o in o.split(',') {
-                match o {
-                    "ro" => opts.push("ro".into()),
-                    "rw" | "z" | "Z" | "" => {}
-                    "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" => {
-                        opts.push(o.into())
-                    }
-                    _ => {
-                        return Err(Error::BadRequest(format!(
-                            "invalid mode {o:?} in volume specification {b:?}"
-                        )))
-                    }
-                }
-            }
-        }
-        if !Path::new(src).exists() {
-            std::fs::create_dir_all(src)?;
-        }
-        mounts.push(json!({"destination": dst, "type": "bind", "source": src, "options": opts}));
-    }
-    if let Some(ms) = c.host_config.get("Mounts").and_then(Value::as_array) {
-        for m in ms {
-            let ty = m.get("Type").and_then(Value::as_str).unwrap_or("volume");
-            let dst = m.get("Target").and_then(Value::as_str).unwrap_or_default();
-            check_dest(dst)?;
-            let ro = m.get("ReadOnly").and_then(Value::as_bool).unwrap_or(false);
-            match ty {
-                "bind" => {
-                    let src = m.get("Source").and_then(Value::as_str).unwrap_or_default();
-                    if !src.starts_with('/') || !Path::new(src).exists() {
-                        return Err(Error::BadRequest(format!(
-                            "invalid mount config for type \"bind\": bind source path does not exist: {src}"
-                        )));
-                    }
-                    let mut o = vec!["rbind"];
-                    if ro {
-                        o.push("ro");
-                    }
-                    mounts.push(
-                        json!({"destination": dst, "type": "bind", "source": src, "options": o}),
-                    );
-                }
-                "tmpfs" => {
-                    let mut o = vec!["nosuid".to_string(), "nodev".to_string()];
-                    if let Some(sz) = m
-                        .get("TmpfsOptions")
-                        .and_then(|t| t.get("SizeBytes"))
-                        .and_then(Value::as_i64)
-                    {
-                        o.push(format!("size={sz}"));
-                    }
-                    if ro {
-                        o.push("ro".into());
-                    }
-                    mounts.push(json!({"destination": dst, "type": "tmpfs", "source": "tmpfs", "options": o}));
-                }
-                other => {
-                    return Err(Error::NotImplemented(format!(
-                        "mount type {other:?} is not supported yet"
-                    )))
-                }
-            }
-        }
-    }
+    mounts.extend(crate::mounts::oci_mounts(c)?);
     if let Some(t) = c.host_config.get("Tmpfs").and_then(Value::as_object) {
         for (dst, opts) in t {
             check_dest(dst)?;

@@ -369,10 +369,18 @@ impl Monitor {
         let code = self.event_loop(&listener, &sigfd, pid);
         self.drain();
         self.log.flush();
+        // Read the OOM killer's verdict before the runtime removes the cgroup.
+        let oom_killed = {
+            use barge_runtime::cgroups::CgroupManager;
+            barge_engine::stats::cgroup(&self.cfg.id)
+                .ok()
+                .and_then(|cg| cg.oom_killed().ok())
+                .unwrap_or(false)
+        };
         let st = ExitStatus {
             code,
             finished_at: barge_engine::util::now_rfc3339(),
-            oom_killed: false,
+            oom_killed,
             error: String::new(),
         };
         let data = serde_json::to_vec(&st).unwrap_or_default();

@@ -36,9 +36,6 @@ pub fn repo_root() -> PathBuf {
 /// which skips (loudly) the parts needing these areas against the barge daemon only; dockerd
 /// runs everything. Remove an entry when its branch is merged.
 pub const BARGE_PENDING: &[(&str, &str)] = &[
-    ("volume", "branch datawire: named volumes"),
-    ("stats", "branch datawire: container stats"),
-    ("update", "branch datawire: update and resource limits"),
 ];
 
 /// A daemon under test.
