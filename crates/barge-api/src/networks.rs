@@ -248,6 +248,14 @@ async fn connect(e: Arc<Engine>, id: &str, req: Request<Incoming>, on: bool) -> 
     if container.is_empty() {
         return Err(ApiError::new(400, "no container given".into()));
     }
+    if !on && id == "none" {
+        e.network_disconnect_none(&container)?;
+        return Ok(status(200));
+    }
+    if !on && id == "none" {
+        e.network_disconnect_none(&container)?;
+        return Ok(status(200));
+    }
     if special(id).is_some() {
         return Err(ApiError::new(
             400,

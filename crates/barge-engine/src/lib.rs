@@ -30,8 +30,8 @@ pub mod netns;
 pub mod spec;
 pub mod stats;
 pub mod util;
-pub mod zygote;
 pub mod volumes;
+pub mod zygote;
 
 pub use engine::Engine;
 pub use error::{Error, Result};

@@ -565,6 +565,42 @@ impl Engine {
         }
     }
 
+    /// `POST /networks/none/disconnect`: as Docker, a container that is not running leaves
+    /// network mode `none` for the networks mode with no network, so it can then be
+    /// connected to the networks of the user's choice.
+    pub fn network_disconnect_none(&self, container: &str) -> Result<()> {
+        let c = self.get(container)?;
+        if mode_of(&c.host_str("NetworkMode")) != Mode::None {
+            return Err(Error::Conflict(format!(
+                "container {} is not connected to network none",
+                c.name
+            )));
+        }
+        if c.running() {
+            return Err(Error::Conflict(format!(
+                "container {} is running: stop it to disconnect it from network none",
+                c.name
+            )));
+        }
+        self.save_wanted(&c.id, &[])?;
+        self.update(&c.id, |c| {
+            if let Some(hc) = c.host_config.as_object_mut() {
+                hc.insert("NetworkMode".into(), Value::String("bridge".into()));
+            }
+        })?;
+        self.emit(
+            "network",
+            "disconnect",
+            "none",
+            [
+                ("container".to_string(), c.id.clone()),
+                ("name".to_string(), "none".to_string()),
+            ]
+            .into(),
+        );
+        Ok(())
+    }
+
     /// `POST /networks/{id}/disconnect`.
     pub async fn network_disconnect(&self, network: &str, container: &str) -> Result<()> {
         let n2 = network.to_string();

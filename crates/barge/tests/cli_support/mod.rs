@@ -35,8 +35,7 @@ pub fn repo_root() -> PathBuf {
 /// still wiring them in: (area, branch and what it brings). Tests call [`Daemon::requires`],
 /// which skips (loudly) the parts needing these areas against the barge daemon only; dockerd
 /// runs everything. Remove an entry when its branch is merged.
-pub const BARGE_PENDING: &[(&str, &str)] = &[
-];
+pub const BARGE_PENDING: &[(&str, &str)] = &[];
 
 /// A daemon under test.
 pub struct Daemon {
