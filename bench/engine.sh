@@ -24,6 +24,12 @@ pids=()
 mounted_hugetlb=0
 cleanup() {
     set +e
+    # Containers outlive their daemon (live restore): remove them while the daemons run.
+    for h in "$work/barge.sock" "$work/dockerd.sock"; do
+        [ -S "$h" ] || continue
+        ids=$("$docker_cli" -H "unix://$h" ps -aq 2>/dev/null)
+        [ -n "$ids" ] && "$docker_cli" -H "unix://$h" rm -f $ids >/dev/null 2>&1
+    done
     for p in "${pids[@]}"; do
         kill "$p" 2>/dev/null
     done
