@@ -114,7 +114,9 @@ total = n = 0
 for pid in filter(str.isdigit, os.listdir("/proc")):
     try:
         cmd = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
-        if len(cmd) > 1 and cmd[1] == b"monitor" and sys.argv[1].encode() in b" ".join(cmd):
+        # Monitors forked by the zygote keep its argv (`barge monitor-zygote <exec root>`);
+        # the zygote itself counts too.
+        if len(cmd) > 1 and cmd[1] in (b"monitor", b"monitor-zygote") and sys.argv[1].encode() in b" ".join(cmd):
             for line in open(f"/proc/{pid}/smaps_rollup"):
                 if line.startswith("Pss:"):
                     total += int(line.split()[1]); n += 1
@@ -141,7 +143,7 @@ print(f"ratio dockerd/barge {m['dockerd']/m['barge']:.1f}x  podman/barge {m['pod
       f"podman/docker-cli-on-barge {m['podman']/m['docker-cli-on-barge']:.1f}x")
 bb, pp = (t1 - t0) / idle * 1000, (t2 - t1) / idle * 1000
 print(f"run -d per container: barge {bb:.1f} ms  podman {pp:.1f} ms  ratio podman/barge {pp/bb:.1f}x")
-per = (mpss + (d1 - d0)) / max(nmon, 1)
-print(f"barge memory per idle container: {per:.0f} KiB (monitors {nmon}, PSS {mpss} KiB; daemon growth {d1-d0} KiB)")
+per = (mpss + max(d1 - d0, 0)) / idle
+print(f"barge memory per idle container: {per:.0f} KiB (monitors+zygote {nmon}, PSS {mpss} KiB; daemon growth {d1-d0} KiB)")
 print(f"ps of {idle}: barge {ps['barge ps']['mean']*1000:.1f} ms  podman {ps['podman ps']['mean']*1000:.1f} ms")
 PY
