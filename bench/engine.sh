@@ -55,7 +55,8 @@ fi
 
 ip netns add "$ns"
 ip -n "$ns" link set lo up
-in_ns() { unshare --mount --propagation private nsenter --net="/run/netns/$ns" "$@"; }
+# Daemons are started by unshare+nsenter, which exec the daemon in their own process, so
+# $! is the daemon's pid (a shell function would put a subshell in between).
 wait_sock() {
     for _ in $(seq 300); do
         curl -sf --unix-socket "$1" http://x/_ping >/dev/null 2>&1 && return 0
@@ -69,11 +70,11 @@ sh tests/fixtures/busybox-rootfs.sh "$work/rootfs"
 tar -C "$work/rootfs" -cf "$work/busybox.tar" .
 
 mkdir -p "$work/barge" "$work/dockerd"
-in_ns "$barge" daemon --host "unix://$work/barge.sock" --data-root "$work/barge/data" \
+unshare --mount --propagation private nsenter --net="/run/netns/$ns" "$barge" daemon --host "unix://$work/barge.sock" --data-root "$work/barge/data" \
     --exec-root "$work/barge/exec" --pidfile "$work/barge/pid" >"$work/barge.log" 2>&1 &
 pids+=($!)
 barge_daemon_pid=$!
-in_ns /usr/sbin/dockerd --bridge=none --iptables=false --ip6tables=false \
+unshare --mount --propagation private nsenter --net="/run/netns/$ns" /usr/sbin/dockerd --bridge=none --iptables=false --ip6tables=false \
     -H "unix://$work/dockerd.sock" --data-root "$work/dockerd/data" \
     --exec-root "$work/dockerd/exec" --pidfile "$work/dockerd/pid" >"$work/dockerd.log" 2>&1 &
 pids+=($!)
