@@ -20,27 +20,6 @@ use crate::{Error, Result};
 
 pub mod net;
 
-/// A registry client (pull/push) plugged into the engine; progress messages are Docker's
-/// JSON progress objects (`{"status": ..., "id": ..., "progressDetail": {...}}`).
-pub trait Registry: Send + Sync {
-    /// Pulls `reference` into `store`; `auth` is the client's X-Registry-Auth (base64 JSON).
-    fn pull(
-        &self,
-        store: &barge_image::Store,
-        reference: &str,
-        auth: Option<&str>,
-        progress: &mut dyn FnMut(Value),
-    ) -> std::result::Result<(), String>;
-    /// Pushes `reference` from `store`.
-    fn push(
-        &self,
-        store: &barge_image::Store,
-        reference: &str,
-        auth: Option<&str>,
-        progress: &mut dyn FnMut(Value),
-    ) -> std::result::Result<(), String>;
-}
-
 /// How many past events `/events?since=` can replay.
 pub const EVENT_HISTORY: usize = 1024;
 
@@ -168,7 +147,6 @@ pub struct Engine {
     events: broadcast::Sender<Event>,
     changes: broadcast::Sender<String>,
     network: std::sync::OnceLock<Arc<barge_network::NetworkManager>>,
-    registry: Mutex<Option<Arc<dyn Registry>>>,
     history: Mutex<std::collections::VecDeque<Event>>,
     last_exit: Mutex<HashMap<String, i32>>,
     start_lock: tokio::sync::Mutex<()>,
@@ -252,7 +230,6 @@ impl Engine {
             events,
             changes,
             network: std::sync::OnceLock::new(),
-            registry: Mutex::new(None),
             history: Mutex::new(std::collections::VecDeque::new()),
             last_exit: Mutex::new(HashMap::new()),
             start_lock: tokio::sync::Mutex::new(()),
@@ -306,19 +283,6 @@ impl Engine {
         let stdout =
             tokio::net::unix::pipe::Receiver::from_owned_fd(out_r).map_err(internal("monitor"))?;
         Ok((stdin, stdout))
-    }
-
-    /// Plugs a registry client in (pull/push through the API).
-    pub fn set_registry(&self, r: Arc<dyn Registry>) {
-        *self.registry.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
-    }
-
-    /// The registry client, if one is plugged in.
-    pub fn registry(&self) -> Option<Arc<dyn Registry>> {
-        self.registry
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
     }
 
     /// The engine's options.
