@@ -30,11 +30,8 @@ pub fn now() -> (i64, u32) {
     (d.as_secs() as i64, d.subsec_nanos())
 }
 
-/// Now in RFC 3339 with nanoseconds (Docker's time format).
-pub fn now_rfc3339() -> String {
-    let (s, n) = now();
-    barge_runtime::state::rfc3339(s, n)
-}
+/// Now in RFC 3339 with nanoseconds (Docker's time format): the runtime's clock, shared.
+pub use barge_runtime::state::now_rfc3339;
 
 /// Parses an RFC 3339 time (as written by [`now_rfc3339`]) to seconds.fraction since the epoch.
 pub fn parse_rfc3339(s: &str) -> Option<f64> {
