@@ -602,11 +602,6 @@ impl Engine {
             }
             Vec::new()
         };
-        if host_config.get("Init").and_then(Value::as_bool) == Some(true) {
-            return Err(Error::NotImplemented(
-                "--init is not supported yet: barge ships no init binary".into(),
-            ));
-        }
         if host_config
             .get("LogConfig")
             .and_then(|l| l.get("Type"))
@@ -959,6 +954,11 @@ impl Engine {
             stdin_once: c
                 .config
                 .get("StdinOnce")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            init: c
+                .host_config
+                .get("Init")
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
         };

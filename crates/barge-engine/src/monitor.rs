@@ -41,6 +41,9 @@ pub struct MonitorConfig {
     pub open_stdin: bool,
     /// Close stdin when the first attached client detaches.
     pub stdin_once: bool,
+    /// Run the process under the runtime's minimal init (`HostConfig.Init`).
+    #[serde(default)]
+    pub init: bool,
 }
 
 /// What the monitor records when the container exits.

@@ -87,6 +87,9 @@ pub struct CreateOpts {
     pub no_pivot: bool,
     /// Extra fds (3..3+N) to pass to the container.
     pub preserve_fds: i32,
+    /// Keep the runtime's init as the container's PID 1, a minimal init that runs the
+    /// process as its child, forwards signals, reaps zombies (`--init`; see the `init` module).
+    pub init: bool,
 }
 
 /// A created container: its init's pid (a child of this process).
@@ -412,6 +415,7 @@ fn create_from_spec(opts: &CreateOpts, bundle: &Path, spec: &Spec) -> Result<Cre
         new_mountns,
         parent_hooks,
         state: &st,
+        init: opts.init,
     };
     // The runtime is non-dumpable before the clone so the child never is dumpable.
     process::set_non_dumpable().map_err(|e| ContainerError::Init(e.msg))?;
@@ -1289,7 +1293,7 @@ fn exec_child(
         }
     }
     match process::prepare_exec(plan) {
-        Ok(a) => process::do_exec(&a, plan.seccomp),
+        Ok(a) => process::do_exec(&a, plan.seccomp, false),
         Err(e) => e,
     }
 }

@@ -21,6 +21,7 @@ pub mod container;
 pub mod error;
 pub mod hooks;
 pub mod idle;
+pub(crate) mod init;
 pub(crate) mod process;
 pub mod rootfs;
 pub mod seccomp;

@@ -560,27 +560,41 @@ fn resolve_exe(arg0: &str, env: &[String]) -> StepResult<CString> {
 }
 
 /// Loads a late seccomp filter (noNewPrivileges on), restores SIGPIPE and calls execve.
-/// Returns only on failure.
-pub(crate) fn do_exec(a: &ExecArgs, seccomp: Option<&SeccompFilter>) -> StepError {
+/// With `init`, forks first and stays behind as the container's minimal init
+/// ([`crate::init`]); only the child goes on to execve. Returns only on failure.
+pub(crate) fn do_exec(a: &ExecArgs, seccomp: Option<&SeccompFilter>, init: bool) -> StepError {
     // Ignored signals and the signal mask survive execve: whoever started the runtime (Rust
     // ignores SIGPIPE; a monitor may ignore SIGTERM/SIGINT/SIGHUP and block SIGCHLD) must
     // not leak that into the container, whose process starts with every signal at its
     // default and none blocked (a shell cannot even trap a signal ignored at entry).
-    // SAFETY: resetting dispositions and the mask of this single-threaded process.
+    // An init keeps every signal blocked from here on so none sent before it waits is lost
+    // (an ignored one would be discarded, hence the defaults first).
+    if init {
+        crate::init::block_all();
+    }
+    // SAFETY: resetting dispositions of this single-threaded process.
     unsafe {
         for sig in 1..libc::SIGRTMAX() {
             if sig != libc::SIGKILL && sig != libc::SIGSTOP {
                 libc::signal(sig, libc::SIG_DFL);
             }
         }
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
     }
     if let (Some(f), true) = (seccomp, a.nnp) {
         if let Err(e) = load_seccomp(f, &a.state_json) {
             return e;
         }
+    }
+    if init {
+        if let Err(e) = crate::init::fork_under_init() {
+            return e;
+        }
+    }
+    // SAFETY: emptying the signal mask of this single-threaded process.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
     }
     let mut argv: Vec<*const libc::c_char> = a.argv.iter().map(|c| c.as_ptr()).collect();
     argv.push(std::ptr::null());
@@ -622,6 +636,8 @@ pub(crate) struct InitCtx<'a> {
     /// The container state (pid filled in by the child) for createContainer and
     /// startContainer hooks.
     pub state: &'a crate::state::State,
+    /// Stay as a minimal PID 1 and run the process as its child (`--init`).
+    pub init: bool,
 }
 
 /// The init's whole life up to `execve`. Never returns.
@@ -636,7 +652,7 @@ pub(crate) fn init_main(ctx: &InitCtx<'_>) -> ! {
 
 fn init_steps(ctx: &InitCtx<'_>) -> StepError {
     match init_setup(ctx) {
-        Ok(a) => do_exec(&a, ctx.seccomp),
+        Ok(a) => do_exec(&a, ctx.seccomp, ctx.init),
         Err(e) => e,
     }
 }

@@ -327,6 +327,7 @@ impl Monitor {
             pid_file: None,
             no_pivot: false,
             preserve_fds: 0,
+            init: self.cfg.init,
         };
         let created = container::create(&opts);
         for fd in 0..3 {

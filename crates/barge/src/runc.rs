@@ -327,6 +327,7 @@ fn create_opts(root: &Path, c: CreateArgs) -> CreateOpts {
         pid_file: c.pid_file,
         no_pivot: c.no_pivot,
         preserve_fds: c.preserve_fds + listen,
+        init: false,
     }
 }
 

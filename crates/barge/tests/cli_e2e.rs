@@ -103,6 +103,23 @@ fn run_exit_codes_and_streams() {
     );
     let o = d.run(&["run", "--rm", "busybox", "/etc"]);
     assert_eq!(o.status.code(), Some(126), "{}", err(&o));
+    // Under --init the same codes, and 128 + n for a command killed by signal n.
+    let o = d.run(&["run", "--rm", "--init", "busybox", "no-such-binary"]);
+    assert_eq!(o.status.code(), Some(127), "{}", err(&o));
+    let o = d.run(&[
+        "run",
+        "--rm",
+        "--init",
+        "busybox",
+        "sh",
+        "-c",
+        "kill -TERM $$",
+    ]);
+    assert_eq!(o.status.code(), Some(143), "{}", err(&o));
+    assert_eq!(
+        d.ok(&["run", "--rm", "--init", "busybox", "sh", "-c", "echo $PPID"]),
+        "1"
+    );
     let o = d.run(&["run", "--rm", "--pull", "never", "no-such-image:1", "true"]);
     assert_eq!(o.status.code(), Some(125), "{}", err(&o));
     assert!(
@@ -787,6 +804,23 @@ fn terminal_sessions() {
     assert!(o.contains("33 101"), "{o}");
     assert!(o.contains("40 120"), "resize on SIGWINCH: {o}");
     assert_eq!(code, 5, "{o}");
+    // --init: the shell is PID 1's child and owns the terminal; ^C stops its `sleep` and
+    // the session goes on.
+    let (o, code) = pty_session(
+        &env,
+        &[barge_bin(), "run", "-it", "--rm", "--init", "busybox", "sh"],
+        24,
+        80,
+        &[
+            ("# ", b"echo ppid=$PPID; echo sl''eeping; sleep 1000\r"),
+            ("sleeping", &[3]),
+            ("", b"echo done$((2+3))\r"),
+            ("done5", b"exit 4\r"),
+        ],
+    );
+    assert!(o.contains("ppid=1"), "{o}");
+    assert!(o.contains("done5"), "{o}");
+    assert_eq!(code, 4, "{o}");
     // Detach keys leave the container running; the client exits 0.
     let (o, code) = pty_session(
         &env,

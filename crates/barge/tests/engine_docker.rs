@@ -927,3 +927,117 @@ fn monitors_are_execd_without_the_zygote() {
     d.ok(&["stop", "-t", "1", "x"]);
     assert!(d.log().contains("exec'ing the monitor"), "{}", d.log());
 }
+
+/// The states of the container's processes, from `/proc/*/stat` read inside it.
+fn states_inside(d: &Daemon, name: &str) -> Vec<(String, char)> {
+    let o = d.docker(&[
+        "exec",
+        name,
+        "sh",
+        "-c",
+        "cat /proc/[0-9]*/stat 2>/dev/null",
+    ]);
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (head, tail) = l.rsplit_once(')')?;
+            let comm = head.split_once('(')?.1.to_string();
+            Some((comm, tail.trim_start().chars().next()?))
+        })
+        .collect()
+}
+
+#[test]
+fn init_forwards_signals_reaps_and_exits_like_tini() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    // PID 1 is the init, the command its child.
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "--init",
+            "busybox",
+            "sh",
+            "-c",
+            "echo $PPID; tr '\\0' ' ' </proc/1/cmdline"
+        ]),
+        "1\nbarge-init"
+    );
+    // Without it, the command is PID 1.
+    assert_eq!(
+        d.ok(&["run", "--rm", "busybox", "sh", "-c", "echo $$"]),
+        "1"
+    );
+    // Exit codes come through; death by a signal is 128 + n.
+    let o = d.docker(&["run", "--rm", "--init", "busybox", "sh", "-c", "exit 3"]);
+    assert_eq!(o.status.code(), Some(3));
+    let o = d.docker(&["run", "--rm", "--init", "busybox", "sh", "-c", "kill -9 $$"]);
+    assert_eq!(o.status.code(), Some(137));
+    // The stop signal reaches the command: `sleep` as PID 1 would ignore SIGTERM and be
+    // killed after the grace period (137); under the init it dies of the SIGTERM (143).
+    d.ok(&[
+        "run", "-d", "--init", "--name", "sleeper", "busybox", "sleep", "1000",
+    ]);
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.HostConfig.Init}}", "sleeper"]),
+        "true"
+    );
+    d.ok(&["stop", "-t", "60", "sleeper"]);
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.ExitCode}}", "sleeper"]),
+        "143"
+    );
+    // Any other signal is forwarded too (`kill -s USR1`): the command's default action.
+    d.ok(&[
+        "run", "-d", "--init", "--name", "usr1", "busybox", "sleep", "1000",
+    ]);
+    d.ok(&["kill", "-s", "USR1", "usr1"]);
+    assert!(eventually(20, || d.ok(&[
+        "inspect",
+        "-f",
+        "{{.State.Status}}",
+        "usr1"
+    ]) == "exited"));
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.ExitCode}}", "usr1"]),
+        (128 + libc::SIGUSR1).to_string()
+    );
+    // Orphans reparented to PID 1 are reaped. An exec leaves a subshell behind that exits
+    // after touching /tmp/done; without an init, `sleep` as PID 1 leaves it a zombie.
+    for (name, init) in [("reaped", true), ("zombies", false)] {
+        let mut args = vec!["run", "-d", "--name", name];
+        if init {
+            args.push("--init");
+        }
+        args.extend(["busybox", "sleep", "1000"]);
+        d.ok(&args);
+        d.ok(&[
+            "exec",
+            name,
+            "sh",
+            "-c",
+            "(sleep 0.2; touch /tmp/done) & exit 0",
+        ]);
+        assert!(eventually(20, || d
+            .docker(&["exec", name, "test", "-e", "/tmp/done"])
+            .status
+            .success()));
+        let zombie = |d: &Daemon| states_inside(d, name).iter().any(|(_, s)| *s == 'Z');
+        if init {
+            // The orphan is gone for good once it exited: no zombie, now or later.
+            assert!(eventually(20, || !zombie(&d)
+                && !states_inside(&d, name).iter().any(|(c, _)| c == "touch")));
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            assert!(!zombie(&d), "{:?}", states_inside(&d, name));
+        } else {
+            assert!(
+                eventually(20, || zombie(&d)),
+                "no zombie without --init: {:?}",
+                states_inside(&d, name)
+            );
+        }
+    }
+}
