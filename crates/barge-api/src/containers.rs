@@ -499,10 +499,17 @@ pub(crate) async fn dispatch(
         (&Method::POST, ["attach"]) => attach(e, id, q, req).await,
         (&Method::POST, ["resize"]) => {
             let c = e.get(id)?;
-            let (h, w) = (q.int("h")?.unwrap_or(0), q.int("w")?.unwrap_or(0));
-            if c.running() {
-                let _ = e.connect_monitor(&c.id, &format!("resize {h} {w}")).await;
+            let (h, w) = tty_size(q)?;
+            if !c.running() {
+                return Err(ApiError::new(
+                    409,
+                    format!("Container {} is not running", c.id),
+                ));
             }
+            // The monitor owns the container's pty master.
+            e.connect_monitor(&c.id, &format!("resize {h} {w}"))
+                .await
+                .map_err(|x| ApiError::new(500, format!("resize: {x}")))?;
             Ok(status(200))
         }
         (&Method::POST, ["rename"]) => {
@@ -648,6 +655,24 @@ pub(crate) async fn exec_start(e: Arc<Engine>, id: &str, mut req: Request<Incomi
     let v = parse_json(&body)?;
     let detach = v.get("Detach").and_then(Value::as_bool).unwrap_or(false);
     let tty = v.get("Tty").and_then(Value::as_bool).unwrap_or(x.tty);
+    // API 1.42+: the client's terminal size, [rows, cols], for the exec's pty.
+    if let Some(size) = v.get("ConsoleSize").filter(|s| !s.is_null()) {
+        let dims: Option<Vec<u16>> = size.as_array().and_then(|a| {
+            a.iter()
+                .map(|d| d.as_u64().and_then(|d| u16::try_from(d).ok()))
+                .collect()
+        });
+        match dims.as_deref() {
+            Some([h, w]) if tty && (*h, *w) != (0, 0) => e.exec_resize(id, *h, *w)?,
+            Some([_, _]) => {}
+            _ => {
+                return Err(ApiError::new(
+                    400,
+                    format!("ConsoleSize must be [height, width], not {size}"),
+                ))
+            }
+        }
+    }
     let console = if tty {
         let p = e
             .options()
@@ -670,7 +695,12 @@ pub(crate) async fn exec_start(e: Arc<Engine>, id: &str, mut req: Request<Incomi
             .await
             .map_err(|x| ApiError::new(500, x.to_string()))?;
             let _ = std::fs::remove_file(&p);
-            Some(r.map_err(|x| ApiError::new(500, x))?)
+            let m = r.map_err(|x| ApiError::new(500, x))?;
+            // A copy for resize; the engine drops it when the exec is done.
+            if let Ok(dup) = m.try_clone() {
+                e.exec_set_console(id, Arc::new(dup));
+            }
+            Some(m)
         }
         None => None,
     };
@@ -758,8 +788,24 @@ async fn read_body_ref(req: &mut Request<Incoming>) -> Result<Bytes, ApiError> {
         .map_err(|x| ApiError::new(400, format!("reading the request body: {x}")))
 }
 
-pub(crate) async fn exec_resize(e: Arc<Engine>, id: &str, _q: &Query) -> R {
-    e.exec_get(id)?;
+/// `h` and `w` of a resize request: window sizes a terminal can hold (0..=65535).
+fn tty_size(q: &Query) -> Result<(u16, u16), ApiError> {
+    let dim = |k: &str| -> Result<u16, ApiError> {
+        let v = q.int(k)?.unwrap_or(0);
+        u16::try_from(v).map_err(|_| {
+            ApiError::new(
+                400,
+                format!("invalid value for {k}: {v} (a terminal size is 0 to 65535)"),
+            )
+        })
+    };
+    Ok((dim("h")?, dim("w")?))
+}
+
+/// `POST /exec/{id}/resize`: the exec's pty lives in the daemon (see `exec_start`).
+pub(crate) async fn exec_resize(e: Arc<Engine>, id: &str, q: &Query) -> R {
+    let (h, w) = tty_size(q)?;
+    e.exec_resize(id, h, w)?;
     Ok(status(200))
 }
 

@@ -126,6 +126,14 @@ pub struct Exec {
     /// Can be removed.
     #[serde(skip)]
     pub started: bool,
+    /// The pty master of a tty exec while it runs (a dup of the one the API copies), so
+    /// `POST /exec/{id}/resize` can set the window size.
+    #[serde(skip)]
+    pub console: Option<Arc<std::os::fd::OwnedFd>>,
+    /// The last size asked for (rows, cols), applied when the pty arrives if it is not there
+    /// yet: the docker CLI resizes as soon as it has started the exec.
+    #[serde(skip)]
+    pub size: Option<(u16, u16)>,
 }
 
 type AttachWaiter =
@@ -1694,6 +1702,8 @@ impl Engine {
             workdir: s("WorkingDir"),
             pid: 0,
             started: false,
+            console: None,
+            size: None,
         };
         self.execs
             .lock()
@@ -1802,6 +1812,35 @@ impl Engine {
             .join(format!("x-{}.log", &id[..12.min(id.len())]))
     }
 
+    /// Hands the engine a running tty exec's pty master (see [`Exec::console`]); a size
+    /// asked for before it came is applied now.
+    pub fn exec_set_console(&self, id: &str, master: Arc<std::os::fd::OwnedFd>) {
+        let mut m = self.execs.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(x) = m.get_mut(id) else { return };
+        if let Some((rows, cols)) = x.size {
+            let _ = crate::util::set_winsize(&master, rows, cols);
+        }
+        x.console = Some(master);
+    }
+
+    /// Sets a tty exec's window size (`POST /exec/{id}/resize`). Before its pty exists the
+    /// size is kept for it; a finished exec is a conflict, as in Docker.
+    pub fn exec_resize(&self, id: &str, rows: u16, cols: u16) -> Result<()> {
+        let mut m = self.execs.lock().unwrap_or_else(|e| e.into_inner());
+        let x = m
+            .get_mut(id)
+            .ok_or_else(|| Error::NotFound(format!("No such exec instance: {id}")))?;
+        if x.exit_code.is_some() {
+            return Err(Error::Conflict(format!("Exec {id} is not running")));
+        }
+        x.size = Some((rows, cols));
+        if let Some(master) = &x.console {
+            crate::util::set_winsize(master, rows, cols)
+                .map_err(|e| Error::Internal(format!("resize exec {id}: {e}")))?;
+        }
+        Ok(())
+    }
+
     /// Records an exec's exit. `code` is the runtime's exit status; when the runtime logged
     /// that the process could not be started (not found, not executable), the exec's exit
     /// code is 126, as Docker's.
@@ -1818,6 +1857,7 @@ impl Engine {
             let Some(e) = m.get_mut(id) else { return };
             e.running = false;
             e.exit_code = Some(code);
+            e.console = None;
             e.container_id.clone()
         };
         let mut a = HashMap::new();

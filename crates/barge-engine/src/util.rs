@@ -116,3 +116,19 @@ pub fn recv_fd(l: &std::os::unix::net::UnixListener) -> Result<std::os::fd::Owne
     }
     Err("console socket: no fd received".into())
 }
+
+/// Sets a terminal's window size (TIOCSWINSZ) on `fd`, a pty master or slave; the
+/// foreground process group gets SIGWINCH when it changes.
+pub fn set_winsize(fd: &impl AsRawFd, rows: u16, cols: u16) -> std::io::Result<()> {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize struct that outlives the call.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -428,14 +428,7 @@ impl Monitor {
                 let rows: u16 = words.next().and_then(|x| x.parse().ok()).unwrap_or(0);
                 let cols: u16 = words.next().and_then(|x| x.parse().ok()).unwrap_or(0);
                 if let Some(m) = &self.master {
-                    let ws = libc::winsize {
-                        ws_row: rows,
-                        ws_col: cols,
-                        ws_xpixel: 0,
-                        ws_ypixel: 0,
-                    };
-                    // SAFETY: TIOCSWINSZ with a valid winsize on our pty master.
-                    unsafe { libc::ioctl(m.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+                    let _ = barge_engine::util::set_winsize(m, rows, cols);
                 }
             }
             _ => {}

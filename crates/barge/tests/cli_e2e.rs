@@ -844,6 +844,45 @@ fn terminal_sessions() {
     );
     assert!(o.contains("/dev/pts/"), "{o}");
     assert_eq!(code, 3, "{o}");
+    // An exec's pty takes the client's size, and its new size on SIGWINCH (exec resize),
+    // with the barge CLI and with the docker CLI.
+    let docker_env = [("DOCKER_HOST", format!("unix://{}", d.sock.display()))];
+    for (env, argv) in [
+        (&env, [barge_bin(), "exec", "-it", "det", "sh"]),
+        (&docker_env, ["docker", "exec", "-it", "det", "sh"]),
+    ] {
+        let (o, code) = pty_session(
+            env,
+            &argv,
+            21,
+            77,
+            &[
+                ("# ", b"stty size; echo $((6*7))x\r"),
+                ("42x", b"\0resize:31x93"),
+                ("", b"stty size; echo $((6*8))y\r"),
+                ("48y", b"exit 2\r"),
+            ],
+        );
+        assert!(o.contains("21 77"), "{argv:?}: {o}");
+        assert!(o.contains("31 93"), "{argv:?} exec resize: {o}");
+        assert_eq!(code, 2, "{argv:?}: {o}");
+    }
+    // docker run -it: the container's pty (in its monitor) is resized the same way.
+    let (o, code) = pty_session(
+        &docker_env,
+        &["docker", "run", "-it", "--rm", "busybox", "sh"],
+        22,
+        70,
+        &[
+            ("# ", b"stty size; echo $((6*7))x\r"),
+            ("42x", b"\0resize:44x111"),
+            ("", b"stty size; echo $((6*8))y\r"),
+            ("48y", b"exit 9\r"),
+        ],
+    );
+    assert!(o.contains("22 70"), "{o}");
+    assert!(o.contains("44 111"), "container resize: {o}");
+    assert_eq!(code, 9, "{o}");
     let (o, code) = pty_session(
         &env,
         &[barge_bin(), "attach", "det"],

@@ -681,6 +681,35 @@ fn bad_input_status_codes() {
     assert_eq!(c, 304);
     let (c, _) = d.api("DELETE", "/containers/dup", None);
     assert_eq!(c, 409);
+    // Resizes: sizes a terminal can hold; unknown execs 404; stopped containers 409.
+    let (c, b) = d.api("POST", "/containers/dup/resize?h=70000&w=80", None);
+    assert_eq!(c, 400, "{b}");
+    assert!(b.contains("invalid value for h"), "{b}");
+    let (c, b) = d.api("POST", "/containers/dup/resize?h=x&w=80", None);
+    assert_eq!(c, 400, "{b}");
+    let (c, b) = d.api("POST", "/exec/nosuch/resize?h=20&w=80", None);
+    assert_eq!(c, 404, "{b}");
+    let (c, b) = d.api(
+        "POST",
+        "/containers/dup/exec",
+        Some(r#"{"Cmd": ["true"], "Tty": true}"#),
+    );
+    assert_eq!(c, 201, "{b}");
+    let eid = serde_json::from_str::<serde_json::Value>(&b).expect("json")["Id"]
+        .as_str()
+        .expect("Id")
+        .to_string();
+    let (c, b) = d.api("POST", &format!("/exec/{eid}/resize?h=-1&w=80"), None);
+    assert_eq!(c, 400, "{b}");
+    let (c, b) = d.api("POST", &format!("/exec/{eid}/resize?h=20&w=80"), None);
+    assert_eq!(c, 200, "{b}");
+    let (c, b) = d.api(
+        "POST",
+        &format!("/exec/{eid}/start"),
+        Some(r#"{"Detach": true, "Tty": true, "ConsoleSize": "big"}"#),
+    );
+    assert_eq!(c, 400, "{b}");
+    assert!(b.contains("ConsoleSize"), "{b}");
     let (c, _) = d.api("GET", "/containers/nope/json", None);
     assert_eq!(c, 404);
     let (c, _) = d.api("GET", "/v1.12/version", None);
@@ -702,6 +731,10 @@ fn bad_input_status_codes() {
     );
     let (c, _) = d.api("DELETE", "/containers/dup?force=1", None);
     assert_eq!(c, 204);
+    d.ok(&["create", "--name", "idle", "busybox", "true"]);
+    let (c, b) = d.api("POST", "/containers/idle/resize?h=20&w=80", None);
+    assert_eq!(c, 409, "{b}");
+    assert!(b.contains("is not running"), "{b}");
     // Fuzz the JSON decoding: every field of a valid body replaced by values of other types
     // and truncations of it get a 4xx with a message (or a 201), never a 500 or a dead daemon.
     let valid = r#"{"Image":"busybox","Cmd":["true"],"Env":["A=b"],"Entrypoint":null,"WorkingDir":"/","User":"","Labels":{"a":"b"},"Tty":false,"OpenStdin":false,"StopTimeout":3,"Healthcheck":{"Test":["CMD","true"],"Interval":1000000000},"HostConfig":{"Binds":["/tmp:/mnt:ro"],"CapAdd":["NET_ADMIN"],"CapDrop":["MKNOD"],"Memory":67108864,"NanoCpus":500000000,"PidsLimit":50,"RestartPolicy":{"Name":"no","MaximumRetryCount":0},"Ulimits":[{"Name":"nofile","Soft":100,"Hard":200}],"LogConfig":{"Type":"json-file","Config":{"max-size":"1m"}},"Tmpfs":{"/run":"size=1m"},"Mounts":[{"Type":"tmpfs","Target":"/t"}],"SecurityOpt":["no-new-privileges"],"NetworkMode":"none","ReadonlyRootfs":true}}"#;
