@@ -1320,3 +1320,143 @@ echo "stopped=$stopped"
         "the daemon ignored SIGTERM: {text}"
     );
 }
+
+/// `cp` with symlinks as Docker documents it: a link in the container is copied as the link
+/// (and stat'ed as one), `-L` copies its target, a path ending in `/.` copies what the link
+/// leads to; a link at the destination is followed, all inside the container's root.
+#[test]
+fn cp_symlinks_like_docker() {
+    if skip_unless_root() {
+        return;
+    }
+    let d = Daemon::start();
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "links",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir -p /d && echo in-d > /d/f && echo pw > /etc/pwfile && ln -s /etc/pwfile /abs \
+         && ln -s /d /dl && ln -s ../../../../../etc /up && ln -s nowhere /dangling \
+         && touch /ready && sleep 1000",
+    ]);
+    assert!(d.eventually(20, || d
+        .run(&["exec", "links", "test", "-e", "/ready"])
+        .status
+        .success()));
+    // The stat of a link: name, Go's ModeSymlink, linkTarget resolved in the container.
+    let (c, b) = raw_head(&d, "/containers/links/archive?path=/abs");
+    assert_eq!(c, 200, "{b}");
+    let st: serde_json::Value = serde_json::from_str(&b).expect("stat json");
+    assert_eq!(st["name"], "abs");
+    assert_eq!(st["mode"], (1u64 << 27) | 0o777);
+    assert_eq!(st["linkTarget"], "/etc/pwfile");
+    let (_, b) = raw_head(&d, "/containers/links/archive?path=/up");
+    let st: serde_json::Value = serde_json::from_str(&b).expect("stat json");
+    assert_eq!(
+        st["linkTarget"], "/etc",
+        "a link above the root stays in it"
+    );
+    let docker_host = format!("unix://{}", d.sock.display());
+    let docker = |args: &[&str]| {
+        Command::new("docker")
+            .env("DOCKER_HOST", &docker_host)
+            .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("docker")
+    };
+    for client in ["barge", "docker"] {
+        let run = |args: &[&str]| {
+            let o = if client == "barge" {
+                d.run(args)
+            } else {
+                docker(args)
+            };
+            assert!(o.status.success(), "{client} {args:?}: {}", err(&o));
+        };
+        let out = d.dir.path().join(format!("out-{client}"));
+        std::fs::create_dir_all(&out).expect("out dir");
+        let o = |n: &str| out.join(n);
+        let at = |n: &str| o(n).to_string_lossy().into_owned();
+        // The link itself, by default.
+        run(&["cp", "links:/abs", &at("abs")]);
+        assert_eq!(
+            std::fs::read_link(o("abs")).expect("a symlink"),
+            std::path::Path::new("/etc/pwfile")
+        );
+        run(&["cp", "links:/dl", &at("dl")]);
+        assert_eq!(
+            std::fs::read_link(o("dl")).expect("a symlink"),
+            std::path::Path::new("/d")
+        );
+        run(&["cp", "links:/dangling", &at("dangling")]);
+        assert!(std::fs::symlink_metadata(o("dangling")).is_ok_and(|m| m.is_symlink()));
+        // -L: the target, under the link's name.
+        run(&["cp", "-L", "links:/abs", &at("abs-l")]);
+        assert_eq!(std::fs::read_to_string(o("abs-l")).expect("file"), "pw\n");
+        run(&["cp", "-L", "links:/dl", &at("dl-l")]);
+        assert_eq!(std::fs::read_to_string(o("dl-l/f")).expect("dir"), "in-d\n");
+        std::fs::create_dir_all(o("into")).expect("into");
+        run(&["cp", "-L", "links:/dl", &at("into")]);
+        assert_eq!(
+            std::fs::read_to_string(o("into/dl/f")).expect("dir"),
+            "in-d\n"
+        );
+        // A trailing /. follows the link: its target's content.
+        run(&["cp", "links:/dl/.", &at("dl-dot")]);
+        assert_eq!(
+            std::fs::read_to_string(o("dl-dot/f")).expect("dir"),
+            "in-d\n"
+        );
+        // Through a link leading above the root: the container's file, not the host's.
+        run(&["cp", "links:/up/pwfile", &at("up")]);
+        assert_eq!(std::fs::read_to_string(o("up")).expect("file"), "pw\n");
+        // To the container: a link at the destination is followed inside the root.
+        let local = o(&format!("to-{client}"));
+        std::fs::write(&local, client).expect("local");
+        run(&["cp", &local.to_string_lossy(), "links:/dl"]);
+        let got = d.ok(&["exec", "links", "cat", &format!("/d/to-{client}")]);
+        assert_eq!(got, client);
+        run(&["cp", &local.to_string_lossy(), "links:/up/"]);
+        let got = d.ok(&["exec", "links", "cat", &format!("/etc/to-{client}")]);
+        assert_eq!(got, client);
+    }
+    // The links in the container are untouched.
+    assert_eq!(d.ok(&["exec", "links", "readlink", "/dl"]), "/d");
+    assert!(!std::path::Path::new("/etc/to-barge").exists());
+}
+
+/// A HEAD request on the daemon's socket; returns the status and the decoded
+/// X-Docker-Container-Path-Stat header.
+fn raw_head(d: &Daemon, path: &str) -> (u16, String) {
+    use base64::Engine;
+    use std::io::Read;
+    let mut s = std::os::unix::net::UnixStream::connect(&d.sock).expect("connect");
+    write!(
+        s,
+        "HEAD {path} HTTP/1.1\r\nHost: barge\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let code = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let stat = out
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("X-Docker-Container-Path-Stat")
+                .then(|| v.trim().to_string())
+        })
+        .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or(out);
+    (code, stat)
+}

@@ -1762,15 +1762,104 @@ pub async fn cp(c: &Client, a: CpArgs) -> Result<()> {
         (None, None) => Err(Error::Usage(
             "must specify at least one container source".into(),
         )),
-        (Some(ctr), None) => cp_from(c, ctr, sp, dp, a.archive).await,
+        (Some(ctr), None) => cp_from(c, ctr, sp, dp, a.archive, a.follow_link).await,
         (None, Some(ctr)) => cp_to(c, sp, ctr, dp, a.follow_link).await,
     }
 }
 
-async fn cp_from(c: &Client, ctr: &str, src: &str, dst: &str, archive: bool) -> Result<()> {
+/// Go's os.ModeSymlink and os.ModeDir in a path stat's `mode`.
+const MODE_SYMLINK: u64 = 1 << 27;
+const MODE_DIR: u64 = 1 << 31;
+
+/// `HEAD /containers/{ctr}/archive?path=`: the path's stat (`X-Docker-Container-Path-Stat`),
+/// or None when it does not exist.
+async fn stat_path(c: &Client, ctr: &str, path: &str) -> Result<Option<Value>> {
+    let r = c
+        .raw(
+            Method::HEAD,
+            &format!("/containers/{}/archive?path={}", enc(ctr), enc(path)),
+            None,
+            &[],
+        )
+        .await?;
+    match r.status().as_u16() {
+        200 => Ok(r
+            .headers()
+            .get("X-Docker-Container-Path-Stat")
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD.decode(h).ok()
+            })
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())),
+        404 => Ok(None),
+        status => {
+            let b = Body2(r).bytes().await;
+            Err(Error::Api {
+                status,
+                message: super::client::error_message(&b),
+            })
+        }
+    }
+}
+
+/// The stat's `mode` (Go's os.FileMode), 0 when absent.
+fn stat_mode(st: &Value) -> u64 {
+    st.get("mode").and_then(Value::as_u64).unwrap_or(0)
+}
+
+/// Where a symlink at `path` leads per its stat's `linkTarget` (relative ones from the
+/// link's directory), keeping a trailing `/` or `/.` of `path`; and the name the copy must
+/// carry when that changes the last component (docker's `GetRebaseName`).
+fn follow_link_target(path: &str, st: &Value) -> (String, Option<String>) {
+    let target = st.get("linkTarget").and_then(Value::as_str).unwrap_or("");
+    let mut resolved = if target.starts_with('/') {
+        target.to_string()
+    } else {
+        let dir = path.trim_end_matches('/');
+        let dir = &dir[..dir.rfind('/').map(|i| i + 1).unwrap_or(0)];
+        format!("{dir}{target}")
+    };
+    let base = |p: &str| {
+        p.trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or("")
+            .to_string()
+    };
+    if (path == "." || path.ends_with("/.")) && !resolved.ends_with("/.") {
+        resolved.push_str("/.");
+    }
+    if path.ends_with('/') && !resolved.ends_with('/') {
+        resolved.push('/');
+    }
+    let rebase = (base(path) != base(&resolved)).then(|| base(path));
+    (resolved, rebase)
+}
+
+async fn cp_from(
+    c: &Client,
+    ctr: &str,
+    src: &str,
+    dst: &str,
+    archive: bool,
+    follow: bool,
+) -> Result<()> {
     if src.is_empty() {
         return Err(Error::Usage("source can not be empty".into()));
     }
+    // The daemon archives a symlink itself; -L copies what it points to, under the link's
+    // name (as the docker CLI does it: client side, from the stat's linkTarget).
+    let mut src = src.to_string();
+    let mut rebase = None;
+    if follow {
+        if let Some(st) = stat_path(c, ctr, &src).await? {
+            if stat_mode(&st) & MODE_SYMLINK != 0 {
+                (src, rebase) = follow_link_target(&src, &st);
+            }
+        }
+    }
+    let src = src.as_str();
     let body = c
         .call(
             Method::GET,
@@ -1786,13 +1875,20 @@ async fn cp_from(c: &Client, ctr: &str, src: &str, dst: &str, archive: bool) -> 
         o.write_all(&body)?;
         return Ok(());
     }
-    extract_copy(&body, Path::new(dst), archive)
+    // SRC ending in `/.` copies a directory's content: into DEST, created if need be.
+    let dst_path = Path::new(dst);
+    if (src == "." || src.ends_with("/.")) && std::fs::symlink_metadata(dst_path).is_err() {
+        std::fs::create_dir(dst_path)
+            .map_err(|e| Error::Msg(format!("cannot create destination directory {dst}: {e}")))?;
+    }
+    extract_copy(&body, dst_path, archive, rebase.as_deref())
 }
 
 /// Extracts a `GET /archive` tar at `dst` with docker's cp semantics (into an existing
 /// directory, else renamed to `dst`), refusing entries that leave `dst`, writes through
-/// symlinks and hard links to anything outside what it extracted.
-fn extract_copy(body: &[u8], dst: &Path, archive: bool) -> Result<()> {
+/// symlinks and hard links to anything outside what it extracted. `rebase` renames the
+/// archive's top entry (a followed link's target takes the link's name).
+fn extract_copy(body: &[u8], dst: &Path, archive: bool, rebase: Option<&str>) -> Result<()> {
     let into_dir = dst.is_dir();
     if !into_dir {
         if let Some(parent) = dst.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -1811,12 +1907,18 @@ fn extract_copy(body: &[u8], dst: &Path, archive: bool) -> Result<()> {
     for entry in ar.entries()? {
         let mut entry = entry?;
         let path = entry.path()?.into_owned();
-        let Some(rel) = safe_rel(&path) else {
+        let Some(mut rel) = safe_rel(&path) else {
             return Err(Error::Msg(format!(
                 "refusing to extract {}: it leaves the destination",
                 path.display()
             )));
         };
+        if let Some(name) = rebase.filter(|n| !n.is_empty() && *n != "." && *n != "..") {
+            let mut c = rel.components();
+            if c.next().is_some() {
+                rel = Path::new(name).join(c.as_path());
+            }
+        }
         if rel.as_os_str().is_empty() {
             continue;
         }
@@ -1888,41 +1990,22 @@ async fn cp_to(c: &Client, src: &str, ctr: &str, dst: &str, follow: bool) -> Res
         return Err(Error::Usage("destination can not be empty".into()));
     }
     // Where does it go: into an existing directory, or renamed to dst's last component.
-    let stat = c
-        .raw(
-            Method::HEAD,
-            &format!("/containers/{}/archive?path={}", enc(ctr), enc(dst)),
-            None,
-            &[],
-        )
-        .await?;
-    let status = stat.status().as_u16();
-    let dst_is_dir = if status == 200 {
-        let st = stat
-            .headers()
-            .get("X-Docker-Container-Path-Stat")
-            .and_then(|h| h.to_str().ok())
-            .and_then(|h| {
-                use base64::Engine;
-                base64::engine::general_purpose::STANDARD.decode(h).ok()
-            })
-            .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
-        st.and_then(|s| s.get("mode").and_then(|m| m.as_u64()))
-            .map(|m| m & (1 << 31) != 0)
-            .unwrap_or(false)
-    } else if status == 404 {
-        if dst.ends_with('/') {
+    // A symlink at dst is followed (inside the container), as the docker CLI does.
+    let mut dst = dst.to_string();
+    let mut st = stat_path(c, ctr, &dst).await?;
+    if let Some(s) = st.as_ref().filter(|s| stat_mode(s) & MODE_SYMLINK != 0) {
+        dst = follow_link_target(&dst, s).0;
+        st = stat_path(c, ctr, &dst).await?;
+    }
+    let dst = dst.as_str();
+    let dst_is_dir = match &st {
+        Some(s) => stat_mode(s) & MODE_DIR != 0,
+        None if dst.ends_with('/') => {
             return Err(Error::Msg(format!(
                 "Error: No such container:path: {ctr}:{dst}"
             )));
         }
-        false
-    } else {
-        let b = Body2(stat).bytes().await;
-        return Err(Error::Api {
-            status,
-            message: super::client::error_message(&b),
-        });
+        None => false,
     };
     let tarball = if src == "-" {
         super::client::reader_body(Box::new(std::io::stdin()))
@@ -2273,7 +2356,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         // Renamed copy: "f" lands at dst itself.
         let t = tar_of(&[("f", Regular, "data")]);
-        extract_copy(&t, &d.path().join("renamed"), false).unwrap();
+        extract_copy(&t, &d.path().join("renamed"), false, None).unwrap();
         assert_eq!(
             std::fs::read_to_string(d.path().join("renamed")).unwrap(),
             "data"
@@ -2284,16 +2367,16 @@ mod tests {
             ("dir/a", Regular, "A"),
             ("dir/b", Link, "dir/a"),
         ]);
-        extract_copy(&t, d.path(), false).unwrap();
+        extract_copy(&t, d.path(), false, None).unwrap();
         assert_eq!(
             std::fs::read_to_string(d.path().join("dir/b")).unwrap(),
             "A"
         );
         // A hard link to a host file is refused.
         let t = tar_of(&[("evil", Link, "/etc/passwd")]);
-        assert!(extract_copy(&t, d.path(), false).is_err());
+        assert!(extract_copy(&t, d.path(), false, None).is_err());
         let t = tar_of(&[("evil", Link, "../../etc/passwd")]);
-        assert!(extract_copy(&t, d.path(), false).is_err());
+        assert!(extract_copy(&t, d.path(), false, None).is_err());
         assert!(!d.path().join("evil").exists());
         // Writing through a symlink from the same archive is refused.
         let out = tempfile::tempdir().unwrap();
@@ -2301,7 +2384,7 @@ mod tests {
             ("s", Symlink, out.path().to_str().unwrap()),
             ("s/pwned", Regular, "x"),
         ]);
-        assert!(extract_copy(&t, d.path(), false).is_err());
+        assert!(extract_copy(&t, d.path(), false, None).is_err());
         assert!(!out.path().join("pwned").exists());
         // A file entry replaces a symlink instead of following it.
         let victim = out.path().join("victim");
@@ -2310,9 +2393,35 @@ mod tests {
             ("l", Symlink, victim.to_str().unwrap()),
             ("l", Regular, "new"),
         ]);
-        extract_copy(&t, d.path(), false).unwrap();
+        extract_copy(&t, d.path(), false, None).unwrap();
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
         assert_eq!(std::fs::read_to_string(d.path().join("l")).unwrap(), "new");
+        // A followed link's target takes the link's name (cp -L into a directory).
+        let t = tar_of(&[("target", Directory, ""), ("target/x", Regular, "X")]);
+        extract_copy(&t, d.path(), false, Some("link")).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("link/x")).unwrap(),
+            "X"
+        );
+        assert!(!d.path().join("target").exists());
+    }
+
+    #[test]
+    fn cp_follows_link_targets_like_docker() {
+        let st = serde_json::json!({"linkTarget": "/etc/real"});
+        assert_eq!(
+            follow_link_target("/x/link", &st),
+            ("/etc/real".into(), Some("link".into()))
+        );
+        assert_eq!(
+            follow_link_target("/x/link/", &st),
+            ("/etc/real/".into(), Some("link".into()))
+        );
+        let rel = serde_json::json!({"linkTarget": "sub/link"});
+        assert_eq!(
+            follow_link_target("/x/link", &rel),
+            ("/x/sub/link".into(), None)
+        );
     }
 
     #[test]
