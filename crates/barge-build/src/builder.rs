@@ -1457,7 +1457,9 @@ impl<'a> Run<'a> {
     }
 }
 
+mod chmod;
 mod copy;
+mod fetch;
 mod run;
 
 #[cfg(test)]

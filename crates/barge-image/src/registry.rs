@@ -146,7 +146,9 @@ pub fn normalize_registry(s: &str) -> String {
     }
 }
 
-fn install_crypto_provider() {
+/// Installs rustls's `ring` provider once per process (reqwest with `rustls-no-provider`
+/// needs one before its first client is made).
+pub fn install_crypto_provider() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         // Err: another provider is installed already; that one is used then.

@@ -864,48 +864,262 @@ fn independent_stages_build_in_parallel() {
     );
 }
 
+/// A tiny HTTP/1.1 server on 127.0.0.1 for ADD: each path answers a fixed status,
+/// headers and body; it logs the paths asked. Stopped (and joined) on drop.
+struct HttpServer {
+    port: u16,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    log: Arc<Mutex<Vec<String>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HttpServer {
+    fn start(routes: Vec<(&'static str, u16, &'static str, &'static str)>) -> HttpServer {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (st, lg) = (stop.clone(), log.clone());
+        let thread = std::thread::spawn(move || {
+            while !st.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut c = match listener.accept() {
+                    Ok((c, _)) => c,
+                    Err(_) => {
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                        continue;
+                    }
+                };
+                c.set_nonblocking(false).unwrap();
+                let mut req = Vec::new();
+                let mut buf = [0u8; 2048];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match c.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let req = String::from_utf8_lossy(&req).into_owned();
+                let path = req.split(' ').nth(1).unwrap_or("").to_string();
+                lg.lock().unwrap().push(path.clone());
+                let (status, headers, body) = routes
+                    .iter()
+                    .find(|r| r.0 == path)
+                    .map(|r| (r.1, r.2, r.3))
+                    .unwrap_or((404, "", "not found\n"));
+                let _ = write!(
+                    c,
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        HttpServer {
+            port,
+            stop,
+            log,
+            thread: Some(thread),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 #[test]
 fn add_fetches_an_http_url() {
     if common::skip_unless_root() {
         return;
     }
     let env = setup();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let server = std::thread::spawn(move || {
-        use std::io::{Read, Write};
-        let (mut c, _) = listener.accept().unwrap();
-        let mut req = Vec::new();
-        let mut buf = [0u8; 2048];
-        while !req.ends_with(b"\r\n\r\n") {
-            let n = c.read(&mut buf).unwrap();
-            assert!(n > 0, "request cut short");
-            req.extend_from_slice(&buf[..n]);
-        }
-        let req = String::from_utf8_lossy(&req).into_owned();
-        let body = "downloaded\n";
-        write!(
-            c,
-            "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        req
-    });
-    let df = format!("FROM busybox\nADD http://127.0.0.1:{port}/files/hello.txt /dl/\nRUN stat -c %a /dl/hello.txt > /mode\n");
+    let body = "downloaded\n";
+    let sum = Digest::of(body.as_bytes());
+    let srv = HttpServer::start(vec![
+        (
+            "/files/hello.txt",
+            200,
+            "Last-Modified: Sun, 06 Nov 1994 08:49:37 GMT\r\n",
+            "downloaded\n",
+        ),
+        ("/moved", 302, "Location: /files/hello.txt\r\n", ""),
+        ("/broken", 500, "", "oops\n"),
+    ]);
+    let df = format!(
+        "FROM busybox\n\
+         ADD {} /dl/\n\
+         ADD --checksum={sum} {} /named.txt\n\
+         ADD {} /dl2/\n\
+         RUN stat -c '%a %Y %u' /dl/hello.txt /named.txt > /mode\n",
+        srv.url("/files/hello.txt"),
+        srv.url("/files/hello.txt"),
+        srv.url("/moved"),
+    );
     let ctx = env.context("url", &[("Dockerfile", &df)]);
     let (r, events) = env.build(&ctx, "url");
     r.unwrap_or_else(|e| panic!("{e}\n{}", streams(&events)));
-    let req = server.join().unwrap();
-    assert!(
-        req.starts_with("GET /files/hello.txt HTTP/1.0\r\n"),
-        "{req}"
-    );
     assert_eq!(
         env.file("url", "dl/hello.txt").as_deref(),
         Some("downloaded\n")
     );
-    assert_eq!(env.file("url", "mode").as_deref(), Some("600\n"));
+    // A destination without a trailing / is the file's name; redirects are followed and
+    // the file is named from the final URL.
+    assert_eq!(
+        env.file("url", "named.txt").as_deref(),
+        Some("downloaded\n")
+    );
+    assert_eq!(
+        env.file("url", "dl2/hello.txt").as_deref(),
+        Some("downloaded\n")
+    );
+    // Mode 600, owned by root, mtime from Last-Modified (784111777).
+    assert_eq!(
+        env.file("url", "mode").as_deref(),
+        Some("600 784111777 0\n600 784111777 0\n")
+    );
+    assert!(srv.log.lock().unwrap().contains(&"/moved".to_string()));
+
+    // A wrong checksum, a failing status and a git URL: clear errors, nothing tagged.
+    let wrong = Digest::of(b"something else");
+    let cases = [
+        (
+            format!("ADD --checksum={wrong} {} /x\n", srv.url("/files/hello.txt")),
+            vec![format!("--checksum={wrong}"), format!("downloaded {sum}")],
+        ),
+        (
+            format!("ADD {} /x\n", srv.url("/broken")),
+            vec![
+                format!("127.0.0.1:{}", srv.port),
+                "HTTP status 500".to_string(),
+            ],
+        ),
+        (
+            format!("ADD {} /x\n", srv.url("/missing.txt")),
+            vec!["HTTP status 404".to_string()],
+        ),
+        (
+            "ADD --checksum=sha256:abc http://127.0.0.1:1/x /x\n".to_string(),
+            vec!["invalid --checksum=sha256:abc".to_string()],
+        ),
+        (
+            "ADD --checksum=sha256:0000000000000000000000000000000000000000000000000000000000000000 Dockerfile /x\n".to_string(),
+            vec!["only for http(s) sources".to_string()],
+        ),
+        (
+            "ADD https://example.invalid/o/r.git /src\n".to_string(),
+            vec!["git repository".to_string(), "not supported".to_string()],
+        ),
+    ];
+    for (i, (line, wants)) in cases.iter().enumerate() {
+        let df = format!("FROM busybox\n{line}");
+        let ctx = env.context(&format!("url-bad-{i}"), &[("Dockerfile", &df)]);
+        let tag = format!("url-bad:{i}");
+        let (r, _) = env.build(&ctx, &tag);
+        let e = r.expect_err(line).to_string();
+        assert!(e.contains("Dockerfile:2"), "{e}");
+        for w in wants {
+            assert!(e.contains(w.as_str()), "{line}: want {w:?} in {e}");
+        }
+        assert!(!env.tagged(&tag), "{line}");
+    }
+}
+
+#[test]
+fn copy_parents_symbolic_chmod_and_link() {
+    if common::skip_unless_root() {
+        return;
+    }
+    let env = setup();
+    let ctx = env.context(
+        "par",
+        &[
+            ("app/x/one.go", "1\n"),
+            ("app/y/two.go", "2\n"),
+            ("app/y/skip.md", "md\n"),
+            ("src/pkg/lib/a.rs", "a\n"),
+            ("run.sh", "#!/bin/sh\n"),
+            ("dir/f", "f\n"),
+        ],
+    );
+    std::fs::set_permissions(
+        ctx.join("run.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        ctx.join("dir/f"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\n\
+         COPY --parents app/*/*.go /p/\n\
+         COPY --parents src/./pkg/lib /piv/\n\
+         COPY --parents --exclude=*.md app/y /pe/\n\
+         COPY --chmod=go+rX,u-w run.sh /sym.sh\n\
+         COPY --chmod=u=rwX,go=rX dir /symdir\n\
+         COPY --chmod=640 run.sh /oct.sh\n\
+         RUN ln -s /tmp /lnk && mkdir -p /kept && echo base > /kept/base\n\
+         COPY --link dir/f /lnk/\n\
+         COPY dir/f /viaplain/\n\
+         RUN stat -c '%n %a' /sym.sh /symdir /symdir/f /oct.sh > /modes && ls -l /lnk > /lnk.ls\n",
+    )
+    .unwrap();
+    let (r, events) = env.build(&ctx, "par");
+    r.unwrap_or_else(|e| panic!("{e}\n{}", streams(&events)));
+    assert_eq!(env.file("par", "p/app/x/one.go").as_deref(), Some("1\n"));
+    assert_eq!(env.file("par", "p/app/y/two.go").as_deref(), Some("2\n"));
+    assert!(!env.exists("par", "p/one.go"));
+    // The part above the ./ pivot is dropped.
+    assert_eq!(env.file("par", "piv/pkg/lib/a.rs").as_deref(), Some("a\n"));
+    assert!(!env.exists("par", "piv/src"));
+    assert_eq!(env.file("par", "pe/app/y/two.go").as_deref(), Some("2\n"));
+    assert!(!env.exists("par", "pe/app/y/skip.md"));
+    assert_eq!(
+        env.file("par", "modes").as_deref(),
+        Some("/sym.sh 555\n/symdir 755\n/symdir/f 644\n/oct.sh 640\n")
+    );
+    // --link: the layer holds only the copied file, made on an empty rootfs, so the
+    // /lnk symlink of the stage is not followed (the new directory hides it).
+    let rec = env.store.resolve("par").unwrap();
+    let layers = &rec.layers;
+    let link_layer = env.store.layer_path(&layers[layers.len() - 3].diff_id);
+    let mut names: Vec<String> = std::fs::read_dir(&link_layer)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["lnk"]);
+    assert!(link_layer.join("lnk/f").is_file());
+    assert!(env.file("par", "lnk.ls").unwrap().contains(" f\n"));
+    assert!(!env.exists("par", "tmp/f"));
+
+    // Bad --chmod values name the flag.
+    let bad = env.context(
+        "par-bad",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nCOPY --chmod=u+q Dockerfile /x\n",
+        )],
+    );
+    let (r, _) = env.build(&bad, "par-bad");
+    let e = r.expect_err("bad chmod").to_string();
+    assert!(
+        e.contains("Dockerfile:2") && e.contains("--chmod=u+q"),
+        "{e}"
+    );
+    assert!(!env.tagged("par-bad"));
 }
 
 #[test]

@@ -10,6 +10,8 @@ use barge_image::digest::Hasher;
 use barge_image::image::LayerRecord;
 use barge_image::Digest;
 
+use super::chmod::Chmod;
+use super::fetch::{fetch, is_url, parse_checksum};
 use super::{BuildError, Run, Snap, State};
 use crate::ast::{Command, Instruction};
 use crate::fsutil::{self, BENEATH, IN_ROOT, NO_SYMLINKS};
@@ -53,8 +55,11 @@ struct Item {
     name: String,
     is_dir: bool,
     entries: Vec<Entry>,
-    /// Inline content (heredoc source).
+    /// Inline content (heredoc source, download).
     data: Option<Vec<u8>>,
+    /// `--parents`: the source's path below the context (or below its `./` pivot),
+    /// kept under the destination.
+    parents: Option<String>,
 }
 
 /// Where the sources are read from.
@@ -76,8 +81,10 @@ pub(crate) struct CopyPlan<'a> {
     items: Vec<Item>,
     root: SourceRoot<'a>,
     chown: Option<String>,
-    chmod: Option<u32>,
+    chmod: Option<Chmod>,
     add: bool,
+    /// `--link`: the layer is made on an empty snapshot, independent of the stage's.
+    pub(crate) link: bool,
 }
 
 impl CopyPlan<'_> {
@@ -98,119 +105,6 @@ fn join(a: &str, b: &str) -> String {
         (_, true) => a.to_string(),
         _ => format!("{a}/{b}"),
     }
-}
-
-fn is_url(s: &str) -> bool {
-    let l = s.to_ascii_lowercase();
-    l.starts_with("http://") || l.starts_with("https://") || l.starts_with("git@")
-}
-
-/// The most ADD downloads into memory.
-const MAX_DOWNLOAD: u64 = 512 << 20;
-
-/// Downloads an `http://` URL (redirects followed, at most 5); returns the file name
-/// (the URL path's last segment) and the content. HTTPS and git need a TLS client the
-/// builder does not have: a clear error.
-fn fetch(url: &str) -> Result<(String, Vec<u8>), String> {
-    use std::net::{TcpStream, ToSocketAddrs};
-    let mut url = url.to_string();
-    for _ in 0..6 {
-        let lower = url.to_ascii_lowercase();
-        let Some(rest) = lower.strip_prefix("http://").map(|_| &url[7..]) else {
-            return Err("only http:// URLs can be fetched (no TLS or git client in barge's builder); download it into the build context and COPY it".into());
-        };
-        let (hostport, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
-        };
-        let path = path.split('#').next().unwrap_or("/");
-        let addr_s = if hostport
-            .rsplit_once(':')
-            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-        {
-            hostport.to_string()
-        } else {
-            format!("{hostport}:80")
-        };
-        let addr = addr_s
-            .to_socket_addrs()
-            .map_err(|e| format!("cannot resolve {hostport}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("cannot resolve {hostport}"))?;
-        let t = std::time::Duration::from_secs(30);
-        let mut s = TcpStream::connect_timeout(&addr, t)
-            .map_err(|e| format!("cannot connect to {hostport}: {e}"))?;
-        s.set_read_timeout(Some(t)).map_err(|e| e.to_string())?;
-        let req = format!(
-            "GET {path} HTTP/1.0\r\nHost: {hostport}\r\nUser-Agent: barge-build\r\nAccept: */*\r\n\r\n"
-        );
-        s.write_all(req.as_bytes())
-            .map_err(|e| format!("sending the request: {e}"))?;
-        let mut resp = Vec::new();
-        (&mut s)
-            .take(MAX_DOWNLOAD + 64 * 1024)
-            .read_to_end(&mut resp)
-            .map_err(|e| format!("reading the response: {e}"))?;
-        let end = resp
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .ok_or("malformed HTTP response")?;
-        let head = String::from_utf8_lossy(&resp[..end]).into_owned();
-        let body = resp.split_off(end + 4);
-        let mut lines = head.lines();
-        let status: u16 = lines
-            .next()
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|c| c.parse().ok())
-            .ok_or("malformed HTTP status line")?;
-        let header = |name: &str| {
-            head.lines().skip(1).find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.trim()
-                    .eq_ignore_ascii_case(name)
-                    .then(|| v.trim().to_string())
-            })
-        };
-        match status {
-            200 => {
-                if body.len() as u64 > MAX_DOWNLOAD {
-                    return Err(format!("larger than {MAX_DOWNLOAD} bytes"));
-                }
-                if let Some(n) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
-                    if n != body.len() {
-                        return Err(format!("truncated download: {} of {n} bytes", body.len()));
-                    }
-                }
-                let name = path
-                    .split('?')
-                    .next()
-                    .unwrap_or("")
-                    .rsplit('/')
-                    .find(|n| !n.is_empty())
-                    .unwrap_or("download")
-                    .to_string();
-                return Ok((name, body));
-            }
-            301 | 302 | 303 | 307 | 308 => {
-                let loc = header("location").ok_or("redirect without a Location")?;
-                url = if loc.starts_with('/') {
-                    format!("http://{hostport}{loc}")
-                } else {
-                    loc
-                };
-            }
-            code => return Err(format!("HTTP status {code}")),
-        }
-    }
-    Err("too many redirects".into())
-}
-
-/// Parses `--chmod` (octal only, as the classic builder).
-fn parse_chmod(s: &str) -> Result<u32, String> {
-    u32::from_str_radix(s, 8)
-        .ok()
-        .filter(|m| *m <= 0o7777)
-        .ok_or_else(|| format!("invalid --chmod={s}: an octal mode is expected"))
 }
 
 /// Resolves `user[:group]` against the rootfs' `/etc/passwd` and `/etc/group`.
@@ -289,7 +183,7 @@ impl<'a> Run<'a> {
         inst: &Instruction,
     ) -> Result<CopyPlan<'a>, BuildError> {
         let kw = inst.keyword;
-        let (sources, inline, dest, from, chown, chmod, add, unsupported) = match cmd {
+        let (sources, inline, dest, from, chown, chmod, add) = match cmd {
             Command::Copy(c) => (
                 &c.sources,
                 &c.inline,
@@ -298,7 +192,6 @@ impl<'a> Run<'a> {
                 c.chown.clone(),
                 c.chmod.clone(),
                 false,
-                if c.parents { Some("--parents") } else { None },
             ),
             Command::Add(a) => (
                 &a.sources,
@@ -308,14 +201,29 @@ impl<'a> Run<'a> {
                 a.chown.clone(),
                 a.chmod.clone(),
                 true,
-                if a.checksum.is_some() {
-                    Some("--checksum")
-                } else {
-                    None
-                },
             ),
             _ => return Err(self.step_err(inst, "not a COPY or ADD")),
         };
+        let (parents, link) = match cmd {
+            Command::Copy(c) => (c.parents, c.link),
+            Command::Add(a) => (false, a.link),
+            _ => (false, false),
+        };
+        let checksum = match cmd {
+            Command::Add(a) => a
+                .checksum
+                .as_deref()
+                .map(parse_checksum)
+                .transpose()
+                .map_err(|e| self.step_err(inst, e))?,
+            _ => None,
+        };
+        if checksum.is_some() && !sources.iter().all(|s| is_url(s)) {
+            return Err(self.step_err(
+                inst,
+                "ADD --checksum is only for http(s) sources: a local source is hashed from the context",
+            ));
+        }
         let patterns: &[String] = match cmd {
             Command::Copy(c) => &c.exclude,
             Command::Add(a) => &a.exclude,
@@ -329,15 +237,9 @@ impl<'a> Run<'a> {
                     .map_err(|e| self.step_err(inst, format!("--exclude: {e}")))?,
             )
         };
-        if let Some(u) = unsupported {
-            return Err(self.step_err(
-                inst,
-                format!("{kw} {u} is not supported by barge's builder yet"),
-            ));
-        }
         let chmod = chmod
             .as_deref()
-            .map(parse_chmod)
+            .map(Chmod::parse)
             .transpose()
             .map_err(|e| self.step_err(inst, e))?;
         let workdir = st.config["config"]["WorkingDir"]
@@ -350,8 +252,12 @@ impl<'a> Run<'a> {
         } else {
             format!("{}/{dest}", workdir.trim_end_matches('/'))
         };
-        let dest_dir =
-            dest.ends_with('/') || dest == "." || dest.ends_with("/.") || dest.is_empty();
+        // With --parents the destination is always a directory (sources keep their paths).
+        let dest_dir = parents
+            || dest.ends_with('/')
+            || dest == "."
+            || dest.ends_with("/.")
+            || dest.is_empty();
         let root = match &from {
             None => SourceRoot::Context,
             Some(f) => {
@@ -372,24 +278,33 @@ impl<'a> Run<'a> {
         for src in sources {
             if is_url(src) {
                 if add {
-                    let (name, data) =
-                        fetch(src).map_err(|e| self.step_err(inst, format!("ADD {src}: {e}")))?;
+                    let dl = fetch(src, checksum.as_ref())
+                        .map_err(|e| self.step_err(inst, format!("ADD {src}: {e}")))?;
                     count += 1;
                     // SAFETY: stat is plain old data; zeroed is a valid value.
                     let mut st: libc::stat = unsafe { std::mem::zeroed() };
-                    // Docker gives downloaded files mode 0600.
+                    // Docker gives downloaded files mode 0600 and Last-Modified as mtime.
                     st.st_mode = libc::S_IFREG | 0o600;
-                    st.st_size = data.len() as i64;
+                    st.st_size = dl.data.len() as i64;
+                    if let Some(t) = dl.modified {
+                        let secs = t
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map(|d| d.as_secs() as i64)
+                            .unwrap_or(0);
+                        st.st_mtime = secs;
+                        st.st_atime = secs;
+                    }
                     items.push(Item {
                         top: String::new(),
-                        name,
+                        name: dl.name,
                         is_dir: false,
                         entries: vec![Entry {
                             rel: String::new(),
                             meta: Meta::of(st),
                             link: None,
                         }],
-                        data: Some(data),
+                        data: Some(dl.data),
+                        parents: None,
                     });
                     continue;
                 }
@@ -397,6 +312,11 @@ impl<'a> Run<'a> {
                     self.step_err(inst, format!("COPY does not accept URLs ({src}): use ADD"))
                 );
             }
+            // --parents: a `/./` in the source is the pivot; what is above it is not kept.
+            let (pivot, src) = match (parents, src.find("/./")) {
+                (true, Some(i)) => (fsutil::clean(&src[..i]).map_or(0, |p| p.len()), src),
+                _ => (0, src),
+            };
             let parts = match fsutil::clean(src) {
                 Some(p) => p,
                 None if ctx => {
@@ -450,9 +370,13 @@ impl<'a> Run<'a> {
                 ));
             }
             for c in cands {
-                let item = self
+                let mut item = self
                     .resolve_item(root_fd, &root_path, &c, resolve, ctx, src, excl.as_ref())
                     .map_err(|e| self.step_err(inst, e))?;
+                if parents {
+                    let kept: Vec<&str> = c.split('/').skip(pivot).collect();
+                    item.parents = Some(kept.join("/"));
+                }
                 if let Some(x) = &excl {
                     if !item.is_dir && (x.matches(&item.top, false) || x.matches(&item.name, false))
                     {
@@ -479,6 +403,7 @@ impl<'a> Run<'a> {
                     link: None,
                 }],
                 data: Some(i.data.clone().into_bytes()),
+                parents: None,
             });
         }
         if count > 1 && !dest_dir {
@@ -499,6 +424,7 @@ impl<'a> Run<'a> {
             chown,
             chmod,
             add,
+            link,
         })
     }
 
@@ -643,6 +569,7 @@ impl<'a> Run<'a> {
             is_dir,
             entries,
             data: None,
+            parents: None,
         })
     }
 
@@ -745,14 +672,20 @@ impl<'a> Run<'a> {
         inst: &Instruction,
         plan: CopyPlan<'_>,
     ) -> Result<LayerRecord, BuildError> {
-        let snap = Snap::new(self.b, &st.layers)?;
+        // --link: the files go into an empty snapshot, so the layer depends on nothing
+        // below it (a symlink in the stage's rootfs is not followed; parents are made).
+        let snap = Snap::new(self.b, if plan.link { &[] } else { &st.layers })?;
         let root = fsutil::open_root(&snap.rootfs()).map_err(|e| self.step_err(inst, e))?;
-        let owner = plan
-            .chown
-            .as_deref()
-            .map(|c| resolve_user(root.as_raw_fd(), c))
-            .transpose()
-            .map_err(|e| self.step_err(inst, e))?;
+        let owner = match plan.chown.as_deref() {
+            None => None,
+            // Names are looked up in the stage's /etc/passwd, also with --link.
+            Some(c) if plan.link && !c.split(':').all(|p| p.parse::<u32>().is_ok()) => {
+                let base = Snap::new(self.b, &st.layers)?;
+                let bfd = fsutil::open_root(&base.rootfs()).map_err(|e| self.step_err(inst, e))?;
+                Some(resolve_user(bfd.as_raw_fd(), c).map_err(|e| self.step_err(inst, e))?)
+            }
+            Some(c) => Some(resolve_user(root.as_raw_fd(), c).map_err(|e| self.step_err(inst, e))?),
+        };
         let src_root = match &plan.root {
             SourceRoot::Context => self.ctx_fd.as_raw_fd(),
             SourceRoot::Rootfs { fd, .. } => fd.as_raw_fd(),
@@ -760,30 +693,36 @@ impl<'a> Run<'a> {
         let w = Writer {
             root: root.as_raw_fd(),
             owner,
-            chmod: plan.chmod,
+            chmod: plan.chmod.clone(),
         };
         for it in &plan.items {
-            let res =
-                if plan.add && !it.is_dir && it.data.is_none() && self.is_archive(src_root, it) {
-                    self.extract(src_root, it, &plan.dest, &w)
-                } else if it.is_dir {
-                    w.tree(src_root, &it.top, &it.entries, &plan.dest, false)
+            let res = if let Some(rel) = &it.parents {
+                let target = join(plan.dest.trim_end_matches('/'), rel);
+                if it.is_dir {
+                    w.tree(src_root, &it.top, &it.entries, &target, false)
                 } else {
-                    let dest_is_dir = plan.dest_dir
-                        || fsutil::openat2(
-                            root.as_raw_fd(),
-                            &plan.dest,
-                            libc::O_PATH | libc::O_DIRECTORY,
-                            IN_ROOT,
-                        )
-                        .is_ok();
-                    let target = if dest_is_dir {
-                        format!("{}/{}", plan.dest.trim_end_matches('/'), it.name)
-                    } else {
-                        plan.dest.trim_end_matches('/').to_string()
-                    };
                     w.file(src_root, it, &target)
+                }
+            } else if plan.add && !it.is_dir && it.data.is_none() && self.is_archive(src_root, it) {
+                self.extract(src_root, it, &plan.dest, &w)
+            } else if it.is_dir {
+                w.tree(src_root, &it.top, &it.entries, &plan.dest, false)
+            } else {
+                let dest_is_dir = plan.dest_dir
+                    || fsutil::openat2(
+                        root.as_raw_fd(),
+                        &plan.dest,
+                        libc::O_PATH | libc::O_DIRECTORY,
+                        IN_ROOT,
+                    )
+                    .is_ok();
+                let target = if dest_is_dir {
+                    format!("{}/{}", plan.dest.trim_end_matches('/'), it.name)
+                } else {
+                    plan.dest.trim_end_matches('/').to_string()
                 };
+                w.file(src_root, it, &target)
+            };
             res.map_err(|e| self.step_err(inst, e))?;
         }
         drop(root);
@@ -850,7 +789,7 @@ impl<'a> Run<'a> {
 struct Writer {
     root: RawFd,
     owner: Option<(u32, u32)>,
-    chmod: Option<u32>,
+    chmod: Option<Chmod>,
 }
 
 impl Writer {
@@ -863,7 +802,10 @@ impl Writer {
     }
 
     fn mode(&self, m: &Meta) -> u32 {
-        self.chmod.unwrap_or(m.mode & 0o7777)
+        match &self.chmod {
+            Some(c) => c.apply(m.mode, m.kind() == libc::S_IFDIR),
+            None => m.mode & 0o7777,
+        }
     }
 
     fn parent(&self, path: &str) -> Result<(OwnedFd, String), String> {
@@ -893,7 +835,13 @@ impl Writer {
                 f.write_all(d).map_err(|e| format!("{target}: {e}"))?;
                 let (u, g) = self.ids(&e.meta, false);
                 fsutil::set_owner_mode(&f.into(), u, g, self.mode(&e.meta))
-                    .map_err(|e| format!("{target}: {e}"))
+                    .map_err(|e| format!("{target}: {e}"))?;
+                if e.meta.st.st_mtime != 0 {
+                    // A download's Last-Modified.
+                    fsutil::set_times_at(pfd.as_raw_fd(), &name, &e.meta.st)
+                        .map_err(|e| format!("{target}: {e}"))?;
+                }
+                Ok(())
             }
             None => self.entry(src_root, &it.top, e, &pfd, &name, target, false),
         }
