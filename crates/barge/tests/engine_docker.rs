@@ -646,6 +646,46 @@ fn bad_input_status_codes() {
     let (c, b) = d.api("POST", "/containers/create", Some("{not json"));
     assert_eq!(c, 400, "{b}");
     assert!(b.contains("\"message\""), "{b}");
+    // Values of the wrong type: 400, naming the field (as dockerd's Go decoding refuses them).
+    for (path, body, field) in [
+        (
+            "/containers/create",
+            r#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"Init":"yes"}}"#,
+            "HostConfig.Init must be a boolean",
+        ),
+        (
+            "/containers/create",
+            r#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"Memory":1.5}}"#,
+            "HostConfig.Memory must be an integer",
+        ),
+        (
+            "/containers/create",
+            r#"{"Image":"busybox","Env":["A=1",2]}"#,
+            "Env[1] must be a string",
+        ),
+        (
+            "/networks/create",
+            r#"{"Name":"n","Internal":"no"}"#,
+            "Internal must be a boolean",
+        ),
+        (
+            "/volumes/create",
+            r#"{"Name":"v","Labels":{"a":1}}"#,
+            "Labels[\"a\"] must be a string",
+        ),
+        ("/volumes/create", r#"{"Name":"#, "EOF while parsing"),
+    ] {
+        let (c, b) = d.api("POST", path, Some(body));
+        assert_eq!(c, 400, "{path} {body}: {b}");
+        let m = serde_json::from_str::<serde_json::Value>(&b).expect("a JSON error body");
+        let m = m["message"].as_str().expect("message").to_string();
+        assert!(m.contains(field), "{path} {body}: {m}");
+    }
+    assert_eq!(
+        d.ok(&["ps", "-aq"]),
+        "",
+        "refused bodies left no container behind"
+    );
     for junk in [
         "[]",
         "null",
