@@ -1110,4 +1110,21 @@ fn init_forwards_signals_reaps_and_exits_like_tini() {
             );
         }
     }
+    // The daemon's default (dockerd's `--init`, daemon.json "init"): containers that do not
+    // say otherwise run under the init; `--init=false` opts out.
+    for n in ["sleeper", "usr1", "reaped", "zombies"] {
+        d.ok(&["rm", "-f", n]);
+    }
+    std::fs::write(d.dir.path().join("daemon.json"), r#"{"init": true}"#).expect("daemon.json");
+    let mut d = d;
+    d.kill9();
+    d.spawn();
+    let ppid = |extra: &[&str]| {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(extra);
+        args.extend(["busybox", "sh", "-c", "echo $PPID"]);
+        d.ok(&args)
+    };
+    assert_eq!(ppid(&[]), "1");
+    assert_eq!(ppid(&["--init=false"]), "0");
 }
