@@ -1036,6 +1036,37 @@ fn init_forwards_signals_reaps_and_exits_like_tini() {
         ]),
         "1\nbarge-init"
     );
+    // The init is the runtime's own process: the container cannot reach its binary or
+    // memory (non-dumpable, CVE-2019-5736 class), and for a non-root user it holds no
+    // capability (as tini exec'd as that user).
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "--init",
+        "busybox",
+        "sh",
+        "-c",
+        "readlink /proc/1/exe || echo exe-denied; cat /proc/1/environ || echo env-denied; \
+         echo x 2>/dev/null >/proc/1/exe || echo write-denied",
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    for w in ["exe-denied", "env-denied", "write-denied"] {
+        assert!(text.contains(w), "{w}: {text}");
+    }
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "--init",
+            "-u",
+            "1000",
+            "busybox",
+            "sh",
+            "-c",
+            "grep -E '^(Uid|CapPrm|CapEff):' /proc/1/status | tr -s '\t' ' '"
+        ]),
+        "Uid: 1000 1000 1000 1000\nCapPrm: 0000000000000000\nCapEff: 0000000000000000"
+    );
     // Without it, the command is PID 1.
     assert_eq!(
         d.ok(&["run", "--rm", "busybox", "sh", "-c", "echo $$"]),
