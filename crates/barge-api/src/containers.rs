@@ -13,6 +13,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::decode::{decode, Kind};
 use crate::read_body;
 use crate::util::{
     channel_body, frame, human_duration, json_response, status, ApiError, Body, Query,
@@ -20,23 +21,9 @@ use crate::util::{
 
 type R = Result<Response<Body>, ApiError>;
 
-fn parse_json(b: &[u8]) -> Result<Value, ApiError> {
-    if b.is_empty() {
-        return Ok(json!({}));
-    }
-    serde_json::from_slice(b)
-        .map_err(|e| ApiError::new(400, format!("invalid JSON in the request body: {e}")))
-}
-
 pub(crate) async fn create(e: Arc<Engine>, q: &Query, req: Request<Incoming>) -> R {
     let body = read_body(req, 16 << 20).await?;
-    let v = parse_json(&body)?;
-    if !v.is_object() {
-        return Err(ApiError::new(
-            400,
-            "invalid JSON in the request body: expected an object".into(),
-        ));
-    }
+    let v = decode(Kind::ContainerCreate, &body)?;
     let id = e.create(q.get("name"), v).await?;
     Ok(json_response(201, &json!({"Id": id, "Warnings": []})))
 }
@@ -560,13 +547,13 @@ pub(crate) async fn dispatch(
         }
         (&Method::POST, ["exec"]) => {
             let body = read_body(req, 1 << 20).await?;
-            let v = parse_json(&body)?;
+            let v = decode(Kind::ExecCreate, &body)?;
             let eid = e.exec_create(id, &v)?;
             Ok(json_response(201, &json!({"Id": eid})))
         }
         (&Method::POST, ["update"]) => {
             let body = read_body(req, 1 << 20).await?;
-            let v = parse_json(&body)?;
+            let v = decode(Kind::ContainerUpdate, &body)?;
             e.update_container(id, &v)?;
             Ok(json_response(200, &json!({"Warnings": []})))
         }
@@ -652,7 +639,7 @@ async fn top(e: Arc<Engine>, id: &str, q: &Query) -> R {
 pub(crate) async fn exec_start(e: Arc<Engine>, id: &str, mut req: Request<Incoming>) -> R {
     let x = e.exec_get(id)?;
     let body = read_body_ref(&mut req).await?;
-    let v = parse_json(&body)?;
+    let v = decode(Kind::ExecStart, &body)?;
     let detach = v.get("Detach").and_then(Value::as_bool).unwrap_or(false);
     let tty = v.get("Tty").and_then(Value::as_bool).unwrap_or(x.tty);
     // API 1.42+: the client's terminal size, [rows, cols], for the exec's pty.
@@ -824,7 +811,7 @@ pub(crate) fn exec_inspect(e: Arc<Engine>, id: &str) -> R {
 
 pub(crate) async fn commit(e: Arc<Engine>, q: &Query, req: Request<Incoming>) -> R {
     let body = read_body(req, 16 << 20).await?;
-    let v = parse_json(&body)?;
+    let v = decode(Kind::Commit, &body)?;
     let container = q.get("container").unwrap_or("").to_string();
     let reference = match (
         q.get("repo").filter(|s| !s.is_empty()),

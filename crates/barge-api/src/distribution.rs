@@ -143,8 +143,8 @@ pub(crate) async fn push(api: &Api, name: &str, q: &Query, req: Request<Incoming
 
 /// `POST /auth`: checks the credentials against the registry; the client stores them.
 pub(crate) async fn auth(api: &Api, body: Bytes) -> R {
-    let v: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::new(400, format!("invalid auth configuration: {e}")))?;
+    let v = crate::decode::decode(crate::decode::Kind::Auth, &body)
+        .map_err(|e| ApiError::new(400, format!("invalid auth configuration: {}", e.message)))?;
     let field = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     let username = field("username");
     if username.is_empty() {

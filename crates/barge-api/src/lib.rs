@@ -9,6 +9,7 @@
 
 mod build;
 mod containers;
+pub mod decode;
 mod distribution;
 mod images;
 mod networks;

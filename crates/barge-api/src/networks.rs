@@ -121,8 +121,7 @@ fn parse_net(s: &str, what: &str) -> Result<Ipv4Net, ApiError> {
 
 async fn create(e: Arc<Engine>, req: Request<Incoming>) -> R {
     let body = read_body(req, 1 << 20).await?;
-    let v: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::new(400, format!("invalid JSON in the request body: {e}")))?;
+    let v = crate::decode::decode(crate::decode::Kind::NetworkCreate, &body)?;
     let name = v
         .get("Name")
         .and_then(Value::as_str)
@@ -234,12 +233,12 @@ async fn prune(e: Arc<Engine>) -> R {
 
 async fn connect(e: Arc<Engine>, id: &str, req: Request<Incoming>, on: bool) -> R {
     let body = read_body(req, 1 << 20).await?;
-    let v: Value = if body.is_empty() {
-        json!({})
+    let kind = if on {
+        crate::decode::Kind::NetworkConnect
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::new(400, format!("invalid JSON in the request body: {e}")))?
+        crate::decode::Kind::NetworkDisconnect
     };
+    let v = crate::decode::decode(kind, &body)?;
     let container = v
         .get("Container")
         .and_then(Value::as_str)

@@ -78,12 +78,7 @@ pub(crate) async fn dispatch(
         }
         (&Method::POST, ["create"]) => {
             let body = read_body(req, 1 << 20).await?;
-            let v: Value = if body.is_empty() {
-                json!({})
-            } else {
-                serde_json::from_slice(&body)
-                    .map_err(|err| ApiError::new(400, format!("invalid JSON: {err}")))?
-            };
+            let v = crate::decode::decode(crate::decode::Kind::VolumeCreate, &body)?;
             let driver = v.get("Driver").and_then(Value::as_str).unwrap_or("local");
             if !driver.is_empty() && driver != "local" {
                 return Err(ApiError::new(

@@ -32,6 +32,8 @@ pub struct Options {
     pub exec_root: PathBuf,
     /// `--default-ulimit`s: (name, soft, hard).
     pub default_ulimits: Vec<(String, i64, i64)>,
+    /// `--init`: containers whose `HostConfig.Init` is unset run under an init.
+    pub default_init: bool,
     /// The barge executable (for `barge monitor` and `barge runtime`).
     pub exe: PathBuf,
 }
@@ -968,7 +970,7 @@ impl Engine {
                 .host_config
                 .get("Init")
                 .and_then(Value::as_bool)
-                .unwrap_or(false),
+                .unwrap_or(self.opts.default_init),
         };
         let _ = std::fs::remove_file(&mc.exit_path);
         std::fs::write(

@@ -48,6 +48,9 @@ pub(crate) fn block_all() {
 /// becomes the init and never returns. Signals must be blocked (see [`block_all`]) and every
 /// disposition at its default before this is called.
 pub(crate) fn fork_under_init() -> Result<(), StepError> {
+    // Before the fork, so the command never sees PID 1 under its old name (the child's copy
+    // of the name goes with its execve).
+    rename_self();
     // SAFETY: the init is single-threaded; the child only runs our code until execve.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
@@ -78,7 +81,13 @@ fn isolate_child() {
 /// The init's whole life after the fork: wait for signals, forward or reap, exit with the
 /// child's status.
 fn supervise(child: libc::pid_t) -> ! {
-    rename_self();
+    // The init does not exec, so it would keep the capabilities execve takes from a
+    // non-root user's process; it needs none of them (signalling and reaping its own
+    // children need no privilege): as tini exec'd as that user, it holds none.
+    // SAFETY: getuid cannot fail.
+    if unsafe { libc::getuid() } != 0 {
+        let _ = crate::caps::capset(0, 0, 0);
+    }
     // Nothing of the runtime's is needed any more: no stdio (the child has its own copies),
     // no sync socket, no fifo.
     // SAFETY: closing every fd of this process; none is used below.

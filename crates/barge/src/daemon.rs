@@ -1,7 +1,7 @@
 //! `barge daemon`: serves the Docker Engine API on a unix socket (barge-api over barge-engine).
 //!
 //! Takes dockerd's flags for what the two share: `-H/--host`, `--data-root`, `--exec-root`,
-//! `--pidfile`, `--config-file` (daemon.json), `--insecure-registry`, `--default-ulimit`,
+//! `--pidfile`, `--config-file` (daemon.json), `--insecure-registry`, `--default-ulimit`, `--init`,
 //! `--log-level`, and the networking ones: `--bridge` (`none` disables networking), `--bip`,
 //! `--default-address-pool` (daemon.json `bridge`, `bip`, `default-address-pools`). Several
 //! daemons with their own roots and sockets can run side by side; the network state lives
@@ -41,6 +41,9 @@ struct Args {
     /// Default ulimits for containers (name=soft[:hard]).
     #[arg(long = "default-ulimit")]
     default_ulimit: Vec<String>,
+    /// Run containers under an init (barge-init) unless they say otherwise (`HostConfig.Init`).
+    #[arg(long = "init")]
+    init: bool,
     /// Logging level (debug, info, warn, error, fatal).
     #[arg(short = 'l', long = "log-level")]
     log_level: Option<String>,
@@ -68,6 +71,7 @@ struct Settings {
     pidfile: PathBuf,
     insecure: Vec<String>,
     ulimits: Vec<(String, i64, i64)>,
+    init: bool,
     log_level: String,
     network: Option<barge_network::NetworkConfig>,
 }
@@ -246,6 +250,7 @@ fn settings(a: Args) -> Result<Settings> {
         exec_root,
         insecure,
         ulimits,
+        init: a.init || file.get("init").and_then(|v| v.as_bool()).unwrap_or(false),
         network,
         log_level: if a.debug {
             "debug".into()
@@ -355,6 +360,7 @@ async fn run(s: Settings) -> Result<()> {
         data_root: s.data_root.clone(),
         exec_root: s.exec_root.clone(),
         default_ulimits: s.ulimits.clone(),
+        default_init: s.init,
         exe,
     })
     .context("opening the engine state")?;

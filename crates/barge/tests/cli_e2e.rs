@@ -73,6 +73,28 @@ fn no_daemon_and_bad_flags() {
         .expect("barge");
     assert!(o.status.success());
     assert!(out(&o).contains("_barge"), "no bash completion function");
+    for (shell, marker) in [("zsh", "#compdef barge"), ("fish", "complete -c barge")] {
+        let o = Command::new(barge_bin())
+            .args(["completion", shell])
+            .output()
+            .expect("barge");
+        assert!(o.status.success(), "{shell}: {}", err(&o));
+        assert!(out(&o).contains(marker), "{shell}");
+    }
+    // A reader that stops early (`| head -1`) is no error: the script is bigger than a
+    // pipe's buffer, so the rest of the write fails with EPIPE.
+    let mut ch = Command::new(barge_bin())
+        .args(["completion", "bash"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("barge");
+    let mut first = [0u8; 16];
+    std::io::Read::read_exact(ch.stdout.as_mut().expect("stdout"), &mut first).expect("read");
+    drop(ch.stdout.take());
+    let o = ch.wait_with_output().expect("wait");
+    assert!(o.status.success(), "{:?}: {}", o.status, err(&o));
+    assert!(!err(&o).contains("panicked"), "{}", err(&o));
 }
 
 #[test]

@@ -646,6 +646,46 @@ fn bad_input_status_codes() {
     let (c, b) = d.api("POST", "/containers/create", Some("{not json"));
     assert_eq!(c, 400, "{b}");
     assert!(b.contains("\"message\""), "{b}");
+    // Values of the wrong type: 400, naming the field (as dockerd's Go decoding refuses them).
+    for (path, body, field) in [
+        (
+            "/containers/create",
+            r#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"Init":"yes"}}"#,
+            "HostConfig.Init must be a boolean",
+        ),
+        (
+            "/containers/create",
+            r#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"Memory":1.5}}"#,
+            "HostConfig.Memory must be an integer",
+        ),
+        (
+            "/containers/create",
+            r#"{"Image":"busybox","Env":["A=1",2]}"#,
+            "Env[1] must be a string",
+        ),
+        (
+            "/networks/create",
+            r#"{"Name":"n","Internal":"no"}"#,
+            "Internal must be a boolean",
+        ),
+        (
+            "/volumes/create",
+            r#"{"Name":"v","Labels":{"a":1}}"#,
+            "Labels[\"a\"] must be a string",
+        ),
+        ("/volumes/create", r#"{"Name":"#, "EOF while parsing"),
+    ] {
+        let (c, b) = d.api("POST", path, Some(body));
+        assert_eq!(c, 400, "{path} {body}: {b}");
+        let m = serde_json::from_str::<serde_json::Value>(&b).expect("a JSON error body");
+        let m = m["message"].as_str().expect("message").to_string();
+        assert!(m.contains(field), "{path} {body}: {m}");
+    }
+    assert_eq!(
+        d.ok(&["ps", "-aq"]),
+        "",
+        "refused bodies left no container behind"
+    );
     for junk in [
         "[]",
         "null",
@@ -996,6 +1036,37 @@ fn init_forwards_signals_reaps_and_exits_like_tini() {
         ]),
         "1\nbarge-init"
     );
+    // The init is the runtime's own process: the container cannot reach its binary or
+    // memory (non-dumpable, CVE-2019-5736 class), and for a non-root user it holds no
+    // capability (as tini exec'd as that user).
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "--init",
+        "busybox",
+        "sh",
+        "-c",
+        "readlink /proc/1/exe || echo exe-denied; cat /proc/1/environ || echo env-denied; \
+         echo x 2>/dev/null >/proc/1/exe || echo write-denied",
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    for w in ["exe-denied", "env-denied", "write-denied"] {
+        assert!(text.contains(w), "{w}: {text}");
+    }
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "--init",
+            "-u",
+            "1000",
+            "busybox",
+            "sh",
+            "-c",
+            "grep -E '^(Uid|CapPrm|CapEff):' /proc/1/status | tr -s '\t' ' '"
+        ]),
+        "Uid: 1000 1000 1000 1000\nCapPrm: 0000000000000000\nCapEff: 0000000000000000"
+    );
     // Without it, the command is PID 1.
     assert_eq!(
         d.ok(&["run", "--rm", "busybox", "sh", "-c", "echo $$"]),
@@ -1070,4 +1141,120 @@ fn init_forwards_signals_reaps_and_exits_like_tini() {
             );
         }
     }
+    // The daemon's default (dockerd's `--init`, daemon.json "init"): containers that do not
+    // say otherwise run under the init; `--init=false` opts out.
+    for n in ["sleeper", "usr1", "reaped", "zombies"] {
+        d.ok(&["rm", "-f", n]);
+    }
+    std::fs::write(d.dir.path().join("daemon.json"), r#"{"init": true}"#).expect("daemon.json");
+    let mut d = d;
+    d.kill9();
+    d.spawn();
+    let ppid = |extra: &[&str]| {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(extra);
+        args.extend(["busybox", "sh", "-c", "echo $PPID"]);
+        d.ok(&args)
+    };
+    assert_eq!(ppid(&[]), "1");
+    assert_eq!(ppid(&["--init=false"]), "0");
+}
+
+/// A raw request with a binary body; returns (status, body).
+fn api_bytes(d: &Daemon, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(&d.sock).expect("connect");
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: barge\r\nContent-Type: application/x-tar\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).expect("write");
+    s.write_all(body).expect("write body");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let split = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 4)
+        .unwrap_or(out.len());
+    let code = String::from_utf8_lossy(&out[..split])
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, out[split..].to_vec())
+}
+
+/// CVE-2018-15664: while the container swaps `/w` between a symlink to `/` and one to a
+/// directory of its own, `cp` in both directions through `/w<host path>` never reads or
+/// writes the host's files.
+#[test]
+fn cp_symlink_swap_race_stays_in_the_container() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    let canary = d.dir.path().join("canary");
+    std::fs::create_dir(&canary).expect("canary dir");
+    std::fs::write(canary.join("secret"), "host secret\n").expect("secret");
+    let host = canary.display().to_string();
+    let script = format!(
+        "mkdir -p /real{host} && echo container > /real{host}/secret && \
+         while true; do ln -sfn / /w; ln -sfn /real /w; done"
+    );
+    d.ok(&[
+        "run", "-d", "--name", "racer", "busybox", "sh", "-c", &script,
+    ]);
+    let tar = {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(6);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, "pwned", &b"pwned\n"[..])
+            .expect("tar");
+        b.into_inner().expect("tar")
+    };
+    let (mut got_container, mut wrote_container) = (0, 0);
+    for _ in 0..1000 {
+        let (c, body) = api_bytes(
+            &d,
+            "GET",
+            &format!("/containers/racer/archive?path=/w{host}/secret"),
+            b"",
+        );
+        let text = String::from_utf8_lossy(&body);
+        assert!(!text.contains("host secret"), "read the host's file: {c}");
+        if c == 200 && text.contains("container") {
+            got_container += 1;
+        }
+        let (c, _) = api_bytes(
+            &d,
+            "PUT",
+            &format!("/containers/racer/archive?path=/w{host}"),
+            &tar,
+        );
+        assert!(
+            !canary.join("pwned").exists(),
+            "wrote into the host's directory ({c})"
+        );
+        if c == 200 {
+            wrote_container += 1;
+        }
+    }
+    // The race was real: some copies went through the container's own directory.
+    assert!(
+        got_container > 0 && wrote_container > 0,
+        "{got_container} {wrote_container}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(canary.join("secret")).expect("secret"),
+        "host secret\n"
+    );
+    let names: Vec<_> = std::fs::read_dir(&canary)
+        .expect("canary")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(names, ["secret"]);
 }

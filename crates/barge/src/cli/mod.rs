@@ -92,8 +92,15 @@ async fn run(cli: Cli) -> Result<()> {
     };
     if let Cmd::Completion { shell } = &cmd {
         let mut c = Cli::command();
-        clap_complete::generate(*shell, &mut c, "barge", &mut std::io::stdout());
-        return Ok(());
+        // Generated into memory: clap_complete panics on a write error, and a reader that
+        // stops early (`| head`) is not one.
+        let mut buf = Vec::new();
+        clap_complete::generate(*shell, &mut c, "barge", &mut buf);
+        use std::io::Write;
+        return match std::io::stdout().lock().write_all(&buf) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+            _ => Ok(()),
+        };
     }
     if let Cmd::Logout { server } = &cmd {
         return system::logout(server.as_deref(), cli.config.as_deref());
