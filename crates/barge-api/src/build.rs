@@ -66,6 +66,16 @@ pub(crate) async fn build(api: &Api, req: Request<Incoming>) -> R {
     let pairs = Query::pairs(req.uri().query().unwrap_or(""));
     let mut opts =
         BuildOptions::from_query(&pairs).map_err(|e| ApiError::new(400, e.to_string()))?;
+    if let Some(h) = req.headers().get(barge_build::SECRETS_HEADER) {
+        let v = h.to_str().map_err(|_| {
+            ApiError::new(
+                400,
+                format!("invalid {} header", barge_build::SECRETS_HEADER),
+            )
+        })?;
+        opts.secrets =
+            barge_build::decode_secrets(v).map_err(|e| ApiError::new(400, e.to_string()))?;
+    }
     opts.barge_binary = std::env::current_exe()
         .map_err(|e| ApiError::new(500, format!("cannot find the barge binary: {e}")))?;
     let cancel = Arc::new(AtomicBool::new(false));

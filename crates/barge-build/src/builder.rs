@@ -61,6 +61,56 @@ pub struct BuildOptions {
     /// The barge binary, whose `runtime` front end runs RUN steps as a subprocess
     /// (`<barge> runtime --root <dir> run --bundle <bundle> <id>`).
     pub barge_binary: PathBuf,
+    /// `--secret`: what `RUN --mount=type=secret,id=<id>` reads, by id. A secret is
+    /// only ever on a tmpfs during the RUN that mounts it: never in a layer, a cache
+    /// record or key, the history or the image.
+    pub secrets: BTreeMap<String, Secret>,
+}
+
+/// A build secret's content (its `Debug` does not show it).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(pub Vec<u8>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret(<{} bytes>)", self.0.len())
+    }
+}
+
+/// The request header carrying `barge build --secret` values to the daemon (Docker's
+/// classic `POST /build` has no secrets): a JSON object of id to base64 content.
+pub const SECRETS_HEADER: &str = "X-Barge-Build-Secrets";
+
+/// Encodes secrets for [`SECRETS_HEADER`].
+pub fn encode_secrets(secrets: &BTreeMap<String, Secret>) -> String {
+    use base64::Engine;
+    let m: BTreeMap<&str, String> = secrets
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str(),
+                base64::engine::general_purpose::STANDARD.encode(&v.0),
+            )
+        })
+        .collect();
+    serde_json::to_string(&m).unwrap_or_default()
+}
+
+/// Decodes a [`SECRETS_HEADER`] value; the error names what is wrong (never a value).
+pub fn decode_secrets(header: &str) -> Result<BTreeMap<String, Secret>, BuildError> {
+    use base64::Engine;
+    let m: BTreeMap<String, String> = serde_json::from_str(header)
+        .map_err(|e| BuildError::Options(format!("invalid {SECRETS_HEADER} header: {e}")))?;
+    m.into_iter()
+        .map(|(k, v)| {
+            let d = base64::engine::general_purpose::STANDARD
+                .decode(v.as_bytes())
+                .map_err(|e| {
+                    BuildError::Options(format!("invalid {SECRETS_HEADER} header: secret {k}: {e}"))
+                })?;
+            Ok((k, Secret(d)))
+        })
+        .collect()
 }
 
 fn query_bool(v: &str) -> bool {

@@ -98,7 +98,10 @@ pub mod shell;
 mod suggest;
 
 pub use ast::*;
-pub use builder::{BuildContext, BuildError, BuildOptions, BuildOutput, Builder, PruneReport};
+pub use builder::{
+    decode_secrets, encode_secrets, BuildContext, BuildError, BuildOptions, BuildOutput, Builder,
+    PruneReport, Secret, SECRETS_HEADER,
+};
 pub use chanread::ChannelReader;
 pub use error::{ParseError, ParseErrorKind};
 pub use graph::{BuildPlan, GraphError, StageBase, StageDep, StageGraph, StageNode};

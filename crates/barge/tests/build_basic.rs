@@ -842,6 +842,116 @@ fn run_mounts_and_network() {
     );
 }
 
+/// Every regular file of every layer of `name` (path, content).
+fn layer_files(env: &Env, name: &str) -> Vec<(String, Vec<u8>)> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let t = e.file_type().unwrap();
+            let rel = e.path().strip_prefix(root).unwrap().display().to_string();
+            if t.is_dir() {
+                walk(root, &e.path(), out);
+            } else if t.is_file() {
+                out.push((rel, std::fs::read(e.path()).unwrap()));
+            } else {
+                out.push((rel, Vec::new()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for l in env.store.resolve(name).unwrap().layers {
+        let p = env.store.layer_path(&l.diff_id);
+        walk(&p, &p, &mut out);
+    }
+    out
+}
+
+#[test]
+fn run_secret_mounts_never_reach_a_layer() {
+    if common::skip_unless_root() {
+        return;
+    }
+    let env = setup();
+    let df = "FROM busybox\n\
+              RUN --mount=type=secret,id=tok sha256sum /run/secrets/tok | cut -c1-64 > /h1 && stat -c '%a %u %g' /run/secrets/tok > /st1\n\
+              RUN --mount=type=secret,id=tok,target=/etc/app/key,mode=0440,uid=1000,gid=1000 stat -c '%a %u %g' /etc/app/key > /st2 && cat /etc/app/key | wc -c > /len\n\
+              RUN --mount=type=secret,id=tok,env=TOKEN echo \"$TOKEN\" | sha256sum | cut -c1-64 > /h3 && test ! -e /run/secrets/tok\n\
+              RUN --mount=type=secret,id=absent test ! -e /run/secrets/absent\n\
+              RUN ls /run > /run.ls 2>&1; ls /etc/app >> /run.ls 2>&1; true\n";
+    let ctx = env.context("sec", &[("Dockerfile", df)]);
+    let secret = "hunter2-very-secret-value";
+    let mut o = opts("sec");
+    o.secrets.insert(
+        "tok".into(),
+        barge_build::Secret(secret.as_bytes().to_vec()),
+    );
+    let (r, events) = env.build_with(&ctx, o.clone());
+    r.unwrap_or_else(|e| panic!("{e}\n{}", streams(&events)));
+    let sha = |d: &[u8]| Digest::of(d).hex().to_string();
+    assert_eq!(
+        env.file("sec", "h1"),
+        Some(format!("{}\n", sha(secret.as_bytes())))
+    );
+    assert_eq!(env.file("sec", "st1").as_deref(), Some("400 0 0\n"));
+    assert_eq!(env.file("sec", "st2").as_deref(), Some("440 1000 1000\n"));
+    assert_eq!(env.file("sec", "len"), Some(format!("{}\n", secret.len())));
+    let with_nl = format!("{secret}\n");
+    assert_eq!(
+        env.file("sec", "h3"),
+        Some(format!("{}\n", sha(with_nl.as_bytes())))
+    );
+    // Neither the secret nor its mount points are in any layer, nor in the config.
+    let ls = env.file("sec", "run.ls").unwrap();
+    assert!(!ls.contains("secrets") && !ls.contains("key"), "{ls}");
+    for (path, data) in layer_files(&env, "sec") {
+        assert!(
+            !path.contains("secrets") && !path.ends_with("app/key"),
+            "{path}"
+        );
+        assert!(
+            !String::from_utf8_lossy(&data).contains(secret),
+            "the secret is in {path}"
+        );
+    }
+    assert!(!env.config("sec").to_string().contains(secret));
+    for e in std::fs::read_dir(env.dir.path().join("builder/cache")).unwrap() {
+        let data = std::fs::read(e.unwrap().path()).unwrap();
+        assert!(!String::from_utf8_lossy(&data).contains(secret));
+    }
+    // The secret's content is not in the cache key: another value still hits the cache.
+    o.secrets
+        .insert("tok".into(), barge_build::Secret(b"another".to_vec()));
+    let (r, ev) = env.build_with(&ctx, o);
+    r.unwrap();
+    assert_eq!(count_cache_hits(&ev), 5, "{}", streams(&ev));
+    // A required secret that was not given fails the build, naming it; nothing tagged.
+    let bad = env.context(
+        "sec-bad",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN --mount=type=secret,id=npm,required=true true\n",
+        )],
+    );
+    let (r, _) = env.build(&bad, "sec-bad");
+    let e = r.expect_err("required").to_string();
+    assert!(
+        e.contains("Dockerfile:2") && e.contains("secret npm is required"),
+        "{e}"
+    );
+    assert!(!env.tagged("sec-bad"));
+    // SSH agent forwarding is not supported: a clear error when required.
+    let ssh = env.context(
+        "ssh-bad",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN --mount=type=ssh,required=true true\n",
+        )],
+    );
+    let (r, _) = env.build(&ssh, "ssh-bad");
+    let e = r.expect_err("ssh").to_string();
+    assert!(e.contains("type=ssh is not supported"), "{e}");
+}
+
 #[test]
 fn independent_stages_build_in_parallel() {
     if common::skip_unless_root() {

@@ -159,6 +159,56 @@ pub fn write_context(dir: &Path, dockerfile: &str, w: &mut dyn std::io::Write) -
     Ok(())
 }
 
+/// Reads one `--secret` value (`id=x,src=path`, `id=x,env=VAR`, `id=x` alone: the
+/// variable `x`, else the file `x`), as buildx takes it; the error names the problem.
+pub fn read_secret(
+    spec: &str,
+    getenv: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<(String, Vec<u8>)> {
+    let bad = |why: String| Error::Msg(format!("invalid --secret {spec:?}: {why}"));
+    let (mut id, mut src, mut env, mut kind) = (None, None, None, None);
+    for field in spec.split(',') {
+        let (k, v) = field
+            .split_once('=')
+            .ok_or_else(|| bad(format!("{field:?} is not key=value")))?;
+        match k.trim().to_ascii_lowercase().as_str() {
+            "id" => id = Some(v.to_string()),
+            "src" | "source" => src = Some(v.to_string()),
+            "env" => env = Some(v.to_string()),
+            "type" => kind = Some(v.to_string()),
+            other => return Err(bad(format!("unknown key {other:?} (id, src, env, type)"))),
+        }
+    }
+    let id = id
+        .or_else(|| {
+            src.as_deref()
+                .and_then(|s| s.rsplit('/').next())
+                .map(String::from)
+        })
+        .or_else(|| env.clone())
+        .filter(|i| !i.is_empty())
+        .ok_or_else(|| bad("an id is required".into()))?;
+    let from_env = |var: &str| {
+        getenv(var)
+            .map(|v| v.into_encoded_bytes())
+            .ok_or_else(|| bad(format!("the environment variable {var} is not set")))
+    };
+    let from_file = |p: &str| std::fs::read(p).map_err(|e| bad(format!("{p}: {e}")));
+    let data = match (kind.as_deref(), src, env) {
+        (Some("env"), Some(v), _) | (_, None, Some(v)) => from_env(&v)?,
+        (Some("file") | None, Some(p), None) => from_file(&p)?,
+        (None, None, None) => match getenv(&id) {
+            Some(v) => v.into_encoded_bytes(),
+            None => from_file(&id)?,
+        },
+        (Some(t), _, _) if t != "file" && t != "env" => {
+            return Err(bad(format!("unknown type {t:?} (file, env)")))
+        }
+        _ => return Err(bad("give either src= or env=".into())),
+    };
+    Ok((id, data))
+}
+
 /// `build`
 pub async fn build(c: &Client, a: BuildArgs) -> Result<()> {
     let mut dockerfile = a.file.clone().unwrap_or_else(|| "Dockerfile".into());
@@ -279,13 +329,28 @@ async fn send_build(
     if let Some(n) = &a.network {
         q.push(("networkmode", n.clone()));
     }
+    if !a.cache_from.is_empty() {
+        q.push((
+            "cachefrom",
+            serde_json::to_string(&a.cache_from).unwrap_or_default(),
+        ));
+    }
+    let mut headers = Vec::new();
+    if !a.secret.is_empty() {
+        let mut m = std::collections::BTreeMap::new();
+        for s in &a.secret {
+            let (id, v) = read_secret(s, |k| std::env::var_os(k))?;
+            m.insert(id, barge_build::Secret(v));
+        }
+        headers.push((barge_build::SECRETS_HEADER, barge_build::encode_secrets(&m)));
+    }
     let mut resp = c
         .call_body(
             Method::POST,
             &format!("/build{}", query(&q)),
             body,
             "application/x-tar",
-            &[],
+            &headers,
         )
         .await?;
     let mut lines = JsonLines::default();
@@ -337,6 +402,34 @@ mod tests {
 
     #[test]
     fn dockerignore_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("tok");
+        std::fs::write(&f, "s3cret").unwrap();
+        let env = |k: &str| (k == "TOKEN").then(|| std::ffi::OsString::from("from-env"));
+        let spec = format!("id=x,src={}", f.display());
+        assert_eq!(
+            read_secret(&spec, env).unwrap(),
+            ("x".into(), b"s3cret".to_vec())
+        );
+        assert_eq!(
+            read_secret(&format!("src={}", f.display()), env).unwrap().0,
+            "tok"
+        );
+        assert_eq!(
+            read_secret("id=t,env=TOKEN", env).unwrap(),
+            ("t".into(), b"from-env".to_vec())
+        );
+        assert_eq!(read_secret("id=TOKEN", env).unwrap().1, b"from-env");
+        for (bad, why) in [
+            ("id=x,env=NOPE", "NOPE is not set"),
+            ("id=x,src=/nonexistent/f", "/nonexistent/f"),
+            ("id=x,colour=red", "unknown key"),
+            ("id=x,src=a,env=b", "either src= or env="),
+            ("novalue", "not key=value"),
+        ] {
+            let e = read_secret(bad, env).unwrap_err().to_string();
+            assert!(e.contains(why) && e.contains("--secret"), "{bad}: {e}");
+        }
         let r = parse_ignore("# c\n*.log\n!keep.log\nbuild/\n**/*.tmp\n/secret\ndocs/*.md\n");
         assert!(ignored(&r, "a.log"));
         assert!(!ignored(&r, "keep.log"));
