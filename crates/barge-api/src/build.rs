@@ -76,6 +76,9 @@ pub(crate) async fn build(api: &Api, req: Request<Incoming>) -> R {
         opts.secrets =
             barge_build::decode_secrets(v).map_err(|e| ApiError::new(400, e.to_string()))?;
     }
+    // Base images missing from the store are pulled, and `--pull` re-resolves them, with
+    // the daemon's registry settings (anonymous unless the client sent X-Registry-Auth).
+    opts.registry = Some(crate::distribution::options(api, &req)?);
     opts.barge_binary = std::env::current_exe()
         .map_err(|e| ApiError::new(500, format!("cannot find the barge binary: {e}")))?;
     let cancel = Arc::new(AtomicBool::new(false));

@@ -38,9 +38,13 @@ pub struct BuildOptions {
     pub dockerfile: Option<String>,
     /// `--no-cache`.
     pub no_cache: bool,
-    /// `--pull`: barge has no registry client in the builder yet; a base image must be in
-    /// the store (the flag is accepted).
+    /// `--pull`: resolve every base image (and `--from` image) in its registry again and
+    /// pull it if it changed. Needs [`BuildOptions::registry`].
     pub pull: bool,
+    /// How to reach registries (insecure registries, credentials). With it, base images
+    /// that are not in the store are pulled (as the classic builder does), and `--pull`
+    /// works; without it, base images must be in the store.
+    pub registry: Option<barge_image::registry::RegistryOptions>,
     /// `--label`: labels added to the final image.
     pub labels: BTreeMap<String, String>,
     /// `--cache-from`: images (in the store) whose layers may be reused: a RUN/COPY/ADD
@@ -484,9 +488,10 @@ impl Builder {
                     .map_err(|e| BuildError::Options(format!("--cache-from {c}: {e}")))?;
             cache_from.push((cfg, rec.layers));
         }
-        if opts.pull {
+        if opts.pull && opts.registry.is_none() {
             progress.event(&Event::Warning(
-                "--pull: barge's builder uses base images from the store; pull them first".into(),
+                "--pull: this builder has no registry access; base images come from the store"
+                    .into(),
             ));
         }
         let ctx_dir = match context {
@@ -566,6 +571,7 @@ impl Builder {
             total,
             unused_args: Mutex::new(None),
             cache_from,
+            pulled: Mutex::new(BTreeMap::new()),
         };
         for (_, layers) in &run.cache_from {
             for l in layers {
@@ -958,6 +964,8 @@ struct Run<'a> {
     cache_from: Vec<(Value, Vec<LayerRecord>)>,
     /// Build args no built stage used so far (None: no stage done yet).
     unused_args: Mutex<Option<std::collections::BTreeSet<String>>>,
+    /// Images pulled by this build (`--pull` pulls each once), and how that went.
+    pulled: Mutex<BTreeMap<String, Result<(), String>>>,
 }
 
 /// The per-stage mutable state besides the image.
@@ -999,11 +1007,81 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// The base of a stage from an image in the store.
+    /// Pulls `name` from its registry, once per build (concurrent stages asking for the
+    /// same image wait for the first pull). Its status lines go to the progress.
+    fn pull(&self, name: &str) -> Result<(), String> {
+        let Some(reg) = &self.opts.registry else {
+            return Err("this builder has no registry access".into());
+        };
+        let mut done = self
+            .pulled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(r) = done.get(name) {
+            return r.clone();
+        }
+        let r = (|| {
+            let reference = Reference::parse(name).map_err(|e| format!("{name}: {e}"))?;
+            // The registry client wants a 'static callback: lines go through a channel and
+            // are reported when the pull is over.
+            let (tx, rx) = std::sync::mpsc::channel::<String>();
+            let report = move |p: barge_image::progress::Progress| {
+                use barge_image::progress::Progress as P;
+                if !matches!(
+                    p,
+                    P::PullingFrom { .. } | P::Digest { .. } | P::Status { .. }
+                ) {
+                    return;
+                }
+                for v in p.to_docker_json() {
+                    let status = v["status"].as_str().unwrap_or_default();
+                    let _ = tx.send(match v["id"].as_str() {
+                        Some(id) => format!("{id}: {status}"),
+                        None => status.to_string(),
+                    });
+                }
+            };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start the registry client: {e}"))?;
+            let r = rt
+                .block_on(barge_image::registry::pull(
+                    self.b.store.clone(),
+                    &reference,
+                    reg,
+                    &report,
+                ))
+                .map(|_| ())
+                .map_err(|e| format!("pulling {name}: {e}"));
+            drop(report);
+            for line in rx.try_iter() {
+                self.emit(Event::Pull(line));
+            }
+            r
+        })();
+        done.insert(name.to_string(), r.clone());
+        r
+    }
+
+    /// The base of a stage (or a `--from` image) from the store; pulled first with
+    /// `--pull`, or when it is missing and the builder can reach registries.
     fn image_state(&self, name: &str) -> Result<State, String> {
-        let rec = self.b.store.resolve(name).map_err(|e| {
-            format!("{e} (barge builds use images already in the store; pull or load it first)")
-        })?;
+        if self.opts.pull && self.opts.registry.is_some() {
+            self.pull(name)?;
+        }
+        let rec = match self.b.store.resolve(name) {
+            Ok(rec) => rec,
+            Err(_) if self.opts.registry.is_some() => {
+                self.pull(name)?;
+                self.b.store.resolve(name).map_err(|e| e.to_string())?
+            }
+            Err(e) => {
+                return Err(format!(
+                    "{e} (this builder uses images already in the store; pull or load it first)"
+                ))
+            }
+        };
         let bytes = self
             .b
             .store

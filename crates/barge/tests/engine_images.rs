@@ -590,3 +590,89 @@ print(c.containers.run("pyimg:1", remove=True).decode().strip())
         .status
         .success()));
 }
+
+#[test]
+fn build_pulls_a_missing_base_and_pull_refreshes_it() {
+    if skip() {
+        return;
+    }
+    let reg = Registry::start(None);
+    let d = Daemon::start_host_net();
+    let base = format!("{}/build/base:1", reg.host());
+    let ctx = tempfile::tempdir().expect("tempdir");
+    let c = ctx.path();
+    let dir = c.to_str().expect("utf8");
+    // Two versions of the base, "one" then "two", pushed under the same tag.
+    write(
+        c,
+        &[("Dockerfile", "FROM busybox\nRUN echo one > /which\n")],
+    );
+    barge_ok(&d, &["build", "-q", "-t", &base, dir]);
+    let one = image_id(&d, &base);
+    barge_ok(&d, &["push", &base]);
+    // The base is only in the registry now: the build pulls it.
+    d.ok(&["rmi", &base]);
+    write(
+        c,
+        &[(
+            "Dockerfile",
+            &format!("FROM {base}\nRUN echo \"which=$(cat /which)\"\n"),
+        )],
+    );
+    let out = barge_ok(&d, &["build", "--no-cache", "-t", "pulled:1", dir]);
+    assert!(out.contains("which=one"), "{out}");
+    assert!(out.contains("Pulling from build/base"), "{out}");
+    assert_eq!(image_id(&d, &base), one);
+    // The registry gets "two"; the store keeps "one" under the tag.
+    let next = tempfile::tempdir().expect("tempdir");
+    write(
+        next.path(),
+        &[("Dockerfile", "FROM busybox\nRUN echo two > /which\n")],
+    );
+    barge_ok(
+        &d,
+        &[
+            "build",
+            "-q",
+            "-t",
+            &base,
+            next.path().to_str().expect("utf8"),
+        ],
+    );
+    barge_ok(&d, &["push", &base]);
+    barge_ok(&d, &["tag", &one, &base]);
+    // Without --pull the stored base is used; with --pull the registry's.
+    let out = barge_ok(&d, &["build", "--no-cache", "-t", "pulled:2", dir]);
+    assert!(out.contains("which=one"), "{out}");
+    let out = barge_ok(
+        &d,
+        &["build", "--no-cache", "--pull", "-t", "pulled:3", dir],
+    );
+    assert!(out.contains("which=two"), "{out}");
+    assert!(out.contains("Downloaded newer image"), "{out}");
+    assert_ne!(image_id(&d, &base), one);
+    // A base that is in no registry: the error names it, nothing is tagged.
+    let missing = format!("{}/build/absent:1", reg.host());
+    write(c, &[("Dockerfile", &format!("FROM {missing}\nRUN true\n"))]);
+    let o = barge(&d, &["build", "-t", "pulled:bad", dir], None);
+    assert!(!o.status.success());
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("build/absent") && err.contains("Dockerfile:1"),
+        "{err}"
+    );
+    assert!(!d
+        .docker(&["image", "inspect", "pulled:bad"])
+        .status
+        .success());
+    // --cache-from through the CLI: a fresh builder cache reuses the image's layers.
+    write(c, &[("Dockerfile", "FROM busybox\nRUN echo cached > /c\n")]);
+    barge_ok(&d, &["build", "-t", "cf:1", dir]);
+    barge_ok(&d, &["builder", "prune", "-f"]);
+    let out = barge_ok(&d, &["build", "--cache-from", "cf:1", "-t", "cf:2", dir]);
+    assert!(
+        out.contains("Using cache") && !out.contains("Running in"),
+        "{out}"
+    );
+    assert_eq!(image_id(&d, "cf:1"), image_id(&d, "cf:2"));
+}
