@@ -52,9 +52,14 @@ pub struct BuildOptions {
     /// history and layers start as the stage's do and its next history entry is this
     /// step (the classic builder's rule).
     pub cache_from: Vec<String>,
-    /// `--network`: `none` / `default` / `bridge` (all an isolated network namespace with
-    /// only loopback for now), or `host`.
+    /// `--network`: the network of RUN steps that do not say `--network=`: `default` /
+    /// `bridge` (the default network through [`BuildOptions::network_provider`]; without
+    /// one, an isolated namespace with only loopback), `none` (loopback only), `host`
+    /// (also allows `RUN --network=host`), or a network name the provider knows.
     pub network: Option<String>,
+    /// Puts RUN steps on a network (the daemon: its default bridge). barge-build does not
+    /// depend on barge-network: the caller plugs it in.
+    pub network_provider: Option<Arc<dyn BuildNetwork>>,
     /// `-q`: report only the image id.
     pub quiet: bool,
     /// `--platform`: must be the host's platform (`linux/amd64`, ...).
@@ -69,6 +74,22 @@ pub struct BuildOptions {
     /// only ever on a tmpfs during the RUN that mounts it: never in a layer, a cache
     /// record or key, the history or the image.
     pub secrets: BTreeMap<String, Secret>,
+}
+
+/// Networking for RUN steps, given by the caller ([`BuildOptions::network_provider`]).
+pub trait BuildNetwork: Send + Sync + std::fmt::Debug {
+    /// Makes a network namespace connected to `network` (`bridge` for the default one)
+    /// for the build step `id` (64 hex digits, unique); the returned attachment undoes it
+    /// all when dropped, also when the step fails.
+    fn attach(&self, id: &str, network: &str) -> Result<Box<dyn NetworkAttachment>, String>;
+}
+
+/// A build step's network namespace made by a [`BuildNetwork`].
+pub trait NetworkAttachment: Send {
+    /// The namespace (a bind-mounted nsfs file), which the step's container joins.
+    fn netns_path(&self) -> &Path;
+    /// The step's `/etc/resolv.conf`, if the network has one.
+    fn resolv_conf(&self) -> Option<String>;
 }
 
 /// A build secret's content (its `Debug` does not show it).

@@ -99,8 +99,8 @@ mod suggest;
 
 pub use ast::*;
 pub use builder::{
-    decode_secrets, encode_secrets, BuildContext, BuildError, BuildOptions, BuildOutput, Builder,
-    PruneReport, Secret, SECRETS_HEADER,
+    decode_secrets, encode_secrets, BuildContext, BuildError, BuildNetwork, BuildOptions,
+    BuildOutput, Builder, NetworkAttachment, PruneReport, Secret, SECRETS_HEADER,
 };
 pub use chanread::ChannelReader;
 pub use error::{ParseError, ParseErrorKind};

@@ -669,3 +669,76 @@ fn daemon_kill9_keeps_live_endpoints_and_cleans_dead_ones() {
     d.spawn();
     assert_clean(&d);
 }
+
+/// `DOCKER_BUILDKIT=0 docker build` of `dockerfile` against `d` (stdout+stderr, success).
+fn build(d: &Daemon, dockerfile: &str, args: &[&str]) -> (String, bool) {
+    let ctx = tempfile::tempdir().expect("tempdir");
+    std::fs::write(ctx.path().join("Dockerfile"), dockerfile).expect("write");
+    let dir = ctx.path().to_str().expect("utf8");
+    let o = d
+        .docker_cmd(&[&["build", "--no-cache"], args, &[dir]].concat())
+        .env("DOCKER_BUILDKIT", "0")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("docker build");
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (out, o.status.success())
+}
+
+#[test]
+fn build_run_network_modes() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    let ifaces = "$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort | tr '\\n' ,)";
+    let df = format!(
+        "FROM busybox\n\
+         RUN --network=none echo \"none={ifaces}\"\n\
+         RUN echo \"default={ifaces}\" && echo \"addr=$(ip -4 -o addr show eth0 | awk '{{print $4}}')\" \
+             && ping -c1 -W5 172.17.0.1 >/dev/null && echo gateway-reachable\n"
+    );
+    let (out, ok) = build(&d, &df, &["-t", "net:1"]);
+    assert!(ok, "{out}\n{}", d.log());
+    assert!(out.contains("none=lo,"), "{out}");
+    assert!(out.contains("default=eth0,lo,"), "{out}");
+    assert!(out.contains("addr=172.17."), "{out}");
+    assert!(out.contains("gateway-reachable"), "{out}");
+    // The steps' endpoints and namespaces are gone.
+    assert_clean(&d);
+    let left: Vec<String> = std::fs::read_dir(d.dir.path().join("exec/netns"))
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("build-"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "build namespaces left: {left:?}");
+
+    // `--network none` on the build: every RUN has only loopback.
+    let (out, ok) = build(
+        &d,
+        &df.replace(
+            " && ping -c1 -W5 172.17.0.1 >/dev/null && echo gateway-reachable",
+            "",
+        ),
+        &["--network", "none"],
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("default=lo,"), "{out}");
+    // RUN --network=host needs the build's --network host; then it is the daemon's
+    // namespace (the bridge is there).
+    let host_df = format!("FROM busybox\nRUN --network=host echo \"host={ifaces}\"\n");
+    let (out, ok) = build(&d, &host_df, &[]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("--network=host is not allowed"), "{out}");
+    let (out, ok) = build(&d, &host_df, &["--network", "host"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("barge0"), "{out}");
+    assert_clean(&d);
+}

@@ -238,14 +238,22 @@ impl Run<'_> {
             return Err(self.step_err(inst, "RUN with an empty command"));
         }
         let created_by = args.join(" ");
+        let build_net = self.opts.network.as_deref().unwrap_or("default");
         let host_net = match r.network.unwrap_or(NetworkMode::Default) {
-            NetworkMode::Host if self.opts.network.as_deref() == Some("host") => true,
+            NetworkMode::Host if build_net == "host" => true,
             NetworkMode::Host => return Err(self.step_err(
                 inst,
                 "RUN --network=host is not allowed: the build was not started with --network host",
             )),
             NetworkMode::None => false,
-            NetworkMode::Default => self.opts.network.as_deref() == Some("host"),
+            NetworkMode::Default => build_net == "host",
+        };
+        // The network to join through the provider (None: loopback only).
+        let join = match (r.network.unwrap_or(NetworkMode::Default), build_net) {
+            (NetworkMode::Default, "none" | "host")
+            | (NetworkMode::None | NetworkMode::Host, _) => None,
+            (NetworkMode::Default, "default" | "bridge" | "") => Some("bridge"),
+            (NetworkMode::Default, other) => Some(other),
         };
         let lexer = self.df.lexer();
         let mut mounts = vec![
@@ -404,6 +412,14 @@ impl Run<'_> {
             }
         }
         let snap = Snap::new(self.b, &st.layers)?;
+        // Attached before the container exists, detached (dropped) after it is gone.
+        let attachment = match (join, &self.opts.network_provider) {
+            (Some(net), Some(p)) => Some(
+                p.attach(Digest::of(snap.key.as_bytes()).hex(), net)
+                    .map_err(|e| self.step_err(inst, format!("network {net}: {e}")))?,
+            ),
+            _ => None,
+        };
         let mut args = args;
         // A lone heredoc with a shebang is a script for its interpreter (as BuildKit):
         // written to a file in the bundle, bind-mounted under /dev (a tmpfs, so nothing
@@ -438,6 +454,11 @@ impl Run<'_> {
             )
             .map_err(|e| self.step_err(inst, e))?;
             mounts.push(json!({"destination": "/etc/hosts", "type": "bind", "source": hosts, "options": ["bind", "ro"]}));
+            if let Some(resolv) = attachment.as_ref().and_then(|a| a.resolv_conf()) {
+                let p = snap.dir.join("resolv.conf");
+                std::fs::write(&p, resolv).map_err(|e| self.step_err(inst, e))?;
+                mounts.push(json!({"destination": "/etc/resolv.conf", "type": "bind", "source": p, "options": ["bind", "ro"]}));
+            }
         }
         let user = st.config["config"]["User"]
             .as_str()
@@ -487,8 +508,10 @@ impl Run<'_> {
             json!({"type": "uts"}),
             json!({"type": "mount"}),
         ];
-        if !host_net {
-            namespaces.push(json!({"type": "network"}));
+        match &attachment {
+            Some(a) => namespaces.push(json!({"type": "network", "path": a.netns_path()})),
+            None if !host_net => namespaces.push(json!({"type": "network"})),
+            None => {}
         }
         let caps: Vec<String> = CAPS.iter().map(|c| c.to_string()).collect();
         let seccomp = serde_json::to_value(barge_runtime::seccomp::docker_default_profile(&caps))
@@ -540,6 +563,7 @@ impl Run<'_> {
         }
         drop(from_snaps);
         drop(secrets);
+        drop(attachment);
         remove_stubs(&snap.rootfs(), &stubs);
         let layer = snap.commit(self.lease)?;
         Ok((layer, created_by))
