@@ -958,20 +958,26 @@ fn independent_stages_build_in_parallel() {
         return;
     }
     let env = setup();
-    let df = "FROM busybox AS a\nRUN sleep 2 && echo a > /a\n\
-              FROM busybox AS b\nRUN sleep 2 && echo b > /b\n\
-              FROM busybox\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n";
-    let ctx = env.context("par", &[("Dockerfile", df)]);
-    let t = Instant::now();
+    // A rendezvous, not a stopwatch: each stage marks its arrival in a shared cache mount
+    // and waits for the other's mark, so the build only succeeds if both RUNs are running
+    // at the same time (one after the other, the first gives up with exit 7).
+    let wait = |me: &str, other: &str| {
+        format!(
+            "RUN --mount=type=cache,id=rendezvous,target=/rv touch /rv/{me} && i=0 && \
+             while [ ! -e /rv/{other} ]; do i=$((i+1)); [ $i -lt 600 ] || exit 7; sleep 0.1; done && \
+             echo {me} > /{me}\n"
+        )
+    };
+    let df = format!(
+        "FROM busybox AS a\n{}FROM busybox AS b\n{}FROM busybox\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n",
+        wait("a", "b"),
+        wait("b", "a")
+    );
+    let ctx = env.context("par", &[("Dockerfile", &df)]);
     let (r, events) = env.build(&ctx, "par");
-    let took = t.elapsed();
-    r.unwrap_or_else(|e| panic!("{e}\n{}", streams(&events)));
+    r.unwrap_or_else(|e| panic!("stages did not run together: {e}\n{}", streams(&events)));
     assert_eq!(env.file("par", "a").as_deref(), Some("a\n"));
     assert_eq!(env.file("par", "b").as_deref(), Some("b\n"));
-    assert!(
-        took.as_secs_f64() < 3.8,
-        "stages ran one after the other: {took:?}"
-    );
 }
 
 /// A tiny HTTP/1.1 server on 127.0.0.1 for ADD: each path answers a fixed status,
@@ -1387,11 +1393,10 @@ fn a_cancelled_build_stops_its_run_and_cleans_up() {
         std::thread::sleep(std::time::Duration::from_millis(700));
         c2.store(true, std::sync::atomic::Ordering::Relaxed);
     });
-    let t = Instant::now();
+    // The RUN loops forever: the build returning at all shows the cancel stopped it.
     let (r, events) = env.build_with(&ctx, o);
     setter.join().unwrap();
     assert!(matches!(r, Err(BuildError::Cancelled)), "{r:?}");
-    assert!(t.elapsed().as_secs() < 10, "{:?}", t.elapsed());
     assert!(streams(&events).contains("tick"));
     assert!(!env.tagged("cancel"));
     assert!(env

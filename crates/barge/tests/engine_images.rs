@@ -506,9 +506,25 @@ fn plain_docker_build_uses_the_classic_builder_and_barge_build_works() {
     assert!(text(&o.stdout).contains("Successfully tagged plain:1"));
     assert_eq!(d.ok(&["run", "--rm", "plain:1"]), "hi from the context");
 
-    // barge build through the daemon.
+    // barge build through the daemon; --progress=plain shows each step, its cache hit
+    // and its time.
     let out = barge_ok(&d, &["build", "-t", "bb:1", dir]);
     assert!(!out.is_empty());
+    let out = barge_ok(&d, &["build", "--progress=plain", "-t", "bb:1", dir]);
+    assert!(
+        out.contains("Step 2/4 : COPY hello.txt /hello.txt\n ---> Using cache\n ---> "),
+        "{out}"
+    );
+    let timed = out
+        .lines()
+        .filter(|l| {
+            l.strip_prefix(" ---> ").is_some_and(|r| {
+                let (id, t) = r.split_once(' ').unwrap_or((r, ""));
+                id.len() == 12 && t.starts_with('(') && t.ends_with("s)")
+            })
+        })
+        .count();
+    assert_eq!(timed, 4, "{out}");
     assert_eq!(d.ok(&["run", "--rm", "bb:1"]), "hi from the context");
     let label = d.ok(&[
         "image",

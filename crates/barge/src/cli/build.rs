@@ -209,6 +209,13 @@ pub fn read_secret(
     Ok((id, data))
 }
 
+/// Whether a classic-builder stream line ends a step (` ---> <12 hex>`).
+fn is_step_end(s: &str) -> bool {
+    s.strip_prefix(" ---> ")
+        .map(str::trim_end)
+        .is_some_and(|id| id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// `build`
 pub async fn build(c: &Client, a: BuildArgs) -> Result<()> {
     let mut dockerfile = a.file.clone().unwrap_or_else(|| "Dockerfile".into());
@@ -356,6 +363,8 @@ async fn send_build(
     let mut lines = JsonLines::default();
     let mut id = None;
     let quiet = a.quiet || a.progress == "quiet";
+    let plain = a.progress == "plain";
+    let mut step_start = std::time::Instant::now();
     let mut handle = |m: Value| -> Result<()> {
         if let Some(e) = m
             .pointer("/errorDetail/message")
@@ -369,6 +378,15 @@ async fn send_build(
         }
         if !quiet {
             if let Some(s) = m.get("stream").and_then(|v| v.as_str()) {
+                if s.starts_with("Step ") {
+                    step_start = std::time::Instant::now();
+                }
+                // --progress=plain: each step's end carries its time.
+                if plain && is_step_end(s) {
+                    let secs = step_start.elapsed().as_secs_f64();
+                    print!("{} ({secs:.2}s)\n", s.trim_end());
+                    return Ok(());
+                }
                 print!("{s}");
             } else if let Some(s) = m.get("status").and_then(|v| v.as_str()) {
                 println!("{s}");
