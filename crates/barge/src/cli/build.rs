@@ -384,7 +384,7 @@ async fn send_build(
                 // --progress=plain: each step's end carries its time.
                 if plain && is_step_end(s) {
                     let secs = step_start.elapsed().as_secs_f64();
-                    print!("{} ({secs:.2}s)\n", s.trim_end());
+                    println!("{} ({secs:.2}s)", s.trim_end());
                     return Ok(());
                 }
                 print!("{s}");
