@@ -77,6 +77,35 @@ impl barge_build::BuildNetwork for DaemonBuildNetwork {
     }
 }
 
+/// Removes the build steps' namespaces an interrupted daemon left under
+/// `<exec-root>/netns` (call before the network repair: their veths then go, and the
+/// repair drops the endpoint records).
+pub fn remove_stale_build_netns(exec_root: &std::path::Path) {
+    let Ok(rd) = std::fs::read_dir(exec_root.join("netns")) else {
+        return;
+    };
+    for e in rd.flatten() {
+        if e.file_name().to_string_lossy().starts_with("build-") {
+            barge_engine::netns::remove(&e.path());
+        }
+    }
+}
+
+/// Disconnects the endpoints of build steps an interrupted daemon left (their names
+/// start with `build-`; no container owns them). Call after the network repair.
+pub fn remove_stale_build_endpoints(nm: &barge_network::NetworkManager) {
+    for net in nm.list() {
+        let Ok((_, eps)) = nm.inspect(&net.id) else {
+            continue;
+        };
+        for e in eps.iter().filter(|e| e.name.starts_with("build-")) {
+            if let Err(err) = nm.disconnect(&net.id, &e.container_id) {
+                tracing::warn!("removing a stale build endpoint on {}: {err}", net.name);
+            }
+        }
+    }
+}
+
 impl barge_build::NetworkAttachment for DaemonAttachment {
     fn netns_path(&self) -> &std::path::Path {
         &self.path

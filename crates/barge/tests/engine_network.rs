@@ -742,3 +742,55 @@ fn build_run_network_modes() {
     assert!(out.contains("barge0"), "{out}");
     assert_clean(&d);
 }
+
+/// Pids of processes whose command line mentions `needle` (this test's own roots).
+fn pids_mentioning(needle: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("proc").flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if let Ok(cl) = std::fs::read(e.path().join("cmdline")) {
+            if String::from_utf8_lossy(&cl).contains(needle) {
+                out.push(pid);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_daemon_killed_during_a_networked_run_leaves_nothing_after_restart() {
+    if skip() {
+        return;
+    }
+    let mut d = Daemon::start();
+    let ctx = tempfile::tempdir().expect("tempdir");
+    std::fs::write(ctx.path().join("Dockerfile"), "FROM busybox\nRUN sleep 2\n").expect("write");
+    let mut build = d
+        .docker_cmd(&["build", ctx.path().to_str().expect("utf8")])
+        .env("DOCKER_BUILDKIT", "0")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("docker build");
+    let netns = d.dir.path().join("exec/netns");
+    let has_build_ns = || {
+        std::fs::read_dir(&netns)
+            .map(|r| {
+                r.flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with("build-"))
+            })
+            .unwrap_or(false)
+    };
+    assert!(eventually(20, has_build_ns), "{}", d.log());
+    d.kill9();
+    let _ = build.wait();
+    // The RUN's runtime process outlives the daemon; let it finish its `sleep 2`.
+    let roots = d.dir.path().join("data/builder").display().to_string();
+    assert!(eventually(30, || pids_mentioning(&roots).is_empty()));
+    d.spawn();
+    assert!(!has_build_ns(), "a build namespace survived the restart");
+    assert_clean(&d);
+}
