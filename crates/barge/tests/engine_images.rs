@@ -692,3 +692,71 @@ fn build_pulls_a_missing_base_and_pull_refreshes_it() {
     );
     assert_eq!(image_id(&d, "cf:1"), image_id(&d, "cf:2"));
 }
+
+#[test]
+fn barge_build_secrets_reach_only_their_run() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start_host_net();
+    let ctx = tempfile::tempdir().expect("tempdir");
+    let c = ctx.path();
+    let secret = "s3cr3t-from-a-file";
+    write(
+        c,
+        &[
+            ("token.txt", secret),
+            (
+                "Dockerfile",
+                "FROM busybox\n\
+                 RUN --mount=type=secret,id=tok echo \"len=$(wc -c < /run/secrets/tok)\"\n\
+                 RUN --mount=type=secret,id=api,env=API_KEY echo \"api=${#API_KEY}\"\n\
+                 RUN ls /run > /ls.txt 2>&1; echo marker-7781 > /marker\n",
+            ),
+        ],
+    );
+    let dir = c.to_str().expect("utf8");
+    let file = c.join("token.txt");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_barge"));
+    cmd.env("BARGE_HOST", format!("unix://{}", d.sock.display()))
+        .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+        .env("API_KEY_SRC", "k3y-v4lue-zq")
+        .args(["build", "-t", "sec:1", "--secret"])
+        .arg(format!("id=tok,src={}", file.display()))
+        .args(["--secret", "id=api,env=API_KEY_SRC", dir]);
+    let o = cmd.output().expect("barge build");
+    let out = format!("{}{}", text(&o.stdout), text(&o.stderr));
+    assert!(o.status.success(), "{out}\n{}", d.log());
+    assert!(out.contains(&format!("len={}", secret.len())), "{out}");
+    assert!(out.contains("api=12"), "{out}");
+    // Not in the image: its config, history and files (a save of it).
+    let inspect = d.ok(&["image", "inspect", "sec:1"]);
+    let hist = d.ok(&["history", "--no-trunc", "sec:1"]);
+    assert!(!inspect.contains(secret) && !hist.contains(secret) && !hist.contains("k3y-v4lue-zq"));
+    let saved = d.docker(&["save", "sec:1"]);
+    assert!(saved.status.success());
+    let blob = String::from_utf8_lossy(&saved.stdout);
+    // The save holds the layers' files in plain (so the search below means something).
+    assert!(blob.contains("marker-7781"));
+    assert!(!blob.contains(secret) && !blob.contains("k3y-v4lue-zq"));
+    // A secret file that is not there: the CLI says so and sends nothing.
+    let o = barge(
+        &d,
+        &[
+            "build",
+            "--secret",
+            "id=x,src=/nonexistent/secret",
+            "-t",
+            "sec:2",
+            dir,
+        ],
+        None,
+    );
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("/nonexistent/secret"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!d.docker(&["image", "inspect", "sec:2"]).status.success());
+}
