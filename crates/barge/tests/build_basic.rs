@@ -1206,7 +1206,9 @@ fn copy_parents_symbolic_chmod_and_link() {
          RUN ln -s /tmp /lnk && mkdir -p /kept && echo base > /kept/base\n\
          COPY --link dir/f /lnk/\n\
          COPY dir/f /viaplain/\n\
-         RUN stat -c '%n %a' /sym.sh /symdir /symdir/f /oct.sh > /modes && ls -l /lnk > /lnk.ls\n",
+         RUN stat -c '%n %a' /sym.sh /symdir /symdir/f /oct.sh > /modes && ls -l /lnk > /lnk.ls\n\
+         COPY --link --chown=user:user dir/f /linkown/\n\
+         RUN stat -c '%u:%g' /linkown/f > /linkown.st\n",
     )
     .unwrap();
     let (r, events) = env.build(&ctx, "par");
@@ -1227,7 +1229,7 @@ fn copy_parents_symbolic_chmod_and_link() {
     // /lnk symlink of the stage is not followed (the new directory hides it).
     let rec = env.store.resolve("par").unwrap();
     let layers = &rec.layers;
-    let link_layer = env.store.layer_path(&layers[layers.len() - 3].diff_id);
+    let link_layer = env.store.layer_path(&layers[layers.len() - 5].diff_id);
     let mut names: Vec<String> = std::fs::read_dir(&link_layer)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -1237,6 +1239,11 @@ fn copy_parents_symbolic_chmod_and_link() {
     assert!(link_layer.join("lnk/f").is_file());
     assert!(env.file("par", "lnk.ls").unwrap().contains(" f\n"));
     assert!(!env.exists("par", "tmp/f"));
+    // --link --chown by name: looked up in the stage's /etc/passwd.
+    assert_eq!(
+        env.file("par", "linkown.st").as_deref(),
+        Some("1000:1000\n")
+    );
 
     // Bad --chmod values name the flag.
     let bad = env.context(
