@@ -720,6 +720,16 @@ fn build_run_network_modes() {
         .unwrap_or_default();
     assert!(left.is_empty(), "build namespaces left: {left:?}");
 
+    // `--network <user network>`: the steps join it.
+    d.ok(&["network", "create", "--subnet", "10.88.0.0/24", "bn"]);
+    let user_df = "FROM busybox\nRUN echo \"addr=$(ip -4 -o addr show eth0 | awk '{print $4}')\"\n";
+    let (out, ok) = build(&d, user_df, &["--network", "bn"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("addr=10.88.0."), "{out}");
+    let (out, ok) = build(&d, user_df, &["--network", "nosuchnet"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("nosuchnet"), "{out}");
+    d.ok(&["network", "rm", "bn"]);
     // `--network none` on the build: every RUN has only loopback.
     let (out, ok) = build(
         &d,
