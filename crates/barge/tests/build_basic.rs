@@ -965,6 +965,26 @@ fn runs_that_change_nothing_share_the_empty_layer_and_stack() {
 }
 
 #[test]
+fn escape_directive_and_variable_escapes() {
+    if common::skip_unless_root() {
+        return;
+    }
+    let env = setup();
+    // With `# escape=`` the backtick continues lines and escapes `$`; a backslash is a
+    // plain character. With the default escape, `\$` keeps a literal `$`.
+    let tick = "# escape=`\nFROM busybox\nENV A=x\nENV B=`$A C=${A:-d}\\z\nRUN echo \"$B $C\" `\n    > /e1\n";
+    let ctx = env.context("esc", &[("Dockerfile", tick)]);
+    let (r, events) = env.build(&ctx, "esc");
+    r.unwrap_or_else(|e| panic!("{e}\n{}", streams(&events)));
+    assert_eq!(env.file("esc", "e1").as_deref(), Some("$A x\\z\n"));
+    let back = "FROM busybox\nENV A=x\nENV B=\\$A C=${A:+set} D=${NOPE:-dflt}\nRUN echo \"$B $C $D\" \\\n    > /e2\n";
+    let ctx = env.context("esc2", &[("Dockerfile", back)]);
+    let (r, events) = env.build(&ctx, "esc2");
+    r.unwrap_or_else(|e| panic!("{e}\n{}", streams(&events)));
+    assert_eq!(env.file("esc2", "e2").as_deref(), Some("$A set dflt\n"));
+}
+
+#[test]
 fn independent_stages_build_in_parallel() {
     if common::skip_unless_root() {
         return;
