@@ -27,7 +27,9 @@ cleanup() {
 trap cleanup EXIT
 export DOCKER_CONFIG=$T/dc DOCKER_BUILDKIT=0
 
-"$BARGE" daemon -H "$BSOCK" --data-root "$T/bdata" --exec-root "$T/bexec" --config-file "$T/none.json" 2>"$T/barge.log" &
+# --bridge none: no bridge or nft change on the host; RUN steps get loopback only, like
+# dockerd's --bridge=none below.
+"$BARGE" daemon --bridge none -H "$BSOCK" --data-root "$T/bdata" --exec-root "$T/bexec" --config-file "$T/none.json" 2>"$T/barge.log" &
 BPID=$!
 ip netns add "$NS"
 ip netns exec "$NS" ip link set lo up

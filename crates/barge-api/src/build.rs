@@ -27,6 +27,106 @@ fn builder(api: &Api) -> Result<Arc<Builder>, ApiError> {
     })
 }
 
+/// RUN steps' networking on the daemon: a namespace of their own under
+/// `<exec-root>/netns/`, connected to the daemon's network like a container's endpoint.
+struct DaemonBuildNetwork {
+    nm: Arc<barge_network::NetworkManager>,
+    dir: std::path::PathBuf,
+}
+
+impl std::fmt::Debug for DaemonBuildNetwork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DaemonBuildNetwork({})", self.dir.display())
+    }
+}
+
+/// One step's attachment: disconnected and its namespace removed on drop.
+struct DaemonAttachment {
+    nm: Arc<barge_network::NetworkManager>,
+    id: String,
+    path: std::path::PathBuf,
+    resolv: Option<String>,
+}
+
+impl barge_build::BuildNetwork for DaemonBuildNetwork {
+    fn attach(
+        &self,
+        id: &str,
+        network: &str,
+    ) -> Result<Box<dyn barge_build::NetworkAttachment>, String> {
+        let path = self.dir.join(format!("build-{}", &id[..id.len().min(24)]));
+        barge_engine::netns::create(&path).map_err(|e| e.to_string())?;
+        // From here on, dropping `a` undoes what was done.
+        let mut a = DaemonAttachment {
+            nm: self.nm.clone(),
+            id: id.to_string(),
+            path: path.clone(),
+            resolv: None,
+        };
+        let req = barge_network::ConnectRequest {
+            container_id: id.to_string(),
+            name: format!("build-{}", &id[..id.len().min(12)]),
+            aliases: Vec::new(),
+            netns_path: path,
+            ipv4: None,
+            ports: Vec::new(),
+        };
+        self.nm.connect(network, req).map_err(|e| e.to_string())?;
+        a.resolv = self.nm.resolv_conf(network).ok();
+        Ok(Box::new(a))
+    }
+}
+
+/// Removes the build steps' namespaces an interrupted daemon left under
+/// `<exec-root>/netns` (call before the network repair: their veths then go, and the
+/// repair drops the endpoint records).
+pub fn remove_stale_build_netns(exec_root: &std::path::Path) {
+    let Ok(rd) = std::fs::read_dir(exec_root.join("netns")) else {
+        return;
+    };
+    for e in rd.flatten() {
+        if e.file_name().to_string_lossy().starts_with("build-") {
+            barge_engine::netns::remove(&e.path());
+        }
+    }
+}
+
+/// Disconnects the endpoints of build steps an interrupted daemon left (their names
+/// start with `build-`; no container owns them). Call after the network repair.
+pub fn remove_stale_build_endpoints(nm: &barge_network::NetworkManager) {
+    for net in nm.list() {
+        let Ok((_, eps)) = nm.inspect(&net.id) else {
+            continue;
+        };
+        for e in eps.iter().filter(|e| e.name.starts_with("build-")) {
+            if let Err(err) = nm.disconnect(&net.id, &e.container_id) {
+                tracing::warn!("removing a stale build endpoint on {}: {err}", net.name);
+            }
+        }
+    }
+}
+
+impl barge_build::NetworkAttachment for DaemonAttachment {
+    fn netns_path(&self) -> &std::path::Path {
+        &self.path
+    }
+    fn resolv_conf(&self) -> Option<String> {
+        self.resolv.clone()
+    }
+}
+
+impl Drop for DaemonAttachment {
+    fn drop(&mut self) {
+        if let Err(e) = self.nm.disconnect_all(&self.id) {
+            tracing::warn!(
+                "disconnecting build step {}: {e}",
+                &self.id[..12.min(self.id.len())]
+            );
+        }
+        barge_engine::netns::remove(&self.path);
+    }
+}
+
 /// A blocking reader over the request body's chunks, which an async task forwards.
 struct BodyReader {
     rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
@@ -66,6 +166,26 @@ pub(crate) async fn build(api: &Api, req: Request<Incoming>) -> R {
     let pairs = Query::pairs(req.uri().query().unwrap_or(""));
     let mut opts =
         BuildOptions::from_query(&pairs).map_err(|e| ApiError::new(400, e.to_string()))?;
+    if let Some(h) = req.headers().get(barge_build::SECRETS_HEADER) {
+        let v = h.to_str().map_err(|_| {
+            ApiError::new(
+                400,
+                format!("invalid {} header", barge_build::SECRETS_HEADER),
+            )
+        })?;
+        opts.secrets =
+            barge_build::decode_secrets(v).map_err(|e| ApiError::new(400, e.to_string()))?;
+    }
+    // Base images missing from the store are pulled, and `--pull` re-resolves them, with
+    // the daemon's registry settings (anonymous unless the client sent X-Registry-Auth).
+    opts.registry = Some(crate::distribution::options(api, &req)?);
+    // RUN steps join the daemon's networks (when it has networking).
+    opts.network_provider = api.engine.network_manager().map(|nm| {
+        Arc::new(DaemonBuildNetwork {
+            nm,
+            dir: api.engine.options().exec_root.join("netns"),
+        }) as Arc<dyn barge_build::BuildNetwork>
+    });
     opts.barge_binary = std::env::current_exe()
         .map_err(|e| ApiError::new(500, format!("cannot find the barge binary: {e}")))?;
     let cancel = Arc::new(AtomicBool::new(false));

@@ -42,7 +42,7 @@ fn api_error(e: barge_image::Error) -> ApiError {
 /// Registry options for a request: the daemon's insecure registries, the client's
 /// `X-Registry-Auth`, and never the daemon host's own `config.json` (the daemon only uses
 /// the credentials a client sends, as dockerd does).
-fn options(api: &Api, req: &Request<Incoming>) -> Result<RegistryOptions, ApiError> {
+pub(crate) fn options(api: &Api, req: &Request<Incoming>) -> Result<RegistryOptions, ApiError> {
     let credentials = match req
         .headers()
         .get("X-Registry-Auth")

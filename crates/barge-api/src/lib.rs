@@ -27,6 +27,7 @@ use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
 
+pub use build::{remove_stale_build_endpoints, remove_stale_build_netns};
 use util::{empty, json_response, Query};
 pub use util::{ApiError, Body};
 

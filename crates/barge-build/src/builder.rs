@@ -38,9 +38,13 @@ pub struct BuildOptions {
     pub dockerfile: Option<String>,
     /// `--no-cache`.
     pub no_cache: bool,
-    /// `--pull`: barge has no registry client in the builder yet; a base image must be in
-    /// the store (the flag is accepted).
+    /// `--pull`: resolve every base image (and `--from` image) in its registry again and
+    /// pull it if it changed. Needs [`BuildOptions::registry`].
     pub pull: bool,
+    /// How to reach registries (insecure registries, credentials). With it, base images
+    /// that are not in the store are pulled (as the classic builder does), and `--pull`
+    /// works; without it, base images must be in the store.
+    pub registry: Option<barge_image::registry::RegistryOptions>,
     /// `--label`: labels added to the final image.
     pub labels: BTreeMap<String, String>,
     /// `--cache-from`: images (in the store) whose layers may be reused: a RUN/COPY/ADD
@@ -48,9 +52,14 @@ pub struct BuildOptions {
     /// history and layers start as the stage's do and its next history entry is this
     /// step (the classic builder's rule).
     pub cache_from: Vec<String>,
-    /// `--network`: `none` / `default` / `bridge` (all an isolated network namespace with
-    /// only loopback for now), or `host`.
+    /// `--network`: the network of RUN steps that do not say `--network=`: `default` /
+    /// `bridge` (the default network through [`BuildOptions::network_provider`]; without
+    /// one, an isolated namespace with only loopback), `none` (loopback only), `host`
+    /// (also allows `RUN --network=host`), or a network name the provider knows.
     pub network: Option<String>,
+    /// Puts RUN steps on a network (the daemon: its default bridge). barge-build does not
+    /// depend on barge-network: the caller plugs it in.
+    pub network_provider: Option<Arc<dyn BuildNetwork>>,
     /// `-q`: report only the image id.
     pub quiet: bool,
     /// `--platform`: must be the host's platform (`linux/amd64`, ...).
@@ -61,6 +70,72 @@ pub struct BuildOptions {
     /// The barge binary, whose `runtime` front end runs RUN steps as a subprocess
     /// (`<barge> runtime --root <dir> run --bundle <bundle> <id>`).
     pub barge_binary: PathBuf,
+    /// `--secret`: what `RUN --mount=type=secret,id=<id>` reads, by id. A secret is
+    /// only ever on a tmpfs during the RUN that mounts it: never in a layer, a cache
+    /// record or key, the history or the image.
+    pub secrets: BTreeMap<String, Secret>,
+}
+
+/// Networking for RUN steps, given by the caller ([`BuildOptions::network_provider`]).
+pub trait BuildNetwork: Send + Sync + std::fmt::Debug {
+    /// Makes a network namespace connected to `network` (`bridge` for the default one)
+    /// for the build step `id` (64 hex digits, unique); the returned attachment undoes it
+    /// all when dropped, also when the step fails.
+    fn attach(&self, id: &str, network: &str) -> Result<Box<dyn NetworkAttachment>, String>;
+}
+
+/// A build step's network namespace made by a [`BuildNetwork`].
+pub trait NetworkAttachment: Send {
+    /// The namespace (a bind-mounted nsfs file), which the step's container joins.
+    fn netns_path(&self) -> &Path;
+    /// The step's `/etc/resolv.conf`, if the network has one.
+    fn resolv_conf(&self) -> Option<String>;
+}
+
+/// A build secret's content (its `Debug` does not show it).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(pub Vec<u8>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret(<{} bytes>)", self.0.len())
+    }
+}
+
+/// The request header carrying `barge build --secret` values to the daemon (Docker's
+/// classic `POST /build` has no secrets): a JSON object of id to base64 content.
+pub const SECRETS_HEADER: &str = "X-Barge-Build-Secrets";
+
+/// Encodes secrets for [`SECRETS_HEADER`].
+pub fn encode_secrets(secrets: &BTreeMap<String, Secret>) -> String {
+    use base64::Engine;
+    let m: BTreeMap<&str, String> = secrets
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str(),
+                base64::engine::general_purpose::STANDARD.encode(&v.0),
+            )
+        })
+        .collect();
+    serde_json::to_string(&m).unwrap_or_default()
+}
+
+/// Decodes a [`SECRETS_HEADER`] value; the error names what is wrong (never a value).
+pub fn decode_secrets(header: &str) -> Result<BTreeMap<String, Secret>, BuildError> {
+    use base64::Engine;
+    let m: BTreeMap<String, String> = serde_json::from_str(header)
+        .map_err(|e| BuildError::Options(format!("invalid {SECRETS_HEADER} header: {e}")))?;
+    m.into_iter()
+        .map(|(k, v)| {
+            let d = base64::engine::general_purpose::STANDARD
+                .decode(v.as_bytes())
+                .map_err(|e| {
+                    BuildError::Options(format!("invalid {SECRETS_HEADER} header: secret {k}: {e}"))
+                })?;
+            Ok((k, Secret(d)))
+        })
+        .collect()
 }
 
 fn query_bool(v: &str) -> bool {
@@ -434,9 +509,10 @@ impl Builder {
                     .map_err(|e| BuildError::Options(format!("--cache-from {c}: {e}")))?;
             cache_from.push((cfg, rec.layers));
         }
-        if opts.pull {
+        if opts.pull && opts.registry.is_none() {
             progress.event(&Event::Warning(
-                "--pull: barge's builder uses base images from the store; pull them first".into(),
+                "--pull: this builder has no registry access; base images come from the store"
+                    .into(),
             ));
         }
         let ctx_dir = match context {
@@ -516,6 +592,7 @@ impl Builder {
             total,
             unused_args: Mutex::new(None),
             cache_from,
+            pulled: Mutex::new(BTreeMap::new()),
         };
         for (_, layers) in &run.cache_from {
             for l in layers {
@@ -908,6 +985,8 @@ struct Run<'a> {
     cache_from: Vec<(Value, Vec<LayerRecord>)>,
     /// Build args no built stage used so far (None: no stage done yet).
     unused_args: Mutex<Option<std::collections::BTreeSet<String>>>,
+    /// Images pulled by this build (`--pull` pulls each once), and how that went.
+    pulled: Mutex<BTreeMap<String, Result<(), String>>>,
 }
 
 /// The per-stage mutable state besides the image.
@@ -949,11 +1028,81 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// The base of a stage from an image in the store.
+    /// Pulls `name` from its registry, once per build (concurrent stages asking for the
+    /// same image wait for the first pull). Its status lines go to the progress.
+    fn pull(&self, name: &str) -> Result<(), String> {
+        let Some(reg) = &self.opts.registry else {
+            return Err("this builder has no registry access".into());
+        };
+        let mut done = self
+            .pulled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(r) = done.get(name) {
+            return r.clone();
+        }
+        let r = (|| {
+            let reference = Reference::parse(name).map_err(|e| format!("{name}: {e}"))?;
+            // The registry client wants a 'static callback: lines go through a channel and
+            // are reported when the pull is over.
+            let (tx, rx) = std::sync::mpsc::channel::<String>();
+            let report = move |p: barge_image::progress::Progress| {
+                use barge_image::progress::Progress as P;
+                if !matches!(
+                    p,
+                    P::PullingFrom { .. } | P::Digest { .. } | P::Status { .. }
+                ) {
+                    return;
+                }
+                for v in p.to_docker_json() {
+                    let status = v["status"].as_str().unwrap_or_default();
+                    let _ = tx.send(match v["id"].as_str() {
+                        Some(id) => format!("{id}: {status}"),
+                        None => status.to_string(),
+                    });
+                }
+            };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start the registry client: {e}"))?;
+            let r = rt
+                .block_on(barge_image::registry::pull(
+                    self.b.store.clone(),
+                    &reference,
+                    reg,
+                    &report,
+                ))
+                .map(|_| ())
+                .map_err(|e| format!("pulling {name}: {e}"));
+            drop(report);
+            for line in rx.try_iter() {
+                self.emit(Event::Pull(line));
+            }
+            r
+        })();
+        done.insert(name.to_string(), r.clone());
+        r
+    }
+
+    /// The base of a stage (or a `--from` image) from the store; pulled first with
+    /// `--pull`, or when it is missing and the builder can reach registries.
     fn image_state(&self, name: &str) -> Result<State, String> {
-        let rec = self.b.store.resolve(name).map_err(|e| {
-            format!("{e} (barge builds use images already in the store; pull or load it first)")
-        })?;
+        if self.opts.pull && self.opts.registry.is_some() {
+            self.pull(name)?;
+        }
+        let rec = match self.b.store.resolve(name) {
+            Ok(rec) => rec,
+            Err(_) if self.opts.registry.is_some() => {
+                self.pull(name)?;
+                self.b.store.resolve(name).map_err(|e| e.to_string())?
+            }
+            Err(e) => {
+                return Err(format!(
+                    "{e} (this builder uses images already in the store; pull or load it first)"
+                ))
+            }
+        };
         let bytes = self
             .b
             .store

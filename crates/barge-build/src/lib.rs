@@ -34,11 +34,16 @@
 //! - COPY/ADD sources are opened beneath the context with `openat2(RESOLVE_BENEATH)` (`../x`
 //!   and symlinks leading out are refused); destinations are resolved inside the build
 //!   rootfs (`RESOLVE_IN_ROOT`) and created with `O_NOFOLLOW|O_EXCL`.
-//! - RUN's network is an isolated network namespace (loopback only) for `default` and
-//!   `none` alike, until barge-network provides a build network; `host` needs
+//! - RUN's network: `none` is a namespace with only loopback; `default` joins the network
+//!   the caller's [`BuildNetwork`] provides ([`BuildOptions::network_provider`]: the daemon
+//!   puts the step on its default bridge; without a provider, loopback only); `host` needs
 //!   `--network host` on the build. RUN gets Docker's default capabilities and seccomp
-//!   profile; `--mount=type=cache|tmpfs|bind` work (bind read-only, from the context or a
-//!   stage), secrets and SSH are not provided (a `required` one is an error).
+//!   profile; `--mount=type=cache|tmpfs|bind|secret` work (bind read-only, from the context
+//!   or a stage; secrets from [`BuildOptions::secrets`], as files on a private tmpfs or
+//!   `env=`, never in a layer or a cache key); `type=ssh` is refused when `required`.
+//! - With [`BuildOptions::registry`], base images missing from the store are pulled and
+//!   `--pull` re-resolves them; ADD fetches http(s) URLs (`--checksum=sha256:`), git
+//!   sources are refused with a clear error.
 //! - One `Builder` per state directory: `new` clears leftovers of crashed builds there and
 //!   makes `<builder>/tmp` (where snapshots are mounted) a private mount, so container
 //!   namespaces created meanwhile neither receive nor pin those mounts.
@@ -98,7 +103,10 @@ pub mod shell;
 mod suggest;
 
 pub use ast::*;
-pub use builder::{BuildContext, BuildError, BuildOptions, BuildOutput, Builder, PruneReport};
+pub use builder::{
+    decode_secrets, encode_secrets, BuildContext, BuildError, BuildNetwork, BuildOptions,
+    BuildOutput, Builder, NetworkAttachment, PruneReport, Secret, SECRETS_HEADER,
+};
 pub use chanread::ChannelReader;
 pub use error::{ParseError, ParseErrorKind};
 pub use graph::{BuildPlan, GraphError, StageBase, StageDep, StageGraph, StageNode};

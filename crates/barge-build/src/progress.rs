@@ -50,6 +50,8 @@ pub enum Event {
     },
     /// The image was tagged `name`.
     Tagged(String),
+    /// A status line of a base image's pull (`latest: Pulling from library/busybox`).
+    Pull(String),
     /// The build failed.
     Error(String),
 }
@@ -92,6 +94,7 @@ impl Event {
                 v
             }
             Event::Tagged(t) => vec![stream(format!("Successfully tagged {t}\n"))],
+            Event::Pull(s) => vec![json!({ "status": s })],
             Event::Error(m) => vec![json!({ "errorDetail": { "message": m }, "error": m })],
         }
     }
@@ -116,6 +119,7 @@ impl Event {
             Event::Built { id, quiet: true } => format!("{id}\n"),
             Event::Built { id, .. } => format!("Successfully built {}\n", short(id)),
             Event::Tagged(t) => format!("Successfully tagged {t}\n"),
+            Event::Pull(s) => format!("{s}\n"),
             Event::Error(m) => format!("ERROR: {m}\n"),
         })
     }

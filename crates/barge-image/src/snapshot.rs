@@ -216,18 +216,22 @@ impl Store {
                 lowerdirs: vec![],
             }],
             Snapshotter::Overlay => {
+                // Layers are shared by diff id, so an image may list one twice (two RUNs
+                // that changed nothing both give the empty layer): overlay refuses a lower
+                // dir given twice (ELOOP). Only the topmost occurrence is kept, which gives
+                // the same tree: everything that layer holds is applied again there.
+                let mut seen = std::collections::BTreeSet::new();
+                let top_first: Vec<&Digest> = info
+                    .parents
+                    .iter()
+                    .rev()
+                    .filter(|p| seen.insert(*p))
+                    .collect();
                 // lowerdir+ takes full paths one by one; the classic option string uses the
                 // short links (verified to point at the right layer) to stay under a page.
-                let lowers: Vec<PathBuf> = info
-                    .parents
+                let lowers: Vec<PathBuf> = top_first.iter().map(|p| self.layer_path(p)).collect();
+                let joined = top_first
                     .iter()
-                    .rev()
-                    .map(|p| self.layer_path(p))
-                    .collect();
-                let joined = info
-                    .parents
-                    .iter()
-                    .rev()
                     .map(|p| {
                         self.layer_short_path(p)
                             .unwrap_or_else(|| self.layer_path(p))

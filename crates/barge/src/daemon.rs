@@ -376,11 +376,13 @@ async fn run(s: Settings) -> Result<()> {
     // Networking: every netlink/nft call runs on a blocking thread of this process, which
     // lives in the daemon's (host) network namespace.
     if let Some(ncfg) = s.network.clone() {
+        barge_api::remove_stale_build_netns(&s.exec_root);
         let nroot = s.data_root.join("network");
         let nm = tokio::task::spawn_blocking(move || -> Result<barge_network::NetworkManager> {
             let nm = barge_network::NetworkManager::open(&nroot, ncfg)
                 .context("opening the network state")?;
             let report = nm.repair().context("repairing the networks")?;
+            barge_api::remove_stale_build_endpoints(&nm);
             if !report.removed_endpoints.is_empty() || !report.removed_links.is_empty() {
                 tracing::info!(
                     "network repair: removed {} dead endpoint(s), {} orphan link(s)",

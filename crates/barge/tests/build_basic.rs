@@ -657,16 +657,10 @@ fn bad_input_names_the_line_and_tags_nothing() {
             "circular",
         ),
         (
-            "https",
-            "FROM busybox\nADD https://example.com/x /x\n",
-            2,
-            "only http://",
-        ),
-        (
             "offline",
             "FROM busybox\nADD http://127.0.0.1:9/x /x\n",
             2,
-            "cannot connect",
+            "cannot reach 127.0.0.1:9",
         ),
     ];
     for (name, df, line, what) in cases {
@@ -842,26 +836,180 @@ fn run_mounts_and_network() {
     );
 }
 
+/// Every regular file of every layer of `name` (path, content).
+fn layer_files(env: &Env, name: &str) -> Vec<(String, Vec<u8>)> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let t = e.file_type().unwrap();
+            let rel = e.path().strip_prefix(root).unwrap().display().to_string();
+            if t.is_dir() {
+                walk(root, &e.path(), out);
+            } else if t.is_file() {
+                out.push((rel, std::fs::read(e.path()).unwrap()));
+            } else {
+                out.push((rel, Vec::new()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for l in env.store.resolve(name).unwrap().layers {
+        let p = env.store.layer_path(&l.diff_id);
+        walk(&p, &p, &mut out);
+    }
+    out
+}
+
+#[test]
+fn run_secret_mounts_never_reach_a_layer() {
+    if common::skip_unless_root() {
+        return;
+    }
+    let env = setup();
+    let df = "FROM busybox\n\
+              RUN --mount=type=secret,id=tok sha256sum /run/secrets/tok | cut -c1-64 > /h1 && stat -c '%a %u %g' /run/secrets/tok > /st1\n\
+              RUN --mount=type=secret,id=tok,target=/etc/app/key,mode=0440,uid=1000,gid=1000 stat -c '%a %u %g' /etc/app/key > /st2 && cat /etc/app/key | wc -c > /len\n\
+              RUN --mount=type=secret,id=tok,env=TOKEN echo \"$TOKEN\" | sha256sum | cut -c1-64 > /h3 && test ! -e /run/secrets/tok\n\
+              RUN --mount=type=secret,id=absent test ! -e /run/secrets/absent\n\
+              RUN ls /run > /run.ls 2>&1; ls /etc/app >> /run.ls 2>&1; true\n";
+    let ctx = env.context("sec", &[("Dockerfile", df)]);
+    let secret = "hunter2-very-secret-value";
+    let mut o = opts("sec");
+    o.secrets.insert(
+        "tok".into(),
+        barge_build::Secret(secret.as_bytes().to_vec()),
+    );
+    let (r, events) = env.build_with(&ctx, o.clone());
+    r.unwrap_or_else(|e| panic!("{e}\n{}", streams(&events)));
+    let sha = |d: &[u8]| Digest::of(d).hex().to_string();
+    assert_eq!(
+        env.file("sec", "h1"),
+        Some(format!("{}\n", sha(secret.as_bytes())))
+    );
+    assert_eq!(env.file("sec", "st1").as_deref(), Some("400 0 0\n"));
+    assert_eq!(env.file("sec", "st2").as_deref(), Some("440 1000 1000\n"));
+    assert_eq!(env.file("sec", "len"), Some(format!("{}\n", secret.len())));
+    let with_nl = format!("{secret}\n");
+    assert_eq!(
+        env.file("sec", "h3"),
+        Some(format!("{}\n", sha(with_nl.as_bytes())))
+    );
+    // Neither the secret nor its mount points are in any layer, nor in the config.
+    let ls = env.file("sec", "run.ls").unwrap();
+    assert!(!ls.contains("secrets") && !ls.contains("key"), "{ls}");
+    for (path, data) in layer_files(&env, "sec") {
+        assert!(
+            !path.contains("secrets") && !path.ends_with("app/key"),
+            "{path}"
+        );
+        assert!(
+            !String::from_utf8_lossy(&data).contains(secret),
+            "the secret is in {path}"
+        );
+    }
+    assert!(!env.config("sec").to_string().contains(secret));
+    for e in std::fs::read_dir(env.dir.path().join("builder/cache")).unwrap() {
+        let data = std::fs::read(e.unwrap().path()).unwrap();
+        assert!(!String::from_utf8_lossy(&data).contains(secret));
+    }
+    // The secret's content is not in the cache key: another value still hits the cache.
+    o.secrets
+        .insert("tok".into(), barge_build::Secret(b"another".to_vec()));
+    let (r, ev) = env.build_with(&ctx, o);
+    r.unwrap();
+    assert_eq!(count_cache_hits(&ev), 5, "{}", streams(&ev));
+    // A required secret that was not given fails the build, naming it; nothing tagged.
+    let bad = env.context(
+        "sec-bad",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN --mount=type=secret,id=npm,required=true true\n",
+        )],
+    );
+    let (r, _) = env.build(&bad, "sec-bad");
+    let e = r.expect_err("required").to_string();
+    assert!(
+        e.contains("Dockerfile:2") && e.contains("secret npm is required"),
+        "{e}"
+    );
+    assert!(!env.tagged("sec-bad"));
+    // SSH agent forwarding is not supported: a clear error when required.
+    let ssh = env.context(
+        "ssh-bad",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN --mount=type=ssh,required=true true\n",
+        )],
+    );
+    let (r, _) = env.build(&ssh, "ssh-bad");
+    let e = r.expect_err("ssh").to_string();
+    assert!(e.contains("type=ssh is not supported"), "{e}");
+}
+
+#[test]
+fn runs_that_change_nothing_share_the_empty_layer_and_stack() {
+    if common::skip_unless_root() {
+        return;
+    }
+    let env = setup();
+    // Both RUNs give the same (empty) layer, listed twice in the image: the snapshot of
+    // the third step must still mount (overlay refuses a lower dir given twice).
+    let df = "FROM busybox\nRUN true\nRUN true\nRUN echo stacked > /ok\n";
+    let ctx = env.context("empty", &[("Dockerfile", df)]);
+    let (r, events) = env.build(&ctx, "empty");
+    r.unwrap_or_else(|e| panic!("{e}\n{}", streams(&events)));
+    let ids = env.store.resolve("empty").unwrap().diff_ids();
+    let n = ids.len();
+    assert_eq!(ids[n - 2], ids[n - 3], "the two empty layers are one");
+    assert_eq!(env.file("empty", "ok").as_deref(), Some("stacked\n"));
+}
+
+#[test]
+fn escape_directive_and_variable_escapes() {
+    if common::skip_unless_root() {
+        return;
+    }
+    let env = setup();
+    // With `# escape=`` the backtick continues lines and escapes `$`; a backslash is a
+    // plain character. With the default escape, `\$` keeps a literal `$`.
+    let tick = "# escape=`\nFROM busybox\nENV A=x\nENV B=`$A C=${A:-d}\\z\nRUN echo \"$B $C\" `\n    > /e1\n";
+    let ctx = env.context("esc", &[("Dockerfile", tick)]);
+    let (r, events) = env.build(&ctx, "esc");
+    r.unwrap_or_else(|e| panic!("{e}\n{}", streams(&events)));
+    assert_eq!(env.file("esc", "e1").as_deref(), Some("$A x\\z\n"));
+    let back = "FROM busybox\nENV A=x\nENV B=\\$A C=${A:+set} D=${NOPE:-dflt}\nRUN echo \"$B $C $D\" \\\n    > /e2\n";
+    let ctx = env.context("esc2", &[("Dockerfile", back)]);
+    let (r, events) = env.build(&ctx, "esc2");
+    r.unwrap_or_else(|e| panic!("{e}\n{}", streams(&events)));
+    assert_eq!(env.file("esc2", "e2").as_deref(), Some("$A set dflt\n"));
+}
+
 #[test]
 fn independent_stages_build_in_parallel() {
     if common::skip_unless_root() {
         return;
     }
     let env = setup();
-    let df = "FROM busybox AS a\nRUN sleep 2 && echo a > /a\n\
-              FROM busybox AS b\nRUN sleep 2 && echo b > /b\n\
-              FROM busybox\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n";
-    let ctx = env.context("par", &[("Dockerfile", df)]);
-    let t = Instant::now();
+    // A rendezvous, not a stopwatch: each stage marks its arrival in a shared cache mount
+    // and waits for the other's mark, so the build only succeeds if both RUNs are running
+    // at the same time (one after the other, the first gives up with exit 7).
+    let wait = |me: &str, other: &str| {
+        format!(
+            "RUN --mount=type=cache,id=rendezvous,target=/rv touch /rv/{me} && i=0 && \
+             while [ ! -e /rv/{other} ]; do i=$((i+1)); [ $i -lt 600 ] || exit 7; sleep 0.1; done && \
+             echo {me} > /{me}\n"
+        )
+    };
+    let df = format!(
+        "FROM busybox AS a\n{}FROM busybox AS b\n{}FROM busybox\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n",
+        wait("a", "b"),
+        wait("b", "a")
+    );
+    let ctx = env.context("par", &[("Dockerfile", &df)]);
     let (r, events) = env.build(&ctx, "par");
-    let took = t.elapsed();
-    r.unwrap_or_else(|e| panic!("{e}\n{}", streams(&events)));
+    r.unwrap_or_else(|e| panic!("stages did not run together: {e}\n{}", streams(&events)));
     assert_eq!(env.file("par", "a").as_deref(), Some("a\n"));
     assert_eq!(env.file("par", "b").as_deref(), Some("b\n"));
-    assert!(
-        took.as_secs_f64() < 3.8,
-        "stages ran one after the other: {took:?}"
-    );
 }
 
 /// A tiny HTTP/1.1 server on 127.0.0.1 for ADD: each path answers a fixed status,
@@ -1016,6 +1164,11 @@ fn add_fetches_an_http_url() {
             vec!["only for http(s) sources".to_string()],
         ),
         (
+            // TLS against a plain HTTP server: the handshake fails, the error names the host.
+            format!("ADD https://127.0.0.1:{}/files/hello.txt /x\n", srv.port),
+            vec![format!("cannot reach 127.0.0.1:{}", srv.port)],
+        ),
+        (
             "ADD https://example.invalid/o/r.git /src\n".to_string(),
             vec!["git repository".to_string(), "not supported".to_string()],
         ),
@@ -1073,7 +1226,9 @@ fn copy_parents_symbolic_chmod_and_link() {
          RUN ln -s /tmp /lnk && mkdir -p /kept && echo base > /kept/base\n\
          COPY --link dir/f /lnk/\n\
          COPY dir/f /viaplain/\n\
-         RUN stat -c '%n %a' /sym.sh /symdir /symdir/f /oct.sh > /modes && ls -l /lnk > /lnk.ls\n",
+         RUN stat -c '%n %a' /sym.sh /symdir /symdir/f /oct.sh > /modes && ls -l /lnk > /lnk.ls\n\
+         COPY --link --chown=user:user dir/f /linkown/\n\
+         RUN stat -c '%u:%g' /linkown/f > /linkown.st\n",
     )
     .unwrap();
     let (r, events) = env.build(&ctx, "par");
@@ -1094,7 +1249,7 @@ fn copy_parents_symbolic_chmod_and_link() {
     // /lnk symlink of the stage is not followed (the new directory hides it).
     let rec = env.store.resolve("par").unwrap();
     let layers = &rec.layers;
-    let link_layer = env.store.layer_path(&layers[layers.len() - 3].diff_id);
+    let link_layer = env.store.layer_path(&layers[layers.len() - 5].diff_id);
     let mut names: Vec<String> = std::fs::read_dir(&link_layer)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -1104,6 +1259,11 @@ fn copy_parents_symbolic_chmod_and_link() {
     assert!(link_layer.join("lnk/f").is_file());
     assert!(env.file("par", "lnk.ls").unwrap().contains(" f\n"));
     assert!(!env.exists("par", "tmp/f"));
+    // --link --chown by name: looked up in the stage's /etc/passwd.
+    assert_eq!(
+        env.file("par", "linkown.st").as_deref(),
+        Some("1000:1000\n")
+    );
 
     // Bad --chmod values name the flag.
     let bad = env.context(
@@ -1277,11 +1437,10 @@ fn a_cancelled_build_stops_its_run_and_cleans_up() {
         std::thread::sleep(std::time::Duration::from_millis(700));
         c2.store(true, std::sync::atomic::Ordering::Relaxed);
     });
-    let t = Instant::now();
+    // The RUN loops forever: the build returning at all shows the cancel stopped it.
     let (r, events) = env.build_with(&ctx, o);
     setter.join().unwrap();
     assert!(matches!(r, Err(BuildError::Cancelled)), "{r:?}");
-    assert!(t.elapsed().as_secs() < 10, "{:?}", t.elapsed());
     assert!(streams(&events).contains("tick"));
     assert!(!env.tagged("cancel"));
     assert!(env

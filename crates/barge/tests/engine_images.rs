@@ -506,9 +506,25 @@ fn plain_docker_build_uses_the_classic_builder_and_barge_build_works() {
     assert!(text(&o.stdout).contains("Successfully tagged plain:1"));
     assert_eq!(d.ok(&["run", "--rm", "plain:1"]), "hi from the context");
 
-    // barge build through the daemon.
+    // barge build through the daemon; --progress=plain shows each step, its cache hit
+    // and its time.
     let out = barge_ok(&d, &["build", "-t", "bb:1", dir]);
     assert!(!out.is_empty());
+    let out = barge_ok(&d, &["build", "--progress=plain", "-t", "bb:1", dir]);
+    assert!(
+        out.contains("Step 2/4 : COPY hello.txt /hello.txt\n ---> Using cache\n ---> "),
+        "{out}"
+    );
+    let timed = out
+        .lines()
+        .filter(|l| {
+            l.strip_prefix(" ---> ").is_some_and(|r| {
+                let (id, t) = r.split_once(' ').unwrap_or((r, ""));
+                id.len() == 12 && t.starts_with('(') && t.ends_with("s)")
+            })
+        })
+        .count();
+    assert_eq!(timed, 4, "{out}");
     assert_eq!(d.ok(&["run", "--rm", "bb:1"]), "hi from the context");
     let label = d.ok(&[
         "image",
@@ -589,4 +605,158 @@ print(c.containers.run("pyimg:1", remove=True).decode().strip())
         .docker(&["image", "inspect", "pyimg:1"])
         .status
         .success()));
+}
+
+#[test]
+fn build_pulls_a_missing_base_and_pull_refreshes_it() {
+    if skip() {
+        return;
+    }
+    let reg = Registry::start(None);
+    let d = Daemon::start_host_net();
+    let base = format!("{}/build/base:1", reg.host());
+    let ctx = tempfile::tempdir().expect("tempdir");
+    let c = ctx.path();
+    let dir = c.to_str().expect("utf8");
+    // Two versions of the base, "one" then "two", pushed under the same tag.
+    write(
+        c,
+        &[("Dockerfile", "FROM busybox\nRUN echo one > /which\n")],
+    );
+    barge_ok(&d, &["build", "-q", "-t", &base, dir]);
+    let one = image_id(&d, &base);
+    barge_ok(&d, &["push", &base]);
+    // The base is only in the registry now: the build pulls it.
+    d.ok(&["rmi", &base]);
+    write(
+        c,
+        &[(
+            "Dockerfile",
+            &format!("FROM {base}\nRUN echo \"which=$(cat /which)\"\n"),
+        )],
+    );
+    let out = barge_ok(&d, &["build", "--no-cache", "-t", "pulled:1", dir]);
+    assert!(out.contains("which=one"), "{out}");
+    assert!(out.contains("Pulling from build/base"), "{out}");
+    assert_eq!(image_id(&d, &base), one);
+    // The registry gets "two"; the store keeps "one" under the tag.
+    let next = tempfile::tempdir().expect("tempdir");
+    write(
+        next.path(),
+        &[("Dockerfile", "FROM busybox\nRUN echo two > /which\n")],
+    );
+    barge_ok(
+        &d,
+        &[
+            "build",
+            "-q",
+            "-t",
+            &base,
+            next.path().to_str().expect("utf8"),
+        ],
+    );
+    barge_ok(&d, &["push", &base]);
+    barge_ok(&d, &["tag", &one, &base]);
+    // Without --pull the stored base is used; with --pull the registry's.
+    let out = barge_ok(&d, &["build", "--no-cache", "-t", "pulled:2", dir]);
+    assert!(out.contains("which=one"), "{out}");
+    let out = barge_ok(
+        &d,
+        &["build", "--no-cache", "--pull", "-t", "pulled:3", dir],
+    );
+    assert!(out.contains("which=two"), "{out}");
+    assert!(out.contains("Downloaded newer image"), "{out}");
+    assert_ne!(image_id(&d, &base), one);
+    // A base that is in no registry: the error names it, nothing is tagged.
+    let missing = format!("{}/build/absent:1", reg.host());
+    write(c, &[("Dockerfile", &format!("FROM {missing}\nRUN true\n"))]);
+    let o = barge(&d, &["build", "-t", "pulled:bad", dir], None);
+    assert!(!o.status.success());
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("build/absent") && err.contains("Dockerfile:1"),
+        "{err}"
+    );
+    assert!(!d
+        .docker(&["image", "inspect", "pulled:bad"])
+        .status
+        .success());
+    // --cache-from through the CLI: a fresh builder cache reuses the image's layers.
+    write(c, &[("Dockerfile", "FROM busybox\nRUN echo cached > /c\n")]);
+    barge_ok(&d, &["build", "-t", "cf:1", dir]);
+    barge_ok(&d, &["builder", "prune", "-f"]);
+    let out = barge_ok(&d, &["build", "--cache-from", "cf:1", "-t", "cf:2", dir]);
+    assert!(
+        out.contains("Using cache") && !out.contains("Running in"),
+        "{out}"
+    );
+    assert_eq!(image_id(&d, "cf:1"), image_id(&d, "cf:2"));
+}
+
+#[test]
+fn barge_build_secrets_reach_only_their_run() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start_host_net();
+    let ctx = tempfile::tempdir().expect("tempdir");
+    let c = ctx.path();
+    let secret = "s3cr3t-from-a-file";
+    write(
+        c,
+        &[
+            ("token.txt", secret),
+            (
+                "Dockerfile",
+                "FROM busybox\n\
+                 RUN --mount=type=secret,id=tok echo \"len=$(wc -c < /run/secrets/tok)\"\n\
+                 RUN --mount=type=secret,id=api,env=API_KEY echo \"api=${#API_KEY}\"\n\
+                 RUN ls /run > /ls.txt 2>&1; echo marker-7781 > /marker\n",
+            ),
+        ],
+    );
+    let dir = c.to_str().expect("utf8");
+    let file = c.join("token.txt");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_barge"));
+    cmd.env("BARGE_HOST", format!("unix://{}", d.sock.display()))
+        .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+        .env("API_KEY_SRC", "k3y-v4lue-zq")
+        .args(["build", "-t", "sec:1", "--secret"])
+        .arg(format!("id=tok,src={}", file.display()))
+        .args(["--secret", "id=api,env=API_KEY_SRC", dir]);
+    let o = cmd.output().expect("barge build");
+    let out = format!("{}{}", text(&o.stdout), text(&o.stderr));
+    assert!(o.status.success(), "{out}\n{}", d.log());
+    assert!(out.contains(&format!("len={}", secret.len())), "{out}");
+    assert!(out.contains("api=12"), "{out}");
+    // Not in the image: its config, history and files (a save of it).
+    let inspect = d.ok(&["image", "inspect", "sec:1"]);
+    let hist = d.ok(&["history", "--no-trunc", "sec:1"]);
+    assert!(!inspect.contains(secret) && !hist.contains(secret) && !hist.contains("k3y-v4lue-zq"));
+    let saved = d.docker(&["save", "sec:1"]);
+    assert!(saved.status.success());
+    let blob = String::from_utf8_lossy(&saved.stdout);
+    // The save holds the layers' files in plain (so the search below means something).
+    assert!(blob.contains("marker-7781"));
+    assert!(!blob.contains(secret) && !blob.contains("k3y-v4lue-zq"));
+    // A secret file that is not there: the CLI says so and sends nothing.
+    let o = barge(
+        &d,
+        &[
+            "build",
+            "--secret",
+            "id=x,src=/nonexistent/secret",
+            "-t",
+            "sec:2",
+            dir,
+        ],
+        None,
+    );
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("/nonexistent/secret"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!d.docker(&["image", "inspect", "sec:2"]).status.success());
 }

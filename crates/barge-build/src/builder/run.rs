@@ -54,36 +54,139 @@ fn script(cmd: &str, heredocs: &[crate::Heredoc]) -> String {
 /// How many of the spec's mounts are the standard ones (proc, dev, ...), before RUN's.
 const BASE_MOUNTS: usize = 6;
 
-/// Removes the mount points the runtime made for RUN's mounts, so they stay out of the
-/// layer (as BuildKit does): each only if it is an empty directory or an empty file,
-/// resolved inside the rootfs, the last component never followed (rmdir / unlink).
-fn remove_stubs(rootfs: &std::path::Path, stubs: &[String]) {
+/// A mount point the rootfs lacked: `path` (absolute) and how many of its leading
+/// components existed before the RUN (the runtime made the others).
+struct Stub {
+    path: String,
+    existing: usize,
+}
+
+/// The stub of `dest` if the rootfs lacks it (resolved inside the rootfs).
+fn stub_of(root: std::os::fd::RawFd, dest: &str) -> Option<Stub> {
+    let parts: Vec<&str> = dest.split('/').filter(|p| !p.is_empty()).collect();
+    let missing = |n: usize| {
+        fsutil::openat2(root, &parts[..n].join("/"), libc::O_PATH, fsutil::IN_ROOT)
+            .is_err_and(|e| e.raw_os_error() == Some(libc::ENOENT))
+    };
+    if parts.is_empty() || !missing(parts.len()) {
+        return None;
+    }
+    let existing = (0..parts.len())
+        .take_while(|&n| n == 0 || !missing(n))
+        .count()
+        - 1;
+    Some(Stub {
+        path: dest.to_string(),
+        existing,
+    })
+}
+
+/// Removes the mount points the runtime made for RUN's mounts, and the directories it
+/// made for them, so they stay out of the layer (as BuildKit does): each only if it is an
+/// empty directory or an empty file, resolved inside the rootfs, the last component never
+/// followed (rmdir / unlink).
+fn remove_stubs(rootfs: &std::path::Path, stubs: &[Stub]) {
     let Ok(root) = fsutil::open_root(rootfs) else {
         return;
     };
     for s in stubs {
-        let path = s.trim_matches('/');
-        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
-        if name.is_empty() {
-            continue;
-        }
-        if let Ok(pfd) = fsutil::openat2(
-            root.as_raw_fd(),
-            dir,
-            libc::O_PATH | libc::O_DIRECTORY,
-            fsutil::IN_ROOT,
-        ) {
-            match fsutil::lstat_at(pfd.as_raw_fd(), name) {
+        let parts: Vec<&str> = s.path.split('/').filter(|p| !p.is_empty()).collect();
+        // Deepest first; stop at the first that is not an empty stub.
+        for n in (s.existing + 1..=parts.len()).rev() {
+            let dir = parts[..n - 1].join("/");
+            let name = parts[n - 1];
+            let Ok(pfd) = fsutil::openat2(
+                root.as_raw_fd(),
+                &dir,
+                libc::O_PATH | libc::O_DIRECTORY,
+                fsutil::IN_ROOT,
+            ) else {
+                break;
+            };
+            let removed = match fsutil::lstat_at(pfd.as_raw_fd(), name) {
                 Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {
-                    let _ = fsutil::unlink_at(pfd.as_raw_fd(), name, true);
+                    fsutil::unlink_at(pfd.as_raw_fd(), name, true).is_ok()
                 }
                 // A file stub (for a file bind mount) is empty.
                 Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFREG && st.st_size == 0 => {
-                    let _ = fsutil::unlink_at(pfd.as_raw_fd(), name, false);
+                    fsutil::unlink_at(pfd.as_raw_fd(), name, false).is_ok()
                 }
-                _ => {}
+                _ => false,
+            };
+            if !removed {
+                break;
             }
         }
+    }
+}
+
+/// A tmpfs holding one RUN's secret files, so they never touch a disk nor the snapshot;
+/// unmounted and removed on drop.
+struct SecretFiles {
+    dir: std::path::PathBuf,
+    mounted: bool,
+}
+
+impl SecretFiles {
+    fn new(parent: &std::path::Path) -> std::io::Result<SecretFiles> {
+        let dir = parent.join(super::unique("secrets-"));
+        std::fs::create_dir(&dir)?;
+        let mut s = SecretFiles {
+            dir,
+            mounted: false,
+        };
+        let c = fsutil::cstr(s.dir.as_os_str().as_encoded_bytes())?;
+        let opts = fsutil::cstr(b"mode=0700,size=16m")?;
+        // SAFETY: NUL-terminated strings; a tmpfs on a directory we just made.
+        if unsafe {
+            libc::mount(
+                c"tmpfs".as_ptr(),
+                c.as_ptr(),
+                c"tmpfs".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                opts.as_ptr().cast(),
+            )
+        } < 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+        s.mounted = true;
+        Ok(s)
+    }
+
+    /// Writes secret number `n` with its owner and mode; returns its host path.
+    fn write(
+        &self,
+        n: usize,
+        data: &[u8],
+        uid: u32,
+        gid: u32,
+        mode: u32,
+    ) -> std::io::Result<std::path::PathBuf> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let p = self.dir.join(format!("s{n}"));
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&p)?;
+        f.write_all(data)?;
+        let fd: OwnedFd = f.into();
+        fsutil::set_owner_mode(&fd, uid, gid, mode)?;
+        Ok(p)
+    }
+}
+
+impl Drop for SecretFiles {
+    fn drop(&mut self) {
+        if self.mounted {
+            if let Ok(c) = fsutil::cstr(self.dir.as_os_str().as_encoded_bytes()) {
+                // SAFETY: NUL-terminated; detach: the RUN is over, nothing uses it.
+                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+            }
+        }
+        let _ = std::fs::remove_dir(&self.dir);
     }
 }
 
@@ -135,14 +238,22 @@ impl Run<'_> {
             return Err(self.step_err(inst, "RUN with an empty command"));
         }
         let created_by = args.join(" ");
+        let build_net = self.opts.network.as_deref().unwrap_or("default");
         let host_net = match r.network.unwrap_or(NetworkMode::Default) {
-            NetworkMode::Host if self.opts.network.as_deref() == Some("host") => true,
+            NetworkMode::Host if build_net == "host" => true,
             NetworkMode::Host => return Err(self.step_err(
                 inst,
                 "RUN --network=host is not allowed: the build was not started with --network host",
             )),
             NetworkMode::None => false,
-            NetworkMode::Default => self.opts.network.as_deref() == Some("host"),
+            NetworkMode::Default => build_net == "host",
+        };
+        // The network to join through the provider (None: loopback only).
+        let join = match (r.network.unwrap_or(NetworkMode::Default), build_net) {
+            (NetworkMode::Default, "none" | "host")
+            | (NetworkMode::None | NetworkMode::Host, _) => None,
+            (NetworkMode::Default, "default" | "bridge" | "") => Some("bridge"),
+            (NetworkMode::Default, other) => Some(other),
         };
         let lexer = self.df.lexer();
         let mut mounts = vec![
@@ -155,6 +266,9 @@ impl Run<'_> {
         ];
         // Snapshots of stages bind-mounted into this RUN, unmounted when it is done.
         let mut from_snaps = Vec::new();
+        let mut secrets: Option<SecretFiles> = None;
+        // `env=` secrets: in the process's environment only (not in the key or history).
+        let mut secret_env = Vec::new();
         for spec in &r.mounts {
             let m = spec
                 .resolve(&lexer, &sc.scope)
@@ -228,25 +342,84 @@ impl Run<'_> {
                     // Always read-only: writes would land in the caller's context.
                     mounts.push(json!({"destination": target, "type": "bind", "source": path, "options": ["rbind", "ro"]}));
                 }
-                MountType::Secret | MountType::Ssh => {
+                MountType::Secret => {
+                    // The id: `id=`, else `source=`, else the target's base name.
+                    let id =
+                        m.id.clone()
+                            .or_else(|| m.source.clone())
+                            .or_else(|| {
+                                m.target
+                                    .as_deref()
+                                    .and_then(|t| t.rsplit('/').find(|n| !n.is_empty()))
+                                    .map(String::from)
+                            })
+                            .unwrap_or_default();
+                    let Some(value) = self.opts.secrets.get(&id) else {
+                        if m.required {
+                            return Err(self.step_err(
+                                inst,
+                                format!("secret {id} is required but was not given (barge build --secret id={id},src=<file>)"),
+                            ));
+                        }
+                        continue;
+                    };
+                    if let Some(var) = &m.env {
+                        let v = std::str::from_utf8(&value.0).map_err(|_| {
+                            self.step_err(
+                                inst,
+                                format!("secret {id} is not UTF-8: it cannot be env={var}"),
+                            )
+                        })?;
+                        secret_env.push(format!("{var}={v}"));
+                    }
+                    let target = match (&m.target, &m.env) {
+                        (Some(t), _) => Some(t.clone()),
+                        (None, Some(_)) => None,
+                        (None, None) => Some(format!("/run/secrets/{id}")),
+                    };
+                    if let Some(target) = target {
+                        if secrets.is_none() {
+                            let s = SecretFiles::new(&self.b.root.join("tmp")).map_err(|e| {
+                                self.step_err(inst, format!("a tmpfs for secrets: {e}"))
+                            })?;
+                            secrets = Some(s);
+                        }
+                        let Some(files) = &secrets else { continue };
+                        let path = files
+                            .write(
+                                mounts.len(),
+                                &value.0,
+                                m.uid.unwrap_or(0),
+                                m.gid.unwrap_or(0),
+                                m.mode.unwrap_or(0o400),
+                            )
+                            .map_err(|e| self.step_err(inst, format!("secret {id}: {e}")))?;
+                        mounts.push(json!({"destination": target, "type": "bind", "source": path, "options": ["bind", "ro", "nosuid", "nodev", "noexec"]}));
+                    }
+                }
+                MountType::Ssh => {
                     if m.required {
                         return Err(self.step_err(
                             inst,
-                            format!(
-                                "{} {} is required but the build has no secrets or SSH agents",
-                                if m.kind == MountType::Secret {
-                                    "secret"
-                                } else {
-                                    "ssh"
-                                },
-                                m.id.as_deref().unwrap_or("default")
-                            ),
+                            "RUN --mount=type=ssh is not supported by barge's builder (no SSH agent forwarding)",
                         ));
                     }
+                    self.emit(crate::progress::Event::Warning(format!(
+                        "{}: --mount=type=ssh is not supported (no SSH agent is forwarded); the mount is skipped",
+                        inst.original
+                    )));
                 }
             }
         }
         let snap = Snap::new(self.b, &st.layers)?;
+        // Attached before the container exists, detached (dropped) after it is gone.
+        let attachment = match (join, &self.opts.network_provider) {
+            (Some(net), Some(p)) => Some(
+                p.attach(Digest::of(snap.key.as_bytes()).hex(), net)
+                    .map_err(|e| self.step_err(inst, format!("network {net}: {e}")))?,
+            ),
+            _ => None,
+        };
         let mut args = args;
         // A lone heredoc with a shebang is a script for its interpreter (as BuildKit):
         // written to a file in the bundle, bind-mounted under /dev (a tmpfs, so nothing
@@ -281,6 +454,11 @@ impl Run<'_> {
             )
             .map_err(|e| self.step_err(inst, e))?;
             mounts.push(json!({"destination": "/etc/hosts", "type": "bind", "source": hosts, "options": ["bind", "ro"]}));
+            if let Some(resolv) = attachment.as_ref().and_then(|a| a.resolv_conf()) {
+                let p = snap.dir.join("resolv.conf");
+                std::fs::write(&p, resolv).map_err(|e| self.step_err(inst, e))?;
+                mounts.push(json!({"destination": "/etc/resolv.conf", "type": "bind", "source": p, "options": ["bind", "ro"]}));
+            }
         }
         let user = st.config["config"]["User"]
             .as_str()
@@ -296,21 +474,12 @@ impl Run<'_> {
         fsutil::mkdir_all_in_root(root.as_raw_fd(), &cwd, None)
             .map_err(|e| self.step_err(inst, format!("WORKDIR {cwd}: {e}")))?;
         // Mount targets the rootfs lacks: the runtime makes stubs for them, removed after.
-        let stubs: Vec<String> = mounts
+        let stubs: Vec<Stub> = mounts
             .iter()
             .skip(BASE_MOUNTS)
             .filter_map(|m| m["destination"].as_str())
             .filter(|d| !d.starts_with("/dev/"))
-            .filter(|d| {
-                fsutil::openat2(
-                    root.as_raw_fd(),
-                    d.trim_start_matches('/'),
-                    libc::O_PATH,
-                    fsutil::IN_ROOT,
-                )
-                .is_err_and(|e| e.raw_os_error() == Some(libc::ENOENT))
-            })
-            .map(String::from)
+            .filter_map(|d| stub_of(root.as_raw_fd(), d))
             .collect();
         drop(root);
         let mut env: Vec<String> = sc
@@ -322,14 +491,27 @@ impl Run<'_> {
         if !env.iter().any(|e| e.starts_with("PATH=")) {
             env.insert(0, DEFAULT_PATH.to_string());
         }
+        // With secrets, the bundle (whose config.json holds `env=` secrets) is their
+        // tmpfs, so no secret is ever written to a disk.
+        if !secret_env.is_empty() && secrets.is_none() {
+            let s = SecretFiles::new(&self.b.root.join("tmp"))
+                .map_err(|e| self.step_err(inst, format!("a tmpfs for secrets: {e}")))?;
+            secrets = Some(s);
+        }
+        env.extend(secret_env);
+        let bundle = secrets
+            .as_ref()
+            .map_or_else(|| snap.dir.clone(), |s| s.dir.clone());
         let mut namespaces = vec![
             json!({"type": "pid"}),
             json!({"type": "ipc"}),
             json!({"type": "uts"}),
             json!({"type": "mount"}),
         ];
-        if !host_net {
-            namespaces.push(json!({"type": "network"}));
+        match &attachment {
+            Some(a) => namespaces.push(json!({"type": "network", "path": a.netns_path()})),
+            None if !host_net => namespaces.push(json!({"type": "network"})),
+            None => {}
         }
         let caps: Vec<String> = CAPS.iter().map(|c| c.to_string()).collect();
         let seccomp = serde_json::to_value(barge_runtime::seccomp::docker_default_profile(&caps))
@@ -345,7 +527,7 @@ impl Run<'_> {
                 "capabilities": {"bounding": CAPS, "effective": CAPS, "permitted": CAPS},
                 "noNewPrivileges": false
             },
-            "root": {"path": "rootfs", "readonly": false},
+            "root": {"path": snap.rootfs(), "readonly": false},
             "hostname": "buildkitsandbox",
             "mounts": mounts,
             "linux": {
@@ -357,14 +539,14 @@ impl Run<'_> {
                 "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
             }
         });
-        let cfg = snap.dir.join("config.json");
+        let cfg = bundle.join("config.json");
         let bytes = serde_json::to_vec(&spec).map_err(|e| self.step_err(inst, e))?;
         std::fs::write(&cfg, bytes)
             .map_err(|e| self.step_err(inst, format!("{}: {e}", cfg.display())))?;
         self.emit(crate::progress::Event::Running {
             id: snap.key.clone(),
         });
-        let (code, tail) = match self.spawn(&snap.dir, &snap.key) {
+        let (code, tail) = match self.spawn(&bundle, &snap.key) {
             Ok(r) => r,
             Err(_) if self.cancelled() => return Err(BuildError::Cancelled),
             Err(e) => return Err(self.step_err(inst, format!("running the build container: {e}"))),
@@ -380,6 +562,8 @@ impl Run<'_> {
             });
         }
         drop(from_snaps);
+        drop(secrets);
+        drop(attachment);
         remove_stubs(&snap.rootfs(), &stubs);
         let layer = snap.commit(self.lease)?;
         Ok((layer, created_by))

@@ -354,7 +354,7 @@ pub enum BuilderCmd {
     /// Remove build cache
     Prune(PruneArgs),
     /// Build an image
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
 }
 
 /// Container options shared by `run` and `create`.
@@ -1184,6 +1184,12 @@ pub struct BuildArgs {
     /// Set the networking mode for the RUN instructions during build
     #[arg(long)]
     pub network: Option<String>,
+    /// Secret to expose to the build: id=x,src=path (a file) or id=x,env=VAR
+    #[arg(long)]
+    pub secret: Vec<String>,
+    /// Images to consider as cache sources
+    #[arg(long = "cache-from")]
+    pub cache_from: Vec<String>,
     /// PATH | - (build context)
     pub context: String,
 }

@@ -12,101 +12,13 @@ use super::error::{Error, Result};
 use super::opts::kv_map;
 use super::stream::JsonLines;
 
-/// One .dockerignore rule.
-#[derive(Debug)]
-pub struct IgnoreRule {
-    negate: bool,
-    parts: Vec<String>,
-}
-
-/// Parses a .dockerignore file.
-pub fn parse_ignore(text: &str) -> Vec<IgnoreRule> {
-    text.lines()
-        .map(|l| l.trim())
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|l| {
-            let (negate, p) = match l.strip_prefix('!') {
-                Some(p) => (true, p.trim()),
-                None => (false, l),
-            };
-            let p = p.trim_start_matches('/').trim_end_matches('/');
-            let p = p.strip_prefix("./").unwrap_or(p);
-            IgnoreRule {
-                negate,
-                parts: p
-                    .split('/')
-                    .filter(|s| !s.is_empty() && *s != ".")
-                    .map(|s| s.to_string())
-                    .collect(),
-            }
-        })
-        .collect()
-}
-
-fn glob(pat: &[u8], s: &[u8]) -> bool {
-    match (pat.first(), s.first()) {
-        (None, None) => true,
-        (Some(b'*'), _) => glob(&pat[1..], s) || (!s.is_empty() && glob(pat, &s[1..])),
-        (Some(b'?'), Some(_)) => glob(&pat[1..], &s[1..]),
-        (Some(b'['), Some(c)) => match pat.iter().position(|&b| b == b']') {
-            Some(end) => {
-                let set = &pat[1..end];
-                let (neg, set) = match set.first() {
-                    Some(b'^') | Some(b'!') => (true, &set[1..]),
-                    _ => (false, set),
-                };
-                let mut hit = false;
-                let mut i = 0;
-                while i < set.len() {
-                    if i + 2 < set.len() && set[i + 1] == b'-' {
-                        hit |= set[i] <= *c && *c <= set[i + 2];
-                        i += 3;
-                    } else {
-                        hit |= set[i] == *c;
-                        i += 1;
-                    }
-                }
-                hit != neg && glob(&pat[end + 1..], &s[1..])
-            }
-            None => false,
-        },
-        (Some(b'\\'), Some(c)) if pat.len() > 1 => pat[1] == *c && glob(&pat[2..], &s[1..]),
-        (Some(p), Some(c)) => p == c && glob(&pat[1..], &s[1..]),
-        _ => false,
-    }
-}
-
-fn match_parts(pat: &[String], path: &[&str]) -> bool {
-    match pat.first() {
-        None => path.is_empty(),
-        Some(p) if p == "**" => (0..=path.len()).any(|i| match_parts(&pat[1..], &path[i..])),
-        Some(p) => {
-            !path.is_empty()
-                && glob(p.as_bytes(), path[0].as_bytes())
-                && match_parts(&pat[1..], &path[1..])
-        }
-    }
-}
-
-/// True when `rel` (slash-separated, relative to the context) is excluded. A path is also
-/// excluded when one of its parent directories matches (docker's behaviour).
-pub fn ignored(rules: &[IgnoreRule], rel: &str) -> bool {
-    let parts: Vec<&str> = rel.split('/').filter(|s| !s.is_empty()).collect();
-    let mut ex = false;
-    for r in rules {
-        let hit = (1..=parts.len()).any(|n| match_parts(&r.parts, &parts[..n]));
-        if hit {
-            ex = !r.negate;
-        }
-    }
-    ex
-}
-
+/// Adds `dir` (below `root`) to the tar, leaving out what `.dockerignore` excludes (with
+/// barge-build's matcher, the one the builder applies to the context it receives).
 fn add_dir<W: std::io::Write>(
     b: &mut tar::Builder<W>,
     root: &Path,
     dir: &Path,
-    rules: &[IgnoreRule],
+    ignore: &barge_build::DockerIgnore,
     keep: &[String],
 ) -> Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<std::io::Result<_>>()?;
@@ -119,18 +31,17 @@ fn add_dir<W: std::io::Write>(
             .to_string_lossy()
             .into_owned();
         let ft = e.file_type()?;
-        if ignored(rules, &rel) && !keep.contains(&rel) {
-            // A negated rule may re-include something below an excluded directory.
-            if !(ft.is_dir() && rules.iter().any(|r| r.negate)) {
-                continue;
-            }
-        }
+        let excluded = ignore.matches(&rel, ft.is_dir()) && !keep.contains(&rel);
         if ft.is_dir() {
-            if !ignored(rules, &rel) {
+            if !excluded {
                 b.append_dir(&rel, &p)?;
             }
-            add_dir(b, root, &p, rules, keep)?;
-        } else {
+            // An excluded directory is still walked if a `!` exception may re-include
+            // something below it.
+            if !excluded || ignore.may_reinclude_under(&rel) {
+                add_dir(b, root, &p, ignore, keep)?;
+            }
+        } else if !excluded {
             b.append_path_with_name(&p, &rel)?;
         }
     }
@@ -147,16 +58,72 @@ pub fn tar_context(dir: &Path, dockerfile: &str) -> Result<Vec<u8>> {
 
 /// Writes the context tar to `w` (see [`tar_context`]).
 pub fn write_context(dir: &Path, dockerfile: &str, w: &mut dyn std::io::Write) -> Result<()> {
-    let rules = match std::fs::read_to_string(dir.join(".dockerignore")) {
-        Ok(t) => parse_ignore(&t),
-        Err(_) => vec![],
-    };
+    let text = std::fs::read_to_string(dir.join(".dockerignore")).unwrap_or_default();
+    let ignore = barge_build::DockerIgnore::parse(&text)
+        .map_err(|e| Error::Msg(format!(".dockerignore: {e}")))?;
     let mut b = tar::Builder::new(w);
     b.follow_symlinks(false);
     let keep = vec![dockerfile.to_string(), ".dockerignore".to_string()];
-    add_dir(&mut b, dir, dir, &rules, &keep)?;
+    add_dir(&mut b, dir, dir, &ignore, &keep)?;
     b.finish()?;
     Ok(())
+}
+
+/// Reads one `--secret` value (`id=x,src=path`, `id=x,env=VAR`, `id=x` alone: the
+/// variable `x`, else the file `x`), as buildx takes it; the error names the problem.
+pub fn read_secret(
+    spec: &str,
+    getenv: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<(String, Vec<u8>)> {
+    let bad = |why: String| Error::Msg(format!("invalid --secret {spec:?}: {why}"));
+    let (mut id, mut src, mut env, mut kind) = (None, None, None, None);
+    for field in spec.split(',') {
+        let (k, v) = field
+            .split_once('=')
+            .ok_or_else(|| bad(format!("{field:?} is not key=value")))?;
+        match k.trim().to_ascii_lowercase().as_str() {
+            "id" => id = Some(v.to_string()),
+            "src" | "source" => src = Some(v.to_string()),
+            "env" => env = Some(v.to_string()),
+            "type" => kind = Some(v.to_string()),
+            other => return Err(bad(format!("unknown key {other:?} (id, src, env, type)"))),
+        }
+    }
+    let id = id
+        .or_else(|| {
+            src.as_deref()
+                .and_then(|s| s.rsplit('/').next())
+                .map(String::from)
+        })
+        .or_else(|| env.clone())
+        .filter(|i| !i.is_empty())
+        .ok_or_else(|| bad("an id is required".into()))?;
+    let from_env = |var: &str| {
+        getenv(var)
+            .map(|v| v.into_encoded_bytes())
+            .ok_or_else(|| bad(format!("the environment variable {var} is not set")))
+    };
+    let from_file = |p: &str| std::fs::read(p).map_err(|e| bad(format!("{p}: {e}")));
+    let data = match (kind.as_deref(), src, env) {
+        (Some("env"), Some(v), _) | (_, None, Some(v)) => from_env(&v)?,
+        (Some("file") | None, Some(p), None) => from_file(&p)?,
+        (None, None, None) => match getenv(&id) {
+            Some(v) => v.into_encoded_bytes(),
+            None => from_file(&id)?,
+        },
+        (Some(t), _, _) if t != "file" && t != "env" => {
+            return Err(bad(format!("unknown type {t:?} (file, env)")))
+        }
+        _ => return Err(bad("give either src= or env=".into())),
+    };
+    Ok((id, data))
+}
+
+/// Whether a classic-builder stream line ends a step (` ---> <12 hex>`).
+fn is_step_end(s: &str) -> bool {
+    s.strip_prefix(" ---> ")
+        .map(str::trim_end)
+        .is_some_and(|id| id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// `build`
@@ -279,18 +246,35 @@ async fn send_build(
     if let Some(n) = &a.network {
         q.push(("networkmode", n.clone()));
     }
+    if !a.cache_from.is_empty() {
+        q.push((
+            "cachefrom",
+            serde_json::to_string(&a.cache_from).unwrap_or_default(),
+        ));
+    }
+    let mut headers = Vec::new();
+    if !a.secret.is_empty() {
+        let mut m = std::collections::BTreeMap::new();
+        for s in &a.secret {
+            let (id, v) = read_secret(s, |k| std::env::var_os(k))?;
+            m.insert(id, barge_build::Secret(v));
+        }
+        headers.push((barge_build::SECRETS_HEADER, barge_build::encode_secrets(&m)));
+    }
     let mut resp = c
         .call_body(
             Method::POST,
             &format!("/build{}", query(&q)),
             body,
             "application/x-tar",
-            &[],
+            &headers,
         )
         .await?;
     let mut lines = JsonLines::default();
     let mut id = None;
     let quiet = a.quiet || a.progress == "quiet";
+    let plain = a.progress == "plain";
+    let mut step_start = std::time::Instant::now();
     let mut handle = |m: Value| -> Result<()> {
         if let Some(e) = m
             .pointer("/errorDetail/message")
@@ -304,6 +288,15 @@ async fn send_build(
         }
         if !quiet {
             if let Some(s) = m.get("stream").and_then(|v| v.as_str()) {
+                if s.starts_with("Step ") {
+                    step_start = std::time::Instant::now();
+                }
+                // --progress=plain: each step's end carries its time.
+                if plain && is_step_end(s) {
+                    let secs = step_start.elapsed().as_secs_f64();
+                    println!("{} ({secs:.2}s)", s.trim_end());
+                    return Ok(());
+                }
                 print!("{s}");
             } else if let Some(s) = m.get("status").and_then(|v| v.as_str()) {
                 println!("{s}");
@@ -336,32 +329,56 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dockerignore_rules() {
-        let r = parse_ignore("# c\n*.log\n!keep.log\nbuild/\n**/*.tmp\n/secret\ndocs/*.md\n");
-        assert!(ignored(&r, "a.log"));
-        assert!(!ignored(&r, "keep.log"));
-        assert!(ignored(&r, "build"));
-        assert!(ignored(&r, "build/x/y.c"));
-        assert!(ignored(&r, "x/y/z.tmp"));
-        assert!(ignored(&r, "z.tmp"));
-        assert!(ignored(&r, "secret"));
-        assert!(ignored(&r, "docs/a.md"));
-        assert!(!ignored(&r, "docs/sub/a.md"));
-        assert!(!ignored(&r, "src/a.log"));
-        assert!(!ignored(&r, "main.c"));
-        assert!(glob(b"f[a-c]o", b"fbo"));
-        assert!(!glob(b"f[!a-c]o", b"fbo"));
+    fn secret_specs() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("tok");
+        std::fs::write(&f, "s3cret").unwrap();
+        let env = |k: &str| (k == "TOKEN").then(|| std::ffi::OsString::from("from-env"));
+        let spec = format!("id=x,src={}", f.display());
+        assert_eq!(
+            read_secret(&spec, env).unwrap(),
+            ("x".into(), b"s3cret".to_vec())
+        );
+        assert_eq!(
+            read_secret(&format!("src={}", f.display()), env).unwrap().0,
+            "tok"
+        );
+        assert_eq!(
+            read_secret("id=t,env=TOKEN", env).unwrap(),
+            ("t".into(), b"from-env".to_vec())
+        );
+        assert_eq!(read_secret("id=TOKEN", env).unwrap().1, b"from-env");
+        for (bad, why) in [
+            ("id=x,env=NOPE", "NOPE is not set"),
+            ("id=x,src=/nonexistent/f", "/nonexistent/f"),
+            ("id=x,colour=red", "unknown key"),
+            ("id=x,src=a,env=b", "either src= or env="),
+            ("novalue", "not key=value"),
+        ] {
+            let e = read_secret(bad, env).unwrap_err().to_string();
+            assert!(e.contains(why) && e.contains("--secret"), "{bad}: {e}");
+        }
     }
 
     #[test]
     fn context_tar_honours_ignore() {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("Dockerfile"), "FROM scratch\n").unwrap();
-        std::fs::write(d.path().join(".dockerignore"), "*.log\nnode_modules\n").unwrap();
+        std::fs::write(
+            d.path().join(".dockerignore"),
+            "*.log\nnode_modules\nbuild/\n!build/keep.txt\n**/*.tmp\n",
+        )
+        .unwrap();
         std::fs::write(d.path().join("a.log"), "x").unwrap();
         std::fs::write(d.path().join("main.c"), "x").unwrap();
         std::fs::create_dir(d.path().join("node_modules")).unwrap();
         std::fs::write(d.path().join("node_modules/m.js"), "x").unwrap();
+        std::fs::create_dir_all(d.path().join("build/sub")).unwrap();
+        std::fs::write(d.path().join("build/keep.txt"), "x").unwrap();
+        std::fs::write(d.path().join("build/sub/out.o"), "x").unwrap();
+        std::fs::create_dir_all(d.path().join("src/deep")).unwrap();
+        std::fs::write(d.path().join("src/deep/x.tmp"), "x").unwrap();
+        std::fs::write(d.path().join("src/a.log"), "x").unwrap();
         let t = tar_context(d.path(), "Dockerfile").unwrap();
         let mut ar = tar::Archive::new(&t[..]);
         let mut names: Vec<String> = ar
@@ -370,6 +387,18 @@ mod tests {
             .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
             .collect();
         names.sort();
-        assert_eq!(names, vec![".dockerignore", "Dockerfile", "main.c"]);
+        // Docker's rules: `*.log` is only at the top; `!` re-includes below an excluded dir.
+        assert_eq!(
+            names,
+            vec![
+                ".dockerignore",
+                "Dockerfile",
+                "build/keep.txt",
+                "main.c",
+                "src",
+                "src/a.log",
+                "src/deep",
+            ]
+        );
     }
 }

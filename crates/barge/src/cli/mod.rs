@@ -213,7 +213,7 @@ async fn dispatch(c: &Client, cmd: Cmd, config: Option<&str>) -> Result<()> {
         Cmd::Volume(v) => netvol::volume(c, v).await,
         Cmd::Builder(b) => match b {
             BuilderCmd::Prune(a) => system::prune_one(c, "build", a).await,
-            BuilderCmd::Build(a) => build::build(c, a).await,
+            BuilderCmd::Build(a) => build::build(c, *a).await,
         },
     }
 }
