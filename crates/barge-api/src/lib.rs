@@ -11,6 +11,7 @@ mod build;
 mod containers;
 mod distribution;
 mod images;
+pub mod metrics;
 mod networks;
 mod util;
 mod volumes;
