@@ -378,6 +378,26 @@ fn limits_oom_pids_cpu_update_and_stats() {
     let after: u64 = cg("cpuacct", &id, "cpuacct.usage").parse().expect("usage");
     assert!(total > 0 && total <= after, "{total} {after}");
     assert!(s["precpu_stats"]["system_cpu_usage"].as_u64().is_some());
+    // Later reads take their precpu from the daemon's earlier sample instead of sleeping:
+    // one at least 0.1 s old (so the /proc/stat tick count moved), never the read itself.
+    std::thread::sleep(Duration::from_millis(150));
+    let s2 = json(&d.api("GET", "/containers/st/stats?stream=0", None).1);
+    assert_eq!(s2["preread"], s["read"], "{s2}");
+    let s3 = json(&d.api("GET", "/containers/st/stats?stream=0", None).1);
+    assert!(
+        s3["preread"] == s["read"] || s3["preread"] == s2["read"],
+        "{s3}"
+    );
+    for x in [&s2, &s3] {
+        let (cur, pre) = (&x["cpu_stats"], &x["precpu_stats"]);
+        assert!(
+            cur["cpu_usage"]["total_usage"].as_u64() >= pre["cpu_usage"]["total_usage"].as_u64()
+        );
+        assert!(
+            cur["system_cpu_usage"].as_u64() > pre["system_cpu_usage"].as_u64(),
+            "{x}"
+        );
+    }
     assert!(s["networks"]["eth0"]["rx_bytes"].is_u64() || s["networks"].as_object().is_some());
     let usage = s["memory_stats"]["usage"].as_u64().expect("usage");
     let cg_usage: u64 = cg("memory", &id, "memory.usage_in_bytes")
@@ -420,13 +440,31 @@ fn limits_oom_pids_cpu_update_and_stats() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+    // A stopped container keeps new limits for its next start, as with Docker; a bad
+    // combination with the limits it has is refused and changes nothing.
     d.ok(&["stop", "-t", "1", "st"]);
-    let o = d.docker(&["update", "-m", "80m", "st"]);
+    d.ok(&["update", "-m", "80m", "--memory-swap", "160m", "st"]);
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.HostConfig.Memory}}", "st"]),
+        "83886080"
+    );
+    let o = d.docker(&["update", "-m", "300m", "st"]);
     assert!(!o.status.success());
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains("not running"),
+        String::from_utf8_lossy(&o.stderr).contains("memoryswap limit should be larger"),
         "{o:?}"
     );
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.HostConfig.Memory}}", "st"]),
+        "83886080"
+    );
+    d.ok(&["start", "st"]);
+    assert_eq!(cg("memory", &id, "memory.limit_in_bytes"), "83886080");
+    assert_eq!(
+        cg("memory", &id, "memory.memsw.limit_in_bytes"),
+        "167772160"
+    );
+    d.ok(&["rm", "-f", "st"]);
     // limits the kernel refuses or Docker's checks refuse
     let o = d.docker(&["run", "--rm", "-m", "1m", "busybox", "true"]);
     assert!(!o.status.success());
@@ -809,4 +847,307 @@ fn dechunk(mut s: &str) -> String {
         out.push_str(&rest[..n]);
         s = &rest[n + 2..];
     }
+}
+
+/// The whole disk holding `/` as (`/dev/<name>`, "major:minor"): blkio throttles take whole
+/// disks only, so a partition is mapped to its parent.
+fn root_disk() -> (String, String) {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata("/").expect("stat /").dev();
+    let mut sys = std::fs::canonicalize(format!(
+        "/sys/dev/block/{}:{}",
+        libc::major(dev),
+        libc::minor(dev)
+    ))
+    .expect("sysfs block device of /");
+    if sys.join("partition").exists() {
+        sys = sys.parent().expect("parent disk").to_path_buf();
+    }
+    let uevent = std::fs::read_to_string(sys.join("uevent")).expect("uevent");
+    let name = uevent
+        .lines()
+        .find_map(|l| l.strip_prefix("DEVNAME="))
+        .expect("DEVNAME")
+        .to_string();
+    let mm = std::fs::read_to_string(sys.join("dev")).expect("dev");
+    (format!("/dev/{name}"), mm.trim().to_string())
+}
+
+#[test]
+fn devices_blkio_cpuset_shm_swap_and_volume_options() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    // --device with cgroup permissions: /dev/loop-control (10:237, not in the default list)
+    // as read-only; opening it to read passes the device cgroup (the driver then refuses the
+    // read itself), opening it to write is refused by the cgroup.
+    let id = d.ok(&[
+        "run",
+        "-d",
+        "--device",
+        "/dev/null:/dev/mynull",
+        "--device",
+        "/dev/loop-control:/dev/lc:r",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    assert_eq!(
+        d.ok(&[
+            "exec",
+            &id,
+            "sh",
+            "-c",
+            "echo x > /dev/mynull && stat -c '%F %t:%T' /dev/mynull"
+        ]),
+        "character special file 1:3"
+    );
+    let rd = d.docker(&["exec", &id, "cat", "/dev/lc"]);
+    let rd_err = String::from_utf8_lossy(&rd.stderr).to_string();
+    assert!(
+        !rd.status.success() && !rd_err.contains("Operation not permitted"),
+        "{rd_err}"
+    );
+    let wr = d.docker(&["exec", &id, "sh", "-c", "echo x > /dev/lc"]);
+    assert!(!wr.status.success());
+    assert!(
+        String::from_utf8_lossy(&wr.stderr).contains("Operation not permitted"),
+        "{wr:?}"
+    );
+    let list = cg("devices", &id, "devices.list");
+    assert!(list.lines().any(|l| l == "c 10:237 r"), "{list}");
+    // A device not listed: mknod is allowed (as Docker), opening the node is not.
+    let o = d.docker(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "mknod /dev/kmsg2 c 1 11 && cat /dev/kmsg2",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Operation not permitted"),
+        "{o:?}"
+    );
+    assert!(!list.lines().any(|l| l.starts_with("c 1:11")), "{list}");
+    let o = d.docker(&["run", "--rm", "--device", "/nonexistent", "busybox", "true"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("/nonexistent"),
+        "{o:?}"
+    );
+    d.ok(&["rm", "-f", &id]);
+
+    // --blkio-weight and the per-device throttles land in the v1 blkio files.
+    let (disk, mm) = root_disk();
+    let id = d.ok(&[
+        "run",
+        "-d",
+        "--blkio-weight",
+        "300",
+        "--device-read-bps",
+        &format!("{disk}:1mb"),
+        "--device-write-bps",
+        &format!("{disk}:2mb"),
+        "--device-read-iops",
+        &format!("{disk}:100"),
+        "--device-write-iops",
+        &format!("{disk}:200"),
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let weight = ["blkio.weight", "blkio.bfq.weight"]
+        .iter()
+        .find_map(|f| std::fs::read_to_string(format!("/sys/fs/cgroup/blkio/barge/{id}/{f}")).ok())
+        .expect("a blkio weight file");
+    // bfq prints "default 300"; cfq "300"
+    assert_eq!(weight.split_whitespace().last(), Some("300"), "{weight}");
+    for (f, v) in [
+        ("read_bps_device", "1048576"),
+        ("write_bps_device", "2097152"),
+        ("read_iops_device", "100"),
+        ("write_iops_device", "200"),
+    ] {
+        assert_eq!(
+            cg("blkio", &id, &format!("blkio.throttle.{f}")),
+            format!("{mm} {v}")
+        );
+    }
+    let o = d.docker(&["run", "--rm", "--blkio-weight", "5", "busybox", "true"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("blkio weight"),
+        "{o:?}"
+    );
+    d.ok(&["rm", "-f", &id]);
+
+    // --memory-swap, --oom-kill-disable, --cpuset-cpus, --shm-size
+    let id = d.ok(&[
+        "run",
+        "-d",
+        "-m",
+        "32m",
+        "--memory-swap",
+        "64m",
+        "--oom-kill-disable",
+        "--cpuset-cpus",
+        "0",
+        "--shm-size",
+        "8m",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    assert_eq!(cg("memory", &id, "memory.limit_in_bytes"), "33554432");
+    assert_eq!(cg("memory", &id, "memory.memsw.limit_in_bytes"), "67108864");
+    assert!(cg("memory", &id, "memory.oom_control").contains("oom_kill_disable 1"));
+    assert_eq!(cg("cpuset", &id, "cpuset.cpus"), "0");
+    assert_eq!(
+        d.ok(&[
+            "exec",
+            &id,
+            "sh",
+            "-c",
+            "grep Cpus_allowed_list /proc/self/status"
+        ]),
+        "Cpus_allowed_list:\t0"
+    );
+    let shm = d.ok(&["exec", &id, "df", "-k", "/dev/shm"]);
+    assert!(
+        shm.lines()
+            .nth(1)
+            .is_some_and(|l| l.split_whitespace().nth(1) == Some("8192")),
+        "{shm}"
+    );
+    d.ok(&["rm", "-f", &id]);
+    let id = d.ok(&[
+        "run",
+        "-d",
+        "-m",
+        "32m",
+        "--memory-swap",
+        "-1",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let memsw: u64 = cg("memory", &id, "memory.memsw.limit_in_bytes")
+        .parse()
+        .expect("n");
+    assert!(memsw > 1 << 60, "unlimited swap: {memsw}");
+    d.ok(&["rm", "-f", &id]);
+    let o = d.docker(&["run", "--rm", "--cpuset-cpus", "0-x", "busybox", "true"]);
+    assert!(!o.status.success());
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "-m",
+        "64m",
+        "--memory-swap",
+        "32m",
+        "busybox",
+        "true",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("memoryswap"),
+        "{o:?}"
+    );
+
+    // -v with SELinux relabel flags is accepted (no SELinux here: nothing to relabel).
+    for z in ["z", "Z"] {
+        assert_eq!(
+            d.ok(&[
+                "run",
+                "--rm",
+                "-v",
+                &format!("zvol:/z:{z}"),
+                "busybox",
+                "sh",
+                "-c",
+                &format!("echo {z} > /z/{z} && cat /z/{z}")
+            ]),
+            z
+        );
+    }
+    // A local volume that binds a host directory (type=none, o=bind), as Docker's.
+    let host = d.dir.path().join("bound");
+    std::fs::create_dir(&host).expect("mkdir");
+    d.ok(&[
+        "volume",
+        "create",
+        "--opt",
+        "type=none",
+        "--opt",
+        &format!("device={}", host.display()),
+        "--opt",
+        "o=bind",
+        "bvol",
+    ]);
+    d.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "bvol:/b",
+        "busybox",
+        "sh",
+        "-c",
+        "echo via-bind > /b/f",
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(host.join("f")).expect("bound file"),
+        "via-bind\n"
+    );
+    d.ok(&["volume", "rm", "bvol"]);
+    assert!(
+        host.join("f").exists(),
+        "removing the volume keeps the bound directory's data"
+    );
+    // ... and one whose device does not exist is refused when mounted, with its name.
+    d.ok(&[
+        "volume",
+        "create",
+        "--opt",
+        "type=none",
+        "--opt",
+        "device=/nonexistent-dir",
+        "--opt",
+        "o=bind",
+        "badvol",
+    ]);
+    let o = d.docker(&["run", "--rm", "-v", "badvol:/b", "busybox", "true"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("/nonexistent-dir"),
+        "{o:?}"
+    );
+    // --volumes-from takes every volume of the source, rw unless :ro.
+    d.ok(&[
+        "create", "--name", "vsrc", "-v", "va:/a", "-v", "/anon", "busybox", "true",
+    ]);
+    d.ok(&[
+        "run",
+        "--rm",
+        "--volumes-from",
+        "vsrc",
+        "busybox",
+        "sh",
+        "-c",
+        "echo 1 > /a/x && echo 2 > /anon/y",
+    ]);
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "--volumes-from",
+            "vsrc:ro",
+            "busybox",
+            "sh",
+            "-c",
+            "cat /a/x /anon/y; touch /a/z 2>&1 || true"
+        ]),
+        "1\n2\ntouch: /a/z: Read-only file system"
+    );
 }
