@@ -12,6 +12,7 @@ mod containers;
 pub mod decode;
 mod distribution;
 mod images;
+pub mod metrics;
 mod networks;
 mod util;
 mod volumes;

@@ -148,8 +148,8 @@ pub struct Engine {
     pub store: Arc<barge_image::Store>,
     /// The local volumes.
     pub volumes: Arc<crate::volumes::Volumes>,
-    /// The last stats sample per container (for CPU % of one-shot reads).
-    stats_cache: Mutex<HashMap<String, crate::stats::Sample>>,
+    /// The last stats samples per container (the `precpu_stats` of `stream=false` reads).
+    stats_cache: Mutex<HashMap<String, crate::stats::History>>,
     containers: Mutex<HashMap<String, Container>>,
     names: Mutex<HashMap<String, String>>,
     execs: Mutex<HashMap<String, Exec>>,
@@ -1420,6 +1420,10 @@ impl Engine {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&c.name);
+        self.stats_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
         self.changed(&id);
         Ok(())
     }
@@ -1490,26 +1494,23 @@ impl Engine {
         (names, freed)
     }
 
-    /// `GET /containers/{id}/stats` (one sample): Docker's JSON. With `pre_ms` > 0 and no
-    /// recent earlier sample, takes a first one and waits `pre_ms` for the CPU deltas.
+    /// `GET /containers/{id}/stats` (one sample): Docker's JSON. `precpu_stats` is the
+    /// daemon's earlier sample of this run of the container when there is one 0.1 to 30 s
+    /// old (see [`crate::stats::History`]); else, with `pre_ms` > 0, a first sample taken
+    /// `pre_ms` before this one (Docker waits about a second for it).
     pub async fn stats(&self, r: &str, pre_ms: u64) -> Result<Value> {
         let c = self.get(r)?;
         if !c.running() {
             return Ok(crate::stats::empty_json(&c));
         }
+        let now = std::time::Instant::now();
         let cached = self
             .stats_cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&c.id)
-            .cloned()
-            .filter(|s| {
-                crate::util::parse_rfc3339(&s.read).is_some_and(|t| {
-                    let (n, ns) = crate::util::now();
-                    let age = n as f64 + ns as f64 / 1e9 - t;
-                    (0.0..30.0).contains(&age)
-                })
-            });
+            .filter(|h| h.started_at == c.state.started_at)
+            .and_then(|h| h.pre(now).cloned());
         let pre = match cached {
             Some(p) => Some(p),
             None if pre_ms > 0 => {
@@ -1521,15 +1522,19 @@ impl Engine {
         };
         let cur = crate::stats::sample(&c)?;
         let v = crate::stats::to_json(&c, &cur, pre.as_ref());
-        self.stats_cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(c.id.clone(), cur);
+        let mut cache = self.stats_cache.lock().unwrap_or_else(|e| e.into_inner());
+        let h = cache
+            .entry(c.id.clone())
+            .or_insert_with(|| crate::stats::History::new(&c.state.started_at));
+        if h.started_at != c.state.started_at {
+            *h = crate::stats::History::new(&c.state.started_at);
+        }
+        h.push(std::time::Instant::now(), cur);
         Ok(v)
     }
 
-    /// `POST /containers/{id}/update`: new limits for a running container (written into its
-    /// cgroup) and a new restart policy; limits of a stopped container are refused (409).
+    /// `POST /containers/{id}/update`: new limits (written into a running container's cgroup;
+    /// kept for the next start of a stopped one, as Docker does) and a new restart policy.
     pub fn update_container(&self, r: &str, body: &Value) -> Result<()> {
         let c = self.get(r)?;
         let Some(obj) = body.as_object() else {
@@ -1553,13 +1558,25 @@ impl Engine {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         if !limits.is_empty() {
-            if !c.running() {
-                return Err(Error::Conflict(format!(
-                    "Cannot update container {}: container is not running; start it first",
-                    c.id
-                )));
+            if c.running() {
+                crate::stats::update_limits(&c, &Value::Object(limits.clone()))?;
+            } else {
+                // As Docker: a stopped container keeps the new limits and gets them at its
+                // next start (the spec is built from HostConfig then). They are checked now,
+                // together with the ones it has, so a bad combination fails here, not at start.
+                let mut merged = c.host_config.clone();
+                for (k, v) in &limits {
+                    merged[k] = v.clone();
+                }
+                crate::limits::resources(&merged, &mut serde_json::json!({}), false).map_err(
+                    |e| match e {
+                        Error::BadRequest(m) => {
+                            Error::BadRequest(format!("Cannot update container {}: {m}", c.id))
+                        }
+                        e => e,
+                    },
+                )?;
             }
-            crate::stats::update_limits(&c, &Value::Object(limits.clone()))?;
         }
         self.update(&c.id, |c| {
             for (k, v) in &limits {

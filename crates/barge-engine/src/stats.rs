@@ -107,6 +107,59 @@ pub fn sample(c: &Container) -> Result<Sample> {
     })
 }
 
+/// An earlier sample serves as `precpu_stats` only if at least this old: `/proc/stat` counts
+/// in clock ticks (10 ms), so a closer pair gives a system delta of zero or a few ticks and a
+/// meaningless CPU %.
+pub const PRE_MIN_AGE: std::time::Duration = std::time::Duration::from_millis(100);
+/// ...and at most this old (older ones average the CPU % over too long a window).
+pub const PRE_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The last two samples of one run of a container, kept by the daemon so a `stream=false`
+/// read gets a real `precpu_stats` without sleeping (Docker's daemon waits for a second
+/// sample, about a second).
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    /// The run they belong to (`State.StartedAt`): after a restart the cgroup counters begin
+    /// again, so samples of an earlier run are never a `precpu`.
+    pub started_at: String,
+    older: Option<(std::time::Instant, Sample)>,
+    latest: Option<(std::time::Instant, Sample)>,
+}
+
+impl History {
+    /// An empty history of the run that started at `started_at`.
+    pub fn new(started_at: &str) -> History {
+        History {
+            started_at: started_at.to_string(),
+            ..History::default()
+        }
+    }
+
+    /// The newest sample aged between [`PRE_MIN_AGE`] and [`PRE_MAX_AGE`] at `now`.
+    pub fn pre(&self, now: std::time::Instant) -> Option<&Sample> {
+        [&self.latest, &self.older]
+            .into_iter()
+            .flatten()
+            .find(|(t, _)| {
+                let age = now.saturating_duration_since(*t);
+                (PRE_MIN_AGE..=PRE_MAX_AGE).contains(&age)
+            })
+            .map(|(_, s)| s)
+    }
+
+    /// Records a sample taken at `now`. The latest one moves back to `older` only once it is
+    /// old enough to be a `precpu`, so a burst of reads never pushes out the useful sample.
+    pub fn push(&mut self, now: std::time::Instant, s: Sample) {
+        match self.latest.take() {
+            Some((t, l)) if now.saturating_duration_since(t) >= PRE_MIN_AGE => {
+                self.older = Some((t, l));
+            }
+            _ => {}
+        }
+        self.latest = Some((now, s));
+    }
+}
+
 fn online_cpus() -> u64 {
     // SAFETY: sysconf has no memory effects.
     let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
@@ -229,4 +282,42 @@ pub fn update_limits(c: &Container, body: &Value) -> Result<()> {
     cgroup(&c.id)?
         .apply(&r)
         .map_err(|e| Error::BadRequest(format!("Cannot update container {}: {e}", c.id)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn at(ns: u64) -> Sample {
+        let mut s = Sample::default();
+        s.cg.cpu.usage_total_ns = ns;
+        s
+    }
+
+    #[test]
+    fn history_gives_a_pre_sample_old_enough_and_not_too_old() {
+        let t0 = Instant::now();
+        let mut h = History::new("run1");
+        assert!(h.pre(t0).is_none());
+        h.push(t0, at(1));
+        // too fresh
+        assert!(h.pre(t0 + Duration::from_millis(10)).is_none());
+        let t1 = t0 + Duration::from_millis(500);
+        assert_eq!(h.pre(t1).map(|s| s.cg.cpu.usage_total_ns), Some(1));
+        h.push(t1, at(2));
+        // right after a read, the one before it is the precpu, not the 1 ms old one
+        let t2 = t1 + Duration::from_millis(1);
+        assert_eq!(h.pre(t2).map(|s| s.cg.cpu.usage_total_ns), Some(1));
+        // a burst of reads keeps the older sample
+        h.push(t2, at(3));
+        h.push(t2 + Duration::from_millis(2), at(4));
+        let t3 = t2 + Duration::from_millis(3);
+        assert_eq!(h.pre(t3).map(|s| s.cg.cpu.usage_total_ns), Some(1));
+        // once the burst's last sample is old enough, it is the precpu
+        let t4 = t2 + Duration::from_millis(200);
+        assert_eq!(h.pre(t4).map(|s| s.cg.cpu.usage_total_ns), Some(4));
+        // nothing older than PRE_MAX_AGE
+        assert!(h.pre(t0 + Duration::from_secs(60)).is_none());
+    }
 }

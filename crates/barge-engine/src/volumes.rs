@@ -52,7 +52,29 @@ pub fn valid_name(n: &str) -> bool {
         && !n.contains("..")
 }
 
+/// Whether `p` is the root of a mount. statx's STATX_ATTR_MOUNT_ROOT also sees a bind mount
+/// of a directory of the same filesystem (an `o=bind` volume), which comparing st_dev with
+/// the parent's does not: missing it made `volume rm` delete the bound host directory's
+/// files. The st_dev test stays as the fallback for kernels without the attribute.
 fn mountpoint(p: &Path) -> bool {
+    if let Ok(cp) = CString::new(p.as_os_str().as_bytes()) {
+        // SAFETY: an all-zero statx is a valid out buffer.
+        let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+        // SAFETY: cp is a NUL-terminated path and stx a writable statx.
+        let r = unsafe {
+            libc::statx(
+                libc::AT_FDCWD,
+                cp.as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW | libc::AT_NO_AUTOMOUNT,
+                libc::STATX_BASIC_STATS,
+                &mut stx,
+            )
+        };
+        let bit = libc::STATX_ATTR_MOUNT_ROOT as u64;
+        if r == 0 && stx.stx_attributes_mask & bit != 0 {
+            return stx.stx_attributes & bit != 0;
+        }
+    }
     match (std::fs::metadata(p), p.parent().map(std::fs::metadata)) {
         (Ok(a), Some(Ok(b))) => a.dev() != b.dev() || a.ino() == b.ino(),
         _ => false,

@@ -298,6 +298,17 @@ impl Store {
         resolve_in(&idx, name).cloned()
     }
 
+    /// The distinct layers of all images: how many, and their uncompressed bytes (each layer
+    /// is unpacked once by diff id, so this is the layers' disk use, not a sum per image).
+    pub fn layers_usage(&self) -> Result<(usize, u64)> {
+        let idx = self.load_index()?;
+        let mut seen: HashMap<&Digest, u64> = HashMap::new();
+        for l in idx.images.values().flat_map(|i| &i.layers) {
+            seen.insert(&l.diff_id, l.uncompressed_size);
+        }
+        Ok((seen.len(), seen.values().sum()))
+    }
+
     /// All images with their tags and sizes (shared = in layers other images use too).
     pub fn list_images(&self) -> Result<Vec<ImageSummary>> {
         let idx = self.load_index()?;

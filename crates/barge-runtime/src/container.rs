@@ -119,7 +119,9 @@ impl Created {
 }
 
 /// The spec's resources plus an allow rule for each of its `linux.devices` nodes (as runc
-/// does), so the nodes made in the container can be used.
+/// does), so the nodes made in the container can be used; except a node the spec's
+/// `resources.devices` already has a rule for: that rule's access stands (Docker's
+/// `--device /dev/sda:/dev/xvdc:r` must stay read-only, and an added `rwm` would widen it).
 fn cgroup_resources(l: &oci_spec::runtime::Linux) -> Option<oci_spec::runtime::LinuxResources> {
     use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
     let nodes = l.devices().as_deref().unwrap_or(&[]);
@@ -128,12 +130,17 @@ fn cgroup_resources(l: &oci_spec::runtime::Linux) -> Option<oci_spec::runtime::L
     }
     let mut r = l.resources().clone().unwrap_or_default();
     let mut rules = r.devices().clone().unwrap_or_default();
-    rules.extend(
-        nodes
-            .iter()
-            .filter(|d| d.typ() != LinuxDeviceType::P)
-            .map(LinuxDeviceCgroup::from),
-    );
+    let covered = |d: &oci_spec::runtime::LinuxDevice| {
+        rules.iter().any(|r| {
+            r.typ() == Some(d.typ()) && r.major() == Some(d.major()) && r.minor() == Some(d.minor())
+        })
+    };
+    let extra: Vec<LinuxDeviceCgroup> = nodes
+        .iter()
+        .filter(|d| d.typ() != LinuxDeviceType::P && !covered(d))
+        .map(LinuxDeviceCgroup::from)
+        .collect();
+    rules.extend(extra);
     r.set_devices(Some(rules));
     Some(r)
 }

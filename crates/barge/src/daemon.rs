@@ -3,7 +3,9 @@
 //! Takes dockerd's flags for what the two share: `-H/--host`, `--data-root`, `--exec-root`,
 //! `--pidfile`, `--config-file` (daemon.json), `--insecure-registry`, `--default-ulimit`, `--init`,
 //! `--log-level`, and the networking ones: `--bridge` (`none` disables networking), `--bip`,
-//! `--default-address-pool` (daemon.json `bridge`, `bip`, `default-address-pools`). Several
+//! `--default-address-pool` (daemon.json `bridge`, `bip`, `default-address-pools`), and
+//! `--metrics-addr` (daemon.json `metrics-addr`: a TCP address serving Prometheus `/metrics`;
+//! off unless given). Several
 //! daemons with their own roots and sockets can run side by side; the network state lives
 //! under `<data-root>/network` and is repaired at start-up, so run each daemon in its own
 //! network namespace.
@@ -60,6 +62,10 @@ struct Args {
     /// A pool user networks get subnets from: `base=10.10.0.0/16,size=24` (repeatable).
     #[arg(long = "default-address-pool")]
     default_address_pool: Vec<String>,
+    /// Serve Prometheus metrics at `http://<addr>/metrics` (e.g. `127.0.0.1:9323`); off by
+    /// default.
+    #[arg(long = "metrics-addr")]
+    metrics_addr: Option<String>,
 }
 
 /// The effective settings, from flags over daemon.json over defaults.
@@ -74,6 +80,7 @@ struct Settings {
     init: bool,
     log_level: String,
     network: Option<barge_network::NetworkConfig>,
+    metrics_addr: Option<std::net::SocketAddr>,
 }
 
 fn parse_pool(base: &str, size: u64) -> Result<(barge_network::Ipv4Net, u8)> {
@@ -237,7 +244,20 @@ fn settings(a: Args) -> Result<Settings> {
     )?;
     let mut insecure = a.insecure_registry;
     insecure.extend(flist("insecure-registries"));
+    if file.get("metrics-addr").is_some_and(|v| !v.is_string()) {
+        bail!(
+            "{}: metrics-addr must be a string such as \"127.0.0.1:9323\"",
+            a.config_file.display()
+        );
+    }
+    let metrics_addr = match a.metrics_addr.or_else(|| fstr("metrics-addr")) {
+        Some(m) if !m.is_empty() => Some(m.parse::<std::net::SocketAddr>().with_context(|| {
+            format!("invalid metrics address {m:?}: want host:port, e.g. 127.0.0.1:9323")
+        })?),
+        _ => None,
+    };
     Ok(Settings {
+        metrics_addr,
         hosts,
         data_root: a
             .data_root
@@ -430,6 +450,19 @@ async fn run(s: Settings) -> Result<()> {
         tracing::info!("API listening on {}", path.display());
         sockets.push(path);
         tokio::spawn(barge_api::serve(api.clone(), l));
+    }
+    if let Some(addr) = s.metrics_addr {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening for metrics on {addr}"))?;
+        if !addr.ip().is_loopback() {
+            // Like dockerd's: the endpoint has no authentication; it shows container names.
+            tracing::warn!(
+                "metrics on {addr} are reachable from other hosts, without authentication"
+            );
+        }
+        tracing::info!("metrics listening on http://{addr}/metrics");
+        tokio::spawn(barge_api::metrics::serve_metrics(engine.clone(), l));
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;

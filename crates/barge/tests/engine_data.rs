@@ -378,6 +378,26 @@ fn limits_oom_pids_cpu_update_and_stats() {
     let after: u64 = cg("cpuacct", &id, "cpuacct.usage").parse().expect("usage");
     assert!(total > 0 && total <= after, "{total} {after}");
     assert!(s["precpu_stats"]["system_cpu_usage"].as_u64().is_some());
+    // Later reads take their precpu from the daemon's earlier sample instead of sleeping:
+    // one at least 0.1 s old (so the /proc/stat tick count moved), never the read itself.
+    std::thread::sleep(Duration::from_millis(150));
+    let s2 = json(&d.api("GET", "/containers/st/stats?stream=0", None).1);
+    assert_eq!(s2["preread"], s["read"], "{s2}");
+    let s3 = json(&d.api("GET", "/containers/st/stats?stream=0", None).1);
+    assert!(
+        s3["preread"] == s["read"] || s3["preread"] == s2["read"],
+        "{s3}"
+    );
+    for x in [&s2, &s3] {
+        let (cur, pre) = (&x["cpu_stats"], &x["precpu_stats"]);
+        assert!(
+            cur["cpu_usage"]["total_usage"].as_u64() >= pre["cpu_usage"]["total_usage"].as_u64()
+        );
+        assert!(
+            cur["system_cpu_usage"].as_u64() > pre["system_cpu_usage"].as_u64(),
+            "{x}"
+        );
+    }
     assert!(s["networks"]["eth0"]["rx_bytes"].is_u64() || s["networks"].as_object().is_some());
     let usage = s["memory_stats"]["usage"].as_u64().expect("usage");
     let cg_usage: u64 = cg("memory", &id, "memory.usage_in_bytes")
@@ -420,14 +440,714 @@ fn limits_oom_pids_cpu_update_and_stats() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+    // A stopped container keeps new limits for its next start, as with Docker; a bad
+    // combination with the limits it has is refused and changes nothing.
     d.ok(&["stop", "-t", "1", "st"]);
-    let o = d.docker(&["update", "-m", "80m", "st"]);
+    d.ok(&["update", "-m", "80m", "--memory-swap", "160m", "st"]);
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.HostConfig.Memory}}", "st"]),
+        "83886080"
+    );
+    let o = d.docker(&["update", "-m", "300m", "st"]);
     assert!(!o.status.success());
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains("not running"),
+        String::from_utf8_lossy(&o.stderr).contains("memoryswap limit should be larger"),
         "{o:?}"
     );
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.HostConfig.Memory}}", "st"]),
+        "83886080"
+    );
+    d.ok(&["start", "st"]);
+    assert_eq!(cg("memory", &id, "memory.limit_in_bytes"), "83886080");
+    assert_eq!(
+        cg("memory", &id, "memory.memsw.limit_in_bytes"),
+        "167772160"
+    );
+    d.ok(&["rm", "-f", "st"]);
     // limits the kernel refuses or Docker's checks refuse
     let o = d.docker(&["run", "--rm", "-m", "1m", "busybox", "true"]);
     assert!(!o.status.success());
+}
+
+/// `GET <path>` on `addr` from a thread that has entered network namespace `netns` (the
+/// daemon's); returns the raw HTTP response, or the connect error.
+fn http_in_netns(netns: &str, addr: &str, method: &str, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    let ns = std::fs::File::open(format!("/run/netns/{netns}"))?;
+    let (addr, method, path) = (addr.to_string(), method.to_string(), path.to_string());
+    std::thread::spawn(move || {
+        // SAFETY: setns on this thread only, with a namespace fd we hold open.
+        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut s = std::net::TcpStream::connect(&addr)?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    })
+    .join()
+    .expect("scrape thread")
+}
+
+/// TCP sockets in LISTEN state held open by process `pid`.
+fn tcp_listeners(pid: u32) -> Vec<String> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("fds")
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+        })
+        .collect();
+    let mut out = vec![];
+    for f in ["tcp", "tcp6"] {
+        let t = std::fs::read_to_string(format!("/proc/{pid}/net/{f}")).unwrap_or_default();
+        for l in t.lines().skip(1) {
+            let c: Vec<&str> = l.split_whitespace().collect();
+            if c.len() > 9 && c[3] == "0A" && inodes.iter().any(|i| i == c[9]) {
+                out.push(format!("{f} {}", c[1]));
+            }
+        }
+    }
+    out
+}
+
+/// One sample of the exposition format: name, labels, value.
+type Metric = (String, Vec<(String, String)>, f64);
+
+/// A strict parser of the Prometheus text format 0.0.4: `# HELP`/`# TYPE` before a family's
+/// samples, one TYPE per family, counters named `_total`, label values unescaped.
+fn parse_exposition(text: &str) -> Vec<Metric> {
+    let mut types: std::collections::HashMap<String, String> = Default::default();
+    let mut helps = std::collections::HashSet::new();
+    let mut out = vec![];
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').expect("HELP has text");
+            assert!(!help.is_empty(), "{line}");
+            assert!(helps.insert(name.to_string()), "second HELP: {line}");
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, t) = rest.split_once(' ').expect("TYPE has a type");
+            assert!(matches!(t, "counter" | "gauge"), "{line}");
+            assert!(helps.contains(name), "TYPE before HELP: {line}");
+            if t == "counter" {
+                assert!(name.ends_with("_total"), "counter not _total: {line}");
+            }
+            assert!(
+                types.insert(name.to_string(), t.to_string()).is_none(),
+                "second TYPE: {line}"
+            );
+            continue;
+        }
+        assert!(
+            !line.starts_with('#') && !line.is_empty(),
+            "stray line {line:?}"
+        );
+        let name_end = line
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+            .expect("a sample has a value");
+        let name = &line[..name_end];
+        assert!(types.contains_key(name), "sample before its TYPE: {line}");
+        let mut rest = &line[name_end..];
+        let mut labels = vec![];
+        if let Some(r) = rest.strip_prefix('{') {
+            let mut r = r;
+            loop {
+                if let Some(after) = r.strip_prefix('}') {
+                    r = after;
+                    break;
+                }
+                let (k, after) = r.split_once("=\"").expect("label=\"");
+                let mut v = String::new();
+                let mut chars = after.char_indices();
+                let end = loop {
+                    let (i, c) = chars.next().expect("unterminated label value");
+                    match c {
+                        '\\' => match chars.next().expect("escape").1 {
+                            'n' => v.push('\n'),
+                            '\\' => v.push('\\'),
+                            '"' => v.push('"'),
+                            e => panic!("bad escape \\{e} in {line}"),
+                        },
+                        '"' => break i,
+                        c => v.push(c),
+                    }
+                };
+                labels.push((k.trim_start_matches(',').to_string(), v));
+                r = &after[end + 1..];
+                r = r.strip_prefix(',').unwrap_or(r);
+            }
+            rest = r;
+        }
+        let v: f64 = rest
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("bad value in {line:?}: {e}"));
+        out.push((name.to_string(), labels, v));
+    }
+    out
+}
+
+/// The value of metric `name` whose labels include all of `want`.
+fn metric(m: &[Metric], name: &str, want: &[(&str, &str)]) -> Option<f64> {
+    m.iter()
+        .find(|(n, l, _)| {
+            n == name
+                && want
+                    .iter()
+                    .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
+        })
+        .map(|x| x.2)
+}
+
+#[test]
+fn prometheus_metrics_opt_in_and_match_cgroups() {
+    if skip() {
+        return;
+    }
+    let mut d = Daemon::start();
+    // Off by default: the daemon holds no listening TCP socket at all.
+    let pid = d.pid().expect("daemon pid");
+    assert_eq!(tcp_listeners(pid), Vec::<String>::new());
+    assert!(http_in_netns(d.netns(), "127.0.0.1:9323", "GET", "/metrics").is_err());
+    // A bad address is refused with a clear error before anything is made on disk.
+    let bad = d.dir.path().join("bad");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_barge"))
+        .args(["daemon", "--metrics-addr", "localhost", "--data-root"])
+        .arg(bad.join("data"))
+        .arg("--exec-root")
+        .arg(bad.join("exec"))
+        .arg("-H")
+        .arg(format!("unix://{}", bad.join("s.sock").display()))
+        .output()
+        .expect("barge daemon");
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("invalid metrics address \"localhost\""),
+        "{err}"
+    );
+    assert!(!bad.exists());
+    // On through daemon.json, as dockerd's `metrics-addr`.
+    d.kill9();
+    std::fs::write(
+        d.dir.path().join("daemon.json"),
+        r#"{"metrics-addr": "127.0.0.1:9323"}"#,
+    )
+    .expect("daemon.json");
+    d.spawn();
+    let pid = d.pid().expect("daemon pid");
+    assert_eq!(tcp_listeners(pid).len(), 1, "{:?}", tcp_listeners(pid));
+
+    let m1 = d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "m1",
+        "-m",
+        "64m",
+        "busybox",
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/x bs=1M count=4 oflag=direct 2>/dev/null; exec sleep 1000",
+    ]);
+    // dd done: the shell has exec'd sleep.
+    assert!(eventually(20, || d
+        .ok(&["exec", "m1", "cat", "/proc/1/cmdline"])
+        .starts_with("sleep")));
+    d.ok(&["run", "-d", "--name", "m2", "busybox", "sleep", "1000"]);
+    d.ok(&["create", "--name", "m3", "busybox", "true"]);
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "rs",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "false",
+    ]);
+    assert!(eventually(20, || d.ok(&[
+        "inspect",
+        "-f",
+        "{{.State.Status}} {{.RestartCount}}",
+        "rs"
+    ]) == "exited 2"));
+
+    let before = |f: &str| -> u64 { cg_first(&cg_any(&m1, f)) };
+    let cpu0 = before("cpuacct.usage");
+    let net0 = net_rx(&d, "m1");
+    let resp = http_in_netns(d.netns(), "127.0.0.1:9323", "GET", "/metrics").expect("scrape");
+    let cpu1 = before("cpuacct.usage");
+    let net1 = net_rx(&d, "m1");
+    let (head, body) = resp.split_once("\r\n\r\n").expect("http");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    // hyper may send the body chunked; the text itself has no chunk-size lines then.
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    let m = parse_exposition(&body);
+    assert!(m
+        .iter()
+        .all(|(n, l, _)| n != "barge_container_blkio_bytes_total"
+            || l.iter()
+                .any(|(k, v)| k == "op" && (v == "read" || v == "write"))));
+    let n1 = [("name", "m1"), ("image", "busybox"), ("id", m1.as_str())];
+    assert_eq!(
+        metric(&m, "barge_engine_containers", &[("state", "running")]),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric(&m, "barge_engine_containers", &[("state", "created")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&m, "barge_engine_containers", &[("state", "exited")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&m, "barge_engine_containers", &[("state", "paused")]),
+        Some(0.0)
+    );
+    assert_eq!(metric(&m, "barge_engine_images", &[]), Some(1.0));
+    let size: f64 = d
+        .ok(&["image", "inspect", "-f", "{{.Size}}", "busybox"])
+        .parse()
+        .expect("size");
+    assert_eq!(
+        metric(&m, "barge_engine_layers_size_bytes", &[]),
+        Some(size)
+    );
+    assert_eq!(metric(&m, "barge_engine_layers", &[]), Some(1.0));
+    assert_eq!(
+        metric(&m, "barge_container_restarts_total", &[("name", "rs")]),
+        Some(2.0)
+    );
+    assert_eq!(metric(&m, "barge_container_restarts_total", &n1), Some(0.0));
+    assert_eq!(
+        metric(&m, "barge_container_memory_limit_bytes", &n1),
+        Some(
+            cg("memory", &m1, "memory.limit_in_bytes")
+                .parse::<f64>()
+                .expect("n")
+        )
+    );
+    assert_eq!(
+        metric(&m, "barge_container_memory_limit_bytes", &[("name", "m2")]),
+        None
+    );
+    let cpu = metric(&m, "barge_container_cpu_usage_seconds_total", &n1).expect("cpu") * 1e9;
+    assert!(
+        cpu0 as f64 - 1e3 <= cpu && cpu <= cpu1 as f64 + 1e3,
+        "{cpu0} <= {cpu} <= {cpu1}"
+    );
+    assert_eq!(
+        metric(&m, "barge_container_pids", &n1),
+        Some(cg("pids", &m1, "pids.current").parse::<f64>().expect("n"))
+    );
+    let mem = metric(&m, "barge_container_memory_usage_bytes", &n1).expect("mem");
+    let cg_mem: f64 = cg("memory", &m1, "memory.usage_in_bytes")
+        .parse()
+        .expect("n");
+    assert!((mem - cg_mem).abs() < (4 << 20) as f64, "{mem} vs {cg_mem}");
+    // The 4 MiB written with O_DIRECT show in the block I/O counters, as in the cgroup file.
+    let written: f64 = m
+        .iter()
+        .filter(|(n, l, _)| {
+            n == "barge_container_blkio_bytes_total"
+                && l.iter().any(|(k, v)| k == "id" && v == &m1)
+                && l.iter().any(|(k, v)| k == "op" && v == "write")
+        })
+        .map(|x| x.2)
+        .sum();
+    let cg_written: f64 = cg_any(&m1, "blkio.throttle.io_service_bytes")
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1) == Some("Write"))
+        .filter_map(|l| l.split_whitespace().nth(2)?.parse::<f64>().ok())
+        .sum();
+    assert!(written >= (4 << 20) as f64, "{written}");
+    assert!(written <= cg_written, "{written} vs {cg_written}");
+    let rx = metric(
+        &m,
+        "barge_container_network_receive_bytes_total",
+        &[("name", "m1"), ("interface", "eth0")],
+    )
+    .expect("eth0 rx");
+    assert!(
+        net0 as f64 <= rx && rx <= net1 as f64,
+        "{net0} <= {rx} <= {net1}"
+    );
+    // Stopped containers have no cgroup figures, only their restart counter.
+    assert_eq!(
+        metric(
+            &m,
+            "barge_container_cpu_usage_seconds_total",
+            &[("name", "rs")]
+        ),
+        None
+    );
+
+    let r = http_in_netns(d.netns(), "127.0.0.1:9323", "GET", "/containers/json").expect("get");
+    assert!(r.starts_with("HTTP/1.1 404"), "{r}");
+    let r = http_in_netns(d.netns(), "127.0.0.1:9323", "POST", "/metrics").expect("post");
+    assert!(r.starts_with("HTTP/1.1 405"), "{r}");
+}
+
+/// A cgroup v1 file of container `id` in whichever controller holds it.
+fn cg_any(id: &str, file: &str) -> String {
+    let ctl = file.split('.').next().unwrap_or_default();
+    cg(ctl, id, file)
+}
+
+fn cg_first(s: &str) -> u64 {
+    s.split_whitespace()
+        .next()
+        .and_then(|x| x.parse().ok())
+        .unwrap_or_else(|| panic!("not a number: {s}"))
+}
+
+/// eth0's received bytes of a container, from its namespace's /proc/<pid>/net/dev.
+fn net_rx(d: &Daemon, name: &str) -> u64 {
+    let pid = d.ok(&["inspect", "-f", "{{.State.Pid}}", name]);
+    let t = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).expect("net/dev");
+    t.lines()
+        .find_map(|l| l.trim().strip_prefix("eth0:"))
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .expect("eth0")
+}
+
+/// Decodes an HTTP/1.1 chunked body.
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    loop {
+        let (len, rest) = s.split_once("\r\n").expect("chunk size");
+        let n = usize::from_str_radix(len.trim(), 16).expect("hex size");
+        if n == 0 {
+            return out;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+}
+
+/// The whole disk holding `/` as (`/dev/<name>`, "major:minor"): blkio throttles take whole
+/// disks only, so a partition is mapped to its parent.
+fn root_disk() -> (String, String) {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata("/").expect("stat /").dev();
+    let mut sys = std::fs::canonicalize(format!(
+        "/sys/dev/block/{}:{}",
+        libc::major(dev),
+        libc::minor(dev)
+    ))
+    .expect("sysfs block device of /");
+    if sys.join("partition").exists() {
+        sys = sys.parent().expect("parent disk").to_path_buf();
+    }
+    let uevent = std::fs::read_to_string(sys.join("uevent")).expect("uevent");
+    let name = uevent
+        .lines()
+        .find_map(|l| l.strip_prefix("DEVNAME="))
+        .expect("DEVNAME")
+        .to_string();
+    let mm = std::fs::read_to_string(sys.join("dev")).expect("dev");
+    (format!("/dev/{name}"), mm.trim().to_string())
+}
+
+#[test]
+fn devices_blkio_cpuset_shm_swap_and_volume_options() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    // --device with cgroup permissions: /dev/loop-control (10:237, not in the default list)
+    // as read-only; opening it to read passes the device cgroup (the driver then refuses the
+    // read itself), opening it to write is refused by the cgroup.
+    let id = d.ok(&[
+        "run",
+        "-d",
+        "--device",
+        "/dev/null:/dev/mynull",
+        "--device",
+        "/dev/loop-control:/dev/lc:r",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    assert_eq!(
+        d.ok(&[
+            "exec",
+            &id,
+            "sh",
+            "-c",
+            "echo x > /dev/mynull && stat -c '%F %t:%T' /dev/mynull"
+        ]),
+        "character special file 1:3"
+    );
+    let rd = d.docker(&["exec", &id, "cat", "/dev/lc"]);
+    let rd_err = String::from_utf8_lossy(&rd.stderr).to_string();
+    assert!(
+        !rd.status.success() && !rd_err.contains("Operation not permitted"),
+        "{rd_err}"
+    );
+    let wr = d.docker(&["exec", &id, "sh", "-c", "echo x > /dev/lc"]);
+    assert!(!wr.status.success());
+    assert!(
+        String::from_utf8_lossy(&wr.stderr).contains("Operation not permitted"),
+        "{wr:?}"
+    );
+    let list = cg("devices", &id, "devices.list");
+    assert!(list.lines().any(|l| l == "c 10:237 r"), "{list}");
+    // A device not listed: mknod is allowed (as Docker), opening the node is not.
+    let o = d.docker(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "mknod /dev/kmsg2 c 1 11 && cat /dev/kmsg2",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Operation not permitted"),
+        "{o:?}"
+    );
+    assert!(!list.lines().any(|l| l.starts_with("c 1:11")), "{list}");
+    let o = d.docker(&["run", "--rm", "--device", "/nonexistent", "busybox", "true"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("/nonexistent"),
+        "{o:?}"
+    );
+    d.ok(&["rm", "-f", &id]);
+
+    // --blkio-weight and the per-device throttles land in the v1 blkio files.
+    let (disk, mm) = root_disk();
+    let id = d.ok(&[
+        "run",
+        "-d",
+        "--blkio-weight",
+        "300",
+        "--device-read-bps",
+        &format!("{disk}:1mb"),
+        "--device-write-bps",
+        &format!("{disk}:2mb"),
+        "--device-read-iops",
+        &format!("{disk}:100"),
+        "--device-write-iops",
+        &format!("{disk}:200"),
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let weight = ["blkio.weight", "blkio.bfq.weight"]
+        .iter()
+        .find_map(|f| std::fs::read_to_string(format!("/sys/fs/cgroup/blkio/barge/{id}/{f}")).ok())
+        .expect("a blkio weight file");
+    // bfq prints "default 300"; cfq "300"
+    assert_eq!(weight.split_whitespace().last(), Some("300"), "{weight}");
+    for (f, v) in [
+        ("read_bps_device", "1048576"),
+        ("write_bps_device", "2097152"),
+        ("read_iops_device", "100"),
+        ("write_iops_device", "200"),
+    ] {
+        assert_eq!(
+            cg("blkio", &id, &format!("blkio.throttle.{f}")),
+            format!("{mm} {v}")
+        );
+    }
+    let o = d.docker(&["run", "--rm", "--blkio-weight", "5", "busybox", "true"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("blkio weight"),
+        "{o:?}"
+    );
+    d.ok(&["rm", "-f", &id]);
+
+    // --memory-swap, --oom-kill-disable, --cpuset-cpus, --shm-size
+    let id = d.ok(&[
+        "run",
+        "-d",
+        "-m",
+        "32m",
+        "--memory-swap",
+        "64m",
+        "--oom-kill-disable",
+        "--cpuset-cpus",
+        "0",
+        "--shm-size",
+        "8m",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    assert_eq!(cg("memory", &id, "memory.limit_in_bytes"), "33554432");
+    assert_eq!(cg("memory", &id, "memory.memsw.limit_in_bytes"), "67108864");
+    assert!(cg("memory", &id, "memory.oom_control").contains("oom_kill_disable 1"));
+    assert_eq!(cg("cpuset", &id, "cpuset.cpus"), "0");
+    assert_eq!(
+        d.ok(&[
+            "exec",
+            &id,
+            "sh",
+            "-c",
+            "grep Cpus_allowed_list /proc/self/status"
+        ]),
+        "Cpus_allowed_list:\t0"
+    );
+    let shm = d.ok(&["exec", &id, "df", "-k", "/dev/shm"]);
+    assert!(
+        shm.lines()
+            .nth(1)
+            .is_some_and(|l| l.split_whitespace().nth(1) == Some("8192")),
+        "{shm}"
+    );
+    d.ok(&["rm", "-f", &id]);
+    let id = d.ok(&[
+        "run",
+        "-d",
+        "-m",
+        "32m",
+        "--memory-swap",
+        "-1",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let memsw: u64 = cg("memory", &id, "memory.memsw.limit_in_bytes")
+        .parse()
+        .expect("n");
+    assert!(memsw > 1 << 60, "unlimited swap: {memsw}");
+    d.ok(&["rm", "-f", &id]);
+    let o = d.docker(&["run", "--rm", "--cpuset-cpus", "0-x", "busybox", "true"]);
+    assert!(!o.status.success());
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "-m",
+        "64m",
+        "--memory-swap",
+        "32m",
+        "busybox",
+        "true",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("memoryswap"),
+        "{o:?}"
+    );
+
+    // -v with SELinux relabel flags is accepted (no SELinux here: nothing to relabel).
+    for z in ["z", "Z"] {
+        assert_eq!(
+            d.ok(&[
+                "run",
+                "--rm",
+                "-v",
+                &format!("zvol:/z:{z}"),
+                "busybox",
+                "sh",
+                "-c",
+                &format!("echo {z} > /z/{z} && cat /z/{z}")
+            ]),
+            z
+        );
+    }
+    // A local volume that binds a host directory (type=none, o=bind), as Docker's.
+    let host = d.dir.path().join("bound");
+    std::fs::create_dir(&host).expect("mkdir");
+    d.ok(&[
+        "volume",
+        "create",
+        "--opt",
+        "type=none",
+        "--opt",
+        &format!("device={}", host.display()),
+        "--opt",
+        "o=bind",
+        "bvol",
+    ]);
+    d.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "bvol:/b",
+        "busybox",
+        "sh",
+        "-c",
+        "echo via-bind > /b/f",
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(host.join("f")).expect("bound file"),
+        "via-bind\n"
+    );
+    d.ok(&["volume", "rm", "bvol"]);
+    assert!(
+        host.join("f").exists(),
+        "removing the volume keeps the bound directory's data"
+    );
+    // ... and one whose device does not exist is refused when mounted, with its name.
+    d.ok(&[
+        "volume",
+        "create",
+        "--opt",
+        "type=none",
+        "--opt",
+        "device=/nonexistent-dir",
+        "--opt",
+        "o=bind",
+        "badvol",
+    ]);
+    let o = d.docker(&["run", "--rm", "-v", "badvol:/b", "busybox", "true"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("/nonexistent-dir"),
+        "{o:?}"
+    );
+    // --volumes-from takes every volume of the source, rw unless :ro.
+    d.ok(&[
+        "create", "--name", "vsrc", "-v", "va:/a", "-v", "/anon", "busybox", "true",
+    ]);
+    d.ok(&[
+        "run",
+        "--rm",
+        "--volumes-from",
+        "vsrc",
+        "busybox",
+        "sh",
+        "-c",
+        "echo 1 > /a/x && echo 2 > /anon/y",
+    ]);
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "--volumes-from",
+            "vsrc:ro",
+            "busybox",
+            "sh",
+            "-c",
+            "cat /a/x /anon/y; touch /a/z 2>&1 || true"
+        ]),
+        "1\n2\ntouch: /a/z: Read-only file system"
+    );
 }
