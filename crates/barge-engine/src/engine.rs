@@ -354,6 +354,13 @@ impl Engine {
         self.opts.exec_root.join("netns").join(id)
     }
 
+    /// The file the container sees as `/etc/<name>` (`hosts`, `hostname`, `resolv.conf`):
+    /// written at each start, bind-mounted in; inspect's `HostsPath`, `HostnamePath`,
+    /// `ResolvConfPath`. A `container:<x>` container gets copies of x's.
+    pub fn etc_file_path(&self, id: &str, name: &str) -> PathBuf {
+        self.exec_dir(id).join("files").join(name)
+    }
+
     /// The json-file log of a container.
     pub fn log_path(&self, id: &str) -> PathBuf {
         self.data_dir(id).join(format!("{id}-json.log"))

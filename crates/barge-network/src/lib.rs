@@ -29,8 +29,9 @@
 //! // container inspect: ep.to_docker() per network, docker_ports(&ep.ports, &exposed)
 //! // `network connect` of a running container: nm.connect("other", ..) gives eth1, ...
 //!
-//! // container stop / rm / `network disconnect`:
-//! nm.disconnect_all(&container_id)?;   // or nm.disconnect(network, &container_id)
+//! // container exited (stop / rm / --rm): endpoints dropped now, links deleted in the
+//! // background (their addresses held until then); `network disconnect` of a running one:
+//! nm.release(&container_id)?;          // or nm.disconnect(network, &container_id)
 //! ```
 //!
 //! `--network host|none|container:<id>` never reach this crate: the engine keeps the host
@@ -64,6 +65,7 @@ mod netlink;
 mod netns;
 mod nft;
 mod ports;
+mod reaper;
 
 #[cfg(test)]
 mod tests;

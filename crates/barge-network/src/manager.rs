@@ -16,6 +16,7 @@ use crate::ipam::{self, Ipv4Net};
 use crate::netlink::Netlink;
 use crate::nft::{self, NftNet, NftPort};
 use crate::ports::{PortMapping, PortSpec, Proto};
+use crate::reaper::Reaper;
 use crate::NetworkError;
 
 /// Daemon-level network configuration.
@@ -191,7 +192,11 @@ pub struct NetworkManager {
     dir: PathBuf,
     cfg: NetworkConfig,
     inner: Mutex<Inner>,
+    reaper: Reaper,
 }
+
+/// How long network removal waits for the links of exited containers to be deleted.
+const SETTLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 const ALIAS_PREFIX: &str = "barge:";
 
@@ -213,24 +218,33 @@ fn nl_err(op: impl Into<String>) -> impl FnOnce(io::Error) -> NetworkError {
     move |source| NetworkError::Netlink { op, source }
 }
 
-/// Writes `value` as JSON through temp + fsync + rename.
-fn write_record<T: Serialize>(path: &Path, value: &T) -> Result<(), NetworkError> {
+/// Writes `value` as JSON through temp + rename, with fsyncs when `durable`: a record is then
+/// the old or the new one after a crash of the process or of the machine. Endpoint records
+/// are not durable: a rename is still atomic for a crashed daemon, and after a crash of the
+/// machine no container (so no endpoint) is left, and `open` drops what the crash tore.
+/// The two fsyncs were most of a connect's time.
+fn write_record<T: Serialize>(path: &Path, value: &T, durable: bool) -> Result<(), NetworkError> {
     let tmp = path.with_extension("tmp");
     let data =
         serde_json::to_vec_pretty(value).map_err(|e| state_err(path, io::Error::other(e)))?;
     let mut f = File::create(&tmp).map_err(|e| state_err(&tmp, e))?;
     f.write_all(&data).map_err(|e| state_err(&tmp, e))?;
-    f.sync_all().map_err(|e| state_err(&tmp, e))?;
+    if durable {
+        f.sync_all().map_err(|e| state_err(&tmp, e))?;
+    }
     fs::rename(&tmp, path).map_err(|e| state_err(path, e))?;
-    if let Some(d) = path.parent() {
-        if let Ok(d) = File::open(d) {
-            let _ = d.sync_all();
+    if durable {
+        if let Some(d) = path.parent() {
+            if let Ok(d) = File::open(d) {
+                let _ = d.sync_all();
+            }
         }
     }
     Ok(())
 }
 
-fn read_records<T: DeserializeOwned>(dir: &Path) -> Result<Vec<T>, NetworkError> {
+/// Reads the records of `dir`; unreadable ones are skipped, and deleted when `drop_bad`.
+fn read_records<T: DeserializeOwned>(dir: &Path, drop_bad: bool) -> Result<Vec<T>, NetworkError> {
     let mut out = Vec::new();
     for e in fs::read_dir(dir).map_err(|e| state_err(dir, e))? {
         let p = e.map_err(|e| state_err(dir, e))?.path();
@@ -239,7 +253,12 @@ fn read_records<T: DeserializeOwned>(dir: &Path) -> Result<Vec<T>, NetworkError>
                 let data = fs::read(&p).map_err(|e| state_err(&p, e))?;
                 match serde_json::from_slice(&data) {
                     Ok(v) => out.push(v),
-                    Err(e) => tracing::warn!("ignoring unreadable record {}: {e}", p.display()),
+                    Err(e) => {
+                        tracing::warn!("ignoring unreadable record {}: {e}", p.display());
+                        if drop_bad {
+                            let _ = fs::remove_file(&p);
+                        }
+                    }
                 }
             }
             Some("tmp") => {
@@ -285,8 +304,10 @@ impl NetworkManager {
             let p = state_dir.join(d);
             fs::create_dir_all(&p).map_err(|e| state_err(&p, e))?;
         }
-        let nets: Vec<NetworkInfo> = read_records(&state_dir.join("networks"))?;
-        let eps: Vec<Endpoint> = read_records(&state_dir.join("endpoints"))?;
+        let nets: Vec<NetworkInfo> = read_records(&state_dir.join("networks"), false)?;
+        // an endpoint record torn by a crash of the machine belongs to a container that
+        // died with it (see write_record)
+        let eps: Vec<Endpoint> = read_records(&state_dir.join("endpoints"), true)?;
         let nets: BTreeMap<_, _> = nets.into_iter().map(|n| (n.id.clone(), n)).collect();
         let eps = eps
             .into_iter()
@@ -294,9 +315,11 @@ impl NetworkManager {
             .map(|e| ((e.network_id.clone(), e.container_id.clone()), e))
             .collect();
         let nl = Netlink::new().map_err(nl_err("opening a netlink socket"))?;
+        let reaper = Reaper::start().map_err(nl_err("starting the link reaper"))?;
         Ok(Self {
             dir: state_dir.to_path_buf(),
             cfg,
+            reaper,
             inner: Mutex::new(Inner {
                 nets,
                 eps,
@@ -679,7 +702,7 @@ impl NetworkManager {
             let _ = self.apply_nft(inner);
         };
         inner.nets.insert(id.clone(), net.clone());
-        let r = write_record(&self.net_path(&id), &net)
+        let r = write_record(&self.net_path(&id), &net, true)
             .and_then(|_| self.apply_nft(inner))
             .and_then(|_| self.start_dns(inner, &id));
         if let Err(e) = r {
@@ -717,6 +740,8 @@ impl NetworkManager {
                 containers: users.join(", "),
             });
         }
+        // the links of its exited containers go with it
+        self.reaper.settle(SETTLE_LIMIT);
         inner.dns.remove(&id);
         inner
             .nl
@@ -805,6 +830,14 @@ impl NetworkManager {
             .map(|e| e.ip)
             .collect();
         used.insert(net.gateway);
+        if req
+            .ipv4
+            .is_some_and(|ip| self.reaper.quarantined(&id).contains(&ip))
+        {
+            // a static address whose previous holder just exited: its link goes soon
+            self.reaper.settle(SETTLE_LIMIT);
+        }
+        used.extend(self.reaper.quarantined(&id));
         let ip = ipam::allocate_ip(
             &net.name,
             &net.subnet,
@@ -911,7 +944,7 @@ impl NetworkManager {
                 cnl.add_default_route(net.gateway, cidx)
                     .map_err(nl_err("adding the default route"))?;
             }
-            write_record(&self.ep_path(&key.0, &key.1), &ep)?;
+            write_record(&self.ep_path(&key.0, &key.1), &ep, false)?;
             inner.eps.insert(key.clone(), ep.clone());
             if !ep.ports.is_empty() {
                 let new: Vec<NftPort> = ep
@@ -963,8 +996,9 @@ impl NetworkManager {
             .del_link_by_name(&ep.host_veth)
             .map_err(nl_err(format!("deleting {}", ep.host_veth)))?;
         inner.eps.remove(&key);
-        inner.reservations.remove(&key);
+        let fds = inner.reservations.remove(&key);
         if !ep.ports.is_empty() {
+            self.move_ports(inner, &ep, fds.unwrap_or_default());
             self.apply_nft_ports(inner)?;
         }
         Self::refresh_dns(inner, &id);
@@ -973,6 +1007,26 @@ impl NetworkManager {
             Self::move_default_route(inner, container_id);
         }
         Ok(())
+    }
+
+    /// Published ports go with the container's default route, as Docker's do (a host port
+    /// leads to one address): when the endpoint holding them is disconnected, the container's
+    /// next non-internal endpoint takes them over, with the same host ports (their
+    /// reservations move along). Without such an endpoint they are dropped.
+    fn move_ports(&self, inner: &mut Inner, from: &Endpoint, fds: Vec<OwnedFd>) {
+        let Some(next) = inner
+            .eps
+            .values_mut()
+            .find(|e| e.container_id == from.container_id && e.gateway.is_some())
+        else {
+            return;
+        };
+        next.ports.extend(from.ports.iter().cloned());
+        let key = (next.network_id.clone(), next.container_id.clone());
+        if let Err(e) = write_record(&self.ep_path(&key.0, &key.1), &*next, false) {
+            tracing::warn!("recording moved ports: {e}");
+        }
+        inner.reservations.entry(key).or_default().extend(fds);
     }
 
     /// After the endpoint holding a container's default route went away, gives the container
@@ -1016,6 +1070,54 @@ impl NetworkManager {
             self.disconnect(&n, container_id)?;
         }
         Ok(())
+    }
+
+    /// A container has exited (or never ran): drops its endpoints on every network at once
+    /// (records, published ports in one nftables run, DNS names) and leaves the deletion of its
+    /// veth pairs to a background thread; their addresses are not handed out again until
+    /// they are gone. Returns before the links are deleted: that is 10-25 ms of RCU grace
+    /// periods in the kernel which a starting or removed container need not wait for. Use
+    /// [`disconnect`](Self::disconnect) for a running container (`network disconnect`).
+    pub fn release(&self, container_id: &str) -> Result<(), NetworkError> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let keys: Vec<(String, String)> = inner
+            .eps
+            .keys()
+            .filter(|(_, c)| c == container_id)
+            .cloned()
+            .collect();
+        let mut gone = Vec::new();
+        for k in &keys {
+            if let Some(ep) = inner.eps.remove(k) {
+                gone.push(ep);
+            }
+        }
+        // rules first, then the host ports: no new container can publish a port while an old
+        // rule for it still exists
+        let r = if gone.iter().any(|e| !e.ports.is_empty()) {
+            self.apply_nft_ports(inner)
+        } else {
+            Ok(())
+        };
+        for (k, ep) in keys.iter().zip(&gone) {
+            inner.reservations.remove(k);
+            Self::refresh_dns(inner, &k.0);
+            self.reaper
+                .delete(&mut inner.nl, &ep.network_id, ep.ip, &ep.host_veth);
+        }
+        let mut first_err = r.err();
+        for k in &keys {
+            if let Err(e) = remove_file(&self.ep_path(&k.0, &k.1)) {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Waits until the links [`release`](Self::release) queued for deletion are gone.
+    pub fn settle(&self) {
+        self.reaper.settle(SETTLE_LIMIT);
     }
 
     /// resolv.conf for a container whose first network is `network`: user networks use the
@@ -1093,6 +1195,7 @@ impl NetworkManager {
         for (n, c) in eps {
             self.disconnect(&n, &c)?;
         }
+        self.reaper.settle(SETTLE_LIMIT);
         let mut guard = self.lock();
         let inner = &mut *guard;
         inner.dns.clear();

@@ -414,7 +414,9 @@ fn user_networks_dns_isolation_and_internal() {
         r1.aliases = vec!["api".into()];
         let e1 = h.nm.connect("a", r1).expect("c1");
         let e2 = h.nm.connect("a", req(&c2, 2, "client")).expect("c2");
-        let e3 = h.nm.connect("b", req(&c3, 3, "other")).expect("c3");
+        let mut r3 = req(&c3, 3, "other");
+        r3.ports = parse_port_spec("8087:80").expect("spec");
+        let e3 = h.nm.connect("b", r3).expect("c3");
         assert_eq!(
             h.nm.resolv_conf("a").expect("rc").lines().next(),
             Some("nameserver 10.10.0.1")
@@ -483,6 +485,31 @@ fn user_networks_dns_isolation_and_internal() {
             "host",
         );
         assert_eq!(c3.run(|| talk("10.99.0.1:7003")), "host hi from 10.10.0.4");
+        // ... and its published ports with it (same host port, now to its address on a)
+        let moved: Vec<_> =
+            h.nm.endpoints_of(&cid(3))
+                .into_iter()
+                .map(|e| (e.network_name, e.ports))
+                .collect();
+        assert_eq!(moved.len(), 1);
+        assert_eq!(moved[0].0, "a");
+        assert_eq!(
+            moved[0]
+                .1
+                .iter()
+                .map(|p| (p.host_port, p.container_port))
+                .collect::<Vec<_>>(),
+            vec![(8087, 80)]
+        );
+        assert!(
+            TcpListener::bind("0.0.0.0:8087").is_err(),
+            "host port still reserved"
+        );
+        serve(listen(&c3, 80), "c3");
+        assert!(
+            talk("10.99.0.1:8087").starts_with("c3 hi"),
+            "published port follows the default route"
+        );
         h.nm.disconnect("a", &cid(3)).expect("disconnect");
         assert_eq!(
             query(&c1, a.gateway, "other"),
@@ -1148,5 +1175,83 @@ fn named_netns_file_for_a_container() {
         if let Err(p) = h.join() {
             std::panic::resume_unwind(p)
         }
+    })
+}
+
+#[test]
+fn release_deletes_links_in_the_background_and_quarantines_their_addresses() {
+    in_test_netns(|| {
+        let h = host();
+        h.nm.ensure_default_network().expect("default");
+        h.nm.create_network(NetworkSpec {
+            name: "u".into(),
+            subnet: Some("10.20.0.0/24".parse().expect("net")),
+            ..Default::default()
+        })
+        .expect("net u");
+        let nss: Vec<Cns> = (0..6).map(|_| Cns::new()).collect();
+        let mut old = Vec::new();
+        for (i, c) in nss.iter().enumerate().take(5) {
+            let mut r = req(c, i as u8 + 1, "x");
+            if i == 0 {
+                r.ports = parse_port_spec("8086:80").expect("spec");
+            }
+            old.push(h.nm.connect("bridge", r).expect("connect"));
+        }
+        let mut r = req(&nss[0], 1, "x");
+        r.ipv4 = Some(Ipv4Addr::new(10, 20, 0, 9));
+        let static_ep = h.nm.connect("u", r).expect("connect u");
+        for i in 1..=5 {
+            h.nm.release(&cid(i)).expect("release");
+        }
+        // a new container never gets an address whose link is still there
+        let e6 =
+            h.nm.connect("bridge", req(&nss[5], 6, "six"))
+                .expect("connect 6");
+        let links = host_links();
+        for o in &old {
+            assert!(
+                !(links.contains(&o.host_veth) && o.ip == e6.ip),
+                "{} handed out while {} still exists",
+                e6.ip,
+                o.host_veth
+            );
+        }
+        // records, port rules, host ports and DNS names go at once
+        assert!((1..=5).all(|i| h.nm.endpoints_of(&cid(i)).is_empty()));
+        let recs: Vec<String> = std::fs::read_dir(h._dir.path().join("net/endpoints"))
+            .expect("endpoints dir")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect();
+        assert!(
+            recs.iter().all(|r| r.contains(&cid(6))),
+            "endpoint records left: {recs:?}"
+        );
+        let t = h.nm.firewall_dump().expect("nft").unwrap_or_default();
+        assert!(!t.contains("8086"), "port rule left: {t}");
+        drop(TcpListener::bind("0.0.0.0:8086").expect("host port 8086 is free again"));
+        // a static address just released is waited for, not refused
+        let mut r = req(&nss[1], 7, "seven");
+        r.ipv4 = Some(static_ep.ip);
+        let e7 =
+            h.nm.connect("u", r)
+                .expect("static address of an exited container");
+        assert_eq!(e7.ip, static_ep.ip);
+        assert!(!host_links().contains(&static_ep.host_veth));
+        // once the links are gone, the addresses are free again
+        h.nm.settle();
+        let links = host_links();
+        assert!(
+            old.iter().all(|o| !links.contains(&o.host_veth)),
+            "links left: {links:?}"
+        );
+        h.nm.release(&cid(6)).expect("release 6");
+        h.nm.settle();
+        let e8 =
+            h.nm.connect("bridge", req(&nss[2], 8, "eight"))
+                .expect("connect 8");
+        assert_eq!(e8.ip, Ipv4Addr::new(172, 17, 0, 2), "lowest address reused");
+        h.nm.destroy_all().expect("destroy");
+        assert!(!host_links().iter().any(|l| l.starts_with("bv")));
     })
 }

@@ -424,23 +424,29 @@ impl Engine {
                 if wanted.is_empty() {
                     return Ok(());
                 }
+                let t = std::time::Instant::now();
                 let ports = port_specs(&c.host_config, &c.config)?;
                 let (id, name, ns) = (c.id.clone(), c.name.clone(), netns.to_path_buf());
                 let r = self
                     .net_call(move |nm| {
-                        let mut first = true;
-                        for w in &wanted {
+                        // Published ports go with the default route, on the first network
+                        // that is not internal (as Docker's gateway endpoint); all internal:
+                        // the first, which refuses them with a clear error.
+                        let gw = wanted
+                            .iter()
+                            .position(|w| nm.inspect(&w.network).is_ok_and(|(n, _)| !n.internal))
+                            .unwrap_or(0);
+                        for (i, w) in wanted.iter().enumerate() {
                             let req = ConnectRequest {
                                 container_id: id.clone(),
                                 name: name.clone(),
                                 aliases: w.aliases.clone(),
                                 netns_path: ns.clone(),
                                 ipv4: w.ipv4,
-                                ports: if first { ports.clone() } else { Vec::new() },
+                                ports: if i == gw { ports.clone() } else { Vec::new() },
                             };
-                            first = false;
                             if let Err(e) = nm.connect(&w.network, req) {
-                                let _ = nm.disconnect_all(&id);
+                                let _ = nm.release(&id);
                                 return Err(e);
                             }
                         }
@@ -450,7 +456,9 @@ impl Engine {
                 let resolv = r?;
                 std::fs::write(files.join("resolv.conf"), resolv)
                     .map_err(internal("resolv.conf"))?;
-                self.write_hosts(c, files)
+                let r = self.write_hosts(c, files);
+                tracing::debug!("network setup took {:?}", t.elapsed());
+                r
             }
         }
     }
@@ -495,15 +503,18 @@ impl Engine {
         std::fs::write(files.join("hosts"), s).map_err(internal("hosts"))
     }
 
-    /// Removes every endpoint of a stopped (or never started) container.
+    /// Removes every endpoint of a stopped (or never started) container; its links are
+    /// deleted in the background (see [`NetworkManager::release`]).
     pub(super) async fn net_detach(&self, id: &str) {
         if self.network_manager().is_none() {
             return;
         }
         let id = id.to_string();
-        if let Err(e) = self.net_call(move |nm| nm.disconnect_all(&id)).await {
+        let t = std::time::Instant::now();
+        if let Err(e) = self.net_call(move |nm| nm.release(&id)).await {
             tracing::warn!("disconnecting a container: {e}");
         }
+        tracing::debug!("network teardown took {:?}", t.elapsed());
     }
 
     /// `POST /networks/{id}/connect`: records the attachment and, if the container runs,
