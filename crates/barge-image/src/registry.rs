@@ -3,20 +3,25 @@
 //! provider; no OpenSSL).
 //!
 //! * [`pull`]: fetches the manifest (an index / manifest list is resolved to the host's
-//!   platform, or [`RegistryOptions::platform`]), then the config and the layers in
-//!   parallel (at most [`RegistryOptions::max_concurrent`] at a time). Every blob streams
-//!   into [`Store::ingest`] with its expected digest and size, so a truncated or tampered
-//!   blob never becomes visible; blobs already in the store are not downloaded. Then
-//!   [`Store::commit_image`] unpacks each layer once by diff id, and the reference is
-//!   tagged. On failure, what the pull brought in is garbage-collected: nothing is kept.
+//!   platform, or [`RegistryOptions::platform`]), then the config (its diff ids), then the
+//!   layers in parallel (at most [`RegistryOptions::max_concurrent`] at a time). Each
+//!   layer streams once through the store: its blob is written and hashed, and in the same
+//!   pass decompressed, hashed (diff id) and unpacked into a temp directory; the blob is
+//!   committed only if its digest and size match, the layer renamed into place only if its
+//!   diff id matches. Blobs already in the store are not downloaded. Then the image is
+//!   committed and tagged. On failure, what the pull brought in is garbage-collected:
+//!   nothing is kept.
+//! * [`list_tags`] and [`pull_all_tags`] (`docker pull --all-tags`): `tags/list`, page by
+//!   page, then a pull of each tag.
 //! * [`push`]: for each blob, `HEAD` first (present: "Layer already exists"), then a
 //!   cross-repository mount from another repository of the same registry that has the
 //!   image, then an upload; then the stored manifest bytes are `PUT` with their media
 //!   type, so the digest is the one the store has.
 //! * Auth: explicit [`RegistryOptions::credentials`], else those of Docker's
-//!   `config.json` (see [`crate::auth`]), else anonymous; bearer tokens (anonymous or with
-//!   credentials, as Docker Hub does it) and HTTP basic auth both work. [`login`] checks
-//!   the credentials against the registry before storing them.
+//!   `config.json` or of its credential helper (see [`crate::auth`]), else anonymous;
+//!   bearer tokens (anonymous or with credentials, as Docker Hub does it) and HTTP basic
+//!   auth both work. [`login`] checks the credentials against the registry before storing
+//!   them.
 //! * Plain HTTP only for loopback registries (`localhost`, `127.*`, `::1`) and for those in
 //!   [`RegistryOptions::insecure_registries`].
 //!
@@ -82,6 +87,8 @@ impl Default for RegistryOptions {
 /// What a pull did.
 #[derive(Debug, Clone)]
 pub struct PullReport {
+    /// What was pulled (as asked: a tag or a digest).
+    pub reference: Reference,
     /// The image (its record in the store; `id` is the config digest).
     pub image: ImageRecord,
     /// The digest of what the reference resolved to in the registry (the index when the
@@ -374,14 +381,14 @@ impl Read for ChanReader {
 }
 
 /// Copies what is read from `r` to `w`, refusing more than `limit` bytes.
-struct Tee<'a, R, W> {
+struct Tee<R, W> {
     r: R,
-    w: &'a mut W,
+    w: W,
     n: u64,
     limit: u64,
 }
 
-impl<R: Read, W: io::Write> Read for Tee<'_, R, W> {
+impl<R: Read, W: io::Write> Read for Tee<R, W> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let k = self.r.read(buf)?;
         self.n += k as u64;
@@ -397,9 +404,10 @@ impl<R: Read, W: io::Write> Read for Tee<'_, R, W> {
 }
 
 /// Stores the layer blob `d` (`size` bytes) read from `r` and, in the same pass, unpacks it
-/// as the layer `diff_id`. The blob is verified first: when it does not match, that is the
-/// error (even if unpacking failed on the damaged bytes), and nothing of it is kept (an
-/// unpacked layer is freed by the failed pull's gc).
+/// as the layer `diff_id` into a temp directory. The blob is committed only if its digest
+/// and size match; the layer is renamed into place only after that, and only if its diff
+/// id matches. When the blob does not match, that is the error (even if unpacking failed on
+/// the damaged bytes), and nothing of it is kept.
 fn ingest_and_unpack(
     st: &Store,
     r: impl Read + Send,
@@ -414,29 +422,24 @@ fn ingest_and_unpack(
         })?;
         return st.unpack_layer_blob(d, diff_id);
     }
-    let mut bw = st.blob_writer()?;
-    let mut tee = Tee {
+    let tee = Tee {
         r,
-        w: &mut bw,
+        w: st.blob_writer()?,
         n: 0,
         limit: size,
     };
-    let unpacked = st.unpack_layer(&mut tee, Some(diff_id), &format!("blob {d}"));
-    // The rest of the stream (what the unpacker did not need: tar padding, a gzip trailer).
-    let drained = io::copy(&mut tee, &mut io::sink());
     let lease = st.lease();
-    let committed = match drained {
-        Ok(_) => bw.commit(&lease, Some((d, size))).map(|_| ()),
-        Err(e) => Err(Error::Read {
-            what: format!("blob {d}"),
+    let what = format!("blob {d}");
+    st.unpack_layer_then(tee, Some(diff_id), &what, |mut tee| {
+        // The rest of the stream (what the unpacker did not need: tar padding, a gzip
+        // trailer), then the blob's digest and size.
+        io::copy(&mut tee, &mut io::sink()).map_err(|e| Error::Read {
+            what: what.clone(),
             source: e,
-        }),
-    };
-    match (committed, unpacked) {
-        (Err(e), _) => Err(e),
-        (Ok(()), Err(e)) => Err(e),
-        (Ok(()), Ok(_)) => Ok(()),
-    }
+        })?;
+        tee.w.commit(&lease, Some((d, size))).map(|_| ())
+    })?;
+    Ok(())
 }
 
 struct Ctx<'a> {
@@ -782,10 +785,87 @@ async fn pull_inner(
         },
     });
     Ok(PullReport {
+        reference: reference.clone(),
         image,
         digest: top_digest,
         updated,
     })
+}
+
+/// Tags asked for per page of `tags/list`.
+const TAGS_PAGE: usize = 1000;
+
+/// At most this many pages of tags are read (a registry that keeps answering full pages
+/// would otherwise keep the listing going for ever).
+const TAGS_MAX_PAGES: usize = 100;
+
+/// Lists the tags of `repository`'s repository (its tag or digest, if any, is ignored):
+/// `GET /v2/<name>/tags/list`, page by page (`n` and `last`), sorted and without duplicates.
+pub async fn list_tags(repository: &Reference, opts: &RegistryOptions) -> Result<Vec<String>> {
+    let registry = repository.domain().to_string();
+    let client = client_for(&registry, opts)?;
+    let auth = registry_auth(&registry, opts)?;
+    let what = repository.familiar_name();
+    let oref = oci_client::Reference::with_tag(
+        registry.clone(),
+        repository.path().to_string(),
+        "latest".into(),
+    );
+    client
+        .auth(&oref, &auth, RegistryOperation::Pull)
+        .await
+        .map_err(|e| map_err(e, &registry, &what))?;
+    let mut tags = BTreeSet::new();
+    let mut last: Option<String> = None;
+    for _ in 0..TAGS_MAX_PAGES {
+        let page = retry(|| client.list_tags(&oref, &auth, Some(TAGS_PAGE), last.as_deref()))
+            .await
+            .map_err(|e| map_err(e, &registry, &what))?;
+        let n = page.tags.len();
+        let before = tags.len();
+        let next = page.tags.last().cloned();
+        tags.extend(page.tags);
+        // A short page is the last; so is one that brought nothing new (a registry that
+        // ignores `last`).
+        if n < TAGS_PAGE || tags.len() == before {
+            break;
+        }
+        last = next;
+    }
+    Ok(tags.into_iter().collect())
+}
+
+/// Pulls every tag of `repository` (a name without tag or digest), as `docker pull
+/// --all-tags` does: the tags are listed, then pulled one after the other; the first
+/// failure ends it (the tags pulled before it stay). Returns one report per tag.
+pub async fn pull_all_tags(
+    store: Arc<Store>,
+    repository: &Reference,
+    opts: &RegistryOptions,
+    progress: &ProgressFn,
+) -> Result<Vec<PullReport>> {
+    if repository.tag().is_some() || repository.digest().is_some() {
+        return Err(Error::Registry {
+            registry: repository.domain().to_string(),
+            reason: format!(
+                "{}: a tag or digest can't be used with --all-tags",
+                repository.familiar()
+            ),
+        });
+    }
+    let tags = list_tags(repository, opts).await?;
+    if tags.is_empty() {
+        return Err(Error::RemoteNotFound {
+            reference: repository.familiar_name(),
+            reason: "the repository has no tags".into(),
+        });
+    }
+    let mut reports = Vec::with_capacity(tags.len());
+    for t in &tags {
+        let r = repository.with_tag(t)?;
+        reports.push(pull(store.clone(), &r, opts, progress).await?);
+    }
+    Ok(reports)
 }
 
 /// How one blob got to the registry.
@@ -1042,7 +1122,9 @@ pub async fn login(registry: &str, creds: &Credentials, opts: &RegistryOptions) 
     verify_credentials(&registry, creds, opts).await?;
     let dir = opts.docker_config_dir.clone();
     let c = creds.clone();
-    blocking(move || auth::store_credentials(dir.as_deref(), &registry, &c)).await
+    blocking(move || auth::store_credentials(dir.as_deref(), &registry, &c))
+        .await
+        .map(|_| ())
 }
 
 /// Checks `creds` against `registry` as [`login`] does, without storing them (the daemon's
@@ -1229,6 +1311,28 @@ mod tests {
         assert!(matches!(e, Error::SizeMismatch { .. }), "{e:?}");
         assert!(!st.has_blob(&d));
         assert!(st.list_blobs().expect("blobs").is_empty());
+    }
+
+    #[test]
+    fn a_layer_appears_only_after_its_blob_digest_matched() {
+        let td = tempfile::tempdir().expect("tempdir");
+        let st = Store::open(td.path().join("s")).expect("store");
+        let tar = layer_tar();
+        let diff_id = Digest::of(&tar);
+        // The right content (its diff id matches) under a blob digest it does not have.
+        let wrong = Digest::of(b"another blob");
+        let e = ingest_and_unpack(&st, &tar[..], &wrong, tar.len() as u64, &diff_id)
+            .expect_err("wrong blob digest");
+        assert!(matches!(e, Error::DigestMismatch { .. }), "{e:?}");
+        assert!(
+            !st.has_layer(&diff_id),
+            "layer published before its blob was verified"
+        );
+        assert!(!st.has_blob(&wrong));
+        let layers = std::fs::read_dir(td.path().join("s/layers"))
+            .expect("layers dir")
+            .count();
+        assert_eq!(layers, 0, "temp layer directory left behind");
     }
 
     #[test]
