@@ -199,6 +199,30 @@ fn client_for(registry: &str, opts: &RegistryOptions) -> Result<Client> {
     })
 }
 
+/// `http` for the registries reached over plain HTTP (see [`is_insecure`]), else `https`.
+fn scheme_of(registry: &str, opts: &RegistryOptions) -> &'static str {
+    if is_insecure(registry, &opts.insecure_registries) {
+        "http"
+    } else {
+        "https"
+    }
+}
+
+/// A reqwest client for requests made without oci-client (login checks, manifests).
+fn http_client(registry: &str) -> Result<reqwest::Client> {
+    install_crypto_provider();
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(30))
+        .timeout(Duration::from_secs(60));
+    if is_insecure(registry, &[]) {
+        builder = builder.no_proxy(); // loopback: never through a proxy
+    }
+    builder.build().map_err(|e| Error::Registry {
+        registry: registry.to_string(),
+        reason: format!("cannot make an HTTP client: {}", chain(&e)),
+    })
+}
+
 fn registry_auth(registry: &str, opts: &RegistryOptions) -> Result<RegistryAuth> {
     let creds = match &opts.credentials {
         Some(c) => Some(c.clone()),
@@ -337,25 +361,141 @@ fn transient(e: &OciDistributionError) -> bool {
     }
 }
 
+/// An error that may go away when the request is made again.
+trait Transient {
+    fn is_transient(&self) -> bool;
+}
+
+impl Transient for OciDistributionError {
+    fn is_transient(&self) -> bool {
+        transient(self)
+    }
+}
+
 /// How many times a request failing with a [`transient`] error is tried.
 const ATTEMPTS: u32 = 3;
 
 /// Runs `f` again (after 0.5 s, then 1 s) while it fails with a transient error.
-async fn retry<T, F, Fut>(mut f: F) -> std::result::Result<T, OciDistributionError>
+async fn retry<T, E, F, Fut>(mut f: F) -> std::result::Result<T, E>
 where
+    E: Transient,
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = std::result::Result<T, OciDistributionError>>,
+    Fut: std::future::Future<Output = std::result::Result<T, E>>,
 {
     let mut attempt = 1;
     loop {
         match f().await {
-            Err(e) if attempt < ATTEMPTS && transient(&e) => {
+            Err(e) if attempt < ATTEMPTS && e.is_transient() => {
                 tokio::time::sleep(Duration::from_millis(500 << (attempt - 1))).await;
                 attempt += 1;
             }
             r => return r,
         }
     }
+}
+
+/// A failed manifest request: the registry's answer, or a document over the size limit.
+enum GetError {
+    Oci(OciDistributionError),
+    TooLarge(u64),
+}
+
+impl Transient for GetError {
+    fn is_transient(&self) -> bool {
+        matches!(self, GetError::Oci(e) if transient(e))
+    }
+}
+
+/// The error for a registry's non-success answer, as oci-client makes it (so [`map_err`]
+/// and [`transient`] judge it the same way): its error envelope when it sent one.
+fn status_error(status: reqwest::StatusCode, body: &[u8], url: &str) -> OciDistributionError {
+    if status == reqwest::StatusCode::UNAUTHORIZED {
+        return OciDistributionError::UnauthorizedError {
+            url: url.to_string(),
+        };
+    }
+    match serde_json::from_slice::<oci_client::errors::OciEnvelope>(body) {
+        Ok(envelope) if status.is_client_error() => OciDistributionError::RegistryError {
+            envelope,
+            url: url.to_string(),
+        },
+        _ => OciDistributionError::ServerError {
+            code: status.as_u16(),
+            url: url.to_string(),
+            message: String::from_utf8_lossy(body).into_owned(),
+        },
+    }
+}
+
+/// Reads a response body, stopping with [`GetError::TooLarge`] past `limit` bytes.
+async fn read_bounded(
+    res: &mut reqwest::Response,
+    limit: u64,
+) -> std::result::Result<Vec<u8>, GetError> {
+    if let Some(n) = res.content_length().filter(|n| *n > limit) {
+        return Err(GetError::TooLarge(n));
+    }
+    let mut buf = Vec::new();
+    while let Some(chunk) = res
+        .chunk()
+        .await
+        .map_err(|e| GetError::Oci(OciDistributionError::RequestError(e)))?
+    {
+        let n = (buf.len() + chunk.len()) as u64;
+        if n > limit {
+            return Err(GetError::TooLarge(n));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf)
+}
+
+/// `GET /v2/<name>/manifests/<tag or digest>` with the pull's token (or basic auth):
+/// the body and the `Docker-Content-Digest` the registry announced for it. Not
+/// through oci-client, whose `pull_manifest_raw` buffers the whole body however large a
+/// registry makes it: this one stops at [`MAX_DOCUMENT_SIZE`].
+async fn get_manifest(
+    cx: &Ctx<'_>,
+    token: Option<&str>,
+    r: &oci_client::Reference,
+) -> std::result::Result<(Bytes, Option<String>), GetError> {
+    let which = r.digest().or(r.tag()).unwrap_or("latest");
+    let url = format!(
+        "{}://{}/v2/{}/manifests/{which}",
+        cx.scheme,
+        api_host(&cx.registry),
+        r.repository()
+    );
+    let mut req = cx.http.get(&url).header(
+        reqwest::header::ACCEPT,
+        manifest::MANIFEST_ACCEPT.join(", "),
+    );
+    req = match (token, &cx.auth) {
+        (Some(t), _) => req.bearer_auth(t),
+        (None, RegistryAuth::Basic(u, p)) => req.basic_auth(u, Some(p)),
+        _ => req,
+    };
+    let mut res = req
+        .send()
+        .await
+        .map_err(|e| GetError::Oci(OciDistributionError::RequestError(e)))?;
+    let status = res.status();
+    if !status.is_success() {
+        // An error body is only shown: a little of it is enough.
+        let body = match read_bounded(&mut res, 64 << 10).await {
+            Ok(b) => b,
+            Err(GetError::TooLarge(_)) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        return Err(GetError::Oci(status_error(status, &body, &url)));
+    }
+    let announced = res
+        .headers()
+        .get("Docker-Content-Digest")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = read_bounded(&mut res, MAX_DOCUMENT_SIZE).await?;
+    Ok((Bytes::from(body), announced))
 }
 
 /// Reads what the download task sends, for [`Store::ingest`] on the blocking pool.
@@ -444,6 +584,10 @@ fn ingest_and_unpack(
 
 struct Ctx<'a> {
     client: Client,
+    /// For what oci-client cannot bound (manifests): plain reqwest.
+    http: reqwest::Client,
+    /// `http` or `https`, as for `client`.
+    scheme: &'static str,
     oref: oci_client::Reference,
     auth: RegistryAuth,
     registry: String,
@@ -462,34 +606,37 @@ struct Want {
     diff_id: Option<Digest>,
 }
 
-/// Fetches a manifest document, checks its size and (when known) its digest.
+/// Fetches a manifest document (at most [`MAX_DOCUMENT_SIZE`] bytes), checks its size and
+/// (when known) its digest. `token`: the pull's bearer token, if the registry gave one.
 async fn fetch_document(
     cx: &Ctx<'_>,
+    token: Option<&str>,
     r: &oci_client::Reference,
     expected: Option<(&Digest, Option<u64>)>,
 ) -> Result<(Bytes, Digest)> {
-    let (bytes, _) = retry(|| {
-        cx.client
-            .pull_manifest_raw(r, &cx.auth, manifest::MANIFEST_ACCEPT)
-    })
-    .await
-    .map_err(|e| match map_err(e, &cx.registry, &cx.what) {
-        Error::DigestMismatch {
-            expected, actual, ..
-        } => Error::DigestMismatch {
-            what: format!("manifest of {}", cx.what),
-            expected,
-            actual,
-        },
-        other => other,
-    })?;
-    if bytes.len() as u64 > MAX_DOCUMENT_SIZE {
-        return Err(Error::Manifest {
-            what: format!("manifest of {}", cx.what),
-            reason: format!("{} bytes is too large", bytes.len()),
-        });
-    }
+    let (bytes, announced) = retry(|| get_manifest(cx, token, r))
+        .await
+        .map_err(|e| match e {
+            GetError::TooLarge(n) => Error::Manifest {
+                what: format!("manifest of {}", cx.what),
+                reason: format!(
+                    "{n} bytes or more is too large (the limit is {MAX_DOCUMENT_SIZE})"
+                ),
+            },
+            GetError::Oci(e) => map_err(e, &cx.registry, &cx.what),
+        })?;
     let d = Digest::of(&bytes);
+    // Pulled by tag: the digest the registry announced is the one to match.
+    let announced = announced.and_then(|a| Digest::parse(&a).ok());
+    if let (None, Some(a)) = (expected, &announced) {
+        if a.algorithm() == d.algorithm() && a != &d {
+            return Err(Error::DigestMismatch {
+                what: format!("manifest of {}", cx.what),
+                expected: a.clone(),
+                actual: d,
+            });
+        }
+    }
     if let Some((want, size)) = expected {
         if let Some(s) = size {
             if s != bytes.len() as u64 {
@@ -615,6 +762,8 @@ pub async fn pull(
     let registry = reference.domain().to_string();
     let cx = Ctx {
         client: client_for(&registry, opts)?,
+        http: http_client(&registry)?,
+        scheme: scheme_of(&registry, opts),
         oref: oci_ref(reference),
         auth: registry_auth(&registry, opts)?,
         what: reference.familiar(),
@@ -640,10 +789,12 @@ async fn pull_inner(
     reference: &Reference,
     opts: &RegistryOptions,
 ) -> Result<PullReport> {
-    cx.client
+    let token = cx
+        .client
         .auth(&cx.oref, &cx.auth, RegistryOperation::Pull)
         .await
         .map_err(|e| map_err(e, &cx.registry, &cx.what))?;
+    let token = token.as_deref();
     (cx.progress)(Progress::PullingFrom {
         repository: reference.path().to_string(),
         id: match (reference.tag(), reference.digest()) {
@@ -653,7 +804,7 @@ async fn pull_inner(
         },
     });
     let (top, top_digest) =
-        fetch_document(cx, &cx.oref, reference.digest().map(|d| (d, None))).await?;
+        fetch_document(cx, token, &cx.oref, reference.digest().map(|d| (d, None))).await?;
     let what = format!("manifest of {}", cx.what);
     let parsed = manifest::parse_manifest(&top, None, &what)?;
     put_document(cx, lease, top, &top_digest).await?;
@@ -664,7 +815,8 @@ async fn pull_inner(
             let desc = manifest::select_platform(&index, &platform, &what)?;
             let d = manifest::descriptor_digest(desc, &what)?;
             let child = oci_ref(&reference.with_digest(d.clone()));
-            let (bytes, _) = fetch_document(cx, &child, Some((&d, Some(desc.size())))).await?;
+            let (bytes, _) =
+                fetch_document(cx, token, &child, Some((&d, Some(desc.size())))).await?;
             let cwhat = format!("manifest {d} of {}", cx.what);
             let m =
                 match manifest::parse_manifest(&bytes, Some(desc.media_type().as_ref()), &cwhat)? {
@@ -972,6 +1124,8 @@ pub async fn push(
     };
     let cx = Ctx {
         client: client_for(&registry, opts)?,
+        http: http_client(&registry)?,
+        scheme: scheme_of(&registry, opts),
         oref: oci_ref(&reference.with_tag(&tag)?),
         auth: registry_auth(&registry, opts)?,
         what: reference.familiar(),
@@ -1179,25 +1333,12 @@ async fn verify_credentials(
     creds: &Credentials,
     opts: &RegistryOptions,
 ) -> Result<()> {
-    install_crypto_provider();
     let rerr = |reason: String| Error::Registry {
         registry: registry.to_string(),
         reason,
     };
-    let mut builder = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(30))
-        .timeout(Duration::from_secs(60));
-    if is_insecure(registry, &[]) {
-        builder = builder.no_proxy(); // loopback: never through a proxy
-    }
-    let http = builder
-        .build()
-        .map_err(|e| rerr(format!("cannot make an HTTP client: {}", chain(&e))))?;
-    let scheme = if is_insecure(registry, &opts.insecure_registries) {
-        "http"
-    } else {
-        "https"
-    };
+    let http = http_client(registry)?;
+    let scheme = scheme_of(registry, opts);
     let url = format!("{scheme}://{}/v2/", api_host(registry));
     let send = |req: reqwest::RequestBuilder| async {
         req.send()
