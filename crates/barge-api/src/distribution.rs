@@ -61,9 +61,17 @@ pub(crate) fn options(api: &Api, req: &Request<Incoming>) -> Result<RegistryOpti
     })
 }
 
-/// `POST /images/create?fromImage=..&tag=..(&platform=..)`.
+/// `POST /images/create?fromImage=..&tag=..(&platform=..)`. As dockerd (and the Engine
+/// API's description of `tag`): with neither a `tag` nor a tag or digest in `fromImage`,
+/// every tag of the repository is pulled; that is what `docker pull --all-tags` sends
+/// (the docker CLI always sends a tag otherwise).
 pub(crate) async fn pull(api: &Api, q: &Query, req: Request<Incoming>) -> R {
-    let image = q.get("fromImage").unwrap_or("").to_string();
+    // dockerd accepts a trailing ':' (old `pull -a` clients sent one).
+    let image = q
+        .get("fromImage")
+        .unwrap_or("")
+        .trim_end_matches(':')
+        .to_string();
     if image.is_empty() {
         return Err(ApiError::new(
             400,
@@ -75,8 +83,9 @@ pub(crate) async fn pull(api: &Api, q: &Query, req: Request<Incoming>) -> R {
         Some(t) => format!("{image}:{t}"),
         None => image.clone(),
     };
-    let reference = Reference::parse(&full)
+    let reference = Reference::parse_name_only(&full)
         .map_err(|e| ApiError::new(400, format!("invalid reference format: {e}")))?;
+    let all_tags = reference.tag().is_none() && reference.digest().is_none();
     let mut opts = options(api, &req)?;
     if let Some(p) = q.get("platform").filter(|p| !p.is_empty()) {
         opts.platform = Some(
@@ -86,16 +95,24 @@ pub(crate) async fn pull(api: &Api, q: &Query, req: Request<Incoming>) -> R {
     }
     let store = api.engine.store.clone();
     let engine = api.engine.clone();
-    let name = reference.familiar();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
-    let job = async move {
-        let progress = move |p: Progress| {
-            for v in p.to_docker_json() {
-                let _ = tx.send(v);
-            }
-        };
-        registry::pull(store, &reference, &opts, &progress).await
+    let progress = move |p: Progress| {
+        for v in p.to_docker_json() {
+            let _ = tx.send(v);
+        }
     };
+    if all_tags {
+        let job = async move { registry::pull_all_tags(store, &reference, &opts, &progress).await };
+        return stream(job, rx, move |reports| {
+            for r in reports {
+                engine.emit("image", "pull", &r.reference.familiar(), Default::default());
+            }
+            Vec::new()
+        })
+        .await;
+    }
+    let name = reference.familiar();
+    let job = async move { registry::pull(store, &reference, &opts, &progress).await };
     stream(job, rx, move |_| {
         engine.emit("image", "pull", &name, Default::default());
         Vec::new()

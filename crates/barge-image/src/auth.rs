@@ -1,7 +1,13 @@
 //! Registry credentials in Docker's client config (`$DOCKER_CONFIG/config.json`, else
 //! `~/.docker/config.json`): the `auths` map of registry -> `{"auth": base64("user:pass")}`.
-//! Other keys of the file are kept as they are when it is rewritten. Credential helpers
-//! (`credsStore`, `credHelpers`) are not used.
+//! Other keys of the file are kept as they are when it is rewritten.
+//!
+//! Credential helpers work as in the docker CLI: `credHelpers[host]` names the helper of one
+//! registry, else `credsStore` the helper of all; the helper is the program
+//! `docker-credential-<name>` on `$PATH`, run as `get` / `store` / `erase` with the server
+//! URL (or a `{"ServerURL","Username","Secret"}` JSON object) on stdin. With a helper the
+//! secret never enters the file: `auths` only lists the registry (an empty object), as
+//! docker does.
 
 use crate::error::{Error, Result};
 use base64::Engine;
@@ -158,13 +164,136 @@ fn write_config(dir: &Path, m: &Map<String, Value>) -> Result<()> {
     res
 }
 
-/// Reads the credentials stored for `registry` (a domain such as `docker.io` or
-/// `localhost:5000`) in the config under `dir` (see [`docker_config_dir`]). `None` when
-/// there are none.
-pub fn load_credentials(dir: Option<&Path>, registry: &str) -> Result<Option<Credentials>> {
+/// Where `config.json` keeps the credentials of a registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialStore {
+    /// In the file itself (`auths[registry].auth`).
+    File,
+    /// In the credential helper `docker-credential-<name>`.
+    Helper(String),
+}
+
+/// The store of `registry`'s credentials in the config object `cfg`: its `credHelpers`
+/// entry (keyed by host, as docker's `ConvertToHostname` makes it: Docker Hub is
+/// `index.docker.io`), else `credsStore`, else the file.
+fn store_in(cfg: &Map<String, Value>, registry: &str) -> CredentialStore {
+    let want = auth_key(registry);
+    let host = key_host(&want);
+    let named = |v: &Value| v.as_str().filter(|n| !n.is_empty()).map(str::to_string);
+    if let Some(Value::Object(h)) = cfg.get("credHelpers") {
+        if let Some(n) = h
+            .iter()
+            .find(|(k, _)| key_host(k) == host)
+            .and_then(|(_, v)| named(v))
+        {
+            return CredentialStore::Helper(n);
+        }
+    }
+    match cfg.get("credsStore").and_then(named) {
+        Some(n) => CredentialStore::Helper(n),
+        None => CredentialStore::File,
+    }
+}
+
+/// Where the credentials of `registry` are kept according to the config under `dir`.
+pub fn credential_store(dir: Option<&Path>, registry: &str) -> Result<CredentialStore> {
     let dir = docker_config_dir(dir)?;
+    Ok(store_in(&read_config(&dir.join("config.json"))?, registry))
+}
+
+/// What the helpers print when they have nothing for a server (docker-credential-helpers'
+/// `ErrCredentialsNotFound`).
+const HELPER_NOT_FOUND: &str = "credentials not found in native keychain";
+
+/// Runs `docker-credential-<helper> <action>` with `input` on stdin. Returns whether it
+/// succeeded and what it printed (stdout, else stderr, trimmed).
+fn run_helper(helper: &str, action: &'static str, input: &[u8]) -> Result<(bool, String)> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let err = |reason: String| Error::CredentialHelper {
+        helper: helper.to_string(),
+        action,
+        reason,
+    };
+    // The name comes from a file: it must not turn the program into a path.
+    if !helper
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        || helper.starts_with('.')
+    {
+        return Err(err(format!("invalid helper name {helper:?}")));
+    }
+    let prog = format!("docker-credential-{helper}");
+    let mut child = Command::new(&prog)
+        .arg(action)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| err(format!("cannot run {prog}: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A helper that exits without reading closes the pipe: its exit status tells.
+        match stdin.write_all(input) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(err(format!("writing to it: {e}")));
+            }
+            _ => {}
+        }
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| err(format!("waiting for it: {e}")))?;
+    let mut msg = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if msg.is_empty() {
+        msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    }
+    Ok((out.status.success(), msg))
+}
+
+/// `get` from a helper: `None` when it has nothing for `server`, or only an identity
+/// token (user `<token>`, an OAuth refresh token barge cannot use).
+fn helper_get(helper: &str, server: &str) -> Result<Option<Credentials>> {
+    let (ok, out) = run_helper(helper, "get", server.as_bytes())?;
+    let err = |reason: String| Error::CredentialHelper {
+        helper: helper.to_string(),
+        action: "get",
+        reason,
+    };
+    if !ok {
+        if out.contains(HELPER_NOT_FOUND) {
+            return Ok(None);
+        }
+        return Err(err(if out.is_empty() { "failed".into() } else { out }));
+    }
+    let j: Value = serde_json::from_str(&out)
+        .map_err(|e| err(format!("answer is not JSON ({e}): {out:?}")))?;
+    let field = |k: &str| j.get(k).and_then(Value::as_str).unwrap_or_default();
+    let (user, secret) = (field("Username"), field("Secret"));
+    if user.is_empty() || user == "<token>" {
+        return Ok(None);
+    }
+    Ok(Some(Credentials {
+        username: user.to_string(),
+        password: secret.to_string(),
+    }))
+}
+
+/// Reads the credentials stored for `registry` (a domain such as `docker.io` or
+/// `localhost:5000`) in the config under `dir` (see [`docker_config_dir`]), or in its
+/// credential helper. `None` when there are none.
+pub fn load_credentials(dir: Option<&Path>, registry: &str) -> Result<Option<Credentials>> {
+    let dir = match docker_config_dir(dir) {
+        Ok(d) => d,
+        // No config dir at all (no $HOME): no credentials, an anonymous pull.
+        Err(_) => return Ok(None),
+    };
     let path = dir.join("config.json");
     let cfg = read_config(&path)?;
+    if let CredentialStore::Helper(h) = store_in(&cfg, registry) {
+        return helper_get(&h, &auth_key(registry));
+    }
     let Some(Value::Object(auths)) = cfg.get("auths") else {
         return Ok(None);
     };
@@ -211,30 +340,71 @@ pub fn load_credentials(dir: Option<&Path>, registry: &str) -> Result<Option<Cre
 }
 
 /// Stores credentials for `registry` in the config under `dir` (file mode 0600, written
-/// atomically, other keys kept).
-pub fn store_credentials(dir: Option<&Path>, registry: &str, creds: &Credentials) -> Result<()> {
+/// atomically, other keys kept), or in its credential helper (the file then lists the
+/// registry without a secret). Returns where they went.
+pub fn store_credentials(
+    dir: Option<&Path>,
+    registry: &str,
+    creds: &Credentials,
+) -> Result<CredentialStore> {
     let dir = docker_config_dir(dir)?;
     let mut cfg = read_config(&dir.join("config.json"))?;
+    let store = store_in(&cfg, registry);
+    let key = auth_key(registry);
+    let entry = match &store {
+        CredentialStore::Helper(h) => {
+            let input = serde_json::json!({
+                "ServerURL": key,
+                "Username": creds.username,
+                "Secret": creds.password,
+            });
+            let (ok, out) = run_helper(h, "store", input.to_string().as_bytes())?;
+            if !ok {
+                return Err(Error::CredentialHelper {
+                    helper: h.clone(),
+                    action: "store",
+                    reason: if out.is_empty() { "failed".into() } else { out },
+                });
+            }
+            serde_json::json!({})
+        }
+        CredentialStore::File => {
+            let auth = base64::engine::general_purpose::STANDARD
+                .encode(format!("{}:{}", creds.username, creds.password));
+            serde_json::json!({ "auth": auth })
+        }
+    };
     let auths = cfg
         .entry("auths")
         .or_insert_with(|| Value::Object(Map::new()));
     if !auths.is_object() {
         *auths = Value::Object(Map::new());
     }
-    let auth = base64::engine::general_purpose::STANDARD
-        .encode(format!("{}:{}", creds.username, creds.password));
     if let Value::Object(a) = auths {
-        a.insert(auth_key(registry), serde_json::json!({ "auth": auth }));
+        a.insert(key, entry);
     }
-    write_config(&dir, &cfg)
+    write_config(&dir, &cfg)?;
+    Ok(store)
 }
 
-/// Removes the credentials of `registry` from the config under `dir`; returns whether
-/// there were any.
+/// Removes the credentials of `registry` from the config under `dir` and from its
+/// credential helper; returns whether there were any.
 pub fn remove_credentials(dir: Option<&Path>, registry: &str) -> Result<bool> {
     let dir = docker_config_dir(dir)?;
     let mut cfg = read_config(&dir.join("config.json"))?;
     let want = auth_key(registry);
+    let mut erased = false;
+    if let CredentialStore::Helper(h) = store_in(&cfg, registry) {
+        let (ok, out) = run_helper(&h, "erase", want.as_bytes())?;
+        if !ok && !out.contains(HELPER_NOT_FOUND) {
+            return Err(Error::CredentialHelper {
+                helper: h,
+                action: "erase",
+                reason: if out.is_empty() { "failed".into() } else { out },
+            });
+        }
+        erased = ok;
+    }
     let host = key_host(&want).to_string();
     let removed = match cfg.get_mut("auths") {
         Some(Value::Object(a)) => {
@@ -253,7 +423,7 @@ pub fn remove_credentials(dir: Option<&Path>, registry: &str) -> Result<bool> {
     if removed {
         write_config(&dir, &cfg)?;
     }
-    Ok(removed)
+    Ok(removed || erased)
 }
 
 #[cfg(test)]

@@ -180,6 +180,17 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A credential helper (`docker-credential-<name>`, named by `credsStore` or
+    /// `credHelpers` in `config.json`) could not be run or failed.
+    #[error("credential helper docker-credential-{helper} {action}: {reason}")]
+    CredentialHelper {
+        /// The helper's name (`pass`, `secretservice`, ...).
+        helper: String,
+        /// What was asked of it: `get`, `store` or `erase`.
+        action: &'static str,
+        /// Why it failed (its own message when it gave one).
+        reason: String,
+    },
     /// A record file of the store could not be parsed.
     #[error("record {path}: {source}")]
     Record {

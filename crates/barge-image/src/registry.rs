@@ -3,20 +3,25 @@
 //! provider; no OpenSSL).
 //!
 //! * [`pull`]: fetches the manifest (an index / manifest list is resolved to the host's
-//!   platform, or [`RegistryOptions::platform`]), then the config and the layers in
-//!   parallel (at most [`RegistryOptions::max_concurrent`] at a time). Every blob streams
-//!   into [`Store::ingest`] with its expected digest and size, so a truncated or tampered
-//!   blob never becomes visible; blobs already in the store are not downloaded. Then
-//!   [`Store::commit_image`] unpacks each layer once by diff id, and the reference is
-//!   tagged. On failure, what the pull brought in is garbage-collected: nothing is kept.
+//!   platform, or [`RegistryOptions::platform`]), then the config (its diff ids), then the
+//!   layers in parallel (at most [`RegistryOptions::max_concurrent`] at a time). Each
+//!   layer streams once through the store: its blob is written and hashed, and in the same
+//!   pass decompressed, hashed (diff id) and unpacked into a temp directory; the blob is
+//!   committed only if its digest and size match, the layer renamed into place only if its
+//!   diff id matches. Blobs already in the store are not downloaded. Then the image is
+//!   committed and tagged. On failure, what the pull brought in is garbage-collected:
+//!   nothing is kept.
+//! * [`list_tags`] and [`pull_all_tags`] (`docker pull --all-tags`): `tags/list`, page by
+//!   page, then a pull of each tag.
 //! * [`push`]: for each blob, `HEAD` first (present: "Layer already exists"), then a
 //!   cross-repository mount from another repository of the same registry that has the
 //!   image, then an upload; then the stored manifest bytes are `PUT` with their media
 //!   type, so the digest is the one the store has.
 //! * Auth: explicit [`RegistryOptions::credentials`], else those of Docker's
-//!   `config.json` (see [`crate::auth`]), else anonymous; bearer tokens (anonymous or with
-//!   credentials, as Docker Hub does it) and HTTP basic auth both work. [`login`] checks
-//!   the credentials against the registry before storing them.
+//!   `config.json` or of its credential helper (see [`crate::auth`]), else anonymous;
+//!   bearer tokens (anonymous or with credentials, as Docker Hub does it) and HTTP basic
+//!   auth both work. [`login`] checks the credentials against the registry before storing
+//!   them.
 //! * Plain HTTP only for loopback registries (`localhost`, `127.*`, `::1`) and for those in
 //!   [`RegistryOptions::insecure_registries`].
 //!
@@ -82,6 +87,8 @@ impl Default for RegistryOptions {
 /// What a pull did.
 #[derive(Debug, Clone)]
 pub struct PullReport {
+    /// What was pulled (as asked: a tag or a digest).
+    pub reference: Reference,
     /// The image (its record in the store; `id` is the config digest).
     pub image: ImageRecord,
     /// The digest of what the reference resolved to in the registry (the index when the
@@ -191,6 +198,30 @@ fn client_for(registry: &str, opts: &RegistryOptions) -> Result<Client> {
     Client::try_from(cfg).map_err(|e| Error::Registry {
         registry: registry.to_string(),
         reason: format!("cannot make an HTTP client: {e}"),
+    })
+}
+
+/// `http` for the registries reached over plain HTTP (see [`is_insecure`]), else `https`.
+fn scheme_of(registry: &str, opts: &RegistryOptions) -> &'static str {
+    if is_insecure(registry, &opts.insecure_registries) {
+        "http"
+    } else {
+        "https"
+    }
+}
+
+/// A reqwest client for requests made without oci-client (login checks, manifests).
+fn http_client(registry: &str) -> Result<reqwest::Client> {
+    install_crypto_provider();
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(30))
+        .timeout(Duration::from_secs(60));
+    if is_insecure(registry, &[]) {
+        builder = builder.no_proxy(); // loopback: never through a proxy
+    }
+    builder.build().map_err(|e| Error::Registry {
+        registry: registry.to_string(),
+        reason: format!("cannot make an HTTP client: {}", chain(&e)),
     })
 }
 
@@ -332,25 +363,141 @@ fn transient(e: &OciDistributionError) -> bool {
     }
 }
 
+/// An error that may go away when the request is made again.
+trait Transient {
+    fn is_transient(&self) -> bool;
+}
+
+impl Transient for OciDistributionError {
+    fn is_transient(&self) -> bool {
+        transient(self)
+    }
+}
+
 /// How many times a request failing with a [`transient`] error is tried.
 const ATTEMPTS: u32 = 3;
 
 /// Runs `f` again (after 0.5 s, then 1 s) while it fails with a transient error.
-async fn retry<T, F, Fut>(mut f: F) -> std::result::Result<T, OciDistributionError>
+async fn retry<T, E, F, Fut>(mut f: F) -> std::result::Result<T, E>
 where
+    E: Transient,
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = std::result::Result<T, OciDistributionError>>,
+    Fut: std::future::Future<Output = std::result::Result<T, E>>,
 {
     let mut attempt = 1;
     loop {
         match f().await {
-            Err(e) if attempt < ATTEMPTS && transient(&e) => {
+            Err(e) if attempt < ATTEMPTS && e.is_transient() => {
                 tokio::time::sleep(Duration::from_millis(500 << (attempt - 1))).await;
                 attempt += 1;
             }
             r => return r,
         }
     }
+}
+
+/// A failed manifest request: the registry's answer, or a document over the size limit.
+enum GetError {
+    Oci(OciDistributionError),
+    TooLarge(u64),
+}
+
+impl Transient for GetError {
+    fn is_transient(&self) -> bool {
+        matches!(self, GetError::Oci(e) if transient(e))
+    }
+}
+
+/// The error for a registry's non-success answer, as oci-client makes it (so [`map_err`]
+/// and [`transient`] judge it the same way): its error envelope when it sent one.
+fn status_error(status: reqwest::StatusCode, body: &[u8], url: &str) -> OciDistributionError {
+    if status == reqwest::StatusCode::UNAUTHORIZED {
+        return OciDistributionError::UnauthorizedError {
+            url: url.to_string(),
+        };
+    }
+    match serde_json::from_slice::<oci_client::errors::OciEnvelope>(body) {
+        Ok(envelope) if status.is_client_error() => OciDistributionError::RegistryError {
+            envelope,
+            url: url.to_string(),
+        },
+        _ => OciDistributionError::ServerError {
+            code: status.as_u16(),
+            url: url.to_string(),
+            message: String::from_utf8_lossy(body).into_owned(),
+        },
+    }
+}
+
+/// Reads a response body, stopping with [`GetError::TooLarge`] past `limit` bytes.
+async fn read_bounded(
+    res: &mut reqwest::Response,
+    limit: u64,
+) -> std::result::Result<Vec<u8>, GetError> {
+    if let Some(n) = res.content_length().filter(|n| *n > limit) {
+        return Err(GetError::TooLarge(n));
+    }
+    let mut buf = Vec::new();
+    while let Some(chunk) = res
+        .chunk()
+        .await
+        .map_err(|e| GetError::Oci(OciDistributionError::RequestError(e)))?
+    {
+        let n = (buf.len() + chunk.len()) as u64;
+        if n > limit {
+            return Err(GetError::TooLarge(n));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf)
+}
+
+/// `GET /v2/<name>/manifests/<tag or digest>` with the pull's token (or basic auth):
+/// the body and the `Docker-Content-Digest` the registry announced for it. Not
+/// through oci-client, whose `pull_manifest_raw` buffers the whole body however large a
+/// registry makes it: this one stops at [`MAX_DOCUMENT_SIZE`].
+async fn get_manifest(
+    cx: &Ctx<'_>,
+    token: Option<&str>,
+    r: &oci_client::Reference,
+) -> std::result::Result<(Bytes, Option<String>), GetError> {
+    let which = r.digest().or(r.tag()).unwrap_or("latest");
+    let url = format!(
+        "{}://{}/v2/{}/manifests/{which}",
+        cx.scheme,
+        api_host(&cx.registry),
+        r.repository()
+    );
+    let mut req = cx.http.get(&url).header(
+        reqwest::header::ACCEPT,
+        manifest::MANIFEST_ACCEPT.join(", "),
+    );
+    req = match (token, &cx.auth) {
+        (Some(t), _) => req.bearer_auth(t),
+        (None, RegistryAuth::Basic(u, p)) => req.basic_auth(u, Some(p)),
+        _ => req,
+    };
+    let mut res = req
+        .send()
+        .await
+        .map_err(|e| GetError::Oci(OciDistributionError::RequestError(e)))?;
+    let status = res.status();
+    if !status.is_success() {
+        // An error body is only shown: a little of it is enough.
+        let body = match read_bounded(&mut res, 64 << 10).await {
+            Ok(b) => b,
+            Err(GetError::TooLarge(_)) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        return Err(GetError::Oci(status_error(status, &body, &url)));
+    }
+    let announced = res
+        .headers()
+        .get("Docker-Content-Digest")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = read_bounded(&mut res, MAX_DOCUMENT_SIZE).await?;
+    Ok((Bytes::from(body), announced))
 }
 
 /// Reads what the download task sends, for [`Store::ingest`] on the blocking pool.
@@ -376,14 +523,14 @@ impl Read for ChanReader {
 }
 
 /// Copies what is read from `r` to `w`, refusing more than `limit` bytes.
-struct Tee<'a, R, W> {
+struct Tee<R, W> {
     r: R,
-    w: &'a mut W,
+    w: W,
     n: u64,
     limit: u64,
 }
 
-impl<R: Read, W: io::Write> Read for Tee<'_, R, W> {
+impl<R: Read, W: io::Write> Read for Tee<R, W> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let k = self.r.read(buf)?;
         self.n += k as u64;
@@ -399,9 +546,10 @@ impl<R: Read, W: io::Write> Read for Tee<'_, R, W> {
 }
 
 /// Stores the layer blob `d` (`size` bytes) read from `r` and, in the same pass, unpacks it
-/// as the layer `diff_id`. The blob is verified first: when it does not match, that is the
-/// error (even if unpacking failed on the damaged bytes), and nothing of it is kept (an
-/// unpacked layer is freed by the failed pull's gc).
+/// as the layer `diff_id` into a temp directory. The blob is committed only if its digest
+/// and size match; the layer is renamed into place only after that, and only if its diff
+/// id matches. When the blob does not match, that is the error (even if unpacking failed on
+/// the damaged bytes), and nothing of it is kept.
 fn ingest_and_unpack(
     st: &Store,
     r: impl Read + Send,
@@ -416,33 +564,32 @@ fn ingest_and_unpack(
         })?;
         return st.unpack_layer_blob(d, diff_id);
     }
-    let mut bw = st.blob_writer()?;
-    let mut tee = Tee {
+    let tee = Tee {
         r,
-        w: &mut bw,
+        w: st.blob_writer()?,
         n: 0,
         limit: size,
     };
-    let unpacked = st.unpack_layer(&mut tee, Some(diff_id), &format!("blob {d}"));
-    // The rest of the stream (what the unpacker did not need: tar padding, a gzip trailer).
-    let drained = io::copy(&mut tee, &mut io::sink());
     let lease = st.lease();
-    let committed = match drained {
-        Ok(_) => bw.commit(&lease, Some((d, size))).map(|_| ()),
-        Err(e) => Err(Error::Read {
-            what: format!("blob {d}"),
+    let what = format!("blob {d}");
+    st.unpack_layer_then(tee, Some(diff_id), &what, |mut tee| {
+        // The rest of the stream (what the unpacker did not need: tar padding, a gzip
+        // trailer), then the blob's digest and size.
+        io::copy(&mut tee, &mut io::sink()).map_err(|e| Error::Read {
+            what: what.clone(),
             source: e,
-        }),
-    };
-    match (committed, unpacked) {
-        (Err(e), _) => Err(e),
-        (Ok(()), Err(e)) => Err(e),
-        (Ok(()), Ok(_)) => Ok(()),
-    }
+        })?;
+        tee.w.commit(&lease, Some((d, size))).map(|_| ())
+    })?;
+    Ok(())
 }
 
 struct Ctx<'a> {
     client: Client,
+    /// For what oci-client cannot bound (manifests): plain reqwest.
+    http: reqwest::Client,
+    /// `http` or `https`, as for `client`.
+    scheme: &'static str,
     oref: oci_client::Reference,
     auth: RegistryAuth,
     registry: String,
@@ -461,34 +608,37 @@ struct Want {
     diff_id: Option<Digest>,
 }
 
-/// Fetches a manifest document, checks its size and (when known) its digest.
+/// Fetches a manifest document (at most [`MAX_DOCUMENT_SIZE`] bytes), checks its size and
+/// (when known) its digest. `token`: the pull's bearer token, if the registry gave one.
 async fn fetch_document(
     cx: &Ctx<'_>,
+    token: Option<&str>,
     r: &oci_client::Reference,
     expected: Option<(&Digest, Option<u64>)>,
 ) -> Result<(Bytes, Digest)> {
-    let (bytes, _) = retry(|| {
-        cx.client
-            .pull_manifest_raw(r, &cx.auth, manifest::MANIFEST_ACCEPT)
-    })
-    .await
-    .map_err(|e| match map_err(e, &cx.registry, &cx.what) {
-        Error::DigestMismatch {
-            expected, actual, ..
-        } => Error::DigestMismatch {
-            what: format!("manifest of {}", cx.what),
-            expected,
-            actual,
-        },
-        other => other,
-    })?;
-    if bytes.len() as u64 > MAX_DOCUMENT_SIZE {
-        return Err(Error::Manifest {
-            what: format!("manifest of {}", cx.what),
-            reason: format!("{} bytes is too large", bytes.len()),
-        });
-    }
+    let (bytes, announced) = retry(|| get_manifest(cx, token, r))
+        .await
+        .map_err(|e| match e {
+            GetError::TooLarge(n) => Error::Manifest {
+                what: format!("manifest of {}", cx.what),
+                reason: format!(
+                    "{n} bytes or more is too large (the limit is {MAX_DOCUMENT_SIZE})"
+                ),
+            },
+            GetError::Oci(e) => map_err(e, &cx.registry, &cx.what),
+        })?;
     let d = Digest::of(&bytes);
+    // Pulled by tag: the digest the registry announced is the one to match.
+    let announced = announced.and_then(|a| Digest::parse(&a).ok());
+    if let (None, Some(a)) = (expected, &announced) {
+        if a.algorithm() == d.algorithm() && a != &d {
+            return Err(Error::DigestMismatch {
+                what: format!("manifest of {}", cx.what),
+                expected: a.clone(),
+                actual: d,
+            });
+        }
+    }
     if let Some((want, size)) = expected {
         if let Some(s) = size {
             if s != bytes.len() as u64 {
@@ -614,6 +764,8 @@ pub async fn pull(
     let registry = reference.domain().to_string();
     let cx = Ctx {
         client: client_for(&registry, opts)?,
+        http: http_client(&registry)?,
+        scheme: scheme_of(&registry, opts),
         oref: oci_ref(reference),
         auth: registry_auth(&registry, opts)?,
         what: reference.familiar(),
@@ -639,10 +791,12 @@ async fn pull_inner(
     reference: &Reference,
     opts: &RegistryOptions,
 ) -> Result<PullReport> {
-    cx.client
+    let token = cx
+        .client
         .auth(&cx.oref, &cx.auth, RegistryOperation::Pull)
         .await
         .map_err(|e| map_err(e, &cx.registry, &cx.what))?;
+    let token = token.as_deref();
     (cx.progress)(Progress::PullingFrom {
         repository: reference.path().to_string(),
         id: match (reference.tag(), reference.digest()) {
@@ -652,7 +806,7 @@ async fn pull_inner(
         },
     });
     let (top, top_digest) =
-        fetch_document(cx, &cx.oref, reference.digest().map(|d| (d, None))).await?;
+        fetch_document(cx, token, &cx.oref, reference.digest().map(|d| (d, None))).await?;
     let what = format!("manifest of {}", cx.what);
     let parsed = manifest::parse_manifest(&top, None, &what)?;
     put_document(cx, lease, top, &top_digest).await?;
@@ -663,7 +817,8 @@ async fn pull_inner(
             let desc = manifest::select_platform(&index, &platform, &what)?;
             let d = manifest::descriptor_digest(desc, &what)?;
             let child = oci_ref(&reference.with_digest(d.clone()));
-            let (bytes, _) = fetch_document(cx, &child, Some((&d, Some(desc.size())))).await?;
+            let (bytes, _) =
+                fetch_document(cx, token, &child, Some((&d, Some(desc.size())))).await?;
             let cwhat = format!("manifest {d} of {}", cx.what);
             let m =
                 match manifest::parse_manifest(&bytes, Some(desc.media_type().as_ref()), &cwhat)? {
@@ -784,10 +939,87 @@ async fn pull_inner(
         },
     });
     Ok(PullReport {
+        reference: reference.clone(),
         image,
         digest: top_digest,
         updated,
     })
+}
+
+/// Tags asked for per page of `tags/list`.
+const TAGS_PAGE: usize = 1000;
+
+/// At most this many pages of tags are read (a registry that keeps answering full pages
+/// would otherwise keep the listing going for ever).
+const TAGS_MAX_PAGES: usize = 100;
+
+/// Lists the tags of `repository`'s repository (its tag or digest, if any, is ignored):
+/// `GET /v2/<name>/tags/list`, page by page (`n` and `last`), sorted and without duplicates.
+pub async fn list_tags(repository: &Reference, opts: &RegistryOptions) -> Result<Vec<String>> {
+    let registry = repository.domain().to_string();
+    let client = client_for(&registry, opts)?;
+    let auth = registry_auth(&registry, opts)?;
+    let what = repository.familiar_name();
+    let oref = oci_client::Reference::with_tag(
+        registry.clone(),
+        repository.path().to_string(),
+        "latest".into(),
+    );
+    client
+        .auth(&oref, &auth, RegistryOperation::Pull)
+        .await
+        .map_err(|e| map_err(e, &registry, &what))?;
+    let mut tags = BTreeSet::new();
+    let mut last: Option<String> = None;
+    for _ in 0..TAGS_MAX_PAGES {
+        let page = retry(|| client.list_tags(&oref, &auth, Some(TAGS_PAGE), last.as_deref()))
+            .await
+            .map_err(|e| map_err(e, &registry, &what))?;
+        let n = page.tags.len();
+        let before = tags.len();
+        let next = page.tags.last().cloned();
+        tags.extend(page.tags);
+        // A short page is the last; so is one that brought nothing new (a registry that
+        // ignores `last`).
+        if n < TAGS_PAGE || tags.len() == before {
+            break;
+        }
+        last = next;
+    }
+    Ok(tags.into_iter().collect())
+}
+
+/// Pulls every tag of `repository` (a name without tag or digest), as `docker pull
+/// --all-tags` does: the tags are listed, then pulled one after the other; the first
+/// failure ends it (the tags pulled before it stay). Returns one report per tag.
+pub async fn pull_all_tags(
+    store: Arc<Store>,
+    repository: &Reference,
+    opts: &RegistryOptions,
+    progress: &ProgressFn,
+) -> Result<Vec<PullReport>> {
+    if repository.tag().is_some() || repository.digest().is_some() {
+        return Err(Error::Registry {
+            registry: repository.domain().to_string(),
+            reason: format!(
+                "{}: a tag or digest can't be used with --all-tags",
+                repository.familiar()
+            ),
+        });
+    }
+    let tags = list_tags(repository, opts).await?;
+    if tags.is_empty() {
+        return Err(Error::RemoteNotFound {
+            reference: repository.familiar_name(),
+            reason: "the repository has no tags".into(),
+        });
+    }
+    let mut reports = Vec::with_capacity(tags.len());
+    for t in &tags {
+        let r = repository.with_tag(t)?;
+        reports.push(pull(store.clone(), &r, opts, progress).await?);
+    }
+    Ok(reports)
 }
 
 /// How one blob got to the registry.
@@ -894,6 +1126,8 @@ pub async fn push(
     };
     let cx = Ctx {
         client: client_for(&registry, opts)?,
+        http: http_client(&registry)?,
+        scheme: scheme_of(&registry, opts),
         oref: oci_ref(&reference.with_tag(&tag)?),
         auth: registry_auth(&registry, opts)?,
         what: reference.familiar(),
@@ -1044,7 +1278,9 @@ pub async fn login(registry: &str, creds: &Credentials, opts: &RegistryOptions) 
     verify_credentials(&registry, creds, opts).await?;
     let dir = opts.docker_config_dir.clone();
     let c = creds.clone();
-    blocking(move || auth::store_credentials(dir.as_deref(), &registry, &c)).await
+    blocking(move || auth::store_credentials(dir.as_deref(), &registry, &c))
+        .await
+        .map(|_| ())
 }
 
 /// Checks `creds` against `registry` as [`login`] does, without storing them (the daemon's
@@ -1099,25 +1335,12 @@ async fn verify_credentials(
     creds: &Credentials,
     opts: &RegistryOptions,
 ) -> Result<()> {
-    install_crypto_provider();
     let rerr = |reason: String| Error::Registry {
         registry: registry.to_string(),
         reason,
     };
-    let mut builder = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(30))
-        .timeout(Duration::from_secs(60));
-    if is_insecure(registry, &[]) {
-        builder = builder.no_proxy(); // loopback: never through a proxy
-    }
-    let http = builder
-        .build()
-        .map_err(|e| rerr(format!("cannot make an HTTP client: {}", chain(&e))))?;
-    let scheme = if is_insecure(registry, &opts.insecure_registries) {
-        "http"
-    } else {
-        "https"
-    };
+    let http = http_client(registry)?;
+    let scheme = scheme_of(registry, opts);
     let url = format!("{scheme}://{}/v2/", api_host(registry));
     let send = |req: reqwest::RequestBuilder| async {
         req.send()
@@ -1231,6 +1454,28 @@ mod tests {
         assert!(matches!(e, Error::SizeMismatch { .. }), "{e:?}");
         assert!(!st.has_blob(&d));
         assert!(st.list_blobs().expect("blobs").is_empty());
+    }
+
+    #[test]
+    fn a_layer_appears_only_after_its_blob_digest_matched() {
+        let td = tempfile::tempdir().expect("tempdir");
+        let st = Store::open(td.path().join("s")).expect("store");
+        let tar = layer_tar();
+        let diff_id = Digest::of(&tar);
+        // The right content (its diff id matches) under a blob digest it does not have.
+        let wrong = Digest::of(b"another blob");
+        let e = ingest_and_unpack(&st, &tar[..], &wrong, tar.len() as u64, &diff_id)
+            .expect_err("wrong blob digest");
+        assert!(matches!(e, Error::DigestMismatch { .. }), "{e:?}");
+        assert!(
+            !st.has_layer(&diff_id),
+            "layer published before its blob was verified"
+        );
+        assert!(!st.has_blob(&wrong));
+        let layers = std::fs::read_dir(td.path().join("s/layers"))
+            .expect("layers dir")
+            .count();
+        assert_eq!(layers, 0, "temp layer directory left behind");
     }
 
     #[test]

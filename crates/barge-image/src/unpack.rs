@@ -864,8 +864,25 @@ impl crate::Store {
         expected_diff_id: Option<&Digest>,
         layer: &str,
     ) -> Result<Digest> {
+        self.unpack_layer_then(r, expected_diff_id, layer, |_| Ok(()))
+    }
+
+    /// As [`Store::unpack_layer`], with `finish(r)` run on the rest of the stream once
+    /// the unpacker is done with it (also when it failed), before the layer becomes
+    /// visible: the layer is published only if both succeed. A pull uses it to check the
+    /// compressed blob's digest first, so a layer appears only after both of its digests
+    /// matched. `finish`'s error comes first: a damaged blob is the cause the unpacker
+    /// only sees the effects of.
+    pub(crate) fn unpack_layer_then<R: Read + Send>(
+        &self,
+        mut r: R,
+        expected_diff_id: Option<&Digest>,
+        layer: &str,
+        finish: impl FnOnce(R) -> Result<()>,
+    ) -> Result<Digest> {
         if let Some(d) = expected_diff_id {
             if self.has_layer(d) {
+                finish(r)?;
                 return Ok(d.clone());
             }
         }
@@ -874,20 +891,30 @@ impl crate::Store {
             .join("layers")
             .join(crate::store::tmp_name("layer"));
         std::fs::create_dir(&tmp).map_err(|e| Error::io("create directory", &tmp, e))?;
-        let res = self.unpack_into(r, &tmp, expected_diff_id, layer);
+        let res = (|| {
+            let unpacked = self.unpack_checked(&mut r, &tmp, expected_diff_id, layer);
+            let finished = finish(r);
+            let stats = match (finished, unpacked) {
+                (Err(e), _) | (Ok(()), Err(e)) => return Err(e),
+                (Ok(()), Ok(stats)) => stats,
+            };
+            self.publish_layer(&tmp, &stats.diff_id, stats.uncompressed_size)?;
+            Ok(stats.diff_id)
+        })();
         if res.is_err() {
             let _ = crate::store::remove_any(&tmp);
         }
         res
     }
 
-    fn unpack_into(
+    /// Unpacks `r` into `tmp` and checks its diff id against `expected`.
+    fn unpack_checked(
         &self,
         r: impl Read + Send,
         tmp: &Path,
         expected: Option<&Digest>,
         layer: &str,
-    ) -> Result<Digest> {
+    ) -> Result<UnpackStats> {
         let stats = unpack(r, tmp, layer, &UnpackOptions::default())?;
         if let Some(d) = expected {
             if &stats.diff_id != d {
@@ -898,8 +925,7 @@ impl crate::Store {
                 });
             }
         }
-        self.publish_layer(tmp, &stats.diff_id, stats.uncompressed_size)?;
-        Ok(stats.diff_id)
+        Ok(stats)
     }
 
     /// Makes the directory `tmp` (on the store's filesystem, holding exactly what the

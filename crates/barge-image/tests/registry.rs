@@ -297,6 +297,91 @@ fn push_then_pull_into_another_store_gives_the_same_image() {
 }
 
 #[test]
+fn all_tags_lists_the_repository_and_pulls_each_tag() {
+    let reg = Registry::start(None);
+    let td = tempfile::tempdir().expect("tempdir");
+    let v1 = reg.r("multi:v1");
+    let src = busybox_store(td.path(), &v1);
+    let rt = rt();
+    // Three tags of one image, and another repository that must not be pulled.
+    let other = reg.r("elsewhere:v9");
+    for t in ["v1", "v2", "latest"] {
+        let r = reg.r(&format!("multi:{t}"));
+        src.tag(&v1.to_string(), &r).expect("tag");
+        rt.block_on(registry::push(
+            src.clone(),
+            &r,
+            &opts(),
+            &registry::no_progress,
+        ))
+        .expect("push");
+    }
+    src.tag(&v1.to_string(), &other).expect("tag");
+    rt.block_on(registry::push(
+        src.clone(),
+        &other,
+        &opts(),
+        &registry::no_progress,
+    ))
+    .expect("push other");
+
+    let repo = Reference::parse_name_only(&format!("{}/multi", reg.host())).expect("repo");
+    assert_eq!(
+        rt.block_on(registry::list_tags(&repo, &opts()))
+            .expect("tags"),
+        vec!["latest", "v1", "v2"]
+    );
+    let dst = new_store(td.path(), "dst");
+    let reports = rt
+        .block_on(registry::pull_all_tags(
+            dst.clone(),
+            &repo,
+            &opts(),
+            &registry::no_progress,
+        ))
+        .expect("pull all tags");
+    let mut pulled: Vec<String> = reports.iter().map(|r| r.reference.to_string()).collect();
+    pulled.sort();
+    assert_eq!(
+        pulled,
+        ["latest", "v1", "v2"]
+            .iter()
+            .map(|t| format!("{}/multi:{t}", reg.host()))
+            .collect::<Vec<_>>()
+    );
+    let id = src.resolve(&v1.to_string()).expect("src").id;
+    for t in ["latest", "v1", "v2"] {
+        let r = reg.r(&format!("multi:{t}"));
+        assert_eq!(dst.resolve(&r.to_string()).expect("tagged").id, id);
+    }
+    assert!(dst.resolve(&other.to_string()).is_err());
+
+    // A tag with --all-tags is refused before anything is fetched.
+    let e = rt
+        .block_on(registry::pull_all_tags(
+            dst.clone(),
+            &v1,
+            &opts(),
+            &registry::no_progress,
+        ))
+        .expect_err("tag with all tags");
+    assert!(e.to_string().contains("--all-tags"), "{e}");
+    // An unknown repository: a clear not-found error, nothing kept.
+    let none = Reference::parse_name_only(&format!("{}/nothing-here", reg.host())).expect("r");
+    let empty = new_store(td.path(), "empty");
+    let e = rt
+        .block_on(registry::pull_all_tags(
+            empty.clone(),
+            &none,
+            &opts(),
+            &registry::no_progress,
+        ))
+        .expect_err("unknown repository");
+    assert!(matches!(e, Error::RemoteNotFound { .. }), "{e:?}");
+    assert!(empty.list_images().expect("list").is_empty());
+}
+
+#[test]
 fn repush_skips_existing_blobs_and_other_repo_mounts() {
     let reg = Registry::start(None);
     let td = tempfile::tempdir().expect("tempdir");

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -50,6 +50,8 @@ type Handler = dyn Fn(&str, &str, usize) -> Resp + Send + Sync;
 struct Fake {
     port: u16,
     log: Arc<Mutex<Vec<String>>>,
+    /// Body bytes the client accepted (written to its socket).
+    sent: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -61,24 +63,33 @@ impl Fake {
         listener.set_nonblocking(true).expect("nonblocking");
         let log = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (l2, s2) = (log.clone(), stop.clone());
+        let sent = Arc::new(AtomicU64::new(0));
+        let (l2, s2, n2) = (log.clone(), stop.clone(), sent.clone());
         let thread = std::thread::spawn(move || {
-            let mut counts: HashMap<String, usize> = HashMap::new();
-            while !s2.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((conn, _)) => {
-                        let _ = serve(conn, &*handler, &mut counts, &l2);
+            let counts: Mutex<HashMap<String, usize>> = Mutex::new(HashMap::new());
+            // Each connection on a thread of its own: clients may hold one open (a pool)
+            // while they make their next request on another.
+            std::thread::scope(|sc| {
+                while !s2.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((conn, _)) => {
+                            let (h, c, l, n) = (&*handler, &counts, &*l2, &*n2);
+                            sc.spawn(move || {
+                                let _ = serve(conn, h, c, l, n);
+                            });
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                        Err(_) => break,
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                    Err(_) => break,
                 }
-            }
+            });
         });
         Fake {
             port,
             log,
+            sent,
             stop,
             thread: Some(thread),
         }
@@ -113,8 +124,9 @@ impl Drop for Fake {
 fn serve(
     conn: TcpStream,
     handler: &Handler,
-    counts: &mut HashMap<String, usize>,
+    counts: &Mutex<HashMap<String, usize>>,
     log: &Mutex<Vec<String>>,
+    sent: &AtomicU64,
 ) -> std::io::Result<()> {
     conn.set_nonblocking(false)?;
     conn.set_read_timeout(Some(Duration::from_secs(5)))?;
@@ -148,9 +160,13 @@ fn serve(
         r.read_exact(&mut body)?;
         let key = format!("{method} {path}");
         log.lock().expect("log").push(key.clone());
-        let n = counts.entry(key).or_insert(0);
-        *n += 1;
-        let resp = handler(&method, &path, *n);
+        let nth = {
+            let mut c = counts.lock().expect("counts");
+            let n = c.entry(key).or_insert(0);
+            *n += 1;
+            *n
+        };
+        let resp = handler(&method, &path, nth);
         let mut head = format!(
             "HTTP/1.1 {} X\r\nContent-Length: {}\r\n",
             resp.status,
@@ -162,7 +178,11 @@ fn serve(
         head.push_str("\r\n");
         w.write_all(head.as_bytes())?;
         if method != "HEAD" {
-            w.write_all(&resp.body)?;
+            // In pieces, counted: a client that stops reading shows as bytes not sent.
+            for piece in resp.body.chunks(64 << 10) {
+                w.write_all(piece)?;
+                sent.fetch_add(piece.len() as u64, Ordering::Relaxed);
+            }
         }
         w.flush()?;
     }
@@ -440,6 +460,41 @@ fn malformed_manifest_and_unknown_media_type_from_a_registry_keep_nothing() {
         assert!(e.to_string().contains(want), "{e}");
         assert_store_empty(&store);
     }
+}
+
+#[test]
+fn an_endless_manifest_is_refused_without_reading_it_all() {
+    // 64 MiB of "manifest": the client must stop at the 16 MiB document limit instead of
+    // buffering whatever the registry sends (socket buffers take a few MiB more).
+    let huge = Arc::new(vec![b' '; 64 << 20]);
+    let h2 = huge.clone();
+    let fake = Fake::start(Box::new(move |_, p, _| {
+        if p == "/v2/" {
+            return Resp::ok("application/json", b"{}", "");
+        }
+        Resp {
+            status: 200,
+            headers: vec![(
+                "Content-Type".into(),
+                "application/vnd.oci.image.manifest.v1+json".into(),
+            )],
+            body: h2.to_vec(),
+        }
+    }));
+    let td = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Store::open(td.path().join("s")).expect("store"));
+    let e = pull(&store, &fake.r("t/img:v1")).expect_err("endless manifest");
+    assert!(matches!(e, Error::Manifest { .. }), "{e:?}");
+    assert!(e.to_string().contains("too large"), "{e}");
+    // The announced length alone is enough to refuse it: nothing near 64 MiB was read.
+    let sent = fake.sent.load(Ordering::Relaxed);
+    assert!(sent < 48 << 20, "client read {sent} bytes of the manifest");
+    assert_eq!(
+        fake.count("GET", "/v2/t/img/manifests/v1"),
+        1,
+        "not retried"
+    );
+    assert_store_empty(&store);
 }
 
 #[test]

@@ -98,26 +98,37 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// `barge` (the CLI) aimed at `d`, with the same client config dir as the docker CLI.
-fn barge(d: &Daemon, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    use std::io::Write;
+/// A `barge` (the CLI) command aimed at `d`, with the same client config dir as the
+/// docker CLI.
+fn barge_cmd(d: &Daemon, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_barge"));
     c.env("BARGE_HOST", format!("unix://{}", d.sock.display()))
         .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut ch = c.spawn().expect("barge");
+        .args(args);
+    c
+}
+
+/// `barge` (the CLI) aimed at `d`, with the same client config dir as the docker CLI.
+fn barge(d: &Daemon, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    output_of(barge_cmd(d, args), stdin)
+}
+
+/// Runs `c` with `stdin` (or none); returns its output.
+fn output_of(mut c: Command, stdin: Option<&[u8]>) -> Output {
+    use std::io::Write;
+    c.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut ch = c.spawn().expect("spawn");
     if let Some(data) = stdin {
         let mut w = ch.stdin.take().expect("stdin");
         w.write_all(data).expect("write");
     }
-    ch.wait_with_output().expect("barge output")
+    ch.wait_with_output().expect("output")
 }
 
 fn barge_ok(d: &Daemon, args: &[&str]) -> String {
@@ -303,6 +314,159 @@ fn login_with_htpasswd_then_push_and_pull() {
         Some(b"nope\n"),
     );
     assert!(!o.status.success());
+}
+
+/// A fake `docker-credential-fake` (Python) keeping credentials in `<state>/creds.json`
+/// and logging each call as `<action> <stdin>` to `<state>/calls.log`.
+fn fake_credential_helper(bin: &Path, state: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(bin).expect("bin");
+    std::fs::create_dir_all(state).expect("state");
+    let script = format!(
+        r#"#!/usr/bin/python3
+import json, os, sys
+here = {here:?}
+action, data = sys.argv[1], sys.stdin.read()
+open(os.path.join(here, "calls.log"), "a").write(action + " " + data + "\n")
+path = os.path.join(here, "creds.json")
+state = json.load(open(path)) if os.path.exists(path) else {{}}
+if action == "store":
+    j = json.loads(data)
+    state[j["ServerURL"]] = [j["Username"], j["Secret"]]
+    json.dump(state, open(path, "w"))
+elif action in ("get", "erase") and data in state:
+    if action == "get":
+        print(json.dumps({{"ServerURL": data, "Username": state[data][0], "Secret": state[data][1]}}))
+    else:
+        del state[data]
+        json.dump(state, open(path, "w"))
+else:
+    print("credentials not found in native keychain")
+    sys.exit(1)
+"#,
+        here = state.display().to_string()
+    );
+    let p = bin.join("docker-credential-fake");
+    std::fs::write(&p, script).expect("helper");
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+#[test]
+fn credential_helper_and_all_tags_with_docker_and_barge_clis() {
+    if skip() {
+        return;
+    }
+    let reg = Registry::start(Some(("alice", "s3cret")));
+    let d = Daemon::start_host_net();
+    let r = reg.host();
+    let (bin, state) = (d.dir.path().join("helper-bin"), d.dir.path().join("helper"));
+    fake_credential_helper(&bin, &state);
+    let cfg = d.dir.path().join("docker-config");
+    std::fs::create_dir_all(&cfg).expect("config dir");
+    std::fs::write(cfg.join("config.json"), r#"{"credsStore":"fake"}"#).expect("config");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let barge_h = |args: &[&str], stdin: Option<&[u8]>| {
+        let mut c = barge_cmd(&d, args);
+        c.env("PATH", &path);
+        output_of(c, stdin)
+    };
+    let docker_h = |args: &[&str]| {
+        let mut c = d.docker_cmd(args);
+        c.env("PATH", &path);
+        output_of(c, None)
+    };
+    let calls = || std::fs::read_to_string(state.join("calls.log")).unwrap_or_default();
+    let ok = |o: Output, what: &str| {
+        assert!(
+            o.status.success(),
+            "{what}: {}{}\n{}",
+            text(&o.stdout),
+            text(&o.stderr),
+            d.log()
+        );
+        text(&o.stdout)
+    };
+
+    // barge login stores through the helper: the file lists the registry, no secret.
+    let o = barge_h(
+        &["login", "-u", "alice", "--password-stdin", &r],
+        Some(b"s3cret\n"),
+    );
+    assert!(
+        !text(&o.stderr).contains("unencrypted"),
+        "{}",
+        text(&o.stderr)
+    );
+    ok(o, "barge login");
+    assert!(calls().contains("store {"), "{}", calls());
+    let file = std::fs::read_to_string(cfg.join("config.json")).expect("config");
+    assert!(!file.contains("s3cret"), "{file}");
+    let j: serde_json::Value = serde_json::from_str(&file).expect("json");
+    assert_eq!(j["auths"][&r], serde_json::json!({}), "{file}");
+    assert_eq!(j["credsStore"], "fake");
+
+    // barge push gets the credentials from the helper; so does the docker CLI (the same
+    // config, read by docker's own code).
+    let (t1, t2) = (format!("{r}/alice/bb:1"), format!("{r}/alice/bb:2"));
+    barge_ok(&d, &["tag", "busybox:latest", &t1]);
+    barge_ok(&d, &["tag", "busybox:latest", &t2]);
+    ok(barge_h(&["push", &t1], None), "barge push");
+    assert!(calls().contains(&format!("get {r}")), "{}", calls());
+    ok(docker_h(&["push", &t2]), "docker push");
+
+    // docker pull -a: the CLI sends no tag, the daemon pulls every tag.
+    d.ok(&["rmi", &t1, &t2]);
+    ok(
+        docker_h(&["pull", "-a", &format!("{r}/alice/bb")]),
+        "docker pull -a",
+    );
+    for t in [&t1, &t2] {
+        assert!(d.docker(&["image", "inspect", t]).status.success(), "{t}");
+    }
+    // barge pull -a the same; a tag with -a is refused.
+    d.ok(&["rmi", &t1, &t2]);
+    ok(
+        barge_h(&["pull", "-a", &format!("{r}/alice/bb")], None),
+        "barge pull -a",
+    );
+    for t in [&t1, &t2] {
+        assert!(d.docker(&["image", "inspect", t]).status.success(), "{t}");
+    }
+    let o = barge_h(&["pull", "-a", &t1], None);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("--all-tags"),
+        "{}",
+        text(&o.stderr)
+    );
+    // The raw API with a tag in fromImage pulls only that tag.
+    d.ok(&["rmi", &t1, &t2]);
+    let auth = {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE.encode(format!(
+            r#"{{"username":"alice","password":"s3cret","serveraddress":"{r}"}}"#
+        ))
+    };
+    let mut c = Command::new("curl");
+    c.args(["-sf", "-X", "POST", "--unix-socket"])
+        .arg(&d.sock)
+        .arg("-H")
+        .arg(format!("X-Registry-Auth: {auth}"))
+        .arg(format!("http://d/v1.47/images/create?fromImage={t1}"));
+    ok(output_of(c, None), "API pull of one tag");
+    assert!(d.docker(&["image", "inspect", &t1]).status.success());
+    assert!(!d.docker(&["image", "inspect", &t2]).status.success());
+
+    // barge logout erases through the helper; pushes are refused again.
+    let out = ok(barge_h(&["logout", &r], None), "barge logout");
+    assert!(out.contains("Removing login credentials"), "{out}");
+    assert!(calls().contains(&format!("erase {r}")), "{}", calls());
+    let o = barge_h(&["push", &t1], None);
+    assert!(!o.status.success(), "push after logout succeeded");
 }
 
 fn write(dir: &Path, files: &[(&str, &str)]) {

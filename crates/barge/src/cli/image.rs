@@ -110,17 +110,6 @@ pub(crate) async fn show_progress(
     Ok(all)
 }
 
-fn config_dir(config: Option<&str>) -> std::path::PathBuf {
-    if let Some(c) = config {
-        return c.into();
-    }
-    if let Ok(c) = std::env::var("DOCKER_CONFIG") {
-        return c.into();
-    }
-    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-    std::path::Path::new(&home).join(".docker")
-}
-
 /// The registry host of a reference (docker.io when none).
 pub(crate) fn registry_of(image: &str) -> String {
     match image.split_once('/') {
@@ -131,31 +120,25 @@ pub(crate) fn registry_of(image: &str) -> String {
     }
 }
 
-/// The X-Registry-Auth header for `image` from ~/.docker/config.json (base64 JSON).
-pub(crate) fn registry_auth(image: &str, config: Option<&str>) -> Option<String> {
+/// The registry domain of a reference as barge-image names it (`docker.io` for Docker Hub).
+fn registry_domain(image: &str) -> String {
+    barge_image::registry::normalize_registry(&registry_of(image))
+}
+
+/// The X-Registry-Auth header (base64 JSON) for `image`, with the credentials that the
+/// client config (`--config`, `$DOCKER_CONFIG` or `~/.docker`) holds for its registry, in
+/// `auths` or through its credential helper (`credsStore` / `credHelpers`), as the docker
+/// CLI reads them. `None` when there are none.
+pub(crate) fn registry_auth(image: &str, config: Option<&str>) -> Result<Option<String>> {
     use base64::Engine;
-    let path = config_dir(config).join("config.json");
-    let v: Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    let dir = config.map(std::path::Path::new);
     let reg = registry_of(image);
-    let auths = v.get("auths")?.as_object()?;
-    let entry = auths.get(&reg).or_else(|| {
-        auths
-            .iter()
-            .find(|(k, _)| {
-                k.trim_start_matches("https://")
-                    .trim_start_matches("http://")
-                    .starts_with(&reg)
-            })
-            .map(|(_, v)| v)
-    })?;
-    let auth = entry.get("auth")?.as_str()?;
-    let dec = base64::engine::general_purpose::STANDARD
-        .decode(auth)
-        .ok()?;
-    let dec = String::from_utf8(dec).ok()?;
-    let (u, p) = dec.split_once(':')?;
-    let j = json!({"username": u, "password": p, "serveraddress": reg});
-    Some(base64::engine::general_purpose::URL_SAFE.encode(j.to_string()))
+    let creds = barge_image::auth::load_credentials(dir, &registry_domain(image))
+        .map_err(|e| Error::Msg(format!("error getting credentials: {e}")))?;
+    Ok(creds.map(|c| {
+        let j = json!({"username": c.username, "password": c.password, "serveraddress": reg});
+        base64::engine::general_purpose::URL_SAFE.encode(j.to_string())
+    }))
 }
 
 /// Pulls `image` showing progress (used by `pull` and by `run` for a missing image).
@@ -165,15 +148,31 @@ pub(crate) async fn pull_image(
     quiet: bool,
     config: Option<&str>,
 ) -> Result<()> {
+    pull_with(c, image, false, None, quiet, config).await
+}
+
+/// `POST /images/create` for `image`, as the docker CLI sends it: the tag (`latest` when
+/// none) or digest, or with `all_tags` no tag at all (the daemon then pulls every tag).
+async fn pull_with(
+    c: &Client,
+    image: &str,
+    all_tags: bool,
+    platform: Option<&str>,
+    quiet: bool,
+    config: Option<&str>,
+) -> Result<()> {
     let (repo, tag) = split_ref(image);
     let mut q = vec![("fromImage", repo.clone())];
     if image.contains('@') {
         q = vec![("fromImage", image.to_string())];
-    } else {
+    } else if !all_tags {
         q.push(("tag", if tag.is_empty() { "latest".into() } else { tag }));
     }
+    if let Some(p) = platform {
+        q.push(("platform", p.to_string()));
+    }
     let mut headers = vec![];
-    if let Some(a) = registry_auth(image, config) {
+    if let Some(a) = registry_auth(image, config)? {
         headers.push(("X-Registry-Auth", a));
     }
     let body = c
@@ -184,27 +183,37 @@ pub(crate) async fn pull_image(
             &headers,
         )
         .await?;
-    let msgs = show_progress(body, quiet).await?;
+    show_progress(body, quiet).await?;
     if quiet {
-        let full = if image.contains(':') || image.contains('@') {
+        let full = if all_tags || image.contains(':') || image.contains('@') {
             image.to_string()
         } else {
             format!("{image}:latest")
         };
         println!("{full}");
     }
-    let _ = msgs;
     Ok(())
 }
 
 /// `pull`
 pub async fn pull(c: &Client, a: PullArgs, config: Option<&str>) -> Result<()> {
-    let image = if a.all_tags {
-        split_ref(&a.image).0
-    } else {
-        a.image.clone()
-    };
-    pull_image(c, &image, a.quiet, config).await
+    if a.all_tags {
+        let (_, tag) = split_ref(&a.image);
+        if !tag.is_empty() || a.image.contains('@') {
+            return Err(Error::Usage("tag can't be used with --all-tags/-a".into()));
+        }
+    } else if !a.quiet && !a.image.contains('@') && split_ref(&a.image).1.is_empty() {
+        println!("Using default tag: latest");
+    }
+    pull_with(
+        c,
+        &a.image,
+        a.all_tags,
+        a.platform.as_deref(),
+        a.quiet,
+        config,
+    )
+    .await
 }
 
 /// `push`
@@ -214,7 +223,7 @@ pub async fn push(c: &Client, a: PushArgs, config: Option<&str>) -> Result<()> {
     if !a.all_tags && !tag.is_empty() {
         q.push(("tag", tag));
     }
-    let auth = registry_auth(&a.image, config).unwrap_or_else(|| {
+    let auth = registry_auth(&a.image, config)?.unwrap_or_else(|| {
         use base64::Engine;
         base64::engine::general_purpose::URL_SAFE.encode("{}")
     });
@@ -578,13 +587,17 @@ mod tests {
             r#"{"auths":{"localhost:5000":{"auth":"dXNlcjpwYXNz"}}}"#,
         )
         .unwrap();
-        let h = registry_auth("localhost:5000/x:1", d.path().to_str()).unwrap();
+        let h = registry_auth("localhost:5000/x:1", d.path().to_str())
+            .unwrap()
+            .unwrap();
         use base64::Engine;
         let j: Value =
             serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE.decode(h).unwrap())
                 .unwrap();
         assert_eq!(j["username"], "user");
         assert_eq!(j["password"], "pass");
-        assert!(registry_auth("other.io/x", d.path().to_str()).is_none());
+        assert!(registry_auth("other.io/x", d.path().to_str())
+            .unwrap()
+            .is_none());
     }
 }

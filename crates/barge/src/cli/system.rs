@@ -219,50 +219,8 @@ fn event_line(e: &Value) -> String {
     }
 }
 
-fn config_path(config: Option<&str>) -> std::path::PathBuf {
-    let dir = match config {
-        Some(c) => c.into(),
-        None => match std::env::var("DOCKER_CONFIG") {
-            Ok(d) => d.into(),
-            Err(_) => {
-                std::path::Path::new(&std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
-                    .join(".docker")
-            }
-        },
-    };
-    dir.join("config.json")
-}
-
-fn read_config(p: &std::path::Path) -> Result<Value> {
-    match std::fs::read(p) {
-        Ok(b) => serde_json::from_slice(&b)
-            .map_err(|e| Error::Msg(format!("{}: invalid JSON: {e}", p.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(json!({})),
-        Err(e) => Err(Error::Msg(format!("{}: {e}", p.display()))),
-    }
-}
-
-fn write_config(p: &std::path::Path, v: &Value) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(d) = p.parent() {
-        std::fs::create_dir_all(d)?;
-    }
-    let tmp = p.with_extension("json.tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(serde_json::to_string_pretty(v)?.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, p)?;
-    Ok(())
-}
-
 /// `login`
 pub async fn login(c: &Client, a: LoginArgs, config: Option<&str>) -> Result<()> {
-    use base64::Engine;
     let server = a
         .server
         .clone()
@@ -304,21 +262,23 @@ pub async fn login(c: &Client, a: LoginArgs, config: Option<&str>) -> Result<()>
             Some(&json!({"username": user, "password": pass, "serveraddress": server})),
         )
         .await?;
-    let p = config_path(config);
-    let mut cfg = read_config(&p)?;
-    if !cfg.is_object() {
-        cfg = json!({});
+    let dir = config.map(std::path::Path::new);
+    let creds = barge_image::auth::Credentials {
+        username: user,
+        password: pass,
+    };
+    let registry = barge_image::registry::normalize_registry(&server);
+    let store = barge_image::auth::store_credentials(dir, &registry, &creds)
+        .map_err(|e| Error::Msg(format!("error saving credentials: {e}")))?;
+    if store == barge_image::auth::CredentialStore::File {
+        let p = barge_image::auth::docker_config_dir(dir)
+            .map(|d| d.join("config.json"))
+            .map_err(|e| Error::Msg(e.to_string()))?;
+        eprintln!(
+            "WARNING! Your password will be stored unencrypted in {}.",
+            p.display()
+        );
     }
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
-    if cfg.get("auths").and_then(|a| a.as_object()).is_none() {
-        cfg["auths"] = json!({});
-    }
-    cfg["auths"][&server] = json!({ "auth": auth });
-    write_config(&p, &cfg)?;
-    eprintln!(
-        "WARNING! Your password will be stored unencrypted in {}.",
-        p.display()
-    );
     println!(
         "{}",
         r.get("Status")
@@ -328,18 +288,15 @@ pub async fn login(c: &Client, a: LoginArgs, config: Option<&str>) -> Result<()>
     Ok(())
 }
 
-/// `logout` (no daemon needed)
+/// `logout` (no daemon needed): removes the credentials from the client config and from
+/// its credential helper.
 pub fn logout(server: Option<&str>, config: Option<&str>) -> Result<()> {
     let server = server.unwrap_or("https://index.docker.io/v1/").to_string();
-    let p = config_path(config);
-    let mut cfg = read_config(&p)?;
-    let removed = cfg
-        .get_mut("auths")
-        .and_then(|a| a.as_object_mut())
-        .and_then(|a| a.remove(&server))
-        .is_some();
+    let registry = barge_image::registry::normalize_registry(&server);
+    let removed =
+        barge_image::auth::remove_credentials(config.map(std::path::Path::new), &registry)
+            .map_err(|e| Error::Msg(format!("error removing credentials: {e}")))?;
     if removed {
-        write_config(&p, &cfg)?;
         println!("Removing login credentials for {server}");
     } else {
         println!("Not logged in to {server}");
