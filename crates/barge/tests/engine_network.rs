@@ -861,3 +861,138 @@ fn assert_clean_links_except(d: &Daemon, extra: &[&str]) {
     };
     assert!(eventually(10, ok), "links left: {:?}", links(d));
 }
+
+/// `DOCKER_BUILDKIT=0 docker build` of `dockerfile` against `d` (stdout+stderr, success).
+fn build(d: &Daemon, dockerfile: &str, args: &[&str]) -> (String, bool) {
+    let ctx = tempfile::tempdir().expect("tempdir");
+    std::fs::write(ctx.path().join("Dockerfile"), dockerfile).expect("write");
+    let dir = ctx.path().to_str().expect("utf8");
+    let o = d
+        .docker_cmd(&[&["build", "--no-cache"], args, &[dir]].concat())
+        .env("DOCKER_BUILDKIT", "0")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("docker build");
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (out, o.status.success())
+}
+
+#[test]
+fn build_run_network_modes() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    let ifaces = "$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort | tr '\\n' ,)";
+    let df = format!(
+        "FROM busybox\n\
+         RUN --network=none echo \"none={ifaces}\"\n\
+         RUN echo \"default={ifaces}\" && echo \"addr=$(ip -4 -o addr show eth0 | awk '{{print $4}}')\" \
+             && ping -c1 -W5 172.17.0.1 >/dev/null && echo gateway-reachable\n"
+    );
+    let (out, ok) = build(&d, &df, &["-t", "net:1"]);
+    assert!(ok, "{out}\n{}", d.log());
+    assert!(out.contains("none=lo,"), "{out}");
+    assert!(out.contains("default=eth0,lo,"), "{out}");
+    assert!(out.contains("addr=172.17."), "{out}");
+    assert!(out.contains("gateway-reachable"), "{out}");
+    // The steps' endpoints and namespaces are gone.
+    assert_clean(&d);
+    let left: Vec<String> = std::fs::read_dir(d.dir.path().join("exec/netns"))
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("build-"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "build namespaces left: {left:?}");
+
+    // `--network <user network>`: the steps join it.
+    d.ok(&["network", "create", "--subnet", "10.88.0.0/24", "bn"]);
+    let user_df = "FROM busybox\nRUN echo \"addr=$(ip -4 -o addr show eth0 | awk '{print $4}')\"\n";
+    let (out, ok) = build(&d, user_df, &["--network", "bn"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("addr=10.88.0."), "{out}");
+    let (out, ok) = build(&d, user_df, &["--network", "nosuchnet"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("nosuchnet"), "{out}");
+    d.ok(&["network", "rm", "bn"]);
+    // `--network none` on the build: every RUN has only loopback.
+    let (out, ok) = build(
+        &d,
+        &df.replace(
+            " && ping -c1 -W5 172.17.0.1 >/dev/null && echo gateway-reachable",
+            "",
+        ),
+        &["--network", "none"],
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("default=lo,"), "{out}");
+    // RUN --network=host needs the build's --network host; then it is the daemon's
+    // namespace (the bridge is there).
+    let host_df = format!("FROM busybox\nRUN --network=host echo \"host={ifaces}\"\n");
+    let (out, ok) = build(&d, &host_df, &[]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("--network=host is not allowed"), "{out}");
+    let (out, ok) = build(&d, &host_df, &["--network", "host"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("barge0"), "{out}");
+    assert_clean(&d);
+}
+
+/// Pids of processes whose command line mentions `needle` (this test's own roots).
+fn pids_mentioning(needle: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("proc").flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if let Ok(cl) = std::fs::read(e.path().join("cmdline")) {
+            if String::from_utf8_lossy(&cl).contains(needle) {
+                out.push(pid);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_daemon_killed_during_a_networked_run_leaves_nothing_after_restart() {
+    if skip() {
+        return;
+    }
+    let mut d = Daemon::start();
+    let ctx = tempfile::tempdir().expect("tempdir");
+    std::fs::write(ctx.path().join("Dockerfile"), "FROM busybox\nRUN sleep 2\n").expect("write");
+    let mut build = d
+        .docker_cmd(&["build", ctx.path().to_str().expect("utf8")])
+        .env("DOCKER_BUILDKIT", "0")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("docker build");
+    let netns = d.dir.path().join("exec/netns");
+    let has_build_ns = || {
+        std::fs::read_dir(&netns)
+            .map(|r| {
+                r.flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with("build-"))
+            })
+            .unwrap_or(false)
+    };
+    assert!(eventually(20, has_build_ns), "{}", d.log());
+    d.kill9();
+    let _ = build.wait();
+    // The RUN's runtime process outlives the daemon; let it finish its `sleep 2`.
+    let roots = d.dir.path().join("data/builder").display().to_string();
+    assert!(eventually(30, || pids_mentioning(&roots).is_empty()));
+    d.spawn();
+    assert!(!has_build_ns(), "a build namespace survived the restart");
+    assert_clean(&d);
+}
