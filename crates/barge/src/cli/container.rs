@@ -29,32 +29,9 @@ pub(crate) fn now_unix() -> i64 {
         .unwrap_or(0)
 }
 
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146097 + doe - 719468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719468;
-    let era = if z >= 0 { z } else { z - 146096 } / 146097;
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
 /// Go's `time.Time.String()` in UTC: `2024-01-02 03:04:05 +0000 UTC`.
 pub(crate) fn go_time(secs: i64) -> String {
-    let (y, m, d) = civil_from_days(secs.div_euclid(86400));
+    let (y, m, d) = barge_util::time::civil_from_days(secs.div_euclid(86400));
     let r = secs.rem_euclid(86400);
     format!(
         "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} +0000 UTC",
@@ -65,45 +42,7 @@ pub(crate) fn go_time(secs: i64) -> String {
 }
 
 /// Parses RFC 3339 (`2024-01-02T03:04:05.123Z`, `+01:00` offsets) to (secs, nanos).
-pub(crate) fn parse_rfc3339(s: &str) -> Option<(i64, u32)> {
-    let b = s.as_bytes();
-    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || (b[10] != b'T' && b[10] != b' ') {
-        return None;
-    }
-    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d, h, mi, se) = (
-        n(0..4)?,
-        n(5..7)?,
-        n(8..10)?,
-        n(11..13)?,
-        n(14..16)?,
-        n(17..19)?,
-    );
-    let mut rest = &s[19..];
-    let mut nanos = 0u32;
-    if let Some(f) = rest.strip_prefix('.') {
-        let end = f.find(|c: char| !c.is_ascii_digit()).unwrap_or(f.len());
-        let digits = &f[..end];
-        let mut padded = digits.chars().take(9).collect::<String>();
-        while padded.len() < 9 {
-            padded.push('0');
-        }
-        nanos = padded.parse().ok()?;
-        rest = &f[end..];
-    }
-    let off = match rest {
-        "" | "Z" | "z" => 0,
-        o if o.len() == 6 => {
-            let sign = if o.starts_with('-') { -1 } else { 1 };
-            sign * (o[1..3].parse::<i64>().ok()? * 3600 + o[4..6].parse::<i64>().ok()? * 60)
-        }
-        _ => return None,
-    };
-    Some((
-        days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se - off,
-        nanos,
-    ))
-}
+pub(crate) use barge_util::time::parse_rfc3339;
 
 /// `--since`/`--until` values: a Go duration (relative to now), unix seconds, or RFC 3339.
 pub(crate) fn time_arg(s: &str) -> Result<String> {
