@@ -15,7 +15,7 @@ use tokio::sync::broadcast;
 use crate::model::{str_list, Container, State};
 use crate::monitor::{ExitStatus, MonitorConfig, CONFIG_FILE, CTL_SOCK};
 use crate::spec::NetMode;
-use crate::util::{now, now_rfc3339, write_atomic};
+use crate::util::{now, now_rfc3339, write_replace};
 use crate::{Error, Result};
 
 pub mod net;
@@ -372,7 +372,10 @@ impl Engine {
 
     fn save(&self, c: &Container) -> Result<()> {
         let data = serde_json::to_vec(c).map_err(|e| Error::Internal(e.to_string()))?;
-        write_atomic(&self.data_dir(&c.id).join("config.v2.json"), &data)
+        // An auto-removed container's record is deleted when it exits, and a host crash kills
+        // its processes too, so nothing is lost if the record is not synced.
+        let durable = !c.host_bool("AutoRemove");
+        write_replace(&self.data_dir(&c.id).join("config.v2.json"), &data, durable)
             .map_err(internal("write container record"))
     }
 
@@ -759,9 +762,14 @@ impl Engine {
         let diff_ids = rec.diff_ids();
         let key = id.clone();
         let dd = self.data_dir(&id);
+        let volatile = c.host_bool("AutoRemove");
         let r = tokio::task::spawn_blocking(move || -> Result<()> {
             std::fs::create_dir_all(&dd).map_err(internal("create container dir"))?;
-            store.prepare(&key, &diff_ids)?;
+            if volatile {
+                store.prepare_volatile(&key, &diff_ids)?;
+            } else {
+                store.prepare(&key, &diff_ids)?;
+            }
             Ok(())
         })
         .await
@@ -777,7 +785,7 @@ impl Engine {
             return Err(e);
         }
         c.state.status = "created".into();
-        self.record_networks(&id, &wanted_nets)?;
+        self.record_networks(&id, &wanted_nets, !c.host_bool("AutoRemove"))?;
         self.save(&c)?;
         self.lock().insert(id.clone(), c);
         self.emit("container", "create", &id, HashMap::new());
@@ -978,6 +986,7 @@ impl Engine {
                 .get("Init")
                 .and_then(Value::as_bool)
                 .unwrap_or(self.opts.default_init),
+            volatile: c.host_bool("AutoRemove"),
         };
         let _ = std::fs::remove_file(&mc.exit_path);
         std::fs::write(

@@ -35,16 +35,29 @@ pub fn parse_rfc3339(s: &str) -> Option<f64> {
 
 /// Writes `data` to `path` through a temp file, fsync and rename.
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    write_replace(path, data, true)
+}
+
+/// Writes `data` to `path` through a temp file and rename, so a reader (or a daemon restarted
+/// after a crash of its own) sees the old or the new content, never half. `durable` adds the
+/// fsyncs that make this hold across a host crash too; records that a host crash makes moot
+/// anyway (those of a container removed when it exits, whose processes die with the host)
+/// skip them: each fsync costs milliseconds on the critical path of `run --rm`.
+pub fn write_replace(path: &Path, data: &[u8], durable: bool) -> std::io::Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
     }
     std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
+    if durable {
+        if let Some(dir) = path.parent() {
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
         }
     }
     Ok(())

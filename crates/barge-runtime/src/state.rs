@@ -179,7 +179,10 @@ pub fn create_dir(root: &Path, id: &str) -> Result<PathBuf, StateError> {
     }
 }
 
-/// Writes `data` to `path` atomically: a temp file beside it, fsync, rename.
+/// Writes `data` to `path` atomically: a temp file beside it and a rename, so a reader never
+/// sees half a file. No fsync: runtime state lives on a run root (tmpfs, `/run`) and describes
+/// live processes, which a host crash ends along with any state it could lose; an fsync per
+/// state change would only slow every create, start and delete.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), StateError> {
     let io = |source| StateError::Io {
         path: path.to_path_buf(),
@@ -196,7 +199,6 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), StateError> {
         .open(&tmp)
         .map_err(io)?;
     f.write_all(data).map_err(io)?;
-    f.sync_all().map_err(io)?;
     drop(f);
     std::fs::rename(&tmp, path).map_err(io)
 }
