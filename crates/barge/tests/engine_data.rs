@@ -1496,3 +1496,69 @@ fn devices_blkio_cpuset_shm_swap_and_volume_options() {
         "1\n2\ntouch: /a/z: Read-only file system"
     );
 }
+
+#[test]
+fn image_volume_makes_an_anonymous_volume_filled_from_the_image() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start_host_net();
+    // An image whose VOLUME has content (ownership too) below it.
+    let ctx = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox\nRUN mkdir /data && echo seeded > /data/f && chown 1234:5678 /data/f\nVOLUME /data\n",
+    )
+    .expect("write");
+    let o = d
+        .docker_cmd(&[
+            "build",
+            "-q",
+            "-t",
+            "withvol:1",
+            ctx.path().to_str().expect("utf8"),
+        ])
+        .env("DOCKER_BUILDKIT", "0")
+        .output()
+        .expect("docker build");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Each container gets a fresh anonymous volume there, copied up from the image.
+    d.ok(&[
+        "run",
+        "--name",
+        "v1",
+        "withvol:1",
+        "sh",
+        "-c",
+        "echo changed >> /data/f",
+    ]);
+    let m = d.ok(&[
+        "inspect",
+        "-f",
+        "{{range .Mounts}}{{.Type}} {{.Name}} {{.Destination}}{{end}}",
+        "v1",
+    ]);
+    let parts: Vec<&str> = m.split(' ').collect();
+    assert!(
+        parts.len() == 3 && parts[0] == "volume" && parts[1].len() == 64 && parts[2] == "/data",
+        "{m}"
+    );
+    let vol = parts[1].to_string();
+    let host = d.dir.path().join(format!("data/volumes/{vol}/_data/f"));
+    assert_eq!(
+        std::fs::read_to_string(&host).expect("volume file"),
+        "seeded\nchanged\n"
+    );
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(&host).expect("stat");
+    assert_eq!((meta.uid(), meta.gid()), (1234, 5678));
+    // A second container has its own, fresh from the image.
+    assert_eq!(
+        d.ok(&["run", "--rm", "withvol:1", "cat", "/data/f"]),
+        "seeded"
+    );
+    // --rm removed that one's anonymous volume; rm -v removes v1's.
+    assert_eq!(d.ok(&["volume", "ls", "-q"]), vol);
+    d.ok(&["rm", "-v", "v1"]);
+    assert_eq!(d.ok(&["volume", "ls", "-q"]), "");
+}
