@@ -735,3 +735,159 @@ print("ok")
         d.log()
     );
 }
+
+/// The barge CLI against `d`, stdin from `stdin` (or none).
+fn barge(d: &Daemon, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_barge"));
+    c.env("BARGE_HOST", format!("unix://{}", d.sock.display()))
+        .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let Some(data) = stdin else {
+        return c.stdin(Stdio::null()).output().expect("barge");
+    };
+    let mut ch = c.stdin(Stdio::piped()).spawn().expect("barge");
+    {
+        use std::io::Write;
+        ch.stdin
+            .take()
+            .expect("stdin")
+            .write_all(data)
+            .expect("write stdin");
+    }
+    ch.wait_with_output().expect("barge")
+}
+
+#[test]
+fn shell_platform_copy_from_an_image_maintainer_and_barge_build_flags() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start_host_net();
+    let ctx = tempfile::tempdir().expect("tempdir");
+    let c = ctx.path();
+    let dir = c.to_str().expect("utf8");
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    // SHELL changes the shell of later shell-form RUNs (and CMD), FROM --platform takes the
+    // host's platform, COPY --from takes an image that is no stage, MAINTAINER sets the
+    // author (and the maintainer label, as BuildKit).
+    write(
+        c,
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM --platform=linux/{arch} busybox\nMAINTAINER someone@example.com\n\
+                 SHELL [\"/bin/sh\", \"-xc\"]\nRUN echo traced > /traced\n\
+                 COPY --from=busybox /etc/passwd /passwd.copy\nCMD echo from-cmd\n"
+            ),
+        )],
+    );
+    let out = build_ok(&d, &["-t", "sh:1", dir], None);
+    // -x traces the command: the shell really was SHELL's.
+    assert!(out.contains("+ echo traced"), "{out}");
+    assert_eq!(
+        d.ok(&[
+            "image",
+            "inspect",
+            "-f",
+            "{{json .Config.Shell}} {{json .Config.Cmd}} {{.Author}} {{.Config.Labels.maintainer}}",
+            "sh:1"
+        ]),
+        r#"["/bin/sh","-xc"] ["/bin/sh","-xc","echo from-cmd"] someone@example.com someone@example.com"#
+    );
+    assert_eq!(
+        d.ok(&["run", "--rm", "sh:1", "cmp", "/etc/passwd", "/passwd.copy"]),
+        ""
+    );
+    // Another platform is refused with the line and what is supported; nothing tagged.
+    write(
+        c,
+        &[(
+            "Dockerfile",
+            "FROM --platform=linux/s390x busybox\nRUN true\n",
+        )],
+    );
+    let o = docker_build(&d, &["-t", "sh:bad", dir], None);
+    let err = text(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("Dockerfile:1") && err.contains("linux/s390x"),
+        "{err}"
+    );
+    assert!(!tagged(&d, "sh:bad"));
+
+    // barge build's own flags: -f (a path outside the context), --target, -t twice,
+    // --build-arg, --label, --no-cache, -q; and a tar context on stdin.
+    write(
+        c,
+        &[
+            ("Dockerfile", "FROM busybox\nRUN exit 9\n"),
+            ("data.txt", "data\n"),
+        ],
+    );
+    let other = tempfile::tempdir().expect("tempdir");
+    let df = other.path().join("multi.Dockerfile");
+    std::fs::write(
+        &df,
+        "FROM busybox AS one\nARG N=0\nCOPY data.txt /d\nRUN echo \"n=$N\" > /n\n\
+         FROM one AS two\nRUN echo two > /two\nFROM busybox AS bad\nRUN exit 3\n",
+    )
+    .expect("write");
+    let df = df.to_str().expect("utf8");
+    let args = [
+        "build",
+        "-f",
+        df,
+        "--target",
+        "two",
+        "-t",
+        "bb:x",
+        "-t",
+        "bb:y",
+        "--build-arg",
+        "N=5",
+        "--label",
+        "k=v",
+        dir,
+    ];
+    let o = barge(&d, &args, None);
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    assert_eq!(image_id(&d, "bb:x"), image_id(&d, "bb:y"));
+    assert_eq!(
+        d.ok(&["run", "--rm", "bb:x", "cat", "/d", "/n", "/two"]),
+        "data\nn=5\ntwo"
+    );
+    assert_eq!(
+        d.ok(&["image", "inspect", "-f", "{{.Config.Labels.k}}", "bb:x"]),
+        "v"
+    );
+    let mut nc = args.to_vec();
+    nc.insert(1, "--no-cache");
+    nc.insert(1, "--progress=plain");
+    let o = barge(&d, &nc, None);
+    let out = format!("{}{}", text(&o.stdout), text(&o.stderr));
+    assert!(o.status.success(), "{out}");
+    assert!(!out.contains("Using cache"), "{out}");
+    let mut q = args.to_vec();
+    q.insert(1, "-q");
+    let o = barge(&d, &q, None);
+    assert!(o.status.success());
+    assert_eq!(text(&o.stdout).trim(), image_id(&d, "bb:x"));
+    // A tar context on stdin, with -f naming a file inside it.
+    write(
+        c,
+        &[("in.Dockerfile", "FROM busybox\nCOPY data.txt /from-tar\n")],
+    );
+    let o = barge(
+        &d,
+        &["build", "-f", "in.Dockerfile", "-t", "bb:tar", "-"],
+        Some(&tar_of(c)),
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(d.ok(&["run", "--rm", "bb:tar", "cat", "/from-tar"]), "data");
+}
