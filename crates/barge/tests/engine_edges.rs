@@ -437,7 +437,7 @@ fn removed_containers_leave_no_files_even_after_a_crash_mid_removal() {
     // deletes them.
     let id = d.ok(&["create", "busybox", "true"]);
     d.restart_with(&[]);
-    assert_eq!(ls(&data.join("image/snapshots")), [id.clone()]);
+    assert_eq!(ls(&data.join("image/snapshots")), std::slice::from_ref(&id));
     d.kill9();
     std::fs::remove_file(data.join("containers").join(&id).join("config.v2.json"))
         .expect("remove record");
