@@ -186,6 +186,16 @@ fn is_mountpoint(p: &Path) -> bool {
     }
 }
 
+/// A container's record in its data directory.
+const RECORD_FILE: &str = "config.v2.json";
+
+/// Deletes what a removed container leaves on disk: its snapshot and both directories.
+fn remove_container_files(store: &barge_image::Store, key: &str, exec_dir: &Path, data_dir: &Path) {
+    let _ = store.remove_snapshot(key);
+    let _ = std::fs::remove_dir_all(exec_dir);
+    let _ = std::fs::remove_dir_all(data_dir);
+}
+
 fn valid_name(n: &str) -> bool {
     let b = n.as_bytes();
     !b.is_empty()
@@ -212,9 +222,20 @@ impl Engine {
         let mut names = HashMap::new();
         if let Ok(rd) = std::fs::read_dir(opts.data_root.join("containers")) {
             for e in rd.flatten() {
-                let p = e.path().join("config.v2.json");
-                let Ok(data) = std::fs::read(&p) else {
-                    continue;
+                let p = e.path().join(RECORD_FILE);
+                let data = match std::fs::read(&p) {
+                    Ok(d) => d,
+                    // A removal or a create that a crash cut short: nothing refers to it.
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                        let id = e.file_name().to_string_lossy().into_owned();
+                        let ed = opts.exec_root.join("containers").join(&id);
+                        if crate::util::valid_id(&id) && !is_mountpoint(&ed.join("rootfs")) {
+                            tracing::info!("removing the leftovers of container {id}");
+                            remove_container_files(&store, &id, &ed, &e.path());
+                        }
+                        continue;
+                    }
+                    Err(_) => continue,
                 };
                 match serde_json::from_slice::<Container>(&data) {
                     Ok(c) => {
@@ -375,7 +396,7 @@ impl Engine {
         // An auto-removed container's record is deleted when it exits, and a host crash kills
         // its processes too, so nothing is lost if the record is not synced.
         let durable = !c.host_bool("AutoRemove");
-        write_replace(&self.data_dir(&c.id).join("config.v2.json"), &data, durable)
+        write_replace(&self.data_dir(&c.id).join(RECORD_FILE), &data, durable)
             .map_err(internal("write container record"))
     }
 
@@ -1418,14 +1439,10 @@ impl Engine {
         }
         let c = self.get(&id)?;
         self.cleanup_after_exit(&c).await;
-        let store = self.store.clone();
-        let (dd, ed, key) = (self.data_dir(&id), self.exec_dir(&id), c.snapshot.clone());
-        let _ = tokio::task::spawn_blocking(move || {
-            let _ = store.remove_snapshot(&key);
-            let _ = std::fs::remove_dir_all(&ed);
-            let _ = std::fs::remove_dir_all(&dd);
-        })
-        .await;
+        // The record goes first: from here on the container is gone, also for a daemon that
+        // restarts (which deletes a container directory without a record, see `open`), so
+        // `wait?condition=removed` (`run --rm`) is answered before the files are deleted.
+        let _ = std::fs::remove_file(self.data_dir(&id).join(RECORD_FILE));
         self.last_exit
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -1441,6 +1458,10 @@ impl Engine {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&id);
         self.changed(&id);
+        let store = self.store.clone();
+        let (dd, ed, key) = (self.data_dir(&id), self.exec_dir(&id), c.snapshot.clone());
+        let _ = tokio::task::spawn_blocking(move || remove_container_files(&store, &key, &ed, &dd))
+            .await;
         Ok(())
     }
 

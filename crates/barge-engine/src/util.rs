@@ -4,6 +4,13 @@ use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::Path;
 
+/// Whether `s` has the shape of an id from [`new_id`] (64 lower-case hex digits).
+pub fn valid_id(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// A new random 64-hex id, as Docker's.
 pub fn new_id() -> String {
     let mut b = [0u8; 32];

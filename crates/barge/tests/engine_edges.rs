@@ -406,3 +406,42 @@ fn tcp_needs_tls_with_client_certificates() {
     // Back to the harness's usual daemon for its teardown.
     d.restart_with(&[]);
 }
+
+#[test]
+fn removed_containers_leave_no_files_even_after_a_crash_mid_removal() {
+    if skip() {
+        return;
+    }
+    let mut d = Daemon::start();
+    let data = d.dir.path().join("data");
+    let exec = d.dir.path().join("exec/containers");
+    let ls = |p: &std::path::Path| -> Vec<String> {
+        std::fs::read_dir(p)
+            .map(|r| {
+                r.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| !n.starts_with('.'))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(d.ok(&["run", "--rm", "busybox", "echo", "gone"]), "gone");
+    // The files go right after `run --rm` returns (the record went before it returned).
+    let empty = || {
+        ls(&data.join("containers")).is_empty()
+            && ls(&data.join("image/snapshots")).is_empty()
+            && ls(&exec).is_empty()
+    };
+    assert!(eventually(10, empty), "{:?}", ls(&data.join("containers")));
+    // A daemon that died after deleting a record but before the files: the next start
+    // deletes them.
+    let id = d.ok(&["create", "busybox", "true"]);
+    d.restart_with(&[]);
+    assert_eq!(ls(&data.join("image/snapshots")), std::slice::from_ref(&id));
+    d.kill9();
+    std::fs::remove_file(data.join("containers").join(&id).join("config.v2.json"))
+        .expect("remove record");
+    d.spawn();
+    assert!(empty(), "{:?}", ls(&data.join("image/snapshots")));
+    assert_eq!(d.ok(&["ps", "-aq"]), "");
+}
