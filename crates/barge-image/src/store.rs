@@ -166,6 +166,7 @@ impl Store {
             leases: std::sync::Mutex::new(std::collections::HashMap::new()),
         };
         store.cleanup()?;
+        store.repair_unsynced_layers()?;
         Ok(store)
     }
 
