@@ -5,8 +5,6 @@
 //! Owned by the lifecycle work (see `container`).
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Hooks;
@@ -179,26 +177,17 @@ pub fn create_dir(root: &Path, id: &str) -> Result<PathBuf, StateError> {
     }
 }
 
-/// Writes `data` to `path` atomically: a temp file beside it, fsync, rename.
+/// Writes `data` to `path` atomically, mode 0600, the file fsynced but not its directory:
+/// state lives on a tmpfs (`/run`) and is rebuilt from the processes after a reboot.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), StateError> {
-    let io = |source| StateError::Io {
-        path: path.to_path_buf(),
-        source,
+    let how = barge_util::fs::AtomicWrite {
+        mode: 0o600,
+        durability: barge_util::fs::Durability::File,
     };
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io)?;
-    f.write_all(data).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(io)
+    barge_util::fs::write_atomic(path, data, how).map_err(|e| StateError::Io {
+        path: e.path,
+        source: e.source,
+    })
 }
 
 /// Saves `state` to its container's dir under `root`.
