@@ -1,6 +1,5 @@
 //! Small helpers: ids, time, atomic writes.
 
-use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::Path;
 
@@ -40,7 +39,9 @@ pub fn parse_rfc3339(s: &str) -> Option<f64> {
     barge_util::time::parse_rfc3339(s).map(|(secs, nanos)| secs as f64 + f64::from(nanos) / 1e9)
 }
 
-/// Writes `data` to `path` through a temp file, fsync and rename.
+/// Writes `data` to `path` through a temp file, fsync, rename and an fsync of the directory
+/// (the daemon's records must survive a machine crash); mode 0644 (root reads them, and
+/// so may tools inspecting the data root, as with Docker's).
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     write_replace(path, data, true)
 }
@@ -51,23 +52,15 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
 /// anyway (those of a container removed when it exits, whose processes die with the host)
 /// skip them: each fsync costs milliseconds on the critical path of `run --rm`.
 pub fn write_replace(path: &Path, data: &[u8], durable: bool) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        if durable {
-            f.sync_all()?;
-        }
-    }
-    std::fs::rename(&tmp, path)?;
-    if durable {
-        if let Some(dir) = path.parent() {
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
-        }
-    }
-    Ok(())
+    let how = barge_util::fs::AtomicWrite {
+        mode: 0o644,
+        durability: if durable {
+            barge_util::fs::Durability::FileAndDir
+        } else {
+            barge_util::fs::Durability::None
+        },
+    };
+    Ok(barge_util::fs::write_atomic(path, data, how)?)
 }
 
 /// Accepts one connection on `l` and receives an fd sent with SCM_RIGHTS.

@@ -5,8 +5,6 @@
 //! Owned by the lifecycle work (see `container`).
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Hooks;
@@ -184,23 +182,14 @@ pub fn create_dir(root: &Path, id: &str) -> Result<PathBuf, StateError> {
 /// live processes, which a host crash ends along with any state it could lose; an fsync per
 /// state change would only slow every create, start and delete.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), StateError> {
-    let io = |source| StateError::Io {
-        path: path.to_path_buf(),
-        source,
+    let how = barge_util::fs::AtomicWrite {
+        mode: 0o600,
+        durability: barge_util::fs::Durability::None,
     };
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io)?;
-    f.write_all(data).map_err(io)?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(io)
+    barge_util::fs::write_atomic(path, data, how).map_err(|e| StateError::Io {
+        path: e.path,
+        source: e.source,
+    })
 }
 
 /// Saves `state` to its container's dir under `root`.
