@@ -1547,7 +1547,7 @@ pub async fn stats(c: &Client, a: StatsArgs) -> Result<()> {
             return Ok(());
         }
         out!("\x1b[2J\x1b[H{out}");
-        let _ = std::io::stdout().flush();
+        let _ = super::out::stdout().flush();
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
 }
