@@ -139,6 +139,9 @@ for name, a, b in (("unpack", "barge", "tar"), ("unpack-tmpfs", "barge", "tar"),
     r = {x["command"]: x for x in json.load(open(f"{w}/{name}.json"))["results"]}
     ma, mb = r[a]["mean"], r[b]["mean"]
     da, db = statistics.median(r[a]["times"]), statistics.median(r[b]["times"])
-    print(f"{name:12s} {a:10s} mean {ma*1e3:7.0f} ms (median {da*1e3:7.0f})  {b:12s} mean {mb*1e3:7.0f} ms (median {db*1e3:7.0f})  "
-          f"ratio {a}/{b}: mean {ma/mb:.2f}, median {da/db:.2f}")
+    # CPU time (user + system, children included): on a host shared with other work the
+    # wall times follow its load; what each side costs does not.
+    ca, cb = r[a]["user"] + r[a]["system"], r[b]["user"] + r[b]["system"]
+    print(f"{name:12s} {a:10s} mean {ma*1e3:7.0f} ms (median {da*1e3:7.0f}, cpu {ca*1e3:5.0f})  {b:12s} mean {mb*1e3:7.0f} ms (median {db*1e3:7.0f}, cpu {cb*1e3:5.0f})  "
+          f"ratio {a}/{b}: mean {ma/mb:.2f}, median {da/db:.2f}, cpu {ca/cb:.2f}")
 PY

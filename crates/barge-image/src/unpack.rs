@@ -215,12 +215,22 @@ fn unpack_stream(
 ) -> Result<UnpackStats> {
     let hashing = HashingReader::new(r);
     let root = open_dir_path(target).map_err(|e| Error::io("open", target, e))?;
+    // SAFETY: a zeroed stat is a valid out-buffer; root is an open fd.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: root is open, st a valid pointer.
+    check(unsafe { libc::fstat(root.as_raw_fd(), &mut st) })
+        .map_err(|e| Error::io("stat", target, e))?;
+    let creator = (st.st_mode & libc::S_ISGID == 0)
+        // SAFETY: geteuid and getegid have no preconditions and cannot fail.
+        .then(|| unsafe { (libc::geteuid(), libc::getegid()) });
     let mut u = Unpacker {
         root,
         root_path: target,
         layer,
         opts,
-        cache: None,
+        creator,
+        open_dirs: Vec::new(),
+        deep: None,
         dirs: Vec::new(),
         stats_entries: 0,
         stats_skipped: 0,
@@ -251,6 +261,10 @@ fn unpack_stream(
     })
 }
 
+/// How deep the unpacker keeps the directories of the current path open (a hostile path
+/// thousands of components deep must not exhaust the process's descriptors).
+const MAX_OPEN_DIRS: usize = 64;
+
 /// A directory whose mode and times are applied after its children were written.
 struct PendingDir {
     comps: Vec<Vec<u8>>,
@@ -263,8 +277,14 @@ struct Unpacker<'a> {
     root_path: &'a Path,
     layer: &'a str,
     opts: &'a UnpackOptions,
-    /// The last parent directory reached, by its components (most entries share it).
-    cache: Option<(Vec<Vec<u8>>, OwnedFd)>,
+    /// Who owns what this process creates in the layer: its effective uid and gid (no
+    /// directory of the tree has the setgid bit while unpacking: modes are applied at
+    /// the end). `None` when the layer root is setgid (new entries take its group).
+    creator: Option<(u32, u32)>,
+    /// The directories along the last parent path reached, outermost first, by name.
+    open_dirs: Vec<(Vec<u8>, OwnedFd)>,
+    /// The last parent reached when it lies deeper than [`MAX_OPEN_DIRS`].
+    deep: Option<OwnedFd>,
     dirs: Vec<PendingDir>,
     stats_entries: u64,
     stats_skipped: u64,
@@ -289,6 +309,71 @@ fn copy_large(r: &mut impl Read, w: &mut std::fs::File, buf: &mut Vec<u8>) -> io
         };
         w.write_all(&buf[..k])?;
         n += k as u64;
+    }
+}
+
+/// What an entry creates, with what its creation needs.
+enum Node {
+    File,
+    Dir,
+    /// The target, stored as data.
+    Symlink(CString),
+    /// The target's parent (held open), its name, and the target as the archive wrote it.
+    Link(OwnedFd, CString, String),
+    /// `mknod`'s mode (type and permission bits) and device number.
+    Dev(libc::mode_t, libc::dev_t),
+}
+
+impl Node {
+    /// Creates the node `name` in `dir`; never follows or replaces what is there (EEXIST).
+    /// A file comes back open for writing.
+    fn create(&self, dir: RawFd, name: &CString) -> io::Result<Option<std::fs::File>> {
+        match self {
+            Node::File => {
+                // SAFETY: dir is open, name NUL-terminated; the result is checked and owned.
+                let fd = unsafe {
+                    libc::openat(
+                        dir,
+                        name.as_ptr(),
+                        libc::O_WRONLY
+                            | libc::O_CREAT
+                            | libc::O_EXCL
+                            | libc::O_NOFOLLOW
+                            | libc::O_CLOEXEC,
+                        0o600,
+                    )
+                };
+                if fd < 0 {
+                    return Err(last_err());
+                }
+                // SAFETY: fd was just opened and is owned by this File.
+                return Ok(Some(unsafe { std::fs::File::from_raw_fd(fd) }));
+            }
+            // SAFETY (all below): dir and the fds are open, the names NUL-terminated.
+            Node::Dir => check(unsafe { libc::mkdirat(dir, name.as_ptr(), 0o700) }),
+            Node::Symlink(target) => {
+                check(unsafe { libc::symlinkat(target.as_ptr(), dir, name.as_ptr()) })
+            }
+            // flags 0: a symlink target is linked itself, never followed.
+            Node::Link(tdir, tname, _) => check(unsafe {
+                libc::linkat(tdir.as_raw_fd(), tname.as_ptr(), dir, name.as_ptr(), 0)
+            }),
+            Node::Dev(mode, dev) => {
+                check(unsafe { libc::mknodat(dir, name.as_ptr(), *mode, *dev) })
+            }
+        }
+        .map(|()| None)
+    }
+
+    /// What creating it is called in errors.
+    fn verb(&self) -> String {
+        match self {
+            Node::File => "create".into(),
+            Node::Dir => "mkdir".into(),
+            Node::Symlink(_) => "symlink".into(),
+            Node::Link(_, _, target) => format!("hardlink to {target:?}"),
+            Node::Dev(..) => "mknod".into(),
+        }
     }
 }
 
@@ -411,22 +496,26 @@ impl Unpacker<'_> {
     }
 
     /// Reaches the directory `comps` under the root, creating missing directories, never
-    /// following a symlink. Returns a raw fd valid until the next call (cached).
+    /// following a symlink. Returns a raw fd valid until the next call. The directories
+    /// of the last path reached stay open (up to [`MAX_OPEN_DIRS`] deep), so the next
+    /// entry, usually a sibling or a child, starts from their common prefix instead of
+    /// opening every component from the root again.
     fn parent(&mut self, comps: &[Vec<u8>]) -> Result<RawFd, String> {
-        if comps.is_empty() {
-            return Ok(self.root.as_raw_fd());
-        }
-        if let Some((c, fd)) = &self.cache {
-            if c.as_slice() == comps {
-                return Ok(fd.as_raw_fd());
-            }
-        }
-        let mut cur: Option<OwnedFd> = None;
-        for (i, c) in comps.iter().enumerate() {
+        let common = self
+            .open_dirs
+            .iter()
+            .zip(comps)
+            .take_while(|((name, _), c)| name == *c)
+            .count();
+        self.open_dirs.truncate(common);
+        self.deep = None;
+        let start = self.open_dirs.len();
+        for (i, c) in comps.iter().enumerate().skip(start) {
             let name = cstr(c).map_err(|e| e.to_string())?;
-            let dirfd = cur
-                .as_ref()
-                .map_or(self.root.as_raw_fd(), |f| f.as_raw_fd());
+            let dirfd = match (&self.deep, self.open_dirs.last()) {
+                (Some(fd), _) | (None, Some((_, fd))) => fd.as_raw_fd(),
+                (None, None) => self.root.as_raw_fd(),
+            };
             let next = match open_dir_at(dirfd, &name) {
                 Ok(fd) => fd,
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
@@ -458,12 +547,23 @@ impl Unpacker<'_> {
                 }
                 Err(e) => return Err(format!("opening parent {:?}: {e}", show(&comps[..=i]))),
             };
-            cur = Some(next);
+            if self.deep.is_none() && self.open_dirs.len() < MAX_OPEN_DIRS {
+                self.open_dirs.push((c.clone(), next));
+            } else {
+                // Deeper than that: walked with one descriptor at a time, not kept.
+                self.deep = Some(next);
+            }
         }
-        let fd = cur.ok_or("empty parent")?;
-        let raw = fd.as_raw_fd();
-        self.cache = Some((comps.to_vec(), fd));
-        Ok(raw)
+        Ok(match (&self.deep, self.open_dirs.last()) {
+            (Some(fd), _) | (None, Some((_, fd))) => fd.as_raw_fd(),
+            (None, None) => self.root.as_raw_fd(),
+        })
+    }
+
+    /// Forgets the open directories (after a removal, which may have taken some of them).
+    fn forget_dirs(&mut self) {
+        self.open_dirs.clear();
+        self.deep = None;
     }
 
     fn meta(&self, entry: &mut tar::Entry<'_, impl Read>, raw: &[u8]) -> Result<Meta> {
@@ -558,135 +658,48 @@ impl Unpacker<'_> {
             return self.whiteout(&raw, parent, target);
         }
 
-        let pfd = self.parent(parent).map_err(|r| self.err(&raw, r))?;
         let cname = cstr(name).map_err(|e| self.err(&raw, e.to_string()))?;
-        let existing = lstat_at(pfd, &cname).map_err(|e| self.err(&raw, format!("stat: {e}")))?;
-        let mut keep_dir = false;
-        if let Some(st) = existing {
-            let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
-            keep_dir = is_dir && et == T::Directory;
-            if !keep_dir {
-                self.remove_existing(&raw, &comps, is_dir)?;
-            }
-        }
-        // The removal may have dropped the cached parent; reach it again.
-        let pfd = self.parent(parent).map_err(|r| self.err(&raw, r))?;
         let layer = self.layer;
         let io_err = |what: &str, e: io::Error| Error::Unpack {
             layer: layer.to_string(),
             entry: String::from_utf8_lossy(&raw).into_owned(),
             reason: format!("{what}: {e}"),
         };
-        match et {
-            T::Regular | T::Continuous | T::GNUSparse => {
-                // SAFETY: pfd is open, cname NUL-terminated; result checked and owned below.
-                let fd = unsafe {
-                    libc::openat(
-                        pfd,
-                        cname.as_ptr(),
-                        libc::O_WRONLY
-                            | libc::O_CREAT
-                            | libc::O_EXCL
-                            | libc::O_NOFOLLOW
-                            | libc::O_CLOEXEC,
-                        0o600,
-                    )
-                };
-                if fd < 0 {
-                    return Err(io_err("create", last_err()));
-                }
-                // SAFETY: fd was just opened and is owned by this File.
-                let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
-                let want = entry.size();
-                let got = copy_large(&mut entry, &mut f, &mut self.buf)
-                    .map_err(|e| io_err("write", e))?;
-                if et != T::GNUSparse && got != want {
-                    return Err(self.err(
-                        &raw,
-                        format!("truncated archive: header says {want} bytes, stream had {got}"),
-                    ));
-                }
-                self.own(&raw, f.as_raw_fd(), None, &meta)?;
-                // SAFETY: f's fd is open.
-                check(unsafe { libc::fchmod(f.as_raw_fd(), meta.mode) })
-                    .map_err(|e| io_err("chmod", e))?;
-                self.xattrs(&raw, &comps, &meta)?;
-                set_times(f.as_raw_fd(), None, meta.mtime).map_err(|e| io_err("set times", e))?;
-            }
-            T::Directory => {
-                if !keep_dir {
-                    // SAFETY: pfd is open, cname NUL-terminated.
-                    check(unsafe { libc::mkdirat(pfd, cname.as_ptr(), 0o700) })
-                        .map_err(|e| io_err("mkdir", e))?;
-                }
-                self.own(&raw, pfd, Some(&cname), &meta)?;
-                self.xattrs(&raw, &comps, &meta)?;
-                self.dirs.push(PendingDir {
-                    comps: comps.clone(),
-                    mode: meta.mode,
-                    mtime: meta.mtime,
-                });
-            }
+        // What to create, prepared before the entry's parent is reached (a hardlink's
+        // target is reached first).
+        let node = match et {
+            T::Regular | T::Continuous | T::GNUSparse => Node::File,
+            T::Directory => Node::Dir,
             T::Symlink => {
                 let target = entry
                     .link_name_bytes()
                     .ok_or_else(|| self.err(&raw, "symlink without a target"))?;
-                let ct = cstr(&target).map_err(|e| io_err("symlink target", e))?;
                 // The target is stored as data and never followed by the unpacker.
-                // SAFETY: ct and cname are NUL-terminated, pfd open.
-                check(unsafe { libc::symlinkat(ct.as_ptr(), pfd, cname.as_ptr()) })
-                    .map_err(|e| io_err("symlink", e))?;
-                self.own(&raw, pfd, Some(&cname), &meta)?;
-                self.xattrs(&raw, &comps, &meta)?;
-                set_times(pfd, Some(&cname), meta.mtime).map_err(|e| io_err("set times", e))?;
+                Node::Symlink(cstr(&target).map_err(|e| io_err("symlink target", e))?)
             }
             T::Link => {
                 let target = entry
                     .link_name_bytes()
                     .ok_or_else(|| self.err(&raw, "hardlink without a target"))?
                     .into_owned();
-                let tcomps = clean_path(&target).map_err(|r| {
-                    self.err(
-                        &raw,
-                        format!(
-                            "hardlink target {:?}: {r}",
-                            String::from_utf8_lossy(&target)
-                        ),
-                    )
-                })?;
+                let shown = String::from_utf8_lossy(&target).into_owned();
+                let tcomps = clean_path(&target)
+                    .map_err(|r| self.err(&raw, format!("hardlink target {shown:?}: {r}")))?;
                 let Some((tname, tparent)) = tcomps.split_last() else {
                     return Err(self.err(&raw, "hardlink to the layer root"));
                 };
                 let ctname = cstr(tname).map_err(|e| io_err("hardlink target", e))?;
                 // Both parents must be held at once: keep the target's parent as an owned fd.
-                let tfd = self.parent(tparent).map_err(|r| {
-                    self.err(
-                        &raw,
-                        format!(
-                            "hardlink target {:?}: {r}",
-                            String::from_utf8_lossy(&target)
-                        ),
-                    )
-                })?;
+                let tfd = self
+                    .parent(tparent)
+                    .map_err(|r| self.err(&raw, format!("hardlink target {shown:?}: {r}")))?;
                 // SAFETY: dup of an open fd; result checked and owned.
                 let tfd = unsafe { libc::fcntl(tfd, libc::F_DUPFD_CLOEXEC, 0) };
                 if tfd < 0 {
                     return Err(io_err("dup", last_err()));
                 }
                 // SAFETY: tfd is a fresh descriptor we own.
-                let tfd = unsafe { OwnedFd::from_raw_fd(tfd) };
-                let pfd = self.parent(parent).map_err(|r| self.err(&raw, r))?;
-                // flags 0: a symlink target is linked itself, never followed.
-                // SAFETY: both fds open, both names NUL-terminated.
-                check(unsafe {
-                    libc::linkat(tfd.as_raw_fd(), ctname.as_ptr(), pfd, cname.as_ptr(), 0)
-                })
-                .map_err(|e| {
-                    io_err(
-                        &format!("hardlink to {:?}", String::from_utf8_lossy(&target)),
-                        e,
-                    )
-                })?;
+                Node::Link(unsafe { OwnedFd::from_raw_fd(tfd) }, ctname, shown)
             }
             T::Char | T::Block | T::Fifo => {
                 if et != T::Fifo && !self.opts.privileged {
@@ -701,22 +714,82 @@ impl Unpacker<'_> {
                 let h = entry.header();
                 let major = h.device_major().ok().flatten().unwrap_or(0);
                 let minor = h.device_minor().ok().flatten().unwrap_or(0);
-                let dev = libc::makedev(major, minor);
-                // SAFETY: pfd open, cname NUL-terminated.
-                check(unsafe {
-                    libc::mknodat(pfd, cname.as_ptr(), kind | (meta.mode & 0o777), dev)
-                })
-                .map_err(|e| io_err("mknod", e))?;
-                self.own(&raw, pfd, Some(&cname), &meta)?;
+                Node::Dev(kind | (meta.mode & 0o777), libc::makedev(major, minor))
+            }
+            other => {
+                return Err(self.err(&raw, format!("unsupported entry type {other:?}")));
+            }
+        };
+        // Created without looking first (almost every entry is new): only when the name
+        // exists is it looked at, then replaced (a directory kept for a directory entry)
+        // and created once more.
+        let mut pfd = self.parent(parent).map_err(|r| self.err(&raw, r))?;
+        let mut replaced = false;
+        let mut kept = false;
+        let file = loop {
+            let made = node.create(pfd, &cname);
+            match made {
+                Ok(f) => break f,
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) && !replaced => {
+                    replaced = true;
+                    let st = lstat_at(pfd, &cname).map_err(|e| io_err("stat", e))?;
+                    let is_dir = st.is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
+                    if is_dir && matches!(node, Node::Dir) {
+                        kept = true;
+                        break None;
+                    }
+                    self.remove_existing(&raw, &comps, is_dir)?;
+                    // The removal may have dropped the open parents; reach it again.
+                    pfd = self.parent(parent).map_err(|r| self.err(&raw, r))?;
+                }
+                Err(e) => return Err(io_err(&node.verb(), e)),
+            }
+        };
+        match node {
+            Node::File => {
+                let Some(mut f) = file else {
+                    return Err(self.err(&raw, "file not created"));
+                };
+                let want = entry.size();
+                let got = copy_large(&mut entry, &mut f, &mut self.buf)
+                    .map_err(|e| io_err("write", e))?;
+                if et != T::GNUSparse && got != want {
+                    return Err(self.err(
+                        &raw,
+                        format!("truncated archive: header says {want} bytes, stream had {got}"),
+                    ));
+                }
+                self.own(&raw, f.as_raw_fd(), None, &meta, true)?;
+                // SAFETY: f's fd is open.
+                check(unsafe { libc::fchmod(f.as_raw_fd(), meta.mode) })
+                    .map_err(|e| io_err("chmod", e))?;
+                self.xattrs(&raw, &comps, &meta)?;
+                set_times(f.as_raw_fd(), None, meta.mtime).map_err(|e| io_err("set times", e))?;
+            }
+            Node::Dir => {
+                self.own(&raw, pfd, Some(&cname), &meta, !kept)?;
+                self.xattrs(&raw, &comps, &meta)?;
+                self.dirs.push(PendingDir {
+                    comps: comps.clone(),
+                    mode: meta.mode,
+                    mtime: meta.mtime,
+                });
+            }
+            Node::Symlink(_) => {
+                self.own(&raw, pfd, Some(&cname), &meta, true)?;
+                self.xattrs(&raw, &comps, &meta)?;
+                set_times(pfd, Some(&cname), meta.mtime).map_err(|e| io_err("set times", e))?;
+            }
+            // A hardlink shares its target's inode, metadata included.
+            Node::Link(..) => {}
+            Node::Dev(..) => {
+                self.own(&raw, pfd, Some(&cname), &meta, true)?;
                 // SAFETY: pfd open, cname NUL-terminated; fchmodat does not follow here since
                 // the entry was just created by mknodat and is not a symlink.
                 check(unsafe { libc::fchmodat(pfd, cname.as_ptr(), meta.mode, 0) })
                     .map_err(|e| io_err("chmod", e))?;
                 self.xattrs(&raw, &comps, &meta)?;
                 set_times(pfd, Some(&cname), meta.mtime).map_err(|e| io_err("set times", e))?;
-            }
-            other => {
-                return Err(self.err(&raw, format!("unsupported entry type {other:?}")));
             }
         }
         self.stats_entries += 1;
@@ -771,7 +844,7 @@ impl Unpacker<'_> {
     /// Removes what an entry replaces. The path's parents were just walked without
     /// following symlinks inside our private directory, so the joined path is confined.
     fn remove_existing(&mut self, raw: &[u8], comps: &[Vec<u8>], is_dir: bool) -> Result<()> {
-        self.cache = None;
+        self.forget_dirs();
         let mut p = self.root_path.to_path_buf();
         for c in comps {
             p.push(std::ffi::OsStr::from_bytes(c));
@@ -786,7 +859,16 @@ impl Unpacker<'_> {
         Ok(())
     }
 
-    fn own(&self, raw: &[u8], dirfd: RawFd, name: Option<&CString>, m: &Meta) -> Result<()> {
+    /// Gives the entry the archive's owner. `fresh`: the entry was just created by this
+    /// process, so it is owned by [`Unpacker::creator`] already when that is known.
+    fn own(
+        &self,
+        raw: &[u8],
+        dirfd: RawFd,
+        name: Option<&CString>,
+        m: &Meta,
+        fresh: bool,
+    ) -> Result<()> {
         if !self.opts.privileged {
             return Ok(());
         }
@@ -794,6 +876,10 @@ impl Unpacker<'_> {
             (Ok(u), Ok(g)) if u != u32::MAX && g != u32::MAX => (u, g),
             _ => return Err(self.err(raw, format!("uid/gid {}:{} out of range", m.uid, m.gid))),
         };
+        if fresh && self.creator == Some((uid, gid)) {
+            // Most entries are root's, as is the daemon: no chown needed.
+            return Ok(());
+        }
         let r = match name {
             // SAFETY: dirfd open, name NUL-terminated; AT_SYMLINK_NOFOLLOW chowns a symlink itself.
             Some(n) => unsafe {
@@ -833,7 +919,7 @@ impl Unpacker<'_> {
 
     /// Applies directory modes and mtimes, deepest first, after all children were written.
     fn finish_dirs(&mut self) -> Result<()> {
-        self.cache = None;
+        self.forget_dirs();
         let mut dirs = std::mem::take(&mut self.dirs);
         dirs.sort_by_key(|d| std::cmp::Reverse(d.comps.len()));
         for d in dirs {
@@ -995,6 +1081,8 @@ impl crate::Store {
             // Unpacked meanwhile (or under another name): keep the existing copy.
             crate::store::remove_any(tmp)?;
         } else {
+            let size_path = self.layer_size_path(diff_id);
+            let size_text = size.to_string();
             match (blob, boot_id()) {
                 (Some(b), Some(boot)) => {
                     // Synced here; its directory entry is synced with the size record's
@@ -1005,6 +1093,19 @@ impl crate::Store {
                     std::io::Write::write_all(&mut f, format!("{boot}\n{b}\n").as_bytes())
                         .and_then(|()| f.sync_all())
                         .map_err(|e| Error::io("write", &m, e))?;
+                    // The uncompressed size, kept beside the layer so image listings need
+                    // not re-read blobs. No fsync of its own: the marker covers it (a
+                    // machine crash has the layer, and its size record, made again).
+                    barge_util::fs::write_atomic(
+                        &size_path,
+                        size_text.as_bytes(),
+                        barge_util::fs::AtomicWrite {
+                            mode: 0o600,
+                            durability: barge_util::fs::Durability::None,
+                        },
+                    )
+                    .map_err(|e| Error::io(e.op, e.path, e.source))?;
+                    crate::store::sync_dir(&self.root().join("layers"))?;
                 }
                 _ => {
                     // One syncfs instead of an fsync per file: the layer must be durable
@@ -1013,14 +1114,10 @@ impl crate::Store {
                     // SAFETY: dir is an open fd.
                     check(unsafe { libc::syncfs(dir.as_raw_fd()) })
                         .map_err(|e| Error::io("syncfs", tmp, e))?;
+                    // The size record, durable before the layer is visible.
+                    crate::store::atomic_write(&size_path, size_text.as_bytes())?;
                 }
             }
-            // The uncompressed size, kept beside the layer so image listings need not
-            // re-read blobs; written before the layer becomes visible.
-            crate::store::atomic_write(
-                &self.layer_size_path(diff_id),
-                size.to_string().as_bytes(),
-            )?;
             std::fs::rename(tmp, &dst).map_err(|e| Error::io("rename", &dst, e))?;
         }
         let short = self.root().join("l").join(&diff_id.hex()[..16]);

@@ -497,6 +497,80 @@ fn metadata_is_kept() {
 }
 
 #[test]
+fn replaced_entries_deep_paths_and_a_setgid_root() {
+    if !root_or_skip("replaced_entries_deep_paths_and_a_setgid_root") {
+        return;
+    }
+    let f = fixture();
+    // 100 levels: deeper than the directories the unpacker keeps open.
+    let deep = "d/".repeat(100);
+    let (p1, p2) = (format!("{deep}one"), format!("{deep}two"));
+    let t = tar_of(&[
+        E::FileMode("f", b"first", 0o600, 1000, 1001),
+        E::FileMode("f", b"second", 0o644, 0, 0),
+        E::Sym("s", "x"),
+        E::FileMode("s", b"file now", 0o644, 0, 0),
+        E::Dir("k"),
+        E::File("k/a", b"a"),
+        E::Dir("k"),
+        E::File("k/b", b"b"),
+        E::Pax("p1", b"1", vec![("path", p1.as_bytes())]),
+        E::Pax("p2", b"2", vec![("path", p2.as_bytes())]),
+        E::File("top", b"t"),
+        E::Pax(
+            "p3",
+            b"3",
+            vec![("path", format!("{deep}three").as_bytes())],
+        ),
+    ]);
+    let d = f
+        .store
+        .unpack_layer(&t[..], None, "replace")
+        .expect("unpack");
+    let l = f.store.layer_path(&d);
+    let m = |p: &str| std::fs::symlink_metadata(l.join(p)).expect(p);
+    assert_eq!(std::fs::read(l.join("f")).expect("f"), b"second");
+    assert_eq!(
+        (m("f").uid(), m("f").gid()),
+        (0, 0),
+        "the last entry's owner"
+    );
+    assert_eq!(m("f").permissions().mode() & 0o7777, 0o644);
+    assert!(m("s").is_file(), "symlink replaced by a file");
+    assert_eq!(
+        dir_entries(&l.join("k")),
+        ["a", "b"],
+        "a repeated directory is kept"
+    );
+    for (p, want) in [("one", "1"), ("two", "2"), ("three", "3")] {
+        assert_eq!(
+            std::fs::read(l.join(format!("{deep}{p}"))).expect(p),
+            want.as_bytes()
+        );
+    }
+    assert_eq!(std::fs::read(l.join("top")).expect("top"), b"t");
+
+    // A setgid target gives new entries its group: the owner asked for is set anyway.
+    let td = tempfile::tempdir().expect("tempdir");
+    let root = td.path().join("sg");
+    std::fs::create_dir(&root).expect("mkdir");
+    std::os::unix::fs::chown(&root, Some(0), Some(4321)).expect("chown");
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o2755)).expect("chmod");
+    let t = tar_of(&[E::File("a", b"a"), E::Dir("sub"), E::File("sub/b", b"b")]);
+    barge_image::unpack::unpack(
+        &t[..],
+        &root,
+        "setgid",
+        &barge_image::unpack::UnpackOptions { privileged: true },
+    )
+    .expect("unpack");
+    for p in ["a", "sub", "sub/b"] {
+        let md = std::fs::symlink_metadata(root.join(p)).expect(p);
+        assert_eq!((md.uid(), md.gid()), (0, 0), "{p}");
+    }
+}
+
+#[test]
 fn compressions_and_diff_id() {
     let f = fixture();
     let plain = tar_of(&[E::Dir("a"), E::File("a/b", &b"content".repeat(1000))]);
