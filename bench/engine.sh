@@ -4,17 +4,24 @@
 # CLI) and podman; then N idle containers (`sleep`) started with `run -d`: time per container,
 # barge's per-container memory (monitor PSS + daemon growth) and `ps` of them all.
 # Every daemon runs in a network namespace and mount namespace of its own that this script
-# makes and removes; containers use --network none so all engines do the same work.
+# makes and removes (podman, which has no daemon, runs in that network namespace too). The
+# `run --rm` comparison is made twice: with --network none, so all engines do the same work,
+# and on each engine's default bridge network (the issue's target command as typed).
 # Prints means and ratios. Needs root.
 #
-#   bench/engine.sh [RUNS] [IDLE]     (defaults: 30 runs, 200 idle containers)
+#   [BARGE_BIN=path] bench/engine.sh [RUNS] [IDLE]     (defaults: 30 runs, 200 idle containers)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-30}
 idle=${2:-200}
 sh scripts/setup.sh
-cargo build --release -q -p barge
-barge=$PWD/target/release/barge
+# BARGE_BIN=path measures another build (e.g. main's, for a before/after).
+if [ -n "${BARGE_BIN:-}" ]; then
+    barge=$BARGE_BIN
+else
+    cargo build --release -q -p barge
+    barge=$PWD/target/release/barge
+fi
 docker_cli=/usr/local/bin/docker
 [ -x "$docker_cli" ] || docker_cli=$(command -v docker)
 
@@ -74,7 +81,7 @@ unshare --mount --propagation private nsenter --net="/run/netns/$ns" "$barge" da
     --exec-root "$work/barge/exec" --pidfile "$work/barge/pid" >"$work/barge.log" 2>&1 &
 pids+=($!)
 barge_daemon_pid=$!
-unshare --mount --propagation private nsenter --net="/run/netns/$ns" /usr/sbin/dockerd --bridge=none --iptables=false --ip6tables=false \
+unshare --mount --propagation private nsenter --net="/run/netns/$ns" /usr/sbin/dockerd --ip6tables=false \
     -H "unix://$work/dockerd.sock" --data-root "$work/dockerd/data" \
     --exec-root "$work/dockerd/exec" --pidfile "$work/dockerd/pid" >"$work/dockerd.log" 2>&1 &
 pids+=($!)
@@ -85,6 +92,8 @@ B="$barge -H unix://$work/barge.sock"
 D="$docker_cli -H unix://$work/dockerd.sock"
 DB="$docker_cli -H unix://$work/barge.sock"
 P="podman --root $work/podman --runroot $work/podman-run --cgroup-manager cgroupfs --events-backend none"
+# podman makes its default bridge in the namespace it runs in: the bench's.
+PN="nsenter --net=/run/netns/$ns $P"
 # This host's hard rlimits are below podman's rootful defaults (1048576): ask for less.
 PL="--ulimit nofile=1024:1024 --ulimit nproc=1024:1024"
 $B import "$work/busybox.tar" busybox >/dev/null
@@ -97,6 +106,13 @@ hyperfine -N --warmup 3 --runs "$runs" --export-json "$work/run.json" \
     -n docker-cli-on-barge "$DB run --rm --network none busybox true" \
     -n dockerd "$D run --rm --network none busybox true" \
     -n podman "$P run --rm --network none $PL busybox true"
+
+echo "== run --rm busybox true, default bridge network ($runs runs) =="
+hyperfine -N --warmup 3 --runs "$runs" --export-json "$work/run-bridge.json" \
+    -n barge "$B run --rm busybox true" \
+    -n docker-cli-on-barge "$DB run --rm busybox true" \
+    -n dockerd "$D run --rm busybox true" \
+    -n podman "$PN run --rm $PL busybox true"
 
 echo "== $idle idle containers =="
 pss_of() { awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup"; }
@@ -131,17 +147,19 @@ hyperfine -N --warmup 2 --runs 10 --export-json "$work/ps.json" \
     -n "barge ps" "$B ps -q" -n "podman ps" "$P ps -q" >/dev/null
 
 echo "== summary =="
-python3 - "$work/run.json" "$work/ps.json" "$idle" "$t0" "$t1" "$t2" "$daemon_before" "$daemon_after" "$n_mon" "$mon_pss" <<'PY'
+python3 - "$work/run.json" "$work/run-bridge.json" "$work/ps.json" "$idle" "$t0" "$t1" "$t2" "$daemon_before" "$daemon_after" "$n_mon" "$mon_pss" <<'PY'
 import json, sys
-run = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
-ps = {r["command"]: r for r in json.load(open(sys.argv[2]))["results"]}
-idle = int(sys.argv[3]); t0, t1, t2 = map(float, sys.argv[4:7])
-d0, d1, nmon, mpss = map(int, sys.argv[7:11])
-m = {k: v["mean"] * 1000 for k, v in run.items()}
-for k in m:
-    print(f"run --rm {k:20s} mean {m[k]:7.1f} ms  sd {run[k]['stddev']*1000:5.1f} ms")
-print(f"ratio dockerd/barge {m['dockerd']/m['barge']:.1f}x  podman/barge {m['podman']/m['barge']:.1f}x  "
-      f"podman/docker-cli-on-barge {m['podman']/m['docker-cli-on-barge']:.1f}x")
+args = sys.argv[1:]
+ps = {r["command"]: r for r in json.load(open(args[2]))["results"]}
+idle = int(args[3]); t0, t1, t2 = map(float, args[4:7])
+d0, d1, nmon, mpss = map(int, args[7:11])
+for title, f in (("--network none", args[0]), ("default bridge", args[1])):
+    run = {r["command"]: r for r in json.load(open(f))["results"]}
+    m = {k: v["mean"] * 1000 for k, v in run.items()}
+    for k in m:
+        print(f"run --rm ({title}) {k:20s} mean {m[k]:7.1f} ms  sd {run[k]['stddev']*1000:5.1f} ms")
+    print(f"ratio ({title}) dockerd/barge {m['dockerd']/m['barge']:.1f}x  podman/barge {m['podman']/m['barge']:.1f}x  "
+          f"podman/docker-cli-on-barge {m['podman']/m['docker-cli-on-barge']:.1f}x")
 bb, pp = (t1 - t0) / idle * 1000, (t2 - t1) / idle * 1000
 print(f"run -d per container: barge {bb:.1f} ms  podman {pp:.1f} ms  ratio podman/barge {pp/bb:.1f}x")
 per = (mpss + max(d1 - d0, 0)) / idle

@@ -998,7 +998,7 @@ fn apply_changes(v: &mut Value, changes: &str) -> Result<(), ApiError> {
 /// `stream=0` one document with `precpu_stats` filled (a cached or a 100 ms earlier sample);
 /// `one-shot=1` (with stream=0) one document without waiting.
 async fn stats(e: Arc<Engine>, id: &str, q: &Query) -> R {
-    let stream = q.get("stream").is_none_or(|s| s == "1" || s == "true");
+    let stream = q.bool_or("stream", true);
     let one_shot = q.bool("one-shot");
     let c = e.get(id)?;
     if !stream {

@@ -101,9 +101,20 @@ pub(crate) async fn dispatch(
             let name = segs[..segs.len() - 1].join("/");
             let store = e.store.clone();
             let n2 = name.clone();
-            let (rec, cfg) =
-                blocking(move || store.inspect(&n2).map_err(|e| not_found(e, &n2))).await?;
-            let cfg = serde_json::to_value(&cfg).unwrap_or(Value::Null);
+            let (rec, cfg) = blocking(move || {
+                let (rec, cfg) = store.inspect(&n2).map_err(|e| not_found(e, &n2))?;
+                // The config blob as stored, not its OCI model: Docker's fields that the OCI
+                // image spec lacks (OnBuild, Healthcheck, Shell, ArgsEscaped) must show too.
+                // inspect() has already parsed and checked it.
+                let raw = store
+                    .read_document(&rec.id, "image config")
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                    .filter(Value::is_object)
+                    .unwrap_or_else(|| serde_json::to_value(&cfg).unwrap_or(Value::Null));
+                Ok::<_, ApiError>((rec, raw))
+            })
+            .await?;
             let tags: Vec<String> = e
                 .store
                 .references()
@@ -138,17 +149,36 @@ pub(crate) async fn dispatch(
             let name = segs[..segs.len() - 1].join("/");
             let store = e.store.clone();
             let n2 = name.clone();
-            let h = blocking(move || store.history(&n2).map_err(|e| not_found(e, &n2))).await?;
+            let (id, h) = blocking(move || {
+                let id = store.resolve(&n2).map_err(|e| not_found(e, &n2))?.id;
+                let h = store.history(&n2).map_err(|e| not_found(e, &n2))?;
+                Ok((id, h))
+            })
+            .await?;
+            let tags: Vec<String> = e
+                .store
+                .references()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(_, d)| *d == id)
+                .map(|(r, _)| r.familiar())
+                .collect();
+            // As dockerd: a row's Id is the image made by that step, so the newest row has
+            // the image's id and tags; builds keep no intermediate images, so the earlier
+            // rows are "<missing>" (a layer's diff id is no image id and must not pose as one).
             let v: Vec<Value> = h
                 .into_iter()
-                .map(|s| json!({
-                    "Id": s.layer.as_ref().map(|l| l.0.to_string()).unwrap_or_else(|| "<missing>".into()),
-                    "Created": created_secs(&s.created),
-                    "CreatedBy": s.created_by.unwrap_or_default(),
-                    "Tags": null,
-                    "Size": s.layer.map(|l| l.1).unwrap_or(0),
-                    "Comment": s.comment.unwrap_or_default(),
-                }))
+                .enumerate()
+                .map(|(i, s)| {
+                    json!({
+                        "Id": if i == 0 { id.to_string() } else { "<missing>".into() },
+                        "Created": created_secs(&s.created),
+                        "CreatedBy": s.created_by.unwrap_or_default(),
+                        "Tags": if i == 0 && !tags.is_empty() { json!(tags) } else { Value::Null },
+                        "Size": s.layer.map(|l| l.1).unwrap_or(0),
+                        "Comment": s.comment.unwrap_or_default(),
+                    })
+                })
                 .collect();
             Ok(json_response(200, &Value::Array(v)))
         }

@@ -14,6 +14,7 @@ mod distribution;
 mod images;
 pub mod metrics;
 mod networks;
+pub mod tls;
 mod util;
 mod volumes;
 
@@ -71,19 +72,24 @@ pub async fn serve(api: Arc<Api>, listener: tokio::net::UnixListener) {
                 continue;
             }
         };
+        tokio::spawn(serve_connection(api.clone(), stream));
+    }
+}
+
+/// Serves the API on one accepted connection (unix socket or TLS stream) until it closes.
+pub(crate) async fn serve_connection<S>(api: Arc<Api>, stream: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req| {
         let api = api.clone();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                let api = api.clone();
-                async move { Ok::<_, Infallible>(handle(api, req).await) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .with_upgrades();
-            if let Err(e) = conn.await {
-                tracing::debug!("connection: {e}");
-            }
-        });
+        async move { Ok::<_, Infallible>(handle(api, req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), svc)
+        .with_upgrades();
+    if let Err(e) = conn.await {
+        tracing::debug!("connection: {e}");
     }
 }
 

@@ -227,7 +227,12 @@ async fn remove(e: Arc<Engine>, id: &str) -> R {
 }
 
 async fn prune(e: Arc<Engine>) -> R {
-    let removed = blocking(nm(&e)?, |nm| nm.prune()).await?;
+    // Without networking there is no user network to prune: an empty answer, not an error,
+    // so `docker system prune` works against such a daemon.
+    let Some(nm) = e.network_manager() else {
+        return Ok(json_response(200, &json!({"NetworksDeleted": []})));
+    };
+    let removed = blocking(nm, |nm| nm.prune()).await?;
     Ok(json_response(200, &json!({"NetworksDeleted": removed})))
 }
 

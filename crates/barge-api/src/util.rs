@@ -166,9 +166,23 @@ impl Query {
         self.0.get(k).map(String::as_str)
     }
 
-    /// A boolean (`1`, `true`).
+    /// A boolean as dockerd reads one (`httputils.BoolValue`): present and not one of "",
+    /// `0`, `no`, `false`, `none` (any case). docker-py sends Python's `True`/`False`.
     pub fn bool(&self, k: &str) -> bool {
-        matches!(self.get(k), Some("1" | "true" | "True" | "yes"))
+        self.get(k).is_some_and(|v| {
+            !matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "" | "0" | "no" | "false" | "none"
+            )
+        })
+    }
+
+    /// [`Query::bool`], or `default` when the key is absent (`BoolValueOrDefault`).
+    pub fn bool_or(&self, k: &str, default: bool) -> bool {
+        match self.get(k) {
+            None => default,
+            Some(_) => self.bool(k),
+        }
     }
 
     /// An integer, or 400.

@@ -521,8 +521,12 @@ impl Builder {
                 let d = self.root.join("tmp").join(unique("ctx-"));
                 std::fs::create_dir(&d).map_err(io_err("create directory", &d))?;
                 *tmp_ctx = Some(d.clone());
+                // Decompressed first, so TarTail sees tar blocks: the docker CLI may cut the
+                // stream after its last entry (see tartail).
+                let plain = barge_image::unpack::decompress(r, "build context")
+                    .map_err(|e| BuildError::Context(e.to_string()))?;
                 barge_image::unpack::unpack(
-                    r,
+                    crate::tartail::TarTail::new(plain),
                     &d,
                     "build context",
                     &barge_image::unpack::UnpackOptions::default(),
@@ -1346,13 +1350,13 @@ impl<'a> Run<'a> {
             _ => None,
         };
         let reused = match &planned_by {
-            Some(by) if !self.opts.no_cache => self.reuse_cache_image(st, by),
+            Some(by) if !self.opts.no_cache => self.reuse_cache_image(st, by, false),
             _ => None,
         };
         if let Some((layer, h)) = reused {
             self.emit(Event::CacheHit);
             history = h;
-            new_layer = Some(layer);
+            new_layer = layer;
         } else {
             match &cmd {
                 Command::Run(r) => {
@@ -1376,9 +1380,20 @@ impl<'a> Run<'a> {
                 }
                 _ => {
                     self.meta_step(&mut config, sc, inst, &cmd)?;
-                    history["created_by"] =
-                        Value::String(format!("/bin/sh -c #(nop)  {}", inst.original));
-                    history["empty_layer"] = Value::Bool(true);
+                    let by = meta_created_by(&config, inst, &cmd);
+                    // --cache-from matches metadata steps too (their history entry, with its
+                    // time), so a build from a cache image gives that image's id again.
+                    let cached = match self.opts.no_cache {
+                        false => self.reuse_cache_image(st, &by, true),
+                        true => None,
+                    };
+                    if let Some((_, h)) = cached {
+                        self.emit(Event::CacheHit);
+                        history = h;
+                    } else {
+                        history["created_by"] = Value::String(by);
+                        history["empty_layer"] = Value::Bool(true);
+                    }
                 }
             }
         }
@@ -1390,7 +1405,11 @@ impl<'a> Run<'a> {
             }
             layers.push(l);
         }
-        config["created"] = Value::String(created);
+        // A step taken from a cache image keeps that image's time, as dockerd restores it.
+        config["created"] = match history.get("created") {
+            Some(Value::String(t)) => Value::String(t.clone()),
+            _ => Value::String(created),
+        };
         match config.get_mut("history").and_then(|h| h.as_array_mut()) {
             Some(a) => a.push(history),
             None => config["history"] = json!([history]),
@@ -1413,8 +1432,14 @@ impl<'a> Run<'a> {
     }
 
     /// `--cache-from`: an image whose history and layers start as this stage's do and
-    /// whose next history entry is this step (`created_by`) gives the step's layer.
-    fn reuse_cache_image(&self, st: &State, created_by: &str) -> Option<(LayerRecord, Value)> {
+    /// whose next history entry is this step (`created_by`, `empty` for a metadata step)
+    /// gives the step's history entry and, unless `empty`, its layer.
+    fn reuse_cache_image(
+        &self,
+        st: &State,
+        created_by: &str,
+        empty: bool,
+    ) -> Option<(Option<LayerRecord>, Value)> {
         let ours = st.config["history"]
             .as_array()
             .map(Vec::as_slice)
@@ -1428,7 +1453,7 @@ impl<'a> Run<'a> {
         };
         for (cfg, layers) in &self.cache_from {
             let theirs = cfg["history"].as_array().map(Vec::as_slice).unwrap_or(&[]);
-            if theirs.len() <= ours.len() || layers.len() <= our_ids.len() {
+            if theirs.len() <= ours.len() || layers.len() < our_ids.len() + usize::from(!empty) {
                 continue;
             }
             if !ours.iter().zip(theirs).all(|(a, b)| by(a) == by(b)) {
@@ -1438,12 +1463,15 @@ impl<'a> Run<'a> {
                 continue;
             }
             let next = &theirs[ours.len()];
-            if by(next) != (created_by.to_string(), false) {
+            if by(next) != (created_by.to_string(), empty) {
                 continue;
+            }
+            if empty {
+                return Some((None, next.clone()));
             }
             let l = layers[our_ids.len()].clone();
             if self.b.store.has_layer(&l.diff_id) && self.b.store.has_blob(&l.blob) {
-                return Some((l, next.clone()));
+                return Some((Some(l), next.clone()));
             }
         }
         None
@@ -1610,6 +1638,54 @@ mod chmod;
 mod copy;
 mod fetch;
 mod run;
+
+/// The history text of a metadata-only step, as the classic builder records it (what
+/// `docker history` shows): `#(nop)  <instruction>`, except that CMD and ENTRYPOINT show the
+/// argv they set (Go's `%q` of the list, so the shell form shows its shell) and WORKDIR the
+/// resolved directory with a single space, as dockerd writes them.
+fn meta_created_by(config: &Value, inst: &Instruction, cmd: &Command) -> String {
+    let argv = |field: &str| -> Option<String> {
+        let list = config["config"][field].as_array()?;
+        let words: Vec<String> = list
+            .iter()
+            .map(|w| go_quote(w.as_str().unwrap_or_default()))
+            .collect();
+        Some(format!("[{}]", words.join(" ")))
+    };
+    let text = match cmd {
+        Command::Cmd(_) => argv("Cmd").map(|a| format!("CMD {a}")),
+        Command::Entrypoint(_) => argv("Entrypoint").map(|a| format!("ENTRYPOINT {a}")),
+        Command::Workdir(_) => {
+            let dir = config["config"]["WorkingDir"].as_str().unwrap_or_default();
+            return format!("/bin/sh -c #(nop) WORKDIR {dir}");
+        }
+        _ => None,
+    };
+    format!(
+        "/bin/sh -c #(nop)  {}",
+        text.unwrap_or_else(|| inst.original.clone())
+    )
+}
+
+/// A string quoted as Go's `strconv.Quote` does for printable text (`"`, `\` and control
+/// characters escaped), so history matches dockerd's byte for byte in the usual cases.
+fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
 
 #[cfg(test)]
 mod tests {

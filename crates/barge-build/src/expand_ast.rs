@@ -29,6 +29,23 @@ impl Command {
                 })
                 .collect()
         };
+        // A COPY/ADD heredoc whose delimiter is not quoted has its body expanded, quotes and
+        // escapes kept as written (BuildKit's raw expansion of heredocs).
+        let raw = lexer.raw_quotes(true).raw_escapes(true);
+        let inline = |v: &[InlineSource]| -> Result<Vec<InlineSource>, ExpandError> {
+            v.iter()
+                .map(|i| {
+                    Ok(InlineSource {
+                        data: if i.expand {
+                            raw.expand(&i.data, env)?
+                        } else {
+                            i.data.clone()
+                        },
+                        ..i.clone()
+                    })
+                })
+                .collect()
+        };
         Ok(match self {
             Command::From(f) => Command::From(From {
                 image: w(&f.image)?,
@@ -37,6 +54,7 @@ impl Command {
             }),
             Command::Copy(c) => Command::Copy(Copy {
                 sources: c.sources.iter().map(|s| w(s)).collect::<Result<_, _>>()?,
+                inline: inline(&c.inline)?,
                 dest: w(&c.dest)?,
                 chown: ow(&c.chown)?,
                 chmod: ow(&c.chmod)?,
@@ -44,6 +62,7 @@ impl Command {
             }),
             Command::Add(a) => Command::Add(Add {
                 sources: a.sources.iter().map(|s| w(s)).collect::<Result<_, _>>()?,
+                inline: inline(&a.inline)?,
                 dest: w(&a.dest)?,
                 chown: ow(&a.chown)?,
                 chmod: ow(&a.chmod)?,

@@ -101,6 +101,7 @@ pub mod progress;
 pub mod scope;
 pub mod shell;
 mod suggest;
+mod tartail;
 
 pub use ast::*;
 pub use builder::{

@@ -15,7 +15,7 @@ use tokio::sync::broadcast;
 use crate::model::{str_list, Container, State};
 use crate::monitor::{ExitStatus, MonitorConfig, CONFIG_FILE, CTL_SOCK};
 use crate::spec::NetMode;
-use crate::util::{now, now_rfc3339, write_atomic};
+use crate::util::{now, now_rfc3339, write_replace};
 use crate::{Error, Result};
 
 pub mod net;
@@ -186,6 +186,16 @@ fn is_mountpoint(p: &Path) -> bool {
     }
 }
 
+/// A container's record in its data directory.
+const RECORD_FILE: &str = "config.v2.json";
+
+/// Deletes what a removed container leaves on disk: its snapshot and both directories.
+fn remove_container_files(store: &barge_image::Store, key: &str, exec_dir: &Path, data_dir: &Path) {
+    let _ = store.remove_snapshot(key);
+    let _ = std::fs::remove_dir_all(exec_dir);
+    let _ = std::fs::remove_dir_all(data_dir);
+}
+
 fn valid_name(n: &str) -> bool {
     let b = n.as_bytes();
     !b.is_empty()
@@ -212,9 +222,20 @@ impl Engine {
         let mut names = HashMap::new();
         if let Ok(rd) = std::fs::read_dir(opts.data_root.join("containers")) {
             for e in rd.flatten() {
-                let p = e.path().join("config.v2.json");
-                let Ok(data) = std::fs::read(&p) else {
-                    continue;
+                let p = e.path().join(RECORD_FILE);
+                let data = match std::fs::read(&p) {
+                    Ok(d) => d,
+                    // A removal or a create that a crash cut short: nothing refers to it.
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                        let id = e.file_name().to_string_lossy().into_owned();
+                        let ed = opts.exec_root.join("containers").join(&id);
+                        if crate::util::valid_id(&id) && !is_mountpoint(&ed.join("rootfs")) {
+                            tracing::info!("removing the leftovers of container {id}");
+                            remove_container_files(&store, &id, &ed, &e.path());
+                        }
+                        continue;
+                    }
+                    Err(_) => continue,
                 };
                 match serde_json::from_slice::<Container>(&data) {
                     Ok(c) => {
@@ -372,7 +393,10 @@ impl Engine {
 
     fn save(&self, c: &Container) -> Result<()> {
         let data = serde_json::to_vec(c).map_err(|e| Error::Internal(e.to_string()))?;
-        write_atomic(&self.data_dir(&c.id).join("config.v2.json"), &data)
+        // An auto-removed container's record is deleted when it exits, and a host crash kills
+        // its processes too, so nothing is lost if the record is not synced.
+        let durable = !c.host_bool("AutoRemove");
+        write_replace(&self.data_dir(&c.id).join(RECORD_FILE), &data, durable)
             .map_err(internal("write container record"))
     }
 
@@ -759,9 +783,14 @@ impl Engine {
         let diff_ids = rec.diff_ids();
         let key = id.clone();
         let dd = self.data_dir(&id);
+        let volatile = c.host_bool("AutoRemove");
         let r = tokio::task::spawn_blocking(move || -> Result<()> {
             std::fs::create_dir_all(&dd).map_err(internal("create container dir"))?;
-            store.prepare(&key, &diff_ids)?;
+            if volatile {
+                store.prepare_volatile(&key, &diff_ids)?;
+            } else {
+                store.prepare(&key, &diff_ids)?;
+            }
             Ok(())
         })
         .await
@@ -777,7 +806,7 @@ impl Engine {
             return Err(e);
         }
         c.state.status = "created".into();
-        self.record_networks(&id, &wanted_nets)?;
+        self.record_networks(&id, &wanted_nets, !c.host_bool("AutoRemove"))?;
         self.save(&c)?;
         self.lock().insert(id.clone(), c);
         self.emit("container", "create", &id, HashMap::new());
@@ -981,6 +1010,7 @@ impl Engine {
                 .get("Init")
                 .and_then(Value::as_bool)
                 .unwrap_or(self.opts.default_init),
+            volatile: c.host_bool("AutoRemove"),
         };
         let _ = std::fs::remove_file(&mc.exit_path);
         std::fs::write(
@@ -1418,14 +1448,10 @@ impl Engine {
         }
         let c = self.get(&id)?;
         self.cleanup_after_exit(&c).await;
-        let store = self.store.clone();
-        let (dd, ed, key) = (self.data_dir(&id), self.exec_dir(&id), c.snapshot.clone());
-        let _ = tokio::task::spawn_blocking(move || {
-            let _ = store.remove_snapshot(&key);
-            let _ = std::fs::remove_dir_all(&ed);
-            let _ = std::fs::remove_dir_all(&dd);
-        })
-        .await;
+        // The record goes first: from here on the container is gone, also for a daemon that
+        // restarts (which deletes a container directory without a record, see `open`), so
+        // `wait?condition=removed` (`run --rm`) is answered before the files are deleted.
+        let _ = std::fs::remove_file(self.data_dir(&id).join(RECORD_FILE));
         self.last_exit
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -1441,6 +1467,10 @@ impl Engine {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&id);
         self.changed(&id);
+        let store = self.store.clone();
+        let (dd, ed, key) = (self.data_dir(&id), self.exec_dir(&id), c.snapshot.clone());
+        let _ = tokio::task::spawn_blocking(move || remove_container_files(&store, &key, &ed, &dd))
+            .await;
         Ok(())
     }
 

@@ -44,10 +44,37 @@ fn throttle(h: &Value, k: &str, rate_key: &str) -> Result<Vec<Value>> {
     for d in h.get(k).and_then(Value::as_array).into_iter().flatten() {
         let path = str_of(d, "Path");
         let rate = d.get(rate_key).and_then(Value::as_u64).unwrap_or(0);
-        let (_, major, minor, _) = dev_numbers(path)?;
+        let (ty, major, minor, _) = dev_numbers(path)?;
+        // The kernel takes throttles for block devices only, and refuses others at start
+        // with a bare ENODEV: say so at create, naming the device.
+        if ty != 'b' {
+            return Err(Error::BadRequest(format!(
+                "{k}: {path:?} is not a block device (I/O throttles apply to block devices)"
+            )));
+        }
         out.push(json!({"major": major, "minor": minor, "rate": rate}));
     }
     Ok(out)
+}
+
+/// A kernel id list (`0-3,8,10-11`, as cpuset and sysfs write them) as inclusive ranges;
+/// None if it is not one (a range running backwards included).
+fn id_list(s: &str) -> Option<Vec<(u32, u32)>> {
+    s.split(',')
+        .map(|part| {
+            let (a, b) = part.split_once('-').unwrap_or((part, part));
+            let (a, b) = (a.trim().parse::<u32>().ok()?, b.trim().parse::<u32>().ok()?);
+            (a <= b).then_some((a, b))
+        })
+        .collect()
+}
+
+/// Whether every id of `want` is in `avail` (id by id, so `0-1` is within `0,1`; a range
+/// wider than any host's id space is not, without walking it).
+fn ids_within(want: &[(u32, u32)], avail: &[(u32, u32)]) -> bool {
+    want.iter().all(|&(a, b)| {
+        b - a <= 1 << 16 && (a..=b).all(|id| avail.iter().any(|r| r.0 <= id && id <= r.1))
+    })
 }
 
 /// The OCI `linux.resources` fields (memory, cpu, pids, blockIO) for a Docker `HostConfig`
@@ -141,14 +168,36 @@ pub fn resources(h: &Value, resources: &mut Value, update: bool) -> Result<()> {
     if shares > 0 {
         cpu.insert("shares".into(), json!(shares.max(2)));
     }
-    for (k, o) in [("CpusetCpus", "cpus"), ("CpusetMems", "mems")] {
+    for (k, o, online, what) in [
+        (
+            "CpusetCpus",
+            "cpus",
+            "/sys/devices/system/cpu/online",
+            "CPUs",
+        ),
+        (
+            "CpusetMems",
+            "mems",
+            "/sys/devices/system/node/online",
+            "memory nodes",
+        ),
+    ] {
         let v = str_of(h, k);
         if !v.is_empty() {
-            if !v
-                .chars()
-                .all(|c| c.is_ascii_digit() || c == ',' || c == '-')
-            {
+            let Some(want) = id_list(v) else {
                 return Err(Error::BadRequest(format!("invalid value {v:?} for {k}")));
+            };
+            // Checked here (create, update) as dockerd does: the kernel would refuse the
+            // write only at start, with an errno instead of what is available. A host
+            // without NUMA has no node directory: node 0 only.
+            let have = std::fs::read_to_string(online).unwrap_or_else(|_| "0".into());
+            let have = have.trim();
+            if let Some(avail) = id_list(have) {
+                if !ids_within(&want, &avail) {
+                    return Err(Error::BadRequest(format!(
+                        "Requested {what} are not available - requested {v}, available: {have}"
+                    )));
+                }
             }
             cpu.insert(o.into(), json!(v));
         }
@@ -256,4 +305,21 @@ pub fn devices(c: &Container, res: &mut Value) -> Result<Vec<Value>> {
         a.extend(rules);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpuset_lists_parse_and_must_be_available() {
+        assert_eq!(id_list("0-3,8"), Some(vec![(0, 3), (8, 8)]));
+        assert_eq!(id_list("3-1"), None);
+        assert_eq!(id_list("1,,2"), None);
+        assert_eq!(id_list("x"), None);
+        let avail = id_list("0,1").expect("list");
+        assert!(ids_within(&id_list("0-1").expect("list"), &avail));
+        assert!(!ids_within(&id_list("1-2").expect("list"), &avail));
+        assert!(!ids_within(&id_list("0-4000000000").expect("list"), &avail));
+    }
 }

@@ -44,6 +44,10 @@ pub struct MonitorConfig {
     /// Run the process under the runtime's minimal init (`HostConfig.Init`).
     #[serde(default)]
     pub init: bool,
+    /// The container is removed when it exits (`--rm`): its log and exit status need not
+    /// survive a host crash, so the monitor writes them without fsync.
+    #[serde(default)]
+    pub volatile: bool,
 }
 
 /// What the monitor records when the container exits.

@@ -1,8 +1,14 @@
 //! Small helpers: ids, time, atomic writes.
 
-use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::Path;
+
+/// Whether `s` has the shape of an id from [`new_id`] (64 lower-case hex digits).
+pub fn valid_id(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
 
 /// A new random 64-hex id, as Docker's.
 pub fn new_id() -> String {
@@ -23,59 +29,38 @@ pub fn new_id() -> String {
 }
 
 /// Now as (seconds, nanoseconds) since the epoch.
-pub fn now() -> (i64, u32) {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    (d.as_secs() as i64, d.subsec_nanos())
-}
+pub use barge_util::time::now_unix as now;
 
 /// Now in RFC 3339 with nanoseconds (Docker's time format): the runtime's clock, shared.
 pub use barge_runtime::state::now_rfc3339;
 
 /// Parses an RFC 3339 time (as written by [`now_rfc3339`]) to seconds.fraction since the epoch.
 pub fn parse_rfc3339(s: &str) -> Option<f64> {
-    let b = s.as_bytes();
-    if b.len() < 19 {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let mut frac = 0.0;
-    if b.get(19) == Some(&b'.') {
-        let end = s[20..]
-            .find(|c: char| !c.is_ascii_digit())
-            .map(|i| i + 20)
-            .unwrap_or(s.len());
-        frac = format!("0.{}", &s[20..end]).parse().unwrap_or(0.0);
-    }
-    // days from civil (Hinnant)
-    let y2 = if mo <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146097 + doe - 719468;
-    Some((days * 86400 + h * 3600 + mi * 60 + se) as f64 + frac)
+    barge_util::time::parse_rfc3339(s).map(|(secs, nanos)| secs as f64 + f64::from(nanos) / 1e9)
 }
 
-/// Writes `data` to `path` through a temp file, fsync and rename.
+/// Writes `data` to `path` through a temp file, fsync, rename and an fsync of the directory
+/// (the daemon's records must survive a machine crash); mode 0644 (root reads them, and
+/// so may tools inspecting the data root, as with Docker's).
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
+    write_replace(path, data, true)
+}
+
+/// Writes `data` to `path` through a temp file and rename, so a reader (or a daemon restarted
+/// after a crash of its own) sees the old or the new content, never half. `durable` adds the
+/// fsyncs that make this hold across a host crash too; records that a host crash makes moot
+/// anyway (those of a container removed when it exits, whose processes die with the host)
+/// skip them: each fsync costs milliseconds on the critical path of `run --rm`.
+pub fn write_replace(path: &Path, data: &[u8], durable: bool) -> std::io::Result<()> {
+    let how = barge_util::fs::AtomicWrite {
+        mode: 0o644,
+        durability: if durable {
+            barge_util::fs::Durability::FileAndDir
+        } else {
+            barge_util::fs::Durability::None
+        },
+    };
+    Ok(barge_util::fs::write_atomic(path, data, how)?)
 }
 
 /// Accepts one connection on `l` and receives an fd sent with SCM_RIGHTS.

@@ -134,34 +134,20 @@ fn read_config(path: &Path) -> Result<Map<String, Value>> {
 }
 
 fn write_config(dir: &Path, m: &Map<String, Value>) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
     let path = dir.join("config.json");
-    let tmp = dir.join(format!(".config.json.tmp-{}", std::process::id()));
-    let data =
+    let mut data =
         serde_json::to_vec_pretty(&Value::Object(m.clone())).map_err(|e| Error::DockerConfig {
             path: path.clone(),
             reason: e.to_string(),
         })?;
-    let res = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| Error::io("create", &tmp, e))?;
-        f.write_all(&data)
-            .and_then(|_| f.write_all(b"\n"))
-            .and_then(|_| f.sync_all())
-            .map_err(|e| Error::io("write", &tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| Error::io("rename", &path, e))
-    })();
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    res
+    data.push(b'\n');
+    // 0600: it may hold secrets. The file is fsynced, not its directory, as the docker CLI.
+    let how = barge_util::fs::AtomicWrite {
+        mode: 0o600,
+        durability: barge_util::fs::Durability::File,
+    };
+    barge_util::fs::write_atomic(&path, &data, how).map_err(|e| Error::io(e.op, e.path, e.source))
 }
 
 /// Where `config.json` keeps the credentials of a registry.

@@ -647,7 +647,7 @@ impl crate::Store {
                 .join("layers")
                 .join(crate::store::tmp_name("adopt"));
             fs::rename(&upper, &tmp).ctx("rename", &upper)?;
-            if let Err(e) = self.publish_layer(&tmp, &diff_id, size) {
+            if let Err(e) = self.publish_layer(&tmp, &diff_id, size, None) {
                 let _ = crate::store::remove_any(&tmp);
                 return Err(e);
             }

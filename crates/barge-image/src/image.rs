@@ -762,30 +762,8 @@ fn resolve_in<'a>(idx: &'a ImageIndex, name: &str) -> Result<&'a ImageRecord> {
     Err(Error::ImageNotFound(name.to_string()))
 }
 
-/// The current UTC time as RFC 3339 (`2024-01-02T03:04:05Z`), as image configs and
-/// history entries record it.
+/// The current UTC time as RFC 3339 in whole seconds (`2024-01-02T03:04:05Z`), as image
+/// configs and history entries record it.
 pub fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let days = secs.div_euclid(86400);
-    let rem = secs.rem_euclid(86400);
-    // Civil date from days since the epoch (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    barge_util::time::now_rfc3339(barge_util::time::Precision::Seconds)
 }

@@ -39,7 +39,7 @@ use crate::reference::Reference;
 use crate::store::{Lease, Store, MAX_DOCUMENT_SIZE};
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
-use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::client::{BlobResponse, ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
@@ -366,6 +366,10 @@ fn transient(e: &OciDistributionError) -> bool {
 /// An error that may go away when the request is made again.
 trait Transient {
     fn is_transient(&self) -> bool;
+    /// How long the registry asked to wait before the next attempt (`Retry-After`).
+    fn retry_after(&self) -> Option<Duration> {
+        None
+    }
 }
 
 impl Transient for OciDistributionError {
@@ -377,7 +381,14 @@ impl Transient for OciDistributionError {
 /// How many times a request failing with a [`transient`] error is tried.
 const ATTEMPTS: u32 = 3;
 
-/// Runs `f` again (after 0.5 s, then 1 s) while it fails with a transient error.
+/// The longest `Retry-After` honoured. A registry asking for a longer wait gets its answer
+/// reported at once: a pull does not hang for minutes behind a rate limit, and waiting
+/// less than asked would only earn another 429.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// Runs `f` again while it fails with a transient error: after the `Retry-After` the
+/// registry sent (at most [`MAX_RETRY_AFTER`]; longer ends the retries), else after 0.5 s,
+/// then 1 s. At most [`ATTEMPTS`] tries in all.
 async fn retry<T, E, F, Fut>(mut f: F) -> std::result::Result<T, E>
 where
     E: Transient,
@@ -388,7 +399,12 @@ where
     loop {
         match f().await {
             Err(e) if attempt < ATTEMPTS && e.is_transient() => {
-                tokio::time::sleep(Duration::from_millis(500 << (attempt - 1))).await;
+                let wait = match e.retry_after() {
+                    Some(d) if d > MAX_RETRY_AFTER => return Err(e),
+                    Some(d) => d,
+                    None => Duration::from_millis(500 << (attempt - 1)),
+                };
+                tokio::time::sleep(wait).await;
                 attempt += 1;
             }
             r => return r,
@@ -396,15 +412,58 @@ where
     }
 }
 
-/// A failed manifest request: the registry's answer, or a document over the size limit.
+/// Parses a `Retry-After` value: delay-seconds or an HTTP date (RFC 9110 10.2.3). A date
+/// in the past means no wait; a value of neither form is ignored.
+fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(v).ok()?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// A failed request made without oci-client (manifests, tag lists): the registry's answer
+/// (with the `Retry-After` it sent), or a document over the size limit.
 enum GetError {
-    Oci(OciDistributionError),
+    Oci(OciDistributionError, Option<Duration>),
     TooLarge(u64),
 }
 
 impl Transient for GetError {
     fn is_transient(&self) -> bool {
-        matches!(self, GetError::Oci(e) if transient(e))
+        matches!(self, GetError::Oci(e, _) if transient(e))
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            GetError::Oci(_, d) => *d,
+            GetError::TooLarge(_) => None,
+        }
+    }
+}
+
+impl GetError {
+    /// The error for a registry's answer; `what` names what was asked for. A transient
+    /// answer whose `Retry-After` is past [`MAX_RETRY_AFTER`] says so.
+    fn into_error(self, registry: &str, what: &str, too_large: impl FnOnce(u64) -> Error) -> Error {
+        match self {
+            GetError::TooLarge(n) => too_large(n),
+            GetError::Oci(e, Some(d)) if d > MAX_RETRY_AFTER && transient(&e) => Error::Registry {
+                registry: registry.to_string(),
+                reason: format!(
+                    "{what}: {}; the registry asks to retry after {} s, longer than the {} s \
+                     barge waits: try again later",
+                    chain(&e),
+                    d.as_secs(),
+                    MAX_RETRY_AFTER.as_secs()
+                ),
+            },
+            GetError::Oci(e, _) => map_err(e, registry, what),
+        }
     }
 }
 
@@ -441,7 +500,7 @@ async fn read_bounded(
     while let Some(chunk) = res
         .chunk()
         .await
-        .map_err(|e| GetError::Oci(OciDistributionError::RequestError(e)))?
+        .map_err(|e| GetError::Oci(OciDistributionError::RequestError(e), None))?
     {
         let n = (buf.len() + chunk.len()) as u64;
         if n > limit {
@@ -450,6 +509,44 @@ async fn read_bounded(
         buf.extend_from_slice(&chunk);
     }
     Ok(buf)
+}
+
+/// `GET url` (accepting `accept`) with the pull's bearer token, else the basic-auth
+/// credentials: the response when it is a success, else the registry's error (its body
+/// read up to 64 KiB) with the `Retry-After` it sent.
+async fn get_checked(
+    http: &reqwest::Client,
+    auth: &RegistryAuth,
+    token: Option<&str>,
+    url: &str,
+    accept: &str,
+) -> std::result::Result<reqwest::Response, GetError> {
+    let mut req = http.get(url).header(reqwest::header::ACCEPT, accept);
+    req = match (token, auth) {
+        (Some(t), _) => req.bearer_auth(t),
+        (None, RegistryAuth::Basic(u, p)) => req.basic_auth(u, Some(p)),
+        _ => req,
+    };
+    let mut res = req
+        .send()
+        .await
+        .map_err(|e| GetError::Oci(OciDistributionError::RequestError(e), None))?;
+    let status = res.status();
+    if status.is_success() {
+        return Ok(res);
+    }
+    let retry_after = res
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after);
+    // An error body is only shown: a little of it is enough.
+    let body = match read_bounded(&mut res, 64 << 10).await {
+        Ok(b) => b,
+        Err(GetError::TooLarge(_)) => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    Err(GetError::Oci(status_error(status, &body, url), retry_after))
 }
 
 /// `GET /v2/<name>/manifests/<tag or digest>` with the pull's token (or basic auth):
@@ -468,29 +565,8 @@ async fn get_manifest(
         api_host(&cx.registry),
         r.repository()
     );
-    let mut req = cx.http.get(&url).header(
-        reqwest::header::ACCEPT,
-        manifest::MANIFEST_ACCEPT.join(", "),
-    );
-    req = match (token, &cx.auth) {
-        (Some(t), _) => req.bearer_auth(t),
-        (None, RegistryAuth::Basic(u, p)) => req.basic_auth(u, Some(p)),
-        _ => req,
-    };
-    let mut res = req
-        .send()
-        .await
-        .map_err(|e| GetError::Oci(OciDistributionError::RequestError(e)))?;
-    let status = res.status();
-    if !status.is_success() {
-        // An error body is only shown: a little of it is enough.
-        let body = match read_bounded(&mut res, 64 << 10).await {
-            Ok(b) => b,
-            Err(GetError::TooLarge(_)) => Vec::new(),
-            Err(e) => return Err(e),
-        };
-        return Err(GetError::Oci(status_error(status, &body, &url)));
-    }
+    let accept = manifest::MANIFEST_ACCEPT.join(", ");
+    let mut res = get_checked(&cx.http, &cx.auth, token, &url, &accept).await?;
     let announced = res
         .headers()
         .get("Docker-Content-Digest")
@@ -572,7 +648,7 @@ fn ingest_and_unpack(
     };
     let lease = st.lease();
     let what = format!("blob {d}");
-    st.unpack_layer_then(tee, Some(diff_id), &what, |mut tee| {
+    st.unpack_layer_then(tee, Some(diff_id), Some(d), &what, |mut tee| {
         // The rest of the stream (what the unpacker did not need: tar padding, a gzip
         // trailer), then the blob's digest and size.
         io::copy(&mut tee, &mut io::sink()).map_err(|e| Error::Read {
@@ -616,17 +692,12 @@ async fn fetch_document(
     r: &oci_client::Reference,
     expected: Option<(&Digest, Option<u64>)>,
 ) -> Result<(Bytes, Digest)> {
-    let (bytes, announced) = retry(|| get_manifest(cx, token, r))
-        .await
-        .map_err(|e| match e {
-            GetError::TooLarge(n) => Error::Manifest {
-                what: format!("manifest of {}", cx.what),
-                reason: format!(
-                    "{n} bytes or more is too large (the limit is {MAX_DOCUMENT_SIZE})"
-                ),
-            },
-            GetError::Oci(e) => map_err(e, &cx.registry, &cx.what),
-        })?;
+    let (bytes, announced) = retry(|| get_manifest(cx, token, r)).await.map_err(|e| {
+        e.into_error(&cx.registry, &cx.what, |n| Error::Manifest {
+            what: format!("manifest of {}", cx.what),
+            reason: format!("{n} bytes or more is too large (the limit is {MAX_DOCUMENT_SIZE})"),
+        })
+    })?;
     let d = Digest::of(&bytes);
     // Pulled by tag: the digest the registry announced is the one to match.
     let announced = announced.and_then(|a| Digest::parse(&a).ok());
@@ -684,9 +755,17 @@ async fn fetch_blob(cx: &Ctx<'_>, lease: &Lease<'_>, w: Want) -> Result<()> {
         size: i64::try_from(w.size).unwrap_or(i64::MAX),
         ..Default::default()
     };
-    let mut stream = retry(|| cx.client.pull_blob_stream(&cx.oref, &desc))
+    // Asked as the range `bytes=0-`: a registry answering 206 gets its stream passed on
+    // as is, where `pull_blob_stream` would hash it once more (oci-client checks the
+    // digest of full answers) on top of the store's own check of digest and size, which
+    // every blob goes through before it is visible. A registry ignoring the range
+    // answers 200, checked by both.
+    let stream = retry(|| cx.client.pull_blob_stream_partial(&cx.oref, &desc, 0, None))
         .await
         .map_err(|e| map_err(e, &cx.registry, &format!("blob {}", w.digest)))?;
+    let mut stream = match stream {
+        BlobResponse::Full(s) | BlobResponse::Partial(s) => s,
+    };
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(16);
     let st = cx.store.clone();
     let (d, size) = (w.digest.clone(), w.size);
@@ -781,6 +860,15 @@ pub async fn pull(
         // Free what this pull brought in and no image uses.
         let st = store.clone();
         let _ = blocking(move || st.gc()).await;
+    } else {
+        // The layers were published before their files reached the disk (behind markers
+        // that make a crash safe, see `Store::publish_layer`): sync them off the pull's
+        // path. A plain thread, not the blocking pool: a runtime shutting down would wait
+        // for it, and an exiting process need not (the markers stay until the next sync).
+        let root = store.root().to_path_buf();
+        let _ = std::thread::Builder::new()
+            .name("barge-layer-sync".into())
+            .spawn(move || crate::unpack::settle_unsynced_layers(&root));
     }
     res
 }
@@ -953,11 +1041,22 @@ const TAGS_PAGE: usize = 1000;
 /// would otherwise keep the listing going for ever).
 const TAGS_MAX_PAGES: usize = 100;
 
+/// One page of `tags/list` (`tags` is null for a repository without tags on some
+/// registries).
+#[derive(serde::Deserialize)]
+struct TagPage {
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+}
+
 /// Lists the tags of `repository`'s repository (its tag or digest, if any, is ignored):
 /// `GET /v2/<name>/tags/list`, page by page (`n` and `last`), sorted and without duplicates.
+/// Read with reqwest, not oci-client's `list_tags` (which buffers a body whole): the pages
+/// together may hold at most [`MAX_DOCUMENT_SIZE`] bytes, as a manifest.
 pub async fn list_tags(repository: &Reference, opts: &RegistryOptions) -> Result<Vec<String>> {
     let registry = repository.domain().to_string();
     let client = client_for(&registry, opts)?;
+    let http = http_client(&registry)?;
     let auth = registry_auth(&registry, opts)?;
     let what = repository.familiar_name();
     let oref = oci_client::Reference::with_tag(
@@ -965,20 +1064,65 @@ pub async fn list_tags(repository: &Reference, opts: &RegistryOptions) -> Result
         repository.path().to_string(),
         "latest".into(),
     );
-    client
+    let token = client
         .auth(&oref, &auth, RegistryOperation::Pull)
         .await
         .map_err(|e| map_err(e, &registry, &what))?;
+    let url = format!(
+        "{}://{}/v2/{}/tags/list",
+        scheme_of(&registry, opts),
+        api_host(&registry),
+        repository.path()
+    );
+    let too_large = |n: u64| Error::Registry {
+        registry: registry.clone(),
+        reason: format!(
+            "tag list of {what}: {n} bytes or more is too large (the limit is \
+             {MAX_DOCUMENT_SIZE})"
+        ),
+    };
     let mut tags = BTreeSet::new();
     let mut last: Option<String> = None;
+    let mut budget = MAX_DOCUMENT_SIZE;
     for _ in 0..TAGS_MAX_PAGES {
-        let page = retry(|| client.list_tags(&oref, &auth, Some(TAGS_PAGE), last.as_deref()))
-            .await
-            .map_err(|e| map_err(e, &registry, &what))?;
-        let n = page.tags.len();
+        let mut page_url = reqwest::Url::parse(&url).map_err(|e| Error::Registry {
+            registry: registry.clone(),
+            reason: format!("tag list URL {url:?}: {e}"),
+        })?;
+        page_url
+            .query_pairs_mut()
+            .append_pair("n", &TAGS_PAGE.to_string());
+        if let Some(l) = &last {
+            page_url.query_pairs_mut().append_pair("last", l);
+        }
+        let body = retry(|| async {
+            let mut res = get_checked(
+                &http,
+                &auth,
+                token.as_deref(),
+                page_url.as_str(),
+                "application/json",
+            )
+            .await?;
+            read_bounded(&mut res, budget).await
+        })
+        .await
+        .map_err(|e| {
+            // Past the budget: name the whole list's size, not the page's.
+            e.into_error(&registry, &what, |n| {
+                too_large(n + (MAX_DOCUMENT_SIZE - budget))
+            })
+        })?;
+        budget -= body.len() as u64;
+        let page: TagPage = serde_json::from_slice(&body).map_err(|e| Error::Registry {
+            registry: registry.clone(),
+            reason: format!("tag list of {what}: malformed answer: {e}"),
+        })?;
+        let page = page.tags.unwrap_or_default();
+        let n = page.len();
         let before = tags.len();
-        let next = page.tags.last().cloned();
-        tags.extend(page.tags);
+        let next = page.last().cloned();
+        tags.extend(page);
         // A short page is the last; so is one that brought nothing new (a registry that
         // ignores `last`).
         if n < TAGS_PAGE || tags.len() == before {

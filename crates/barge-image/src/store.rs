@@ -122,26 +122,10 @@ pub(crate) fn tmp_name(prefix: &str) -> String {
 }
 
 /// Writes `data` to `path` atomically: temp file in the same directory, fsync, rename,
-/// fsync of the directory.
+/// fsync of the directory; mode 0600.
 pub fn atomic_write(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(tmp_name("rec"));
-    let res = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .ctx("create", &tmp)?;
-        f.write_all(data).ctx("write", &tmp)?;
-        f.sync_all().ctx("fsync", &tmp)?;
-        fs::rename(&tmp, path).ctx("rename", path)?;
-        sync_dir(dir)
-    })();
-    if res.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    res
+    barge_util::fs::write_atomic(path, data, barge_util::fs::AtomicWrite::PRIVATE_DURABLE)
+        .map_err(|e| Error::io(e.op, e.path, e.source))
 }
 
 /// fsyncs a directory so a rename in it is durable.
@@ -166,6 +150,7 @@ impl Store {
             leases: std::sync::Mutex::new(std::collections::HashMap::new()),
         };
         store.cleanup()?;
+        store.repair_unsynced_layers()?;
         Ok(store)
     }
 

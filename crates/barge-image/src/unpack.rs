@@ -111,6 +111,9 @@ fn open_layer<'a>(
 /// overlap (as `tar -xz` overlaps gzip and tar).
 struct ChannelReader {
     rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    /// Chunks read to the end go back to the producer, which fills them again: fresh
+    /// 1 MiB buffers would cost a page fault per 4 KiB and a memset each.
+    back: std::sync::mpsc::Sender<Vec<u8>>,
     cur: Vec<u8>,
     pos: usize,
 }
@@ -120,7 +123,11 @@ impl Read for ChannelReader {
         while self.pos == self.cur.len() {
             match self.rx.recv() {
                 Ok(Ok(chunk)) => {
-                    self.cur = chunk;
+                    let done = std::mem::replace(&mut self.cur, chunk);
+                    if done.capacity() > 0 {
+                        // The producer may have finished: then the buffer is just dropped.
+                        let _ = self.back.send(done);
+                    }
                     self.pos = 0;
                 }
                 Ok(Err(e)) => return Err(e),
@@ -151,10 +158,18 @@ pub fn unpack(
     }
     std::thread::scope(|s| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(4);
+        let (back, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
         s.spawn(move || {
             let mut dec = dec;
             loop {
-                let mut buf = vec![0u8; 1 << 20];
+                let mut buf = match recycled.try_recv() {
+                    Ok(mut b) => {
+                        // Back to full length: its bytes were written before, no memset.
+                        b.resize(b.capacity().max(1 << 20), 0);
+                        b
+                    }
+                    Err(_) => vec![0u8; 1 << 20],
+                };
                 let mut filled = 0;
                 // Fill whole chunks: fewer, larger messages.
                 while filled < buf.len() {
@@ -181,6 +196,7 @@ pub fn unpack(
         unpack_stream(
             ChannelReader {
                 rx,
+                back,
                 cur: Vec::new(),
                 pos: 0,
             },
@@ -208,6 +224,7 @@ fn unpack_stream(
         dirs: Vec::new(),
         stats_entries: 0,
         stats_skipped: 0,
+        buf: Vec::new(),
     };
     let mut ar = tar::Archive::new(hashing);
     {
@@ -251,6 +268,28 @@ struct Unpacker<'a> {
     dirs: Vec<PendingDir>,
     stats_entries: u64,
     stats_skipped: u64,
+    /// The buffer file contents go through (see [`copy_large`]).
+    buf: Vec<u8>,
+}
+
+/// `io::copy` with a large reused buffer: std's 8 KiB one makes a `write` per 8 KiB,
+/// thousands of syscalls for a layer's larger files.
+fn copy_large(r: &mut impl Read, w: &mut std::fs::File, buf: &mut Vec<u8>) -> io::Result<u64> {
+    use std::io::Write;
+    if buf.is_empty() {
+        buf.resize(256 << 10, 0);
+    }
+    let mut n = 0u64;
+    loop {
+        let k = match r.read(buf) {
+            Ok(0) => return Ok(n),
+            Ok(k) => k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        w.write_all(&buf[..k])?;
+        n += k as u64;
+    }
 }
 
 /// Metadata of an entry, PAX overrides applied.
@@ -559,7 +598,8 @@ impl Unpacker<'_> {
                 // SAFETY: fd was just opened and is owned by this File.
                 let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
                 let want = entry.size();
-                let got = io::copy(&mut entry, &mut f).map_err(|e| io_err("write", e))?;
+                let got = copy_large(&mut entry, &mut f, &mut self.buf)
+                    .map_err(|e| io_err("write", e))?;
                 if et != T::GNUSparse && got != want {
                     return Err(self.err(
                         &raw,
@@ -864,7 +904,7 @@ impl crate::Store {
         expected_diff_id: Option<&Digest>,
         layer: &str,
     ) -> Result<Digest> {
-        self.unpack_layer_then(r, expected_diff_id, layer, |_| Ok(()))
+        self.unpack_layer_then(r, expected_diff_id, None, layer, |_| Ok(()))
     }
 
     /// As [`Store::unpack_layer`], with `finish(r)` run on the rest of the stream once
@@ -872,11 +912,14 @@ impl crate::Store {
     /// visible: the layer is published only if both succeed. A pull uses it to check the
     /// compressed blob's digest first, so a layer appears only after both of its digests
     /// matched. `finish`'s error comes first: a damaged blob is the cause the unpacker
-    /// only sees the effects of.
+    /// only sees the effects of. `blob`: the stored blob the stream is (committed by
+    /// `finish` at the latest), which lets the layer be published before its files are
+    /// synced (see [`Store::publish_layer`]).
     pub(crate) fn unpack_layer_then<R: Read + Send>(
         &self,
         mut r: R,
         expected_diff_id: Option<&Digest>,
+        blob: Option<&Digest>,
         layer: &str,
         finish: impl FnOnce(R) -> Result<()>,
     ) -> Result<Digest> {
@@ -898,7 +941,7 @@ impl crate::Store {
                 (Err(e), _) | (Ok(()), Err(e)) => return Err(e),
                 (Ok(()), Ok(stats)) => stats,
             };
-            self.publish_layer(&tmp, &stats.diff_id, stats.uncompressed_size)?;
+            self.publish_layer(&tmp, &stats.diff_id, stats.uncompressed_size, blob)?;
             Ok(stats.diff_id)
         })();
         if res.is_err() {
@@ -929,20 +972,49 @@ impl crate::Store {
     }
 
     /// Makes the directory `tmp` (on the store's filesystem, holding exactly what the
-    /// layer `diff_id` unpacks to) the unpacked layer: synced, its size recorded, renamed
-    /// into place, its short link made. If the layer exists already, `tmp` is removed.
-    pub(crate) fn publish_layer(&self, tmp: &Path, diff_id: &Digest, size: u64) -> Result<()> {
+    /// layer `diff_id` unpacks to) the unpacked layer: its size recorded, renamed into
+    /// place, its short link made. If the layer exists already, `tmp` is removed.
+    ///
+    /// Durability: without `blob`, the layer's files are synced (`syncfs`) before it
+    /// becomes visible. With `blob` (the verified, synced blob it was unpacked from), it is
+    /// published at once, behind a marker `layers/<hex>.unsynced` (this boot's id and
+    /// the blob) made durable before the rename: the files reach the disk with the
+    /// kernel's writeback or [`settle_unsynced_layers`], which removes the marker after a
+    /// `syncfs`. Only a machine crash loses page-cache data, and it changes the boot id:
+    /// [`Store::open`] treats a layer whose marker names another boot as possibly torn and
+    /// unpacks it again from its blob (see [`Store::repair_unsynced_layers`]).
+    pub(crate) fn publish_layer(
+        &self,
+        tmp: &Path,
+        diff_id: &Digest,
+        size: u64,
+        blob: Option<&Digest>,
+    ) -> Result<()> {
         let dst = self.layer_path(diff_id);
         if dst.is_dir() {
             // Unpacked meanwhile (or under another name): keep the existing copy.
             crate::store::remove_any(tmp)?;
         } else {
-            // One syncfs instead of an fsync per file: the layer must be durable before it
-            // becomes visible under its diff id.
-            let dir = open_dir_path(tmp).map_err(|e| Error::io("open", tmp, e))?;
-            // SAFETY: dir is an open fd.
-            check(unsafe { libc::syncfs(dir.as_raw_fd()) })
-                .map_err(|e| Error::io("syncfs", tmp, e))?;
+            match (blob, boot_id()) {
+                (Some(b), Some(boot)) => {
+                    // Synced here; its directory entry is synced with the size record's
+                    // below, both before the rename.
+                    let m = self.layer_unsynced_path(diff_id);
+                    let mut f =
+                        std::fs::File::create(&m).map_err(|e| Error::io("create", &m, e))?;
+                    std::io::Write::write_all(&mut f, format!("{boot}\n{b}\n").as_bytes())
+                        .and_then(|()| f.sync_all())
+                        .map_err(|e| Error::io("write", &m, e))?;
+                }
+                _ => {
+                    // One syncfs instead of an fsync per file: the layer must be durable
+                    // before it becomes visible under its diff id.
+                    let dir = open_dir_path(tmp).map_err(|e| Error::io("open", tmp, e))?;
+                    // SAFETY: dir is an open fd.
+                    check(unsafe { libc::syncfs(dir.as_raw_fd()) })
+                        .map_err(|e| Error::io("syncfs", tmp, e))?;
+                }
+            }
             // The uncompressed size, kept beside the layer so image listings need not
             // re-read blobs; written before the layer becomes visible.
             crate::store::atomic_write(
@@ -978,8 +1050,60 @@ impl crate::Store {
             return Ok(());
         }
         let f = self.open_blob(blob)?;
-        self.unpack_layer(f, Some(diff_id), &blob.to_string())?;
+        self.unpack_layer_then(f, Some(diff_id), Some(blob), &blob.to_string(), |_| Ok(()))?;
         Ok(())
+    }
+
+    fn layer_unsynced_path(&self, diff_id: &Digest) -> std::path::PathBuf {
+        self.root()
+            .join("layers")
+            .join(format!("{}.unsynced", diff_id.hex()))
+    }
+
+    /// Start-up repair of layers published before their files were synced (see
+    /// [`Store::publish_layer`]): a marker of an earlier boot means the machine went down
+    /// before the layer was known to be on disk, so the layer is removed and unpacked
+    /// again from its blob (verified against its diff id as any unpack); a marker without
+    /// its layer (a crash before the rename) is dropped. Markers of this boot are
+    /// settled ([`settle_unsynced_layers`]). Returns how many layers were unpacked again.
+    pub(crate) fn repair_unsynced_layers(&self) -> Result<usize> {
+        let dir = self.root().join("layers");
+        let boot = boot_id();
+        let mut redone = 0;
+        for e in std::fs::read_dir(&dir).map_err(|e| Error::io("read directory", &dir, e))? {
+            let e = e.map_err(|e| Error::io("read directory", &dir, e))?;
+            let name = e.file_name();
+            let Some(diff_id) = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".unsynced"))
+                .and_then(|h| Digest::from_hex(h).ok())
+            else {
+                continue;
+            };
+            let marker = e.path();
+            let text = std::fs::read_to_string(&marker).unwrap_or_default();
+            let mut lines = text.lines();
+            let (m_boot, m_blob) = (lines.next(), lines.next());
+            if boot.is_some() && m_boot == boot.as_deref() {
+                continue; // this boot: nothing was lost, settled below
+            }
+            if !self.layer_path(&diff_id).is_dir() {
+                let _ = std::fs::remove_file(&marker);
+                continue;
+            }
+            // Layer, size record and marker go; the unpack writes new ones.
+            self.remove_layer(&diff_id)?;
+            let blob = m_blob.and_then(|b| Digest::parse(b).ok());
+            // A blob gone or damaged leaves the layer absent: the next pull of an image
+            // using it unpacks it again (`commit_image`).
+            if let Some(b) = blob.filter(|b| self.has_blob(b)) {
+                if self.unpack_layer_blob(&b, &diff_id).is_ok() {
+                    redone += 1;
+                }
+            }
+        }
+        settle_unsynced_layers(self.root())?;
+        Ok(redone)
     }
 
     fn layer_size_path(&self, diff_id: &Digest) -> std::path::PathBuf {
@@ -1001,6 +1125,54 @@ impl crate::Store {
             let _ = std::fs::remove_file(short);
         }
         let _ = std::fs::remove_file(self.layer_size_path(diff_id));
-        crate::store::remove_any(&self.layer_path(diff_id))
+        crate::store::remove_any(&self.layer_path(diff_id))?;
+        // After the layer: a marker left by a crash in between is dropped at start-up.
+        let _ = std::fs::remove_file(self.layer_unsynced_path(diff_id));
+        Ok(())
     }
+}
+
+/// This boot's id (`/proc/sys/kernel/random/boot_id`); `None` when it cannot be read, and
+/// then layers are synced before they are published.
+fn boot_id() -> Option<String> {
+    static ID: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty() && !s.contains('\n'))
+    })
+    .clone()
+}
+
+/// Makes the layers published unsynced in this boot durable: one `syncfs` of the store's
+/// filesystem, then their `.unsynced` markers (those that existed before it) are removed.
+/// A pull runs it on a thread of its own once done, so the pull does not wait for the
+/// disk (nor for other writers' dirty data, which `syncfs` flushes too).
+pub fn settle_unsynced_layers(root: &Path) -> Result<()> {
+    let dir = root.join("layers");
+    let Some(boot) = boot_id() else {
+        return Ok(());
+    };
+    let mut markers = Vec::new();
+    for e in std::fs::read_dir(&dir).map_err(|e| Error::io("read directory", &dir, e))? {
+        let e = e.map_err(|e| Error::io("read directory", &dir, e))?;
+        if e.file_name().to_string_lossy().ends_with(".unsynced") {
+            let ours = std::fs::read_to_string(e.path())
+                .is_ok_and(|t| t.lines().next() == Some(boot.as_str()));
+            if ours {
+                markers.push(e.path());
+            }
+        }
+    }
+    if markers.is_empty() {
+        return Ok(());
+    }
+    let fd = open_dir_path(&dir).map_err(|e| Error::io("open", &dir, e))?;
+    // SAFETY: fd is an open directory.
+    check(unsafe { libc::syncfs(fd.as_raw_fd()) }).map_err(|e| Error::io("syncfs", &dir, e))?;
+    for m in markers {
+        let _ = std::fs::remove_file(m);
+    }
+    Ok(())
 }

@@ -6,129 +6,33 @@ use barge_image::auth::{self, Credentials};
 use barge_image::progress::Progress;
 use barge_image::registry::{self, RegistryOptions};
 use barge_image::{Digest, Error, Reference, Store};
+use barge_testsupport::registry::Registry;
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// A `docker-registry` process on 127.0.0.1:<free port>; stopped (by its PID) on drop.
-struct Registry {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
+/// What these tests ask of the shared registry beyond its host: references and blob files
+/// in barge-image's types.
+trait RegistryExt {
+    /// `<host>/<name>` as a reference.
+    fn r(&self, name: &str) -> Reference;
+    /// The file the registry serves for a blob.
+    fn blob_file(&self, d: &Digest) -> PathBuf;
 }
 
-impl Registry {
-    fn start(htpasswd: Option<(&str, &str)>) -> Registry {
-        Registry::start_with(htpasswd, "")
-    }
-
-    /// With `auth_yaml` (an `auth:` section) unless `htpasswd` is given. The free port is
-    /// picked before the registry binds it: if another process takes it first and the
-    /// registry exits, it is tried again on another port.
-    fn start_with(htpasswd: Option<(&str, &str)>, auth_yaml: &str) -> Registry {
-        for _ in 0..2 {
-            if let Some(r) = Registry::try_start(htpasswd, auth_yaml) {
-                return r;
-            }
-        }
-        Registry::try_start(htpasswd, auth_yaml).expect("docker-registry exited at start")
-    }
-
-    fn try_start(htpasswd: Option<(&str, &str)>, auth_yaml: &str) -> Option<Registry> {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            l.local_addr().expect("addr").port()
-        };
-        let mut auth = auth_yaml.to_string();
-        if let Some((user, pass)) = htpasswd {
-            let out = Command::new("/usr/bin/python3")
-                .args([
-                    "-c",
-                    "import bcrypt,sys; print(bcrypt.hashpw(sys.argv[1].encode(), bcrypt.gensalt(rounds=5)).decode())",
-                    pass,
-                ])
-                .output()
-                .expect("python3 bcrypt");
-            assert!(
-                out.status.success(),
-                "bcrypt: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let hash = String::from_utf8(out.stdout).expect("utf8");
-            let hp = dir.path().join("htpasswd");
-            std::fs::write(&hp, format!("{user}:{}\n", hash.trim())).expect("htpasswd");
-            auth = format!(
-                "auth:\n  htpasswd:\n    realm: barge-test\n    path: {}\n",
-                hp.display()
-            );
-        }
-        let cfg = format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  cache:\n    blobdescriptor: \"\"\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: barge-test-secret\n{auth}",
-            dir.path().join("data").display()
-        );
-        let cp = dir.path().join("config.yml");
-        std::fs::write(&cp, cfg).expect("config");
-        let log = std::fs::File::create(dir.path().join("registry.log")).expect("log");
-        let child = Command::new("/usr/bin/docker-registry")
-            .arg("serve")
-            .arg(&cp)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("start docker-registry");
-        let mut reg = Registry { child, port, dir };
-        let t0 = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(st)) = reg.child.try_wait() {
-                eprintln!(
-                    "docker-registry exited ({st}): {}",
-                    std::fs::read_to_string(reg.dir.path().join("registry.log"))
-                        .unwrap_or_default()
-                );
-                return None;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(20),
-                "docker-registry did not listen on {port}: {}",
-                std::fs::read_to_string(reg.dir.path().join("registry.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Some(reg)
-    }
-
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
+impl RegistryExt for Registry {
     fn r(&self, name: &str) -> Reference {
         format!("{}/{name}", self.host())
             .parse()
             .expect("reference")
     }
 
-    /// The file the registry serves for a blob.
     fn blob_file(&self, d: &Digest) -> PathBuf {
-        self.dir
-            .path()
-            .join("data/docker/registry/v2/blobs/sha256")
-            .join(&d.hex()[..2])
-            .join(d.hex())
-            .join("data")
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        // Child::kill signals this child's PID only.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.blob_path(d.hex())
     }
 }
 

@@ -522,3 +522,155 @@ fn config_comes_first_and_a_layer_with_a_wrong_diff_id_is_refused() {
     assert!(cfg < layer, "config before layers: {log:?}");
     assert_store_empty(&store);
 }
+
+#[test]
+fn retry_after_is_waited_for_then_the_pull_succeeds() {
+    // The manifest answers 429 with `Retry-After: 2` once: the next attempt comes no
+    // sooner than the 2 s asked (the default backoff would retry after 0.5 s).
+    let img = Arc::new(Img::new());
+    let i2 = img.clone();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    let fake = Fake::start(Box::new(move |m, p, n| {
+        if p == "/v2/t/img/manifests/v1" {
+            s2.lock().expect("seen").push(std::time::Instant::now());
+            if n == 1 {
+                let mut r = Resp::error(429, "TOOMANYREQUESTS", "slow down");
+                r.headers.push(("Retry-After".into(), "2".into()));
+                return r;
+            }
+        }
+        i2.answer("t/img", m, p)
+    }));
+    let td = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Store::open(td.path().join("s")).expect("store"));
+    let rep = pull(&store, &fake.r("t/img:v1")).expect("pull succeeds after the wait");
+    assert_eq!(rep.digest.to_string(), sha(&img.manifest));
+    let seen = seen.lock().expect("seen").clone();
+    assert_eq!(seen.len(), 2, "one retry");
+    let gap = seen[1] - seen[0];
+    assert!(gap >= Duration::from_secs(2), "retried after {gap:?}");
+}
+
+#[test]
+fn a_retry_after_past_the_limit_is_reported_at_once_and_keeps_nothing() {
+    // A registry asking for an hour's wait: no retry, an error saying what it asked.
+    let fake = Fake::start(Box::new(|_, p, _| {
+        if p == "/v2/" {
+            return Resp::ok("application/json", b"{}", "");
+        }
+        let mut r = Resp::error(429, "TOOMANYREQUESTS", "slow down");
+        r.headers.push(("Retry-After".into(), "3600".into()));
+        r
+    }));
+    let td = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Store::open(td.path().join("s")).expect("store"));
+    let e = pull(&store, &fake.r("t/img:v1")).expect_err("429 for an hour");
+    assert!(matches!(e, Error::Registry { .. }), "{e:?}");
+    let msg = e.to_string();
+    assert!(msg.contains("retry after 3600 s"), "{msg}");
+    assert!(msg.contains("try again later"), "{msg}");
+    assert_eq!(
+        fake.count("GET", "/v2/t/img/manifests/v1"),
+        1,
+        "not retried"
+    );
+    assert_store_empty(&store);
+}
+
+fn list_tags(fake: &Fake, repo: &str) -> barge_image::Result<Vec<String>> {
+    rt().block_on(registry::list_tags(&fake.r(repo), &opts()))
+}
+
+#[test]
+fn tag_lists_are_read_page_by_page() {
+    // A full page of 1000 tags, then a short one: both read, merged and sorted.
+    let fake = Fake::start(Box::new(|_, p, n| {
+        if p != "/v2/t/img/tags/list" {
+            return Resp::ok("application/json", b"{}", "");
+        }
+        let tags: Vec<String> = match n {
+            1 => (0..1000).map(|i| format!("t{i:04}")).collect(),
+            _ => vec!["u1".into(), "a0".into()],
+        };
+        let body =
+            serde_json::to_vec(&serde_json::json!({"name": "t/img", "tags": tags})).expect("json");
+        Resp::ok("application/json", &body, "")
+    }));
+    let tags = list_tags(&fake, "t/img").expect("tags");
+    assert_eq!(tags.len(), 1002);
+    assert_eq!(tags.first().map(String::as_str), Some("a0"));
+    assert_eq!(tags.last().map(String::as_str), Some("u1"));
+    assert_eq!(fake.count("GET", "/v2/t/img/tags/list"), 2);
+}
+
+#[test]
+fn an_endless_tag_list_is_refused_without_reading_it_all() {
+    // 64 MiB of tag list: refused at the 16 MiB document limit, as a manifest is.
+    let huge = Arc::new(vec![b' '; 64 << 20]);
+    let h2 = huge.clone();
+    let fake = Fake::start(Box::new(move |_, p, _| {
+        if p == "/v2/" {
+            return Resp::ok("application/json", b"{}", "");
+        }
+        Resp {
+            status: 200,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: h2.to_vec(),
+        }
+    }));
+    let e = list_tags(&fake, "t/img").expect_err("endless tag list");
+    assert!(matches!(e, Error::Registry { .. }), "{e:?}");
+    assert!(e.to_string().contains("tag list"), "{e}");
+    assert!(e.to_string().contains("too large"), "{e}");
+    let sent = fake.sent.load(Ordering::Relaxed);
+    assert!(sent < 48 << 20, "client read {sent} bytes of the tag list");
+    assert_eq!(fake.count("GET", "/v2/t/img/tags/list"), 1, "not retried");
+
+    // A malformed page is an error naming the tag list, not a panic or an empty list.
+    let fake = Fake::start(Box::new(|_, p, _| {
+        if p == "/v2/" {
+            return Resp::ok("application/json", b"{}", "");
+        }
+        Resp::ok("application/json", b"{\"tags\": 7}", "")
+    }));
+    let e = list_tags(&fake, "t/img").expect_err("malformed tag list");
+    assert!(e.to_string().contains("malformed"), "{e}");
+}
+
+#[test]
+fn a_damaged_layer_served_as_a_range_is_refused_and_keeps_nothing() {
+    // Blobs are asked for as `Range: bytes=0-`; a 206 answer is not checked by oci-client,
+    // so the store's own check is the one that must refuse a damaged layer.
+    let img = Arc::new(Img::new());
+    let i2 = img.clone();
+    let lp = img.layer_path("t/img");
+    let lp2 = lp.clone();
+    let fake = Fake::start(Box::new(move |m, p, _| {
+        if p == lp2 {
+            let mut bad = i2.layer.clone();
+            let n = bad.len();
+            bad[n / 2] ^= 0xff;
+            return Resp {
+                status: 206,
+                headers: vec![
+                    ("Content-Type".into(), "application/octet-stream".into()),
+                    ("Content-Range".into(), format!("bytes 0-{}/{n}", n - 1)),
+                ],
+                body: bad,
+            };
+        }
+        i2.answer("t/img", m, p)
+    }));
+    let td = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Store::open(td.path().join("s")).expect("store"));
+    let e = pull(&store, &fake.r("t/img:v1")).expect_err("damaged layer");
+    match &e {
+        Error::DigestMismatch { expected, .. } => {
+            assert_eq!(expected.to_string(), sha(&img.layer), "{e}")
+        }
+        other => panic!("expected DigestMismatch, got {other:?}"),
+    }
+    assert_eq!(fake.count("GET", &lp), 1);
+    assert_store_empty(&store);
+}

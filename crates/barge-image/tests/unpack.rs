@@ -582,3 +582,85 @@ fn short_link_collision_never_repoints() {
     );
     assert_eq!(m.lowerdirs, vec![f.store.layer_path(&d)]);
 }
+
+/// The `.unsynced` marker of a layer, if any.
+fn marker(s: &Store, d: &Digest) -> Option<String> {
+    std::fs::read_to_string(
+        s.root()
+            .join("layers")
+            .join(format!("{}.unsynced", d.hex())),
+    )
+    .ok()
+}
+
+#[test]
+fn a_layer_unpacked_from_a_blob_is_repaired_after_a_crash_of_the_machine() {
+    let f = fixture();
+    let plain = tar_of(&[E::Dir("a"), E::File("a/b", &b"content".repeat(1000))]);
+    let diff = Digest::of(&plain);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&plain).expect("gzip");
+    let blob = f.store.put_blob(&gz.finish().expect("gzip")).expect("blob");
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").expect("boot id");
+
+    // Published before its files were synced: behind a marker naming this boot and the
+    // blob; settling (one syncfs) removes it.
+    f.store.unpack_layer_blob(&blob, &diff).expect("unpack");
+    assert_eq!(
+        marker(&f.store, &diff),
+        Some(format!("{}\n{blob}\n", boot.trim()))
+    );
+    barge_image::unpack::settle_unsynced_layers(f.store.root()).expect("settle");
+    assert_eq!(marker(&f.store, &diff), None);
+
+    // A stream without a stored blob behind it is synced before it is published.
+    let other = tar_of(&[E::File("z", b"z")]);
+    let od = f
+        .store
+        .unpack_layer(&other[..], None, "other")
+        .expect("other");
+    assert_eq!(marker(&f.store, &od), None);
+
+    // The machine went down before the layer was known to be on disk: the marker names
+    // another boot and the layer is torn (a file cut short, one that never was).
+    let layer = f.store.layer_path(&diff);
+    f.store.remove_layer(&diff).expect("remove");
+    f.store.unpack_layer_blob(&blob, &diff).expect("unpack");
+    let m = f
+        .store
+        .root()
+        .join("layers")
+        .join(format!("{}.unsynced", diff.hex()));
+    std::fs::write(&m, format!("00000000-dead-boot\n{blob}\n")).expect("marker");
+    std::fs::write(layer.join("a/b"), b"cont").expect("tear");
+    std::fs::write(layer.join("junk"), b"x").expect("junk");
+    // And a marker whose layer was never renamed into place (the crash came before).
+    let ghost = Digest::of(b"never published");
+    let gm = f
+        .store
+        .root()
+        .join("layers")
+        .join(format!("{}.unsynced", ghost.hex()));
+    std::fs::write(&gm, format!("00000000-dead-boot\n{blob}\n")).expect("ghost marker");
+
+    let s2 = Store::open(f.store.root()).expect("reopen");
+    assert_eq!(
+        std::fs::read(layer.join("a/b")).expect("a/b"),
+        b"content".repeat(1000),
+        "unpacked again from its blob"
+    );
+    assert!(!layer.join("junk").exists());
+    assert_eq!(marker(&s2, &diff), None, "settled at start-up");
+    assert!(!gm.exists(), "a marker without its layer is dropped");
+    assert!(!s2.layer_path(&ghost).exists());
+    // The other layer (synced, no marker) was left alone.
+    assert!(s2.has_layer(&od));
+
+    // A marker of another boot whose blob is gone: the layer cannot be trusted nor
+    // rebuilt, so it is removed (a pull of an image using it unpacks it again).
+    std::fs::write(&m, format!("00000000-dead-boot\n{}\n", Digest::of(b"gone"))).expect("m");
+    let s3 = Store::open(f.store.root()).expect("reopen");
+    assert!(!s3.has_layer(&diff));
+    assert_eq!(marker(&s3, &diff), None);
+    assert!(!layer.exists());
+}

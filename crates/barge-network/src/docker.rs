@@ -7,26 +7,11 @@ use serde_json::{json, Map, Value};
 use crate::manager::{Endpoint, NetworkInfo};
 use crate::ports::PortMapping;
 
-/// RFC 3339 UTC time from seconds since the epoch (`2026-12-03T07:30:00Z`).
+/// RFC 3339 UTC time in whole seconds from seconds since the epoch (`2026-12-03T07:30:00Z`),
+/// as Docker shows a network's `Created`.
 pub fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // civil-from-days (H. Hinnant)
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let secs = i64::try_from(secs).unwrap_or(i64::MAX);
+    barge_util::time::rfc3339(secs, 0, barge_util::time::Precision::Seconds)
 }
 
 impl NetworkInfo {

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -224,23 +224,17 @@ fn nl_err(op: impl Into<String>) -> impl FnOnce(io::Error) -> NetworkError {
 /// machine no container (so no endpoint) is left, and `open` drops what the crash tore.
 /// The two fsyncs were most of a connect's time.
 fn write_record<T: Serialize>(path: &Path, value: &T, durable: bool) -> Result<(), NetworkError> {
-    let tmp = path.with_extension("tmp");
     let data =
         serde_json::to_vec_pretty(value).map_err(|e| state_err(path, io::Error::other(e)))?;
-    let mut f = File::create(&tmp).map_err(|e| state_err(&tmp, e))?;
-    f.write_all(&data).map_err(|e| state_err(&tmp, e))?;
-    if durable {
-        f.sync_all().map_err(|e| state_err(&tmp, e))?;
-    }
-    fs::rename(&tmp, path).map_err(|e| state_err(path, e))?;
-    if durable {
-        if let Some(d) = path.parent() {
-            if let Ok(d) = File::open(d) {
-                let _ = d.sync_all();
-            }
-        }
-    }
-    Ok(())
+    let how = barge_util::fs::AtomicWrite {
+        mode: 0o644,
+        durability: if durable {
+            barge_util::fs::Durability::FileAndDir
+        } else {
+            barge_util::fs::Durability::None
+        },
+    };
+    barge_util::fs::write_atomic(path, &data, how).map_err(|e| state_err(&e.path, e.source))
 }
 
 /// Reads the records of `dir`; unreadable ones are skipped, and deleted when `drop_bad`.

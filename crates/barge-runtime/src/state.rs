@@ -5,8 +5,6 @@
 //! Owned by the lifecycle work (see `container`).
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Hooks;
@@ -179,26 +177,19 @@ pub fn create_dir(root: &Path, id: &str) -> Result<PathBuf, StateError> {
     }
 }
 
-/// Writes `data` to `path` atomically: a temp file beside it, fsync, rename.
+/// Writes `data` to `path` atomically: a temp file beside it and a rename, so a reader never
+/// sees half a file. No fsync: runtime state lives on a run root (tmpfs, `/run`) and describes
+/// live processes, which a host crash ends along with any state it could lose; an fsync per
+/// state change would only slow every create, start and delete.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), StateError> {
-    let io = |source| StateError::Io {
-        path: path.to_path_buf(),
-        source,
+    let how = barge_util::fs::AtomicWrite {
+        mode: 0o600,
+        durability: barge_util::fs::Durability::None,
     };
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io)?;
-    f.write_all(data).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(io)
+    barge_util::fs::write_atomic(path, data, how).map_err(|e| StateError::Io {
+        path: e.path,
+        source: e.source,
+    })
 }
 
 /// Saves `state` to its container's dir under `root`.
@@ -258,35 +249,15 @@ pub fn list(root: &Path) -> Result<Vec<String>, StateError> {
     Ok(ids)
 }
 
-/// Formats a unix time (seconds, nanoseconds) as RFC 3339 UTC.
+/// Formats a unix time (seconds, nanoseconds) as RFC 3339 UTC with nine fraction digits
+/// (the OCI state's and Docker's format).
 pub fn rfc3339(secs: i64, nanos: u32) -> String {
-    let days = secs.div_euclid(86400);
-    let sod = secs.rem_euclid(86400);
-    // Civil-from-days (Howard Hinnant's algorithm), proleptic Gregorian.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    )
+    barge_util::time::rfc3339(secs, nanos, barge_util::time::Precision::Nanos)
 }
 
-/// Now, RFC 3339 UTC.
+/// Now, RFC 3339 UTC with nine fraction digits.
 pub fn now_rfc3339() -> String {
-    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-        Ok(d) => rfc3339(d.as_secs() as i64, d.subsec_nanos()),
-        Err(_) => rfc3339(0, 0),
-    }
+    barge_util::time::now_rfc3339(barge_util::time::Precision::Nanos)
 }
 
 #[cfg(test)]

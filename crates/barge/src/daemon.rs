@@ -22,9 +22,22 @@ use clap::Parser;
     about = "Run the barge engine daemon (Docker Engine API)"
 )]
 struct Args {
-    /// Daemon socket(s) to listen on (unix:///path).
+    /// Daemon socket(s) to listen on: unix:///path, or tcp://IP:PORT, which needs
+    /// --tlsverify with --tlscacert, --tlscert and --tlskey.
     #[arg(short = 'H', long = "host")]
     host: Vec<String>,
+    /// Serve TCP hosts with TLS and require client certificates signed by --tlscacert.
+    #[arg(long = "tlsverify")]
+    tlsverify: bool,
+    /// CA certificate (PEM) that clients' certificates must chain to.
+    #[arg(long = "tlscacert")]
+    tlscacert: Option<PathBuf>,
+    /// The daemon's TLS certificate (PEM).
+    #[arg(long = "tlscert")]
+    tlscert: Option<PathBuf>,
+    /// The daemon's TLS private key (PEM).
+    #[arg(long = "tlskey")]
+    tlskey: Option<PathBuf>,
     /// Root directory of persistent state.
     #[arg(long = "data-root")]
     data_root: Option<PathBuf>,
@@ -72,6 +85,8 @@ struct Args {
 #[derive(Debug)]
 struct Settings {
     hosts: Vec<String>,
+    /// The TLS configuration of the tcp:// hosts (present whenever there is one).
+    tls: Option<barge_api::tls::ServerConfig>,
     data_root: PathBuf,
     exec_root: PathBuf,
     pidfile: PathBuf,
@@ -214,11 +229,12 @@ fn settings(a: Args) -> Result<Settings> {
     let mut hosts = if a.host.is_empty() {
         flist("hosts")
     } else {
-        a.host
+        a.host.clone()
     };
     if hosts.is_empty() {
         hosts.push("unix:///run/barge/barge.sock".into());
     }
+    let tls = tls_settings(&a, &hosts, &file)?;
     let mut ulimits = Vec::new();
     if let Some(m) = file.get("default-ulimits").and_then(|v| v.as_object()) {
         for (name, v) in m {
@@ -259,6 +275,7 @@ fn settings(a: Args) -> Result<Settings> {
     Ok(Settings {
         metrics_addr,
         hosts,
+        tls,
         data_root: a
             .data_root
             .or_else(|| fstr("data-root").map(PathBuf::from))
@@ -280,6 +297,58 @@ fn settings(a: Args) -> Result<Settings> {
                 .unwrap_or_else(|| "info".into())
         },
     })
+}
+
+/// The address of a `tcp://IP[:PORT]` host (dockerd's TLS port 2376 when none is given).
+fn tcp_addr(h: &str) -> Result<Option<std::net::SocketAddr>> {
+    let Some(rest) = h.strip_prefix("tcp://") else {
+        return Ok(None);
+    };
+    let rest = rest.trim_end_matches('/');
+    if let Ok(a) = rest.parse() {
+        return Ok(Some(a));
+    }
+    match rest.parse::<std::net::IpAddr>() {
+        Ok(ip) => Ok(Some(std::net::SocketAddr::new(ip, 2376))),
+        Err(_) => bail!("invalid host {h:?}: want tcp://IP:PORT, e.g. tcp://127.0.0.1:2376"),
+    }
+}
+
+/// Checks the hosts and, when one is tcp://, loads its TLS configuration. TCP is opt-in (a
+/// `-H tcp://` host) and is then always TLS with client certificates: the API is root on
+/// this machine, so there is no plain-TCP mode to opt into.
+fn tls_settings(
+    a: &Args,
+    hosts: &[String],
+    file: &serde_json::Value,
+) -> Result<Option<barge_api::tls::ServerConfig>> {
+    let fpath = |k: &str| file.get(k).and_then(|v| v.as_str()).map(PathBuf::from);
+    let mut tcp = false;
+    for h in hosts {
+        if tcp_addr(h)?.is_some() {
+            tcp = true;
+        } else if !h.starts_with("unix://") {
+            bail!("unsupported host {h:?}: want unix:///path or tcp://IP:PORT");
+        }
+    }
+    if !tcp {
+        return Ok(None);
+    }
+    let verify = a.tlsverify || file.get("tlsverify").and_then(|v| v.as_bool()) == Some(true);
+    let files = (
+        a.tlscacert.clone().or_else(|| fpath("tlscacert")),
+        a.tlscert.clone().or_else(|| fpath("tlscert")),
+        a.tlskey.clone().or_else(|| fpath("tlskey")),
+    );
+    let (true, (Some(ca), Some(cert), Some(key))) = (verify, files) else {
+        bail!(
+            "refusing to serve the API over plain TCP: a tcp:// host needs TLS with client \
+             certificates (--tlsverify --tlscacert CA.pem --tlscert SERVER.pem --tlskey KEY.pem)"
+        );
+    };
+    let cfg = barge_api::tls::server_config(&barge_api::tls::TlsFiles { ca, cert, key })
+        .map_err(|e| anyhow::anyhow!("TLS: {e}"))?;
+    Ok(Some(cfg))
 }
 
 /// Runs the daemon in the foreground; returns the process exit code.
@@ -433,8 +502,16 @@ async fn run(s: Settings) -> Result<()> {
     engine.start_zygote();
     let mut sockets = Vec::new();
     for h in &s.hosts {
+        if let (Some(addr), Some(tls)) = (tcp_addr(h)?, &s.tls) {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening on {h}"))?;
+            tracing::info!("API listening on {h} (TLS, client certificates required)");
+            tokio::spawn(barge_api::tls::serve_tls(api.clone(), l, tls.clone()));
+            continue;
+        }
         let Some(path) = h.strip_prefix("unix://") else {
-            bail!("unsupported host {h:?}: only unix:// sockets (TCP needs TLS with client certificates, not supported yet)");
+            bail!("unsupported host {h:?}: want unix:///path or tcp://IP:PORT");
         };
         let path = PathBuf::from(path);
         if let Some(d) = path.parent() {

@@ -192,14 +192,16 @@ impl Log {
         }
     }
 
-    fn flush(&mut self) {
+    /// Writes out partial lines; `sync` also makes the log durable (skipped for a container
+    /// removed on exit, whose log goes with it).
+    fn flush(&mut self, sync: bool) {
         for s in 0..2 {
             let p = std::mem::take(&mut self.partial[s]);
             if !p.is_empty() {
                 self.entry(s, &p);
             }
         }
-        if let Some(f) = &self.file {
+        if let (Some(f), true) = (&self.file, sync) {
             let _ = f.sync_data();
         }
     }
@@ -369,7 +371,7 @@ impl Monitor {
         release_unused_stack();
         let code = self.event_loop(&listener, &sigfd, pid);
         self.drain();
-        self.log.flush();
+        self.log.flush(!self.cfg.volatile);
         // Read the OOM killer's verdict before the runtime removes the cgroup.
         let oom_killed = {
             use barge_runtime::cgroups::CgroupManager;
@@ -385,7 +387,8 @@ impl Monitor {
             error: String::new(),
         };
         let data = serde_json::to_vec(&st).unwrap_or_default();
-        if let Err(e) = barge_engine::util::write_atomic(&self.cfg.exit_path, &data) {
+        let durable = !self.cfg.volatile;
+        if let Err(e) = barge_engine::util::write_replace(&self.cfg.exit_path, &data, durable) {
             eprintln!("barge monitor: write exit status: {e}");
         }
         let _ = container::delete(&self.cfg.runtime_root, &self.cfg.id, true);

@@ -337,18 +337,30 @@ fn limits_oom_pids_cpu_update_and_stats() {
         "-c",
         "while :; do :; done",
     ]);
+    // The limit itself: a quota of half the period.
+    assert_eq!(cg("cpu", &id, "cpu.cfs_quota_us"), "50000");
+    assert_eq!(cg("cpu", &id, "cpu.cfs_period_us"), "100000");
     std::thread::sleep(Duration::from_millis(300));
     let u0: u64 = cg("cpuacct", &id, "cpuacct.usage").parse().expect("usage");
     let t0 = Instant::now();
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(Duration::from_secs(4));
     let u1: u64 = cg("cpuacct", &id, "cpuacct.usage").parse().expect("usage");
     let ratio = (u1 - u0) as f64 / t0.elapsed().as_nanos() as f64;
-    // Capped at half a CPU (throttled); the lower bound is wide as the 2 build cores are shared.
-    assert!((0.1..=0.7).contains(&ratio), "cpu ratio {ratio}");
-    let throttled = cg("cpu", &id, "cpu.stat");
-    assert!(!throttled.contains("nr_throttled 0"), "{throttled}");
-    eprintln!("--cpus 0.5: busy loop used {ratio:.2} CPU");
-    assert_eq!(cg("cpu", &id, "cpu.cfs_quota_us"), "50000");
+    let nr_throttled: u64 = cg("cpu", &id, "cpu.stat")
+        .lines()
+        .find_map(|l| l.strip_prefix("nr_throttled "))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("nr_throttled in cpu.stat");
+    eprintln!("--cpus 0.5: busy loop used {ratio:.2} CPU, throttled {nr_throttled} times");
+    // Load can only lower the loop's share, never lift it past the quota: it stays well
+    // below a full CPU (unlimited, it takes a whole one on an idle host), and either the
+    // quota throttled it or a busy host left it under half a CPU anyway. No lower bound:
+    // the two cores are shared with other builds.
+    assert!(ratio <= 0.75, "cpu ratio {ratio}");
+    assert!(
+        nr_throttled > 0 || ratio < 0.5,
+        "never throttled at {ratio:.2} CPU"
+    );
     d.ok(&["rm", "-f", &id]);
     // stats match the cgroup files; update changes the memory limit of a running container
     let id = d.ok(&[
@@ -468,6 +480,339 @@ fn limits_oom_pids_cpu_update_and_stats() {
     // limits the kernel refuses or Docker's checks refuse
     let o = d.docker(&["run", "--rm", "-m", "1m", "busybox", "true"]);
     assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Minimum memory limit allowed is 6MB"),
+        "{o:?}"
+    );
+}
+
+/// The barge CLI against `d`; returns (success, stdout, stderr).
+fn barge_cli(d: &Daemon, args: &[&str]) -> (bool, String, String) {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_barge"))
+        .env("BARGE_HOST", format!("unix://{}", d.sock.display()))
+        .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("barge");
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn cpu_memory_flags_ulimits_refusals_mount_keys_and_stats_shapes() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    // The remaining limit flags, through docker run, land in the cgroup files.
+    let id = d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "lim",
+        "-m",
+        "64m",
+        "--memory-reservation",
+        "32m",
+        "--cpu-shares",
+        "512",
+        "--cpu-period",
+        "50000",
+        "--cpu-quota",
+        "25000",
+        "--cpuset-cpus",
+        "0",
+        "--cpuset-mems",
+        "0",
+        "--ulimit",
+        "nofile=1024:2048",
+        "--ulimit",
+        "nproc=500:600",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    assert_eq!(cg("memory", &id, "memory.soft_limit_in_bytes"), "33554432");
+    assert_eq!(cg("cpu", &id, "cpu.shares"), "512");
+    assert_eq!(cg("cpu", &id, "cpu.cfs_period_us"), "50000");
+    assert_eq!(cg("cpu", &id, "cpu.cfs_quota_us"), "25000");
+    assert_eq!(cg("cpuset", &id, "cpuset.mems"), "0");
+    let limits = d.ok(&["exec", "lim", "cat", "/proc/1/limits"]);
+    let row = |name: &str| -> Vec<String> {
+        limits
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} in {limits}"))[name.len()..]
+            .split_whitespace()
+            .take(2)
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(row("Max open files"), ["1024", "2048"], "{limits}");
+    assert_eq!(row("Max processes"), ["500", "600"], "{limits}");
+    // update changes them while it runs.
+    d.ok(&[
+        "update",
+        "--cpu-shares",
+        "256",
+        "--cpu-quota",
+        "10000",
+        "--memory-reservation",
+        "16m",
+        "--pids-limit",
+        "20",
+        "lim",
+    ]);
+    assert_eq!(cg("cpu", &id, "cpu.shares"), "256");
+    assert_eq!(cg("cpu", &id, "cpu.cfs_quota_us"), "10000");
+    assert_eq!(cg("memory", &id, "memory.soft_limit_in_bytes"), "16777216");
+    assert_eq!(cg("pids", &id, "pids.max"), "20");
+
+    // Limits this host cannot give are refused at create with what it has, and nothing is
+    // created; so is a throttle on a device that is not a block device (the kernel's
+    // answer would be a bare ENODEV at start).
+    let before = d.ok(&["ps", "-aq"]);
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").expect("cpu/online");
+    for (flags, want) in [
+        (
+            vec!["--cpuset-cpus", "63"],
+            format!(
+                "Requested CPUs are not available - requested 63, available: {}",
+                online.trim()
+            ),
+        ),
+        (
+            vec!["--cpuset-mems", "7"],
+            "Requested memory nodes are not available - requested 7".to_string(),
+        ),
+        (
+            vec!["--device-read-bps", "/dev/null:1mb"],
+            "\"/dev/null\" is not a block device".to_string(),
+        ),
+        (
+            vec!["--cpus", "64"],
+            "range of CPUs is from 0.01 to".to_string(),
+        ),
+        (
+            vec!["--cpu-quota", "500"],
+            "CPU cfs quota can not be less than 1ms".to_string(),
+        ),
+        (
+            vec!["-m", "32m", "--memory-reservation", "64m"],
+            "memory reservation".to_string(),
+        ),
+    ] {
+        let args = [&["create"], flags.as_slice(), &["busybox", "true"]].concat();
+        let o = d.docker(&args);
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(!o.status.success(), "{flags:?}");
+        assert!(err.contains(&want), "{flags:?}: {err}");
+    }
+    assert_eq!(d.ok(&["ps", "-aq"]), before);
+    let o = d.docker(&["update", "--cpuset-cpus", "63", "lim"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Requested CPUs are not available"),
+        "{o:?}"
+    );
+    assert_eq!(cg("cpuset", &id, "cpuset.cpus"), "0");
+
+    // --mount with Docker's keys: bind readonly + bind-propagation, volume-nocopy,
+    // volume-label, volume-opt (a tmpfs volume), tmpfs-mode.
+    let host = d.dir.path().join("mnt-src");
+    std::fs::create_dir(&host).expect("mkdir");
+    std::fs::write(host.join("f"), "bound\n").expect("write");
+    let mid = d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "mk",
+        "--mount",
+        &format!(
+            "type=bind,source={},target=/b,readonly,bind-propagation=rslave",
+            host.display()
+        ),
+        "--mount",
+        "type=volume,source=nocp,target=/etc,volume-nocopy,volume-label=team=qa",
+        "--mount",
+        "type=volume,source=optv,target=/o,volume-opt=type=tmpfs,volume-opt=device=tmpfs,volume-opt=o=size=3m",
+        "--mount",
+        "type=tmpfs,target=/t,tmpfs-mode=1770",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    assert_eq!(d.ok(&["exec", &mid, "cat", "/b/f"]), "bound");
+    let o = d.docker(&["exec", &mid, "touch", "/b/g"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Read-only file system"),
+        "{o:?}"
+    );
+    let m = d.ok(&[
+        "inspect",
+        "-f",
+        "{{range .Mounts}}{{if eq .Destination \"/b\"}}{{.Type}} {{.RW}} {{.Propagation}}{{end}}{{end}}",
+        "mk",
+    ]);
+    assert_eq!(m, "bind false rslave");
+    assert_eq!(d.ok(&["exec", &mid, "ls", "-A", "/etc"]), "");
+    assert_eq!(
+        d.ok(&["volume", "inspect", "-f", "{{.Labels.team}}", "nocp"]),
+        "qa"
+    );
+    let df = d.ok(&["exec", &mid, "df", "-k", "/o"]);
+    assert!(
+        df.lines()
+            .nth(1)
+            .is_some_and(|l| l.split_whitespace().nth(1) == Some("3072")),
+        "{df}"
+    );
+    assert_eq!(d.ok(&["exec", &mid, "stat", "-c", "%a", "/t"]), "1770");
+    d.ok(&["rm", "-f", "mk"]);
+
+    // stats: all containers (--all includes stopped ones), the barge CLI's table columns,
+    // and per-interface network figures from the container's namespace.
+    d.ok(&["create", "--name", "stopped", "busybox", "true"]);
+    let running = d.ok(&["stats", "--no-stream", "--format", "{{.Name}}"]);
+    assert_eq!(running, "lim");
+    let mut all: Vec<String> = d
+        .ok(&["stats", "--no-stream", "--all", "--format", "{{.Name}}"])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    all.sort();
+    assert_eq!(all, ["lim", "stopped"]);
+    let (ok, out, err) = barge_cli(&d, &["stats", "--no-stream"]);
+    assert!(ok, "{err}");
+    let header: Vec<&str> = out
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split("  ")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "CONTAINER ID",
+            "NAME",
+            "CPU %",
+            "MEM USAGE / LIMIT",
+            "MEM %",
+            "NET I/O",
+            "BLOCK I/O",
+            "PIDS"
+        ],
+        "{out}"
+    );
+    let row = out.lines().nth(1).unwrap_or_default();
+    assert!(row.starts_with(&id[..12]) && row.contains(" lim "), "{out}");
+    assert!(row.contains("/ 64MiB"), "{out}");
+    d.ok(&["network", "create", "second"]);
+    d.ok(&["network", "connect", "second", "lim"]);
+    let pid = d.ok(&["inspect", "-f", "{{.State.Pid}}", "lim"]);
+    let dev = |ifc: &str| -> (u64, u64) {
+        let t = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).expect("net/dev");
+        let f: Vec<u64> = t
+            .lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix(&format!("{ifc}:"))
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| panic!("{ifc} in {t}"))
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        (f[0], f[1])
+    };
+    // Some traffic on eth1 first (a ping to its own gateway), so the figures are not all 0.
+    let gw = d.ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{(index .IPAM.Config 0).Gateway}}",
+        "second",
+    ]);
+    d.ok(&["exec", "lim", "ping", "-c", "2", "-W", "2", &gw]);
+    let before = (dev("eth0"), dev("eth1"));
+    let s = json(&d.api("GET", "/containers/lim/stats?stream=0", None).1);
+    let after = (dev("eth0"), dev("eth1"));
+    for (ifc, b, a) in [("eth0", before.0, after.0), ("eth1", before.1, after.1)] {
+        let n = &s["networks"][ifc];
+        let (rx, pk) = (
+            n["rx_bytes"].as_u64().expect("rx_bytes"),
+            n["rx_packets"].as_u64().expect("rx_packets"),
+        );
+        assert!(b.0 <= rx && rx <= a.0, "{ifc} rx {b:?} {rx} {a:?}");
+        assert!(b.1 <= pk && pk <= a.1, "{ifc} packets {b:?} {pk} {a:?}");
+        assert!(n["tx_bytes"].is_u64() && n["tx_packets"].is_u64(), "{n}");
+    }
+    assert!(
+        s["networks"]["eth1"]["rx_packets"].as_u64() >= Some(2),
+        "{s}"
+    );
+    d.ok(&["network", "disconnect", "second", "lim"]);
+
+    // The stream: one sample a second, each one's precpu the previous one's cpu; and
+    // docker-py's volumes API, with the local driver's options and the in-use refusal.
+    let py = format!(
+        r#"
+import docker
+c = docker.DockerClient(base_url="unix://{sock}", version="1.47")
+it = c.containers.get("lim").stats(stream=True, decode=True)
+a, b = next(it), next(it)
+assert b["read"] > a["read"], (a["read"], b["read"])
+assert b["precpu_stats"]["cpu_usage"]["total_usage"] == a["cpu_stats"]["cpu_usage"]["total_usage"], (a, b)
+assert b["memory_stats"]["limit"] == 64 << 20, b["memory_stats"]
+v = c.volumes.create(name="pyv", driver="local", labels={{"k": "v"}},
+                     driver_opts={{"type": "tmpfs", "device": "tmpfs", "o": "size=1m"}})
+assert v.attrs["Options"] == {{"type": "tmpfs", "device": "tmpfs", "o": "size=1m"}}, v.attrs
+assert [x.name for x in c.volumes.list(filters={{"label": "k=v"}})] == ["pyv"]
+out = c.containers.run("busybox", ["sh", "-c", "df -k /data | tail -1"], remove=True,
+                       volumes={{"pyv": {{"bind": "/data", "mode": "rw"}}}}).decode()
+assert out.split()[1] == "1024", out
+ctr = c.containers.run("busybox", ["sleep", "100"], detach=True, volumes=["pyv:/data"])
+try:
+    c.volumes.get("pyv").remove()
+    raise SystemExit("removed a volume in use")
+except docker.errors.APIError as e:
+    assert e.status_code == 409 and "in use" in str(e), e
+ctr.remove(force=True)
+try:
+    c.volumes.create(name="a/b")
+    raise SystemExit("made a volume named a/b")
+except docker.errors.APIError as e:
+    assert e.status_code == 400, e
+c.volumes.create(name="unused")
+p = c.volumes.prune(filters={{"all": "true"}})
+assert {{"pyv", "unused"}} <= set(p["VolumesDeleted"]), p
+try:
+    c.volumes.get("pyv")
+    raise SystemExit("pruned volume still there")
+except docker.errors.NotFound:
+    pass
+print("ok")
+"#,
+        sock = d.sock.display()
+    );
+    let o = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(&py)
+        .output()
+        .expect("python3");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "ok",
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        d.log()
+    );
 }
 
 /// `GET <path>` on `addr` from a thread that has entered network namespace `netns` (the
@@ -1150,4 +1495,70 @@ fn devices_blkio_cpuset_shm_swap_and_volume_options() {
         ]),
         "1\n2\ntouch: /a/z: Read-only file system"
     );
+}
+
+#[test]
+fn image_volume_makes_an_anonymous_volume_filled_from_the_image() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start_host_net();
+    // An image whose VOLUME has content (ownership too) below it.
+    let ctx = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox\nRUN mkdir /data && echo seeded > /data/f && chown 1234:5678 /data/f\nVOLUME /data\n",
+    )
+    .expect("write");
+    let o = d
+        .docker_cmd(&[
+            "build",
+            "-q",
+            "-t",
+            "withvol:1",
+            ctx.path().to_str().expect("utf8"),
+        ])
+        .env("DOCKER_BUILDKIT", "0")
+        .output()
+        .expect("docker build");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Each container gets a fresh anonymous volume there, copied up from the image.
+    d.ok(&[
+        "run",
+        "--name",
+        "v1",
+        "withvol:1",
+        "sh",
+        "-c",
+        "echo changed >> /data/f",
+    ]);
+    let m = d.ok(&[
+        "inspect",
+        "-f",
+        "{{range .Mounts}}{{.Type}} {{.Name}} {{.Destination}}{{end}}",
+        "v1",
+    ]);
+    let parts: Vec<&str> = m.split(' ').collect();
+    assert!(
+        parts.len() == 3 && parts[0] == "volume" && parts[1].len() == 64 && parts[2] == "/data",
+        "{m}"
+    );
+    let vol = parts[1].to_string();
+    let host = d.dir.path().join(format!("data/volumes/{vol}/_data/f"));
+    assert_eq!(
+        std::fs::read_to_string(&host).expect("volume file"),
+        "seeded\nchanged\n"
+    );
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(&host).expect("stat");
+    assert_eq!((meta.uid(), meta.gid()), (1234, 5678));
+    // A second container has its own, fresh from the image.
+    assert_eq!(
+        d.ok(&["run", "--rm", "withvol:1", "cat", "/data/f"]),
+        "seeded"
+    );
+    // --rm removed that one's anonymous volume; rm -v removes v1's.
+    assert_eq!(d.ok(&["volume", "ls", "-q"]), vol);
+    d.ok(&["rm", "-v", "v1"]);
+    assert_eq!(d.ok(&["volume", "ls", "-q"]), "");
 }

@@ -5,94 +5,10 @@
 
 mod engine;
 
+use barge_testsupport::registry::Registry;
 use engine::{eventually, skip, Daemon};
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-/// Debian's docker-registry on 127.0.0.1:<free port>, optionally with htpasswd auth;
-/// stopped by PID on drop.
-struct Registry {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Registry {
-    fn start(htpasswd: Option<(&str, &str)>) -> Registry {
-        for _ in 0..3 {
-            if let Some(r) = Registry::try_start(htpasswd) {
-                return r;
-            }
-        }
-        panic!("docker-registry would not start");
-    }
-
-    fn try_start(htpasswd: Option<(&str, &str)>) -> Option<Registry> {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let mut auth = String::new();
-        if let Some((user, pass)) = htpasswd {
-            let out = Command::new("/usr/bin/python3")
-                .args([
-                    "-c",
-                    "import bcrypt,sys; print(bcrypt.hashpw(sys.argv[1].encode(), bcrypt.gensalt(rounds=5)).decode())",
-                    pass,
-                ])
-                .output()
-                .expect("python3 bcrypt");
-            assert!(out.status.success(), "bcrypt: {}", text(&out.stderr));
-            let hp = dir.path().join("htpasswd");
-            std::fs::write(&hp, format!("{user}:{}\n", text(&out.stdout).trim())).expect("write");
-            auth = format!(
-                "auth:\n  htpasswd:\n    realm: barge-test\n    path: {}\n",
-                hp.display()
-            );
-        }
-        let cfg = format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: barge-test-secret\n{auth}",
-            dir.path().join("data").display()
-        );
-        let cp = dir.path().join("config.yml");
-        std::fs::write(&cp, cfg).expect("config");
-        let log = std::fs::File::create(dir.path().join("registry.log")).expect("log");
-        let child = Command::new("/usr/bin/docker-registry")
-            .arg("serve")
-            .arg(&cp)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("docker-registry");
-        let mut reg = Registry { child, port, dir };
-        let t0 = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(_)) = reg.child.try_wait() {
-                return None;
-            }
-            assert!(t0.elapsed() < Duration::from_secs(20), "registry not up");
-            std::thread::sleep(Duration::from_millis(30));
-        }
-        Some(reg)
-    }
-
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        // SAFETY: SIGTERM to the registry this test started, by its pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
-        let _ = &self.dir;
-    }
-}
+use std::process::{Command, Output, Stdio};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()

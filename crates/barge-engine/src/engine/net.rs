@@ -251,8 +251,15 @@ impl Engine {
     }
 
     fn save_wanted(&self, id: &str, w: &[WantedEndpoint]) -> Result<()> {
+        self.save_wanted_as(id, w, true)
+    }
+
+    /// [`Engine::save_wanted`]; `durable: false` for an auto-removed container (see
+    /// [`crate::util::write_replace`]).
+    fn save_wanted_as(&self, id: &str, w: &[WantedEndpoint], durable: bool) -> Result<()> {
         let data = serde_json::to_vec_pretty(w).map_err(|e| Error::Internal(e.to_string()))?;
-        write_atomic(&self.data_dir(id).join(WANTED_FILE), &data).map_err(internal("networks.json"))
+        crate::util::write_replace(&self.data_dir(id).join(WANTED_FILE), &data, durable)
+            .map_err(internal("networks.json"))
     }
 
     /// Validates the network part of a create request (mode, networks, `--ip`, ports) and
@@ -361,12 +368,18 @@ impl Engine {
         Ok(out)
     }
 
-    /// Records the attachments planned by [`Engine::plan_networks`].
-    pub(super) fn record_networks(&self, id: &str, w: &[WantedEndpoint]) -> Result<()> {
+    /// Records the attachments planned by [`Engine::plan_networks`] (`durable` as in
+    /// [`crate::util::write_replace`]).
+    pub(super) fn record_networks(
+        &self,
+        id: &str,
+        w: &[WantedEndpoint],
+        durable: bool,
+    ) -> Result<()> {
         if w.is_empty() {
             return Ok(());
         }
-        self.save_wanted(id, w)
+        self.save_wanted_as(id, w, durable)
     }
 
     /// The namespace a container's process joins, and whether the engine makes it.

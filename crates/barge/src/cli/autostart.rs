@@ -1,5 +1,6 @@
 //! Starting a daemon in the background when none answers at the default socket (root only).
 
+use super::out::errln;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -54,7 +55,7 @@ pub async fn start_daemon(sock: &Path) -> Result<()> {
     let start = std::time::Instant::now();
     while start.elapsed() < Duration::from_secs(15) {
         if c.wait_ping(Duration::from_millis(200)).await {
-            eprintln!(
+            errln!(
                 "barge: no daemon was running; started one in the background (pid {}, log {DAEMON_LOG})",
                 child.id()
             );
@@ -66,7 +67,7 @@ pub async fn start_daemon(sock: &Path) -> Result<()> {
             return Ok(());
         }
         if let Ok(Some(st)) = child.try_wait() {
-            eprintln!("barge: tried to start a daemon, but it exited ({st}); see {DAEMON_LOG}");
+            errln!("barge: tried to start a daemon, but it exited ({st}); see {DAEMON_LOG}");
             return Ok(());
         }
     }

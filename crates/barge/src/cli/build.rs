@@ -1,5 +1,6 @@
 //! `build`: tars the context (honouring .dockerignore), POSTs it to /build, prints the stream.
 
+use super::out::{out, outln};
 use std::io::Read;
 use std::path::Path;
 
@@ -294,12 +295,12 @@ async fn send_build(
                 // --progress=plain: each step's end carries its time.
                 if plain && is_step_end(s) {
                     let secs = step_start.elapsed().as_secs_f64();
-                    println!("{} ({secs:.2}s)", s.trim_end());
+                    outln!("{} ({secs:.2}s)", s.trim_end());
                     return Ok(());
                 }
-                print!("{s}");
+                out!("{s}");
             } else if let Some(s) = m.get("status").and_then(|v| v.as_str()) {
-                println!("{s}");
+                outln!("{s}");
             }
         } else if let Some(s) = m.get("stream").and_then(|v| v.as_str()) {
             if s.trim().starts_with("sha256:") {
@@ -318,7 +319,7 @@ async fn send_build(
     }
     if quiet {
         if let Some(i) = id {
-            println!("{i}");
+            outln!("{i}");
         }
     }
     Ok(())

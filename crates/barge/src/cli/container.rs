@@ -1,6 +1,7 @@
 //! Container verbs: run, create, start, stop, kill, rm, ps, logs, exec, attach, wait, inspect,
 //! top, stats, pause, unpause, rename, update, port, cp, diff, export, commit.
 
+use super::out::{errln, out, outln};
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
@@ -29,32 +30,9 @@ pub(crate) fn now_unix() -> i64 {
         .unwrap_or(0)
 }
 
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146097 + doe - 719468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719468;
-    let era = if z >= 0 { z } else { z - 146096 } / 146097;
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
 /// Go's `time.Time.String()` in UTC: `2024-01-02 03:04:05 +0000 UTC`.
 pub(crate) fn go_time(secs: i64) -> String {
-    let (y, m, d) = civil_from_days(secs.div_euclid(86400));
+    let (y, m, d) = barge_util::time::civil_from_days(secs.div_euclid(86400));
     let r = secs.rem_euclid(86400);
     format!(
         "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} +0000 UTC",
@@ -65,45 +43,7 @@ pub(crate) fn go_time(secs: i64) -> String {
 }
 
 /// Parses RFC 3339 (`2024-01-02T03:04:05.123Z`, `+01:00` offsets) to (secs, nanos).
-pub(crate) fn parse_rfc3339(s: &str) -> Option<(i64, u32)> {
-    let b = s.as_bytes();
-    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || (b[10] != b'T' && b[10] != b' ') {
-        return None;
-    }
-    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d, h, mi, se) = (
-        n(0..4)?,
-        n(5..7)?,
-        n(8..10)?,
-        n(11..13)?,
-        n(14..16)?,
-        n(17..19)?,
-    );
-    let mut rest = &s[19..];
-    let mut nanos = 0u32;
-    if let Some(f) = rest.strip_prefix('.') {
-        let end = f.find(|c: char| !c.is_ascii_digit()).unwrap_or(f.len());
-        let digits = &f[..end];
-        let mut padded = digits.chars().take(9).collect::<String>();
-        while padded.len() < 9 {
-            padded.push('0');
-        }
-        nanos = padded.parse().ok()?;
-        rest = &f[end..];
-    }
-    let off = match rest {
-        "" | "Z" | "z" => 0,
-        o if o.len() == 6 => {
-            let sign = if o.starts_with('-') { -1 } else { 1 };
-            sign * (o[1..3].parse::<i64>().ok()? * 3600 + o[4..6].parse::<i64>().ok()? * 60)
-        }
-        _ => return None,
-    };
-    Some((
-        days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se - off,
-        nanos,
-    ))
-}
+pub(crate) use barge_util::time::parse_rfc3339;
 
 /// `--since`/`--until` values: a Go duration (relative to now), unix seconds, or RFC 3339.
 pub(crate) fn time_arg(s: &str) -> Result<String> {
@@ -535,7 +475,7 @@ async fn create_container(c: &Client, a: &RunArgs) -> Result<String> {
             if !e.to_string().to_lowercase().contains("no such image") {
                 return Err(e);
             }
-            eprintln!("Unable to find image '{image}' locally");
+            errln!("Unable to find image '{image}' locally");
             super::image::pull_image(c, &image, a.quiet, None).await?;
             c.post_json(&path, Some(&body)).await?
         }
@@ -544,7 +484,7 @@ async fn create_container(c: &Client, a: &RunArgs) -> Result<String> {
     if let Some(w) = resp.get("Warnings").and_then(|w| w.as_array()) {
         for w in w {
             if let Some(s) = w.as_str() {
-                eprintln!("WARNING: {s}");
+                errln!("WARNING: {s}");
             }
         }
     }
@@ -565,7 +505,7 @@ fn run_err(e: Error) -> Error {
 /// `create`
 pub async fn create_cmd(c: &Client, a: RunArgs) -> Result<()> {
     let id = create_container(c, &a).await.map_err(run_err)?;
-    println!("{id}");
+    outln!("{id}");
     Ok(())
 }
 
@@ -683,7 +623,7 @@ pub async fn run(c: &Client, a: RunArgs) -> Result<()> {
             let code = start_error_code(&e.to_string());
             return Err(Error::Status(code, format!("barge: {e}")));
         }
-        println!("{id}");
+        outln!("{id}");
         return Ok(());
     }
     let attach_all = a.attach.is_empty();
@@ -695,9 +635,11 @@ pub async fn run(c: &Client, a: RunArgs) -> Result<()> {
         att("stdout") as u8,
         att("stderr") as u8
     );
-    let h = c.hijack(&q, None).await.map_err(run_err)?;
     let cond = if a.rm { "removed" } else { "next-exit" };
-    let waiter = wait_registered(c, &id, cond).await.map_err(run_err)?;
+    // Both must be in place before the start; they do not depend on each other, so their
+    // round trips overlap.
+    let (h, waiter) =
+        tokio::try_join!(c.hijack(&q, None), wait_registered(c, &id, cond)).map_err(run_err)?;
     if !a.tty && a.sig_proxy {
         spawn_sig_proxy(c, id.clone());
     }
@@ -810,7 +752,7 @@ pub async fn start(c: &Client, a: StartArgs) -> Result<()> {
             .post_json(&format!("/containers/{}/start", enc(id)), None)
             .await
         {
-            Ok(_) => println!("{id}"),
+            Ok(_) => outln!("{id}"),
             Err(e) => errs.push(e),
         }
     }
@@ -834,7 +776,7 @@ pub async fn stop(c: &Client, a: StopArgs, restart: bool) -> Result<()> {
     for id in &a.containers {
         let p = format!("/containers/{}/{verb}{}", enc(id), query(&q));
         match c.post_json(&p, None).await {
-            Ok(_) => println!("{id}"),
+            Ok(_) => outln!("{id}"),
             Err(e) => errs.push(e),
         }
     }
@@ -850,7 +792,7 @@ pub async fn kill(c: &Client, a: KillArgs) -> Result<()> {
     for id in &a.containers {
         let p = format!("/containers/{}/kill?signal={}", enc(id), enc(&a.signal));
         match c.post_json(&p, None).await {
-            Ok(_) => println!("{id}"),
+            Ok(_) => outln!("{id}"),
             Err(e) => errs.push(e),
         }
     }
@@ -869,7 +811,7 @@ pub async fn rm(c: &Client, a: RmArgs) -> Result<()> {
             a.link as u8
         );
         match c.delete(&p).await {
-            Ok(_) => println!("{id}"),
+            Ok(_) => outln!("{id}"),
             Err(e) => errs.push(e),
         }
     }
@@ -884,7 +826,7 @@ pub async fn simple(c: &Client, a: Targets, verb: &str) -> Result<()> {
             .post_json(&format!("/containers/{}/{verb}", enc(id)), None)
             .await
         {
-            Ok(_) => println!("{id}"),
+            Ok(_) => outln!("{id}"),
             Err(e) => errs.push(e),
         }
     }
@@ -1072,12 +1014,12 @@ pub async fn ps(c: &Client, a: PsArgs) -> Result<()> {
             });
             out.push('\n');
         }
-        print!("{out}");
+        out!("{out}");
         return Ok(());
     }
     let rows: Vec<Value> = items.iter().map(|i| ps_row(i, a.no_trunc)).collect();
     let out = f.render(&rows).map_err(tmpl_err)?;
-    let mut so = std::io::stdout().lock();
+    let mut so = super::out::stdout();
     let _ = so.write_all(out.as_bytes());
     Ok(())
 }
@@ -1120,16 +1062,16 @@ pub async fn logs(c: &Client, a: LogsArgs) -> Result<()> {
     let mut demux = Demux::default();
     while let Some(chunk) = body.chunk().await? {
         if tty {
-            let mut o = std::io::stdout().lock();
+            let mut o = super::out::stdout();
             let _ = o.write_all(&chunk);
             let _ = o.flush();
         } else {
             for f in demux.push(&chunk) {
                 if f.stream == 2 {
-                    let mut e = std::io::stderr().lock();
+                    let mut e = super::out::stderr();
                     let _ = e.write_all(&f.data);
                 } else {
-                    let mut o = std::io::stdout().lock();
+                    let mut o = super::out::stdout();
                     let _ = o.write_all(&f.data);
                     let _ = o.flush();
                 }
@@ -1310,7 +1252,7 @@ pub async fn wait(c: &Client, a: Targets) -> Result<()> {
             .post_json(&format!("/containers/{}/wait", enc(id)), None)
             .await
         {
-            Ok(v) => println!(
+            Ok(v) => outln!(
                 "{}",
                 v.get("StatusCode").and_then(|v| v.as_i64()).unwrap_or(0)
             ),
@@ -1395,10 +1337,10 @@ pub async fn inspect(c: &Client, a: InspectArgs, typ: Option<&str>) -> Result<()
             }
         }
     }
-    print!("{out}");
+    out!("{out}");
     if !errs.is_empty() {
         for e in errs {
-            eprintln!("{e}");
+            errln!("{e}");
         }
         return Err(Error::Exit(1));
     }
@@ -1442,7 +1384,7 @@ pub async fn top(c: &Client, a: TopArgs) -> Result<()> {
         out.push('\n');
     }
     // docker's top writes through tabwriter.NewWriter(out, 20, 1, 3, ' ', 0).
-    print!("{}", tabulate_min(&out, 20));
+    out!("{}", tabulate_min(&out, 20));
     Ok(())
 }
 
@@ -1601,11 +1543,11 @@ pub async fn stats(c: &Client, a: StatsArgs) -> Result<()> {
         }
         let out = f.render(&rows).map_err(tmpl_err)?;
         if a.no_stream {
-            print!("{out}");
+            out!("{out}");
             return Ok(());
         }
-        print!("\x1b[2J\x1b[H{out}");
-        let _ = std::io::stdout().flush();
+        out!("\x1b[2J\x1b[H{out}");
+        let _ = super::out::stdout().flush();
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
 }
@@ -1685,9 +1627,9 @@ pub async fn update(c: &Client, a: UpdateArgs) -> Result<()> {
                     .into_iter()
                     .flatten()
                 {
-                    eprintln!("WARNING: {}", w.as_str().unwrap_or(""));
+                    errln!("WARNING: {}", w.as_str().unwrap_or(""));
                 }
-                println!("{id}")
+                outln!("{id}")
             }
             Err(e) => errs.push(e),
         }
@@ -1728,9 +1670,9 @@ pub async fn port(c: &Client, container: &str, port: Option<&str>) -> Result<()>
                 ip.to_string()
             };
             if want.is_some() {
-                println!("{ip}:{hp}");
+                outln!("{ip}:{hp}");
             } else {
-                println!("{k} -> {ip}:{hp}");
+                outln!("{k} -> {ip}:{hp}");
             }
             any = true;
         }
@@ -1876,21 +1818,30 @@ async fn cp_from(
         }
     }
     let src = src.as_str();
-    let body = c
+    let mut resp = c
         .call(
             Method::GET,
             &format!("/containers/{}/archive?path={}", enc(ctr), enc(src)),
             None,
             &[],
         )
-        .await?
-        .bytes()
         .await?;
     if dst == "-" {
-        let mut o = std::io::stdout().lock();
-        o.write_all(&body)?;
+        let mut o = super::out::stdout();
+        match rebase.as_deref().filter(|n| valid_rebase(n)) {
+            // A followed link's target goes out under the link's name, as docker's
+            // RebaseArchiveEntries: the archive is rewritten, so it is read whole first.
+            Some(name) => o.write_all(&rebase_archive(&resp.bytes().await?, name)?)?,
+            None => {
+                while let Some(chunk) = resp.chunk().await? {
+                    o.write_all(&chunk)?;
+                }
+            }
+        }
+        o.flush()?;
         return Ok(());
     }
+    let body = resp.bytes().await?;
     // SRC ending in `/.` copies a directory's content: into DEST, created if need be.
     let dst_path = Path::new(dst);
     if (src == "." || src.ends_with("/.")) && std::fs::symlink_metadata(dst_path).is_err() {
@@ -1898,6 +1849,41 @@ async fn cp_from(
             .map_err(|e| Error::Msg(format!("cannot create destination directory {dst}: {e}")))?;
     }
     extract_copy(&body, dst_path, archive, rebase.as_deref())
+}
+
+/// Whether `name` can replace an archive's top entry name (one plain path component).
+fn valid_rebase(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains('/')
+}
+
+/// `rel` with its first component replaced by `name`.
+fn rebased(rel: &Path, name: &str) -> PathBuf {
+    let mut c = rel.components();
+    match c.next() {
+        // (joining an empty rest would add a trailing slash: a file would read as a dir)
+        Some(_) if c.as_path().as_os_str().is_empty() => PathBuf::from(name),
+        Some(_) => Path::new(name).join(c.as_path()),
+        None => rel.to_path_buf(),
+    }
+}
+
+/// A copy of the tar `body` whose top entry (and everything under it, and hard links to
+/// them) is renamed to `name`: `cp -L ctr:/link -` streams the link's target as the link.
+fn rebase_archive(body: &[u8], name: &str) -> Result<Vec<u8>> {
+    let mut ar = tar::Archive::new(std::io::Cursor::new(body));
+    let mut b = tar::Builder::new(Vec::new());
+    for entry in ar.entries()? {
+        let mut entry = entry?;
+        let path = rebased(&entry.path()?, name);
+        let link = entry.link_name()?.map(|l| l.into_owned());
+        let mut h = entry.header().clone();
+        match (h.entry_type(), link) {
+            (tar::EntryType::Link, Some(l)) => b.append_link(&mut h, &path, rebased(&l, name))?,
+            (tar::EntryType::Symlink, Some(l)) => b.append_link(&mut h, &path, &l)?,
+            _ => b.append_data(&mut h, &path, &mut entry)?,
+        }
+    }
+    Ok(b.into_inner()?)
 }
 
 /// Extracts a `GET /archive` tar at `dst` with docker's cp semantics (into an existing
@@ -1929,11 +1915,8 @@ fn extract_copy(body: &[u8], dst: &Path, archive: bool, rebase: Option<&str>) ->
                 path.display()
             )));
         };
-        if let Some(name) = rebase.filter(|n| !n.is_empty() && *n != "." && *n != "..") {
-            let mut c = rel.components();
-            if c.next().is_some() {
-                rel = Path::new(name).join(c.as_path());
-            }
+        if let Some(name) = rebase.filter(|n| valid_rebase(n)) {
+            rel = rebased(&rel, name);
         }
         if rel.as_os_str().is_empty() {
             continue;
@@ -2105,7 +2088,7 @@ pub async fn diff(c: &Client, container: &str) -> Result<()> {
             ch.get("Path").and_then(|p| p.as_str()).unwrap_or("")
         ));
     }
-    print!("{out}");
+    out!("{out}");
     Ok(())
 }
 
@@ -2122,7 +2105,7 @@ pub(crate) async fn body_to_output(
                     "cowardly refusing to save to a terminal. Use the -o flag or redirect".into(),
                 ));
             }
-            Box::new(std::io::stdout().lock())
+            Box::new(super::out::stdout())
         }
     };
     while let Some(ch) = body.chunk().await? {
@@ -2186,7 +2169,7 @@ pub async fn commit(c: &Client, a: CommitArgs) -> Result<()> {
     let v = c
         .post_json(&format!("/commit{}", query(&q)), Some(&json!({})))
         .await?;
-    println!("{}", v.get("Id").and_then(|i| i.as_str()).unwrap_or(""));
+    outln!("{}", v.get("Id").and_then(|i| i.as_str()).unwrap_or(""));
     Ok(())
 }
 
@@ -2438,6 +2421,42 @@ mod tests {
             follow_link_target("/x/link", &rel),
             ("/x/sub/link".into(), None)
         );
+    }
+
+    #[test]
+    fn cp_to_stdout_renames_a_followed_links_target() {
+        use tar::EntryType::{Directory, Link, Regular, Symlink};
+        let t = tar_of(&[
+            ("real", Directory, ""),
+            ("real/f", Regular, "data"),
+            ("real/hard", Link, "real/f"),
+            ("real/sym", Symlink, "/elsewhere"),
+        ]);
+        let out = rebase_archive(&t, "link").expect("rebase");
+        let mut ar = tar::Archive::new(&out[..]);
+        let mut seen = Vec::new();
+        for e in ar.entries().expect("entries") {
+            let mut e = e.expect("entry");
+            let p = e.path().expect("path").display().to_string();
+            let l = e
+                .link_name()
+                .expect("link")
+                .map(|l| l.display().to_string());
+            let mut data = String::new();
+            std::io::Read::read_to_string(&mut e, &mut data).expect("read");
+            seen.push((p, l, data));
+        }
+        assert_eq!(
+            seen,
+            vec![
+                // tar marks a directory with a trailing slash.
+                ("link/".into(), None, "".into()),
+                ("link/f".into(), None, "data".into()),
+                ("link/hard".into(), Some("link/f".into()), "".into()),
+                ("link/sym".into(), Some("/elsewhere".into()), "".into()),
+            ]
+        );
+        assert!(!valid_rebase("a/b") && !valid_rebase("..") && valid_rebase("link"));
     }
 
     #[test]

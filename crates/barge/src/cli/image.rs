@@ -1,5 +1,6 @@
 //! Image verbs: images, pull, push, tag, rmi, save, load, import, history.
 
+use super::out::{err, errln, out, outln};
 use std::collections::HashMap;
 use std::io::{Read, Write};
 
@@ -51,7 +52,7 @@ pub(crate) async fn show_progress(
         let status = m.get("status").and_then(|v| v.as_str()).unwrap_or("");
         if let Some(s) = m.get("stream").and_then(|v| v.as_str()) {
             if !quiet {
-                eprint!("{s}");
+                err!("{s}");
             }
         } else if !quiet && !status.is_empty() {
             if tty && !id.is_empty() {
@@ -81,14 +82,14 @@ pub(crate) async fn show_progress(
             } else if id.is_empty() {
                 let _ = mp.println(status);
                 if !tty {
-                    eprintln!("{status}");
+                    errln!("{status}");
                 }
             } else if m
                 .get("progressDetail")
                 .and_then(|p| p.get("current"))
                 .is_none()
             {
-                eprintln!("{id}: {status}");
+                errln!("{id}: {status}");
             }
         }
         all.push(m);
@@ -190,7 +191,7 @@ async fn pull_with(
         } else {
             format!("{image}:latest")
         };
-        println!("{full}");
+        outln!("{full}");
     }
     Ok(())
 }
@@ -203,7 +204,7 @@ pub async fn pull(c: &Client, a: PullArgs, config: Option<&str>) -> Result<()> {
             return Err(Error::Usage("tag can't be used with --all-tags/-a".into()));
         }
     } else if !a.quiet && !a.image.contains('@') && split_ref(&a.image).1.is_empty() {
-        println!("Using default tag: latest");
+        outln!("Using default tag: latest");
     }
     pull_with(
         c,
@@ -239,7 +240,7 @@ pub async fn push(c: &Client, a: PushArgs, config: Option<&str>) -> Result<()> {
     for m in msgs {
         if let Some(d) = m.pointer("/aux/Digest").and_then(|d| d.as_str()) {
             if !a.quiet {
-                println!(
+                outln!(
                     "{}: digest: {d} size: {}",
                     m.pointer("/aux/Tag")
                         .and_then(|t| t.as_str())
@@ -250,7 +251,7 @@ pub async fn push(c: &Client, a: PushArgs, config: Option<&str>) -> Result<()> {
         }
     }
     if a.quiet {
-        println!("{}", a.image);
+        outln!("{}", a.image);
     }
     Ok(())
 }
@@ -296,10 +297,10 @@ pub async fn rmi(c: &Client, a: RmiArgs) -> Result<()> {
             Ok(v) => {
                 for e in v.as_array().into_iter().flatten() {
                     if let Some(u) = e.get("Untagged").and_then(|x| x.as_str()) {
-                        println!("Untagged: {u}");
+                        outln!("Untagged: {u}");
                     }
                     if let Some(d) = e.get("Deleted").and_then(|x| x.as_str()) {
-                        println!("Deleted: {d}");
+                        outln!("Deleted: {d}");
                     }
                 }
             }
@@ -352,7 +353,7 @@ pub async fn load(c: &Client, a: LoadArgs) -> Result<()> {
     let msgs = show_progress(body, true).await?;
     for m in msgs {
         if let Some(s) = m.get("stream").and_then(|s| s.as_str()) {
-            print!("{s}");
+            out!("{s}");
         }
     }
     Ok(())
@@ -398,7 +399,7 @@ pub async fn import(c: &Client, a: ImportArgs) -> Result<()> {
     for m in msgs {
         if let Some(s) = m.get("status").and_then(|s| s.as_str()) {
             if s.starts_with("sha256:") {
-                println!("{s}");
+                outln!("{s}");
             }
         }
     }
@@ -483,7 +484,7 @@ pub async fn ls(c: &Client, a: ImagesArgs) -> Result<()> {
         for r in &rows {
             let id = r["ID"].as_str().unwrap_or("");
             if seen.insert(id.to_string()) {
-                println!("{id}");
+                outln!("{id}");
             }
         }
         return Ok(());
@@ -508,7 +509,7 @@ pub async fn ls(c: &Client, a: ImagesArgs) -> Result<()> {
     )
     .map_err(|e| Error::Usage(e.to_string()))?;
     let out = f.render(&rows).map_err(|e| Error::Usage(e.to_string()))?;
-    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    let _ = super::out::stdout().write_all(out.as_bytes());
     Ok(())
 }
 
@@ -544,7 +545,7 @@ pub async fn history(c: &Client, a: HistoryArgs) -> Result<()> {
     }
     if a.quiet {
         for r in &rows {
-            println!("{}", r["ID"].as_str().unwrap_or(""));
+            outln!("{}", r["ID"].as_str().unwrap_or(""));
         }
         return Ok(());
     }
@@ -561,7 +562,7 @@ pub async fn history(c: &Client, a: HistoryArgs) -> Result<()> {
         ],
     )
     .map_err(|e| Error::Usage(e.to_string()))?;
-    print!(
+    out!(
         "{}",
         f.render(&rows).map_err(|e| Error::Usage(e.to_string()))?
     );

@@ -11,11 +11,14 @@ pub mod format;
 mod image;
 mod netvol;
 pub mod opts;
+pub mod out;
 pub mod stream;
 mod system;
 mod term;
 
 use clap::{CommandFactory, Parser};
+
+use out::errln;
 
 use args::{Cli, Cmd};
 use client::{parse_host, Client, DEFAULT_SOCKET};
@@ -45,7 +48,7 @@ pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
                 }
                 _ => {
                     let _ = e.print();
-                    eprintln!("See 'barge --help'.");
+                    errln!("See 'barge --help'.");
                     125
                 }
             };
@@ -57,7 +60,7 @@ pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("barge: cannot start the async runtime: {e}");
+            errln!("barge: cannot start the async runtime: {e}");
             return 125;
         }
     };
@@ -68,7 +71,7 @@ pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
         Err(e) => {
             let msg = e.to_string();
             if !msg.is_empty() {
-                eprintln!("{msg}");
+                errln!("{msg}");
             }
             e.code()
         }
@@ -97,7 +100,7 @@ async fn run(cli: Cli) -> Result<()> {
         let mut buf = Vec::new();
         clap_complete::generate(*shell, &mut c, "barge", &mut buf);
         use std::io::Write;
-        return match std::io::stdout().lock().write_all(&buf) {
+        return match out::stdout().write_all(&buf) {
             Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
             _ => Ok(()),
         };
@@ -225,7 +228,7 @@ pub(crate) fn report_each(errors: Vec<Error>) -> Result<()> {
         return Ok(());
     }
     for e in &errors {
-        eprintln!("{e}");
+        errln!("{e}");
     }
     Err(Error::Exit(1))
 }

@@ -1,5 +1,6 @@
 //! `network` and `volume` commands.
 
+use super::out::{errln, out, outln};
 use serde_json::{json, Value};
 
 use super::args::*;
@@ -47,7 +48,7 @@ pub async fn network(c: &Client, cmd: NetworkCmd) -> Result<()> {
                 "IPAM": {"Driver": "default", "Config": ipam},
             });
             let r = c.post_json("/networks/create", Some(&body)).await?;
-            println!("{}", r.get("Id").and_then(|v| v.as_str()).unwrap_or(""));
+            outln!("{}", r.get("Id").and_then(|v| v.as_str()).unwrap_or(""));
             Ok(())
         }
         NetworkCmd::Ls(a) => {
@@ -72,7 +73,7 @@ pub async fn network(c: &Client, cmd: NetworkCmd) -> Result<()> {
             rows.sort_by(|a, b| a["Name"].as_str().cmp(&b["Name"].as_str()));
             if a.quiet {
                 for r in rows {
-                    println!("{}", r["ID"].as_str().unwrap_or(""));
+                    outln!("{}", r["ID"].as_str().unwrap_or(""));
                 }
                 return Ok(());
             }
@@ -87,7 +88,7 @@ pub async fn network(c: &Client, cmd: NetworkCmd) -> Result<()> {
                 ],
             )
             .map_err(fmt_err)?;
-            print!("{}", f.render(&rows).map_err(fmt_err)?);
+            out!("{}", f.render(&rows).map_err(fmt_err)?);
             Ok(())
         }
         NetworkCmd::Inspect(a) => super::container::inspect(c, a, Some("network")).await,
@@ -95,7 +96,7 @@ pub async fn network(c: &Client, cmd: NetworkCmd) -> Result<()> {
             let mut errs = vec![];
             for n in &a.names {
                 match c.delete(&format!("/networks/{}", enc(n))).await {
-                    Ok(_) => println!("{n}"),
+                    Ok(_) => outln!("{n}"),
                     Err(e) => errs.push(e),
                 }
             }
@@ -145,7 +146,7 @@ pub async fn volume(c: &Client, cmd: VolumeCmd) -> Result<()> {
                 body["Name"] = json!(n);
             }
             let r = c.post_json("/volumes/create", Some(&body)).await?;
-            println!("{}", r.get("Name").and_then(|v| v.as_str()).unwrap_or(""));
+            outln!("{}", r.get("Name").and_then(|v| v.as_str()).unwrap_or(""));
             Ok(())
         }
         VolumeCmd::Ls(a) => {
@@ -173,7 +174,7 @@ pub async fn volume(c: &Client, cmd: VolumeCmd) -> Result<()> {
             rows.sort_by(|a, b| a["Name"].as_str().cmp(&b["Name"].as_str()));
             if a.quiet {
                 for r in rows {
-                    println!("{}", r["Name"].as_str().unwrap_or(""));
+                    outln!("{}", r["Name"].as_str().unwrap_or(""));
                 }
                 return Ok(());
             }
@@ -187,14 +188,14 @@ pub async fn volume(c: &Client, cmd: VolumeCmd) -> Result<()> {
                 ],
             )
             .map_err(fmt_err)?;
-            print!("{}", f.render(&rows).map_err(fmt_err)?);
+            out!("{}", f.render(&rows).map_err(fmt_err)?);
             for w in l
                 .get("Warnings")
                 .and_then(|w| w.as_array())
                 .into_iter()
                 .flatten()
             {
-                eprintln!("WARNING: {}", w.as_str().unwrap_or(""));
+                errln!("WARNING: {}", w.as_str().unwrap_or(""));
             }
             Ok(())
         }
@@ -206,7 +207,7 @@ pub async fn volume(c: &Client, cmd: VolumeCmd) -> Result<()> {
                     .delete(&format!("/volumes/{}?force={}", enc(n), a.force as u8))
                     .await
                 {
-                    Ok(_) => println!("{n}"),
+                    Ok(_) => outln!("{n}"),
                     Err(e) => errs.push(e),
                 }
             }

@@ -1,5 +1,6 @@
 //! System verbs: version, info, events, login/logout, system df/prune, `<object> prune`.
 
+use super::out::{err, errln, out, outln};
 use std::io::{BufRead, Write};
 
 use hyper::Method;
@@ -38,9 +39,9 @@ pub async fn version(c: &Client, a: FormatOnly) -> Result<()> {
     let data = json!({"Client": client, "Server": server.as_ref().ok()});
     if let Some(f) = a.format.as_deref() {
         if f == "json" {
-            println!("{data}");
+            outln!("{data}");
         } else {
-            println!(
+            outln!(
                 "{}",
                 tmpl(f)?
                     .render(&data)
@@ -61,7 +62,7 @@ pub async fn version(c: &Client, a: FormatOnly) -> Result<()> {
         std::env::consts::OS,
         std::env::consts::ARCH
     ));
-    print!("{}", tabulate(&out));
+    out!("{}", tabulate(&out));
     let s = server?;
     let g = |k: &str| s.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
     let mut out = String::new();
@@ -83,7 +84,7 @@ pub async fn version(c: &Client, a: FormatOnly) -> Result<()> {
     out.push_str(&format!("  Go version:\t{}\n", g("GoVersion")));
     out.push_str(&format!("  Git commit:\t{}\n", g("GitCommit")));
     out.push_str(&format!("  OS/Arch:\t{}/{}\n", g("Os"), g("Arch")));
-    print!("{}", tabulate(&out));
+    out!("{}", tabulate(&out));
     Ok(())
 }
 
@@ -92,9 +93,9 @@ pub async fn info(c: &Client, a: FormatOnly) -> Result<()> {
     let i = c.get_json("/info").await?;
     if let Some(f) = a.format.as_deref() {
         if f == "json" {
-            println!("{i}");
+            outln!("{i}");
         } else {
-            println!(
+            outln!(
                 "{}",
                 tmpl(f)?
                     .render(&i)
@@ -134,14 +135,14 @@ pub async fn info(c: &Client, a: FormatOnly) -> Result<()> {
     o.push_str(&format!(" ID: {}\n", g("ID")));
     o.push_str(&format!(" Docker Root Dir: {}\n", g("DockerRootDir")));
     o.push_str(&format!(" Debug Mode: {}\n", g("Debug")));
-    print!("{o}");
+    out!("{o}");
     for w in i
         .get("Warnings")
         .and_then(|w| w.as_array())
         .into_iter()
         .flatten()
     {
-        eprintln!("{}", w.as_str().unwrap_or(""));
+        errln!("{}", w.as_str().unwrap_or(""));
     }
     Ok(())
 }
@@ -176,7 +177,7 @@ pub async fn events(c: &Client, a: EventsArgs) -> Result<()> {
             } else {
                 event_line(&e)
             };
-            let mut o = std::io::stdout().lock();
+            let mut o = super::out::stdout();
             let _ = writeln!(o, "{line}");
             let _ = o.flush();
         }
@@ -230,7 +231,7 @@ pub async fn login(c: &Client, a: LoginArgs, config: Option<&str>) -> Result<()>
     let user = match &a.username {
         Some(u) => u.clone(),
         None => {
-            eprint!("Username: ");
+            err!("Username: ");
             let mut s = String::new();
             std::io::stdin().lock().read_line(&mut s)?;
             s.trim().to_string()
@@ -246,7 +247,7 @@ pub async fn login(c: &Client, a: LoginArgs, config: Option<&str>) -> Result<()>
         std::io::stdin().lock().read_line(&mut s)?;
         s.trim_end_matches(['\n', '\r']).to_string()
     } else if let Some(p) = &a.password {
-        eprintln!("WARNING! Using --password via the CLI is insecure. Use --password-stdin.");
+        errln!("WARNING! Using --password via the CLI is insecure. Use --password-stdin.");
         p.clone()
     } else {
         return Err(Error::Usage(
@@ -274,12 +275,12 @@ pub async fn login(c: &Client, a: LoginArgs, config: Option<&str>) -> Result<()>
         let p = barge_image::auth::docker_config_dir(dir)
             .map(|d| d.join("config.json"))
             .map_err(|e| Error::Msg(e.to_string()))?;
-        eprintln!(
+        errln!(
             "WARNING! Your password will be stored unencrypted in {}.",
             p.display()
         );
     }
-    println!(
+    outln!(
         "{}",
         r.get("Status")
             .and_then(|s| s.as_str())
@@ -297,9 +298,9 @@ pub fn logout(server: Option<&str>, config: Option<&str>) -> Result<()> {
         barge_image::auth::remove_credentials(config.map(std::path::Path::new), &registry)
             .map_err(|e| Error::Msg(format!("error removing credentials: {e}")))?;
     if removed {
-        println!("Removing login credentials for {server}");
+        outln!("Removing login credentials for {server}");
     } else {
-        println!("Not logged in to {server}");
+        outln!("Not logged in to {server}");
     }
     Ok(())
 }
@@ -422,12 +423,12 @@ pub async fn df(c: &Client, a: DfArgs) -> Result<()> {
         ],
     )
     .map_err(|e| Error::Usage(e.to_string()))?;
-    print!(
+    out!(
         "{}",
         f.render(&rows).map_err(|e| Error::Usage(e.to_string()))?
     );
     if a.verbose {
-        println!("\n{}", serde_json::to_string_pretty(&d)?);
+        outln!("\n{}", serde_json::to_string_pretty(&d)?);
     }
     Ok(())
 }
@@ -436,7 +437,7 @@ fn confirm(what: &str, force: bool) -> Result<bool> {
     if force {
         return Ok(true);
     }
-    eprint!("WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ");
+    err!("WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ");
     let mut s = String::new();
     std::io::stdin().lock().read_line(&mut s)?;
     Ok(matches!(s.trim().to_lowercase().as_str(), "y" | "yes"))
@@ -472,19 +473,19 @@ async fn do_prune(c: &Client, kind: &str, all: bool, filters: &[String]) -> Resu
         .and_then(|v| v.as_array())
         .filter(|l| !l.is_empty())
     {
-        println!("{label}");
+        outln!("{label}");
         for i in l {
             match i {
-                Value::String(s) => println!("{s}"),
+                Value::String(s) => outln!("{s}"),
                 Value::Object(m) => {
                     for (k, v) in m {
-                        println!("{k}: {}", v.as_str().unwrap_or(""));
+                        outln!("{k}: {}", v.as_str().unwrap_or(""));
                     }
                 }
                 _ => {}
             }
         }
-        println!();
+        outln!();
     }
     Ok(r.get("SpaceReclaimed")
         .and_then(|v| v.as_f64())
@@ -512,7 +513,7 @@ pub async fn prune_one(c: &Client, kind: &str, a: PruneArgs) -> Result<()> {
     )
     .await?;
     if kind != "networks" {
-        println!("Total reclaimed space: {}", human_size(reclaimed));
+        outln!("Total reclaimed space: {}", human_size(reclaimed));
     }
     Ok(())
 }
@@ -544,7 +545,7 @@ pub async fn prune(c: &Client, a: SystemPruneArgs) -> Result<()> {
         Err(e) if e.is_not_found() => {}
         Err(e) => return Err(e),
     }
-    println!("Total reclaimed space: {}", human_size(total));
+    outln!("Total reclaimed space: {}", human_size(total));
     Ok(())
 }
 

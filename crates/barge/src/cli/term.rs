@@ -94,11 +94,11 @@ fn stdin_channel() -> mpsc::Receiver<Vec<u8>> {
 
 fn write_out(stream: u8, data: &[u8]) {
     if stream == 2 || stream == 3 {
-        let mut e = std::io::stderr().lock();
+        let mut e = super::out::stderr();
         let _ = e.write_all(data);
         let _ = e.flush();
     } else {
-        let mut o = std::io::stdout().lock();
+        let mut o = super::out::stdout();
         let _ = o.write_all(data);
         let _ = o.flush();
     }

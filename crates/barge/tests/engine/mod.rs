@@ -73,6 +73,8 @@ pub struct Daemon {
     child: Option<Child>,
     /// Extra environment of the daemon process.
     pub env: Vec<(String, String)>,
+    /// Extra arguments of `barge daemon` (see [`Daemon::restart_with`]).
+    pub args: Vec<String>,
     netns: String,
     /// Run in the host's network namespace with networking off (`--bridge none`), for tests
     /// whose peers (a registry on 127.0.0.1) live there.
@@ -122,6 +124,7 @@ impl Daemon {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            args: Vec::new(),
             netns,
             host_net,
         };
@@ -167,6 +170,7 @@ impl Daemon {
             .arg(p.join("exec"))
             .arg("--config-file")
             .arg(p.join("daemon.json"))
+            .args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -207,6 +211,17 @@ impl Daemon {
     /// The daemon's pid, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// Stops the daemon (SIGTERM) and starts it again on the same roots with `args` added.
+    pub fn restart_with(&mut self, args: &[&str]) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: SIGTERM to the daemon we started, by its pid.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+        self.args = args.iter().map(|a| a.to_string()).collect();
+        self.spawn();
     }
 
     /// Kills the daemon with SIGKILL (containers keep running).
