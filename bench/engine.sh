@@ -22,69 +22,23 @@ else
     cargo build --release -q -p barge
     barge=$PWD/target/release/barge
 fi
-docker_cli=/usr/local/bin/docker
-[ -x "$docker_cli" ] || docker_cli=$(command -v docker)
-
-work=$(mktemp -d /tmp/barge-bench-engine.XXXXXX)
+. bench/lib.sh
+bench_init barge-bench-engine
 ns=barge-bench-$$
-pids=()
-mounted_hugetlb=0
-cleanup() {
-    set +e
-    # Containers outlive their daemon (live restore): remove them while the daemons run.
-    for h in "$work/barge.sock" "$work/dockerd.sock"; do
-        [ -S "$h" ] || continue
-        ids=$("$docker_cli" -H "unix://$h" ps -aq 2>/dev/null)
-        [ -n "$ids" ] && "$docker_cli" -H "unix://$h" rm -f $ids >/dev/null 2>&1
-    done
-    for p in "${pids[@]}"; do
-        kill "$p" 2>/dev/null
-    done
-    for p in "${pids[@]}"; do
-        for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$p" 2>/dev/null
-    done
+bench_cleanup_hook() {
     podman --root "$work/podman" --runroot "$work/podman-run" rm -af -t 0 >/dev/null 2>&1
     podman --root "$work/podman" --runroot "$work/podman-run" system reset -f >/dev/null 2>&1
-    ip netns del "$ns" 2>/dev/null
-    if [ "$mounted_hugetlb" = 1 ]; then umount /sys/fs/cgroup/hugetlb && rmdir /sys/fs/cgroup/hugetlb; fi
-    grep -o " $work[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m"; done
-    rm -rf "$work"
 }
-trap cleanup EXIT
-
-# crun (podman's runtime here) refuses a hybrid host while cgroup2 holds hugetlb.
-if [ ! -e /sys/fs/cgroup/hugetlb/cgroup.procs ] && grep -qw hugetlb /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null; then
-    mkdir -p /sys/fs/cgroup/hugetlb
-    mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb
-    mounted_hugetlb=1
-fi
-
-ip netns add "$ns"
-ip -n "$ns" link set lo up
-# Daemons are started by unshare+nsenter, which exec the daemon in their own process, so
-# $! is the daemon's pid (a shell function would put a subshell in between).
-wait_sock() {
-    for _ in $(seq 300); do
-        curl -sf --unix-socket "$1" http://x/_ping >/dev/null 2>&1 && return 0
-        sleep 0.1
-    done
-    echo "bench: no daemon answered on $1" >&2
-    exit 1
-}
-
-sh tests/fixtures/busybox-rootfs.sh "$work/rootfs"
-tar -C "$work/rootfs" -cf "$work/busybox.tar" .
+bench_hugetlb
+bench_netns_add "$ns"
+bench_busybox "$work"
 
 mkdir -p "$work/barge" "$work/dockerd"
-unshare --mount --propagation private nsenter --net="/run/netns/$ns" "$barge" daemon --host "unix://$work/barge.sock" --data-root "$work/barge/data" \
-    --exec-root "$work/barge/exec" --pidfile "$work/barge/pid" >"$work/barge.log" 2>&1 &
-pids+=($!)
-barge_daemon_pid=$!
-unshare --mount --propagation private nsenter --net="/run/netns/$ns" /usr/sbin/dockerd --ip6tables=false \
+bench_daemon "$ns" "$work/barge.sock" "$work/barge.log" "$barge" daemon --host "unix://$work/barge.sock" \
+    --data-root "$work/barge/data" --exec-root "$work/barge/exec" --pidfile "$work/barge/pid"
+bench_daemon "$ns" "$work/dockerd.sock" "$work/dockerd.log" /usr/sbin/dockerd --ip6tables=false \
     -H "unix://$work/dockerd.sock" --data-root "$work/dockerd/data" \
-    --exec-root "$work/dockerd/exec" --pidfile "$work/dockerd/pid" >"$work/dockerd.log" 2>&1 &
-pids+=($!)
+    --exec-root "$work/dockerd/exec" --pidfile "$work/dockerd/pid"
 wait_sock "$work/barge.sock"
 wait_sock "$work/dockerd.sock"
 

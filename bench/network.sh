@@ -28,74 +28,38 @@ else
     cargo build --release -q -p barge
     barge=$PWD/target/release/barge
 fi
-docker_cli=/usr/local/bin/docker
-[ -x "$docker_cli" ] || docker_cli=$(command -v docker)
 iperf=$(command -v iperf3)
 
-work=$(mktemp -d /tmp/barge-bench-net.XXXXXX)
+. bench/lib.sh
+bench_init barge-bench-net
 nsb=barge-bnet-b-$$
 nsd=barge-bnet-d-$$
 nsp=barge-bnet-p-$$
-pids=()
-cleanup() {
-    set +e
-    for h in "$work/barge.sock" "$work/dockerd.sock"; do
-        [ -S "$h" ] || continue
-        ids=$("$docker_cli" -H "unix://$h" ps -aq 2>/dev/null)
-        [ -n "$ids" ] && "$docker_cli" -H "unix://$h" rm -f $ids >/dev/null 2>&1
-    done
-    for p in "${pids[@]}"; do
-        kill "$p" 2>/dev/null
-    done
-    for p in "${pids[@]}"; do
-        for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$p" 2>/dev/null
-    done
+bench_cleanup_hook() {
     podman --root "$work/podman" --runroot "$work/podman-run" rm -af -t 0 >/dev/null 2>&1
     podman --root "$work/podman" --runroot "$work/podman-run" system reset -f >/dev/null 2>&1
-    ip netns del "$nsb" 2>/dev/null
-    ip netns del "$nsd" 2>/dev/null
-    ip netns del "$nsp" 2>/dev/null
-    grep -o " $work[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m"; done
-    rm -rf "$work"
 }
-trap cleanup EXIT
 
 # Each namespace: loopback, and a link with an address standing for the host's LAN address
 # (clients of published ports reach it as other hosts would reach the host). A veth pair
 # with both ends inside: the dummy driver may be missing.
 for ns in "$nsb" "$nsd"; do
-    ip netns add "$ns"
-    ip -n "$ns" link set lo up
+    bench_netns_add "$ns"
     ip -n "$ns" link add lan0 type veth peer name lan1
     ip -n "$ns" addr add 10.99.0.1/24 dev lan0
     ip -n "$ns" link set lan0 up
     ip -n "$ns" link set lan1 up
 done
-ip netns add "$nsp"
-ip -n "$nsp" link set lo up
-wait_sock() {
-    for _ in $(seq 300); do
-        curl -sf --unix-socket "$1" http://x/_ping >/dev/null 2>&1 && return 0
-        sleep 0.1
-    done
-    echo "bench: no daemon answered on $1" >&2
-    exit 1
-}
-
-sh tests/fixtures/busybox-rootfs.sh "$work/rootfs"
-tar -C "$work/rootfs" -cf "$work/busybox.tar" .
+bench_netns_add "$nsp"
+bench_busybox "$work"
 
 mkdir -p "$work/barge" "$work/dockerd"
-# unshare+nsenter exec the daemon in their own process, so $! is the daemon's pid.
-unshare --mount --propagation private nsenter --net="/run/netns/$nsb" "$barge" daemon \
+bench_daemon "$nsb" "$work/barge.sock" "$work/barge.log" "$barge" daemon \
     --host "unix://$work/barge.sock" --data-root "$work/barge/data" \
-    --exec-root "$work/barge/exec" --pidfile "$work/barge/pid" >"$work/barge.log" 2>&1 &
-pids+=($!)
-unshare --mount --propagation private nsenter --net="/run/netns/$nsd" /usr/sbin/dockerd \
+    --exec-root "$work/barge/exec" --pidfile "$work/barge/pid"
+bench_daemon "$nsd" "$work/dockerd.sock" "$work/dockerd.log" /usr/sbin/dockerd \
     -H "unix://$work/dockerd.sock" --data-root "$work/dockerd/data" \
-    --exec-root "$work/dockerd/exec" --pidfile "$work/dockerd/pid" >"$work/dockerd.log" 2>&1 &
-pids+=($!)
+    --exec-root "$work/dockerd/exec" --pidfile "$work/dockerd/pid"
 wait_sock "$work/barge.sock"
 wait_sock "$work/dockerd.sock"
 

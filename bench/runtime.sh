@@ -12,24 +12,14 @@ sh scripts/setup.sh
 cargo build --release -q -p barge
 bin=$PWD/target/release/barge
 
-work=$(mktemp -d /tmp/barge-bench.XXXXXX)
-mounted_hugetlb=0
-cleanup() {
+. bench/lib.sh
+bench_init barge-bench
+bench_cleanup_hook() {
     for rt in barge-runc crun runc; do
         [ -x "$work/bin/$rt" ] && "$work/bin/$rt" --root "$work/root-$rt" delete -f "mem-$rt" >/dev/null 2>&1 || true
     done
-    if [ "$mounted_hugetlb" = 1 ]; then umount /sys/fs/cgroup/hugetlb && rmdir /sys/fs/cgroup/hugetlb; fi
-    rm -rf "$work"
 }
-trap cleanup EXIT
-
-# crun refuses a hybrid host while cgroup2 holds the hugetlb controller; mounting the v1
-# hugetlb hierarchy takes it from cgroup2 (and is undone on exit).
-if [ ! -e /sys/fs/cgroup/hugetlb/cgroup.procs ] && grep -qw hugetlb /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null; then
-    mkdir -p /sys/fs/cgroup/hugetlb
-    mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb
-    mounted_hugetlb=1
-fi
+bench_hugetlb
 
 mkdir -p "$work/bin" "$work/bundle"
 ln -s "$bin" "$work/bin/barge-runc"

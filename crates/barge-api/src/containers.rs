@@ -365,7 +365,8 @@ async fn logs(e: Arc<Engine>, id: &str, q: &Query) -> R {
                 frame(s, text.as_bytes())
             }))
         };
-        let all = barge_engine::logs::read_all(&path);
+        let mut follower = barge_engine::logs::Follower::open(&path);
+        let all = follower.read_existing();
         let skip = tail.map(|t| all.len().saturating_sub(t)).unwrap_or(0);
         for en in &all[skip..] {
             if let Some(b) = emit(en) {
@@ -377,16 +378,12 @@ async fn logs(e: Arc<Engine>, id: &str, q: &Query) -> R {
         if !follow {
             return;
         }
-        let mut offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        // Entries already sent from the current file.
         loop {
             let running = e
                 .get(&cid)
                 .map(|c| c.running() || c.state.status == "restarting")
                 .unwrap_or(false);
-            let (ens, off) = barge_engine::logs::read_from(&path, offset);
-            offset = off;
-            for en in &ens {
+            for en in &follower.read_new() {
                 if let Some(b) = emit(en) {
                     if tx.send(b).await.is_err() {
                         return;

@@ -203,9 +203,9 @@ impl Volumes {
             }
         } else if ty == "nfs" {
             // The kernel's nfs wants `addr=` and `host:/path`; pass as given.
+            // Docker's form `device=:/path` takes the host from `addr=`.
             if let Some(a) = o.iter().find_map(|x| x.strip_prefix("addr=")) {
-                if !device.starts_with(':') {
-                } else {
+                if device.starts_with(':') {
                     device = format!("{a}{device}");
                 }
             }

@@ -1468,6 +1468,44 @@ fn devices_blkio_cpuset_shm_swap_and_volume_options() {
         String::from_utf8_lossy(&o.stderr).contains("/nonexistent-dir"),
         "{o:?}"
     );
+    // An nfs-style local volume (Docker's `type=nfs`, `o=addr=...`, `device=:/path`): the
+    // options reach mount(2) with the server's address joined to the device, and a mount the
+    // kernel refuses (no nfs in this kernel, or no server on 127.0.0.1) fails the run with
+    // an error naming the volume and the device, leaving no container behind.
+    d.ok(&[
+        "volume",
+        "create",
+        "--driver",
+        "local",
+        "--opt",
+        "type=nfs",
+        "--opt",
+        "o=addr=127.0.0.1,rw,nolock,soft,timeo=10,retrans=1",
+        "--opt",
+        "device=:/export",
+        "nfsvol",
+    ]);
+    let v = json(&d.ok(&["volume", "inspect", "nfsvol"]));
+    assert_eq!(v[0]["Options"]["type"], "nfs", "{v}");
+    assert_eq!(v[0]["Options"]["device"], ":/export", "{v}");
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "--name",
+        "nfsuser",
+        "-v",
+        "nfsvol:/n",
+        "busybox",
+        "true",
+    ]);
+    assert!(!o.status.success(), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("nfsvol") && err.contains("127.0.0.1:/export"),
+        "{err}"
+    );
+    assert_eq!(d.ok(&["ps", "-aq", "--filter", "name=nfsuser"]), "");
+    d.ok(&["volume", "rm", "nfsvol"]);
     // --volumes-from takes every volume of the source, rw unless :ro.
     d.ok(&[
         "create", "--name", "vsrc", "-v", "va:/a", "-v", "/anon", "busybox", "true",

@@ -6,58 +6,9 @@
 mod engine;
 
 use barge_testsupport::registry::Registry;
-use engine::{eventually, skip, Daemon};
+use engine::{eventually, output_of, skip, text, Daemon};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// A `barge` (the CLI) command aimed at `d`, with the same client config dir as the
-/// docker CLI.
-fn barge_cmd(d: &Daemon, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_barge"));
-    c.env("BARGE_HOST", format!("unix://{}", d.sock.display()))
-        .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
-        .args(args);
-    c
-}
-
-/// `barge` (the CLI) aimed at `d`, with the same client config dir as the docker CLI.
-fn barge(d: &Daemon, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    output_of(barge_cmd(d, args), stdin)
-}
-
-/// Runs `c` with `stdin` (or none); returns its output.
-fn output_of(mut c: Command, stdin: Option<&[u8]>) -> Output {
-    use std::io::Write;
-    c.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let mut ch = c.spawn().expect("spawn");
-    if let Some(data) = stdin {
-        let mut w = ch.stdin.take().expect("stdin");
-        w.write_all(data).expect("write");
-    }
-    ch.wait_with_output().expect("output")
-}
-
-fn barge_ok(d: &Daemon, args: &[&str]) -> String {
-    let o = barge(d, args, None);
-    assert!(
-        o.status.success(),
-        "barge {args:?} failed: {}{}\n{}",
-        text(&o.stdout),
-        text(&o.stderr),
-        d.log()
-    );
-    text(&o.stdout)
-}
 
 fn image_id(d: &Daemon, name: &str) -> String {
     d.ok(&["image", "inspect", "-f", "{{.Id}}", name])
@@ -92,10 +43,10 @@ fn push_and_pull_through_a_local_registry_with_docker_and_barge() {
 
     // barge push / barge pull through the daemons.
     let other = format!("{r}/barge/bb:2");
-    barge_ok(&a, &["tag", "busybox:latest", &other]);
-    let out = barge_ok(&a, &["push", &other]);
+    a.barge_ok(&["tag", "busybox:latest", &other]);
+    let out = a.barge_ok(&["push", &other]);
     assert!(out.contains("sha256:"), "barge push printed {out}");
-    barge_ok(&b, &["pull", &other]);
+    b.barge_ok(&["pull", &other]);
     assert_eq!(image_id(&a, &other), image_id(&b, &other));
     let images = b.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
     assert!(images.contains(&other), "{images}");
@@ -119,7 +70,7 @@ fn push_and_pull_through_a_local_registry_with_docker_and_barge() {
         assert!(!o.status.success());
         let err = text(&o.stderr);
         assert!(err.contains("not found"), "docker pull {missing}: {err}");
-        let o = barge(&b, &["pull", &missing], None);
+        let o = b.barge(&["pull", &missing], None);
         assert!(!o.status.success());
         assert!(text(&o.stderr).contains("not found"), "{}", text(&o.stderr));
         assert!(!b.docker(&["image", "inspect", &missing]).status.success());
@@ -211,21 +162,19 @@ fn login_with_htpasswd_then_push_and_pull() {
     assert!(body.contains("Login Succeeded"), "{body}");
 
     // barge logout / login (same config dir) and a push through barge.
-    barge_ok(&d, &["logout", &r]);
-    let o = barge(&d, &["push", &img], None);
+    d.barge_ok(&["logout", &r]);
+    let o = d.barge(&["push", &img], None);
     assert!(!o.status.success(), "push after logout succeeded");
-    let o = barge(
-        &d,
+    let o = d.barge(
         &["login", "-u", "alice", "--password-stdin", &r],
         Some(b"s3cret\n"),
     );
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(text(&o.stdout).contains("Login Succeeded"));
     let img2 = format!("{r}/alice/bb:2");
-    barge_ok(&d, &["tag", "busybox:latest", &img2]);
-    barge_ok(&d, &["push", &img2]);
-    let o = barge(
-        &d,
+    d.barge_ok(&["tag", "busybox:latest", &img2]);
+    d.barge_ok(&["push", &img2]);
+    let o = d.barge(
         &["login", "-u", "alice", "--password-stdin", &r],
         Some(b"nope\n"),
     );
@@ -286,7 +235,7 @@ fn credential_helper_and_all_tags_with_docker_and_barge_clis() {
         std::env::var("PATH").unwrap_or_default()
     );
     let barge_h = |args: &[&str], stdin: Option<&[u8]>| {
-        let mut c = barge_cmd(&d, args);
+        let mut c = d.barge_cmd(args);
         c.env("PATH", &path);
         output_of(c, stdin)
     };
@@ -328,8 +277,8 @@ fn credential_helper_and_all_tags_with_docker_and_barge_clis() {
     // barge push gets the credentials from the helper; so does the docker CLI (the same
     // config, read by docker's own code).
     let (t1, t2) = (format!("{r}/alice/bb:1"), format!("{r}/alice/bb:2"));
-    barge_ok(&d, &["tag", "busybox:latest", &t1]);
-    barge_ok(&d, &["tag", "busybox:latest", &t2]);
+    d.barge_ok(&["tag", "busybox:latest", &t1]);
+    d.barge_ok(&["tag", "busybox:latest", &t2]);
     ok(barge_h(&["push", &t1], None), "barge push");
     assert!(calls().contains(&format!("get {r}")), "{}", calls());
     ok(docker_h(&["push", &t2]), "docker push");
@@ -393,13 +342,6 @@ fn write(dir: &Path, files: &[(&str, &str)]) {
     }
 }
 
-/// `DOCKER_BUILDKIT=0 docker build` against the daemon.
-fn docker_build(d: &Daemon, args: &[&str]) -> Output {
-    let mut c = d.docker_cmd(&[&["build"], args].concat());
-    c.env("DOCKER_BUILDKIT", "0");
-    c.stdin(Stdio::null()).output().expect("docker build")
-}
-
 #[test]
 fn docker_build_of_the_seed_dockerfiles() {
     if skip() {
@@ -419,7 +361,7 @@ fn docker_build_of_the_seed_dockerfiles() {
         ],
     );
     let dir = c.to_str().expect("utf8");
-    let o = docker_build(&d, &["-t", "seed:1", dir]);
+    let o = d.docker_build(&["-t", "seed:1", dir]);
     assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
     let out = text(&o.stdout);
     assert!(out.contains("Step 1/5 : FROM busybox"), "{out}");
@@ -444,18 +386,18 @@ fn docker_build_of_the_seed_dockerfiles() {
         assert!(hist.contains(want), "history lacks {want}: {hist}");
     }
     // The aux message carried the id: docker build -q prints it.
-    let o = docker_build(&d, &["-q", "-t", "seed:1", dir]);
+    let o = d.docker_build(&["-q", "-t", "seed:1", dir]);
     assert!(o.status.success());
     assert_eq!(text(&o.stdout).trim(), image_id(&d, "seed:1"));
 
     // Rebuild: every step from the cache.
-    let o = docker_build(&d, &["-t", "seed:1", dir]);
+    let o = d.docker_build(&["-t", "seed:1", dir]);
     let out = text(&o.stdout);
     assert!(o.status.success(), "{out}");
     assert_eq!(out.matches("Using cache").count(), 4, "{out}");
     // Editing a source: ADD and after rebuild, RUN before it stays cached.
     std::fs::write(c.join("app.txt"), "version two\n").expect("write");
-    let o = docker_build(&d, &["-t", "seed:2", dir]);
+    let o = d.docker_build(&["-t", "seed:2", dir]);
     let out = text(&o.stdout);
     assert!(o.status.success(), "{out}");
     assert_eq!(out.matches("Using cache").count(), 2, "{out}");
@@ -469,7 +411,7 @@ fn docker_build_of_the_seed_dockerfiles() {
             "FROM busybox\nENV GREETING=hello \\\n    TARGET=world\nEXPOSE 8080/tcp 53/udp\nRUN mkdir -p /srv\nRUN echo \"$GREETING\" > /srv/a && \\\n    echo \"$TARGET\" >> /srv/a && \\\n    cat /srv/a > /srv/b\nCMD cat /srv/b\n",
         )],
     );
-    let o = docker_build(&d, &["-t", "seed:env", dir]);
+    let o = d.docker_build(&["-t", "seed:env", dir]);
     assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
     assert_eq!(d.ok(&["run", "--rm", "seed:env"]), "hello\nworld");
     let cfg = d.ok(&[
@@ -490,7 +432,7 @@ fn docker_build_of_the_seed_dockerfiles() {
             "FROM busybox AS build\nRUN mkdir /out && echo artifact > /out/app && echo junk > /junk\nFROM scratch\nCOPY --from=build /out/app /app\n",
         )],
     );
-    let o = docker_build(&d, &["-t", "seed:multi", dir]);
+    let o = d.docker_build(&["-t", "seed:multi", dir]);
     assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
     let layers = d.ok(&[
         "image",
@@ -532,7 +474,7 @@ fn docker_build_of_the_seed_dockerfiles() {
             "FROM busybox\nRUN echo about to fail && exit 3\nCMD true\n",
         )],
     );
-    let o = docker_build(&d, &["-t", "seed:fail", dir]);
+    let o = d.docker_build(&["-t", "seed:fail", dir]);
     assert_eq!(
         o.status.code(),
         Some(3),
@@ -588,9 +530,9 @@ fn plain_docker_build_uses_the_classic_builder_and_barge_build_works() {
 
     // barge build through the daemon; --progress=plain shows each step, its cache hit
     // and its time.
-    let out = barge_ok(&d, &["build", "-t", "bb:1", dir]);
+    let out = d.barge_ok(&["build", "-t", "bb:1", dir]);
     assert!(!out.is_empty());
-    let out = barge_ok(&d, &["build", "--progress=plain", "-t", "bb:1", dir]);
+    let out = d.barge_ok(&["build", "--progress=plain", "-t", "bb:1", dir]);
     assert!(
         out.contains("Step 2/4 : COPY hello.txt /hello.txt\n ---> Using cache\n ---> "),
         "{out}"
@@ -616,12 +558,12 @@ fn plain_docker_build_uses_the_classic_builder_and_barge_build_works() {
     assert_eq!(label, "barge");
     // The ignored file is not in the context.
     write(c, &[("Dockerfile", "FROM busybox\nCOPY secret.txt /s\n")]);
-    let o = barge(&d, &["build", "-t", "bb:bad", dir], None);
+    let o = d.barge(&["build", "-t", "bb:bad", dir], None);
     assert!(!o.status.success());
     assert!(!d.docker(&["image", "inspect", "bb:bad"]).status.success());
     // A syntax error names the line, and nothing is tagged.
     write(c, &[("Dockerfile", "FROM busybox\nNOTANINSTRUCTION x\n")]);
-    let o = docker_build(&d, &["-t", "bad:1", dir]);
+    let o = d.docker_build(&["-t", "bad:1", dir]);
     assert!(!o.status.success());
     let all = format!("{}{}", text(&o.stdout), text(&o.stderr));
     assert!(all.contains('2'), "{all}");
@@ -703,9 +645,9 @@ fn build_pulls_a_missing_base_and_pull_refreshes_it() {
         c,
         &[("Dockerfile", "FROM busybox\nRUN echo one > /which\n")],
     );
-    barge_ok(&d, &["build", "-q", "-t", &base, dir]);
+    d.barge_ok(&["build", "-q", "-t", &base, dir]);
     let one = image_id(&d, &base);
-    barge_ok(&d, &["push", &base]);
+    d.barge_ok(&["push", &base]);
     // The base is only in the registry now: the build pulls it.
     d.ok(&["rmi", &base]);
     write(
@@ -715,7 +657,7 @@ fn build_pulls_a_missing_base_and_pull_refreshes_it() {
             &format!("FROM {base}\nRUN echo \"which=$(cat /which)\"\n"),
         )],
     );
-    let out = barge_ok(&d, &["build", "--no-cache", "-t", "pulled:1", dir]);
+    let out = d.barge_ok(&["build", "--no-cache", "-t", "pulled:1", dir]);
     assert!(out.contains("which=one"), "{out}");
     assert!(out.contains("Pulling from build/base"), "{out}");
     assert_eq!(image_id(&d, &base), one);
@@ -725,32 +667,26 @@ fn build_pulls_a_missing_base_and_pull_refreshes_it() {
         next.path(),
         &[("Dockerfile", "FROM busybox\nRUN echo two > /which\n")],
     );
-    barge_ok(
-        &d,
-        &[
-            "build",
-            "-q",
-            "-t",
-            &base,
-            next.path().to_str().expect("utf8"),
-        ],
-    );
-    barge_ok(&d, &["push", &base]);
-    barge_ok(&d, &["tag", &one, &base]);
+    d.barge_ok(&[
+        "build",
+        "-q",
+        "-t",
+        &base,
+        next.path().to_str().expect("utf8"),
+    ]);
+    d.barge_ok(&["push", &base]);
+    d.barge_ok(&["tag", &one, &base]);
     // Without --pull the stored base is used; with --pull the registry's.
-    let out = barge_ok(&d, &["build", "--no-cache", "-t", "pulled:2", dir]);
+    let out = d.barge_ok(&["build", "--no-cache", "-t", "pulled:2", dir]);
     assert!(out.contains("which=one"), "{out}");
-    let out = barge_ok(
-        &d,
-        &["build", "--no-cache", "--pull", "-t", "pulled:3", dir],
-    );
+    let out = d.barge_ok(&["build", "--no-cache", "--pull", "-t", "pulled:3", dir]);
     assert!(out.contains("which=two"), "{out}");
     assert!(out.contains("Downloaded newer image"), "{out}");
     assert_ne!(image_id(&d, &base), one);
     // A base that is in no registry: the error names it, nothing is tagged.
     let missing = format!("{}/build/absent:1", reg.host());
     write(c, &[("Dockerfile", &format!("FROM {missing}\nRUN true\n"))]);
-    let o = barge(&d, &["build", "-t", "pulled:bad", dir], None);
+    let o = d.barge(&["build", "-t", "pulled:bad", dir], None);
     assert!(!o.status.success());
     let err = text(&o.stderr);
     assert!(
@@ -763,9 +699,9 @@ fn build_pulls_a_missing_base_and_pull_refreshes_it() {
         .success());
     // --cache-from through the CLI: a fresh builder cache reuses the image's layers.
     write(c, &[("Dockerfile", "FROM busybox\nRUN echo cached > /c\n")]);
-    barge_ok(&d, &["build", "-t", "cf:1", dir]);
-    barge_ok(&d, &["builder", "prune", "-f"]);
-    let out = barge_ok(&d, &["build", "--cache-from", "cf:1", "-t", "cf:2", dir]);
+    d.barge_ok(&["build", "-t", "cf:1", dir]);
+    d.barge_ok(&["builder", "prune", "-f"]);
+    let out = d.barge_ok(&["build", "--cache-from", "cf:1", "-t", "cf:2", dir]);
     assert!(
         out.contains("Using cache") && !out.contains("Running in"),
         "{out}"
@@ -797,11 +733,8 @@ fn barge_build_secrets_reach_only_their_run() {
     );
     let dir = c.to_str().expect("utf8");
     let file = c.join("token.txt");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_barge"));
-    cmd.env("BARGE_HOST", format!("unix://{}", d.sock.display()))
-        .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
-        .env("API_KEY_SRC", "k3y-v4lue-zq")
-        .args(["build", "-t", "sec:1", "--secret"])
+    let mut cmd = d.barge_cmd(&["build", "-t", "sec:1", "--secret"]);
+    cmd.env("API_KEY_SRC", "k3y-v4lue-zq")
         .arg(format!("id=tok,src={}", file.display()))
         .args(["--secret", "id=api,env=API_KEY_SRC", dir]);
     let o = cmd.output().expect("barge build");
@@ -820,8 +753,7 @@ fn barge_build_secrets_reach_only_their_run() {
     assert!(blob.contains("marker-7781"));
     assert!(!blob.contains(secret) && !blob.contains("k3y-v4lue-zq"));
     // A secret file that is not there: the CLI says so and sends nothing.
-    let o = barge(
-        &d,
+    let o = d.barge(
         &[
             "build",
             "--secret",

@@ -4,7 +4,7 @@
 
 mod engine;
 
-use engine::{eventually, skip, Daemon};
+use engine::{eventually, skip, text, Daemon};
 use serde_json::Value;
 
 const HTTPD: &str =
@@ -1296,17 +1296,8 @@ fn build(d: &Daemon, dockerfile: &str, args: &[&str]) -> (String, bool) {
     let ctx = tempfile::tempdir().expect("tempdir");
     std::fs::write(ctx.path().join("Dockerfile"), dockerfile).expect("write");
     let dir = ctx.path().to_str().expect("utf8");
-    let o = d
-        .docker_cmd(&[&["build", "--no-cache"], args, &[dir]].concat())
-        .env("DOCKER_BUILDKIT", "0")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("docker build");
-    let out = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let o = d.docker_build(&[&["--no-cache"], args, &[dir]].concat());
+    let out = format!("{}{}", text(&o.stdout), text(&o.stderr));
     (out, o.status.success())
 }
 

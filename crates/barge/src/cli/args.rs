@@ -29,74 +29,19 @@ pub enum Cmd {
     /// Create and run a new container from an image
     #[command(override_usage = "barge run [OPTIONS] IMAGE [COMMAND] [ARG...]")]
     Run(RunArgs),
-    /// Create a new container
-    #[command(override_usage = "barge create [OPTIONS] IMAGE [COMMAND] [ARG...]")]
-    Create(RunArgs),
-    /// Start one or more stopped containers
-    Start(StartArgs),
-    /// Stop one or more running containers
-    Stop(StopArgs),
-    /// Restart one or more containers
-    Restart(StopArgs),
-    /// Kill one or more running containers
-    Kill(KillArgs),
+    #[command(flatten)]
+    Lifecycle(LifecycleCmd),
     /// Remove one or more containers
     Rm(RmArgs),
     /// List containers
     #[command(visible_alias = "list")]
     Ps(PsArgs),
-    /// Fetch the logs of a container
-    Logs(LogsArgs),
-    /// Execute a command in a running container
-    #[command(override_usage = "barge exec [OPTIONS] CONTAINER COMMAND [ARG...]")]
-    Exec(ExecArgs),
-    /// Attach local standard input, output, and error streams to a running container
-    Attach(AttachArgs),
-    /// Block until one or more containers stop, then print their exit codes
-    Wait(Targets),
+    #[command(flatten)]
+    Io(IoCmd),
     /// Return low-level information on Docker objects
     Inspect(InspectArgs),
-    /// Display the running processes of a container
-    Top(TopArgs),
-    /// Display a live stream of container(s) resource usage statistics
-    Stats(StatsArgs),
-    /// Pause all processes within one or more containers
-    Pause(Targets),
-    /// Unpause all processes within one or more containers
-    Unpause(Targets),
-    /// Rename a container
-    Rename {
-        /// Container
-        container: String,
-        /// New name
-        new_name: String,
-    },
-    /// Update configuration of one or more containers
-    Update(UpdateArgs),
-    /// List port mappings or a specific mapping for the container
-    Port {
-        /// Container
-        container: String,
-        /// PRIVATE_PORT[/PROTO]
-        port: Option<String>,
-    },
-    /// Copy files/folders between a container and the local filesystem
-    Cp(CpArgs),
-    /// Inspect changes to files or directories on a container's filesystem
-    Diff {
-        /// Container
-        container: String,
-    },
-    /// Export a container's filesystem as a tar archive
-    Export {
-        /// Write to a file, instead of STDOUT
-        #[arg(short, long)]
-        output: Option<String>,
-        /// Container
-        container: String,
-    },
-    /// Create a new image from a container's changes
-    Commit(CommitArgs),
+    #[command(flatten)]
+    Manage(ManageCmd),
     /// Get real time events from the server
     Events(EventsArgs),
     /// List images
@@ -167,6 +112,87 @@ pub enum Cmd {
     },
 }
 
+/// Container verbs that are both top-level commands and `barge container` subcommands,
+/// defined once and flattened into both (as in docker, where they are the same command).
+/// Three enums, not one, so that each listing keeps docker's order around the verbs that
+/// differ between the two (`rm`'s alias, `ps`/`ls`, `inspect`).
+// Parsed once per process: the size of `Create` costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
+#[derive(Subcommand, Debug, Clone)]
+pub enum LifecycleCmd {
+    /// Create a new container
+    #[command(override_usage = "barge create [OPTIONS] IMAGE [COMMAND] [ARG...]")]
+    Create(RunArgs),
+    /// Start one or more stopped containers
+    Start(StartArgs),
+    /// Stop one or more running containers
+    Stop(StopArgs),
+    /// Restart one or more containers
+    Restart(StopArgs),
+    /// Kill one or more running containers
+    Kill(KillArgs),
+}
+
+/// Shared container verbs (see [`LifecycleCmd`]): output, exec and wait.
+#[derive(Subcommand, Debug, Clone)]
+pub enum IoCmd {
+    /// Fetch the logs of a container
+    Logs(LogsArgs),
+    /// Execute a command in a running container
+    #[command(override_usage = "barge exec [OPTIONS] CONTAINER COMMAND [ARG...]")]
+    Exec(ExecArgs),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(AttachArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(Targets),
+}
+
+/// Shared container verbs (see [`LifecycleCmd`]): processes, settings, files, commit.
+#[derive(Subcommand, Debug, Clone)]
+pub enum ManageCmd {
+    /// Display the running processes of a container
+    Top(TopArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(StatsArgs),
+    /// Pause all processes within one or more containers
+    Pause(Targets),
+    /// Unpause all processes within one or more containers
+    Unpause(Targets),
+    /// Rename a container
+    Rename {
+        /// Container
+        container: String,
+        /// New name
+        new_name: String,
+    },
+    /// Update configuration of one or more containers
+    Update(UpdateArgs),
+    /// List port mappings or a specific mapping for the container
+    Port {
+        /// Container
+        container: String,
+        /// PRIVATE_PORT[/PROTO]
+        port: Option<String>,
+    },
+    /// Copy files/folders between a container and the local filesystem
+    Cp(CpArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff {
+        /// Container
+        container: String,
+    },
+    /// Export a container's filesystem as a tar archive
+    Export {
+        /// Write to a file, instead of STDOUT
+        #[arg(short, long)]
+        output: Option<String>,
+        /// Container
+        container: String,
+    },
+    /// Create a new image from a container's changes
+    Commit(CommitArgs),
+}
+
 /// `barge system ...`
 #[derive(Subcommand, Debug, Clone)]
 pub enum SystemCmd {
@@ -189,72 +215,17 @@ pub enum ContainerCmd {
     /// Create and run a new container
     #[command(override_usage = "barge container run [OPTIONS] IMAGE [COMMAND] [ARG...]")]
     Run(RunArgs),
-    /// Create a new container
-    #[command(override_usage = "barge create [OPTIONS] IMAGE [COMMAND] [ARG...]")]
-    Create(RunArgs),
-    /// Start containers
-    Start(StartArgs),
-    /// Stop containers
-    Stop(StopArgs),
-    /// Restart containers
-    Restart(StopArgs),
-    /// Kill containers
-    Kill(KillArgs),
+    #[command(flatten)]
+    Lifecycle(LifecycleCmd),
     /// Remove containers
     #[command(visible_alias = "remove")]
     Rm(RmArgs),
-    /// Fetch logs
-    Logs(LogsArgs),
-    /// Execute a command in a running container
-    #[command(override_usage = "barge exec [OPTIONS] CONTAINER COMMAND [ARG...]")]
-    Exec(ExecArgs),
-    /// Attach to a running container
-    Attach(AttachArgs),
-    /// Wait for containers to stop
-    Wait(Targets),
+    #[command(flatten)]
+    Io(IoCmd),
     /// Display detailed information on containers
     Inspect(InspectArgs),
-    /// Display running processes
-    Top(TopArgs),
-    /// Resource usage statistics
-    Stats(StatsArgs),
-    /// Pause containers
-    Pause(Targets),
-    /// Unpause containers
-    Unpause(Targets),
-    /// Rename a container
-    Rename {
-        /// Container
-        container: String,
-        /// New name
-        new_name: String,
-    },
-    /// Update configuration
-    Update(UpdateArgs),
-    /// List port mappings
-    Port {
-        /// Container
-        container: String,
-        /// PRIVATE_PORT[/PROTO]
-        port: Option<String>,
-    },
-    /// Copy files
-    Cp(CpArgs),
-    /// Filesystem changes
-    Diff {
-        /// Container
-        container: String,
-    },
-    /// Export the filesystem as tar
-    Export {
-        /// Write to a file, instead of STDOUT
-        #[arg(short, long)]
-        output: Option<String>,
-        /// Container
-        container: String,
-    },
-    /// Create an image from a container
-    Commit(CommitArgs),
+    #[command(flatten)]
+    Manage(ManageCmd),
     /// Remove all stopped containers
     Prune(PruneArgs),
 }

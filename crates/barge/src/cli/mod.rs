@@ -117,32 +117,12 @@ async fn dispatch(c: &Client, cmd: Cmd, config: Option<&str>) -> Result<()> {
     use args::{BuilderCmd, ContainerCmd, ImageCmd, SystemCmd};
     match cmd {
         Cmd::Run(a) => container::run(c, a).await,
-        Cmd::Create(a) => container::create_cmd(c, a).await,
-        Cmd::Start(a) => container::start(c, a).await,
-        Cmd::Stop(a) => container::stop(c, a, false).await,
-        Cmd::Restart(a) => container::stop(c, a, true).await,
-        Cmd::Kill(a) => container::kill(c, a).await,
+        Cmd::Lifecycle(v) => lifecycle(c, v).await,
         Cmd::Rm(a) => container::rm(c, a).await,
         Cmd::Ps(a) => container::ps(c, a).await,
-        Cmd::Logs(a) => container::logs(c, a).await,
-        Cmd::Exec(a) => container::exec(c, a).await,
-        Cmd::Attach(a) => container::attach(c, a).await,
-        Cmd::Wait(a) => container::wait(c, a).await,
+        Cmd::Io(v) => io(c, v).await,
         Cmd::Inspect(a) => container::inspect(c, a, None).await,
-        Cmd::Top(a) => container::top(c, a).await,
-        Cmd::Stats(a) => container::stats(c, a).await,
-        Cmd::Pause(a) => container::simple(c, a, "pause").await,
-        Cmd::Unpause(a) => container::simple(c, a, "unpause").await,
-        Cmd::Rename {
-            container,
-            new_name,
-        } => container::rename(c, &container, &new_name).await,
-        Cmd::Update(a) => container::update(c, a).await,
-        Cmd::Port { container, port } => container::port(c, &container, port.as_deref()).await,
-        Cmd::Cp(a) => container::cp(c, a).await,
-        Cmd::Diff { container } => container::diff(c, &container).await,
-        Cmd::Export { output, container } => container::export(c, &container, output).await,
-        Cmd::Commit(a) => container::commit(c, a).await,
+        Cmd::Manage(v) => manage(c, v).await,
         Cmd::Events(a) => system::events(c, a).await,
         Cmd::Images(a) => image::ls(c, a).await,
         Cmd::Pull(a) => image::pull(c, a, config).await,
@@ -167,35 +147,11 @@ async fn dispatch(c: &Client, cmd: Cmd, config: Option<&str>) -> Result<()> {
         Cmd::Container(cc) => match cc {
             ContainerCmd::Ls(a) => container::ps(c, a).await,
             ContainerCmd::Run(a) => container::run(c, a).await,
-            ContainerCmd::Create(a) => container::create_cmd(c, a).await,
-            ContainerCmd::Start(a) => container::start(c, a).await,
-            ContainerCmd::Stop(a) => container::stop(c, a, false).await,
-            ContainerCmd::Restart(a) => container::stop(c, a, true).await,
-            ContainerCmd::Kill(a) => container::kill(c, a).await,
+            ContainerCmd::Lifecycle(v) => lifecycle(c, v).await,
             ContainerCmd::Rm(a) => container::rm(c, a).await,
-            ContainerCmd::Logs(a) => container::logs(c, a).await,
-            ContainerCmd::Exec(a) => container::exec(c, a).await,
-            ContainerCmd::Attach(a) => container::attach(c, a).await,
-            ContainerCmd::Wait(a) => container::wait(c, a).await,
+            ContainerCmd::Io(v) => io(c, v).await,
             ContainerCmd::Inspect(a) => container::inspect(c, a, Some("container")).await,
-            ContainerCmd::Top(a) => container::top(c, a).await,
-            ContainerCmd::Stats(a) => container::stats(c, a).await,
-            ContainerCmd::Pause(a) => container::simple(c, a, "pause").await,
-            ContainerCmd::Unpause(a) => container::simple(c, a, "unpause").await,
-            ContainerCmd::Rename {
-                container,
-                new_name,
-            } => container::rename(c, &container, &new_name).await,
-            ContainerCmd::Update(a) => container::update(c, a).await,
-            ContainerCmd::Port { container, port } => {
-                container::port(c, &container, port.as_deref()).await
-            }
-            ContainerCmd::Cp(a) => container::cp(c, a).await,
-            ContainerCmd::Diff { container } => container::diff(c, &container).await,
-            ContainerCmd::Export { output, container } => {
-                container::export(c, &container, output).await
-            }
-            ContainerCmd::Commit(a) => container::commit(c, a).await,
+            ContainerCmd::Manage(v) => manage(c, v).await,
             ContainerCmd::Prune(a) => system::prune_one(c, "containers", a).await,
         },
         Cmd::Image(ic) => match ic {
@@ -231,4 +187,48 @@ pub(crate) fn report_each(errors: Vec<Error>) -> Result<()> {
         errln!("{e}");
     }
     Err(Error::Exit(1))
+}
+
+/// The shared container verbs ([`args::LifecycleCmd`]), top-level or under `container`.
+async fn lifecycle(c: &Client, v: args::LifecycleCmd) -> Result<()> {
+    use args::LifecycleCmd as V;
+    match v {
+        V::Create(a) => container::create_cmd(c, a).await,
+        V::Start(a) => container::start(c, a).await,
+        V::Stop(a) => container::stop(c, a, false).await,
+        V::Restart(a) => container::stop(c, a, true).await,
+        V::Kill(a) => container::kill(c, a).await,
+    }
+}
+
+/// The shared container verbs ([`args::IoCmd`]), top-level or under `container`.
+async fn io(c: &Client, v: args::IoCmd) -> Result<()> {
+    use args::IoCmd as V;
+    match v {
+        V::Logs(a) => container::logs(c, a).await,
+        V::Exec(a) => container::exec(c, a).await,
+        V::Attach(a) => container::attach(c, a).await,
+        V::Wait(a) => container::wait(c, a).await,
+    }
+}
+
+/// The shared container verbs ([`args::ManageCmd`]), top-level or under `container`.
+async fn manage(c: &Client, v: args::ManageCmd) -> Result<()> {
+    use args::ManageCmd as V;
+    match v {
+        V::Top(a) => container::top(c, a).await,
+        V::Stats(a) => container::stats(c, a).await,
+        V::Pause(a) => container::simple(c, a, "pause").await,
+        V::Unpause(a) => container::simple(c, a, "unpause").await,
+        V::Rename {
+            container,
+            new_name,
+        } => container::rename(c, &container, &new_name).await,
+        V::Update(a) => container::update(c, a).await,
+        V::Port { container, port } => container::port(c, &container, port.as_deref()).await,
+        V::Cp(a) => container::cp(c, a).await,
+        V::Diff { container } => container::diff(c, &container).await,
+        V::Export { output, container } => container::export(c, &container, output).await,
+        V::Commit(a) => container::commit(c, a).await,
+    }
 }

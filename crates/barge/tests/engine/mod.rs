@@ -242,20 +242,43 @@ impl Daemon {
     }
 
     fn docker_in(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
-        let mut c = self.docker_cmd(args);
-        c.stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-        let mut ch = c.spawn().expect("docker");
-        if let Some(data) = stdin {
-            let mut w = ch.stdin.take().expect("stdin");
-            w.write_all(data).expect("write stdin");
-        }
-        ch.wait_with_output().expect("docker output")
+        output_of(self.docker_cmd(args), stdin)
+    }
+
+    /// `DOCKER_BUILDKIT=0 docker build <args>` (the classic builder, which barge serves)
+    /// against this daemon, stdin closed.
+    pub fn docker_build(&self, args: &[&str]) -> Output {
+        let mut c = self.docker_cmd(&[&["build"], args].concat());
+        c.env("DOCKER_BUILDKIT", "0");
+        c.stdin(Stdio::null()).output().expect("docker build")
+    }
+
+    /// A `barge` (the CLI) command aimed at this daemon, with the same client config dir as
+    /// the docker CLI.
+    pub fn barge_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_barge"));
+        c.env("BARGE_HOST", format!("unix://{}", self.sock.display()))
+            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
+            .args(args);
+        c
+    }
+
+    /// Runs the barge CLI with `stdin` (or none); returns the output.
+    pub fn barge(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        output_of(self.barge_cmd(args), stdin)
+    }
+
+    /// Runs the barge CLI, asserts success, returns its stdout.
+    pub fn barge_ok(&self, args: &[&str]) -> String {
+        let o = self.barge(args, None);
+        assert!(
+            o.status.success(),
+            "barge {args:?} failed: {}{}\n{}",
+            text(&o.stdout),
+            text(&o.stderr),
+            self.log()
+        );
+        text(&o.stdout)
     }
 
     /// Runs docker; returns the output.
@@ -350,4 +373,26 @@ pub fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
     false
+}
+
+/// A process's output as text (lossy UTF-8).
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Runs `c` with `stdin` (or none) and its stdout and stderr captured; returns its output.
+pub fn output_of(mut c: Command, stdin: Option<&[u8]>) -> Output {
+    c.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut ch = c.spawn().expect("spawn");
+    if let Some(data) = stdin {
+        let mut w = ch.stdin.take().expect("stdin");
+        w.write_all(data).expect("write stdin");
+    }
+    ch.wait_with_output().expect("output")
 }
