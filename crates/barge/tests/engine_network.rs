@@ -585,10 +585,6 @@ fn container_links(d: &Daemon, c: &str) -> Vec<String> {
         .collect()
 }
 
-fn stderr_of(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 #[test]
 fn bad_input_names_the_problem_and_leaves_nothing() {
     if skip() {
@@ -600,9 +596,9 @@ fn bad_input_names_the_problem_and_leaves_nothing() {
     let o = d.docker(&["network", "create", "--subnet", "172.17.8.0/24", "m2"]);
     assert!(!o.status.success());
     assert!(
-        stderr_of(&o).contains("overlaps with network bridge"),
+        text(&o.stderr).contains("overlaps with network bridge"),
         "{}",
-        stderr_of(&o)
+        text(&o.stderr)
     );
     assert!(!d.ok(&["network", "ls"]).contains("m2"));
     let bridges = links(&d)
@@ -651,9 +647,9 @@ fn bad_input_names_the_problem_and_leaves_nothing() {
         ]);
         assert!(!o.status.success());
         assert!(
-            stderr_of(&o).contains(&format!("invalid --ip {ip}")),
+            text(&o.stderr).contains(&format!("invalid --ip {ip}")),
             "{}",
-            stderr_of(&o)
+            text(&o.stderr)
         );
         assert!(!d.docker(&["inspect", "g"]).status.success(), "record left");
         unchanged("--ip outside the subnet");
@@ -674,9 +670,9 @@ fn bad_input_names_the_problem_and_leaves_nothing() {
     ]);
     assert!(!o.status.success());
     assert!(
-        stderr_of(&o).contains("address 10.64.0.9 is already in use on network m1"),
+        text(&o.stderr).contains("address 10.64.0.9 is already in use on network m1"),
         "{}",
-        stderr_of(&o)
+        text(&o.stderr)
     );
     assert!(!d.docker(&["inspect", "u"]).status.success(), "record left");
     unchanged("--ip in use");
@@ -710,9 +706,9 @@ fn bad_input_names_the_problem_and_leaves_nothing() {
     ]);
     assert!(!o.status.success());
     assert!(
-        stderr_of(&o).contains("host port 0.0.0.0:8086/tcp is not available"),
+        text(&o.stderr).contains("host port 0.0.0.0:8086/tcp is not available"),
         "{}",
-        stderr_of(&o)
+        text(&o.stderr)
     );
     assert!(!d.docker(&["inspect", "h"]).status.success(), "record left");
     unchanged("host port held by a host process");
@@ -729,9 +725,9 @@ fn bad_input_names_the_problem_and_leaves_nothing() {
     ]);
     assert!(!o.status.success());
     assert!(
-        stderr_of(&o).contains("host port 0.0.0.0:8087/tcp is not available"),
+        text(&o.stderr).contains("host port 0.0.0.0:8087/tcp is not available"),
         "{}",
-        stderr_of(&o)
+        text(&o.stderr)
     );
     assert_eq!(inspect(&d, "p2")["State"]["Status"], "created");
     assert_eq!(links(&d), base_links);
@@ -747,9 +743,9 @@ fn bad_input_names_the_problem_and_leaves_nothing() {
         let o = d.docker(args);
         assert!(!o.status.success(), "{args:?}");
         assert!(
-            stderr_of(&o).contains("network nope not found"),
+            text(&o.stderr).contains("network nope not found"),
             "{args:?}: {}",
-            stderr_of(&o)
+            text(&o.stderr)
         );
     }
     // (the docker CLI answers a 404 from create by pulling the image: the API is asked)
@@ -773,9 +769,9 @@ fn bad_input_names_the_problem_and_leaves_nothing() {
         let o = d.docker(args);
         assert!(!o.status.success(), "{args:?}");
         assert!(
-            stderr_of(&o).contains("already exists in network m1"),
+            text(&o.stderr).contains("already exists in network m1"),
             "{args:?}: {}",
-            stderr_of(&o)
+            text(&o.stderr)
         );
     }
     assert_eq!(container_links(&d, "a"), before);
@@ -786,18 +782,18 @@ fn bad_input_names_the_problem_and_leaves_nothing() {
     let o = d.docker(&["network", "connect", "--ip", "10.66.0.5", "m3", "a"]);
     assert!(!o.status.success());
     assert!(
-        stderr_of(&o).contains("10.66.0.5 is not a usable address of subnet 10.65.0.0/24"),
+        text(&o.stderr).contains("10.66.0.5 is not a usable address of subnet 10.65.0.0/24"),
         "{}",
-        stderr_of(&o)
+        text(&o.stderr)
     );
     d.ok(&["network", "connect", "--ip", "10.65.0.7", "m3", "p1"]);
     let base_links2 = links(&d);
     let o = d.docker(&["network", "connect", "--ip", "10.65.0.7", "m3", "a"]);
     assert!(!o.status.success());
     assert!(
-        stderr_of(&o).contains("address 10.65.0.7 is already in use on network m3"),
+        text(&o.stderr).contains("address 10.65.0.7 is already in use on network m3"),
         "{}",
-        stderr_of(&o)
+        text(&o.stderr)
     );
     assert_eq!(container_links(&d, "a"), before);
     assert_eq!(links(&d).len(), base_links.len() + 1);
@@ -811,9 +807,9 @@ fn bad_input_names_the_problem_and_leaves_nothing() {
     let o = d.docker(&["network", "rm", "m1"]);
     assert!(!o.status.success());
     assert!(
-        stderr_of(&o).contains("network m1 has active endpoints: a"),
+        text(&o.stderr).contains("network m1 has active endpoints: a"),
         "{}",
-        stderr_of(&o)
+        text(&o.stderr)
     );
     assert!(d.ok(&["network", "ls"]).contains("m1"));
     assert_eq!(container_links(&d, "a"), before);
@@ -930,15 +926,15 @@ while True:
     };
     for (n, want) in [("r1", "9100"), ("r2", "9101")] {
         let o = range_web(n, "9100-9101:80");
-        assert!(o.status.success(), "{}", stderr_of(&o));
+        assert!(o.status.success(), "{}", text(&o.stderr));
         assert_eq!(d.ok(&["port", n, "80"]), format!("0.0.0.0:{want}"));
     }
     let o = range_web("r3", "9100-9101:80");
     assert!(!o.status.success());
     assert!(
-        stderr_of(&o).contains("host port 0.0.0.0:9101/tcp is not available"),
+        text(&o.stderr).contains("host port 0.0.0.0:9101/tcp is not available"),
         "{}",
-        stderr_of(&o)
+        text(&o.stderr)
     );
     let h1 = inspect(&d, "r1")["Id"].as_str().unwrap_or_default()[..12].to_string();
     assert!(eventually(10, || wget(&d, "http://127.0.0.1:9100/")
@@ -947,7 +943,7 @@ while True:
     assert!(wget(&d, "http://127.0.0.1:9101/").contains(&format!("hello-{h2}")));
     // A host range paired with a container range: each port to its own.
     let o = range_web("r4", "127.0.0.1:9110-9111:80-81");
-    assert!(o.status.success(), "{}", stderr_of(&o));
+    assert!(o.status.success(), "{}", text(&o.stderr));
     let ports = d.ok(&["port", "r4"]);
     assert!(
         ports.contains("80/tcp -> 127.0.0.1:9110") && ports.contains("81/tcp -> 127.0.0.1:9111"),
