@@ -1,9 +1,12 @@
 #!/bin/bash
-# Network benchmark, barge and dockerd side by side in one run, each daemon in a network
-# namespace (and mount namespace) of its own that this script makes and removes:
+# Network benchmark, barge, dockerd and podman side by side in one run, each daemon (and
+# podman) in a network namespace (and mount namespace) of its own that this script makes
+# and removes:
 #  1. what networking adds to a start: `run --rm busybox true` with `--network none` and on
-#     the default bridge, for both engines; the difference is the cost of network setup and
-#     teardown (target: under 5 ms for barge).
+#     the default bridge, for the three engines; the difference is the cost of network setup
+#     and teardown (target: under 5 ms for barge). The six commands run interleaved (one
+#     round = each once, in turn), so load changes on a shared machine hit them alike; the
+#     added cost is the median of the per-round differences bridge - none.
 #  2. throughput through a published port from the namespace's host side: iperf3 as the
 #     server in a busybox container (the host's iperf3 binary and libraries bind-mounted
 #     read-only), the client in the daemon's namespace, to 127.0.0.1 and to an address of the
@@ -11,20 +14,31 @@
 #     127.0.0.1).
 # Prints medians, means and ratios. Needs root.
 #
-#   bench/network.sh [RUNS] [SECONDS]     (defaults: 40 runs, 5 s per iperf3 run)
+#   [BARGE_BIN=path] bench/network.sh [RUNS] [SECONDS]     (defaults: 40 runs, 5 s per iperf3 run;
+#                                          SECONDS=0 skips the throughput part)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-40}
 secs=${2:-5}
 sh scripts/setup.sh
-cargo build --release -q -p barge
-barge=$PWD/target/release/barge
+# BARGE_BIN=path measures another build (e.g. main's, for a before/after).
+if [ -n "${BARGE_BIN:-}" ]; then
+    barge=$BARGE_BIN
+else
+    cargo build --release -q -p barge
+    barge=$PWD/target/release/barge
+fi
 iperf=$(command -v iperf3)
 
 . bench/lib.sh
 bench_init barge-bench-net
 nsb=barge-bnet-b-$$
 nsd=barge-bnet-d-$$
+nsp=barge-bnet-p-$$
+bench_cleanup_hook() {
+    podman --root "$work/podman" --runroot "$work/podman-run" rm -af -t 0 >/dev/null 2>&1
+    podman --root "$work/podman" --runroot "$work/podman-run" system reset -f >/dev/null 2>&1
+}
 
 # Each namespace: loopback, and a link with an address standing for the host's LAN address
 # (clients of published ports reach it as other hosts would reach the host). A veth pair
@@ -36,6 +50,7 @@ for ns in "$nsb" "$nsd"; do
     ip -n "$ns" link set lan0 up
     ip -n "$ns" link set lan1 up
 done
+bench_netns_add "$nsp"
 bench_busybox "$work"
 
 mkdir -p "$work/barge" "$work/dockerd"
@@ -53,13 +68,40 @@ D="$docker_cli -H unix://$work/dockerd.sock"
 $B import "$work/busybox.tar" busybox >/dev/null
 $D import "$work/busybox.tar" busybox >/dev/null
 
-echo "== run --rm busybox true: --network none vs the default bridge ($runs runs) =="
-hyperfine -N --warmup 5 --runs "$runs" --export-json "$work/run.json" \
-    -n "barge none" "$B run --rm --network none busybox true" \
-    -n "barge bridge" "$B run --rm busybox true" \
-    -n "dockerd none" "$D run --rm --network none busybox true" \
-    -n "dockerd bridge" "$D run --rm busybox true"
+# runc: crun refuses this host's hybrid cgroup layout while cgroup2 holds a controller.
+P="podman --root $work/podman --runroot $work/podman-run --cgroup-manager cgroupfs --events-backend none --runtime runc"
+# podman makes its default bridge in the namespace it runs in: its own.
+PN="nsenter --net=/run/netns/$nsp $P"
+# This host's hard rlimits are below podman's rootful defaults (1048576): ask for less.
+PL="--ulimit nofile=1024:1024 --ulimit nproc=1024:1024"
+$P import "$work/busybox.tar" busybox >/dev/null
 
+echo "== run --rm busybox true: --network none vs the default bridge ($runs rounds, interleaved) =="
+python3 - "$work/run.json" "$runs" \
+    "barge none" "$B run --rm --network none busybox true" \
+    "barge bridge" "$B run --rm busybox true" \
+    "dockerd none" "$D run --rm --network none busybox true" \
+    "dockerd bridge" "$D run --rm busybox true" \
+    "podman none" "$PN run --rm --network none $PL busybox true" \
+    "podman bridge" "$PN run --rm $PL busybox true" <<'PY'
+import json, shlex, subprocess, sys, time
+out, runs, rest = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+cmds = list(zip(rest[::2], rest[1::2]))
+times = {n: [] for n, _ in cmds}
+for r in range(runs + 3):  # 3 warm-up rounds
+    for n, c in cmds:
+        t = time.perf_counter()
+        p = subprocess.run(shlex.split(c), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        dt = time.perf_counter() - t
+        if p.returncode != 0:
+            sys.exit(f"{n}: {c} failed: {p.stderr.decode()}")
+        if r >= 3:
+            times[n].append(dt)
+json.dump(times, open(out, "w"))
+PY
+
+ba=0 da=0 bl=0 dl=0
+if [ "$secs" -gt 0 ]; then
 echo "== iperf3 through a published port (${secs}s per run) =="
 vols="-v $iperf:/iperf3:ro -v /lib/x86_64-linux-gnu:/lib/x86_64-linux-gnu:ro -v /lib64:/lib64:ro"
 $B run -d --name ipf -p 5201:5201 $vols busybox /iperf3 -s >/dev/null
@@ -81,19 +123,30 @@ ba=$(gbps "$nsb" 10.99.0.1)
 da=$(gbps "$nsd" 10.99.0.1)
 bl=$(gbps "$nsb" 127.0.0.1)
 dl=$(gbps "$nsd" 127.0.0.1)
+fi
 
 echo "== summary =="
 python3 - "$work/run.json" "$bl" "$dl" "$ba" "$da" <<'PY'
-import json, sys
-run = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
-# medians: on a shared machine the means carry other processes' noise
-m = {k: v["median"] * 1000 for k, v in run.items()}
-for k in m:
-    print(f"run --rm {k:15s} median {m[k]:7.1f} ms  mean {run[k]['mean']*1000:7.1f} ms  sd {run[k]['stddev']*1000:5.1f} ms")
-bn = m["barge bridge"] - m["barge none"]
-dn = m["dockerd bridge"] - m["dockerd none"]
-print(f"network setup+teardown adds: barge {bn:.1f} ms  dockerd {dn:.1f} ms  ratio dockerd/barge {dn/bn if bn > 0 else float('inf'):.1f}x")
+import json, statistics as st, sys
+times = json.load(open(sys.argv[1]))
+ms = lambda xs: [x * 1000 for x in xs]
+for k, v in times.items():
+    v = ms(v)
+    print(f"run --rm {k:15s} median {st.median(v):7.1f} ms  mean {st.mean(v):7.1f} ms  sd {st.stdev(v):5.1f} ms")
+added = {}
+for e in ("barge", "dockerd", "podman"):
+    d = [b - n for b, n in zip(ms(times[f"{e} bridge"]), ms(times[f"{e} none"]))]
+    added[e] = (st.median(d), st.mean(d))
+    print(f"network setup+teardown adds ({e}): median of paired differences {added[e][0]:6.1f} ms  "
+          f"mean {added[e][1]:6.1f} ms")
+b = added["barge"][0]
+for e in ("dockerd", "podman"):
+    r = added[e][0] / b if b > 0 else float("inf")
+    print(f"ratio of added cost {e}/barge {r:.1f}x  "
+          f"(bridge run: {st.median(times[e + ' bridge']) / st.median(times['barge bridge']):.1f}x barge's)")
 bl, dl, ba, da = map(float, sys.argv[2:6])
+if max(bl, dl, ba, da) == 0:
+    sys.exit(0)  # throughput part skipped
 ratio = lambda a, b: f"{a/b:.2f}" if b > 0 else "n/a"
 print(f"iperf3 via 10.99.0.1:5201  barge {ba:.2f} Gbit/s  dockerd {da:.2f} Gbit/s  ratio barge/dockerd {ratio(ba, da)}")
 print(f"iperf3 via 127.0.0.1:5201  barge {bl:.2f} Gbit/s  dockerd {dl:.2f} Gbit/s  ratio barge/dockerd {ratio(bl, dl)}  (0 = stalled)")

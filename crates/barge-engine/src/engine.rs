@@ -916,6 +916,7 @@ impl Engine {
         let files = ed.join("files");
         let (net, own_ns) = self.net_target(c)?;
         {
+            let me = self.clone();
             let store = self.store.clone();
             let (vols, c2) = (self.volumes.clone(), c.clone());
             let (ed, rootfs, files, net, id2) = (
@@ -963,13 +964,15 @@ impl Engine {
                     crate::netns::create(p).map_err(internal("network namespace"))?;
                 }
                 let _ = std::fs::remove_file(ed.join(CTL_SOCK));
+                // on this thread too: one more hand-over between threads costs milliseconds
+                // on a loaded machine
+                if let NetMode::Path(p) = &net {
+                    me.net_attach(&c2, p, &files)?;
+                }
                 Ok(())
             })
             .await
             .map_err(|e| Error::Internal(e.to_string()))??;
-        }
-        if let NetMode::Path(p) = &net {
-            self.net_attach(c, p, &files).await?;
         }
         let spec = crate::spec::build(c, &rootfs, &files, &net, &self.opts.default_ulimits)?;
         std::fs::write(
@@ -1117,8 +1120,14 @@ impl Engine {
     async fn cleanup_after_exit(&self, c: &Container) {
         let rootfs = self.exec_dir(&c.id).join("rootfs");
         let ns = self.netns_path(&c.id);
-        self.net_detach(&c.id).await;
+        let nm = self.network_manager();
+        let id = c.id.clone();
+        // one blocking task for all of it: each hand-over between threads costs
+        // milliseconds on a loaded machine
         let _ = tokio::task::spawn_blocking(move || {
+            if let Some(nm) = nm {
+                net::net_release(&nm, &id);
+            }
             if is_mountpoint(&rootfs) {
                 let _ = barge_image::snapshot::unmount(&rootfs);
             }

@@ -893,9 +893,10 @@ impl NetworkManager {
             .link_index(&net.bridge)
             .map_err(nl_err("looking up bridge"))?
             .ok_or_else(|| NetworkError::BridgeMissing(net.bridge.clone()))?;
+        // one request makes both ends, the host end up and a port of the bridge
         let vidx = inner
             .nl
-            .add_veth(&host_veth, &ifname, &ns, mac, &alias)
+            .add_veth(&host_veth, Some(bridge_idx), &alias, &ifname, &ns, mac)
             .map_err(nl_err(format!("creating veth pair {host_veth}/{ifname}")))?;
         let ep = Endpoint {
             endpoint_id,
@@ -914,17 +915,10 @@ impl NetworkManager {
             netns_path: req.netns_path.clone(),
         };
         let r = (|| -> Result<(), NetworkError> {
-            inner
-                .nl
-                .set_up(vidx, Some(bridge_idx))
-                .map_err(nl_err(format!("attaching {host_veth}")))?;
-            inner
-                .nl
-                .set_hairpin(vidx)
-                .map_err(nl_err(format!("hairpin mode on {host_veth}")))?;
-            let lo = cnl.link_index("lo").map_err(nl_err("looking up lo"))?;
-            if let Some(lo) = lo {
-                cnl.set_up(lo, None).map_err(nl_err("bringing lo up"))?;
+            // the engine's namespaces come with lo up: no request for it then
+            if let Some(lo) = existing.iter().find(|l| l.name == "lo" && !l.up) {
+                cnl.set_up(lo.index, None)
+                    .map_err(nl_err("bringing lo up"))?;
             }
             let cidx = cnl
                 .link_index(&ifname)
@@ -934,7 +928,11 @@ impl NetworkManager {
                 .map_err(nl_err(format!("adding {ip} to {ifname}")))?;
             cnl.set_up(cidx, None)
                 .map_err(nl_err(format!("bringing {ifname} up")))?;
-            if !net.internal && !cnl.has_default_route().map_err(nl_err("listing routes"))? {
+            // a namespace with nothing but lo has no default route: no dump for it
+            let fresh = existing.iter().all(|l| l.name == "lo");
+            if !net.internal
+                && (fresh || !cnl.has_default_route().map_err(nl_err("listing routes"))?)
+            {
                 cnl.add_default_route(net.gateway, cidx)
                     .map_err(nl_err("adding the default route"))?;
             }

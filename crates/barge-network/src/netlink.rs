@@ -30,6 +30,8 @@ pub(crate) struct LinkEntry {
     pub name: String,
     pub alias: Option<String>,
     pub kind: Option<String>,
+    /// Administratively up.
+    pub up: bool,
 }
 
 pub(crate) struct Netlink {
@@ -50,17 +52,21 @@ impl Netlink {
         Ok(Self { sock, seq: 1 })
     }
 
-    /// A socket in the network namespace `ns` (an open nsfs file).
+    /// A socket in the network namespace `ns` (an open nsfs file). The calling thread enters
+    /// `ns` for the socket(2) call and goes back at once: cheaper than a thread of its own,
+    /// whose start and join are two scheduler round trips (milliseconds each on a loaded
+    /// machine, on every container start).
     pub fn in_netns(ns: &File) -> io::Result<Self> {
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
-                    .map_err(io::Error::from)?;
-                Netlink::new()
-            })
-            .join()
-            .map_err(|_| io_other("netns thread panicked"))?
-        })
+        let home = File::open("/proc/thread-self/ns/net")?;
+        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+        let r = Netlink::new();
+        if let Err(e) = nix::sched::setns(&home, nix::sched::CloneFlags::CLONE_NEWNET) {
+            // A thread left in a container's namespace would make the daemon's sockets
+            // (published-port reservations, DNS servers) there: not survivable.
+            tracing::error!("returning to the daemon's network namespace: {e}");
+            std::process::abort();
+        }
+        r
     }
 
     fn request(
@@ -165,16 +171,21 @@ impl Netlink {
         Ok(idx)
     }
 
-    /// Creates a veth pair; the peer is created directly in the namespace `peer_ns` under
-    /// `peer_name` with MAC `peer_mac`.
+    /// Creates a veth pair in one request: this end `name`, up (and a port of bridge
+    /// `master`, if given); the peer directly in the namespace `peer_ns`, down, named
+    /// `peer_name`, with MAC `peer_mac`. Then marks this end with `alias` and turns on its
+    /// hairpin mode as a bridge port (one more request). Returns this end's index.
     pub fn add_veth(
         &mut self,
         name: &str,
+        master: Option<u32>,
+        alias: &str,
         peer_name: &str,
         peer_ns: &File,
         peer_mac: [u8; 6],
-        alias: &str,
     ) -> io::Result<u32> {
+        // the peer cannot be made up here: the kernel configures it before the two ends are
+        // linked, and a veth without a peer refuses to open (ENOTCONN)
         let mut peer = LinkMessage::default();
         peer.attributes
             .push(LinkAttribute::IfName(peer_name.to_string()));
@@ -183,16 +194,44 @@ impl Netlink {
         peer.attributes
             .push(LinkAttribute::NetNsFd(peer_ns.as_raw_fd()));
         let mut m = LinkMessage::default();
+        m.header.flags = LinkFlags::Up;
+        m.header.change_mask = LinkFlags::Up;
         m.attributes.push(LinkAttribute::IfName(name.to_string()));
+        if let Some(master) = master {
+            m.attributes.push(LinkAttribute::Controller(master));
+        }
         m.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::Kind(InfoKind::Veth),
             LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
         ]));
         self.ack(RouteNetlinkMessage::NewLink(m), NLM_F_CREATE | NLM_F_EXCL)?;
+        let r = self.mark_veth(name, master.is_some(), alias);
+        if r.is_err() {
+            // nothing half-made stays behind (deleting one end deletes both)
+            let _ = self.del_link_by_name(name);
+        }
+        r
+    }
+
+    fn mark_veth(&mut self, name: &str, bridged: bool, alias: &str) -> io::Result<u32> {
         let idx = self
             .link_index(name)?
             .ok_or_else(|| io_other(format!("veth {name} vanished after creation")))?;
-        self.set_alias(idx, alias)?;
+        // an existing link: the bridge-port data and the alias go in one message
+        let mut m = LinkMessage::default();
+        m.header.index = idx;
+        m.attributes.push(LinkAttribute::IfAlias(alias.to_string()));
+        if bridged {
+            // a container reaching itself through a published port gets its packets back
+            // through the port they came in on
+            m.attributes.push(LinkAttribute::LinkInfo(vec![
+                LinkInfo::PortKind(InfoPortKind::Bridge),
+                LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
+                    true,
+                )])),
+            ]));
+        }
+        self.ack(RouteNetlinkMessage::NewLink(m), 0)?;
         Ok(idx)
     }
 
@@ -214,20 +253,6 @@ impl Netlink {
             m.attributes.push(LinkAttribute::Controller(master));
         }
         self.ack(RouteNetlinkMessage::SetLink(m), 0)
-    }
-
-    /// Turns on hairpin mode of a bridge port (a container reaching itself through a
-    /// published port gets its packets back through the port they came in on).
-    pub fn set_hairpin(&mut self, index: u32) -> io::Result<()> {
-        let mut m = LinkMessage::default();
-        m.header.index = index;
-        m.attributes.push(LinkAttribute::LinkInfo(vec![
-            LinkInfo::PortKind(InfoPortKind::Bridge),
-            LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
-                true,
-            )])),
-        ]));
-        self.ack(RouteNetlinkMessage::NewLink(m), 0)
     }
 
     /// Deletes a link; a missing link is not an error.
@@ -332,6 +357,7 @@ fn entry(l: LinkMessage) -> LinkEntry {
         name: String::new(),
         alias: None,
         kind: None,
+        up: l.header.flags.contains(LinkFlags::Up),
     };
     for a in l.attributes {
         match a {

@@ -871,10 +871,11 @@ fn outside() -> Cns {
     let i = nl
         .add_veth(
             "up1",
+            None,
+            "test outside",
             "eth0",
             &o.file,
             [2, 0x98, 0, 0, 0, 2],
-            "test outside",
         )
         .expect("veth");
     nl.add_addr(i, Ipv4Addr::new(10, 98, 0, 1), 24)

@@ -559,6 +559,403 @@ fn bad_input_is_refused_whole() {
     assert_clean(&d);
 }
 
+/// A process the test started, killed by its pid when the test ends (also on failure).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Endpoint records on disk.
+fn endpoint_records(d: &Daemon) -> usize {
+    std::fs::read_dir(d.dir.path().join("data/network/endpoints"))
+        .map(|r| r.count())
+        .unwrap_or(0)
+}
+
+/// Interfaces inside a running container.
+fn container_links(d: &Daemon, c: &str) -> Vec<String> {
+    d.ok(&["exec", c, "ip", "-o", "link", "show"])
+        .lines()
+        .filter_map(|l| l.split(':').nth(1))
+        .map(|n| n.trim().split('@').next().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn bad_input_names_the_problem_and_leaves_nothing() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    d.ok(&["network", "create", "--subnet", "10.64.0.0/24", "m1"]);
+    // Overlapping the default bridge's subnet: the error names the network it overlaps.
+    let o = d.docker(&["network", "create", "--subnet", "172.17.8.0/24", "m2"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("overlaps with network bridge"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!d.ok(&["network", "ls"]).contains("m2"));
+    let bridges = links(&d)
+        .into_iter()
+        .filter(|l| l.starts_with("br-"))
+        .count();
+    assert_eq!(bridges, 1, "a half-made bridge: {:?}", links(&d));
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "a",
+        "--network",
+        "m1",
+        "--ip",
+        "10.64.0.9",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    let base_links = links(&d);
+    let base_nft = nft(&d);
+    let base_eps = endpoint_records(&d);
+    let unchanged = |what: &str| {
+        assert_eq!(links(&d), base_links, "{what}: links changed");
+        assert_eq!(nft(&d), base_nft, "{what}: nft rules changed");
+        assert_eq!(
+            endpoint_records(&d),
+            base_eps,
+            "{what}: endpoint records changed"
+        );
+    };
+    // The gateway is not a usable --ip; nor is an address of another subnet: no container.
+    for ip in ["10.64.0.1", "10.64.1.5"] {
+        let o = d.docker(&[
+            "run",
+            "--rm",
+            "--name",
+            "g",
+            "--network",
+            "m1",
+            "--ip",
+            ip,
+            "busybox",
+            "true",
+        ]);
+        assert!(!o.status.success());
+        assert!(
+            text(&o.stderr).contains(&format!("invalid --ip {ip}")),
+            "{}",
+            text(&o.stderr)
+        );
+        assert!(!d.docker(&["inspect", "g"]).status.success(), "record left");
+        unchanged("--ip outside the subnet");
+    }
+    // An address already used, with --rm: the start fails, naming address and network, and
+    // the container's record goes too.
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "--name",
+        "u",
+        "--network",
+        "m1",
+        "--ip",
+        "10.64.0.9",
+        "busybox",
+        "true",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("address 10.64.0.9 is already in use on network m1"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!d.docker(&["inspect", "u"]).status.success(), "record left");
+    unchanged("--ip in use");
+    // A host port a host process listens on (in the daemon's namespace).
+    let listener = KillOnDrop(
+        std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                d.netns(),
+                "busybox",
+                "nc",
+                "-l",
+                "-p",
+                "8086",
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nc"),
+    );
+    assert!(
+        eventually(10, || !host(&d, "ss -Hltn 'sport = :8086'")
+            .trim()
+            .is_empty()),
+        "the host listener did not come up"
+    );
+    let o = d.docker(&[
+        "run", "--rm", "--name", "h", "-p", "8086:80", "busybox", "true",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("host port 0.0.0.0:8086/tcp is not available"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!d.docker(&["inspect", "h"]).status.success(), "record left");
+    unchanged("host port held by a host process");
+    // ... and one another container publishes: the record of a container made without
+    // --rm stays (created, as Docker's), with no endpoint.
+    d.ok(&[
+        "run", "-d", "--name", "p1", "-p", "8087:80", "busybox", "sleep", "600",
+    ]);
+    let base_links = links(&d);
+    let base_nft = nft(&d);
+    let base_eps = endpoint_records(&d);
+    let o = d.docker(&[
+        "run", "-d", "--name", "p2", "-p", "8087:80", "busybox", "sleep", "600",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("host port 0.0.0.0:8087/tcp is not available"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(inspect(&d, "p2")["State"]["Status"], "created");
+    assert_eq!(links(&d), base_links);
+    assert_eq!(nft(&d), base_nft);
+    assert_eq!(endpoint_records(&d), base_eps);
+    drop(listener);
+    // Unknown networks.
+    for args in [
+        &["network", "connect", "nope", "a"][..],
+        &["network", "disconnect", "nope", "a"],
+        &["network", "rm", "nope"],
+    ] {
+        let o = d.docker(args);
+        assert!(!o.status.success(), "{args:?}");
+        assert!(
+            text(&o.stderr).contains("network nope not found"),
+            "{args:?}: {}",
+            text(&o.stderr)
+        );
+    }
+    // (the docker CLI answers a 404 from create by pulling the image: the API is asked)
+    let (code, body) = d.api(
+        "POST",
+        "/containers/create?name=nn",
+        Some(r#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"NetworkMode":"nope","AutoRemove":true}}"#),
+    );
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("network nope not found"), "{body}");
+    assert!(
+        !d.docker(&["inspect", "nn"]).status.success(),
+        "record left"
+    );
+    // Connecting a container to a network it is on: refused, it keeps one interface there.
+    let before = container_links(&d, "a");
+    for args in [
+        &["network", "connect", "m1", "a"][..],
+        &["network", "connect", "--ip", "10.64.0.20", "m1", "a"],
+    ] {
+        let o = d.docker(args);
+        assert!(!o.status.success(), "{args:?}");
+        assert!(
+            text(&o.stderr).contains("already exists in network m1"),
+            "{args:?}: {}",
+            text(&o.stderr)
+        );
+    }
+    assert_eq!(container_links(&d, "a"), before);
+    // Connecting a running container with an address outside the subnet or in use: no
+    // interface is added, the attachment is not recorded.
+    d.ok(&["network", "create", "--subnet", "10.65.0.0/24", "m3"]);
+    let base_links = links(&d);
+    let o = d.docker(&["network", "connect", "--ip", "10.66.0.5", "m3", "a"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("10.66.0.5 is not a usable address of subnet 10.65.0.0/24"),
+        "{}",
+        text(&o.stderr)
+    );
+    d.ok(&["network", "connect", "--ip", "10.65.0.7", "m3", "p1"]);
+    let base_links2 = links(&d);
+    let o = d.docker(&["network", "connect", "--ip", "10.65.0.7", "m3", "a"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("address 10.65.0.7 is already in use on network m3"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(container_links(&d, "a"), before);
+    assert_eq!(links(&d).len(), base_links.len() + 1);
+    assert_eq!(links(&d), base_links2);
+    let ni = inspect(&d, "a");
+    assert!(
+        ni["NetworkSettings"]["Networks"].get("m3").is_none(),
+        "{ni}"
+    );
+    // Removing a network in use names the containers on it, and removes nothing.
+    let o = d.docker(&["network", "rm", "m1"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("network m1 has active endpoints: a"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(d.ok(&["network", "ls"]).contains("m1"));
+    assert_eq!(container_links(&d, "a"), before);
+    d.ok(&["rm", "-f", "a", "p1", "p2"]);
+    d.ok(&["network", "rm", "m1", "m3"]);
+    assert_clean(&d);
+}
+
+/// Sends `msg` to `addr` over UDP from the daemon's namespace; the answer, if one comes.
+fn udp_ask(d: &Daemon, addr: &str, msg: &str) -> String {
+    let (ip, port) = addr.rsplit_once(':').expect("ip:port");
+    let script = format!(
+        "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.settimeout(2)\n\
+         s.sendto(b'{msg}', ('{ip}', {port}))\ntry:\n    print(s.recv(100).decode())\n\
+         except OSError:\n    pass\n"
+    );
+    let o = std::process::Command::new("ip")
+        .args(["netns", "exec", d.netns(), "python3", "-c", &script])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("python3");
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+#[test]
+fn udp_and_port_ranges() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    // UDP: busybox has no UDP server, so the container's network namespace gets one (the
+    // host's python3, entered into it): the datagrams travel the published port's path.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "u",
+        "-p",
+        "5353:53/udp",
+        "-p",
+        "127.0.0.1:5354:54/udp",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    let c = inspect(&d, "u");
+    let pid = c["State"]["Pid"].as_i64().unwrap_or(0).to_string();
+    let ip = c["NetworkSettings"]["IPAddress"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(
+        c["NetworkSettings"]["Ports"]["53/udp"][0]["HostPort"],
+        "5353"
+    );
+    let echo = r#"
+import select, socket
+socks = []
+for port in (53, 54):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", port))
+    socks.append(s)
+while True:
+    for s in select.select(socks, [], [])[0]:
+        m, a = s.recvfrom(100)
+        s.sendto(b"echo-" + m + b"-" + a[0].encode(), a)
+"#;
+    let _server = KillOnDrop(
+        std::process::Command::new("nsenter")
+            .args(["-t", &pid, "-n", "python3", "-c", echo])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("nsenter python3"),
+    );
+    let first = |addr: &str, msg: &str| {
+        let mut got = String::new();
+        eventually(10, || {
+            got = udp_ask(&d, addr, msg);
+            !got.is_empty()
+        });
+        got
+    };
+    // From the host side: the namespace's loopback and the bridge address. Answers come
+    // back from the published address (conntrack), and the container sees the client behind
+    // the gateway (127.0.0.1 clients are masqueraded) or as itself.
+    let a = first("127.0.0.1:5353", "lo");
+    assert!(a.starts_with("echo-lo-"), "{a}");
+    let a = first("172.17.0.1:5353", "br");
+    assert!(a.starts_with("echo-br-"), "{a}");
+    let a = first(&format!("{ip}:53"), "direct");
+    assert_eq!(a, "echo-direct-172.17.0.1");
+    // 127.0.0.1:5354 is published on loopback only: not through the bridge address.
+    assert!(first("127.0.0.1:5354", "l2").starts_with("echo-l2-"));
+    assert_eq!(udp_ask(&d, "172.17.0.1:5354", "no"), "");
+    let t = nft(&d);
+    assert!(t.contains("udp dport 5353"), "{t}");
+    assert!(d.ok(&["port", "u"]).contains("53/udp -> 0.0.0.0:5353"));
+    // Ranges. A host range for one container port takes its first free port; when the whole
+    // range is taken the start fails, naming the port.
+    let range_web = |name: &str, publish: &str| {
+        d.docker(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "-p",
+            publish,
+            "busybox",
+            "sh",
+            "-c",
+            "mkdir -p /www && echo hello-$HOSTNAME > /www/index.html && httpd -p 81 -h /www \
+             && exec httpd -f -p 80 -h /www",
+        ])
+    };
+    for (n, want) in [("r1", "9100"), ("r2", "9101")] {
+        let o = range_web(n, "9100-9101:80");
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        assert_eq!(d.ok(&["port", n, "80"]), format!("0.0.0.0:{want}"));
+    }
+    let o = range_web("r3", "9100-9101:80");
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("host port 0.0.0.0:9101/tcp is not available"),
+        "{}",
+        text(&o.stderr)
+    );
+    let h1 = inspect(&d, "r1")["Id"].as_str().unwrap_or_default()[..12].to_string();
+    assert!(eventually(10, || wget(&d, "http://127.0.0.1:9100/")
+        .contains(&format!("hello-{h1}"))));
+    let h2 = inspect(&d, "r2")["Id"].as_str().unwrap_or_default()[..12].to_string();
+    assert!(wget(&d, "http://127.0.0.1:9101/").contains(&format!("hello-{h2}")));
+    // A host range paired with a container range: each port to its own.
+    let o = range_web("r4", "127.0.0.1:9110-9111:80-81");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let ports = d.ok(&["port", "r4"]);
+    assert!(
+        ports.contains("80/tcp -> 127.0.0.1:9110") && ports.contains("81/tcp -> 127.0.0.1:9111"),
+        "{ports}"
+    );
+    assert!(eventually(10, || wget(&d, "http://127.0.0.1:9110/").contains("hello-")));
+    assert!(wget(&d, "http://127.0.0.1:9111/").contains("hello-"));
+    d.ok(&["rm", "-f", "u", "r1", "r2", "r3", "r4"]);
+    assert_eq!(d.ok(&["ps", "-aq"]), "");
+    assert_clean(&d);
+}
+
 #[test]
 fn docker_py_networks() {
     if skip() {
@@ -582,9 +979,37 @@ assert ct.id in n.attrs["Containers"], n.attrs
 n.disconnect(ct)
 ct.reload()
 assert "pynet" not in ct.attrs["NetworkSettings"]["Networks"]
-n.connect(ct, aliases=["x"])
+n.connect(ct, aliases=["x"], ipv4_address="10.66.0.50")
 ct.reload()
-assert ct.attrs["NetworkSettings"]["Networks"]["pynet"]["IPAddress"].startswith("10.66.0.")
+s = ct.attrs["NetworkSettings"]["Networks"]["pynet"]
+assert s["IPAddress"] == "10.66.0.50", s
+assert "x" in s["Aliases"], s
+assert s["IPAMConfig"]["IPv4Address"] == "10.66.0.50", s
+# another container on the network reaches it by its alias (through the network's DNS)
+p = c.containers.run("busybox", "ping -c 1 -W 3 x", network="pynet", detach=True)
+assert p.wait()["StatusCode"] == 0, p.logs()
+assert b"10.66.0.50" in p.logs(), p.logs()
+p.remove()
+# bad input through the SDK: the status code and the message name the problem
+try:
+    c.networks.create("pybad", ipam=docker.types.IPAMConfig(
+        pool_configs=[docker.types.IPAMPool(subnet="10.66.0.128/25")]))
+    raise SystemExit("an overlapping subnet was accepted")
+except docker.errors.APIError as e:
+    assert e.status_code == 409 and "overlaps with network pynet" in str(e), e
+try:
+    n.connect(ct)
+    raise SystemExit("a second endpoint on pynet was accepted")
+except docker.errors.APIError as e:
+    assert e.status_code == 409 and "already exists in network pynet" in str(e), e
+# prune removes the unused network only
+c.networks.create("pyidle")
+pruned = c.networks.prune()
+assert pruned["NetworksDeleted"] == ["pyidle"], pruned
+assert "pynet" in [x.name for x in c.networks.list()]
+n.disconnect(ct, force=True)
+ct.reload()
+assert "pynet" not in ct.attrs["NetworkSettings"]["Networks"]
 ct.remove(force=True)
 n.remove()
 assert "pynet" not in [x.name for x in c.networks.list()]

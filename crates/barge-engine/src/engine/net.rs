@@ -191,6 +191,16 @@ fn endpoint_config(network: &str, v: &Value) -> Result<WantedEndpoint> {
     })
 }
 
+/// Removes every endpoint of a stopped (or never started) container; its links are deleted
+/// in the background (see [`NetworkManager::release`]). Blocking.
+pub(super) fn net_release(nm: &NetworkManager, id: &str) {
+    let t = std::time::Instant::now();
+    if let Err(e) = nm.release(id) {
+        tracing::warn!("disconnecting a container: {e}");
+    }
+    tracing::debug!("network teardown took {:?}", t.elapsed());
+}
+
 impl Engine {
     /// Plugs the network manager in (daemon start-up, after `repair`).
     pub fn set_network_manager(&self, nm: Arc<NetworkManager>) {
@@ -414,8 +424,9 @@ impl Engine {
 
     /// Connects a starting container (its namespace `netns` exists, its process does not run
     /// yet) and writes its hosts, resolv.conf and hostname files under `files`. On error
-    /// nothing stays connected.
-    pub(super) async fn net_attach(&self, c: &Container, netns: &Path, files: &Path) -> Result<()> {
+    /// nothing stays connected. Blocking: the caller is on a blocking thread already (the one
+    /// that made the namespace).
+    pub(super) fn net_attach(&self, c: &Container, netns: &Path, files: &Path) -> Result<()> {
         let netmode = c.host_str("NetworkMode");
         match mode_of(&netmode) {
             Mode::Host | Mode::None => Ok(()),
@@ -430,43 +441,37 @@ impl Engine {
                 Ok(())
             }
             Mode::Networks => {
-                if self.network_manager().is_none() {
+                let Some(nm) = self.network_manager() else {
                     return Ok(());
-                }
+                };
                 let wanted = self.wanted_networks(&c.id);
                 if wanted.is_empty() {
                     return Ok(());
                 }
                 let t = std::time::Instant::now();
                 let ports = port_specs(&c.host_config, &c.config)?;
-                let (id, name, ns) = (c.id.clone(), c.name.clone(), netns.to_path_buf());
-                let r = self
-                    .net_call(move |nm| {
-                        // Published ports go with the default route, on the first network
-                        // that is not internal (as Docker's gateway endpoint); all internal:
-                        // the first, which refuses them with a clear error.
-                        let gw = wanted
-                            .iter()
-                            .position(|w| nm.inspect(&w.network).is_ok_and(|(n, _)| !n.internal))
-                            .unwrap_or(0);
-                        for (i, w) in wanted.iter().enumerate() {
-                            let req = ConnectRequest {
-                                container_id: id.clone(),
-                                name: name.clone(),
-                                aliases: w.aliases.clone(),
-                                netns_path: ns.clone(),
-                                ipv4: w.ipv4,
-                                ports: if i == gw { ports.clone() } else { Vec::new() },
-                            };
-                            if let Err(e) = nm.connect(&w.network, req) {
-                                let _ = nm.release(&id);
-                                return Err(e);
-                            }
-                        }
-                        nm.resolv_conf(&wanted[0].network)
-                    })
-                    .await;
-                let resolv = r?;
+                // Published ports go with the default route, on the first network that is
+                // not internal (as Docker's gateway endpoint); all internal: the first, which
+                // refuses them with a clear error.
+                let gw = wanted
+                    .iter()
+                    .position(|w| nm.inspect(&w.network).is_ok_and(|(n, _)| !n.internal))
+                    .unwrap_or(0);
+                for (i, w) in wanted.iter().enumerate() {
+                    let req = ConnectRequest {
+                        container_id: c.id.clone(),
+                        name: c.name.clone(),
+                        aliases: w.aliases.clone(),
+                        netns_path: netns.to_path_buf(),
+                        ipv4: w.ipv4,
+                        ports: if i == gw { ports.clone() } else { Vec::new() },
+                    };
+                    if let Err(e) = nm.connect(&w.network, req) {
+                        let _ = nm.release(&c.id);
+                        return Err(net_error(e));
+                    }
+                }
+                let resolv = nm.resolv_conf(&wanted[0].network).map_err(net_error)?;
                 std::fs::write(files.join("resolv.conf"), resolv)
                     .map_err(internal("resolv.conf"))?;
                 let r = self.write_hosts(c, files);
@@ -514,20 +519,6 @@ impl Engine {
             s.push_str(&format!("{}\t{}\n", e.ip, names.join(" ")));
         }
         std::fs::write(files.join("hosts"), s).map_err(internal("hosts"))
-    }
-
-    /// Removes every endpoint of a stopped (or never started) container; its links are
-    /// deleted in the background (see [`NetworkManager::release`]).
-    pub(super) async fn net_detach(&self, id: &str) {
-        if self.network_manager().is_none() {
-            return;
-        }
-        let id = id.to_string();
-        let t = std::time::Instant::now();
-        if let Err(e) = self.net_call(move |nm| nm.release(&id)).await {
-            tracing::warn!("disconnecting a container: {e}");
-        }
-        tracing::debug!("network teardown took {:?}", t.elapsed());
     }
 
     /// `POST /networks/{id}/connect`: records the attachment and, if the container runs,
