@@ -643,6 +643,28 @@ impl Engine {
             }
             Vec::new()
         };
+        // As Docker, inspect shows the hostname the container gets: its short id, the
+        // host's with --network host, none when it joins another container's namespace.
+        if cfg
+            .get("Hostname")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            let mode = host_config
+                .get("NetworkMode")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let hostname = if mode == "host" {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|h| h.trim().to_string())
+                    .unwrap_or_default()
+            } else if mode.starts_with("container:") {
+                String::new()
+            } else {
+                id[..12].to_string()
+            };
+            cfg.insert("Hostname".into(), json!(hostname));
+        }
         if host_config
             .get("LogConfig")
             .and_then(|l| l.get("Type"))
@@ -926,14 +948,7 @@ impl Engine {
                 net.clone(),
                 id.clone(),
             );
-            let hostname = {
-                let h = c.config_str("Hostname");
-                if h.is_empty() {
-                    id[..12].to_string()
-                } else {
-                    h
-                }
-            };
+            let hostname = c.hostname();
             let hostnet = matches!(net, NetMode::Host);
             // An auto-removed container's writes are discarded anyway: no syncs for them.
             let volatile_rootfs = c.host_bool("AutoRemove");

@@ -142,6 +142,17 @@ impl Container {
             .to_string()
     }
 
+    /// The container's hostname: `Config.Hostname`, else its short id (containers made
+    /// before create filled it in).
+    pub fn hostname(&self) -> String {
+        let h = self.config_str("Hostname");
+        if h.is_empty() {
+            self.id[..12].to_string()
+        } else {
+            h
+        }
+    }
+
     /// `HostConfig.<key>` as a string ("" when absent).
     pub fn host_str(&self, key: &str) -> String {
         self.host_config

@@ -190,14 +190,7 @@ pub fn build(
         return Err(Error::BadRequest("no command specified".into()));
     }
     let (uid, gid, _) = resolve_user(rootfs, &c.config_str("User"))?;
-    let hostname = {
-        let h = c.config_str("Hostname");
-        if h.is_empty() {
-            c.id[..12].to_string()
-        } else {
-            h
-        }
-    };
+    let hostname = c.hostname();
     let mut env: Vec<String> = c.config_list("Env");
     if !env.iter().any(|e| e.starts_with("PATH=")) {
         env.insert(

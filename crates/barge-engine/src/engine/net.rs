@@ -484,14 +484,7 @@ impl Engine {
     /// (Re)writes a container's /etc/hosts from its endpoints (in place: the file is
     /// bind-mounted into a running container).
     fn write_hosts(&self, c: &Container, files: &Path) -> Result<()> {
-        let hostname = {
-            let h = c.config_str("Hostname");
-            if h.is_empty() {
-                c.id[..12].to_string()
-            } else {
-                h
-            }
-        };
+        let hostname = c.hostname();
         let mut s = String::from(
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
              fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n\
