@@ -222,6 +222,30 @@ impl Query {
     }
 }
 
+/// Docker's `label` filter: every `key` or `key=value` in `wanted` must match (labels are
+/// ANDed, unlike the values of other filter keys, which are ORed); `get` looks a label up.
+/// docker-compose depends on this: it finds a service's containers by
+/// `label=com.docker.compose.project=P` plus `label=com.docker.compose.service=S`.
+pub fn labels_match<'a>(get: impl Fn(&str) -> Option<&'a str>, wanted: &[String]) -> bool {
+    wanted.iter().all(|l| match l.split_once('=') {
+        Some((k, v)) => get(k) == Some(v),
+        None => get(l).is_some(),
+    })
+}
+
+/// [`labels_match`] on a JSON object of labels (`{"k": "v"}`), as containers and networks
+/// keep them.
+pub fn json_labels_match(labels: Option<&serde_json::Value>, wanted: &[String]) -> bool {
+    labels_match(
+        |k| {
+            labels
+                .and_then(|l| l.get(k))
+                .and_then(serde_json::Value::as_str)
+        },
+        wanted,
+    )
+}
+
 /// A frame of Docker's multiplexed stream.
 pub fn frame(stream: u8, data: &[u8]) -> Vec<u8> {
     let mut f = Vec::with_capacity(8 + data.len());
