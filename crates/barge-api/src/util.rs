@@ -346,3 +346,23 @@ mod query_tests {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_filters_are_anded() {
+        let l = serde_json::json!({"p": "app", "s": "web", "flag": ""});
+        let m = |w: &[&str]| {
+            let w: Vec<String> = w.iter().map(|x| x.to_string()).collect();
+            json_labels_match(Some(&l), &w)
+        };
+        assert!(m(&["p=app", "s=web"]));
+        assert!(!m(&["p=app", "s=db"]), "one label off is no match");
+        assert!(m(&["flag", "p"]), "a bare key needs only the label");
+        assert!(!m(&["p=ap"]));
+        assert!(m(&[]));
+        assert!(!json_labels_match(None, &["p".to_string()]));
+    }
+}
