@@ -4,7 +4,7 @@
 set -eu
 packages="build-essential pkg-config libseccomp-dev busybox-static iproute2 nftables
 runc crun podman hyperfine skopeo umoci docker-registry file iperf3
-docker.io python3-docker python3-bcrypt"
+docker.io python3-docker python3-bcrypt docker-compose"
 # registry tests: a token-auth registry (Docker Hub style) signs its tokens with openssl.
 packages="$packages openssl"
 missing=""

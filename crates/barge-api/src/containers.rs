@@ -16,7 +16,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::decode::{decode, Kind};
 use crate::read_body;
 use crate::util::{
-    channel_body, frame, human_duration, json_response, status, ApiError, Body, Query,
+    channel_body, frame, human_duration, json_labels_match, json_response, labels_match, status,
+    ApiError, Body, Query,
 };
 
 type R = Result<Response<Body>, ApiError>;
@@ -75,14 +76,6 @@ fn summary(e: &Engine, c: &Container) -> Value {
     })
 }
 
-fn label_match(c: &Container, f: &str) -> bool {
-    let labels = c.config.get("Labels");
-    match f.split_once('=') {
-        Some((k, v)) => labels.and_then(|l| l.get(k)).and_then(Value::as_str) == Some(v),
-        None => labels.and_then(|l| l.get(f)).is_some(),
-    }
-}
-
 pub(crate) fn list(e: Arc<Engine>, q: &Query) -> R {
     let all = q.bool("all");
     let filters = q.filters()?;
@@ -96,11 +89,13 @@ pub(crate) fn list(e: Arc<Engine>, q: &Query) -> R {
             continue;
         }
         let ok = filters.iter().all(|(k, vals)| {
+            if k == "label" {
+                return json_labels_match(c.config.get("Labels"), vals);
+            }
             vals.iter().any(|v| match k.as_str() {
                 "status" => c.state.status == *v,
                 "name" => c.name.contains(v.trim_start_matches('/')),
                 "id" => c.id.starts_with(v.as_str()),
-                "label" => label_match(&c, v),
                 "ancestor" => {
                     c.image_name == *v
                         || c.image_id == *v
@@ -894,6 +889,9 @@ pub(crate) async fn events(e: Arc<Engine>, q: &Query) -> R {
                 continue;
             }
             let ok = filters.iter().all(|(k, vals)| {
+                if k == "label" {
+                    return labels_match(|l| ev.actor.attributes.get(l).map(String::as_str), vals);
+                }
                 vals.iter().any(|v| match k.as_str() {
                     "type" => ev.kind == *v,
                     "event" => ev.action == *v || ev.action.split(':').next() == Some(v.as_str()),
@@ -903,12 +901,6 @@ pub(crate) async fn events(e: Arc<Engine>, q: &Query) -> R {
                                 || ev.actor.attributes.get("name") == Some(v))
                     }
                     "image" => ev.actor.attributes.get("image") == Some(v) || ev.actor.id == *v,
-                    "label" => match v.split_once('=') {
-                        Some((lk, lv)) => {
-                            ev.actor.attributes.get(lk).map(String::as_str) == Some(lv)
-                        }
-                        None => ev.actor.attributes.contains_key(v),
-                    },
                     _ => true,
                 })
             });

@@ -55,14 +55,6 @@ fn special(name: &str) -> Option<Value> {
     }))
 }
 
-fn label_match(v: &Value, f: &str) -> bool {
-    let labels = v.get("Labels");
-    match f.split_once('=') {
-        Some((k, val)) => labels.and_then(|l| l.get(k)).and_then(Value::as_str) == Some(val),
-        None => labels.and_then(|l| l.get(f)).is_some(),
-    }
-}
-
 fn list(e: Arc<Engine>, q: &Query) -> R {
     let filters = q.filters()?;
     let nm = nm(&e)?;
@@ -82,11 +74,13 @@ fn list(e: Arc<Engine>, q: &Query) -> R {
             let id = v["Id"].as_str().unwrap_or_default();
             let builtin = matches!(name, "bridge" | "host" | "none");
             filters.iter().all(|(k, vals)| {
+                if k == "label" {
+                    return crate::util::json_labels_match(v.get("Labels"), vals);
+                }
                 vals.iter().any(|f| match k.as_str() {
                     "name" => name.contains(f.as_str()),
                     "id" => id.starts_with(f.as_str()),
                     "driver" => v["Driver"].as_str() == Some(f.as_str()),
-                    "label" => label_match(v, f),
                     "scope" => f == "local",
                     "type" => match f.as_str() {
                         "builtin" => builtin,

@@ -222,6 +222,30 @@ impl Query {
     }
 }
 
+/// Docker's `label` filter: every `key` or `key=value` in `wanted` must match (labels are
+/// ANDed, unlike the values of other filter keys, which are ORed); `get` looks a label up.
+/// docker-compose depends on this: it finds a service's containers by
+/// `label=com.docker.compose.project=P` plus `label=com.docker.compose.service=S`.
+pub fn labels_match<'a>(get: impl Fn(&str) -> Option<&'a str>, wanted: &[String]) -> bool {
+    wanted.iter().all(|l| match l.split_once('=') {
+        Some((k, v)) => get(k) == Some(v),
+        None => get(l).is_some(),
+    })
+}
+
+/// [`labels_match`] on a JSON object of labels (`{"k": "v"}`), as containers and networks
+/// keep them.
+pub fn json_labels_match(labels: Option<&serde_json::Value>, wanted: &[String]) -> bool {
+    labels_match(
+        |k| {
+            labels
+                .and_then(|l| l.get(k))
+                .and_then(serde_json::Value::as_str)
+        },
+        wanted,
+    )
+}
+
 /// A frame of Docker's multiplexed stream.
 pub fn frame(stream: u8, data: &[u8]) -> Vec<u8> {
     let mut f = Vec::with_capacity(8 + data.len());
@@ -320,5 +344,25 @@ mod query_tests {
                 ("q".into(), String::new()),
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_filters_are_anded() {
+        let l = serde_json::json!({"p": "app", "s": "web", "flag": ""});
+        let m = |w: &[&str]| {
+            let w: Vec<String> = w.iter().map(|x| x.to_string()).collect();
+            json_labels_match(Some(&l), &w)
+        };
+        assert!(m(&["p=app", "s=web"]));
+        assert!(!m(&["p=app", "s=db"]), "one label off is no match");
+        assert!(m(&["flag", "p"]), "a bare key needs only the label");
+        assert!(!m(&["p=ap"]));
+        assert!(m(&[]));
+        assert!(!json_labels_match(None, &["p".to_string()]));
     }
 }

@@ -29,10 +29,7 @@ pub(crate) fn volume_json(e: &Engine, v: &Volume, usage: bool) -> Value {
 }
 
 fn labels_match(v: &Volume, wanted: &[String]) -> bool {
-    wanted.iter().all(|l| match l.split_once('=') {
-        Some((k, val)) => v.labels.get(k).is_some_and(|x| x == val),
-        None => v.labels.contains_key(l.as_str()),
-    })
+    crate::util::labels_match(|k| v.labels.get(k).map(String::as_str), wanted)
 }
 
 /// Routes `/volumes...` (`rest` after "volumes").

@@ -39,9 +39,13 @@ impl NetworkInfo {
                 )
             })
             .collect();
+        // As Docker: a user network's Options are the driver options it was created with
+        // (barge takes none), so clients that compare them with their own (docker-compose
+        // recreates a network whose options differ) see no difference; the default bridge
+        // shows its fixed ones.
         let mut options = Map::new();
-        options.insert("com.docker.network.bridge.name".into(), json!(self.bridge));
         if self.default {
+            options.insert("com.docker.network.bridge.name".into(), json!(self.bridge));
             options.insert(
                 "com.docker.network.bridge.default_bridge".into(),
                 json!("true"),
@@ -80,7 +84,11 @@ impl Endpoint {
         if self.container_id.len() >= 12 {
             dns_names.push(self.container_id[..12].to_string());
         }
-        dns_names.extend(self.aliases.iter().cloned());
+        for a in &self.aliases {
+            if !dns_names.contains(a) {
+                dns_names.push(a.clone());
+            }
+        }
         json!({
             "IPAMConfig": null,
             "Links": null,
@@ -157,7 +165,7 @@ mod tests {
             network_name: "n".into(),
             container_id: "ef".repeat(32),
             name: "web".into(),
-            aliases: vec!["api".into()],
+            aliases: vec!["efefefefefef".into(), "api".into()],
             ifname: "eth0".into(),
             host_veth: "bvcdcdcdcdcdcd".into(),
             ip: "10.1.0.2".parse().unwrap(),
@@ -174,8 +182,9 @@ mod tests {
             "10.1.0.2/24"
         );
         assert_eq!(
-            v["Options"]["com.docker.network.bridge.name"],
-            "br-abababababab"
+            v["Options"],
+            json!({}),
+            "a user network has no driver options"
         );
         assert_eq!(v["Labels"]["a"], "b");
         let s = ep.to_docker();
