@@ -833,8 +833,60 @@ pub(crate) async fn commit(e: Arc<Engine>, q: &Query, req: Request<Incoming>) ->
     Ok(json_response(201, &json!({"Id": id})))
 }
 
+/// The filters dockerd's `GET /events` takes.
+const EVENT_FILTERS: &[&str] = &[
+    "config",
+    "container",
+    "daemon",
+    "event",
+    "image",
+    "label",
+    "network",
+    "node",
+    "plugin",
+    "scope",
+    "secret",
+    "service",
+    "type",
+    "volume",
+];
+
+/// Whether event `ev` passes filter `key=v` (dockerd's rules: an object filter matches its
+/// own type's events by id prefix or by name; `image` also without the tag).
+fn event_matches(ev: &barge_engine::engine::Event, key: &str, v: &str) -> bool {
+    let attr = |k: &str| ev.actor.attributes.get(k).map(String::as_str);
+    let strip_tag = |s: &str| -> String {
+        match s.rsplit_once(':') {
+            Some((repo, tag)) if !tag.contains('/') && !s.contains('@') => repo.to_string(),
+            _ => s.to_string(),
+        }
+    };
+    match key {
+        "type" => ev.kind == v,
+        "event" => ev.action == v || ev.action.split(':').next() == Some(v),
+        "scope" => ev.scope == v,
+        "image" => {
+            let name = attr(if ev.kind == "image" { "name" } else { "image" }).unwrap_or("");
+            [ev.actor.id.as_str(), name]
+                .iter()
+                .any(|s| !s.is_empty() && (*s == v || strip_tag(s) == v))
+        }
+        // container, network, volume, daemon, plugin, node, service, secret, config.
+        kind => {
+            ev.kind == kind
+                && (!v.is_empty() && ev.actor.id.starts_with(v) || attr("name") == Some(v))
+        }
+    }
+}
+
 pub(crate) async fn events(e: Arc<Engine>, q: &Query) -> R {
     let filters = q.filters()?;
+    if let Some(k) = filters
+        .keys()
+        .find(|k| !EVENT_FILTERS.contains(&k.as_str()))
+    {
+        return Err(ApiError::new(400, format!("invalid filter '{k}'")));
+    }
     let until = q.get("until").and_then(|s| s.parse::<f64>().ok());
     let since = q.get("since").and_then(|s| s.parse::<f64>().ok());
     let mut rx = e.subscribe();
@@ -888,21 +940,13 @@ pub(crate) async fn events(e: Arc<Engine>, q: &Query) -> R {
                 }
                 continue;
             }
+            // Label filters are ANDed (as Docker), every other key matches any of its values.
             let ok = filters.iter().all(|(k, vals)| {
                 if k == "label" {
-                    return labels_match(|l| ev.actor.attributes.get(l).map(String::as_str), vals);
+                    labels_match(|l| ev.actor.attributes.get(l).map(String::as_str), vals)
+                } else {
+                    vals.iter().any(|v| event_matches(&ev, k, v))
                 }
-                vals.iter().any(|v| match k.as_str() {
-                    "type" => ev.kind == *v,
-                    "event" => ev.action == *v || ev.action.split(':').next() == Some(v.as_str()),
-                    "container" => {
-                        ev.kind == "container"
-                            && (ev.actor.id.starts_with(v.as_str())
-                                || ev.actor.attributes.get("name") == Some(v))
-                    }
-                    "image" => ev.actor.attributes.get("image") == Some(v) || ev.actor.id == *v,
-                    _ => true,
-                })
             });
             if !ok {
                 continue;

@@ -265,9 +265,7 @@ fn info(api: &Api) -> serde_json::Value {
         "OSType": "linux",
         "Architecture": std::env::consts::ARCH,
         "IndexServerAddress": "https://index.docker.io/v1/",
-        "RegistryConfig": {"InsecureRegistryCIDRs": [], "IndexConfigs": {}, "Mirrors": [],
-            "AllowNondistributableArtifactsCIDRs": null, "AllowNondistributableArtifactsHostnames": null,
-            "Insecure": api.info.insecure_registries},
+        "RegistryConfig": registry_config(&api.info.insecure_registries),
         "NCPU": ncpu,
         "MemTotal": mem,
         "DockerRootDir": api.info.data_root,
@@ -292,4 +290,26 @@ pub(crate) async fn read_body(req: Request<Incoming>, limit: usize) -> Result<By
         .await
         .map(|c| c.to_bytes())
         .map_err(|e| ApiError::new(400, format!("reading the request body: {e}")))
+}
+
+/// `info`'s `RegistryConfig` in dockerd's shape: loopback as an insecure CIDR (barge reaches
+/// loopback registries over HTTP), one `IndexConfigs` entry per `--insecure-registry` with
+/// `Secure: false` (what `docker info` lists under "Insecure Registries"), and Docker Hub.
+fn registry_config(insecure: &[String]) -> serde_json::Value {
+    let mut index = serde_json::Map::new();
+    index.insert(
+        "docker.io".into(),
+        serde_json::json!({"Name": "docker.io", "Mirrors": [], "Secure": true, "Official": true}),
+    );
+    for r in insecure {
+        index.insert(
+            r.clone(),
+            serde_json::json!({"Name": r, "Mirrors": [], "Secure": false, "Official": false}),
+        );
+    }
+    serde_json::json!({
+        "InsecureRegistryCIDRs": ["127.0.0.0/8", "::1/128"],
+        "IndexConfigs": index,
+        "Mirrors": [],
+    })
 }

@@ -352,8 +352,10 @@ impl Engine {
             } else {
                 let c = self.lock().get(&id).cloned();
                 if let Some(c) = c {
+                    // As dockerd: `always` comes back with the daemon even when it was
+                    // stopped by hand; `unless-stopped` only when it was not.
                     let (p, _) = c.restart_policy();
-                    if (p == "always" || p == "unless-stopped") && !c.manually_stopped {
+                    if p == "always" || (p == "unless-stopped" && !c.manually_stopped) {
                         tokio::spawn(async move {
                             let _ = me.start(&id).await;
                         });

@@ -67,12 +67,13 @@ fn cap_name(c: &str) -> String {
     }
 }
 
-/// The capability set: Docker's defaults, +CapAdd, -CapDrop (`ALL` understood), or all
-/// known capabilities when privileged.
+/// The capability set: Docker's defaults, +CapAdd, -CapDrop (`ALL` understood), or every
+/// capability the daemon itself holds in its bounding set when privileged (or `--cap-add
+/// ALL`): asking for more fails at start.
 pub fn capabilities(c: &Container) -> Result<Vec<String>> {
     let all: Vec<String> = barge_runtime::caps::known_names().collect();
     if c.host_bool("Privileged") {
-        return Ok(all);
+        return Ok(barge_runtime::caps::bounding_names().collect());
     }
     let mut set: Vec<String> = DEFAULT_CAPS.iter().map(|s| s.to_string()).collect();
     let adds = str_list(c.host_config.get("CapAdd"));
@@ -92,7 +93,7 @@ pub fn capabilities(c: &Container) -> Result<Vec<String>> {
     for a in &adds {
         let a = cap_name(a);
         if a == "CAP_ALL" {
-            set = all.clone();
+            set = barge_runtime::caps::bounding_names().collect();
         } else if !all.contains(&a) {
             return Err(Error::BadRequest(format!(
                 "unknown capability to add: {a:?}"

@@ -56,6 +56,26 @@ pub fn known_names() -> impl Iterator<Item = String> {
     NAMES.iter().map(|n| format!("CAP_{n}"))
 }
 
+/// The known capability names (`CAP_` prefixed) in this process's bounding set: what a
+/// privileged container can be given (a host that withholds some, e.g. a container or a
+/// session without CAP_SYS_RESOURCE, cannot hand them on). All known names when the set
+/// cannot be read.
+pub fn bounding_names() -> impl Iterator<Item = String> {
+    let bnd = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX);
+    NAMES
+        .iter()
+        .enumerate()
+        .filter(move |(i, _)| bnd & (1u64 << i) != 0)
+        .map(|(_, n)| format!("CAP_{n}"))
+}
+
 /// The kernel number of `cap`.
 pub fn number(cap: &Capability) -> Option<u32> {
     let name = cap.to_string();

@@ -236,12 +236,30 @@ fn settings(a: Args) -> Result<Settings> {
     }
     let tls = tls_settings(&a, &hosts, &file)?;
     let mut ulimits = Vec::new();
-    if let Some(m) = file.get("default-ulimits").and_then(|v| v.as_object()) {
-        for (name, v) in m {
-            let soft = v.get("Soft").and_then(|x| x.as_i64()).unwrap_or(0);
-            let hard = v.get("Hard").and_then(|x| x.as_i64()).unwrap_or(soft);
-            ulimits.push((name.clone(), soft, hard));
+    match file.get("default-ulimits") {
+        None => {}
+        Some(serde_json::Value::Object(m)) => {
+            for (name, v) in m {
+                // dockerd's shape: {"nofile": {"Name": "nofile", "Soft": 1024, "Hard": 2048}};
+                // checked as the flag's name=soft:hard is.
+                let num = |k: &str| v.get(k).and_then(|x| x.as_i64());
+                let (Some(soft), hard) = (num("Soft"), num("Hard")) else {
+                    bail!(
+                        "{}: default-ulimits.{name} needs an integer \"Soft\" (and \"Hard\"), \
+                         e.g. {{\"Name\": \"{name}\", \"Soft\": 1024, \"Hard\": 2048}}",
+                        a.config_file.display()
+                    );
+                };
+                let hard = hard.unwrap_or(soft);
+                let u = parse_ulimit(&format!("{name}={soft}:{hard}"))
+                    .with_context(|| format!("{}: default-ulimits", a.config_file.display()))?;
+                ulimits.push(u);
+            }
         }
+        Some(_) => bail!(
+            "{}: default-ulimits must be an object of name -> {{\"Soft\": n, \"Hard\": n}}",
+            a.config_file.display()
+        ),
     }
     for u in &a.default_ulimit {
         let u = parse_ulimit(u)?;

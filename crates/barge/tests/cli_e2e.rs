@@ -1,5 +1,5 @@
 //! End-to-end tests of the `barge` CLI against a daemon on a private socket
-//! (`BARGE_TEST_DAEMON=dockerd|barge`, default dockerd). See cli_support for the harness.
+//! (`BARGE_TEST_DAEMON=barge|dockerd`, default barge). See cli_support for the harness.
 
 mod cli_support;
 
@@ -30,6 +30,18 @@ fn no_daemon_and_bad_flags() {
         "{}",
         err(&o)
     );
+    // The same over TCP (nothing listens on port 1), as docker.
+    let o = Command::new(barge_bin())
+        .args(["-H", "tcp://127.0.0.1:1", "ps"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("barge");
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(
+        err(&o).contains("Cannot connect to the barge daemon at tcp://127.0.0.1:1"),
+        "{}",
+        err(&o)
+    );
     // `run` reports engine failures as 125.
     let o = Command::new(barge_bin())
         .args(["-H", &sock, "run", "busybox", "true"])
@@ -46,7 +58,8 @@ fn no_daemon_and_bad_flags() {
         vec!["run", "--mount", "type=bind,dst=/x", "busybox"],
         vec!["ps", "--nope"],
         vec!["ps", "--format", "{{.ID"],
-        vec!["-H", "tcp://127.0.0.1:1", "ps"],
+        vec!["-H", "tcp://127.0.0.1:x", "ps"],
+        vec!["-H", "ssh://user@host", "ps"],
     ] {
         let mut a = vec!["-H", sock.as_str()];
         if args[0] == "-H" {

@@ -461,11 +461,43 @@ fn live_restore_after_kill9() {
         "-c",
         "echo up; sleep 1000",
     ]);
+    // Waiting for input that comes through an attach after the restart, and writing late.
+    d.ok(&[
+        "run",
+        "-d",
+        "-i",
+        "--name",
+        "late",
+        "busybox",
+        "sh",
+        "-c",
+        "read x; echo got-$x; exit 6",
+    ]);
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ticker",
+        "busybox",
+        "sh",
+        "-c",
+        "echo t1; sleep 5; echo t2",
+    ]);
     assert!(eventually(10, || d.ok(&["logs", "lr"]).contains("n1")));
     let pid = d.ok(&["inspect", "-f", "{{.State.Pid}}", "forever"]);
     d.kill9();
     std::thread::sleep(std::time::Duration::from_millis(1500));
     d.spawn();
+    // ps, logs -f, attach on containers this daemon did not start.
+    let ps = d.ok(&["ps", "--format", "{{.Names}}"]);
+    for n in ["forever", "late"] {
+        assert!(ps.lines().any(|l| l == n), "{n} missing from ps: {ps}");
+    }
+    let o = d.docker(&["logs", "-f", "ticker"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "t1\nt2\n");
+    let o = d.docker_stdin(&["attach", "late"], b"hello\n");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "got-hello\n", "{o:?}");
+    assert_eq!(o.status.code(), Some(6));
     assert_eq!(
         d.ok(&[
             "inspect",

@@ -441,3 +441,830 @@ fn removed_containers_leave_no_files_even_after_a_crash_mid_removal() {
     assert!(empty(), "{:?}", ls(&data.join("image/snapshots")));
     assert_eq!(d.ok(&["ps", "-aq"]), "");
 }
+
+/// `barge` (the CLI) inside the daemon's network namespace, with `env` and none of the
+/// outer environment's daemon variables; stdin from `input`.
+fn barge_in_netns(d: &Daemon, env: &[(&str, &str)], args: &[&str], input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", d.netns(), env!("CARGO_BIN_EXE_barge")])
+        .args(args);
+    for v in [
+        "BARGE_HOST",
+        "DOCKER_HOST",
+        "DOCKER_TLS",
+        "DOCKER_TLS_VERIFY",
+        "DOCKER_CERT_PATH",
+        "DOCKER_CONFIG",
+    ] {
+        c.env_remove(v);
+    }
+    c.envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut ch = c.spawn().expect("barge");
+    let mut w = ch.stdin.take().expect("stdin");
+    w.write_all(input).expect("stdin");
+    drop(w);
+    ch.wait_with_output().expect("barge output")
+}
+
+#[test]
+fn cli_over_tcp_with_tls_flags_and_variables() {
+    if skip() {
+        return;
+    }
+    let certs = tempfile::tempdir().expect("tempdir");
+    let c = certs.path();
+    make_certs(c);
+    let p = |n: &str| c.join(n).display().to_string();
+    let other = tempfile::tempdir().expect("tempdir");
+    make_certs(other.path());
+    let empty = tempfile::tempdir().expect("tempdir");
+    let empty_dir = empty.path().display().to_string();
+
+    let mut d = Daemon::start();
+    d.restart_with(&[
+        "-H",
+        "tcp://127.0.0.1:2376",
+        "--tlsverify",
+        "--tlscacert",
+        &p("ca.pem"),
+        "--tlscert",
+        &p("server.pem"),
+        "--tlskey",
+        &p("server-key.pem"),
+    ]);
+    let (ca, cert, key) = (p("ca.pem"), p("cert.pem"), p("key.pem"));
+    let tls: Vec<&str> = vec![
+        "-H",
+        "tcp://127.0.0.1:2376",
+        "--tlsverify",
+        "--tlscacert",
+        &ca,
+        "--tlscert",
+        &cert,
+        "--tlskey",
+        &key,
+    ];
+    // No default files may leak in from a home directory.
+    let no_defaults = [("DOCKER_CERT_PATH", empty_dir.as_str())];
+    let run = |env: &[(&str, &str)], extra: &[&str], input: &[u8]| {
+        let mut env = env.to_vec();
+        if !env.iter().any(|(k, _)| *k == "DOCKER_CERT_PATH") {
+            env.extend(no_defaults);
+        }
+        barge_in_netns(&d, &env, extra, input)
+    };
+    let ok = |env: &[(&str, &str)], args: &[&str], input: &[u8]| -> String {
+        let o = run(env, args, input);
+        assert!(
+            o.status.success(),
+            "barge {args:?} {env:?}: {:?} {}\n{}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr),
+            d.log()
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let with = |args: &[&str]| -> Vec<String> {
+        tls.iter()
+            .chain(args.iter())
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let ok_tls = |args: &[&str], input: &[u8]| -> String {
+        let a = with(args);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        ok(&[], &a, input)
+    };
+    assert!(
+        eventually(10, || run(
+            &[],
+            &with(&["version"])
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+            b""
+        )
+        .status
+        .success()),
+        "{}",
+        d.log()
+    );
+
+    // The flags: ps, run --rm, logs, exec (plain and with stdin through the TLS stream).
+    assert!(ok_tls(&["ps"], b"").starts_with("CONTAINER ID"));
+    assert_eq!(
+        ok_tls(&["run", "--rm", "busybox", "echo", "over-tls"], b""),
+        "over-tls\n"
+    );
+    let id = ok_tls(
+        &[
+            "run",
+            "-d",
+            "--name",
+            "tlsbox",
+            "busybox",
+            "sh",
+            "-c",
+            "echo from-logs; exec sleep 300",
+        ],
+        b"",
+    );
+    assert_eq!(id.trim().len(), 64, "{id}");
+    assert!(eventually(10, || ok_tls(&["logs", "tlsbox"], b"") == "from-logs\n"));
+    assert_eq!(
+        ok_tls(&["exec", "tlsbox", "echo", "exec-ok"], b""),
+        "exec-ok\n"
+    );
+    assert_eq!(
+        ok_tls(&["exec", "-i", "tlsbox", "cat"], b"stdin through TLS\n"),
+        "stdin through TLS\n"
+    );
+    assert!(ok_tls(&["ps", "--format", "{{.Names}}"], b"").contains("tlsbox"));
+
+    // docker's variables: DOCKER_HOST without a port takes 2376 under TLS, and the files
+    // come from DOCKER_CERT_PATH under their default names.
+    let env_tls = [
+        ("DOCKER_HOST", "tcp://127.0.0.1"),
+        ("DOCKER_TLS_VERIFY", "1"),
+        ("DOCKER_CERT_PATH", c.to_str().expect("utf-8")),
+    ];
+    assert_eq!(
+        ok(&env_tls, &["ps", "--format", "{{.Names}}"], b"").trim(),
+        "tlsbox"
+    );
+    // ... and so does DOCKER_CONFIG when DOCKER_CERT_PATH is unset (docker's ~/.docker).
+    let cfg_tls = [
+        ("DOCKER_HOST", "tcp://127.0.0.1:2376"),
+        ("DOCKER_TLS_VERIFY", "1"),
+        ("DOCKER_CONFIG", c.to_str().expect("utf-8")),
+        ("DOCKER_CERT_PATH", ""),
+    ];
+    assert_eq!(ok(&cfg_tls, &["logs", "tlsbox"], b""), "from-logs\n");
+    // BARGE_HOST wins over DOCKER_HOST, and -H over both.
+    let sock = format!("unix://{}", d.sock.display());
+    let bogus = [
+        ("DOCKER_HOST", "tcp://127.0.0.1:1"),
+        ("BARGE_HOST", sock.as_str()),
+    ];
+    assert!(ok(&bogus, &["ps"], b"").contains("tlsbox"));
+    let o = run(
+        &[("BARGE_HOST", "tcp://127.0.0.1:1")],
+        &["-H", &sock, "ps"],
+        b"",
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // Refused: no client certificate (the daemon requires one), plain TCP to the TLS port,
+    // a server certificate from a CA the client does not trust.
+    let refused = |env: &[(&str, &str)], args: &[&str], want: &str| {
+        let o = run(env, args, b"");
+        let err = String::from_utf8_lossy(&o.stderr).to_lowercase();
+        assert!(!o.status.success(), "{args:?} got in");
+        assert!(o.stdout.is_empty(), "{args:?}: {o:?}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    };
+    refused(
+        &[],
+        &[
+            "-H",
+            "tcp://127.0.0.1:2376",
+            "--tlsverify",
+            "--tlscacert",
+            &ca,
+            "ps",
+        ],
+        "certificate",
+    );
+    refused(
+        &[],
+        &["-H", "tcp://127.0.0.1:2376", "ps"],
+        "request to the daemon failed",
+    );
+    let other_ca = other.path().join("ca.pem").display().to_string();
+    let o = run(
+        &[],
+        &[
+            "-H",
+            "tcp://127.0.0.1:2376",
+            "--tlsverify",
+            "--tlscacert",
+            &other_ca,
+            "--tlscert",
+            &cert,
+            "--tlskey",
+            &key,
+            "ps",
+        ],
+        b"",
+    );
+    assert!(!o.status.success(), "a server from another CA was trusted");
+    let err = String::from_utf8_lossy(&o.stderr).to_lowercase();
+    assert!(err.contains("certificate") && err.contains("tls"), "{err}");
+    // --tls alone does not verify the server (docker's semantics), but still shows our
+    // certificate, so the daemon lets it in.
+    assert!(ok(
+        &[],
+        &[
+            "-H",
+            "tcp://127.0.0.1:2376",
+            "--tls",
+            "--tlscacert",
+            &other_ca,
+            "--tlscert",
+            &cert,
+            "--tlskey",
+            &key,
+            "ps"
+        ],
+        b"",
+    )
+    .contains("tlsbox"));
+    // --tlsverify=false is TLS without verification too.
+    assert!(ok(
+        &[],
+        &[
+            "-H",
+            "tcp://127.0.0.1:2376",
+            "--tlsverify=false",
+            "--tlscert",
+            &cert,
+            "--tlskey",
+            &key,
+            "ps"
+        ],
+        b"",
+    )
+    .contains("tlsbox"));
+    // Files named on the command line must exist; the error names the flag and the file.
+    let missing = c.join("nope.pem").display().to_string();
+    let o = run(
+        &[],
+        &[
+            "-H",
+            "tcp://127.0.0.1:2376",
+            "--tlsverify",
+            "--tlscacert",
+            &missing,
+            "ps",
+        ],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(125), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--tlscacert") && err.contains(&missing),
+        "{err}"
+    );
+    let o = run(
+        &[],
+        &[
+            "-H",
+            "tcp://127.0.0.1:2376",
+            "--tls",
+            "--tlscert",
+            &cert,
+            "ps",
+        ],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(125), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--tlskey"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = run(&[], &["-H", "ssh://u@h", "ps"], b"");
+    assert_eq!(o.status.code(), Some(125), "{o:?}");
+
+    // The docker CLI with --tlsverify reads what barge made over TLS.
+    let cfg = d.dir.path().join("docker-config").display().to_string();
+    let o = d.sh(&format!(
+        "DOCKER_CONFIG={cfg} docker -H tcp://127.0.0.1:2376 --tlsverify --tlscacert {ca} \
+         --tlscert {cert} --tlskey {key} exec tlsbox echo docker-exec"
+    ));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "docker-exec\n", "{o:?}");
+    ok_tls(&["rm", "-f", "tlsbox"], b"");
+    d.restart_with(&[]);
+}
+
+/// The soft and hard values of a line of /proc/<pid>/limits (`Max open files  1 2 files`).
+fn limit(limits: &str, name: &str) -> (String, String) {
+    let l = limits
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .unwrap_or_else(|| panic!("no {name:?} in {limits}"));
+    let mut f = l.split_whitespace();
+    (
+        f.next().unwrap_or_default().to_string(),
+        f.next().unwrap_or_default().to_string(),
+    )
+}
+
+/// `barge daemon` with `args` on fresh roots under `dir`; returns (success, stderr). Only for
+/// daemons expected to refuse to start (they are killed if they do not).
+fn daemon_refuses(dir: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let mut ch = Command::new(env!("CARGO_BIN_EXE_barge"))
+        .arg("daemon")
+        .arg("-H")
+        .arg(format!("unix://{}", dir.join("r.sock").display()))
+        .arg("--data-root")
+        .arg(dir.join("rdata"))
+        .arg("--exec-root")
+        .arg(dir.join("rexec"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("barge daemon");
+    let exited = eventually(20, || matches!(ch.try_wait(), Ok(Some(_))));
+    if !exited {
+        let _ = ch.kill();
+    }
+    let o = ch.wait_with_output().expect("wait");
+    (
+        exited && o.status.success(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn daemon_flags_pidfile_config_file_default_ulimits_log_level() {
+    if skip() {
+        return;
+    }
+    let mut d = Daemon::start();
+    let dir = d.dir.path().to_path_buf();
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+    // The default pidfile is <exec-root>/barge.pid; the default log level shows INFO lines.
+    let pid = d.pid().expect("pid").to_string();
+    assert_eq!(read(&dir.join("exec/barge.pid")).trim(), pid);
+    // The socket is for root (and the socket's group) only.
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let m = std::fs::metadata(&d.sock).expect("socket");
+    assert_eq!((m.permissions().mode() & 0o777, m.uid()), (0o660, 0));
+    assert!(d.log().contains(" INFO "), "{}", d.log());
+
+    // --pidfile, --default-ulimit, --log-level.
+    let pidfile = dir.join("elsewhere/custom.pid");
+    let pidfile_s = pidfile.display().to_string();
+    let before = d.log().len();
+    d.restart_with(&[
+        "--pidfile",
+        &pidfile_s,
+        "--default-ulimit",
+        "nofile=1000:2000",
+        "--log-level",
+        "error",
+        "--insecure-registry",
+        "myreg.example:5000",
+    ]);
+    // --insecure-registry shows where docker's `info` lists it.
+    let info = d.ok(&["info"]);
+    let listed = info
+        .split("Insecure Registries:")
+        .nth(1)
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    assert!(listed.contains(&"myreg.example:5000"), "{info}");
+    let o = barge(&d, &["info"]).output().expect("barge info");
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("  myreg.example:5000\n"),
+        "{o:?}"
+    );
+    assert_eq!(read(&pidfile).trim(), d.pid().expect("pid").to_string());
+    assert!(
+        !dir.join("exec/barge.pid").exists(),
+        "the old pidfile outlived its daemon"
+    );
+    let lim = d.ok(&["run", "--rm", "busybox", "cat", "/proc/self/limits"]);
+    assert_eq!(
+        limit(&lim, "Max open files"),
+        ("1000".into(), "2000".into())
+    );
+    let lim = d.ok(&[
+        "run",
+        "--rm",
+        "--ulimit",
+        "nofile=300:400",
+        "busybox",
+        "cat",
+        "/proc/self/limits",
+    ]);
+    assert_eq!(limit(&lim, "Max open files"), ("300".into(), "400".into()));
+    // (The previous daemon's own "shutting down" line lands after `before`.)
+    let info_lines = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains(" INFO ") && !l.contains("shutting down"))
+            .count()
+    };
+    let log = d.log()[before..].to_string();
+    assert_eq!(info_lines(&log), 0, "--log-level error logged INFO: {log}");
+    // While it runs, another daemon on its pidfile or its socket is refused.
+    let other = tempfile::tempdir().expect("tempdir");
+    let (ok, err) = daemon_refuses(other.path(), &["--pidfile", &pidfile_s]);
+    assert!(!ok && err.contains("pid file found"), "{err}");
+    let (ok, err) = Some(&d.sock)
+        .map(|s| {
+            let o = Command::new(env!("CARGO_BIN_EXE_barge"))
+                .args(["daemon", "-H", &format!("unix://{}", s.display())])
+                .arg("--data-root")
+                .arg(other.path().join("d2"))
+                .arg("--exec-root")
+                .arg(other.path().join("e2"))
+                .stdin(Stdio::null())
+                .output()
+                .expect("barge daemon");
+            (
+                o.status.success(),
+                String::from_utf8_lossy(&o.stderr).into_owned(),
+            )
+        })
+        .expect("sock");
+    assert!(!ok && err.contains("in use by another daemon"), "{err}");
+
+    // daemon.json (--config-file): default-ulimits in dockerd's shape, log-level, pidfile.
+    let cfg = dir.join("daemon.json");
+    let pid2 = dir.join("fromjson.pid");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{{"default-ulimits": {{"nproc": {{"Name": "nproc", "Soft": 500, "Hard": 600}}}},
+                "log-level": "warn", "pidfile": "{}"}}"#,
+            pid2.display()
+        ),
+    )
+    .expect("daemon.json");
+    let before = d.log().len();
+    d.restart_with(&[]);
+    assert!(!pidfile.exists(), "the stopped daemon left its pidfile");
+    assert_eq!(read(&pid2).trim(), d.pid().expect("pid").to_string());
+    let lim = d.ok(&["run", "--rm", "busybox", "cat", "/proc/self/limits"]);
+    assert_eq!(limit(&lim, "Max processes"), ("500".into(), "600".into()));
+    let log = d.log()[before..].to_string();
+    assert_eq!(info_lines(&log), 0, "log-level warn logged INFO: {log}");
+
+    // Bad values: refused before anything is created, with a message naming the problem.
+    let bad = tempfile::tempdir().expect("tempdir");
+    let b = bad.path();
+    let write = |name: &str, text: &str| {
+        let p = b.join(name);
+        std::fs::write(&p, text).expect("write");
+        p.display().to_string()
+    };
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["--log-level".into(), "loud".into()], "loud"),
+        (
+            vec!["--default-ulimit".into(), "nofile=x".into()],
+            "nofile=x",
+        ),
+        (vec!["--default-ulimit".into(), "bogus=1".into()], "bogus"),
+        (
+            vec![
+                "--config-file".into(),
+                write("a.json", r#"{"default-ulimits": {"nofile": "1024"}}"#),
+            ],
+            "default-ulimits.nofile",
+        ),
+        (
+            vec![
+                "--config-file".into(),
+                write(
+                    "b.json",
+                    r#"{"default-ulimits": {"nofile": {"Soft": 9, "Hard": 1}}}"#,
+                ),
+            ],
+            "soft limit above hard limit",
+        ),
+        (
+            vec!["--config-file".into(), write("c.json", "{not json")],
+            "invalid JSON",
+        ),
+        (
+            vec![
+                "--config-file".into(),
+                write("d.json", r#"{"log-level": "loud"}"#),
+            ],
+            "loud",
+        ),
+    ];
+    for (args, want) in cases {
+        let mut a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let none = b.join("none.json").display().to_string();
+        if !a.contains(&"--config-file") {
+            a.extend(["--config-file", &none]);
+        }
+        let (ok, err) = daemon_refuses(b, &a);
+        assert!(!ok, "{a:?} started");
+        assert!(err.contains(want), "{a:?}: {err}");
+        assert!(!b.join("rdata").exists(), "{a:?} created its data root");
+    }
+    std::fs::write(&cfg, "{}").expect("daemon.json");
+    d.restart_with(&[]);
+}
+
+#[test]
+fn daemons_side_by_side_keep_to_their_own_roots() {
+    if skip() {
+        return;
+    }
+    let a = Daemon::start();
+    let b = Daemon::start();
+    let ia = a.ok(&["run", "-d", "--name", "same", "busybox", "sleep", "300"]);
+    let ib = b.ok(&["run", "-d", "--name", "same", "busybox", "sleep", "300"]);
+    assert_ne!(ia, ib);
+    assert_eq!(a.ok(&["ps", "-q", "--no-trunc"]), ia);
+    assert_eq!(b.ok(&["ps", "-q", "--no-trunc"]), ib);
+    let root = |d: &Daemon| d.ok(&["info", "--format", "{{.DockerRootDir}}"]);
+    assert_eq!(root(&a), a.dir.path().join("data").display().to_string());
+    assert_eq!(root(&b), b.dir.path().join("data").display().to_string());
+    // The barge CLI picks one by -H.
+    let o = barge(&b, &["ps", "-q", "--no-trunc"])
+        .output()
+        .expect("barge");
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), ib);
+    a.ok(&["rm", "-f", "same"]);
+    assert_eq!(a.ok(&["ps", "-aq"]), "");
+    assert_eq!(
+        b.ok(&["inspect", "-f", "{{.State.Status}}", "same"]),
+        "running"
+    );
+    b.ok(&["rm", "-f", "same"]);
+}
+
+/// The `timeNano` of container `name`'s `start` events since `since` (seconds), in order.
+fn start_times(d: &Daemon, name: &str, since: f64) -> Vec<f64> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs_f64();
+    let f = format!(r#"{{"container":["{name}"],"event":["start"]}}"#);
+    let enc: String = f
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let (code, raw) = d.api(
+        "GET",
+        &format!("/events?since={since}&until={now}&filters={enc}"),
+        None,
+    );
+    assert_eq!(code, 200, "{raw}");
+    raw.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["timeNano"].as_i64())
+        .map(|n| n as f64 / 1e9)
+        .collect()
+}
+
+#[test]
+fn restart_back_off_and_policies_across_a_daemon_restart() {
+    if skip() {
+        return;
+    }
+    let mut d = Daemon::start();
+    let t0 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs_f64()
+        - 1.0;
+    let count = |d: &Daemon, n: &str| -> u32 {
+        d.ok(&["inspect", "-f", "{{.RestartCount}}", n])
+            .parse()
+            .expect("RestartCount")
+    };
+    // Stopped by hand: unless-stopped stays down across a daemon restart, always comes back
+    // (dockerd's rules); one killed while the daemon is away is restarted when it returns.
+    for (n, p) in [
+        ("us", "unless-stopped"),
+        ("al", "always"),
+        ("crash", "always"),
+    ] {
+        d.ok(&[
+            "run",
+            "-d",
+            "--name",
+            n,
+            "--restart",
+            p,
+            "busybox",
+            "sleep",
+            "300",
+        ]);
+    }
+    d.ok(&["stop", "-t", "1", "us", "al"]);
+    let pid: i32 = d
+        .ok(&["inspect", "-f", "{{.State.Pid}}", "crash"])
+        .parse()
+        .expect("pid");
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "loop",
+        "--restart",
+        "always",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 1",
+    ]);
+    assert!(eventually(30, || count(&d, "loop") >= 4), "{}", d.log());
+    let rc = count(&d, "loop");
+    // Docker's back-off: 100 ms before the first restart, doubling each time (lower bounds
+    // only: a loaded machine makes the gaps longer, never shorter).
+    // (RestartCount goes up just before the start it counts.)
+    assert!(eventually(30, || start_times(&d, "loop", t0).len() >= 5));
+    let starts = start_times(&d, "loop", t0);
+    for (i, w) in starts.windows(2).take(4).enumerate() {
+        let want = 0.1 * f64::from(1u32 << i) * 0.9;
+        assert!(
+            w[1] - w[0] >= want,
+            "restart {i}: {:.3}s < {want}s ({starts:?})",
+            w[1] - w[0]
+        );
+    }
+    d.kill9();
+    // SAFETY: SIGKILL to the init of a container this test made, by its pid.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let back = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs_f64();
+    d.spawn();
+    let state = |n: &str| d.ok(&["inspect", "-f", "{{.State.Status}} {{.State.Pid}}", n]);
+    assert!(
+        eventually(20, || {
+            let s = state("crash");
+            s.starts_with("running ") && s != format!("running {pid}")
+        }),
+        "{}",
+        state("crash")
+    );
+    assert_eq!(count(&d, "crash"), 1);
+    assert!(
+        eventually(20, || state("al").starts_with("running")),
+        "{}",
+        state("al")
+    );
+    assert!(state("us").starts_with("exited"), "{}", state("us"));
+    // The crash loop goes on with its back-off where it was: RestartCount was at least rc,
+    // so the second start after the daemon's return waits at least 2^rc x 100 ms.
+    assert!(
+        eventually(60, || start_times(&d, "loop", back).len() >= 2),
+        "{}",
+        d.log()
+    );
+    let s = start_times(&d, "loop", back);
+    let want = 0.1 * f64::from(1u32 << rc.min(10)) * 0.9;
+    assert!(
+        s[1] - s[0] >= want,
+        "{s:?}: want >= {want}s (RestartCount {rc})"
+    );
+    d.ok(&["rm", "-f", "loop", "us", "al", "crash"]);
+}
+
+#[test]
+fn privileged_cap_add_stop_timeout_health_options_and_id_filter() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    let caps = |args: &[&str]| -> u64 {
+        let mut a = vec!["run", "--rm"];
+        a.extend_from_slice(args);
+        a.extend(["busybox", "grep", "CapEff", "/proc/self/status"]);
+        let o = d.ok(&a);
+        u64::from_str_radix(o.split_whitespace().nth(1).unwrap_or_default(), 16).expect("hex")
+    };
+    let default = caps(&[]);
+    assert_eq!(default, 0xa80425fb);
+    // CAP_NET_ADMIN is bit 12; dropping CAP_CHOWN (bit 0) takes it away.
+    assert_eq!(caps(&["--cap-add", "NET_ADMIN"]), default | 1 << 12);
+    assert_eq!(
+        caps(&["--cap-add", "net_admin", "--cap-drop", "CHOWN"]),
+        (default | 1 << 12) & !1
+    );
+    // --privileged: every capability the daemon holds (its bounding set, which is this
+    // test's: a host may withhold some).
+    let bnd = std::fs::read_to_string("/proc/self/status")
+        .expect("status")
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:").map(|v| v.trim().to_string()))
+        .expect("CapBnd");
+    let bnd = u64::from_str_radix(&bnd, 16).expect("hex");
+    assert_eq!(caps(&["--privileged"]), bnd);
+    assert_eq!(caps(&["--cap-add", "ALL"]), bnd);
+    // --stop-timeout: the container's own grace period for a plain `stop`. Its TERM trap
+    // needs 5 s, more than the 1 s given and less than the default 10 s: killed means the
+    // container's timeout was used.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "st",
+        "--stop-timeout",
+        "1",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'sleep 5; exit 5' TERM; while :; do sleep 0.1; done",
+    ]);
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.Config.StopTimeout}}", "st"]),
+        "1"
+    );
+    d.ok(&["stop", "st"]);
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            "st"
+        ]),
+        "exited 137"
+    );
+    d.ok(&["rm", "st"]);
+    // --health-timeout: a check that outlives it fails; --health-start-period: failures
+    // inside it do not count (the status stays "starting").
+    let hc = |name: &str, f: &str| d.ok(&["inspect", "-f", f, name]);
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "slow",
+        "--health-cmd",
+        "sleep 5",
+        "--health-timeout",
+        "200ms",
+        "--health-interval",
+        "300ms",
+        "--health-retries",
+        "1",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    assert!(
+        eventually(20, || hc("slow", "{{.State.Health.Status}}") == "unhealthy"),
+        "{}",
+        hc("slow", "{{json .State.Health}}")
+    );
+    let out = hc("slow", "{{(index .State.Health.Log 0).Output}}");
+    assert!(out.contains("Health check exceeded timeout"), "{out}");
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "young",
+        "--health-cmd",
+        "false",
+        "--health-start-period",
+        "1h",
+        "--health-interval",
+        "200ms",
+        "--health-retries",
+        "1",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    assert!(
+        eventually(20, || hc("young", "{{len .State.Health.Log}}")
+            .parse::<u32>()
+            .is_ok_and(|n| n >= 3)),
+        "{}",
+        hc("young", "{{json .State.Health}}")
+    );
+    assert_eq!(
+        hc(
+            "young",
+            "{{.State.Health.Status}} {{.State.Health.FailingStreak}}"
+        ),
+        "starting 0"
+    );
+    // ps --filter id= (a prefix of the id).
+    let id = d.ok(&["inspect", "-f", "{{.Id}}", "young"]);
+    assert_eq!(
+        d.ok(&[
+            "ps",
+            "--filter",
+            &format!("id={}", &id[..10]),
+            "--format",
+            "{{.Names}}"
+        ]),
+        "young"
+    );
+    d.ok(&["rm", "-f", "slow", "young"]);
+}

@@ -6,9 +6,24 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Parser, Debug, Clone)]
 #[command(name = "barge", version, about, disable_help_subcommand = true)]
 pub struct Cli {
-    /// Daemon socket to connect to (unix:///path); default unix:///run/barge/barge.sock, or $BARGE_HOST
+    /// Daemon to connect to (unix:///path or tcp://host:port); default $BARGE_HOST, else $DOCKER_HOST, else unix:///run/barge/barge.sock
     #[arg(short = 'H', long)]
     pub host: Option<String>,
+    /// Use TLS; implied by --tlsverify (or $DOCKER_TLS)
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub tls: Option<bool>,
+    /// Use TLS and verify the remote (or $DOCKER_TLS_VERIFY)
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub tlsverify: Option<bool>,
+    /// Trust certs signed only by this CA (default $DOCKER_CERT_PATH/ca.pem, ~/.docker/ca.pem)
+    #[arg(long, value_name = "PATH")]
+    pub tlscacert: Option<std::path::PathBuf>,
+    /// Path to TLS certificate file (default $DOCKER_CERT_PATH/cert.pem, ~/.docker/cert.pem)
+    #[arg(long, value_name = "PATH")]
+    pub tlscert: Option<std::path::PathBuf>,
+    /// Path to TLS key file (default $DOCKER_CERT_PATH/key.pem, ~/.docker/key.pem)
+    #[arg(long, value_name = "PATH")]
+    pub tlskey: Option<std::path::PathBuf>,
     /// Location of client config files (default ~/.docker)
     #[arg(long)]
     pub config: Option<String>,

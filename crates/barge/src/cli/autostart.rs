@@ -5,7 +5,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::client::{Client, DEFAULT_SOCKET};
+use super::client::Client;
+use super::endpoint::{Endpoint, DEFAULT_SOCKET};
 use super::error::Result;
 
 /// Where the auto-started daemon logs.
@@ -51,7 +52,7 @@ pub async fn start_daemon(sock: &Path) -> Result<()> {
         Ok(c) => c,
         Err(_) => return Ok(()),
     };
-    let c = Client::new(sock.to_path_buf(), false);
+    let c = Client::new(Endpoint::Unix(sock.to_path_buf()), false);
     let start = std::time::Instant::now();
     while start.elapsed() < Duration::from_secs(15) {
         if c.wait_ping(Duration::from_millis(200)).await {

@@ -1,7 +1,7 @@
-//! The Docker Engine API client: HTTP/1.1 over the daemon's unix socket (hyper 1), JSON bodies,
-//! streamed responses and hijacked (upgraded) attach/exec connections.
+//! The Docker Engine API client: HTTP/1.1 over the daemon's unix socket or TCP (with TLS;
+//! see [`super::endpoint`]) (hyper 1), JSON bodies, streamed responses and hijacked
+//! (upgraded) attach/exec connections.
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -14,47 +14,21 @@ use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::UnixStream;
 
+use super::endpoint::{Conn, Endpoint};
 use super::error::{Error, Result};
 
 /// The API version the CLI speaks (dockerd 20.10's; barge's daemon serves it too).
 pub const API_VERSION: &str = "1.41";
 
-/// The default daemon socket.
-pub const DEFAULT_SOCKET: &str = "/run/barge/barge.sock";
-
-/// A client of one daemon socket.
+/// A client of one daemon.
 pub struct Client {
-    sock: PathBuf,
+    ep: Endpoint,
     /// Start a daemon in the background when none answers (only for the default socket, as root).
     autostart: bool,
     tried_autostart: AtomicBool,
     /// Extra headers sent with every request (none by default).
     pub user_agent: String,
-}
-
-/// Parses `-H`/`BARGE_HOST`: `unix:///path` or a plain path.
-pub fn parse_host(host: &str) -> Result<PathBuf> {
-    if let Some(p) = host.strip_prefix("unix://") {
-        if p.is_empty() {
-            return Err(Error::Usage(format!(
-                "invalid host {host:?}: empty socket path"
-            )));
-        }
-        return Ok(PathBuf::from(p));
-    }
-    if host.starts_with('/') {
-        return Ok(PathBuf::from(host));
-    }
-    if host.contains("://") {
-        return Err(Error::Usage(format!(
-            "unsupported host {host:?}: barge's CLI speaks to unix:// sockets only"
-        )));
-    }
-    Err(Error::Usage(format!(
-        "invalid host {host:?}: expected unix:///path/to/socket"
-    )))
 }
 
 /// Percent-encodes a query component.
@@ -200,41 +174,43 @@ impl Body {
 
 /// A hijacked connection: the raw stream after the HTTP upgrade.
 pub struct Hijacked {
-    /// The socket, positioned after the response headers.
-    pub stream: UnixStream,
+    /// The connection, positioned after the response headers.
+    pub stream: Conn,
     /// Bytes read past the headers (the start of the stream).
     pub leftover: Vec<u8>,
 }
 
 impl Client {
-    /// A client of `sock`; `autostart` lets it start a daemon when none answers.
-    pub fn new(sock: PathBuf, autostart: bool) -> Client {
+    /// A client of `ep`; `autostart` lets it start a daemon when none answers.
+    pub fn new(ep: Endpoint, autostart: bool) -> Client {
         Client {
-            sock,
+            ep,
             autostart,
             tried_autostart: AtomicBool::new(false),
             user_agent: format!("barge/{}", env!("CARGO_PKG_VERSION")),
         }
     }
 
-    /// The socket path.
-    pub fn socket(&self) -> &Path {
-        &self.sock
+    /// Another client of the same daemon (never starting one).
+    pub fn sibling(&self) -> Client {
+        Client::new(self.ep.clone(), false)
     }
 
-    async fn connect(&self) -> Result<UnixStream> {
-        match UnixStream::connect(&self.sock).await {
+    async fn connect(&self) -> Result<Conn> {
+        match self.ep.connect().await {
             Ok(s) => Ok(s),
             Err(e) => {
-                if self.autostart && !self.tried_autostart.swap(true, Ordering::SeqCst) {
-                    super::autostart::start_daemon(&self.sock).await?;
-                    if let Ok(s) = UnixStream::connect(&self.sock).await {
-                        return Ok(s);
+                if let (true, Some(sock)) = (self.autostart, self.ep.socket()) {
+                    if !self.tried_autostart.swap(true, Ordering::SeqCst) {
+                        super::autostart::start_daemon(sock).await?;
+                        if let Ok(s) = self.ep.connect().await {
+                            return Ok(s);
+                        }
                     }
                 }
                 Err(Error::Connect(format!(
-                    "Cannot connect to the barge daemon at unix://{}. Is the barge daemon running? ({e})",
-                    self.sock.display()
+                    "Cannot connect to the barge daemon at {}. Is the barge daemon running? ({e})",
+                    self.ep.url()
                 )))
             }
         }
@@ -265,7 +241,7 @@ impl Client {
         let stream = self.connect().await?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .map_err(|e| Error::Connect(format!("handshake with the daemon: {e}")))?;
+            .map_err(|e| Error::Connect(format!("handshake with the daemon: {}", chain(&e))))?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -277,7 +253,7 @@ impl Client {
         let mut req = Request::builder()
             .method(method)
             .uri(uri)
-            .header("Host", "barge")
+            .header("Host", self.ep.authority())
             .header("User-Agent", &self.user_agent);
         for (k, v) in headers {
             req = req.header(*k, v);
@@ -291,7 +267,7 @@ impl Client {
         sender
             .send_request(req)
             .await
-            .map_err(|e| Error::Connect(format!("request to the daemon failed: {e}")))
+            .map_err(|e| Error::Connect(format!("request to the daemon failed: {}", chain(&e))))
     }
 
     /// Sends a request and turns an error status into `Error::Api`.
@@ -371,7 +347,8 @@ impl Client {
         let mut stream = self.connect().await?;
         let body = body.map(|b| b.to_string()).unwrap_or_default();
         let req = format!(
-            "POST /v{API_VERSION}{path} HTTP/1.1\r\nHost: barge\r\nUser-Agent: {}\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
+            "POST /v{API_VERSION}{path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {}\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
+            self.ep.authority(),
             self.user_agent,
             body.len(),
             body
@@ -428,7 +405,7 @@ impl Client {
     pub async fn wait_ping(&self, timeout: Duration) -> bool {
         let start = std::time::Instant::now();
         while start.elapsed() < timeout {
-            if let Ok(mut s) = UnixStream::connect(&self.sock).await {
+            if let Ok(mut s) = self.ep.connect().await {
                 let mut buf = vec![0u8; 64];
                 if s.write_all(b"GET /_ping HTTP/1.0\r\nHost: barge\r\n\r\n")
                     .await
@@ -447,6 +424,20 @@ impl Client {
         }
         false
     }
+}
+
+/// An error with its causes (`a: b: c`): hyper's own message alone hides a TLS alert.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s = format!("{s}: {m}");
+        }
+        src = c.source();
+    }
+    s
 }
 
 fn find(h: &[u8], n: &[u8]) -> Option<usize> {
@@ -471,18 +462,6 @@ pub fn parse_json(b: &[u8]) -> Result<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hosts() {
-        assert_eq!(
-            parse_host("unix:///run/x.sock").unwrap(),
-            PathBuf::from("/run/x.sock")
-        );
-        assert_eq!(parse_host("/a/b").unwrap(), PathBuf::from("/a/b"));
-        assert!(parse_host("tcp://1.2.3.4:2375").is_err());
-        assert!(parse_host("unix://").is_err());
-        assert!(parse_host("foo").is_err());
-    }
 
     #[test]
     fn encoding_and_filters() {

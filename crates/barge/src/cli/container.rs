@@ -532,7 +532,7 @@ async fn resize(c: &Client, path_prefix: &str) {
 }
 
 fn spawn_resize_watcher(c: &Client, path_prefix: String) {
-    let c2 = Client::new(c.socket().to_path_buf(), false);
+    let c2 = c.sibling();
     // Installed now, not when the task first runs, so no early SIGWINCH is missed.
     let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
     else {
@@ -558,7 +558,7 @@ fn spawn_sig_proxy(c: &Client, id: String) {
         (SignalKind::user_defined2(), 12),
     ] {
         let Ok(mut s) = signal(kind) else { continue };
-        let c2 = Client::new(c.socket().to_path_buf(), false);
+        let c2 = c.sibling();
         let id = id.clone();
         tokio::spawn(async move {
             while s.recv().await.is_some() {

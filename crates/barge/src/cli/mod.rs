@@ -6,6 +6,7 @@ mod autostart;
 mod build;
 pub mod client;
 mod container;
+pub mod endpoint;
 pub mod error;
 pub mod format;
 mod image;
@@ -21,7 +22,8 @@ use clap::{CommandFactory, Parser};
 use out::errln;
 
 use args::{Cli, Cmd};
-use client::{parse_host, Client, DEFAULT_SOCKET};
+use client::Client;
+use endpoint::{Endpoint, TlsFlags};
 use error::{Error, Result};
 
 /// Runs the CLI; returns the process exit code (Docker's: 125 engine error, else the command's).
@@ -79,13 +81,15 @@ pub fn main(args: Vec<std::ffi::OsString>) -> i32 {
 }
 
 fn client_for(cli: &Cli) -> Result<Client> {
-    if let Some(h) = &cli.host {
-        return Ok(Client::new(parse_host(h)?, false));
-    }
-    match std::env::var("BARGE_HOST") {
-        Ok(h) if !h.is_empty() => Ok(Client::new(parse_host(&h)?, false)),
-        _ => Ok(Client::new(DEFAULT_SOCKET.into(), true)),
-    }
+    let flags = TlsFlags {
+        tls: cli.tls,
+        tlsverify: cli.tlsverify,
+        cacert: cli.tlscacert.clone(),
+        cert: cli.tlscert.clone(),
+        key: cli.tlskey.clone(),
+    };
+    let (ep, default) = Endpoint::resolve(cli.host.as_deref(), &flags)?;
+    Ok(Client::new(ep, default))
 }
 
 async fn run(cli: Cli) -> Result<()> {

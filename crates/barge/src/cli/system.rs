@@ -135,6 +135,29 @@ pub async fn info(c: &Client, a: FormatOnly) -> Result<()> {
     o.push_str(&format!(" ID: {}\n", g("ID")));
     o.push_str(&format!(" Docker Root Dir: {}\n", g("DockerRootDir")));
     o.push_str(&format!(" Debug Mode: {}\n", g("Debug")));
+    // As docker: the registries reached without TLS (IndexConfigs not Secure, then CIDRs).
+    let reg = i.get("RegistryConfig");
+    let mut insecure: Vec<String> = reg
+        .and_then(|r| r.get("IndexConfigs"))
+        .and_then(Value::as_object)
+        .into_iter()
+        .flat_map(|m| m.values())
+        .filter(|v| v.get("Secure") == Some(&Value::Bool(false)))
+        .filter_map(|v| v.get("Name").and_then(Value::as_str).map(str::to_string))
+        .collect();
+    insecure.extend(
+        reg.and_then(|r| r.get("InsecureRegistryCIDRs"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_string)),
+    );
+    if !insecure.is_empty() {
+        o.push_str(" Insecure Registries:\n");
+        for r in insecure {
+            o.push_str(&format!("  {r}\n"));
+        }
+    }
     out!("{o}");
     for w in i
         .get("Warnings")

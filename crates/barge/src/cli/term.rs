@@ -108,7 +108,7 @@ fn write_out(stream: u8, data: &[u8]) {
 /// `tty`: the stream is raw (else multiplexed); `stdin`: forward our stdin, closing the write
 /// half at its end; `detach`: the detach key sequence (empty: none).
 pub async fn pump(h: Hijacked, tty: bool, stdin: bool, detach: Vec<u8>) -> Result<PumpEnd> {
-    let (mut rd, mut wr) = h.stream.into_split();
+    let (mut rd, mut wr) = tokio::io::split(h.stream);
     let mut demux = Demux::default();
     let emit = |demux: &mut Demux, data: &[u8]| {
         if tty {
