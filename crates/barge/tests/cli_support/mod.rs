@@ -362,7 +362,18 @@ for wait, send in cfg["steps"]:
         continue
     os.write(fd, data)
 read_until("", 3)
-_, st = os.waitpid(pid, 0)
+# A session whose steps went wrong must fail, not hang: the client gets 30 s to exit.
+end = time.time() + 30
+while True:
+    p, st = os.waitpid(pid, os.WNOHANG)
+    if p:
+        break
+    if time.time() > end:
+        os.kill(pid, 9)
+        _, st = os.waitpid(pid, 0)
+        out += b"\n[pty helper: the client did not exit; killed]"
+        break
+    read_until("", 0.2)
 sys.stdout.write(json.dumps({"out": out.decode("utf-8", "replace"), "code": os.waitstatus_to_exitcode(st)}))
 "#;
     let cfg = serde_json::json!({
