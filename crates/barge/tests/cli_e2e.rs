@@ -856,7 +856,10 @@ fn terminal_sessions() {
         24,
         80,
         &[
-            ("# ", b"echo ppid=$PPID; sh -c 'echo sl\"\"eeping; exec sleep 1000'\r"),
+            (
+                "# ",
+                b"echo ppid=$PPID; sh -c 'echo sl\"\"eeping; exec sleep 1000'\r",
+            ),
             ("sleeping", &[3]),
             ("", b"echo done$((2+3))\r"),
             ("done5", b"exit 4\r"),
