@@ -555,6 +555,8 @@ fn teardown_leaves_no_links_addresses_or_rules() {
         let baseline: BTreeSet<String> = host_links();
         // forwarding is turned on only when a network needs it (not for internal ones)
         let fwd = || std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").expect("sysctl");
+        // A new namespace may start with the host's setting: start this one from "off".
+        std::fs::write("/proc/sys/net/ipv4/ip_forward", "0").expect("sysctl");
         assert_eq!(fwd().trim(), "0");
         h.nm.create_network(NetworkSpec {
             name: "only-internal".into(),
