@@ -129,11 +129,13 @@ impl Cgroup {
         if self.v2_controllers.is_empty() {
             return;
         }
-        let mut level = root.to_path_buf();
+        // The root and every directory between it and the container's own: `barge/<id>`
+        // needs them on in the root and in `barge`.
         let parts: Vec<_> = self.rel.components().collect();
-        for (i, c) in parts.iter().enumerate() {
+        let mut level = root.to_path_buf();
+        for i in 0..parts.len() {
             if i > 0 {
-                level.push(c);
+                level.push(parts[i - 1]);
             }
             let file = level.join("cgroup.subtree_control");
             let on = read_opt(&file).ok().flatten().unwrap_or_default();
