@@ -59,6 +59,12 @@ bench_netns_add() {
 # mounting the v1 hugetlb hierarchy takes it from cgroup2 (and is undone at exit).
 bench_hugetlb() {
     if [ ! -e /sys/fs/cgroup/hugetlb/cgroup.procs ] && grep -qw hugetlb /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null; then
+        # The controller can only move while no cgroup2 level has it on (barge's own
+        # cgroups turn it on): switch it off, deepest level first.
+        find /sys/fs/cgroup/unified -name cgroup.subtree_control | awk -F/ '{print NF" "$0}' |
+            sort -rn | cut -d' ' -f2- | while read -r f; do
+                if grep -qw hugetlb "$f"; then echo -hugetlb >"$f" 2>/dev/null || true; fi
+            done
         mkdir -p /sys/fs/cgroup/hugetlb
         mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb
         mounted_hugetlb=1
