@@ -237,10 +237,7 @@ fn info(api: &Api) -> serde_json::Value {
     let paused = all.iter().filter(|c| c.state.status == "paused").count();
     let images = api.engine.store.list_images().map(|v| v.len()).unwrap_or(0);
     let (mem, ncpu) = util::host_resources();
-    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .unwrap_or_default()
-        .trim()
-        .to_string();
+    let hostname = barge_engine::util::host_name();
     json!({
         "ID": "barge",
         "Containers": all.len(),

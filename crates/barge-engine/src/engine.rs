@@ -657,9 +657,7 @@ impl Engine {
                 .and_then(Value::as_str)
                 .unwrap_or_default();
             let hostname = if mode == "host" {
-                std::fs::read_to_string("/proc/sys/kernel/hostname")
-                    .map(|h| h.trim().to_string())
-                    .unwrap_or_default()
+                crate::util::host_name()
             } else if mode.starts_with("container:") {
                 String::new()
             } else {

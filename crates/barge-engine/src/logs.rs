@@ -34,15 +34,20 @@ pub fn files(path: &Path) -> Vec<PathBuf> {
 pub fn read_all(path: &Path) -> Vec<Entry> {
     let mut out = Vec::new();
     for f in files(path) {
-        if let Ok(file) = std::fs::File::open(&f) {
-            for line in BufReader::new(file).lines().map_while(Result::ok) {
-                if let Ok(e) = serde_json::from_str::<Entry>(&line) {
-                    out.push(e);
-                }
+        read_file(&f, &mut out);
+    }
+    out
+}
+
+/// Appends the entries of one log file to `out` (none if it cannot be opened).
+fn read_file(path: &Path, out: &mut Vec<Entry>) {
+    if let Ok(file) = std::fs::File::open(path) {
+        for line in BufReader::new(file).lines().map_while(Result::ok) {
+            if let Ok(e) = serde_json::from_str::<Entry>(&line) {
+                out.push(e);
             }
         }
     }
-    out
 }
 
 /// Reads a log and then what is appended to it. The current file is opened before anything
@@ -69,13 +74,7 @@ impl Follower {
         let mut out = Vec::new();
         let rotated = files(&self.path);
         for f in &rotated[..rotated.len() - 1] {
-            if let Ok(file) = std::fs::File::open(f) {
-                for line in BufReader::new(file).lines().map_while(Result::ok) {
-                    if let Ok(e) = serde_json::from_str::<Entry>(&line) {
-                        out.push(e);
-                    }
-                }
-            }
+            read_file(f, &mut out);
         }
         out.extend(self.read_new());
         out

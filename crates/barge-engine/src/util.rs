@@ -117,3 +117,10 @@ pub fn set_winsize(fd: &impl AsRawFd, rows: u16, cols: u16) -> std::io::Result<(
     }
     Ok(())
 }
+
+/// The host's name (as `hostname` prints it; "" if unreadable).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
