@@ -15,14 +15,8 @@ cd "$(dirname "$0")/.."
 runs=${1:-30}
 idle=${2:-200}
 sh scripts/setup.sh
-# BARGE_BIN=path measures another build (e.g. main's, for a before/after).
-if [ -n "${BARGE_BIN:-}" ]; then
-    barge=$BARGE_BIN
-else
-    cargo build --release -q -p barge
-    barge=$PWD/target/release/barge
-fi
 . bench/lib.sh
+bench_barge
 bench_init barge-bench-engine
 ns=barge-bench-$$
 bench_cleanup_hook() {

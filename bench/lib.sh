@@ -99,3 +99,14 @@ bench_busybox() {
     sh tests/fixtures/busybox-rootfs.sh "$1/rootfs"
     tar -C "$1/rootfs" -cf "$1/busybox.tar" .
 }
+
+# bench_barge: $barge, the binary measured: $BARGE_BIN when set (another build, e.g. main's
+# for a before/after), else this tree's release build.
+bench_barge() {
+    if [ -n "${BARGE_BIN:-}" ]; then
+        barge=$BARGE_BIN
+    else
+        cargo build --release -q -p barge
+        barge=$PWD/target/release/barge
+    fi
+}

@@ -21,16 +21,10 @@ cd "$(dirname "$0")/.."
 runs=${1:-40}
 secs=${2:-5}
 sh scripts/setup.sh
-# BARGE_BIN=path measures another build (e.g. main's, for a before/after).
-if [ -n "${BARGE_BIN:-}" ]; then
-    barge=$BARGE_BIN
-else
-    cargo build --release -q -p barge
-    barge=$PWD/target/release/barge
-fi
 iperf=$(command -v iperf3)
 
 . bench/lib.sh
+bench_barge
 bench_init barge-bench-net
 nsb=barge-bnet-b-$$
 nsd=barge-bnet-d-$$
