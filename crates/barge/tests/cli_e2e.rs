@@ -840,8 +840,8 @@ fn terminal_sessions() {
         &[
             ("# ", b"stty size; echo $((6*7))x\r"),
             ("42x", b"\0resize:40x120"),
-            ("", b"stty size; echo $((6*8))y\r"),
-            ("48y", b"exit 5\r"),
+            ("", b"stty size\r"),
+            ("\u{1}40 120", b"exit 5\r"),
         ],
     );
     assert!(o.contains("33 101"), "{o}");
@@ -906,8 +906,8 @@ fn terminal_sessions() {
             &[
                 ("# ", b"stty size; echo $((6*7))x\r"),
                 ("42x", b"\0resize:31x93"),
-                ("", b"stty size; echo $((6*8))y\r"),
-                ("48y", b"exit 2\r"),
+                ("", b"stty size\r"),
+                ("\u{1}31 93", b"exit 2\r"),
             ],
         );
         assert!(o.contains("21 77"), "{argv:?}: {o}");
@@ -923,8 +923,8 @@ fn terminal_sessions() {
         &[
             ("# ", b"stty size; echo $((6*7))x\r"),
             ("42x", b"\0resize:44x111"),
-            ("", b"stty size; echo $((6*8))y\r"),
-            ("48y", b"exit 9\r"),
+            ("", b"stty size\r"),
+            ("\u{1}44 111", b"exit 9\r"),
         ],
     );
     assert!(o.contains("22 70"), "{o}");
@@ -935,7 +935,7 @@ fn terminal_sessions() {
         &[barge_bin(), "attach", "det"],
         24,
         80,
-        &[("", b"\r"), ("# ", b"exit 6\r")],
+        &[("", b"\r"), ("\u{1}# ", b"exit 6\r")],
     );
     assert_eq!(code, 6, "{o}");
     assert_eq!(d.ok(&["inspect", "-f", "{{.State.ExitCode}}", "det"]), "6");

@@ -1166,6 +1166,47 @@ fn privileged_cap_add_stop_timeout_health_options_and_id_filter() {
     let bnd = u64::from_str_radix(&bnd, 16).expect("hex");
     assert_eq!(caps(&["--privileged"]), bnd);
     assert_eq!(caps(&["--cap-add", "ALL"]), bnd);
+    // --privileged also gives the host's devices (as Docker: all but console and the
+    // directories the container has its own of); without it only the default few.
+    use std::os::unix::fs::FileTypeExt;
+    let host_devs: Vec<String> = std::fs::read_dir("/dev")
+        .expect("/dev")
+        .flatten()
+        .filter(|e| {
+            e.metadata()
+                .is_ok_and(|m| m.file_type().is_char_device() || m.file_type().is_block_device())
+                && e.file_name() != "console"
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let inside = d.ok(&["run", "--rm", "--privileged", "busybox", "ls", "/dev"]);
+    let inside: Vec<&str> = inside.split_whitespace().collect();
+    for dev in &host_devs {
+        assert!(
+            inside.contains(&dev.as_str()),
+            "--privileged lacks /dev/{dev}: {inside:?}"
+        );
+    }
+    if host_devs.iter().any(|d| d == "loop-control") {
+        let plain = d.docker(&["run", "--rm", "busybox", "test", "-e", "/dev/loop-control"]);
+        assert!(
+            !plain.status.success(),
+            "an unprivileged container got /dev/loop-control"
+        );
+        // and the node works: its cgroup allows it (LOOP_CTL_GET_FREE is an ioctl; reading
+        // is refused with EINVAL, not EPERM, by the driver).
+        let o = d.docker(&[
+            "run",
+            "--rm",
+            "--privileged",
+            "busybox",
+            "sh",
+            "-c",
+            "cat /dev/loop-control 2>&1; test -c /dev/loop-control",
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+        assert!(!String::from_utf8_lossy(&o.stdout).contains("not permitted"));
+    }
     // --stop-timeout: the container's own grace period for a plain `stop`. Its TERM trap
     // needs 5 s, more than the 1 s given and less than the default 10 s: killed means the
     // container's timeout was used.
