@@ -1088,13 +1088,54 @@ fn registry_login_push_pull() {
     assert_eq!(cfg["auths"]["localhost:5000"]["auth"], "dTpw"); // base64("u:p")
     let o = d.run(&["push", "localhost:5000/bb:1"]);
     assert!(o.status.success(), "{}", err(&o));
-    assert!(err(&o).contains("Pushed"), "{}", err(&o));
+    // pull and push print their progress on stdout, as the docker CLI does.
+    assert!(out(&o).contains("Pushed"), "{}", out(&o));
     assert!(out(&o).contains("digest: sha256:"), "{}", out(&o));
+    assert_eq!(err(&o), "");
     d.ok(&["rmi", "localhost:5000/bb:1"]);
     let o = d.run(&["pull", "localhost:5000/bb:1"]);
     assert!(o.status.success(), "{}", err(&o));
-    assert!(err(&o).contains("Downloaded newer image"), "{}", err(&o));
+    assert!(out(&o).contains("Downloaded newer image"), "{}", out(&o));
+    assert_eq!(err(&o), "");
     d.ok(&["rmi", "localhost:5000/bb:1"]);
+    // On a terminal: a line per layer, redrawn in place (a bar while it downloads), ending
+    // with its last status. The image needs a layer that is not here already: one committed
+    // from a container, pushed, then removed.
+    d.ok(&[
+        "run",
+        "--name",
+        "mk",
+        "busybox",
+        "sh",
+        "-c",
+        "echo new > /new-file",
+    ]);
+    d.ok(&["commit", "mk", "localhost:5000/bb:2"]);
+    d.ok(&["rm", "mk"]);
+    let o = d.run(&["push", "localhost:5000/bb:2"]);
+    assert!(o.status.success(), "{}", err(&o));
+    d.ok(&["rmi", "localhost:5000/bb:2"]);
+    let env = [
+        ("BARGE_HOST", format!("unix://{}", d.sock.display())),
+        ("HOME", d.dir.path().display().to_string()),
+    ];
+    let (o, code) = pty_session(
+        &env,
+        &[barge_bin(), "pull", "localhost:5000/bb:2"],
+        24,
+        100,
+        &[],
+    );
+    assert_eq!(code, 0, "{o}");
+    assert!(o.contains(": Pull complete"), "no finished layer line: {o}");
+    assert!(o.contains(": Already exists"), "busybox's layer: {o}");
+    assert!(o.contains("\x1b["), "not drawn as a terminal display: {o}");
+    assert!(
+        !o.contains("Pulling from bb █"),
+        "a bar for a status line: {o}"
+    );
+    assert!(o.contains("Downloaded newer image"), "{o}");
+    d.ok(&["rmi", "localhost:5000/bb:2"]);
     // run pulls a missing image.
     let o = d.run(&[
         "run",
