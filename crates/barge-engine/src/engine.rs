@@ -2042,6 +2042,12 @@ impl Engine {
         if is_mountpoint(&rootfs) {
             return Ok((rootfs, false));
         }
+        if c.running() && c.state.pid > 0 {
+            // Its mount is not visible here (a daemon restarted in another mount namespace):
+            // go through the container's own root. A second read-write mount of the snapshot
+            // would reset its work dir under the running container.
+            return Ok((PathBuf::from(format!("/proc/{}/root", c.state.pid)), false));
+        }
         std::fs::create_dir_all(&rootfs).map_err(internal("create rootfs dir"))?;
         self.store.mount(&c.snapshot, &rootfs)?;
         Ok((rootfs, true))
