@@ -598,66 +598,152 @@ impl Read for ChanReader {
     }
 }
 
-/// Copies what is read from `r` to `w`, refusing more than `limit` bytes.
-struct Tee<R, W> {
-    r: R,
-    w: W,
+/// Passes on the chunks of a layer download to the unpacker (as a reader) and, without
+/// copying them, to the thread writing and hashing the blob (see [`ingest_and_unpack`]).
+/// Refuses more than `limit` bytes. The blob thread gets `None` after the last chunk: a
+/// stream that stopped early (an error, the unpacker dropping it) is never committed.
+struct ForkReader<I> {
+    chunks: I,
+    cur: Bytes,
+    to_blob: Option<std::sync::mpsc::SyncSender<Option<Bytes>>>,
     n: u64,
     limit: u64,
+    done: bool,
+    /// A transfer error seen: every later read repeats it.
+    failed: Option<String>,
 }
 
-impl<R: Read, W: io::Write> Read for Tee<R, W> {
+impl<I: Iterator<Item = io::Result<Bytes>>> Read for ForkReader<I> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let k = self.r.read(buf)?;
-        self.n += k as u64;
-        if self.n > self.limit {
-            return Err(io::Error::other(format!(
-                "more than the {} bytes announced",
-                self.limit
-            )));
+        while self.cur.is_empty() {
+            if let Some(e) = &self.failed {
+                return Err(io::Error::other(e.clone()));
+            }
+            if self.n > self.limit {
+                return Err(io::Error::other(format!(
+                    "more than the {} bytes announced",
+                    self.limit
+                )));
+            }
+            if self.done {
+                return Ok(0);
+            }
+            match self.chunks.next() {
+                None => {
+                    self.done = true;
+                    if let Some(tx) = self.to_blob.take() {
+                        tx.send(None).map_err(|_| blob_stopped())?;
+                    }
+                }
+                Some(Ok(c)) => {
+                    self.n += c.len() as u64;
+                    if self.n > self.limit {
+                        self.to_blob = None;
+                        continue;
+                    }
+                    if let Some(tx) = &self.to_blob {
+                        tx.send(Some(c.clone())).map_err(|_| blob_stopped())?;
+                    }
+                    self.cur = c;
+                }
+                Some(Err(e)) => {
+                    self.to_blob = None;
+                    self.failed = Some(e.to_string());
+                    return Err(e);
+                }
+            }
         }
-        self.w.write_all(&buf[..k])?;
-        Ok(k)
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur[..n]);
+        let _ = self.cur.split_to(n);
+        Ok(n)
     }
 }
 
-/// Stores the layer blob `d` (`size` bytes) read from `r` and, in the same pass, unpacks it
-/// as the layer `diff_id` into a temp directory. The blob is committed only if its digest
-/// and size match; the layer is renamed into place only after that, and only if its diff
-/// id matches. When the blob does not match, that is the error (even if unpacking failed on
-/// the damaged bytes), and nothing of it is kept.
+fn blob_stopped() -> io::Error {
+    io::Error::other("the blob writer stopped")
+}
+
+/// Stores the layer blob `d` (`size` bytes) arriving as `chunks` and, in the same pass,
+/// unpacks it as the layer `diff_id` into a temp directory. The blob is written and hashed
+/// on a thread of its own, beside the unpacker's (decompression, diff id, files), and
+/// committed (fsynced) as soon as the stream ends, if its digest and size match; the layer
+/// is renamed into place only after that, and only if its diff id matches. When the blob
+/// does not match, that is the error (even if unpacking failed on the damaged bytes), and
+/// nothing of it is kept.
 fn ingest_and_unpack(
     st: &Store,
-    r: impl Read + Send,
+    chunks: impl Iterator<Item = io::Result<Bytes>> + Send,
     d: &Digest,
     size: u64,
     diff_id: &Digest,
 ) -> Result<()> {
+    let what = format!("blob {d}");
     if st.has_blob(d) {
-        io::copy(&mut { r }, &mut io::sink()).map_err(|e| Error::Read {
-            what: format!("blob {d}"),
-            source: e,
-        })?;
+        for c in chunks {
+            c.map_err(|e| Error::Read {
+                what: what.clone(),
+                source: e,
+            })?;
+        }
         return st.unpack_layer_blob(d, diff_id);
     }
-    let tee = Tee {
-        r,
-        w: st.blob_writer()?,
-        n: 0,
-        limit: size,
-    };
     let lease = st.lease();
-    let what = format!("blob {d}");
-    st.unpack_layer_then(tee, Some(diff_id), Some(d), &what, |mut tee| {
-        // The rest of the stream (what the unpacker did not need: tar padding, a gzip
-        // trailer), then the blob's digest and size.
-        io::copy(&mut tee, &mut io::sink()).map_err(|e| Error::Read {
-            what: what.clone(),
-            source: e,
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Option<Bytes>>(64);
+        let blob = std::thread::Builder::new()
+            .name("barge-blob".into())
+            .spawn_scoped(s, || -> Result<bool> {
+                let mut w = st.blob_writer()?;
+                for c in rx {
+                    let Some(c) = c else {
+                        return w.commit(&lease, Some((d, size))).map(|_| true);
+                    };
+                    io::Write::write_all(&mut w, &c).map_err(|e| Error::Read {
+                        what: what.clone(),
+                        source: e,
+                    })?;
+                }
+                // The stream stopped early: the reader's error is the one to report.
+                Ok(false)
+            })
+            .map_err(|e| Error::Read {
+                what: what.clone(),
+                source: e,
+            })?;
+        let reader = ForkReader {
+            chunks,
+            cur: Bytes::new(),
+            to_blob: Some(tx),
+            n: 0,
+            limit: size,
+            done: false,
+            failed: None,
+        };
+        st.unpack_layer_then(reader, Some(diff_id), Some(d), &what, |mut r| {
+            // The rest of the stream (what the unpacker did not need: tar padding, a gzip
+            // trailer), then the blob's digest and size.
+            let rest = io::copy(&mut r, &mut io::sink());
+            drop(r);
+            let committed = blob.join().map_err(|_| Error::Read {
+                what: what.clone(),
+                source: io::Error::other("the thread writing it panicked"),
+            })??;
+            rest.map_err(|e| Error::Read {
+                what: what.clone(),
+                source: e,
+            })?;
+            if committed {
+                Ok(())
+            } else {
+                Err(Error::Read {
+                    what: what.clone(),
+                    source: io::Error::other("the stream ended before the blob was complete"),
+                })
+            }
         })?;
-        tee.w.commit(&lease, Some((d, size))).map(|_| ())
-    })?;
-    Ok(())
+        Ok(())
+    })
 }
 
 struct Ctx<'a> {
@@ -775,17 +861,25 @@ async fn fetch_blob(cx: &Ctx<'_>, lease: &Lease<'_>, w: Want) -> Result<()> {
     }
     let diff_id = w.diff_id.clone();
     let job = tokio::task::spawn_blocking(move || {
-        let reader = ChanReader {
-            rx,
-            cur: Bytes::new(),
-        };
+        let mut rx = rx;
         match diff_id {
             // A layer is unpacked (and its diff id verified) as it streams in, while other
             // blobs still download.
-            Some(diff) => ingest_and_unpack(&st, reader, &d, size, &diff),
-            None => st
-                .ingest(reader, Some((&d, size)), &format!("blob {d}"))
-                .map(|_| ()),
+            Some(diff) => ingest_and_unpack(
+                &st,
+                std::iter::from_fn(|| rx.blocking_recv()),
+                &d,
+                size,
+                &diff,
+            ),
+            None => {
+                let reader = ChanReader {
+                    rx,
+                    cur: Bytes::new(),
+                };
+                st.ingest(reader, Some((&d, size)), &format!("blob {d}"))
+                    .map(|_| ())
+            }
         }
     });
     let announced = stream.content_length;
@@ -1562,6 +1656,15 @@ mod tests {
         b.into_inner().expect("tar")
     }
 
+    /// `data` as a download delivers it: in chunks (of 100 bytes, so that a stream longer
+    /// than announced has chunks within the limit before the one past it).
+    fn chunks(data: &[u8]) -> impl Iterator<Item = io::Result<Bytes>> + Send {
+        data.chunks(100)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
     #[test]
     fn ingest_and_unpack_stores_blob_and_layer_in_one_pass() {
         let td = tempfile::tempdir().expect("tempdir");
@@ -1569,7 +1672,7 @@ mod tests {
         let tar = layer_tar();
         let d = Digest::of(&tar);
         // Uncompressed layer: blob digest and diff id are the same.
-        ingest_and_unpack(&st, &tar[..], &d, tar.len() as u64, &d).expect("ok");
+        ingest_and_unpack(&st, chunks(&tar), &d, tar.len() as u64, &d).expect("ok");
         assert!(st.has_blob(&d));
         assert!(st.has_layer(&d));
         assert_eq!(
@@ -1586,18 +1689,43 @@ mod tests {
         let d = Digest::of(&tar);
         // Garbage of the announced size: the unpacker fails, the blob check names the cause.
         let junk = vec![7u8; tar.len()];
-        let e = ingest_and_unpack(&st, &junk[..], &d, tar.len() as u64, &d).expect_err("junk");
+        let e = ingest_and_unpack(&st, chunks(&junk), &d, tar.len() as u64, &d).expect_err("junk");
         assert!(matches!(e, Error::DigestMismatch { .. }), "{e:?}");
         // Longer than announced: refused while streaming.
         let mut long = tar.clone();
         long.extend_from_slice(&[0u8; 1024]);
-        let e = ingest_and_unpack(&st, &long[..], &d, tar.len() as u64, &d).expect_err("long");
+        let e = ingest_and_unpack(&st, chunks(&long), &d, tar.len() as u64, &d).expect_err("long");
         assert!(e.to_string().contains("more than"), "{e}");
         // Shorter: a size mismatch.
-        let e = ingest_and_unpack(&st, &tar[..600], &d, tar.len() as u64, &d).expect_err("short");
+        let e = ingest_and_unpack(&st, chunks(&tar[..600]), &d, tar.len() as u64, &d)
+            .expect_err("short");
         assert!(matches!(e, Error::SizeMismatch { .. }), "{e:?}");
         assert!(!st.has_blob(&d));
         assert!(st.list_blobs().expect("blobs").is_empty());
+    }
+
+    #[test]
+    fn ingest_and_unpack_keeps_nothing_of_a_stream_that_did_not_end_cleanly() {
+        let td = tempfile::tempdir().expect("tempdir");
+        let st = Store::open(td.path().join("s")).expect("store");
+        let tar = layer_tar();
+        let d = Digest::of(&tar);
+        let n = tar.len() as u64;
+        // Every byte, then a transfer error: not committed, the error is the transfer's.
+        let broken = chunks(&tar).chain(std::iter::once(Err(io::Error::other("reset by peer"))));
+        let e = ingest_and_unpack(&st, broken, &d, n, &d).expect_err("broken");
+        assert!(e.to_string().contains("reset by peer"), "{e}");
+        // Exactly the announced bytes in one chunk, then more: refused, although what the
+        // blob thread was given would match.
+        let extra = [Ok(Bytes::from(tar.clone())), Ok(Bytes::from_static(b"x"))];
+        let e = ingest_and_unpack(&st, extra.into_iter(), &d, n, &d).expect_err("extra");
+        assert!(e.to_string().contains("more than"), "{e}");
+        assert!(st.list_blobs().expect("blobs").is_empty(), "blob kept");
+        assert!(!st.has_layer(&d), "layer kept");
+        let ingest = std::fs::read_dir(td.path().join("s/ingest"))
+            .expect("ingest dir")
+            .count();
+        assert_eq!(ingest, 0, "temp blob left behind");
     }
 
     #[test]
@@ -1608,7 +1736,7 @@ mod tests {
         let diff_id = Digest::of(&tar);
         // The right content (its diff id matches) under a blob digest it does not have.
         let wrong = Digest::of(b"another blob");
-        let e = ingest_and_unpack(&st, &tar[..], &wrong, tar.len() as u64, &diff_id)
+        let e = ingest_and_unpack(&st, chunks(&tar), &wrong, tar.len() as u64, &diff_id)
             .expect_err("wrong blob digest");
         assert!(matches!(e, Error::DigestMismatch { .. }), "{e:?}");
         assert!(

@@ -146,6 +146,10 @@ impl Read for ChannelReader {
 /// must be an existing empty directory. `layer` names the layer in errors. On error,
 /// `target` may hold a partial tree: the caller unpacks into a temp directory and removes
 /// it (as [`crate::Store::unpack_layer`] does).
+///
+/// A compressed layer goes through a pipeline of three threads, as `tar -xz` overlaps
+/// gzip and tar: one decompresses into 1 MiB chunks, one hashes them (the diff id) and
+/// passes them on, and this one writes the files.
 pub fn unpack(
     r: impl Read + Send,
     target: &Path,
@@ -154,48 +158,81 @@ pub fn unpack(
 ) -> Result<UnpackStats> {
     let (compression, dec) = open_layer(r, layer)?;
     if compression == crate::manifest::Compression::None {
-        return unpack_stream(dec, target, layer, opts);
+        let mut hashing = HashingReader::new(dec);
+        let (entries, skipped) = unpack_stream(&mut hashing, target, layer, opts)?;
+        let uncompressed_size = hashing.len();
+        let (diff_id, _) = hashing.finish();
+        return Ok(UnpackStats {
+            diff_id,
+            uncompressed_size,
+            entries,
+            skipped,
+        });
     }
     std::thread::scope(|s| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(4);
+        let (hashed_tx, hashed_rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(4);
         let (back, recycled) = std::sync::mpsc::channel::<Vec<u8>>();
-        s.spawn(move || {
-            let mut dec = dec;
-            loop {
-                let mut buf = match recycled.try_recv() {
-                    Ok(mut b) => {
-                        // Back to full length: its bytes were written before, no memset.
-                        b.resize(b.capacity().max(1 << 20), 0);
-                        b
-                    }
-                    Err(_) => vec![0u8; 1 << 20],
-                };
-                let mut filled = 0;
-                // Fill whole chunks: fewer, larger messages.
-                while filled < buf.len() {
-                    match dec.read(&mut buf[filled..]) {
-                        Ok(0) => break,
-                        Ok(n) => filled += n,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => {
-                            let _ = tx.send(Err(e));
-                            return;
+        let spawn_err = |e| Error::Layer {
+            layer: layer.to_string(),
+            reason: format!("cannot start a thread: {e}"),
+        };
+        std::thread::Builder::new()
+            .name("barge-inflate".into())
+            .spawn_scoped(s, move || {
+                let mut dec = dec;
+                loop {
+                    let mut buf = match recycled.try_recv() {
+                        Ok(mut b) => {
+                            // Back to full length: its bytes were written before, no memset.
+                            b.resize(b.capacity().max(1 << 20), 0);
+                            b
+                        }
+                        Err(_) => vec![0u8; 1 << 20],
+                    };
+                    let mut filled = 0;
+                    // Fill whole chunks: fewer, larger messages.
+                    while filled < buf.len() {
+                        match dec.read(&mut buf[filled..]) {
+                            Ok(0) => break,
+                            Ok(n) => filled += n,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(e) => {
+                                let _ = tx.send(Err(e));
+                                return;
+                            }
                         }
                     }
+                    if filled == 0 {
+                        return;
+                    }
+                    buf.truncate(filled);
+                    // A send error means the next stage stopped (an error): stop too.
+                    if tx.send(Ok(buf)).is_err() {
+                        return;
+                    }
                 }
-                if filled == 0 {
-                    return;
+            })
+            .map_err(spawn_err)?;
+        // The diff id, hashed beside the decompression and the file writes.
+        let hasher = std::thread::Builder::new()
+            .name("barge-diff-id".into())
+            .spawn_scoped(s, move || {
+                let mut h = crate::digest::Hasher::new();
+                for chunk in rx {
+                    if let Ok(c) = &chunk {
+                        h.update(c);
+                    }
+                    if hashed_tx.send(chunk).is_err() {
+                        break;
+                    }
                 }
-                buf.truncate(filled);
-                // A send error means the unpacker stopped (an error): stop too.
-                if tx.send(Ok(buf)).is_err() {
-                    return;
-                }
-            }
-        });
-        unpack_stream(
+                h
+            })
+            .map_err(spawn_err)?;
+        let (entries, skipped) = unpack_stream(
             ChannelReader {
-                rx,
+                rx: hashed_rx,
                 back,
                 cur: Vec::new(),
                 pos: 0,
@@ -203,17 +240,30 @@ pub fn unpack(
             target,
             layer,
             opts,
-        )
+        )?;
+        let h = hasher.join().map_err(|_| Error::Layer {
+            layer: layer.to_string(),
+            reason: "the thread hashing it panicked".into(),
+        })?;
+        let uncompressed_size = h.len();
+        Ok(UnpackStats {
+            diff_id: h.finish(),
+            uncompressed_size,
+            entries,
+            skipped,
+        })
     })
 }
 
+/// Unpacks the tar stream `r` into `target`, then reads `r` to its end (the diff id covers
+/// the whole stream, including the end-of-archive blocks and padding). Returns the entries
+/// written and skipped.
 fn unpack_stream(
-    r: impl Read,
+    mut r: impl Read,
     target: &Path,
     layer: &str,
     opts: &UnpackOptions,
-) -> Result<UnpackStats> {
-    let hashing = HashingReader::new(r);
+) -> Result<(u64, u64)> {
     let root = open_dir_path(target).map_err(|e| Error::io("open", target, e))?;
     // SAFETY: a zeroed stat is a valid out-buffer; root is an open fd.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
@@ -236,8 +286,8 @@ fn unpack_stream(
         stats_skipped: 0,
         buf: Vec::new(),
     };
-    let mut ar = tar::Archive::new(hashing);
     {
+        let mut ar = tar::Archive::new(&mut r);
         let entries = ar
             .entries()
             .map_err(|e| u.layer_err(format!("reading tar: {e}")))?;
@@ -247,18 +297,9 @@ fn unpack_stream(
         }
     }
     u.finish_dirs()?;
-    // The diff id covers the whole stream, including the end-of-archive blocks and padding.
-    let mut hashing = ar.into_inner();
-    io::copy(&mut hashing, &mut io::sink())
+    io::copy(&mut r, &mut io::sink())
         .map_err(|e| u.layer_err(format!("reading after end of archive: {e}")))?;
-    let uncompressed_size = hashing.len();
-    let (diff_id, _) = hashing.finish();
-    Ok(UnpackStats {
-        diff_id,
-        uncompressed_size,
-        entries: u.stats_entries,
-        skipped: u.stats_skipped,
-    })
+    Ok((u.stats_entries, u.stats_skipped))
 }
 
 /// How deep the unpacker keeps the directories of the current path open (a hostile path
