@@ -1077,6 +1077,9 @@ async fn pull_inner(
                 });
             }
         }
+        // The largest first: its decompression (one thread per layer) is what a pull of
+        // more layers than `max_concurrent` waits for last.
+        wants.sort_by_key(|w| std::cmp::Reverse(w.size));
         // Every transfer runs to its end (no short-circuit), so no ingest is still running
         // when a failed pull garbage-collects what it brought in.
         let results: Vec<Result<()>> = futures_util::stream::iter(wants)
