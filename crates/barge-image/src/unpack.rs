@@ -177,7 +177,7 @@ pub fn unpack(
             layer: layer.to_string(),
             reason: format!("cannot start a thread: {e}"),
         };
-        std::thread::Builder::new()
+        let inflate = std::thread::Builder::new()
             .name("barge-inflate".into())
             .spawn_scoped(s, move || {
                 let mut dec = dec;
@@ -230,7 +230,7 @@ pub fn unpack(
                 h
             })
             .map_err(spawn_err)?;
-        let (entries, skipped) = unpack_stream(
+        let res = unpack_stream(
             ChannelReader {
                 rx: hashed_rx,
                 back,
@@ -240,11 +240,23 @@ pub fn unpack(
             target,
             layer,
             opts,
-        )?;
-        let h = hasher.join().map_err(|_| Error::Layer {
-            layer: layer.to_string(),
-            reason: "the thread hashing it panicked".into(),
-        })?;
+        );
+        // Joined explicitly, also after an error (the reader is dropped: both stop): the
+        // scope's implicit join only waits for their closures, not for the threads to
+        // exit, and LeakSanitizer (the fuzz targets) then sees the thread-local
+        // destructor list of a thread still exiting as a leak.
+        let hashed = hasher.join();
+        let inflated = inflate.join();
+        let (entries, skipped) = res?;
+        let h = match (hashed, inflated) {
+            (Ok(h), Ok(())) => h,
+            _ => {
+                return Err(Error::Layer {
+                    layer: layer.to_string(),
+                    reason: "a thread decompressing or hashing it panicked".into(),
+                })
+            }
+        };
         let uncompressed_size = h.len();
         Ok(UnpackStats {
             diff_id: h.finish(),
