@@ -8,23 +8,7 @@ use serde_json::{json, Value};
 use crate::model::{str_list, Container};
 use crate::{Error, Result};
 
-/// Docker's default capabilities.
-pub const DEFAULT_CAPS: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
+use barge_runtime::caps::DOCKER_DEFAULT as DEFAULT_CAPS;
 
 const MASKED: &[&str] = &[
     "/proc/asound",
