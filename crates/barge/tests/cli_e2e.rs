@@ -1013,6 +1013,67 @@ fn networks_ports_update() {
         d.ok(&["inspect", "-f", "{{.HostConfig.Memory}}", "n1"]),
         "134217728"
     );
+    // The rest of docker's resource flags, on update and on create.
+    d.ok(&[
+        "update",
+        "--cpu-period",
+        "100000",
+        "--cpu-quota",
+        "50000",
+        "--cpuset-mems",
+        "0",
+        "n1",
+    ]);
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{.HostConfig.CpuPeriod}} {{.HostConfig.CpuQuota}} {{.HostConfig.CpusetMems}}",
+            "n1"
+        ]),
+        "100000 50000 0"
+    );
+    let mut create = vec![
+        "create",
+        "--name",
+        "lim",
+        "--oom-kill-disable",
+        "--memory-swappiness",
+        "10",
+        "--cpu-quota",
+        "20000",
+        "--blkio-weight",
+        "300",
+    ];
+    use std::os::unix::fs::FileTypeExt;
+    let block = std::fs::read_dir("/dev")
+        .expect("/dev")
+        .flatten()
+        .find(|e| e.metadata().is_ok_and(|m| m.file_type().is_block_device()))
+        .map(|e| e.path().display().to_string());
+    let (bps, iops) = block
+        .as_ref()
+        .map(|b| (format!("{b}:1mb"), format!("{b}:100")))
+        .unwrap_or_default();
+    if block.is_some() {
+        create.extend(["--device-read-bps", &bps, "--device-write-iops", &iops]);
+    }
+    create.extend(["busybox", "true"]);
+    d.ok(&create);
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.HostConfig.OomKillDisable}} {{.HostConfig.MemorySwappiness}} {{.HostConfig.CpuQuota}} {{.HostConfig.BlkioWeight}}", "lim"]),
+        "true 10 20000 300"
+    );
+    if let Some(b) = &block {
+        assert_eq!(
+            d.ok(&["inspect", "-f", "{{range .HostConfig.BlkioDeviceReadBps}}{{.Path}} {{.Rate}}{{end}}/{{range .HostConfig.BlkioDeviceWriteIOps}}{{.Rate}}{{end}}", "lim"]),
+            format!("{b} 1048576/100")
+        );
+    }
+    d.ok(&["rm", "lim"]);
+    let o = d.run(&["create", "--device-read-bps", "sda:1mb", "busybox"]);
+    assert_eq!(o.status.code(), Some(125), "{}", err(&o));
+    assert!(err(&o).contains("PATH:RATE"), "{}", err(&o));
     let o = d.run(&["port", "n1", "81"]);
     assert_eq!(o.status.code(), Some(1));
     // connect/disconnect a second container; rm of a network in use fails.

@@ -394,45 +394,37 @@ pub(crate) fn create_body(a: &RunArgs) -> Result<(Value, String)> {
         );
     }
     // Resources.
+    resources_to_json(&a.resources, &mut hc)?;
+    if a.oom_kill_disable {
+        hc.insert("OomKillDisable".into(), json!(true));
+    }
+    if let Some(v) = a.memory_swappiness {
+        if !(0..=100).contains(&v) {
+            return Err(usage(format!(
+                "invalid --memory-swappiness {v}: must be between 0 and 100"
+            )));
+        }
+        hc.insert("MemorySwappiness".into(), json!(v));
+    }
+    for (list, key, bytes) in [
+        (&a.device_read_bps, "BlkioDeviceReadBps", true),
+        (&a.device_write_bps, "BlkioDeviceWriteBps", true),
+        (&a.device_read_iops, "BlkioDeviceReadIOps", false),
+        (&a.device_write_iops, "BlkioDeviceWriteIOps", false),
+    ] {
+        if !list.is_empty() {
+            let v = list
+                .iter()
+                .map(|d| opts::parse_throttle(d, bytes).map_err(usage))
+                .collect::<Result<Vec<_>>>()?;
+            hc.insert(key.into(), json!(v));
+        }
+    }
     let mem = |s: &Option<String>, what: &str| -> Result<Option<i64>> {
-        match s {
-            None => Ok(None),
-            Some(v) if v == "-1" && what == "memory-swap" => Ok(Some(-1)),
-            Some(v) => opts::parse_mem(v)
-                .map(Some)
-                .map_err(|e| usage(format!("invalid --{what}: {e}"))),
-        }
+        s.as_deref()
+            .map(|v| opts::parse_mem(v).map_err(|e| usage(format!("invalid --{what}: {e}"))))
+            .transpose()
     };
-    if let Some(m) = mem(&a.memory, "memory")? {
-        if m > 0 && m < 6 * 1024 * 1024 {
-            return Err(Error::Status(
-                125,
-                "barge: Error response from daemon: Minimum memory limit allowed is 6MB.".into(),
-            ));
-        }
-        hc.insert("Memory".into(), json!(m));
-    }
-    if let Some(m) = mem(&a.memory_swap, "memory-swap")? {
-        hc.insert("MemorySwap".into(), json!(m));
-    }
-    if let Some(m) = mem(&a.memory_reservation, "memory-reservation")? {
-        hc.insert("MemoryReservation".into(), json!(m));
-    }
-    if let Some(c) = a.cpus {
-        if !(c >= 0.0 && c.is_finite()) {
-            return Err(usage(format!("invalid --cpus {c}")));
-        }
-        hc.insert("NanoCpus".into(), json!((c * 1e9) as i64));
-    }
-    if let Some(c) = a.cpu_shares {
-        hc.insert("CpuShares".into(), json!(c));
-    }
-    if let Some(c) = &a.cpuset_cpus {
-        hc.insert("CpusetCpus".into(), json!(c));
-    }
-    if let Some(p) = a.pids_limit {
-        hc.insert("PidsLimit".into(), json!(p));
-    }
     if let Some(s) = mem(&a.shm_size, "shm-size")? {
         hc.insert("ShmSize".into(), json!(s));
     }
@@ -1571,37 +1563,65 @@ pub async fn rename(c: &Client, container: &str, new_name: &str) -> Result<()> {
     Ok(())
 }
 
+/// The HostConfig fields of `run`'s and `update`'s resource flags.
+fn resources_to_json(r: &ResourceArgs, hc: &mut Map<String, Value>) -> Result<()> {
+    let mem = |s: &Option<String>, what: &str| -> Result<Option<i64>> {
+        match s.as_deref() {
+            None => Ok(None),
+            Some("-1") if what == "memory-swap" => Ok(Some(-1)),
+            Some(v) => opts::parse_mem(v)
+                .map(Some)
+                .map_err(|e| usage(format!("invalid --{what}: {e}"))),
+        }
+    };
+    if let Some(m) = mem(&r.memory, "memory")? {
+        if m > 0 && m < 6 * 1024 * 1024 {
+            return Err(Error::Status(
+                125,
+                "barge: Error response from daemon: Minimum memory limit allowed is 6MB.".into(),
+            ));
+        }
+        hc.insert("Memory".into(), json!(m));
+    }
+    if let Some(m) = mem(&r.memory_swap, "memory-swap")? {
+        hc.insert("MemorySwap".into(), json!(m));
+    }
+    if let Some(m) = mem(&r.memory_reservation, "memory-reservation")? {
+        hc.insert("MemoryReservation".into(), json!(m));
+    }
+    if let Some(c) = r.cpus {
+        if !(c >= 0.0 && c.is_finite()) {
+            return Err(usage(format!("invalid --cpus {c}")));
+        }
+        hc.insert("NanoCpus".into(), json!((c * 1e9) as i64));
+    }
+    let numbers = [
+        ("CpuShares", r.cpu_shares),
+        ("CpuPeriod", r.cpu_period),
+        ("CpuQuota", r.cpu_quota),
+        ("PidsLimit", r.pids_limit),
+        ("BlkioWeight", r.blkio_weight.map(i64::from)),
+    ];
+    for (key, v) in numbers {
+        if let Some(v) = v {
+            hc.insert(key.into(), json!(v));
+        }
+    }
+    for (key, v) in [
+        ("CpusetCpus", &r.cpuset_cpus),
+        ("CpusetMems", &r.cpuset_mems),
+    ] {
+        if let Some(v) = v {
+            hc.insert(key.into(), json!(v));
+        }
+    }
+    Ok(())
+}
+
 /// `update`
 pub async fn update(c: &Client, a: UpdateArgs) -> Result<()> {
     let mut b = Map::new();
-    let mem = |s: &Option<String>| -> Result<Option<i64>> {
-        match s {
-            None => Ok(None),
-            Some(v) if v == "-1" => Ok(Some(-1)),
-            Some(v) => opts::parse_mem(v).map(Some).map_err(Error::Usage),
-        }
-    };
-    if let Some(m) = mem(&a.memory)? {
-        b.insert("Memory".into(), json!(m));
-    }
-    if let Some(m) = mem(&a.memory_swap)? {
-        b.insert("MemorySwap".into(), json!(m));
-    }
-    if let Some(m) = mem(&a.memory_reservation)? {
-        b.insert("MemoryReservation".into(), json!(m));
-    }
-    if let Some(c) = a.cpus {
-        b.insert("NanoCpus".into(), json!((c * 1e9) as i64));
-    }
-    if let Some(v) = a.cpu_shares {
-        b.insert("CpuShares".into(), json!(v));
-    }
-    if let Some(v) = &a.cpuset_cpus {
-        b.insert("CpusetCpus".into(), json!(v));
-    }
-    if let Some(v) = a.pids_limit {
-        b.insert("PidsLimit".into(), json!(v));
-    }
+    resources_to_json(&a.resources, &mut b)?;
     if let Some(r) = &a.restart {
         b.insert(
             "RestartPolicy".into(),
