@@ -533,6 +533,13 @@ impl Engine {
         } else {
             host_config
         };
+        for d in crate::model::str_list(host_config.get("Dns")) {
+            if d.parse::<std::net::IpAddr>().is_err() {
+                return Err(Error::BadRequest(format!(
+                    "invalid DNS server address {d:?}: want an IP address"
+                )));
+            }
+        }
         let networking = cfg.remove("NetworkingConfig");
         let image = cfg
             .get("Image")

@@ -367,6 +367,12 @@ pub(crate) fn create_body(a: &RunArgs) -> Result<(Value, String)> {
     if !a.dns.is_empty() {
         hc.insert("Dns".into(), json!(a.dns));
     }
+    if !a.dns_search.is_empty() {
+        hc.insert("DnsSearch".into(), json!(a.dns_search));
+    }
+    if !a.dns_option.is_empty() {
+        hc.insert("DnsOptions".into(), json!(a.dns_option));
+    }
     if !a.add_host.is_empty() {
         hc.insert("ExtraHosts".into(), json!(a.add_host));
     }
