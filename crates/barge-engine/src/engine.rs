@@ -663,7 +663,11 @@ impl Engine {
                 .get("NetworkMode")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            let hostname = if mode == "host" {
+            let uts = host_config
+                .get("UTSMode")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let hostname = if mode == "host" || uts == "host" {
                 crate::util::host_name()
             } else if mode.starts_with("container:") {
                 String::new()
@@ -755,10 +759,11 @@ impl Engine {
             snapshot: id.clone(),
             mount_points: Vec::new(),
         };
-        // Validate what the spec will need (all but the user, which needs the rootfs).
+        // Validate what the spec will need (all but the user and groups, which need the rootfs).
         {
             let mut probe = c.clone();
             probe.config["User"] = json!("");
+            probe.host_config["GroupAdd"] = json!([]);
             if probe.argv().is_empty() {
                 return Err(Error::BadRequest("no command specified".into()));
             }
@@ -768,6 +773,8 @@ impl Engine {
                 Path::new("/nonexistent"),
                 &NetMode::Host,
                 &[],
+                // Checked at start, as Docker does: the other may not run yet.
+                &|_| Ok(1),
             )
             .map(|_| ())?;
         }
@@ -996,7 +1003,23 @@ impl Engine {
             .await
             .map_err(|e| Error::Internal(e.to_string()))??;
         }
-        let spec = crate::spec::build(c, &rootfs, &files, &net, &self.opts.default_ulimits)?;
+        let spec = crate::spec::build(
+            c,
+            &rootfs,
+            &files,
+            &net,
+            &self.opts.default_ulimits,
+            &|r| match self.get(r) {
+                Ok(o) if o.running() && o.state.pid > 0 => Ok(o.state.pid),
+                Ok(o) => Err(Error::Conflict(format!(
+                    "cannot join the namespaces of container {}: it is not running",
+                    o.name.trim_start_matches('/')
+                ))),
+                Err(e) => Err(Error::Conflict(format!(
+                    "cannot join the namespaces of container {r}: {e}"
+                ))),
+            },
+        )?;
         std::fs::write(
             ed.join("config.json"),
             serde_json::to_vec_pretty(&spec).unwrap_or_default(),

@@ -1609,3 +1609,60 @@ fn raw_head(d: &Daemon, path: &str) -> (u16, String) {
         .unwrap_or(out);
     (code, stat)
 }
+
+#[test]
+fn run_flags_namespaces_labels_cidfile() {
+    if skip_unless_root() {
+        return;
+    }
+    let d = Daemon::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cid = dir.path().join("cid");
+    let labels = dir.path().join("labels");
+    std::fs::write(&labels, "# comment\na=1\n\nb=from-file\n").expect("labels");
+    let (cid_s, labels_s) = (cid.display().to_string(), labels.display().to_string());
+    let id = d.ok(&[
+        "create",
+        "--cidfile",
+        &cid_s,
+        "--label-file",
+        &labels_s,
+        "--label",
+        "b=flag",
+        "--uts",
+        "host",
+        "--cgroupns",
+        "host",
+        "--oom-score-adj",
+        "-300",
+        "--device-cgroup-rule",
+        "c 10:200 rwm",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(std::fs::read_to_string(&cid).expect("cidfile"), id);
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.Config.Labels.a}} {{.Config.Labels.b}} {{.HostConfig.UTSMode}} {{.HostConfig.CgroupnsMode}} {{.HostConfig.OomScoreAdj}} {{.HostConfig.DeviceCgroupRules}}", &id]),
+        "1 flag host host -300 [c 10:200 rwm]"
+    );
+    // An existing cidfile: refused before anything is created.
+    let before = d.ok(&["ps", "-aq"]);
+    let o = d.run(&["create", "--cidfile", &cid_s, "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125), "{}", err(&o));
+    assert!(err(&o).contains("container ID file found"), "{}", err(&o));
+    assert_eq!(d.ok(&["ps", "-aq"]), before);
+    d.ok(&["rm", &id]);
+    // (lowering it needs CAP_SYS_RESOURCE, which this host's root lacks)
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "--oom-score-adj",
+            "300",
+            "busybox",
+            "cat",
+            "/proc/self/oom_score_adj"
+        ]),
+        "300"
+    );
+}

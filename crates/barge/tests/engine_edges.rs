@@ -1309,3 +1309,179 @@ fn privileged_cap_add_stop_timeout_health_options_and_id_filter() {
     );
     d.ok(&["rm", "-f", "slow", "young"]);
 }
+
+#[test]
+fn namespace_modes_sysctls_groups_and_oom_score() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    let link = |p: &str| {
+        std::fs::read_link(p)
+            .expect("ns link")
+            .display()
+            .to_string()
+    };
+    let run = |args: &[&str]| -> String {
+        let mut a = vec!["run", "--rm"];
+        a.extend_from_slice(args);
+        d.ok(&a)
+    };
+    // host: the host's namespace; the default: one of its own.
+    for (flag, ns) in [
+        ("--pid", "pid"),
+        ("--ipc", "ipc"),
+        ("--uts", "uts"),
+        ("--cgroupns", "cgroup"),
+    ] {
+        let path = format!("/proc/self/ns/{ns}");
+        let host = link(&path);
+        assert_eq!(
+            run(&[flag, "host", "busybox", "readlink", &path]),
+            host,
+            "{flag} host"
+        );
+        assert_ne!(run(&["busybox", "readlink", &path]), host, "{flag} default");
+    }
+    // --uts host: the host's name, and the host keeps it.
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+    assert_eq!(run(&["--uts", "host", "busybox", "hostname"]), name.trim());
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname"),
+        name
+    );
+    // --pid / --ipc container:<name>: the other container's namespaces and processes.
+    d.ok(&["run", "-d", "--name", "nsowner", "busybox", "sleep", "1000"]);
+    let owner_pid = d.ok(&["inspect", "-f", "{{.State.Pid}}", "nsowner"]);
+    for ns in ["pid", "ipc"] {
+        let want = link(&format!("/proc/{owner_pid}/ns/{ns}"));
+        let got = run(&[
+            &format!("--{ns}"),
+            "container:nsowner",
+            "busybox",
+            "readlink",
+            &format!("/proc/self/ns/{ns}"),
+        ]);
+        assert_eq!(got, want, "--{ns} container:");
+    }
+    let ps = run(&["--pid", "container:nsowner", "busybox", "ps", "-o", "args"]);
+    assert!(ps.contains("sleep 1000"), "{ps}");
+    d.ok(&["rm", "-f", "nsowner"]);
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "--pid",
+        "container:nosuch",
+        "busybox",
+        "true",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("nosuch"),
+        "{o:?}"
+    );
+    // --sysctl: a namespaced one is set; one that is not is refused, naming it.
+    assert_eq!(
+        run(&[
+            "--sysctl",
+            "kernel.shmmax=123456789",
+            "busybox",
+            "cat",
+            "/proc/sys/kernel/shmmax"
+        ]),
+        "123456789"
+    );
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "--sysctl",
+        "kernel.panic=7",
+        "busybox",
+        "true",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("kernel.panic"),
+        "{o:?}"
+    );
+    assert_ne!(
+        std::fs::read_to_string("/proc/sys/kernel/panic")
+            .expect("panic")
+            .trim(),
+        "7"
+    );
+    // --group-add (a name from the image's /etc/group and a number), and the user's own
+    // supplementary groups from /etc/group.
+    assert_eq!(
+        run(&[
+            "--group-add",
+            "nogroup",
+            "--group-add",
+            "1234",
+            "busybox",
+            "id",
+            "-G"
+        ]),
+        "0 1234 65534"
+    );
+    let ctx = tempfile::tempdir().expect("context");
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox\nRUN echo staff:x:50:user,root >> /etc/group\n",
+    )
+    .expect("Dockerfile");
+    let o = d.docker_build(&["-q", "-t", "groups", &ctx.path().display().to_string()]);
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(run(&["--user", "user", "groups", "id", "-G"]), "1000 50");
+    assert_eq!(run(&["groups", "id", "-G"]), "0 50");
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "--group-add",
+        "nosuchgroup",
+        "busybox",
+        "true",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("nosuchgroup"),
+        "{o:?}"
+    );
+    // --oom-score-adj
+    assert_eq!(
+        run(&[
+            "--oom-score-adj",
+            "500",
+            "busybox",
+            "cat",
+            "/proc/self/oom_score_adj"
+        ]),
+        "500"
+    );
+    // What barge does not do is refused at create, not ignored.
+    for args in [
+        &["--runtime", "kata", "busybox"][..],
+        &["--cgroup-parent", "mine", "busybox"][..],
+    ] {
+        let mut a = vec!["create"];
+        a.extend_from_slice(args);
+        let o = d.docker(&a);
+        assert!(!o.status.success(), "{args:?} was accepted");
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(e.contains("Error response from daemon"), "{args:?}: {e}");
+    }
+    // (the docker CLI itself refuses a --userns other than host, or a bad --pid/--uts)
+    let (code, body) = d.api(
+        "POST",
+        "/containers/create",
+        Some(r#"{"Image": "busybox", "Cmd": ["true"], "HostConfig": {"UsernsMode": "private"}}"#),
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("UsernsMode"), "{body}");
+    let (code, body) = d.api(
+        "POST",
+        "/containers/create",
+        Some(r#"{"Image": "busybox", "Cmd": ["true"], "HostConfig": {"PidMode": "bogus"}}"#),
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("invalid PidMode"), "{body}");
+}

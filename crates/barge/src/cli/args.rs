@@ -527,6 +527,24 @@ pub struct RunArgs {
     /// IPC mode to use
     #[arg(long)]
     pub ipc: Option<String>,
+    /// UTS namespace to use ("host")
+    #[arg(long)]
+    pub uts: Option<String>,
+    /// Cgroup namespace to use (host|private)
+    #[arg(long)]
+    pub cgroupns: Option<String>,
+    /// Tune host's OOM preferences (-1000 to 1000)
+    #[arg(long = "oom-score-adj", allow_hyphen_values = true)]
+    pub oom_score_adj: Option<i64>,
+    /// Add a rule to the cgroup allowed devices list ('c 1:3 rwm')
+    #[arg(long = "device-cgroup-rule")]
+    pub device_cgroup_rule: Vec<String>,
+    /// Read in a line delimited file of labels
+    #[arg(long = "label-file")]
+    pub label_file: Vec<String>,
+    /// Write the container ID to the file
+    #[arg(long)]
+    pub cidfile: Option<String>,
     /// Kernel parameters
     #[arg(long)]
     pub sysctl: Vec<String>,

@@ -142,8 +142,20 @@ pub(crate) fn create_body(a: &RunArgs) -> Result<(Value, String)> {
         }
         cfg.insert("WorkingDir".into(), json!(w));
     }
-    if !a.label.is_empty() {
-        cfg.insert("Labels".into(), opts::kv_map(&a.label));
+    // --label-file lines first, so a --label of the same key wins (as docker's).
+    let mut labels = vec![];
+    for f in &a.label_file {
+        let text = std::fs::read_to_string(f).map_err(|e| usage(format!("open {f}: {e}")))?;
+        labels.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string),
+        );
+    }
+    labels.extend(a.label.iter().cloned());
+    if !labels.is_empty() {
+        cfg.insert("Labels".into(), opts::kv_map(&labels));
     }
     if let Some(s) = &a.stop_signal {
         if opts::signal_number(s).is_none() {
@@ -385,6 +397,18 @@ pub(crate) fn create_body(a: &RunArgs) -> Result<(Value, String)> {
     if let Some(p) = &a.ipc {
         hc.insert("IpcMode".into(), json!(p));
     }
+    if let Some(p) = &a.uts {
+        hc.insert("UTSMode".into(), json!(p));
+    }
+    if let Some(p) = &a.cgroupns {
+        hc.insert("CgroupnsMode".into(), json!(p));
+    }
+    if let Some(v) = a.oom_score_adj {
+        hc.insert("OomScoreAdj".into(), json!(v));
+    }
+    if !a.device_cgroup_rule.is_empty() {
+        hc.insert("DeviceCgroupRules".into(), json!(a.device_cgroup_rule));
+    }
     if !a.sysctl.is_empty() {
         hc.insert("Sysctls".into(), opts::kv_map(&a.sysctl));
     }
@@ -457,6 +481,42 @@ pub(crate) fn create_body(a: &RunArgs) -> Result<(Value, String)> {
 /// Creates a container, pulling the image when missing (per `--pull`). Returns the id.
 async fn create_container(c: &Client, a: &RunArgs) -> Result<String> {
     let (body, image) = create_body(a)?;
+    // As docker: an existing cidfile is an error before anything is created.
+    let cidfile = match &a.cidfile {
+        Some(p) => {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(p)
+                .map_err(|e| {
+                    usage(if e.kind() == std::io::ErrorKind::AlreadyExists {
+                        format!("container ID file found, make sure the other container isn't running or delete {p}")
+                    } else {
+                        format!("failed to create the container ID file {p}: {e}")
+                    })
+                })?;
+            Some((p.clone(), f))
+        }
+        None => None,
+    };
+    let id = create_with_pull(c, a, &body, &image).await;
+    if let Some((p, mut f)) = cidfile {
+        match &id {
+            Ok(id) => {
+                use std::io::Write;
+                f.write_all(id.as_bytes())
+                    .map_err(|e| Error::Msg(format!("writing the container ID file {p}: {e}")))?;
+            }
+            Err(_) => {
+                let _ = std::fs::remove_file(&p);
+            }
+        }
+    }
+    id
+}
+
+/// `POST /containers/create`, pulling a missing image first as `--pull` says.
+async fn create_with_pull(c: &Client, a: &RunArgs, body: &Value, image: &str) -> Result<String> {
     let mut q = vec![];
     if let Some(n) = &a.name {
         q.push(("name", n.clone()));
@@ -466,16 +526,16 @@ async fn create_container(c: &Client, a: &RunArgs) -> Result<String> {
     }
     let path = format!("/containers/create{}", query(&q));
     if a.pull == "always" {
-        super::image::pull_image(c, &image, a.quiet, None).await?;
+        super::image::pull_image(c, image, a.quiet, None).await?;
     }
-    let resp = match c.post_json(&path, Some(&body)).await {
+    let resp = match c.post_json(&path, Some(body)).await {
         Err(e) if e.is_not_found() && a.pull != "never" && a.pull != "always" => {
             if !e.to_string().to_lowercase().contains("no such image") {
                 return Err(e);
             }
             errln!("Unable to find image '{image}' locally");
-            super::image::pull_image(c, &image, a.quiet, None).await?;
-            c.post_json(&path, Some(&body)).await?
+            super::image::pull_image(c, image, a.quiet, None).await?;
+            c.post_json(&path, Some(body)).await?
         }
         r => r?,
     };
