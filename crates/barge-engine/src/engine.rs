@@ -1874,8 +1874,12 @@ impl Engine {
             e.user.clone()
         };
         let rootfs = self.exec_dir(&c.id).join("rootfs");
-        let (uid, gid, _) = crate::spec::resolve_user(&rootfs, &user)?;
+        let (uid, gid, gids) = crate::spec::resolve_user(&rootfs, &user)?;
         cmd.arg("--user").arg(format!("{uid}:{gid}"));
+        // As Docker's exec: the user's groups and the container's --group-add.
+        for g in crate::spec::additional_gids(&c, &rootfs, gids)? {
+            cmd.arg("--additional-gids").arg(g.to_string());
+        }
         if !e.workdir.is_empty() {
             cmd.arg("--cwd").arg(&e.workdir);
         }

@@ -429,7 +429,11 @@ fn group_id(group: &str, g: &str) -> Result<u32> {
 
 /// The process's supplementary groups: the user's groups in the rootfs' /etc/group, then
 /// `--group-add` (HostConfig `GroupAdd`: names looked up there, or numbers).
-fn additional_gids(c: &Container, rootfs: &Path, mut gids: Vec<u32>) -> Result<Vec<u32>> {
+pub(crate) fn additional_gids(
+    c: &Container,
+    rootfs: &Path,
+    mut gids: Vec<u32>,
+) -> Result<Vec<u32>> {
     let add = str_list(c.host_config.get("GroupAdd"));
     if add.is_empty() {
         return Ok(gids);

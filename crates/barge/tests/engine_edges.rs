@@ -1446,6 +1446,24 @@ fn namespace_modes_sysctls_groups_and_oom_score() {
         String::from_utf8_lossy(&o.stderr).contains("nosuchgroup"),
         "{o:?}"
     );
+    // exec gets them too.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ga",
+        "--group-add",
+        "1234",
+        "groups",
+        "sleep",
+        "1000",
+    ]);
+    assert_eq!(d.ok(&["exec", "ga", "id", "-G"]), "0 50 1234");
+    assert_eq!(
+        d.ok(&["exec", "-u", "user", "ga", "id", "-G"]),
+        "1000 50 1234"
+    );
+    d.ok(&["rm", "-f", "ga"]);
     // --oom-score-adj
     assert_eq!(
         run(&[
