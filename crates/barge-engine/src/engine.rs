@@ -540,6 +540,10 @@ impl Engine {
                 )));
             }
         }
+        if cfg.get("NetworkDisabled").and_then(Value::as_bool) == Some(true) {
+            // No networking at all: what `--network none` gives.
+            host_config["NetworkMode"] = json!("none");
+        }
         let networking = cfg.remove("NetworkingConfig");
         let image = cfg
             .get("Image")

@@ -322,6 +322,41 @@ pub fn build(
             )));
         }
     }
+    // Features barge does not have: refused, not silently dropped.
+    let set = |k: &str| {
+        c.host_config.get(k).is_some_and(|v| match v {
+            Value::Null => false,
+            Value::Array(a) => !a.is_empty(),
+            Value::Object(o) => !o.is_empty(),
+            Value::Number(n) => n.as_i64() != Some(0),
+            Value::String(s) => !s.is_empty(),
+            Value::Bool(b) => *b,
+        })
+    };
+    for (key, what) in [
+        ("DeviceRequests", "device requests (--gpus)"),
+        ("StorageOpt", "storage options (--storage-opt)"),
+        (
+            "CpuRealtimePeriod",
+            "real-time CPU scheduling (--cpu-rt-period)",
+        ),
+        (
+            "CpuRealtimeRuntime",
+            "real-time CPU scheduling (--cpu-rt-runtime)",
+        ),
+    ] {
+        if set(key) {
+            return Err(Error::BadRequest(format!(
+                "{key}: {what} are not supported by barge"
+            )));
+        }
+    }
+    let driver = c.host_str("VolumeDriver");
+    if !driver.is_empty() && driver != "local" {
+        return Err(Error::BadRequest(format!(
+            "VolumeDriver {driver:?} is not supported: barge has the local driver only"
+        )));
+    }
     if !c.host_str("CgroupParent").is_empty() {
         return Err(Error::BadRequest(format!(
             "CgroupParent {:?} is not supported: barge keeps every container's cgroup under barge/",
@@ -358,8 +393,17 @@ pub fn build(
         "cgroupsPath": format!("/barge/{}", c.id),
     });
     if !privileged {
-        linux["maskedPaths"] = json!(MASKED);
-        linux["readonlyPaths"] = json!(READONLY);
+        // HostConfig's lists replace the defaults when given (Docker's API: an empty list
+        // masks nothing).
+        for (key, field, default) in [
+            ("MaskedPaths", "maskedPaths", MASKED),
+            ("ReadonlyPaths", "readonlyPaths", READONLY),
+        ] {
+            linux[field] = match c.host_config.get(key) {
+                Some(v @ Value::Array(_)) => v.clone(),
+                _ => json!(default),
+            };
+        }
     }
     if let Some(s) = seccomp {
         linux["seccomp"] = s;
@@ -387,6 +431,10 @@ pub fn build(
         "mounts": mounts,
         "linux": linux,
     });
+    let domain = c.config_str("Domainname");
+    if !domain.is_empty() && !uts_host {
+        spec["domainname"] = json!(domain);
+    }
     if uts_host {
         // The host's UTS namespace: setting a hostname there would rename the host.
         if let Some(o) = spec.as_object_mut() {

@@ -1503,3 +1503,88 @@ fn namespace_modes_sysctls_groups_and_oom_score() {
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("invalid PidMode"), "{body}");
 }
+
+#[test]
+fn api_fields_masked_paths_domainname_network_disabled_and_refusals() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    let create = |body: &str| -> (u16, String) { d.api("POST", "/containers/create", Some(body)) };
+    let run_api = |name: &str, body: &str| -> String {
+        let (code, out) = d.api(
+            "POST",
+            &format!("/containers/create?name={name}"),
+            Some(body),
+        );
+        assert_eq!(code, 201, "{out}");
+        d.ok(&["start", "-a", name])
+    };
+    // MaskedPaths / ReadonlyPaths replace the defaults.
+    let out = run_api(
+        "mp",
+        r#"{"Image": "busybox", "Cmd": ["sh", "-c", "wc -c < /proc/timer_list; wc -c < /etc/passwd"],
+            "HostConfig": {"MaskedPaths": ["/etc/passwd"], "ReadonlyPaths": []}}"#,
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines.last().map(|l| l.trim()),
+        Some("0"),
+        "/etc/passwd masked: {out}"
+    );
+    assert_ne!(
+        lines.first().map(|l| l.trim()),
+        Some("0"),
+        "/proc/kcore no longer masked: {out}"
+    );
+    // Domainname
+    let out = run_api(
+        "dn",
+        r#"{"Image": "busybox", "Domainname": "example.test", "Cmd": ["cat", "/proc/sys/kernel/domainname"]}"#,
+    );
+    assert_eq!(out.trim(), "example.test");
+    // NetworkDisabled: only lo.
+    let out = run_api(
+        "nd",
+        r#"{"Image": "busybox", "NetworkDisabled": true, "Cmd": ["ls", "/sys/class/net"]}"#,
+    );
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["lo"], "{out}");
+    // What barge does not have is a 400 naming it, and nothing is created.
+    let before = d.ok(&["ps", "-aq"]);
+    for (body, word) in [
+        (
+            r#"{"Image": "busybox", "Cmd": ["true"], "HostConfig": {"DeviceRequests": [{"Count": -1, "Capabilities": [["gpu"]]}]}}"#,
+            "DeviceRequests",
+        ),
+        (
+            r#"{"Image": "busybox", "Cmd": ["true"], "HostConfig": {"StorageOpt": {"size": "1G"}}}"#,
+            "StorageOpt",
+        ),
+        (
+            r#"{"Image": "busybox", "Cmd": ["true"], "HostConfig": {"VolumeDriver": "nfs-plugin"}}"#,
+            "VolumeDriver",
+        ),
+        (
+            r#"{"Image": "busybox", "Cmd": ["true"], "HostConfig": {"Mounts": [{"Type": "volume", "Source": "v", "Target": "/v", "VolumeOptions": {"Subpath": "a"}}]}}"#,
+            "Subpath",
+        ),
+        (
+            r#"{"Image": "busybox", "Cmd": ["true"], "HostConfig": {"Mounts": [{"Type": "bind", "Source": "/tmp", "Target": "/t", "BindOptions": {"NonRecursive": true}}]}}"#,
+            "NonRecursive",
+        ),
+    ] {
+        let (code, out) = create(body);
+        assert_eq!(code, 400, "{word}: {out}");
+        assert!(out.contains(word), "{word}: {out}");
+    }
+    assert_eq!(d.ok(&["ps", "-aq"]), before);
+    // BindOptions.CreateMountpoint makes a missing bind source.
+    let src = d.dir.path().join("made-by-bind");
+    let body = format!(
+        r#"{{"Image": "busybox", "Cmd": ["true"], "HostConfig": {{"Mounts": [{{"Type": "bind", "Source": "{}", "Target": "/m", "BindOptions": {{"CreateMountpoint": true}}}}]}}}}"#,
+        src.display()
+    );
+    let (code, out) = create(&body);
+    assert_eq!(code, 201, "{out}");
+    assert!(src.is_dir());
+}
