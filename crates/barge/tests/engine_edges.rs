@@ -1588,3 +1588,129 @@ fn api_fields_masked_paths_domainname_network_disabled_and_refusals() {
     assert_eq!(code, 201, "{out}");
     assert!(src.is_dir());
 }
+
+#[test]
+fn ps_filters_publish_expose_volume_network_before_since() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    let names = |filters: &[&str]| -> Vec<String> {
+        let mut a = vec!["ps", "-a", "--format", "{{.Names}}"];
+        for f in filters {
+            a.extend(["--filter", f]);
+        }
+        let mut v: Vec<String> = d.ok(&a).lines().map(str::to_string).collect();
+        v.sort();
+        v
+    };
+    d.ok(&["network", "create", "fnet"]);
+    d.ok(&[
+        "create", "--name", "f1", "-p", "18081:80", "--expose", "9000/udp", "busybox", "true",
+    ]);
+    d.ok(&[
+        "create",
+        "--name",
+        "f2",
+        "-v",
+        "fvol:/data",
+        "--network",
+        "fnet",
+        "busybox",
+        "true",
+    ]);
+    d.ok(&["create", "--name", "f3", "busybox", "true"]);
+    assert_eq!(names(&["publish=80"]), ["f1"]);
+    assert_eq!(names(&["publish=79-81/tcp"]), ["f1"]);
+    assert_eq!(names(&["publish=80/udp"]), Vec::<String>::new());
+    assert_eq!(names(&["expose=9000/udp"]), ["f1"]);
+    assert_eq!(names(&["volume=fvol"]), ["f2"]);
+    assert_eq!(names(&["volume=/data"]), ["f2"]);
+    assert_eq!(names(&["network=fnet"]), ["f2"]);
+    assert_eq!(names(&["before=f2"]), ["f1"]);
+    assert_eq!(names(&["since=f2"]), ["f3"]);
+    assert_eq!(names(&["since=f1", "before=f3"]), ["f2"]);
+    // ps shows a container's mounts (docker's Mounts column: the volume's name).
+    assert_eq!(
+        d.ok(&["ps", "-a", "--filter", "name=f2", "--format", "{{.Mounts}}"]),
+        "fvol"
+    );
+    // An unknown filter is an error, not ignored.
+    let (code, body) = d.api(
+        "GET",
+        "/containers/json?filters=%7B%22nosuch%22%3A%5B%22x%22%5D%7D",
+        None,
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("invalid filter 'nosuch'"), "{body}");
+    d.ok(&["rm", "f1", "f2", "f3"]);
+    d.ok(&["network", "rm", "fnet"]);
+}
+
+#[test]
+fn image_list_filters_and_labels() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    let ctx = tempfile::tempdir().expect("context");
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox\nLABEL tier=web\nRUN echo a > /a\n",
+    )
+    .expect("Dockerfile");
+    let ctx_s = ctx.path().display().to_string();
+    // Image times are whole seconds: a later second than busybox's, for since/before.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let o = d.docker_build(&["-q", "-t", "lbl/web:1", &ctx_s]);
+    assert!(o.status.success(), "{o:?}");
+    d.ok(&["tag", "lbl/web:1", "lbl/web:2"]);
+    let images = |filters: &[&str]| -> Vec<String> {
+        let mut a = vec!["images", "--format", "{{.Repository}}:{{.Tag}}"];
+        for f in filters {
+            a.extend(["--filter", f]);
+        }
+        let mut v: Vec<String> = d.ok(&a).lines().map(str::to_string).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(images(&["reference=lbl/*"]), ["lbl/web:1", "lbl/web:2"]);
+    assert_eq!(images(&["reference=lbl/web:2"]), ["lbl/web:2"]);
+    assert_eq!(images(&["reference=busy*"]), ["busybox:latest"]);
+    assert_eq!(images(&["label=tier=web"]), ["lbl/web:1", "lbl/web:2"]);
+    assert_eq!(images(&["label=tier=db"]), Vec::<String>::new());
+    assert_eq!(images(&["dangling=true"]), Vec::<String>::new());
+    assert_eq!(images(&["since=busybox"]), ["lbl/web:1", "lbl/web:2"]);
+    assert_eq!(images(&["before=lbl/web:1"]), ["busybox:latest"]);
+    // `docker images REPO` is a reference filter.
+    assert_eq!(
+        d.ok(&["images", "--format", "{{.Tag}}", "busybox"]),
+        "latest"
+    );
+    assert_eq!(
+        d.ok(&[
+            "image",
+            "inspect",
+            "-f",
+            "{{.Config.Labels.tier}}",
+            "lbl/web:1"
+        ]),
+        "web"
+    );
+    let (code, body) = d.api("GET", "/images/json", None);
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let web = v
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|i| i["RepoTags"].to_string().contains("lbl/web:1"))
+        .expect("lbl/web in the list");
+    assert_eq!(web["Labels"]["tier"], "web");
+    let (code, body) = d.api(
+        "GET",
+        "/images/json?filters=%7B%22bogus%22%3A%5B%22x%22%5D%7D",
+        None,
+    );
+    assert_eq!(code, 400, "{body}");
+}
