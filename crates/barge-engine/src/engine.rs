@@ -545,6 +545,23 @@ impl Engine {
             host_config["NetworkMode"] = json!("none");
         }
         let networking = cfg.remove("NetworkingConfig");
+        // A container's MAC address is derived from its IP (as Docker's default); a chosen
+        // one is not supported yet: say so rather than ignore it.
+        let macs = std::iter::once(cfg.get("MacAddress")).chain(
+            networking
+                .as_ref()
+                .and_then(|n| n.get("EndpointsConfig"))
+                .and_then(Value::as_object)
+                .into_iter()
+                .flat_map(|eps| eps.values().map(|ep| ep.get("MacAddress"))),
+        );
+        for m in macs.flatten() {
+            if m.as_str().is_some_and(|m| !m.is_empty()) {
+                return Err(Error::BadRequest(format!(
+                    "MacAddress {m}: choosing a container's MAC address is not supported by barge (it is derived from its IP address)"
+                )));
+            }
+        }
         let image = cfg
             .get("Image")
             .and_then(Value::as_str)

@@ -1572,6 +1572,10 @@ fn api_fields_masked_paths_domainname_network_disabled_and_refusals() {
             r#"{"Image": "busybox", "Cmd": ["true"], "HostConfig": {"Mounts": [{"Type": "bind", "Source": "/tmp", "Target": "/t", "BindOptions": {"NonRecursive": true}}]}}"#,
             "NonRecursive",
         ),
+        (
+            r#"{"Image": "busybox", "Cmd": ["true"], "NetworkingConfig": {"EndpointsConfig": {"bridge": {"MacAddress": "02:42:ac:11:00:99"}}}}"#,
+            "MacAddress",
+        ),
     ] {
         let (code, out) = create(body);
         assert_eq!(code, 400, "{word}: {out}");
