@@ -470,6 +470,27 @@ fn dns_servers_search_and_options() {
         ],
         "{r}"
     );
+    // --add-host NAME:host-gateway is the default bridge's gateway.
+    let gw = d.ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
+        "bridge",
+    ]);
+    let hosts = d.ok(&[
+        "run",
+        "--rm",
+        "--add-host",
+        "hgw:host-gateway",
+        "busybox",
+        "cat",
+        "/etc/hosts",
+    ]);
+    assert!(
+        hosts.lines().any(|l| l == format!("{gw}\thgw")),
+        "{gw}: {hosts}"
+    );
     // `--dns-search .`: no search domain at all; the servers stay the network's.
     let plain = d.ok(&["run", "--rm", "busybox", "cat", "/etc/resolv.conf"]);
     let r = d.ok(&[

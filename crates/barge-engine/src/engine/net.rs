@@ -494,8 +494,23 @@ impl Engine {
              fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n\
              ff02::2\tip6-allrouters\n",
         );
+        // `host-gateway` is the host as containers reach it: the default bridge's address
+        // (Docker's default `host-gateway-ip`).
+        let host_gateway = || {
+            self.network_manager()
+                .and_then(|nm| nm.inspect("bridge").ok())
+                .map(|(n, _)| n.gateway.to_string())
+        };
         for h in crate::model::str_list(c.host_config.get("ExtraHosts")) {
             if let Some((name, ip)) = h.split_once(':') {
+                let ip = match ip {
+                    "host-gateway" => host_gateway().ok_or_else(|| {
+                        Error::BadRequest(format!(
+                            "--add-host {h}: host-gateway needs the default bridge network, and this daemon has none"
+                        ))
+                    })?,
+                    ip => ip.to_string(),
+                };
                 s.push_str(&format!("{ip}\t{name}\n"));
             }
         }
