@@ -1065,11 +1065,13 @@ impl NetworkManager {
     }
 
     /// A container has exited (or never ran): drops its endpoints on every network at once
-    /// (records, published ports in one nftables run, DNS names) and leaves the deletion of its
-    /// veth pairs to a background thread; their addresses are not handed out again until
-    /// they are gone. Returns before the links are deleted: that is 10-25 ms of RCU grace
-    /// periods in the kernel which a starting or removed container need not wait for. Use
-    /// [`disconnect`](Self::disconnect) for a running container (`network disconnect`).
+    /// (records, published ports in one nftables run, DNS names) and leaves its veth pairs to
+    /// the death of its namespace, which deletes them (the caller removes the namespace next);
+    /// a background thread waits for them to vanish and deletes those still there after a
+    /// grace time. Their addresses are not handed out again until they are gone. A link
+    /// deletion is 10-25 ms of RCU grace periods under the RTNL lock, which a starting
+    /// container needs too: the namespace's cleanup pays them once for its `lo` and the pairs.
+    /// Use [`disconnect`](Self::disconnect) for a running container (`network disconnect`).
     pub fn release(&self, container_id: &str) -> Result<(), NetworkError> {
         let mut guard = self.lock();
         let inner = &mut *guard;
@@ -1107,7 +1109,8 @@ impl NetworkManager {
         first_err.map_or(Ok(()), Err)
     }
 
-    /// Waits until the links [`release`](Self::release) queued for deletion are gone.
+    /// Deletes the links [`release`](Self::release) left that are still there and waits
+    /// until they are gone.
     pub fn settle(&self) {
         self.reaper.settle(SETTLE_LIMIT);
     }
