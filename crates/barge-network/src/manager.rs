@@ -888,12 +888,9 @@ impl NetworkManager {
             &id[..12],
             req.container_id.get(..12).unwrap_or(&req.container_id)
         );
-        let bridge_idx = inner
-            .nl
-            .link_index(&net.bridge)
-            .map_err(nl_err("looking up bridge"))?
+        let bridge_idx = crate::netlink::ifindex(&net.bridge)
             .ok_or_else(|| NetworkError::BridgeMissing(net.bridge.clone()))?;
-        // one request makes both ends, the host end up and a port of the bridge
+        // one request makes both ends, the host end a port of the bridge; it comes up last
         let vidx = inner
             .nl
             .add_veth(&host_veth, Some(bridge_idx), &alias, &ifname, &ns, mac)
@@ -936,6 +933,11 @@ impl NetworkManager {
                 cnl.add_default_route(net.gateway, cidx)
                     .map_err(nl_err("adding the default route"))?;
             }
+            // after the peer: it has its carrier at once (see Netlink::add_veth)
+            inner
+                .nl
+                .set_up(vidx, None)
+                .map_err(nl_err(format!("bringing {host_veth} up")))?;
             write_record(&self.ep_path(&key.0, &key.1), &ep, false)?;
             inner.eps.insert(key.clone(), ep.clone());
             if !ep.ports.is_empty() {

@@ -14,7 +14,6 @@
 //! released, when the old port has left the bridge.
 
 use std::collections::BTreeSet;
-use std::ffi::CString;
 use std::io;
 use std::net::Ipv4Addr;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
@@ -55,14 +54,9 @@ fn lock(p: &Mutex<Pending>) -> MutexGuard<'_, Pending> {
     p.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Whether a link named `name` exists in the calling thread's namespace. Looks the name up
-/// under RCU (`SIOCGIFINDEX`), not under the RTNL lock a netlink request takes.
+/// Whether a link named `name` exists in the calling thread's namespace (no RTNL lock).
 pub(crate) fn link_exists(name: &str) -> bool {
-    let Ok(c) = CString::new(name) else {
-        return false;
-    };
-    // SAFETY: if_nametoindex reads a NUL-terminated string.
-    unsafe { libc::if_nametoindex(c.as_ptr()) != 0 }
+    crate::netlink::ifindex(name).is_some()
 }
 
 /// Deletes `link` (if still there) with `nl`; a restart's repair deletes what fails (the
