@@ -1413,12 +1413,34 @@ fn a_daemon_killed_during_a_networked_run_leaves_nothing_after_restart() {
     assert_clean(&d);
 }
 
-/// The host ends of the veth pairs in the daemon's namespace.
-fn veths(d: &Daemon) -> Vec<String> {
-    links(d)
+/// The host end of the only veth pair in the daemon's namespace.
+fn only_veth(d: &Daemon) -> String {
+    let v: Vec<String> = links(d)
         .into_iter()
         .filter(|n| n.starts_with("bv"))
-        .collect()
+        .collect();
+    assert_eq!(v.len(), 1, "one veth expected: {:?}", links(d));
+    v[0].clone()
+}
+
+/// Runs `name` (`sleep`) on the default bridge and `peer` in its network namespace; returns
+/// the host end of `name`'s veth pair.
+fn run_with_peer(d: &Daemon, name: &str, peer: &str) -> String {
+    d.ok(&["run", "-d", "--name", name, "busybox", "sleep", "600"]);
+    let veth = only_veth(d);
+    let mode = format!("container:{name}");
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        peer,
+        "--network",
+        &mode,
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    veth
 }
 
 /// An exited container's veth pair goes with its namespace, not through a deletion of the
@@ -1441,37 +1463,19 @@ fn exited_containers_links_go_with_their_namespace() {
     };
     d.ok(&["run", "-d", "--name", "a", "busybox", "sleep", "600"]);
     let ip = ip_of("a");
-    let [veth] = &veths(&d)[..] else {
-        panic!("one veth expected: {:?}", links(&d))
-    };
-    let veth = veth.clone();
+    let veth = only_veth(&d);
     d.ok(&["rm", "-f", "a"]);
     assert!(
         eventually(10, || !links(&d).contains(&veth)),
         "{veth} left after rm"
     );
-    d.ok(&["run", "-d", "--name", "b", "busybox", "sleep", "600"]);
+    // b's namespace outlives b: a peer has joined it
+    let veth = run_with_peer(&d, "b", "peer");
     assert_eq!(
         ip_of("b"),
         ip,
         "the address of a removed container is reused"
     );
-    // b's namespace outlives b: a peer has joined it
-    let [veth] = &veths(&d)[..] else {
-        panic!("one veth expected: {:?}", links(&d))
-    };
-    let veth = veth.clone();
-    d.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "peer",
-        "--network",
-        "container:b",
-        "busybox",
-        "sleep",
-        "600",
-    ]);
     d.ok(&["stop", "-t", "0", "b"]);
     assert!(
         eventually(10, || !links(&d).contains(&veth)),
@@ -1486,22 +1490,7 @@ fn exited_containers_links_go_with_their_namespace() {
     assert!(!container_links(&d, "peer").iter().any(|l| l == "eth0"));
     d.ok(&["rm", "-f", "peer", "b"]);
     // the same, with the daemon killed while it waits for the link
-    d.ok(&["run", "-d", "--name", "c", "busybox", "sleep", "600"]);
-    let [veth] = &veths(&d)[..] else {
-        panic!("one veth expected: {:?}", links(&d))
-    };
-    let veth = veth.clone();
-    d.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "peer2",
-        "--network",
-        "container:c",
-        "busybox",
-        "sleep",
-        "600",
-    ]);
+    let veth = run_with_peer(&d, "c", "peer2");
     d.ok(&["stop", "-t", "0", "c"]);
     // released (its endpoint record is gone) but not deleted yet
     assert!(eventually(10, || endpoint_records(&d) == 0), "{}", d.log());
