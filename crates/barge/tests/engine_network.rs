@@ -436,6 +436,97 @@ fn container_mode_none_and_host() {
 }
 
 #[test]
+fn dns_servers_search_and_options() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    // The default bridge: each flag replaces the lines of its kind.
+    let r = d.ok(&[
+        "run",
+        "--rm",
+        "--dns",
+        "10.1.2.3",
+        "--dns",
+        "10.1.2.4",
+        "--dns-search",
+        "example.test",
+        "--dns-option",
+        "ndots:3",
+        "--dns-option",
+        "timeout:1",
+        "busybox",
+        "cat",
+        "/etc/resolv.conf",
+    ]);
+    let lines: Vec<&str> = r.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "nameserver 10.1.2.3",
+            "nameserver 10.1.2.4",
+            "search example.test",
+            "options ndots:3 timeout:1"
+        ],
+        "{r}"
+    );
+    // `--dns-search .`: no search domain at all; the servers stay the network's.
+    let plain = d.ok(&["run", "--rm", "busybox", "cat", "/etc/resolv.conf"]);
+    let r = d.ok(&[
+        "run",
+        "--rm",
+        "--dns-search",
+        ".",
+        "busybox",
+        "cat",
+        "/etc/resolv.conf",
+    ]);
+    assert!(
+        !r.lines()
+            .any(|l| l.starts_with("search") || l.starts_with("domain")),
+        "{r}"
+    );
+    let servers = |s: &str| {
+        s.lines()
+            .filter(|l| l.starts_with("nameserver"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(servers(&r), servers(&plain));
+    // A user network: its DNS service stays first (names of the network resolve), the
+    // given servers follow.
+    d.ok(&["network", "create", "--subnet", "10.198.7.0/24", "dnsnet"]);
+    let r = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "dnsnet",
+        "--dns",
+        "10.1.2.3",
+        "--dns-option",
+        "ndots:2",
+        "busybox",
+        "cat",
+        "/etc/resolv.conf",
+    ]);
+    let ns = servers(&r);
+    assert_eq!(ns, ["nameserver 10.198.7.1", "nameserver 10.1.2.3"], "{r}");
+    assert!(r.lines().any(|l| l == "options ndots:2"), "{r}");
+    // Not an address: refused at create, naming it.
+    let (code, body) = d.api(
+        "POST",
+        "/containers/create",
+        Some(r#"{"Image": "busybox", "HostConfig": {"Dns": ["dns.example"]}}"#),
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains("invalid DNS server address") && body.contains("dns.example"),
+        "{body}"
+    );
+    d.ok(&["network", "rm", "dnsnet"]);
+}
+
+#[test]
 fn bad_input_is_refused_whole() {
     if skip() {
         return;
