@@ -215,7 +215,7 @@ mod tests {
                 assert!(link_exists(n));
             }
             assert!(!link_exists("rp-none"));
-            let grace = Duration::from_millis(600);
+            let grace = Duration::from_millis(1000);
             let r = Reaper::with_grace(grace).expect("reaper");
             let (a, b) = (Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 3));
             let t = Instant::now();
