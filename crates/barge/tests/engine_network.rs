@@ -1524,3 +1524,98 @@ fn a_daemon_killed_during_a_networked_run_leaves_nothing_after_restart() {
     assert!(!has_build_ns(), "a build namespace survived the restart");
     assert_clean(&d);
 }
+
+/// The host end of the only veth pair in the daemon's namespace.
+fn only_veth(d: &Daemon) -> String {
+    let v: Vec<String> = links(d)
+        .into_iter()
+        .filter(|n| n.starts_with("bv"))
+        .collect();
+    assert_eq!(v.len(), 1, "one veth expected: {:?}", links(d));
+    v[0].clone()
+}
+
+/// Runs `name` (`sleep`) on the default bridge and `peer` in its network namespace; returns
+/// the host end of `name`'s veth pair.
+fn run_with_peer(d: &Daemon, name: &str, peer: &str) -> String {
+    d.ok(&["run", "-d", "--name", name, "busybox", "sleep", "600"]);
+    let veth = only_veth(d);
+    let mode = format!("container:{name}");
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        peer,
+        "--network",
+        &mode,
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    veth
+}
+
+/// An exited container's veth pair goes with its namespace, not through a deletion of the
+/// daemon's: gone soon after `rm`, and its address goes to the next container. A
+/// `container:` peer keeping the namespace alive makes the daemon delete the link itself
+/// after a grace time, and a daemon killed while it waits for that leaves nothing after its
+/// restart.
+#[test]
+fn exited_containers_links_go_with_their_namespace() {
+    if skip() {
+        return;
+    }
+    let mut d = Daemon::start();
+    d.restart_with(&["--debug"]);
+    let ip_of = |c: &str| {
+        inspect(&d, c)["NetworkSettings"]["IPAddress"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    d.ok(&["run", "-d", "--name", "a", "busybox", "sleep", "600"]);
+    let ip = ip_of("a");
+    let veth = only_veth(&d);
+    d.ok(&["rm", "-f", "a"]);
+    assert!(
+        eventually(10, || !links(&d).contains(&veth)),
+        "{veth} left after rm"
+    );
+    // b's namespace outlives b: a peer has joined it
+    let veth = run_with_peer(&d, "b", "peer");
+    assert_eq!(
+        ip_of("b"),
+        ip,
+        "the address of a removed container is reused"
+    );
+    d.ok(&["stop", "-t", "0", "b"]);
+    assert!(
+        eventually(10, || !links(&d).contains(&veth)),
+        "{veth} outlived its grace time"
+    );
+    assert!(
+        d.log()
+            .contains(&format!("{veth} outlived its container's namespace")),
+        "{}",
+        d.log()
+    );
+    assert!(!container_links(&d, "peer").iter().any(|l| l == "eth0"));
+    d.ok(&["rm", "-f", "peer", "b"]);
+    // the same, with the daemon killed while it waits for the link
+    let veth = run_with_peer(&d, "c", "peer2");
+    d.ok(&["stop", "-t", "0", "c"]);
+    // released (its endpoint record is gone) but not deleted yet
+    assert!(eventually(10, || endpoint_records(&d) == 0), "{}", d.log());
+    d.kill9();
+    assert!(
+        links(&d).contains(&veth),
+        "{veth} went before the grace time was over"
+    );
+    d.spawn();
+    assert!(
+        eventually(10, || !links(&d).contains(&veth)),
+        "{veth} left after the restart"
+    );
+    d.ok(&["rm", "-f", "peer2", "c"]);
+    assert_clean(&d);
+}
