@@ -393,6 +393,16 @@ async fn attach(e: Arc<Engine>, id: &str, q: &Query, mut req: Request<Incoming>)
 
 async fn logs(e: Arc<Engine>, id: &str, q: &Query) -> R {
     let c = e.get(id)?;
+    if c.host_config
+        .pointer("/LogConfig/Type")
+        .and_then(Value::as_str)
+        == Some("none")
+    {
+        return Err(ApiError::new(
+            501,
+            "configured logging driver does not support reading".into(),
+        ));
+    }
     let tty = c
         .config
         .get("Tty")

@@ -716,9 +716,21 @@ impl Engine {
             .and_then(Value::as_str)
         {
             Some("json-file") | Some("local") => {}
+            Some("none") => {
+                let opts = host_config
+                    .pointer("/LogConfig/Config")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default();
+                if let Some(k) = opts.keys().next() {
+                    return Err(Error::BadRequest(format!(
+                        "unknown log opt '{k}' for none log driver"
+                    )));
+                }
+            }
             Some(other) => {
                 return Err(Error::BadRequest(format!(
-                    "logging driver {other:?} is not supported (json-file only)"
+                    "logging driver {other:?} is not supported (json-file, local and none are)"
                 )));
             }
             None => {}
@@ -1056,7 +1068,17 @@ impl Engine {
             id: id.clone(),
             bundle: ed.clone(),
             runtime_root: self.runtime_root(),
-            log_path: self.log_path(&id),
+            // The `none` driver: no log file at all (output still reaches attached clients).
+            log_path: if c
+                .host_config
+                .pointer("/LogConfig/Type")
+                .and_then(Value::as_str)
+                == Some("none")
+            {
+                PathBuf::new()
+            } else {
+                self.log_path(&id)
+            },
             log_max_size: max_size,
             log_max_files: max_files,
             exit_path: self.data_dir(&id).join("exit.json"),

@@ -1718,3 +1718,42 @@ fn image_list_filters_and_labels() {
     );
     assert_eq!(code, 400, "{body}");
 }
+
+#[test]
+fn log_driver_none_keeps_nothing_but_attach_works() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--name",
+            "quiet",
+            "--log-driver",
+            "none",
+            "busybox",
+            "echo",
+            "hi"
+        ]),
+        "hi"
+    );
+    let o = d.docker(&["logs", "quiet"]);
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("configured logging driver does not support reading"),
+        "{e}"
+    );
+    let log = d.ok(&["inspect", "-f", "{{.LogPath}}", "quiet"]);
+    assert!(!std::path::Path::new(&log).exists(), "{log} was written");
+    // (the docker CLI refuses options for `none` itself; the API does too)
+    let (code, body) = d.api(
+        "POST",
+        "/containers/create",
+        Some(r#"{"Image": "busybox", "Cmd": ["true"], "HostConfig": {"LogConfig": {"Type": "none", "Config": {"max-size": "1k"}}}}"#),
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("unknown log opt 'max-size'"), "{body}");
+    d.ok(&["rm", "quiet"]);
+}
