@@ -115,6 +115,24 @@ const CONTAINER_FILTERS: &[&str] = &[
     "volume",
 ];
 
+/// [`summary`] with `SizeRw` (the container's own changes) and `SizeRootFs` (those and its
+/// image), as `ps -s` and `system df` show them.
+pub(crate) fn summary_with_size(
+    e: &Engine,
+    c: &Container,
+    image_sizes: &std::collections::HashMap<String, u64>,
+) -> Value {
+    let rw = e
+        .store
+        .snapshot_upper(&c.snapshot)
+        .map(|u| crate::images::dir_size(&u))
+        .unwrap_or(0);
+    let mut s = summary(e, c);
+    s["SizeRw"] = json!(rw);
+    s["SizeRootFs"] = json!(rw + image_sizes.get(&c.image_id).copied().unwrap_or(0));
+    s
+}
+
 pub(crate) fn list(e: Arc<Engine>, q: &Query) -> R {
     let all = q.bool("all");
     let filters = q.filters_of(CONTAINER_FILTERS)?;
@@ -130,6 +148,16 @@ pub(crate) fn list(e: Arc<Engine>, q: &Query) -> R {
                 .map(|c| Some(c.created))
                 .map_err(|_| ApiError::new(404, format!("No such container: {r}"))),
         }
+    };
+    // ps -s: the image sizes, read once.
+    let sizes = if q.bool("size") {
+        Some(crate::images::image_sizes(
+            &e.store
+                .list_images()
+                .map_err(|err| ApiError::new(500, err.to_string()))?,
+        ))
+    } else {
+        None
     };
     let before = created_of("before")?;
     let since = created_of("since")?;
@@ -207,7 +235,10 @@ pub(crate) fn list(e: Arc<Engine>, q: &Query) -> R {
         if !ok {
             continue;
         }
-        out.push(summary(&e, &c));
+        out.push(match &sizes {
+            Some(sizes) => summary_with_size(&e, &c, sizes),
+            None => summary(&e, &c),
+        });
         if limit > 0 && out.len() as i64 >= limit {
             break;
         }

@@ -1639,6 +1639,27 @@ fn ps_filters_publish_expose_volume_network_before_since() {
         d.ok(&["ps", "-a", "--filter", "name=f2", "--format", "{{.Mounts}}"]),
         "fvol"
     );
+    // ps -s: the container's own bytes and, with its image, the virtual size.
+    d.ok(&[
+        "run",
+        "--name",
+        "big",
+        "busybox",
+        "sh",
+        "-c",
+        "head -c 5000 /dev/zero > /f",
+    ]);
+    let size = d.ok(&[
+        "ps",
+        "-a",
+        "-s",
+        "--filter",
+        "name=big",
+        "--format",
+        "{{.Size}}",
+    ]);
+    assert!(size.starts_with("5kB (virtual "), "{size}");
+    d.ok(&["rm", "big"]);
     // An unknown filter is an error, not ignored.
     let (code, body) = d.api(
         "GET",
