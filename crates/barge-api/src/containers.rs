@@ -570,7 +570,18 @@ pub(crate) async fn dispatch(
     match (&m, rest) {
         (&Method::GET, ["json"]) => {
             let c = e.get(id)?;
-            Ok(json_response(200, &inspect_json(&e, &c)))
+            let mut v = inspect_json(&e, &c);
+            if q.bool("size") {
+                let sizes = crate::images::image_sizes(
+                    &e.store
+                        .list_images()
+                        .map_err(|err| ApiError::new(500, err.to_string()))?,
+                );
+                let s = summary_with_size(&e, &c, &sizes);
+                v["SizeRw"] = s["SizeRw"].clone();
+                v["SizeRootFs"] = s["SizeRootFs"].clone();
+            }
+            Ok(json_response(200, &v))
         }
         (&Method::POST, ["start"]) => {
             e.start(id).await?;
@@ -923,7 +934,7 @@ pub(crate) fn exec_inspect(e: Arc<Engine>, id: &str) -> R {
             "ID": x.id, "Running": x.running, "ExitCode": x.exit_code, "ContainerID": x.container_id,
             "OpenStdin": x.open_stdin, "OpenStdout": x.open_stdout, "OpenStderr": x.open_stderr,
             "Pid": x.pid, "CanRemove": false, "DetachKeys": "",
-            "ProcessConfig": {"tty": x.tty, "entrypoint": x.cmd.first(), "arguments": x.cmd.get(1..).unwrap_or_default(), "privileged": false, "user": x.user, "workingDir": x.workdir},
+            "ProcessConfig": {"tty": x.tty, "entrypoint": x.cmd.first(), "arguments": x.cmd.get(1..).unwrap_or_default(), "privileged": x.privileged, "user": x.user, "workingDir": x.workdir},
         }),
     ))
 }

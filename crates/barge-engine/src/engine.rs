@@ -122,6 +122,9 @@ pub struct Exec {
     /// Working dir.
     #[serde(skip)]
     pub workdir: String,
+    /// `exec --privileged`: every capability the daemon can hand on.
+    #[serde(skip)]
+    pub privileged: bool,
     /// Pid (host) of the `barge runtime exec` process.
     #[serde(rename = "Pid")]
     pub pid: i32,
@@ -1853,6 +1856,7 @@ impl Engine {
             env: str_list(body.get("Env")),
             user: s("User"),
             workdir: s("WorkingDir"),
+            privileged: b("Privileged"),
             pid: 0,
             started: false,
             console: None,
@@ -1922,6 +1926,11 @@ impl Engine {
         // As Docker's exec: the user's groups and the container's --group-add.
         for g in crate::spec::additional_gids(&c, &rootfs, gids)? {
             cmd.arg("--additional-gids").arg(g.to_string());
+        }
+        if e.privileged {
+            for cap in barge_runtime::caps::bounding_names() {
+                cmd.arg("--cap").arg(cap);
+            }
         }
         if !e.workdir.is_empty() {
             cmd.arg("--cwd").arg(&e.workdir);

@@ -1166,6 +1166,26 @@ fn privileged_cap_add_stop_timeout_health_options_and_id_filter() {
     let bnd = u64::from_str_radix(&bnd, 16).expect("hex");
     assert_eq!(caps(&["--privileged"]), bnd);
     assert_eq!(caps(&["--cap-add", "ALL"]), bnd);
+    // exec --privileged: every capability, in a container that has the default set.
+    d.ok(&["run", "-d", "--name", "px", "busybox", "sleep", "1000"]);
+    let eff = |args: &[&str]| -> u64 {
+        let mut a = vec!["exec"];
+        a.extend_from_slice(args);
+        a.extend(["px", "grep", "CapEff", "/proc/self/status"]);
+        let o = d.ok(&a);
+        u64::from_str_radix(o.split_whitespace().nth(1).unwrap_or_default(), 16).expect("hex")
+    };
+    assert_eq!(eff(&[]), default);
+    assert_eq!(eff(&["--privileged"]), bnd);
+    // inspect -s: the container's size fields (absent without it).
+    assert_eq!(d.ok(&["inspect", "-f", "{{.SizeRw}}", "px"]), "<nil>");
+    let sizes = d.ok(&["inspect", "-s", "-f", "{{.SizeRw}} {{.SizeRootFs}}", "px"]);
+    let n: Vec<u64> = sizes
+        .split_whitespace()
+        .map(|x| x.parse().expect("number"))
+        .collect();
+    assert!(n.len() == 2 && n[1] > n[0] && n[1] > 1_000_000, "{sizes}");
+    d.ok(&["rm", "-f", "px"]);
     // --privileged also gives the host's devices (as Docker: all but console and the
     // directories the container has its own of); without it only the default few.
     use std::os::unix::fs::FileTypeExt;
