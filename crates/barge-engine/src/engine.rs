@@ -122,6 +122,9 @@ pub struct Exec {
     /// Working dir.
     #[serde(skip)]
     pub workdir: String,
+    /// `exec --privileged`: every capability the daemon can hand on.
+    #[serde(skip)]
+    pub privileged: bool,
     /// Pid (host) of the `barge runtime exec` process.
     #[serde(rename = "Pid")]
     pub pid: i32,
@@ -533,7 +536,35 @@ impl Engine {
         } else {
             host_config
         };
+        for d in crate::model::str_list(host_config.get("Dns")) {
+            if d.parse::<std::net::IpAddr>().is_err() {
+                return Err(Error::BadRequest(format!(
+                    "invalid DNS server address {d:?}: want an IP address"
+                )));
+            }
+        }
+        if cfg.get("NetworkDisabled").and_then(Value::as_bool) == Some(true) {
+            // No networking at all: what `--network none` gives.
+            host_config["NetworkMode"] = json!("none");
+        }
         let networking = cfg.remove("NetworkingConfig");
+        // A container's MAC address is derived from its IP (as Docker's default); a chosen
+        // one is not supported yet: say so rather than ignore it.
+        let macs = std::iter::once(cfg.get("MacAddress")).chain(
+            networking
+                .as_ref()
+                .and_then(|n| n.get("EndpointsConfig"))
+                .and_then(Value::as_object)
+                .into_iter()
+                .flat_map(|eps| eps.values().map(|ep| ep.get("MacAddress"))),
+        );
+        for m in macs.flatten() {
+            if m.as_str().is_some_and(|m| !m.is_empty()) {
+                return Err(Error::BadRequest(format!(
+                    "MacAddress {m}: choosing a container's MAC address is not supported by barge (it is derived from its IP address)"
+                )));
+            }
+        }
         let image = cfg
             .get("Image")
             .and_then(Value::as_str)
@@ -656,7 +687,11 @@ impl Engine {
                 .get("NetworkMode")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            let hostname = if mode == "host" {
+            let uts = host_config
+                .get("UTSMode")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let hostname = if mode == "host" || uts == "host" {
                 crate::util::host_name()
             } else if mode.starts_with("container:") {
                 String::new()
@@ -684,9 +719,21 @@ impl Engine {
             .and_then(Value::as_str)
         {
             Some("json-file") | Some("local") => {}
+            Some("none") => {
+                let opts = host_config
+                    .pointer("/LogConfig/Config")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default();
+                if let Some(k) = opts.keys().next() {
+                    return Err(Error::BadRequest(format!(
+                        "unknown log opt '{k}' for none log driver"
+                    )));
+                }
+            }
             Some(other) => {
                 return Err(Error::BadRequest(format!(
-                    "logging driver {other:?} is not supported (json-file only)"
+                    "logging driver {other:?} is not supported (json-file, local and none are)"
                 )));
             }
             None => {}
@@ -748,10 +795,11 @@ impl Engine {
             snapshot: id.clone(),
             mount_points: Vec::new(),
         };
-        // Validate what the spec will need (all but the user, which needs the rootfs).
+        // Validate what the spec will need (all but the user and groups, which need the rootfs).
         {
             let mut probe = c.clone();
             probe.config["User"] = json!("");
+            probe.host_config["GroupAdd"] = json!([]);
             if probe.argv().is_empty() {
                 return Err(Error::BadRequest("no command specified".into()));
             }
@@ -761,6 +809,8 @@ impl Engine {
                 Path::new("/nonexistent"),
                 &NetMode::Host,
                 &[],
+                // Checked at start, as Docker does: the other may not run yet.
+                &|_| Ok(1),
             )
             .map(|_| ())?;
         }
@@ -989,7 +1039,23 @@ impl Engine {
             .await
             .map_err(|e| Error::Internal(e.to_string()))??;
         }
-        let spec = crate::spec::build(c, &rootfs, &files, &net, &self.opts.default_ulimits)?;
+        let spec = crate::spec::build(
+            c,
+            &rootfs,
+            &files,
+            &net,
+            &self.opts.default_ulimits,
+            &|r| match self.get(r) {
+                Ok(o) if o.running() && o.state.pid > 0 => Ok(o.state.pid),
+                Ok(o) => Err(Error::Conflict(format!(
+                    "cannot join the namespaces of container {}: it is not running",
+                    o.name.trim_start_matches('/')
+                ))),
+                Err(e) => Err(Error::Conflict(format!(
+                    "cannot join the namespaces of container {r}: {e}"
+                ))),
+            },
+        )?;
         std::fs::write(
             ed.join("config.json"),
             serde_json::to_vec_pretty(&spec).unwrap_or_default(),
@@ -1005,7 +1071,17 @@ impl Engine {
             id: id.clone(),
             bundle: ed.clone(),
             runtime_root: self.runtime_root(),
-            log_path: self.log_path(&id),
+            // The `none` driver: no log file at all (output still reaches attached clients).
+            log_path: if c
+                .host_config
+                .pointer("/LogConfig/Type")
+                .and_then(Value::as_str)
+                == Some("none")
+            {
+                PathBuf::new()
+            } else {
+                self.log_path(&id)
+            },
             log_max_size: max_size,
             log_max_files: max_files,
             exit_path: self.data_dir(&id).join("exit.json"),
@@ -1780,6 +1856,7 @@ impl Engine {
             env: str_list(body.get("Env")),
             user: s("User"),
             workdir: s("WorkingDir"),
+            privileged: b("Privileged"),
             pid: 0,
             started: false,
             console: None,
@@ -1844,8 +1921,17 @@ impl Engine {
             e.user.clone()
         };
         let rootfs = self.exec_dir(&c.id).join("rootfs");
-        let (uid, gid, _) = crate::spec::resolve_user(&rootfs, &user)?;
+        let (uid, gid, gids) = crate::spec::resolve_user(&rootfs, &user)?;
         cmd.arg("--user").arg(format!("{uid}:{gid}"));
+        // As Docker's exec: the user's groups and the container's --group-add.
+        for g in crate::spec::additional_gids(&c, &rootfs, gids)? {
+            cmd.arg("--additional-gids").arg(g.to_string());
+        }
+        if e.privileged {
+            for cap in barge_runtime::caps::bounding_names() {
+                cmd.arg("--cap").arg(cap);
+            }
+        }
         if !e.workdir.is_empty() {
             cmd.arg("--cwd").arg(&e.workdir);
         }
