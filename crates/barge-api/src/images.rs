@@ -130,8 +130,8 @@ pub(crate) async fn dispatch(
                     "Id": rec.id.to_string(),
                     "RepoTags": tags,
                     "RepoDigests": rec.repo_digests,
-                    "Parent": "",
-                    "Comment": "",
+                    "Parent": cfg.get("parent").cloned().unwrap_or(json!("")),
+                    "Comment": cfg.get("comment").cloned().unwrap_or(json!("")),
                     "Created": cfg.get("created").cloned().unwrap_or(json!("0001-01-01T00:00:00Z")),
                     "DockerVersion": "",
                     "Author": cfg.get("author").cloned().unwrap_or(json!("")),
@@ -317,10 +317,15 @@ async fn create(e: Arc<Engine>, q: &Query, req: Request<Incoming>) -> R {
             Some(barge_image::Reference::parse(&s).map_err(|e| ApiError::new(400, e.to_string()))?)
         };
         let comment = q.get("message").unwrap_or("").to_string();
+        // `changes` (repeated, or lines of one value) set the image's config, as dockerd.
+        let mut config = json!({});
+        crate::containers::apply_changes(&mut config, &q.all("changes").join("\n"))?;
         let body = read_body(req, 8 << 30).await?;
         let store = e.store.clone();
-        let rec =
-            blocking(move || Ok(store.import(&body[..], reference.as_ref(), &comment)?)).await?;
+        let rec = blocking(move || {
+            Ok(store.import_with_config(&body[..], reference.as_ref(), &comment, config)?)
+        })
+        .await?;
         e.emit("image", "import", &rec.id.to_string(), Default::default());
         let line = format!("{}\n", json!({"status": rec.id.to_string()}));
         let mut r = Response::new(full(line));
@@ -348,8 +353,7 @@ pub(crate) async fn system_df(e: Arc<Engine>) -> R {
             "Labels": {}, "Containers": cs.iter().filter(|c| c.image_id == id).count()})
     }).collect();
     let containers: Vec<Value> = cs.iter().map(|c| {
-        let upper = e.store.snapshot_upper(&c.snapshot).ok();
-        let size = upper.map(|u| dir_size(&u)).unwrap_or(0);
+        let size = e.size_rw(c);
         json!({"Id": c.id, "Names": [format!("/{}", c.name)], "Image": c.image_name, "ImageID": c.image_id,
             "Command": c.argv().join(" "), "Created": barge_engine::util::parse_rfc3339(&c.created).unwrap_or(0.0) as i64,
             "State": c.state.status, "Status": c.state.status, "SizeRw": size, "SizeRootFs": size, "Labels": {}, "Mounts": [], "Ports": []})
@@ -365,26 +369,6 @@ pub(crate) async fn system_df(e: Arc<Engine>) -> R {
         200,
         &json!({"LayersSize": layers, "Images": images, "Containers": containers, "Volumes": volumes, "BuildCache": []}),
     ))
-}
-
-fn dir_size(p: &std::path::Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![p.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            if let Ok(md) = e.path().symlink_metadata() {
-                if md.is_dir() {
-                    stack.push(e.path());
-                } else {
-                    total += md.len();
-                }
-            }
-        }
-    }
-    total
 }
 
 /// GET/HEAD/PUT /containers/{id}/archive.
@@ -409,21 +393,44 @@ pub(crate) async fn archive(
     let m2 = m.clone();
     let cid = c.id.clone();
     let (stat, data) = blocking(move || {
-        let (root, unmount) = e2.mount_rootfs(&c)?;
+        // A path in a volume or bind mount is read from (written to) the mount's source.
+        let mounted = barge_engine::archive::in_mount(&c.mount_points, &path);
+        if let (Some((mp, _)), true) = (&mounted, m2 == Method::PUT) {
+            if !mp.rw {
+                return Err(ApiError::new(
+                    403,
+                    format!("{path}: mounted volume is marked read-only"),
+                ));
+            }
+        }
+        let (root, unmount) = match &mounted {
+            Some((mp, _)) => (std::path::PathBuf::from(&mp.source), false),
+            None => e2.mount_rootfs(&c)?,
+        };
+        let inner = mounted.map(|(_, p)| p).unwrap_or_else(|| path.clone());
         let r = (|| -> Result<(Option<barge_engine::archive::PathStat>, Vec<u8>), ApiError> {
             if m2 == Method::PUT {
-                barge_engine::archive::put(&root, &path, &body)?;
+                barge_engine::archive::put(&root, &inner, &body).map_err(|err| match err {
+                    barge_engine::Error::NotFound(_) => ApiError::new(
+                        404,
+                        format!("Could not find the file {path} in container {}", c.name),
+                    ),
+                    err => err.into(),
+                })?;
                 return Ok((None, Vec::new()));
             }
-            let st = barge_engine::archive::stat(&root, &path).map_err(|err| match err.kind() {
-                std::io::ErrorKind::NotFound => ApiError::new(
-                    404,
-                    format!("Could not find the file {path} in container {}", c.name),
-                ),
-                _ => ApiError::new(500, format!("{path}: {err}")),
-            })?;
+            let st =
+                barge_engine::archive::stat_named(&root, &inner, &path).map_err(|err| match err
+                    .kind()
+                {
+                    std::io::ErrorKind::NotFound => ApiError::new(
+                        404,
+                        format!("Could not find the file {path} in container {}", c.name),
+                    ),
+                    _ => ApiError::new(500, format!("{path}: {err}")),
+                })?;
             let data = if m2 == Method::GET {
-                barge_engine::archive::get(&root, &path)
+                barge_engine::archive::get_named(&root, &inner, &path)
                     .map_err(|err| ApiError::new(500, format!("{path}: {err}")))?
             } else {
                 Vec::new()

@@ -136,6 +136,9 @@ pub struct Exec {
     /// yet: the docker CLI resizes as soon as it has started the exec.
     #[serde(skip)]
     pub size: Option<(u16, u16)>,
+    /// The detach-key sequence for a tty exec (`DetachKeys`; empty: ctrl-p,ctrl-q).
+    #[serde(skip)]
+    pub detach_keys: String,
 }
 
 type AttachWaiter =
@@ -683,13 +686,32 @@ impl Engine {
             .and_then(|l| l.get("Type"))
             .and_then(Value::as_str)
         {
-            Some("json-file") | Some("local") => {}
+            Some("json-file") | Some("local") | Some("none") => {}
+            Some(
+                other @ ("syslog" | "journald" | "gelf" | "fluentd" | "awslogs" | "splunk"
+                | "etwlogs" | "gcplogs" | "logentries"),
+            ) => {
+                return Err(Error::BadRequest(format!(
+                    "logging driver {other:?} is not supported by barge (json-file, local and none are)"
+                )));
+            }
             Some(other) => {
                 return Err(Error::BadRequest(format!(
-                    "logging driver {other:?} is not supported (json-file only)"
+                    "logger: no log driver named '{other}' is registered"
                 )));
             }
             None => {}
+        }
+        // One built-in runtime, runc-compatible (`barge-runc`): known as `runc`, dockerd's
+        // default name, which inspect shows when none was asked for, and as `barge`.
+        match host_config.get("Runtime").and_then(Value::as_str) {
+            None | Some("") => host_config["Runtime"] = json!(DEFAULT_RUNTIME),
+            Some("runc" | "barge") => {}
+            Some(other) => {
+                return Err(Error::BadRequest(format!(
+                    "unknown or invalid runtime name: {other}"
+                )));
+            }
         }
         if host_config.get("RestartPolicy").is_none_or(Value::is_null) {
             host_config["RestartPolicy"] = json!({"Name": "no", "MaximumRetryCount": 0});
@@ -748,10 +770,14 @@ impl Engine {
             snapshot: id.clone(),
             mount_points: Vec::new(),
         };
-        // Validate what the spec will need (all but the user, which needs the rootfs).
+        // Validate what the spec will need (all but the user and the added groups, which
+        // need the rootfs' /etc/passwd and /etc/group).
         {
             let mut probe = c.clone();
             probe.config["User"] = json!("");
+            if probe.host_config.is_object() {
+                probe.host_config["GroupAdd"] = json!([]);
+            }
             if probe.argv().is_empty() {
                 return Err(Error::BadRequest("no command specified".into()));
             }
@@ -1005,7 +1031,12 @@ impl Engine {
             id: id.clone(),
             bundle: ed.clone(),
             runtime_root: self.runtime_root(),
-            log_path: self.log_path(&id),
+            // The `none` driver keeps no log: the monitor writes none without a path.
+            log_path: if c.log_driver() == "none" {
+                PathBuf::new()
+            } else {
+                self.log_path(&id)
+            },
             log_max_size: max_size,
             log_max_files: max_files,
             exit_path: self.data_dir(&id).join("exit.json"),
@@ -1365,6 +1396,16 @@ impl Engine {
         let mut a = HashMap::new();
         a.insert("signal".into(), sig.to_string());
         self.emit("container", "kill", &c.id, a);
+        // As dockerd: a SIGKILL returns once the container has stopped (up to 10 s), so
+        // an inspect right after `kill` sees it exited with 137.
+        if sig == libc::SIGKILL {
+            if c.state.status == "paused" {
+                // A frozen task takes the pending SIGKILL when thawed.
+                let _ = self.runtime(&["resume", &c.id]).await;
+            }
+            self.wait_stopped(&c.id, Some(Duration::from_secs(10)))
+                .await;
+        }
         Ok(())
     }
 
@@ -1784,6 +1825,7 @@ impl Engine {
             started: false,
             console: None,
             size: None,
+            detach_keys: s("DetachKeys"),
         };
         self.execs
             .lock()
@@ -1844,8 +1886,12 @@ impl Engine {
             e.user.clone()
         };
         let rootfs = self.exec_dir(&c.id).join("rootfs");
-        let (uid, gid, _) = crate::spec::resolve_user(&rootfs, &user)?;
+        let (uid, gid, groups) = crate::spec::resolve_user(&rootfs, &user)?;
         cmd.arg("--user").arg(format!("{uid}:{gid}"));
+        let added = crate::spec::group_add(&rootfs, &c.host_list("GroupAdd"))?;
+        for g in crate::spec::additional_gids(groups, added) {
+            cmd.arg("--additional-gids").arg(g.to_string());
+        }
         if !e.workdir.is_empty() {
             cmd.arg("--cwd").arg(&e.workdir);
         }
@@ -2099,6 +2145,11 @@ impl Engine {
         if !author.is_empty() {
             cfg["author"] = json!(author);
         }
+        // As dockerd's image config: the local image it was made from, and the message.
+        cfg["parent"] = json!(base.id.to_string());
+        if !comment.is_empty() {
+            cfg["comment"] = json!(comment);
+        }
         let diff_ids: Vec<String> = layers.iter().map(|l| l.diff_id.to_string()).collect();
         cfg["rootfs"] = json!({"type": "layers", "diff_ids": diff_ids});
         let mut hist = cfg
@@ -2129,6 +2180,7 @@ impl Engine {
             .map(|d| self.store.layer_path(d))
             .collect();
         let mut out = Vec::new();
+        let mut holders: Vec<String> = Vec::new();
         let mut stack = vec![(upper.clone(), String::new())];
         while let Some((dir, rel)) = stack.pop() {
             let Ok(rd) = std::fs::read_dir(&dir) else {
@@ -2142,6 +2194,7 @@ impl Engine {
                     p.as_str(),
                     "/etc/hostname" | "/etc/hosts" | "/etc/resolv.conf"
                 ) {
+                    holders.push(rel.clone());
                     continue;
                 }
                 let Ok(md) = e.path().symlink_metadata() else {
@@ -2164,12 +2217,31 @@ impl Engine {
                 }
             }
         }
+        // A directory of the image copied up only to hold those mount points is no change
+        // (dockerd keeps them in an init layer under the container's).
+        let paths: Vec<String> = out.iter().map(|(p, _)| format!("{p}/")).collect();
+        out.retain(|(p, kind)| {
+            *kind != 0
+                || !holders.contains(p)
+                || paths
+                    .iter()
+                    .any(|q| q.starts_with(&format!("{p}/")) && q.len() > p.len() + 1)
+        });
         out.sort();
         Ok(out)
     }
 
-    /// `docker container prune`: removes stopped containers; returns their ids.
-    pub async fn prune(&self) -> Vec<String> {
+    /// The size of a container's writable layer (its upper dir), `SizeRw`.
+    pub fn size_rw(&self, c: &Container) -> u64 {
+        self.store
+            .snapshot_upper(&c.snapshot)
+            .map(|u| crate::util::dir_size(&u))
+            .unwrap_or(0)
+    }
+
+    /// `docker container prune`: removes stopped containers; returns their ids and the
+    /// bytes their writable layers held.
+    pub async fn prune(&self) -> (Vec<String>, u64) {
         let ids: Vec<String> = self
             .all()
             .into_iter()
@@ -2177,14 +2249,20 @@ impl Engine {
             .map(|c| c.id)
             .collect();
         let mut out = Vec::new();
+        let mut reclaimed = 0;
         for id in ids {
+            let size = self.get(&id).map(|c| self.size_rw(&c)).unwrap_or(0);
             if self.remove(&id, false).await.is_ok() {
                 out.push(id);
+                reclaimed += size;
             }
         }
-        out
+        (out, reclaimed)
     }
 }
+
+/// The name of barge's runtime in `HostConfig.Runtime` and `info` (dockerd's default).
+pub const DEFAULT_RUNTIME: &str = "runc";
 
 /// (max-size, max-file) from `HostConfig.LogConfig.Config`.
 fn log_opts(c: &Container) -> (u64, u32) {

@@ -162,6 +162,22 @@ impl Container {
             .to_string()
     }
 
+    /// `HostConfig.LogConfig.Type` (`json-file` when unset).
+    pub fn log_driver(&self) -> String {
+        self.host_config
+            .get("LogConfig")
+            .and_then(|l| l.get("Type"))
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .unwrap_or("json-file")
+            .to_string()
+    }
+
+    /// `HostConfig.<key>` as a string list (`GroupAdd`).
+    pub fn host_list(&self, key: &str) -> Vec<String> {
+        str_list(self.host_config.get(key))
+    }
+
     /// `HostConfig.<key>` as a bool.
     pub fn host_bool(&self, key: &str) -> bool {
         self.host_config

@@ -106,6 +106,7 @@ pub fn capabilities(c: &Container) -> Result<Vec<String>> {
 }
 
 /// Looks a user up in the rootfs' /etc/passwd and /etc/group: `name|uid[:group|gid]`.
+/// Returns the uid, the gid and the supplementary gids.
 pub fn resolve_user(rootfs: &Path, user: &str) -> Result<(u32, u32, Vec<u32>)> {
     if user.is_empty() {
         return Ok((0, 0, vec![]));
@@ -151,7 +152,57 @@ pub fn resolve_user(rootfs: &Path, user: &str) -> Result<(u32, u32, Vec<u32>)> {
                 })?,
         };
     }
-    Ok((uid, gid, vec![]))
+    // As runc: the user's supplementary groups are those /etc/group lists it in.
+    let name = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() > 3 && f[2] == uid.to_string() && (f[0] == u || u.parse::<u32>().is_ok()))
+        .map(|f| f[0].to_string());
+    let mut extra = Vec::new();
+    if let Some(name) = name {
+        for f in group.lines().map(|l| l.split(':').collect::<Vec<_>>()) {
+            if f.len() > 3 && f[3].split(',').any(|m| m.trim() == name) {
+                if let Ok(g) = f[2].parse::<u32>() {
+                    if g != gid && !extra.contains(&g) {
+                        extra.push(g);
+                    }
+                }
+            }
+        }
+    }
+    Ok((uid, gid, extra))
+}
+
+/// `HostConfig.GroupAdd` as gids: numbers as they are, names looked up in the rootfs'
+/// /etc/group.
+pub fn group_add(rootfs: &Path, groups: &[String]) -> Result<Vec<u32>> {
+    let group = std::fs::read_to_string(rootfs.join("etc/group")).unwrap_or_default();
+    groups
+        .iter()
+        .map(|g| match g.parse::<u32>() {
+            Ok(n) => Ok(n),
+            Err(_) => group
+                .lines()
+                .map(|l| l.split(':').collect::<Vec<_>>())
+                .find(|f| f.len() > 2 && f[0] == g)
+                .and_then(|f| f[2].parse().ok())
+                .ok_or_else(|| {
+                    Error::BadRequest(format!(
+                        "Unable to find group {g}: no matching entries in group file"
+                    ))
+                }),
+        })
+        .collect()
+}
+
+/// The supplementary gids of a process: the user's groups, then `GroupAdd`'s.
+pub fn additional_gids(mut user: Vec<u32>, added: Vec<u32>) -> Vec<u32> {
+    for g in added {
+        if !user.contains(&g) {
+            user.push(g);
+        }
+    }
+    user
 }
 
 fn shm_size(c: &Container) -> Result<String> {
@@ -190,7 +241,8 @@ pub fn build(
     if argv.is_empty() {
         return Err(Error::BadRequest("no command specified".into()));
     }
-    let (uid, gid, _) = resolve_user(rootfs, &c.config_str("User"))?;
+    let (uid, gid, groups) = resolve_user(rootfs, &c.config_str("User"))?;
+    let groups = additional_gids(groups, group_add(rootfs, &c.host_list("GroupAdd"))?);
     let hostname = c.hostname();
     let mut env: Vec<String> = c.config_list("Env");
     if !env.iter().any(|e| e.starts_with("PATH=")) {
@@ -324,7 +376,7 @@ pub fn build(
         "ociVersion": "1.2.0",
         "process": {
             "terminal": tty,
-            "user": {"uid": uid, "gid": gid},
+            "user": {"uid": uid, "gid": gid, "additionalGids": groups},
             "args": argv,
             "env": env,
             "cwd": cwd,
