@@ -66,9 +66,12 @@ pub(crate) async fn dispatch(
         (&Method::POST, ["load"]) => {
             let body = read_body(req, 8 << 30).await?;
             let store = e.store.clone();
-            let loaded = blocking(move || Ok(store.load(&body[..], "load")?)).await?;
+            let loaded = blocking(move || Ok(store.load(&body[..], "load")?)).await;
+            // As dockerd: a chunked stream of JSON messages (clients read it line by line;
+            // docker-py parses a body that is not chunked as one JSON document), and a
+            // failure is an `error` message in it, after the 200.
             let mut out = String::new();
-            for l in loaded {
+            for l in loaded.as_ref().map(Vec::as_slice).unwrap_or_default() {
                 if l.tags.is_empty() {
                     out.push_str(&format!(
                         "{}\n",
@@ -82,7 +85,15 @@ pub(crate) async fn dispatch(
                     ));
                 }
             }
-            let mut r = Response::new(full(out));
+            if let Err(err) = &loaded {
+                out.push_str(&format!(
+                    "{}\n",
+                    json!({"errorDetail": {"message": err.message}, "error": err.message})
+                ));
+            }
+            let (tx, rx) = tokio::sync::mpsc::channel(1);
+            let _ = tx.try_send(Bytes::from(out));
+            let mut r = Response::new(crate::util::channel_body(rx));
             r.headers_mut().insert(
                 "Content-Type",
                 hyper::header::HeaderValue::from_static("application/json"),
@@ -135,7 +146,7 @@ pub(crate) async fn dispatch(
                     "Created": cfg.get("created").cloned().unwrap_or(json!("0001-01-01T00:00:00Z")),
                     "DockerVersion": "",
                     "Author": cfg.get("author").cloned().unwrap_or(json!("")),
-                    "Config": cfg.get("config").cloned().unwrap_or(json!({})),
+                    "Config": docker_image_config(cfg.get("config")),
                     "Architecture": cfg.get("architecture").cloned().unwrap_or(json!("")),
                     "Os": cfg.get("os").cloned().unwrap_or(json!("linux")),
                     "Size": size,
@@ -369,6 +380,37 @@ pub(crate) async fn system_df(e: Arc<Engine>) -> R {
         200,
         &json!({"LayersSize": layers, "Images": images, "Containers": containers, "Volumes": volumes, "BuildCache": []}),
     ))
+}
+
+/// An image's `Config` as dockerd shows it: the Go struct's fields that are never omitted
+/// are there (`null`, `""`, `false`) even when the image config lacks them, so clients can
+/// index `Config["OnBuild"]`, `Config["Env"]`...
+fn docker_image_config(c: Option<&Value>) -> Value {
+    let mut v = c.filter(|c| c.is_object()).cloned().unwrap_or(json!({}));
+    for (k, default) in [
+        ("Hostname", json!("")),
+        ("Domainname", json!("")),
+        ("User", json!("")),
+        ("AttachStdin", json!(false)),
+        ("AttachStdout", json!(false)),
+        ("AttachStderr", json!(false)),
+        ("Tty", json!(false)),
+        ("OpenStdin", json!(false)),
+        ("StdinOnce", json!(false)),
+        ("Env", Value::Null),
+        ("Cmd", Value::Null),
+        ("Image", json!("")),
+        ("Volumes", Value::Null),
+        ("WorkingDir", json!("")),
+        ("Entrypoint", Value::Null),
+        ("OnBuild", Value::Null),
+        ("Labels", Value::Null),
+    ] {
+        if v.get(k).is_none() {
+            v[k] = default;
+        }
+    }
+    v
 }
 
 /// GET/HEAD/PUT /containers/{id}/archive.

@@ -162,7 +162,12 @@ impl BuildOptions {
             let (k, v) = (k.as_ref(), v.as_ref());
             match k {
                 "t" if !v.is_empty() => o.tags.push(v.to_string()),
-                "dockerfile" if !v.is_empty() => o.dockerfile = Some(v.to_string()),
+                // Single-valued keys read as their first value, as Go's `Form.Get`
+                // (docker-py sends `dockerfile` twice for a Dockerfile outside the
+                // context: the name it gave it in the tar, then its content).
+                "dockerfile" if !v.is_empty() && o.dockerfile.is_none() => {
+                    o.dockerfile = Some(v.to_string())
+                }
                 "target" if !v.is_empty() => o.target = Some(v.to_string()),
                 "platform" if !v.is_empty() => o.platform = Some(v.to_string()),
                 "networkmode" if !v.is_empty() => o.network = Some(v.to_string()),
@@ -259,7 +264,7 @@ pub enum BuildError {
     },
     /// A RUN exited non-zero.
     #[error(
-        "{file}:{line}: {instruction}: the command '{command}' returned a non-zero code: {code}"
+        "{file}:{line}: {instruction}: The command '{command}' returned a non-zero code: {code}"
     )]
     RunFailed {
         /// The Dockerfile's name.

@@ -286,3 +286,59 @@ except docker.errors.APIError as e:
 "#,
     );
 }
+
+#[test]
+fn image_load_stream_build_messages_inspect_shape_and_volume_prune() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    let ctx = tempfile::tempdir().expect("tempdir");
+    let df = tempfile::tempdir().expect("tempdir");
+    std::fs::write(ctx.path().join("file.txt"), "hello").expect("write");
+    std::fs::write(
+        df.path().join("Dockerfile"),
+        "FROM busybox\nCOPY . /src\nWORKDIR /src\n",
+    )
+    .expect("write");
+    py(
+        &d,
+        &format!(
+            r#"
+# load: a chunked stream of messages (docker-py reads it line by line), errors in it
+img = c.images.get('busybox')
+data = b''.join(img.save())
+res = c.images.load(data)
+assert [i.id for i in res] == [img.id], res
+try:
+    c.images.load(b'abc')
+    raise SystemExit('loading garbage succeeded')
+except docker.errors.ImageLoadError as e:
+    assert str(e), e
+# image inspect has the Config fields dockerd never omits
+cfg = api.inspect_image('busybox')['Config']
+assert 'OnBuild' in cfg and cfg['OnBuild'] is None and cfg['Entrypoint'] is None, cfg
+# a Dockerfile outside the context: docker-py sends `dockerfile` twice (name, content);
+# the first one counts, as in Go
+lines = list(api.build(path='{ctx}', dockerfile='{df}/Dockerfile', tag='ooc', decode=True))
+assert not any('error' in l for l in lines), lines
+ct = api.create_container('ooc', 'ls')
+api.start(ct); api.wait(ct)
+assert api.logs(ct).split() == [b'file.txt'], api.logs(ct)
+# a failing RUN reads as the classic builder's message
+try:
+    c.images.build(fileobj=io.BytesIO(b'FROM busybox\nRUN exit 1'))
+    raise SystemExit('build succeeded')
+except docker.errors.BuildError as e:
+    assert "The command '/bin/sh -c exit 1' returned a non-zero code: 1" in str(e), e
+# a volume created without a name is anonymous: prune's default removes it, not a named one
+v = api.create_volume()
+n = api.create_volume(name='named')
+p = api.prune_volumes()
+assert v['Name'] in p['VolumesDeleted'] and 'named' not in p['VolumesDeleted'], p
+"#,
+            ctx = ctx.path().display(),
+            df = df.path().display()
+        ),
+    );
+}
