@@ -331,6 +331,19 @@ try:
     raise SystemExit('build succeeded')
 except docker.errors.BuildError as e:
     assert "The command '/bin/sh -c exit 1' returned a non-zero code: 1" in str(e), e
+# extra hosts (--add-host) are in RUN steps' /etc/hosts
+script = io.BytesIO(b'FROM busybox\nRUN grep -q "127.0.0.1.hello.world.test" /etc/hosts && cp /etc/hosts /hosts-file\n')
+lines = list(api.build(fileobj=script, tag='eh', extra_hosts={{'hello.world.test': '127.0.0.1', 'six.test': '::1'}}, decode=True))
+assert not any('errorDetail' in l for l in lines), lines
+ct = api.create_container('eh', 'cat /hosts-file')
+api.start(ct); api.wait(ct)
+hosts = api.logs(ct).decode()
+assert '127.0.0.1\thello.world.test' in hosts and '::1\tsix.test' in hosts, hosts
+try:
+    list(api.build(fileobj=io.BytesIO(b'FROM busybox\n'), extra_hosts={{'bad': 'nope'}}, decode=True))
+    raise SystemExit('a bad extra host was accepted')
+except docker.errors.APIError as e:
+    assert 'invalid extra host' in str(e), e
 # a volume created without a name is anonymous: prune's default removes it, not a named one
 v = api.create_volume()
 n = api.create_volume(name='named')
