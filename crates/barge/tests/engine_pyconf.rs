@@ -306,10 +306,17 @@ fn image_load_stream_build_messages_inspect_shape_and_volume_prune() {
         &format!(
             r#"
 # load: a chunked stream of messages (docker-py reads it line by line), errors in it
+api.tag('busybox', 'second', 'x')
 img = c.images.get('busybox')
 data = b''.join(img.save())
+# saved by id: no repository tags, as dockerd (docker-py's named=False)
+m = json.load(tarfile.open(fileobj=io.BytesIO(data)).extractfile('manifest.json'))
+assert [e['RepoTags'] for e in m] == [None], m
 res = c.images.load(data)
 assert [i.id for i in res] == [img.id], res
+data = b''.join(img.save(named='second:x'))
+m = json.load(tarfile.open(fileobj=io.BytesIO(data)).extractfile('manifest.json'))
+assert [e['RepoTags'] for e in m] == [['second:x']], m
 try:
     c.images.load(b'abc')
     raise SystemExit('loading garbage succeeded')
