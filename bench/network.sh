@@ -5,8 +5,8 @@
 #  1. what networking adds to a start: `run --rm busybox true` with `--network none` and on
 #     the default bridge, for the three engines; the difference is the cost of network setup
 #     and teardown (target: under 5 ms for barge). The six commands run interleaved (one
-#     round = each once, in turn), so load changes on a shared machine hit them alike; the
-#     added cost is the median of the per-round differences bridge - none.
+#     round = each in turn, see REPEAT), so load changes on a shared machine hit them alike;
+#     the added cost is the median of the per-round differences bridge - none.
 #  2. throughput through a published port from the namespace's host side: iperf3 as the
 #     server in a busybox container (the host's iperf3 binary and libraries bind-mounted
 #     read-only), the client in the daemon's namespace, to 127.0.0.1 and to an address of the
@@ -14,8 +14,15 @@
 #     127.0.0.1).
 # Prints medians, means and ratios. Needs root.
 #
-#   [BARGE_BIN=path] bench/network.sh [RUNS] [SECONDS]     (defaults: 40 runs, 5 s per iperf3 run;
-#                                          SECONDS=0 skips the throughput part)
+#   [BARGE_BIN=path] [BARGE_BASE=path] [PEERS=0] bench/network.sh [RUNS] [SECONDS]
+#       defaults: 40 runs, 5 s per iperf3 run; SECONDS=0 skips the throughput part.
+#       BARGE_BASE: a second barge build (e.g. main's, for a before/after) in a namespace of
+#       its own, its two commands interleaved with the others ("base" rows).
+#       PEERS=0: no dockerd or podman (barge, and the base if given, only).
+#       REPEAT=n (default 2): each command runs n times in a row and only the last run is
+#       measured: a start then follows a start of its own kind, whose teardown (the kernel
+#       finishes a namespace's cleanup after `run --rm` has returned) it overlaps, as in
+#       back-to-back runs, instead of the teardown of whatever command came before it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-40}
@@ -25,8 +32,12 @@ iperf=$(command -v iperf3)
 
 . bench/lib.sh
 bench_barge
+base=${BARGE_BASE:-}
+peers=${PEERS:-1}
+repeat=${REPEAT:-2}
 bench_init barge-bench-net
 nsb=barge-bnet-b-$$
+nsa=barge-bnet-a-$$
 nsd=barge-bnet-d-$$
 nsp=barge-bnet-p-$$
 bench_cleanup_hook() {
@@ -45,6 +56,7 @@ for ns in "$nsb" "$nsd"; do
     ip -n "$ns" link set lan1 up
 done
 bench_netns_add "$nsp"
+[ -n "$base" ] && bench_netns_add "$nsa"
 bench_busybox "$work"
 
 mkdir -p "$work/barge" "$work/dockerd"
@@ -54,6 +66,14 @@ bench_daemon "$nsb" "$work/barge.sock" "$work/barge.log" "$barge" daemon \
 bench_daemon "$nsd" "$work/dockerd.sock" "$work/dockerd.log" /usr/sbin/dockerd \
     -H "unix://$work/dockerd.sock" --data-root "$work/dockerd/data" \
     --exec-root "$work/dockerd/exec" --pidfile "$work/dockerd/pid"
+if [ -n "$base" ]; then
+    mkdir -p "$work/base"
+    bench_daemon "$nsa" "$work/base.sock" "$work/base.log" "$base" daemon \
+        --host "unix://$work/base.sock" --data-root "$work/base/data" \
+        --exec-root "$work/base/exec" --pidfile "$work/base/pid"
+    wait_sock "$work/base.sock"
+    $base -H "unix://$work/base.sock" import "$work/busybox.tar" busybox >/dev/null
+fi
 wait_sock "$work/barge.sock"
 wait_sock "$work/dockerd.sock"
 
@@ -70,25 +90,34 @@ PN="nsenter --net=/run/netns/$nsp $P"
 PL="--ulimit nofile=1024:1024 --ulimit nproc=1024:1024"
 $P import "$work/busybox.tar" busybox >/dev/null
 
-echo "== run --rm busybox true: --network none vs the default bridge ($runs rounds, interleaved) =="
-python3 - "$work/run.json" "$runs" \
-    "barge none" "$B run --rm --network none busybox true" \
-    "barge bridge" "$B run --rm busybox true" \
-    "dockerd none" "$D run --rm --network none busybox true" \
-    "dockerd bridge" "$D run --rm busybox true" \
-    "podman none" "$PN run --rm --network none $PL busybox true" \
-    "podman bridge" "$PN run --rm $PL busybox true" <<'PY'
+rows=("barge none" "$B run --rm --network none busybox true"
+    "barge bridge" "$B run --rm busybox true")
+if [ -n "$base" ]; then
+    A="$base -H unix://$work/base.sock"
+    rows+=("base none" "$A run --rm --network none busybox true"
+        "base bridge" "$A run --rm busybox true")
+fi
+if [ "$peers" != 0 ]; then
+    rows+=("dockerd none" "$D run --rm --network none busybox true"
+        "dockerd bridge" "$D run --rm busybox true"
+        "podman none" "$PN run --rm --network none $PL busybox true"
+        "podman bridge" "$PN run --rm $PL busybox true")
+fi
+echo "== run --rm busybox true: --network none vs the default bridge ($runs rounds, interleaved, each command $repeat times in a row, the last measured) =="
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+python3 - "$work/run.json" "$runs" "$repeat" "${rows[@]}" <<'PY'
 import json, shlex, subprocess, sys, time
-out, runs, rest = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+out, runs, repeat, rest = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
 cmds = list(zip(rest[::2], rest[1::2]))
 times = {n: [] for n, _ in cmds}
 for r in range(runs + 3):  # 3 warm-up rounds
     for n, c in cmds:
-        t = time.perf_counter()
-        p = subprocess.run(shlex.split(c), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        dt = time.perf_counter() - t
-        if p.returncode != 0:
-            sys.exit(f"{n}: {c} failed: {p.stderr.decode()}")
+        for k in range(repeat):  # only the last is measured
+            t = time.perf_counter()
+            p = subprocess.run(shlex.split(c), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            dt = time.perf_counter() - t
+            if p.returncode != 0:
+                sys.exit(f"{n}: {c} failed: {p.stderr.decode()}")
         if r >= 3:
             times[n].append(dt)
 json.dump(times, open(out, "w"))
@@ -119,7 +148,7 @@ bl=$(gbps "$nsb" 127.0.0.1)
 dl=$(gbps "$nsd" 127.0.0.1)
 fi
 
-echo "== summary =="
+echo "== summary (load average now: $(cut -d' ' -f1-3 /proc/loadavg)) =="
 python3 - "$work/run.json" "$bl" "$dl" "$ba" "$da" <<'PY'
 import json, statistics as st, sys
 times = json.load(open(sys.argv[1]))
@@ -128,13 +157,15 @@ for k, v in times.items():
     v = ms(v)
     print(f"run --rm {k:15s} median {st.median(v):7.1f} ms  mean {st.mean(v):7.1f} ms  sd {st.stdev(v):5.1f} ms")
 added = {}
-for e in ("barge", "dockerd", "podman"):
+for e in ("barge", "base", "dockerd", "podman"):
+    if f"{e} none" not in times:
+        continue
     d = [b - n for b, n in zip(ms(times[f"{e} bridge"]), ms(times[f"{e} none"]))]
     added[e] = (st.median(d), st.mean(d))
     print(f"network setup+teardown adds ({e}): median of paired differences {added[e][0]:6.1f} ms  "
           f"mean {added[e][1]:6.1f} ms")
 b = added["barge"][0]
-for e in ("dockerd", "podman"):
+for e in (x for x in ("base", "dockerd", "podman") if x in added):
     r = added[e][0] / b if b > 0 else float("inf")
     print(f"ratio of added cost {e}/barge {r:.1f}x  "
           f"(bridge run: {st.median(times[e + ' bridge']) / st.median(times['barge bridge']):.1f}x barge's)")

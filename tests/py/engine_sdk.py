@@ -94,8 +94,18 @@ assert ("/root/made.txt", 1) in changes, changes
 exported = b"".join(ct.export())
 names = tarfile.open(fileobj=io.BytesIO(exported)).getnames()
 assert any(n.lstrip("./") == "bin/busybox" for n in names), names[:10]
-# cp both ways (the archive endpoints), on a container of its own (see docs/audit-4.md:
-# put_archive into py2b at this point failed with ENOENT once, not yet understood).
+# export mounted a second read-write overlay of the running container's snapshot, which reset
+# the overlay's work dir under the container: afterwards every copy-up failed with ENOENT, in
+# the container itself and for put_archive. Both must still work.
+assert ct.exec_run(["sh", "-c", "echo w > /etc/after-export && cat /etc/after-export"]).output == b"w\n"
+pbuf = io.BytesIO()
+with tarfile.open(fileobj=pbuf, mode="w") as tf:
+    info = tarfile.TarInfo("put2b.txt")
+    info.size = 3
+    tf.addfile(info, io.BytesIO(b"2b\n"))
+assert ct.put_archive("/tmp", pbuf.getvalue())
+assert ct.exec_run("cat /tmp/put2b.txt").output == b"2b\n"
+# cp both ways (the archive endpoints), on a container of its own.
 cp = c.containers.run("busybox", ["sh", "-c", "echo made > /root/made.txt; exec sleep 1000"],
                       detach=True, name="pycp")
 wait_for(lambda: cp.exec_run("cat /root/made.txt").output == b"made\n", what="made.txt")

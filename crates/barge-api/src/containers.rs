@@ -72,22 +72,82 @@ fn summary(e: &Engine, c: &Container) -> Value {
         "Status": status_text(c),
         "HostConfig": {"NetworkMode": c.host_str("NetworkMode")},
         "NetworkSettings": {"Networks": e.networks_summary(c)},
-        "Mounts": [],
+        "Mounts": barge_engine::mounts::inspect(c),
     })
 }
 
+/// Whether container port `port` ("80/tcp") matches a `publish`/`expose` filter value:
+/// `80`, `80/udp` or a range `8000-8080[/proto]` (tcp when no protocol is given).
+fn port_filter_matches(port: &str, filter: &str) -> bool {
+    let (fp, fproto) = filter.split_once('/').unwrap_or((filter, "tcp"));
+    let (p, proto) = port.split_once('/').unwrap_or((port, "tcp"));
+    if proto != fproto {
+        return false;
+    }
+    let Ok(p) = p.parse::<u16>() else {
+        return false;
+    };
+    match fp.split_once('-') {
+        Some((a, b)) => match (a.parse::<u16>(), b.parse::<u16>()) {
+            (Ok(a), Ok(b)) => (a..=b).contains(&p),
+            _ => false,
+        },
+        None => fp.parse::<u16>() == Ok(p),
+    }
+}
+
+/// The container filters `GET /containers/json` knows (Docker's); any other is a 400.
+const CONTAINER_FILTERS: &[&str] = &[
+    "ancestor",
+    "before",
+    "expose",
+    "exited",
+    "health",
+    "id",
+    "isolation",
+    "is-task",
+    "label",
+    "name",
+    "network",
+    "publish",
+    "since",
+    "status",
+    "volume",
+];
+
 pub(crate) fn list(e: Arc<Engine>, q: &Query) -> R {
     let all = q.bool("all");
-    let filters = q.filters()?;
+    let filters = q.filters_of(CONTAINER_FILTERS)?;
     let limit = q.int("limit")?.unwrap_or(-1);
     let mut cs = e.all();
     cs.sort_by(|a, b| b.created.cmp(&a.created));
+    // before/since name a container; what counts is its creation time.
+    let created_of = |k: &str| -> Result<Option<String>, ApiError> {
+        match filters.get(k).and_then(|v| v.first()) {
+            None => Ok(None),
+            Some(r) => e
+                .get(r)
+                .map(|c| Some(c.created))
+                .map_err(|_| ApiError::new(404, format!("No such container: {r}"))),
+        }
+    };
+    let before = created_of("before")?;
+    let since = created_of("since")?;
     let mut out = Vec::new();
     for c in cs {
-        let has_status_filter = filters.contains_key("status") || filters.contains_key("exited");
-        if !all && !has_status_filter && !c.running() && c.state.status != "restarting" {
+        if before.as_ref().is_some_and(|t| c.created >= *t)
+            || since.as_ref().is_some_and(|t| c.created <= *t)
+        {
             continue;
         }
+        // As Docker: a status, exited, before or since filter lists stopped containers too.
+        let lists_stopped = ["status", "exited", "before", "since"]
+            .iter()
+            .any(|k| filters.contains_key(*k));
+        if !all && !lists_stopped && !c.running() && c.state.status != "restarting" {
+            continue;
+        }
+        let networks = e.networks_summary(&c);
         let ok = filters.iter().all(|(k, vals)| {
             if k == "label" {
                 return json_labels_match(c.config.get("Labels"), vals);
@@ -115,6 +175,32 @@ pub(crate) fn list(e: Arc<Engine>, q: &Query) -> R {
                         .unwrap_or("none")
                         == v
                 }
+                "volume" => c
+                    .mount_points
+                    .iter()
+                    .any(|m| m.name == *v || m.destination == *v || m.source == *v),
+                "network" => networks.as_object().is_some_and(|n| {
+                    n.iter().any(|(name, ep)| {
+                        name == v
+                            || ep
+                                .get("NetworkID")
+                                .and_then(Value::as_str)
+                                .is_some_and(|id| !v.is_empty() && id.starts_with(v.as_str()))
+                    })
+                }),
+                "expose" => c
+                    .config
+                    .get("ExposedPorts")
+                    .and_then(Value::as_object)
+                    .is_some_and(|p| p.keys().any(|p| port_filter_matches(p, v))),
+                "publish" => c
+                    .host_config
+                    .get("PortBindings")
+                    .and_then(Value::as_object)
+                    .is_some_and(|p| p.keys().any(|p| port_filter_matches(p, v))),
+                "is-task" => v == "false",
+                "isolation" => v == "default" || v == "process",
+                // before/since were applied above
                 _ => true,
             })
         });
@@ -934,13 +1020,7 @@ fn event_matches(ev: &barge_engine::engine::Event, key: &str, v: &str) -> bool {
 }
 
 pub(crate) async fn events(e: Arc<Engine>, q: &Query) -> R {
-    let filters = q.filters()?;
-    if let Some(k) = filters
-        .keys()
-        .find(|k| !EVENT_FILTERS.contains(&k.as_str()))
-    {
-        return Err(ApiError::new(400, format!("invalid filter '{k}'")));
-    }
+    let filters = q.filters_of(EVENT_FILTERS)?;
     let until = q.get("until").and_then(|s| s.parse::<f64>().ok());
     let since = q.get("since").and_then(|s| s.parse::<f64>().ok());
     let mut rx = e.subscribe();

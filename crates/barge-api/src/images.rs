@@ -22,10 +22,31 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::new(500, e.to_string()))?
 }
 
+/// Go's `path.Match` as Docker's `reference` filter uses it: `*` is any run of characters
+/// but `/`, `?` one such character; `[...]` classes are taken literally.
+fn glob_match(pat: &str, s: &str) -> bool {
+    fn go(p: &[u8], s: &[u8]) -> bool {
+        match p.split_first() {
+            None => s.is_empty(),
+            Some((b'*', rest)) => (0..=s.len())
+                .take_while(|&i| i == 0 || s[i - 1] != b'/')
+                .any(|i| go(rest, &s[i..])),
+            Some((b'?', rest)) => s.first().is_some_and(|c| *c != b'/') && go(rest, &s[1..]),
+            Some((c, rest)) => s.first() == Some(c) && go(rest, &s[1..]),
+        }
+    }
+    go(pat.as_bytes(), s.as_bytes())
+}
+
 fn created_secs(c: &Option<String>) -> i64 {
+    created_time(c) as i64
+}
+
+/// An image's creation time in seconds since the epoch, with its fraction (0 when unknown).
+fn created_time(c: &Option<String>) -> f64 {
     c.as_deref()
         .and_then(barge_engine::util::parse_rfc3339)
-        .unwrap_or(0.0) as i64
+        .unwrap_or(0.0)
 }
 
 pub(crate) async fn dispatch(
@@ -39,23 +60,81 @@ pub(crate) async fn dispatch(
     let joined = segs.join("/");
     match (&m, segs) {
         (&Method::GET, ["json"]) => {
+            let filters = q.filters_of(&["before", "dangling", "label", "reference", "since"])?;
             let store = e.store.clone();
-            let list = blocking(move || Ok(store.list_images()?)).await?;
+            let (list, labels) = blocking(move || {
+                let list = store.list_images()?;
+                // Each image's config labels (the Labels column and the label filter).
+                let labels: Vec<Value> = list
+                    .iter()
+                    .map(|i| {
+                        store
+                            .image_config(&i.id)
+                            .ok()
+                            .and_then(|c| c.config().as_ref().and_then(|c| c.labels().clone()))
+                            .map(|l| json!(l))
+                            .unwrap_or(json!({}))
+                    })
+                    .collect();
+                Ok((list, labels))
+            })
+            .await?;
+            // before/since name an image; what counts is its creation time.
+            let created_of = |k: &str| -> Result<Option<f64>, ApiError> {
+                let Some(r) = filters.get(k).and_then(|v| v.first()) else {
+                    return Ok(None);
+                };
+                list.iter()
+                    .find(|i| {
+                        i.id.to_string() == *r
+                            || i.id
+                                .to_string()
+                                .trim_start_matches("sha256:")
+                                .starts_with(r.as_str())
+                            || i.tags
+                                .iter()
+                                .any(|t| t.familiar() == *r || t.familiar_name() == *r)
+                    })
+                    .map(|i| Some(created_time(&i.created)))
+                    .ok_or_else(|| ApiError::new(404, format!("No such image: {r}")))
+            };
+            let (before, since) = (created_of("before")?, created_of("since")?);
+            let ref_ok = |t: &barge_image::Reference| {
+                filters.get("reference").is_none_or(|pats| {
+                    pats.iter()
+                        .any(|p| glob_match(p, &t.familiar()) || glob_match(p, &t.familiar_name()))
+                })
+            };
             let containers = e.all();
             let v: Vec<Value> = list
-                .into_iter()
-                .map(|i| {
+                .iter()
+                .zip(labels)
+                .filter(|(i, labels)| {
+                    let created = created_time(&i.created);
+                    before.is_none_or(|t| created < t)
+                        && since.is_none_or(|t| created > t)
+                        && filters.iter().all(|(k, vals)| match k.as_str() {
+                            "label" => crate::util::json_labels_match(Some(labels), vals),
+                            "dangling" => vals
+                                .iter()
+                                .all(|d| (d == "true" || d == "1") == i.tags.is_empty()),
+                            "reference" => i.tags.iter().any(ref_ok),
+                            _ => true,
+                        })
+                })
+                .map(|(i, labels)| {
                     let id = i.id.to_string();
                     json!({
                         "Id": id,
                         "ParentId": "",
-                        "RepoTags": i.tags.iter().map(|t| t.familiar()).collect::<Vec<_>>(),
+                        // With a reference filter, only the tags it matched (as Docker).
+                        "RepoTags": i.tags.iter().filter(|t| ref_ok(t)).map(|t| t.familiar()).collect::<Vec<_>>(),
                         "RepoDigests": [],
                         "Created": created_secs(&i.created),
                         "Size": i.size,
                         "SharedSize": i.shared_size,
                         "VirtualSize": i.size,
-                        "Labels": {},
+                        "Labels": labels,
                         "Containers": containers.iter().filter(|c| c.image_id == id).count(),
                     })
                 })
@@ -509,4 +588,21 @@ pub(crate) async fn archive(
         );
     }
     Ok(r)
+}
+
+#[cfg(test)]
+mod glob_tests {
+    use super::glob_match;
+
+    #[test]
+    fn reference_patterns_match_as_go_path_match() {
+        assert!(glob_match("busybox", "busybox"));
+        assert!(glob_match("busy*", "busybox:latest"));
+        assert!(glob_match("*:latest", "busybox:latest"));
+        assert!(!glob_match("*", "library/busybox"));
+        assert!(glob_match("*/*", "library/busybox"));
+        assert!(glob_match("b?sybox", "busybox"));
+        assert!(!glob_match("busybox", "busybox:latest"));
+        assert!(!glob_match("", "x"));
+    }
 }

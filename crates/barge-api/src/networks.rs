@@ -56,7 +56,7 @@ fn special(name: &str) -> Option<Value> {
 }
 
 fn list(e: Arc<Engine>, q: &Query) -> R {
-    let filters = q.filters()?;
+    let filters = q.filters_of(&["dangling", "driver", "id", "label", "name", "scope", "type"])?;
     let nm = nm(&e)?;
     let mut all: Vec<Value> = nm
         .list()

@@ -202,6 +202,16 @@ impl Query {
         }
     }
 
+    /// [`Query::filters`] where only the keys in `known` are allowed: any other is a 400
+    /// naming it, as Docker answers (an ignored filter would list too much).
+    pub fn filters_of(&self, known: &[&str]) -> Result<HashMap<String, Vec<String>>, ApiError> {
+        let f = self.filters()?;
+        if let Some(k) = f.keys().find(|k| !known.contains(&k.as_str())) {
+            return Err(ApiError::new(400, format!("invalid filter '{k}'")));
+        }
+        Ok(f)
+    }
+
     /// `filters` as a map of key -> values (Docker's two JSON shapes).
     pub fn filters(&self) -> Result<HashMap<String, Vec<String>>, ApiError> {
         let Some(f) = self.get("filters").filter(|s| !s.is_empty()) else {

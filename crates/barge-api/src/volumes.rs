@@ -42,7 +42,7 @@ pub(crate) async fn dispatch(
 ) -> R {
     match (&m, rest) {
         (&Method::GET, []) => {
-            let f = q.filters()?;
+            let f = q.filters_of(&["dangling", "driver", "label", "name"])?;
             let mut out = Vec::new();
             for v in e.volumes.list() {
                 if let Some(d) = f.get("dangling") {

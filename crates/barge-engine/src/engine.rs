@@ -536,7 +536,35 @@ impl Engine {
         } else {
             host_config
         };
+        for d in crate::model::str_list(host_config.get("Dns")) {
+            if d.parse::<std::net::IpAddr>().is_err() {
+                return Err(Error::BadRequest(format!(
+                    "invalid DNS server address {d:?}: want an IP address"
+                )));
+            }
+        }
+        if cfg.get("NetworkDisabled").and_then(Value::as_bool) == Some(true) {
+            // No networking at all: what `--network none` gives.
+            host_config["NetworkMode"] = json!("none");
+        }
         let networking = cfg.remove("NetworkingConfig");
+        // A container's MAC address is derived from its IP (as Docker's default); a chosen
+        // one is not supported yet: say so rather than ignore it.
+        let macs = std::iter::once(cfg.get("MacAddress")).chain(
+            networking
+                .as_ref()
+                .and_then(|n| n.get("EndpointsConfig"))
+                .and_then(Value::as_object)
+                .into_iter()
+                .flat_map(|eps| eps.values().map(|ep| ep.get("MacAddress"))),
+        );
+        for m in macs.flatten() {
+            if m.as_str().is_some_and(|m| !m.is_empty()) {
+                return Err(Error::BadRequest(format!(
+                    "MacAddress {m}: choosing a container's MAC address is not supported by barge (it is derived from its IP address)"
+                )));
+            }
+        }
         let image = cfg
             .get("Image")
             .and_then(Value::as_str)
@@ -659,7 +687,11 @@ impl Engine {
                 .get("NetworkMode")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            let hostname = if mode == "host" {
+            let uts = host_config
+                .get("UTSMode")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let hostname = if mode == "host" || uts == "host" {
                 crate::util::host_name()
             } else if mode.starts_with("container:") {
                 String::new()
@@ -770,14 +802,11 @@ impl Engine {
             snapshot: id.clone(),
             mount_points: Vec::new(),
         };
-        // Validate what the spec will need (all but the user and the added groups, which
-        // need the rootfs' /etc/passwd and /etc/group).
+        // Validate what the spec will need (all but the user and groups, which need the rootfs).
         {
             let mut probe = c.clone();
             probe.config["User"] = json!("");
-            if probe.host_config.is_object() {
-                probe.host_config["GroupAdd"] = json!([]);
-            }
+            probe.host_config["GroupAdd"] = json!([]);
             if probe.argv().is_empty() {
                 return Err(Error::BadRequest("no command specified".into()));
             }
@@ -787,6 +816,8 @@ impl Engine {
                 Path::new("/nonexistent"),
                 &NetMode::Host,
                 &[],
+                // Checked at start, as Docker does: the other may not run yet.
+                &|_| Ok(1),
             )
             .map(|_| ())?;
         }
@@ -1015,7 +1046,23 @@ impl Engine {
             .await
             .map_err(|e| Error::Internal(e.to_string()))??;
         }
-        let spec = crate::spec::build(c, &rootfs, &files, &net, &self.opts.default_ulimits)?;
+        let spec = crate::spec::build(
+            c,
+            &rootfs,
+            &files,
+            &net,
+            &self.opts.default_ulimits,
+            &|r| match self.get(r) {
+                Ok(o) if o.running() && o.state.pid > 0 => Ok(o.state.pid),
+                Ok(o) => Err(Error::Conflict(format!(
+                    "cannot join the namespaces of container {}: it is not running",
+                    o.name.trim_start_matches('/')
+                ))),
+                Err(e) => Err(Error::Conflict(format!(
+                    "cannot join the namespaces of container {r}: {e}"
+                ))),
+            },
+        )?;
         std::fs::write(
             ed.join("config.json"),
             serde_json::to_vec_pretty(&spec).unwrap_or_default(),
@@ -1886,10 +1933,10 @@ impl Engine {
             e.user.clone()
         };
         let rootfs = self.exec_dir(&c.id).join("rootfs");
-        let (uid, gid, groups) = crate::spec::resolve_user(&rootfs, &user)?;
+        let (uid, gid, gids) = crate::spec::resolve_user(&rootfs, &user)?;
         cmd.arg("--user").arg(format!("{uid}:{gid}"));
-        let added = crate::spec::group_add(&rootfs, &c.host_list("GroupAdd"))?;
-        for g in crate::spec::additional_gids(groups, added) {
+        // As Docker's exec: the user's groups and the container's --group-add.
+        for g in crate::spec::additional_gids(&c, &rootfs, gids)? {
             cmd.arg("--additional-gids").arg(g.to_string());
         }
         if !e.workdir.is_empty() {
@@ -2087,6 +2134,12 @@ impl Engine {
         let rootfs = self.exec_dir(&c.id).join("rootfs");
         if is_mountpoint(&rootfs) {
             return Ok((rootfs, false));
+        }
+        if c.running() && c.state.pid > 0 {
+            // Its mount is not visible here (a daemon restarted in another mount namespace):
+            // go through the container's own root. A second read-write mount of the snapshot
+            // would reset its work dir under the running container.
+            return Ok((PathBuf::from(format!("/proc/{}/root", c.state.pid)), false));
         }
         std::fs::create_dir_all(&rootfs).map_err(internal("create rootfs dir"))?;
         self.store.mount(&c.snapshot, &rootfs)?;

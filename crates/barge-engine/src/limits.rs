@@ -244,10 +244,52 @@ pub fn apply(c: &Container, res: &mut Value) -> Result<()> {
     resources(&c.host_config, res, false)
 }
 
+/// The host's device nodes under `dir` (recursively), as a privileged container gets them:
+/// as Docker, without the directories the container has its own of (pts, shm, mqueue, fd)
+/// or that belong to other tools, without `console` (the container's is its terminal) and
+/// without symlinks.
+fn host_devices(dir: &std::path::Path, out: &mut Vec<Value>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<_> = entries.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let name = e.file_name();
+        let Ok(m) = e.metadata() else { continue };
+        let ft = m.file_type();
+        if ft.is_dir() {
+            let skip = ["pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev"];
+            if !skip.iter().any(|s| name == *s) {
+                host_devices(&e.path(), out);
+            }
+            continue;
+        }
+        let ty = if ft.is_char_device() {
+            'c'
+        } else if ft.is_block_device() {
+            'b'
+        } else {
+            continue;
+        };
+        if name == "console" {
+            continue;
+        }
+        let rdev = m.rdev();
+        out.push(json!({"path": e.path(), "type": ty.to_string(),
+            "major": libc::major(rdev) as u64, "minor": libc::minor(rdev) as u64,
+            "fileMode": m.mode() & 0o777, "uid": m.uid(), "gid": m.gid()}));
+    }
+}
+
 /// `HostConfig.Devices` (and `DeviceCgroupRules`): the spec's `linux.devices` entries, with
-/// their cgroup permissions added to `resources.devices`.
+/// their cgroup permissions added to `resources.devices`; with `Privileged`, every device of
+/// the host first (its cgroup already allows all).
 pub fn devices(c: &Container, res: &mut Value) -> Result<Vec<Value>> {
     let mut out = Vec::new();
+    if c.host_bool("Privileged") {
+        host_devices(std::path::Path::new("/dev"), &mut out);
+    }
     let mut rules = Vec::new();
     for d in c
         .host_config

@@ -173,11 +173,6 @@ impl Container {
             .to_string()
     }
 
-    /// `HostConfig.<key>` as a string list (`GroupAdd`).
-    pub fn host_list(&self, key: &str) -> Vec<String> {
-        str_list(self.host_config.get(key))
-    }
-
     /// `HostConfig.<key>` as a bool.
     pub fn host_bool(&self, key: &str) -> bool {
         self.host_config

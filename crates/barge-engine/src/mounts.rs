@@ -164,6 +164,25 @@ pub fn resolve(
             let src = m.get("Source").and_then(Value::as_str).unwrap_or_default();
             let mp = match ty {
                 "bind" => {
+                    let bo = m.get("BindOptions");
+                    let flag = |k: &str| {
+                        bo.and_then(|b| b.get(k))
+                            .and_then(Value::as_bool)
+                            .unwrap_or(false)
+                    };
+                    if flag("NonRecursive") {
+                        return Err(Error::BadRequest(
+                            "invalid mount config: BindOptions.NonRecursive is not supported by barge (binds are recursive)".into(),
+                        ));
+                    }
+                    if flag("CreateMountpoint") && src.starts_with('/') && !Path::new(src).exists()
+                    {
+                        std::fs::create_dir_all(src).map_err(|e| {
+                            Error::BadRequest(format!(
+                                "invalid mount config for type \"bind\": creating bind source {src}: {e}"
+                            ))
+                        })?;
+                    }
                     if !src.starts_with('/') || !Path::new(src).exists() {
                         return Err(Error::BadRequest(format!(
                             "invalid mount config for type \"bind\": bind source path does not exist: {src}"
@@ -191,6 +210,15 @@ pub fn resolve(
                 }
                 "volume" => {
                     let vo = m.get("VolumeOptions");
+                    if let Some(sp) = vo
+                        .and_then(|v| v.get("Subpath"))
+                        .and_then(Value::as_str)
+                        .filter(|s| !s.is_empty())
+                    {
+                        return Err(Error::BadRequest(format!(
+                            "invalid mount config: VolumeOptions.Subpath ({sp:?}) is not supported by barge"
+                        )));
+                    }
                     let nocopy = vo
                         .and_then(|v| v.get("NoCopy"))
                         .and_then(Value::as_bool)

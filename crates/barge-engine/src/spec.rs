@@ -8,23 +8,7 @@ use serde_json::{json, Value};
 use crate::model::{str_list, Container};
 use crate::{Error, Result};
 
-/// Docker's default capabilities.
-pub const DEFAULT_CAPS: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
+use barge_runtime::caps::DOCKER_DEFAULT as DEFAULT_CAPS;
 
 const MASKED: &[&str] = &[
     "/proc/asound",
@@ -106,10 +90,10 @@ pub fn capabilities(c: &Container) -> Result<Vec<String>> {
 }
 
 /// Looks a user up in the rootfs' /etc/passwd and /etc/group: `name|uid[:group|gid]`.
-/// Returns the uid, the gid and the supplementary gids.
 pub fn resolve_user(rootfs: &Path, user: &str) -> Result<(u32, u32, Vec<u32>)> {
     if user.is_empty() {
-        return Ok((0, 0, vec![]));
+        // root, with root's supplementary groups (busybox's `id`: groups=0(root),10(wheel)).
+        return resolve_user(rootfs, "0");
     }
     let (u, g) = match user.split_once(':') {
         Some((u, g)) => (u, Some(g)),
@@ -138,71 +122,30 @@ pub fn resolve_user(rootfs: &Path, user: &str) -> Result<(u32, u32, Vec<u32>)> {
         (f[2].parse().unwrap_or(0), f[3].parse().unwrap_or(0))
     };
     if let Some(g) = g {
-        gid = match g.parse::<u32>() {
-            Ok(n) => n,
-            Err(_) => group
+        gid = group_id(&group, g)?;
+    }
+    // Supplementary groups: those of /etc/group listing the user by name (as Docker).
+    let name = if u.parse::<u32>().is_ok() {
+        passwd
+            .lines()
+            .map(|l| l.split(':').collect::<Vec<_>>())
+            .find(|f| f.len() > 2 && f[2] == u)
+            .map(|f| f[0].to_string())
+    } else {
+        Some(u.to_string())
+    };
+    let gids = name
+        .map(|n| {
+            group
                 .lines()
                 .map(|l| l.split(':').collect::<Vec<_>>())
-                .find(|f| f.len() > 2 && f[0] == g)
-                .and_then(|f| f[2].parse().ok())
-                .ok_or_else(|| {
-                    Error::BadRequest(format!(
-                        "unable to find group {g}: no matching entries in group file"
-                    ))
-                })?,
-        };
-    }
-    // As runc: the user's supplementary groups are those /etc/group lists it in.
-    let name = passwd
-        .lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|f| f.len() > 3 && f[2] == uid.to_string() && (f[0] == u || u.parse::<u32>().is_ok()))
-        .map(|f| f[0].to_string());
-    let mut extra = Vec::new();
-    if let Some(name) = name {
-        for f in group.lines().map(|l| l.split(':').collect::<Vec<_>>()) {
-            if f.len() > 3 && f[3].split(',').any(|m| m.trim() == name) {
-                if let Ok(g) = f[2].parse::<u32>() {
-                    if g != gid && !extra.contains(&g) {
-                        extra.push(g);
-                    }
-                }
-            }
-        }
-    }
-    Ok((uid, gid, extra))
-}
-
-/// `HostConfig.GroupAdd` as gids: numbers as they are, names looked up in the rootfs'
-/// /etc/group.
-pub fn group_add(rootfs: &Path, groups: &[String]) -> Result<Vec<u32>> {
-    let group = std::fs::read_to_string(rootfs.join("etc/group")).unwrap_or_default();
-    groups
-        .iter()
-        .map(|g| match g.parse::<u32>() {
-            Ok(n) => Ok(n),
-            Err(_) => group
-                .lines()
-                .map(|l| l.split(':').collect::<Vec<_>>())
-                .find(|f| f.len() > 2 && f[0] == g)
-                .and_then(|f| f[2].parse().ok())
-                .ok_or_else(|| {
-                    Error::BadRequest(format!(
-                        "Unable to find group {g}: no matching entries in group file"
-                    ))
-                }),
+                .filter(|f| f.len() > 3 && f[3].split(',').any(|m| m == n))
+                .filter_map(|f| f[2].parse::<u32>().ok())
+                .filter(|g| *g != gid)
+                .collect()
         })
-        .collect()
-}
-
-/// The supplementary gids of a process: the user's groups, then `GroupAdd`'s.
-pub fn additional_gids(mut user: Vec<u32>, added: Vec<u32>) -> Vec<u32> {
-    for g in added {
-        if !user.contains(&g) {
-            user.push(g);
-        }
-    }
-    user
+        .unwrap_or_default();
+    Ok((uid, gid, gids))
 }
 
 fn shm_size(c: &Container) -> Result<String> {
@@ -222,13 +165,15 @@ fn rlimit_name(n: &str) -> String {
 }
 
 /// Builds the OCI spec for `c`, whose root filesystem is mounted at `rootfs`; `files` is the
-/// dir holding its hosts/hostname/resolv.conf.
+/// dir holding its hosts/hostname/resolv.conf; `join` gives the pid of a running container
+/// whose pid or ipc namespace `c` joins (`--pid container:x`).
 pub fn build(
     c: &Container,
     rootfs: &Path,
     files: &Path,
     net: &NetMode,
     default_ulimits: &[(String, i64, i64)],
+    join: &dyn Fn(&str) -> Result<i32>,
 ) -> Result<Value> {
     let caps = capabilities(c)?;
     let privileged = c.host_bool("Privileged");
@@ -241,8 +186,7 @@ pub fn build(
     if argv.is_empty() {
         return Err(Error::BadRequest("no command specified".into()));
     }
-    let (uid, gid, groups) = resolve_user(rootfs, &c.config_str("User"))?;
-    let groups = additional_gids(groups, group_add(rootfs, &c.host_list("GroupAdd"))?);
+    let (uid, gid, gids) = resolve_user(rootfs, &c.config_str("User"))?;
     let hostname = c.hostname();
     let mut env: Vec<String> = c.config_list("Env");
     if !env.iter().any(|e| e.starts_with("PATH=")) {
@@ -329,13 +273,96 @@ pub fn build(
             "source": files.join(f), "options": ["rbind", "rprivate"]}));
     }
     user_mounts(c, &mut mounts)?;
-    let mut namespaces = vec![
-        json!({"type": "pid"}),
-        json!({"type": "ipc"}),
-        json!({"type": "uts"}),
-        json!({"type": "mount"}),
-        json!({"type": "cgroup"}),
-    ];
+    let mut namespaces = vec![json!({"type": "mount"})];
+    for (key, kind, private, joinable) in [
+        ("PidMode", "pid", &[""][..], true),
+        (
+            "IpcMode",
+            "ipc",
+            &["", "private", "shareable", "none"][..],
+            true,
+        ),
+        ("UTSMode", "uts", &[""][..], false),
+        ("CgroupnsMode", "cgroup", &["", "private"][..], false),
+    ] {
+        let mode = c.host_str(key);
+        match mode.as_str() {
+            m if private.contains(&m) => namespaces.push(json!({"type": kind})),
+            "host" => {}
+            m if joinable && m.starts_with("container:") => {
+                let pid = join(&m["container:".len()..])?;
+                namespaces.push(json!({"type": kind, "path": format!("/proc/{pid}/ns/{kind}")}));
+            }
+            m => {
+                return Err(Error::BadRequest(format!(
+                    "invalid {key} {m:?}: want {}host{}",
+                    private
+                        .iter()
+                        .filter(|p| !p.is_empty())
+                        .map(|p| format!("{p}, "))
+                        .collect::<String>(),
+                    if joinable {
+                        " or container:<name|id>"
+                    } else {
+                        ""
+                    }
+                )))
+            }
+        }
+    }
+    let uts_host = c.host_str("UTSMode") == "host";
+    for (key, fine) in [
+        ("UsernsMode", &["", "host"][..]),
+        ("Runtime", &["", "runc", "barge"][..]),
+    ] {
+        let v = c.host_str(key);
+        if !fine.contains(&v.as_str()) {
+            return Err(Error::BadRequest(format!(
+                "{key} {v:?} is not supported by barge (it runs every container with its own runtime, without user namespace remapping)"
+            )));
+        }
+    }
+    // Features barge does not have: refused, not silently dropped.
+    let set = |k: &str| {
+        c.host_config.get(k).is_some_and(|v| match v {
+            Value::Null => false,
+            Value::Array(a) => !a.is_empty(),
+            Value::Object(o) => !o.is_empty(),
+            Value::Number(n) => n.as_i64() != Some(0),
+            Value::String(s) => !s.is_empty(),
+            Value::Bool(b) => *b,
+        })
+    };
+    for (key, what) in [
+        ("DeviceRequests", "device requests (--gpus)"),
+        ("StorageOpt", "storage options (--storage-opt)"),
+        (
+            "CpuRealtimePeriod",
+            "real-time CPU scheduling (--cpu-rt-period)",
+        ),
+        (
+            "CpuRealtimeRuntime",
+            "real-time CPU scheduling (--cpu-rt-runtime)",
+        ),
+    ] {
+        if set(key) {
+            return Err(Error::BadRequest(format!(
+                "{key}: {what} are not supported by barge"
+            )));
+        }
+    }
+    let driver = c.host_str("VolumeDriver");
+    if !driver.is_empty() && driver != "local" {
+        return Err(Error::BadRequest(format!(
+            "VolumeDriver {driver:?} is not supported: barge has the local driver only"
+        )));
+    }
+    if !c.host_str("CgroupParent").is_empty() {
+        return Err(Error::BadRequest(format!(
+            "CgroupParent {:?} is not supported: barge keeps every container's cgroup under barge/",
+            c.host_str("CgroupParent")
+        )));
+    }
     if let NetMode::Path(p) = net {
         namespaces.push(json!({"type": "network", "path": p}));
     }
@@ -366,13 +393,28 @@ pub fn build(
         "cgroupsPath": format!("/barge/{}", c.id),
     });
     if !privileged {
-        linux["maskedPaths"] = json!(MASKED);
-        linux["readonlyPaths"] = json!(READONLY);
+        // HostConfig's lists replace the defaults when given (Docker's API: an empty list
+        // masks nothing).
+        for (key, field, default) in [
+            ("MaskedPaths", "maskedPaths", MASKED),
+            ("ReadonlyPaths", "readonlyPaths", READONLY),
+        ] {
+            linux[field] = match c.host_config.get(key) {
+                Some(v @ Value::Array(_)) => v.clone(),
+                _ => json!(default),
+            };
+        }
     }
     if let Some(s) = seccomp {
         linux["seccomp"] = s;
     }
-    Ok(json!({
+    let groups = additional_gids(c, rootfs, gids)?;
+    if let Some(s) = c.host_config.get("Sysctls").and_then(Value::as_object) {
+        if !s.is_empty() {
+            linux["sysctl"] = Value::Object(s.clone());
+        }
+    }
+    let mut spec = json!({
         "ociVersion": "1.2.0",
         "process": {
             "terminal": tty,
@@ -388,7 +430,70 @@ pub fn build(
         "hostname": hostname,
         "mounts": mounts,
         "linux": linux,
-    }))
+    });
+    let domain = c.config_str("Domainname");
+    if !domain.is_empty() && !uts_host {
+        spec["domainname"] = json!(domain);
+    }
+    if uts_host {
+        // The host's UTS namespace: setting a hostname there would rename the host.
+        if let Some(o) = spec.as_object_mut() {
+            o.remove("hostname");
+        }
+    }
+    let adj = c.host_i64("OomScoreAdj");
+    if !(-1000..=1000).contains(&adj) {
+        return Err(Error::BadRequest(format!(
+            "invalid OomScoreAdj {adj}: must be between -1000 and 1000"
+        )));
+    }
+    if adj != 0 {
+        spec["process"]["oomScoreAdj"] = json!(adj);
+    }
+    if let Some(a) = c.host_config.get("Annotations").and_then(Value::as_object) {
+        if !a.is_empty() {
+            spec["annotations"] = Value::Object(a.clone());
+        }
+    }
+    Ok(spec)
+}
+
+/// A group's id: `g` itself when numeric, else its entry in the /etc/group text `group`.
+fn group_id(group: &str, g: &str) -> Result<u32> {
+    if let Ok(n) = g.parse::<u32>() {
+        return Ok(n);
+    }
+    group
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() > 2 && f[0] == g)
+        .and_then(|f| f[2].parse().ok())
+        .ok_or_else(|| {
+            Error::BadRequest(format!(
+                "unable to find group {g}: no matching entries in group file"
+            ))
+        })
+}
+
+/// The process's supplementary groups: the user's groups in the rootfs' /etc/group, then
+/// `--group-add` (HostConfig `GroupAdd`: names looked up there, or numbers).
+pub(crate) fn additional_gids(
+    c: &Container,
+    rootfs: &Path,
+    mut gids: Vec<u32>,
+) -> Result<Vec<u32>> {
+    let add = str_list(c.host_config.get("GroupAdd"));
+    if add.is_empty() {
+        return Ok(gids);
+    }
+    let group = std::fs::read_to_string(rootfs.join("etc/group")).unwrap_or_default();
+    for g in add {
+        let gid = group_id(&group, &g)?;
+        if !gids.contains(&gid) {
+            gids.push(gid);
+        }
+    }
+    Ok(gids)
 }
 
 /// A Docker seccomp profile (`defaultAction`, `syscalls`, ...) is already the OCI shape but

@@ -548,8 +548,8 @@ fn copy_meta(src: &Path, dst: &Path, md: &fs::Metadata) -> Result<()> {
 
 impl crate::Store {
     /// `docker export`: writes the whole filesystem of snapshot `key` (layers and changes
-    /// merged) as a tar to `w`. The snapshot is mounted on a private temp mountpoint for the
-    /// duration (it must not be mounted read-write elsewhere with a different upper).
+    /// merged) as a tar to `w`. The snapshot is mounted read-only on a private temp
+    /// mountpoint for the duration, which is safe while a container runs on it.
     pub fn export(&self, key: &str, w: impl Write) -> Result<(Digest, u64)> {
         let info = self.snapshot_info(key)?;
         if info.snapshotter == crate::snapshot::Snapshotter::Copy {
@@ -561,7 +561,7 @@ impl crate::Store {
             .join(crate::store::tmp_name("export"));
         fs::create_dir(&mnt).ctx("create directory", &mnt)?;
         let res = (|| {
-            self.mount(key, &mnt)?;
+            self.mount_readonly(key, &mnt)?;
             let out = diff_dir(&mnt, w);
             let um = crate::snapshot::unmount(&mnt);
             let out = out?;

@@ -303,6 +303,29 @@ impl Store {
         Ok(())
     }
 
+    /// Mounts the snapshot `key` read-only on `target`, its upper dir as the topmost lower
+    /// layer: safe while the snapshot is also mounted read-write (a container running on it),
+    /// since a second mount with the same upper and work dirs would reset the work dir under
+    /// the first (overlay empties `work/` at mount), after which every copy-up in the running
+    /// container fails with ENOENT. Whiteouts and opaque dirs of the upper apply as in any
+    /// lower layer.
+    pub fn mount_readonly(&self, key: &str, target: &Path) -> Result<()> {
+        for mut m in self.mounts(key)? {
+            if m.kind == "overlay" {
+                let upper = self.snapshot_dir(key)?.join("upper");
+                m.lowerdirs.insert(0, upper.clone());
+                m.options = m
+                    .options
+                    .iter()
+                    .filter(|o| o.starts_with("lowerdir="))
+                    .map(|o| format!("lowerdir={}:{}", upper.display(), &o["lowerdir=".len()..]))
+                    .collect();
+            }
+            mount_one(&m, target)?;
+        }
+        Ok(())
+    }
+
     /// [`Store::mount`] for a snapshot whose writes need not survive a host crash, such as the
     /// root of a container removed when it exits: overlay's `volatile` option skips every sync
     /// of the upper directory, notably the sync of the whole upper filesystem at unmount,

@@ -442,3 +442,35 @@ fn volatile_mount_is_an_overlay_without_syncs_and_works() {
     assert_eq!(std::fs::read(upper.join("new")).expect("upper file"), b"x");
     store.remove_snapshot("v").expect("remove");
 }
+
+#[test]
+fn a_read_only_mount_beside_a_running_one_shows_its_changes_and_breaks_nothing() {
+    if !root_or_skip("a_read_only_mount_beside_a_running_one_shows_its_changes_and_breaks_nothing")
+    {
+        return;
+    }
+    let td = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(td.path().join("store")).expect("store");
+    let lowers = layers(&store, 2);
+    store.prepare("run", &lowers).expect("prepare");
+    let live = td.path().join("live");
+    let _live = mount(&store, "run", &live);
+    // The running container's changes: a new file, a deleted lower file (a whiteout).
+    std::fs::write(live.join("d").join("new"), b"n").expect("write");
+    std::fs::remove_file(live.join("f0")).expect("rm f0");
+    let ro = td.path().join("ro");
+    std::fs::create_dir_all(&ro).expect("mountpoint");
+    store.mount_readonly("run", &ro).expect("read-only mount");
+    let ro_guard = MountGuard(ro.clone());
+    assert_eq!(std::fs::read(ro.join("d/new")).expect("d/new"), b"n");
+    assert!(!ro.join("f0").exists(), "the whiteout applies");
+    assert_eq!(std::fs::read_to_string(ro.join("f1")).expect("f1"), "1");
+    let e = std::fs::write(ro.join("x"), b"x").expect_err("read-only");
+    assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{e}");
+    drop(ro_guard);
+    // The read-write mount still copies up (a second read-write mount would have emptied
+    // its work dir, and this would fail with ENOENT): the lower dir `d` was copied up above,
+    // a lower file's first write needs a copy-up now.
+    std::fs::write(live.join("f1"), b"changed").expect("copy-up after the read-only mount");
+    std::fs::write(live.join("d").join("more"), b"m").expect("write");
+}

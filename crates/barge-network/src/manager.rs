@@ -888,12 +888,9 @@ impl NetworkManager {
             &id[..12],
             req.container_id.get(..12).unwrap_or(&req.container_id)
         );
-        let bridge_idx = inner
-            .nl
-            .link_index(&net.bridge)
-            .map_err(nl_err("looking up bridge"))?
+        let bridge_idx = crate::netlink::ifindex(&net.bridge)
             .ok_or_else(|| NetworkError::BridgeMissing(net.bridge.clone()))?;
-        // one request makes both ends, the host end up and a port of the bridge
+        // one request makes both ends, the host end a port of the bridge; it comes up last
         let vidx = inner
             .nl
             .add_veth(&host_veth, Some(bridge_idx), &alias, &ifname, &ns, mac)
@@ -936,6 +933,11 @@ impl NetworkManager {
                 cnl.add_default_route(net.gateway, cidx)
                     .map_err(nl_err("adding the default route"))?;
             }
+            // after the peer: it has its carrier at once (see Netlink::add_veth)
+            inner
+                .nl
+                .set_up(vidx, None)
+                .map_err(nl_err(format!("bringing {host_veth} up")))?;
             write_record(&self.ep_path(&key.0, &key.1), &ep, false)?;
             inner.eps.insert(key.clone(), ep.clone());
             if !ep.ports.is_empty() {
@@ -1065,11 +1067,13 @@ impl NetworkManager {
     }
 
     /// A container has exited (or never ran): drops its endpoints on every network at once
-    /// (records, published ports in one nftables run, DNS names) and leaves the deletion of its
-    /// veth pairs to a background thread; their addresses are not handed out again until
-    /// they are gone. Returns before the links are deleted: that is 10-25 ms of RCU grace
-    /// periods in the kernel which a starting or removed container need not wait for. Use
-    /// [`disconnect`](Self::disconnect) for a running container (`network disconnect`).
+    /// (records, published ports in one nftables run, DNS names) and leaves its veth pairs to
+    /// the death of its namespace, which deletes them (the caller removes the namespace next);
+    /// a background thread waits for them to vanish and deletes those still there after a
+    /// grace time. Their addresses are not handed out again until they are gone. A link
+    /// deletion is 10-25 ms of RCU grace periods under the RTNL lock, which a starting
+    /// container needs too: the namespace's cleanup pays them once for its `lo` and the pairs.
+    /// Use [`disconnect`](Self::disconnect) for a running container (`network disconnect`).
     pub fn release(&self, container_id: &str) -> Result<(), NetworkError> {
         let mut guard = self.lock();
         let inner = &mut *guard;
@@ -1107,7 +1111,8 @@ impl NetworkManager {
         first_err.map_or(Ok(()), Err)
     }
 
-    /// Waits until the links [`release`](Self::release) queued for deletion are gone.
+    /// Deletes the links [`release`](Self::release) left that are still there and waits
+    /// until they are gone.
     pub fn settle(&self) {
         self.reaper.settle(SETTLE_LIMIT);
     }

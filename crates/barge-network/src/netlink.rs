@@ -43,6 +43,18 @@ fn io_other(msg: impl Into<String>) -> io::Error {
     io::Error::other(msg.into())
 }
 
+/// The index of the link named `name` in the calling thread's network namespace, if any.
+/// `if_nametoindex` looks the name up under RCU (`SIOCGIFINDEX`): unlike a netlink request
+/// it neither takes the RTNL lock nor makes the kernel process the link's pending carrier
+/// events first (`RTM_GETLINK` does, and for a link that is up, losing carrier means waiting
+/// for an expedited RCU grace period under that lock).
+pub(crate) fn ifindex(name: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: if_nametoindex reads a NUL-terminated string.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (i != 0).then_some(i)
+}
+
 impl Netlink {
     /// A socket in the calling thread's network namespace.
     pub fn new() -> io::Result<Self> {
@@ -171,10 +183,20 @@ impl Netlink {
         Ok(idx)
     }
 
-    /// Creates a veth pair in one request: this end `name`, up (and a port of bridge
-    /// `master`, if given); the peer directly in the namespace `peer_ns`, down, named
-    /// `peer_name`, with MAC `peer_mac`. Then marks this end with `alias` and turns on its
-    /// hairpin mode as a bridge port (one more request). Returns this end's index.
+    /// Creates a veth pair in one request: this end `name`, down (a port of bridge `master`,
+    /// if given); the peer directly in the namespace `peer_ns`, down, named `peer_name`, with
+    /// MAC `peer_mac`. Then marks this end with `alias` and turns on its hairpin mode as a
+    /// bridge port (one more request). Returns this end's index. This end must be in the
+    /// calling thread's namespace; bring it up with [`set_up`](Self::set_up) once the peer is
+    /// up.
+    ///
+    /// Both ends get one queue each way: a veth made with the default (one per possible CPU)
+    /// is cut down to one queue after it is registered, and each cut waits for an expedited
+    /// RCU grace period under the RTNL lock (milliseconds on a busy machine, and every other
+    /// container start waits for that lock). And this end is made down, to come up after the
+    /// peer: up without a peer it has no carrier, and the kernel deactivating a link that is
+    /// up and lost its carrier is one more such wait; coming up after the peer, it gets its
+    /// carrier at once.
     pub fn add_veth(
         &mut self,
         name: &str,
@@ -184,8 +206,6 @@ impl Netlink {
         peer_ns: &File,
         peer_mac: [u8; 6],
     ) -> io::Result<u32> {
-        // the peer cannot be made up here: the kernel configures it before the two ends are
-        // linked, and a veth without a peer refuses to open (ENOTCONN)
         let mut peer = LinkMessage::default();
         peer.attributes
             .push(LinkAttribute::IfName(peer_name.to_string()));
@@ -193,10 +213,12 @@ impl Netlink {
             .push(LinkAttribute::Address(peer_mac.to_vec()));
         peer.attributes
             .push(LinkAttribute::NetNsFd(peer_ns.as_raw_fd()));
+        peer.attributes.push(LinkAttribute::NumTxQueues(1));
+        peer.attributes.push(LinkAttribute::NumRxQueues(1));
         let mut m = LinkMessage::default();
-        m.header.flags = LinkFlags::Up;
-        m.header.change_mask = LinkFlags::Up;
         m.attributes.push(LinkAttribute::IfName(name.to_string()));
+        m.attributes.push(LinkAttribute::NumTxQueues(1));
+        m.attributes.push(LinkAttribute::NumRxQueues(1));
         if let Some(master) = master {
             m.attributes.push(LinkAttribute::Controller(master));
         }
@@ -214,8 +236,7 @@ impl Netlink {
     }
 
     fn mark_veth(&mut self, name: &str, bridged: bool, alias: &str) -> io::Result<u32> {
-        let idx = self
-            .link_index(name)?
+        let idx = ifindex(name)
             .ok_or_else(|| io_other(format!("veth {name} vanished after creation")))?;
         // an existing link: the bridge-port data and the alias go in one message
         let mut m = LinkMessage::default();
@@ -233,6 +254,29 @@ impl Netlink {
         }
         self.ack(RouteNetlinkMessage::NewLink(m), 0)?;
         Ok(idx)
+    }
+
+    /// (tx queues, rx queues, up, has carrier) of the link named `name` (tests).
+    #[cfg(test)]
+    pub fn link_state(&mut self, name: &str) -> io::Result<(u32, u32, bool, bool)> {
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName(name.to_string()));
+        let msgs = self.request(RouteNetlinkMessage::GetLink(m), NLM_F_ACK)?;
+        let mut out = (0, 0, false, false);
+        for msg in msgs {
+            if let RouteNetlinkMessage::NewLink(l) = msg {
+                out.2 = l.header.flags.contains(LinkFlags::Up);
+                for a in l.attributes {
+                    match a {
+                        LinkAttribute::NumTxQueues(n) => out.0 = n,
+                        LinkAttribute::NumRxQueues(n) => out.1 = n,
+                        LinkAttribute::Carrier(c) => out.3 = c != 0,
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Sets the interface alias (our ownership mark).

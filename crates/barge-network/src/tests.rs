@@ -230,6 +230,17 @@ fn two_containers_on_default_bridge_talk() {
         assert_eq!(e1.gateway, Some(Ipv4Addr::new(172, 17, 0, 1)));
         assert_eq!(e1.ifname, "eth0");
         assert!(c1.links().contains(&"eth0".to_string()));
+        // both ends: one queue each way (see Netlink::add_veth), up, with carrier
+        let host_end = Netlink::new()
+            .expect("netlink")
+            .link_state(&e1.host_veth)
+            .expect("host end");
+        let cont_end = Netlink::in_netns(&c1.file)
+            .expect("netlink")
+            .link_state("eth0")
+            .expect("container end");
+        assert_eq!(host_end, (1, 1, true, true), "{}", e1.host_veth);
+        assert_eq!(cont_end, (1, 1, true, true), "eth0");
         serve(listen(&c1, 7000), "c1");
         let got = c2.run(|| talk("172.17.0.2:7000"));
         assert_eq!(got, "c1 hi from 172.17.0.3");

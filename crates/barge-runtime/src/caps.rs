@@ -51,6 +51,25 @@ const NAMES: [&str; 41] = [
     "CHECKPOINT_RESTORE",
 ];
 
+/// Docker's default capability set for a container (what the engine and the builder's RUN
+/// steps give unless told otherwise).
+pub const DOCKER_DEFAULT: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
 /// All capability names the runtime knows, `CAP_` prefixed (for `features`).
 pub fn known_names() -> impl Iterator<Item = String> {
     NAMES.iter().map(|n| format!("CAP_{n}"))

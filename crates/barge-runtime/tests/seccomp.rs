@@ -328,25 +328,10 @@ fn docker_default_profile_denies_namespaces_and_mount_unless_sys_admin() {
         eprintln!("skipped: needs root (mount's EPERM must come from the filter alone)");
         return;
     }
-    let docker_caps: Vec<String> = [
-        "CAP_CHOWN",
-        "CAP_DAC_OVERRIDE",
-        "CAP_FSETID",
-        "CAP_FOWNER",
-        "CAP_MKNOD",
-        "CAP_NET_RAW",
-        "CAP_SETGID",
-        "CAP_SETUID",
-        "CAP_SETFCAP",
-        "CAP_SETPCAP",
-        "CAP_NET_BIND_SERVICE",
-        "CAP_SYS_CHROOT",
-        "CAP_KILL",
-        "CAP_AUDIT_WRITE",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let docker_caps: Vec<String> = barge_runtime::caps::DOCKER_DEFAULT
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
 
     let p = docker_default_profile(&docker_caps);
     let status = with_filter(&p, || default_profile_checks(false));

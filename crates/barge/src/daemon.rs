@@ -518,6 +518,20 @@ async fn run(s: Settings) -> Result<()> {
     // Live restore first: the API answers only once every record is settled.
     engine.restore().await;
     engine.start_zygote();
+    // Metrics before the API: a client that sees the API up finds them listening too.
+    if let Some(addr) = s.metrics_addr {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening for metrics on {addr}"))?;
+        if !addr.ip().is_loopback() {
+            // Like dockerd's: the endpoint has no authentication; it shows container names.
+            tracing::warn!(
+                "metrics on {addr} are reachable from other hosts, without authentication"
+            );
+        }
+        tracing::info!("metrics listening on http://{addr}/metrics");
+        tokio::spawn(barge_api::metrics::serve_metrics(engine.clone(), l));
+    }
     let mut sockets = Vec::new();
     for h in &s.hosts {
         if let (Some(addr), Some(tls)) = (tcp_addr(h)?, &s.tls) {
@@ -545,19 +559,6 @@ async fn run(s: Settings) -> Result<()> {
         tracing::info!("API listening on {}", path.display());
         sockets.push(path);
         tokio::spawn(barge_api::serve(api.clone(), l));
-    }
-    if let Some(addr) = s.metrics_addr {
-        let l = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("listening for metrics on {addr}"))?;
-        if !addr.ip().is_loopback() {
-            // Like dockerd's: the endpoint has no authentication; it shows container names.
-            tracing::warn!(
-                "metrics on {addr} are reachable from other hosts, without authentication"
-            );
-        }
-        tracing::info!("metrics listening on http://{addr}/metrics");
-        tokio::spawn(barge_api::metrics::serve_metrics(engine.clone(), l));
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;

@@ -208,6 +208,9 @@ impl Log {
 }
 
 enum Kind {
+    /// Connected, its command line (`attach`, `watch`, `resize R C`) not complete yet: read
+    /// in the event loop, so a slow daemon never stalls the container's output.
+    Pending(Vec<u8>),
     Attach,
     Watch,
 }
@@ -354,8 +357,20 @@ impl Monitor {
         }
         // Take the connections the daemon queued before the process runs.
         listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+        // Their command lines were written before "go": read them here, so an attach made
+        // before the start sees the process's first output.
         while let Ok((s, _)) = listener.accept() {
-            self.add_client(s);
+            let _ = s.set_nonblocking(false);
+            let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+            let mut r = std::io::BufReader::new(&s);
+            let mut line = String::new();
+            if r.read_line(&mut line).is_err() {
+                continue;
+            }
+            let extra = r.buffer().to_vec();
+            drop(r);
+            let _ = s.set_read_timeout(None);
+            self.add_client(s, &line, &extra);
         }
         if let Err(e) = container::start(&self.cfg.runtime_root, &self.cfg.id) {
             let _ = container::delete(&self.cfg.runtime_root, &self.cfg.id, true);
@@ -398,23 +413,15 @@ impl Monitor {
         Ok(())
     }
 
-    fn add_client(&mut self, s: UnixStream) {
-        let _ = s.set_nonblocking(false);
-        let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
-        let mut r = std::io::BufReader::new(&s);
-        let mut line = String::new();
-        if r.read_line(&mut line).is_err() {
-            return;
-        }
-        let extra = r.buffer().to_vec();
-        drop(r);
-        let _ = s.set_read_timeout(None);
+    /// Takes a client whose command line is complete: `line` without its newline, `extra`
+    /// what it sent after it (input for an attach).
+    fn add_client(&mut self, s: UnixStream, line: &str, extra: &[u8]) {
         let _ = s.set_write_timeout(Some(std::time::Duration::from_secs(10)));
         let mut words = line.split_whitespace();
         match words.next() {
             Some("attach") => {
                 if !extra.is_empty() {
-                    self.input(&extra);
+                    self.input(extra);
                 }
                 self.clients.push(Client {
                     s,
@@ -458,7 +465,7 @@ impl Monitor {
         frame.extend_from_slice(data);
         self.clients.retain_mut(|c| match c.kind {
             Kind::Attach => c.s.write_all(&frame).is_ok(),
-            Kind::Watch => true,
+            Kind::Watch | Kind::Pending(_) => true,
         });
     }
 
@@ -536,9 +543,10 @@ impl Monitor {
             for i in closed.into_iter().rev() {
                 self.outs.remove(i);
             }
-            // Client input (stdin) and hang-ups.
+            // Client input (stdin), command lines and hang-ups.
             let mut gone = Vec::new();
-            for (i, c) in self.clients.iter().enumerate() {
+            let mut ready = Vec::new();
+            for (i, c) in self.clients.iter_mut().enumerate() {
                 let re = fds[base + i].revents;
                 if re == 0 {
                     continue;
@@ -551,6 +559,13 @@ impl Monitor {
                 let n = (&c.s).read(&mut buf).unwrap_or(0);
                 if n == 0 {
                     gone.push(i);
+                } else if let Kind::Pending(got) = &mut c.kind {
+                    got.extend_from_slice(&buf[..n]);
+                    if got.contains(&b'\n') {
+                        ready.push(i);
+                    } else if got.len() > 4096 {
+                        gone.push(i);
+                    }
                 } else if matches!(c.kind, Kind::Attach) {
                     let d = buf[..n].to_vec();
                     let fd = match (&self.master, &self.stdin_w) {
@@ -563,7 +578,23 @@ impl Monitor {
                     }
                 }
             }
-            for i in gone.into_iter().rev() {
+            // Indices only grow in both lists; remove from the end so the others stay valid.
+            let mut leaving: Vec<(usize, bool)> = gone.into_iter().map(|i| (i, false)).collect();
+            leaving.extend(ready.into_iter().map(|i| (i, true)));
+            leaving.sort_unstable();
+            let mut handshakes = Vec::new();
+            for (i, is_ready) in leaving.into_iter().rev() {
+                if is_ready {
+                    let c = self.clients.remove(i);
+                    if let Kind::Pending(got) = c.kind {
+                        handshakes.push((c.s, got));
+                    }
+                    continue;
+                }
+                if matches!(self.clients[i].kind, Kind::Pending(_)) {
+                    self.clients.remove(i);
+                    continue;
+                }
                 let attach = matches!(self.clients[i].kind, Kind::Attach);
                 let hup = fds[base + i].revents & (libc::POLLERR | libc::POLLNVAL | libc::POLLHUP)
                     != 0
@@ -581,9 +612,21 @@ impl Monitor {
                     self.stdin_w = None;
                 }
             }
+            // In the order they connected (the list was built from the end).
+            for (s, got) in handshakes.into_iter().rev() {
+                let nl = got.iter().position(|&b| b == b'\n').unwrap_or(got.len());
+                let line = String::from_utf8_lossy(&got[..nl]).into_owned();
+                self.add_client(s, &line, got.get(nl + 1..).unwrap_or_default());
+            }
             if fds[1].revents != 0 {
                 while let Ok((s, _)) = listener.accept() {
-                    self.add_client(s);
+                    // Blocking: its reads follow poll, its writes have a timeout.
+                    let _ = s.set_nonblocking(false);
+                    self.clients.push(Client {
+                        s,
+                        kind: Kind::Pending(Vec::new()),
+                        reading: true,
+                    });
                 }
             }
             if fds[0].revents != 0 {

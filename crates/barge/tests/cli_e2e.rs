@@ -840,8 +840,8 @@ fn terminal_sessions() {
         &[
             ("# ", b"stty size; echo $((6*7))x\r"),
             ("42x", b"\0resize:40x120"),
-            ("", b"stty size; echo $((6*8))y\r"),
-            ("48y", b"exit 5\r"),
+            ("", b"stty size\r"),
+            ("\u{1}40 120", b"exit 5\r"),
         ],
     );
     assert!(o.contains("33 101"), "{o}");
@@ -906,8 +906,8 @@ fn terminal_sessions() {
             &[
                 ("# ", b"stty size; echo $((6*7))x\r"),
                 ("42x", b"\0resize:31x93"),
-                ("", b"stty size; echo $((6*8))y\r"),
-                ("48y", b"exit 2\r"),
+                ("", b"stty size\r"),
+                ("\u{1}31 93", b"exit 2\r"),
             ],
         );
         assert!(o.contains("21 77"), "{argv:?}: {o}");
@@ -923,8 +923,8 @@ fn terminal_sessions() {
         &[
             ("# ", b"stty size; echo $((6*7))x\r"),
             ("42x", b"\0resize:44x111"),
-            ("", b"stty size; echo $((6*8))y\r"),
-            ("48y", b"exit 9\r"),
+            ("", b"stty size\r"),
+            ("\u{1}44 111", b"exit 9\r"),
         ],
     );
     assert!(o.contains("22 70"), "{o}");
@@ -935,7 +935,7 @@ fn terminal_sessions() {
         &[barge_bin(), "attach", "det"],
         24,
         80,
-        &[("", b"\r"), ("# ", b"exit 6\r")],
+        &[("", b"\r"), ("\u{1}# ", b"exit 6\r")],
     );
     assert_eq!(code, 6, "{o}");
     assert_eq!(d.ok(&["inspect", "-f", "{{.State.ExitCode}}", "det"]), "6");
@@ -1013,6 +1013,67 @@ fn networks_ports_update() {
         d.ok(&["inspect", "-f", "{{.HostConfig.Memory}}", "n1"]),
         "134217728"
     );
+    // The rest of docker's resource flags, on update and on create.
+    d.ok(&[
+        "update",
+        "--cpu-period",
+        "100000",
+        "--cpu-quota",
+        "50000",
+        "--cpuset-mems",
+        "0",
+        "n1",
+    ]);
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{.HostConfig.CpuPeriod}} {{.HostConfig.CpuQuota}} {{.HostConfig.CpusetMems}}",
+            "n1"
+        ]),
+        "100000 50000 0"
+    );
+    let mut create = vec![
+        "create",
+        "--name",
+        "lim",
+        "--oom-kill-disable",
+        "--memory-swappiness",
+        "10",
+        "--cpu-quota",
+        "20000",
+        "--blkio-weight",
+        "300",
+    ];
+    use std::os::unix::fs::FileTypeExt;
+    let block = std::fs::read_dir("/dev")
+        .expect("/dev")
+        .flatten()
+        .find(|e| e.metadata().is_ok_and(|m| m.file_type().is_block_device()))
+        .map(|e| e.path().display().to_string());
+    let (bps, iops) = block
+        .as_ref()
+        .map(|b| (format!("{b}:1mb"), format!("{b}:100")))
+        .unwrap_or_default();
+    if block.is_some() {
+        create.extend(["--device-read-bps", &bps, "--device-write-iops", &iops]);
+    }
+    create.extend(["busybox", "true"]);
+    d.ok(&create);
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.HostConfig.OomKillDisable}} {{.HostConfig.MemorySwappiness}} {{.HostConfig.CpuQuota}} {{.HostConfig.BlkioWeight}}", "lim"]),
+        "true 10 20000 300"
+    );
+    if let Some(b) = &block {
+        assert_eq!(
+            d.ok(&["inspect", "-f", "{{range .HostConfig.BlkioDeviceReadBps}}{{.Path}} {{.Rate}}{{end}}/{{range .HostConfig.BlkioDeviceWriteIOps}}{{.Rate}}{{end}}", "lim"]),
+            format!("{b} 1048576/100")
+        );
+    }
+    d.ok(&["rm", "lim"]);
+    let o = d.run(&["create", "--device-read-bps", "sda:1mb", "busybox"]);
+    assert_eq!(o.status.code(), Some(125), "{}", err(&o));
+    assert!(err(&o).contains("PATH:RATE"), "{}", err(&o));
     let o = d.run(&["port", "n1", "81"]);
     assert_eq!(o.status.code(), Some(1));
     // connect/disconnect a second container; rm of a network in use fails.
@@ -1088,13 +1149,54 @@ fn registry_login_push_pull() {
     assert_eq!(cfg["auths"]["localhost:5000"]["auth"], "dTpw"); // base64("u:p")
     let o = d.run(&["push", "localhost:5000/bb:1"]);
     assert!(o.status.success(), "{}", err(&o));
-    assert!(err(&o).contains("Pushed"), "{}", err(&o));
+    // pull and push print their progress on stdout, as the docker CLI does.
+    assert!(out(&o).contains("Pushed"), "{}", out(&o));
     assert!(out(&o).contains("digest: sha256:"), "{}", out(&o));
+    assert_eq!(err(&o), "");
     d.ok(&["rmi", "localhost:5000/bb:1"]);
     let o = d.run(&["pull", "localhost:5000/bb:1"]);
     assert!(o.status.success(), "{}", err(&o));
-    assert!(err(&o).contains("Downloaded newer image"), "{}", err(&o));
+    assert!(out(&o).contains("Downloaded newer image"), "{}", out(&o));
+    assert_eq!(err(&o), "");
     d.ok(&["rmi", "localhost:5000/bb:1"]);
+    // On a terminal: a line per layer, redrawn in place (a bar while it downloads), ending
+    // with its last status. The image needs a layer that is not here already: one committed
+    // from a container, pushed, then removed.
+    d.ok(&[
+        "run",
+        "--name",
+        "mk",
+        "busybox",
+        "sh",
+        "-c",
+        "echo new > /new-file",
+    ]);
+    d.ok(&["commit", "mk", "localhost:5000/bb:2"]);
+    d.ok(&["rm", "mk"]);
+    let o = d.run(&["push", "localhost:5000/bb:2"]);
+    assert!(o.status.success(), "{}", err(&o));
+    d.ok(&["rmi", "localhost:5000/bb:2"]);
+    let env = [
+        ("BARGE_HOST", format!("unix://{}", d.sock.display())),
+        ("HOME", d.dir.path().display().to_string()),
+    ];
+    let (o, code) = pty_session(
+        &env,
+        &[barge_bin(), "pull", "localhost:5000/bb:2"],
+        24,
+        100,
+        &[],
+    );
+    assert_eq!(code, 0, "{o}");
+    assert!(o.contains(": Pull complete"), "no finished layer line: {o}");
+    assert!(o.contains(": Already exists"), "busybox's layer: {o}");
+    assert!(o.contains("\x1b["), "not drawn as a terminal display: {o}");
+    assert!(
+        !o.contains("Pulling from bb █"),
+        "a bar for a status line: {o}"
+    );
+    assert!(o.contains("Downloaded newer image"), "{o}");
+    d.ok(&["rmi", "localhost:5000/bb:2"]);
     // run pulls a missing image.
     let o = d.run(&[
         "run",
@@ -1506,4 +1608,61 @@ fn raw_head(d: &Daemon, path: &str) -> (u16, String) {
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or(out);
     (code, stat)
+}
+
+#[test]
+fn run_flags_namespaces_labels_cidfile() {
+    if skip_unless_root() {
+        return;
+    }
+    let d = Daemon::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cid = dir.path().join("cid");
+    let labels = dir.path().join("labels");
+    std::fs::write(&labels, "# comment\na=1\n\nb=from-file\n").expect("labels");
+    let (cid_s, labels_s) = (cid.display().to_string(), labels.display().to_string());
+    let id = d.ok(&[
+        "create",
+        "--cidfile",
+        &cid_s,
+        "--label-file",
+        &labels_s,
+        "--label",
+        "b=flag",
+        "--uts",
+        "host",
+        "--cgroupns",
+        "host",
+        "--oom-score-adj",
+        "-300",
+        "--device-cgroup-rule",
+        "c 10:200 rwm",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(std::fs::read_to_string(&cid).expect("cidfile"), id);
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.Config.Labels.a}} {{.Config.Labels.b}} {{.HostConfig.UTSMode}} {{.HostConfig.CgroupnsMode}} {{.HostConfig.OomScoreAdj}} {{.HostConfig.DeviceCgroupRules}}", &id]),
+        "1 flag host host -300 [c 10:200 rwm]"
+    );
+    // An existing cidfile: refused before anything is created.
+    let before = d.ok(&["ps", "-aq"]);
+    let o = d.run(&["create", "--cidfile", &cid_s, "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125), "{}", err(&o));
+    assert!(err(&o).contains("container ID file found"), "{}", err(&o));
+    assert_eq!(d.ok(&["ps", "-aq"]), before);
+    d.ok(&["rm", &id]);
+    // (lowering it needs CAP_SYS_RESOURCE, which this host's root lacks)
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "--oom-score-adj",
+            "300",
+            "busybox",
+            "cat",
+            "/proc/self/oom_score_adj"
+        ]),
+        "300"
+    );
 }

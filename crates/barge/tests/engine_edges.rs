@@ -1166,6 +1166,47 @@ fn privileged_cap_add_stop_timeout_health_options_and_id_filter() {
     let bnd = u64::from_str_radix(&bnd, 16).expect("hex");
     assert_eq!(caps(&["--privileged"]), bnd);
     assert_eq!(caps(&["--cap-add", "ALL"]), bnd);
+    // --privileged also gives the host's devices (as Docker: all but console and the
+    // directories the container has its own of); without it only the default few.
+    use std::os::unix::fs::FileTypeExt;
+    let host_devs: Vec<String> = std::fs::read_dir("/dev")
+        .expect("/dev")
+        .flatten()
+        .filter(|e| {
+            e.metadata()
+                .is_ok_and(|m| m.file_type().is_char_device() || m.file_type().is_block_device())
+                && e.file_name() != "console"
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let inside = d.ok(&["run", "--rm", "--privileged", "busybox", "ls", "/dev"]);
+    let inside: Vec<&str> = inside.split_whitespace().collect();
+    for dev in &host_devs {
+        assert!(
+            inside.contains(&dev.as_str()),
+            "--privileged lacks /dev/{dev}: {inside:?}"
+        );
+    }
+    if host_devs.iter().any(|d| d == "loop-control") {
+        let plain = d.docker(&["run", "--rm", "busybox", "test", "-e", "/dev/loop-control"]);
+        assert!(
+            !plain.status.success(),
+            "an unprivileged container got /dev/loop-control"
+        );
+        // and the node works: its cgroup allows it (LOOP_CTL_GET_FREE is an ioctl; reading
+        // is refused with EINVAL, not EPERM, by the driver).
+        let o = d.docker(&[
+            "run",
+            "--rm",
+            "--privileged",
+            "busybox",
+            "sh",
+            "-c",
+            "cat /dev/loop-control 2>&1; test -c /dev/loop-control",
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+        assert!(!String::from_utf8_lossy(&o.stdout).contains("not permitted"));
+    }
     // --stop-timeout: the container's own grace period for a plain `stop`. Its TERM trap
     // needs 5 s, more than the 1 s given and less than the default 10 s: killed means the
     // container's timeout was used.
@@ -1267,4 +1308,413 @@ fn privileged_cap_add_stop_timeout_health_options_and_id_filter() {
         "young"
     );
     d.ok(&["rm", "-f", "slow", "young"]);
+}
+
+#[test]
+fn namespace_modes_sysctls_groups_and_oom_score() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    let link = |p: &str| {
+        std::fs::read_link(p)
+            .expect("ns link")
+            .display()
+            .to_string()
+    };
+    let run = |args: &[&str]| -> String {
+        let mut a = vec!["run", "--rm"];
+        a.extend_from_slice(args);
+        d.ok(&a)
+    };
+    // host: the host's namespace; the default: one of its own.
+    for (flag, ns) in [
+        ("--pid", "pid"),
+        ("--ipc", "ipc"),
+        ("--uts", "uts"),
+        ("--cgroupns", "cgroup"),
+    ] {
+        let path = format!("/proc/self/ns/{ns}");
+        let host = link(&path);
+        assert_eq!(
+            run(&[flag, "host", "busybox", "readlink", &path]),
+            host,
+            "{flag} host"
+        );
+        assert_ne!(run(&["busybox", "readlink", &path]), host, "{flag} default");
+    }
+    // --uts host: the host's name, and the host keeps it.
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+    assert_eq!(run(&["--uts", "host", "busybox", "hostname"]), name.trim());
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname"),
+        name
+    );
+    // --pid / --ipc container:<name>: the other container's namespaces and processes.
+    d.ok(&["run", "-d", "--name", "nsowner", "busybox", "sleep", "1000"]);
+    let owner_pid = d.ok(&["inspect", "-f", "{{.State.Pid}}", "nsowner"]);
+    for ns in ["pid", "ipc"] {
+        let want = link(&format!("/proc/{owner_pid}/ns/{ns}"));
+        let got = run(&[
+            &format!("--{ns}"),
+            "container:nsowner",
+            "busybox",
+            "readlink",
+            &format!("/proc/self/ns/{ns}"),
+        ]);
+        assert_eq!(got, want, "--{ns} container:");
+    }
+    let ps = run(&["--pid", "container:nsowner", "busybox", "ps", "-o", "args"]);
+    assert!(ps.contains("sleep 1000"), "{ps}");
+    d.ok(&["rm", "-f", "nsowner"]);
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "--pid",
+        "container:nosuch",
+        "busybox",
+        "true",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("nosuch"),
+        "{o:?}"
+    );
+    // --sysctl: a namespaced one is set; one that is not is refused, naming it.
+    assert_eq!(
+        run(&[
+            "--sysctl",
+            "kernel.shmmax=123456789",
+            "busybox",
+            "cat",
+            "/proc/sys/kernel/shmmax"
+        ]),
+        "123456789"
+    );
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "--sysctl",
+        "kernel.panic=7",
+        "busybox",
+        "true",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("kernel.panic"),
+        "{o:?}"
+    );
+    assert_ne!(
+        std::fs::read_to_string("/proc/sys/kernel/panic")
+            .expect("panic")
+            .trim(),
+        "7"
+    );
+    // --group-add (a name from the image's /etc/group and a number), and the user's own
+    // supplementary groups from /etc/group.
+    assert_eq!(
+        run(&[
+            "--group-add",
+            "nogroup",
+            "--group-add",
+            "1234",
+            "busybox",
+            "id",
+            "-G"
+        ]),
+        "0 1234 65534"
+    );
+    let ctx = tempfile::tempdir().expect("context");
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox\nRUN echo staff:x:50:user,root >> /etc/group\n",
+    )
+    .expect("Dockerfile");
+    let o = d.docker_build(&["-q", "-t", "groups", &ctx.path().display().to_string()]);
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(run(&["--user", "user", "groups", "id", "-G"]), "1000 50");
+    assert_eq!(run(&["groups", "id", "-G"]), "0 50");
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "--group-add",
+        "nosuchgroup",
+        "busybox",
+        "true",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("nosuchgroup"),
+        "{o:?}"
+    );
+    // exec gets them too.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ga",
+        "--group-add",
+        "1234",
+        "groups",
+        "sleep",
+        "1000",
+    ]);
+    assert_eq!(d.ok(&["exec", "ga", "id", "-G"]), "0 50 1234");
+    assert_eq!(
+        d.ok(&["exec", "-u", "user", "ga", "id", "-G"]),
+        "1000 50 1234"
+    );
+    d.ok(&["rm", "-f", "ga"]);
+    // --oom-score-adj
+    assert_eq!(
+        run(&[
+            "--oom-score-adj",
+            "500",
+            "busybox",
+            "cat",
+            "/proc/self/oom_score_adj"
+        ]),
+        "500"
+    );
+    // What barge does not do is refused at create, not ignored.
+    for args in [
+        &["--runtime", "kata", "busybox"][..],
+        &["--cgroup-parent", "mine", "busybox"][..],
+    ] {
+        let mut a = vec!["create"];
+        a.extend_from_slice(args);
+        let o = d.docker(&a);
+        assert!(!o.status.success(), "{args:?} was accepted");
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(e.contains("Error response from daemon"), "{args:?}: {e}");
+    }
+    // (the docker CLI itself refuses a --userns other than host, or a bad --pid/--uts)
+    let (code, body) = d.api(
+        "POST",
+        "/containers/create",
+        Some(r#"{"Image": "busybox", "Cmd": ["true"], "HostConfig": {"UsernsMode": "private"}}"#),
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("UsernsMode"), "{body}");
+    let (code, body) = d.api(
+        "POST",
+        "/containers/create",
+        Some(r#"{"Image": "busybox", "Cmd": ["true"], "HostConfig": {"PidMode": "bogus"}}"#),
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("invalid PidMode"), "{body}");
+}
+
+#[test]
+fn api_fields_masked_paths_domainname_network_disabled_and_refusals() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    let create = |body: &str| -> (u16, String) { d.api("POST", "/containers/create", Some(body)) };
+    let run_api = |name: &str, body: &str| -> String {
+        let (code, out) = d.api(
+            "POST",
+            &format!("/containers/create?name={name}"),
+            Some(body),
+        );
+        assert_eq!(code, 201, "{out}");
+        d.ok(&["start", "-a", name])
+    };
+    // MaskedPaths / ReadonlyPaths replace the defaults.
+    let out = run_api(
+        "mp",
+        r#"{"Image": "busybox", "Cmd": ["sh", "-c", "wc -c < /proc/timer_list; wc -c < /etc/passwd"],
+            "HostConfig": {"MaskedPaths": ["/etc/passwd"], "ReadonlyPaths": []}}"#,
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines.last().map(|l| l.trim()),
+        Some("0"),
+        "/etc/passwd masked: {out}"
+    );
+    assert_ne!(
+        lines.first().map(|l| l.trim()),
+        Some("0"),
+        "/proc/kcore no longer masked: {out}"
+    );
+    // Domainname
+    let out = run_api(
+        "dn",
+        r#"{"Image": "busybox", "Domainname": "example.test", "Cmd": ["cat", "/proc/sys/kernel/domainname"]}"#,
+    );
+    assert_eq!(out.trim(), "example.test");
+    // NetworkDisabled: only lo.
+    let out = run_api(
+        "nd",
+        r#"{"Image": "busybox", "NetworkDisabled": true, "Cmd": ["ls", "/sys/class/net"]}"#,
+    );
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["lo"], "{out}");
+    // What barge does not have is a 400 naming it, and nothing is created.
+    let before = d.ok(&["ps", "-aq"]);
+    for (body, word) in [
+        (
+            r#"{"Image": "busybox", "Cmd": ["true"], "HostConfig": {"DeviceRequests": [{"Count": -1, "Capabilities": [["gpu"]]}]}}"#,
+            "DeviceRequests",
+        ),
+        (
+            r#"{"Image": "busybox", "Cmd": ["true"], "HostConfig": {"StorageOpt": {"size": "1G"}}}"#,
+            "StorageOpt",
+        ),
+        (
+            r#"{"Image": "busybox", "Cmd": ["true"], "HostConfig": {"VolumeDriver": "nfs-plugin"}}"#,
+            "VolumeDriver",
+        ),
+        (
+            r#"{"Image": "busybox", "Cmd": ["true"], "HostConfig": {"Mounts": [{"Type": "volume", "Source": "v", "Target": "/v", "VolumeOptions": {"Subpath": "a"}}]}}"#,
+            "Subpath",
+        ),
+        (
+            r#"{"Image": "busybox", "Cmd": ["true"], "HostConfig": {"Mounts": [{"Type": "bind", "Source": "/tmp", "Target": "/t", "BindOptions": {"NonRecursive": true}}]}}"#,
+            "NonRecursive",
+        ),
+        (
+            r#"{"Image": "busybox", "Cmd": ["true"], "NetworkingConfig": {"EndpointsConfig": {"bridge": {"MacAddress": "02:42:ac:11:00:99"}}}}"#,
+            "MacAddress",
+        ),
+    ] {
+        let (code, out) = create(body);
+        assert_eq!(code, 400, "{word}: {out}");
+        assert!(out.contains(word), "{word}: {out}");
+    }
+    assert_eq!(d.ok(&["ps", "-aq"]), before);
+    // BindOptions.CreateMountpoint makes a missing bind source.
+    let src = d.dir.path().join("made-by-bind");
+    let body = format!(
+        r#"{{"Image": "busybox", "Cmd": ["true"], "HostConfig": {{"Mounts": [{{"Type": "bind", "Source": "{}", "Target": "/m", "BindOptions": {{"CreateMountpoint": true}}}}]}}}}"#,
+        src.display()
+    );
+    let (code, out) = create(&body);
+    assert_eq!(code, 201, "{out}");
+    assert!(src.is_dir());
+}
+
+#[test]
+fn ps_filters_publish_expose_volume_network_before_since() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    let names = |filters: &[&str]| -> Vec<String> {
+        let mut a = vec!["ps", "-a", "--format", "{{.Names}}"];
+        for f in filters {
+            a.extend(["--filter", f]);
+        }
+        let mut v: Vec<String> = d.ok(&a).lines().map(str::to_string).collect();
+        v.sort();
+        v
+    };
+    d.ok(&["network", "create", "fnet"]);
+    d.ok(&[
+        "create", "--name", "f1", "-p", "18081:80", "--expose", "9000/udp", "busybox", "true",
+    ]);
+    d.ok(&[
+        "create",
+        "--name",
+        "f2",
+        "-v",
+        "fvol:/data",
+        "--network",
+        "fnet",
+        "busybox",
+        "true",
+    ]);
+    d.ok(&["create", "--name", "f3", "busybox", "true"]);
+    assert_eq!(names(&["publish=80"]), ["f1"]);
+    assert_eq!(names(&["publish=79-81/tcp"]), ["f1"]);
+    assert_eq!(names(&["publish=80/udp"]), Vec::<String>::new());
+    assert_eq!(names(&["expose=9000/udp"]), ["f1"]);
+    assert_eq!(names(&["volume=fvol"]), ["f2"]);
+    assert_eq!(names(&["volume=/data"]), ["f2"]);
+    assert_eq!(names(&["network=fnet"]), ["f2"]);
+    assert_eq!(names(&["before=f2"]), ["f1"]);
+    assert_eq!(names(&["since=f2"]), ["f3"]);
+    assert_eq!(names(&["since=f1", "before=f3"]), ["f2"]);
+    // ps shows a container's mounts (docker's Mounts column: the volume's name).
+    assert_eq!(
+        d.ok(&["ps", "-a", "--filter", "name=f2", "--format", "{{.Mounts}}"]),
+        "fvol"
+    );
+    // An unknown filter is an error, not ignored.
+    let (code, body) = d.api(
+        "GET",
+        "/containers/json?filters=%7B%22nosuch%22%3A%5B%22x%22%5D%7D",
+        None,
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("invalid filter 'nosuch'"), "{body}");
+    d.ok(&["rm", "f1", "f2", "f3"]);
+    d.ok(&["network", "rm", "fnet"]);
+}
+
+#[test]
+fn image_list_filters_and_labels() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    let ctx = tempfile::tempdir().expect("context");
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox\nLABEL tier=web\nRUN echo a > /a\n",
+    )
+    .expect("Dockerfile");
+    let ctx_s = ctx.path().display().to_string();
+    // Image times are whole seconds: a later second than busybox's, for since/before.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let o = d.docker_build(&["-q", "-t", "lbl/web:1", &ctx_s]);
+    assert!(o.status.success(), "{o:?}");
+    d.ok(&["tag", "lbl/web:1", "lbl/web:2"]);
+    let images = |filters: &[&str]| -> Vec<String> {
+        let mut a = vec!["images", "--format", "{{.Repository}}:{{.Tag}}"];
+        for f in filters {
+            a.extend(["--filter", f]);
+        }
+        let mut v: Vec<String> = d.ok(&a).lines().map(str::to_string).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(images(&["reference=lbl/*"]), ["lbl/web:1", "lbl/web:2"]);
+    assert_eq!(images(&["reference=lbl/web:2"]), ["lbl/web:2"]);
+    assert_eq!(images(&["reference=busy*"]), ["busybox:latest"]);
+    assert_eq!(images(&["label=tier=web"]), ["lbl/web:1", "lbl/web:2"]);
+    assert_eq!(images(&["label=tier=db"]), Vec::<String>::new());
+    assert_eq!(images(&["dangling=true"]), Vec::<String>::new());
+    assert_eq!(images(&["since=busybox"]), ["lbl/web:1", "lbl/web:2"]);
+    assert_eq!(images(&["before=lbl/web:1"]), ["busybox:latest"]);
+    // `docker images REPO` is a reference filter.
+    assert_eq!(
+        d.ok(&["images", "--format", "{{.Tag}}", "busybox"]),
+        "latest"
+    );
+    assert_eq!(
+        d.ok(&[
+            "image",
+            "inspect",
+            "-f",
+            "{{.Config.Labels.tier}}",
+            "lbl/web:1"
+        ]),
+        "web"
+    );
+    let (code, body) = d.api("GET", "/images/json", None);
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let web = v
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|i| i["RepoTags"].to_string().contains("lbl/web:1"))
+        .expect("lbl/web in the list");
+    assert_eq!(web["Labels"]["tier"], "web");
+    let (code, body) = d.api(
+        "GET",
+        "/images/json?filters=%7B%22bogus%22%3A%5B%22x%22%5D%7D",
+        None,
+    );
+    assert_eq!(code, 400, "{body}");
 }

@@ -436,6 +436,118 @@ fn container_mode_none_and_host() {
 }
 
 #[test]
+fn dns_servers_search_and_options() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    // The default bridge: each flag replaces the lines of its kind.
+    let r = d.ok(&[
+        "run",
+        "--rm",
+        "--dns",
+        "10.1.2.3",
+        "--dns",
+        "10.1.2.4",
+        "--dns-search",
+        "example.test",
+        "--dns-option",
+        "ndots:3",
+        "--dns-option",
+        "timeout:1",
+        "busybox",
+        "cat",
+        "/etc/resolv.conf",
+    ]);
+    let lines: Vec<&str> = r.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "nameserver 10.1.2.3",
+            "nameserver 10.1.2.4",
+            "search example.test",
+            "options ndots:3 timeout:1"
+        ],
+        "{r}"
+    );
+    // --add-host NAME:host-gateway is the default bridge's gateway.
+    let gw = d.ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
+        "bridge",
+    ]);
+    let hosts = d.ok(&[
+        "run",
+        "--rm",
+        "--add-host",
+        "hgw:host-gateway",
+        "busybox",
+        "cat",
+        "/etc/hosts",
+    ]);
+    assert!(
+        hosts.lines().any(|l| l == format!("{gw}\thgw")),
+        "{gw}: {hosts}"
+    );
+    // `--dns-search .`: no search domain at all; the servers stay the network's.
+    let plain = d.ok(&["run", "--rm", "busybox", "cat", "/etc/resolv.conf"]);
+    let r = d.ok(&[
+        "run",
+        "--rm",
+        "--dns-search",
+        ".",
+        "busybox",
+        "cat",
+        "/etc/resolv.conf",
+    ]);
+    assert!(
+        !r.lines()
+            .any(|l| l.starts_with("search") || l.starts_with("domain")),
+        "{r}"
+    );
+    let servers = |s: &str| {
+        s.lines()
+            .filter(|l| l.starts_with("nameserver"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(servers(&r), servers(&plain));
+    // A user network: its DNS service stays first (names of the network resolve), the
+    // given servers follow.
+    d.ok(&["network", "create", "--subnet", "10.198.7.0/24", "dnsnet"]);
+    let r = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "dnsnet",
+        "--dns",
+        "10.1.2.3",
+        "--dns-option",
+        "ndots:2",
+        "busybox",
+        "cat",
+        "/etc/resolv.conf",
+    ]);
+    let ns = servers(&r);
+    assert_eq!(ns, ["nameserver 10.198.7.1", "nameserver 10.1.2.3"], "{r}");
+    assert!(r.lines().any(|l| l == "options ndots:2"), "{r}");
+    // Not an address: refused at create, naming it.
+    let (code, body) = d.api(
+        "POST",
+        "/containers/create",
+        Some(r#"{"Image": "busybox", "HostConfig": {"Dns": ["dns.example"]}}"#),
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains("invalid DNS server address") && body.contains("dns.example"),
+        "{body}"
+    );
+    d.ok(&["network", "rm", "dnsnet"]);
+}
+
+#[test]
 fn bad_input_is_refused_whole() {
     if skip() {
         return;
@@ -1410,5 +1522,100 @@ fn a_daemon_killed_during_a_networked_run_leaves_nothing_after_restart() {
     assert!(eventually(30, || pids_mentioning(&roots).is_empty()));
     d.spawn();
     assert!(!has_build_ns(), "a build namespace survived the restart");
+    assert_clean(&d);
+}
+
+/// The host end of the only veth pair in the daemon's namespace.
+fn only_veth(d: &Daemon) -> String {
+    let v: Vec<String> = links(d)
+        .into_iter()
+        .filter(|n| n.starts_with("bv"))
+        .collect();
+    assert_eq!(v.len(), 1, "one veth expected: {:?}", links(d));
+    v[0].clone()
+}
+
+/// Runs `name` (`sleep`) on the default bridge and `peer` in its network namespace; returns
+/// the host end of `name`'s veth pair.
+fn run_with_peer(d: &Daemon, name: &str, peer: &str) -> String {
+    d.ok(&["run", "-d", "--name", name, "busybox", "sleep", "600"]);
+    let veth = only_veth(d);
+    let mode = format!("container:{name}");
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        peer,
+        "--network",
+        &mode,
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    veth
+}
+
+/// An exited container's veth pair goes with its namespace, not through a deletion of the
+/// daemon's: gone soon after `rm`, and its address goes to the next container. A
+/// `container:` peer keeping the namespace alive makes the daemon delete the link itself
+/// after a grace time, and a daemon killed while it waits for that leaves nothing after its
+/// restart.
+#[test]
+fn exited_containers_links_go_with_their_namespace() {
+    if skip() {
+        return;
+    }
+    let mut d = Daemon::start();
+    d.restart_with(&["--debug"]);
+    let ip_of = |c: &str| {
+        inspect(&d, c)["NetworkSettings"]["IPAddress"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    d.ok(&["run", "-d", "--name", "a", "busybox", "sleep", "600"]);
+    let ip = ip_of("a");
+    let veth = only_veth(&d);
+    d.ok(&["rm", "-f", "a"]);
+    assert!(
+        eventually(10, || !links(&d).contains(&veth)),
+        "{veth} left after rm"
+    );
+    // b's namespace outlives b: a peer has joined it
+    let veth = run_with_peer(&d, "b", "peer");
+    assert_eq!(
+        ip_of("b"),
+        ip,
+        "the address of a removed container is reused"
+    );
+    d.ok(&["stop", "-t", "0", "b"]);
+    assert!(
+        eventually(10, || !links(&d).contains(&veth)),
+        "{veth} outlived its grace time"
+    );
+    assert!(
+        d.log()
+            .contains(&format!("{veth} outlived its container's namespace")),
+        "{}",
+        d.log()
+    );
+    assert!(!container_links(&d, "peer").iter().any(|l| l == "eth0"));
+    d.ok(&["rm", "-f", "peer", "b"]);
+    // the same, with the daemon killed while it waits for the link
+    let veth = run_with_peer(&d, "c", "peer2");
+    d.ok(&["stop", "-t", "0", "c"]);
+    // released (its endpoint record is gone) but not deleted yet
+    assert!(eventually(10, || endpoint_records(&d) == 0), "{}", d.log());
+    d.kill9();
+    assert!(
+        links(&d).contains(&veth),
+        "{veth} went before the grace time was over"
+    );
+    d.spawn();
+    assert!(
+        eventually(10, || !links(&d).contains(&veth)),
+        "{veth} left after the restart"
+    );
+    d.ok(&["rm", "-f", "peer2", "c"]);
     assert_clean(&d);
 }

@@ -362,7 +362,8 @@ fn runtime_process_is_unreachable_from_the_container() {
     let before = file_bytes(bin);
     let r = Runc::new();
     let mut b = Bundle::new(&r);
-    let all: Vec<String> = barge_caps();
+    // Every capability this process can hand on.
+    let all: Vec<String> = barge_runtime::caps::bounding_names().collect();
     b.edit(|s| {
         s["linux"]["namespaces"]
             .as_array_mut()
@@ -401,58 +402,4 @@ fn runtime_process_is_unreachable_from_the_container() {
     let breach = std::fs::read_to_string(b.rootfs().join("breach")).unwrap_or_default();
     assert!(breach.is_empty(), "container reached the runtime: {breach}");
     assert!(file_bytes(bin) == before, "the barge binary changed");
-}
-
-fn barge_caps() -> Vec<String> {
-    let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(40);
-    const N: [&str; 41] = [
-        "CHOWN",
-        "DAC_OVERRIDE",
-        "DAC_READ_SEARCH",
-        "FOWNER",
-        "FSETID",
-        "KILL",
-        "SETGID",
-        "SETUID",
-        "SETPCAP",
-        "LINUX_IMMUTABLE",
-        "NET_BIND_SERVICE",
-        "NET_BROADCAST",
-        "NET_ADMIN",
-        "NET_RAW",
-        "IPC_LOCK",
-        "IPC_OWNER",
-        "SYS_MODULE",
-        "SYS_RAWIO",
-        "SYS_CHROOT",
-        "SYS_PTRACE",
-        "SYS_PACCT",
-        "SYS_ADMIN",
-        "SYS_BOOT",
-        "SYS_NICE",
-        "SYS_RESOURCE",
-        "SYS_TIME",
-        "SYS_TTY_CONFIG",
-        "MKNOD",
-        "LEASE",
-        "AUDIT_WRITE",
-        "AUDIT_CONTROL",
-        "SETFCAP",
-        "MAC_OVERRIDE",
-        "MAC_ADMIN",
-        "SYSLOG",
-        "WAKE_ALARM",
-        "BLOCK_SUSPEND",
-        "AUDIT_READ",
-        "PERFMON",
-        "BPF",
-        "CHECKPOINT_RESTORE",
-    ];
-    N.iter()
-        .take(last as usize + 1)
-        .map(|n| format!("CAP_{n}"))
-        .collect()
 }

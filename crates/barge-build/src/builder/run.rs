@@ -15,23 +15,7 @@ use crate::ast::{CommandLine, Instruction, NetworkMode, SecurityMode};
 use crate::fsutil::{self, BENEATH};
 use crate::mount::MountType;
 
-/// Docker's default capabilities.
-const CAPS: [&str; 14] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
+use barge_runtime::caps::DOCKER_DEFAULT as CAPS;
 
 /// The most of a failing RUN's output kept for the error.
 const TAIL: usize = 4096;

@@ -472,6 +472,10 @@ impl Engine {
                     }
                 }
                 let resolv = nm.resolv_conf(&wanted[0].network).map_err(net_error)?;
+                let embedded = nm
+                    .inspect(&wanted[0].network)
+                    .is_ok_and(|(n, _)| !n.default);
+                let resolv = with_dns_options(&resolv, c, embedded);
                 std::fs::write(files.join("resolv.conf"), resolv)
                     .map_err(internal("resolv.conf"))?;
                 let r = self.write_hosts(c, files);
@@ -490,8 +494,23 @@ impl Engine {
              fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n\
              ff02::2\tip6-allrouters\n",
         );
+        // `host-gateway` is the host as containers reach it: the default bridge's address
+        // (Docker's default `host-gateway-ip`).
+        let host_gateway = || {
+            self.network_manager()
+                .and_then(|nm| nm.inspect("bridge").ok())
+                .map(|(n, _)| n.gateway.to_string())
+        };
         for h in crate::model::str_list(c.host_config.get("ExtraHosts")) {
             if let Some((name, ip)) = h.split_once(':') {
+                let ip = match ip {
+                    "host-gateway" => host_gateway().ok_or_else(|| {
+                        Error::BadRequest(format!(
+                            "--add-host {h}: host-gateway needs the default bridge network, and this daemon has none"
+                        ))
+                    })?,
+                    ip => ip.to_string(),
+                };
                 s.push_str(&format!("{ip}\t{name}\n"));
             }
         }
@@ -767,4 +786,54 @@ impl Engine {
             .map(|c| c.id)
             .collect()
     }
+}
+
+/// A network's resolv.conf with the container's `--dns`, `--dns-search` and `--dns-option`
+/// (HostConfig `Dns`, `DnsSearch`, `DnsOptions`), each replacing the lines of its kind as
+/// Docker does; `--dns-search .` means no search domain. With the engine's DNS service
+/// (`embedded`: a user-defined network) its nameserver stays first, so names of the network
+/// still resolve, and the `--dns` servers follow it (Docker's embedded DNS forwards to them
+/// instead; barge's forwards to the host's resolvers).
+fn with_dns_options(base: &str, c: &Container, embedded: bool) -> String {
+    let dns = crate::model::str_list(c.host_config.get("Dns"));
+    let search = crate::model::str_list(c.host_config.get("DnsSearch"));
+    let options = crate::model::str_list(c.host_config.get("DnsOptions"));
+    if dns.is_empty() && search.is_empty() && options.is_empty() {
+        return base.to_string();
+    }
+    let mut out = String::new();
+    if !embedded {
+        for d in &dns {
+            out.push_str(&format!("nameserver {d}\n"));
+        }
+    }
+    for l in base.lines() {
+        let drop = match l.split_whitespace().next() {
+            Some("nameserver") => !embedded && !dns.is_empty(),
+            Some("search") | Some("domain") => !search.is_empty(),
+            Some("options") => !options.is_empty(),
+            _ => false,
+        };
+        if !drop {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    if embedded {
+        for d in &dns {
+            out.push_str(&format!("nameserver {d}\n"));
+        }
+    }
+    let search: Vec<&str> = search
+        .iter()
+        .map(String::as_str)
+        .filter(|s| *s != ".")
+        .collect();
+    if !search.is_empty() {
+        out.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    if !options.is_empty() {
+        out.push_str(&format!("options {}\n", options.join(" ")));
+    }
+    out
 }

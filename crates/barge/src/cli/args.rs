@@ -467,30 +467,36 @@ pub struct RunArgs {
     /// Set custom DNS servers
     #[arg(long)]
     pub dns: Vec<String>,
+    /// Set custom DNS search domains
+    #[arg(long = "dns-search")]
+    pub dns_search: Vec<String>,
+    /// Set DNS options
+    #[arg(long = "dns-option", alias = "dns-opt")]
+    pub dns_option: Vec<String>,
     /// Add a custom host-to-IP mapping (host:ip)
     #[arg(long = "add-host")]
     pub add_host: Vec<String>,
-    /// Memory limit
-    #[arg(short, long)]
-    pub memory: Option<String>,
-    /// Swap limit equal to memory plus swap: '-1' to enable unlimited swap
-    #[arg(long = "memory-swap")]
-    pub memory_swap: Option<String>,
-    /// Memory soft limit
-    #[arg(long = "memory-reservation")]
-    pub memory_reservation: Option<String>,
-    /// Number of CPUs
-    #[arg(long)]
-    pub cpus: Option<f64>,
-    /// CPU shares (relative weight)
-    #[arg(short = 'c', long = "cpu-shares")]
-    pub cpu_shares: Option<i64>,
-    /// CPUs in which to allow execution (0-3, 0,1)
-    #[arg(long = "cpuset-cpus")]
-    pub cpuset_cpus: Option<String>,
-    /// Tune container pids limit (set -1 for unlimited)
-    #[arg(long = "pids-limit")]
-    pub pids_limit: Option<i64>,
+    /// Resource limits (shared with `update`).
+    #[command(flatten)]
+    pub resources: ResourceArgs,
+    /// Disable OOM Killer
+    #[arg(long = "oom-kill-disable")]
+    pub oom_kill_disable: bool,
+    /// Tune container memory swappiness (0 to 100)
+    #[arg(long = "memory-swappiness")]
+    pub memory_swappiness: Option<i64>,
+    /// Limit read rate (bytes per second) from a device (PATH:RATE, e.g. /dev/sda:1mb)
+    #[arg(long = "device-read-bps")]
+    pub device_read_bps: Vec<String>,
+    /// Limit write rate (bytes per second) to a device
+    #[arg(long = "device-write-bps")]
+    pub device_write_bps: Vec<String>,
+    /// Limit read rate (IO per second) from a device (PATH:RATE)
+    #[arg(long = "device-read-iops")]
+    pub device_read_iops: Vec<String>,
+    /// Limit write rate (IO per second) to a device
+    #[arg(long = "device-write-iops")]
+    pub device_write_iops: Vec<String>,
     /// Add a host device to the container
     #[arg(long)]
     pub device: Vec<String>,
@@ -521,6 +527,24 @@ pub struct RunArgs {
     /// IPC mode to use
     #[arg(long)]
     pub ipc: Option<String>,
+    /// UTS namespace to use ("host")
+    #[arg(long)]
+    pub uts: Option<String>,
+    /// Cgroup namespace to use (host|private)
+    #[arg(long)]
+    pub cgroupns: Option<String>,
+    /// Tune host's OOM preferences (-1000 to 1000)
+    #[arg(long = "oom-score-adj", allow_hyphen_values = true)]
+    pub oom_score_adj: Option<i64>,
+    /// Add a rule to the cgroup allowed devices list ('c 1:3 rwm')
+    #[arg(long = "device-cgroup-rule")]
+    pub device_cgroup_rule: Vec<String>,
+    /// Read in a line delimited file of labels
+    #[arg(long = "label-file")]
+    pub label_file: Vec<String>,
+    /// Write the container ID to the file
+    #[arg(long)]
+    pub cidfile: Option<String>,
     /// Kernel parameters
     #[arg(long)]
     pub sysctl: Vec<String>,
@@ -771,13 +795,13 @@ pub struct StatsArgs {
     pub containers: Vec<String>,
 }
 
-/// `update`
-#[derive(Args, Debug, Clone)]
-pub struct UpdateArgs {
+/// The resource limits `run`/`create` and `update` take, with docker's names.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ResourceArgs {
     /// Memory limit
     #[arg(short, long)]
     pub memory: Option<String>,
-    /// Swap limit
+    /// Swap limit equal to memory plus swap: '-1' to enable unlimited swap
     #[arg(long = "memory-swap")]
     pub memory_swap: Option<String>,
     /// Memory soft limit
@@ -786,15 +810,35 @@ pub struct UpdateArgs {
     /// Number of CPUs
     #[arg(long)]
     pub cpus: Option<f64>,
-    /// CPU shares
+    /// CPU shares (relative weight)
     #[arg(short = 'c', long = "cpu-shares")]
     pub cpu_shares: Option<i64>,
-    /// CPUs in which to allow execution
+    /// Limit CPU CFS (Completely Fair Scheduler) period
+    #[arg(long = "cpu-period")]
+    pub cpu_period: Option<i64>,
+    /// Limit CPU CFS (Completely Fair Scheduler) quota
+    #[arg(long = "cpu-quota")]
+    pub cpu_quota: Option<i64>,
+    /// CPUs in which to allow execution (0-3, 0,1)
     #[arg(long = "cpuset-cpus")]
     pub cpuset_cpus: Option<String>,
-    /// Tune container pids limit
+    /// MEMs in which to allow execution (0-3, 0,1)
+    #[arg(long = "cpuset-mems")]
+    pub cpuset_mems: Option<String>,
+    /// Tune container pids limit (set -1 for unlimited)
     #[arg(long = "pids-limit")]
     pub pids_limit: Option<i64>,
+    /// Block IO (relative weight), between 10 and 1000, or 0 to disable
+    #[arg(long = "blkio-weight")]
+    pub blkio_weight: Option<u16>,
+}
+
+/// `update`
+#[derive(Args, Debug, Clone)]
+pub struct UpdateArgs {
+    /// Resource limits (as `run`'s).
+    #[command(flatten)]
+    pub resources: ResourceArgs,
     /// Restart policy
     #[arg(long)]
     pub restart: Option<String>,

@@ -142,8 +142,20 @@ pub(crate) fn create_body(a: &RunArgs) -> Result<(Value, String)> {
         }
         cfg.insert("WorkingDir".into(), json!(w));
     }
-    if !a.label.is_empty() {
-        cfg.insert("Labels".into(), opts::kv_map(&a.label));
+    // --label-file lines first, so a --label of the same key wins (as docker's).
+    let mut labels = vec![];
+    for f in &a.label_file {
+        let text = std::fs::read_to_string(f).map_err(|e| usage(format!("open {f}: {e}")))?;
+        labels.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string),
+        );
+    }
+    labels.extend(a.label.iter().cloned());
+    if !labels.is_empty() {
+        cfg.insert("Labels".into(), opts::kv_map(&labels));
     }
     if let Some(s) = &a.stop_signal {
         if opts::signal_number(s).is_none() {
@@ -367,6 +379,12 @@ pub(crate) fn create_body(a: &RunArgs) -> Result<(Value, String)> {
     if !a.dns.is_empty() {
         hc.insert("Dns".into(), json!(a.dns));
     }
+    if !a.dns_search.is_empty() {
+        hc.insert("DnsSearch".into(), json!(a.dns_search));
+    }
+    if !a.dns_option.is_empty() {
+        hc.insert("DnsOptions".into(), json!(a.dns_option));
+    }
     if !a.add_host.is_empty() {
         hc.insert("ExtraHosts".into(), json!(a.add_host));
     }
@@ -378,6 +396,18 @@ pub(crate) fn create_body(a: &RunArgs) -> Result<(Value, String)> {
     }
     if let Some(p) = &a.ipc {
         hc.insert("IpcMode".into(), json!(p));
+    }
+    if let Some(p) = &a.uts {
+        hc.insert("UTSMode".into(), json!(p));
+    }
+    if let Some(p) = &a.cgroupns {
+        hc.insert("CgroupnsMode".into(), json!(p));
+    }
+    if let Some(v) = a.oom_score_adj {
+        hc.insert("OomScoreAdj".into(), json!(v));
+    }
+    if !a.device_cgroup_rule.is_empty() {
+        hc.insert("DeviceCgroupRules".into(), json!(a.device_cgroup_rule));
     }
     if !a.sysctl.is_empty() {
         hc.insert("Sysctls".into(), opts::kv_map(&a.sysctl));
@@ -394,45 +424,37 @@ pub(crate) fn create_body(a: &RunArgs) -> Result<(Value, String)> {
         );
     }
     // Resources.
+    resources_to_json(&a.resources, &mut hc)?;
+    if a.oom_kill_disable {
+        hc.insert("OomKillDisable".into(), json!(true));
+    }
+    if let Some(v) = a.memory_swappiness {
+        if !(0..=100).contains(&v) {
+            return Err(usage(format!(
+                "invalid --memory-swappiness {v}: must be between 0 and 100"
+            )));
+        }
+        hc.insert("MemorySwappiness".into(), json!(v));
+    }
+    for (list, key, bytes) in [
+        (&a.device_read_bps, "BlkioDeviceReadBps", true),
+        (&a.device_write_bps, "BlkioDeviceWriteBps", true),
+        (&a.device_read_iops, "BlkioDeviceReadIOps", false),
+        (&a.device_write_iops, "BlkioDeviceWriteIOps", false),
+    ] {
+        if !list.is_empty() {
+            let v = list
+                .iter()
+                .map(|d| opts::parse_throttle(d, bytes).map_err(usage))
+                .collect::<Result<Vec<_>>>()?;
+            hc.insert(key.into(), json!(v));
+        }
+    }
     let mem = |s: &Option<String>, what: &str| -> Result<Option<i64>> {
-        match s {
-            None => Ok(None),
-            Some(v) if v == "-1" && what == "memory-swap" => Ok(Some(-1)),
-            Some(v) => opts::parse_mem(v)
-                .map(Some)
-                .map_err(|e| usage(format!("invalid --{what}: {e}"))),
-        }
+        s.as_deref()
+            .map(|v| opts::parse_mem(v).map_err(|e| usage(format!("invalid --{what}: {e}"))))
+            .transpose()
     };
-    if let Some(m) = mem(&a.memory, "memory")? {
-        if m > 0 && m < 6 * 1024 * 1024 {
-            return Err(Error::Status(
-                125,
-                "barge: Error response from daemon: Minimum memory limit allowed is 6MB.".into(),
-            ));
-        }
-        hc.insert("Memory".into(), json!(m));
-    }
-    if let Some(m) = mem(&a.memory_swap, "memory-swap")? {
-        hc.insert("MemorySwap".into(), json!(m));
-    }
-    if let Some(m) = mem(&a.memory_reservation, "memory-reservation")? {
-        hc.insert("MemoryReservation".into(), json!(m));
-    }
-    if let Some(c) = a.cpus {
-        if !(c >= 0.0 && c.is_finite()) {
-            return Err(usage(format!("invalid --cpus {c}")));
-        }
-        hc.insert("NanoCpus".into(), json!((c * 1e9) as i64));
-    }
-    if let Some(c) = a.cpu_shares {
-        hc.insert("CpuShares".into(), json!(c));
-    }
-    if let Some(c) = &a.cpuset_cpus {
-        hc.insert("CpusetCpus".into(), json!(c));
-    }
-    if let Some(p) = a.pids_limit {
-        hc.insert("PidsLimit".into(), json!(p));
-    }
     if let Some(s) = mem(&a.shm_size, "shm-size")? {
         hc.insert("ShmSize".into(), json!(s));
     }
@@ -459,6 +481,42 @@ pub(crate) fn create_body(a: &RunArgs) -> Result<(Value, String)> {
 /// Creates a container, pulling the image when missing (per `--pull`). Returns the id.
 async fn create_container(c: &Client, a: &RunArgs) -> Result<String> {
     let (body, image) = create_body(a)?;
+    // As docker: an existing cidfile is an error before anything is created.
+    let cidfile = match &a.cidfile {
+        Some(p) => {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(p)
+                .map_err(|e| {
+                    usage(if e.kind() == std::io::ErrorKind::AlreadyExists {
+                        format!("container ID file found, make sure the other container isn't running or delete {p}")
+                    } else {
+                        format!("failed to create the container ID file {p}: {e}")
+                    })
+                })?;
+            Some((p.clone(), f))
+        }
+        None => None,
+    };
+    let id = create_with_pull(c, a, &body, &image).await;
+    if let Some((p, mut f)) = cidfile {
+        match &id {
+            Ok(id) => {
+                use std::io::Write;
+                f.write_all(id.as_bytes())
+                    .map_err(|e| Error::Msg(format!("writing the container ID file {p}: {e}")))?;
+            }
+            Err(_) => {
+                let _ = std::fs::remove_file(&p);
+            }
+        }
+    }
+    id
+}
+
+/// `POST /containers/create`, pulling a missing image first as `--pull` says.
+async fn create_with_pull(c: &Client, a: &RunArgs, body: &Value, image: &str) -> Result<String> {
     let mut q = vec![];
     if let Some(n) = &a.name {
         q.push(("name", n.clone()));
@@ -468,16 +526,16 @@ async fn create_container(c: &Client, a: &RunArgs) -> Result<String> {
     }
     let path = format!("/containers/create{}", query(&q));
     if a.pull == "always" {
-        super::image::pull_image(c, &image, a.quiet, None).await?;
+        super::image::pull_image(c, image, a.quiet, None).await?;
     }
-    let resp = match c.post_json(&path, Some(&body)).await {
+    let resp = match c.post_json(&path, Some(body)).await {
         Err(e) if e.is_not_found() && a.pull != "never" && a.pull != "always" => {
             if !e.to_string().to_lowercase().contains("no such image") {
                 return Err(e);
             }
             errln!("Unable to find image '{image}' locally");
-            super::image::pull_image(c, &image, a.quiet, None).await?;
-            c.post_json(&path, Some(&body)).await?
+            super::image::pull_image(c, image, a.quiet, None).await?;
+            c.post_json(&path, Some(body)).await?
         }
         r => r?,
     };
@@ -1571,37 +1629,65 @@ pub async fn rename(c: &Client, container: &str, new_name: &str) -> Result<()> {
     Ok(())
 }
 
+/// The HostConfig fields of `run`'s and `update`'s resource flags.
+fn resources_to_json(r: &ResourceArgs, hc: &mut Map<String, Value>) -> Result<()> {
+    let mem = |s: &Option<String>, what: &str| -> Result<Option<i64>> {
+        match s.as_deref() {
+            None => Ok(None),
+            Some("-1") if what == "memory-swap" => Ok(Some(-1)),
+            Some(v) => opts::parse_mem(v)
+                .map(Some)
+                .map_err(|e| usage(format!("invalid --{what}: {e}"))),
+        }
+    };
+    if let Some(m) = mem(&r.memory, "memory")? {
+        if m > 0 && m < 6 * 1024 * 1024 {
+            return Err(Error::Status(
+                125,
+                "barge: Error response from daemon: Minimum memory limit allowed is 6MB.".into(),
+            ));
+        }
+        hc.insert("Memory".into(), json!(m));
+    }
+    if let Some(m) = mem(&r.memory_swap, "memory-swap")? {
+        hc.insert("MemorySwap".into(), json!(m));
+    }
+    if let Some(m) = mem(&r.memory_reservation, "memory-reservation")? {
+        hc.insert("MemoryReservation".into(), json!(m));
+    }
+    if let Some(c) = r.cpus {
+        if !(c >= 0.0 && c.is_finite()) {
+            return Err(usage(format!("invalid --cpus {c}")));
+        }
+        hc.insert("NanoCpus".into(), json!((c * 1e9) as i64));
+    }
+    let numbers = [
+        ("CpuShares", r.cpu_shares),
+        ("CpuPeriod", r.cpu_period),
+        ("CpuQuota", r.cpu_quota),
+        ("PidsLimit", r.pids_limit),
+        ("BlkioWeight", r.blkio_weight.map(i64::from)),
+    ];
+    for (key, v) in numbers {
+        if let Some(v) = v {
+            hc.insert(key.into(), json!(v));
+        }
+    }
+    for (key, v) in [
+        ("CpusetCpus", &r.cpuset_cpus),
+        ("CpusetMems", &r.cpuset_mems),
+    ] {
+        if let Some(v) = v {
+            hc.insert(key.into(), json!(v));
+        }
+    }
+    Ok(())
+}
+
 /// `update`
 pub async fn update(c: &Client, a: UpdateArgs) -> Result<()> {
     let mut b = Map::new();
-    let mem = |s: &Option<String>| -> Result<Option<i64>> {
-        match s {
-            None => Ok(None),
-            Some(v) if v == "-1" => Ok(Some(-1)),
-            Some(v) => opts::parse_mem(v).map(Some).map_err(Error::Usage),
-        }
-    };
-    if let Some(m) = mem(&a.memory)? {
-        b.insert("Memory".into(), json!(m));
-    }
-    if let Some(m) = mem(&a.memory_swap)? {
-        b.insert("MemorySwap".into(), json!(m));
-    }
-    if let Some(m) = mem(&a.memory_reservation)? {
-        b.insert("MemoryReservation".into(), json!(m));
-    }
-    if let Some(c) = a.cpus {
-        b.insert("NanoCpus".into(), json!((c * 1e9) as i64));
-    }
-    if let Some(v) = a.cpu_shares {
-        b.insert("CpuShares".into(), json!(v));
-    }
-    if let Some(v) = &a.cpuset_cpus {
-        b.insert("CpusetCpus".into(), json!(v));
-    }
-    if let Some(v) = a.pids_limit {
-        b.insert("PidsLimit".into(), json!(v));
-    }
+    resources_to_json(&a.resources, &mut b)?;
     if let Some(r) = &a.restart {
         b.insert(
             "RestartPolicy".into(),

@@ -1,6 +1,6 @@
 //! Image verbs: images, pull, push, tag, rmi, save, load, import, history.
 
-use super::out::{err, errln, out, outln};
+use super::out::{out, outln};
 use std::collections::HashMap;
 use std::io::{Read, Write};
 
@@ -24,19 +24,41 @@ fn short(id: &str) -> String {
         .collect()
 }
 
+/// Where a JSON message stream is shown: `pull`, `push`, `load` and `import` print their
+/// progress on stdout as the docker CLI does (`docker pull x >/dev/null` is silent); `run` and
+/// `create` pulling a missing image print it on stderr, keeping stdout for the container.
+#[derive(Clone, Copy, PartialEq)]
+pub(crate) enum ProgressTo {
+    Stdout,
+    Stderr,
+}
+
 /// Shows a JSON message stream (pull/push/load/import): progress bars per layer on a terminal,
 /// plain lines otherwise. Returns the messages' error, if any.
 pub(crate) async fn show_progress(
     mut body: super::client::Body,
     quiet: bool,
+    to: ProgressTo,
 ) -> Result<Vec<Value>> {
-    let tty = term::is_tty(2) && !quiet;
+    let (fd, target) = match to {
+        ProgressTo::Stdout => (1, ProgressDrawTarget::stdout()),
+        ProgressTo::Stderr => (2, ProgressDrawTarget::stderr()),
+    };
+    let tty = term::is_tty(fd) && !quiet;
     let mp = MultiProgress::with_draw_target(if tty {
-        ProgressDrawTarget::stderr()
+        target
     } else {
         ProgressDrawTarget::hidden()
     });
-    let style = ProgressStyle::with_template("{prefix}: {msg} {bar:30} {bytes}/{total_bytes}")
+    let show = |text: std::fmt::Arguments<'_>, newline: bool| match to {
+        ProgressTo::Stdout => super::out::print(text, newline),
+        ProgressTo::Stderr => super::out::eprint(text, newline),
+    };
+    // A bar only while bytes move (Downloading, Pushing), as docker draws it; a plain
+    // status line otherwise.
+    let bar_style = ProgressStyle::with_template("{prefix}: {msg} {bar:30} {bytes}/{total_bytes}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let line_style = ProgressStyle::with_template("{prefix}: {msg}")
         .unwrap_or_else(|_| ProgressStyle::default_bar());
     let mut bars: HashMap<String, ProgressBar> = HashMap::new();
     let mut lines = JsonLines::default();
@@ -52,18 +74,23 @@ pub(crate) async fn show_progress(
         let status = m.get("status").and_then(|v| v.as_str()).unwrap_or("");
         if let Some(s) = m.get("stream").and_then(|v| v.as_str()) {
             if !quiet {
-                err!("{s}");
+                show(format_args!("{s}"), false);
             }
         } else if !quiet && !status.is_empty() {
             if tty && !id.is_empty() {
                 let bar = bars.entry(id.to_string()).or_insert_with(|| {
                     let b = mp.add(ProgressBar::new(0));
-                    b.set_style(style.clone());
                     b.set_prefix(id.to_string());
                     b
                 });
+                let total = m.pointer("/progressDetail/total").and_then(|v| v.as_u64());
+                bar.set_style(if total.is_some() {
+                    bar_style.clone()
+                } else {
+                    line_style.clone()
+                });
                 bar.set_message(status.to_string());
-                if let Some(t) = m.pointer("/progressDetail/total").and_then(|v| v.as_u64()) {
+                if let Some(t) = total {
                     bar.set_length(t);
                 }
                 if let Some(c) = m
@@ -80,16 +107,17 @@ pub(crate) async fn show_progress(
                     bar.finish_with_message(status.to_string());
                 }
             } else if id.is_empty() {
-                let _ = mp.println(status);
-                if !tty {
-                    errln!("{status}");
+                if tty {
+                    let _ = mp.println(status);
+                } else {
+                    show(format_args!("{status}"), true);
                 }
             } else if m
                 .get("progressDetail")
                 .and_then(|p| p.get("current"))
                 .is_none()
             {
-                errln!("{id}: {status}");
+                show(format_args!("{id}: {status}"), true);
             }
         }
         all.push(m);
@@ -142,14 +170,14 @@ pub(crate) fn registry_auth(image: &str, config: Option<&str>) -> Result<Option<
     }))
 }
 
-/// Pulls `image` showing progress (used by `pull` and by `run` for a missing image).
+/// Pulls `image` for `run`/`create`, showing progress on stderr.
 pub(crate) async fn pull_image(
     c: &Client,
     image: &str,
     quiet: bool,
     config: Option<&str>,
 ) -> Result<()> {
-    pull_with(c, image, false, None, quiet, config).await
+    pull_with(c, image, false, None, quiet, config, ProgressTo::Stderr).await
 }
 
 /// `POST /images/create` for `image`, as the docker CLI sends it: the tag (`latest` when
@@ -161,6 +189,7 @@ async fn pull_with(
     platform: Option<&str>,
     quiet: bool,
     config: Option<&str>,
+    to: ProgressTo,
 ) -> Result<()> {
     let (repo, tag) = split_ref(image);
     let mut q = vec![("fromImage", repo.clone())];
@@ -184,7 +213,7 @@ async fn pull_with(
             &headers,
         )
         .await?;
-    show_progress(body, quiet).await?;
+    show_progress(body, quiet, to).await?;
     if quiet {
         let full = if all_tags || image.contains(':') || image.contains('@') {
             image.to_string()
@@ -213,6 +242,7 @@ pub async fn pull(c: &Client, a: PullArgs, config: Option<&str>) -> Result<()> {
         a.platform.as_deref(),
         a.quiet,
         config,
+        ProgressTo::Stdout,
     )
     .await
 }
@@ -236,7 +266,7 @@ pub async fn push(c: &Client, a: PushArgs, config: Option<&str>) -> Result<()> {
             &[("X-Registry-Auth", auth)],
         )
         .await?;
-    let msgs = show_progress(body, a.quiet).await?;
+    let msgs = show_progress(body, a.quiet, ProgressTo::Stdout).await?;
     for m in msgs {
         if let Some(d) = m.pointer("/aux/Digest").and_then(|d| d.as_str()) {
             if !a.quiet {
@@ -350,7 +380,7 @@ pub async fn load(c: &Client, a: LoadArgs) -> Result<()> {
             &[],
         )
         .await?;
-    let msgs = show_progress(body, true).await?;
+    let msgs = show_progress(body, true, ProgressTo::Stdout).await?;
     for m in msgs {
         if let Some(s) = m.get("stream").and_then(|s| s.as_str()) {
             out!("{s}");
@@ -395,7 +425,7 @@ pub async fn import(c: &Client, a: ImportArgs) -> Result<()> {
             &[],
         )
         .await?;
-    let msgs = show_progress(body, true).await?;
+    let msgs = show_progress(body, true, ProgressTo::Stdout).await?;
     for m in msgs {
         if let Some(s) = m.get("status").and_then(|s| s.as_str()) {
             if s.starts_with("sha256:") {

@@ -369,6 +369,24 @@ pub fn parse_device(s: &str) -> OptResult<Value> {
     Ok(json!({"PathOnHost": host, "PathInContainer": cont, "CgroupPermissions": perms}))
 }
 
+/// `--device-read-bps /dev/sda:1mb` (`bytes`: a size with docker's units) or
+/// `--device-read-iops /dev/sda:1000`: a `{"Path", "Rate"}` throttle entry.
+pub fn parse_throttle(s: &str, bytes: bool) -> OptResult<Value> {
+    let (path, rate) = s
+        .rsplit_once(':')
+        .filter(|(p, _)| p.starts_with('/'))
+        .ok_or_else(|| format!("bad format: {s} (want PATH:RATE, e.g. /dev/sda:1mb)"))?;
+    let rate = if bytes {
+        parse_mem(rate).map_err(|e| format!("invalid rate in {s}: {e}"))?
+    } else {
+        rate.parse::<i64>()
+            .ok()
+            .filter(|r| *r >= 0)
+            .ok_or_else(|| format!("invalid rate in {s}: want a number of IO per second"))?
+    };
+    Ok(json!({"Path": path, "Rate": rate}))
+}
+
 /// `-e KEY=VAL` or `-e KEY` (taken from the environment when set).
 pub fn env_entry(s: &str) -> OptResult<String> {
     let (k, _) = s.split_once('=').unwrap_or((s, ""));

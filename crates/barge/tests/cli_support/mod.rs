@@ -277,6 +277,16 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // A failed test shows what the daemon said (CI keeps only the test's output).
+            let log =
+                std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!("--- daemon.log (last {} lines) ---", tail.len());
+            for l in tail.into_iter().rev() {
+                eprintln!("{l}");
+            }
+        }
         // Remove every container first so no shim or monitor outlives the daemon.
         let ids = self.run(&["ps", "-aq"]);
         for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
@@ -319,7 +329,9 @@ impl Drop for Daemon {
 
 /// Runs `argv` on a pseudo-terminal of `rows`x`cols` through python3's pty module, sending
 /// `steps` (a list of (wait-for, send) pairs; a send of `\0resize:ROWSxCOLS` resizes the
-/// terminal instead, which sends SIGWINCH); returns (output, exit code).
+/// terminal instead, which sends SIGWINCH; a wait-for that starts with `\u{1}` re-sends the
+/// previous step's input every 2 s until its text appears, for effects that take an unknown time
+/// such as a resize or an attach); returns (output, exit code).
 pub fn pty_session(
     env: &[(&str, String)],
     argv: &[&str],
@@ -351,10 +363,21 @@ def read_until(tok, t):
             if tok and tok.encode() in out:
                 return True
     return False
+prev = b""
 for wait, send in cfg["steps"]:
-    if wait and not read_until(wait, 20):
+    if wait.startswith("\x01"):
+        tok, seen = wait[1:], False
+        for _ in range(10):
+            if read_until(tok, 2):
+                seen = True
+                break
+            os.write(fd, prev)
+        if not seen:
+            break
+    elif wait and not read_until(wait, 20):
         break
     data = bytes(send)
+    prev = data
     if data.startswith(b"\0resize:"):
         r, c = data[8:].decode().split("x")
         fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", int(r), int(c), 0, 0))
