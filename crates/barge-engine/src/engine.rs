@@ -734,16 +734,14 @@ impl Engine {
             }
             None => {}
         }
-        // One built-in runtime, runc-compatible (`barge-runc`): known as `runc`, dockerd's
-        // default name, which inspect shows when none was asked for, and as `barge`.
-        match host_config.get("Runtime").and_then(Value::as_str) {
-            None | Some("") => host_config["Runtime"] = json!(DEFAULT_RUNTIME),
-            Some("runc" | "barge") => {}
-            Some(other) => {
-                return Err(Error::BadRequest(format!(
-                    "unknown or invalid runtime name: {other}"
-                )));
-            }
+        // One built-in runtime, runc-compatible (`barge-runc`): inspect shows it as `runc`,
+        // dockerd's default name, when none was asked for (spec.rs refuses other names).
+        if host_config
+            .get("Runtime")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            host_config["Runtime"] = json!(DEFAULT_RUNTIME);
         }
         if host_config.get("RestartPolicy").is_none_or(Value::is_null) {
             host_config["RestartPolicy"] = json!({"Name": "no", "MaximumRetryCount": 0});
