@@ -115,6 +115,20 @@ const CONTAINER_FILTERS: &[&str] = &[
     "volume",
 ];
 
+/// [`summary`] with `SizeRw` (the container's own changes) and `SizeRootFs` (those and its
+/// image), as `ps -s` and `system df` show them.
+pub(crate) fn summary_with_size(
+    e: &Engine,
+    c: &Container,
+    image_sizes: &std::collections::HashMap<String, u64>,
+) -> Value {
+    let rw = e.size_rw(c);
+    let mut s = summary(e, c);
+    s["SizeRw"] = json!(rw);
+    s["SizeRootFs"] = json!(rw + image_sizes.get(&c.image_id).copied().unwrap_or(0));
+    s
+}
+
 pub(crate) fn list(e: Arc<Engine>, q: &Query) -> R {
     let all = q.bool("all");
     let filters = q.filters_of(CONTAINER_FILTERS)?;
@@ -130,6 +144,16 @@ pub(crate) fn list(e: Arc<Engine>, q: &Query) -> R {
                 .map(|c| Some(c.created))
                 .map_err(|_| ApiError::new(404, format!("No such container: {r}"))),
         }
+    };
+    // ps -s: the image sizes, read once.
+    let sizes = if q.bool("size") {
+        Some(crate::images::image_sizes(
+            &e.store
+                .list_images()
+                .map_err(|err| ApiError::new(500, err.to_string()))?,
+        ))
+    } else {
+        None
     };
     let before = created_of("before")?;
     let since = created_of("since")?;
@@ -207,7 +231,10 @@ pub(crate) fn list(e: Arc<Engine>, q: &Query) -> R {
         if !ok {
             continue;
         }
-        out.push(summary(&e, &c));
+        out.push(match &sizes {
+            Some(sizes) => summary_with_size(&e, &c, sizes),
+            None => summary(&e, &c),
+        });
         if limit > 0 && out.len() as i64 >= limit {
             break;
         }
@@ -409,17 +436,21 @@ async fn attach(e: Arc<Engine>, id: &str, q: &Query, mut req: Request<Incoming>)
 
 async fn logs(e: Arc<Engine>, id: &str, q: &Query) -> R {
     let c = e.get(id)?;
+    if c.host_config
+        .pointer("/LogConfig/Type")
+        .and_then(Value::as_str)
+        == Some("none")
+    {
+        return Err(ApiError::new(
+            501,
+            "configured logging driver does not support reading".into(),
+        ));
+    }
     let tty = c
         .config
         .get("Tty")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    if c.log_driver() == "none" {
-        return Err(ApiError::new(
-            400,
-            "configured logging driver does not support reading".into(),
-        ));
-    }
     let (out, err) = (q.bool("stdout"), q.bool("stderr"));
     if !out && !err {
         return Err(ApiError::new(
@@ -551,7 +582,18 @@ pub(crate) async fn dispatch(
     match (&m, rest) {
         (&Method::GET, ["json"]) => {
             let c = e.get(id)?;
-            Ok(json_response(200, &inspect_json(&e, &c)))
+            let mut v = inspect_json(&e, &c);
+            if q.bool("size") {
+                let sizes = crate::images::image_sizes(
+                    &e.store
+                        .list_images()
+                        .map_err(|err| ApiError::new(500, err.to_string()))?,
+                );
+                let s = summary_with_size(&e, &c, &sizes);
+                v["SizeRw"] = s["SizeRw"].clone();
+                v["SizeRootFs"] = s["SizeRootFs"].clone();
+            }
+            Ok(json_response(200, &v))
         }
         (&Method::POST, ["start"]) => {
             e.start(id).await?;
@@ -938,7 +980,7 @@ pub(crate) fn exec_inspect(e: Arc<Engine>, id: &str) -> R {
             "ID": x.id, "Running": x.running, "ExitCode": x.exit_code, "ContainerID": x.container_id,
             "OpenStdin": x.open_stdin, "OpenStdout": x.open_stdout, "OpenStderr": x.open_stderr,
             "Pid": x.pid, "CanRemove": false, "DetachKeys": x.detach_keys,
-            "ProcessConfig": {"tty": x.tty, "entrypoint": x.cmd.first(), "arguments": x.cmd.get(1..).unwrap_or_default(), "privileged": false, "user": x.user, "workingDir": x.workdir},
+            "ProcessConfig": {"tty": x.tty, "entrypoint": x.cmd.first(), "arguments": x.cmd.get(1..).unwrap_or_default(), "privileged": x.privileged, "user": x.user, "workingDir": x.workdir},
         }),
     ))
 }

@@ -122,22 +122,8 @@ pub(crate) async fn dispatch(
                             _ => true,
                         })
                 })
-                .map(|(i, labels)| {
-                    let id = i.id.to_string();
-                    json!({
-                        "Id": id,
-                        "ParentId": "",
-                        // With a reference filter, only the tags it matched (as Docker).
-                        "RepoTags": i.tags.iter().filter(|t| ref_ok(t)).map(|t| t.familiar()).collect::<Vec<_>>(),
-                        "RepoDigests": [],
-                        "Created": created_secs(&i.created),
-                        "Size": i.size,
-                        "SharedSize": i.shared_size,
-                        "VirtualSize": i.size,
-                        "Labels": labels,
-                        "Containers": containers.iter().filter(|c| c.image_id == id).count(),
-                    })
-                })
+                // With a reference filter, only the tags it matched (as Docker).
+                .map(|(i, labels)| image_summary(i, |t| ref_ok(t), labels, &containers))
                 .collect();
             Ok(json_response(200, &Value::Array(v)))
         }
@@ -436,18 +422,15 @@ pub(crate) async fn system_df(e: Arc<Engine>) -> R {
     let store = e.store.clone();
     let list = blocking(move || Ok(store.list_images()?)).await?;
     let cs = e.all();
-    let images: Vec<Value> = list.iter().map(|i| {
-        let id = i.id.to_string();
-        json!({"Id": id, "ParentId": "", "RepoTags": i.tags.iter().map(|t| t.familiar()).collect::<Vec<_>>(), "RepoDigests": [],
-            "Created": created_secs(&i.created), "Size": i.size, "SharedSize": i.shared_size, "VirtualSize": i.size,
-            "Labels": {}, "Containers": cs.iter().filter(|c| c.image_id == id).count()})
-    }).collect();
-    let containers: Vec<Value> = cs.iter().map(|c| {
-        let size = e.size_rw(c);
-        json!({"Id": c.id, "Names": [format!("/{}", c.name)], "Image": c.image_name, "ImageID": c.image_id,
-            "Command": c.argv().join(" "), "Created": barge_engine::util::parse_rfc3339(&c.created).unwrap_or(0.0) as i64,
-            "State": c.state.status, "Status": c.state.status, "SizeRw": size, "SizeRootFs": size, "Labels": {}, "Mounts": [], "Ports": []})
-    }).collect();
+    let images: Vec<Value> = list
+        .iter()
+        .map(|i| image_summary(i, |_| true, json!({}), &cs))
+        .collect();
+    let sizes = image_sizes(&list);
+    let containers: Vec<Value> = cs
+        .iter()
+        .map(|c| crate::containers::summary_with_size(&e, c, &sizes))
+        .collect();
     let layers: u64 = list.iter().map(|i| i.size).sum();
     let volumes: Vec<Value> = e
         .volumes
@@ -490,6 +473,35 @@ fn docker_image_config(c: Option<&Value>) -> Value {
         }
     }
     v
+}
+
+/// One image of `GET /images/json` (and of `system df`): `tag_shown` picks the tags listed.
+fn image_summary(
+    i: &barge_image::image::ImageSummary,
+    tag_shown: impl Fn(&barge_image::Reference) -> bool,
+    labels: Value,
+    containers: &[barge_engine::model::Container],
+) -> Value {
+    let id = i.id.to_string();
+    json!({
+        "Id": id,
+        "ParentId": "",
+        "RepoTags": i.tags.iter().filter(|t| tag_shown(t)).map(|t| t.familiar()).collect::<Vec<_>>(),
+        "RepoDigests": [],
+        "Created": created_secs(&i.created),
+        "Size": i.size,
+        "SharedSize": i.shared_size,
+        "VirtualSize": i.size,
+        "Labels": labels,
+        "Containers": containers.iter().filter(|c| c.image_id == id).count(),
+    })
+}
+
+/// Image id -> size, for containers' `SizeRootFs`.
+pub(crate) fn image_sizes(
+    list: &[barge_image::image::ImageSummary],
+) -> std::collections::HashMap<String, u64> {
+    list.iter().map(|i| (i.id.to_string(), i.size)).collect()
 }
 
 /// GET/HEAD/PUT /containers/{id}/archive.

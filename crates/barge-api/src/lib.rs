@@ -284,7 +284,7 @@ fn info(api: &Api) -> serde_json::Value {
         "Images": images,
         "Driver": "overlay2",
         "DriverStatus": [["Backing Filesystem", "extfs"]],
-        "Plugins": {"Volume": ["local"], "Network": ["host", "null"], "Log": ["json-file"]},
+        "Plugins": {"Volume": ["local"], "Network": ["host", "null"], "Log": ["json-file", "local", "none"]},
         "MemoryLimit": true, "SwapLimit": false, "CpuCfsPeriod": true, "CpuCfsQuota": true,
         "CPUShares": true, "CPUSet": true, "PidsLimit": true, "IPv4Forwarding": true,
         "Debug": false, "NFd": 0, "OomKillDisable": false, "NGoroutines": 0,

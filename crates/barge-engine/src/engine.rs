@@ -122,6 +122,9 @@ pub struct Exec {
     /// Working dir.
     #[serde(skip)]
     pub workdir: String,
+    /// `exec --privileged`: every capability the daemon can hand on.
+    #[serde(skip)]
+    pub privileged: bool,
     /// Pid (host) of the `barge runtime exec` process.
     #[serde(rename = "Pid")]
     pub pid: i32,
@@ -718,15 +721,28 @@ impl Engine {
             .and_then(|l| l.get("Type"))
             .and_then(Value::as_str)
         {
-            Some("json-file") | Some("local") | Some("none") => {}
+            Some("json-file") | Some("local") => {}
+            Some("none") => {
+                let opts = host_config
+                    .pointer("/LogConfig/Config")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default();
+                if let Some(k) = opts.keys().next() {
+                    return Err(Error::BadRequest(format!(
+                        "unknown log opt '{k}' for none log driver"
+                    )));
+                }
+            }
             Some(
                 other @ ("syslog" | "journald" | "gelf" | "fluentd" | "awslogs" | "splunk"
                 | "etwlogs" | "gcplogs" | "logentries"),
             ) => {
                 return Err(Error::BadRequest(format!(
-                    "logging driver {other:?} is not supported by barge (json-file, local and none are)"
+                    "logging driver {other:?} is not supported (json-file, local and none are)"
                 )));
             }
+            // dockerd's words for a driver it does not know either (docker-py checks them).
             Some(other) => {
                 return Err(Error::BadRequest(format!(
                     "logger: no log driver named '{other}' is registered"
@@ -1076,8 +1092,13 @@ impl Engine {
             id: id.clone(),
             bundle: ed.clone(),
             runtime_root: self.runtime_root(),
-            // The `none` driver keeps no log: the monitor writes none without a path.
-            log_path: if c.log_driver() == "none" {
+            // The `none` driver: no log file at all (output still reaches attached clients).
+            log_path: if c
+                .host_config
+                .pointer("/LogConfig/Type")
+                .and_then(Value::as_str)
+                == Some("none")
+            {
                 PathBuf::new()
             } else {
                 self.log_path(&id)
@@ -1866,6 +1887,7 @@ impl Engine {
             env: str_list(body.get("Env")),
             user: s("User"),
             workdir: s("WorkingDir"),
+            privileged: b("Privileged"),
             pid: 0,
             started: false,
             console: None,
@@ -1936,6 +1958,11 @@ impl Engine {
         // As Docker's exec: the user's groups and the container's --group-add.
         for g in crate::spec::additional_gids(&c, &rootfs, gids)? {
             cmd.arg("--additional-gids").arg(g.to_string());
+        }
+        if e.privileged {
+            for cap in barge_runtime::caps::bounding_names() {
+                cmd.arg("--cap").arg(cap);
+            }
         }
         if !e.workdir.is_empty() {
             cmd.arg("--cwd").arg(&e.workdir);

@@ -162,17 +162,6 @@ impl Container {
             .to_string()
     }
 
-    /// `HostConfig.LogConfig.Type` (`json-file` when unset).
-    pub fn log_driver(&self) -> String {
-        self.host_config
-            .get("LogConfig")
-            .and_then(|l| l.get("Type"))
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-            .unwrap_or("json-file")
-            .to_string()
-    }
-
     /// `HostConfig.<key>` as a bool.
     pub fn host_bool(&self, key: &str) -> bool {
         self.host_config

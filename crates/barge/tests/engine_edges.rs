@@ -1166,6 +1166,26 @@ fn privileged_cap_add_stop_timeout_health_options_and_id_filter() {
     let bnd = u64::from_str_radix(&bnd, 16).expect("hex");
     assert_eq!(caps(&["--privileged"]), bnd);
     assert_eq!(caps(&["--cap-add", "ALL"]), bnd);
+    // exec --privileged: every capability, in a container that has the default set.
+    d.ok(&["run", "-d", "--name", "px", "busybox", "sleep", "1000"]);
+    let eff = |args: &[&str]| -> u64 {
+        let mut a = vec!["exec"];
+        a.extend_from_slice(args);
+        a.extend(["px", "grep", "CapEff", "/proc/self/status"]);
+        let o = d.ok(&a);
+        u64::from_str_radix(o.split_whitespace().nth(1).unwrap_or_default(), 16).expect("hex")
+    };
+    assert_eq!(eff(&[]), default);
+    assert_eq!(eff(&["--privileged"]), bnd);
+    // inspect -s: the container's size fields (absent without it).
+    assert_eq!(d.ok(&["inspect", "-f", "{{.SizeRw}}", "px"]), "<nil>");
+    let sizes = d.ok(&["inspect", "-s", "-f", "{{.SizeRw}} {{.SizeRootFs}}", "px"]);
+    let n: Vec<u64> = sizes
+        .split_whitespace()
+        .map(|x| x.parse().expect("number"))
+        .collect();
+    assert!(n.len() == 2 && n[1] > n[0] && n[1] > 1_000_000, "{sizes}");
+    d.ok(&["rm", "-f", "px"]);
     // --privileged also gives the host's devices (as Docker: all but console and the
     // directories the container has its own of); without it only the default few.
     use std::os::unix::fs::FileTypeExt;
@@ -1639,6 +1659,27 @@ fn ps_filters_publish_expose_volume_network_before_since() {
         d.ok(&["ps", "-a", "--filter", "name=f2", "--format", "{{.Mounts}}"]),
         "fvol"
     );
+    // ps -s: the container's own bytes and, with its image, the virtual size.
+    d.ok(&[
+        "run",
+        "--name",
+        "big",
+        "busybox",
+        "sh",
+        "-c",
+        "head -c 5000 /dev/zero > /f",
+    ]);
+    let size = d.ok(&[
+        "ps",
+        "-a",
+        "-s",
+        "--filter",
+        "name=big",
+        "--format",
+        "{{.Size}}",
+    ]);
+    assert!(size.starts_with("5kB (virtual "), "{size}");
+    d.ok(&["rm", "big"]);
     // An unknown filter is an error, not ignored.
     let (code, body) = d.api(
         "GET",
@@ -1717,4 +1758,43 @@ fn image_list_filters_and_labels() {
         None,
     );
     assert_eq!(code, 400, "{body}");
+}
+
+#[test]
+fn log_driver_none_keeps_nothing_but_attach_works() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--name",
+            "quiet",
+            "--log-driver",
+            "none",
+            "busybox",
+            "echo",
+            "hi"
+        ]),
+        "hi"
+    );
+    let o = d.docker(&["logs", "quiet"]);
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("configured logging driver does not support reading"),
+        "{e}"
+    );
+    let log = d.ok(&["inspect", "-f", "{{.LogPath}}", "quiet"]);
+    assert!(!std::path::Path::new(&log).exists(), "{log} was written");
+    // (the docker CLI refuses options for `none` itself; the API does too)
+    let (code, body) = d.api(
+        "POST",
+        "/containers/create",
+        Some(r#"{"Image": "busybox", "Cmd": ["true"], "HostConfig": {"LogConfig": {"Type": "none", "Config": {"max-size": "1k"}}}}"#),
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("unknown log opt 'max-size'"), "{body}");
+    d.ok(&["rm", "quiet"]);
 }
