@@ -16,8 +16,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::decode::{decode, Kind};
 use crate::read_body;
 use crate::util::{
-    channel_body, frame, human_duration, json_labels_match, json_response, labels_match, status,
-    ApiError, Body, Query,
+    channel_body, copy_detachable, frame, human_duration, json_labels_match, json_response,
+    labels_match, status, ApiError, Body, Query,
 };
 
 type R = Result<Response<Body>, ApiError>;
@@ -122,11 +122,7 @@ pub(crate) fn summary_with_size(
     c: &Container,
     image_sizes: &std::collections::HashMap<String, u64>,
 ) -> Value {
-    let rw = e
-        .store
-        .snapshot_upper(&c.snapshot)
-        .map(|u| crate::images::dir_size(&u))
-        .unwrap_or(0);
+    let rw = e.size_rw(c);
     let mut s = summary(e, c);
     s["SizeRw"] = json!(rw);
     s["SizeRootFs"] = json!(rw + image_sizes.get(&c.image_id).copied().unwrap_or(0));
@@ -294,10 +290,10 @@ pub(crate) fn inspect_json(e: &Engine, c: &Container) -> Value {
 }
 
 pub(crate) async fn prune(e: Arc<Engine>) -> R {
-    let ids = e.prune().await;
+    let (ids, reclaimed) = e.prune().await;
     Ok(json_response(
         200,
-        &json!({"ContainersDeleted": ids, "SpaceReclaimed": 0}),
+        &json!({"ContainersDeleted": ids, "SpaceReclaimed": reclaimed}),
     ))
 }
 
@@ -366,21 +362,23 @@ async fn attach(e: Arc<Engine>, id: &str, q: &Query, mut req: Request<Incoming>)
         .unwrap_or(false);
     let (want_in, want_out, want_err) = (q.bool("stdin"), q.bool("stdout"), q.bool("stderr"));
     let logs = q.bool("logs");
-    // Connect to the monitor now (running) or at the next start (created/exited).
-    let mon = if c.running() {
-        Ok(e.connect_monitor(&c.id, "attach").await?)
-    } else if q.bool("stream") {
-        Err(e.attach_on_start(&c.id))
+    let keys = crate::util::detach_keys(q.get("detachKeys").unwrap_or(""))
+        .map_err(|m| ApiError::new(400, m))?;
+    // Connect to the monitor now (running) or at the next start (created/exited); without
+    // `stream` only the logs are sent (to a stopped container too, as dockerd).
+    let mon = if !q.bool("stream") {
+        None
+    } else if c.running() {
+        Some(Ok(e.connect_monitor(&c.id, "attach").await?))
     } else {
-        return Err(ApiError::new(
-            409,
-            format!("container {} is not running", c.id),
-        ));
+        Some(Err(e.attach_on_start(&c.id)))
     };
     let on = hyper::upgrade::on(&mut req);
+    let peer = req.extensions().get::<crate::util::PeerSocket>().copied();
     let log_path = e.log_path(&c.id);
     tokio::spawn(async move {
         let Ok(up) = on.await else { return };
+        crate::util::wait_headers_read(peer).await;
         let client = TokioIo::new(up);
         let (mut cr, mut cw) = tokio::io::split(client);
         if logs {
@@ -397,25 +395,39 @@ async fn attach(e: Arc<Engine>, id: &str, q: &Query, mut req: Request<Incoming>)
             }
         }
         let mon = match mon {
-            Ok(m) => m,
-            Err(rx) => match rx.await {
+            Some(Ok(m)) => m,
+            Some(Err(rx)) => match rx.await {
                 Ok(Ok(m)) => m,
                 _ => {
                     let _ = cw.shutdown().await;
                     return;
                 }
             },
+            None => {
+                let _ = cw.shutdown().await;
+                return;
+            }
         };
         let (mr, mut mw) = mon.into_split();
-        let input = tokio::spawn(async move {
+        let mut input = tokio::spawn(async move {
             if want_in {
-                let _ = tokio::io::copy(&mut cr, &mut mw).await;
+                // With a TTY the detach keys end the attach (dockerd's escape proxy).
+                if tty {
+                    if copy_detachable(&mut cr, &mut mw, &keys).await {
+                        return;
+                    }
+                } else {
+                    let _ = tokio::io::copy(&mut cr, &mut mw).await;
+                }
                 let _ = mw.shutdown().await;
             }
             // Keep the write half (and the monitor's view of us) open otherwise.
             std::future::pending::<()>().await;
         });
-        frames_to_client(mr, &mut cw, tty, want_out, want_err).await;
+        tokio::select! {
+            _ = frames_to_client(mr, &mut cw, tty, want_out, want_err) => {}
+            _ = &mut input => {}
+        }
         let _ = cw.shutdown().await;
         input.abort();
     });
@@ -678,6 +690,9 @@ pub(crate) async fn dispatch(
         (&Method::POST, ["exec"]) => {
             let body = read_body(req, 1 << 20).await?;
             let v = decode(Kind::ExecCreate, &body)?;
+            if let Some(k) = v.get("DetachKeys").and_then(Value::as_str) {
+                crate::util::detach_keys(k).map_err(|m| ApiError::new(400, m))?;
+            }
             let eid = e.exec_create(id, &v)?;
             Ok(json_response(201, &json!({"Id": eid})))
         }
@@ -771,7 +786,11 @@ pub(crate) async fn exec_start(e: Arc<Engine>, id: &str, mut req: Request<Incomi
     let body = read_body_ref(&mut req).await?;
     let v = decode(Kind::ExecStart, &body)?;
     let detach = v.get("Detach").and_then(Value::as_bool).unwrap_or(false);
-    let tty = v.get("Tty").and_then(Value::as_bool).unwrap_or(x.tty);
+    // As dockerd: the exec's own `Tty` (from create) decides whether it gets a pty; the
+    // start request's `Tty` only whether the stream is raw or multiplexed (docker-py starts
+    // a tty exec with `Tty: false` and reads the pty's output in stdout frames).
+    let tty = x.tty;
+    let raw = v.get("Tty").and_then(Value::as_bool).unwrap_or(x.tty);
     // API 1.42+: the client's terminal size, [rows, cols], for the exec's pty.
     if let Some(size) = v.get("ConsoleSize").filter(|s| !s.is_null()) {
         let dims: Option<Vec<u16>> = size.as_array().and_then(|a| {
@@ -831,31 +850,49 @@ pub(crate) async fn exec_start(e: Arc<Engine>, id: &str, mut req: Request<Incomi
         return Ok(status(200));
     }
     let on = hyper::upgrade::on(&mut req);
+    let peer = req.extensions().get::<crate::util::PeerSocket>().copied();
     let (want_in, want_out, want_err) = (x.open_stdin, x.open_stdout, x.open_stderr);
+    let keys = crate::util::detach_keys(&x.detach_keys).map_err(|m| ApiError::new(400, m))?;
     tokio::spawn(async move {
         let up = on.await;
         let Ok(up) = up else {
             let _ = child.kill().await;
             return;
         };
+        crate::util::wait_headers_read(peer).await;
         let (mut cr, mut cw) = tokio::io::split(TokioIo::new(up));
         if let Some(m) = master {
             let mf = std::fs::File::from(m);
             let mf2 = mf.try_clone();
             let mut mr = tokio::fs::File::from_std(mf);
-            let inp = tokio::spawn(async move {
+            let mut inp = tokio::spawn(async move {
                 if let (true, Ok(f)) = (want_in, mf2) {
                     let mut mw = tokio::fs::File::from_std(f);
-                    let _ = tokio::io::copy(&mut cr, &mut mw).await;
+                    if copy_detachable(&mut cr, &mut mw, &keys).await {
+                        return;
+                    }
                 }
                 std::future::pending::<()>().await;
             });
             let mut buf = vec![0u8; 16384];
             loop {
-                match mr.read(&mut buf).await {
+                let r = tokio::select! {
+                    r = mr.read(&mut buf) => r,
+                    // Detached: the client goes, the exec keeps running on its pty.
+                    _ = &mut inp => {
+                        let _ = cw.shutdown().await;
+                        drop(cw);
+                        let code = child.wait().await.ok().and_then(|s| s.code()).unwrap_or(-1);
+                        drop(mr);
+                        e.exec_done(&eid, code);
+                        return;
+                    }
+                };
+                match r {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
-                        if cw.write_all(&buf[..n]).await.is_err() {
+                        let out = framed(raw, 1, &buf[..n]);
+                        if cw.write_all(&out).await.is_err() {
                             break;
                         }
                         let _ = cw.flush().await;
@@ -879,10 +916,10 @@ pub(crate) async fn exec_start(e: Arc<Engine>, id: &str, mut req: Request<Incomi
             while so.is_some() || se.is_some() {
                 tokio::select! {
                     r = async { match so.as_mut() { Some(s) => s.read(&mut b1).await, None => std::future::pending().await } } => {
-                        match r { Ok(n) if n > 0 => { if want_out { let _ = cw.write_all(&frame(1, &b1[..n])).await; } } _ => so = None }
+                        match r { Ok(n) if n > 0 => { if want_out { let _ = cw.write_all(&framed(raw, 1, &b1[..n])).await; } } _ => so = None }
                     }
                     r = async { match se.as_mut() { Some(s) => s.read(&mut b2).await, None => std::future::pending().await } } => {
-                        match r { Ok(n) if n > 0 => { if want_err { let _ = cw.write_all(&frame(2, &b2[..n])).await; } } _ => se = None }
+                        match r { Ok(n) if n > 0 => { if want_err { let _ = cw.write_all(&framed(raw, 2, &b2[..n])).await; } } _ => se = None }
                     }
                 }
             }
@@ -893,7 +930,16 @@ pub(crate) async fn exec_start(e: Arc<Engine>, id: &str, mut req: Request<Incomi
         let _ = cw.flush().await;
         let _ = cw.shutdown().await;
     });
-    Ok(upgrade_response(stream_type(tty)))
+    Ok(upgrade_response(stream_type(raw)))
+}
+
+/// `data` as sent on an exec's stream: as is when raw, else in a frame of `stream`.
+fn framed(raw: bool, stream: u8, data: &[u8]) -> Vec<u8> {
+    if raw {
+        data.to_vec()
+    } else {
+        frame(stream, data)
+    }
 }
 
 async fn read_body_ref(req: &mut Request<Incoming>) -> Result<Bytes, ApiError> {
@@ -933,7 +979,7 @@ pub(crate) fn exec_inspect(e: Arc<Engine>, id: &str) -> R {
         &json!({
             "ID": x.id, "Running": x.running, "ExitCode": x.exit_code, "ContainerID": x.container_id,
             "OpenStdin": x.open_stdin, "OpenStdout": x.open_stdout, "OpenStderr": x.open_stderr,
-            "Pid": x.pid, "CanRemove": false, "DetachKeys": "",
+            "Pid": x.pid, "CanRemove": false, "DetachKeys": x.detach_keys,
             "ProcessConfig": {"tty": x.tty, "entrypoint": x.cmd.first(), "arguments": x.cmd.get(1..).unwrap_or_default(), "privileged": x.privileged, "user": x.user, "workingDir": x.workdir},
         }),
     ))
@@ -952,9 +998,7 @@ pub(crate) async fn commit(e: Arc<Engine>, q: &Query, req: Request<Incoming>) ->
         _ => None,
     };
     let mut v = v;
-    if let Some(ch) = q.get("changes").filter(|c| !c.is_empty()) {
-        apply_changes(&mut v, ch)?;
-    }
+    apply_changes(&mut v, &q.all("changes").join("\n"))?;
     let comment = q.get("comment").unwrap_or("").to_string();
     let author = q.get("author").unwrap_or("").to_string();
     let id = tokio::task::spawn_blocking(move || {
@@ -1098,7 +1142,7 @@ pub(crate) async fn events(e: Arc<Engine>, q: &Query) -> R {
 }
 
 /// Applies `docker commit --change` instructions (one per line) to a config override.
-fn apply_changes(v: &mut Value, changes: &str) -> Result<(), ApiError> {
+pub(crate) fn apply_changes(v: &mut Value, changes: &str) -> Result<(), ApiError> {
     if !v.is_object() {
         *v = json!({});
     }

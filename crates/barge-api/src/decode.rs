@@ -78,14 +78,14 @@ pub fn decode(kind: Kind, body: &[u8]) -> Result<Value, ApiError> {
     } else {
         serde_json::from_slice(body).map_err(|e| bad(format!("{e}")))?
     };
-    let v = match v {
+    let mut v = match v {
         // Go decodes `null` into a struct as "nothing set".
         Value::Null => Value::Object(Default::default()),
         Value::Object(_) => v,
         other => return Err(bad(format!("expected an object, not {}", kind_of(&other)))),
     };
     let mut path = String::new();
-    check(&v, kind.schema(), &mut path).map_err(bad)?;
+    check(&mut v, kind.schema(), &mut path).map_err(bad)?;
     Ok(v)
 }
 
@@ -125,10 +125,11 @@ fn kind_of(v: &Value) -> &'static str {
     }
 }
 
-fn check(v: &Value, t: T, path: &mut String) -> Result<(), String> {
+fn check(v: &mut Value, t: T, path: &mut String) -> Result<(), String> {
+    let kind = kind_of(v);
     let wrong = |want: &str, path: &str| {
         let at = if path.is_empty() { "the body" } else { path };
-        Err(format!("{at} must be {want}, not {}", kind_of(v)))
+        Err(format!("{at} must be {want}, not {kind}"))
     };
     if v.is_null() {
         return Ok(());
@@ -149,10 +150,10 @@ fn check(v: &Value, t: T, path: &mut String) -> Result<(), String> {
         T::StrSlice => check(v, T::List(&T::Str), path)
             .map_err(|_| format!("{path} must be a string or a list of strings")),
         T::List(item) => {
-            let Some(a) = v.as_array() else {
+            let Some(a) = v.as_array_mut() else {
                 return wrong("a list", path);
             };
-            for (i, x) in a.iter().enumerate() {
+            for (i, x) in a.iter_mut().enumerate() {
                 let len = path.len();
                 path.push_str(&format!("[{i}]"));
                 check(x, *item, path)?;
@@ -161,10 +162,10 @@ fn check(v: &Value, t: T, path: &mut String) -> Result<(), String> {
             Ok(())
         }
         T::Map(item) => {
-            let Some(o) = v.as_object() else {
+            let Some(o) = v.as_object_mut() else {
                 return wrong("an object", path);
             };
-            for (k, x) in o {
+            for (k, x) in o.iter_mut() {
                 let len = path.len();
                 path.push_str(&format!("[{k:?}]"));
                 check(x, *item, path)?;
@@ -177,13 +178,23 @@ fn check(v: &Value, t: T, path: &mut String) -> Result<(), String> {
     }
 }
 
-fn check_obj(v: &Value, groups: &[&[(&str, T)]], path: &mut String) -> Result<(), String> {
-    let Some(o) = v.as_object() else {
+/// Checks the fields of an object. As Go's decoder, a key that matches a field only when
+/// case is ignored (`detachKeys` for `DetachKeys`, as docker-py sends it) sets that field:
+/// it is renamed to the field's name, unless the body also has the exact one.
+fn check_obj(v: &mut Value, groups: &[&[(&str, T)]], path: &mut String) -> Result<(), String> {
+    let kind = kind_of(v);
+    let Some(o) = v.as_object_mut() else {
         let at = if path.is_empty() { "the body" } else { path };
-        return Err(format!("{at} must be an object, not {}", kind_of(v)));
+        return Err(format!("{at} must be an object, not {kind}"));
     };
     for (k, ft) in groups.iter().flat_map(|g| g.iter()) {
-        if let Some(x) = o.get(*k) {
+        if !o.contains_key(*k) {
+            let other = o.keys().find(|x| x.eq_ignore_ascii_case(k)).cloned();
+            if let Some(x) = other.and_then(|other| o.remove(&other)) {
+                o.insert(k.to_string(), x);
+            }
+        }
+        if let Some(x) = o.get_mut(*k) {
             let len = path.len();
             if !path.is_empty() {
                 path.push('.');

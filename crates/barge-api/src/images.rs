@@ -131,9 +131,12 @@ pub(crate) async fn dispatch(
         (&Method::POST, ["load"]) => {
             let body = read_body(req, 8 << 30).await?;
             let store = e.store.clone();
-            let loaded = blocking(move || Ok(store.load(&body[..], "load")?)).await?;
+            let loaded = blocking(move || Ok(store.load(&body[..], "load")?)).await;
+            // As dockerd: a chunked stream of JSON messages (clients read it line by line;
+            // docker-py parses a body that is not chunked as one JSON document), and a
+            // failure is an `error` message in it, after the 200.
             let mut out = String::new();
-            for l in loaded {
+            for l in loaded.as_ref().map(Vec::as_slice).unwrap_or_default() {
                 if l.tags.is_empty() {
                     out.push_str(&format!(
                         "{}\n",
@@ -147,7 +150,15 @@ pub(crate) async fn dispatch(
                     ));
                 }
             }
-            let mut r = Response::new(full(out));
+            if let Err(err) = &loaded {
+                out.push_str(&format!(
+                    "{}\n",
+                    json!({"errorDetail": {"message": err.message}, "error": err.message})
+                ));
+            }
+            let (tx, rx) = tokio::sync::mpsc::channel(1);
+            let _ = tx.try_send(Bytes::from(out));
+            let mut r = Response::new(crate::util::channel_body(rx));
             r.headers_mut().insert(
                 "Content-Type",
                 hyper::header::HeaderValue::from_static("application/json"),
@@ -195,12 +206,12 @@ pub(crate) async fn dispatch(
                     "Id": rec.id.to_string(),
                     "RepoTags": tags,
                     "RepoDigests": rec.repo_digests,
-                    "Parent": "",
-                    "Comment": "",
+                    "Parent": cfg.get("parent").cloned().unwrap_or(json!("")),
+                    "Comment": cfg.get("comment").cloned().unwrap_or(json!("")),
                     "Created": cfg.get("created").cloned().unwrap_or(json!("0001-01-01T00:00:00Z")),
                     "DockerVersion": "",
                     "Author": cfg.get("author").cloned().unwrap_or(json!("")),
-                    "Config": cfg.get("config").cloned().unwrap_or(json!({})),
+                    "Config": docker_image_config(cfg.get("config")),
                     "Architecture": cfg.get("architecture").cloned().unwrap_or(json!("")),
                     "Os": cfg.get("os").cloned().unwrap_or(json!("linux")),
                     "Size": size,
@@ -382,10 +393,15 @@ async fn create(e: Arc<Engine>, q: &Query, req: Request<Incoming>) -> R {
             Some(barge_image::Reference::parse(&s).map_err(|e| ApiError::new(400, e.to_string()))?)
         };
         let comment = q.get("message").unwrap_or("").to_string();
+        // `changes` (repeated, or lines of one value) set the image's config, as dockerd.
+        let mut config = json!({});
+        crate::containers::apply_changes(&mut config, &q.all("changes").join("\n"))?;
         let body = read_body(req, 8 << 30).await?;
         let store = e.store.clone();
-        let rec =
-            blocking(move || Ok(store.import(&body[..], reference.as_ref(), &comment)?)).await?;
+        let rec = blocking(move || {
+            Ok(store.import_with_config(&body[..], reference.as_ref(), &comment, config)?)
+        })
+        .await?;
         e.emit("image", "import", &rec.id.to_string(), Default::default());
         let line = format!("{}\n", json!({"status": rec.id.to_string()}));
         let mut r = Response::new(full(line));
@@ -428,6 +444,37 @@ pub(crate) async fn system_df(e: Arc<Engine>) -> R {
     ))
 }
 
+/// An image's `Config` as dockerd shows it: the Go struct's fields that are never omitted
+/// are there (`null`, `""`, `false`) even when the image config lacks them, so clients can
+/// index `Config["OnBuild"]`, `Config["Env"]`...
+fn docker_image_config(c: Option<&Value>) -> Value {
+    let mut v = c.filter(|c| c.is_object()).cloned().unwrap_or(json!({}));
+    for (k, default) in [
+        ("Hostname", json!("")),
+        ("Domainname", json!("")),
+        ("User", json!("")),
+        ("AttachStdin", json!(false)),
+        ("AttachStdout", json!(false)),
+        ("AttachStderr", json!(false)),
+        ("Tty", json!(false)),
+        ("OpenStdin", json!(false)),
+        ("StdinOnce", json!(false)),
+        ("Env", Value::Null),
+        ("Cmd", Value::Null),
+        ("Image", json!("")),
+        ("Volumes", Value::Null),
+        ("WorkingDir", json!("")),
+        ("Entrypoint", Value::Null),
+        ("OnBuild", Value::Null),
+        ("Labels", Value::Null),
+    ] {
+        if v.get(k).is_none() {
+            v[k] = default;
+        }
+    }
+    v
+}
+
 /// One image of `GET /images/json` (and of `system df`): `tag_shown` picks the tags listed.
 fn image_summary(
     i: &barge_image::image::ImageSummary,
@@ -457,27 +504,6 @@ pub(crate) fn image_sizes(
     list.iter().map(|i| (i.id.to_string(), i.size)).collect()
 }
 
-/// Bytes of the regular files under `p` (a container's upper dir: its `SizeRw`).
-pub(crate) fn dir_size(p: &std::path::Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![p.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            if let Ok(md) = e.path().symlink_metadata() {
-                if md.is_dir() {
-                    stack.push(e.path());
-                } else {
-                    total += md.len();
-                }
-            }
-        }
-    }
-    total
-}
-
 /// GET/HEAD/PUT /containers/{id}/archive.
 pub(crate) async fn archive(
     e: Arc<Engine>,
@@ -500,21 +526,44 @@ pub(crate) async fn archive(
     let m2 = m.clone();
     let cid = c.id.clone();
     let (stat, data) = blocking(move || {
-        let (root, unmount) = e2.mount_rootfs(&c)?;
+        // A path in a volume or bind mount is read from (written to) the mount's source.
+        let mounted = barge_engine::archive::in_mount(&c.mount_points, &path);
+        if let (Some((mp, _)), true) = (&mounted, m2 == Method::PUT) {
+            if !mp.rw {
+                return Err(ApiError::new(
+                    403,
+                    format!("{path}: mounted volume is marked read-only"),
+                ));
+            }
+        }
+        let (root, unmount) = match &mounted {
+            Some((mp, _)) => (std::path::PathBuf::from(&mp.source), false),
+            None => e2.mount_rootfs(&c)?,
+        };
+        let inner = mounted.map(|(_, p)| p).unwrap_or_else(|| path.clone());
         let r = (|| -> Result<(Option<barge_engine::archive::PathStat>, Vec<u8>), ApiError> {
             if m2 == Method::PUT {
-                barge_engine::archive::put(&root, &path, &body)?;
+                barge_engine::archive::put(&root, &inner, &body).map_err(|err| match err {
+                    barge_engine::Error::NotFound(_) => ApiError::new(
+                        404,
+                        format!("Could not find the file {path} in container {}", c.name),
+                    ),
+                    err => err.into(),
+                })?;
                 return Ok((None, Vec::new()));
             }
-            let st = barge_engine::archive::stat(&root, &path).map_err(|err| match err.kind() {
-                std::io::ErrorKind::NotFound => ApiError::new(
-                    404,
-                    format!("Could not find the file {path} in container {}", c.name),
-                ),
-                _ => ApiError::new(500, format!("{path}: {err}")),
-            })?;
+            let st =
+                barge_engine::archive::stat_named(&root, &inner, &path).map_err(|err| match err
+                    .kind()
+                {
+                    std::io::ErrorKind::NotFound => ApiError::new(
+                        404,
+                        format!("Could not find the file {path} in container {}", c.name),
+                    ),
+                    _ => ApiError::new(500, format!("{path}: {err}")),
+                })?;
             let data = if m2 == Method::GET {
-                barge_engine::archive::get(&root, &path)
+                barge_engine::archive::get_named(&root, &inner, &path)
                     .map_err(|err| ApiError::new(500, format!("{path}: {err}")))?
             } else {
                 Vec::new()

@@ -19,6 +19,7 @@ mod util;
 mod volumes;
 
 use std::convert::Infallible;
+use std::os::fd::RawFd;
 use std::sync::Arc;
 
 use barge_engine::Engine;
@@ -72,16 +73,21 @@ pub async fn serve(api: Arc<Api>, listener: tokio::net::UnixListener) {
                 continue;
             }
         };
-        tokio::spawn(serve_connection(api.clone(), stream));
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
+        tokio::spawn(serve_connection(api.clone(), stream, Some(fd)));
     }
 }
 
 /// Serves the API on one accepted connection (unix socket or TLS stream) until it closes.
-pub(crate) async fn serve_connection<S>(api: Arc<Api>, stream: S)
+/// `peer` is the connection's unix socket (see [`util::PeerSocket`]).
+pub(crate) async fn serve_connection<S>(api: Arc<Api>, stream: S, peer: Option<RawFd>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let svc = hyper::service::service_fn(move |req| {
+    let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        if let Some(fd) = peer {
+            req.extensions_mut().insert(util::PeerSocket(fd));
+        }
         let api = api.clone();
         async move { Ok::<_, Infallible>(handle(api, req).await) }
     });
@@ -206,10 +212,41 @@ async fn route(api: Arc<Api>, req: Request<Incoming>) -> Result<Response<Body>, 
             let body = read_body(req, 1 << 20).await?;
             distribution::auth(&api, body).await
         }
+        (_, ["swarm", rest @ ..]) => Err(swarm_unavailable(rest)),
+        (_, ["nodes" | "services" | "tasks" | "secrets" | "configs", ..]) => {
+            Err(swarm_unavailable(&[]))
+        }
+        (&Method::GET, ["plugins"]) => Ok(json_response(200, &json!([]))),
+        (&Method::GET, ["plugins", name @ .., "json"]) if !name.is_empty() => Err(ApiError::new(
+            404,
+            format!("plugin \"{}\" not found", name.join("/")),
+        )),
+        (_, ["plugins", ..]) => Err(ApiError::new(
+            501,
+            "managed plugins are not supported by barge".into(),
+        )),
         _ => Err(ApiError::new(
             404,
             format!("page not found: {} {}", m, path),
         )),
+    }
+}
+
+/// What a dockerd that is not in a swarm answers on the swarm endpoints (503, its words, so
+/// clients that tolerate "not part of a swarm", as docker-py's `leave_swarm(force=True)`
+/// does, carry on); joining or making one is refused: barge has no swarm mode (DESIGN.md:
+/// Kubernetes through CRI is how it scales past one host).
+fn swarm_unavailable(rest: &[&str]) -> ApiError {
+    match rest {
+        ["leave"] => ApiError::new(503, "This node is not part of a swarm".into()),
+        ["init"] | ["join"] => ApiError::new(
+            503,
+            "barge does not support swarm mode (it runs containers on one host)".into(),
+        ),
+        _ => ApiError::new(
+            503,
+            "This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again.".into(),
+        ),
     }
 }
 
@@ -270,12 +307,13 @@ fn info(api: &Api) -> serde_json::Value {
         "Labels": [],
         "ExperimentalBuild": false,
         "ServerVersion": api.info.version,
-        "Runtimes": {"barge": {"path": "barge-runc"}},
-        "DefaultRuntime": "barge",
+        "Runtimes": {"runc": {"path": "barge-runc"}, "barge": {"path": "barge-runc"}},
+        "DefaultRuntime": barge_engine::engine::DEFAULT_RUNTIME,
         "LiveRestoreEnabled": true,
         "Isolation": "",
         "InitBinary": "",
         "SecurityOptions": ["name=seccomp,profile=builtin"],
+        "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": false, "Error": "", "RemoteManagers": null},
         "Warnings": [],
     })
 }

@@ -196,7 +196,7 @@ pub async fn serve_tls(
         tokio::spawn(async move {
             // A client that connects and never completes the handshake must not hold a task.
             match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => crate::serve_connection(api, tls).await,
+                Ok(Ok(tls)) => crate::serve_connection(api, tls, None).await,
                 Ok(Err(e)) => tracing::info!("TLS handshake with {peer} refused: {e}"),
                 Err(_) => tracing::info!("TLS handshake with {peer} timed out"),
             }

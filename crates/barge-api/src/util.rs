@@ -90,7 +90,7 @@ pub fn channel_body(rx: tokio::sync::mpsc::Receiver<Bytes>) -> Body {
 
 /// A parsed query string.
 #[derive(Debug, Default)]
-pub struct Query(HashMap<String, String>);
+pub struct Query(HashMap<String, String>, HashMap<String, Vec<String>>);
 
 fn unescape(s: &str) -> String {
     unescape_with(s, true)
@@ -143,11 +143,17 @@ impl Query {
     /// Parses `a=b&c=d`.
     pub fn parse(q: &str) -> Query {
         let mut m = HashMap::new();
-        for kv in q.split('&').filter(|s| !s.is_empty()) {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            m.insert(unescape(k), unescape(v));
+        let mut all: HashMap<String, Vec<String>> = HashMap::new();
+        for (k, v) in Query::pairs(q) {
+            all.entry(k.clone()).or_default().push(v.clone());
+            m.insert(k, v);
         }
-        Query(m)
+        Query(m, all)
+    }
+
+    /// Every value of a key that may repeat (`changes` of commit and import), in order.
+    pub fn all(&self, k: &str) -> &[String] {
+        self.1.get(k).map(Vec::as_slice).unwrap_or_default()
     }
 
     /// Every `key=value` pair of `q` in order, decoded (keys may repeat, as `t` of `/build`).
@@ -254,6 +260,100 @@ pub fn json_labels_match(labels: Option<&serde_json::Value>, wanted: &[String]) 
         },
         wanted,
     )
+}
+
+/// The bytes of a detach-key sequence as Docker writes it (`ctrl-p,ctrl-q`, the default
+/// when empty; `a`; `ctrl-@`, `ctrl-[` .. `ctrl-_`).
+pub fn detach_keys(spec: &str) -> Result<Vec<u8>, String> {
+    let spec = if spec.is_empty() {
+        "ctrl-p,ctrl-q"
+    } else {
+        spec
+    };
+    let bad = || format!("Invalid detach keys ({spec}) provided");
+    let mut out = Vec::new();
+    for key in spec.split(',') {
+        if key.len() == 1 {
+            out.push(key.as_bytes()[0]);
+            continue;
+        }
+        let k = key.to_ascii_lowercase();
+        let c = match k.strip_prefix("ctrl-").map(str::as_bytes) {
+            Some([c @ b'a'..=b'z']) => c - b'a' + 1,
+            Some([b'@']) => 0,
+            Some([c @ b'['..=b'_']) => c - b'[' + 27,
+            _ => return Err(bad()),
+        };
+        out.push(c);
+    }
+    Ok(out)
+}
+
+/// Copies `r` to `w` until `r` ends (false) or the detach sequence `keys` arrives (true);
+/// the sequence is not passed on, a partial one is once it breaks (Docker's escape proxy).
+pub async fn copy_detachable<R, W>(r: &mut R, w: &mut W, keys: &[u8]) -> bool
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut matched = 0usize;
+    let mut buf = vec![0u8; 16384];
+    loop {
+        let n = match r.read(&mut buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => n,
+        };
+        let mut out = Vec::with_capacity(n + keys.len());
+        for &b in &buf[..n] {
+            if keys.get(matched) == Some(&b) {
+                matched += 1;
+                if matched == keys.len() {
+                    let _ = w.write_all(&out).await;
+                    return true;
+                }
+                continue;
+            }
+            out.extend_from_slice(&keys[..matched]);
+            matched = 0;
+            if keys.first() == Some(&b) {
+                matched = 1;
+                if keys.len() == 1 {
+                    let _ = w.write_all(&out).await;
+                    return true;
+                }
+            } else {
+                out.push(b);
+            }
+        }
+        if w.write_all(&out).await.is_err() || w.flush().await.is_err() {
+            return false;
+        }
+    }
+}
+
+/// The unix socket of a request's connection (a request extension; none over TLS).
+#[derive(Clone, Copy, Debug)]
+pub struct PeerSocket(pub std::os::fd::RawFd);
+
+/// After a hijack's 101 response: waits (up to 200 ms) until the client has read it, i.e.
+/// the unix socket holds no unread bytes (SIOCOUTQ), before the stream's first bytes go
+/// out. Clients that read the response headers through a buffer and then the stream from
+/// the raw socket (docker-py) lose whatever arrived together with the headers: the first
+/// output of a quick exec, the logs of `attach?logs=1&stream=0`.
+pub async fn wait_headers_read(peer: Option<PeerSocket>) {
+    let Some(PeerSocket(fd)) = peer else { return };
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_millis(200) {
+        let mut queued: libc::c_int = 0;
+        // SAFETY: SIOCOUTQ (TIOCOUTQ) on the connection's socket, which the upgraded
+        // connection keeps open while this runs, into a c_int.
+        let r = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut queued) };
+        if r != 0 || queued == 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
 }
 
 /// A frame of Docker's multiplexed stream.

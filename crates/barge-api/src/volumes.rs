@@ -94,9 +94,11 @@ pub(crate) async fn dispatch(
                     .unwrap_or_default()
             };
             let name = v.get("Name").and_then(Value::as_str);
+            // As dockerd: a volume created without a name is anonymous (prune's default).
+            let anonymous = name.is_none_or(str::is_empty);
             let vol = e
                 .volumes
-                .create(name, map("Labels"), map("DriverOpts"), false)?;
+                .create(name, map("Labels"), map("DriverOpts"), anonymous)?;
             e.emit("volume", "create", &vol.name, Default::default());
             Ok(json_response(201, &volume_json(&e, &vol, false)))
         }

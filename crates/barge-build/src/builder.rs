@@ -74,6 +74,8 @@ pub struct BuildOptions {
     /// only ever on a tmpfs during the RUN that mounts it: never in a layer, a cache
     /// record or key, the history or the image.
     pub secrets: BTreeMap<String, Secret>,
+    /// `--add-host`: `(name, address)` lines added to RUN steps' /etc/hosts.
+    pub extra_hosts: Vec<(String, String)>,
 }
 
 /// Networking for RUN steps, given by the caller ([`BuildOptions::network_provider`]).
@@ -150,7 +152,7 @@ impl BuildOptions {
     /// The options of a Docker API `POST /build` request, from its query pairs (already
     /// percent-decoded; `t` may repeat): `t`, `dockerfile`, `buildargs` (JSON object),
     /// `target`, `nocache`, `pull`, `labels` (JSON object), `cachefrom` (JSON array),
-    /// `networkmode`, `q`, `platform`. `rm`, `forcerm`, resource limits and the like are
+    /// `networkmode`, `q`, `platform`, `extrahosts`. `rm`, `forcerm`, resource limits and the like are
     /// accepted and ignored; `remote` and `version=2` (BuildKit) are refused.
     /// [`BuildOptions::barge_binary`] is left for the caller to set.
     pub fn from_query<K: AsRef<str>, V: AsRef<str>>(
@@ -162,7 +164,12 @@ impl BuildOptions {
             let (k, v) = (k.as_ref(), v.as_ref());
             match k {
                 "t" if !v.is_empty() => o.tags.push(v.to_string()),
-                "dockerfile" if !v.is_empty() => o.dockerfile = Some(v.to_string()),
+                // Single-valued keys read as their first value, as Go's `Form.Get`
+                // (docker-py sends `dockerfile` twice for a Dockerfile outside the
+                // context: the name it gave it in the tar, then its content).
+                "dockerfile" if !v.is_empty() && o.dockerfile.is_none() => {
+                    o.dockerfile = Some(v.to_string())
+                }
                 "target" if !v.is_empty() => o.target = Some(v.to_string()),
                 "platform" if !v.is_empty() => o.platform = Some(v.to_string()),
                 "networkmode" if !v.is_empty() => o.network = Some(v.to_string()),
@@ -184,6 +191,24 @@ impl BuildOptions {
                 "cachefrom" if !v.is_empty() => {
                     let l: Vec<String> = serde_json::from_str(v).map_err(|e| bad(k, e))?;
                     o.cache_from.extend(l);
+                }
+                // `host:ip` (or `host=ip`); repeated, or several joined by commas.
+                "extrahosts" if !v.is_empty() => {
+                    for h in v.split(',').map(str::trim).filter(|h| !h.is_empty()) {
+                        let (name, ip) = h
+                            .split_once('=')
+                            .or_else(|| h.split_once(':'))
+                            .filter(|(n, ip)| {
+                                !n.is_empty() && ip.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok()
+                            })
+                            .ok_or_else(|| {
+                                BuildError::Options(format!(
+                                    "invalid extra host {h:?}: want host:ip"
+                                ))
+                            })?;
+                        o.extra_hosts
+                            .push((name.to_string(), ip.trim_matches(['[', ']']).to_string()));
+                    }
                 }
                 "remote" if !v.is_empty() => {
                     return Err(BuildError::Options(
@@ -259,7 +284,7 @@ pub enum BuildError {
     },
     /// A RUN exited non-zero.
     #[error(
-        "{file}:{line}: {instruction}: the command '{command}' returned a non-zero code: {code}"
+        "{file}:{line}: {instruction}: The command '{command}' returned a non-zero code: {code}"
     )]
     RunFailed {
         /// The Dockerfile's name.

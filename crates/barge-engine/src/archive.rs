@@ -121,6 +121,31 @@ fn follows_last(abs: &str) -> bool {
     abs.ends_with('/') || abs.ends_with("/.")
 }
 
+/// Where `path` (container-absolute) lives on the host: the volume or bind mount whose
+/// destination holds it (the deepest one), as that mount's source and the path inside it
+/// (trailing `/` or `/.` kept), and whether the mount is writable; `None` when it is in the
+/// container's own root. Volumes are mounted only inside the container's mount namespace,
+/// so `docker cp` reaches them here, as dockerd does by mounting them over the rootfs.
+pub fn in_mount<'a>(
+    mounts: &'a [crate::model::MountPoint],
+    path: &str,
+) -> Option<(&'a crate::model::MountPoint, String)> {
+    let abs = docker_abs(path);
+    let clean = clean_abs(path);
+    let m = mounts
+        .iter()
+        .filter(|m| m.kind != "tmpfs" && !m.source.is_empty())
+        .filter(|m| {
+            let d = clean_abs(&m.destination);
+            d != "/" && (clean == d || clean.starts_with(&format!("{d}/")))
+        })
+        .max_by_key(|m| clean_abs(&m.destination).len())?;
+    let rest = &clean[clean_abs(&m.destination).len()..];
+    let suffix = abs.get(clean.len()..).unwrap_or("");
+    let inner = format!("/{}{}", rest.trim_start_matches('/'), suffix);
+    Some((m, inner.replace("//", "/")))
+}
+
 /// lstat of what an `O_PATH` fd refers to (a symlink itself when opened `O_NOFOLLOW`).
 fn fstat_fd(fd: &OwnedFd) -> io::Result<libc::stat> {
     // SAFETY: an all-zero stat is a valid out buffer.
@@ -180,6 +205,12 @@ fn link_target(root: &Path, abs: &str, link: &Path) -> String {
 /// reported itself (mode with Go's ModeSymlink, the size of its text, and `linkTarget`)
 /// unless the path ends in `/` or `/.`.
 pub fn stat(root: &Path, path: &str) -> io::Result<PathStat> {
+    stat_named(root, path, path)
+}
+
+/// [`stat`] of `path` inside `root`, named after `asked` (the path the client gave, which
+/// differs from `path` when it is inside a mount: see [`in_mount`]).
+pub fn stat_named(root: &Path, path: &str, asked: &str) -> io::Result<PathStat> {
     let abs = docker_abs(path);
     let fd = open_at(root, &abs, !follows_last(&abs))?;
     let st = fstat_fd(&fd)?;
@@ -189,7 +220,7 @@ pub fn stat(root: &Path, path: &str) -> io::Result<PathStat> {
         String::new()
     };
     Ok(PathStat {
-        name: base_name(&abs),
+        name: base_name(&docker_abs(asked)),
         size: st.st_size as u64,
         mode: go_file_mode(st.st_mode),
         mtime: barge_runtime::state::rfc3339(st.st_mtime, st.st_mtime_nsec as u32),
@@ -227,9 +258,14 @@ pub fn go_file_mode(st_mode: u32) -> u32 {
 /// A tar of `path` inside `root` (a directory's content under its base name). A symlink
 /// as the last component is archived as the link (see [`stat`]).
 pub fn get(root: &Path, path: &str) -> io::Result<Vec<u8>> {
+    get_named(root, path, path)
+}
+
+/// [`get`] of `path` inside `root`, its entries named after `asked` (see [`stat_named`]).
+pub fn get_named(root: &Path, path: &str, asked: &str) -> io::Result<Vec<u8>> {
     let abs = docker_abs(path);
     let fd = open_at(root, &abs, !follows_last(&abs))?;
-    let name = base_name(&abs);
+    let name = base_name(&docker_abs(asked));
     let name = if name == "/" { ".".to_string() } else { name };
     let mut b = tar::Builder::new(Vec::new());
     b.follow_symlinks(false);

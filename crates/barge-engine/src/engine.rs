@@ -139,6 +139,9 @@ pub struct Exec {
     /// yet: the docker CLI resizes as soon as it has started the exec.
     #[serde(skip)]
     pub size: Option<(u16, u16)>,
+    /// The detach-key sequence for a tty exec (`DetachKeys`; empty: ctrl-p,ctrl-q).
+    #[serde(skip)]
+    pub detach_keys: String,
 }
 
 type AttachWaiter =
@@ -731,12 +734,30 @@ impl Engine {
                     )));
                 }
             }
-            Some(other) => {
+            Some(
+                other @ ("syslog" | "journald" | "gelf" | "fluentd" | "awslogs" | "splunk"
+                | "etwlogs" | "gcplogs" | "logentries"),
+            ) => {
                 return Err(Error::BadRequest(format!(
                     "logging driver {other:?} is not supported (json-file, local and none are)"
                 )));
             }
+            // dockerd's words for a driver it does not know either (docker-py checks them).
+            Some(other) => {
+                return Err(Error::BadRequest(format!(
+                    "logger: no log driver named '{other}' is registered"
+                )));
+            }
             None => {}
+        }
+        // One built-in runtime, runc-compatible (`barge-runc`): inspect shows it as `runc`,
+        // dockerd's default name, when none was asked for (spec.rs refuses other names).
+        if host_config
+            .get("Runtime")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            host_config["Runtime"] = json!(DEFAULT_RUNTIME);
         }
         if host_config.get("RestartPolicy").is_none_or(Value::is_null) {
             host_config["RestartPolicy"] = json!({"Name": "no", "MaximumRetryCount": 0});
@@ -1441,6 +1462,16 @@ impl Engine {
         let mut a = HashMap::new();
         a.insert("signal".into(), sig.to_string());
         self.emit("container", "kill", &c.id, a);
+        // As dockerd: a SIGKILL returns once the container has stopped (up to 10 s), so
+        // an inspect right after `kill` sees it exited with 137.
+        if sig == libc::SIGKILL {
+            if c.state.status == "paused" {
+                // A frozen task takes the pending SIGKILL when thawed.
+                let _ = self.runtime(&["resume", &c.id]).await;
+            }
+            self.wait_stopped(&c.id, Some(Duration::from_secs(10)))
+                .await;
+        }
         Ok(())
     }
 
@@ -1861,6 +1892,7 @@ impl Engine {
             started: false,
             console: None,
             size: None,
+            detach_keys: s("DetachKeys"),
         };
         self.execs
             .lock()
@@ -2191,6 +2223,11 @@ impl Engine {
         if !author.is_empty() {
             cfg["author"] = json!(author);
         }
+        // As dockerd's image config: the local image it was made from, and the message.
+        cfg["parent"] = json!(base.id.to_string());
+        if !comment.is_empty() {
+            cfg["comment"] = json!(comment);
+        }
         let diff_ids: Vec<String> = layers.iter().map(|l| l.diff_id.to_string()).collect();
         cfg["rootfs"] = json!({"type": "layers", "diff_ids": diff_ids});
         let mut hist = cfg
@@ -2221,6 +2258,7 @@ impl Engine {
             .map(|d| self.store.layer_path(d))
             .collect();
         let mut out = Vec::new();
+        let mut holders: Vec<String> = Vec::new();
         let mut stack = vec![(upper.clone(), String::new())];
         while let Some((dir, rel)) = stack.pop() {
             let Ok(rd) = std::fs::read_dir(&dir) else {
@@ -2234,6 +2272,7 @@ impl Engine {
                     p.as_str(),
                     "/etc/hostname" | "/etc/hosts" | "/etc/resolv.conf"
                 ) {
+                    holders.push(rel.clone());
                     continue;
                 }
                 let Ok(md) = e.path().symlink_metadata() else {
@@ -2256,12 +2295,31 @@ impl Engine {
                 }
             }
         }
+        // A directory of the image copied up only to hold those mount points is no change
+        // (dockerd keeps them in an init layer under the container's).
+        let paths: Vec<String> = out.iter().map(|(p, _)| format!("{p}/")).collect();
+        out.retain(|(p, kind)| {
+            *kind != 0
+                || !holders.contains(p)
+                || paths
+                    .iter()
+                    .any(|q| q.starts_with(&format!("{p}/")) && q.len() > p.len() + 1)
+        });
         out.sort();
         Ok(out)
     }
 
-    /// `docker container prune`: removes stopped containers; returns their ids.
-    pub async fn prune(&self) -> Vec<String> {
+    /// The size of a container's writable layer (its upper dir), `SizeRw`.
+    pub fn size_rw(&self, c: &Container) -> u64 {
+        self.store
+            .snapshot_upper(&c.snapshot)
+            .map(|u| crate::util::dir_size(&u))
+            .unwrap_or(0)
+    }
+
+    /// `docker container prune`: removes stopped containers; returns their ids and the
+    /// bytes their writable layers held.
+    pub async fn prune(&self) -> (Vec<String>, u64) {
         let ids: Vec<String> = self
             .all()
             .into_iter()
@@ -2269,14 +2327,20 @@ impl Engine {
             .map(|c| c.id)
             .collect();
         let mut out = Vec::new();
+        let mut reclaimed = 0;
         for id in ids {
+            let size = self.get(&id).map(|c| self.size_rw(&c)).unwrap_or(0);
             if self.remove(&id, false).await.is_ok() {
                 out.push(id);
+                reclaimed += size;
             }
         }
-        out
+        (out, reclaimed)
     }
 }
+
+/// The name of barge's runtime in `HostConfig.Runtime` and `info` (dockerd's default).
+pub const DEFAULT_RUNTIME: &str = "runc";
 
 /// (max-size, max-file) from `HostConfig.LogConfig.Config`.
 fn log_opts(c: &Container) -> (u64, u32) {

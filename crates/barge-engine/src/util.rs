@@ -124,3 +124,25 @@ pub fn host_name() -> String {
         .map(|h| h.trim().to_string())
         .unwrap_or_default()
 }
+
+/// The bytes of the files under `p` (directories themselves not counted; links not
+/// followed).
+pub fn dir_size(p: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![p.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            if let Ok(md) = e.path().symlink_metadata() {
+                if md.is_dir() {
+                    stack.push(e.path());
+                } else {
+                    total += md.len();
+                }
+            }
+        }
+    }
+    total
+}

@@ -337,14 +337,11 @@ impl Store {
             .iter()
             .map(|n| {
                 let rec = self.resolve(n)?;
-                // Saved by reference: that reference; by id: all its references.
+                // Saved by reference: that reference; by id (or an id prefix): none, as
+                // dockerd (`RepoTags: null`; `docker load` then reports the id).
                 let tags = match Reference::parse(n) {
                     Ok(r) if refs.iter().any(|(x, _)| x == &r) => vec![r],
-                    _ => refs
-                        .iter()
-                        .filter(|(_, id)| id == &rec.id)
-                        .map(|(r, _)| r.clone())
-                        .collect(),
+                    _ => Vec::new(),
                 };
                 Ok((rec, tags))
             })
@@ -393,8 +390,9 @@ impl Store {
                     tags.iter()
                         .filter(|t| t.tag().is_some())
                         .map(|t| t.familiar())
-                        .collect(),
-                ),
+                        .collect::<Vec<_>>(),
+                )
+                .filter(|t| !t.is_empty()),
                 layers: layer_names,
             });
         }

@@ -548,8 +548,20 @@ impl Store {
         reference: Option<&Reference>,
         comment: &str,
     ) -> Result<ImageRecord> {
+        self.import_with_config(tarball, reference, comment, serde_json::json!({}))
+    }
+
+    /// [`Store::import`] with the image's `config` (`Cmd`, `Env`, ... as `docker import
+    /// --change` sets them).
+    pub fn import_with_config(
+        &self,
+        tarball: impl Read,
+        reference: Option<&Reference>,
+        comment: &str,
+        image_config: serde_json::Value,
+    ) -> Result<ImageRecord> {
         let lease = self.lease();
-        let res = self.import_inner(&lease, tarball, reference, comment);
+        let res = self.import_inner(&lease, tarball, reference, comment, image_config);
         drop(lease);
         if res.is_err() {
             let _ = self.gc();
@@ -563,6 +575,7 @@ impl Store {
         tarball: impl Read,
         reference: Option<&Reference>,
         comment: &str,
+        image_config: serde_json::Value,
     ) -> Result<ImageRecord> {
         let (blob, size) = lease.ingest(tarball, None, "imported tarball")?;
         let f = self.open_blob(&blob)?;
@@ -587,7 +600,7 @@ impl Store {
             "created": created,
             "architecture": host.architecture,
             "os": host.os,
-            "config": {},
+            "config": image_config,
             "rootfs": {"type": "layers", "diff_ids": [diff_id.to_string()]},
             "history": [{"created": created, "created_by": "barge import", "comment": comment}],
         });

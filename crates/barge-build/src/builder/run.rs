@@ -432,11 +432,13 @@ impl Run<'_> {
         .is_ok();
         if has_etc && !host_net {
             let hosts = snap.dir.join("hosts");
-            std::fs::write(
-                &hosts,
+            let mut text = String::from(
                 "127.0.0.1\tlocalhost buildkitsandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n",
-            )
-            .map_err(|e| self.step_err(inst, e))?;
+            );
+            for (name, ip) in &self.opts.extra_hosts {
+                text.push_str(&format!("{ip}\t{name}\n"));
+            }
+            std::fs::write(&hosts, text).map_err(|e| self.step_err(inst, e))?;
             mounts.push(json!({"destination": "/etc/hosts", "type": "bind", "source": hosts, "options": ["bind", "ro"]}));
             if let Some(resolv) = attachment.as_ref().and_then(|a| a.resolv_conf()) {
                 let p = snap.dir.join("resolv.conf");

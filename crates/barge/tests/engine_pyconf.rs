@@ -1,0 +1,364 @@
+//! Behaviour docker-py's own integration suite expects of a Docker daemon, found by running
+//! that suite against barge (docs/conformance-docker-py.md): each test drives the daemon the
+//! way the failing docker-py test did (through docker-py, or raw HTTP for status codes).
+
+mod engine;
+
+use engine::{skip, Daemon};
+
+/// Runs a docker-py snippet against `d` (`c` is `docker.from_env()`, `api` its APIClient);
+/// asserts it succeeds and returns its stdout.
+fn py(d: &Daemon, code: &str) -> String {
+    let script = format!(
+        "import docker, io, json, os, socket, tarfile, time\n\
+         c = docker.from_env()\n\
+         api = c.api\n\
+         {code}\n\
+         print('PY OK')\n"
+    );
+    let o = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .env("DOCKER_HOST", format!("unix://{}", d.sock.display()))
+        .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+        .output()
+        .expect("python3");
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success() && out.contains("PY OK"),
+        "docker-py snippet failed:\n{code}\n--- stdout\n{out}\n--- stderr\n{}\n--- daemon\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        d.log()
+    );
+    out
+}
+
+#[test]
+fn swarm_and_plugin_endpoints_answer_as_a_dockerd_outside_a_swarm() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    // docker-py's network tests call leave_swarm(force=True) in tearDown: it accepts 503.
+    let (code, body) = d.api("POST", "/v1.47/swarm/leave?force=1", None);
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("This node is not part of a swarm"), "{body}");
+    for p in [
+        "/swarm",
+        "/services",
+        "/nodes",
+        "/tasks",
+        "/secrets",
+        "/configs",
+    ] {
+        let (code, body) = d.api("GET", &format!("/v1.47{p}"), None);
+        assert_eq!(code, 503, "{p}: {body}");
+        assert!(body.contains("not a swarm manager"), "{p}: {body}");
+    }
+    let (code, body) = d.api("POST", "/v1.47/swarm/init", Some("{}"));
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("swarm mode"), "{body}");
+    let (code, body) = d.api("GET", "/v1.47/plugins", None);
+    assert_eq!((code, body.trim()), (200, "[]"));
+    let (code, body) = d.api("GET", "/v1.47/plugins/foo/json", None);
+    assert_eq!(code, 404, "{body}");
+    let (_, info) = d.api("GET", "/v1.47/info", None);
+    assert!(info.contains("\"LocalNodeState\":\"inactive\""), "{info}");
+    py(&d, "assert api.leave_swarm(force=True) is True");
+}
+
+#[test]
+fn kill_returns_once_the_container_has_stopped() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    // Inspect right after kill (docker-py's KillTest): exited with 137, not running.
+    py(
+        &d,
+        r#"
+for i in range(3):
+    ct = api.create_container('busybox', ['sleep', '9999'])
+    api.start(ct)
+    api.kill(ct)
+    st = api.inspect_container(ct)['State']
+    assert st['Running'] is False and st['ExitCode'] == 137, st
+    api.remove_container(ct)
+"#,
+    );
+}
+
+#[test]
+fn archive_reaches_the_volumes_and_binds_of_a_stopped_container() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    let host = tempfile::tempdir().expect("tempdir");
+    std::fs::write(host.path().join("ro.txt"), "read only").expect("write");
+    let out = py(
+        &d,
+        &format!(
+            r#"
+ct = api.create_container('busybox', 'sh -c "echo -n maid > /vol1/data.txt"', volumes=['/vol1', '/ro'],
+    host_config=api.create_host_config(binds={{'{host}': {{'bind': '/ro', 'mode': 'ro'}}}}))
+api.start(ct)
+api.wait(ct)
+strm, stat = api.get_archive(ct, '/vol1/data.txt')
+assert stat['name'] == 'data.txt' and stat['size'] == 4, stat
+t = tarfile.open(fileobj=io.BytesIO(b''.join(strm)))
+assert t.extractfile('data.txt').read() == b'maid'
+# the mount point itself is archived under its own name
+strm, stat = api.get_archive(ct, '/vol1')
+assert stat['name'] == 'vol1', stat
+names = tarfile.open(fileobj=io.BytesIO(b''.join(strm))).getnames()
+assert 'vol1/data.txt' in names, names
+# put into the volume, read back through a container that has it
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode='w') as tw:
+    ti = tarfile.TarInfo('put.txt'); ti.size = 3
+    tw.addfile(ti, io.BytesIO(b'put'))
+assert api.put_archive(ct, '/vol1', buf.getvalue())
+strm, _ = api.get_archive(ct, '/vol1/put.txt')
+assert tarfile.open(fileobj=io.BytesIO(b''.join(strm))).extractfile('put.txt').read() == b'put'
+# a bind: read, and a read-only one refuses a write
+strm, _ = api.get_archive(ct, '/ro/ro.txt')
+assert tarfile.open(fileobj=io.BytesIO(b''.join(strm))).extractfile('ro.txt').read() == b'read only'
+try:
+    api.put_archive(ct, '/ro', buf.getvalue())
+    raise SystemExit('put into a read-only bind succeeded')
+except docker.errors.APIError as e:
+    assert e.status_code == 403 and 'read-only' in str(e), e
+api.remove_container(ct, v=True)
+"#,
+            host = host.path().display()
+        ),
+    );
+    assert!(out.contains("PY OK"));
+    assert!(!host.path().join("put.txt").exists());
+}
+
+#[test]
+fn exec_tty_attach_without_stream_and_detach_keys() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    py(
+        &d,
+        r#"
+ct = api.create_container('busybox', 'cat', detach=True, stdin_open=True)
+api.start(ct)
+# The exec's Tty (create) gives it a pty; exec start's Tty (False here, as docker-py sends
+# it) only asks for the multiplexed stream.
+x = api.exec_create(ct, 'sh -c "echo out; echo err >&2"', tty=True)
+assert api.exec_start(x) == b'out\r\nerr\r\n', api.exec_start
+x = api.exec_create(ct, 'sh -c "echo out; echo err >&2"', tty=True)
+assert api.exec_start(x, demux=True) == (b'out\r\nerr\r\n', None)
+
+def detached(sock, keys):
+    s = sock._sock
+    for k in keys:
+        s.sendall(k)
+        time.sleep(0.3)
+    s.settimeout(10)
+    try:
+        s.sendall(b'more\n')
+        return s.recv(128) == b''
+    except OSError:
+        return True
+
+# exec: the detach keys come in the create body (docker-py spells it "detachKeys").
+api._general_configs['detachKeys'] = 'ctrl-p'
+x = api.exec_create(ct, 'cat', stdin=True, tty=True, stdout=True)
+assert api.exec_inspect(x)['DetachKeys'] == 'ctrl-p'
+assert detached(api.exec_start(x, tty=True, socket=True), [b'\x10'])
+del api._general_configs['detachKeys']
+x = api.exec_create(ct, 'cat', stdin=True, tty=True, stdout=True)
+assert detached(api.exec_start(x, tty=True, socket=True), [b'\x10', b'\x11'])
+try:
+    api.exec_create(ct, 'cat', detach_keys='ctrl-1')
+    raise SystemExit('bad detach keys accepted')
+except docker.errors.APIError as e:
+    assert e.status_code == 400 and 'Invalid detach keys' in str(e), e
+
+# attach: default ctrl-p ctrl-q, or detachKeys in the query; the container keeps running.
+t = api.create_container('busybox', 'cat', detach=True, stdin_open=True, tty=True)
+api.start(t)
+assert detached(api.attach_socket(t, {'stdin': True, 'stream': True}), [b'\x10', b'\x11'])
+assert detached(api.attach_socket(t, {'stdin': True, 'stream': True, 'detachKeys': 'ctrl-x'}), [b'\x18'])
+assert api.inspect_container(t)['State']['Running']
+
+# attach without stream: the logs, to a stopped container too.
+e = api.create_container('busybox', 'echo hello')
+api.start(e)
+api.wait(e)
+assert api.attach(e, stream=False, logs=True) == b'hello\n'
+for x in (ct, t, e):
+    api.remove_container(x, force=True)
+"#,
+    );
+}
+
+#[test]
+fn commit_and_import_apply_every_change_and_commit_records_the_parent() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    py(
+        &d,
+        r#"
+ct = api.create_container('busybox', ['touch', '/test'])
+api.start(ct)
+api.wait(ct)
+img = api.commit(ct, changes=['EXPOSE 8000', 'CMD ["bash"]'], message='msg')
+i = api.inspect_image(img['Id'])
+assert '8000/tcp' in i['Config']['ExposedPorts'] and i['Config']['Cmd'] == ['bash'], i['Config']
+assert i['Parent'] == api.inspect_image('busybox')['Id'], i['Parent']
+assert i['Comment'] == 'msg', i['Comment']
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode='w') as tw:
+    ti = tarfile.TarInfo('f'); ti.size = 1
+    tw.addfile(ti, io.BytesIO(b'x'))
+res = api.import_image_from_data(buf.getvalue(), repository='imp', changes=['USER foobar', 'CMD ["echo"]'])
+iid = json.loads(res.splitlines()[-1])['status']
+cfg = api.inspect_image(iid)['Config']
+assert cfg['Cmd'] == ['echo'] and cfg['User'] == 'foobar', cfg
+api.remove_container(ct)
+"#,
+    );
+}
+
+#[test]
+fn group_add_diff_prune_runtime_and_log_drivers() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    py(
+        &d,
+        r#"
+# GroupAdd: numbers and names (busybox's /etc/group has nogroup 65534); a user's
+# supplementary groups from /etc/group.
+ct = api.create_container('busybox', 'id -G', host_config=api.create_host_config(group_add=[1000, 1001, 'nogroup']))
+api.start(ct); api.wait(ct)
+groups = api.logs(ct).decode().split()
+assert {'0', '1000', '1001', '65534'} <= set(groups), groups
+bad = api.create_container('busybox', 'true', host_config=api.create_host_config(group_add=['nosuch']))
+try:
+    api.start(bad)
+    raise SystemExit('an unknown group was accepted')
+except docker.errors.APIError as e:
+    assert 'unable to find group nosuch' in str(e).lower(), e
+api.remove_container(bad)
+api.remove_container(ct)
+# diff: the image's /etc holding the engine's mount points is no change
+ct = c.containers.run('busybox', 'touch /test', detach=True)
+ct.wait()
+assert ct.diff() == [{'Path': '/test', 'Kind': 1}], ct.diff()
+# prune: what the writable layers held
+c2 = api.create_container('busybox', ['sh', '-c', 'echo hello > /data.txt'])
+api.start(c2); api.wait(c2)
+r = api.prune_containers()
+assert c2['Id'] in r['ContainersDeleted'] and r['SpaceReclaimed'] >= 6, r
+# runtime: dockerd's default name; an unknown one is refused
+ct = api.create_container('busybox', 'true')
+assert api.inspect_container(ct)['HostConfig']['Runtime'] == 'runc'
+try:
+    api.create_container('busybox', 'true', host_config=api.create_host_config(runtime='nvidia'))
+    raise SystemExit('unknown runtime accepted')
+except docker.errors.APIError as e:
+    assert e.status_code == 400 and 'nvidia' in str(e), e
+# log drivers: none keeps no log; an unknown name gets dockerd's words
+n = c.containers.run('busybox', 'echo hi', detach=True, log_config={'type': 'none'})
+n.wait()
+try:
+    n.logs()
+    raise SystemExit('logs of a none-driver container')
+except docker.errors.APIError as e:
+    assert 'does not support reading' in str(e), e
+try:
+    api.create_container('busybox', 'true', host_config=api.create_host_config(log_config={'type': 'asdf'}))
+    raise SystemExit('unknown log driver accepted')
+except docker.errors.APIError as e:
+    assert "logger: no log driver named 'asdf' is registered" in str(e), e
+"#,
+    );
+}
+
+#[test]
+fn image_load_stream_build_messages_inspect_shape_and_volume_prune() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    let ctx = tempfile::tempdir().expect("tempdir");
+    let df = tempfile::tempdir().expect("tempdir");
+    std::fs::write(ctx.path().join("file.txt"), "hello").expect("write");
+    std::fs::write(
+        df.path().join("Dockerfile"),
+        "FROM busybox\nCOPY . /src\nWORKDIR /src\n",
+    )
+    .expect("write");
+    py(
+        &d,
+        &format!(
+            r#"
+# load: a chunked stream of messages (docker-py reads it line by line), errors in it
+api.tag('busybox', 'second', 'x')
+img = c.images.get('busybox')
+data = b''.join(img.save())
+# saved by id: no repository tags, as dockerd (docker-py's named=False)
+m = json.load(tarfile.open(fileobj=io.BytesIO(data)).extractfile('manifest.json'))
+assert [e['RepoTags'] for e in m] == [None], m
+res = c.images.load(data)
+assert [i.id for i in res] == [img.id], res
+data = b''.join(img.save(named='second:x'))
+m = json.load(tarfile.open(fileobj=io.BytesIO(data)).extractfile('manifest.json'))
+assert [e['RepoTags'] for e in m] == [['second:x']], m
+try:
+    c.images.load(b'abc')
+    raise SystemExit('loading garbage succeeded')
+except docker.errors.ImageLoadError as e:
+    assert str(e), e
+# image inspect has the Config fields dockerd never omits
+cfg = api.inspect_image('busybox')['Config']
+assert 'OnBuild' in cfg and cfg['OnBuild'] is None and cfg['Entrypoint'] is None, cfg
+# a Dockerfile outside the context: docker-py sends `dockerfile` twice (name, content);
+# the first one counts, as in Go
+lines = list(api.build(path='{ctx}', dockerfile='{df}/Dockerfile', tag='ooc', decode=True))
+assert not any('error' in l for l in lines), lines
+ct = api.create_container('ooc', 'ls')
+api.start(ct); api.wait(ct)
+assert api.logs(ct).split() == [b'file.txt'], api.logs(ct)
+# a failing RUN reads as the classic builder's message
+try:
+    c.images.build(fileobj=io.BytesIO(b'FROM busybox\nRUN exit 1'))
+    raise SystemExit('build succeeded')
+except docker.errors.BuildError as e:
+    assert "The command '/bin/sh -c exit 1' returned a non-zero code: 1" in str(e), e
+# extra hosts (--add-host) are in RUN steps' /etc/hosts
+script = io.BytesIO(b'FROM busybox\nRUN grep -q "127.0.0.1.hello.world.test" /etc/hosts && cp /etc/hosts /hosts-file\n')
+lines = list(api.build(fileobj=script, tag='eh', extra_hosts={{'hello.world.test': '127.0.0.1', 'six.test': '::1'}}, decode=True))
+assert not any('errorDetail' in l for l in lines), lines
+ct = api.create_container('eh', 'cat /hosts-file')
+api.start(ct); api.wait(ct)
+hosts = api.logs(ct).decode()
+assert '127.0.0.1\thello.world.test' in hosts and '::1\tsix.test' in hosts, hosts
+try:
+    list(api.build(fileobj=io.BytesIO(b'FROM busybox\n'), extra_hosts={{'bad': 'nope'}}, decode=True))
+    raise SystemExit('a bad extra host was accepted')
+except docker.errors.APIError as e:
+    assert 'invalid extra host' in str(e), e
+# a volume created without a name is anonymous: prune's default removes it, not a named one
+v = api.create_volume()
+n = api.create_volume(name='named')
+p = api.prune_volumes()
+assert v['Name'] in p['VolumesDeleted'] and 'named' not in p['VolumesDeleted'], p
+"#,
+            ctx = ctx.path().display(),
+            df = df.path().display()
+        ),
+    );
+}
