@@ -192,6 +192,21 @@ fn is_mountpoint(p: &Path) -> bool {
     }
 }
 
+/// The attributes of a container's events: its name, image and labels.
+fn container_event_attributes(c: &Container) -> HashMap<String, String> {
+    let mut attrs = HashMap::new();
+    attrs.insert("name".into(), c.name.clone());
+    attrs.insert("image".into(), c.image_name.clone());
+    if let Some(l) = c.config.get("Labels").and_then(Value::as_object) {
+        for (k, v) in l {
+            if let Some(v) = v.as_str() {
+                attrs.insert(k.clone(), v.to_string());
+            }
+        }
+    }
+    attrs
+}
+
 /// A container's record in its data directory.
 const RECORD_FILE: &str = "config.v2.json";
 
@@ -414,17 +429,9 @@ impl Engine {
         let mut from = None;
         if kind == "container" {
             if let Some(c) = self.lock().get(id) {
-                attrs.insert("name".into(), c.name.clone());
-                attrs.insert("image".into(), c.image_name.clone());
-                from = Some(c.image_name.clone());
-                if let Some(l) = c.config.get("Labels").and_then(Value::as_object) {
-                    for (k, v) in l {
-                        if let Some(v) = v.as_str() {
-                            attrs.insert(k.clone(), v.to_string());
-                        }
-                    }
-                }
+                attrs.extend(container_event_attributes(c));
             }
+            from = attrs.get("image").cloned();
         }
         let legacy = kind == "container" || kind == "image";
         let ev = Event {
@@ -1293,9 +1300,12 @@ impl Engine {
             return;
         }
         if exit.oom_killed {
-            self.emit("container", "oom", id, HashMap::new());
+            self.emit("container", "oom", id, container_event_attributes(&c));
         }
-        let mut a = HashMap::new();
+        // The attributes from the record read before the update: a waiter woken by the
+        // update may remove the container before this event is made (docker-py's
+        // `run(remove=True)`), and the event must still name it and its image.
+        let mut a = container_event_attributes(&c);
         a.insert("exitCode".to_string(), exit.code.to_string());
         self.emit("container", "die", id, a);
         if c.host_bool("AutoRemove") {
