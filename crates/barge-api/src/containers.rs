@@ -122,11 +122,21 @@ pub(crate) fn summary_with_size(
     c: &Container,
     image_sizes: &std::collections::HashMap<String, u64>,
 ) -> Value {
-    let rw = e.size_rw(c);
     let mut s = summary(e, c);
-    s["SizeRw"] = json!(rw);
-    s["SizeRootFs"] = json!(rw + image_sizes.get(&c.image_id).copied().unwrap_or(0));
+    add_sizes(&mut s, e, c, image_sizes);
     s
+}
+
+/// Sets `SizeRw` and `SizeRootFs` (a list entry's or inspect's).
+fn add_sizes(
+    v: &mut Value,
+    e: &Engine,
+    c: &Container,
+    image_sizes: &std::collections::HashMap<String, u64>,
+) {
+    let rw = e.size_rw(c);
+    v["SizeRw"] = json!(rw);
+    v["SizeRootFs"] = json!(rw + image_sizes.get(&c.image_id).copied().unwrap_or(0));
 }
 
 pub(crate) fn list(e: Arc<Engine>, q: &Query) -> R {
@@ -589,9 +599,7 @@ pub(crate) async fn dispatch(
                         .list_images()
                         .map_err(|err| ApiError::new(500, err.to_string()))?,
                 );
-                let s = summary_with_size(&e, &c, &sizes);
-                v["SizeRw"] = s["SizeRw"].clone();
-                v["SizeRootFs"] = s["SizeRootFs"].clone();
+                add_sizes(&mut v, &e, &c, &sizes);
             }
             Ok(json_response(200, &v))
         }

@@ -307,7 +307,10 @@ fn info(api: &Api) -> serde_json::Value {
         "Labels": [],
         "ExperimentalBuild": false,
         "ServerVersion": api.info.version,
-        "Runtimes": {"runc": {"path": "barge-runc"}, "barge": {"path": "barge-runc"}},
+        "Runtimes": barge_engine::engine::RUNTIMES
+            .iter()
+            .map(|r| (r.to_string(), json!({"path": "barge-runc"})))
+            .collect::<serde_json::Map<_, _>>(),
         "DefaultRuntime": barge_engine::engine::DEFAULT_RUNTIME,
         "LiveRestoreEnabled": true,
         "Isolation": "",

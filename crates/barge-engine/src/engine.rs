@@ -2352,6 +2352,9 @@ impl Engine {
 /// The name of barge's runtime in `HostConfig.Runtime` and `info` (dockerd's default).
 pub const DEFAULT_RUNTIME: &str = "runc";
 
+/// The runtime names a container may ask for: both are barge's own runtime.
+pub const RUNTIMES: &[&str] = &[DEFAULT_RUNTIME, "barge"];
+
 /// (max-size, max-file) from `HostConfig.LogConfig.Config`.
 fn log_opts(c: &Container) -> (u64, u32) {
     let cfg = c.host_config.get("LogConfig").and_then(|l| l.get("Config"));

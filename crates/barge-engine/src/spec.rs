@@ -312,11 +312,11 @@ pub fn build(
     }
     let uts_host = c.host_str("UTSMode") == "host";
     for (key, fine) in [
-        ("UsernsMode", &["", "host"][..]),
-        ("Runtime", &["", "runc", "barge"][..]),
+        ("UsernsMode", &["host"][..]),
+        ("Runtime", crate::engine::RUNTIMES),
     ] {
         let v = c.host_str(key);
-        if !fine.contains(&v.as_str()) {
+        if !v.is_empty() && !fine.contains(&v.as_str()) {
             return Err(Error::BadRequest(format!(
                 "{key} {v:?} is not supported by barge (it runs every container with its own runtime, without user namespace remapping)"
             )));
