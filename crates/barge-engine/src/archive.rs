@@ -36,19 +36,28 @@ fn open_at(root: &Path, path: &str, nofollow: bool) -> io::Result<OwnedFd> {
         mode: 0,
         resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
     };
-    // SAFETY: openat2 with a valid dirfd, NUL-terminated path and open_how of the right size.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            rootf.as_raw_fd(),
-            c.as_ptr(),
-            &how as *const OpenHow,
-            std::mem::size_of::<OpenHow>(),
-        )
+    let fd = loop {
+        // SAFETY: openat2 with a valid dirfd, NUL-terminated path and open_how of the right
+        // size.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                rootf.as_raw_fd(),
+                c.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        if fd >= 0 {
+            break fd;
+        }
+        let e = io::Error::last_os_error();
+        // EAGAIN: a rename or mount anywhere raced with a ".." lookup; the kernel asks for a
+        // retry (as barge-runtime's resolve::open_in_root does).
+        if e.raw_os_error() != Some(libc::EAGAIN) {
+            return Err(e);
+        }
     };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
     // SAFETY: fd was just returned by openat2 and is ours.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
