@@ -5,4 +5,16 @@ set -eu
 cd "$(dirname "$0")/.."
 sh scripts/setup.sh
 cargo build --workspace --all-targets
-cargo test --workspace --no-fail-fast -- --test-threads=2
+log=$(mktemp /tmp/barge-test-log.XXXXXX)
+status=0
+{ rc=0; cargo test --workspace --no-fail-fast -- --test-threads=2 || rc=$?; echo $rc >"$log.rc"; } 2>&1 | tee "$log"
+if [ "$(cat "$log.rc")" != 0 ]; then
+    status=1
+    # A CI log shows only its tail: repeat each failure's own output there.
+    echo
+    echo "==== failures (repeated from above) ===="
+    awk '/^---- .* stdout ----$/ {p=1} /^failures:$/ && p {p=0} p' "$log" | grep -v -E '^ +[0-9]+: |^ +at ' | head -c 20000
+    grep -E '^test .* FAILED$|^error: ' "$log" | head -50
+fi
+rm -f "$log" "$log.rc"
+exit $status

@@ -563,7 +563,7 @@ impl crate::Store {
         let res = (|| {
             self.mount_readonly(key, &mnt)?;
             let out = diff_dir(&mnt, w);
-            let um = crate::snapshot::unmount(&mnt);
+            let um = crate::snapshot::unmount_settled(&mnt);
             let out = out?;
             um?;
             Ok(out)

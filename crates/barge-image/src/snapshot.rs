@@ -379,6 +379,31 @@ pub fn unmount(target: &Path) -> Result<()> {
     Ok(())
 }
 
+/// [`unmount`] of a private mount nobody else should hold, such as export's: a process
+/// forked elsewhere in the daemon can hold one of our directory fds for the moment
+/// before its exec closes it, so EBUSY is retried for up to a second, then the mount is
+/// detached (it goes once that fd closes) rather than left behind.
+pub(crate) fn unmount_settled(target: &Path) -> Result<()> {
+    for _ in 0..50 {
+        match unmount(target) {
+            Err(Error::Mount { source, .. }) if source.raw_os_error() == Some(libc::EBUSY) => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+    let c = cpath(target)?;
+    // SAFETY: c is a valid NUL-terminated path.
+    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH | libc::UMOUNT_NOFOLLOW) } < 0 {
+        return Err(Error::Mount {
+            op: "umount",
+            target: target.to_path_buf(),
+            source: io::Error::last_os_error(),
+        });
+    }
+    Ok(())
+}
+
 fn cpath(p: &Path) -> Result<CString> {
     CString::new(p.as_os_str().as_bytes()).map_err(|_| {
         Error::io(

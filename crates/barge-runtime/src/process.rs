@@ -781,8 +781,8 @@ fn init_setup(ctx: &InitCtx<'_>) -> StepResult<ExecArgs> {
     if w < 0 {
         return Err(StepError::os("open exec fifo"));
     }
-    // SAFETY: w is an open fd; writes one byte from a static buffer.
-    unsafe { libc::write(w, b"0".as_ptr().cast(), 1) };
+    // The startContainer hooks run before the byte is written: `start` runs the poststart
+    // hooks once it reads it, and the spec orders those after these.
     if let Some(h) = hooks {
         if h.start_container().is_some() {
             let json = state.oci_json(crate::state::Status::Running);
@@ -790,6 +790,8 @@ fn init_setup(ctx: &InitCtx<'_>) -> StepResult<ExecArgs> {
                 .map_err(|e| StepError::new("startContainer hook", e))?;
         }
     }
+    // SAFETY: w is an open fd; writes one byte from a static buffer.
+    unsafe { libc::write(w, b"0".as_ptr().cast(), 1) };
     Ok(args)
 }
 
