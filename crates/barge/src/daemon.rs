@@ -163,46 +163,7 @@ fn network_config(
 }
 
 fn parse_ulimit(s: &str) -> Result<(String, i64, i64)> {
-    let (name, v) = s
-        .split_once('=')
-        .with_context(|| format!("invalid ulimit {s:?}: want name=soft[:hard]"))?;
-    let (soft, hard) = match v.split_once(':') {
-        Some((a, b)) => (a, b),
-        None => (v, v),
-    };
-    let p = |x: &str| -> Result<i64> {
-        if x == "-1" || x == "unlimited" {
-            return Ok(-1);
-        }
-        x.parse::<i64>()
-            .with_context(|| format!("invalid ulimit value {x:?} in {s:?}"))
-    };
-    let (soft, hard) = (p(soft)?, p(hard)?);
-    if hard >= 0 && soft > hard {
-        bail!("invalid ulimit {s:?}: soft limit above hard limit");
-    }
-    let known = [
-        "core",
-        "cpu",
-        "data",
-        "fsize",
-        "locks",
-        "memlock",
-        "msgqueue",
-        "nice",
-        "nofile",
-        "nproc",
-        "rss",
-        "rtprio",
-        "rttime",
-        "sigpending",
-        "stack",
-        "as",
-    ];
-    if !known.contains(&name) {
-        bail!("invalid ulimit type: {name}");
-    }
-    Ok((name.to_string(), soft, hard))
+    crate::cli::opts::parse_ulimit_parts(s).map_err(|e| anyhow::anyhow!(e))
 }
 
 fn settings(a: Args) -> Result<Settings> {

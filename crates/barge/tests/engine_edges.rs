@@ -942,7 +942,7 @@ fn daemon_flags_pidfile_config_file_default_ulimits_log_level() {
                     r#"{"default-ulimits": {"nofile": {"Soft": 9, "Hard": 1}}}"#,
                 ),
             ],
-            "soft limit above hard limit",
+            "soft limit must be less than or equal to hard limit",
         ),
         (
             vec!["--config-file".into(), write("c.json", "{not json")],

@@ -10,7 +10,7 @@ use hyper::Method;
 use serde_json::{json, Map, Value};
 
 use super::args::*;
-use super::client::{enc, filters_json, query, Client};
+use super::client::{enc, filters_json, query, Client, Hijacked};
 use super::error::{Error, Result};
 use super::format::{human_duration, human_size, tabulate_min, unescape, ListFormat, Template};
 use super::opts;
@@ -581,6 +581,31 @@ pub(crate) fn start_error_code(msg: &str) -> i32 {
     }
 }
 
+/// Runs an interactive session on a hijacked stream until it ends or is detached: the
+/// terminal raw while a TTY session reads our stdin, the remote TTY sized to ours and kept
+/// so, and `detach` (the detach keys) honoured only when stdin is forwarded.
+async fn interact(
+    c: &Client,
+    h: Hijacked,
+    path_prefix: &str,
+    tty: bool,
+    stdin: bool,
+    detach: Vec<u8>,
+) -> Result<PumpEnd> {
+    let raw = if tty && stdin && term::is_tty(0) {
+        term::RawMode::enable(0)
+    } else {
+        None
+    };
+    if tty {
+        resize(c, path_prefix).await;
+        spawn_resize_watcher(c, path_prefix.to_string());
+    }
+    let end = term::pump(h, tty, stdin, if stdin { detach } else { vec![] }).await;
+    drop(raw);
+    end
+}
+
 async fn resize(c: &Client, path_prefix: &str) {
     if let Some((h, w)) = term::size(1).or_else(|| term::size(0)) {
         let _ = c
@@ -708,17 +733,7 @@ pub async fn run(c: &Client, a: RunArgs) -> Result<()> {
         }
         return Err(Error::Status(code, format!("barge: {e}")));
     }
-    let raw = if a.tty && stdin && term::is_tty(0) {
-        term::RawMode::enable(0)
-    } else {
-        None
-    };
-    if a.tty {
-        resize(c, &format!("/containers/{id}")).await;
-        spawn_resize_watcher(c, format!("/containers/{id}"));
-    }
-    let end = term::pump(h, a.tty, stdin, if stdin { keys } else { vec![] }).await;
-    drop(raw);
+    let end = interact(c, h, &format!("/containers/{id}"), a.tty, stdin, keys).await;
     if end? == PumpEnd::Detached {
         waiter.abort();
         return Ok(());
@@ -783,18 +798,8 @@ pub async fn start(c: &Client, a: StartArgs) -> Result<()> {
                 e.to_string(),
             ));
         }
-        let raw = if tty && stdin && term::is_tty(0) {
-            term::RawMode::enable(0)
-        } else {
-            None
-        };
-        if tty {
-            resize(c, &format!("/containers/{full}")).await;
-            spawn_resize_watcher(c, format!("/containers/{full}"));
-        }
         let keys = detach_keys(&a.detach_keys)?;
-        let end = term::pump(h, tty, stdin, if stdin { keys } else { vec![] }).await;
-        drop(raw);
+        let end = interact(c, h, &format!("/containers/{full}"), tty, stdin, keys).await;
         if end? == PumpEnd::Detached {
             return Ok(());
         }
@@ -1199,17 +1204,7 @@ pub async fn exec(c: &Client, a: ExecArgs) -> Result<()> {
             Some(&json!({"Detach": false, "Tty": a.tty})),
         )
         .await?;
-    let raw = if a.tty && stdin && term::is_tty(0) {
-        term::RawMode::enable(0)
-    } else {
-        None
-    };
-    if a.tty {
-        resize(c, &format!("/exec/{eid}")).await;
-        spawn_resize_watcher(c, format!("/exec/{eid}"));
-    }
-    let end = term::pump(h, a.tty, stdin, if stdin { keys } else { vec![] }).await;
-    drop(raw);
+    let end = interact(c, h, &format!("/exec/{eid}"), a.tty, stdin, keys).await;
     if end? == PumpEnd::Detached {
         return Ok(());
     }
@@ -1277,20 +1272,11 @@ pub async fn attach(c: &Client, a: AttachArgs) -> Result<()> {
             None,
         )
         .await?;
-    let raw = if tty && stdin && term::is_tty(0) {
-        term::RawMode::enable(0)
-    } else {
-        None
-    };
-    if tty {
-        resize(c, &format!("/containers/{id}")).await;
-        spawn_resize_watcher(c, format!("/containers/{id}"));
-    } else if a.sig_proxy {
+    if !tty && a.sig_proxy {
         spawn_sig_proxy(c, id.clone());
     }
     let keys = detach_keys(&a.detach_keys)?;
-    let end = term::pump(h, tty, stdin, if stdin { keys } else { vec![] }).await;
-    drop(raw);
+    let end = interact(c, h, &format!("/containers/{id}"), tty, stdin, keys).await;
     if end? == PumpEnd::Detached {
         return Ok(());
     }

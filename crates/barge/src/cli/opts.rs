@@ -299,11 +299,13 @@ const ULIMITS: &[&str] = &[
     "as",
 ];
 
-/// `--ulimit name=soft[:hard]` as the API's `{"Name","Soft","Hard"}`.
-pub fn parse_ulimit(spec: &str) -> OptResult<Value> {
+/// One `--ulimit name=soft[:hard]` (`-1` or `unlimited` for no limit), checked: a known
+/// resource and a soft limit not above the hard one. Used by `run` and `daemon
+/// --default-ulimit` alike.
+pub fn parse_ulimit_parts(spec: &str) -> OptResult<(String, i64, i64)> {
     let (name, vals) = spec
         .split_once('=')
-        .ok_or_else(|| format!("invalid ulimit argument: {spec}"))?;
+        .ok_or_else(|| format!("invalid ulimit argument: {spec:?}: want name=soft[:hard]"))?;
     if !ULIMITS.contains(&name) {
         return Err(format!("invalid ulimit type: {name}"));
     }
@@ -311,17 +313,25 @@ pub fn parse_ulimit(spec: &str) -> OptResult<Value> {
         Some((s, h)) => (s, h),
         None => (vals, vals),
     };
-    let soft: i64 = soft
-        .parse()
-        .map_err(|_| format!("invalid ulimit soft value: {soft}"))?;
-    let hard: i64 = hard
-        .parse()
-        .map_err(|_| format!("invalid ulimit hard value: {hard}"))?;
+    let value = |x: &str, which: &str| -> OptResult<i64> {
+        if x == "unlimited" {
+            return Ok(-1);
+        }
+        x.parse()
+            .map_err(|_| format!("invalid ulimit {which} value {x:?} in {spec:?}"))
+    };
+    let (soft, hard) = (value(soft, "soft")?, value(hard, "hard")?);
     if soft > hard && hard != -1 {
         return Err(format!(
             "ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}"
         ));
     }
+    Ok((name.to_string(), soft, hard))
+}
+
+/// `--ulimit name=soft[:hard]` as the API's `{"Name","Soft","Hard"}`.
+pub fn parse_ulimit(spec: &str) -> OptResult<Value> {
+    let (name, soft, hard) = parse_ulimit_parts(spec)?;
     Ok(json!({"Name": name, "Soft": soft, "Hard": hard}))
 }
 
