@@ -3,20 +3,10 @@
 //! lead outside its root (CVE-2018-15664).
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
-
-const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
-const RESOLVE_IN_ROOT: u64 = 0x10;
 
 /// Opens `path` (container-absolute) inside `root` as an `O_PATH` fd.
 pub fn open_in_root(root: &Path, path: &str) -> io::Result<OwnedFd> {
@@ -26,40 +16,7 @@ pub fn open_in_root(root: &Path, path: &str) -> io::Result<OwnedFd> {
 /// [`open_in_root`]; with `nofollow` a symlink as the last component is opened itself
 /// (`O_PATH | O_NOFOLLOW`), every earlier one is still resolved inside the root.
 fn open_at(root: &Path, path: &str, nofollow: bool) -> io::Result<OwnedFd> {
-    let rootf = std::fs::File::open(root)?;
-    let rel = path.trim_start_matches('/');
-    let rel = if rel.is_empty() { "." } else { rel };
-    let c = std::ffi::CString::new(rel).map_err(io::Error::other)?;
-    let how = OpenHow {
-        flags: (libc::O_PATH | libc::O_CLOEXEC | if nofollow { libc::O_NOFOLLOW } else { 0 })
-            as u64,
-        mode: 0,
-        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
-    };
-    let fd = loop {
-        // SAFETY: openat2 with a valid dirfd, NUL-terminated path and open_how of the right
-        // size.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                rootf.as_raw_fd(),
-                c.as_ptr(),
-                &how as *const OpenHow,
-                std::mem::size_of::<OpenHow>(),
-            )
-        };
-        if fd >= 0 {
-            break fd;
-        }
-        let e = io::Error::last_os_error();
-        // EAGAIN: a rename or mount anywhere raced with a ".." lookup; the kernel asks for a
-        // retry (as barge-runtime's resolve::open_in_root does).
-        if e.raw_os_error() != Some(libc::EAGAIN) {
-            return Err(e);
-        }
-    };
-    // SAFETY: fd was just returned by openat2 and is ours.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    barge_runtime::rootfs::open_path_in_root(root, Path::new(path), nofollow)
 }
 
 fn fd_path(fd: &OwnedFd) -> PathBuf {

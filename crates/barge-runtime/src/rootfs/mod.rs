@@ -32,6 +32,7 @@ pub mod options;
 mod pivot;
 mod procfs;
 mod resolve;
+pub use resolve::{open_in_root, open_path_in_root};
 mod sys;
 
 use std::os::fd::AsFd;

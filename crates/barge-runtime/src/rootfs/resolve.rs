@@ -66,8 +66,10 @@ fn join(components: &[OsString]) -> PathBuf {
     p
 }
 
-/// openat2 with `RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS` (plus `extra`) relative to `root`.
-pub(crate) fn open_in_root(
+/// openat2 with `RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS` (plus `extra`) relative to `root`:
+/// every symlink and `..` on the way is resolved as if `root` were `/`, so the result never
+/// names a file outside it, even while the tree changes under us (CVE-2018-15664 class).
+pub fn open_in_root(
     root: BorrowedFd<'_>,
     path: &Path,
     flags: OFlag,
@@ -84,6 +86,25 @@ pub(crate) fn open_in_root(
             other => return other,
         }
     }
+}
+
+/// [`open_in_root`] for callers outside the runtime (`docker cp`): opens `path` inside the
+/// directory `root` as an `O_PATH` fd; with `nofollow` a symlink as the last component is
+/// opened itself, every earlier one is still resolved inside the root.
+pub fn open_path_in_root(root: &Path, path: &Path, nofollow: bool) -> std::io::Result<OwnedFd> {
+    let rootf = std::fs::File::open(root)?;
+    let mut flags = OFlag::O_PATH;
+    if nofollow {
+        flags |= OFlag::O_NOFOLLOW;
+    }
+    let fd = open_in_root(rootf.as_fd(), path, flags, ResolveFlag::empty())?;
+    // A trailing slash asks for a directory, as it does of open(2).
+    if path.as_os_str().as_bytes().ends_with(b"/")
+        && file_type(&nix::sys::stat::fstat(fd.as_fd())?) != libc::S_IFDIR
+    {
+        return Err(std::io::Error::from_raw_os_error(libc::ENOTDIR));
+    }
+    Ok(fd)
 }
 
 /// Opens `path` inside `root` as an `O_PATH` fd, `None` if it does not exist.
@@ -279,6 +300,31 @@ mod tests {
         assert!(lookup_in_root(rootfd.as_fd(), Path::new("/nope"))
             .expect("lookup")
             .is_none());
+    }
+
+    #[test]
+    fn open_path_in_root_confines_links_and_honours_a_trailing_slash() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path().join("root");
+        std::fs::create_dir_all(root.join("d")).expect("mkdir");
+        std::fs::write(root.join("f"), b"inside").expect("file");
+        std::fs::write(tmp.path().join("f"), b"outside").expect("host file");
+        symlink("../../f", root.join("d/up")).expect("symlink");
+        symlink("/f", root.join("abs")).expect("symlink");
+        let inside =
+            std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(root.join("f")).expect("stat"));
+        for p in ["/d/up", "abs", "/../../f", "d/../../f"] {
+            let fd = open_path_in_root(&root, Path::new(p), false).expect(p);
+            let st = nix::sys::stat::fstat(fd.as_fd()).expect("fstat");
+            assert_eq!(st.st_ino, inside, "{p} left the root");
+        }
+        // With nofollow the link itself is opened.
+        let fd = open_path_in_root(&root, Path::new("/abs"), true).expect("link");
+        let st = nix::sys::stat::fstat(fd.as_fd()).expect("fstat");
+        assert_eq!(file_type(&st), libc::S_IFLNK);
+        let e = open_path_in_root(&root, Path::new("/f/"), false).expect_err("file/");
+        assert_eq!(e.raw_os_error(), Some(libc::ENOTDIR));
+        assert!(open_path_in_root(&root, Path::new("/d/"), false).is_ok());
     }
 
     #[test]
