@@ -213,6 +213,9 @@ const RECORD_FILE: &str = "config.v2.json";
 /// Deletes what a removed container leaves on disk: its snapshot and both directories.
 fn remove_container_files(store: &barge_image::Store, key: &str, exec_dir: &Path, data_dir: &Path) {
     let _ = store.remove_snapshot(key);
+    // Nothing may still be mounted below the exec dir when it is removed recursively: a
+    // subpath pin is a volume's own data.
+    crate::mounts::release_subpaths(exec_dir);
     let _ = std::fs::remove_dir_all(exec_dir);
     let _ = std::fs::remove_dir_all(data_dir);
 }
@@ -1042,7 +1045,7 @@ impl Engine {
                         store.mount(&id2, &rootfs)?;
                     }
                 }
-                crate::mounts::prepare(&vols, &c2, &rootfs)?;
+                crate::mounts::prepare(&vols, &c2, &rootfs, &ed)?;
                 std::fs::write(files.join("hostname"), format!("{hostname}\n")).map_err(internal("hostname"))?;
                 let hosts = if hostnet {
                     std::fs::read_to_string("/etc/hosts").unwrap_or_default()
@@ -1237,7 +1240,8 @@ impl Engine {
     }
 
     async fn cleanup_after_exit(&self, c: &Container) {
-        let rootfs = self.exec_dir(&c.id).join("rootfs");
+        let exec_dir = self.exec_dir(&c.id);
+        let rootfs = exec_dir.join("rootfs");
         let ns = self.netns_path(&c.id);
         let nm = self.network_manager();
         let id = c.id.clone();
@@ -1250,6 +1254,7 @@ impl Engine {
             if is_mountpoint(&rootfs) {
                 let _ = barge_image::snapshot::unmount(&rootfs);
             }
+            crate::mounts::release_subpaths(&exec_dir);
             crate::netns::remove(&ns);
         })
         .await;

@@ -125,6 +125,16 @@ pub struct MountPoint {
     /// An anonymous volume made for this container (`rm -v` removes it).
     #[serde(default)]
     pub anonymous: bool,
+    /// `VolumeOptions.Subpath`: only this path inside the volume is mounted.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub subpath: String,
+    /// `BindOptions.NonRecursive`: the bind leaves out mounts below its source.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub non_recursive: bool,
+    /// `BindOptions.ReadOnlyNonRecursive`: a read-only bind whose submounts stay as they are
+    /// (read-only binds are otherwise read-only all the way down, as Docker's since 25.0).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ro_non_recursive: bool,
 }
 
 impl Container {

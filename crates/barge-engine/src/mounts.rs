@@ -3,7 +3,8 @@
 //! and anonymous volumes they need; and their preparation at start (driver mounts, copy-up).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
@@ -56,8 +57,8 @@ fn volume_mount(
         rw,
         propagation: String::new(),
         copy_up,
-        tmpfs_options: vec![],
         anonymous: v.anonymous,
+        ..Default::default()
     })
 }
 
@@ -170,9 +171,19 @@ pub fn resolve(
                             .and_then(Value::as_bool)
                             .unwrap_or(false)
                     };
-                    if flag("NonRecursive") {
+                    if flag("ReadOnlyNonRecursive") && flag("ReadOnlyForceRecursive") {
                         return Err(Error::BadRequest(
-                            "invalid mount config: BindOptions.NonRecursive is not supported by barge (binds are recursive)".into(),
+                            "invalid mount config: ReadOnlyNonRecursive and ReadOnlyForceRecursive are mutually exclusive".into(),
+                        ));
+                    }
+                    if rw && (flag("ReadOnlyNonRecursive") || flag("ReadOnlyForceRecursive")) {
+                        return Err(Error::BadRequest(
+                            "invalid mount config: ReadOnlyNonRecursive and ReadOnlyForceRecursive need ReadOnly".into(),
+                        ));
+                    }
+                    if flag("NonRecursive") && flag("ReadOnlyForceRecursive") {
+                        return Err(Error::BadRequest(
+                            "invalid mount config: NonRecursive and ReadOnlyForceRecursive are mutually exclusive".into(),
                         ));
                     }
                     if flag("CreateMountpoint") && src.starts_with('/') && !Path::new(src).exists()
@@ -205,20 +216,18 @@ pub fn resolve(
                         destination: dst.into(),
                         rw,
                         propagation: prop.into(),
+                        non_recursive: flag("NonRecursive"),
+                        ro_non_recursive: flag("ReadOnlyNonRecursive"),
                         ..Default::default()
                     }
                 }
                 "volume" => {
                     let vo = m.get("VolumeOptions");
-                    if let Some(sp) = vo
+                    let subpath = vo
                         .and_then(|v| v.get("Subpath"))
                         .and_then(Value::as_str)
-                        .filter(|s| !s.is_empty())
-                    {
-                        return Err(Error::BadRequest(format!(
-                            "invalid mount config: VolumeOptions.Subpath ({sp:?}) is not supported by barge"
-                        )));
-                    }
+                        .unwrap_or_default();
+                    check_subpath(subpath)?;
                     let nocopy = vo
                         .and_then(|v| v.get("NoCopy"))
                         .and_then(Value::as_bool)
@@ -233,15 +242,18 @@ pub fn resolve(
                         vo.and_then(|v| v.get("DriverConfig"))
                             .and_then(|d| d.get("Options")),
                     );
-                    volume_mount(
+                    let mut mp = volume_mount(
                         vols,
                         (!src.is_empty()).then_some(src),
                         dst,
                         rw,
-                        !nocopy,
+                        // Docker fills only a whole volume from the image.
+                        !nocopy && subpath.is_empty(),
                         labels,
                         opts,
-                    )?
+                    )?;
+                    mp.subpath = subpath.to_string();
+                    mp
                 }
                 "tmpfs" => {
                     if !src.is_empty() {
@@ -326,14 +338,120 @@ pub fn resolve(
     Ok(out)
 }
 
-/// At start: mounts volumes with driver options and copies the image's content into new
-/// empty volumes (resolving the destination inside `rootfs`).
-pub fn prepare(vols: &Volumes, c: &Container, rootfs: &Path) -> Result<()> {
-    for m in &c.mount_points {
+/// `VolumeOptions.Subpath` as Docker takes it: a relative path that stays inside the volume
+/// (no `..`); empty for the whole volume.
+fn check_subpath(subpath: &str) -> Result<()> {
+    if subpath.starts_with('/') {
+        return Err(Error::BadRequest(format!(
+            "invalid mount config: subpath must be a relative path within the volume: {subpath:?}"
+        )));
+    }
+    if Path::new(subpath)
+        .components()
+        .any(|c| c == std::path::Component::ParentDir)
+    {
+        return Err(Error::BadRequest(format!(
+            "invalid mount config: subpath must not escape the volume: {subpath:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// Where a container's `n`th mount point's volume subpath is pinned while it runs: a bind
+/// mount, made by [`prepare`], of the directory or file that the subpath resolved to inside
+/// the volume. The runtime binds from here, so a symlink that another container swaps into
+/// the volume afterwards cannot redirect the mount (the CVE-2018-15664 class).
+fn subpath_stage(exec_dir: &Path, n: usize) -> PathBuf {
+    exec_dir.join("subpaths").join(n.to_string())
+}
+
+/// Undoes [`prepare`]'s subpath pins under `exec_dir` (after the container's exit).
+pub fn release_subpaths(exec_dir: &Path) {
+    let dir = exec_dir.join("subpaths");
+    let Ok(rd) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if let Ok(c) = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()) {
+            // SAFETY: c is NUL-terminated; failing (not mounted) is fine.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH | libc::UMOUNT_NOFOLLOW) };
+        }
+        let _ = std::fs::remove_file(&p).or_else(|_| std::fs::remove_dir(&p));
+    }
+    let _ = std::fs::remove_dir(&dir);
+}
+
+/// Pins `subpath` of the volume directory `data` at `stage`: resolved inside the volume
+/// only (a symlink in it cannot lead out), then bind-mounted through its fd.
+fn pin_subpath(data: &Path, subpath: &str, stage: &Path) -> Result<()> {
+    let fd =
+        barge_runtime::rootfs::open_path_in_root(data, Path::new(subpath), false).map_err(|e| {
+            Error::BadRequest(format!(
+                "cannot access subpath {subpath:?} of the volume: {e}"
+            ))
+        })?;
+    let st = nix_fstat(&fd)?;
+    let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+    if let Some(parent) = stage.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Error::Internal(format!("create {}: {e}", parent.display())))?;
+    }
+    let made = if is_dir {
+        std::fs::create_dir(stage)
+    } else {
+        std::fs::File::create(stage).map(drop)
+    };
+    made.map_err(|e| Error::Internal(format!("create {}: {e}", stage.display())))?;
+    let src = std::ffi::CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    let dst = std::ffi::CString::new(stage.as_os_str().as_encoded_bytes())
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    // SAFETY: both are NUL-terminated; a plain bind of the fd's file.
+    let r = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            dst.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND | libc::MS_REC,
+            std::ptr::null(),
+        )
+    };
+    if r < 0 {
+        return Err(Error::Internal(format!(
+            "pin volume subpath {subpath:?}: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(())
+}
+
+fn nix_fstat(fd: &std::os::fd::OwnedFd) -> Result<libc::stat> {
+    // SAFETY: an all-zero stat is a valid value for fstat to fill.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fd is open; st is a valid out pointer.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } < 0 {
+        return Err(Error::Internal(format!(
+            "stat volume subpath: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(st)
+}
+
+/// At start: mounts volumes with driver options, pins volume subpaths (under `exec_dir`)
+/// and copies the image's content into new empty volumes (resolving the destination
+/// inside `rootfs`).
+pub fn prepare(vols: &Volumes, c: &Container, rootfs: &Path, exec_dir: &Path) -> Result<()> {
+    release_subpaths(exec_dir);
+    for (n, m) in c.mount_points.iter().enumerate() {
         if m.kind != "volume" {
             continue;
         }
         let data = vols.prepare(&m.name)?;
+        if !m.subpath.is_empty() {
+            pin_subpath(&data, &m.subpath, &subpath_stage(exec_dir, n))?;
+        }
         if !m.copy_up {
             continue;
         }
@@ -354,10 +472,10 @@ pub fn prepare(vols: &Volumes, c: &Container, rootfs: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The OCI mounts for a container's mount points.
-pub fn oci_mounts(c: &Container) -> Result<Vec<Value>> {
+/// The OCI mounts for a container's mount points (`exec_dir` holds the subpath pins).
+pub fn oci_mounts(c: &Container, exec_dir: &Path) -> Result<Vec<Value>> {
     let mut out = Vec::new();
-    for m in &c.mount_points {
+    for (n, m) in c.mount_points.iter().enumerate() {
         check_dest(&m.destination)?;
         if m.kind == "tmpfs" {
             let mut o = vec!["nosuid".to_string(), "nodev".to_string()];
@@ -368,16 +486,24 @@ pub fn oci_mounts(c: &Container) -> Result<Vec<Value>> {
             out.push(serde_json::json!({"destination": m.destination, "type": "tmpfs", "source": "tmpfs", "options": o}));
             continue;
         }
-        let mut o = vec!["rbind".to_string()];
+        let mut o = vec![if m.non_recursive { "bind" } else { "rbind" }.to_string()];
         if !m.rw {
             o.push("ro".into());
+            if !m.ro_non_recursive && !m.non_recursive {
+                o.push("rro".into());
+            }
         }
         o.push(if m.propagation.is_empty() {
             "rprivate".to_string()
         } else {
             m.propagation.clone()
         });
-        out.push(serde_json::json!({"destination": m.destination, "type": "bind", "source": m.source, "options": o}));
+        let source = if m.subpath.is_empty() {
+            m.source.clone()
+        } else {
+            subpath_stage(exec_dir, n).display().to_string()
+        };
+        out.push(serde_json::json!({"destination": m.destination, "type": "bind", "source": source, "options": o}));
     }
     Ok(out)
 }

@@ -272,7 +272,8 @@ pub fn build(
         mounts.push(json!({"destination": format!("/etc/{f}"), "type": "bind",
             "source": files.join(f), "options": ["rbind", "rprivate"]}));
     }
-    user_mounts(c, &mut mounts)?;
+    // The rootfs mountpoint sits in the container's exec dir, beside its subpath pins.
+    user_mounts(c, rootfs.parent().unwrap_or(rootfs), &mut mounts)?;
     let mut namespaces = vec![json!({"type": "mount"})];
     for (key, kind, private, joinable) in [
         ("PidMode", "pid", &[""][..], true),
@@ -552,8 +553,8 @@ fn check_dest(d: &str) -> Result<()> {
     Ok(())
 }
 
-fn user_mounts(c: &Container, mounts: &mut Vec<Value>) -> Result<()> {
-    mounts.extend(crate::mounts::oci_mounts(c)?);
+fn user_mounts(c: &Container, exec_dir: &Path, mounts: &mut Vec<Value>) -> Result<()> {
+    mounts.extend(crate::mounts::oci_mounts(c, exec_dir)?);
     if let Some(t) = c.host_config.get("Tmpfs").and_then(Value::as_object) {
         for (dst, opts) in t {
             check_dest(dst)?;

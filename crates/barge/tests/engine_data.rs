@@ -1600,3 +1600,168 @@ fn image_volume_makes_an_anonymous_volume_filled_from_the_image() {
     d.ok(&["rm", "-v", "v1"]);
     assert_eq!(d.ok(&["volume", "ls", "-q"]), "");
 }
+
+/// Unmounts a test's own mount when dropped (also when the test fails).
+struct Unmount(std::path::PathBuf);
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn volume_subpath_and_bind_recursion_options() {
+    if skip() {
+        return;
+    }
+    // A host directory with a tmpfs mounted below it, made before the daemon starts so the
+    // daemon's mount namespace has it too.
+    let host = tempfile::tempdir().expect("tempdir");
+    let src = host.path().join("src");
+    std::fs::create_dir_all(src.join("sub")).expect("mkdir");
+    std::fs::write(src.join("top"), b"t").expect("write");
+    let st = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "tmpfs"])
+        .arg(src.join("sub"))
+        .status()
+        .expect("mount");
+    assert!(st.success());
+    let _sub = Unmount(src.join("sub"));
+    std::fs::write(src.join("sub/below"), b"b").expect("write below");
+    let d = Daemon::start();
+    let srcs = src.display().to_string();
+
+    // Binds are recursive by default, and read-only ones read-only all the way down.
+    let m = format!("type=bind,src={srcs},dst=/b,readonly");
+    let out = d.ok(&[
+        "run", "--rm", "--mount", &m, "busybox", "sh", "-c",
+        "cat /b/sub/below; touch /b/sub/x 2>/dev/null && echo sub-writable; touch /b/x 2>/dev/null && echo top-writable; true",
+    ]);
+    assert_eq!(out, "b", "{out}");
+    // bind-recursive=writable: read-only on top only.
+    let m = format!("type=bind,src={srcs},dst=/b,readonly,bind-recursive=writable");
+    let out = d.ok(&[
+        "run", "--rm", "--mount", &m, "busybox", "sh", "-c",
+        "touch /b/sub/x 2>/dev/null && echo sub-writable; touch /b/x 2>/dev/null && echo top-writable; true",
+    ]);
+    assert_eq!(out, "sub-writable", "{out}");
+    // bind-recursive=disabled: the submount is left out.
+    let m = format!("type=bind,src={srcs},dst=/b,bind-recursive=disabled");
+    let out = d.ok(&[
+        "run", "--rm", "--mount", &m, "busybox", "ls", "-A", "/b/sub",
+    ]);
+    assert_eq!(out, "", "{out}");
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--mount",
+        &format!("type=bind,src={srcs},dst=/b"),
+        "busybox",
+        "ls",
+        "/b/sub",
+    ]);
+    assert!(out.contains("below") && out.contains('x'), "{out}");
+
+    // volume-subpath: only that directory (or file) of the volume is mounted.
+    d.ok(&["volume", "create", "sv"]);
+    d.ok(&[
+        "run", "--rm", "-v", "sv:/v", "busybox", "sh", "-c",
+        "mkdir -p /v/a/dir && echo hi > /v/a/dir/f && echo other > /v/rest && ln -s / /v/a/up && ln -s /etc /v/a/etc",
+    ]);
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=volume,src=sv,dst=/m,volume-subpath=a/dir",
+        "busybox",
+        "sh",
+        "-c",
+        "ls -A /m; cat /m/f; echo new > /m/g",
+    ]);
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["f", "hi"],
+        "{out}"
+    );
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=volume,src=sv,dst=/m,volume-subpath=a/dir/f",
+        "busybox",
+        "cat",
+        "/m",
+    ]);
+    assert_eq!(out, "hi");
+    let out = d.ok(&["run", "--rm", "-v", "sv:/v", "busybox", "cat", "/v/a/dir/g"]);
+    assert_eq!(out, "new", "writes through a subpath land in the volume");
+    // Symlinks in the subpath resolve inside the volume, never on the host.
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=volume,src=sv,dst=/m,volume-subpath=a/up/rest",
+        "busybox",
+        "cat",
+        "/m",
+    ]);
+    assert_eq!(out, "other", "'/' in the volume is the volume's root");
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=volume,src=sv,dst=/m,volume-subpath=a/etc/passwd",
+        "busybox",
+        "cat",
+        "/m",
+    ]);
+    assert!(
+        !o.status.success(),
+        "a link to /etc reached the host's passwd"
+    );
+    let e = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(
+        e.contains("subpath") && !String::from_utf8_lossy(&o.stdout).contains("root:"),
+        "{e}"
+    );
+    // Bad subpaths are refused at create, naming the problem; nothing is created.
+    let before = d.ok(&["ps", "-aq"]);
+    for (sp, want) in [("../x", "escape"), ("/abs", "relative")] {
+        let m = format!("type=volume,src=sv,dst=/m,volume-subpath={sp}");
+        let o = d.docker(&["create", "--mount", &m, "busybox", "true"]);
+        assert!(!o.status.success(), "{sp}");
+        let e = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(e.contains(want), "{sp}: {e}");
+    }
+    assert_eq!(d.ok(&["ps", "-aq"]), before);
+    // A running container's subpath pin goes with it.
+    let id = d.ok(&[
+        "run",
+        "-d",
+        "--mount",
+        "type=volume,src=sv,dst=/m,volume-subpath=a/dir",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    let pins = || {
+        let pid = d.pid().expect("daemon pid");
+        std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+            .expect("mountinfo")
+            .lines()
+            .filter(|l| l.contains(&format!("{id}/subpaths/")))
+            .count()
+    };
+    assert_eq!(pins(), 1);
+    d.ok(&["rm", "-f", &id]);
+    assert!(
+        eventually(10, || pins() == 0),
+        "the subpath pin outlived its container"
+    );
+    // The volume's data is intact after all of it.
+    let out = d.ok(&["run", "--rm", "-v", "sv:/v", "busybox", "cat", "/v/a/dir/f"]);
+    assert_eq!(out, "hi");
+}

@@ -1562,12 +1562,12 @@ fn api_fields_masked_paths_domainname_network_disabled_and_refusals() {
             "VolumeDriver",
         ),
         (
-            r#"{"Image": "busybox", "Cmd": ["true"], "HostConfig": {"Mounts": [{"Type": "volume", "Source": "v", "Target": "/v", "VolumeOptions": {"Subpath": "a"}}]}}"#,
-            "Subpath",
+            r#"{"Image": "busybox", "Cmd": ["true"], "HostConfig": {"Mounts": [{"Type": "volume", "Source": "v", "Target": "/v", "VolumeOptions": {"Subpath": "a/../../x"}}]}}"#,
+            "subpath must not escape the volume",
         ),
         (
-            r#"{"Image": "busybox", "Cmd": ["true"], "HostConfig": {"Mounts": [{"Type": "bind", "Source": "/tmp", "Target": "/t", "BindOptions": {"NonRecursive": true}}]}}"#,
-            "NonRecursive",
+            r#"{"Image": "busybox", "Cmd": ["true"], "HostConfig": {"Mounts": [{"Type": "bind", "Source": "/tmp", "Target": "/t", "ReadOnly": true, "BindOptions": {"NonRecursive": true, "ReadOnlyForceRecursive": true}}]}}"#,
+            "NonRecursive and ReadOnlyForceRecursive",
         ),
         (
             r#"{"Image": "busybox", "Cmd": ["true"], "NetworkingConfig": {"EndpointsConfig": {"bridge": {"MacAddress": "02:42:ac:11:00:99"}}}}"#,

@@ -203,6 +203,25 @@ pub fn parse_mount(spec: &str) -> OptResult<Value> {
             "bind-nonrecursive" => {
                 bind.insert("NonRecursive".into(), json!(parse_bool(&val()?)?));
             }
+            "bind-recursive" => {
+                let key = match val()?.as_str() {
+                    "enabled" => None,
+                    "disabled" => Some("NonRecursive"),
+                    "writable" => Some("ReadOnlyNonRecursive"),
+                    "readonly" => Some("ReadOnlyForceRecursive"),
+                    other => {
+                        return Err(format!(
+                            "invalid value for bind-recursive: {other:?} (want enabled, disabled, writable or readonly)"
+                        ))
+                    }
+                };
+                if let Some(k) = key {
+                    bind.insert(k.into(), json!(true));
+                }
+            }
+            "volume-subpath" => {
+                vol.insert("Subpath".into(), json!(val()?));
+            }
             "volume-nocopy" => {
                 let b = match &v {
                     None => true,
@@ -602,6 +621,15 @@ mod tests {
         assert!(parse_mount("type=tmpfs,dst=/t,bind-propagation=shared").is_err());
         assert!(parse_mount("type=weird,dst=/t").is_err());
         assert!(parse_mount("dst=/t,bogus=1").is_err());
+        let m = parse_mount("type=bind,src=/a,dst=/b,ro,bind-recursive=writable").unwrap();
+        assert_eq!(m["BindOptions"]["ReadOnlyNonRecursive"], true);
+        let m = parse_mount("type=bind,src=/a,dst=/b,bind-recursive=disabled").unwrap();
+        assert_eq!(m["BindOptions"]["NonRecursive"], true);
+        let m = parse_mount("type=bind,src=/a,dst=/b,bind-recursive=enabled").unwrap();
+        assert!(m.get("BindOptions").is_none());
+        assert!(parse_mount("type=bind,src=/a,dst=/b,bind-recursive=maybe").is_err());
+        let m = parse_mount("src=v,dst=/d,volume-subpath=a/b").unwrap();
+        assert_eq!(m["VolumeOptions"]["Subpath"], "a/b");
     }
 
     #[test]
