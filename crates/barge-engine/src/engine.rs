@@ -1243,6 +1243,7 @@ impl Engine {
         let exec_dir = self.exec_dir(&c.id);
         let rootfs = exec_dir.join("rootfs");
         let ns = self.netns_path(&c.id);
+        let runtime_root = self.runtime_root();
         let nm = self.network_manager();
         let id = c.id.clone();
         // one blocking task for all of it: each hand-over between threads costs
@@ -1251,6 +1252,10 @@ impl Engine {
             if let Some(nm) = nm {
                 net::net_release(&nm, &id);
             }
+            // The monitor deletes the runtime's container (its cgroup with it) when the
+            // container exits; a monitor that was killed could not, and its processes and
+            // cgroup would outlive it. Normally this finds nothing (one failed stat).
+            let _ = barge_runtime::container::delete(&runtime_root, &id, true);
             if is_mountpoint(&rootfs) {
                 let _ = barge_image::snapshot::unmount(&rootfs);
             }

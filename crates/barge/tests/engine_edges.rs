@@ -442,6 +442,69 @@ fn removed_containers_leave_no_files_even_after_a_crash_mid_removal() {
     assert_eq!(d.ok(&["ps", "-aq"]), "");
 }
 
+#[test]
+fn a_killed_monitor_leaves_no_processes_or_cgroups() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    let id = d.ok(&["run", "-d", "busybox", "sleep", "300"]);
+    let pid: i32 = d
+        .ok(&["inspect", "-f", "{{.State.Pid}}", &id])
+        .parse()
+        .expect("pid");
+    // The container's parent is its monitor.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let monitor: i32 = stat
+        .rsplit(')')
+        .next()
+        .and_then(|rest| rest.split_whitespace().nth(1))
+        .and_then(|p| p.parse().ok())
+        .expect("ppid");
+    let cmdline = std::fs::read(format!("/proc/{monitor}/cmdline")).unwrap_or_default();
+    assert!(
+        String::from_utf8_lossy(&cmdline).contains("monitor"),
+        "parent {monitor} is not a monitor: {:?}",
+        String::from_utf8_lossy(&cmdline)
+    );
+    let cgroups = || -> Vec<String> {
+        ["pids", "memory", "cpu", "unified"]
+            .iter()
+            .map(|c| format!("/sys/fs/cgroup/{c}/barge/{id}"))
+            .filter(|p| std::path::Path::new(p).exists())
+            .collect()
+    };
+    assert!(
+        !cgroups().is_empty(),
+        "no cgroup found for the running container"
+    );
+    // SAFETY: signalling the monitor process this test's daemon started.
+    unsafe { libc::kill(monitor, libc::SIGKILL) };
+    assert!(
+        eventually(20, || d.ok(&["inspect", "-f", "{{.State.Running}}", &id])
+            == "false"),
+        "the daemon did not notice its monitor die"
+    );
+    let gone = |p: i32| {
+        !std::path::Path::new(&format!("/proc/{p}")).exists()
+            || std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| {
+                s.rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('Z'))
+            })
+    };
+    assert!(
+        eventually(20, || gone(pid)),
+        "the container's process outlived its monitor"
+    );
+    assert!(
+        eventually(20, || cgroups().is_empty()),
+        "cgroups left: {:?}",
+        cgroups()
+    );
+    d.ok(&["rm", &id]);
+}
+
 /// `barge` (the CLI) inside the daemon's network namespace, with `env` and none of the
 /// outer environment's daemon variables; stdin from `input`.
 fn barge_in_netns(d: &Daemon, env: &[(&str, &str)], args: &[&str], input: &[u8]) -> Output {
