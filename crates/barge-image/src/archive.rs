@@ -348,29 +348,69 @@ impl Store {
             .collect()
     }
 
-    /// Writes the images `names` (references or ids) as a docker-archive tar to `w`.
+    /// Writes the images `names` (references or ids) as a docker-archive tar to `w`, in the
+    /// layout `docker save` has written since Docker 25: every file a blob under
+    /// `blobs/sha256/` (layers uncompressed, so a layer's digest is its diff id), an OCI
+    /// `index.json` and `oci-layout` beside the classic `manifest.json` and `repositories`,
+    /// so the one archive loads as a docker-archive (docker, podman, older tools) and as an
+    /// OCI image layout (skopeo, umoci, containerd).
     pub fn save_docker_archive(&self, names: &[&str], w: impl Write) -> Result<()> {
         let images = self.records_for(names)?;
         let mut b = tar::Builder::new(w);
         let mut written = BTreeSet::new();
         let mut manifest = Vec::new();
+        let mut index_entries = Vec::new();
         let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        let blob_name = |d: &Digest| format!("blobs/sha256/{}", d.hex());
+        append(
+            &mut b,
+            "oci-layout",
+            OCI_LAYOUT.len() as u64,
+            OCI_LAYOUT.as_bytes(),
+        )?;
         for (rec, tags) in &images {
             let mut layer_names = Vec::new();
+            let mut layer_descs = Vec::new();
             for l in &rec.layers {
-                let name = format!("{}.tar", l.diff_id.hex());
+                let name = blob_name(&l.diff_id);
                 if written.insert(name.clone()) {
                     let blob = self.open_blob(&l.blob)?;
                     let reader = crate::unpack::decompress(blob, &l.blob.to_string())?;
                     append(&mut b, &name, l.uncompressed_size, reader)?;
                 }
+                layer_descs.push(serde_json::json!({
+                    "mediaType": manifest::OCI_LAYER, "digest": l.diff_id.to_string(),
+                    "size": l.uncompressed_size,
+                }));
                 layer_names.push(name);
             }
-            let config_name = format!("{}.json", rec.id.hex());
+            let config = self.read_document(&rec.id, "image config")?;
+            let config_name = blob_name(&rec.id);
             if written.insert(config_name.clone()) {
-                let bytes = self.read_document(&rec.id, "image config")?;
-                append(&mut b, &config_name, bytes.len() as u64, &bytes[..])?;
+                append(&mut b, &config_name, config.len() as u64, &config[..])?;
             }
+            let oci_manifest = serde_json::to_vec(&serde_json::json!({
+                "schemaVersion": 2, "mediaType": manifest::OCI_MANIFEST,
+                "config": {"mediaType": manifest::OCI_CONFIG, "digest": rec.id.to_string(), "size": config.len()},
+                "layers": layer_descs,
+            }))
+            .map_err(|e| arch_err("docker-archive", e.to_string()))?;
+            let manifest_digest = Digest::of(&oci_manifest);
+            let manifest_name = blob_name(&manifest_digest);
+            if written.insert(manifest_name.clone()) {
+                append(
+                    &mut b,
+                    &manifest_name,
+                    oci_manifest.len() as u64,
+                    &oci_manifest[..],
+                )?;
+            }
+            index_entries.extend(index_descriptors(
+                manifest::OCI_MANIFEST,
+                &manifest_digest,
+                oci_manifest.len() as u64,
+                tags,
+            ));
             let top = rec
                 .layers
                 .last()
@@ -396,6 +436,11 @@ impl Store {
                 layers: layer_names,
             });
         }
+        let index = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2, "mediaType": manifest::OCI_INDEX, "manifests": index_entries,
+        }))
+        .map_err(|e| arch_err("docker-archive", e.to_string()))?;
+        append(&mut b, "index.json", index.len() as u64, &index[..])?;
         let m =
             serde_json::to_vec(&manifest).map_err(|e| arch_err("docker-archive", e.to_string()))?;
         append(&mut b, "manifest.json", m.len() as u64, &m[..])?;
@@ -461,21 +506,12 @@ impl Store {
             blobs.insert(rec.id.clone());
             blobs.extend(rec.layers.iter().map(|l| l.blob.clone()));
             let size = self.blob_size(&rec.manifest)?;
-            let mut descs: Vec<serde_json::Value> = tags
-                .iter()
-                .filter_map(|t| {
-                    t.tag().map(|tag| {
-                        serde_json::json!({
-                            "mediaType": rec.manifest_media_type, "digest": rec.manifest.to_string(), "size": size,
-                            "annotations": {ANNOTATION_IMAGE_NAME: t.to_string(), ANNOTATION_REF_NAME: tag},
-                        })
-                    })
-                })
-                .collect();
-            if descs.is_empty() {
-                descs.push(serde_json::json!({"mediaType": rec.manifest_media_type, "digest": rec.manifest.to_string(), "size": size}));
-            }
-            manifests.extend(descs);
+            manifests.extend(index_descriptors(
+                &rec.manifest_media_type,
+                &rec.manifest,
+                size,
+                tags,
+            ));
         }
         let index = serde_json::json!({"schemaVersion": 2, "mediaType": manifest::OCI_INDEX, "manifests": manifests});
         let bytes =
@@ -485,6 +521,34 @@ impl Store {
 }
 
 const OCI_LAYOUT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
+
+/// An OCI index's descriptors of one image's manifest: one per tag, annotated with the
+/// full name and the tag as containerd and Docker write them (an image saved by id gets one
+/// plain descriptor).
+fn index_descriptors(
+    media_type: &str,
+    digest: &Digest,
+    size: u64,
+    tags: &[Reference],
+) -> Vec<serde_json::Value> {
+    let mut descs: Vec<serde_json::Value> = tags
+        .iter()
+        .filter_map(|t| {
+            t.tag().map(|tag| {
+                serde_json::json!({
+                    "mediaType": media_type, "digest": digest.to_string(), "size": size,
+                    "annotations": {ANNOTATION_IMAGE_NAME: t.to_string(), ANNOTATION_REF_NAME: tag},
+                })
+            })
+        })
+        .collect();
+    if descs.is_empty() {
+        descs.push(
+            serde_json::json!({"mediaType": media_type, "digest": digest.to_string(), "size": size}),
+        );
+    }
+    descs
+}
 
 /// Appends a regular file with fixed metadata (deterministic archives).
 fn append<W: Write>(b: &mut tar::Builder<W>, name: &str, size: u64, data: impl Read) -> Result<()> {

@@ -193,6 +193,40 @@ fn docker_archive_and_oci_layout_round_trip() {
         names.contains(&"manifest.json".to_string()) && names.contains(&"repositories".to_string()),
         "{names:?}"
     );
+    // As `docker save` since Docker 25: also an OCI layout, every file a blob, layers
+    // uncompressed under their diff ids.
+    for want in ["oci-layout", "index.json"] {
+        assert!(names.contains(&want.to_string()), "{want}: {names:?}");
+    }
+    for d in img.diff_ids() {
+        assert!(
+            names.contains(&format!("blobs/sha256/{}", d.hex())),
+            "{d}: {names:?}"
+        );
+    }
+    assert!(names.iter().all(|n| !n.ends_with(".tar")), "{names:?}");
+    // The OCI half alone loads to the same image.
+    let mut oci_only = tar::Builder::new(Vec::new());
+    for e in tar::Archive::new(&archive[..]).entries().expect("entries") {
+        let mut e = e.expect("entry");
+        let name = e.path().expect("path").display().to_string();
+        if name == "manifest.json" || name == "repositories" {
+            continue;
+        }
+        let mut h = e.header().clone();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut data).expect("read");
+        oci_only
+            .append_data(&mut h, &name, &data[..])
+            .expect("append");
+    }
+    let oci_only = oci_only.into_inner().expect("tar");
+    let s5 = Store::open(td.path().join("e")).expect("store e");
+    let loaded = s5
+        .load(&oci_only[..], "oci half")
+        .expect("load the OCI half");
+    assert_eq!(loaded[0].id, img.id, "same config, same image id");
+    assert_eq!(loaded[0].tags, vec![r("example.com/app:1")]);
     let s2 = Store::open(td.path().join("b")).expect("store b");
     let loaded = s2.load(&archive[..], "archive").expect("load");
     assert_eq!(loaded.len(), 1);
@@ -453,6 +487,23 @@ fn podman_interop_both_ways() {
         id.hex(),
         "podman sees the same image id"
     );
+    // The same archive read as an OCI layout (as skopeo reads `docker save` of Docker 25+).
+    let out = std::process::Command::new("skopeo")
+        .args(["inspect", "--config"])
+        .arg(format!("oci-archive:{}", to_podman.display()))
+        .output()
+        .expect("run skopeo");
+    assert!(
+        out.status.success(),
+        "skopeo inspect oci-archive: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cfg: serde_json::Value = serde_json::from_slice(&out.stdout).expect("config JSON");
+    assert_eq!(
+        cfg["rootfs"]["diff_ids"][0],
+        rec_diff(&store, "localhost/bbox:2"),
+        "skopeo reads the layer barge wrote"
+    );
     // OCI archive too.
     let oci = td.path().join("to-podman-oci.tar");
     store
@@ -468,6 +519,14 @@ fn podman_interop_both_ways() {
         String::from_utf8_lossy(&out.stderr)
     );
     let _ = podman(&proot, &["rmi", "-a", "-f"]);
+}
+
+fn rec_diff(store: &Store, name: &str) -> serde_json::Value {
+    serde_json::Value::String(
+        store.resolve(name).expect("resolve").layers[0]
+            .diff_id
+            .to_string(),
+    )
 }
 
 #[test]
