@@ -4,7 +4,11 @@
 set -eu
 cd "$(dirname "$0")/.."
 sh scripts/setup.sh
+# A one-off build gains nothing from incremental state, which would double the target's size.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+df -h . | tail -1 | awk '{print "test: disk free before the build: " $4}'
 cargo build --workspace --all-targets
+df -h . | tail -1 | awk '{print "test: disk free after the build: " $4}'
 log=$(mktemp /tmp/barge-test-log.XXXXXX)
 status=0
 { rc=0; cargo test --workspace --no-fail-fast -- --test-threads=2 || rc=$?; echo $rc >"$log.rc"; } 2>&1 | tee "$log"
