@@ -106,7 +106,7 @@ pub(crate) async fn dispatch(
                 })
             };
             let containers = e.all();
-            let v: Vec<Value> = list
+            let mut kept: Vec<_> = list
                 .iter()
                 .zip(labels)
                 .filter(|(i, labels)| {
@@ -122,6 +122,11 @@ pub(crate) async fn dispatch(
                             _ => true,
                         })
                 })
+                .collect();
+            // Newest first, as dockerd lists them (clients take the first as the latest).
+            kept.sort_by(|a, b| created_time(&b.0.created).total_cmp(&created_time(&a.0.created)));
+            let v: Vec<Value> = kept
+                .into_iter()
                 // With a reference filter, only the tags it matched (as Docker).
                 .map(|(i, labels)| image_summary(i, |t| ref_ok(t), labels, &containers))
                 .collect();

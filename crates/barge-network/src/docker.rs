@@ -63,7 +63,7 @@ impl NetworkInfo {
             "Driver": self.driver,
             "EnableIPv4": true,
             "EnableIPv6": false,
-            "IPAM": {"Driver": "default", "Options": {}, "Config": [Value::Object(ipam)]},
+            "IPAM": {"Driver": "default", "Options": null, "Config": [Value::Object(ipam)]},
             "Internal": self.internal,
             "Attachable": false,
             "Ingress": false,

@@ -156,8 +156,9 @@ pub enum NetworkError {
     /// A network name already taken.
     #[error("a network named {0} already exists")]
     NameInUse(String),
-    /// A name that is not `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
-    #[error("invalid name {0:?}: must match [a-zA-Z0-9][a-zA-Z0-9_.-]*")]
+    /// A name that is empty, does not start with a letter or digit, or holds a `/` or a
+    /// control character.
+    #[error("invalid name {0:?}: must start with a letter or digit and hold no '/' or control character")]
     InvalidName(String),
     /// The default network cannot be removed.
     #[error("network {0} is pre-defined and cannot be removed")]

@@ -284,10 +284,11 @@ fn write_sysctl(path: &str, value: &str) -> Result<(), NetworkError> {
     fs::write(path, value).map_err(|e| state_err(Path::new(path), e))
 }
 
+/// A network name: as dockerd, spaces and punctuation are accepted (`"some network"`); it
+/// must start with a letter or digit and hold no `/` and no control character.
 fn valid_name(n: &str) -> bool {
     let mut c = n.chars();
-    matches!(c.next(), Some(f) if f.is_ascii_alphanumeric())
-        && c.all(|ch| ch.is_ascii_alphanumeric() || "_.-".contains(ch))
+    matches!(c.next(), Some(f) if f.is_alphanumeric()) && c.all(|ch| ch != '/' && !ch.is_control())
 }
 
 impl NetworkManager {

@@ -750,7 +750,7 @@ fn bad_input_is_refused_and_changes_nothing() {
             Err(NetworkError::NameInUse(_))
         ));
         assert!(matches!(
-            h.nm.create_network(spec("bad name", "10.41.0.0/24")),
+            h.nm.create_network(spec("bad/name", "10.41.0.0/24")),
             Err(NetworkError::InvalidName(_))
         ));
         assert!(matches!(

@@ -362,3 +362,42 @@ assert v['Name'] in p['VolumesDeleted'] and 'named' not in p['VolumesDeleted'], 
         ),
     );
 }
+
+#[test]
+fn network_names_with_spaces_ipam_options_and_images_newest_first() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    py(
+        &d,
+        r#"
+# api_network_test::test_create_remove_network_with_space_in_name: dockerd accepts it
+net = api.create_network('test 01')
+assert api.inspect_network('test 01')['Name'] == 'test 01'
+api.remove_network(net['Id'])
+assert not api.networks(names=['test 01'])
+# test_create_network_with_ipam_config: IPAM.Options is null (no IPAM driver options)
+ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet='172.28.0.0/16')])
+net = api.create_network('ipamnet', ipam=ipam)
+info = api.inspect_network(net['Id'])
+assert info['IPAM']['Options'] is None, info['IPAM']
+api.remove_network(net['Id'])
+# a '/' is still refused (names are looked up in API paths)
+try:
+    api.create_network('a/b')
+    raise SystemExit('a/b accepted')
+except docker.errors.APIError as e:
+    assert e.status_code == 400, e
+# images are listed newest first, as dockerd
+ctr = api.create_container('busybox', 'true')
+time.sleep(1.1)
+new = api.commit(ctr['Id'], repository='newest', tag='x')['Id']
+ids = [i['Id'] for i in api.images()]
+assert ids[0] == new, ids
+created = [i['Created'] for i in api.images()]
+assert created == sorted(created, reverse=True), created
+api.remove_container(ctr['Id'])
+"#,
+    );
+}
