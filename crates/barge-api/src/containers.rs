@@ -1006,6 +1006,19 @@ pub(crate) async fn commit(e: Arc<Engine>, q: &Query, req: Request<Incoming>) ->
         _ => None,
     };
     let mut v = v;
+    // As dockerd, `changes` merge into the container's config: an ENV, LABEL or EXPOSE
+    // adds to what the container has (not replacing the list with its one entry).
+    let c = e.get(&container)?;
+    if !v.is_object() {
+        v = json!({});
+    }
+    for k in ["Env", "Labels", "ExposedPorts"] {
+        if v.get(k).is_none_or(Value::is_null) {
+            if let Some(x) = c.config.get(k).filter(|x| !x.is_null()) {
+                v[k] = x.clone();
+            }
+        }
+    }
     apply_changes(&mut v, &q.all("changes").join("\n"))?;
     let comment = q.get("comment").unwrap_or("").to_string();
     let author = q.get("author").unwrap_or("").to_string();

@@ -217,6 +217,14 @@ i = api.inspect_image(img['Id'])
 assert '8000/tcp' in i['Config']['ExposedPorts'] and i['Config']['Cmd'] == ['bash'], i['Config']
 assert i['Parent'] == api.inspect_image('busybox')['Id'], i['Parent']
 assert i['Comment'] == 'msg', i['Comment']
+# changes merge into the container's config: its own ENV, LABEL and port stay
+ct2 = api.create_container('busybox', 'true', environment=['A=1'], ports=[9000], labels={'l1': 'x'})
+img2 = api.commit(ct2, changes=['ENV B=2', 'EXPOSE 8000', 'LABEL l2=y'])
+cfg2 = api.inspect_image(img2['Id'])['Config']
+assert 'A=1' in cfg2['Env'] and 'B=2' in cfg2['Env'], cfg2['Env']
+assert set(cfg2['ExposedPorts']) == {'8000/tcp', '9000/tcp'}, cfg2['ExposedPorts']
+assert cfg2['Labels'] == {'l1': 'x', 'l2': 'y'}, cfg2['Labels']
+api.remove_container(ct2)
 buf = io.BytesIO()
 with tarfile.open(fileobj=buf, mode='w') as tw:
     ti = tarfile.TarInfo('f'); ti.size = 1
