@@ -66,23 +66,11 @@ pub enum Cmd {
     /// Upload an image to a registry
     Push(PushArgs),
     /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
-    Tag {
-        /// SOURCE_IMAGE[:TAG]
-        source: String,
-        /// TARGET_IMAGE[:TAG]
-        target: String,
-    },
+    Tag(TagArgs),
     /// Remove one or more images
     Rmi(RmiArgs),
     /// Save one or more images to a tar archive (streamed to STDOUT by default)
-    Save {
-        /// Write to a file, instead of STDOUT
-        #[arg(short, long)]
-        output: Option<String>,
-        /// Images
-        #[arg(required = true)]
-        images: Vec<String>,
-    },
+    Save(SaveArgs),
     /// Load an image from a tar archive or STDIN
     Load(LoadArgs),
     /// Import the contents from a tarball to create a filesystem image
@@ -256,24 +244,12 @@ pub enum ImageCmd {
     /// Push an image
     Push(PushArgs),
     /// Tag an image
-    Tag {
-        /// SOURCE_IMAGE[:TAG]
-        source: String,
-        /// TARGET_IMAGE[:TAG]
-        target: String,
-    },
+    Tag(TagArgs),
     /// Remove images
     #[command(visible_alias = "remove")]
     Rm(RmiArgs),
     /// Save images
-    Save {
-        /// Write to a file, instead of STDOUT
-        #[arg(short, long)]
-        output: Option<String>,
-        /// Images
-        #[arg(required = true)]
-        images: Vec<String>,
-    },
+    Save(SaveArgs),
     /// Load images
     Load(LoadArgs),
     /// Import a tarball
@@ -1222,4 +1198,24 @@ pub struct BuildArgs {
     pub cache_from: Vec<String>,
     /// PATH | - (build context)
     pub context: String,
+}
+
+/// `tag` and `image tag`.
+#[derive(Args, Debug, Clone)]
+pub struct TagArgs {
+    /// SOURCE_IMAGE[:TAG]
+    pub source: String,
+    /// TARGET_IMAGE[:TAG]
+    pub target: String,
+}
+
+/// `save` and `image save`.
+#[derive(Args, Debug, Clone)]
+pub struct SaveArgs {
+    /// Write to a file, instead of STDOUT
+    #[arg(short, long)]
+    pub output: Option<String>,
+    /// Images
+    #[arg(required = true)]
+    pub images: Vec<String>,
 }
