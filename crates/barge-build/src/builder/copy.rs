@@ -12,6 +12,7 @@ use barge_image::Digest;
 
 use super::chmod::Chmod;
 use super::fetch::{fetch, is_url, parse_checksum};
+use super::git::{self, is_git, GitSource};
 use super::{BuildError, Run, Snap, State};
 use crate::ast::{Command, Instruction};
 use crate::fsutil::{self, BENEATH, IN_ROOT, NO_SYMLINKS};
@@ -70,6 +71,20 @@ enum SourceRoot<'a> {
         fd: OwnedFd,
         _snap: Snap<'a>,
     },
+    /// A git checkout (the fd first: it must close before the directory goes).
+    Git {
+        fd: OwnedFd,
+        _dir: RemoveOnDrop,
+    },
+}
+
+/// A private directory of the builder, removed (with what is in it) on drop.
+pub(crate) struct RemoveOnDrop(pub(crate) std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// A COPY/ADD resolved and hashed, ready to run.
@@ -258,6 +273,36 @@ impl<'a> Run<'a> {
             || dest == "."
             || dest.ends_with("/.")
             || dest.is_empty();
+        if add {
+            if let Some(src) = sources.iter().find(|s| is_git(s)) {
+                if sources.len() > 1 || !inline.is_empty() {
+                    return Err(
+                        self.step_err(inst, "ADD of a git repository takes it as its only source")
+                    );
+                }
+                if checksum.is_some() {
+                    return Err(self.step_err(
+                        inst,
+                        "ADD --checksum is only for http(s) sources: a git source is pinned by its #ref",
+                    ));
+                }
+                let keep = matches!(cmd, Command::Add(a) if a.keep_git_dir == Some(true));
+                let (hash, item, root) = self
+                    .fetch_git(src, keep, excl.as_ref())
+                    .map_err(|e| self.step_err(inst, e))?;
+                return Ok(CopyPlan {
+                    hash,
+                    dest: dest_abs,
+                    dest_dir: true,
+                    items: vec![item],
+                    root,
+                    chown,
+                    chmod,
+                    add,
+                    link,
+                });
+            }
+        }
         let root = match &from {
             None => SourceRoot::Context,
             Some(f) => {
@@ -271,6 +316,7 @@ impl<'a> Run<'a> {
         let (root_fd, resolve, ctx) = match &root {
             SourceRoot::Context => (self.ctx_fd.as_raw_fd(), BENEATH, true),
             SourceRoot::Rootfs { fd, .. } => (fd.as_raw_fd(), IN_ROOT, false),
+            SourceRoot::Git { fd, .. } => (fd.as_raw_fd(), BENEATH, false),
         };
         let root_path = fsutil::fd_path(root_fd).map_err(|e| self.step_err(inst, e))?;
         let mut items = Vec::new();
@@ -426,6 +472,35 @@ impl<'a> Run<'a> {
             add,
             link,
         })
+    }
+
+    /// `ADD <git url>`: the repository checked out at its ref in a private directory.
+    /// The cache key is the commit (with the subdir and --keep-git-dir), so a new
+    /// commit on a branch is a miss and an unchanged one a hit.
+    fn fetch_git(
+        &self,
+        src: &str,
+        keep_git_dir: bool,
+        excl: Option<&crate::DockerIgnore>,
+    ) -> Result<(Digest, Item, SourceRoot<'a>), String> {
+        let g = GitSource::parse(src)?;
+        let dir = RemoveOnDrop(self.b.root.join("tmp").join(super::unique("git-")));
+        let commit = git::checkout(&g, &dir.0, keep_git_dir)?;
+        let fd = fsutil::open_root(&dir.0).map_err(|e| format!("{}: {e}", dir.0.display()))?;
+        let root_path = fsutil::fd_path(fd.as_raw_fd()).map_err(|e| e.to_string())?;
+        let sub = g.subdir.clone().unwrap_or_default();
+        if !sub.is_empty() && fsutil::openat2(fd.as_raw_fd(), &sub, libc::O_PATH, BENEATH).is_err()
+        {
+            return Err(format!(
+                "no directory {sub:?} in {} at commit {commit}",
+                g.display_url()
+            ));
+        }
+        let item =
+            self.resolve_item(fd.as_raw_fd(), &root_path, &sub, BENEATH, false, src, excl)?;
+        let mut h = Hasher::new();
+        h.update(format!("git\0{}\0{commit}\0{sub}\0{keep_git_dir}\0", g.url).as_bytes());
+        Ok((h.finish(), item, SourceRoot::Git { fd, _dir: dir }))
     }
 
     /// What RUN's bind mounts bring in, for its cache key: the content of context
@@ -688,7 +763,7 @@ impl<'a> Run<'a> {
         };
         let src_root = match &plan.root {
             SourceRoot::Context => self.ctx_fd.as_raw_fd(),
-            SourceRoot::Rootfs { fd, .. } => fd.as_raw_fd(),
+            SourceRoot::Rootfs { fd, .. } | SourceRoot::Git { fd, .. } => fd.as_raw_fd(),
         };
         let w = Writer {
             root: root.as_raw_fd(),
@@ -749,10 +824,7 @@ impl<'a> Run<'a> {
             }
         }
         head.truncate(n);
-        matches!(
-            head.as_slice(),
-            [0x1f, 0x8b, ..] | [0x28, 0xb5, 0x2f, 0xfd, ..]
-        ) || (n >= 262 && &head[257..262] == b"ustar")
+        is_archive_head(&head)
     }
 
     /// ADD of a local tar: unpacked (confined) into a private directory, then copied.
@@ -783,6 +855,13 @@ impl<'a> Run<'a> {
         let _ = std::fs::remove_dir_all(&tmp);
         res
     }
+}
+
+/// Whether the first 512 bytes of a file are those of an archive ADD unpacks (and a
+/// remote context is): gzip, zstd or a tar header.
+pub(crate) fn is_archive_head(head: &[u8]) -> bool {
+    matches!(head, [0x1f, 0x8b, ..] | [0x28, 0xb5, 0x2f, 0xfd, ..])
+        || (head.len() >= 262 && &head[257..262] == b"ustar")
 }
 
 /// Writes entries into the build rootfs.

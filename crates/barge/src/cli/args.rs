@@ -1220,6 +1220,6 @@ pub struct BuildArgs {
     /// Images to consider as cache sources
     #[arg(long = "cache-from")]
     pub cache_from: Vec<String>,
-    /// PATH | - (build context)
+    /// PATH | URL | - (build context; a git or http(s) URL is fetched by the daemon)
     pub context: String,
 }

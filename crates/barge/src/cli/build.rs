@@ -130,6 +130,12 @@ fn is_step_end(s: &str) -> bool {
 /// `build`
 pub async fn build(c: &Client, a: BuildArgs) -> Result<()> {
     let mut dockerfile = a.file.clone().unwrap_or_else(|| "Dockerfile".into());
+    if barge_build::is_remote_context(&a.context) {
+        // A URL: the daemon fetches the context (`remote`), the body is empty.
+        let dockerfile = a.file.clone().unwrap_or_else(|| "Dockerfile".into());
+        let body = super::client::bytes_body(Vec::new());
+        return send_build(c, &a, &dockerfile, body, Some(&a.context)).await;
+    }
     let body = if a.context == "-" {
         let mut v = vec![];
         std::io::stdin().read_to_end(&mut v)?;
@@ -195,7 +201,8 @@ pub async fn build(c: &Client, a: BuildArgs) -> Result<()> {
                     dockerfile = ".barge-dockerfile".into();
                     b.append_data(&mut h, &dockerfile, &data[..])?;
                     t = b.into_inner()?;
-                    return send_build(c, &a, &dockerfile, super::client::bytes_body(t)).await;
+                    return send_build(c, &a, &dockerfile, super::client::bytes_body(t), None)
+                        .await;
                 }
                 Err(e) => return Err(Error::Msg(format!("unable to read {f}: {e}"))),
             }
@@ -205,9 +212,9 @@ pub async fn build(c: &Client, a: BuildArgs) -> Result<()> {
         let body = super::client::writer_body(move |w| {
             write_context(&d, &df, w).map_err(|e| std::io::Error::other(e.to_string()))
         });
-        return send_build(c, &a, &dockerfile, body).await;
+        return send_build(c, &a, &dockerfile, body, None).await;
     };
-    send_build(c, &a, &dockerfile, super::client::bytes_body(body)).await
+    send_build(c, &a, &dockerfile, super::client::bytes_body(body), None).await
 }
 
 async fn send_build(
@@ -215,8 +222,12 @@ async fn send_build(
     a: &BuildArgs,
     dockerfile: &str,
     body: super::client::ReqBody,
+    remote: Option<&str>,
 ) -> Result<()> {
     let mut q = vec![("dockerfile", dockerfile.to_string())];
+    if let Some(r) = remote {
+        q.push(("remote", r.to_string()));
+    }
     for t in &a.tag {
         q.push(("t", t.clone()));
     }

@@ -1,0 +1,296 @@
+//! Git sources: `ADD <git url> <dest>` and a git repository as the build context
+//! (`docker build git://...`, `POST /build?remote=`), fetched with the `git` binary.
+//!
+//! A source is `<url>[#<ref>[:<subdir>]]` where the URL is `http(s)://...` (Docker wants
+//! it to end in `.git`), `git://...`, `ssh://...` or scp-like `git@host:path`. The URL,
+//! ref and subdir only ever reach git as separate arguments after `--` (never a shell),
+//! and are refused when they could be read as options (a leading `-`: the
+//! `--upload-pack=` injection of CVE-2019-13139) or lead out of the checkout (`..`).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// Whether `s` names a git repository (`git@host:...`, `git://`, `*.git` URLs, `#ref`).
+pub(crate) fn is_git(s: &str) -> bool {
+    let l = s.to_ascii_lowercase();
+    let path = l.split(['#', '?']).next().unwrap_or("");
+    l.starts_with("git@")
+        || l.starts_with("git://")
+        || ((l.starts_with("http://") || l.starts_with("https://") || l.starts_with("ssh://"))
+            && path.ends_with(".git"))
+}
+
+/// A parsed git source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct GitSource {
+    /// The repository URL (without the fragment).
+    pub(crate) url: String,
+    /// The branch, tag or commit (`None`: the remote's HEAD).
+    pub(crate) reference: Option<String>,
+    /// The directory of the repository to use (`None`: its top).
+    pub(crate) subdir: Option<String>,
+}
+
+impl GitSource {
+    /// Parses `<url>[#<ref>[:<subdir>]]`, refusing what git could take for an option
+    /// and subdirs leading out of the checkout.
+    pub(crate) fn parse(s: &str) -> Result<GitSource, String> {
+        let (url, frag) = match s.split_once('#') {
+            Some((u, f)) => (u, Some(f)),
+            None => (s, None),
+        };
+        if url.starts_with('-') {
+            return Err(format!("invalid git URL {s:?}: it must not start with '-'"));
+        }
+        if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(format!(
+                "invalid git URL {s:?}: it must not contain spaces or control characters"
+            ));
+        }
+        let l = url.to_ascii_lowercase();
+        let scheme_ok = ["http://", "https://", "git://", "ssh://"]
+            .iter()
+            .any(|p| l.starts_with(p) && l.len() > p.len());
+        // scp-like `user@host:path` (ssh): the host must not look like an option either.
+        let scp_ok = l.starts_with("git@")
+            && url[4..]
+                .split_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && !h.starts_with('-') && !p.is_empty());
+        if !scheme_ok && !scp_ok {
+            return Err(format!(
+                "invalid git URL {s:?}: want http(s)://, git://, ssh:// or git@host:path"
+            ));
+        }
+        let (reference, subdir) = match frag {
+            None => ("", None),
+            Some(f) => match f.split_once(':') {
+                Some((r, d)) => (r, Some(d)),
+                None => (f, None),
+            },
+        };
+        let reference = match reference {
+            "" => None,
+            r if r.starts_with('-') => {
+                return Err(format!(
+                    "invalid git reference {r:?} in {s:?}: it must not start with '-'"
+                ))
+            }
+            r if r.contains("..")
+                || r.chars().any(|c| {
+                    c.is_control()
+                        || c.is_whitespace()
+                        || matches!(c, '~' | '^' | '?' | '*' | '[' | '\\')
+                }) =>
+            {
+                return Err(format!("invalid git reference {r:?} in {s:?}"))
+            }
+            r => Some(r.to_string()),
+        };
+        let subdir = match subdir.map(|d| d.trim_matches('/')) {
+            None | Some("") | Some(".") => None,
+            Some(d) => {
+                if d.starts_with('-') {
+                    return Err(format!(
+                        "invalid git subdirectory {d:?} in {s:?}: it must not start with '-'"
+                    ));
+                }
+                if d.split('/').any(|c| c == "..") || d.contains('\0') {
+                    return Err(format!(
+                        "invalid git subdirectory {d:?} in {s:?}: it must stay inside the repository"
+                    ));
+                }
+                Some(d.to_string())
+            }
+        };
+        Ok(GitSource {
+            url: url.to_string(),
+            reference,
+            subdir,
+        })
+    }
+
+    /// The URL for messages: a password or token in it is masked.
+    pub(crate) fn display_url(&self) -> String {
+        redact(&self.url)
+    }
+
+    /// `<url>#<ref>` for messages.
+    fn describe(&self) -> String {
+        match &self.reference {
+            Some(r) => format!("{} (ref {r})", self.display_url()),
+            None => format!("{} (its default branch)", self.display_url()),
+        }
+    }
+}
+
+/// Masks the password of `scheme://user:password@host/...`.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let hostpart = rest.split('/').next().unwrap_or(rest);
+    match hostpart.rsplit_once('@') {
+        Some((cred, _)) if cred.contains(':') => {
+            let user = cred.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:xxxxx@{}", &rest[cred.len() + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// A git command in `dir`, with no prompt for credentials (a build has no terminal) and
+/// no system-wide configuration; its stderr is returned in the error.
+fn git(dir: &Path, args: &[&str]) -> Result<String, String> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "-c",
+            "protocol.ext.allow=never",
+            "-c",
+            "protocol.file.allow=never",
+        ])
+        .args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_ASKPASS", "true")
+        .env(
+            "GIT_SSH_COMMAND",
+            std::env::var("GIT_SSH_COMMAND").unwrap_or_else(|_| "ssh -o BatchMode=yes".into()),
+        )
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run git (is it installed?): {e}"))?;
+    if out.status.success() {
+        return Ok(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    let err = err
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    Err(if err.is_empty() {
+        format!("git exited with {}", out.status)
+    } else {
+        err
+    })
+}
+
+/// Whether `r` may be an abbreviated or full commit id.
+fn looks_like_commit(r: &str) -> bool {
+    (7..=64).contains(&r.len()) && r.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Fetches `src` into the new directory `dir` and checks out its ref there; the `.git`
+/// directory is removed unless `keep_git_dir`. Returns the commit id checked out. The
+/// error names the URL and the ref and carries git's own message.
+pub(crate) fn checkout(src: &GitSource, dir: &Path, keep_git_dir: bool) -> Result<String, String> {
+    let fail = |what: &str, e: String| format!("{what} {}: {e}", src.describe());
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    git(dir, &["init", "-q", "--template=", "."]).map_err(|e| fail("git init for", e))?;
+    let url = src.url.as_str();
+    let want = src.reference.as_deref().unwrap_or("HEAD");
+    // A branch or tag (or HEAD): one shallow fetch. git resolves the name as
+    // refs/<name>, refs/tags/<name>, refs/heads/<name>, ... (its usual rules).
+    let shallow = git(
+        dir,
+        &["fetch", "-q", "--depth=1", "--no-tags", "--", url, want],
+    );
+    let commit = match shallow {
+        Ok(_) => git(dir, &["rev-parse", "--verify", "-q", "FETCH_HEAD^{commit}"])
+            .map_err(|e| fail("no commit fetched from", e))?,
+        Err(e) if looks_like_commit(want) => {
+            // A commit id: servers may refuse it as a want; take every branch and tag and
+            // look it up locally.
+            git(
+                dir,
+                &[
+                    "fetch",
+                    "-q",
+                    "--tags",
+                    "--",
+                    url,
+                    "+refs/heads/*:refs/remotes/origin/*",
+                ],
+            )
+            .map_err(|e2| fail("cannot fetch", format!("{e}; {e2}")))?;
+            let spec = format!("{want}^{{commit}}");
+            git(
+                dir,
+                &["rev-parse", "--verify", "-q", "--end-of-options", &spec],
+            )
+            .map_err(|_| fail("no such commit in", e))?
+        }
+        Err(e) => return Err(fail("cannot fetch", e)),
+    };
+    git(
+        dir,
+        &[
+            "-c",
+            "advice.detachedHead=false",
+            "checkout",
+            "-q",
+            "--detach",
+            &commit,
+            "--",
+        ],
+    )
+    .map_err(|e| fail("cannot check out", e))?;
+    if !keep_git_dir {
+        let g = dir.join(".git");
+        std::fs::remove_dir_all(&g).map_err(|e| format!("{}: {e}", g.display()))?;
+    }
+    Ok(commit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_refs_and_subdirs() {
+        let g = GitSource::parse("git://127.0.0.1:9418/repo.git#v1.0:sub/dir").unwrap();
+        assert_eq!(g.url, "git://127.0.0.1:9418/repo.git");
+        assert_eq!(g.reference.as_deref(), Some("v1.0"));
+        assert_eq!(g.subdir.as_deref(), Some("sub/dir"));
+        let g = GitSource::parse("https://h/o/r.git").unwrap();
+        assert_eq!((g.reference, g.subdir), (None, None));
+        let g = GitSource::parse("git@github.com:o/r.git#main").unwrap();
+        assert_eq!(g.url, "git@github.com:o/r.git");
+        assert_eq!(g.reference.as_deref(), Some("main"));
+        let g = GitSource::parse("https://h/r.git#:docs/").unwrap();
+        assert_eq!((g.reference, g.subdir.as_deref()), (None, Some("docs")));
+        for bad in [
+            "-uhttps://h/r.git",
+            "https://h/r.git#--upload-pack=touch /x",
+            "https://h/r.git#-b",
+            "https://h/r.git#main:../../etc",
+            "https://h/r.git#main:a/../..",
+            "https://h/r.git#main:-x",
+            "https://h/r.git#a..b",
+            "git@-oProxyCommand=x:r.git",
+            "file:///tmp/r.git",
+            "ext::sh -c touch% /tmp/pwned",
+            "https://h/r .git",
+        ] {
+            assert!(GitSource::parse(bad).is_err(), "{bad} was accepted");
+        }
+        let e = GitSource::parse("https://h/r.git#main:../x").unwrap_err();
+        assert!(e.contains("inside the repository"), "{e}");
+    }
+
+    #[test]
+    fn kinds_and_redaction() {
+        assert!(is_git("git@github.com:o/r.git") && is_git("https://h/o/r.git#main"));
+        assert!(is_git("GIT://h/r") && is_git("https://h/o/r.git#v1:sub"));
+        assert!(!is_git("https://h/o/r.tar.gz") && !is_git("sub/r.git"));
+        assert_eq!(
+            redact("https://me:tok@h/o/r.git"),
+            "https://me:xxxxx@h/o/r.git"
+        );
+        assert_eq!(redact("https://me@h/r.git"), "https://me@h/r.git");
+        assert!(looks_like_commit("deadbeef") && !looks_like_commit("main"));
+    }
+}
