@@ -303,6 +303,16 @@ async fn send_build(
                 if s.starts_with("Step ") {
                     step_start = std::time::Instant::now();
                 }
+                // --progress=plain: a RUN's stderr uncoloured (by default it keeps
+                // dockerd's red, as the docker CLI prints it).
+                let s = if plain {
+                    use barge_build::progress::{STDERR_END, STDERR_START};
+                    s.strip_prefix(STDERR_START)
+                        .and_then(|x| x.strip_suffix(STDERR_END))
+                        .unwrap_or(s)
+                } else {
+                    s
+                };
                 // --progress=plain: each step's end carries its time.
                 if plain && is_step_end(s) {
                     let secs = step_start.elapsed().as_secs_f64();
