@@ -944,6 +944,23 @@ fn run_secret_mounts_never_reach_a_layer() {
     let (r, _) = env.build(&ssh, "ssh-bad");
     let e = r.expect_err("ssh").to_string();
     assert!(e.contains("type=ssh is not supported"), "{e}");
+    // Not required (BuildKit's default): the step runs without it, with a warning.
+    let ssh = env.context(
+        "ssh-opt",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN --mount=type=ssh test -z \"$SSH_AUTH_SOCK\"\n",
+        )],
+    );
+    let (r, events) = env.build(&ssh, "ssh-opt");
+    r.unwrap_or_else(|e| panic!("{e}\n{}", streams(&events)));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Warning(w) if w.contains("type=ssh is not supported"))),
+        "{}",
+        streams(&events)
+    );
 }
 
 #[test]

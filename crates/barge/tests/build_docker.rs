@@ -891,6 +891,19 @@ fn shell_platform_copy_from_an_image_maintainer_and_barge_build_flags() {
     );
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert_eq!(d.ok(&["run", "--rm", "bb:tar", "cat", "/from-tar"]), "data");
+    // --ssh: no agent forwarding, said before anything is sent.
+    let o = barge(
+        &d,
+        &["build", "--ssh", "default", "-t", "bb:ssh", dir],
+        None,
+    );
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("--ssh default: barge's builder has no SSH agent forwarding"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!tagged(&d, "bb:ssh"));
 }
 
 #[test]

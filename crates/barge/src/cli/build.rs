@@ -129,6 +129,11 @@ fn is_step_end(s: &str) -> bool {
 
 /// `build`
 pub async fn build(c: &Client, a: BuildArgs) -> Result<()> {
+    if let Some(s) = a.ssh.first() {
+        return Err(Error::Msg(format!(
+            "--ssh {s}: barge's builder has no SSH agent forwarding; fetch private sources before the build (RUN --mount=type=ssh is skipped, or refused when required=true)"
+        )));
+    }
     let mut dockerfile = a.file.clone().unwrap_or_else(|| "Dockerfile".into());
     if barge_build::is_remote_context(&a.context) {
         // A URL: the daemon fetches the context (`remote`), the body is empty.
