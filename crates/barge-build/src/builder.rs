@@ -813,7 +813,11 @@ fn unpack_context(r: impl Read + Send + 'static, d: &Path) -> Result<(), BuildEr
 fn remote_context(url: &str, d: &Path, opts: &BuildOptions) -> Result<PathBuf, BuildError> {
     if git::is_git(url) {
         let g = git::GitSource::parse(url).map_err(BuildError::Context)?;
-        let commit = git::checkout(&g, d, false).map_err(BuildError::Context)?;
+        let commit =
+            git::checkout(&g, d, false, opts.cancel.as_deref()).map_err(|e| match e.as_str() {
+                git::CANCELLED => BuildError::Cancelled,
+                _ => BuildError::Context(e),
+            })?;
         let Some(sub) = &g.subdir else {
             return Ok(d.to_path_buf());
         };

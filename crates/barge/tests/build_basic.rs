@@ -1320,6 +1320,26 @@ fn add_a_git_repository_at_a_tag_branch_and_commit() {
         .filter(|n| n.to_string_lossy().starts_with("git-"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
+
+    // A server that accepts and never answers: cancelling the build stops git.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let df = format!("FROM busybox\nADD git://127.0.0.1:{port}/r.git#main /src\n");
+    let ctx = env.context("git-hang", &[("Dockerfile", &df)]);
+    let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut o = opts("git-hang");
+    o.cancel = Some(cancel.clone());
+    let setter = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let t = Instant::now();
+    let (r, _) = env.build_with(&ctx, o);
+    setter.join().unwrap();
+    assert!(matches!(r, Err(BuildError::Cancelled)), "{r:?}");
+    assert!(t.elapsed().as_secs() < 20, "{:?}", t.elapsed());
+    assert!(!env.tagged("git-hang"));
+    drop(silent);
 }
 
 #[test]

@@ -287,9 +287,13 @@ impl<'a> Run<'a> {
                     ));
                 }
                 let keep = matches!(cmd, Command::Add(a) if a.keep_git_dir == Some(true));
-                let (hash, item, root) = self
-                    .fetch_git(src, keep, excl.as_ref())
-                    .map_err(|e| self.step_err(inst, e))?;
+                let (hash, item, root) = self.fetch_git(src, keep, excl.as_ref()).map_err(|e| {
+                    if e == git::CANCELLED {
+                        BuildError::Cancelled
+                    } else {
+                        self.step_err(inst, e)
+                    }
+                })?;
                 return Ok(CopyPlan {
                     hash,
                     dest: dest_abs,
@@ -485,7 +489,7 @@ impl<'a> Run<'a> {
     ) -> Result<(Digest, Item, SourceRoot<'a>), String> {
         let g = GitSource::parse(src)?;
         let dir = RemoveOnDrop(self.b.root.join("tmp").join(super::unique("git-")));
-        let commit = git::checkout(&g, &dir.0, keep_git_dir)?;
+        let commit = git::checkout(&g, &dir.0, keep_git_dir, self.opts.cancel.as_deref())?;
         let fd = fsutil::open_root(&dir.0).map_err(|e| format!("{}: {e}", dir.0.display()))?;
         let root_path = fsutil::fd_path(fd.as_raw_fd()).map_err(|e| e.to_string())?;
         let sub = g.subdir.clone().unwrap_or_default();

@@ -7,8 +7,11 @@
 //! and are refused when they could be read as options (a leading `-`: the
 //! `--upload-pack=` injection of CVE-2019-13139) or lead out of the checkout (`..`).
 
+use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 /// Whether `s` names a git repository (`git@host:...`, `git://`, `*.git` URLs, `#ref`).
 pub(crate) fn is_git(s: &str) -> bool {
@@ -138,10 +141,14 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// What a git command failed with: [`CANCELLED`] when the build was cancelled.
+pub(crate) const CANCELLED: &str = "cancelled";
+
 /// A git command in `dir`, with no prompt for credentials (a build has no terminal) and
-/// no system-wide configuration; its stderr is returned in the error.
-fn git(dir: &Path, args: &[&str]) -> Result<String, String> {
-    let out = Command::new("git")
+/// no system-wide configuration; its stderr is returned in the error. Setting `cancel`
+/// kills it (a server that never answers would otherwise hold the build forever).
+fn git(dir: &Path, args: &[&str], cancel: Option<&AtomicBool>) -> Result<String, String> {
+    let mut child = Command::new("git")
         .arg("-C")
         .arg(dir)
         .args([
@@ -159,12 +166,52 @@ fn git(dir: &Path, args: &[&str]) -> Result<String, String> {
             std::env::var("GIT_SSH_COMMAND").unwrap_or_else(|_| "ssh -o BatchMode=yes".into()),
         )
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .map_err(|e| format!("cannot run git (is it installed?): {e}"))?;
-    if out.status.success() {
-        return Ok(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    // Read on threads, so the pipes never fill while this one watches `cancel`.
+    let drain = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut v);
+            }
+            v
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|r| Box::new(r) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|r| Box::new(r) as Box<dyn Read + Send>),
+    );
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break st,
+            Ok(None) => {}
+            Err(e) => return Err(format!("waiting for git: {e}")),
+        }
+        if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            // Our own child, by its pid; the readers end when its helpers do.
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(CANCELLED.into());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let out = out.join().unwrap_or_default();
+    let err = err.join().unwrap_or_default();
+    if status.success() {
+        return Ok(String::from_utf8_lossy(&out).trim().to_string());
     }
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = String::from_utf8_lossy(&err);
     let err = err
         .lines()
         .map(str::trim)
@@ -172,7 +219,7 @@ fn git(dir: &Path, args: &[&str]) -> Result<String, String> {
         .collect::<Vec<_>>()
         .join("; ");
     Err(if err.is_empty() {
-        format!("git exited with {}", out.status)
+        format!("git exited with {status}")
     } else {
         err
     })
@@ -185,9 +232,22 @@ fn looks_like_commit(r: &str) -> bool {
 
 /// Fetches `src` into the new directory `dir` and checks out its ref there; the `.git`
 /// directory is removed unless `keep_git_dir`. Returns the commit id checked out. The
-/// error names the URL and the ref and carries git's own message.
-pub(crate) fn checkout(src: &GitSource, dir: &Path, keep_git_dir: bool) -> Result<String, String> {
-    let fail = |what: &str, e: String| format!("{what} {}: {e}", src.describe());
+/// error names the URL and the ref and carries git's own message; it is [`CANCELLED`]
+/// when `cancel` was set.
+pub(crate) fn checkout(
+    src: &GitSource,
+    dir: &Path,
+    keep_git_dir: bool,
+    cancel: Option<&AtomicBool>,
+) -> Result<String, String> {
+    let fail = |what: &str, e: String| {
+        if e == CANCELLED {
+            e
+        } else {
+            format!("{what} {}: {e}", src.describe())
+        }
+    };
+    let git = |dir: &Path, args: &[&str]| git(dir, args, cancel);
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     git(dir, &["init", "-q", "--template=", "."]).map_err(|e| fail("git init for", e))?;
     let url = src.url.as_str();
