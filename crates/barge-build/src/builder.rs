@@ -814,9 +814,11 @@ fn remote_context(url: &str, d: &Path, opts: &BuildOptions) -> Result<PathBuf, B
     if git::is_git(url) {
         let g = git::GitSource::parse(url).map_err(BuildError::Context)?;
         let commit =
-            git::checkout(&g, d, false, opts.cancel.as_deref()).map_err(|e| match e.as_str() {
-                git::CANCELLED => BuildError::Cancelled,
-                _ => BuildError::Context(e),
+            git::checkout(&g, None, d, false, opts.cancel.as_deref()).map_err(|e| {
+                match e.as_str() {
+                    git::CANCELLED => BuildError::Cancelled,
+                    _ => BuildError::Context(e),
+                }
             })?;
         let Some(sub) = &g.subdir else {
             return Ok(d.to_path_buf());

@@ -43,7 +43,8 @@
 //!   `env=`, never in a layer or a cache key); `type=ssh` is refused when `required`.
 //! - With [`BuildOptions::registry`], base images missing from the store are pulled and
 //!   `--pull` re-resolves them; ADD fetches http(s) URLs (`--checksum=sha256:`) and git
-//!   repositories (`<url>#<ref>:<subdir>`, with the `git` binary, cached by commit);
+//!   repositories (`<url>#<ref>:<subdir>`, with the `git` binary, cached by the commit
+//!   `git ls-remote` names, fetched only on a miss);
 //!   [`BuildContext::Remote`] builds from a git repository, a tar or a Dockerfile URL.
 //! - One `Builder` per state directory: `new` clears leftovers of crashed builds there and
 //!   makes `<builder>/tmp` (where snapshots are mounted) a private mount, so container

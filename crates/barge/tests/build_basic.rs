@@ -1269,6 +1269,38 @@ fn add_a_git_repository_at_a_tag_branch_and_commit() {
     );
     assert_eq!(env.file("git:3", "src/a.txt").as_deref(), Some("a v1\n"));
 
+    // A cache hit only asks the server what the ref names (one request); a miss also
+    // fetches.
+    let one = env.context(
+        "git-one",
+        &[(
+            "Dockerfile",
+            &format!("FROM busybox\nADD {} /src\n", git.url("#v1:sub")),
+        )],
+    );
+    let (r, events) = env.build_with(
+        &one,
+        BuildOptions {
+            no_cache: true,
+            ..opts("git:one")
+        },
+    );
+    r.unwrap_or_else(|e| panic!("{e}\n{}", streams(&events)));
+    let n = git.requests();
+    let (r, events) = env.build(&one, "git:one");
+    r.unwrap_or_else(|e| panic!("{e}\n{}", streams(&events)));
+    assert_eq!(count_cache_hits(&events), 1, "{}", streams(&events));
+    assert_eq!(git.requests() - n, 1);
+    let (r, events) = env.build_with(
+        &one,
+        BuildOptions {
+            no_cache: true,
+            ..opts("git:one")
+        },
+    );
+    r.unwrap_or_else(|e| panic!("{e}\n{}", streams(&events)));
+    assert!(git.requests() - n >= 3, "{}", git.requests() - n);
+
     // Bad sources: clear errors naming the URL and ref (with git's message), nothing tagged.
     let cases = [
         (

@@ -76,6 +76,14 @@ enum SourceRoot<'a> {
         fd: OwnedFd,
         _dir: RemoveOnDrop,
     },
+    /// A git source resolved to `commit` but not fetched yet (a cache hit never is).
+    GitPending {
+        src: String,
+        git: GitSource,
+        commit: String,
+        keep: bool,
+        excl: Option<crate::DockerIgnore>,
+    },
 }
 
 /// A private directory of the builder, removed (with what is in it) on drop.
@@ -287,13 +295,9 @@ impl<'a> Run<'a> {
                     ));
                 }
                 let keep = matches!(cmd, Command::Add(a) if a.keep_git_dir == Some(true));
-                let (hash, item, root) = self.fetch_git(src, keep, excl.as_ref()).map_err(|e| {
-                    if e == git::CANCELLED {
-                        BuildError::Cancelled
-                    } else {
-                        self.step_err(inst, e)
-                    }
-                })?;
+                let (hash, item, root) = self
+                    .fetch_git(src, keep, excl)
+                    .map_err(|e| self.git_err(inst, e))?;
                 return Ok(CopyPlan {
                     hash,
                     dest: dest_abs,
@@ -321,6 +325,9 @@ impl<'a> Run<'a> {
             SourceRoot::Context => (self.ctx_fd.as_raw_fd(), BENEATH, true),
             SourceRoot::Rootfs { fd, .. } => (fd.as_raw_fd(), IN_ROOT, false),
             SourceRoot::Git { fd, .. } => (fd.as_raw_fd(), BENEATH, false),
+            SourceRoot::GitPending { .. } => {
+                return Err(self.step_err(inst, "a git source is planned on its own"))
+            }
         };
         let root_path = fsutil::fd_path(root_fd).map_err(|e| self.step_err(inst, e))?;
         let mut items = Vec::new();
@@ -478,18 +485,59 @@ impl<'a> Run<'a> {
         })
     }
 
-    /// `ADD <git url>`: the repository checked out at its ref in a private directory.
-    /// The cache key is the commit (with the subdir and --keep-git-dir), so a new
-    /// commit on a branch is a miss and an unchanged one a hit.
+    /// `ADD <git url>`: the cache key is the commit its ref names (with the subdir and
+    /// --keep-git-dir), so a new commit on a branch is a miss and an unchanged one a hit.
+    /// The commit comes from `git ls-remote`, and the repository is only fetched when the
+    /// step runs ([`SourceRoot::GitPending`]); a ref ls-remote does not list (a commit id)
+    /// is fetched now to learn its commit.
     fn fetch_git(
         &self,
         src: &str,
-        keep_git_dir: bool,
-        excl: Option<&crate::DockerIgnore>,
+        keep: bool,
+        excl: Option<crate::DockerIgnore>,
     ) -> Result<(Digest, Item, SourceRoot<'a>), String> {
         let g = GitSource::parse(src)?;
+        let cancel = self.opts.cancel.as_deref();
+        let (commit, item, root) = match git::resolve(&g, &self.b.root.join("tmp"), cancel)? {
+            Some(commit) => {
+                // Stands for the checkout's top directory until the step runs.
+                let item = Item {
+                    top: String::new(),
+                    name: String::new(),
+                    is_dir: true,
+                    entries: Vec::new(),
+                    data: None,
+                    parents: None,
+                };
+                let root = SourceRoot::GitPending {
+                    src: src.to_string(),
+                    git: g.clone(),
+                    commit: commit.clone(),
+                    keep,
+                    excl,
+                };
+                (commit, item, root)
+            }
+            None => self.checkout_git(&g, None, src, keep, excl.as_ref())?,
+        };
+        let sub = g.subdir.clone().unwrap_or_default();
+        let mut h = Hasher::new();
+        h.update(format!("git\0{}\0{commit}\0{sub}\0{keep}\0", g.url).as_bytes());
+        Ok((h.finish(), item, root))
+    }
+
+    /// Checks `g` out (at `pinned` if given) in a private directory, removed when the
+    /// returned root drops; returns the commit, the item for its subdir, and the root.
+    fn checkout_git(
+        &self,
+        g: &GitSource,
+        pinned: Option<&str>,
+        src: &str,
+        keep: bool,
+        excl: Option<&crate::DockerIgnore>,
+    ) -> Result<(String, Item, SourceRoot<'a>), String> {
         let dir = RemoveOnDrop(self.b.root.join("tmp").join(super::unique("git-")));
-        let commit = git::checkout(&g, &dir.0, keep_git_dir, self.opts.cancel.as_deref())?;
+        let commit = git::checkout(g, pinned, &dir.0, keep, self.opts.cancel.as_deref())?;
         let fd = fsutil::open_root(&dir.0).map_err(|e| format!("{}: {e}", dir.0.display()))?;
         let root_path = fsutil::fd_path(fd.as_raw_fd()).map_err(|e| e.to_string())?;
         let sub = g.subdir.clone().unwrap_or_default();
@@ -502,9 +550,16 @@ impl<'a> Run<'a> {
         }
         let item =
             self.resolve_item(fd.as_raw_fd(), &root_path, &sub, BENEATH, false, src, excl)?;
-        let mut h = Hasher::new();
-        h.update(format!("git\0{}\0{commit}\0{sub}\0{keep_git_dir}\0", g.url).as_bytes());
-        Ok((h.finish(), item, SourceRoot::Git { fd, _dir: dir }))
+        Ok((commit, item, SourceRoot::Git { fd, _dir: dir }))
+    }
+
+    /// A git error as a build error: the build's own when it was cancelled.
+    fn git_err(&self, inst: &Instruction, e: String) -> BuildError {
+        if e == git::CANCELLED {
+            BuildError::Cancelled
+        } else {
+            self.step_err(inst, e)
+        }
     }
 
     /// What RUN's bind mounts bring in, for its cache key: the content of context
@@ -749,8 +804,25 @@ impl<'a> Run<'a> {
         &self,
         st: &State,
         inst: &Instruction,
-        plan: CopyPlan<'_>,
+        mut plan: CopyPlan<'a>,
     ) -> Result<LayerRecord, BuildError> {
+        // A git source is fetched now, at the commit its cache key names.
+        if let SourceRoot::GitPending { .. } = plan.root {
+            if let SourceRoot::GitPending {
+                src,
+                git,
+                commit,
+                keep,
+                excl,
+            } = std::mem::replace(&mut plan.root, SourceRoot::Context)
+            {
+                let (_, item, root) = self
+                    .checkout_git(&git, Some(&commit), &src, keep, excl.as_ref())
+                    .map_err(|e| self.git_err(inst, e))?;
+                plan.items = vec![item];
+                plan.root = root;
+            }
+        }
         // --link: the files go into an empty snapshot, so the layer depends on nothing
         // below it (a symlink in the stage's rootfs is not followed; parents are made).
         let snap = Snap::new(self.b, if plan.link { &[] } else { &st.layers })?;
@@ -768,6 +840,9 @@ impl<'a> Run<'a> {
         let src_root = match &plan.root {
             SourceRoot::Context => self.ctx_fd.as_raw_fd(),
             SourceRoot::Rootfs { fd, .. } | SourceRoot::Git { fd, .. } => fd.as_raw_fd(),
+            SourceRoot::GitPending { .. } => {
+                return Err(self.step_err(inst, "the git source was not fetched"))
+            }
         };
         let w = Writer {
             root: root.as_raw_fd(),

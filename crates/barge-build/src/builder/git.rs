@@ -230,12 +230,51 @@ fn looks_like_commit(r: &str) -> bool {
     (7..=64).contains(&r.len()) && r.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// Fetches `src` into the new directory `dir` and checks out its ref there; the `.git`
-/// directory is removed unless `keep_git_dir`. Returns the commit id checked out. The
-/// error names the URL and the ref and carries git's own message; it is [`CANCELLED`]
-/// when `cancel` was set.
+/// The commit `src`'s ref names on the remote, from `git ls-remote` (run in `dir`, any
+/// existing directory): the remote's HEAD, else the ref as given, a tag (peeled) or a
+/// branch, in git's order. `None` when no ref matches (a commit id, or a ref that does not
+/// exist: [`checkout`] then tries it and reports git's own message). A remote that cannot
+/// be reached is an error naming the URL and the ref.
+pub(crate) fn resolve(
+    src: &GitSource,
+    dir: &Path,
+    cancel: Option<&AtomicBool>,
+) -> Result<Option<String>, String> {
+    let out = git(dir, &["ls-remote", "--", &src.url], cancel).map_err(|e| {
+        if e == CANCELLED {
+            e
+        } else {
+            format!("cannot list the refs of {}: {e}", src.describe())
+        }
+    })?;
+    let refs: std::collections::HashMap<&str, &str> = out
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(sha, name)| (name.trim(), sha.trim()))
+        .collect();
+    let found = match &src.reference {
+        None => refs.get("HEAD").copied(),
+        Some(r) => [
+            format!("{r}^{{}}"),
+            r.clone(),
+            format!("refs/tags/{r}^{{}}"),
+            format!("refs/tags/{r}"),
+            format!("refs/heads/{r}"),
+        ]
+        .iter()
+        .find_map(|c| refs.get(c.as_str()).copied()),
+    };
+    Ok(found.map(String::from))
+}
+
+/// Fetches `src` into the new directory `dir` and checks out its ref there (`pinned`:
+/// the commit [`resolve`] found for it, which is what is checked out even if the branch
+/// moved since); the `.git` directory is removed unless `keep_git_dir`. Returns the
+/// commit id checked out. The error names the URL and the ref and carries git's own
+/// message; it is [`CANCELLED`] when `cancel` was set.
 pub(crate) fn checkout(
     src: &GitSource,
+    pinned: Option<&str>,
     dir: &Path,
     keep_git_dir: bool,
     cancel: Option<&AtomicBool>,
@@ -252,38 +291,57 @@ pub(crate) fn checkout(
     git(dir, &["init", "-q", "--template=", "."]).map_err(|e| fail("git init for", e))?;
     let url = src.url.as_str();
     let want = src.reference.as_deref().unwrap_or("HEAD");
-    // A branch or tag (or HEAD): one shallow fetch. git resolves the name as
-    // refs/<name>, refs/tags/<name>, refs/heads/<name>, ... (its usual rules).
-    let shallow = git(
-        dir,
-        &["fetch", "-q", "--depth=1", "--no-tags", "--", url, want],
-    );
-    let commit = match shallow {
-        Ok(_) => git(dir, &["rev-parse", "--verify", "-q", "FETCH_HEAD^{commit}"])
-            .map_err(|e| fail("no commit fetched from", e))?,
-        Err(e) if looks_like_commit(want) => {
-            // A commit id: servers may refuse it as a want; take every branch and tag and
-            // look it up locally.
-            git(
-                dir,
-                &[
-                    "fetch",
-                    "-q",
-                    "--tags",
-                    "--",
-                    url,
-                    "+refs/heads/*:refs/remotes/origin/*",
-                ],
-            )
-            .map_err(|e2| fail("cannot fetch", format!("{e}; {e2}")))?;
-            let spec = format!("{want}^{{commit}}");
+    // A commit id: a shallow fetch of it if the server allows that, else every branch
+    // and tag, looked up locally.
+    let fetch_commit = |c: &str, first: String| -> Result<String, String> {
+        let spec = format!("{c}^{{commit}}");
+        let parse = || {
             git(
                 dir,
                 &["rev-parse", "--verify", "-q", "--end-of-options", &spec],
             )
-            .map_err(|_| fail("no such commit in", e))?
+        };
+        if git(
+            dir,
+            &["fetch", "-q", "--depth=1", "--no-tags", "--", url, c],
+        )
+        .is_ok()
+        {
+            if let Ok(id) = parse() {
+                return Ok(id);
+            }
         }
-        Err(e) => return Err(fail("cannot fetch", e)),
+        git(
+            dir,
+            &[
+                "fetch",
+                "-q",
+                "--tags",
+                "--",
+                url,
+                "+refs/heads/*:refs/remotes/origin/*",
+            ],
+        )
+        .map_err(|e2| fail("cannot fetch", format!("{first}; {e2}")))?;
+        parse().map_err(|_| fail("no such commit in", first))
+    };
+    // A branch or tag (or HEAD): one shallow fetch. git resolves the name as
+    // refs/<name>, refs/tags/<name>, refs/heads/<name>, ... (its usual rules).
+    let fetched = git(
+        dir,
+        &["fetch", "-q", "--depth=1", "--no-tags", "--", url, want],
+    )
+    .and_then(|_| git(dir, &["rev-parse", "--verify", "-q", "FETCH_HEAD^{commit}"]));
+    let commit = match (pinned, fetched) {
+        (_, Err(e)) if e == CANCELLED => return Err(e),
+        (None, Ok(c)) => c,
+        (Some(p), Ok(c)) if c == p => c,
+        // The ref moved since it was resolved: the commit resolved is what the cache
+        // key says.
+        (Some(p), Ok(c)) => fetch_commit(p, format!("{want} is now {c}"))?,
+        (Some(p), Err(e)) => fetch_commit(p, e)?,
+        (None, Err(e)) if looks_like_commit(want) => fetch_commit(want, e)?,
+        (None, Err(e)) => return Err(fail("cannot fetch", e)),
     };
     git(
         dir,

@@ -310,8 +310,10 @@ impl GitServer {
             .local_addr()
             .unwrap()
             .port();
+        let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
         let child = Command::new("git")
             .arg("daemon")
+            .arg("--verbose")
             .arg("--reuseaddr")
             .arg(format!("--base-path={}", srv.display()))
             .arg("--export-all")
@@ -319,7 +321,7 @@ impl GitServer {
             .arg(format!("--port={port}"))
             .arg(&srv)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("git daemon");
         let mut s = s;
@@ -353,6 +355,15 @@ impl GitServer {
     pub fn tag(&self, tag: &str) {
         git_in(&self.work, &["tag", "-a", "-m", tag, tag]);
         self.push();
+    }
+
+    /// How many requests (`ls-remote`, fetches) the daemon has served so far.
+    pub fn requests(&self) -> usize {
+        let log = self.work.parent().unwrap().join("daemon.log");
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .matches("Request upload-pack")
+            .count()
     }
 
     /// The work tree (pushed by [`GitServer::commit`]).
