@@ -256,7 +256,7 @@ pub fn cgroup_exists(id: &str) -> bool {
     walk(Path::new("/sys/fs/cgroup"), id, 0)
 }
 
-/// A git repository served by `git daemon` on loopback (killed by pid on drop): a work
+/// A git repository served by `git-daemon` on loopback (killed by pid on drop): a work
 /// tree under `<dir>/work` pushed to the bare `<dir>/srv/repo.git`, which clients fetch
 /// as `git://127.0.0.1:<port>/repo.git`.
 pub struct GitServer {
@@ -311,8 +311,10 @@ impl GitServer {
             .unwrap()
             .port();
         let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
-        let child = Command::new("git")
-            .arg("daemon")
+        // git-daemon itself, not the `git daemon` wrapper: the wrapper's child would
+        // outlive a kill of the wrapper's pid.
+        let exec_path = git_in(&srv, &["--exec-path"]);
+        let child = Command::new(Path::new(&exec_path).join("git-daemon"))
             .arg("--verbose")
             .arg("--reuseaddr")
             .arg(format!("--base-path={}", srv.display()))
