@@ -3,7 +3,7 @@
 # Idempotent; needs root. Used by scripts/quickstart.sh, scripts/test.sh and .ci/run.
 set -eu
 packages="build-essential pkg-config libseccomp-dev busybox-static iproute2 nftables
-runc crun podman hyperfine skopeo umoci docker-registry file iperf3
+runc crun podman hyperfine skopeo umoci docker-registry file iperf3 git
 docker.io python3-docker python3-bcrypt docker-compose"
 # registry tests: a token-auth registry (Docker Hub style) signs its tokens with openssl.
 packages="$packages openssl"

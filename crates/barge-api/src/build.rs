@@ -226,10 +226,18 @@ pub(crate) async fn build(api: &Api, req: Request<Incoming>) -> R {
                 }
             }
         };
-        let ctx = BuildContext::Tar(Box::new(BodyReader {
-            rx: body_rx,
-            cur: Bytes::new(),
-        }));
+        // `remote`: the context is fetched from the URL and the body is not read.
+        let ctx = match opts.remote.clone() {
+            Some(url) => {
+                // Nothing reads the body: its forwarder ends on its next send.
+                drop(body_rx);
+                BuildContext::Remote(url)
+            }
+            None => BuildContext::Tar(Box::new(BodyReader {
+                rx: body_rx,
+                cur: Bytes::new(),
+            })),
+        };
         match b.build(&opts, ctx, &progress) {
             Ok(o) => {
                 for t in &o.tags {

@@ -76,6 +76,10 @@ pub struct BuildOptions {
     pub secrets: BTreeMap<String, Secret>,
     /// `--add-host`: `(name, address)` lines added to RUN steps' /etc/hosts.
     pub extra_hosts: Vec<(String, String)>,
+    /// `remote`: a git repository (`<url>[#<ref>[:<subdir>]]`), or an http(s) URL of a
+    /// tar context or a plain Dockerfile, to build from instead of the request body (the
+    /// caller passes it as [`BuildContext::Remote`]).
+    pub remote: Option<String>,
 }
 
 /// Networking for RUN steps, given by the caller ([`BuildOptions::network_provider`]).
@@ -140,6 +144,14 @@ pub fn decode_secrets(header: &str) -> Result<BTreeMap<String, Secret>, BuildErr
         .collect()
 }
 
+/// Whether a build context argument is a URL to fetch (`remote`) rather than a path: a
+/// git repository (Docker's rules: `git://`, `git@`, an http(s) or ssh URL ending in
+/// `.git`, optionally `#ref:subdir`) or an http(s) URL of a tar or a Dockerfile.
+pub fn is_remote_context(s: &str) -> bool {
+    let l = s.to_ascii_lowercase();
+    git::is_git(s) || l.starts_with("http://") || l.starts_with("https://")
+}
+
 fn query_bool(v: &str) -> bool {
     // Docker's httputils.BoolValue.
     !matches!(
@@ -152,8 +164,10 @@ impl BuildOptions {
     /// The options of a Docker API `POST /build` request, from its query pairs (already
     /// percent-decoded; `t` may repeat): `t`, `dockerfile`, `buildargs` (JSON object),
     /// `target`, `nocache`, `pull`, `labels` (JSON object), `cachefrom` (JSON array),
-    /// `networkmode`, `q`, `platform`, `extrahosts`. `rm`, `forcerm`, resource limits and the like are
-    /// accepted and ignored; `remote` and `version=2` (BuildKit) are refused.
+    /// `networkmode`, `q`, `platform`, `extrahosts`, `remote` (checked: a git URL whose ref
+    /// or subdir could be an option or leave the checkout is refused). `rm`, `forcerm`,
+    /// resource limits and the like are accepted and ignored; `version=2` (BuildKit) is
+    /// refused.
     /// [`BuildOptions::barge_binary`] is left for the caller to set.
     pub fn from_query<K: AsRef<str>, V: AsRef<str>>(
         pairs: &[(K, V)],
@@ -211,9 +225,15 @@ impl BuildOptions {
                     }
                 }
                 "remote" if !v.is_empty() => {
-                    return Err(BuildError::Options(
-                        "remote build contexts are not supported: send the context as the request body".into(),
-                    ))
+                    if !is_remote_context(v) {
+                        return Err(BuildError::Options(format!(
+                            "unsupported remote build context {v:?}: want a git repository URL or an http(s) URL of a tar archive or a Dockerfile"
+                        )));
+                    }
+                    if git::is_git(v) {
+                        git::GitSource::parse(v).map_err(BuildError::Options)?;
+                    }
+                    o.remote = Some(v.to_string());
                 }
                 "version" if v == "2" => {
                     return Err(BuildError::Options(
@@ -234,6 +254,10 @@ pub enum BuildContext {
     /// A tar stream (plain, gzip or zstd), as `POST /build` receives it; unpacked
     /// (confined) into a private directory for the build.
     Tar(Box<dyn Read + Send>),
+    /// A URL (`POST /build?remote=`): a git repository (`<url>[#<ref>[:<subdir>]]`,
+    /// checked out with `git`), or over http(s) a tar archive (plain, gzip or zstd) or
+    /// a plain Dockerfile (the context is then that file alone).
+    Remote(String),
 }
 
 /// What a successful build made.
@@ -546,18 +570,13 @@ impl Builder {
                 let d = self.root.join("tmp").join(unique("ctx-"));
                 std::fs::create_dir(&d).map_err(io_err("create directory", &d))?;
                 *tmp_ctx = Some(d.clone());
-                // Decompressed first, so TarTail sees tar blocks: the docker CLI may cut the
-                // stream after its last entry (see tartail).
-                let plain = barge_image::unpack::decompress(r, "build context")
-                    .map_err(|e| BuildError::Context(e.to_string()))?;
-                barge_image::unpack::unpack(
-                    crate::tartail::TarTail::new(plain),
-                    &d,
-                    "build context",
-                    &barge_image::unpack::UnpackOptions::default(),
-                )
-                .map_err(|e| BuildError::Context(e.to_string()))?;
+                unpack_context(r, &d)?;
                 d
+            }
+            BuildContext::Remote(url) => {
+                let d = self.root.join("tmp").join(unique("ctx-"));
+                *tmp_ctx = Some(d.clone());
+                remote_context(&url, &d, opts)?
             }
         };
         let ctx_fd = fsutil::open_root(&ctx_dir)
@@ -771,6 +790,69 @@ fn check_platform(p: &str) -> Result<(), String> {
             "platform {p:?} is not supported: barge builds for the host's platform ({os}/{arch}) only"
         ))
     }
+}
+
+/// Unpacks a context tar (plain, gzip or zstd) into `d`, confined.
+fn unpack_context(r: impl Read + Send + 'static, d: &Path) -> Result<(), BuildError> {
+    // Decompressed first, so TarTail sees tar blocks: the docker CLI may cut the stream
+    // after its last entry (see tartail).
+    let plain = barge_image::unpack::decompress(r, "build context")
+        .map_err(|e| BuildError::Context(e.to_string()))?;
+    barge_image::unpack::unpack(
+        crate::tartail::TarTail::new(plain),
+        d,
+        "build context",
+        &barge_image::unpack::UnpackOptions::default(),
+    )
+    .map_err(|e| BuildError::Context(e.to_string()))?;
+    Ok(())
+}
+
+/// Fetches a remote context into the new directory `d` and returns the context
+/// directory (a git source's subdir, resolved beneath the checkout).
+fn remote_context(url: &str, d: &Path, opts: &BuildOptions) -> Result<PathBuf, BuildError> {
+    if git::is_git(url) {
+        let g = git::GitSource::parse(url).map_err(BuildError::Context)?;
+        let commit =
+            git::checkout(&g, None, d, false, opts.cancel.as_deref()).map_err(|e| {
+                match e.as_str() {
+                    git::CANCELLED => BuildError::Cancelled,
+                    _ => BuildError::Context(e),
+                }
+            })?;
+        let Some(sub) = &g.subdir else {
+            return Ok(d.to_path_buf());
+        };
+        let root = fsutil::open_root(d).map_err(|e| BuildError::Context(e.to_string()))?;
+        let fd = fsutil::openat2(
+            root.as_raw_fd(),
+            sub,
+            libc::O_PATH | libc::O_DIRECTORY,
+            fsutil::BENEATH,
+        )
+        .map_err(|e| {
+            BuildError::Context(format!(
+                "no directory {sub:?} in {} at commit {commit}: {e}",
+                g.display_url()
+            ))
+        })?;
+        return fsutil::fd_path(fd.as_raw_fd()).map_err(|e| BuildError::Context(e.to_string()));
+    }
+    let dl = fetch::fetch(url, None).map_err(BuildError::Context)?;
+    std::fs::create_dir(d).map_err(io_err("create directory", d))?;
+    if copy::is_archive_head(&dl.data[..dl.data.len().min(512)]) {
+        unpack_context(std::io::Cursor::new(dl.data), d)?;
+    } else {
+        // A plain Dockerfile: the context is that file alone (as dockerd's).
+        let name = opts
+            .dockerfile
+            .as_deref()
+            .filter(|n| !n.contains('/'))
+            .unwrap_or("Dockerfile");
+        let p = d.join(name);
+        std::fs::write(&p, &dl.data).map_err(io_err("write", &p))?;
+    }
+    Ok(d.to_path_buf())
 }
 
 fn read_dockerfile(ctx: RawFd, name: &str) -> Result<String, BuildError> {
@@ -1662,6 +1744,7 @@ impl<'a> Run<'a> {
 mod chmod;
 mod copy;
 mod fetch;
+mod git;
 mod run;
 
 /// The history text of a metadata-only step, as the classic builder records it (what
@@ -1745,7 +1828,19 @@ mod tests {
         assert_eq!(o.network.as_deref(), Some("none"));
         assert!(BuildOptions::from_query(&[("buildargs", "{")]).is_err());
         assert!(BuildOptions::from_query(&[("version", "2")]).is_err());
-        assert!(BuildOptions::from_query(&[("remote", "https://x/y.git")]).is_err());
+        let o = BuildOptions::from_query(&[("remote", "https://x/y.git#v1:sub")]).unwrap();
+        assert_eq!(o.remote.as_deref(), Some("https://x/y.git#v1:sub"));
+        for bad in [
+            "file:///etc",
+            "https://x/y.git#--upload-pack=x",
+            "git://h/r#m:../..",
+        ] {
+            let e = BuildOptions::from_query(&[("remote", bad)]).unwrap_err();
+            assert!(
+                e.to_string().contains(bad.split('#').next().unwrap()),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -42,8 +42,10 @@
 //!   or a stage; secrets from [`BuildOptions::secrets`], as files on a private tmpfs or
 //!   `env=`, never in a layer or a cache key); `type=ssh` is refused when `required`.
 //! - With [`BuildOptions::registry`], base images missing from the store are pulled and
-//!   `--pull` re-resolves them; ADD fetches http(s) URLs (`--checksum=sha256:`), git
-//!   sources are refused with a clear error.
+//!   `--pull` re-resolves them; ADD fetches http(s) URLs (`--checksum=sha256:`) and git
+//!   repositories (`<url>#<ref>:<subdir>`, with the `git` binary, cached by the commit
+//!   `git ls-remote` names, fetched only on a miss);
+//!   [`BuildContext::Remote`] builds from a git repository, a tar or a Dockerfile URL.
 //! - One `Builder` per state directory: `new` clears leftovers of crashed builds there and
 //!   makes `<builder>/tmp` (where snapshots are mounted) a private mount, so container
 //!   namespaces created meanwhile neither receive nor pin those mounts.
@@ -105,8 +107,8 @@ mod tartail;
 
 pub use ast::*;
 pub use builder::{
-    decode_secrets, encode_secrets, BuildContext, BuildError, BuildNetwork, BuildOptions,
-    BuildOutput, Builder, NetworkAttachment, PruneReport, Secret, SECRETS_HEADER,
+    decode_secrets, encode_secrets, is_remote_context, BuildContext, BuildError, BuildNetwork,
+    BuildOptions, BuildOutput, Builder, NetworkAttachment, PruneReport, Secret, SECRETS_HEADER,
 };
 pub use chanread::ChannelReader;
 pub use error::{ParseError, ParseErrorKind};

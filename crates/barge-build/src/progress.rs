@@ -25,8 +25,11 @@ pub enum Event {
         /// The build container's id.
         id: String,
     },
-    /// Output of a RUN (stdout and stderr merged, as it comes).
+    /// What a RUN wrote to its stdout (whole lines, as they come).
     Output(String),
+    /// What a RUN wrote to its stderr: the classic builder's stream shows it in red
+    /// (`\u{1b}[91m` ... `\u{1b}[0m`, as dockerd); the plain log uncoloured.
+    Stderr(String),
     /// The step ended with the image (config) `id` (`sha256:...`).
     StepDone {
         /// The full id of the step's image config.
@@ -56,6 +59,11 @@ pub enum Event {
     Error(String),
 }
 
+/// What dockerd's classic builder puts before a RUN's stderr in a `stream` message (red).
+pub const STDERR_START: &str = "\u{1b}[91m";
+/// What it puts after (reset).
+pub const STDERR_END: &str = "\u{1b}[0m";
+
 fn short(id: &str) -> &str {
     let hex = id.strip_prefix("sha256:").unwrap_or(id);
     &hex[..hex.len().min(12)]
@@ -78,6 +86,7 @@ impl Event {
             Event::CacheHit => vec![stream(" ---> Using cache\n".into())],
             Event::Running { id } => vec![stream(format!(" ---> Running in {}\n", short(id)))],
             Event::Output(s) => vec![stream(s.clone())],
+            Event::Stderr(s) => vec![stream(format!("{STDERR_START}{s}{STDERR_END}"))],
             Event::StepDone { id, .. } => vec![stream(format!(" ---> {}\n", short(id)))],
             Event::Warning(w) => vec![stream(format!("[Warning] {w}\n"))],
             Event::Triggers { count } => vec![stream(format!(
@@ -110,7 +119,7 @@ impl Event {
             } => format!("Step {number}/{total} : {instruction}\n"),
             Event::CacheHit => " ---> Using cache\n".into(),
             Event::Running { id } => format!(" ---> Running in {}\n", short(id)),
-            Event::Output(s) => s.clone(),
+            Event::Output(s) | Event::Stderr(s) => s.clone(),
             Event::StepDone { id, elapsed } => {
                 format!(" ---> {} ({:.2}s)\n", short(id), elapsed.as_secs_f64())
             }

@@ -944,6 +944,23 @@ fn run_secret_mounts_never_reach_a_layer() {
     let (r, _) = env.build(&ssh, "ssh-bad");
     let e = r.expect_err("ssh").to_string();
     assert!(e.contains("type=ssh is not supported"), "{e}");
+    // Not required (BuildKit's default): the step runs without it, with a warning.
+    let ssh = env.context(
+        "ssh-opt",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN --mount=type=ssh test -z \"$SSH_AUTH_SOCK\"\n",
+        )],
+    );
+    let (r, events) = env.build(&ssh, "ssh-opt");
+    r.unwrap_or_else(|e| panic!("{e}\n{}", streams(&events)));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Warning(w) if w.contains("type=ssh is not supported"))),
+        "{}",
+        streams(&events)
+    );
 }
 
 #[test]
@@ -1168,10 +1185,6 @@ fn add_fetches_an_http_url() {
             format!("ADD https://127.0.0.1:{}/files/hello.txt /x\n", srv.port),
             vec![format!("cannot reach 127.0.0.1:{}", srv.port)],
         ),
-        (
-            "ADD https://example.invalid/o/r.git /src\n".to_string(),
-            vec!["git repository".to_string(), "not supported".to_string()],
-        ),
     ];
     for (i, (line, wants)) in cases.iter().enumerate() {
         let df = format!("FROM busybox\n{line}");
@@ -1184,6 +1197,254 @@ fn add_fetches_an_http_url() {
             assert!(e.contains(w.as_str()), "{line}: want {w:?} in {e}");
         }
         assert!(!env.tagged(&tag), "{line}");
+    }
+}
+
+#[test]
+fn add_a_git_repository_at_a_tag_branch_and_commit() {
+    if common::skip_unless_root() {
+        return;
+    }
+    let env = setup();
+    let git = common::GitServer::start(
+        &env.dir.path().join("git"),
+        &[
+            ("top.txt", "top v1\n"),
+            ("sub/a.txt", "a v1\n"),
+            ("sub/run.sh", "#!/bin/sh\necho hi\n"),
+        ],
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let p = git.work().join("sub/run.sh");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    git.commit(&[], "make run.sh executable");
+    git.tag("v1");
+    let v1 = git.git(&["rev-parse", "v1^{commit}"]);
+    let df = format!(
+        "FROM busybox\n\
+         ADD {} /src\n\
+         ADD --chown=7:8 --chmod=640 {} /branch/\n\
+         ADD --keep-git-dir=true {} /kept\n\
+         ADD {} /bycommit\n\
+         RUN stat -c '%n %a %u:%g' /src/a.txt /src/run.sh /branch/top.txt /branch/sub/a.txt > /stat; \\\n\
+             ls -a /src /bycommit > /ls; git_dir=no; test -d /kept/.git && git_dir=yes; echo $git_dir > /kept.txt\n",
+        git.url("#v1:sub"),
+        git.url("#main"),
+        git.url(""),
+        git.url(&format!("#{v1}")),
+    );
+    let ctx = env.context("git", &[("Dockerfile", &df)]);
+    let (r, events) = env.build(&ctx, "git:1");
+    r.unwrap_or_else(|e| panic!("{e}\n{}", streams(&events)));
+    // The tag's subdir is the destination's content; the .git dir is dropped.
+    assert_eq!(env.file("git:1", "src/a.txt").as_deref(), Some("a v1\n"));
+    assert!(!env.exists("git:1", "src/top.txt"));
+    assert_eq!(
+        env.file("git:1", "stat").as_deref(),
+        Some(
+            "/src/a.txt 644 0:0\n/src/run.sh 755 0:0\n/branch/top.txt 640 7:8\n/branch/sub/a.txt 640 7:8\n"
+        )
+    );
+    let ls = env.file("git:1", "ls").unwrap();
+    assert!(!ls.contains(".git"), "{ls}");
+    assert!(ls.contains("top.txt"), "{ls}");
+    assert_eq!(env.file("git:1", "kept.txt").as_deref(), Some("yes\n"));
+
+    // Unchanged repository: every step from the cache.
+    let (r, events) = env.build(&ctx, "git:2");
+    r.unwrap_or_else(|e| panic!("{e}\n{}", streams(&events)));
+    assert_eq!(count_cache_hits(&events), 5, "{}", streams(&events));
+
+    // A new commit on main: the tag and the commit still hit, the branch misses (and
+    // so does what follows it).
+    git.commit(&[("top.txt", "top v2\n")], "second");
+    let (r, events) = env.build(&ctx, "git:3");
+    r.unwrap_or_else(|e| panic!("{e}\n{}", streams(&events)));
+    assert_eq!(count_cache_hits(&events), 1, "{}", streams(&events));
+    assert_eq!(
+        env.file("git:3", "branch/top.txt").as_deref(),
+        Some("top v2\n")
+    );
+    assert_eq!(env.file("git:3", "src/a.txt").as_deref(), Some("a v1\n"));
+
+    // A cache hit only asks the server what the ref names (one request); a miss also
+    // fetches.
+    let one = env.context(
+        "git-one",
+        &[(
+            "Dockerfile",
+            &format!("FROM busybox\nADD {} /src\n", git.url("#v1:sub")),
+        )],
+    );
+    let (r, events) = env.build_with(
+        &one,
+        BuildOptions {
+            no_cache: true,
+            ..opts("git:one")
+        },
+    );
+    r.unwrap_or_else(|e| panic!("{e}\n{}", streams(&events)));
+    let n = git.requests();
+    let (r, events) = env.build(&one, "git:one");
+    r.unwrap_or_else(|e| panic!("{e}\n{}", streams(&events)));
+    assert_eq!(count_cache_hits(&events), 1, "{}", streams(&events));
+    assert_eq!(git.requests() - n, 1);
+    let (r, events) = env.build_with(
+        &one,
+        BuildOptions {
+            no_cache: true,
+            ..opts("git:one")
+        },
+    );
+    r.unwrap_or_else(|e| panic!("{e}\n{}", streams(&events)));
+    assert!(git.requests() - n >= 3, "{}", git.requests() - n);
+
+    // Bad sources: clear errors naming the URL and ref (with git's message), nothing tagged.
+    let cases = [
+        (
+            git.url("#nosuchref"),
+            vec![
+                git.url(""),
+                "ref nosuchref".into(),
+                "couldn't find remote ref".into(),
+            ],
+        ),
+        (
+            "git://127.0.0.1:1/gone.git#main".into(),
+            vec![
+                "git://127.0.0.1:1/gone.git (ref main)".into(),
+                "unable to connect".into(),
+            ],
+        ),
+        (
+            git.url("#--upload-pack=touch${IFS}/tmp/pwned"),
+            vec!["must not start with '-'".into()],
+        ),
+        (
+            git.url("#main:../../etc"),
+            vec!["must stay inside the repository".into()],
+        ),
+        (
+            git.url("#main:nosuchdir"),
+            vec!["no directory \"nosuchdir\"".into()],
+        ),
+    ];
+    for (i, (src, wants)) in cases.iter().enumerate() {
+        let df = format!("FROM busybox\nADD {src} /src\n");
+        let ctx = env.context(&format!("git-bad-{i}"), &[("Dockerfile", &df)]);
+        let tag = format!("git-bad:{i}");
+        let (r, _) = env.build(&ctx, &tag);
+        let e = r.expect_err(src).to_string();
+        assert!(e.contains("Dockerfile:2"), "{e}");
+        for w in wants {
+            assert!(e.contains(w.as_str()), "{src}: want {w:?} in {e}");
+        }
+        assert!(!env.tagged(&tag), "{src}");
+    }
+    assert!(!Path::new("/tmp/pwned").exists());
+    // No checkout is left behind in the builder's directory.
+    let left: Vec<_> = std::fs::read_dir(env.dir.path().join("builder/tmp"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().starts_with("git-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    // A server that accepts and never answers: cancelling the build stops git.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let df = format!("FROM busybox\nADD git://127.0.0.1:{port}/r.git#main /src\n");
+    let ctx = env.context("git-hang", &[("Dockerfile", &df)]);
+    let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut o = opts("git-hang");
+    o.cancel = Some(cancel.clone());
+    let setter = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let t = Instant::now();
+    let (r, _) = env.build_with(&ctx, o);
+    setter.join().unwrap();
+    assert!(matches!(r, Err(BuildError::Cancelled)), "{r:?}");
+    assert!(t.elapsed().as_secs() < 20, "{:?}", t.elapsed());
+    assert!(!env.tagged("git-hang"));
+    drop(silent);
+}
+
+#[test]
+fn remote_contexts_a_tar_a_dockerfile_and_a_git_subdir() {
+    if common::skip_unless_root() {
+        return;
+    }
+    let env = setup();
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in [
+        ("Dockerfile", "FROM busybox\nCOPY f.txt /f.txt\n"),
+        ("f.txt", "from the tar\n"),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, data.as_bytes()).unwrap();
+    }
+    // Text files' tar is UTF-8 (ASCII and NULs), which the test server serves.
+    let tar: &'static str = Box::leak(String::from_utf8(b.into_inner().unwrap()).unwrap().into());
+    let srv = HttpServer::start(vec![
+        ("/ctx.tar", 200, "", tar),
+        (
+            "/Dockerfile",
+            200,
+            "",
+            "FROM busybox\nRUN echo plain > /p\n",
+        ),
+    ]);
+    let git = common::GitServer::start(
+        &env.dir.path().join("git"),
+        &[
+            ("app/Dockerfile", "FROM busybox\nCOPY x.txt /x.txt\n"),
+            ("app/x.txt", "x\n"),
+        ],
+    );
+    let build = |url: String, tag: &str| {
+        let events = Mutex::new(Vec::new());
+        let progress = |e: &Event| events.lock().unwrap().push(e.clone());
+        let r = env
+            .builder
+            .build(&opts(tag), BuildContext::Remote(url), &progress);
+        (r, events.into_inner().unwrap())
+    };
+    let (r, ev) = build(srv.url("/ctx.tar"), "remote:tar");
+    r.unwrap_or_else(|e| panic!("{e}\n{}", streams(&ev)));
+    assert_eq!(
+        env.file("remote:tar", "f.txt").as_deref(),
+        Some("from the tar\n")
+    );
+    let (r, ev) = build(srv.url("/Dockerfile"), "remote:df");
+    r.unwrap_or_else(|e| panic!("{e}\n{}", streams(&ev)));
+    assert_eq!(env.file("remote:df", "p").as_deref(), Some("plain\n"));
+    let (r, ev) = build(git.url("#main:app"), "remote:git");
+    r.unwrap_or_else(|e| panic!("{e}\n{}", streams(&ev)));
+    assert_eq!(env.file("remote:git", "x.txt").as_deref(), Some("x\n"));
+    // Failures name the URL (and the ref); nothing is tagged.
+    for (url, want) in [
+        (srv.url("/missing"), "HTTP status 404".to_string()),
+        (
+            git.url("#main:nosuchdir"),
+            "no directory \"nosuchdir\"".to_string(),
+        ),
+        (
+            git.url("#nosuchref"),
+            format!("{} (ref nosuchref)", git.url("")),
+        ),
+    ] {
+        let (r, _) = build(url.clone(), "remote:bad");
+        let e = r.expect_err(&url).to_string();
+        assert!(e.contains(&want), "{url}: want {want:?} in {e}");
+        assert!(!env.tagged("remote:bad"));
     }
 }
 

@@ -7,6 +7,7 @@
 //! Expectations come from the Dockerfile reference and the Engine API reference for
 //! `POST /build`. Root only (as CI); busybox is made locally and imported.
 
+mod common;
 mod engine;
 
 use engine::{skip, Daemon};
@@ -890,4 +891,85 @@ fn shell_platform_copy_from_an_image_maintainer_and_barge_build_flags() {
     );
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert_eq!(d.ok(&["run", "--rm", "bb:tar", "cat", "/from-tar"]), "data");
+    // --ssh: no agent forwarding, said before anything is sent.
+    let o = barge(
+        &d,
+        &["build", "--ssh", "default", "-t", "bb:ssh", dir],
+        None,
+    );
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("--ssh default: barge's builder has no SSH agent forwarding"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!tagged(&d, "bb:ssh"));
+}
+
+#[test]
+fn docker_build_from_a_git_repository_and_remote_contexts() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start_host_net();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let git = common::GitServer::start(
+        tmp.path(),
+        &[
+            ("Dockerfile", "FROM busybox\nCOPY hello.txt /hello.txt\n"),
+            ("hello.txt", "hello v1\n"),
+            ("app/Dockerfile", "FROM busybox\nCOPY . /app/\n"),
+            ("app/x.txt", "x\n"),
+        ],
+    );
+    git.tag("v1");
+    git.commit(&[("hello.txt", "hello v2\n")], "second");
+    // The real docker CLI's classic builder with a git:// context (it clones the
+    // repository itself, defaulting to `master`, and sends the tar: name the branch).
+    let url = git.url("");
+    let out = build_ok(&d, &["-t", "fromgit:1", &git.url("#main")], None);
+    assert!(out.contains("Successfully tagged fromgit:1"), "{out}");
+    assert_eq!(
+        d.ok(&["run", "--rm", "fromgit:1", "cat", "/hello.txt"]),
+        "hello v2"
+    );
+    // #ref:subdir: the tag's app/ directory is the context (its .git is not in it).
+    build_ok(&d, &["-t", "fromgit:2", &git.url("#v1:app")], None);
+    assert_eq!(
+        d.ok(&["run", "--rm", "fromgit:2", "ls", "-a", "/app"]),
+        ".\n..\nDockerfile\nx.txt"
+    );
+    // barge's own CLI sends the URL as `remote`; the daemon fetches it (no ref: the
+    // repository's default branch; a tag).
+    for (suffix, want) in [("", "hello v2"), ("#v1", "hello v1")] {
+        let o = barge(&d, &["build", "-t", "fromgit:3", &git.url(suffix)], None);
+        assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+        assert_eq!(
+            d.ok(&["run", "--rm", "fromgit:3", "cat", "/hello.txt"]),
+            want
+        );
+    }
+    // `POST /build?remote=` with an unknown ref: the stream's error names the URL, the
+    // ref and git's message; nothing is tagged.
+    let (code, body) = d.api(
+        "POST",
+        &format!("/build?t=fromgit:bad&remote={url}%23nosuchref"),
+        None,
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("errorDetail"), "{body}");
+    for want in [url.as_str(), "ref nosuchref", "couldn't find remote ref"] {
+        assert!(body.contains(want), "want {want:?} in {body}");
+    }
+    assert!(!tagged(&d, "fromgit:bad"));
+    // A ref git could take for an option, a subdir out of the checkout and a URL of
+    // another scheme are refused up front (400).
+    for bad in [
+        format!("{url}%23--upload-pack=touch"),
+        format!("{url}%23main:../.."),
+        "file:///etc".to_string(),
+    ] {
+        let (code, body) = d.api("POST", &format!("/build?remote={bad}"), None);
+        assert_eq!(code, 400, "{bad}: {body}");
+    }
 }

@@ -409,3 +409,56 @@ api.remove_container(ctr['Id'])
 "#,
     );
 }
+
+#[test]
+fn build_streams_a_runs_stderr_in_red_apart_from_stdout() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    // docker-py's test_build_stderr_data: the classic builder wraps a RUN's stderr in
+    // `\x1b[91m` ... `\x1b[0m` in the `stream` messages; stdout stays as it is.
+    py(
+        &d,
+        r#"
+snippet = 'Ancient Temple (Mystic Oriental Dream ~ Ancient Temple)'
+script = io.BytesIO('\n'.join([
+    'FROM busybox',
+    f'RUN sh -c ">&2 echo \'{snippet}\'"',
+    'RUN echo to-stdout',
+]).encode('utf-8'))
+lines = [l.get('stream') for l in api.build(fileobj=script, decode=True, nocache=True)]
+assert '\x1b[91m' + snippet + '\n\x1b[0m' in lines, lines
+assert 'to-stdout\n' in lines, lines
+assert not any(l and '\x1b' in l and 'to-stdout' in l for l in lines), lines
+"#,
+    );
+    // barge's CLI: the default output keeps the colour (as the docker CLI prints it),
+    // --progress=plain prints stderr uncoloured.
+    let ctx = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox\nRUN echo oops >&2\n",
+    )
+    .expect("write");
+    let run = |extra: &[&str]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_barge"))
+            .env("BARGE_HOST", format!("unix://{}", d.sock.display()))
+            .args(
+                [
+                    &["build", "--no-cache"],
+                    extra,
+                    &[ctx.path().to_str().unwrap()],
+                ]
+                .concat(),
+            )
+            .output()
+            .expect("barge build");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let out = run(&[]);
+    assert!(out.contains("\u{1b}[91moops\n\u{1b}[0m"), "{out:?}");
+    let out = run(&["--progress=plain"]);
+    assert!(out.contains("oops\n") && !out.contains('\u{1b}'), "{out:?}");
+}

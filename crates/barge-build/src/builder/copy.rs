@@ -12,6 +12,7 @@ use barge_image::Digest;
 
 use super::chmod::Chmod;
 use super::fetch::{fetch, is_url, parse_checksum};
+use super::git::{self, is_git, GitSource};
 use super::{BuildError, Run, Snap, State};
 use crate::ast::{Command, Instruction};
 use crate::fsutil::{self, BENEATH, IN_ROOT, NO_SYMLINKS};
@@ -70,6 +71,28 @@ enum SourceRoot<'a> {
         fd: OwnedFd,
         _snap: Snap<'a>,
     },
+    /// A git checkout (the fd first: it must close before the directory goes).
+    Git {
+        fd: OwnedFd,
+        _dir: RemoveOnDrop,
+    },
+    /// A git source resolved to `commit` but not fetched yet (a cache hit never is).
+    GitPending {
+        src: String,
+        git: GitSource,
+        commit: String,
+        keep: bool,
+        excl: Option<crate::DockerIgnore>,
+    },
+}
+
+/// A private directory of the builder, removed (with what is in it) on drop.
+pub(crate) struct RemoveOnDrop(pub(crate) std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// A COPY/ADD resolved and hashed, ready to run.
@@ -258,6 +281,36 @@ impl<'a> Run<'a> {
             || dest == "."
             || dest.ends_with("/.")
             || dest.is_empty();
+        if add {
+            if let Some(src) = sources.iter().find(|s| is_git(s)) {
+                if sources.len() > 1 || !inline.is_empty() {
+                    return Err(
+                        self.step_err(inst, "ADD of a git repository takes it as its only source")
+                    );
+                }
+                if checksum.is_some() {
+                    return Err(self.step_err(
+                        inst,
+                        "ADD --checksum is only for http(s) sources: a git source is pinned by its #ref",
+                    ));
+                }
+                let keep = matches!(cmd, Command::Add(a) if a.keep_git_dir == Some(true));
+                let (hash, item, root) = self
+                    .fetch_git(src, keep, excl)
+                    .map_err(|e| self.git_err(inst, e))?;
+                return Ok(CopyPlan {
+                    hash,
+                    dest: dest_abs,
+                    dest_dir: true,
+                    items: vec![item],
+                    root,
+                    chown,
+                    chmod,
+                    add,
+                    link,
+                });
+            }
+        }
         let root = match &from {
             None => SourceRoot::Context,
             Some(f) => {
@@ -271,6 +324,10 @@ impl<'a> Run<'a> {
         let (root_fd, resolve, ctx) = match &root {
             SourceRoot::Context => (self.ctx_fd.as_raw_fd(), BENEATH, true),
             SourceRoot::Rootfs { fd, .. } => (fd.as_raw_fd(), IN_ROOT, false),
+            SourceRoot::Git { fd, .. } => (fd.as_raw_fd(), BENEATH, false),
+            SourceRoot::GitPending { .. } => {
+                return Err(self.step_err(inst, "a git source is planned on its own"))
+            }
         };
         let root_path = fsutil::fd_path(root_fd).map_err(|e| self.step_err(inst, e))?;
         let mut items = Vec::new();
@@ -426,6 +483,83 @@ impl<'a> Run<'a> {
             add,
             link,
         })
+    }
+
+    /// `ADD <git url>`: the cache key is the commit its ref names (with the subdir and
+    /// --keep-git-dir), so a new commit on a branch is a miss and an unchanged one a hit.
+    /// The commit comes from `git ls-remote`, and the repository is only fetched when the
+    /// step runs ([`SourceRoot::GitPending`]); a ref ls-remote does not list (a commit id)
+    /// is fetched now to learn its commit.
+    fn fetch_git(
+        &self,
+        src: &str,
+        keep: bool,
+        excl: Option<crate::DockerIgnore>,
+    ) -> Result<(Digest, Item, SourceRoot<'a>), String> {
+        let g = GitSource::parse(src)?;
+        let cancel = self.opts.cancel.as_deref();
+        let (commit, item, root) = match git::resolve(&g, &self.b.root.join("tmp"), cancel)? {
+            Some(commit) => {
+                // Stands for the checkout's top directory until the step runs.
+                let item = Item {
+                    top: String::new(),
+                    name: String::new(),
+                    is_dir: true,
+                    entries: Vec::new(),
+                    data: None,
+                    parents: None,
+                };
+                let root = SourceRoot::GitPending {
+                    src: src.to_string(),
+                    git: g.clone(),
+                    commit: commit.clone(),
+                    keep,
+                    excl,
+                };
+                (commit, item, root)
+            }
+            None => self.checkout_git(&g, None, src, keep, excl.as_ref())?,
+        };
+        let sub = g.subdir.clone().unwrap_or_default();
+        let mut h = Hasher::new();
+        h.update(format!("git\0{}\0{commit}\0{sub}\0{keep}\0", g.url).as_bytes());
+        Ok((h.finish(), item, root))
+    }
+
+    /// Checks `g` out (at `pinned` if given) in a private directory, removed when the
+    /// returned root drops; returns the commit, the item for its subdir, and the root.
+    fn checkout_git(
+        &self,
+        g: &GitSource,
+        pinned: Option<&str>,
+        src: &str,
+        keep: bool,
+        excl: Option<&crate::DockerIgnore>,
+    ) -> Result<(String, Item, SourceRoot<'a>), String> {
+        let dir = RemoveOnDrop(self.b.root.join("tmp").join(super::unique("git-")));
+        let commit = git::checkout(g, pinned, &dir.0, keep, self.opts.cancel.as_deref())?;
+        let fd = fsutil::open_root(&dir.0).map_err(|e| format!("{}: {e}", dir.0.display()))?;
+        let root_path = fsutil::fd_path(fd.as_raw_fd()).map_err(|e| e.to_string())?;
+        let sub = g.subdir.clone().unwrap_or_default();
+        if !sub.is_empty() && fsutil::openat2(fd.as_raw_fd(), &sub, libc::O_PATH, BENEATH).is_err()
+        {
+            return Err(format!(
+                "no directory {sub:?} in {} at commit {commit}",
+                g.display_url()
+            ));
+        }
+        let item =
+            self.resolve_item(fd.as_raw_fd(), &root_path, &sub, BENEATH, false, src, excl)?;
+        Ok((commit, item, SourceRoot::Git { fd, _dir: dir }))
+    }
+
+    /// A git error as a build error: the build's own when it was cancelled.
+    fn git_err(&self, inst: &Instruction, e: String) -> BuildError {
+        if e == git::CANCELLED {
+            BuildError::Cancelled
+        } else {
+            self.step_err(inst, e)
+        }
     }
 
     /// What RUN's bind mounts bring in, for its cache key: the content of context
@@ -670,8 +804,25 @@ impl<'a> Run<'a> {
         &self,
         st: &State,
         inst: &Instruction,
-        plan: CopyPlan<'_>,
+        mut plan: CopyPlan<'a>,
     ) -> Result<LayerRecord, BuildError> {
+        // A git source is fetched now, at the commit its cache key names.
+        if let SourceRoot::GitPending { .. } = plan.root {
+            if let SourceRoot::GitPending {
+                src,
+                git,
+                commit,
+                keep,
+                excl,
+            } = std::mem::replace(&mut plan.root, SourceRoot::Context)
+            {
+                let (_, item, root) = self
+                    .checkout_git(&git, Some(&commit), &src, keep, excl.as_ref())
+                    .map_err(|e| self.git_err(inst, e))?;
+                plan.items = vec![item];
+                plan.root = root;
+            }
+        }
         // --link: the files go into an empty snapshot, so the layer depends on nothing
         // below it (a symlink in the stage's rootfs is not followed; parents are made).
         let snap = Snap::new(self.b, if plan.link { &[] } else { &st.layers })?;
@@ -688,7 +839,10 @@ impl<'a> Run<'a> {
         };
         let src_root = match &plan.root {
             SourceRoot::Context => self.ctx_fd.as_raw_fd(),
-            SourceRoot::Rootfs { fd, .. } => fd.as_raw_fd(),
+            SourceRoot::Rootfs { fd, .. } | SourceRoot::Git { fd, .. } => fd.as_raw_fd(),
+            SourceRoot::GitPending { .. } => {
+                return Err(self.step_err(inst, "the git source was not fetched"))
+            }
         };
         let w = Writer {
             root: root.as_raw_fd(),
@@ -749,10 +903,7 @@ impl<'a> Run<'a> {
             }
         }
         head.truncate(n);
-        matches!(
-            head.as_slice(),
-            [0x1f, 0x8b, ..] | [0x28, 0xb5, 0x2f, 0xfd, ..]
-        ) || (n >= 262 && &head[257..262] == b"ustar")
+        is_archive_head(&head)
     }
 
     /// ADD of a local tar: unpacked (confined) into a private directory, then copied.
@@ -783,6 +934,13 @@ impl<'a> Run<'a> {
         let _ = std::fs::remove_dir_all(&tmp);
         res
     }
+}
+
+/// Whether the first 512 bytes of a file are those of an archive ADD unpacks (and a
+/// remote context is): gzip, zstd or a tar header.
+pub(crate) fn is_archive_head(head: &[u8]) -> bool {
+    matches!(head, [0x1f, 0x8b, ..] | [0x28, 0xb5, 0x2f, 0xfd, ..])
+        || (head.len() >= 262 && &head[257..262] == b"ustar")
 }
 
 /// Writes entries into the build rootfs.

@@ -7,6 +7,8 @@ use std::time::{Duration, SystemTime};
 use barge_image::digest::Hasher;
 use barge_image::Digest;
 
+use super::git::is_git;
+
 /// The most ADD downloads (it is held in memory until the step is written).
 const MAX_DOWNLOAD: u64 = 512 << 20;
 
@@ -24,13 +26,6 @@ pub(crate) struct Download {
 pub(crate) fn is_url(s: &str) -> bool {
     let l = s.to_ascii_lowercase();
     l.starts_with("http://") || l.starts_with("https://") || is_git(s)
-}
-
-/// Whether `s` names a git repository (`git@host:...`, `git://`, `*.git` URLs, `#ref`).
-pub(crate) fn is_git(s: &str) -> bool {
-    let l = s.to_ascii_lowercase();
-    let path = l.split(['#', '?']).next().unwrap_or("");
-    l.starts_with("git@") || l.starts_with("git://") || path.ends_with(".git")
 }
 
 /// Parses `--checksum=` (`sha256:<64 hex>`): checked before anything is fetched.
@@ -63,11 +58,6 @@ fn chain(e: &dyn std::error::Error) -> String {
 /// Downloads `url` (redirects followed), checks `checksum` if given, and names the file
 /// from the final URL's path. Errors name the host and the HTTP status.
 pub(crate) fn fetch(url: &str, checksum: Option<&Digest>) -> Result<Download, String> {
-    if is_git(url) {
-        return Err(format!(
-            "ADD of a git repository ({url}) is not supported by barge's builder: clone it into the build context and COPY it"
-        ));
-    }
     barge_image::registry::install_crypto_provider();
     let host = host_of(url).to_string();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -146,14 +136,10 @@ mod tests {
     #[test]
     fn url_kinds_and_checksums() {
         assert!(is_url("http://h/x") && is_url("HTTPS://h/x") && !is_url("x/http://"));
-        assert!(is_git("git@github.com:o/r.git") && is_git("https://h/o/r.git#main"));
-        assert!(!is_git("https://h/o/r.tar.gz"));
         assert_eq!(host_of("http://u:p@127.0.0.1:81/a?b"), "127.0.0.1:81");
         let d = Digest::of(b"x");
         assert_eq!(parse_checksum(&d.to_string()).unwrap(), d);
         let e = parse_checksum("md5:abc").unwrap_err();
         assert!(e.contains("--checksum=md5:abc"), "{e}");
-        let e = fetch("git@example.com:o/r.git", None).err().unwrap();
-        assert!(e.contains("not supported"), "{e}");
     }
 }

@@ -186,6 +186,42 @@ pub(super) fn run_args(sc: &StageCtx, inst: &Instruction, r: &crate::ast::Run) -
     }
 }
 
+/// One output pipe of a RUN: what is read but not yet reported (a partial line).
+struct OutStream {
+    f: std::fs::File,
+    pending: Vec<u8>,
+    open: bool,
+    stderr: bool,
+}
+
+impl OutStream {
+    fn new(fd: OwnedFd, stderr: bool) -> OutStream {
+        OutStream {
+            f: fd.into(),
+            pending: Vec::new(),
+            open: true,
+            stderr,
+        }
+    }
+
+    fn report(&self, run: &Run<'_>, data: Vec<u8>) {
+        let text = String::from_utf8_lossy(&data).into_owned();
+        run.emit(if self.stderr {
+            crate::progress::Event::Stderr(text)
+        } else {
+            crate::progress::Event::Output(text)
+        });
+    }
+
+    /// Reports what is left at the end of the stream.
+    fn flush(&mut self, run: &Run<'_>) {
+        if !self.pending.is_empty() {
+            let data = std::mem::take(&mut self.pending);
+            self.report(run, data);
+        }
+    }
+}
+
 fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
     // SAFETY: fds has room for the two descriptors pipe2 writes.
@@ -566,11 +602,12 @@ impl Run<'_> {
         c
     }
 
-    /// Runs the bundle to completion, streaming its output; returns the exit code and
-    /// the tail of the output.
+    /// Runs the bundle to completion, streaming its output (stdout and stderr on pipes of
+    /// their own, so stderr is reported as such); returns the exit code and the tail of
+    /// the output (both streams, in the order read).
     fn spawn(&self, bundle: &std::path::Path, id: &str) -> std::io::Result<(i32, String)> {
-        let (r, w) = pipe()?;
-        let w2 = w.try_clone()?;
+        let (r_out, w_out) = pipe()?;
+        let (r_err, w_err) = pipe()?;
         let mut cmd = self.runtime_cmd();
         cmd.arg("--root")
             .arg(self.b.root.join("runtime"))
@@ -579,58 +616,78 @@ impl Run<'_> {
             .arg(bundle)
             .arg(id)
             .stdin(Stdio::null())
-            .stdout(Stdio::from(w))
-            .stderr(Stdio::from(w2));
+            .stdout(Stdio::from(w_out))
+            .stderr(Stdio::from(w_err));
         let mut child = cmd.spawn()?;
-        drop(cmd); // closes our copies of the write end
-        let mut f = std::fs::File::from(r);
+        drop(cmd); // closes our copies of the write ends
+        let mut streams = [OutStream::new(r_out, false), OutStream::new(r_err, true)];
         let mut buf = vec![0u8; 16 << 10];
         let mut tail: Vec<u8> = Vec::new();
-        let mut pending: Vec<u8> = Vec::new();
-        loop {
-            let n = match f.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(e);
+        while streams.iter().any(|s| s.open) {
+            let mut pfds: Vec<libc::pollfd> = streams
+                .iter()
+                .map(|s| libc::pollfd {
+                    fd: if s.open { s.f.as_raw_fd() } else { -1 },
+                    events: libc::POLLIN,
+                    revents: 0,
+                })
+                .collect();
+            // SAFETY: pfds is a valid array of pollfd of the length given.
+            let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, -1) };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
                 }
-            };
-            if self.cancelled() {
-                // `delete --force` kills the container; then its `run` front end exits.
-                let _ = self
-                    .runtime_cmd()
-                    .arg("--root")
-                    .arg(self.b.root.join("runtime"))
-                    .args(["delete", "--force", id])
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status();
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(std::io::Error::other("cancelled"));
+                return Err(e);
             }
-            tail.extend_from_slice(&buf[..n]);
-            if tail.len() > 2 * TAIL {
-                tail.drain(..tail.len() - TAIL);
+            for (s, p) in streams.iter_mut().zip(&pfds) {
+                if !s.open || p.revents == 0 {
+                    continue;
+                }
+                let n = match s.f.read(&mut buf) {
+                    Ok(0) => {
+                        s.open = false;
+                        s.flush(self);
+                        continue;
+                    }
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        return Err(e);
+                    }
+                };
+                if self.cancelled() {
+                    // `delete --force` kills the container; then its `run` front end exits.
+                    let _ = self
+                        .runtime_cmd()
+                        .arg("--root")
+                        .arg(self.b.root.join("runtime"))
+                        .args(["delete", "--force", id])
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status();
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(std::io::Error::other("cancelled"));
+                }
+                tail.extend_from_slice(&buf[..n]);
+                if tail.len() > 2 * TAIL {
+                    tail.drain(..tail.len() - TAIL);
+                }
+                s.pending.extend_from_slice(&buf[..n]);
+                // Report whole lines (and whatever is left at the end).
+                if let Some(p) = s.pending.iter().rposition(|&b| b == b'\n') {
+                    let rest = s.pending.split_off(p + 1);
+                    let lines = std::mem::replace(&mut s.pending, rest);
+                    s.report(self, lines);
+                }
             }
-            pending.extend_from_slice(&buf[..n]);
-            // Report whole lines (and whatever is left at the end).
-            if let Some(p) = pending.iter().rposition(|&b| b == b'\n') {
-                let rest = pending.split_off(p + 1);
-                self.emit(crate::progress::Event::Output(
-                    String::from_utf8_lossy(&pending).into_owned(),
-                ));
-                pending = rest;
-            }
-        }
-        if !pending.is_empty() {
-            self.emit(crate::progress::Event::Output(
-                String::from_utf8_lossy(&pending).into_owned(),
-            ));
         }
         let status = child.wait()?;
         let code = status.code().unwrap_or_else(|| {

@@ -1193,10 +1193,14 @@ pub struct BuildArgs {
     /// Secret to expose to the build: id=x,src=path (a file) or id=x,env=VAR
     #[arg(long)]
     pub secret: Vec<String>,
+    /// SSH agent socket or keys to expose to the build (refused: barge's builder has no
+    /// SSH agent forwarding)
+    #[arg(long)]
+    pub ssh: Vec<String>,
     /// Images to consider as cache sources
     #[arg(long = "cache-from")]
     pub cache_from: Vec<String>,
-    /// PATH | - (build context)
+    /// PATH | URL | - (build context; a git or http(s) URL is fetched by the daemon)
     pub context: String,
 }
 

@@ -129,7 +129,18 @@ fn is_step_end(s: &str) -> bool {
 
 /// `build`
 pub async fn build(c: &Client, a: BuildArgs) -> Result<()> {
+    if let Some(s) = a.ssh.first() {
+        return Err(Error::Msg(format!(
+            "--ssh {s}: barge's builder has no SSH agent forwarding; fetch private sources before the build (RUN --mount=type=ssh is skipped, or refused when required=true)"
+        )));
+    }
     let mut dockerfile = a.file.clone().unwrap_or_else(|| "Dockerfile".into());
+    if barge_build::is_remote_context(&a.context) {
+        // A URL: the daemon fetches the context (`remote`), the body is empty.
+        let dockerfile = a.file.clone().unwrap_or_else(|| "Dockerfile".into());
+        let body = super::client::bytes_body(Vec::new());
+        return send_build(c, &a, &dockerfile, body, Some(&a.context)).await;
+    }
     let body = if a.context == "-" {
         let mut v = vec![];
         std::io::stdin().read_to_end(&mut v)?;
@@ -195,7 +206,8 @@ pub async fn build(c: &Client, a: BuildArgs) -> Result<()> {
                     dockerfile = ".barge-dockerfile".into();
                     b.append_data(&mut h, &dockerfile, &data[..])?;
                     t = b.into_inner()?;
-                    return send_build(c, &a, &dockerfile, super::client::bytes_body(t)).await;
+                    return send_build(c, &a, &dockerfile, super::client::bytes_body(t), None)
+                        .await;
                 }
                 Err(e) => return Err(Error::Msg(format!("unable to read {f}: {e}"))),
             }
@@ -205,9 +217,9 @@ pub async fn build(c: &Client, a: BuildArgs) -> Result<()> {
         let body = super::client::writer_body(move |w| {
             write_context(&d, &df, w).map_err(|e| std::io::Error::other(e.to_string()))
         });
-        return send_build(c, &a, &dockerfile, body).await;
+        return send_build(c, &a, &dockerfile, body, None).await;
     };
-    send_build(c, &a, &dockerfile, super::client::bytes_body(body)).await
+    send_build(c, &a, &dockerfile, super::client::bytes_body(body), None).await
 }
 
 async fn send_build(
@@ -215,8 +227,12 @@ async fn send_build(
     a: &BuildArgs,
     dockerfile: &str,
     body: super::client::ReqBody,
+    remote: Option<&str>,
 ) -> Result<()> {
     let mut q = vec![("dockerfile", dockerfile.to_string())];
+    if let Some(r) = remote {
+        q.push(("remote", r.to_string()));
+    }
     for t in &a.tag {
         q.push(("t", t.clone()));
     }
@@ -292,6 +308,16 @@ async fn send_build(
                 if s.starts_with("Step ") {
                     step_start = std::time::Instant::now();
                 }
+                // --progress=plain: a RUN's stderr uncoloured (by default it keeps
+                // dockerd's red, as the docker CLI prints it).
+                let s = if plain {
+                    use barge_build::progress::{STDERR_END, STDERR_START};
+                    s.strip_prefix(STDERR_START)
+                        .and_then(|x| x.strip_suffix(STDERR_END))
+                        .unwrap_or(s)
+                } else {
+                    s
+                };
                 // --progress=plain: each step's end carries its time.
                 if plain && is_step_end(s) {
                     let secs = step_start.elapsed().as_secs_f64();

@@ -255,3 +255,147 @@ pub fn cgroup_exists(id: &str) -> bool {
     }
     walk(Path::new("/sys/fs/cgroup"), id, 0)
 }
+
+/// A git repository served by `git-daemon` on loopback (killed by pid on drop): a work
+/// tree under `<dir>/work` pushed to the bare `<dir>/srv/repo.git`, which clients fetch
+/// as `git://127.0.0.1:<port>/repo.git`.
+pub struct GitServer {
+    /// The daemon's port.
+    pub port: u16,
+    work: PathBuf,
+    child: std::process::Child,
+}
+
+/// Runs git in `dir` with a fixed identity; panics with git's stderr on failure.
+pub fn git_in(dir: &Path, args: &[&str]) -> String {
+    let o = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "-c",
+            "user.name=barge-test",
+            "-c",
+            "user.email=t@barge.invalid",
+        ])
+        .args(args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .expect("git");
+    assert!(
+        o.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+impl GitServer {
+    /// A repository with `files` committed on branch `main`, served from `dir`.
+    pub fn start(dir: &Path, files: &[(&str, &str)]) -> GitServer {
+        let work = dir.join("work");
+        let srv = dir.join("srv");
+        std::fs::create_dir_all(&work).unwrap();
+        std::fs::create_dir_all(&srv).unwrap();
+        git_in(&work, &["init", "-q", "-b", "main"]);
+        git_in(&srv, &["init", "-q", "--bare", "-b", "main", "repo.git"]);
+        let s = GitServer {
+            port: 0,
+            work,
+            child: Command::new("true").spawn().unwrap(),
+        };
+        s.commit(files, "first");
+        // A free port: bound, noted, released for the daemon.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
+        // git-daemon itself, not the `git daemon` wrapper: the wrapper's child would
+        // outlive a kill of the wrapper's pid.
+        let exec_path = git_in(&srv, &["--exec-path"]);
+        let child = Command::new(Path::new(&exec_path).join("git-daemon"))
+            .arg("--verbose")
+            .arg("--reuseaddr")
+            .arg(format!("--base-path={}", srv.display()))
+            .arg("--export-all")
+            .arg("--listen=127.0.0.1")
+            .arg(format!("--port={port}"))
+            .arg(&srv)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("git daemon");
+        let mut s = s;
+        let mut old = std::mem::replace(&mut s.child, child);
+        let _ = old.wait();
+        s.port = port;
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return s;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("git daemon did not listen on port {port}");
+    }
+
+    /// Writes `files` in the work tree, commits them and pushes `main` (and tags);
+    /// returns the new commit id.
+    pub fn commit(&self, files: &[(&str, &str)], msg: &str) -> String {
+        for (p, c) in files {
+            let f = self.work.join(p);
+            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+            std::fs::write(&f, c).unwrap();
+        }
+        git_in(&self.work, &["add", "-A"]);
+        git_in(&self.work, &["commit", "-q", "--allow-empty", "-m", msg]);
+        self.push();
+        git_in(&self.work, &["rev-parse", "HEAD"])
+    }
+
+    /// Tags HEAD (annotated) as `tag` and pushes it.
+    pub fn tag(&self, tag: &str) {
+        git_in(&self.work, &["tag", "-a", "-m", tag, tag]);
+        self.push();
+    }
+
+    /// How many requests (`ls-remote`, fetches) the daemon has served so far.
+    pub fn requests(&self) -> usize {
+        let log = self.work.parent().unwrap().join("daemon.log");
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .matches("Request upload-pack")
+            .count()
+    }
+
+    /// The work tree (pushed by [`GitServer::commit`]).
+    pub fn work(&self) -> &Path {
+        &self.work
+    }
+
+    /// Runs git in the work tree.
+    pub fn git(&self, args: &[&str]) -> String {
+        git_in(&self.work, args)
+    }
+
+    /// Pushes every branch and tag to the served repository.
+    pub fn push(&self) {
+        let bare = self.work.parent().unwrap().join("srv/repo.git");
+        let b = bare.to_str().unwrap();
+        git_in(&self.work, &["push", "-q", "--force", b, "--all"]);
+        git_in(&self.work, &["push", "-q", "--force", b, "--tags"]);
+    }
+
+    /// `git://127.0.0.1:<port>/repo.git` followed by `suffix` (`#ref:subdir`).
+    pub fn url(&self, suffix: &str) -> String {
+        format!("git://127.0.0.1:{}/repo.git{suffix}", self.port)
+    }
+}
+
+impl Drop for GitServer {
+    fn drop(&mut self) {
+        // Stops the daemon this server started, by its pid.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
