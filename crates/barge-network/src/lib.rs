@@ -70,11 +70,11 @@ mod reaper;
 #[cfg(test)]
 mod tests;
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4};
 use std::path::PathBuf;
 
 pub use docker::{docker_ports, rfc3339};
-pub use ipam::{mac_from_ip, mac_string, Ipv4Net};
+pub use ipam::{mac_from_ip, mac_string, parse_mac, Ipv4Net, Ipv6Net};
 pub use manager::{
     ConnectRequest, Endpoint, NetworkConfig, NetworkInfo, NetworkManager, NetworkSpec, RepairReport,
 };
@@ -102,6 +102,16 @@ pub enum NetworkError {
         /// Its subnet.
         existing: Ipv4Net,
     },
+    /// The requested IPv6 subnet overlaps an existing network's.
+    #[error("subnet {subnet} overlaps with network {other} ({existing})")]
+    Overlap6 {
+        /// Requested.
+        subnet: Ipv6Net,
+        /// Name of the existing network.
+        other: String,
+        /// Its subnet.
+        existing: Ipv6Net,
+    },
     /// The default pools are used up.
     #[error("no free subnet left in the default address pools")]
     NoFreeSubnet,
@@ -115,11 +125,24 @@ pub enum NetworkError {
         /// Network name.
         network: String,
     },
+    /// An IPv6 address (static or gateway) outside the subnet, or its network address.
+    #[error("address {ip} is not a usable address of subnet {subnet} (network {network})")]
+    OutsideSubnet6 {
+        /// The address.
+        ip: Ipv6Addr,
+        /// The subnet.
+        subnet: Ipv6Net,
+        /// Network name.
+        network: String,
+    },
+    /// An IPv6 address or subnet asked of a network that has no IPv6.
+    #[error("network {0} does not have IPv6 enabled: no IPv6 address can be given on it")]
+    NoIpv6(String),
     /// A static address already taken.
     #[error("address {ip} is already in use on network {network}")]
     AddressInUse {
         /// The address.
-        ip: Ipv4Addr,
+        ip: IpAddr,
         /// Network name.
         network: String,
     },
