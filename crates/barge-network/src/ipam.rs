@@ -313,7 +313,11 @@ pub fn validate_subnet6(subnet: &Ipv6Net) -> Result<(), NetworkError> {
         });
     }
     let ip = subnet.network();
-    if ip.is_multicast() || ip.is_loopback() || ip.is_unspecified() || (ip.segments()[0] & 0xffc0) == 0xfe80 {
+    if ip.is_multicast()
+        || ip.is_loopback()
+        || ip.is_unspecified()
+        || (ip.segments()[0] & 0xffc0) == 0xfe80
+    {
         return Err(NetworkError::InvalidSubnet {
             subnet: subnet.to_string(),
             reason: "not a unicast range usable for a network (multicast, loopback or link-local)"
@@ -394,14 +398,19 @@ pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
     let parts: Vec<&str> = s.split([':', '-']).collect();
     let mut mac = [0u8; 6];
     let ok = parts.len() == 6
-        && parts.iter().zip(mac.iter_mut()).all(|(p, b)| {
-            p.len() == 2 && u8::from_str_radix(p, 16).map(|v| *b = v).is_ok()
-        });
+        && parts
+            .iter()
+            .zip(mac.iter_mut())
+            .all(|(p, b)| p.len() == 2 && u8::from_str_radix(p, 16).map(|v| *b = v).is_ok());
     if !ok {
-        return Err(format!("invalid MAC address {s:?}: want six hex bytes like 02:42:ac:11:00:02"));
+        return Err(format!(
+            "invalid MAC address {s:?}: want six hex bytes like 02:42:ac:11:00:02"
+        ));
     }
     if mac[0] & 1 == 1 {
-        return Err(format!("invalid MAC address {s}: a multicast address cannot be an interface's address"));
+        return Err(format!(
+            "invalid MAC address {s}: a multicast address cannot be an interface's address"
+        ));
     }
     if mac == [0u8; 6] {
         return Err(format!("invalid MAC address {s}: all zeros"));
@@ -529,7 +538,7 @@ mod tests {
         assert!(!n.contains("fd00:db8:2::1".parse().unwrap()));
         assert_eq!(net6("2001:389::1/64").trunc(), net6("2001:389::/64"));
         assert!(n.overlaps(&net6("fd00:db8:1:0:8000::/65")));
-        assert!(net6("fd00:db8::/48").overlaps(&n));
+        assert!(net6("fd00:db8::/40").overlaps(&n));
         assert!(!n.overlaps(&net6("fd00:db8:2::/64")));
         assert!("fd00::/129".parse::<Ipv6Net>().is_err());
         assert!("10.0.0.0/8".parse::<Ipv6Net>().is_err());
@@ -583,12 +592,28 @@ mod tests {
 
     #[test]
     fn mac_parsing() {
-        assert_eq!(parse_mac("02:42:AC:11:00:99").unwrap(), [2, 0x42, 0xac, 0x11, 0, 0x99]);
+        assert_eq!(
+            parse_mac("02:42:AC:11:00:99").unwrap(),
+            [2, 0x42, 0xac, 0x11, 0, 0x99]
+        );
         assert_eq!(parse_mac("92-d0-c6-0a-29-33").unwrap()[5], 0x33);
-        for bad in ["", "02:42:ac:11:00", "02:42:ac:11:00:9g", "002:42:ac:11:00:99", "02:42:ac:11:00:99:01"] {
-            assert!(parse_mac(bad).unwrap_err().contains("invalid MAC address"), "{bad}");
+        for bad in [
+            "",
+            "02:42:ac:11:00",
+            "02:42:ac:11:00:9g",
+            "002:42:ac:11:00:99",
+            "02:42:ac:11:00:99:01",
+        ] {
+            assert!(
+                parse_mac(bad).unwrap_err().contains("invalid MAC address"),
+                "{bad}"
+            );
         }
-        assert!(parse_mac("01:00:5e:00:00:01").unwrap_err().contains("multicast"));
-        assert!(parse_mac("00:00:00:00:00:00").unwrap_err().contains("zeros"));
+        assert!(parse_mac("01:00:5e:00:00:01")
+            .unwrap_err()
+            .contains("multicast"));
+        assert!(parse_mac("00:00:00:00:00:00")
+            .unwrap_err()
+            .contains("zeros"));
     }
 }

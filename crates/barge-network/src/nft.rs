@@ -60,7 +60,9 @@ impl Fam {
 /// A network's subnet of the family, as an nft prefix.
 fn prefix(n: &NftNet, fam: Fam) -> Option<Value> {
     match fam {
-        Fam::V4 => Some(json!({"prefix": {"addr": n.subnet.network().to_string(), "len": n.subnet.prefix}})),
+        Fam::V4 => Some(
+            json!({"prefix": {"addr": n.subnet.network().to_string(), "len": n.subnet.prefix}}),
+        ),
         Fam::V6 => n
             .subnet6
             .map(|s| json!({"prefix": {"addr": s.network().to_string(), "len": s.prefix}})),
@@ -257,8 +259,10 @@ fn port_rules(fam: Fam, table: &str, ports: &[NftPort]) -> Vec<Value> {
             e.push(m(payload(&proto, "dport"), "==", json!(p.host_port)));
             e.push(json!({"counter": null}));
             e.push(json!({"dnat": {"addr": to, "port": p.container_port}}));
-            Some(json!({"add": {"rule": {"family": family, "table": table, "chain": "ports",
-                "expr": e}}}))
+            Some(
+                json!({"add": {"rule": {"family": family, "table": table, "chain": "ports",
+                "expr": e}}}),
+            )
         })
         .collect()
 }
