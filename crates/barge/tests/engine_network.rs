@@ -1727,12 +1727,13 @@ fn ipv6_dual_stack_names_static_addresses_published_ports_and_cleanup() {
         ni[0]["Containers"][c["Id"].as_str().unwrap_or_default()]["IPv6Address"],
         "fd00:db8:1::99/64"
     );
-    // Inside: the address, usable at once (not tentative: no DAD), and the default route.
+    // Inside: the address, usable at once (IFA_F_NODAD 0x02 set, never IFA_F_TENTATIVE
+    // 0x40), and the default route.
     let flags = if_inet6(&d, "srv6", "fd000db8000100000000000000000099").expect("address inside");
     assert_eq!(
-        flags & 0x40,
-        0,
-        "the address is tentative (flags {flags:#x})"
+        flags & 0x42,
+        0x02,
+        "the address has DAD on or is tentative (flags {flags:#x})"
     );
     let routes = d.ok(&["exec", "cli6", "ip", "-6", "route"]);
     assert!(
@@ -1859,10 +1860,10 @@ fn ipv6_network_without_a_subnet_gets_a_unique_local_one() {
     if skip() {
         return;
     }
-    let d = Daemon::start();
+    let mut d = Daemon::start();
     d.ok(&["network", "create", "--ipv6", "ula6"]);
     d.ok(&["network", "create", "--ipv6", "ula6b"]);
-    let subnet = |n: &str| -> String {
+    let subnet = |d: &Daemon, n: &str| -> String {
         let v: Value = serde_json::from_str(&d.ok(&["network", "inspect", n])).expect("json");
         v[0]["IPAM"]["Config"]
             .as_array()
@@ -1873,7 +1874,7 @@ fn ipv6_network_without_a_subnet_gets_a_unique_local_one() {
             .map(|c| c["Subnet"].as_str().unwrap_or_default().to_string())
             .unwrap_or_default()
     };
-    let (a, b) = (subnet("ula6"), subnet("ula6b"));
+    let (a, b) = (subnet(&d, "ula6"), subnet(&d, "ula6b"));
     assert!(a.starts_with("fd") && a.ends_with("::/64"), "{a}");
     assert_ne!(a, b);
     let o = d.ok(&[
@@ -1889,8 +1890,43 @@ fn ipv6_network_without_a_subnet_gets_a_unique_local_one() {
         o.lines().any(|l| l.starts_with("fd") && l.contains("eth0")),
         "{o}"
     );
+    // A daemon killed with a container running on the network: after the restart the
+    // network still has IPv6 (the records), the live container keeps its address and its
+    // name still answers AAAA.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "live6",
+        "--network",
+        "ula6",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    let before = inspect(&d, "live6")["NetworkSettings"]["Networks"]["ula6"]["GlobalIPv6Address"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(before.starts_with("fd"), "{before}");
+    d.kill9();
+    d.restart_with(&[]);
+    assert_eq!(subnet(&d, "ula6"), a);
+    let o = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "ula6",
+        "busybox",
+        "nslookup",
+        "-type=aaaa",
+        "live6",
+    ]);
+    assert!(o.contains(&before), "{o}");
+    d.ok(&["rm", "-f", "live6"]);
     d.ok(&["network", "rm", "ula6", "ula6b"]);
     assert_clean(&d);
+    assert_eq!(host(&d, "nft list table ip6 barge 2>/dev/null"), "");
 }
 
 #[test]
