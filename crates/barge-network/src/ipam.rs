@@ -376,17 +376,12 @@ pub fn allocate_ip6(
     let start = u128::from(pool.network());
     let end = u128::from(pool.last());
     // at most one candidate per used address plus the network address can be taken
-    let tries = used.len() as u128 + 2;
-    let mut cur = start;
-    for _ in 0..tries {
+    let last = end.min(start.saturating_add(used.len() as u128 + 1));
+    for cur in start..=last {
         let ip = Ipv6Addr::from(cur);
         if is_host_addr6(subnet, ip) && !used.contains(&ip) {
             return Ok(ip);
         }
-        if cur == end {
-            break;
-        }
-        cur += 1;
     }
     Err(NetworkError::PoolExhausted(network.to_string()))
 }
