@@ -1351,6 +1351,9 @@ impl NetworkManager {
         );
         for e in self.endpoints_of(container_id) {
             s.push_str(&format!("{}\t{}\n", e.ip, hostname));
+            if let Some(ip6) = e.ip6 {
+                s.push_str(&format!("{ip6}\t{hostname}\n"));
+            }
         }
         s
     }
