@@ -1924,6 +1924,43 @@ fn ipv6_network_without_a_subnet_gets_a_unique_local_one() {
     ]);
     assert!(o.contains(&before), "{o}");
     d.ok(&["rm", "-f", "live6"]);
+    // barge's own CLI: an IPv6 subnet turns IPv6 on unless `--ipv6=false` says otherwise;
+    // `--ip6` and `--mac-address` on run.
+    let o = d.barge(
+        &[
+            "network",
+            "create",
+            "--ipv6=false",
+            "--subnet",
+            "fd00:db8:5::/64",
+            "nope6",
+        ],
+        None,
+    );
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("needs IPv6 enabled"),
+        "{}",
+        text(&o.stderr)
+    );
+    d.barge_ok(&["network", "create", "--subnet", "fd00:db8:5::/64", "cli6"]);
+    let o = d.barge_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "cli6",
+        "--ip6",
+        "fd00:db8:5::7",
+        "--mac-address",
+        "02:00:00:00:05:07",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /sys/class/net/eth0/address /proc/net/if_inet6",
+    ]);
+    assert!(o.starts_with("02:00:00:00:05:07"), "{o}");
+    assert!(o.contains("fd000db8000500000000000000000007"), "{o}");
+    d.ok(&["network", "rm", "cli6"]);
     d.ok(&["network", "rm", "ula6", "ula6b"]);
     assert_clean(&d);
     assert_eq!(host(&d, "nft list table ip6 barge 2>/dev/null"), "");
