@@ -960,12 +960,16 @@ impl NetworkManager {
         used.insert(net.gateway);
         if req
             .ipv4
-            .is_some_and(|ip| self.reaper.quarantined(&id).contains(&ip))
+            .is_some_and(|ip| self.reaper.quarantined(&id).contains(&ip.into()))
         {
             // a static address whose previous holder just exited: its link goes soon
             self.reaper.settle(SETTLE_LIMIT);
         }
-        used.extend(self.reaper.quarantined(&id));
+        let quarantined = self.reaper.quarantined(&id);
+        used.extend(quarantined.iter().filter_map(|ip| match ip {
+            IpAddr::V4(a) => Some(*a),
+            IpAddr::V6(_) => None,
+        }));
         let ip = ipam::allocate_ip(
             &net.name,
             &net.subnet,
@@ -984,6 +988,15 @@ impl NetworkManager {
                     .filter_map(|e| e.ip6)
                     .collect();
                 used6.extend(net.gateway6);
+                if want.is_some_and(|ip| quarantined.contains(&ip.into())) {
+                    // as for IPv4: the previous holder's link goes soon
+                    self.reaper.settle(SETTLE_LIMIT);
+                } else {
+                    used6.extend(quarantined.iter().filter_map(|ip| match ip {
+                        IpAddr::V6(a) => Some(*a),
+                        IpAddr::V4(_) => None,
+                    }));
+                }
                 Some(ipam::allocate_ip6(
                     &net.name,
                     &s6,
@@ -1274,8 +1287,10 @@ impl NetworkManager {
         for (k, ep) in keys.iter().zip(&gone) {
             inner.reservations.remove(k);
             Self::refresh_dns(inner, &k.0);
+            let mut ips = vec![IpAddr::from(ep.ip)];
+            ips.extend(ep.ip6.map(IpAddr::from));
             self.reaper
-                .delete(&mut inner.nl, &ep.network_id, ep.ip, &ep.host_veth);
+                .delete(&mut inner.nl, &ep.network_id, &ips, &ep.host_veth);
         }
         let mut first_err = r.err();
         for k in &keys {

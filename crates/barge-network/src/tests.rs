@@ -1382,8 +1382,22 @@ fn ipv6_endpoints_talk_resolve_publish_and_go_away() {
             Err(NetworkError::InvalidSubnet { .. })
         ));
         assert_eq!(host_links(), before, "a refused network left a link");
+        // released endpoints: their IPv6 addresses stay in quarantine while their links
+        // exist (the namespaces are still held here); a static one asked again waits for it
+        h.nm.release(&cid(2)).expect("release 2");
+        let c3 = Cns::new();
+        let e3 = h.nm.connect("v6", req(&c3, 3, "three")).expect("connect 3");
+        assert_eq!(e3.ip6, Some("fd00:60::3".parse().expect("ip")));
+        h.nm.release(&cid(1)).expect("release 1");
+        let c4 = Cns::new();
+        let mut r = req(&c4, 4, "four");
+        r.ipv6 = Some("fd00:60::99".parse().expect("ip"));
+        let e4 =
+            h.nm.connect("v6", r)
+                .expect("a released static address again");
+        assert_eq!(e4.ip6, Some("fd00:60::99".parse().expect("ip")));
         // teardown: no ip6 table once no network has IPv6
-        for n in [1, 2] {
+        for n in [3, 4] {
             h.nm.disconnect("v6", &cid(n)).expect("disconnect");
         }
         h.nm.remove_network("v6").expect("rm");
