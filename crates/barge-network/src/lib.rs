@@ -76,7 +76,7 @@ mod reaper;
 #[cfg(test)]
 mod tests;
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 
 pub use docker::{docker_ports, rfc3339};
@@ -167,7 +167,7 @@ pub enum NetworkError {
     #[error("host port {addr}/{proto} is not available: {source}")]
     PortInUse {
         /// Host address and port.
-        addr: SocketAddrV4,
+        addr: SocketAddr,
         /// Protocol.
         proto: Proto,
         /// The bind error.

@@ -3,12 +3,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File};
 use std::io::{self, Read};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrIn};
+use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrIn, SockaddrIn6};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::dns::{self, DnsServer};
@@ -627,10 +627,11 @@ impl NetworkManager {
         let keys: Vec<_> = inner.eps.keys().cloned().collect();
         for k in keys {
             let ports = inner.eps[&k].ports.clone();
+            let v6 = inner.eps[&k].ip6.is_some();
             let mut fds = Vec::new();
             for p in &ports {
-                match reserve(p.host_ip, Some(p.host_port), p.proto) {
-                    Ok((_, fd)) => fds.push(fd),
+                match reserve(p.host_ip, Some(p.host_port), p.proto, v6) {
+                    Ok((_, fd)) => fds.extend(fd),
                     Err(e) => tracing::warn!("re-reserving a published port: {e}"),
                 }
             }
@@ -1014,17 +1015,17 @@ impl NetworkManager {
                 (Some(start), Some(end)) if end > start => {
                     let mut found = None;
                     for port in start..=end {
-                        if let Ok(r) = reserve(p.host_ip, Some(port), p.proto) {
+                        if let Ok(r) = reserve(p.host_ip, Some(port), p.proto, ip6.is_some()) {
                             found = Some(r);
                             break;
                         }
                     }
                     match found {
                         Some(r) => r,
-                        None => reserve(p.host_ip, Some(end), p.proto)?,
+                        None => reserve(p.host_ip, Some(end), p.proto, ip6.is_some())?,
                     }
                 }
-                _ => reserve(p.host_ip, p.host_port, p.proto)?,
+                _ => reserve(p.host_ip, p.host_port, p.proto, ip6.is_some())?,
             };
             mappings.push(PortMapping {
                 host_ip: p.host_ip,
@@ -1032,7 +1033,7 @@ impl NetworkManager {
                 container_port: p.container_port,
                 proto: p.proto,
             });
-            fds.push(fd);
+            fds.extend(fd);
         }
         let ns = File::open(&req.netns_path).map_err(|source| NetworkError::Netns {
             path: req.netns_path.clone(),
@@ -1403,25 +1404,42 @@ impl NetworkManager {
 }
 
 /// Binds (without listening) the host port so nothing else can take it while published;
-/// `port: None` lets the kernel pick a free one.
+/// `port: None` lets the kernel pick a free one. With `v6` (the container has an IPv6
+/// address, so the port is published over IPv6 too) and no host address, the same port of
+/// `[::]` is bound as well (IPv6 only: the IPv4 one is the first socket), as dockerd does:
+/// a host service there would otherwise be shadowed by the IPv6 DNAT rule.
 fn reserve(
     ip: Option<Ipv4Addr>,
     port: Option<u16>,
     proto: Proto,
-) -> Result<(u16, OwnedFd), NetworkError> {
+    v6: bool,
+) -> Result<(u16, Vec<OwnedFd>), NetworkError> {
     let ty = match proto {
         Proto::Tcp => SockType::Stream,
         Proto::Udp => SockType::Datagram,
     };
     let addr = SocketAddrV4::new(ip.unwrap_or(Ipv4Addr::UNSPECIFIED), port.unwrap_or(0));
-    let in_use = |source: io::Error| NetworkError::PortInUse {
-        addr,
-        proto,
-        source,
+    let in_use = |addr: SocketAddr| {
+        move |source: io::Error| NetworkError::PortInUse {
+            addr,
+            proto,
+            source,
+        }
     };
+    let err4 = in_use(addr.into());
     let fd = socket::socket(AddressFamily::Inet, ty, SockFlag::SOCK_CLOEXEC, None)
-        .map_err(|e| in_use(e.into()))?;
-    socket::bind(fd.as_raw_fd(), &SockaddrIn::from(addr)).map_err(|e| in_use(e.into()))?;
-    let bound: SockaddrIn = socket::getsockname(fd.as_raw_fd()).map_err(|e| in_use(e.into()))?;
-    Ok((bound.port(), fd))
+        .map_err(|e| err4(e.into()))?;
+    socket::bind(fd.as_raw_fd(), &SockaddrIn::from(addr)).map_err(|e| err4(e.into()))?;
+    let bound: SockaddrIn = socket::getsockname(fd.as_raw_fd()).map_err(|e| err4(e.into()))?;
+    let mut fds = vec![fd];
+    if v6 && ip.is_none() {
+        let addr6 = SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, bound.port(), 0, 0);
+        let err6 = in_use(addr6.into());
+        let fd6 = socket::socket(AddressFamily::Inet6, ty, SockFlag::SOCK_CLOEXEC, None)
+            .map_err(|e| err6(e.into()))?;
+        socket::setsockopt(&fd6, socket::sockopt::Ipv6V6Only, &true).map_err(|e| err6(e.into()))?;
+        socket::bind(fd6.as_raw_fd(), &SockaddrIn6::from(addr6)).map_err(|e| err6(e.into()))?;
+        fds.push(fd6);
+    }
+    Ok((bound.port(), fds))
 }

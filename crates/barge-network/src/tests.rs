@@ -1339,6 +1339,32 @@ fn ipv6_endpoints_talk_resolve_publish_and_go_away() {
             dns::parse_response_all(&buf[..n]).expect("parse")
         });
         assert_eq!(aaaa, (0, vec!["fd00:60::99".parse().expect("ip")]));
+        // a host port held by an IPv6-only host service is in use for an IPv6 endpoint
+        let held = {
+            let s = nix::sys::socket::socket(
+                nix::sys::socket::AddressFamily::Inet6,
+                nix::sys::socket::SockType::Stream,
+                nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+                None,
+            )
+            .expect("socket");
+            nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::Ipv6V6Only, &true)
+                .expect("v6only");
+            let a = std::net::SocketAddrV6::new(std::net::Ipv6Addr::UNSPECIFIED, 8087, 0, 0);
+            nix::sys::socket::bind(s.as_raw_fd(), &nix::sys::socket::SockaddrIn6::from(a))
+                .expect("bind [::]:8087");
+            s
+        };
+        let before = host_links();
+        let mut r = req(&c2, 3, "x");
+        r.ports = parse_port_spec("8087:80").expect("spec");
+        let err = h.nm.connect("v6", r).expect_err("[::]:8087 is taken");
+        assert!(
+            matches!(err, NetworkError::PortInUse { .. }) && err.to_string().contains("[::]:8087"),
+            "{err}"
+        );
+        assert_eq!(host_links(), before);
+        drop(held);
         // bad input
         let mut r = req(&c2, 3, "x");
         r.ipv6 = Some("fd00:61::5".parse().expect("ip"));
