@@ -1816,6 +1816,23 @@ fn ipv6_dual_stack_names_static_addresses_published_ports_and_cleanup() {
         assert!(!o.status.success());
         assert!(text(&o.stderr).contains(word), "{}", text(&o.stderr));
     }
+    // `network connect --ip6` of a container that is not running is checked at once too.
+    d.ok(&["create", "--name", "idle6", "busybox", "true"]);
+    let o = d.docker(&[
+        "network",
+        "connect",
+        "--ip6",
+        "fd00:db8:9::5",
+        "net6",
+        "idle6",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("not a usable address of network net6"),
+        "{}",
+        text(&o.stderr)
+    );
+    d.ok(&["rm", "idle6"]);
     // An address in use: the start fails naming it, and leaves nothing connected.
     d.ok(&[
         "create",

@@ -232,6 +232,45 @@ fn mac_bytes(mac: Option<&str>) -> Option<[u8; 6]> {
     mac.and_then(|m| barge_network::parse_mac(m).ok())
 }
 
+/// Checks a static `--ip`/`--ip6` against the network (create and `network connect`, so a
+/// stopped container is refused at once rather than at its next start): user networks only,
+/// inside the subnet, not the network, broadcast or gateway address; IPv6 needs a network
+/// with IPv6.
+fn check_static_addresses(info: &barge_network::NetworkInfo, w: &WantedEndpoint) -> Result<()> {
+    if let Some(ip) = w.ipv4 {
+        if info.default {
+            return Err(Error::BadRequest(
+                "user specified IP address is supported on user defined networks only".into(),
+            ));
+        }
+        let usable = info.subnet.contains(ip)
+            && ip != info.subnet.network()
+            && ip != info.subnet.broadcast()
+            && ip != info.gateway;
+        if !usable {
+            return Err(Error::BadRequest(format!(
+                "invalid --ip {ip}: not a usable address of network {} ({})",
+                info.name, info.subnet
+            )));
+        }
+    }
+    if let Some(ip) = w.ipv6 {
+        let Some(s6) = info.subnet6 else {
+            return Err(Error::BadRequest(format!(
+                "invalid --ip6 {ip}: network {} does not have IPv6 enabled",
+                info.name
+            )));
+        };
+        if !s6.contains(ip) || ip == s6.network() || Some(ip) == info.gateway6 {
+            return Err(Error::BadRequest(format!(
+                "invalid --ip6 {ip}: not a usable address of network {} ({s6})",
+                info.name
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Removes every endpoint of a stopped (or never started) container; its links are deleted
 /// in the background (see [`NetworkManager::release`]). Blocking.
 pub(super) fn net_release(nm: &NetworkManager, id: &str) {
@@ -388,38 +427,7 @@ impl Engine {
             let mut w = endpoint_config(&n, &cfg)?;
             let n2 = primary_network(&n).to_string();
             let (info, _) = self.net_call(move |nm| nm.inspect(&n2)).await?;
-            if let Some(ip) = w.ipv4 {
-                if info.default {
-                    return Err(Error::BadRequest(
-                        "user specified IP address is supported on user defined networks only"
-                            .into(),
-                    ));
-                }
-                let usable = info.subnet.contains(ip)
-                    && ip != info.subnet.network()
-                    && ip != info.subnet.broadcast()
-                    && ip != info.gateway;
-                if !usable {
-                    return Err(Error::BadRequest(format!(
-                        "invalid --ip {ip}: not a usable address of network {} ({})",
-                        info.name, info.subnet
-                    )));
-                }
-            }
-            if let Some(ip) = w.ipv6 {
-                let Some(s6) = info.subnet6 else {
-                    return Err(Error::BadRequest(format!(
-                        "invalid --ip6 {ip}: network {} does not have IPv6 enabled",
-                        info.name
-                    )));
-                };
-                if !s6.contains(ip) || ip == s6.network() || Some(ip) == info.gateway6 {
-                    return Err(Error::BadRequest(format!(
-                        "invalid --ip6 {ip}: not a usable address of network {} ({s6})",
-                        info.name
-                    )));
-                }
-            }
+            check_static_addresses(&info, &w)?;
             if info.default && !w.aliases.is_empty() {
                 return Err(Error::BadRequest(
                     "network-scoped aliases are supported for user-defined networks only".into(),
@@ -627,6 +635,7 @@ impl Engine {
         let (info, _) = self.net_call(move |nm| nm.inspect(&n2)).await?;
         let mut w = endpoint_config(&info.name, cfg)?;
         w.network = info.name.clone();
+        check_static_addresses(&info, &w)?;
         let mut wanted = self.wanted_networks(&c.id);
         if wanted.iter().any(|x| x.network == info.name) {
             return Err(Error::Conflict(format!(
