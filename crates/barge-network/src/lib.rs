@@ -152,6 +152,15 @@ pub enum NetworkError {
         /// Network name.
         network: String,
     },
+    /// A chosen MAC address another endpoint of the network (or its bridge) has: two
+    /// interfaces with one MAC on a bridge steal each other's frames.
+    #[error("MAC address {mac} is already in use on network {network}")]
+    MacInUse {
+        /// The address.
+        mac: String,
+        /// Network name.
+        network: String,
+    },
     /// No free address left.
     #[error("no free address left on network {0}")]
     PoolExhausted(String),

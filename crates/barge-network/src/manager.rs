@@ -1051,6 +1051,17 @@ impl NetworkManager {
         let endpoint_id = random_hex()?;
         let host_veth = format!("bv{}", &endpoint_id[..12]);
         let mac = req.mac.unwrap_or_else(|| ipam::mac_from_ip(ip));
+        if req.mac.is_some() {
+            let s = ipam::mac_string(&mac);
+            let taken = s == ipam::mac_string(&ipam::mac_from_ip(net.gateway))
+                || inner.eps.values().any(|e| e.network_id == id && e.mac == s);
+            if taken {
+                return Err(NetworkError::MacInUse {
+                    mac: s,
+                    network: net.name,
+                });
+            }
+        }
         let alias = format!(
             "{ALIAS_PREFIX}{}:{}",
             &id[..12],

@@ -1365,6 +1365,16 @@ fn ipv6_endpoints_talk_resolve_publish_and_go_away() {
         );
         assert_eq!(host_links(), before);
         drop(held);
+        // a chosen MAC another endpoint or the bridge has
+        for taken in [[0x02, 0, 0, 0, 0x60, 0x99], [0x02, 0x42, 10, 60, 0, 1]] {
+            let mut r = req(&c2, 3, "x");
+            r.mac = Some(taken);
+            assert!(matches!(
+                h.nm.connect("v6", r),
+                Err(NetworkError::MacInUse { .. })
+            ));
+        }
+        assert_eq!(host_links(), before);
         // bad input
         let mut r = req(&c2, 3, "x");
         r.ipv6 = Some("fd00:61::5".parse().expect("ip"));

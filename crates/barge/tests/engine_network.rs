@@ -1961,6 +1961,11 @@ fn ipv6_network_without_a_subnet_gets_a_unique_local_one() {
         text(&o.stderr)
     );
     d.barge_ok(&["network", "create", "--subnet", "fd00:db8:5::/64", "cli6"]);
+    // the docker CLI's `--subnet` of IPv6 without `--ipv6` too
+    d.ok(&["network", "create", "--subnet", "fd00:db8:6::/64", "dock6"]);
+    let v: Value = serde_json::from_str(&d.ok(&["network", "inspect", "dock6"])).expect("json");
+    assert_eq!(v[0]["EnableIPv6"], true, "{v}");
+    d.ok(&["network", "rm", "dock6"]);
     let o = d.barge_ok(&[
         "run",
         "--rm",
@@ -2029,6 +2034,25 @@ fn chosen_mac_addresses() {
         c["NetworkSettings"]["Networks"]["macnet"]["MacAddress"],
         "02:00:00:00:00:42"
     );
+    // A MAC another container on the network has: the start fails naming it (500, as
+    // dockerd's failed starts and barge's for an IPv4 address in use).
+    d.ok(&[
+        "create",
+        "--name",
+        "m2",
+        "--mac-address",
+        "92:d0:c6:0a:29:33",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    let (code, b) = d.api("POST", "/containers/m2/start", None);
+    assert_eq!(code, 500, "{b}");
+    assert!(
+        b.contains("MAC address 92:d0:c6:0a:29:33 is already in use on network bridge"),
+        "{b}"
+    );
+    d.ok(&["rm", "m2"]);
     // A restart keeps the chosen addresses.
     d.ok(&["restart", "-t", "0", "m1"]);
     assert_eq!(

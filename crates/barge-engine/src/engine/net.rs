@@ -83,6 +83,7 @@ pub fn net_error(e: NetworkError) -> Error {
         | N::ActiveEndpoints { .. }
         | N::AlreadyConnected { .. }
         | N::AddressInUse { .. }
+        | N::MacInUse { .. }
         | N::NotConnected { .. }
         | N::Predefined(_)
         | N::NoFreeSubnet
