@@ -80,7 +80,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 
 pub use docker::{docker_ports, rfc3339};
-pub use ipam::{mac_from_ip, mac_string, parse_mac, Ipv4Net, Ipv6Net};
+pub use ipam::{is_host_addr, is_host_addr6, mac_from_ip, mac_string, parse_mac, Ipv4Net, Ipv6Net};
 pub use manager::{
     ConnectRequest, Endpoint, NetworkConfig, NetworkInfo, NetworkManager, NetworkSpec, RepairReport,
 };

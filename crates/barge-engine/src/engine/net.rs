@@ -244,11 +244,7 @@ fn check_static_addresses(info: &barge_network::NetworkInfo, w: &WantedEndpoint)
                 "user specified IP address is supported on user defined networks only".into(),
             ));
         }
-        let usable = info.subnet.contains(ip)
-            && ip != info.subnet.network()
-            && ip != info.subnet.broadcast()
-            && ip != info.gateway;
-        if !usable {
+        if !barge_network::is_host_addr(&info.subnet, ip) || ip == info.gateway {
             return Err(Error::BadRequest(format!(
                 "invalid --ip {ip}: not a usable address of network {} ({})",
                 info.name, info.subnet
@@ -262,7 +258,7 @@ fn check_static_addresses(info: &barge_network::NetworkInfo, w: &WantedEndpoint)
                 info.name
             )));
         };
-        if !s6.contains(ip) || ip == s6.network() || Some(ip) == info.gateway6 {
+        if !barge_network::is_host_addr6(&s6, ip) || Some(ip) == info.gateway6 {
             return Err(Error::BadRequest(format!(
                 "invalid --ip6 {ip}: not a usable address of network {} ({s6})",
                 info.name
@@ -636,7 +632,10 @@ impl Engine {
         let (info, _) = self.net_call(move |nm| nm.inspect(&n2)).await?;
         let mut w = endpoint_config(&info.name, cfg)?;
         w.network = info.name.clone();
-        check_static_addresses(&info, &w)?;
+        if !c.running() {
+            // a running one is connected now, and the manager's allocation checks them
+            check_static_addresses(&info, &w)?;
+        }
         let mut wanted = self.wanted_networks(&c.id);
         if wanted.iter().any(|x| x.network == info.name) {
             return Err(Error::Conflict(format!(
