@@ -1940,6 +1940,19 @@ fn ipv6_network_without_a_subnet_gets_a_unique_local_one() {
         "live6",
     ]);
     assert!(o.contains(&before), "{o}");
+    // Its IPv6 default route moves with the IPv4 one when the network holding it goes.
+    d.ok(&["network", "connect", "ula6b", "live6"]);
+    d.ok(&["network", "disconnect", "ula6", "live6"]);
+    let gw6b = inspect(&d, "live6")["NetworkSettings"]["Networks"]["ula6b"]["IPv6Gateway"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        b.starts_with(gw6b.trim_end_matches('1')),
+        "{gw6b} not in {b}"
+    );
+    let routes = d.ok(&["exec", "live6", "ip", "-6", "route"]);
+    assert!(routes.contains(&format!("default via {gw6b}")), "{routes}");
     d.ok(&["rm", "-f", "live6"]);
     // barge's own CLI: an IPv6 subnet turns IPv6 on unless `--ipv6=false` says otherwise;
     // `--ip6` and `--mac-address` on run.
