@@ -68,8 +68,8 @@ impl barge_build::BuildNetwork for DaemonBuildNetwork {
             name: format!("build-{}", &id[..id.len().min(12)]),
             aliases: Vec::new(),
             netns_path: path,
-            ipv4: None,
             ports: Vec::new(),
+            ..Default::default()
         };
         self.nm.connect(network, req).map_err(|e| e.to_string())?;
         a.resolv = self.nm.resolv_conf(network).ok();

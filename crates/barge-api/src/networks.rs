@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use barge_engine::engine::net::net_error;
 use barge_engine::Engine;
-use barge_network::{Ipv4Net, NetworkError, NetworkManager, NetworkSpec};
+use barge_network::{Ipv4Net, Ipv6Net, NetworkError, NetworkManager, NetworkSpec};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
 use serde_json::{json, Value};
@@ -113,6 +113,11 @@ fn parse_net(s: &str, what: &str) -> Result<Ipv4Net, ApiError> {
         .map_err(|_| ApiError::new(400, format!("invalid {what} {s:?}: want an IPv4 CIDR")))
 }
 
+fn parse_net6(s: &str, what: &str) -> Result<Ipv6Net, ApiError> {
+    s.parse::<Ipv6Net>()
+        .map_err(|_| ApiError::new(400, format!("invalid {what} {s:?}: want an IPv6 CIDR")))
+}
+
 async fn create(e: Arc<Engine>, req: Request<Incoming>) -> R {
     let body = read_body(req, 1 << 20).await?;
     let v = crate::decode::decode(crate::decode::Kind::NetworkCreate, &body)?;
@@ -139,12 +144,6 @@ async fn create(e: Arc<Engine>, req: Request<Incoming>) -> R {
             ))
         }
     }
-    if v.get("EnableIPv6").and_then(Value::as_bool) == Some(true) {
-        return Err(ApiError::new(
-            400,
-            "IPv6 networks are not supported yet".into(),
-        ));
-    }
     let mut spec = NetworkSpec {
         name,
         internal: v.get("Internal").and_then(Value::as_bool).unwrap_or(false),
@@ -162,20 +161,30 @@ async fn create(e: Arc<Engine>, req: Request<Incoming>) -> R {
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    if configs.len() > 1 {
-        return Err(ApiError::new(
-            400,
-            "only one IPAM config (one IPv4 subnet) per network is supported".into(),
-        ));
+    // One IPv4 and one IPv6 config at most, told apart by their subnet (a config without
+    // one is IPv4's, as dockerd reads it).
+    let (mut v4, mut v6) = (None, None);
+    for c in &configs {
+        let slot = match c.get("Subnet").and_then(Value::as_str) {
+            Some(s) if s.contains(':') => &mut v6,
+            _ => &mut v4,
+        };
+        if slot.replace(c).is_some() {
+            return Err(ApiError::new(
+                400,
+                "only one IPv4 and one IPv6 IPAM config (subnet) per network are supported".into(),
+            ));
+        }
     }
-    if let Some(c) = configs.first() {
+    if let Some(c) = v4 {
         let s = |k: &str| c.get(k).and_then(Value::as_str).filter(|x| !x.is_empty());
         spec.subnet = s("Subnet").map(|x| parse_net(x, "subnet")).transpose()?;
         spec.ip_range = s("IPRange").map(|x| parse_net(x, "ip-range")).transpose()?;
         spec.gateway = s("Gateway")
             .map(|x| {
-                x.parse()
-                    .map_err(|_| ApiError::new(400, format!("invalid gateway {x:?}")))
+                x.parse().map_err(|_| {
+                    ApiError::new(400, format!("invalid gateway {x:?}: want an IPv4 address"))
+                })
             })
             .transpose()?;
         if spec.subnet.is_none() && (spec.gateway.is_some() || spec.ip_range.is_some()) {
@@ -185,6 +194,27 @@ async fn create(e: Arc<Engine>, req: Request<Incoming>) -> R {
             ));
         }
     }
+    if let Some(c) = v6 {
+        let s = |k: &str| c.get(k).and_then(Value::as_str).filter(|x| !x.is_empty());
+        spec.subnet6 = s("Subnet").map(|x| parse_net6(x, "subnet")).transpose()?;
+        spec.ip_range6 = s("IPRange")
+            .map(|x| parse_net6(x, "ip-range"))
+            .transpose()?;
+        spec.gateway6 = s("Gateway")
+            .map(|x| {
+                x.parse().map_err(|_| {
+                    ApiError::new(400, format!("invalid gateway {x:?}: want an IPv6 address"))
+                })
+            })
+            .transpose()?;
+    }
+    // `EnableIPv6` unset with an IPv6 subnet turns IPv6 on (as podman does; dockerd keeps
+    // such a config but gives no container an IPv6 address, which docker-py's tests and
+    // users asking for `--subnet fd00::/64` do not expect); `false` with one is refused.
+    spec.ipv6 = match v.get("EnableIPv6").and_then(Value::as_bool) {
+        Some(b) => b,
+        None => spec.subnet6.is_some(),
+    };
     let info = blocking(nm(&e)?, move |nm| nm.create_network(spec)).await?;
     e.emit(
         "network",

@@ -561,8 +561,8 @@ impl Engine {
             host_config["NetworkMode"] = json!("none");
         }
         let networking = cfg.remove("NetworkingConfig");
-        // A container's MAC address is derived from its IP (as Docker's default); a chosen
-        // one is not supported yet: say so rather than ignore it.
+        // A chosen MAC address (`Config.MacAddress`, an endpoint's `MacAddress`) is checked
+        // here, before anything is made: plan_networks gives it to its endpoint.
         let macs = std::iter::once(cfg.get("MacAddress")).chain(
             networking
                 .as_ref()
@@ -571,12 +571,8 @@ impl Engine {
                 .into_iter()
                 .flat_map(|eps| eps.values().map(|ep| ep.get("MacAddress"))),
         );
-        for m in macs.flatten() {
-            if m.as_str().is_some_and(|m| !m.is_empty()) {
-                return Err(Error::BadRequest(format!(
-                    "MacAddress {m}: choosing a container's MAC address is not supported by barge (it is derived from its IP address)"
-                )));
-            }
+        for m in macs {
+            net::mac_option(m)?;
         }
         let image = cfg
             .get("Image")

@@ -1,10 +1,10 @@
-//! The per-network DNS service: answers A queries for the names and aliases of the containers
+//! The per-network DNS service: answers A and AAAA queries for the names and aliases of the containers
 //! on one network, forwards every other query to the host's resolvers (UDP), and refuses
 //! clients that are not on the network.
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use crate::ipam::Ipv4Net;
 
 /// Name (lower case, no trailing dot) -> addresses.
-pub(crate) type Records = Arc<RwLock<HashMap<String, Vec<Ipv4Addr>>>>;
+pub(crate) type Records = Arc<RwLock<HashMap<String, Vec<IpAddr>>>>;
 
 /// A running DNS server; dropping it stops it.
 pub(crate) struct DnsServer {
@@ -149,8 +149,15 @@ async fn handle(ctx: &Ctx, peer: SocketAddr, q: &[u8]) -> Option<Vec<u8>> {
         .ok()
         .and_then(|r| r.get(&query.name).cloned());
     if let Some(ips) = known {
-        let ans: &[Ipv4Addr] = if query.qtype == TYPE_A { &ips } else { &[] };
-        return Some(response(q, &query, 0, ans));
+        // a known name without an address of the asked type: no error, no answer (NODATA)
+        let ans: Vec<IpAddr> = ips
+            .into_iter()
+            .filter(|ip| match ip {
+                IpAddr::V4(_) => query.qtype == TYPE_A,
+                IpAddr::V6(_) => query.qtype == TYPE_AAAA,
+            })
+            .collect();
+        return Some(response(q, &query, 0, &ans));
     }
     if ctx.upstreams.is_empty() {
         return Some(response(q, &query, RCODE_NXDOMAIN, &[]));
@@ -182,6 +189,7 @@ async fn forward(q: &[u8], up: Ipv4Addr) -> Option<Vec<u8>> {
 }
 
 pub(crate) const TYPE_A: u16 = 1;
+pub(crate) const TYPE_AAAA: u16 = 28;
 const RCODE_SERVFAIL: u8 = 2;
 const RCODE_REFUSED: u8 = 5;
 pub(crate) const RCODE_NXDOMAIN: u8 = 3;
@@ -225,8 +233,8 @@ pub(crate) fn parse_query(q: &[u8]) -> Option<Query> {
     })
 }
 
-/// Builds a response to `q` with `rcode` and A records `ips`.
-fn response(q: &[u8], query: &Query, rcode: u8, ips: &[Ipv4Addr]) -> Vec<u8> {
+/// Builds a response to `q` with `rcode` and A/AAAA records `ips`.
+fn response(q: &[u8], query: &Query, rcode: u8, ips: &[IpAddr]) -> Vec<u8> {
     let mut r = Vec::with_capacity(query.end + ips.len() * 16);
     r.extend_from_slice(&q[..2]);
     let rd = q[2] & 0x01;
@@ -237,12 +245,16 @@ fn response(q: &[u8], query: &Query, rcode: u8, ips: &[Ipv4Addr]) -> Vec<u8> {
     r.extend_from_slice(&[0, 0, 0, 0]);
     r.extend_from_slice(&q[12..query.end]);
     for ip in ips {
+        let (ty, data) = match ip {
+            IpAddr::V4(a) => (TYPE_A, a.octets().to_vec()),
+            IpAddr::V6(a) => (TYPE_AAAA, a.octets().to_vec()),
+        };
         r.extend_from_slice(&[0xc0, 0x0c]);
-        r.extend_from_slice(&TYPE_A.to_be_bytes());
+        r.extend_from_slice(&ty.to_be_bytes());
         r.extend_from_slice(&1u16.to_be_bytes());
         r.extend_from_slice(&600u32.to_be_bytes());
-        r.extend_from_slice(&4u16.to_be_bytes());
-        r.extend_from_slice(&ip.octets());
+        r.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        r.extend_from_slice(&data);
     }
     r
 }
@@ -266,6 +278,20 @@ pub(crate) fn build_query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
 /// Parses a response: (rcode, A addresses). For tests.
 #[cfg(test)]
 pub(crate) fn parse_response(r: &[u8]) -> Option<(u8, Vec<Ipv4Addr>)> {
+    let (rcode, ips) = parse_response_all(r)?;
+    let v4 = ips
+        .into_iter()
+        .filter_map(|ip| match ip {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        })
+        .collect();
+    Some((rcode, v4))
+}
+
+/// Parses a response: (rcode, A and AAAA addresses). For tests.
+#[cfg(test)]
+pub(crate) fn parse_response_all(r: &[u8]) -> Option<(u8, Vec<IpAddr>)> {
     if r.len() < 12 {
         return None;
     }
@@ -295,7 +321,11 @@ pub(crate) fn parse_response(r: &[u8]) -> Option<(u8, Vec<Ipv4Addr>)> {
         i += 10;
         if t == TYPE_A && len == 4 {
             let b = r.get(i..i + 4)?;
-            ips.push(Ipv4Addr::new(b[0], b[1], b[2], b[3]));
+            ips.push(IpAddr::from([b[0], b[1], b[2], b[3]]));
+        }
+        if t == TYPE_AAAA && len == 16 {
+            let b: [u8; 16] = r.get(i..i + 16)?.try_into().ok()?;
+            ips.push(IpAddr::from(b));
         }
         i += len;
     }
@@ -322,7 +352,7 @@ mod tests {
         let p = parse_query(&q).unwrap();
         assert_eq!(p.name, "web.example");
         assert_eq!(p.qtype, TYPE_A);
-        let r = response(&q, &p, 0, &[Ipv4Addr::new(10, 0, 0, 2)]);
+        let r = response(&q, &p, 0, &[Ipv4Addr::new(10, 0, 0, 2).into()]);
         assert_eq!(
             parse_response(&r).unwrap(),
             (0, vec![Ipv4Addr::new(10, 0, 0, 2)])
@@ -350,11 +380,29 @@ mod tests {
                 }
                 if let Some(parsed) = parse_query(&p) {
                     assert!(parsed.end <= p.len());
-                    let r = response(&p, &parsed, 0, &[Ipv4Addr::LOCALHOST]);
+                    let r = response(&p, &parsed, 0, &[Ipv4Addr::LOCALHOST.into()]);
                     assert!(r.len() > parsed.end);
                 }
                 let _ = parse_response(&p);
             }
+        }
+    }
+
+    #[test]
+    fn aaaa_answers() {
+        let q = build_query(8, "web", TYPE_AAAA);
+        let p = parse_query(&q).unwrap();
+        let v6: IpAddr = "fd00:db8:1::2".parse().unwrap();
+        let r = response(&q, &p, 0, &[v6]);
+        assert_eq!(parse_response_all(&r).unwrap(), (0, vec![v6]));
+        // the answer's RDATA is the 16 address bytes
+        assert_eq!(&r[r.len() - 16..], &v6_octets(v6)[..]);
+    }
+
+    fn v6_octets(ip: IpAddr) -> [u8; 16] {
+        match ip {
+            IpAddr::V6(a) => a.octets(),
+            IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
         }
     }
 

@@ -23,6 +23,16 @@ impl NetworkInfo {
         if let Some(r) = self.ip_range {
             ipam.insert("IPRange".into(), json!(r.to_string()));
         }
+        let mut configs = vec![Value::Object(ipam)];
+        if let (Some(s6), Some(g6)) = (self.subnet6, self.gateway6) {
+            let mut v6 = Map::new();
+            v6.insert("Subnet".into(), json!(s6.to_string()));
+            v6.insert("Gateway".into(), json!(g6.to_string()));
+            if let Some(r) = self.ip_range6 {
+                v6.insert("IPRange".into(), json!(r.to_string()));
+            }
+            configs.push(Value::Object(v6));
+        }
         let containers: Map<String, Value> = endpoints
             .iter()
             .filter(|e| e.network_id == self.id)
@@ -34,7 +44,7 @@ impl NetworkInfo {
                         "EndpointID": e.endpoint_id,
                         "MacAddress": e.mac,
                         "IPv4Address": format!("{}/{}", e.ip, e.prefix_len),
-                        "IPv6Address": "",
+                        "IPv6Address": e.ip6.map(|ip| format!("{ip}/{}", e.prefix_len6)).unwrap_or_default(),
                     }),
                 )
             })
@@ -62,8 +72,8 @@ impl NetworkInfo {
             "Scope": "local",
             "Driver": self.driver,
             "EnableIPv4": true,
-            "EnableIPv6": false,
-            "IPAM": {"Driver": "default", "Options": null, "Config": [Value::Object(ipam)]},
+            "EnableIPv6": self.subnet6.is_some(),
+            "IPAM": {"Driver": "default", "Options": null, "Config": configs},
             "Internal": self.internal,
             "Attachable": false,
             "Ingress": false,
@@ -100,9 +110,9 @@ impl Endpoint {
             "Gateway": self.gateway.map(|g| g.to_string()).unwrap_or_default(),
             "IPAddress": self.ip.to_string(),
             "IPPrefixLen": self.prefix_len,
-            "IPv6Gateway": "",
-            "GlobalIPv6Address": "",
-            "GlobalIPv6PrefixLen": 0,
+            "IPv6Gateway": self.gateway6.map(|g| g.to_string()).unwrap_or_default(),
+            "GlobalIPv6Address": self.ip6.map(|ip| ip.to_string()).unwrap_or_default(),
+            "GlobalIPv6PrefixLen": if self.ip6.is_some() { self.prefix_len6 } else { 0 },
             "DNSNames": dns_names,
         })
     }
@@ -158,6 +168,9 @@ mod tests {
             labels: [("a".to_string(), "b".to_string())].into(),
             created: 0,
             default: false,
+            subnet6: Some("fd00:db8:1::/64".parse().unwrap()),
+            gateway6: Some("fd00:db8:1::1".parse().unwrap()),
+            ip_range6: None,
         };
         let ep = Endpoint {
             endpoint_id: "cd".repeat(32),
@@ -174,9 +187,21 @@ mod tests {
             mac: "02:42:0a:01:00:02".into(),
             ports: vec![],
             netns_path: "/proc/1/ns/net".into(),
+            ip6: Some("fd00:db8:1::2".parse().unwrap()),
+            prefix_len6: 64,
+            gateway6: Some("fd00:db8:1::1".parse().unwrap()),
         };
         let v = net.to_docker(std::slice::from_ref(&ep));
         assert_eq!(v["IPAM"]["Config"][0]["Subnet"], "10.1.0.0/24");
+        assert_eq!(v["EnableIPv6"], true);
+        assert_eq!(
+            v["IPAM"]["Config"][1],
+            json!({"Subnet": "fd00:db8:1::/64", "Gateway": "fd00:db8:1::1"})
+        );
+        assert_eq!(
+            v["Containers"][&ep.container_id]["IPv6Address"],
+            "fd00:db8:1::2/64"
+        );
         assert_eq!(
             v["Containers"][&ep.container_id]["IPv4Address"],
             "10.1.0.2/24"
@@ -193,6 +218,14 @@ mod tests {
             (Some("10.1.0.2"), Some(24))
         );
         assert_eq!(s["DNSNames"], json!(["web", "efefefefefef", "api"]));
+        assert_eq!(
+            (
+                s["GlobalIPv6Address"].as_str(),
+                s["GlobalIPv6PrefixLen"].as_u64(),
+                s["IPv6Gateway"].as_str()
+            ),
+            (Some("fd00:db8:1::2"), Some(64), Some("fd00:db8:1::1"))
+        );
         let p = docker_ports(
             &[
                 PortMapping {

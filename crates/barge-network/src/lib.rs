@@ -15,7 +15,8 @@
 //! nm.ensure_default_network()?;  // network "bridge", device barge0
 //!
 //! // network create / ls / inspect / rm / prune (Docker JSON: NetworkInfo::to_docker(&eps)):
-//! nm.create_network(NetworkSpec { name, subnet, gateway, ip_range, internal, labels })?;
+//! nm.create_network(NetworkSpec { name, subnet, gateway, ip_range, internal, labels,
+//!     ipv6, subnet6, gateway6, ip_range6 })?;                           // --ipv6, v6 --subnet
 //! nm.list(); let (info, eps) = nm.inspect("name-or-id")?; nm.remove_network("name-or-id")?;
 //! nm.prune()?;
 //!
@@ -23,6 +24,7 @@
 //! // the user's process runs:
 //! let ep = nm.connect("bridge", ConnectRequest { container_id, name, aliases,
 //!     netns_path: format!("/proc/{pid}/ns/net").into(), ipv4: None,     // --ip
+//!     ipv6: None, mac: None,                                             // --ip6, --mac-address
 //!     ports: parse_port_spec("127.0.0.1:8080:80/tcp")? })?;              // -p; -P: host_port None
 //! // the container's /etc/hosts and /etc/resolv.conf (first network decides resolv.conf):
 //! nm.hosts_file(&container_id, &hostname); nm.resolv_conf("bridge")?;
@@ -41,16 +43,20 @@
 //!
 //! * A Linux bridge per network (fixed MAC, address = gateway, alias `barge:<id>` marking it
 //!   as ours), a veth pair per endpoint (`bv<12hex>` on the bridge, hairpin on; `ethN` created
-//!   directly in the container's namespace with the MAC `02:42:<ip>`), an address and a default
-//!   route (none on internal networks) inside.
+//!   directly in the container's namespace with the MAC `02:42:<ip>` or the one asked for), an
+//!   address and a default route (none on internal networks) inside; on networks with IPv6
+//!   also an IPv6 address (no DAD: usable at once) on the bridge and inside, and an IPv6
+//!   default route.
 //! * One nftables table `ip barge`, rewritten whole in one transaction when networks change;
 //!   published ports are rules in its `ports` chain (added on connect, chain rewritten on
 //!   disconnect): DNAT from prerouting and output for local destinations (so the host's
 //!   addresses, 127.0.0.1 with `route_localnet`, and other containers through the host's
 //!   address all work), masquerade for outbound traffic and for hairpin/localhost clients,
 //!   isolation between bridges in `forward`, and a guard dropping bridge traffic to 127/8.
+//!   Networks with IPv6 get the same in a table `ip6 barge` (no loopback guard), deleted with
+//!   the last of them.
 //!   Host ports are reserved by binding them (no proxy): a port in use is an error.
-//! * A DNS server per user network on the gateway (UDP and TCP 53) answering the names,
+//! * A DNS server per user network on the gateway (UDP and TCP 53) answering (A, AAAA) the names,
 //!   aliases and short ids of the containers on that network only, forwarding the rest to the
 //!   host's non-loopback resolvers (not on internal networks), refusing other networks' clients.
 //! * Records under the state dir (`networks/<id>.json`, `endpoints/<net>-<container>.json`),
@@ -70,11 +76,11 @@ mod reaper;
 #[cfg(test)]
 mod tests;
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 
 pub use docker::{docker_ports, rfc3339};
-pub use ipam::{mac_from_ip, mac_string, Ipv4Net};
+pub use ipam::{is_host_addr, is_host_addr6, mac_from_ip, mac_string, parse_mac, Ipv4Net, Ipv6Net};
 pub use manager::{
     ConnectRequest, Endpoint, NetworkConfig, NetworkInfo, NetworkManager, NetworkSpec, RepairReport,
 };
@@ -102,6 +108,16 @@ pub enum NetworkError {
         /// Its subnet.
         existing: Ipv4Net,
     },
+    /// The requested IPv6 subnet overlaps an existing network's.
+    #[error("subnet {subnet} overlaps with network {other} ({existing})")]
+    Overlap6 {
+        /// Requested.
+        subnet: Ipv6Net,
+        /// Name of the existing network.
+        other: String,
+        /// Its subnet.
+        existing: Ipv6Net,
+    },
     /// The default pools are used up.
     #[error("no free subnet left in the default address pools")]
     NoFreeSubnet,
@@ -115,11 +131,33 @@ pub enum NetworkError {
         /// Network name.
         network: String,
     },
+    /// An IPv6 address (static or gateway) outside the subnet, or its network address.
+    #[error("address {ip} is not a usable address of subnet {subnet} (network {network})")]
+    OutsideSubnet6 {
+        /// The address.
+        ip: Ipv6Addr,
+        /// The subnet.
+        subnet: Ipv6Net,
+        /// Network name.
+        network: String,
+    },
+    /// An IPv6 address or subnet asked of a network that has no IPv6.
+    #[error("network {0} does not have IPv6 enabled: no IPv6 address can be given on it")]
+    NoIpv6(String),
     /// A static address already taken.
     #[error("address {ip} is already in use on network {network}")]
     AddressInUse {
         /// The address.
-        ip: Ipv4Addr,
+        ip: IpAddr,
+        /// Network name.
+        network: String,
+    },
+    /// A chosen MAC address another endpoint of the network (or its bridge) has: two
+    /// interfaces with one MAC on a bridge steal each other's frames.
+    #[error("MAC address {mac} is already in use on network {network}")]
+    MacInUse {
+        /// The address.
+        mac: String,
         /// Network name.
         network: String,
     },
@@ -138,7 +176,7 @@ pub enum NetworkError {
     #[error("host port {addr}/{proto} is not available: {source}")]
     PortInUse {
         /// Host address and port.
-        addr: SocketAddrV4,
+        addr: SocketAddr,
         /// Protocol.
         proto: Proto,
         /// The bind error.

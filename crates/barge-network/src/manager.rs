@@ -3,16 +3,16 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File};
 use std::io::{self, Read};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrIn};
+use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrIn, SockaddrIn6};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::dns::{self, DnsServer};
-use crate::ipam::{self, Ipv4Net};
+use crate::ipam::{self, Ipv4Net, Ipv6Net};
 use crate::netlink::Netlink;
 use crate::nft::{self, NftNet, NftPort};
 use crate::ports::{PortMapping, PortSpec, Proto};
@@ -86,6 +86,14 @@ pub struct NetworkSpec {
     pub internal: bool,
     /// User labels.
     pub labels: BTreeMap<String, String>,
+    /// IPv6 on (`--ipv6`): the network is dual stack.
+    pub ipv6: bool,
+    /// IPv6 subnet; `None` with `ipv6` takes a random unique local /64 (RFC 4193).
+    pub subnet6: Option<Ipv6Net>,
+    /// IPv6 gateway; `None` is the first address of the IPv6 subnet.
+    pub gateway6: Option<Ipv6Addr>,
+    /// Sub-range dynamic IPv6 addresses are taken from.
+    pub ip_range6: Option<Ipv6Net>,
 }
 
 /// A network, as stored and as reported (`network ls/inspect`).
@@ -113,6 +121,15 @@ pub struct NetworkInfo {
     pub created: u64,
     /// The default bridge network.
     pub default: bool,
+    /// IPv6 subnet (`None`: IPv4 only).
+    #[serde(default)]
+    pub subnet6: Option<Ipv6Net>,
+    /// IPv6 gateway (the bridge's IPv6 address), set with `subnet6`.
+    #[serde(default)]
+    pub gateway6: Option<Ipv6Addr>,
+    /// Optional dynamic-allocation range for IPv6.
+    #[serde(default)]
+    pub ip_range6: Option<Ipv6Net>,
 }
 
 /// What the engine passes to [`NetworkManager::connect`].
@@ -128,6 +145,10 @@ pub struct ConnectRequest {
     pub netns_path: PathBuf,
     /// `--ip`.
     pub ipv4: Option<Ipv4Addr>,
+    /// `--ip6` (the network must have IPv6).
+    pub ipv6: Option<Ipv6Addr>,
+    /// `--mac-address`; `None` derives it from the IPv4 address (`02:42:` + its bytes).
+    pub mac: Option<[u8; 6]>,
     /// Published ports (`-p`, and `-P` expanded by the engine to `PortSpec{host_port: None}`).
     pub ports: Vec<PortSpec>,
 }
@@ -157,8 +178,17 @@ pub struct Endpoint {
     pub prefix_len: u8,
     /// Gateway (`None` on internal networks: no default route is installed).
     pub gateway: Option<Ipv4Addr>,
-    /// MAC address (`02:42:` + the IPv4 bytes).
+    /// MAC address (`02:42:` + the IPv4 bytes unless one was asked for).
     pub mac: String,
+    /// IPv6 address (networks with IPv6).
+    #[serde(default)]
+    pub ip6: Option<Ipv6Addr>,
+    /// IPv6 prefix length (0 without IPv6).
+    #[serde(default)]
+    pub prefix_len6: u8,
+    /// IPv6 gateway (`None` without IPv6 and on internal networks).
+    #[serde(default)]
+    pub gateway6: Option<Ipv6Addr>,
     /// Published ports in force.
     pub ports: Vec<PortMapping>,
     /// The namespace path given at connect (used to move the default route to another
@@ -393,6 +423,20 @@ impl NetworkManager {
                 .map_err(nl_err(format!("adding {} to {}", net.gateway, net.bridge)))?;
             nl.set_up(idx, None)
                 .map_err(nl_err(format!("bringing {} up", net.bridge)))?;
+            if let (Some(s6), Some(g6)) = (net.subnet6, net.gateway6) {
+                // a host booted with IPv6 off by default would refuse the address
+                write_sysctl(
+                    &format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", net.bridge),
+                    "0",
+                )?;
+                // after the link is up: the kernel drops IPv6 state of a link coming up
+                nl.add_addr6(idx, g6, s6.prefix)
+                    .map_err(nl_err(format!("adding {g6} to {}", net.bridge)))?;
+                if !net.internal {
+                    // containers' outbound IPv6 is routed by the host, as dockerd does
+                    write_sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1")?;
+                }
+            }
             if !net.internal {
                 // published ports reached through 127.0.0.1 are routed out of the bridge
                 write_sysctl(
@@ -417,6 +461,7 @@ impl NetworkManager {
         nft::apply(&nft::build_ports(
             &self.cfg.nft_table,
             &Self::nft_ports(inner),
+            Self::any_v6(inner),
         ))
         .or_else(|e| {
             tracing::warn!("nftables port update failed ({e}); rewriting the table");
@@ -435,10 +480,16 @@ impl NetworkManager {
                     host_port: p.host_port,
                     proto: p.proto,
                     container_ip: e.ip,
+                    container_ip6: e.ip6,
                     container_port: p.container_port,
                 })
             })
             .collect()
+    }
+
+    /// Whether any network has IPv6 (then the `ip6` table exists).
+    fn any_v6(inner: &Inner) -> bool {
+        inner.nets.values().any(|n| n.subnet6.is_some())
     }
 
     /// Rewrites the whole table (network changes, repair).
@@ -449,6 +500,7 @@ impl NetworkManager {
             .map(|n| NftNet {
                 bridge: n.bridge.clone(),
                 subnet: n.subnet,
+                subnet6: n.subnet6,
                 internal: n.internal,
             })
             .collect();
@@ -482,7 +534,7 @@ impl NetworkManager {
         let Some(srv) = inner.dns.get(net_id) else {
             return;
         };
-        let mut map: HashMap<String, Vec<Ipv4Addr>> = HashMap::new();
+        let mut map: HashMap<String, Vec<IpAddr>> = HashMap::new();
         for e in inner.eps.values().filter(|e| e.network_id == net_id) {
             let mut names: BTreeSet<String> =
                 e.aliases.iter().map(|a| a.to_ascii_lowercase()).collect();
@@ -493,7 +545,9 @@ impl NetworkManager {
                 names.insert(e.container_id[..12].to_ascii_lowercase());
             }
             for n in names {
-                map.entry(n).or_default().push(e.ip);
+                let ips = map.entry(n).or_default();
+                ips.push(e.ip.into());
+                ips.extend(e.ip6.map(IpAddr::from));
             }
         }
         if let Ok(mut r) = srv.records.write() {
@@ -573,10 +627,11 @@ impl NetworkManager {
         let keys: Vec<_> = inner.eps.keys().cloned().collect();
         for k in keys {
             let ports = inner.eps[&k].ports.clone();
+            let v6 = inner.eps[&k].ip6.is_some();
             let mut fds = Vec::new();
             for p in &ports {
-                match reserve(p.host_ip, Some(p.host_port), p.proto) {
-                    Ok((_, fd)) => fds.push(fd),
+                match reserve(p.host_ip, Some(p.host_port), p.proto, v6) {
+                    Ok((_, fd)) => fds.extend(fd),
                     Err(e) => tracing::warn!("re-reserving a published port: {e}"),
                 }
             }
@@ -665,6 +720,7 @@ impl NetworkManager {
             }
         }
         let id = random_hex()?;
+        let (subnet6, gateway6) = self.plan_v6(inner, &spec, &id)?;
         let bridge = if default {
             self.cfg.bridge_name.clone()
         } else {
@@ -686,6 +742,9 @@ impl NetworkManager {
             labels: spec.labels,
             created,
             default,
+            subnet6,
+            gateway6,
+            ip_range6: spec.ip_range6.map(|r| r.trunc()),
         };
         // kernel first, record next, firewall and DNS last; undo on any failure
         self.setup_bridge(&mut inner.nl, &net)?;
@@ -705,6 +764,81 @@ impl NetworkManager {
             return Err(e);
         }
         Ok(net)
+    }
+
+    /// The IPv6 subnet and gateway of a network being created (`None`s without IPv6):
+    /// validated, clear of other networks' IPv6 subnets. A given subnet with host bits set
+    /// is truncated (`2001:db8::1/64` is `2001:db8::/64`), as dockerd did before 26 and as
+    /// docker-py's tests still send it; without a subnet a unique local /64 is made from
+    /// the network's random id.
+    fn plan_v6(
+        &self,
+        inner: &Inner,
+        spec: &NetworkSpec,
+        id: &str,
+    ) -> Result<(Option<Ipv6Net>, Option<Ipv6Addr>), NetworkError> {
+        if !spec.ipv6 {
+            if let Some(s) = spec.subnet6 {
+                return Err(NetworkError::InvalidSubnet {
+                    subnet: s.to_string(),
+                    reason: "an IPv6 subnet needs IPv6 enabled on the network (--ipv6)".into(),
+                });
+            }
+            if spec.gateway6.is_some() || spec.ip_range6.is_some() {
+                return Err(NetworkError::NoIpv6(spec.name.clone()));
+            }
+            return Ok((None, None));
+        }
+        let overlap = |s: &Ipv6Net| {
+            inner
+                .nets
+                .values()
+                .find(|n| n.subnet6.is_some_and(|o| o.overlaps(s)))
+        };
+        let subnet = match spec.subnet6 {
+            Some(s) => {
+                let s = s.trunc();
+                ipam::validate_subnet6(&s)?;
+                if let Some(o) = overlap(&s) {
+                    return Err(NetworkError::Overlap6 {
+                        subnet: s,
+                        other: o.name.clone(),
+                        existing: o.subnet6.unwrap_or(s),
+                    });
+                }
+                s
+            }
+            None => {
+                let mut bytes = [0u8; 5];
+                for (i, b) in bytes.iter_mut().enumerate() {
+                    *b = u8::from_str_radix(id.get(2 * i..2 * i + 2).unwrap_or("00"), 16)
+                        .unwrap_or(0);
+                }
+                let s = ipam::ula_subnet(&bytes);
+                if overlap(&s).is_some() {
+                    // 40 random bits: a collision is a one-in-a-trillion event
+                    return Err(NetworkError::NoFreeSubnet);
+                }
+                s
+            }
+        };
+        let gateway = spec.gateway6.unwrap_or_else(|| subnet.first_host());
+        if !ipam::is_host_addr6(&subnet, gateway) {
+            return Err(NetworkError::OutsideSubnet6 {
+                ip: gateway,
+                subnet,
+                network: spec.name.clone(),
+            });
+        }
+        if let Some(r) = spec.ip_range6 {
+            if !subnet.contains(r.network()) || r.prefix < subnet.prefix {
+                return Err(NetworkError::InvalidSubnet {
+                    subnet: r.to_string(),
+                    reason: format!("ip-range is not inside subnet {subnet}"),
+                });
+            }
+        }
+        Ok((Some(subnet), Some(gateway)))
     }
 
     /// Removes a network with no endpoints (the default one cannot be removed): stops its DNS
@@ -827,12 +961,16 @@ impl NetworkManager {
         used.insert(net.gateway);
         if req
             .ipv4
-            .is_some_and(|ip| self.reaper.quarantined(&id).contains(&ip))
+            .is_some_and(|ip| self.reaper.quarantined(&id).contains(&ip.into()))
         {
             // a static address whose previous holder just exited: its link goes soon
             self.reaper.settle(SETTLE_LIMIT);
         }
-        used.extend(self.reaper.quarantined(&id));
+        let quarantined = self.reaper.quarantined(&id);
+        used.extend(quarantined.iter().filter_map(|ip| match ip {
+            IpAddr::V4(a) => Some(*a),
+            IpAddr::V6(_) => None,
+        }));
         let ip = ipam::allocate_ip(
             &net.name,
             &net.subnet,
@@ -840,6 +978,35 @@ impl NetworkManager {
             &used,
             req.ipv4,
         )?;
+        let ip6 = match (net.subnet6, req.ipv6) {
+            (None, Some(_)) => return Err(NetworkError::NoIpv6(net.name.clone())),
+            (None, None) => None,
+            (Some(s6), want) => {
+                let mut used6: BTreeSet<Ipv6Addr> = inner
+                    .eps
+                    .values()
+                    .filter(|e| e.network_id == id)
+                    .filter_map(|e| e.ip6)
+                    .collect();
+                used6.extend(net.gateway6);
+                if want.is_some_and(|ip| quarantined.contains(&ip.into())) {
+                    // as for IPv4: the previous holder's link goes soon
+                    self.reaper.settle(SETTLE_LIMIT);
+                } else {
+                    used6.extend(quarantined.iter().filter_map(|ip| match ip {
+                        IpAddr::V6(a) => Some(*a),
+                        IpAddr::V4(_) => None,
+                    }));
+                }
+                Some(ipam::allocate_ip6(
+                    &net.name,
+                    &s6,
+                    net.ip_range6.as_ref(),
+                    &used6,
+                    want,
+                )?)
+            }
+        };
         // host ports: reserve (bind) them all before touching the kernel
         let mut mappings = Vec::new();
         let mut fds = Vec::new();
@@ -848,17 +1015,17 @@ impl NetworkManager {
                 (Some(start), Some(end)) if end > start => {
                     let mut found = None;
                     for port in start..=end {
-                        if let Ok(r) = reserve(p.host_ip, Some(port), p.proto) {
+                        if let Ok(r) = reserve(p.host_ip, Some(port), p.proto, ip6.is_some()) {
                             found = Some(r);
                             break;
                         }
                     }
                     match found {
                         Some(r) => r,
-                        None => reserve(p.host_ip, Some(end), p.proto)?,
+                        None => reserve(p.host_ip, Some(end), p.proto, ip6.is_some())?,
                     }
                 }
-                _ => reserve(p.host_ip, p.host_port, p.proto)?,
+                _ => reserve(p.host_ip, p.host_port, p.proto, ip6.is_some())?,
             };
             mappings.push(PortMapping {
                 host_ip: p.host_ip,
@@ -866,7 +1033,7 @@ impl NetworkManager {
                 container_port: p.container_port,
                 proto: p.proto,
             });
-            fds.push(fd);
+            fds.extend(fd);
         }
         let ns = File::open(&req.netns_path).map_err(|source| NetworkError::Netns {
             path: req.netns_path.clone(),
@@ -883,7 +1050,18 @@ impl NetworkManager {
             .unwrap_or_else(|| "eth0".into());
         let endpoint_id = random_hex()?;
         let host_veth = format!("bv{}", &endpoint_id[..12]);
-        let mac = ipam::mac_from_ip(ip);
+        let mac = req.mac.unwrap_or_else(|| ipam::mac_from_ip(ip));
+        if req.mac.is_some() {
+            let s = ipam::mac_string(&mac);
+            let taken = s == ipam::mac_string(&ipam::mac_from_ip(net.gateway))
+                || inner.eps.values().any(|e| e.network_id == id && e.mac == s);
+            if taken {
+                return Err(NetworkError::MacInUse {
+                    mac: s,
+                    network: net.name,
+                });
+            }
+        }
         let alias = format!(
             "{ALIAS_PREFIX}{}:{}",
             &id[..12],
@@ -911,6 +1089,9 @@ impl NetworkManager {
             mac: ipam::mac_string(&mac),
             ports: mappings,
             netns_path: req.netns_path.clone(),
+            ip6,
+            prefix_len6: net.subnet6.map_or(0, |s| s.prefix),
+            gateway6: net.gateway6.filter(|_| ip6.is_some() && !net.internal),
         };
         let r = (|| -> Result<(), NetworkError> {
             // the engine's namespaces come with lo up: no request for it then
@@ -934,6 +1115,18 @@ impl NetworkManager {
                 cnl.add_default_route(net.gateway, cidx)
                     .map_err(nl_err("adding the default route"))?;
             }
+            if let Some(ip6) = ep.ip6 {
+                // the address after the link is up (its prefix route is then usable for
+                // the gateway route); no DAD, see Netlink::add_addr6
+                cnl.add_addr6(cidx, ip6, ep.prefix_len6)
+                    .map_err(nl_err(format!("adding {ip6} to {ifname}")))?;
+                if let Some(g6) = ep.gateway6 {
+                    if fresh || !cnl.has_default_route6().map_err(nl_err("listing routes"))? {
+                        cnl.add_default_route6(g6, cidx)
+                            .map_err(nl_err("adding the IPv6 default route"))?;
+                    }
+                }
+            }
             // after the peer: it has its carrier at once (see Netlink::add_veth)
             inner
                 .nl
@@ -950,6 +1143,7 @@ impl NetworkManager {
                         host_port: p.host_port,
                         proto: p.proto,
                         container_ip: ep.ip,
+                        container_ip6: ep.ip6,
                         container_port: p.container_port,
                     })
                     .collect();
@@ -1047,6 +1241,11 @@ impl NetworkManager {
             if let Some(gw) = next.gateway {
                 cnl.add_default_route(gw, idx)?;
             }
+            if let Some(g6) = next.gateway6 {
+                if !cnl.has_default_route6()? {
+                    cnl.add_default_route6(g6, idx)?;
+                }
+            }
             Ok(())
         })();
         if let Err(e) = r {
@@ -1100,8 +1299,10 @@ impl NetworkManager {
         for (k, ep) in keys.iter().zip(&gone) {
             inner.reservations.remove(k);
             Self::refresh_dns(inner, &k.0);
+            let mut ips = vec![IpAddr::from(ep.ip)];
+            ips.extend(ep.ip6.map(IpAddr::from));
             self.reaper
-                .delete(&mut inner.nl, &ep.network_id, ep.ip, &ep.host_veth);
+                .delete(&mut inner.nl, &ep.network_id, &ips, &ep.host_veth);
         }
         let mut first_err = r.err();
         for k in &keys {
@@ -1177,6 +1378,9 @@ impl NetworkManager {
         );
         for e in self.endpoints_of(container_id) {
             s.push_str(&format!("{}\t{}\n", e.ip, hostname));
+            if let Some(ip6) = e.ip6 {
+                s.push_str(&format!("{ip6}\t{hostname}\n"));
+            }
         }
         s
     }
@@ -1211,25 +1415,42 @@ impl NetworkManager {
 }
 
 /// Binds (without listening) the host port so nothing else can take it while published;
-/// `port: None` lets the kernel pick a free one.
+/// `port: None` lets the kernel pick a free one. With `v6` (the container has an IPv6
+/// address, so the port is published over IPv6 too) and no host address, the same port of
+/// `[::]` is bound as well (IPv6 only: the IPv4 one is the first socket), as dockerd does:
+/// a host service there would otherwise be shadowed by the IPv6 DNAT rule.
 fn reserve(
     ip: Option<Ipv4Addr>,
     port: Option<u16>,
     proto: Proto,
-) -> Result<(u16, OwnedFd), NetworkError> {
+    v6: bool,
+) -> Result<(u16, Vec<OwnedFd>), NetworkError> {
     let ty = match proto {
         Proto::Tcp => SockType::Stream,
         Proto::Udp => SockType::Datagram,
     };
     let addr = SocketAddrV4::new(ip.unwrap_or(Ipv4Addr::UNSPECIFIED), port.unwrap_or(0));
-    let in_use = |source: io::Error| NetworkError::PortInUse {
-        addr,
-        proto,
-        source,
+    let in_use = |addr: SocketAddr| {
+        move |source: io::Error| NetworkError::PortInUse {
+            addr,
+            proto,
+            source,
+        }
     };
+    let err4 = in_use(addr.into());
     let fd = socket::socket(AddressFamily::Inet, ty, SockFlag::SOCK_CLOEXEC, None)
-        .map_err(|e| in_use(e.into()))?;
-    socket::bind(fd.as_raw_fd(), &SockaddrIn::from(addr)).map_err(|e| in_use(e.into()))?;
-    let bound: SockaddrIn = socket::getsockname(fd.as_raw_fd()).map_err(|e| in_use(e.into()))?;
-    Ok((bound.port(), fd))
+        .map_err(|e| err4(e.into()))?;
+    socket::bind(fd.as_raw_fd(), &SockaddrIn::from(addr)).map_err(|e| err4(e.into()))?;
+    let bound: SockaddrIn = socket::getsockname(fd.as_raw_fd()).map_err(|e| err4(e.into()))?;
+    let mut fds = vec![fd];
+    if v6 && ip.is_none() {
+        let addr6 = SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, bound.port(), 0, 0);
+        let err6 = in_use(addr6.into());
+        let fd6 = socket::socket(AddressFamily::Inet6, ty, SockFlag::SOCK_CLOEXEC, None)
+            .map_err(|e| err6(e.into()))?;
+        socket::setsockopt(&fd6, socket::sockopt::Ipv6V6Only, &true).map_err(|e| err6(e.into()))?;
+        socket::bind(fd6.as_raw_fd(), &SockaddrIn6::from(addr6)).map_err(|e| err6(e.into()))?;
+        fds.push(fd6);
+    }
+    Ok((bound.port(), fds))
 }

@@ -5,14 +5,16 @@
 
 use std::fs::File;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
     NLM_F_REQUEST,
 };
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::address::{
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
+};
 use netlink_packet_route::link::{
     InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
     LinkFlags, LinkInfo, LinkMessage,
@@ -339,6 +341,29 @@ impl Netlink {
         }
     }
 
+    /// Adds the IPv6 address `ip/prefix` to a link with duplicate address detection off
+    /// (`IFA_F_NODAD`): with DAD the address stays tentative, unusable, for about a second
+    /// after it is added, and a container's first packets would fail. The addresses come
+    /// from the network's allocator, which hands each out once. An existing identical
+    /// address is not an error.
+    pub fn add_addr6(&mut self, index: u32, ip: Ipv6Addr, prefix: u8) -> io::Result<()> {
+        let mut m = AddressMessage::default();
+        m.header.family = AddressFamily::Inet6;
+        m.header.prefix_len = prefix;
+        m.header.index = index;
+        m.header.flags = AddressHeaderFlags::Nodad;
+        m.attributes.push(AddressAttribute::Address(ip.into()));
+        m.attributes
+            .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        match self.ack(
+            RouteNetlinkMessage::NewAddress(m),
+            NLM_F_CREATE | NLM_F_EXCL,
+        ) {
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+            r => r,
+        }
+    }
+
     /// IPv4 addresses of a link (or of all links with `index: None`), as (index, ip, prefix).
     pub fn addrs(&mut self, index: Option<u32>) -> io::Result<Vec<(u32, Ipv4Addr, u8)>> {
         let mut m = AddressMessage::default();
@@ -377,10 +402,36 @@ impl Netlink {
         }
     }
 
+    /// Adds an IPv6 default route via `gw` on `oif`; an existing one is left alone.
+    pub fn add_default_route6(&mut self, gw: Ipv6Addr, oif: u32) -> io::Result<()> {
+        let mut m = RouteMessage::default();
+        m.header.address_family = AddressFamily::Inet6;
+        m.header.table = RouteHeader::RT_TABLE_MAIN;
+        m.header.protocol = RouteProtocol::Boot;
+        m.header.scope = RouteScope::Universe;
+        m.header.kind = RouteType::Unicast;
+        m.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::Inet6(gw)));
+        m.attributes.push(RouteAttribute::Oif(oif));
+        match self.ack(RouteNetlinkMessage::NewRoute(m), NLM_F_CREATE | NLM_F_EXCL) {
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+            r => r,
+        }
+    }
+
     /// Whether a default IPv4 route exists in the main table.
     pub fn has_default_route(&mut self) -> io::Result<bool> {
+        self.has_default_route_of(AddressFamily::Inet)
+    }
+
+    /// Whether a default IPv6 route (with a gateway) exists in the main table.
+    pub fn has_default_route6(&mut self) -> io::Result<bool> {
+        self.has_default_route_of(AddressFamily::Inet6)
+    }
+
+    fn has_default_route_of(&mut self, family: AddressFamily) -> io::Result<bool> {
         let mut m = RouteMessage::default();
-        m.header.address_family = AddressFamily::Inet;
+        m.header.address_family = family;
         let msgs = self.request(RouteNetlinkMessage::GetRoute(m), NLM_F_DUMP)?;
         Ok(msgs.iter().any(|r| match r {
             RouteNetlinkMessage::NewRoute(r) => {

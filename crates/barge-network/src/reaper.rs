@@ -8,14 +8,15 @@
 //! watches the host end vanish (`if_nametoindex`, which takes no lock the kernel's cleanup
 //! holds) and deletes the link itself only if it is still there after [`GRACE`] (something
 //! kept the namespace alive: a `container:` peer, a process that joined it). Until a link is
-//! gone its address stays in quarantine, so no new container gets an address (and the MAC
+//! gone its addresses (IPv4, and IPv6 on networks with IPv6) stay in quarantine, so no new
+//! container gets an address (and the MAC
 //! derived from it) still present on the bridge. A name vanishes while the kernel unregisters
 //! the link under the RTNL lock, and the next veth can only be made after that lock is
 //! released, when the old port has left the bridge.
 
 use std::collections::BTreeSet;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -28,8 +29,8 @@ pub(crate) const GRACE: Duration = Duration::from_secs(2);
 /// How often the worker looks for the links it waits for (no RTNL: cheap).
 const POLL: Duration = Duration::from_millis(5);
 
-/// One link to see go: (network id, address held in quarantine, host-side link name).
-type Job = (String, Ipv4Addr, String);
+/// One link to see go: (network id, addresses held in quarantine, host-side link name).
+type Job = (String, Vec<IpAddr>, String);
 
 enum Msg {
     /// Wait for this link to vanish, delete it after the grace time.
@@ -41,7 +42,7 @@ enum Msg {
 #[derive(Default)]
 struct Pending {
     /// (network id, address) of links not yet gone.
-    addrs: BTreeSet<(String, Ipv4Addr)>,
+    addrs: BTreeSet<(String, IpAddr)>,
 }
 
 /// The worker and the quarantine it keeps.
@@ -104,7 +105,7 @@ fn work(
         }
         let now = Instant::now();
         let mut done = Vec::new();
-        watched.retain(|((net, ip, link), deadline)| {
+        watched.retain(|((net, ips, link), deadline)| {
             if link_exists(link) {
                 if !hurry && now < *deadline {
                     return true;
@@ -112,7 +113,7 @@ fn work(
                 tracing::debug!("{link} outlived its container's namespace: deleting it");
                 delete(&mut nl, link);
             }
-            done.push((net.clone(), *ip));
+            done.extend(ips.iter().map(|ip| (net.clone(), *ip)));
             false
         });
         if !done.is_empty() || hurry {
@@ -156,20 +157,32 @@ impl Reaper {
             .is_some_and(|tx| tx.send(m).is_ok())
     }
 
-    /// Holds `ip` of network `net` until `link` is gone: the death of the container's
+    /// Holds `ips` of network `net` until `link` is gone: the death of the container's
     /// namespace deletes it, or the worker after the grace time. If the worker is gone the
     /// link is deleted here, with `nl`.
-    pub fn delete(&self, nl: &mut Netlink, net: &str, ip: Ipv4Addr, link: &str) {
+    pub fn delete(&self, nl: &mut Netlink, net: &str, ips: &[IpAddr], link: &str) {
         let (m, _) = &*self.pending;
-        lock(m).addrs.insert((net.to_string(), ip));
-        if !self.send(Msg::Watch((net.to_string(), ip, link.to_string()))) {
+        {
+            let mut g = lock(m);
+            for ip in ips {
+                g.addrs.insert((net.to_string(), *ip));
+            }
+        }
+        if !self.send(Msg::Watch((
+            net.to_string(),
+            ips.to_vec(),
+            link.to_string(),
+        ))) {
             delete(nl, link);
-            lock(m).addrs.remove(&(net.to_string(), ip));
+            let mut g = lock(m);
+            for ip in ips {
+                g.addrs.remove(&(net.to_string(), *ip));
+            }
         }
     }
 
     /// Addresses of network `net` whose links are not gone yet.
-    pub fn quarantined(&self, net: &str) -> Vec<Ipv4Addr> {
+    pub fn quarantined(&self, net: &str) -> Vec<IpAddr> {
         let (m, _) = &*self.pending;
         lock(m)
             .addrs
@@ -217,10 +230,10 @@ mod tests {
             assert!(!link_exists("rp-none"));
             let grace = Duration::from_millis(1000);
             let r = Reaper::with_grace(grace).expect("reaper");
-            let (a, b) = (Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 3));
+            let (a, b) = (IpAddr::from([10, 0, 0, 2]), IpAddr::from([10, 0, 0, 3]));
             let t = Instant::now();
-            r.delete(&mut nl, "n", a, "rp-a");
-            r.delete(&mut nl, "n", b, "rp-b");
+            r.delete(&mut nl, "n", &[a], "rp-a");
+            r.delete(&mut nl, "n", &[b], "rp-b");
             assert_eq!(r.quarantined("n"), [a, b]);
             assert!(r.quarantined("other").is_empty());
             std::thread::sleep(Duration::from_millis(50));
@@ -251,7 +264,10 @@ mod tests {
             nl.add_bridge("rp-c", [2, 0, 0, 0, 0, 2], "t")
                 .expect("link");
             let t = Instant::now();
-            r.delete(&mut nl, "n", a, "rp-c");
+            // an endpoint with both families: both held, both released
+            let a6: IpAddr = "fd00::2".parse().expect("ip");
+            r.delete(&mut nl, "n", &[a, a6], "rp-c");
+            assert_eq!(r.quarantined("n"), [a, a6]);
             r.settle(Duration::from_secs(10));
             assert!(t.elapsed() < grace, "settle took {:?}", t.elapsed());
             assert!(!link_exists("rp-c"));

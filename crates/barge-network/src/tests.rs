@@ -1269,3 +1269,175 @@ fn release_deletes_links_in_the_background_and_quarantines_their_addresses() {
         assert!(!host_links().iter().any(|l| l.starts_with("bv")));
     })
 }
+
+/// Whether barge's `ip6` nftables table exists in the calling thread's namespace.
+fn ip6_table_exists() -> bool {
+    nftables::helper::get_current_ruleset_raw(
+        nftables::helper::DEFAULT_NFT,
+        ["list", "table", "ip6", "barge"],
+    )
+    .is_ok()
+}
+
+#[test]
+fn ipv6_endpoints_talk_resolve_publish_and_go_away() {
+    in_test_netns(|| {
+        let h = host();
+        // the host's own IPv6 address (the uplink stand-in's)
+        let mut nl = Netlink::new().expect("netlink");
+        let up = nl.link_index("up0").expect("lookup").expect("up0");
+        nl.add_addr6(up, "fd99::1".parse().expect("ip"), 64)
+            .expect("host v6");
+        let net =
+            h.nm.create_network(NetworkSpec {
+                name: "v6".into(),
+                subnet: Some("10.60.0.0/24".parse().expect("net")),
+                ipv6: true,
+                subnet6: Some("fd00:60::/64".parse().expect("net")),
+                ..Default::default()
+            })
+            .expect("create");
+        assert_eq!(net.gateway6, Some("fd00:60::1".parse().expect("ip")));
+        assert!(ip6_table_exists());
+        let (c1, c2) = (Cns::new(), Cns::new());
+        let mut r = req(&c1, 1, "one");
+        r.ipv6 = Some("fd00:60::99".parse().expect("ip"));
+        r.mac = Some([0x02, 0, 0, 0, 0x60, 0x99]);
+        r.ports = parse_port_spec("8086:80").expect("spec");
+        let e1 = h.nm.connect("v6", r).expect("connect 1");
+        assert_eq!(e1.ip6, Some("fd00:60::99".parse().expect("ip")));
+        assert_eq!(e1.mac, "02:00:00:00:60:99");
+        let e2 = h.nm.connect("v6", req(&c2, 2, "two")).expect("connect 2");
+        assert_eq!(
+            (e2.ip6, e2.prefix_len6, e2.gateway6),
+            (
+                Some("fd00:60::2".parse().expect("ip")),
+                64,
+                Some("fd00:60::1".parse().expect("ip"))
+            )
+        );
+        let l = c1.run(|| TcpListener::bind("[::]:80").expect("bind v6"));
+        serve(l, "v6");
+        // container to container over IPv6, without NAT
+        let o = c2.run(|| talk("[fd00:60::99]:80"));
+        assert!(o.starts_with("v6 hi from fd00:60::2"), "{o}");
+        // the published port at the host's IPv6 address, and at its IPv4 one
+        assert!(talk("[fd99::1]:8086").starts_with("v6 hi"));
+        assert!(talk("10.99.0.1:8086").starts_with("v6 hi"));
+        // AAAA from the network's DNS server (asked over IPv4, as resolv.conf says)
+        let aaaa = c2.run(|| {
+            let s = UdpSocket::bind("0.0.0.0:0").expect("udp");
+            s.set_read_timeout(Some(Duration::from_secs(2)))
+                .expect("timeout");
+            s.send_to(
+                &dns::build_query(7, "one", dns::TYPE_AAAA),
+                ("10.60.0.1", 53),
+            )
+            .expect("send");
+            let mut buf = [0u8; 1500];
+            let (n, _) = s.recv_from(&mut buf).expect("answer");
+            dns::parse_response_all(&buf[..n]).expect("parse")
+        });
+        assert_eq!(aaaa, (0, vec!["fd00:60::99".parse().expect("ip")]));
+        // a host port held by an IPv6-only host service is in use for an IPv6 endpoint
+        let held = {
+            let s = nix::sys::socket::socket(
+                nix::sys::socket::AddressFamily::Inet6,
+                nix::sys::socket::SockType::Stream,
+                nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+                None,
+            )
+            .expect("socket");
+            nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::Ipv6V6Only, &true)
+                .expect("v6only");
+            let a = std::net::SocketAddrV6::new(std::net::Ipv6Addr::UNSPECIFIED, 8087, 0, 0);
+            nix::sys::socket::bind(s.as_raw_fd(), &nix::sys::socket::SockaddrIn6::from(a))
+                .expect("bind [::]:8087");
+            s
+        };
+        let before = host_links();
+        let mut r = req(&c2, 3, "x");
+        r.ports = parse_port_spec("8087:80").expect("spec");
+        let err = h.nm.connect("v6", r).expect_err("[::]:8087 is taken");
+        assert!(
+            matches!(err, NetworkError::PortInUse { .. }) && err.to_string().contains("[::]:8087"),
+            "{err}"
+        );
+        assert_eq!(host_links(), before);
+        drop(held);
+        // a chosen MAC another endpoint or the bridge has
+        for taken in [[0x02, 0, 0, 0, 0x60, 0x99], [0x02, 0x42, 10, 60, 0, 1]] {
+            let mut r = req(&c2, 3, "x");
+            r.mac = Some(taken);
+            assert!(matches!(
+                h.nm.connect("v6", r),
+                Err(NetworkError::MacInUse { .. })
+            ));
+        }
+        assert_eq!(host_links(), before);
+        // bad input
+        let mut r = req(&c2, 3, "x");
+        r.ipv6 = Some("fd00:61::5".parse().expect("ip"));
+        assert!(matches!(
+            h.nm.connect("v6", r),
+            Err(NetworkError::OutsideSubnet6 { .. })
+        ));
+        let mut r = req(&c2, 3, "x");
+        r.ipv6 = Some("fd00:60::99".parse().expect("ip"));
+        assert!(matches!(
+            h.nm.connect("v6", r),
+            Err(NetworkError::AddressInUse { .. })
+        ));
+        h.nm.create_network(NetworkSpec {
+            name: "v4only".into(),
+            ..Default::default()
+        })
+        .expect("v4 net");
+        let mut r = req(&c2, 3, "x");
+        r.ipv6 = Some("fd00:60::5".parse().expect("ip"));
+        assert!(matches!(
+            h.nm.connect("v4only", r),
+            Err(NetworkError::NoIpv6(_))
+        ));
+        let before = host_links();
+        assert!(matches!(
+            h.nm.create_network(NetworkSpec {
+                name: "over".into(),
+                ipv6: true,
+                subnet6: Some("fd00:60::8000/113".parse().expect("net")),
+                ..Default::default()
+            }),
+            Err(NetworkError::Overlap6 { .. })
+        ));
+        assert!(matches!(
+            h.nm.create_network(NetworkSpec {
+                name: "off".into(),
+                subnet6: Some("fd00:62::/64".parse().expect("net")),
+                ..Default::default()
+            }),
+            Err(NetworkError::InvalidSubnet { .. })
+        ));
+        assert_eq!(host_links(), before, "a refused network left a link");
+        // released endpoints: their IPv6 addresses stay in quarantine while their links
+        // exist (the namespaces are still held here); a static one asked again waits for it
+        h.nm.release(&cid(2)).expect("release 2");
+        let c3 = Cns::new();
+        let e3 = h.nm.connect("v6", req(&c3, 3, "three")).expect("connect 3");
+        assert_eq!(e3.ip6, Some("fd00:60::3".parse().expect("ip")));
+        h.nm.release(&cid(1)).expect("release 1");
+        let c4 = Cns::new();
+        let mut r = req(&c4, 4, "four");
+        r.ipv6 = Some("fd00:60::99".parse().expect("ip"));
+        let e4 =
+            h.nm.connect("v6", r)
+                .expect("a released static address again");
+        assert_eq!(e4.ip6, Some("fd00:60::99".parse().expect("ip")));
+        // teardown: no ip6 table once no network has IPv6
+        for n in [3, 4] {
+            h.nm.disconnect("v6", &cid(n)).expect("disconnect");
+        }
+        h.nm.remove_network("v6").expect("rm");
+        assert!(!ip6_table_exists(), "the ip6 table outlived its networks");
+        h.nm.remove_network("v4only").expect("rm");
+    })
+}

@@ -1609,6 +1609,13 @@ fn api_fields_masked_paths_domainname_network_disabled_and_refusals() {
         r#"{"Image": "busybox", "NetworkDisabled": true, "Cmd": ["ls", "/sys/class/net"]}"#,
     );
     assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["lo"], "{out}");
+    // A chosen MAC address (an endpoint's MacAddress, API 1.44+) is the interface's.
+    let out = run_api(
+        "mac",
+        r#"{"Image": "busybox", "Cmd": ["cat", "/sys/class/net/eth0/address"],
+            "NetworkingConfig": {"EndpointsConfig": {"bridge": {"MacAddress": "02:42:ac:11:00:99"}}}}"#,
+    );
+    assert_eq!(out.trim(), "02:42:ac:11:00:99");
     // What barge does not have is a 400 naming it, and nothing is created.
     let before = d.ok(&["ps", "-aq"]);
     for (body, word) in [
@@ -1633,8 +1640,8 @@ fn api_fields_masked_paths_domainname_network_disabled_and_refusals() {
             "NonRecursive and ReadOnlyForceRecursive",
         ),
         (
-            r#"{"Image": "busybox", "Cmd": ["true"], "NetworkingConfig": {"EndpointsConfig": {"bridge": {"MacAddress": "02:42:ac:11:00:99"}}}}"#,
-            "MacAddress",
+            r#"{"Image": "busybox", "Cmd": ["true"], "NetworkingConfig": {"EndpointsConfig": {"bridge": {"MacAddress": "03:42:ac:11:00:99"}}}}"#,
+            "invalid MAC address 03:42:ac:11:00:99: a multicast address",
         ),
     ] {
         let (code, out) = create(body);

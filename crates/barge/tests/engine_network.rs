@@ -1619,3 +1619,500 @@ fn exited_containers_links_go_with_their_namespace() {
     d.ok(&["rm", "-f", "peer2", "c"]);
     assert_clean(&d);
 }
+
+/// The daemon namespace's IPv6 addresses (CIDR), link-local ones left out.
+fn addrs6(d: &Daemon) -> Vec<String> {
+    host(d, "ip -o -6 addr show")
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(3).map(str::to_string))
+        .filter(|a| !a.starts_with("fe80:"))
+        .collect()
+}
+
+/// An address of /proc/net/if_inet6 (32 hex digits) and its flags, from a container.
+fn if_inet6(d: &Daemon, c: &str, hex: &str) -> Option<u32> {
+    d.ok(&["exec", c, "cat", "/proc/net/if_inet6"])
+        .lines()
+        .find(|l| l.starts_with(hex))
+        .and_then(|l| l.split_whitespace().nth(4))
+        .and_then(|f| u32::from_str_radix(f, 16).ok())
+}
+
+#[test]
+fn ipv6_dual_stack_names_static_addresses_published_ports_and_cleanup() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    d.ok(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "10.56.0.0/24",
+        "--subnet",
+        "fd00:db8:1::/64",
+        "--gateway",
+        "fd00:db8:1::1",
+        "--ip-range",
+        "fd00:db8:1::100/120",
+        "net6",
+    ]);
+    let ni: Value = serde_json::from_str(&d.ok(&["network", "inspect", "net6"])).expect("json");
+    let ni = &ni[0];
+    assert_eq!(ni["EnableIPv6"], true, "{ni}");
+    let cfgs = ni["IPAM"]["Config"].as_array().cloned().unwrap_or_default();
+    assert!(
+        cfgs.iter().any(|c| c["Subnet"] == "10.56.0.0/24"),
+        "{cfgs:?}"
+    );
+    assert!(
+        cfgs.iter().any(|c| c["Subnet"] == "fd00:db8:1::/64"
+            && c["Gateway"] == "fd00:db8:1::1"
+            && c["IPRange"] == "fd00:db8:1::100/120"),
+        "{cfgs:?}"
+    );
+    let br = format!("br-{}", &ni["Id"].as_str().unwrap_or_default()[..12]);
+    assert!(
+        host(&d, &format!("ip -6 addr show dev {br}")).contains("fd00:db8:1::1/64"),
+        "the bridge has the IPv6 gateway address"
+    );
+    // A static address, and a dynamic one from the range.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "srv6",
+        "--network",
+        "net6",
+        "--ip6",
+        "fd00:db8:1::99",
+        "-p",
+        "9120:80",
+        "busybox",
+        "sh",
+        "-c",
+        HTTPD,
+    ]);
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "cli6",
+        "--network",
+        "net6",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    let c = inspect(&d, "srv6");
+    let n = &c["NetworkSettings"]["Networks"]["net6"];
+    assert_eq!(n["GlobalIPv6Address"], "fd00:db8:1::99", "{n}");
+    assert_eq!(n["GlobalIPv6PrefixLen"], 64, "{n}");
+    assert_eq!(n["IPv6Gateway"], "fd00:db8:1::1", "{n}");
+    assert_eq!(n["IPAMConfig"]["IPv6Address"], "fd00:db8:1::99", "{n}");
+    assert!(
+        n["IPAddress"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("10.56.0.")),
+        "dual stack: {n}"
+    );
+    let cli = inspect(&d, "cli6");
+    assert_eq!(
+        cli["NetworkSettings"]["Networks"]["net6"]["GlobalIPv6Address"], "fd00:db8:1::100",
+        "dynamic addresses come from the ip-range"
+    );
+    let ni: Value = serde_json::from_str(&d.ok(&["network", "inspect", "net6"])).expect("json");
+    assert_eq!(
+        ni[0]["Containers"][c["Id"].as_str().unwrap_or_default()]["IPv6Address"],
+        "fd00:db8:1::99/64"
+    );
+    // Inside: the address, usable at once (IFA_F_NODAD 0x02 set, never IFA_F_TENTATIVE
+    // 0x40), and the default route.
+    let flags = if_inet6(&d, "srv6", "fd000db8000100000000000000000099").expect("address inside");
+    assert_eq!(
+        flags & 0x42,
+        0x02,
+        "the address has DAD on or is tentative (flags {flags:#x})"
+    );
+    let routes = d.ok(&["exec", "cli6", "ip", "-6", "route"]);
+    assert!(
+        routes.contains("default via fd00:db8:1::1"),
+        "no IPv6 default route: {routes}"
+    );
+    // By name over IPv6 (AAAA from the network's DNS), and the IPv4 name still works.
+    let o = d.ok(&["exec", "cli6", "ping", "-6", "-c", "1", "-W", "3", "srv6"]);
+    assert!(o.contains("fd00:db8:1::99"), "{o}");
+    let o = d.ok(&["exec", "cli6", "nslookup", "-type=aaaa", "srv6"]);
+    assert!(o.contains("fd00:db8:1::99"), "{o}");
+    let o = d.ok(&["exec", "cli6", "nslookup", "-type=a", "srv6"]);
+    assert!(o.contains("10.56.0."), "{o}");
+    let o = d.ok(&["exec", "cli6", "wget", "-qO-", "http://[fd00:db8:1::99]/"]);
+    assert!(o.contains("hello-"), "{o}");
+    // The published port over IPv6, at the host's IPv6 address in the daemon's namespace.
+    let out = d.sh("ip addr add fd99::1/128 dev lo nodad");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        eventually(10, || wget(&d, "http://[fd99::1]:9120/").contains("hello-")),
+        "{}",
+        host(&d, "nft list table ip6 barge")
+    );
+    assert!(wget(&d, "http://127.0.0.1:9120/").contains("hello-"));
+    assert!(host(&d, "nft list table ip6 barge").contains("dport 9120"));
+    // Bad input: a clear error, nothing made.
+    let links_before = links(&d);
+    for (body, code, word) in [
+        (
+            r#"{"Name": "o6", "EnableIPv6": true, "IPAM": {"Config": [{"Subnet": "fd00:db8:1:0:8000::/80"}]}}"#,
+            409,
+            "overlaps with network net6",
+        ),
+        (
+            r#"{"Name": "o6", "EnableIPv6": true, "IPAM": {"Config": [{"Subnet": "fd00:db8:7::/64", "Gateway": "fd00:db8:8::1"}]}}"#,
+            400,
+            "fd00:db8:8::1 is not a usable address",
+        ),
+        (
+            r#"{"Name": "o6", "EnableIPv6": false, "IPAM": {"Config": [{"Subnet": "fd00:db8:7::/64"}]}}"#,
+            400,
+            "needs IPv6 enabled",
+        ),
+        (
+            r#"{"Name": "o6", "EnableIPv6": true, "IPAM": {"Config": [{"Subnet": "fd00:db8:7::/64", "IPRange": "fd00:db8:9::/80"}]}}"#,
+            400,
+            "ip-range is not inside subnet",
+        ),
+        (
+            r#"{"Name": "o6", "IPAM": {"Config": [{"Subnet": "fd00:db8:7::/64"}, {"Subnet": "fd00:db8:8::/64"}]}}"#,
+            400,
+            "one IPv6",
+        ),
+        (
+            r#"{"Name": "o6", "EnableIPv6": true, "IPAM": {"Config": [{"Subnet": "fd00:zz::/64"}]}}"#,
+            400,
+            "want an IPv6 CIDR",
+        ),
+    ] {
+        let (c, b) = d.api("POST", "/networks/create", Some(body));
+        assert_eq!(c, code, "{body}: {b}");
+        assert!(b.contains(word), "{body}: {b}");
+    }
+    assert!(!d.ok(&["network", "ls"]).contains("o6"));
+    assert_eq!(links(&d), links_before, "a refused network left a link");
+    for (args, word) in [
+        (
+            vec!["--network", "net6", "--ip6", "fd00:db8:2::5"],
+            "not a usable address of network net6",
+        ),
+        (
+            vec!["--network", "bridge", "--ip6", "fd00:db8:1::5"],
+            "does not have IPv6 enabled",
+        ),
+    ] {
+        let mut a = vec!["create"];
+        a.extend(args);
+        a.extend(["busybox", "true"]);
+        let o = d.docker(&a);
+        assert!(!o.status.success());
+        assert!(text(&o.stderr).contains(word), "{}", text(&o.stderr));
+    }
+    // `network connect --ip6` of a container that is not running is checked at once too.
+    d.ok(&["create", "--name", "idle6", "busybox", "true"]);
+    let o = d.docker(&[
+        "network",
+        "connect",
+        "--ip6",
+        "fd00:db8:9::5",
+        "net6",
+        "idle6",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("not a usable address of network net6"),
+        "{}",
+        text(&o.stderr)
+    );
+    d.ok(&["rm", "idle6"]);
+    // An address in use: the start fails naming it, and leaves nothing connected.
+    d.ok(&[
+        "create",
+        "--name",
+        "dup6",
+        "--network",
+        "net6",
+        "--ip6",
+        "fd00:db8:1::99",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    let o = d.docker(&["start", "dup6"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("fd00:db8:1::99 is already in use on network net6"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(links(&d), links_before, "a failed start left a link");
+    // Everything goes with the containers and the network.
+    d.ok(&["rm", "-f", "srv6", "cli6", "dup6"]);
+    d.ok(&["network", "rm", "net6"]);
+    let out = d.sh("ip addr del fd99::1/128 dev lo");
+    assert!(out.status.success());
+    assert_clean(&d);
+    assert_eq!(
+        addrs6(&d),
+        vec!["::1/128".to_string()],
+        "IPv6 addresses left"
+    );
+    assert_eq!(
+        host(&d, "nft list table ip6 barge 2>/dev/null"),
+        "",
+        "the ip6 table is left"
+    );
+}
+
+#[test]
+fn ipv6_network_without_a_subnet_gets_a_unique_local_one() {
+    if skip() {
+        return;
+    }
+    let mut d = Daemon::start();
+    d.ok(&["network", "create", "--ipv6", "ula6"]);
+    d.ok(&["network", "create", "--ipv6", "ula6b"]);
+    let subnet = |d: &Daemon, n: &str| -> String {
+        let v: Value = serde_json::from_str(&d.ok(&["network", "inspect", n])).expect("json");
+        v[0]["IPAM"]["Config"]
+            .as_array()
+            .and_then(|a| {
+                a.iter()
+                    .find(|c| c["Subnet"].as_str().is_some_and(|s| s.contains(':')))
+            })
+            .map(|c| c["Subnet"].as_str().unwrap_or_default().to_string())
+            .unwrap_or_default()
+    };
+    let (a, b) = (subnet(&d, "ula6"), subnet(&d, "ula6b"));
+    assert!(a.starts_with("fd") && a.ends_with("::/64"), "{a}");
+    assert_ne!(a, b);
+    let o = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "ula6",
+        "busybox",
+        "cat",
+        "/proc/net/if_inet6",
+    ]);
+    assert!(
+        o.lines().any(|l| l.starts_with("fd") && l.contains("eth0")),
+        "{o}"
+    );
+    // A daemon killed with a container running on the network: after the restart the
+    // network still has IPv6 (the records), the live container keeps its address and its
+    // name still answers AAAA.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "live6",
+        "--network",
+        "ula6",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    let before = inspect(&d, "live6")["NetworkSettings"]["Networks"]["ula6"]["GlobalIPv6Address"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(before.starts_with("fd"), "{before}");
+    d.kill9();
+    d.restart_with(&[]);
+    assert_eq!(subnet(&d, "ula6"), a);
+    let o = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "ula6",
+        "busybox",
+        "nslookup",
+        "-type=aaaa",
+        "live6",
+    ]);
+    assert!(o.contains(&before), "{o}");
+    // Its IPv6 default route moves with the IPv4 one when the network holding it goes.
+    d.ok(&["network", "connect", "ula6b", "live6"]);
+    d.ok(&["network", "disconnect", "ula6", "live6"]);
+    let gw6b = inspect(&d, "live6")["NetworkSettings"]["Networks"]["ula6b"]["IPv6Gateway"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(
+        gw6b,
+        b.replace("::/64", "::1"),
+        "the first address is the gateway"
+    );
+    let routes = d.ok(&["exec", "live6", "ip", "-6", "route"]);
+    assert!(routes.contains(&format!("default via {gw6b}")), "{routes}");
+    d.ok(&["rm", "-f", "live6"]);
+    // barge's own CLI: an IPv6 subnet turns IPv6 on unless `--ipv6=false` says otherwise;
+    // `--ip6` and `--mac-address` on run.
+    let o = d.barge(
+        &[
+            "network",
+            "create",
+            "--ipv6=false",
+            "--subnet",
+            "fd00:db8:5::/64",
+            "nope6",
+        ],
+        None,
+    );
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("needs IPv6 enabled"),
+        "{}",
+        text(&o.stderr)
+    );
+    d.barge_ok(&["network", "create", "--subnet", "fd00:db8:5::/64", "cli6"]);
+    // the docker CLI's `--subnet` of IPv6 without `--ipv6` too
+    d.ok(&["network", "create", "--subnet", "fd00:db8:6::/64", "dock6"]);
+    let v: Value = serde_json::from_str(&d.ok(&["network", "inspect", "dock6"])).expect("json");
+    assert_eq!(v[0]["EnableIPv6"], true, "{v}");
+    d.ok(&["network", "rm", "dock6"]);
+    let o = d.barge_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "cli6",
+        "--ip6",
+        "fd00:db8:5::7",
+        "--mac-address",
+        "02:00:00:00:05:07",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /sys/class/net/eth0/address /proc/net/if_inet6",
+    ]);
+    assert!(o.starts_with("02:00:00:00:05:07"), "{o}");
+    assert!(o.contains("fd000db8000500000000000000000007"), "{o}");
+    d.ok(&["network", "rm", "cli6"]);
+    d.ok(&["network", "rm", "ula6", "ula6b"]);
+    assert_clean(&d);
+    assert_eq!(host(&d, "nft list table ip6 barge 2>/dev/null"), "");
+}
+
+#[test]
+fn chosen_mac_addresses() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "m1",
+        "--mac-address",
+        "92:D0:C6:0A:29:33",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    assert_eq!(
+        d.ok(&["exec", "m1", "cat", "/sys/class/net/eth0/address"])
+            .trim(),
+        "92:d0:c6:0a:29:33"
+    );
+    let c = inspect(&d, "m1");
+    assert_eq!(
+        c["NetworkSettings"]["Networks"]["bridge"]["MacAddress"],
+        "92:d0:c6:0a:29:33"
+    );
+    assert_eq!(c["NetworkSettings"]["MacAddress"], "92:d0:c6:0a:29:33");
+    // network connect with an endpoint MAC (API 1.44+), on a user network
+    d.ok(&["network", "create", "macnet"]);
+    let (code, b) = d.api(
+        "POST",
+        "/networks/macnet/connect",
+        Some(r#"{"Container": "m1", "EndpointConfig": {"MacAddress": "02:00:00:00:00:42"}}"#),
+    );
+    assert_eq!(code, 200, "{b}");
+    assert_eq!(
+        d.ok(&["exec", "m1", "cat", "/sys/class/net/eth1/address"])
+            .trim(),
+        "02:00:00:00:00:42"
+    );
+    let c = inspect(&d, "m1");
+    assert_eq!(
+        c["NetworkSettings"]["Networks"]["macnet"]["MacAddress"],
+        "02:00:00:00:00:42"
+    );
+    // A MAC another container on the network has: the start fails naming it (500, as
+    // dockerd's failed starts and barge's for an IPv4 address in use).
+    d.ok(&[
+        "create",
+        "--name",
+        "m2",
+        "--mac-address",
+        "92:d0:c6:0a:29:33",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    let (code, b) = d.api("POST", "/containers/m2/start", None);
+    assert_eq!(code, 500, "{b}");
+    assert!(
+        b.contains("MAC address 92:d0:c6:0a:29:33 is already in use on network bridge"),
+        "{b}"
+    );
+    d.ok(&["rm", "m2"]);
+    // A restart keeps the chosen addresses.
+    d.ok(&["restart", "-t", "0", "m1"]);
+    assert_eq!(
+        d.ok(&["exec", "m1", "cat", "/sys/class/net/eth0/address"])
+            .trim(),
+        "92:d0:c6:0a:29:33"
+    );
+    // Bad MACs: 400 naming the problem, nothing created.
+    let before = d.ok(&["ps", "-aq"]);
+    for (body, word) in [
+        (
+            r#"{"Image": "busybox", "MacAddress": "01:00:5e:00:00:01"}"#,
+            "multicast",
+        ),
+        (
+            r#"{"Image": "busybox", "MacAddress": "92:d0:c6:0a:29"}"#,
+            "invalid MAC address",
+        ),
+        (
+            r#"{"Image": "busybox", "NetworkingConfig": {"EndpointsConfig": {"bridge": {"MacAddress": "zz:d0:c6:0a:29:33"}}}}"#,
+            "invalid MAC address",
+        ),
+        (
+            r#"{"Image": "busybox", "MacAddress": "02:00:00:00:00:01", "HostConfig": {"NetworkMode": "host"}}"#,
+            "conflicting options: mac-address and the network mode",
+        ),
+    ] {
+        let (code, b) = d.api("POST", "/containers/create", Some(body));
+        assert_eq!(code, 400, "{body}: {b}");
+        assert!(b.contains(word), "{body}: {b}");
+    }
+    let (code, b) = d.api(
+        "POST",
+        "/networks/macnet/disconnect",
+        Some(r#"{"Container": "m1"}"#),
+    );
+    assert_eq!(code, 200, "{b}");
+    let (code, b) = d.api(
+        "POST",
+        "/networks/macnet/connect",
+        Some(r#"{"Container": "m1", "EndpointConfig": {"MacAddress": "03:00:00:00:00:42"}}"#),
+    );
+    assert_eq!(code, 400, "{b}");
+    assert!(b.contains("multicast"), "{b}");
+    assert_eq!(d.ok(&["ps", "-aq"]), before);
+    d.ok(&["rm", "-f", "m1"]);
+    d.ok(&["network", "rm", "macnet"]);
+    assert_clean(&d);
+}

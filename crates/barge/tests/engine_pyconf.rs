@@ -462,3 +462,77 @@ assert not any(l and '\x1b' in l and 'to-stdout' in l for l in lines), lines
     let out = run(&["--progress=plain"]);
     assert!(out.contains("oops\n") && !out.contains('\u{1b}'), "{out:?}");
 }
+
+#[test]
+fn ipv6_networks_and_mac_addresses_as_docker_py_sends_them() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    py(
+        &d,
+        r#"
+from docker.types import IPAMConfig, IPAMPool
+def ipv6_of(ctr, net):
+    return api.inspect_container(ctr)['NetworkSettings']['Networks'][net]
+# test_create_network_ipv6_enabled: a subnet written with host bits, EnableIPv6 true
+net = api.create_network('v6on', enable_ipv6=True, ipam=IPAMConfig(driver='default',
+    pool_configs=[IPAMPool(subnet='2001:389::1/64', iprange='2001:389::0/96',
+                           gateway='2001:389::ffff')]))
+info = api.inspect_network(net['Id'])
+assert info['EnableIPv6'] is True, info
+assert {'Subnet': '2001:389::/64', 'IPRange': '2001:389::/96', 'Gateway': '2001:389::ffff'} \
+    in info['IPAM']['Config'], info['IPAM']
+api.remove_network(net['Id'])
+# test_create_with_ipv6_address: no EnableIPv6, an IPv6 pool only, a static address
+net = api.create_network('v6a', ipam=IPAMConfig(driver='default',
+    pool_configs=[IPAMPool(subnet='2001:389::1/64')]))
+assert api.inspect_network(net['Id'])['EnableIPv6'] is True
+ctr = api.create_container('busybox', 'top',
+    host_config=api.create_host_config(network_mode='v6a'),
+    networking_config=api.create_networking_config({
+        'v6a': api.create_endpoint_config(ipv6_address='2001:389::f00d')}))
+api.start(ctr)
+s = ipv6_of(ctr, 'v6a')
+assert s['IPAMConfig']['IPv6Address'] == '2001:389::f00d', s
+assert s['GlobalIPv6Address'] == '2001:389::f00d', s
+api.remove_container(ctr, force=True)
+api.remove_network(net['Id'])
+# test_connect_with_ipv6_address: disconnect, then connect with a static address
+net = api.create_network('v6c', ipam=IPAMConfig(driver='default',
+    pool_configs=[IPAMPool(subnet='2001:389::1/64', iprange='2001:389::0/96',
+                           gateway='2001:389::ffff')]))
+ctr = api.create_container('busybox', 'top',
+    host_config=api.create_host_config(network_mode='v6c'))
+api.start(ctr)
+assert ipv6_of(ctr, 'v6c')['GlobalIPv6Address'] == '2001:389::1', ipv6_of(ctr, 'v6c')
+api.disconnect_container_from_network(ctr, 'v6c')
+api.connect_container_to_network(ctr, 'v6c', ipv6_address='2001:389::f00d')
+s = ipv6_of(ctr, 'v6c')
+assert s['IPAMConfig']['IPv6Address'] == '2001:389::f00d', s
+assert s['GlobalIPv6Address'] == '2001:389::f00d', s
+assert s['IPv6Gateway'] == '2001:389::ffff', s
+api.remove_container(ctr, force=True)
+api.remove_network(net['Id'])
+# api_container_test::test_create_with_mac_address: Config.MacAddress
+ctr = api.create_container('busybox', ['sleep', '60'], mac_address='02:42:ac:11:00:0a')
+api.start(ctr)
+assert api.inspect_container(ctr)['NetworkSettings']['MacAddress'] == '02:42:ac:11:00:0a'
+api.kill(ctr)
+api.remove_container(ctr, force=True)
+# test_connect_with_mac_address: an endpoint's MacAddress on network connect of a
+# container that was only created; once started, its interface has that MAC
+net = api.create_network('macpy')
+ctr = api.create_container('busybox', 'top')
+api.connect_container_to_network(ctr, 'macpy', mac_address='02:42:ac:11:00:02')
+s = ipv6_of(ctr, 'macpy')
+assert s['MacAddress'] == '02:42:ac:11:00:02', s
+api.start(ctr)
+assert ipv6_of(ctr, 'macpy')['MacAddress'] == '02:42:ac:11:00:02'
+ex = api.exec_create(ctr, 'cat /sys/class/net/eth1/address')
+assert api.exec_start(ex).decode().strip() == '02:42:ac:11:00:02'
+api.remove_container(ctr, force=True)
+api.remove_network(net['Id'])
+"#,
+    );
+}

@@ -8,7 +8,7 @@
 //! primary network first) are kept in `<data-root>/containers/<id>/networks.json`; its
 //! endpoints exist only while it runs.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use barge_network::{ConnectRequest, Endpoint, NetworkError, NetworkManager, PortSpec};
 use serde::Deserialize;
@@ -30,6 +30,12 @@ pub struct WantedEndpoint {
     /// `--ip`.
     #[serde(default)]
     pub ipv4: Option<Ipv4Addr>,
+    /// `--ip6`.
+    #[serde(default)]
+    pub ipv6: Option<Ipv6Addr>,
+    /// `--mac-address` (validated, `aa:bb:cc:dd:ee:ff`).
+    #[serde(default)]
+    pub mac: Option<String>,
 }
 
 /// How a container is networked, from `HostConfig.NetworkMode`.
@@ -72,16 +78,20 @@ pub fn net_error(e: NetworkError) -> Error {
     match e {
         N::NotFound(_) => Error::NotFound(msg),
         N::Overlap { .. }
+        | N::Overlap6 { .. }
         | N::NameInUse(_)
         | N::ActiveEndpoints { .. }
         | N::AlreadyConnected { .. }
         | N::AddressInUse { .. }
+        | N::MacInUse { .. }
         | N::NotConnected { .. }
         | N::Predefined(_)
         | N::NoFreeSubnet
         | N::PoolExhausted(_) => Error::Conflict(msg),
         N::InvalidSubnet { .. }
         | N::OutsideSubnet { .. }
+        | N::OutsideSubnet6 { .. }
+        | N::NoIpv6(_)
         | N::InvalidPortSpec { .. }
         | N::InvalidName(_)
         | N::PortsOnInternal(_)
@@ -165,9 +175,27 @@ pub fn port_specs(host_config: &Value, config: &Value) -> Result<Vec<PortSpec>> 
 struct IpamConfig {
     #[serde(rename = "IPv4Address", default)]
     ipv4: Option<String>,
+    #[serde(rename = "IPv6Address", default)]
+    ipv6: Option<String>,
 }
 
-/// Parses one Docker `EndpointSettings` (`Aliases`, `IPAMConfig.IPv4Address`).
+/// Validates a MAC address asked for a container (`--mac-address`, an endpoint's
+/// `MacAddress`) and returns it in Docker's lower-case form; `""` is none.
+pub fn mac_option(v: Option<&Value>) -> Result<Option<String>> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => barge_network::parse_mac(s)
+            .map(|m| Some(barge_network::mac_string(&m)))
+            .map_err(Error::BadRequest),
+        Some(other) => Err(Error::BadRequest(format!(
+            "invalid MAC address {other}: want a string"
+        ))),
+    }
+}
+
+/// Parses one Docker `EndpointSettings` (`Aliases`, `IPAMConfig.IPv4Address`,
+/// `IPAMConfig.IPv6Address`, `MacAddress`).
 fn endpoint_config(network: &str, v: &Value) -> Result<WantedEndpoint> {
     let aliases = crate::model::str_list(v.get("Aliases"));
     let ipam: IpamConfig = v
@@ -184,11 +212,60 @@ fn endpoint_config(network: &str, v: &Value) -> Result<WantedEndpoint> {
                 .map_err(|_| Error::BadRequest(format!("invalid IPv4 address: {s}")))?,
         ),
     };
+    let ipv6 = match ipam.ipv6.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(
+            s.parse::<Ipv6Addr>()
+                .map_err(|_| Error::BadRequest(format!("invalid IPv6 address: {s}")))?,
+        ),
+    };
     Ok(WantedEndpoint {
         network: network.to_string(),
         aliases,
         ipv4,
+        ipv6,
+        mac: mac_option(v.get("MacAddress"))?,
     })
+}
+
+/// The bytes of a MAC address recorded by [`mac_option`] (valid by then).
+fn mac_bytes(mac: Option<&str>) -> Option<[u8; 6]> {
+    mac.and_then(|m| barge_network::parse_mac(m).ok())
+}
+
+/// Checks a static `--ip`/`--ip6` against the network (create and `network connect`, so a
+/// stopped container is refused at once rather than at its next start): user networks only,
+/// inside the subnet, not the network, broadcast or gateway address; IPv6 needs a network
+/// with IPv6.
+fn check_static_addresses(info: &barge_network::NetworkInfo, w: &WantedEndpoint) -> Result<()> {
+    if let Some(ip) = w.ipv4 {
+        if info.default {
+            return Err(Error::BadRequest(
+                "user specified IP address is supported on user defined networks only".into(),
+            ));
+        }
+        if !barge_network::is_host_addr(&info.subnet, ip) || ip == info.gateway {
+            return Err(Error::BadRequest(format!(
+                "invalid --ip {ip}: not a usable address of network {} ({})",
+                info.name, info.subnet
+            )));
+        }
+    }
+    if let Some(ip) = w.ipv6 {
+        let Some(s6) = info.subnet6 else {
+            return Err(Error::BadRequest(format!(
+                "invalid --ip6 {ip}: network {} does not have IPv6 enabled",
+                info.name
+            )));
+        };
+        if !barge_network::is_host_addr6(&s6, ip) || Some(ip) == info.gateway6 {
+            return Err(Error::BadRequest(format!(
+                "invalid --ip6 {ip}: not a usable address of network {} ({s6})",
+                info.name
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Removes every endpoint of a stopped (or never started) container; its links are deleted
@@ -281,6 +358,14 @@ impl Engine {
         }
         let ports = port_specs(host_config, config)?;
         let mode = mode_of(&netmode);
+        // `Config.MacAddress` (the API before 1.44, and `docker run --mac-address` on the
+        // primary network) is the primary endpoint's MAC
+        let config_mac = mac_option(config.get("MacAddress"))?;
+        if config_mac.is_some() && mode != Mode::Networks {
+            return Err(Error::BadRequest(
+                "conflicting options: mac-address and the network mode".into(),
+            ));
+        }
         if mode != Mode::Networks && !ports.is_empty() {
             if mode == Mode::Host {
                 // Docker ignores published ports on the host's network.
@@ -339,24 +424,7 @@ impl Engine {
             let mut w = endpoint_config(&n, &cfg)?;
             let n2 = primary_network(&n).to_string();
             let (info, _) = self.net_call(move |nm| nm.inspect(&n2)).await?;
-            if let Some(ip) = w.ipv4 {
-                if info.default {
-                    return Err(Error::BadRequest(
-                        "user specified IP address is supported on user defined networks only"
-                            .into(),
-                    ));
-                }
-                let usable = info.subnet.contains(ip)
-                    && ip != info.subnet.network()
-                    && ip != info.subnet.broadcast()
-                    && ip != info.gateway;
-                if !usable {
-                    return Err(Error::BadRequest(format!(
-                        "invalid --ip {ip}: not a usable address of network {} ({})",
-                        info.name, info.subnet
-                    )));
-                }
-            }
+            check_static_addresses(&info, &w)?;
             if info.default && !w.aliases.is_empty() {
                 return Err(Error::BadRequest(
                     "network-scoped aliases are supported for user-defined networks only".into(),
@@ -364,6 +432,17 @@ impl Engine {
             }
             w.network = info.name.clone();
             out.push(w);
+        }
+        if let (Some(m), Some(first)) = (config_mac, out.first_mut()) {
+            match &first.mac {
+                Some(other) if *other != m => {
+                    return Err(Error::BadRequest(format!(
+                        "conflicting options: Config.MacAddress {m} and the MacAddress {other} of network {}",
+                        first.network
+                    )))
+                }
+                _ => first.mac = Some(m),
+            }
         }
         Ok(out)
     }
@@ -464,6 +543,8 @@ impl Engine {
                         aliases: w.aliases.clone(),
                         netns_path: netns.to_path_buf(),
                         ipv4: w.ipv4,
+                        ipv6: w.ipv6,
+                        mac: mac_bytes(w.mac.as_deref()),
                         ports: if i == gw { ports.clone() } else { Vec::new() },
                     };
                     if let Err(e) = nm.connect(&w.network, req) {
@@ -529,6 +610,9 @@ impl Engine {
                 }
             }
             s.push_str(&format!("{}\t{}\n", e.ip, names.join(" ")));
+            if let Some(ip6) = e.ip6 {
+                s.push_str(&format!("{ip6}\t{}\n", names.join(" ")));
+            }
         }
         std::fs::write(files.join("hosts"), s).map_err(internal("hosts"))
     }
@@ -548,6 +632,10 @@ impl Engine {
         let (info, _) = self.net_call(move |nm| nm.inspect(&n2)).await?;
         let mut w = endpoint_config(&info.name, cfg)?;
         w.network = info.name.clone();
+        if !c.running() {
+            // a running one is connected now, and the manager's allocation checks them
+            check_static_addresses(&info, &w)?;
+        }
         let mut wanted = self.wanted_networks(&c.id);
         if wanted.iter().any(|x| x.network == info.name) {
             return Err(Error::Conflict(format!(
@@ -562,6 +650,8 @@ impl Engine {
                 aliases: w.aliases.clone(),
                 netns_path: self.live_netns(&c),
                 ipv4: w.ipv4,
+                ipv6: w.ipv6,
+                mac: mac_bytes(w.mac.as_deref()),
                 ports: Vec::new(),
             };
             let net = info.id.clone();
@@ -695,8 +785,19 @@ impl Engine {
                         Some(e) => e.to_docker(),
                         None => empty(""),
                     };
-                    if let Some(ip) = w.ipv4 {
-                        v["IPAMConfig"] = json!({"IPv4Address": ip.to_string()});
+                    if w.ipv4.is_some() || w.ipv6.is_some() {
+                        let mut ipam = Map::new();
+                        if let Some(ip) = w.ipv4 {
+                            ipam.insert("IPv4Address".into(), json!(ip.to_string()));
+                        }
+                        if let Some(ip) = w.ipv6 {
+                            ipam.insert("IPv6Address".into(), json!(ip.to_string()));
+                        }
+                        v["IPAMConfig"] = Value::Object(ipam);
+                    }
+                    if let Some(m) = &w.mac {
+                        // as Docker: the configured MAC shows before the container runs too
+                        v["MacAddress"] = json!(m);
                     }
                     if !w.aliases.is_empty() {
                         v["Aliases"] = json!(w.aliases);
@@ -728,11 +829,11 @@ impl Engine {
             "SecondaryIPv6Addresses": null,
             "EndpointID": bridge.map(|e| e.endpoint_id.clone()).unwrap_or_default(),
             "Gateway": bridge.and_then(|e| e.gateway).map(|g| g.to_string()).unwrap_or_default(),
-            "GlobalIPv6Address": "",
-            "GlobalIPv6PrefixLen": 0,
+            "GlobalIPv6Address": bridge.and_then(|e| e.ip6).map(|ip| ip.to_string()).unwrap_or_default(),
+            "GlobalIPv6PrefixLen": bridge.filter(|e| e.ip6.is_some()).map(|e| e.prefix_len6).unwrap_or(0),
             "IPAddress": bridge.map(|e| e.ip.to_string()).unwrap_or_default(),
             "IPPrefixLen": bridge.map(|e| e.prefix_len).unwrap_or(0),
-            "IPv6Gateway": "",
+            "IPv6Gateway": bridge.and_then(|e| e.gateway6).map(|g| g.to_string()).unwrap_or_default(),
             "MacAddress": bridge.map(|e| e.mac.clone()).unwrap_or_default(),
             "Networks": nets,
         })

@@ -437,6 +437,12 @@ pub struct RunArgs {
     /// IPv4 address (e.g., 172.30.100.104)
     #[arg(long)]
     pub ip: Option<String>,
+    /// IPv6 address (e.g., 2001:db8::33)
+    #[arg(long)]
+    pub ip6: Option<String>,
+    /// Container MAC address (e.g., 92:d0:c6:0a:29:33)
+    #[arg(long = "mac-address")]
+    pub mac_address: Option<String>,
     /// Add network-scoped alias for the container
     #[arg(long = "network-alias")]
     pub network_alias: Vec<String>,
@@ -1079,9 +1085,10 @@ pub struct NetCreateArgs {
     /// Restrict external access to the network
     #[arg(long)]
     pub internal: bool,
-    /// Enable IPv6 networking
-    #[arg(long)]
-    pub ipv6: bool,
+    /// Enable or disable IPv6 networking (`--ipv6`, `--ipv6=false`; unset: on when an IPv6
+    /// subnet is given)
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub ipv6: Option<bool>,
     /// Enable manual container attachment
     #[arg(long)]
     pub attachable: bool,
@@ -1121,6 +1128,9 @@ pub struct NetConnectArgs {
     /// IPv4 address
     #[arg(long)]
     pub ip: Option<String>,
+    /// IPv6 address
+    #[arg(long)]
+    pub ip6: Option<String>,
     /// Network
     pub network: String,
     /// Container

@@ -360,13 +360,27 @@ pub(crate) fn create_body(a: &RunArgs) -> Result<(Value, String)> {
         hc.insert("NetworkMode".into(), json!(n));
     }
     let net = a.network.clone().unwrap_or_else(|| "default".into());
-    if a.ip.is_some() || !a.network_alias.is_empty() {
+    if a.ip.is_some() || a.ip6.is_some() || a.mac_address.is_some() || !a.network_alias.is_empty() {
         let mut ep = Map::new();
+        let mut ipam = Map::new();
         if let Some(ip) = &a.ip {
             if ip.parse::<std::net::Ipv4Addr>().is_err() {
                 return Err(usage(format!("invalid IPv4 address: {ip}")));
             }
-            ep.insert("IPAMConfig".into(), json!({"IPv4Address": ip}));
+            ipam.insert("IPv4Address".into(), json!(ip));
+        }
+        if let Some(ip) = &a.ip6 {
+            if ip.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(usage(format!("invalid IPv6 address: {ip}")));
+            }
+            ipam.insert("IPv6Address".into(), json!(ip));
+        }
+        if !ipam.is_empty() {
+            ep.insert("IPAMConfig".into(), Value::Object(ipam));
+        }
+        // as docker 28 against API 1.44+: the MAC of the primary network's endpoint
+        if let Some(m) = &a.mac_address {
+            ep.insert("MacAddress".into(), json!(m));
         }
         if !a.network_alias.is_empty() {
             ep.insert("Aliases".into(), json!(a.network_alias));

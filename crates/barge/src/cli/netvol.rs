@@ -36,17 +36,19 @@ pub async fn network(c: &Client, cmd: NetworkCmd) -> Result<()> {
             if a.subnet.is_empty() && !a.gateway.is_empty() {
                 return Err(Error::Usage("gateway specified without a subnet".into()));
             }
-            let body = json!({
+            let mut body = json!({
                 "Name": a.name,
                 "CheckDuplicate": true,
                 "Driver": a.driver,
                 "Internal": a.internal,
-                "EnableIPv6": a.ipv6,
                 "Attachable": a.attachable,
                 "Labels": kv_map(&a.label),
                 "Options": kv_map(&a.opt),
                 "IPAM": {"Driver": "default", "Config": ipam},
             });
+            if let Some(v6) = a.ipv6 {
+                body["EnableIPv6"] = json!(v6);
+            }
             let r = c.post_json("/networks/create", Some(&body)).await?;
             outln!("{}", r.get("Id").and_then(|v| v.as_str()).unwrap_or(""));
             Ok(())
@@ -106,6 +108,9 @@ pub async fn network(c: &Client, cmd: NetworkCmd) -> Result<()> {
             let mut ep = json!({});
             if let Some(ip) = &a.ip {
                 ep["IPAMConfig"] = json!({"IPv4Address": ip});
+            }
+            if let Some(ip) = &a.ip6 {
+                ep["IPAMConfig"]["IPv6Address"] = json!(ip);
             }
             if !a.alias.is_empty() {
                 ep["Aliases"] = json!(a.alias);
