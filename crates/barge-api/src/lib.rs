@@ -17,6 +17,7 @@ mod networks;
 pub mod tls;
 mod util;
 mod volumes;
+pub mod websocket;
 
 use std::convert::Infallible;
 use std::os::fd::RawFd;
