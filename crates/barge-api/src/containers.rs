@@ -695,6 +695,18 @@ pub(crate) async fn dispatch(
             Ok(status(204))
         }
         (&Method::POST, ["wait"]) => wait(e, id, q).await,
+        // `rm --link linker/alias`: the path's last segment is the link's alias.
+        (&Method::DELETE, [alias]) if q.bool("link") => {
+            e.remove_link(id, alias).await?;
+            Ok(status(204))
+        }
+        (&Method::DELETE, []) if q.bool("link") => {
+            e.get(id)?;
+            Err(ApiError::new(
+                409,
+                "Conflict, cannot remove the default link name of the container".into(),
+            ))
+        }
         (&Method::DELETE, []) => {
             let c = e.get(id)?;
             e.remove(id, q.bool("force")).await?;

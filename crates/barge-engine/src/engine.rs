@@ -18,6 +18,7 @@ use crate::spec::NetMode;
 use crate::util::{now, now_rfc3339, write_replace};
 use crate::{Error, Result};
 
+mod links;
 pub mod net;
 
 /// How many past events `/events?since=` can replay.
@@ -809,6 +810,7 @@ impl Engine {
                 &id[..8]
             ),
         };
+        self.plan_links(&name, &mut host_config)?;
         let mut c = Container {
             id: id.clone(),
             name: name.clone(),
@@ -1018,6 +1020,8 @@ impl Engine {
         let rootfs = ed.join("rootfs");
         let files = ed.join("files");
         let (net, own_ns) = self.net_target(c)?;
+        // Legacy links: their targets must run (checked before anything is set up).
+        self.resolve_links(c)?;
         {
             let me = self.clone();
             let store = self.store.clone();
@@ -1070,6 +1074,17 @@ impl Engine {
             .await
             .map_err(|e| Error::Internal(e.to_string()))??;
         }
+        // The links' variables, resolved now that the targets' addresses are known.
+        let links = self.resolve_links(c)?;
+        let with_links;
+        let c = if links.is_empty() {
+            c
+        } else {
+            let mut l = c.clone();
+            l.config["Env"] = json!(links::merge_env(&links, c.config_list("Env")));
+            with_links = l;
+            &with_links
+        };
         let spec = crate::spec::build(
             c,
             &rootfs,

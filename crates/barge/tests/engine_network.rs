@@ -1619,3 +1619,169 @@ fn exited_containers_links_go_with_their_namespace() {
     d.ok(&["rm", "-f", "peer2", "c"]);
     assert_clean(&d);
 }
+
+#[test]
+fn legacy_links_on_the_default_bridge() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    // Targets must exist (dockerd's 400 and words), and must run when the linker starts.
+    let o = d.docker(&["create", "--link", "nosuch:db", "busybox", "true"]);
+    assert!(!o.status.success());
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("could not get container for nosuch") && err.contains("No such container"),
+        "{err}"
+    );
+    d.ok(&["create", "--name", "sleepy", "busybox", "sleep", "600"]);
+    d.ok(&[
+        "create", "--name", "early", "--link", "sleepy:s", "busybox", "true",
+    ]);
+    let o = d.docker(&["start", "early"]);
+    assert!(!o.status.success());
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("Cannot link to a non running container: /sleepy AS /early/s"),
+        "{err}"
+    );
+    // Host networking and links do not mix.
+    let o = d.docker(&["create", "--network", "host", "--link", "sleepy", "busybox"]);
+    assert!(text(&o.stderr).contains("host type networking can't be used with links"));
+
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "db",
+        "--hostname",
+        "dbhost",
+        "-e",
+        "PASSWORD=s3cret",
+        "--expose",
+        "5432",
+        "--expose",
+        "53/udp",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    let db_ip = inspect(&d, "db")["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
+        .as_str()
+        .expect("db address")
+        .to_string();
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--link",
+        "db:my-db",
+        "--link",
+        "db",
+        "-e",
+        "DB_NAME=mine",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    // Inspect shows the links as dockerd does: /target:/linker/alias.
+    let links = inspect(&d, "web")["HostConfig"]["Links"].clone();
+    assert_eq!(
+        links,
+        serde_json::json!(["/db:/web/my-db", "/db:/web/db"]),
+        "{links}"
+    );
+    // /etc/hosts: alias, hostname, name.
+    let hosts = d.ok(&["exec", "web", "cat", "/etc/hosts"]);
+    assert!(
+        hosts.contains(&format!("{db_ip}\tmy-db dbhost db")),
+        "{hosts}"
+    );
+    assert!(hosts.contains(&format!("{db_ip}\tdb dbhost")), "{hosts}");
+    let ping = d.docker(&["exec", "web", "ping", "-c", "1", "-W", "5", "my-db"]);
+    assert!(ping.status.success(), "{}", text(&ping.stderr));
+    // The environment of Docker's legacy links (ALIAS_PORT: the lowest port); the
+    // container's own variables win.
+    let env = d.ok(&["exec", "web", "env"]);
+    for want in [
+        format!("MY_DB_PORT=udp://{db_ip}:53"),
+        format!("MY_DB_PORT_5432_TCP=tcp://{db_ip}:5432"),
+        format!("MY_DB_PORT_5432_TCP_ADDR={db_ip}"),
+        "MY_DB_PORT_5432_TCP_PORT=5432".to_string(),
+        "MY_DB_PORT_5432_TCP_PROTO=tcp".to_string(),
+        format!("MY_DB_PORT_53_UDP=udp://{db_ip}:53"),
+        "MY_DB_PORT_53_UDP_PROTO=udp".to_string(),
+        "MY_DB_NAME=/web/my-db".to_string(),
+        "MY_DB_ENV_PASSWORD=s3cret".to_string(),
+        "DB_ENV_PASSWORD=s3cret".to_string(),
+        "DB_NAME=mine".to_string(),
+    ] {
+        assert!(env.lines().any(|l| l == want), "{want} missing:\n{env}");
+    }
+    assert!(!env.contains("_ENV_PATH="), "{env}");
+
+    // `rm --link web/my-db` removes the link only: both containers stay, and the running
+    // linker's /etc/hosts loses the alias.
+    let o = d.docker(&["rm", "--link", "web"]);
+    assert!(
+        text(&o.stderr).contains("cannot remove the default link name"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = d.docker(&["rm", "--link", "web/nosuch"]);
+    assert!(
+        text(&o.stderr).contains("No such container"),
+        "{}",
+        text(&o.stderr)
+    );
+    d.ok(&["rm", "--link", "web/my-db"]);
+    assert_eq!(
+        inspect(&d, "web")["HostConfig"]["Links"],
+        serde_json::json!(["/db:/web/db"])
+    );
+    let hosts = d.ok(&["exec", "web", "cat", "/etc/hosts"]);
+    assert!(!hosts.contains("my-db"), "{hosts}");
+    assert!(hosts.contains(&format!("{db_ip}\tdb dbhost")), "{hosts}");
+    let names = d.ok(&["ps", "-a", "--format", "{{.Names}}"]);
+    assert!(names.contains("web") && names.contains("db"), "{names}");
+
+    // docker-py's test_create_with_links: a dict of links, the env they give.
+    let script = r#"
+import docker, sys
+api = docker.APIClient(base_url=sys.argv[1])
+ids = []
+for n in ("pylink1", "pylink2"):
+    c = api.create_container("busybox", "cat", detach=True, stdin_open=True, environment={"FOO": "1"}, name=n)
+    api.start(c)
+    ids.append(c["Id"])
+c = api.create_container("busybox", "env", host_config=api.create_host_config(
+    links={"pylink1": "mylink1", "pylink2": "mylink2"}, network_mode="bridge"))
+api.start(c)
+assert api.wait(c)["StatusCode"] == 0
+logs = api.logs(c).decode()
+for p in ("MYLINK1", "MYLINK2"):
+    assert p + "_NAME=" in logs, logs
+    assert p + "_ENV_FOO=1" in logs, logs
+name = api.inspect_container(c)["Name"][1:]
+api.remove_container(name + "/mylink1", link=True)
+links = api.inspect_container(c)["HostConfig"]["Links"]
+assert links == ["/pylink2:/" + name + "/mylink2"], links
+print("PY OK")
+"#;
+    let o = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(format!("unix://{}", d.sock.display()))
+        .output()
+        .expect("python3");
+    assert!(
+        text(&o.stdout).contains("PY OK"),
+        "{}\n{}",
+        text(&o.stderr),
+        d.log()
+    );
+    for c in ["web", "db", "early", "sleepy", "pylink1", "pylink2"] {
+        d.ok(&["rm", "-f", c]);
+    }
+}

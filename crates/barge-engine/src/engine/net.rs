@@ -487,7 +487,7 @@ impl Engine {
 
     /// (Re)writes a container's /etc/hosts from its endpoints (in place: the file is
     /// bind-mounted into a running container).
-    fn write_hosts(&self, c: &Container, files: &Path) -> Result<()> {
+    pub(super) fn write_hosts(&self, c: &Container, files: &Path) -> Result<()> {
         let hostname = c.hostname();
         let mut s = String::from(
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
@@ -529,6 +529,10 @@ impl Engine {
                 }
             }
             s.push_str(&format!("{}\t{}\n", e.ip, names.join(" ")));
+        }
+        // Legacy links (default bridge); left out when a target stopped since the start.
+        for l in self.resolve_links(c).unwrap_or_default() {
+            s.extend(super::links::hosts_line(&l));
         }
         std::fs::write(files.join("hosts"), s).map_err(internal("hosts"))
     }

@@ -385,6 +385,9 @@ pub(crate) fn create_body(a: &RunArgs) -> Result<(Value, String)> {
     if !a.dns_option.is_empty() {
         hc.insert("DnsOptions".into(), json!(a.dns_option));
     }
+    if !a.link.is_empty() {
+        hc.insert("Links".into(), json!(a.link));
+    }
     if !a.add_host.is_empty() {
         hc.insert("ExtraHosts".into(), json!(a.add_host));
     }
