@@ -145,6 +145,7 @@ pub(crate) fn list(e: Arc<Engine>, q: &Query) -> R {
     let limit = q.int("limit")?.unwrap_or(-1);
     let mut cs = e.all();
     cs.sort_by(|a, b| b.created.cmp(&a.created));
+    let link_names = e.link_names();
     // before/since name a container; what counts is its creation time.
     let created_of = |k: &str| -> Result<Option<String>, ApiError> {
         match filters.get(k).and_then(|v| v.first()) {
@@ -241,10 +242,17 @@ pub(crate) fn list(e: Arc<Engine>, q: &Query) -> R {
         if !ok {
             continue;
         }
-        out.push(match &sizes {
+        let mut s = match &sizes {
             Some(sizes) => summary_with_size(&e, &c, sizes),
             None => summary(&e, &c),
-        });
+        };
+        // dockerd lists the legacy links to a container among its names.
+        if let (Some(more), Some(Value::Array(names))) =
+            (link_names.get(&c.name), s.get_mut("Names"))
+        {
+            names.extend(more.iter().map(|n| json!(n)));
+        }
+        out.push(s);
         if limit > 0 && out.len() as i64 >= limit {
             break;
         }

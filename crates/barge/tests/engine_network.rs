@@ -1692,6 +1692,19 @@ fn legacy_links_on_the_default_bridge() {
         serde_json::json!(["/db:/web/my-db", "/db:/web/db"]),
         "{links}"
     );
+    // The target lists the links among its names, as dockerd.
+    let (code, body) = d.api("GET", "/v1.47/containers/json", None);
+    assert_eq!(code, 200, "{body}");
+    let list: Value = serde_json::from_str(&body).expect("list JSON");
+    let db = list
+        .as_array()
+        .and_then(|l| l.iter().find(|c| c["Names"][0] == "/db"))
+        .expect("db listed");
+    assert_eq!(
+        db["Names"],
+        serde_json::json!(["/db", "/web/my-db", "/web/db"]),
+        "{db}"
+    );
     // /etc/hosts: alias, hostname, name.
     let hosts = d.ok(&["exec", "web", "cat", "/etc/hosts"]);
     assert!(

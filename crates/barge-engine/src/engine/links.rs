@@ -163,6 +163,25 @@ impl Engine {
         Ok(())
     }
 
+    /// The link names (`/linker/alias`) that point at each container, by target name:
+    /// dockerd lists them among a target's `Names`.
+    pub fn link_names(&self) -> std::collections::HashMap<String, Vec<String>> {
+        let mut m: std::collections::HashMap<String, Vec<String>> = Default::default();
+        for c in self.all() {
+            if !on_default_bridge(&c.host_str("NetworkMode")) {
+                continue;
+            }
+            for l in str_list(c.host_config.get("Links")) {
+                if let Ok((target, alias)) = parse(&l) {
+                    m.entry(target)
+                        .or_default()
+                        .push(format!("/{}/{alias}", c.name));
+                }
+            }
+        }
+        m
+    }
+
     /// The links of `c` resolved for its start (default bridge only: elsewhere none).
     /// Every target must be running, as dockerd requires.
     pub(crate) fn resolve_links(&self, c: &Container) -> Result<Vec<Resolved>> {
