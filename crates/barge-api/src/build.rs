@@ -70,6 +70,7 @@ impl barge_build::BuildNetwork for DaemonBuildNetwork {
             netns_path: path,
             ipv4: None,
             ports: Vec::new(),
+            links: Vec::new(),
         };
         self.nm.connect(network, req).map_err(|e| e.to_string())?;
         a.resolv = self.nm.resolv_conf(network).ok();

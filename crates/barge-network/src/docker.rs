@@ -174,6 +174,7 @@ mod tests {
             mac: "02:42:0a:01:00:02".into(),
             ports: vec![],
             netns_path: "/proc/1/ns/net".into(),
+            links: vec![],
         };
         let v = net.to_docker(std::slice::from_ref(&ep));
         assert_eq!(v["IPAM"]["Config"][0]["Subnet"], "10.1.0.0/24");

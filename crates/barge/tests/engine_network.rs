@@ -1798,3 +1798,89 @@ print("PY OK")
         d.ok(&["rm", "-f", c]);
     }
 }
+
+#[test]
+fn links_on_a_user_network_are_dns_aliases_of_the_linking_container_only() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    d.ok(&["network", "create", "lnet"]);
+    // docker-py's api_network_test: links in the endpoint config at create, and at connect;
+    // the target is started after the linking container.
+    let script = r#"
+import docker, sys
+api = docker.APIClient(base_url=sys.argv[1])
+def run(**kw):
+    c = api.create_container("busybox", "sleep 600", **kw)
+    api.start(c)
+    return c
+a = run(host_config=api.create_host_config(network_mode="lnet"),
+        networking_config=api.create_networking_config({
+            "lnet": api.create_endpoint_config(links=[("upstream", "bar")])}))
+assert api.inspect_container(a)["NetworkSettings"]["Networks"]["lnet"]["Links"] == ["upstream:bar"]
+b = run(host_config=api.create_host_config(network_mode="lnet"), name="plain")
+api.disconnect_container_from_network(b, "lnet")
+api.connect_container_to_network(b, "lnet", links=[("upstream", "baz")])
+assert api.inspect_container(b)["NetworkSettings"]["Networks"]["lnet"]["Links"] == ["upstream:baz"]
+run(host_config=api.create_host_config(network_mode="lnet"), name="upstream")
+def lookup(c, name):
+    e = api.exec_create(c, ["nslookup", name])
+    out = api.exec_start(e).decode()
+    return api.exec_inspect(e)["ExitCode"], out
+up = api.inspect_container("upstream")["NetworkSettings"]["Networks"]["lnet"]["IPAddress"]
+code, out = lookup(a, "bar")
+assert code == 0 and up in out, out
+code, out = lookup(b, "baz")
+assert code == 0 and up in out, out
+# An alias is the linking container's alone.
+code, out = lookup(b, "bar")
+assert code != 0, out
+code, out = lookup("upstream", "bar")
+assert code != 0, out
+print("PY OK")
+"#;
+    let o = std::process::Command::new("ip")
+        .args(["netns", "exec", d.netns(), "python3", "-c", script])
+        .arg(format!("unix://{}", d.sock.display()))
+        .output()
+        .expect("python3");
+    assert!(
+        text(&o.stdout).contains("PY OK"),
+        "{}\n{}",
+        text(&o.stderr),
+        d.log()
+    );
+    // The CLI's --link on a user network does the same.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "cli",
+        "--network",
+        "lnet",
+        "--link",
+        "upstream:qux",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    let o = d.docker(&["exec", "cli", "nslookup", "qux"]);
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    let out = d.sh(&format!(
+        "{} -H unix://{} run --rm --network lnet --link upstream:quux busybox nslookup quux",
+        env!("CARGO_BIN_EXE_barge"),
+        d.sock.display()
+    ));
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let all = d.ok(&["ps", "-aq"]);
+    for id in all.lines() {
+        d.ok(&["rm", "-f", id]);
+    }
+    d.ok(&["network", "rm", "lnet"]);
+}

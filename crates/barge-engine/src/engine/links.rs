@@ -5,8 +5,10 @@
 //! `ALIAS_ENV_<var>`).
 //!
 //! A link is kept in `HostConfig.Links` as dockerd's inspect shows it, `/target:/linker/alias`,
-//! and resolved by the target's name at each start. On user networks dockerd turns links into
-//! network-scoped DNS aliases; barge stores them there but does not act on them yet.
+//! and resolved by the target's name at each start. On user networks links live in the
+//! endpoint config instead (`EndpointsConfig.<net>.Links`, where the docker CLI puts `--link`)
+//! and are DNS aliases the network's DNS answers for the linking container only
+//! (barge-network's `refresh_dns`); `HostConfig.Links` is not used there, as in dockerd.
 
 use super::*;
 

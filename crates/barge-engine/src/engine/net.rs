@@ -30,6 +30,20 @@ pub struct WantedEndpoint {
     /// `--ip`.
     #[serde(default)]
     pub ipv4: Option<Ipv4Addr>,
+    /// Links on this network (`name:alias`, as given): the alias resolves to the target
+    /// through the network's DNS, for this container only.
+    #[serde(default)]
+    pub links: Vec<String>,
+}
+
+impl WantedEndpoint {
+    /// The links as (target name, alias).
+    fn link_pairs(&self) -> Vec<(String, String)> {
+        self.links
+            .iter()
+            .filter_map(|l| super::links::parse(l).ok())
+            .collect()
+    }
 }
 
 /// How a container is networked, from `HostConfig.NetworkMode`.
@@ -184,10 +198,15 @@ fn endpoint_config(network: &str, v: &Value) -> Result<WantedEndpoint> {
                 .map_err(|_| Error::BadRequest(format!("invalid IPv4 address: {s}")))?,
         ),
     };
+    let links = crate::model::str_list(v.get("Links"));
+    for l in &links {
+        super::links::parse(l)?;
+    }
     Ok(WantedEndpoint {
         network: network.to_string(),
         aliases,
         ipv4,
+        links,
     })
 }
 
@@ -465,6 +484,7 @@ impl Engine {
                         netns_path: netns.to_path_buf(),
                         ipv4: w.ipv4,
                         ports: if i == gw { ports.clone() } else { Vec::new() },
+                        links: w.link_pairs(),
                     };
                     if let Err(e) = nm.connect(&w.network, req) {
                         let _ = nm.release(&c.id);
@@ -567,6 +587,7 @@ impl Engine {
                 netns_path: self.live_netns(&c),
                 ipv4: w.ipv4,
                 ports: Vec::new(),
+                links: w.link_pairs(),
             };
             let net = info.id.clone();
             let _: Endpoint = self.net_call(move |nm| nm.connect(&net, req)).await?;
@@ -704,6 +725,9 @@ impl Engine {
                     }
                     if !w.aliases.is_empty() {
                         v["Aliases"] = json!(w.aliases);
+                    }
+                    if !w.links.is_empty() {
+                        v["Links"] = json!(w.links);
                     }
                     nets.insert(w.network.clone(), v);
                 }
