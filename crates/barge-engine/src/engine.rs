@@ -1811,6 +1811,7 @@ impl Engine {
             names.insert(new.to_string(), c.id.clone());
         }
         self.update(&c.id, |c| c.name = new.to_string())?;
+        self.rename_in_links(&c.id, &c.name, new)?;
         self.emit("container", "rename", &c.id, HashMap::new());
         Ok(())
     }

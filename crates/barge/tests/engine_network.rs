@@ -1759,6 +1759,23 @@ fn legacy_links_on_the_default_bridge() {
     let names = d.ok(&["ps", "-a", "--format", "{{.Names}}"]);
     assert!(names.contains("web") && names.contains("db"), "{names}");
 
+    // Renaming the target or the linker keeps the links (dockerd tracks them by container);
+    // a restart finds the renamed target.
+    d.ok(&["rename", "db", "db2"]);
+    d.ok(&["rename", "web", "web2"]);
+    assert_eq!(
+        inspect(&d, "web2")["HostConfig"]["Links"],
+        serde_json::json!(["/db2:/web2/db"])
+    );
+    d.ok(&["restart", "-t", "0", "web2"]);
+    let env = d.ok(&["exec", "web2", "env"]);
+    assert!(env.lines().any(|l| l == "DB_NAME=mine"), "{env}");
+    assert!(env.lines().any(|l| l == "DB_ENV_PASSWORD=s3cret"), "{env}");
+    let hosts = d.ok(&["exec", "web2", "cat", "/etc/hosts"]);
+    assert!(hosts.contains(&format!("{db_ip}\tdb dbhost db2")), "{hosts}");
+    d.ok(&["rename", "db2", "db"]);
+    d.ok(&["rename", "web2", "web"]);
+
     // docker-py's test_create_with_links: a dict of links, the env they give.
     let script = r#"
 import docker, sys

@@ -187,6 +187,12 @@ impl Engine {
     /// The links of `c` resolved for its start (default bridge only: elsewhere none).
     /// Every target must be running, as dockerd requires.
     pub(crate) fn resolve_links(&self, c: &Container) -> Result<Vec<Resolved>> {
+        self.resolve_links_as(c, true)
+    }
+
+    /// [`Engine::resolve_links`]; not `strict`, targets that are not running are left out
+    /// (a hosts file rewritten after the start).
+    pub(crate) fn resolve_links_as(&self, c: &Container, strict: bool) -> Result<Vec<Resolved>> {
         if !on_default_bridge(&c.host_str("NetworkMode")) {
             return Ok(Vec::new());
         }
@@ -194,15 +200,15 @@ impl Engine {
         for l in str_list(c.host_config.get("Links")) {
             let (target, alias) = parse(&l)?;
             let link_name = format!("/{}/{alias}", c.name);
-            let t = self
-                .get(&target)
-                .ok()
-                .filter(Container::running)
-                .ok_or_else(|| {
-                    Error::Conflict(format!(
+            let t = match self.get(&target).ok().filter(Container::running) {
+                Some(t) => t,
+                None if !strict => continue,
+                None => {
+                    return Err(Error::Conflict(format!(
                         "Cannot link to a non running container: /{target} AS {link_name}"
-                    ))
-                })?;
+                    )))
+                }
+            };
             let ip = self.network_manager().and_then(|nm| {
                 nm.endpoints_of(&t.id)
                     .into_iter()
@@ -217,6 +223,32 @@ impl Engine {
             });
         }
         Ok(out)
+    }
+
+    /// Keeps the stored links (`/target:/linker/alias`) right when container `id` is renamed
+    /// from `old` to `new`: as a target in other containers' links, as the linker in its own.
+    pub(crate) fn rename_in_links(&self, id: &str, old: &str, new: &str) -> Result<()> {
+        for x in self.all() {
+            if !on_default_bridge(&x.host_str("NetworkMode")) {
+                continue;
+            }
+            let links = str_list(x.host_config.get("Links"));
+            let linker = if x.id == id { new } else { x.name.as_str() };
+            let renamed: Vec<String> = links
+                .iter()
+                .map(|l| match parse(l) {
+                    Ok((t, a)) => {
+                        let t = if t == old { new.to_string() } else { t };
+                        format!("/{t}:/{linker}/{a}")
+                    }
+                    Err(_) => l.clone(),
+                })
+                .collect();
+            if renamed != links {
+                self.update(&x.id, |c| c.host_config["Links"] = json!(renamed))?;
+            }
+        }
+        Ok(())
     }
 
     /// `DELETE /containers/{linker}/{alias}?link=1`: removes the link `alias` of the

@@ -550,8 +550,8 @@ impl Engine {
             }
             s.push_str(&format!("{}\t{}\n", e.ip, names.join(" ")));
         }
-        // Legacy links (default bridge); left out when a target stopped since the start.
-        for l in self.resolve_links(c).unwrap_or_default() {
+        // Legacy links (default bridge); a target that stopped since the start is left out.
+        for l in self.resolve_links_as(c, false).unwrap_or_default() {
             s.extend(super::links::hosts_line(&l));
         }
         std::fs::write(files.join("hosts"), s).map_err(internal("hosts"))
