@@ -332,6 +332,13 @@ fn tls_settings(
     if !tcp {
         return Ok(None);
     }
+    if tls == Some(true) && !verify {
+        bail!(
+            "refusing --tls without --tlsverify: TLS that does not check client certificates \
+             lets anyone who reaches the port control this host; add --tlsverify with \
+             --tlscacert (or use --tls=false to serve plain TCP on purpose)"
+        );
+    }
     let files = (
         a.tlscacert.clone().or_else(|| fpath("tlscacert")),
         a.tlscert.clone().or_else(|| fpath("tlscert")),

@@ -579,6 +579,26 @@ fn tls_serves_docker_py_and_interactive_sessions_and_plain_tcp_needs_tls_false()
         err.contains("--tls=false") && err.contains("--tlsverify"),
         "{err}"
     );
+    // TLS without client certificates (dockerd's --tls alone) is refused by name.
+    let out = Command::new(env!("CARGO_BIN_EXE_barge"))
+        .args(["daemon", "-H", "tcp://127.0.0.1:2376", "--tls"])
+        .args([
+            "--tlscert",
+            &p("server.pem"),
+            "--tlskey",
+            &p("server-key.pem"),
+        ])
+        .arg("--data-root")
+        .arg(roots.path().join("data"))
+        .arg("--config-file")
+        .arg(roots.path().join("daemon.json"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("barge daemon");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refusing --tls without --tlsverify"), "{err}");
+    assert!(!roots.path().join("data").exists());
     d.restart_with(&["-H", "tcp://127.0.0.1", "--tls=false"]);
     let ping = || {
         let o = d.sh("curl -s --max-time 5 http://127.0.0.1:2375/_ping");

@@ -1772,7 +1772,10 @@ fn legacy_links_on_the_default_bridge() {
     assert!(env.lines().any(|l| l == "DB_NAME=mine"), "{env}");
     assert!(env.lines().any(|l| l == "DB_ENV_PASSWORD=s3cret"), "{env}");
     let hosts = d.ok(&["exec", "web2", "cat", "/etc/hosts"]);
-    assert!(hosts.contains(&format!("{db_ip}\tdb dbhost db2")), "{hosts}");
+    assert!(
+        hosts.contains(&format!("{db_ip}\tdb dbhost db2")),
+        "{hosts}"
+    );
     d.ok(&["rename", "db2", "db"]);
     d.ok(&["rename", "web2", "web"]);
 
