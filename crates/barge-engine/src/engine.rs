@@ -1619,6 +1619,11 @@ impl Engine {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&c.name);
+        // As dockerd: the links to a removed container go with it (a later container of the
+        // same name is not linked by them).
+        if let Err(e) = self.drop_links_to(&c.name) {
+            tracing::warn!("removing the links to {}: {e}", c.name);
+        }
         self.stats_cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())

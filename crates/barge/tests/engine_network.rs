@@ -1814,7 +1814,16 @@ print("PY OK")
         text(&o.stderr),
         d.log()
     );
-    for c in ["web", "db", "early", "sleepy", "pylink1", "pylink2"] {
+    // Removing a target removes the links to it: the linker starts again without it.
+    d.ok(&["rm", "-f", "db"]);
+    assert_eq!(
+        inspect(&d, "web")["HostConfig"]["Links"],
+        serde_json::json!([])
+    );
+    d.ok(&["restart", "-t", "0", "web"]);
+    let env = d.ok(&["exec", "web", "env"]);
+    assert!(!env.contains("DB_ENV_"), "{env}");
+    for c in ["web", "early", "sleepy", "pylink1", "pylink2"] {
         d.ok(&["rm", "-f", c]);
     }
 }

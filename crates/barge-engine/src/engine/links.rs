@@ -251,6 +251,25 @@ impl Engine {
         Ok(())
     }
 
+    /// Removes the links to the container named `target` (being removed) from the others.
+    pub(crate) fn drop_links_to(&self, target: &str) -> Result<()> {
+        for x in self.all() {
+            if !on_default_bridge(&x.host_str("NetworkMode")) {
+                continue;
+            }
+            let links = str_list(x.host_config.get("Links"));
+            let keep: Vec<String> = links
+                .iter()
+                .filter(|l| parse(l).map(|(t, _)| t != target).unwrap_or(true))
+                .cloned()
+                .collect();
+            if keep.len() != links.len() {
+                self.update(&x.id, |c| c.host_config["Links"] = json!(keep))?;
+            }
+        }
+        Ok(())
+    }
+
     /// `DELETE /containers/{linker}/{alias}?link=1`: removes the link `alias` of the
     /// container `linker` (the containers stay); a running linker's /etc/hosts loses it.
     pub async fn remove_link(&self, linker: &str, alias: &str) -> Result<()> {
