@@ -4,7 +4,7 @@
 set -eu
 packages="build-essential pkg-config libseccomp-dev busybox-static iproute2 nftables
 runc crun podman hyperfine skopeo umoci docker-registry file iperf3 git
-docker.io python3-docker python3-bcrypt docker-compose"
+docker.io python3-docker python3-bcrypt python3-websocket docker-compose"
 # registry tests: a token-auth registry (Docker Hub style) signs its tokens with openssl.
 packages="$packages openssl"
 missing=""
@@ -24,6 +24,12 @@ if [ -n "$missing" ]; then
     # shellcheck disable=SC2086
     apt-get install -y -qq --no-install-recommends $missing >/dev/null
     if [ -n "$made_policy" ]; then rm -f "$policy"; fi
+fi
+# docker-py's websocket attach needs websocket-client; a python3 that is not Debian's (pyenv)
+# does not see python3-websocket, so it gets the package from PyPI.
+if ! python3 -c 'import websocket' 2>/dev/null; then
+    echo "setup: installing websocket-client for $(command -v python3)" >&2
+    python3 -m pip install -q websocket-client
 fi
 if ! command -v cargo >/dev/null 2>&1; then
     echo "setup: cargo not found: install a Rust toolchain (rustup) first" >&2

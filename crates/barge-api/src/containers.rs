@@ -145,6 +145,7 @@ pub(crate) fn list(e: Arc<Engine>, q: &Query) -> R {
     let limit = q.int("limit")?.unwrap_or(-1);
     let mut cs = e.all();
     cs.sort_by(|a, b| b.created.cmp(&a.created));
+    let link_names = e.link_names();
     // before/since name a container; what counts is its creation time.
     let created_of = |k: &str| -> Result<Option<String>, ApiError> {
         match filters.get(k).and_then(|v| v.first()) {
@@ -241,10 +242,17 @@ pub(crate) fn list(e: Arc<Engine>, q: &Query) -> R {
         if !ok {
             continue;
         }
-        out.push(match &sizes {
+        let mut s = match &sizes {
             Some(sizes) => summary_with_size(&e, &c, sizes),
             None => summary(&e, &c),
-        });
+        };
+        // dockerd lists the legacy links to a container among its names.
+        if let (Some(more), Some(Value::Array(names))) =
+            (link_names.get(&c.name), s.get_mut("Names"))
+        {
+            names.extend(more.iter().map(|n| json!(n)));
+        }
+        out.push(s);
         if limit > 0 && out.len() as i64 >= limit {
             break;
         }
@@ -330,11 +338,12 @@ fn stream_type(tty: bool) -> &'static str {
     }
 }
 
-/// Copies monitor frames to the client (raw when tty, filtered by stream) until EOF.
+/// Copies monitor frames to the client (`raw`: payloads only, else Docker's multiplexed
+/// frames; filtered by stream) until EOF.
 async fn frames_to_client<W: tokio::io::AsyncWrite + Unpin>(
     mut mr: impl tokio::io::AsyncRead + Unpin,
     cw: &mut W,
-    tty: bool,
+    raw: bool,
     out: bool,
     err: bool,
 ) {
@@ -352,7 +361,7 @@ async fn frames_to_client<W: tokio::io::AsyncWrite + Unpin>(
         if !want {
             continue;
         }
-        let r = if tty {
+        let r = if raw {
             cw.write_all(&data).await
         } else {
             cw.write_all(&frame(hdr[0], &data)).await
@@ -363,19 +372,41 @@ async fn frames_to_client<W: tokio::io::AsyncWrite + Unpin>(
     }
 }
 
-async fn attach(e: Arc<Engine>, id: &str, q: &Query, mut req: Request<Incoming>) -> R {
+/// What one attach asks for, checked before the connection is upgraded.
+struct AttachPlan {
+    tty: bool,
+    want_in: bool,
+    want_out: bool,
+    want_err: bool,
+    logs: bool,
+    keys: Vec<u8>,
+    /// The monitor's connection: now (running), at the next start (created/exited), or
+    /// none without `stream`.
+    mon: Option<Result<tokio::net::UnixStream, MonitorOnStart>>,
+    log_path: std::path::PathBuf,
+}
+
+/// The monitor connection a container not yet running hands over when it starts.
+type MonitorOnStart =
+    tokio::sync::oneshot::Receiver<std::result::Result<tokio::net::UnixStream, String>>;
+
+/// Resolves the container and the query of an attach (hijacked or websocket alike); the
+/// three streams are taken as given.
+async fn attach_plan(
+    e: &Engine,
+    id: &str,
+    q: &Query,
+    streams: (bool, bool, bool),
+) -> Result<AttachPlan, ApiError> {
     let c = e.get(id)?;
     let tty = c
         .config
         .get("Tty")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    let (want_in, want_out, want_err) = (q.bool("stdin"), q.bool("stdout"), q.bool("stderr"));
-    let logs = q.bool("logs");
     let keys = crate::util::detach_keys(q.get("detachKeys").unwrap_or(""))
         .map_err(|m| ApiError::new(400, m))?;
-    // Connect to the monitor now (running) or at the next start (created/exited); without
-    // `stream` only the logs are sent (to a stopped container too, as dockerd).
+    // Without `stream` only the logs are sent (to a stopped container too, as dockerd).
     let mon = if !q.bool("stream") {
         None
     } else if c.running() {
@@ -383,65 +414,113 @@ async fn attach(e: Arc<Engine>, id: &str, q: &Query, mut req: Request<Incoming>)
     } else {
         Some(Err(e.attach_on_start(&c.id)))
     };
-    let on = hyper::upgrade::on(&mut req);
-    let peer = req.extensions().get::<crate::util::PeerSocket>().copied();
-    let log_path = e.log_path(&c.id);
-    tokio::spawn(async move {
-        let Ok(up) = on.await else { return };
-        crate::util::wait_headers_read(peer).await;
-        let client = TokioIo::new(up);
-        let (mut cr, mut cw) = tokio::io::split(client);
-        if logs {
-            for en in barge_engine::logs::read_all(&log_path) {
-                let s = if en.stream == "stderr" { 2 } else { 1 };
-                if (s == 2 && !want_err) || (s == 1 && !want_out) {
-                    continue;
-                }
-                let _ = if tty {
-                    cw.write_all(en.log.as_bytes()).await
-                } else {
-                    cw.write_all(&frame(s, en.log.as_bytes())).await
-                };
+    Ok(AttachPlan {
+        tty,
+        want_in: streams.0,
+        want_out: streams.1,
+        want_err: streams.2,
+        logs: q.bool("logs"),
+        keys,
+        mon,
+        log_path: e.log_path(&c.id),
+    })
+}
+
+/// Runs an attach on `client` until the container's output ends or the client goes:
+/// the logs first when asked, then the live streams; `mux` frames stdout and stderr as
+/// Docker's multiplexed stream (never with a TTY, never on a websocket).
+async fn run_attach<S>(client: S, p: AttachPlan, mux: bool)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    let mux = mux && !p.tty;
+    let (mut cr, mut cw) = tokio::io::split(client);
+    if p.logs {
+        for en in barge_engine::logs::read_all(&p.log_path) {
+            let s = if en.stream == "stderr" { 2 } else { 1 };
+            if (s == 2 && !p.want_err) || (s == 1 && !p.want_out) {
+                continue;
             }
+            let _ = if mux {
+                cw.write_all(&frame(s, en.log.as_bytes())).await
+            } else {
+                cw.write_all(en.log.as_bytes()).await
+            };
         }
-        let mon = match mon {
-            Some(Ok(m)) => m,
-            Some(Err(rx)) => match rx.await {
-                Ok(Ok(m)) => m,
-                _ => {
-                    let _ = cw.shutdown().await;
-                    return;
-                }
-            },
-            None => {
+    }
+    let mon = match p.mon {
+        Some(Ok(m)) => m,
+        Some(Err(rx)) => match rx.await {
+            Ok(Ok(m)) => m,
+            _ => {
                 let _ = cw.shutdown().await;
                 return;
             }
-        };
-        let (mr, mut mw) = mon.into_split();
-        let mut input = tokio::spawn(async move {
-            if want_in {
-                // With a TTY the detach keys end the attach (dockerd's escape proxy).
-                if tty {
-                    if copy_detachable(&mut cr, &mut mw, &keys).await {
-                        return;
-                    }
-                } else {
-                    let _ = tokio::io::copy(&mut cr, &mut mw).await;
-                }
-                let _ = mw.shutdown().await;
-            }
-            // Keep the write half (and the monitor's view of us) open otherwise.
-            std::future::pending::<()>().await;
-        });
-        tokio::select! {
-            _ = frames_to_client(mr, &mut cw, tty, want_out, want_err) => {}
-            _ = &mut input => {}
+        },
+        None => {
+            let _ = cw.shutdown().await;
+            return;
         }
-        let _ = cw.shutdown().await;
-        input.abort();
+    };
+    let (mr, mut mw) = mon.into_split();
+    let (tty, want_in, keys) = (p.tty, p.want_in, p.keys);
+    let mut input = tokio::spawn(async move {
+        if want_in {
+            // With a TTY the detach keys end the attach (dockerd's escape proxy).
+            if tty {
+                if copy_detachable(&mut cr, &mut mw, &keys).await {
+                    return;
+                }
+            } else {
+                let _ = tokio::io::copy(&mut cr, &mut mw).await;
+            }
+            let _ = mw.shutdown().await;
+        }
+        // Keep the write half (and the monitor's view of us) open otherwise.
+        std::future::pending::<()>().await;
+    });
+    tokio::select! {
+        _ = frames_to_client(mr, &mut cw, !mux, p.want_out, p.want_err) => {}
+        _ = &mut input => {}
+    }
+    let _ = cw.shutdown().await;
+    input.abort();
+}
+
+async fn attach(e: Arc<Engine>, id: &str, q: &Query, mut req: Request<Incoming>) -> R {
+    let streams = (q.bool("stdin"), q.bool("stdout"), q.bool("stderr"));
+    let plan = attach_plan(&e, id, q, streams).await?;
+    let tty = plan.tty;
+    let on = hyper::upgrade::on(&mut req);
+    let peer = req.extensions().get::<crate::util::PeerSocket>().copied();
+    tokio::spawn(async move {
+        let Ok(up) = on.await else { return };
+        crate::util::wait_headers_read(peer).await;
+        run_attach(TokioIo::new(up), plan, true).await;
     });
     Ok(upgrade_response(stream_type(tty)))
+}
+
+/// `GET /containers/{id}/attach/ws`: the attach over a websocket (RFC 6455). As dockerd:
+/// never multiplexed (stdout and stderr arrive as they are), output in binary frames from
+/// API 1.28 on (text before), and `stdin`/`stdout`/`stderr` honoured from API 1.42 on
+/// (all three before). Whatever the client sends, in any data frame, is the stdin.
+async fn attach_ws(e: Arc<Engine>, id: &str, q: &Query, mut req: Request<Incoming>) -> R {
+    let minor = crate::util::api_minor(req.uri().path());
+    let accept = crate::websocket::accept(req.headers()).map_err(|m| ApiError::new(400, m))?;
+    let streams = if minor >= 42 {
+        (q.bool("stdin"), q.bool("stdout"), q.bool("stderr"))
+    } else {
+        (true, true, true)
+    };
+    let plan = attach_plan(&e, id, q, streams).await?;
+    let on = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let Ok(up) = on.await else { return };
+        let bytes = crate::websocket::bridge(TokioIo::new(up), minor >= 28);
+        run_attach(bytes, plan, false).await;
+    });
+    Ok(crate::websocket::switching_protocols(&accept))
 }
 
 async fn logs(e: Arc<Engine>, id: &str, q: &Query) -> R {
@@ -624,6 +703,18 @@ pub(crate) async fn dispatch(
             Ok(status(204))
         }
         (&Method::POST, ["wait"]) => wait(e, id, q).await,
+        // `rm --link linker/alias`: the path's last segment is the link's alias.
+        (&Method::DELETE, [alias]) if q.bool("link") => {
+            e.remove_link(id, alias).await?;
+            Ok(status(204))
+        }
+        (&Method::DELETE, []) if q.bool("link") => {
+            e.get(id)?;
+            Err(ApiError::new(
+                409,
+                "Conflict, cannot remove the default link name of the container".into(),
+            ))
+        }
         (&Method::DELETE, []) => {
             let c = e.get(id)?;
             e.remove(id, q.bool("force")).await?;
@@ -634,6 +725,7 @@ pub(crate) async fn dispatch(
         }
         (&Method::GET, ["logs"]) => logs(e, id, q).await,
         (&Method::POST, ["attach"]) => attach(e, id, q, req).await,
+        (&Method::GET, ["attach", "ws"]) => attach_ws(e, id, q, req).await,
         (&Method::POST, ["resize"]) => {
             let c = e.get(id)?;
             let (h, w) = tty_size(q)?;

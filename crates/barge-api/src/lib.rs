@@ -17,6 +17,7 @@ mod networks;
 pub mod tls;
 mod util;
 mod volumes;
+pub mod websocket;
 
 use std::convert::Infallible;
 use std::os::fd::RawFd;
@@ -78,7 +79,24 @@ pub async fn serve(api: Arc<Api>, listener: tokio::net::UnixListener) {
     }
 }
 
-/// Serves the API on one accepted connection (unix socket or TLS stream) until it closes.
+/// Serves the API over plain TCP, without authentication: only for a daemon started with an
+/// explicit `--tls=false` (dockerd's opt-in since v27), since whoever connects is root here.
+pub async fn serve_tcp(api: Arc<Api>, listener: tokio::net::TcpListener) {
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("accept: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(serve_connection(api.clone(), stream, None));
+    }
+}
+
+/// Serves the API on one accepted connection (unix socket, TCP or TLS stream) until it closes.
 /// `peer` is the connection's unix socket (see [`util::PeerSocket`]).
 pub(crate) async fn serve_connection<S>(api: Arc<Api>, stream: S, peer: Option<RawFd>)
 where

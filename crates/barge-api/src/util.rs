@@ -262,6 +262,22 @@ pub fn json_labels_match(labels: Option<&serde_json::Value>, wanted: &[String]) 
     )
 }
 
+/// The minor API version a request path asks for (`/v1.41/...` -> 41); a path without
+/// one gets the current version, as dockerd serves it.
+pub fn api_minor(path: &str) -> u32 {
+    let current = || {
+        crate::API_VERSION
+            .split('.')
+            .nth(1)
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0)
+    };
+    path.strip_prefix("/v1.")
+        .and_then(|r| r.split('/').next())
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_else(current)
+}
+
 /// The bytes of a detach-key sequence as Docker writes it (`ctrl-p,ctrl-q`, the default
 /// when empty; `a`; `ctrl-@`, `ctrl-[` .. `ctrl-_`).
 pub fn detach_keys(spec: &str) -> Result<Vec<u8>, String> {

@@ -18,6 +18,7 @@ use crate::spec::NetMode;
 use crate::util::{now, now_rfc3339, write_replace};
 use crate::{Error, Result};
 
+mod links;
 pub mod net;
 
 /// How many past events `/events?since=` can replay.
@@ -805,6 +806,7 @@ impl Engine {
                 &id[..8]
             ),
         };
+        self.plan_links(&name, &mut host_config)?;
         let mut c = Container {
             id: id.clone(),
             name: name.clone(),
@@ -1014,6 +1016,8 @@ impl Engine {
         let rootfs = ed.join("rootfs");
         let files = ed.join("files");
         let (net, own_ns) = self.net_target(c)?;
+        // Legacy links: their targets must run (checked before anything is set up).
+        self.resolve_links(c)?;
         {
             let me = self.clone();
             let store = self.store.clone();
@@ -1066,6 +1070,17 @@ impl Engine {
             .await
             .map_err(|e| Error::Internal(e.to_string()))??;
         }
+        // The links' variables, resolved now that the targets' addresses are known.
+        let links = self.resolve_links(c)?;
+        let with_links;
+        let c = if links.is_empty() {
+            c
+        } else {
+            let mut l = c.clone();
+            l.config["Env"] = json!(links::merge_env(&links, c.config_list("Env")));
+            with_links = l;
+            &with_links
+        };
         let spec = crate::spec::build(
             c,
             &rootfs,
@@ -1600,6 +1615,11 @@ impl Engine {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&c.name);
+        // As dockerd: the links to a removed container go with it (a later container of the
+        // same name is not linked by them).
+        if let Err(e) = self.drop_links_to(&c.name) {
+            tracing::warn!("removing the links to {}: {e}", c.name);
+        }
         self.stats_cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -1792,6 +1812,7 @@ impl Engine {
             names.insert(new.to_string(), c.id.clone());
         }
         self.update(&c.id, |c| c.name = new.to_string())?;
+        self.rename_in_links(&c.id, &c.name, new)?;
         self.emit("container", "rename", &c.id, HashMap::new());
         Ok(())
     }

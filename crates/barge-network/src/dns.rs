@@ -16,11 +16,16 @@ use crate::ipam::Ipv4Net;
 /// Name (lower case, no trailing dot) -> addresses.
 pub(crate) type Records = Arc<RwLock<HashMap<String, Vec<IpAddr>>>>;
 
+/// Client address -> name (lower case) -> addresses: the links of one container, which only
+/// it resolves.
+pub(crate) type LinkRecords = Arc<RwLock<HashMap<Ipv4Addr, HashMap<String, Vec<IpAddr>>>>>;
+
 /// A running DNS server; dropping it stops it.
 pub(crate) struct DnsServer {
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
     pub records: Records,
+    pub links: LinkRecords,
 }
 
 impl Drop for DnsServer {
@@ -36,6 +41,7 @@ impl Drop for DnsServer {
 
 struct Ctx {
     records: Records,
+    links: LinkRecords,
     subnet: Ipv4Net,
     upstreams: Vec<Ipv4Addr>,
 }
@@ -57,8 +63,10 @@ impl DnsServer {
         let tcp = std::net::TcpListener::bind(bind)?;
         tcp.set_nonblocking(true)?;
         let records: Records = Arc::default();
+        let links: LinkRecords = Arc::default();
         let ctx = Arc::new(Ctx {
             records: records.clone(),
+            links: links.clone(),
             subnet,
             upstreams,
         });
@@ -88,6 +96,7 @@ impl DnsServer {
             stop: Some(tx),
             thread: Some(thread),
             records,
+            links,
         })
     }
 }
@@ -143,11 +152,23 @@ async fn handle(ctx: &Ctx, peer: SocketAddr, q: &[u8]) -> Option<Vec<u8>> {
     if !from_net {
         return Some(response(q, &query, RCODE_REFUSED, &[]));
     }
-    let known = ctx
-        .records
-        .read()
-        .ok()
-        .and_then(|r| r.get(&query.name).cloned());
+    let client = match peer.ip() {
+        std::net::IpAddr::V4(ip) => Some(ip),
+        _ => None,
+    };
+    // The asking container's links first: an alias of its own shadows the network's names.
+    let linked = client.and_then(|ip| {
+        ctx.links
+            .read()
+            .ok()
+            .and_then(|l| l.get(&ip).and_then(|m| m.get(&query.name)).cloned())
+    });
+    let known = linked.or_else(|| {
+        ctx.records
+            .read()
+            .ok()
+            .and_then(|r| r.get(&query.name).cloned())
+    });
     if let Some(ips) = known {
         // a known name without an address of the asked type: no error, no answer (NODATA)
         let ans: Vec<IpAddr> = ips

@@ -190,6 +190,7 @@ mod tests {
             ip6: Some("fd00:db8:1::2".parse().unwrap()),
             prefix_len6: 64,
             gateway6: Some("fd00:db8:1::1".parse().unwrap()),
+            links: vec![],
         };
         let v = net.to_docker(std::slice::from_ref(&ep));
         assert_eq!(v["IPAM"]["Config"][0]["Subnet"], "10.1.0.0/24");

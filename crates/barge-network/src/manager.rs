@@ -151,6 +151,9 @@ pub struct ConnectRequest {
     pub mac: Option<[u8; 6]>,
     /// Published ports (`-p`, and `-P` expanded by the engine to `PortSpec{host_port: None}`).
     pub ports: Vec<PortSpec>,
+    /// Links on this network, (target container name, alias): the alias resolves to the
+    /// target for this container only (dockerd's links on user networks).
+    pub links: Vec<(String, String)>,
 }
 
 /// A container's attachment to one network.
@@ -195,6 +198,10 @@ pub struct Endpoint {
     /// network when this one is disconnected).
     #[serde(default)]
     pub netns_path: PathBuf,
+    /// Links, (target container name, alias), resolved by this network's DNS for this
+    /// endpoint only.
+    #[serde(default)]
+    pub links: Vec<(String, String)>,
 }
 
 /// What [`NetworkManager::repair`] found and fixed.
@@ -550,8 +557,25 @@ impl NetworkManager {
                 ips.extend(e.ip6.map(IpAddr::from));
             }
         }
+        // Links: per client address, alias -> the target's address on this network, while
+        // the target is on it (a target that joins later is picked up by that refresh).
+        let mut links: HashMap<Ipv4Addr, HashMap<String, Vec<IpAddr>>> = HashMap::new();
+        for e in inner.eps.values().filter(|e| e.network_id == net_id) {
+            for (target, alias) in &e.links {
+                let target = target.trim_start_matches('/').to_ascii_lowercase();
+                if let Some(ips) = map.get(&target) {
+                    links
+                        .entry(e.ip)
+                        .or_default()
+                        .insert(alias.to_ascii_lowercase(), ips.clone());
+                }
+            }
+        }
         if let Ok(mut r) = srv.records.write() {
             *r = map;
+        }
+        if let Ok(mut r) = srv.links.write() {
+            *r = links;
         }
     }
 
@@ -1092,6 +1116,7 @@ impl NetworkManager {
             ip6,
             prefix_len6: net.subnet6.map_or(0, |s| s.prefix),
             gateway6: net.gateway6.filter(|_| ip6.is_some() && !net.internal),
+            links: req.links.clone(),
         };
         let r = (|| -> Result<(), NetworkError> {
             // the engine's namespaces come with lo up: no request for it then

@@ -23,9 +23,13 @@ use clap::Parser;
 )]
 struct Args {
     /// Daemon socket(s) to listen on: unix:///path, or tcp://IP:PORT, which needs
-    /// --tlsverify with --tlscacert, --tlscert and --tlskey.
+    /// --tlsverify with --tlscacert, --tlscert and --tlskey (or an explicit --tls=false).
     #[arg(short = 'H', long = "host")]
     host: Vec<String>,
+    /// `--tls=false` serves tcp:// hosts as plain, unauthenticated HTTP (dockerd's explicit
+    /// opt-in); `--tls` alone is accepted as part of `--tlsverify`.
+    #[arg(long = "tls", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    tls: Option<bool>,
     /// Serve TCP hosts with TLS and require client certificates signed by --tlscacert.
     #[arg(long = "tlsverify")]
     tlsverify: bool,
@@ -85,7 +89,8 @@ struct Args {
 #[derive(Debug)]
 struct Settings {
     hosts: Vec<String>,
-    /// The TLS configuration of the tcp:// hosts (present whenever there is one).
+    /// The TLS configuration of the tcp:// hosts: present whenever there is one, unless
+    /// plain TCP was asked for with `--tls=false`.
     tls: Option<barge_api::tls::ServerConfig>,
     data_root: PathBuf,
     exec_root: PathBuf,
@@ -278,8 +283,9 @@ fn settings(a: Args) -> Result<Settings> {
     })
 }
 
-/// The address of a `tcp://IP[:PORT]` host (dockerd's TLS port 2376 when none is given).
-fn tcp_addr(h: &str) -> Result<Option<std::net::SocketAddr>> {
+/// The address of a `tcp://IP[:PORT]` host; without a port, dockerd's: 2376 for TLS, 2375
+/// for plain TCP.
+fn tcp_addr(h: &str, tls: bool) -> Result<Option<std::net::SocketAddr>> {
     let Some(rest) = h.strip_prefix("tcp://") else {
         return Ok(None);
     };
@@ -288,14 +294,19 @@ fn tcp_addr(h: &str) -> Result<Option<std::net::SocketAddr>> {
         return Ok(Some(a));
     }
     match rest.parse::<std::net::IpAddr>() {
-        Ok(ip) => Ok(Some(std::net::SocketAddr::new(ip, 2376))),
+        Ok(ip) => Ok(Some(std::net::SocketAddr::new(
+            ip,
+            if tls { 2376 } else { 2375 },
+        ))),
         Err(_) => bail!("invalid host {h:?}: want tcp://IP:PORT, e.g. tcp://127.0.0.1:2376"),
     }
 }
 
 /// Checks the hosts and, when one is tcp://, loads its TLS configuration. TCP is opt-in (a
-/// `-H tcp://` host) and is then always TLS with client certificates: the API is root on
-/// this machine, so there is no plain-TCP mode to opt into.
+/// `-H tcp://` host) and is then TLS with client certificates, unless plain TCP is asked for
+/// by name with `--tls=false` (daemon.json `"tls": false`), as dockerd >= 27 requires: the
+/// API is root on this machine. `--tls` without `--tlsverify` (TLS that lets any client in)
+/// is refused: it protects no more than plain TCP and reads as if it did.
 fn tls_settings(
     a: &Args,
     hosts: &[String],
@@ -304,16 +315,30 @@ fn tls_settings(
     let fpath = |k: &str| file.get(k).and_then(|v| v.as_str()).map(PathBuf::from);
     let mut tcp = false;
     for h in hosts {
-        if tcp_addr(h)?.is_some() {
+        if tcp_addr(h, true)?.is_some() {
             tcp = true;
         } else if !h.starts_with("unix://") {
             bail!("unsupported host {h:?}: want unix:///path or tcp://IP:PORT");
         }
     }
+    let tls = a.tls.or_else(|| file.get("tls").and_then(|v| v.as_bool()));
+    let verify = a.tlsverify || file.get("tlsverify").and_then(|v| v.as_bool()) == Some(true);
+    if tls == Some(false) {
+        if verify {
+            bail!("--tls=false contradicts --tlsverify: choose one");
+        }
+        return Ok(None);
+    }
     if !tcp {
         return Ok(None);
     }
-    let verify = a.tlsverify || file.get("tlsverify").and_then(|v| v.as_bool()) == Some(true);
+    if tls == Some(true) && !verify {
+        bail!(
+            "refusing --tls without --tlsverify: TLS that does not check client certificates \
+             lets anyone who reaches the port control this host; add --tlsverify with \
+             --tlscacert (or use --tls=false to serve plain TCP on purpose)"
+        );
+    }
     let files = (
         a.tlscacert.clone().or_else(|| fpath("tlscacert")),
         a.tlscert.clone().or_else(|| fpath("tlscert")),
@@ -322,7 +347,8 @@ fn tls_settings(
     let (true, (Some(ca), Some(cert), Some(key))) = (verify, files) else {
         bail!(
             "refusing to serve the API over plain TCP: a tcp:// host needs TLS with client \
-             certificates (--tlsverify --tlscacert CA.pem --tlscert SERVER.pem --tlskey KEY.pem)"
+             certificates (--tlsverify --tlscacert CA.pem --tlscert SERVER.pem --tlskey KEY.pem), \
+             or --tls=false to serve it unauthenticated on purpose"
         );
     };
     let cfg = barge_api::tls::server_config(&barge_api::tls::TlsFiles { ca, cert, key })
@@ -495,12 +521,21 @@ async fn run(s: Settings) -> Result<()> {
     }
     let mut sockets = Vec::new();
     for h in &s.hosts {
-        if let (Some(addr), Some(tls)) = (tcp_addr(h)?, &s.tls) {
+        if let Some(addr) = tcp_addr(h, s.tls.is_some())? {
             let l = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("listening on {h}"))?;
-            tracing::info!("API listening on {h} (TLS, client certificates required)");
-            tokio::spawn(barge_api::tls::serve_tls(api.clone(), l, tls.clone()));
+            if let Some(tls) = &s.tls {
+                tracing::info!("API listening on {addr} (TLS, client certificates required)");
+                tokio::spawn(barge_api::tls::serve_tls(api.clone(), l, tls.clone()));
+            } else {
+                // Only reachable with an explicit --tls=false.
+                tracing::warn!(
+                    "API listening on {addr} over plain TCP (--tls=false): anyone who can \
+                     connect to it controls this host"
+                );
+                tokio::spawn(barge_api::serve_tcp(api.clone(), l));
+            }
             continue;
         }
         let Some(path) = h.strip_prefix("unix://") else {

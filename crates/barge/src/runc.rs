@@ -10,6 +10,10 @@ use barge_runtime::container::{self, CreateOpts, ExecOpts};
 use barge_runtime::state::{self, Status};
 use clap::{Parser, Subcommand};
 
+// Output as the CLI's: a reader that went away (`barge-runc state ID | head -c1`) ends the
+// process quietly, as SIGPIPE ends runc, instead of a panic in println!.
+use crate::cli::out::{errln, outln};
+
 #[derive(Parser, Debug)]
 #[command(
     name = "barge-runc",
@@ -292,7 +296,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
 /// Writes an error to stderr and, with --log, to the log file (json lines with
 /// --log-format json, as runc's logrus does; conmon and podman read them).
 fn report(log: Option<&Path>, fmt: &str, msg: &str) {
-    eprintln!("barge-runc: {msg}");
+    errln!("barge-runc: {msg}");
     if let Some(p) = log {
         let line = if fmt == "json" {
             serde_json::json!({"level": "error", "msg": msg, "time": state::now_rfc3339()})
@@ -333,7 +337,7 @@ fn create_opts(root: &Path, c: CreateArgs) -> CreateOpts {
 
 fn dispatch(cli: Cli) -> Result<i32> {
     if cli.version {
-        println!(
+        outln!(
             "barge-runc version {}\nspec: 1.2.0",
             env!("CARGO_PKG_VERSION")
         );
@@ -357,7 +361,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         }
         Cmd::State { id } => {
             let (st, s) = container::load(&root, &id)?;
-            println!("{}", container::state_json(&st, s));
+            outln!("{}", container::state_json(&st, s));
             Ok(0)
         }
         Cmd::Kill { id, signal, all } => {
@@ -437,7 +441,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Cmd::Features => {
-            println!("{}", features());
+            outln!("{}", features());
             Ok(0)
         }
     }
@@ -447,7 +451,7 @@ fn ps(root: &Path, id: &str, format: &str, ps_args: &[String]) -> Result<i32> {
     let pids = container::ps(root, id)?;
     match format {
         "json" => {
-            println!("{}", serde_json::to_string(&pids)?);
+            outln!("{}", serde_json::to_string(&pids)?);
             Ok(0)
         }
         "table" => {
@@ -467,14 +471,14 @@ fn ps(root: &Path, id: &str, format: &str, ps_args: &[String]) -> Result<i32> {
                 .split_whitespace()
                 .position(|h| h == "PID")
                 .context("ps output has no PID column")?;
-            println!("{header}");
+            outln!("{header}");
             for l in lines {
                 let pid = l
                     .split_whitespace()
                     .nth(col)
                     .and_then(|p| p.parse::<i32>().ok());
                 if pid.is_some_and(|p| pids.contains(&p)) {
-                    println!("{l}");
+                    outln!("{l}");
                 }
             }
             Ok(0)
@@ -487,7 +491,7 @@ fn list(root: &Path, format: &str, quiet: bool) -> Result<i32> {
     let all = container::list(root)?;
     if quiet {
         for (st, _) in &all {
-            println!("{}", st.id);
+            outln!("{}", st.id);
         }
         return Ok(0);
     }
@@ -508,16 +512,20 @@ fn list(root: &Path, format: &str, quiet: bool) -> Result<i32> {
                     })
                 })
                 .collect();
-            println!("{}", serde_json::to_string(&v)?);
+            outln!("{}", serde_json::to_string(&v)?);
         }
         "table" => {
-            println!(
+            outln!(
                 "{:<12} {:<10} {:<10} {:<40} {:<30} OWNER",
-                "ID", "PID", "STATUS", "BUNDLE", "CREATED"
+                "ID",
+                "PID",
+                "STATUS",
+                "BUNDLE",
+                "CREATED"
             );
             for (st, s) in &all {
                 let pid = if *s == Status::Stopped { 0 } else { st.pid };
-                println!(
+                outln!(
                     "{:<12} {:<10} {:<10} {:<40} {:<30} {}",
                     st.id,
                     pid,
@@ -887,7 +895,7 @@ fn parse_interval(v: &str) -> Result<std::time::Duration> {
 
 fn events(root: &Path, id: &str, once: bool, interval: &str) -> Result<i32> {
     let every = parse_interval(interval)?;
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::cli::out::stdout();
     let mut ooms = None;
     loop {
         let (s, status) = container::stats(root, id)?;

@@ -403,6 +403,222 @@ fn tcp_needs_tls_with_client_certificates() {
     d.restart_with(&[]);
 }
 
+/// Runs `argv` inside the daemon's network namespace on a pseudo-terminal, typing `input`
+/// once `ready` has been printed; returns everything the terminal showed and the exit code.
+fn on_a_pty(d: &Daemon, argv: &[String], ready: &str, input: &str) -> (String, i32) {
+    let prog = r#"
+import os, pty, select, sys, time
+argv, ready, data = sys.argv[1:-2], sys.argv[-2].encode(), sys.argv[-1].encode()
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp(argv[0], argv)
+out, sent, end = b"", False, time.time() + 60
+while time.time() < end:
+    r, _, _ = select.select([fd], [], [], 0.2)
+    if r:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    if not sent and ready in out:
+        os.write(fd, data)
+        sent = True
+    done, st = os.waitpid(pid, os.WNOHANG)
+    if done:
+        pid = 0
+        break
+if pid:
+    os.kill(pid, 9)
+    out += b"[killed: the client did not exit]"
+    st = os.waitpid(pid, 0)[1]
+sys.stdout.write(out.decode("utf-8", "replace"))
+sys.exit(os.waitstatus_to_exitcode(st) & 255)
+"#;
+    let o = Command::new("ip")
+        .args(["netns", "exec", d.netns(), "python3", "-c", prog])
+        .args(argv)
+        .args([ready, input])
+        .stdin(Stdio::null())
+        .output()
+        .expect("python3");
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        o.status.code().unwrap_or(-1),
+    )
+}
+
+#[test]
+fn tls_serves_docker_py_and_interactive_sessions_and_plain_tcp_needs_tls_false() {
+    if skip() {
+        return;
+    }
+    let certs = tempfile::tempdir().expect("tempdir");
+    let c = certs.path();
+    make_certs(c);
+    let p = |n: &str| c.join(n).display().to_string();
+    let other = tempfile::tempdir().expect("tempdir");
+    make_certs(other.path());
+    let o = |n: &str| other.path().join(n).display().to_string();
+
+    let mut d = Daemon::start();
+    d.restart_with(&[
+        "-H",
+        "tcp://127.0.0.1:2376",
+        "--tlsverify",
+        "--tlscacert",
+        &p("ca.pem"),
+        "--tlscert",
+        &p("server.pem"),
+        "--tlskey",
+        &p("server-key.pem"),
+    ]);
+    // docker-py's TLSConfig: client certificate, CA, verify=True.
+    let py = |cert: &str, key: &str, code: &str| {
+        let script = format!(
+            "import docker, docker.tls, sys\n\
+             tls = docker.tls.TLSConfig(client_cert=({cert:?}, {key:?}), ca_cert={ca:?}, verify=True)\n\
+             c = docker.DockerClient(base_url='https://127.0.0.1:2376', tls=tls)\n\
+             {code}\n",
+            ca = p("ca.pem"),
+        );
+        Command::new("ip")
+            .args(["netns", "exec", d.netns(), "python3", "-c", &script])
+            .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+            // requests lets these override the CA docker-py passes it.
+            .env_remove("REQUESTS_CA_BUNDLE")
+            .env_remove("CURL_CA_BUNDLE")
+            .stdin(Stdio::null())
+            .output()
+            .expect("python3")
+    };
+    let up = || {
+        py(&p("cert.pem"), &p("key.pem"), "c.ping()")
+            .status
+            .success()
+    };
+    assert!(eventually(10, up), "{}", d.log());
+    let out = py(
+        &p("cert.pem"),
+        &p("key.pem"),
+        "sys.stdout.buffer.write(c.containers.run('busybox', 'echo hi-from-py', remove=True))",
+    );
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        d.log()
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi-from-py\n");
+    // A certificate from another CA is refused at the handshake: docker-py sees an SSL error.
+    let out = py(&o("cert.pem"), &o("key.pem"), "c.ping()");
+    assert!(!out.status.success(), "a foreign client certificate got in");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("SSL"), "{err}");
+
+    // `-it`: the hijacked attach (run) and exec connections over TLS, on a terminal.
+    let docker = |args: &[&str]| -> Vec<String> {
+        [
+            "docker",
+            "--tlsverify",
+            "--tlscacert",
+            &p("ca.pem"),
+            "--tlscert",
+            &p("cert.pem"),
+            "--tlskey",
+            &p("key.pem"),
+            "-H",
+            "tcp://127.0.0.1:2376",
+        ]
+        .iter()
+        .chain(args)
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let (out, code) = on_a_pty(
+        &d,
+        &docker(&["run", "-it", "--rm", "--name", "tty-run", "busybox", "sh"]),
+        "#",
+        "tty; echo sum=$((6*7)); exit 3\n",
+    );
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains("/dev/pts/0") && out.contains("sum=42"),
+        "{out}"
+    );
+    d.ok(&["run", "-d", "--name", "tty-exec", "busybox", "sleep", "300"]);
+    let (out, _) = on_a_pty(
+        &d,
+        &docker(&["exec", "-it", "tty-exec", "sh"]),
+        "#",
+        "tty; echo product=$((6*8)); exit\n",
+    );
+    assert!(
+        out.contains("/dev/pts/") && out.contains("product=48"),
+        "{out}"
+    );
+    d.ok(&["rm", "-f", "tty-exec"]);
+
+    // Plain TCP only when asked for by name (dockerd >= 27's --tls=false); never with
+    // --tlsverify at the same time.
+    let roots = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_barge"))
+        .args(["daemon", "-H", "tcp://127.0.0.1:2375", "--tls=false"])
+        .args(["--tlsverify", "--data-root"])
+        .arg(roots.path().join("data"))
+        .arg("--config-file")
+        .arg(roots.path().join("daemon.json"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("barge daemon");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--tls=false") && err.contains("--tlsverify"),
+        "{err}"
+    );
+    // TLS without client certificates (dockerd's --tls alone) is refused by name.
+    let out = Command::new(env!("CARGO_BIN_EXE_barge"))
+        .args(["daemon", "-H", "tcp://127.0.0.1:2376", "--tls"])
+        .args([
+            "--tlscert",
+            &p("server.pem"),
+            "--tlskey",
+            &p("server-key.pem"),
+        ])
+        .arg("--data-root")
+        .arg(roots.path().join("data"))
+        .arg("--config-file")
+        .arg(roots.path().join("daemon.json"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("barge daemon");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refusing --tls without --tlsverify"), "{err}");
+    assert!(!roots.path().join("data").exists());
+    d.restart_with(&["-H", "tcp://127.0.0.1", "--tls=false"]);
+    let ping = || {
+        let o = d.sh("curl -s --max-time 5 http://127.0.0.1:2375/_ping");
+        String::from_utf8_lossy(&o.stdout) == "OK"
+    };
+    assert!(eventually(10, ping), "{}", d.log());
+    assert!(d.log().contains("plain TCP"), "{}", d.log());
+    let out = d.sh(&format!(
+        "DOCKER_CONFIG={} docker -H tcp://127.0.0.1:2375 run --rm busybox echo plain",
+        d.dir.path().join("docker-config").display()
+    ));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "plain\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    d.restart_with(&[]);
+}
+
 #[test]
 fn removed_containers_leave_no_files_even_after_a_crash_mid_removal() {
     if skip() {

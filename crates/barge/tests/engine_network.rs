@@ -2116,3 +2116,297 @@ fn chosen_mac_addresses() {
     d.ok(&["network", "rm", "macnet"]);
     assert_clean(&d);
 }
+
+#[test]
+fn legacy_links_on_the_default_bridge() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    // Targets must exist (dockerd's 400 and words), and must run when the linker starts.
+    let o = d.docker(&["create", "--link", "nosuch:db", "busybox", "true"]);
+    assert!(!o.status.success());
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("could not get container for nosuch") && err.contains("No such container"),
+        "{err}"
+    );
+    d.ok(&["create", "--name", "sleepy", "busybox", "sleep", "600"]);
+    d.ok(&[
+        "create", "--name", "early", "--link", "sleepy:s", "busybox", "true",
+    ]);
+    let o = d.docker(&["start", "early"]);
+    assert!(!o.status.success());
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("Cannot link to a non running container: /sleepy AS /early/s"),
+        "{err}"
+    );
+    // Host networking and links do not mix.
+    let o = d.docker(&["create", "--network", "host", "--link", "sleepy", "busybox"]);
+    assert!(text(&o.stderr).contains("host type networking can't be used with links"));
+
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "db",
+        "--hostname",
+        "dbhost",
+        "-e",
+        "PASSWORD=s3cret",
+        "--expose",
+        "5432",
+        "--expose",
+        "53/udp",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    let db_ip = inspect(&d, "db")["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
+        .as_str()
+        .expect("db address")
+        .to_string();
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--link",
+        "db:my-db",
+        "--link",
+        "db",
+        "-e",
+        "DB_NAME=mine",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    // Inspect shows the links as dockerd does: /target:/linker/alias.
+    let links = inspect(&d, "web")["HostConfig"]["Links"].clone();
+    assert_eq!(
+        links,
+        serde_json::json!(["/db:/web/my-db", "/db:/web/db"]),
+        "{links}"
+    );
+    // The target lists the links among its names, as dockerd.
+    let (code, body) = d.api("GET", "/v1.47/containers/json", None);
+    assert_eq!(code, 200, "{body}");
+    let list: Value = serde_json::from_str(&body).expect("list JSON");
+    let db = list
+        .as_array()
+        .and_then(|l| l.iter().find(|c| c["Names"][0] == "/db"))
+        .expect("db listed");
+    assert_eq!(
+        db["Names"],
+        serde_json::json!(["/db", "/web/my-db", "/web/db"]),
+        "{db}"
+    );
+    // /etc/hosts: alias, hostname, name.
+    let hosts = d.ok(&["exec", "web", "cat", "/etc/hosts"]);
+    assert!(
+        hosts.contains(&format!("{db_ip}\tmy-db dbhost db")),
+        "{hosts}"
+    );
+    assert!(hosts.contains(&format!("{db_ip}\tdb dbhost")), "{hosts}");
+    let ping = d.docker(&["exec", "web", "ping", "-c", "1", "-W", "5", "my-db"]);
+    assert!(ping.status.success(), "{}", text(&ping.stderr));
+    // The environment of Docker's legacy links (ALIAS_PORT: the lowest port); the
+    // container's own variables win.
+    let env = d.ok(&["exec", "web", "env"]);
+    for want in [
+        format!("MY_DB_PORT=udp://{db_ip}:53"),
+        format!("MY_DB_PORT_5432_TCP=tcp://{db_ip}:5432"),
+        format!("MY_DB_PORT_5432_TCP_ADDR={db_ip}"),
+        "MY_DB_PORT_5432_TCP_PORT=5432".to_string(),
+        "MY_DB_PORT_5432_TCP_PROTO=tcp".to_string(),
+        format!("MY_DB_PORT_53_UDP=udp://{db_ip}:53"),
+        "MY_DB_PORT_53_UDP_PROTO=udp".to_string(),
+        "MY_DB_NAME=/web/my-db".to_string(),
+        "MY_DB_ENV_PASSWORD=s3cret".to_string(),
+        "DB_ENV_PASSWORD=s3cret".to_string(),
+        "DB_NAME=mine".to_string(),
+    ] {
+        assert!(env.lines().any(|l| l == want), "{want} missing:\n{env}");
+    }
+    assert!(!env.contains("_ENV_PATH="), "{env}");
+
+    // `rm --link web/my-db` removes the link only: both containers stay, and the running
+    // linker's /etc/hosts loses the alias.
+    let o = d.docker(&["rm", "--link", "web"]);
+    assert!(
+        text(&o.stderr).contains("cannot remove the default link name"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = d.docker(&["rm", "--link", "web/nosuch"]);
+    assert!(
+        text(&o.stderr).contains("No such container"),
+        "{}",
+        text(&o.stderr)
+    );
+    d.ok(&["rm", "--link", "web/my-db"]);
+    assert_eq!(
+        inspect(&d, "web")["HostConfig"]["Links"],
+        serde_json::json!(["/db:/web/db"])
+    );
+    let hosts = d.ok(&["exec", "web", "cat", "/etc/hosts"]);
+    assert!(!hosts.contains("my-db"), "{hosts}");
+    assert!(hosts.contains(&format!("{db_ip}\tdb dbhost")), "{hosts}");
+    let names = d.ok(&["ps", "-a", "--format", "{{.Names}}"]);
+    assert!(names.contains("web") && names.contains("db"), "{names}");
+
+    // Renaming the target or the linker keeps the links (dockerd tracks them by container);
+    // a restart finds the renamed target.
+    d.ok(&["rename", "db", "db2"]);
+    d.ok(&["rename", "web", "web2"]);
+    assert_eq!(
+        inspect(&d, "web2")["HostConfig"]["Links"],
+        serde_json::json!(["/db2:/web2/db"])
+    );
+    d.ok(&["restart", "-t", "0", "web2"]);
+    let env = d.ok(&["exec", "web2", "env"]);
+    assert!(env.lines().any(|l| l == "DB_NAME=mine"), "{env}");
+    assert!(env.lines().any(|l| l == "DB_ENV_PASSWORD=s3cret"), "{env}");
+    let hosts = d.ok(&["exec", "web2", "cat", "/etc/hosts"]);
+    assert!(
+        hosts.contains(&format!("{db_ip}\tdb dbhost db2")),
+        "{hosts}"
+    );
+    d.ok(&["rename", "db2", "db"]);
+    d.ok(&["rename", "web2", "web"]);
+
+    // docker-py's test_create_with_links: a dict of links, the env they give.
+    let script = r#"
+import docker, sys
+api = docker.APIClient(base_url=sys.argv[1])
+ids = []
+for n in ("pylink1", "pylink2"):
+    c = api.create_container("busybox", "cat", detach=True, stdin_open=True, environment={"FOO": "1"}, name=n)
+    api.start(c)
+    ids.append(c["Id"])
+c = api.create_container("busybox", "env", host_config=api.create_host_config(
+    links={"pylink1": "mylink1", "pylink2": "mylink2"}, network_mode="bridge"))
+api.start(c)
+assert api.wait(c)["StatusCode"] == 0
+logs = api.logs(c).decode()
+for p in ("MYLINK1", "MYLINK2"):
+    assert p + "_NAME=" in logs, logs
+    assert p + "_ENV_FOO=1" in logs, logs
+name = api.inspect_container(c)["Name"][1:]
+api.remove_container(name + "/mylink1", link=True)
+links = api.inspect_container(c)["HostConfig"]["Links"]
+assert links == ["/pylink2:/" + name + "/mylink2"], links
+print("PY OK")
+"#;
+    let o = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(format!("unix://{}", d.sock.display()))
+        .output()
+        .expect("python3");
+    assert!(
+        text(&o.stdout).contains("PY OK"),
+        "{}\n{}",
+        text(&o.stderr),
+        d.log()
+    );
+    // Removing a target removes the links to it: the linker starts again without it.
+    d.ok(&["rm", "-f", "db"]);
+    assert_eq!(
+        inspect(&d, "web")["HostConfig"]["Links"],
+        serde_json::json!([])
+    );
+    d.ok(&["restart", "-t", "0", "web"]);
+    let env = d.ok(&["exec", "web", "env"]);
+    assert!(!env.contains("DB_ENV_"), "{env}");
+    for c in ["web", "early", "sleepy", "pylink1", "pylink2"] {
+        d.ok(&["rm", "-f", c]);
+    }
+}
+
+#[test]
+fn links_on_a_user_network_are_dns_aliases_of_the_linking_container_only() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    d.ok(&["network", "create", "lnet"]);
+    // docker-py's api_network_test: links in the endpoint config at create, and at connect;
+    // the target is started after the linking container.
+    let script = r#"
+import docker, sys
+api = docker.APIClient(base_url=sys.argv[1])
+def run(**kw):
+    c = api.create_container("busybox", "sleep 600", **kw)
+    api.start(c)
+    return c
+a = run(host_config=api.create_host_config(network_mode="lnet"),
+        networking_config=api.create_networking_config({
+            "lnet": api.create_endpoint_config(links=[("upstream", "bar")])}))
+assert api.inspect_container(a)["NetworkSettings"]["Networks"]["lnet"]["Links"] == ["upstream:bar"]
+b = run(host_config=api.create_host_config(network_mode="lnet"), name="plain")
+api.disconnect_container_from_network(b, "lnet")
+api.connect_container_to_network(b, "lnet", links=[("upstream", "baz")])
+assert api.inspect_container(b)["NetworkSettings"]["Networks"]["lnet"]["Links"] == ["upstream:baz"]
+run(host_config=api.create_host_config(network_mode="lnet"), name="upstream")
+def lookup(c, name):
+    e = api.exec_create(c, ["nslookup", name])
+    out = api.exec_start(e).decode()
+    return api.exec_inspect(e)["ExitCode"], out
+up = api.inspect_container("upstream")["NetworkSettings"]["Networks"]["lnet"]["IPAddress"]
+code, out = lookup(a, "bar")
+assert code == 0 and up in out, out
+code, out = lookup(b, "baz")
+assert code == 0 and up in out, out
+# An alias is the linking container's alone.
+code, out = lookup(b, "bar")
+assert code != 0, out
+code, out = lookup("upstream", "bar")
+assert code != 0, out
+print("PY OK")
+"#;
+    let o = std::process::Command::new("ip")
+        .args(["netns", "exec", d.netns(), "python3", "-c", script])
+        .arg(format!("unix://{}", d.sock.display()))
+        .output()
+        .expect("python3");
+    assert!(
+        text(&o.stdout).contains("PY OK"),
+        "{}\n{}",
+        text(&o.stderr),
+        d.log()
+    );
+    // The CLI's --link on a user network does the same.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "cli",
+        "--network",
+        "lnet",
+        "--link",
+        "upstream:qux",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    let o = d.docker(&["exec", "cli", "nslookup", "qux"]);
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    let out = d.sh(&format!(
+        "{} -H unix://{} run --rm --network lnet --link upstream:quux busybox nslookup quux",
+        env!("CARGO_BIN_EXE_barge"),
+        d.sock.display()
+    ));
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let all = d.ok(&["ps", "-aq"]);
+    for id in all.lines() {
+        d.ok(&["rm", "-f", id]);
+    }
+    d.ok(&["network", "rm", "lnet"]);
+}

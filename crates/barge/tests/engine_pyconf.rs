@@ -536,3 +536,108 @@ api.remove_network(net['Id'])
 "#,
     );
 }
+
+#[test]
+fn attach_over_a_websocket_as_docker_py_drives_it() {
+    if skip() {
+        return;
+    }
+    let mut d = Daemon::start();
+    // docker-py turns its base URL into ws://, so the websocket attach needs the API on TCP
+    // (plain, inside the test's network namespace: explicitly --tls=false).
+    d.restart_with(&["-H", "tcp://127.0.0.1:2375", "--tls=false"]);
+    let py_tcp = |code: &str| {
+        let script = format!(
+            "import docker, time\n\
+             api = docker.APIClient(base_url='tcp://127.0.0.1:2375')\n\
+             {code}\n\
+             print('PY OK')\n"
+        );
+        let o = std::process::Command::new("ip")
+            .args(["netns", "exec", d.netns(), "python3", "-c", &script])
+            .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
+            .output()
+            .expect("python3");
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(
+            o.status.success() && out.contains("PY OK"),
+            "docker-py snippet failed:\n{code}\n--- stdout\n{out}\n--- stderr\n{}\n--- daemon\n{}",
+            String::from_utf8_lossy(&o.stderr),
+            d.log()
+        );
+        out
+    };
+    let up = || {
+        d.sh("curl -s --max-time 5 http://127.0.0.1:2375/_ping")
+            .stdout
+            .starts_with(b"OK")
+    };
+    assert!(engine::eventually(10, up), "{}", d.log());
+    // docker-py's test_run_container_reading_socket_ws: attached before the start, the
+    // output arrives in a binary frame (bytes in Python), unframed.
+    py_tcp(
+        "line = 'hi there and stuff and things, words!'\n\
+         c = api.create_container('busybox', \"printf '%s'\" % line, detach=True)\n\
+         ws = api.attach_socket(c, {'stdout': 1, 'stream': 1, 'logs': 1}, ws=True)\n\
+         api.start(c)\n\
+         data = ws.recv()\n\
+         assert isinstance(data, bytes), repr(data)\n\
+         assert data.decode() == line, repr(data)\n\
+         ws.close()\n\
+         api.remove_container(c, force=True)",
+    );
+    // stdin through the websocket; with API >= 1.42 only the streams asked for (no stderr
+    // here), and the close frame when the container's output ends.
+    py_tcp(
+        "c = api.create_container('busybox', ['sh', '-c', 'read l; echo err >&2; echo got:$l'],\n\
+                                  stdin_open=True, detach=True)\n\
+         ws = api.attach_socket(c, {'stdin': 1, 'stdout': 1, 'stream': 1}, ws=True)\n\
+         api.start(c)\n\
+         ws.send('hello\\n')\n\
+         got = b''\n\
+         while True:\n\
+         \x20   op, data = ws.recv_data()\n\
+         \x20   if op == 8:\n\
+         \x20       break\n\
+         \x20   got += data\n\
+         assert got == b'got:hello\\n', repr(got)\n\
+         api.remove_container(c, force=True)",
+    );
+    // Before API 1.28 dockerd sent text frames, and before 1.42 all three streams.
+    py_tcp(
+        "old = docker.APIClient(base_url='tcp://127.0.0.1:2375', version='1.27')\n\
+         c = old.create_container('busybox', ['sh', '-c', 'echo out; sleep 0.2; echo err >&2'], detach=True)\n\
+         ws = old.attach_socket(c, {'stdout': 1, 'stream': 1}, ws=True)\n\
+         old.start(c)\n\
+         got = []\n\
+         while True:\n\
+         \x20   op, data = ws.recv_data()\n\
+         \x20   if op == 8:\n\
+         \x20       break\n\
+         \x20   assert op == 1, op\n\
+         \x20   got.append(data)\n\
+         assert b''.join(got) == b'out\\nerr\\n', repr(got)\n\
+         old.remove_container(c, force=True)",
+    );
+    // Not a websocket handshake: 400 naming what is missing; no such container: 404.
+    d.ok(&["create", "--name", "wsbox", "busybox", "true"]);
+    let o = d.sh("curl -s -w ' %{http_code}' --max-time 5 \
+         'http://127.0.0.1:2375/v1.47/containers/wsbox/attach/ws?stream=1&stdout=1'");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.ends_with(" 400") && out.contains("Upgrade: websocket"),
+        "{out}"
+    );
+    let o = d.sh(
+        "curl -s -w ' %{http_code}' --max-time 5 -H 'Connection: Upgrade' -H 'Upgrade: websocket' \
+         -H 'Sec-WebSocket-Version: 13' -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' \
+         'http://127.0.0.1:2375/v1.47/containers/nosuch/attach/ws?stream=1'",
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.ends_with(" 404") && out.contains("No such container"),
+        "{out}"
+    );
+    d.ok(&["rm", "wsbox"]);
+    d.restart_with(&[]);
+}

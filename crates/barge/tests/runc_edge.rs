@@ -403,3 +403,67 @@ fn runtime_process_is_unreachable_from_the_container() {
     assert!(breach.is_empty(), "container reached the runtime: {breach}");
     assert!(file_bytes(bin) == before, "the barge binary changed");
 }
+
+/// A pipe whose reading end is already closed: every write to the other end gets EPIPE.
+fn closed_pipe() -> OwnedFd {
+    let mut fds = [0; 2];
+    // SAFETY: pipe fills two fds we then own.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe");
+    // SAFETY: both fds are ours; the read end is closed at once.
+    unsafe {
+        libc::close(fds[0]);
+        OwnedFd::from_raw_fd(fds[1])
+    }
+}
+
+#[test]
+fn output_to_a_closed_pipe_ends_quietly_as_runc_does() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    if skip_unless_root() {
+        return;
+    }
+    let r = Runc::new();
+    let b = Bundle::new(&r);
+    let id = unique_id("epipe");
+    r.create(&id, &b);
+    // stdout (and, for an error, stderr) on a pipe nobody reads: killed by SIGPIPE as runc
+    // (Go) would be, no panic, nothing printed.
+    for (args, both) in [
+        (vec!["state", id.as_str()], false),
+        (vec!["list"], false),
+        (vec!["features"], false),
+        (vec!["ps", id.as_str()], false),
+        (vec!["state", "no-such-container"], true),
+    ] {
+        let mut c = r.cmd(&args);
+        c.stdin(Stdio::null()).stdout(Stdio::from(closed_pipe()));
+        if both {
+            c.stderr(Stdio::from(closed_pipe()));
+        } else {
+            c.stderr(Stdio::piped());
+        }
+        let o = c.output().expect("barge-runc");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(o.status.signal(), Some(libc::SIGPIPE), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?}: {err}");
+    }
+    // The usual way: a reader that takes one byte.
+    let o = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{} --root {} state {id} | head -c1",
+            r.bin.display(),
+            r.root.display()
+        ))
+        .output()
+        .expect("sh");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "{");
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    r.ok(&["delete", "--force", &id]);
+}

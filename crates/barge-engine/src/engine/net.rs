@@ -36,6 +36,20 @@ pub struct WantedEndpoint {
     /// `--mac-address` (validated, `aa:bb:cc:dd:ee:ff`).
     #[serde(default)]
     pub mac: Option<String>,
+    /// Links on this network (`name:alias`, as given): the alias resolves to the target
+    /// through the network's DNS, for this container only.
+    #[serde(default)]
+    pub links: Vec<String>,
+}
+
+impl WantedEndpoint {
+    /// The links as (target name, alias).
+    fn link_pairs(&self) -> Vec<(String, String)> {
+        self.links
+            .iter()
+            .filter_map(|l| super::links::parse(l).ok())
+            .collect()
+    }
 }
 
 /// How a container is networked, from `HostConfig.NetworkMode`.
@@ -219,12 +233,17 @@ fn endpoint_config(network: &str, v: &Value) -> Result<WantedEndpoint> {
                 .map_err(|_| Error::BadRequest(format!("invalid IPv6 address: {s}")))?,
         ),
     };
+    let links = crate::model::str_list(v.get("Links"));
+    for l in &links {
+        super::links::parse(l)?;
+    }
     Ok(WantedEndpoint {
         network: network.to_string(),
         aliases,
         ipv4,
         ipv6,
         mac: mac_option(v.get("MacAddress"))?,
+        links,
     })
 }
 
@@ -546,6 +565,7 @@ impl Engine {
                         ipv6: w.ipv6,
                         mac: mac_bytes(w.mac.as_deref()),
                         ports: if i == gw { ports.clone() } else { Vec::new() },
+                        links: w.link_pairs(),
                     };
                     if let Err(e) = nm.connect(&w.network, req) {
                         let _ = nm.release(&c.id);
@@ -568,7 +588,7 @@ impl Engine {
 
     /// (Re)writes a container's /etc/hosts from its endpoints (in place: the file is
     /// bind-mounted into a running container).
-    fn write_hosts(&self, c: &Container, files: &Path) -> Result<()> {
+    pub(super) fn write_hosts(&self, c: &Container, files: &Path) -> Result<()> {
         let hostname = c.hostname();
         let mut s = String::from(
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
@@ -614,6 +634,10 @@ impl Engine {
                 s.push_str(&format!("{ip6}\t{}\n", names.join(" ")));
             }
         }
+        // Legacy links (default bridge); a target that stopped since the start is left out.
+        for l in self.resolve_links_as(c, false).unwrap_or_default() {
+            s.extend(super::links::hosts_line(&l));
+        }
         std::fs::write(files.join("hosts"), s).map_err(internal("hosts"))
     }
 
@@ -653,6 +677,7 @@ impl Engine {
                 ipv6: w.ipv6,
                 mac: mac_bytes(w.mac.as_deref()),
                 ports: Vec::new(),
+                links: w.link_pairs(),
             };
             let net = info.id.clone();
             let _: Endpoint = self.net_call(move |nm| nm.connect(&net, req)).await?;
@@ -801,6 +826,9 @@ impl Engine {
                     }
                     if !w.aliases.is_empty() {
                         v["Aliases"] = json!(w.aliases);
+                    }
+                    if !w.links.is_empty() {
+                        v["Links"] = json!(w.links);
                     }
                     nets.insert(w.network.clone(), v);
                 }

@@ -458,6 +458,9 @@ pub struct RunArgs {
     /// Add a custom host-to-IP mapping (host:ip)
     #[arg(long = "add-host")]
     pub add_host: Vec<String>,
+    /// Add a legacy link to another container (name[:alias]); default bridge only
+    #[arg(long = "link")]
+    pub link: Vec<String>,
     /// Resource limits (shared with `update`).
     #[command(flatten)]
     pub resources: ResourceArgs,

@@ -360,7 +360,17 @@ pub(crate) fn create_body(a: &RunArgs) -> Result<(Value, String)> {
         hc.insert("NetworkMode".into(), json!(n));
     }
     let net = a.network.clone().unwrap_or_else(|| "default".into());
-    if a.ip.is_some() || a.ip6.is_some() || a.mac_address.is_some() || !a.network_alias.is_empty() {
+    // As the docker CLI: on a user network the links also go to its endpoint, where the
+    // daemon makes them DNS aliases for this container.
+    let user_net = !matches!(net.as_str(), "default" | "bridge" | "host" | "none")
+        && !net.starts_with("container:");
+    let ep_links = user_net && !a.link.is_empty();
+    if a.ip.is_some()
+        || a.ip6.is_some()
+        || a.mac_address.is_some()
+        || !a.network_alias.is_empty()
+        || ep_links
+    {
         let mut ep = Map::new();
         let mut ipam = Map::new();
         if let Some(ip) = &a.ip {
@@ -385,6 +395,9 @@ pub(crate) fn create_body(a: &RunArgs) -> Result<(Value, String)> {
         if !a.network_alias.is_empty() {
             ep.insert("Aliases".into(), json!(a.network_alias));
         }
+        if ep_links {
+            ep.insert("Links".into(), json!(a.link));
+        }
         let mut eps = Map::new();
         eps.insert(net, Value::Object(ep));
         // Placed at the top level below as NetworkingConfig.
@@ -398,6 +411,9 @@ pub(crate) fn create_body(a: &RunArgs) -> Result<(Value, String)> {
     }
     if !a.dns_option.is_empty() {
         hc.insert("DnsOptions".into(), json!(a.dns_option));
+    }
+    if !a.link.is_empty() {
+        hc.insert("Links".into(), json!(a.link));
     }
     if !a.add_host.is_empty() {
         hc.insert("ExtraHosts".into(), json!(a.add_host));

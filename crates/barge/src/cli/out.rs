@@ -4,8 +4,8 @@
 //! returns EPIPE, and `println!` panics on it. The docker CLI (Go) dies of SIGPIPE when its
 //! stdout or stderr is such a pipe, silently, and the shell sees 128 + 13; barge does the same,
 //! but only for these two descriptors: a write to the daemon's socket must stay an error.
-//! Every print path of the CLI goes through [`stdout`], [`stderr`] or the `outln!`/`out!`/
-//! `errln!` macros.
+//! Every print path of the CLI, and of the runc front end (`barge-runc`, runc.rs), goes
+//! through [`stdout`], [`stderr`] or the `outln!`/`out!`/`errln!` macros.
 
 use std::io::{self, Write};
 
