@@ -403,3 +403,92 @@ fn runtime_process_is_unreachable_from_the_container() {
     assert!(breach.is_empty(), "container reached the runtime: {breach}");
     assert!(file_bytes(bin) == before, "the barge binary changed");
 }
+
+/// Runs `barge-runc run` with fds 3, 4 and 5 open (not close-on-exec) and `--preserve-fds n`;
+/// returns the container's stdout.
+fn run_with_inherited_fds(r: &Runc, b: &Bundle, preserve: &str) -> String {
+    use std::os::unix::process::CommandExt;
+    let id = unique_id("fds");
+    r.track(&id);
+    let files: Vec<std::fs::File> = (0..3)
+        .map(|_| std::fs::File::open(b.path().join("config.json")).unwrap())
+        .collect();
+    let raw: Vec<i32> = files.iter().map(|f| f.as_raw_fd()).collect();
+    let mut cmd = r.cmd(&[
+        "run",
+        "--preserve-fds",
+        preserve,
+        "--bundle",
+        b.path().to_str().unwrap(),
+        &id,
+    ]);
+    // SAFETY: only dup2 (async-signal-safe) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            // Via fds 100+ first: a source may already sit at 3..5, and dup2(x, x) would
+            // leave it close-on-exec.
+            for (i, fd) in raw.iter().enumerate() {
+                if libc::dup2(*fd, 100 + i as i32) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            for i in 0..raw.len() as i32 {
+                if libc::dup2(100 + i, 3 + i) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let o = cmd.output().unwrap();
+    drop(files);
+    assert!(
+        o.status.success(),
+        "run: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+#[test]
+fn fds_closed_and_cwd_entered_before_a_seccomp_filter_that_denies_them() {
+    // runtime-tools' default config carries a seccomp profile without close_range; runc
+    // closes inherited fds and enters process.cwd before loading the filter.
+    if skip_unless_root() {
+        return;
+    }
+    let r = Runc::new();
+    let mut b = Bundle::new(&r);
+    b.edit(|s| {
+        s["process"]["noNewPrivileges"] = json!(false);
+        s["process"]["cwd"] = json!("/tmp");
+        s["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": ["close_range", "chdir", "fchdir", "getcwd"],
+                          "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+        });
+    });
+    // The shell (pid 1) lists its own fds; `; true` keeps it from exec'ing ls.
+    b.args(&["sh", "-c", "readlink /proc/self/cwd; ls /proc/$$/fd; true"]);
+    let out = run_with_inherited_fds(&r, &b, "0");
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["/tmp", "0", "1", "2"],
+        "{out}"
+    );
+    let out = run_with_inherited_fds(&r, &b, "1");
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["/tmp", "0", "1", "2", "3"],
+        "{out}"
+    );
+    // The same filter with noNewPrivileges (loaded last, just before execve).
+    b.edit(|s| s["process"]["noNewPrivileges"] = json!(true));
+    let out = run_with_inherited_fds(&r, &b, "2");
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["/tmp", "0", "1", "2", "3", "4"],
+        "{out}"
+    );
+}
