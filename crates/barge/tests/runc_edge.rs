@@ -297,7 +297,12 @@ fn hooks_run_in_order_with_state_on_stdin() {
         serde_json::from_slice(&std::fs::read(&state_copy).unwrap()).unwrap();
     assert_eq!(st["id"], json!(id));
     assert!(st["pid"].as_i64().unwrap() > 1);
-    assert_eq!(st["status"], json!("creating"));
+    // runc reports "created" to prestart hooks; runtime-tools' hooks_stdin checks it.
+    assert_eq!(st["status"], json!("created"));
+    assert_eq!(
+        st["bundle"],
+        json!(std::fs::canonicalize(b.path()).unwrap())
+    );
 
     // A failing hook fails create, with its output, and leaves nothing.
     b.edit(|s| {
@@ -490,5 +495,44 @@ fn fds_closed_and_cwd_entered_before_a_seccomp_filter_that_denies_them() {
         out.split_whitespace().collect::<Vec<_>>(),
         ["/tmp", "0", "1", "2", "3", "4"],
         "{out}"
+    );
+}
+
+#[test]
+fn failing_poststart_and_poststop_hooks_warn_and_the_rest_run() {
+    // runtime-tools' poststart_fail and poststop_fail: "the runtime MUST log a warning, but
+    // the remaining hooks and lifecycle continue as if the hook had succeeded".
+    if skip_unless_root() {
+        return;
+    }
+    let r = Runc::new();
+    let mut b = Bundle::new(&r);
+    let out = b.rootfs().join("output");
+    let ok = |name: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("echo {name} >> {}", out.display())]});
+    let fail = json!({"path": "/bin/false", "args": ["false"]});
+    b.edit(|s| {
+        s["hooks"] = json!({
+            "poststart": [fail.clone(), ok("poststart")],
+            "poststop": [fail.clone(), ok("poststop")],
+        });
+    });
+    b.args(&["true"]);
+    let id = unique_id("hookfail");
+    r.create(&id, &b);
+    let o = r.out(&["start", &id]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("warning"));
+    let t = std::time::Instant::now();
+    while r.status(&id) != "stopped" {
+        assert!(t.elapsed().as_secs() < 10);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let o = r.out(&["delete", &id]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("warning"));
+    assert!(!r.out(&["state", &id]).status.success());
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "poststart\npoststop\n"
     );
 }

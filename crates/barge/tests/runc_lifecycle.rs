@@ -522,3 +522,95 @@ fn cli_misc_log_json_features_version() {
         .status
         .success());
 }
+
+/// Waits until `id` reports `want`.
+fn wait_status(r: &Runc, id: &str, want: &str) {
+    let t = std::time::Instant::now();
+    while r.status(id) != want {
+        assert!(t.elapsed().as_secs() < 10, "{id} never became {want}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn lifecycle_errors_as_the_runtime_spec_requires() {
+    // runtime-tools' create, start, state, kill, kill_no_effect and delete validations.
+    if skip_unless_root() {
+        return;
+    }
+    let r = Runc::new();
+    let mut b = Bundle::new(&r);
+    let bundle = b.path().to_str().unwrap().to_string();
+    // Every operation without an ID fails.
+    for op in [
+        vec!["create", "--bundle", &bundle],
+        vec!["start"],
+        vec!["state"],
+        vec!["kill"],
+        vec!["delete"],
+    ] {
+        assert!(!r.out(&op).status.success(), "{op:?} without an ID");
+    }
+    // Nor on an ID that does not exist.
+    let ghost = unique_id("ghost");
+    for op in ["start", "state", "kill", "delete"] {
+        let o = r.out(&[op, &ghost]);
+        assert!(!o.status.success(), "{op} of a missing container");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("does not exist"),
+            "{op}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
+    // A created container: a duplicate ID is refused, `delete` is refused and changes
+    // nothing, `--force` deletes it.
+    b.args(&["sh", "-c", "echo started >> /output"]);
+    let id = unique_id("life");
+    r.create(&id, &b);
+    let o = r
+        .cmd(&["create", "--bundle", &bundle, &id])
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "duplicate ID accepted");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already exists"));
+    let o = r.out(&["delete", &id]);
+    assert!(!o.status.success(), "delete of a created container");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("created"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(r.status(&id), "created");
+    // process.args ran only at start, once; start of a stopped container fails and does not
+    // run them again.
+    assert!(!b.rootfs().join("output").exists());
+    r.ok(&["start", &id]);
+    wait_status(&r, &id, "stopped");
+    assert!(!r.out(&["start", &id]).status.success());
+    assert_eq!(
+        std::fs::read_to_string(b.rootfs().join("output")).unwrap(),
+        "started\n"
+    );
+    // kill of a stopped container fails and leaves the state as it was.
+    let before: Value = serde_json::from_str(&r.ok(&["state", &id])).unwrap();
+    assert_eq!(before["status"], json!("stopped"));
+    assert!(!r.out(&["kill", &id, "KILL"]).status.success());
+    let after: Value = serde_json::from_str(&r.ok(&["state", &id])).unwrap();
+    assert_eq!(before, after);
+    r.ok(&["delete", &id]);
+    assert!(!r.out(&["state", &id]).status.success());
+
+    // A created container is removed by --force, its init killed.
+    let id = unique_id("force");
+    r.create(&id, &b);
+    let pid = r.pid(&id);
+    r.ok(&["delete", "--force", &id]);
+    assert!(!r.out(&["state", &id]).status.success());
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists() || {
+            // A zombie not yet reaped by its parent counts as gone.
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z"))
+        }
+    );
+}
