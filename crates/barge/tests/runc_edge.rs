@@ -536,3 +536,31 @@ fn failing_poststart_and_poststop_hooks_warn_and_the_rest_run() {
         "poststart\npoststop\n"
     );
 }
+
+#[test]
+fn rootfs_propagation_unbindable_starts_and_refuses_binds_of_root() {
+    // runtime-tools' linux_rootfs_propagation: with "unbindable" the container starts and a
+    // bind mount of `/` inside it fails with EINVAL; with "private" it succeeds.
+    if skip_unless_root() {
+        return;
+    }
+    let r = Runc::new();
+    let mut b = Bundle::new(&r);
+    b.edit(|s| {
+        for set in ["bounding", "effective", "permitted"] {
+            s["process"]["capabilities"][set]
+                .as_array_mut()
+                .unwrap()
+                .push(json!("CAP_SYS_ADMIN"));
+        }
+    });
+    let script = "mkdir -p /target && mount --rbind / /target 2>&1; echo rc=$?";
+    for (mode, want) in [("unbindable", "rc=255"), ("private", "rc=0")] {
+        b.edit(|s| s["linux"]["rootfsPropagation"] = json!(mode));
+        let out = r.run_ok(&mut b, &["sh", "-c", script]);
+        assert!(out.trim_end().ends_with(want), "{mode}: {out}");
+        if mode == "unbindable" {
+            assert!(out.contains("Invalid argument"), "{out}");
+        }
+    }
+}
