@@ -564,3 +564,31 @@ fn rootfs_propagation_unbindable_starts_and_refuses_binds_of_root() {
         }
     }
 }
+
+#[test]
+fn cwd_only_root_can_enter_is_entered_before_the_user_switch() {
+    // runc enters process.cwd while still root, so a non-root process can start in a
+    // directory it could not enter itself (and retries as the user when root is refused).
+    if skip_unless_root() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let r = Runc::new();
+    let mut b = Bundle::new(&r);
+    let dir = b.rootfs().join("private");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    b.edit(|s| {
+        s["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+        s["process"]["cwd"] = json!("/private");
+    });
+    let out = r.run_ok(
+        &mut b,
+        &[
+            "sh",
+            "-c",
+            "readlink /proc/self/cwd; id -u; ls . >/dev/null 2>&1 || echo denied",
+        ],
+    );
+    assert_eq!(out, "/private\n1000\ndenied\n");
+}
