@@ -472,7 +472,9 @@ fn create_from_spec(opts: &CreateOpts, bundle: &Path, spec: &Spec) -> Result<Cre
         }
         match buf[0] {
             msg::HOOKS => {
-                let json = st.oci_json(Status::Creating);
+                // "created", as runc reports it to these hooks (its exec fifo exists by
+                // now) and as runtime-tools' hooks_stdin test expects.
+                let json = st.oci_json(Status::Created);
                 if let Some(h) = hooks_spec {
                     hooks::run("prestart", h.prestart().as_ref(), &json)
                         .map_err(ContainerError::from)?;
@@ -631,13 +633,11 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
     st.status = Status::Running;
     state::save(root, &st)?;
     if let Some(h) = &st.hooks {
-        if let Err(e) = hooks::run(
+        hooks::run_warning(
             "poststart",
             h.poststart().as_ref(),
             &st.oci_json(Status::Running),
-        ) {
-            eprintln!("warning: {e}");
-        }
+        );
     }
     Ok(())
 }
@@ -763,13 +763,11 @@ pub fn run(opts: &CreateOpts, detach: bool, keep: bool) -> Result<i32> {
     st.status = Status::Running;
     state::save(&opts.root, &st)?;
     if let Some(h) = &st.hooks {
-        if let Err(e) = hooks::run(
+        hooks::run_warning(
             "poststart",
             h.poststart().as_ref(),
             &st.oci_json(Status::Running),
-        ) {
-            eprintln!("warning: {e}");
-        }
+        );
     }
     if detach {
         return Ok(0);
@@ -893,11 +891,13 @@ fn wait_gone(st: &State, limit: Duration) -> bool {
     true
 }
 
-/// Deletes the container: refuses a running one unless `force` (then kills everything of
-/// it), removes the cgroup and the state dir, runs poststop hooks.
+/// Deletes the container: refuses one that is not stopped (created, running, paused) unless
+/// `force` (then kills everything of it), removes the cgroup and the state dir, runs poststop
+/// hooks. runc deletes a created container without `--force`; the runtime spec says "MUST
+/// generate an error" and crun agrees, and containerd kills a created task before deleting it.
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     let (st, s) = load(root, id)?;
-    if matches!(s, Status::Running | Status::Paused) && !force {
+    if s != Status::Stopped && !force {
         return Err(ContainerError::WrongState {
             id: id.into(),
             status: s.to_string(),
@@ -924,13 +924,11 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
         destroy_cgroup(m.as_ref());
     }
     if let Some(h) = &st.hooks {
-        if let Err(e) = hooks::run(
+        hooks::run_warning(
             "poststop",
             h.poststop().as_ref(),
             &st.oci_json(Status::Stopped),
-        ) {
-            eprintln!("warning: {e}");
-        }
+        );
     }
     state::remove(root, id)?;
     Ok(())

@@ -32,6 +32,17 @@ pub fn run(
     Ok(())
 }
 
+/// Runs every hook of `hooks` in order even when one fails, printing a warning for each
+/// failure: the spec's rule for poststart and poststop ("the remaining hooks and lifecycle
+/// continue as if the hook had succeeded").
+pub fn run_warning(kind: &'static str, hooks: Option<&Vec<Hook>>, state_json: &str) {
+    for h in hooks.into_iter().flatten() {
+        if let Err(e) = run_one(kind, h, state_json) {
+            eprintln!("warning: {e}");
+        }
+    }
+}
+
 fn run_one(kind: &'static str, h: &Hook, state_json: &str) -> Result<(), HookError> {
     let fail = |reason: String| HookError {
         kind,

@@ -321,10 +321,11 @@ fn cstr(s: &[u8], what: &'static str) -> StepResult<CString> {
     CString::new(s).map_err(|_| StepError::new(what, "contains a NUL byte"))
 }
 
-/// Everything from rlimits to closing fds, in runc's order: rlimits, seccomp (when
-/// noNewPrivileges is off it needs CAP_SYS_ADMIN, so before the drop), bounding set, user and
-/// groups, capabilities, cwd (after pivot_root, checked to be inside the root), umask,
-/// no_new_privs, close every other fd; then resolves args[0] in the container's PATH.
+/// Everything from rlimits to no_new_privs, in runc's order: rlimits, close every other fd
+/// and enter the cwd (both before seccomp: a profile may deny close_range or chdir), seccomp
+/// (when noNewPrivileges is off it needs CAP_SYS_ADMIN, so before the drop), bounding set,
+/// user and groups, capabilities, cwd again if root was refused it, the check that the cwd is
+/// inside the root, umask, no_new_privs; then resolves args[0] in the container's PATH.
 pub(crate) fn prepare_exec(plan: &ExecPlan<'_>) -> StepResult<ExecArgs> {
     let p = plan.process;
     for rl in p.rlimits().iter().flatten() {
@@ -347,6 +348,27 @@ pub(crate) fn prepare_exec(plan: &ExecPlan<'_>) -> StepResult<ExecArgs> {
         }
     }
     let nnp = p.no_new_privileges().unwrap_or(false);
+    // Other fds are closed and the cwd entered before the filter goes in: the profile may
+    // block close_range or chdir. The cwd is entered as root (the user may lack search
+    // permission on the path only root can cross); on EACCES it is retried as the user.
+    close_fds(3 + plan.preserve_fds.max(0), plan.keep)?;
+    let cwd = cstr(p.cwd().as_os_str().as_bytes(), "process.cwd")?;
+    // SAFETY: chdir with a NUL-terminated path.
+    let cwd_done = unsafe { libc::chdir(cwd.as_ptr()) } == 0;
+    if !cwd_done && std::io::Error::last_os_error().raw_os_error() != Some(libc::EACCES) {
+        return Err(StepError::new(
+            "chdir",
+            format!(
+                "process.cwd {}: {}",
+                p.cwd().display(),
+                std::io::Error::last_os_error()
+            ),
+        ));
+    }
+    if cwd_done {
+        check_cwd_in_root(p, false)?;
+    }
+    let filtered = plan.seccomp.is_some() && !nnp;
     if let (Some(f), false) = (plan.seccomp, nnp) {
         load_seccomp(f, &plan.state_json)?;
     }
@@ -389,9 +411,8 @@ pub(crate) fn prepare_exec(plan: &ExecPlan<'_>) -> StepResult<ExecArgs> {
     caps::raise_ambient(c.ambient & c.permitted & c.inheritable)
         .map_err(|e| StepError::new("raise ambient capabilities", e))?;
 
-    let cwd = cstr(p.cwd().as_os_str().as_bytes(), "process.cwd")?;
     // SAFETY: chdir with a NUL-terminated path.
-    if unsafe { libc::chdir(cwd.as_ptr()) } != 0 {
+    if !cwd_done && unsafe { libc::chdir(cwd.as_ptr()) } != 0 {
         return Err(StepError::new(
             "chdir",
             format!(
@@ -401,19 +422,8 @@ pub(crate) fn prepare_exec(plan: &ExecPlan<'_>) -> StepResult<ExecArgs> {
             ),
         ));
     }
-    // CVE-2024-21626: a cwd reached through a leaked host fd (/proc/self/fd/N) lies outside
-    // the root; getcwd then fails or answers "(unreachable)...".
-    let mut buf = [0u8; 4096];
-    // SAFETY: getcwd writes at most buf.len() bytes into buf.
-    let g = unsafe { libc::getcwd(buf.as_mut_ptr().cast(), buf.len()) };
-    if g.is_null() || buf[0] != b'/' {
-        return Err(StepError::new(
-            "chdir",
-            format!(
-                "process.cwd {}: outside the container's root",
-                p.cwd().display()
-            ),
-        ));
+    if !cwd_done {
+        check_cwd_in_root(p, filtered)?;
     }
     // SAFETY: umask cannot fail.
     unsafe { libc::umask(u.umask().unwrap_or(0o022) as libc::mode_t) };
@@ -423,7 +433,6 @@ pub(crate) fn prepare_exec(plan: &ExecPlan<'_>) -> StepResult<ExecArgs> {
             return Err(StepError::os("prctl(PR_SET_NO_NEW_PRIVS)"));
         }
     }
-    close_fds(3 + plan.preserve_fds.max(0), plan.keep)?;
 
     let args = p.args().as_deref().unwrap_or(&[]);
     let arg0 = args
@@ -451,6 +460,34 @@ pub(crate) fn prepare_exec(plan: &ExecPlan<'_>) -> StepResult<ExecArgs> {
         nnp,
         state_json: plan.state_json.clone(),
     })
+}
+
+/// CVE-2024-21626: a cwd reached through a leaked host fd (/proc/self/fd/N) lies outside the
+/// root; getcwd then fails or answers "(unreachable)...". Under a seccomp filter (`filtered`)
+/// that denies getcwd the check is skipped: every inherited fd is closed by then.
+fn check_cwd_in_root(p: &Process, filtered: bool) -> StepResult {
+    let mut buf = [0u8; 4096];
+    // SAFETY: getcwd writes at most buf.len() bytes into buf.
+    let g = unsafe { libc::getcwd(buf.as_mut_ptr().cast(), buf.len()) };
+    if g.is_null()
+        && filtered
+        && matches!(
+            std::io::Error::last_os_error().raw_os_error(),
+            Some(libc::EPERM) | Some(libc::ENOSYS)
+        )
+    {
+        return Ok(());
+    }
+    if g.is_null() || buf[0] != b'/' {
+        return Err(StepError::new(
+            "chdir",
+            format!(
+                "process.cwd {}: outside the container's root",
+                p.cwd().display()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Loads the filter; a notify listener goes to the profile's listenerPath with the state.
@@ -483,8 +520,23 @@ fn close_fds(from: RawFd, keep: &[RawFd]) -> StepResult {
 fn close_range(first: libc::c_uint, last: libc::c_uint) -> StepResult {
     // SAFETY: close_range only closes fds of this process; none is referenced afterwards
     // except the kept ones outside the range.
-    if unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) } != 0 {
-        return Err(StepError::os("close_range"));
+    if unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) } == 0 {
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    // Before Linux 5.9, or under an outer seccomp profile that predates close_range (ENOSYS or
+    // EPERM): close what /proc/self/fd lists instead, as runc falls back to.
+    if !matches!(err.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EPERM)) {
+        return Err(StepError::new("close_range", err));
+    }
+    let fds: Vec<libc::c_uint> = std::fs::read_dir("/proc/self/fd")
+        .map_err(|e| StepError::new("close fds: read /proc/self/fd", e))?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd >= first && fd <= last)
+        .collect();
+    for fd in fds {
+        // SAFETY: as above; the directory fd read_dir used is already closed (EBADF ignored).
+        unsafe { libc::close(fd as RawFd) };
     }
     Ok(())
 }

@@ -362,3 +362,32 @@ fn default_device_list_denies_other_devices() {
         "{out}"
     );
 }
+
+#[test]
+fn memory_kernel_tcp_limit_written_on_v1() {
+    // runtime-tools' linux_cgroups_memory reads memory.kmem.tcp.limit_in_bytes back.
+    if skip_unless_root() {
+        return;
+    }
+    let r = Runc::new();
+    let mut b = Bundle::new(&r);
+    let mem = json!({"limit": 50593792, "kernelTCP": 50593792, "swappiness": 10});
+    b.edit(|s| s["linux"]["resources"]["memory"] = mem);
+    b.args(&["sleep", "100"]);
+    let id = unique_id("ktcp");
+    r.create(&id, &b);
+    let cg = cgroup_of(&id);
+    match cg.v1_dir("memory") {
+        Some(d) => {
+            assert_eq!(read(&d.join("memory.kmem.tcp.limit_in_bytes")), "50593792");
+            assert_eq!(read(&d.join("memory.limit_in_bytes")), "50593792");
+            assert_eq!(read(&d.join("memory.swappiness")), "10");
+        }
+        // v2 has no TCP limit of its own: ignored, as runc does; the rest applies.
+        None => assert_eq!(
+            read(&cg.v2_dir().expect("cgroup2 dir").join("memory.max")),
+            "50593792"
+        ),
+    }
+    r.ok(&["delete", "--force", &id]);
+}

@@ -297,7 +297,12 @@ fn hooks_run_in_order_with_state_on_stdin() {
         serde_json::from_slice(&std::fs::read(&state_copy).unwrap()).unwrap();
     assert_eq!(st["id"], json!(id));
     assert!(st["pid"].as_i64().unwrap() > 1);
-    assert_eq!(st["status"], json!("creating"));
+    // runc reports "created" to prestart hooks; runtime-tools' hooks_stdin checks it.
+    assert_eq!(st["status"], json!("created"));
+    assert_eq!(
+        st["bundle"],
+        json!(std::fs::canonicalize(b.path()).unwrap())
+    );
 
     // A failing hook fails create, with its output, and leaves nothing.
     b.edit(|s| {
@@ -402,6 +407,190 @@ fn runtime_process_is_unreachable_from_the_container() {
     let breach = std::fs::read_to_string(b.rootfs().join("breach")).unwrap_or_default();
     assert!(breach.is_empty(), "container reached the runtime: {breach}");
     assert!(file_bytes(bin) == before, "the barge binary changed");
+}
+
+/// Runs `barge-runc run` with fds 3, 4 and 5 open (not close-on-exec) and `--preserve-fds n`;
+/// returns the container's stdout.
+fn run_with_inherited_fds(r: &Runc, b: &Bundle, preserve: &str) -> String {
+    use std::os::unix::process::CommandExt;
+    let id = unique_id("fds");
+    r.track(&id);
+    let files: Vec<std::fs::File> = (0..3)
+        .map(|_| std::fs::File::open(b.path().join("config.json")).unwrap())
+        .collect();
+    let raw: Vec<i32> = files.iter().map(|f| f.as_raw_fd()).collect();
+    let mut cmd = r.cmd(&[
+        "run",
+        "--preserve-fds",
+        preserve,
+        "--bundle",
+        b.path().to_str().unwrap(),
+        &id,
+    ]);
+    // SAFETY: only dup2 (async-signal-safe) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            // Via fds 100+ first: a source may already sit at 3..5, and dup2(x, x) would
+            // leave it close-on-exec.
+            for (i, fd) in raw.iter().enumerate() {
+                if libc::dup2(*fd, 100 + i as i32) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            for i in 0..raw.len() as i32 {
+                if libc::dup2(100 + i, 3 + i) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let o = cmd.output().unwrap();
+    drop(files);
+    assert!(
+        o.status.success(),
+        "run: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+#[test]
+fn fds_closed_and_cwd_entered_before_a_seccomp_filter_that_denies_them() {
+    // runtime-tools' default config carries a seccomp profile without close_range; runc
+    // closes inherited fds and enters process.cwd before loading the filter.
+    if skip_unless_root() {
+        return;
+    }
+    let r = Runc::new();
+    let mut b = Bundle::new(&r);
+    b.edit(|s| {
+        s["process"]["noNewPrivileges"] = json!(false);
+        s["process"]["cwd"] = json!("/tmp");
+        s["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": ["close_range", "chdir", "fchdir", "getcwd"],
+                          "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+        });
+    });
+    // The shell (pid 1) lists its own fds; `; true` keeps it from exec'ing ls.
+    b.args(&["sh", "-c", "readlink /proc/self/cwd; ls /proc/$$/fd; true"]);
+    let out = run_with_inherited_fds(&r, &b, "0");
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["/tmp", "0", "1", "2"],
+        "{out}"
+    );
+    let out = run_with_inherited_fds(&r, &b, "1");
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["/tmp", "0", "1", "2", "3"],
+        "{out}"
+    );
+    // The same filter with noNewPrivileges (loaded last, just before execve).
+    b.edit(|s| s["process"]["noNewPrivileges"] = json!(true));
+    let out = run_with_inherited_fds(&r, &b, "2");
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["/tmp", "0", "1", "2", "3", "4"],
+        "{out}"
+    );
+}
+
+#[test]
+fn failing_poststart_and_poststop_hooks_warn_and_the_rest_run() {
+    // runtime-tools' poststart_fail and poststop_fail: "the runtime MUST log a warning, but
+    // the remaining hooks and lifecycle continue as if the hook had succeeded".
+    if skip_unless_root() {
+        return;
+    }
+    let r = Runc::new();
+    let mut b = Bundle::new(&r);
+    let out = b.rootfs().join("output");
+    let ok = |name: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("echo {name} >> {}", out.display())]});
+    let fail = json!({"path": "/bin/false", "args": ["false"]});
+    b.edit(|s| {
+        s["hooks"] = json!({
+            "poststart": [fail.clone(), ok("poststart")],
+            "poststop": [fail.clone(), ok("poststop")],
+        });
+    });
+    b.args(&["true"]);
+    let id = unique_id("hookfail");
+    r.create(&id, &b);
+    let o = r.out(&["start", &id]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("warning"));
+    let t = std::time::Instant::now();
+    while r.status(&id) != "stopped" {
+        assert!(t.elapsed().as_secs() < 10);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let o = r.out(&["delete", &id]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("warning"));
+    assert!(!r.out(&["state", &id]).status.success());
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "poststart\npoststop\n"
+    );
+}
+
+#[test]
+fn rootfs_propagation_unbindable_starts_and_refuses_binds_of_root() {
+    // runtime-tools' linux_rootfs_propagation: with "unbindable" the container starts and a
+    // bind mount of `/` inside it fails with EINVAL; with "private" it succeeds.
+    if skip_unless_root() {
+        return;
+    }
+    let r = Runc::new();
+    let mut b = Bundle::new(&r);
+    b.edit(|s| {
+        for set in ["bounding", "effective", "permitted"] {
+            s["process"]["capabilities"][set]
+                .as_array_mut()
+                .unwrap()
+                .push(json!("CAP_SYS_ADMIN"));
+        }
+    });
+    let script = "mkdir -p /target && mount --rbind / /target 2>&1; echo rc=$?";
+    for (mode, want) in [("unbindable", "rc=255"), ("private", "rc=0")] {
+        b.edit(|s| s["linux"]["rootfsPropagation"] = json!(mode));
+        let out = r.run_ok(&mut b, &["sh", "-c", script]);
+        assert!(out.trim_end().ends_with(want), "{mode}: {out}");
+        if mode == "unbindable" {
+            assert!(out.contains("Invalid argument"), "{out}");
+        }
+    }
+}
+
+#[test]
+fn cwd_only_root_can_enter_is_entered_before_the_user_switch() {
+    // runc enters process.cwd while still root, so a non-root process can start in a
+    // directory it could not enter itself (and retries as the user when root is refused).
+    if skip_unless_root() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let r = Runc::new();
+    let mut b = Bundle::new(&r);
+    let dir = b.rootfs().join("private");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    b.edit(|s| {
+        s["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+        s["process"]["cwd"] = json!("/private");
+    });
+    let out = r.run_ok(
+        &mut b,
+        &[
+            "sh",
+            "-c",
+            "readlink /proc/self/cwd; id -u; ls . >/dev/null 2>&1 || echo denied",
+        ],
+    );
+    assert_eq!(out, "/private\n1000\ndenied\n");
 }
 
 /// A pipe whose reading end is already closed: every write to the other end gets EPIPE.

@@ -522,3 +522,182 @@ fn cli_misc_log_json_features_version() {
         .status
         .success());
 }
+
+/// Waits until `id` reports `want`.
+fn wait_status(r: &Runc, id: &str, want: &str) {
+    let t = std::time::Instant::now();
+    while r.status(id) != want {
+        assert!(t.elapsed().as_secs() < 10, "{id} never became {want}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn lifecycle_errors_as_the_runtime_spec_requires() {
+    // runtime-tools' create, start, state, kill, kill_no_effect and delete validations.
+    if skip_unless_root() {
+        return;
+    }
+    let r = Runc::new();
+    let mut b = Bundle::new(&r);
+    let bundle = b.path().to_str().unwrap().to_string();
+    // Every operation without an ID fails.
+    for op in [
+        vec!["create", "--bundle", &bundle],
+        vec!["start"],
+        vec!["state"],
+        vec!["kill"],
+        vec!["delete"],
+    ] {
+        assert!(!r.out(&op).status.success(), "{op:?} without an ID");
+    }
+    // Nor on an ID that does not exist.
+    let ghost = unique_id("ghost");
+    for op in ["start", "state", "kill", "delete"] {
+        let o = r.out(&[op, &ghost]);
+        assert!(!o.status.success(), "{op} of a missing container");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("does not exist"),
+            "{op}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
+    // A created container: a duplicate ID is refused, `delete` is refused and changes
+    // nothing, `--force` deletes it.
+    b.args(&["sh", "-c", "echo started >> /output"]);
+    let id = unique_id("life");
+    r.create(&id, &b);
+    let o = r
+        .cmd(&["create", "--bundle", &bundle, &id])
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "duplicate ID accepted");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already exists"));
+    let o = r.out(&["delete", &id]);
+    assert!(!o.status.success(), "delete of a created container");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("created"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(r.status(&id), "created");
+    // process.args ran only at start, once; start of a stopped container fails and does not
+    // run them again.
+    assert!(!b.rootfs().join("output").exists());
+    r.ok(&["start", &id]);
+    wait_status(&r, &id, "stopped");
+    assert!(!r.out(&["start", &id]).status.success());
+    assert_eq!(
+        std::fs::read_to_string(b.rootfs().join("output")).unwrap(),
+        "started\n"
+    );
+    // kill of a stopped container fails and leaves the state as it was.
+    let before: Value = serde_json::from_str(&r.ok(&["state", &id])).unwrap();
+    assert_eq!(before["status"], json!("stopped"));
+    assert!(!r.out(&["kill", &id, "KILL"]).status.success());
+    let after: Value = serde_json::from_str(&r.ok(&["state", &id])).unwrap();
+    assert_eq!(before, after);
+    r.ok(&["delete", &id]);
+    assert!(!r.out(&["state", &id]).status.success());
+
+    // A created container is removed by --force, its init killed.
+    let id = unique_id("force");
+    r.create(&id, &b);
+    let pid = r.pid(&id);
+    r.ok(&["delete", "--force", &id]);
+    assert!(!r.out(&["state", &id]).status.success());
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists() || {
+            // A zombie not yet reaped by its parent counts as gone.
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z"))
+        }
+    );
+}
+
+#[test]
+fn devices_dev_links_mounts_and_oom_score_adj_as_runtimetest_checks() {
+    // What runtime-tools' runtimetest checks inside the container for its default config plus
+    // the linux_devices and process_oom_score_adj validations: the default devices with
+    // their numbers, the /dev links, spec devices (char, block, fifo) with mode and owner,
+    // the spec's mounts in order with their types, and oom_score_adj.
+    if skip_unless_root() {
+        return;
+    }
+    let r = Runc::new();
+    let mut b = Bundle::new(&r);
+    b.edit(|s| {
+        s["process"]["oomScoreAdj"] = json!(100);
+        s["linux"]["devices"] = json!([
+            {"path": "/dev/test1", "type": "c", "major": 10, "minor": 666, "fileMode": 0o660, "uid": 0, "gid": 0},
+            {"path": "/dev/test2", "type": "b", "major": 8, "minor": 666, "fileMode": 0o660, "uid": 1, "gid": 2},
+            {"path": "/dev/test3", "type": "p", "major": 8, "minor": 666, "fileMode": 0o660},
+        ]);
+    });
+    let script = "cat /proc/self/oom_score_adj; \
+        for d in null zero full random urandom tty ptmx; do stat -L -c '%n %F %t:%T' /dev/$d; done; \
+        for l in fd stdin stdout stderr ptmx; do echo /dev/$l $(readlink /dev/$l); done; \
+        stat -c '%n %F %a %u %g' /dev/test1 /dev/test2 /dev/test3; stat -c '%t:%T' /dev/test1 /dev/test2; \
+        cut -d' ' -f2,3 /proc/self/mounts";
+    let out = r.run_ok(&mut b, &["sh", "-c", script]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "100", "{out}");
+    // Default devices (config-linux.md "Default Devices"), numbers in hex as stat prints.
+    let want_devs = [
+        "/dev/null character special file 1:3",
+        "/dev/zero character special file 1:5",
+        "/dev/full character special file 1:7",
+        "/dev/random character special file 1:8",
+        "/dev/urandom character special file 1:9",
+        "/dev/tty character special file 5:0",
+        "/dev/ptmx character special file 5:2",
+    ];
+    assert_eq!(&lines[1..8], &want_devs, "{out}");
+    // runtime-linux.md "/dev symbolic links".
+    assert_eq!(
+        &lines[8..13],
+        &[
+            "/dev/fd /proc/self/fd",
+            "/dev/stdin /proc/self/fd/0",
+            "/dev/stdout /proc/self/fd/1",
+            "/dev/stderr /proc/self/fd/2",
+            "/dev/ptmx pts/ptmx",
+        ],
+        "{out}"
+    );
+    assert_eq!(
+        &lines[13..18],
+        &[
+            "/dev/test1 character special file 660 0 0",
+            "/dev/test2 block special file 660 1 2",
+            "/dev/test3 fifo 660 0 0",
+            "a:29a",
+            "8:29a",
+        ],
+        "{out}"
+    );
+    // The spec's mounts appear in its order (after the root), with their types. A "cgroup"
+    // mount is a tmpfs of per-controller mounts on a v1 or hybrid host (as with runc).
+    let mounts: Vec<&str> = lines[18..].to_vec();
+    let spec_mounts: Vec<String> = b.spec["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["type"] != json!("cgroup"))
+        .map(|m| {
+            format!(
+                "{} {}",
+                m["destination"].as_str().unwrap(),
+                m["type"].as_str().unwrap()
+            )
+        })
+        .collect();
+    let mut at = 0;
+    for want in &spec_mounts {
+        let pos = mounts[at..]
+            .iter()
+            .position(|m| m == want)
+            .unwrap_or_else(|| panic!("{want} not mounted after index {at}: {mounts:?}"));
+        at += pos + 1;
+    }
+}

@@ -87,7 +87,8 @@ fn memory(cg: &Cgroup, m: &LinuxMemory) -> Result<(), CgroupError> {
         && swap.is_none()
         && m.reservation().is_none()
         && m.swappiness().is_none()
-        && m.disable_oom_killer().is_none();
+        && m.disable_oom_killer().is_none()
+        && m.kernel_tcp().is_none();
     if nothing {
         return Ok(());
     }
@@ -137,6 +138,13 @@ fn memory(cg: &Cgroup, m: &LinuxMemory) -> Result<(), CgroupError> {
             }
             if m.disable_oom_killer() == Some(true) {
                 write(&ctl.file("memory.oom_control"), "1")?;
+            }
+            // kernelTCP exists on v1 only (v2 has no separate TCP limit and, as runc, it is
+            // ignored there). `kernel` (kmem.limit_in_bytes) is not written: Linux 5.16+
+            // ignores it and runc dropped it.
+            if let Some(t) = m.kernel_tcp().filter(|&t| t != 0) {
+                let v = if t < 0 { "-1".into() } else { t.to_string() };
+                write(&ctl.file("memory.kmem.tcp.limit_in_bytes"), &v)?;
             }
         }
         Ctl::V2(_) => {

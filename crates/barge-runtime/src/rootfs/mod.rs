@@ -146,6 +146,13 @@ pub fn prepare_rootfs(spec: &Spec, rootfs: &Path, opts: &RootfsOptions) -> Resul
             reason: format!("{p:?} is not one of shared, slave, private, unbindable (or r-)"),
         })?,
     };
+    // "unbindable" is "private" that also refuses bind mounts, and the rootfs bind below
+    // needs to bind: private until finalize_rootfs makes the new `/` unbindable.
+    let propagation = if propagation.contains(MsFlags::MS_UNBINDABLE) {
+        (propagation - MsFlags::MS_UNBINDABLE) | MsFlags::MS_PRIVATE
+    } else {
+        propagation
+    };
     // Nothing mounted from here on may reach the host (unless the spec asks for sharing).
     sys::mount(None, Path::new("/"), None, propagation, None)
         .map_err(|e| RootfsError::sys("set propagation of", Path::new("/"), e))?;
