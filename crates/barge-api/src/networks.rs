@@ -118,6 +118,19 @@ fn parse_net6(s: &str, what: &str) -> Result<Ipv6Net, ApiError> {
         .map_err(|_| ApiError::new(400, format!("invalid {what} {s:?}: want an IPv6 CIDR")))
 }
 
+/// An IPAM config's `AuxiliaryAddresses` (name -> address; the decoder checked the shape),
+/// kept as sent: the network manager validates them against the subnet.
+fn aux_addresses(c: &Value) -> BTreeMap<String, String> {
+    c.get("AuxiliaryAddresses")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 async fn create(e: Arc<Engine>, req: Request<Incoming>) -> R {
     let body = read_body(req, 1 << 20).await?;
     let v = crate::decode::decode(crate::decode::Kind::NetworkCreate, &body)?;
@@ -187,14 +200,18 @@ async fn create(e: Arc<Engine>, req: Request<Incoming>) -> R {
                 })
             })
             .transpose()?;
-        if spec.subnet.is_none() && (spec.gateway.is_some() || spec.ip_range.is_some()) {
+        spec.aux_addresses = aux_addresses(c);
+        if spec.subnet.is_none()
+            && (spec.gateway.is_some() || spec.ip_range.is_some() || !spec.aux_addresses.is_empty())
+        {
             return Err(ApiError::new(
                 400,
-                "a gateway or ip-range needs a subnet".into(),
+                "a gateway, ip-range or auxiliary address needs a subnet".into(),
             ));
         }
     }
     if let Some(c) = v6 {
+        spec.aux_addresses6 = aux_addresses(c);
         let s = |k: &str| c.get(k).and_then(Value::as_str).filter(|x| !x.is_empty());
         spec.subnet6 = s("Subnet").map(|x| parse_net6(x, "subnet")).transpose()?;
         spec.ip_range6 = s("IPRange")

@@ -72,6 +72,27 @@ fn str_map(v: Option<&Value>) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
+/// Refuses a volume that would need `HostConfig.VolumeDriver` when that is not `local`: as
+/// dockerd, the driver names the one for the volumes of `Binds` and of the image's and the
+/// client's `Volumes` (not of `Mounts`, which carry their own), and a create that needs no
+/// volume is accepted with any driver; barge has the local driver only.
+fn check_volume_driver(host_config: &Value, volume: Option<&str>, dst: &str) -> Result<()> {
+    let driver = host_config
+        .get("VolumeDriver")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if driver.is_empty() || driver == "local" {
+        return Ok(());
+    }
+    let what = match volume {
+        Some(n) => format!("volume {n:?}"),
+        None => "an anonymous volume".to_string(),
+    };
+    Err(Error::BadRequest(format!(
+        "VolumeDriver {driver:?} is not supported: barge has the local driver only ({what} at {dst} needs it)"
+    )))
+}
+
 /// Resolves the mounts of a new container. `lookup` finds a container for `VolumesFrom`;
 /// `volumes` are the image's and the client's `Volumes` keys.
 pub fn resolve(
@@ -140,6 +161,7 @@ pub fn resolve(
                 )));
             }
             let name = (!src.is_empty()).then_some(src);
+            check_volume_driver(host_config, name, dst)?;
             volume_mount(
                 vols,
                 name,
@@ -324,6 +346,7 @@ pub fn resolve(
         if dup(&out, dst) {
             continue;
         }
+        check_volume_driver(host_config, None, dst)?;
         let mp = volume_mount(
             vols,
             None,

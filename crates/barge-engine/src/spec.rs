@@ -352,12 +352,8 @@ pub fn build(
             )));
         }
     }
-    let driver = c.host_str("VolumeDriver");
-    if !driver.is_empty() && driver != "local" {
-        return Err(Error::BadRequest(format!(
-            "VolumeDriver {driver:?} is not supported: barge has the local driver only"
-        )));
-    }
+    // `VolumeDriver` is checked where a volume needs it (crate::mounts::resolve): as
+    // dockerd, a container that makes no volume is created with any driver name.
     if !c.host_str("CgroupParent").is_empty() {
         return Err(Error::BadRequest(format!(
             "CgroupParent {:?} is not supported: barge keeps every container's cgroup under barge/",

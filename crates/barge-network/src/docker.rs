@@ -23,6 +23,10 @@ impl NetworkInfo {
         if let Some(r) = self.ip_range {
             ipam.insert("IPRange".into(), json!(r.to_string()));
         }
+        // as dockerd: only when some were given
+        if !self.aux_addresses.is_empty() {
+            ipam.insert("AuxiliaryAddresses".into(), json!(self.aux_addresses));
+        }
         let mut configs = vec![Value::Object(ipam)];
         if let (Some(s6), Some(g6)) = (self.subnet6, self.gateway6) {
             let mut v6 = Map::new();
@@ -30,6 +34,9 @@ impl NetworkInfo {
             v6.insert("Gateway".into(), json!(g6.to_string()));
             if let Some(r) = self.ip_range6 {
                 v6.insert("IPRange".into(), json!(r.to_string()));
+            }
+            if !self.aux_addresses6.is_empty() {
+                v6.insert("AuxiliaryAddresses".into(), json!(self.aux_addresses6));
             }
             configs.push(Value::Object(v6));
         }
@@ -171,6 +178,8 @@ mod tests {
             subnet6: Some("fd00:db8:1::/64".parse().unwrap()),
             gateway6: Some("fd00:db8:1::1".parse().unwrap()),
             ip_range6: None,
+            aux_addresses: Default::default(),
+            aux_addresses6: Default::default(),
         };
         let ep = Endpoint {
             endpoint_id: "cd".repeat(32),

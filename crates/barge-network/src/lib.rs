@@ -161,6 +161,16 @@ pub enum NetworkError {
         /// Network name.
         network: String,
     },
+    /// An `IPAM.Config[].AuxiliaryAddresses` entry that is not an address of its subnet.
+    #[error("invalid auxiliary address {name}={address}: {reason}")]
+    InvalidAuxAddress {
+        /// Its name (the map key).
+        name: String,
+        /// The address as given.
+        address: String,
+        /// Why.
+        reason: String,
+    },
     /// No free address left.
     #[error("no free address left on network {0}")]
     PoolExhausted(String),

@@ -94,6 +94,10 @@ pub struct NetworkSpec {
     pub gateway6: Option<Ipv6Addr>,
     /// Sub-range dynamic IPv6 addresses are taken from.
     pub ip_range6: Option<Ipv6Net>,
+    /// `AuxiliaryAddresses` of the IPv4 config: name -> address, kept out of allocation.
+    pub aux_addresses: BTreeMap<String, String>,
+    /// `AuxiliaryAddresses` of the IPv6 config.
+    pub aux_addresses6: BTreeMap<String, String>,
 }
 
 /// A network, as stored and as reported (`network ls/inspect`).
@@ -130,6 +134,51 @@ pub struct NetworkInfo {
     /// Optional dynamic-allocation range for IPv6.
     #[serde(default)]
     pub ip_range6: Option<Ipv6Net>,
+    /// IPv4 `AuxiliaryAddresses` (name -> address as sent; validated at create): addresses
+    /// the IPAM never gives to a container, shown by inspect.
+    #[serde(default)]
+    pub aux_addresses: BTreeMap<String, String>,
+    /// IPv6 `AuxiliaryAddresses`, as `aux_addresses`.
+    #[serde(default)]
+    pub aux_addresses6: BTreeMap<String, String>,
+}
+
+impl NetworkInfo {
+    /// The IPv4 auxiliary addresses (valid: checked at create).
+    pub fn reserved4(&self) -> impl Iterator<Item = (&str, Ipv4Addr)> + '_ {
+        self.aux_addresses
+            .iter()
+            .filter_map(|(n, a)| a.parse().ok().map(|ip| (n.as_str(), ip)))
+    }
+
+    /// The IPv6 auxiliary addresses (valid: checked at create).
+    pub fn reserved6(&self) -> impl Iterator<Item = (&str, Ipv6Addr)> + '_ {
+        self.aux_addresses6
+            .iter()
+            .filter_map(|(n, a)| a.parse().ok().map(|ip| (n.as_str(), ip)))
+    }
+}
+
+/// Checks `AuxiliaryAddresses` against their subnet: each must parse as an address of the
+/// family (`parse`) and be inside the subnet (`inside`).
+fn check_aux<A>(
+    aux: &BTreeMap<String, String>,
+    subnet: &dyn std::fmt::Display,
+    parse: impl Fn(&str) -> Option<A>,
+    inside: impl Fn(A) -> bool,
+) -> Result<(), NetworkError> {
+    for (name, address) in aux {
+        let bad = |reason: String| NetworkError::InvalidAuxAddress {
+            name: name.clone(),
+            address: address.clone(),
+            reason,
+        };
+        let ip = parse(address).ok_or_else(|| bad(format!("not an address of subnet {subnet}")))?;
+        if !inside(ip) {
+            return Err(bad(format!("not inside subnet {subnet}")));
+        }
+    }
+    Ok(())
 }
 
 /// What the engine passes to [`NetworkManager::connect`].
@@ -154,6 +203,9 @@ pub struct ConnectRequest {
     /// Links on this network, (target container name, alias): the alias resolves to the
     /// target for this container only (dockerd's links on user networks).
     pub links: Vec<(String, String)>,
+    /// `IPAMConfig.LinkLocalIPs`: extra link-local addresses (169.254/16, fe80::/10) put on
+    /// the container's interface, as dockerd does; the caller validated them.
+    pub link_local: Vec<IpAddr>,
 }
 
 /// A container's attachment to one network.
@@ -743,8 +795,31 @@ impl NetworkManager {
                 });
             }
         }
+        check_aux(
+            &spec.aux_addresses,
+            &subnet,
+            |a| a.parse::<Ipv4Addr>().ok(),
+            |ip| subnet.contains(ip),
+        )?;
         let id = random_hex()?;
         let (subnet6, gateway6) = self.plan_v6(inner, &spec, &id)?;
+        match subnet6 {
+            Some(s6) => check_aux(
+                &spec.aux_addresses6,
+                &s6,
+                |a| a.parse::<Ipv6Addr>().ok(),
+                |ip| s6.contains(ip),
+            )?,
+            None => {
+                if let Some((name, address)) = spec.aux_addresses6.iter().next() {
+                    return Err(NetworkError::InvalidAuxAddress {
+                        name: name.clone(),
+                        address: address.clone(),
+                        reason: "the network has no IPv6 subnet".into(),
+                    });
+                }
+            }
+        }
         let bridge = if default {
             self.cfg.bridge_name.clone()
         } else {
@@ -769,6 +844,8 @@ impl NetworkManager {
             subnet6,
             gateway6,
             ip_range6: spec.ip_range6.map(|r| r.trunc()),
+            aux_addresses: spec.aux_addresses,
+            aux_addresses6: spec.aux_addresses6,
         };
         // kernel first, record next, firewall and DNS last; undo on any failure
         self.setup_bridge(&mut inner.nl, &net)?;
@@ -983,6 +1060,7 @@ impl NetworkManager {
             .map(|e| e.ip)
             .collect();
         used.insert(net.gateway);
+        used.extend(net.reserved4().map(|(_, ip)| ip));
         if req
             .ipv4
             .is_some_and(|ip| self.reaper.quarantined(&id).contains(&ip.into()))
@@ -1013,6 +1091,7 @@ impl NetworkManager {
                     .filter_map(|e| e.ip6)
                     .collect();
                 used6.extend(net.gateway6);
+                used6.extend(net.reserved6().map(|(_, ip)| ip));
                 if want.is_some_and(|ip| quarantined.contains(&ip.into())) {
                     // as for IPv4: the previous holder's link goes soon
                     self.reaper.settle(SETTLE_LIMIT);
@@ -1132,6 +1211,16 @@ impl NetworkManager {
                 .map_err(nl_err(format!("adding {ip} to {ifname}")))?;
             cnl.set_up(cidx, None)
                 .map_err(nl_err(format!("bringing {ifname} up")))?;
+            for ll in &req.link_local {
+                // the prefixes of the link-local ranges, so the peers they reach are on-link
+                match *ll {
+                    IpAddr::V4(a) => cnl.add_addr(cidx, a, 16),
+                    IpAddr::V6(a) => cnl.add_addr6(cidx, a, 64),
+                }
+                .map_err(nl_err(format!(
+                    "adding link-local address {ll} to {ifname}"
+                )))?;
+            }
             // a namespace with nothing but lo has no default route: no dump for it
             let fresh = existing.iter().all(|l| l.name == "lo");
             if !net.internal

@@ -769,6 +769,25 @@ fn bad_input_is_refused_and_changes_nothing() {
             h.nm.create_network(s),
             Err(NetworkError::InvalidSubnet { .. })
         ));
+        // auxiliary addresses: inside their subnet, of their family, IPv6 ones need IPv6
+        for (aux, v6) in [
+            ("10.42.0.1", false),
+            ("fd00::1", false),
+            ("10.41.0.9", true),
+        ] {
+            let mut s = spec("o", "10.41.0.0/24");
+            if v6 {
+                s.aux_addresses6 = [("r".to_string(), aux.to_string())].into();
+            } else {
+                s.aux_addresses = [("r".to_string(), aux.to_string())].into();
+            }
+            let e = h.nm.create_network(s).expect_err(aux);
+            assert!(
+                matches!(e, NetworkError::InvalidAuxAddress { .. })
+                    && e.to_string().contains(&format!("r={aux}")),
+                "{e}"
+            );
+        }
         assert_eq!(host_links(), links);
         assert_eq!(h.nm.list().len(), 2);
         // addresses

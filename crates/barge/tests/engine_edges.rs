@@ -1844,7 +1844,7 @@ fn api_fields_masked_paths_domainname_network_disabled_and_refusals() {
             "StorageOpt",
         ),
         (
-            r#"{"Image": "busybox", "Cmd": ["true"], "HostConfig": {"VolumeDriver": "nfs-plugin"}}"#,
+            r#"{"Image": "busybox", "Cmd": ["true"], "HostConfig": {"VolumeDriver": "nfs-plugin", "Binds": ["vd:/v"]}}"#,
             "VolumeDriver",
         ),
         (

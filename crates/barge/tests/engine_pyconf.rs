@@ -641,3 +641,109 @@ fn attach_over_a_websocket_as_docker_py_drives_it() {
     d.ok(&["rm", "wsbox"]);
     d.restart_with(&[]);
 }
+
+#[test]
+fn ipam_auxiliary_addresses_endpoint_driver_opts_link_local_ips_and_volume_driver() {
+    if skip() {
+        return;
+    }
+    let mut d = Daemon::start();
+    py(
+        &d,
+        r#"
+from docker.types import IPAMConfig, IPAMPool
+# api_network_test::test_create_network_with_ipam_config: AuxiliaryAddresses shown as sent
+net = api.create_network('auxnet', ipam=IPAMConfig(driver='default', pool_configs=[
+    IPAMPool(subnet='172.28.0.0/16', iprange='172.28.5.0/24', gateway='172.28.5.254',
+             aux_addresses={'a': '172.28.1.5', 'b': '172.28.1.6', 'c': '172.28.1.7'})]))
+want = [{'Subnet': '172.28.0.0/16', 'IPRange': '172.28.5.0/24', 'Gateway': '172.28.5.254',
+         'AuxiliaryAddresses': {'a': '172.28.1.5', 'b': '172.28.1.6', 'c': '172.28.1.7'}}]
+ipam = api.inspect_network(net['Id'])['IPAM']
+assert ipam['Config'] == want, ipam
+# an auxiliary address is never a container's: not dynamically, not as a static --ip
+small = api.create_network('auxsmall', ipam=IPAMConfig(pool_configs=[
+    IPAMPool(subnet='10.98.0.0/29', aux_addresses={'router': '10.98.0.2'})]))
+ctr = api.create_container('busybox', 'top',
+    host_config=api.create_host_config(network_mode='auxsmall'))
+api.start(ctr)
+s = api.inspect_container(ctr)['NetworkSettings']['Networks']['auxsmall']
+assert s['IPAddress'] == '10.98.0.3', s
+# DriverOpts is null when not given (models_containers_test, undeclared network)
+assert s['DriverOpts'] is None, s
+api.remove_container(ctr, force=True)
+try:
+    api.create_container('busybox', 'top',
+        host_config=api.create_host_config(network_mode='auxsmall'),
+        networking_config=api.create_networking_config({
+            'auxsmall': api.create_endpoint_config(ipv4_address='10.98.0.2')}))
+    raise SystemExit('a static --ip on an auxiliary address was accepted')
+except docker.errors.APIError as e:
+    assert e.status_code == 409 and 'already in use' in str(e) and 'router' in str(e), e
+# an auxiliary address outside its subnet is a 400 naming it, and no network is made
+for aux in ({'x': '10.1.2.3'}, {'y': 'nonsense'}):
+    try:
+        api.create_network('auxbad', ipam=IPAMConfig(pool_configs=[
+            IPAMPool(subnet='10.97.0.0/24', aux_addresses=aux)]))
+        raise SystemExit('bad auxiliary address accepted: %r' % aux)
+    except docker.errors.APIError as e:
+        (name, addr), = aux.items()
+        assert e.status_code == 400 and name in str(e) and addr in str(e), e
+assert not api.networks(names=['auxbad'])
+# api_network_test::test_create_with_driveropt: an endpoint's DriverOpts are kept
+ctr = api.create_container('busybox', 'top',
+    host_config=api.create_host_config(network_mode='bridge'),
+    networking_config=api.create_networking_config({
+        'bridge': api.create_endpoint_config(driver_opt={'com.docker-py.setting': 'on'})}))
+s = api.inspect_container(ctr)['NetworkSettings']['Networks']['bridge']
+assert s['DriverOpts'] == {'com.docker-py.setting': 'on'}, s
+api.start(ctr)
+s = api.inspect_container(ctr)['NetworkSettings']['Networks']['bridge']
+assert s['DriverOpts'] == {'com.docker-py.setting': 'on'}, s
+api.remove_container(ctr, force=True)
+# test_create_with_linklocal_ips: kept, shown, and on the container's interface
+ctr = api.create_container('busybox', 'top',
+    host_config=api.create_host_config(network_mode='bridge'),
+    networking_config=api.create_networking_config({
+        'bridge': api.create_endpoint_config(link_local_ips=['169.254.8.8', 'fe80::8'])}))
+api.start(ctr)
+s = api.inspect_container(ctr)['NetworkSettings']['Networks']['bridge']
+assert s['IPAMConfig']['LinkLocalIPs'] == ['169.254.8.8', 'fe80::8'], s
+ex = api.exec_create(ctr, 'ip addr show eth0')
+out = api.exec_start(ex).decode()
+assert 'inet 169.254.8.8/16' in out and 'inet6 fe80::8/64' in out, out
+api.remove_container(ctr, force=True)
+try:
+    api.create_container('busybox', 'top', networking_config=api.create_networking_config({
+        'bridge': api.create_endpoint_config(link_local_ips=['10.0.0.8'])}))
+    raise SystemExit('a link-local IP outside 169.254/16 was accepted')
+except docker.errors.APIError as e:
+    assert e.status_code == 400 and '10.0.0.8' in str(e), e
+# models_containers_test::test_create_with_volume_driver: accepted while no volume needs it
+ctr = c.containers.create('busybox', 'sleep 300', volume_driver='foo')
+assert ctr.attrs['HostConfig']['VolumeDriver'] == 'foo'
+ctr.remove(force=True)
+try:
+    c.containers.create('busybox', 'true', volume_driver='foo', volumes=['vdvol:/v'])
+    raise SystemExit('a volume with driver foo was made')
+except docker.errors.APIError as e:
+    assert e.status_code == 400 and 'VolumeDriver' in str(e) and 'vdvol' in str(e), e
+assert 'vdvol' not in [v.name for v in c.volumes.list()]
+"#,
+    );
+    // the auxiliary addresses are part of the network's record
+    d.restart_with(&[]);
+    py(
+        &d,
+        r#"
+ipam = api.inspect_network('auxnet')['IPAM']
+assert ipam['Config'][0]['AuxiliaryAddresses'] == \
+    {'a': '172.28.1.5', 'b': '172.28.1.6', 'c': '172.28.1.7'}, ipam
+ctr = api.create_container('busybox', 'top',
+    host_config=api.create_host_config(network_mode='auxsmall'))
+api.start(ctr)
+s = api.inspect_container(ctr)['NetworkSettings']['Networks']['auxsmall']
+assert s['IPAddress'] == '10.98.0.3', s
+api.remove_container(ctr, force=True)
+"#,
+    );
+}

@@ -8,7 +8,8 @@
 //! primary network first) are kept in `<data-root>/containers/<id>/networks.json`; its
 //! endpoints exist only while it runs.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use barge_network::{ConnectRequest, Endpoint, NetworkError, NetworkManager, PortSpec};
 use serde::Deserialize;
@@ -40,6 +41,14 @@ pub struct WantedEndpoint {
     /// through the network's DNS, for this container only.
     #[serde(default)]
     pub links: Vec<String>,
+    /// `IPAMConfig.LinkLocalIPs` (`--link-local-ip`): validated link-local addresses, added
+    /// to the container's interface and shown by inspect.
+    #[serde(default)]
+    pub link_local: Vec<IpAddr>,
+    /// The endpoint's `DriverOpts` (`--driver-opt`): kept and shown by inspect (`None`
+    /// shows as `null`, as dockerd); the bridge driver reads none of them.
+    #[serde(default)]
+    pub driver_opts: Option<BTreeMap<String, String>>,
 }
 
 impl WantedEndpoint {
@@ -103,6 +112,7 @@ pub fn net_error(e: NetworkError) -> Error {
         | N::NoFreeSubnet
         | N::PoolExhausted(_) => Error::Conflict(msg),
         N::InvalidSubnet { .. }
+        | N::InvalidAuxAddress { .. }
         | N::OutsideSubnet { .. }
         | N::OutsideSubnet6 { .. }
         | N::NoIpv6(_)
@@ -191,6 +201,32 @@ struct IpamConfig {
     ipv4: Option<String>,
     #[serde(rename = "IPv6Address", default)]
     ipv6: Option<String>,
+    #[serde(rename = "LinkLocalIPs", default)]
+    link_local: Option<Vec<String>>,
+}
+
+/// Parses `IPAMConfig.LinkLocalIPs`: each must be a link-local address (169.254.0.0/16 or
+/// fe80::/10), as dockerd requires.
+fn link_local_ips(list: &[String]) -> Result<Vec<IpAddr>> {
+    list.iter()
+        .map(|s| {
+            let ip: IpAddr = s.parse().map_err(|_| {
+                Error::BadRequest(format!(
+                    "invalid link-local IP address {s:?}: not an address"
+                ))
+            })?;
+            let link_local = match ip {
+                IpAddr::V4(a) => a.is_link_local(),
+                IpAddr::V6(a) => a.segments()[0] & 0xffc0 == 0xfe80,
+            };
+            if !link_local {
+                return Err(Error::BadRequest(format!(
+                    "invalid link-local IP address {s}: not in 169.254.0.0/16 or fe80::/10"
+                )));
+            }
+            Ok(ip)
+        })
+        .collect()
 }
 
 /// Validates a MAC address asked for a container (`--mac-address`, an endpoint's
@@ -209,7 +245,7 @@ pub fn mac_option(v: Option<&Value>) -> Result<Option<String>> {
 }
 
 /// Parses one Docker `EndpointSettings` (`Aliases`, `IPAMConfig.IPv4Address`,
-/// `IPAMConfig.IPv6Address`, `MacAddress`).
+/// `IPAMConfig.IPv6Address`, `IPAMConfig.LinkLocalIPs`, `MacAddress`, `DriverOpts`).
 fn endpoint_config(network: &str, v: &Value) -> Result<WantedEndpoint> {
     let aliases = crate::model::str_list(v.get("Aliases"));
     let ipam: IpamConfig = v
@@ -237,6 +273,13 @@ fn endpoint_config(network: &str, v: &Value) -> Result<WantedEndpoint> {
     for l in &links {
         super::links::parse(l)?;
     }
+    let driver_opts = match v.get("DriverOpts") {
+        None | Some(Value::Null) => None,
+        Some(o) => Some(
+            serde_json::from_value(o.clone())
+                .map_err(|e| Error::BadRequest(format!("invalid DriverOpts: {e}")))?,
+        ),
+    };
     Ok(WantedEndpoint {
         network: network.to_string(),
         aliases,
@@ -244,6 +287,8 @@ fn endpoint_config(network: &str, v: &Value) -> Result<WantedEndpoint> {
         ipv6,
         mac: mac_option(v.get("MacAddress"))?,
         links,
+        link_local: link_local_ips(ipam.link_local.as_deref().unwrap_or_default())?,
+        driver_opts,
     })
 }
 
@@ -269,6 +314,12 @@ fn check_static_addresses(info: &barge_network::NetworkInfo, w: &WantedEndpoint)
                 info.name, info.subnet
             )));
         }
+        if let Some((name, _)) = info.reserved4().find(|(_, a)| *a == ip) {
+            return Err(Error::Conflict(format!(
+                "invalid --ip {ip}: address already in use (auxiliary address {name} of network {})",
+                info.name
+            )));
+        }
     }
     if let Some(ip) = w.ipv6 {
         let Some(s6) = info.subnet6 else {
@@ -280,6 +331,12 @@ fn check_static_addresses(info: &barge_network::NetworkInfo, w: &WantedEndpoint)
         if !barge_network::is_host_addr6(&s6, ip) || Some(ip) == info.gateway6 {
             return Err(Error::BadRequest(format!(
                 "invalid --ip6 {ip}: not a usable address of network {} ({s6})",
+                info.name
+            )));
+        }
+        if let Some((name, _)) = info.reserved6().find(|(_, a)| *a == ip) {
+            return Err(Error::Conflict(format!(
+                "invalid --ip6 {ip}: address already in use (auxiliary address {name} of network {})",
                 info.name
             )));
         }
@@ -566,6 +623,7 @@ impl Engine {
                         mac: mac_bytes(w.mac.as_deref()),
                         ports: if i == gw { ports.clone() } else { Vec::new() },
                         links: w.link_pairs(),
+                        link_local: w.link_local.clone(),
                     };
                     if let Err(e) = nm.connect(&w.network, req) {
                         let _ = nm.release(&c.id);
@@ -678,6 +736,7 @@ impl Engine {
                 mac: mac_bytes(w.mac.as_deref()),
                 ports: Vec::new(),
                 links: w.link_pairs(),
+                link_local: w.link_local.clone(),
             };
             let net = info.id.clone();
             let _: Endpoint = self.net_call(move |nm| nm.connect(&net, req)).await?;
@@ -810,7 +869,7 @@ impl Engine {
                         Some(e) => e.to_docker(),
                         None => empty(""),
                     };
-                    if w.ipv4.is_some() || w.ipv6.is_some() {
+                    if w.ipv4.is_some() || w.ipv6.is_some() || !w.link_local.is_empty() {
                         let mut ipam = Map::new();
                         if let Some(ip) = w.ipv4 {
                             ipam.insert("IPv4Address".into(), json!(ip.to_string()));
@@ -818,8 +877,14 @@ impl Engine {
                         if let Some(ip) = w.ipv6 {
                             ipam.insert("IPv6Address".into(), json!(ip.to_string()));
                         }
+                        if !w.link_local.is_empty() {
+                            let ll: Vec<String> =
+                                w.link_local.iter().map(ToString::to_string).collect();
+                            ipam.insert("LinkLocalIPs".into(), json!(ll));
+                        }
                         v["IPAMConfig"] = Value::Object(ipam);
                     }
+                    v["DriverOpts"] = json!(w.driver_opts);
                     if let Some(m) = &w.mac {
                         // as Docker: the configured MAC shows before the container runs too
                         v["MacAddress"] = json!(m);
