@@ -29,7 +29,8 @@ fi
 # does not see python3-websocket, so it gets the package from PyPI.
 if ! python3 -c 'import websocket' 2>/dev/null; then
     echo "setup: installing websocket-client for $(command -v python3)" >&2
-    python3 -m pip install -q websocket-client
+    python3 -m pip install -q websocket-client ||
+        echo "setup: could not install websocket-client: the websocket attach test will fail" >&2
 fi
 if ! command -v cargo >/dev/null 2>&1; then
     echo "setup: cargo not found: install a Rust toolchain (rustup) first" >&2
