@@ -2272,7 +2272,23 @@ impl Engine {
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
-        hist.push(json!({"created": now, "created_by": format!("barge commit {}", c.id), "comment": comment}));
+        // As dockerd: the step is the container's command (Cmd, as it ran) and its author.
+        let created_by = c
+            .config
+            .get("Cmd")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default();
+        let mut step = json!({"created": now, "created_by": created_by, "comment": comment});
+        if !author.is_empty() {
+            step["author"] = json!(author);
+        }
+        hist.push(step);
         cfg["history"] = Value::Array(hist);
         let bytes = serde_json::to_vec(&cfg).map_err(|e| Error::Internal(e.to_string()))?;
         let rec = self

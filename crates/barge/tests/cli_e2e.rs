@@ -654,6 +654,9 @@ fn files_images_and_volumes() {
         .lines()
         .any(|l| l == "mybox:2"));
     assert!(d.ok(&["history", "committed:v1"]).starts_with("IMAGE"));
+    // As dockerd, the committed step is the container's command.
+    let steps = d.ok(&["history", "--format", "{{.CreatedBy}}", "committed:v1"]);
+    assert_eq!(steps.lines().next(), Some("sleep 300"), "{steps}");
     let rmi = d.ok(&["rmi", "mybox:2"]);
     assert!(rmi.contains("Untagged: mybox:2"), "{rmi}");
     let o = d.run(&["rmi", "nosuch:1"]);
