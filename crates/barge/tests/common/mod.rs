@@ -171,12 +171,7 @@ impl Bundle {
     /// A busybox bundle running `args`, terminal off, writable root.
     pub fn new(runc: &Runc) -> Bundle {
         let dir = tempfile::tempdir().expect("tempdir");
-        let st = Command::new("sh")
-            .arg(fixture("busybox-rootfs.sh"))
-            .arg(dir.path().join("rootfs"))
-            .status()
-            .expect("busybox-rootfs.sh");
-        assert!(st.success(), "busybox-rootfs.sh failed");
+        barge_testsupport::busybox::rootfs(&dir.path().join("rootfs"));
         let o = runc.out(&["spec", "--bundle", dir.path().to_str().unwrap()]);
         assert!(
             o.status.success(),

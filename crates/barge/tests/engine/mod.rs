@@ -33,15 +33,7 @@ pub fn busybox_tar() -> &'static Path {
         }
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().join("rootfs");
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/busybox-rootfs.sh");
-        let st = Command::new("sh")
-            .arg(&script)
-            .arg(&root)
-            .stdout(Stdio::null())
-            .status()
-            .expect("busybox-rootfs.sh");
-        assert!(st.success(), "busybox-rootfs.sh failed");
+        barge_testsupport::busybox::rootfs(&root);
         let tmp = dir.path().join("busybox.tar");
         let st = Command::new("tar")
             .arg("-C")
