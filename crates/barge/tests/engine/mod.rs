@@ -240,9 +240,19 @@ impl Daemon {
     /// `DOCKER_BUILDKIT=0 docker build <args>` (the classic builder, which barge serves)
     /// against this daemon, stdin closed.
     pub fn docker_build(&self, args: &[&str]) -> Output {
+        self.docker_build_with(args, None)
+    }
+
+    /// [`Daemon::docker_build`] with `stdin` (a context or Dockerfile on `-`), or none.
+    pub fn docker_build_with(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
         let mut c = self.docker_cmd(&[&["build"], args].concat());
         c.env("DOCKER_BUILDKIT", "0");
-        c.stdin(Stdio::null()).output().expect("docker build")
+        output_of(c, stdin)
+    }
+
+    /// The ID (`sha256:...`) of the image `name`, asserting it exists.
+    pub fn image_id(&self, name: &str) -> String {
+        self.ok(&["image", "inspect", "-f", "{{.Id}}", name])
     }
 
     /// A `barge` (the CLI) command aimed at this daemon, with the same client config dir as
@@ -365,6 +375,16 @@ pub fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
     false
+}
+
+/// Writes `files` (path relative to `dir`, content) below `dir`, making parent directories:
+/// a build context in one call.
+pub fn write_files(dir: &Path, files: &[(&str, &str)]) {
+    for (p, c) in files {
+        let f = dir.join(p);
+        std::fs::create_dir_all(f.parent().expect("parent")).expect("mkdir");
+        std::fs::write(f, c).expect("write");
+    }
 }
 
 /// A process's output as text (lossy UTF-8).
