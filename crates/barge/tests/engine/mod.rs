@@ -195,6 +195,24 @@ impl Daemon {
             .expect("ip netns exec")
     }
 
+    /// `sh -c script` in the daemon's namespace (the "host side" of its networks): stdout.
+    pub fn host(&self, script: &str) -> String {
+        text(&self.sh(script).stdout)
+    }
+
+    /// An HTTP GET of `url` from the daemon's namespace (busybox wget, 5 s at most): the body,
+    /// or wget's error text.
+    pub fn wget(&self, url: &str) -> String {
+        self.host(&format!("timeout 5 busybox wget -qO- {url} 2>&1"))
+    }
+
+    /// `docker inspect what`: the one object of its JSON array.
+    pub fn inspect(&self, what: &str) -> serde_json::Value {
+        let out = self.ok(&["inspect", what]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("inspect JSON");
+        v[0].clone()
+    }
+
     /// The daemon's log.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
