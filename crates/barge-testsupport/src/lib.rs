@@ -3,3 +3,14 @@
 
 pub mod busybox;
 pub mod registry;
+
+/// True (after printing why) when the test must skip because it does not run as root: the
+/// engine, runtime and CLI tests make namespaces, mounts and cgroups.
+pub fn skip_unless_root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root");
+        return true;
+    }
+    false
+}

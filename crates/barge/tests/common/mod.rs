@@ -9,14 +9,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use serde_json::{json, Value};
 
 /// True (after printing why) when the test must skip: not root.
-pub fn skip_unless_root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: needs root");
-        return true;
-    }
-    false
-}
+#[allow(unused_imports)] // not every test binary that includes this module skips
+pub use barge_testsupport::skip_unless_root;
 
 /// A unique id for a container (cgroups are host-global, ids must not collide).
 pub fn unique_id(tag: &str) -> String {

@@ -12,15 +12,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// True (after printing why) when the test must skip: not root, or no docker CLI.
-pub fn skip() -> bool {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: needs root");
-        return true;
-    }
-    false
-}
+/// `skip()`: true (after printing why) when the test must skip: not root.
+#[allow(unused_imports)] // not every test binary that includes this module skips
+pub use barge_testsupport::skip_unless_root as skip;
 
 /// A busybox rootfs tarball, made once (kept in the temp dir and reused by later runs; made
 /// in a temp dir of its own and renamed into place, so parallel runs never see half a file).
