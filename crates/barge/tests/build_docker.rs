@@ -10,7 +10,7 @@
 mod common;
 mod engine;
 
-use engine::{skip, text, write_files, Daemon};
+use engine::{skip, table_header, text, write_files, Daemon};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -532,14 +532,7 @@ fn build_cache_survives_a_restart_prunes_and_history_shows_steps() {
         assert_ne!(field(i, 2), "0B", "{rows:#?}");
     }
     let table = d.ok(&["history", "c:1"]);
-    let header: Vec<&str> = table
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split("  ")
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect();
+    let header = table_header(&table);
     assert_eq!(
         header,
         ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],

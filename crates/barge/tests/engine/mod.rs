@@ -399,6 +399,19 @@ pub fn write_files(dir: &Path, files: &[(&str, &str)]) {
     }
 }
 
+/// The column titles of a CLI table: its first line, split where two or more spaces part
+/// the columns (titles such as `CREATED BY` hold single spaces).
+pub fn table_header(table: &str) -> Vec<&str> {
+    table
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split("  ")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
 /// A process's output as text (lossy UTF-8).
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
