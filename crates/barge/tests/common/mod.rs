@@ -212,6 +212,28 @@ impl Bundle {
         self.save();
         self
     }
+
+    /// Runs the container in a new user namespace mapping its IDs 0-65535 to the host's
+    /// from `host_id`, and drops the spec's cgroup mount, which the tests using a user
+    /// namespace do not mount; saves.
+    pub fn user_ns(&mut self, host_id: u32) -> &mut Self {
+        self.edit(|s| {
+            s["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"type": "user"}));
+            let map = json!([{"containerID": 0, "hostID": host_id, "size": 65536}]);
+            s["linux"]["uidMappings"] = map.clone();
+            s["linux"]["gidMappings"] = map;
+            s["mounts"] = json!(s["mounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|m| m["type"] != "cgroup")
+                .cloned()
+                .collect::<Vec<_>>());
+        })
+    }
 }
 
 /// A status line of /proc/self/status (e.g. "CapInh") from text.
