@@ -4,29 +4,10 @@
 mod common;
 
 use barge_image::{Digest, Error, Reference, Store};
+use barge_testsupport::busybox;
 use common::{root_or_skip, tar_of, E};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn busybox_tar(dir: &Path) -> Vec<u8> {
-    let rootfs = dir.join("rootfs");
-    let script =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/busybox-rootfs.sh");
-    let st = Command::new("sh")
-        .arg(&script)
-        .arg(&rootfs)
-        .status()
-        .expect("run busybox-rootfs.sh");
-    assert!(st.success(), "busybox-rootfs.sh failed");
-    let out = Command::new("tar")
-        .arg("-C")
-        .arg(&rootfs)
-        .args(["-cf", "-", "."])
-        .output()
-        .expect("tar");
-    assert!(out.status.success(), "tar failed");
-    out.stdout
-}
 
 fn r(s: &str) -> Reference {
     Reference::parse(s).expect("reference")
@@ -48,7 +29,7 @@ fn import_tag_list_history_remove() {
     }
     let td = tempfile::tempdir().expect("tempdir");
     let store = Store::open(td.path().join("store")).expect("store");
-    let tarball = busybox_tar(td.path());
+    let tarball = busybox::tar(td.path());
     let img = store
         .import(&tarball[..], Some(&r("busybox")), "from test")
         .expect("import");
@@ -401,7 +382,7 @@ fn podman_interop_both_ways() {
     }
     let td = tempfile::tempdir().expect("tempdir");
     let proot: PathBuf = td.path().join("podman");
-    let tarball = busybox_tar(td.path());
+    let tarball = busybox::tar(td.path());
     let tar_path = td.path().join("rootfs.tar");
     std::fs::write(&tar_path, &tarball).expect("write");
 

@@ -6,6 +6,7 @@ use barge_image::auth::{self, Credentials};
 use barge_image::progress::Progress;
 use barge_image::registry::{self, RegistryOptions};
 use barge_image::{Digest, Error, Reference, Store};
+use barge_testsupport::busybox;
 use barge_testsupport::registry::Registry;
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -36,26 +37,6 @@ impl RegistryExt for Registry {
     }
 }
 
-fn busybox_tar(dir: &Path) -> Vec<u8> {
-    let rootfs = dir.join("rootfs");
-    let script =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/busybox-rootfs.sh");
-    let st = Command::new("sh")
-        .arg(&script)
-        .arg(&rootfs)
-        .status()
-        .expect("run busybox-rootfs.sh");
-    assert!(st.success(), "busybox-rootfs.sh failed");
-    let out = Command::new("tar")
-        .arg("-C")
-        .arg(&rootfs)
-        .args(["-cf", "-", "."])
-        .output()
-        .expect("tar");
-    assert!(out.status.success(), "tar failed");
-    out.stdout
-}
-
 fn new_store(dir: &Path, name: &str) -> Arc<Store> {
     Arc::new(Store::open(dir.join(name)).expect("open store"))
 }
@@ -63,7 +44,7 @@ fn new_store(dir: &Path, name: &str) -> Arc<Store> {
 /// A store with busybox imported as `reference`.
 fn busybox_store(dir: &Path, reference: &Reference) -> Arc<Store> {
     let store = new_store(dir, "src");
-    let tar = busybox_tar(dir);
+    let tar = busybox::tar(dir);
     store
         .import(&tar[..], Some(reference), "busybox for the registry tests")
         .expect("import busybox");

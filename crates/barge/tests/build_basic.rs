@@ -85,6 +85,17 @@ impl Env {
         self.build_with(ctx, opts(tag))
     }
 
+    /// Builds a context `name` holding only `dockerfile`, tagged `name`, which must fail:
+    /// the error's text.
+    fn build_err(&self, name: &str, dockerfile: &str) -> String {
+        let ctx = self.context(name, &[("Dockerfile", dockerfile)]);
+        let (r, _) = self.build(&ctx, name);
+        match r {
+            Ok(_) => panic!("{name}: the build succeeded"),
+            Err(e) => e.to_string(),
+        }
+    }
+
     fn config(&self, name: &str) -> Value {
         let rec = self.store.resolve(name).expect("image");
         serde_json::from_slice(&self.store.read_document(&rec.id, "config").unwrap()).unwrap()
@@ -821,15 +832,10 @@ fn run_mounts_and_network() {
     assert_eq!(count_cache_hits(&ev), 4, "{}", streams(&ev));
     assert_eq!(env.file("mnt", "bound").as_deref(), Some("changed\n"));
     // A bind source outside the context is refused.
-    let bad = env.context(
+    let e = env.build_err(
         "mnt-bad",
-        &[(
-            "Dockerfile",
-            "FROM busybox\nRUN --mount=type=bind,source=../mnt,target=/m true\n",
-        )],
+        "FROM busybox\nRUN --mount=type=bind,source=../mnt,target=/m true\n",
     );
-    let (r, _) = env.build(&bad, "mnt-bad");
-    let e = r.expect_err("bind outside").to_string();
     assert!(
         e.contains("Dockerfile:2") && e.contains("outside the build context"),
         "{e}"
@@ -919,30 +925,20 @@ fn run_secret_mounts_never_reach_a_layer() {
     r.unwrap();
     assert_eq!(count_cache_hits(&ev), 5, "{}", streams(&ev));
     // A required secret that was not given fails the build, naming it; nothing tagged.
-    let bad = env.context(
+    let e = env.build_err(
         "sec-bad",
-        &[(
-            "Dockerfile",
-            "FROM busybox\nRUN --mount=type=secret,id=npm,required=true true\n",
-        )],
+        "FROM busybox\nRUN --mount=type=secret,id=npm,required=true true\n",
     );
-    let (r, _) = env.build(&bad, "sec-bad");
-    let e = r.expect_err("required").to_string();
     assert!(
         e.contains("Dockerfile:2") && e.contains("secret npm is required"),
         "{e}"
     );
     assert!(!env.tagged("sec-bad"));
     // SSH agent forwarding is not supported: a clear error when required.
-    let ssh = env.context(
+    let e = env.build_err(
         "ssh-bad",
-        &[(
-            "Dockerfile",
-            "FROM busybox\nRUN --mount=type=ssh,required=true true\n",
-        )],
+        "FROM busybox\nRUN --mount=type=ssh,required=true true\n",
     );
-    let (r, _) = env.build(&ssh, "ssh-bad");
-    let e = r.expect_err("ssh").to_string();
     assert!(e.contains("type=ssh is not supported"), "{e}");
     // Not required (BuildKit's default): the step runs without it, with a warning.
     let ssh = env.context(
@@ -1527,15 +1523,7 @@ fn copy_parents_symbolic_chmod_and_link() {
     );
 
     // Bad --chmod values name the flag.
-    let bad = env.context(
-        "par-bad",
-        &[(
-            "Dockerfile",
-            "FROM busybox\nCOPY --chmod=u+q Dockerfile /x\n",
-        )],
-    );
-    let (r, _) = env.build(&bad, "par-bad");
-    let e = r.expect_err("bad chmod").to_string();
+    let e = env.build_err("par-bad", "FROM busybox\nCOPY --chmod=u+q Dockerfile /x\n");
     assert!(
         e.contains("Dockerfile:2") && e.contains("--chmod=u+q"),
         "{e}"

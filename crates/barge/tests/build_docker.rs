@@ -10,46 +10,13 @@
 mod common;
 mod engine;
 
-use engine::{skip, Daemon};
+use engine::{skip, table_header, text, write_files, Daemon};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn write(dir: &Path, files: &[(&str, &str)]) {
-    for (p, c) in files {
-        let f = dir.join(p);
-        std::fs::create_dir_all(f.parent().expect("parent")).expect("mkdir");
-        std::fs::write(f, c).expect("write");
-    }
-}
-
-/// `DOCKER_BUILDKIT=0 docker build <args>` against `d`, stdin from `stdin` (or none).
-fn docker_build(d: &Daemon, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut c = d.docker_cmd(&[&["build"], args].concat());
-    c.env("DOCKER_BUILDKIT", "0");
-    match stdin {
-        Some(data) => {
-            c.stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
-            let mut ch = c.spawn().expect("docker build");
-            {
-                use std::io::Write;
-                let mut w = ch.stdin.take().expect("stdin");
-                w.write_all(data).expect("write stdin");
-            }
-            ch.wait_with_output().expect("docker build")
-        }
-        None => c.stdin(Stdio::null()).output().expect("docker build"),
-    }
-}
-
-/// [`docker_build`] that must succeed; returns stdout.
+/// [`Daemon::docker_build_with`] that must succeed; returns stdout.
 fn build_ok(d: &Daemon, args: &[&str], stdin: Option<&[u8]>) -> String {
-    let o = docker_build(d, args, stdin);
+    let o = d.docker_build_with(args, stdin);
     assert!(
         o.status.success(),
         "docker build {args:?}: {}{}\n{}",
@@ -58,10 +25,6 @@ fn build_ok(d: &Daemon, args: &[&str], stdin: Option<&[u8]>) -> String {
         d.log()
     );
     text(&o.stdout)
-}
-
-fn image_id(d: &Daemon, name: &str) -> String {
-    d.ok(&["image", "inspect", "-f", "{{.Id}}", name])
 }
 
 fn tagged(d: &Daemon, name: &str) -> bool {
@@ -89,7 +52,7 @@ fn docker_build_options_reach_the_image() {
     let ctx = tempfile::tempdir().expect("tempdir");
     let c = ctx.path();
     // The default Dockerfile would fail: -f must pick the other one.
-    write(
+    write_files(
         c,
         &[
             ("Dockerfile", "FROM busybox\nRUN exit 9\n"),
@@ -132,7 +95,7 @@ fn docker_build_options_reach_the_image() {
         !out.contains("exit 7") && !out.contains("exit 9"),
         "a stage the target does not need was built: {out}"
     );
-    assert_eq!(image_id(&d, "opt:one"), image_id(&d, "opt:two"));
+    assert_eq!(d.image_id("opt:one"), d.image_id("opt:two"));
     assert_eq!(
         d.ok(&["run", "--rm", "opt:one", "cat", "/version", "/final", "/app.txt"]),
         "v=3\nfinal\napp"
@@ -169,7 +132,7 @@ fn docker_build_options_reach_the_image() {
         out.contains("Using cache") && !out.contains("Running in"),
         "{out}"
     );
-    assert_eq!(image_id(&d, "opt:again"), image_id(&d, "opt:one"));
+    assert_eq!(d.image_id("opt:again"), d.image_id("opt:one"));
     // --no-cache runs every RUN again.
     let out = build_ok(
         &d,
@@ -226,7 +189,7 @@ fn docker_build_options_reach_the_image() {
         ],
         None,
     );
-    assert_eq!(q.trim(), image_id(&d, "opt:base"));
+    assert_eq!(q.trim(), d.image_id("opt:base"));
     // -f naming a file outside the context: the CLI sends it inside the context.
     let outside = tempfile::tempdir().expect("tempdir");
     let df = outside.path().join("outside.Dockerfile");
@@ -242,15 +205,14 @@ fn docker_build_options_reach_the_image() {
     );
     // -f naming a file that is not there, and a --target that is no stage: clear errors,
     // nothing tagged.
-    let o = docker_build(&d, &["-f", "nope.Dockerfile", "-t", "opt:bad1", dir], None);
+    let o = d.docker_build_with(&["-f", "nope.Dockerfile", "-t", "opt:bad1", dir], None);
     assert!(!o.status.success());
     assert!(
         text(&o.stderr).contains("nope.Dockerfile"),
         "{}",
         text(&o.stderr)
     );
-    let o = docker_build(
-        &d,
+    let o = d.docker_build_with(
         &["-f", other, "--target", "nostage", "-t", "opt:bad2", dir],
         None,
     );
@@ -264,7 +226,7 @@ fn docker_build_options_reach_the_image() {
     assert!(!tagged(&d, "opt:bad1") && !tagged(&d, "opt:bad2"));
 
     // --cache-from: with the builder's cache pruned, an image's own history serves as cache.
-    write(c, &[("Dockerfile", "FROM busybox\nRUN echo cached > /c\n")]);
+    write_files(c, &[("Dockerfile", "FROM busybox\nRUN echo cached > /c\n")]);
     build_ok(&d, &["-t", "cf:1", dir], None);
     let pruned = d.ok(&["builder", "prune", "-f"]);
     assert!(pruned.contains("Total reclaimed space"), "{pruned}");
@@ -276,7 +238,7 @@ fn docker_build_options_reach_the_image() {
         out.contains("Using cache") && !out.contains("Running in"),
         "{out}"
     );
-    assert_eq!(image_id(&d, "cf:1"), image_id(&d, "cf:2"));
+    assert_eq!(d.image_id("cf:1"), d.image_id("cf:2"));
 }
 
 #[test]
@@ -287,7 +249,7 @@ fn docker_build_contexts_from_stdin_and_dockerignore_exceptions() {
     let d = Daemon::start_host_net();
     let ctx = tempfile::tempdir().expect("tempdir");
     let c = ctx.path();
-    write(
+    write_files(
         c,
         &[
             ("Dockerfile", "FROM busybox\nCOPY . /ctx/\n"),
@@ -358,8 +320,7 @@ fn docker_build_contexts_from_stdin_and_dockerignore_exceptions() {
     assert!(out.contains("Successfully tagged stdin:df"), "{out}");
     assert_eq!(d.ok(&["run", "--rm", "stdin:df"]), "from-stdin");
     // ... and a COPY in it finds no source: a clear error, nothing tagged.
-    let o = docker_build(
-        &d,
+    let o = d.docker_build_with(
         &["-t", "stdin:bad", "-"],
         Some(b"FROM busybox\nCOPY app.txt /app.txt\n"),
     );
@@ -371,8 +332,8 @@ fn docker_build_contexts_from_stdin_and_dockerignore_exceptions() {
     );
     assert!(!tagged(&d, "stdin:bad"));
     // An ignored file cannot be copied, even named explicitly.
-    write(c, &[("Dockerfile", "FROM busybox\nCOPY secret/key /k\n")]);
-    let o = docker_build(&d, &["-t", "ign:bad", "-"], Some(&tar_of(c)));
+    write_files(c, &[("Dockerfile", "FROM busybox\nCOPY secret/key /k\n")]);
+    let o = d.docker_build_with(&["-t", "ign:bad", "-"], Some(&tar_of(c)));
     assert!(!o.status.success());
     assert!(
         text(&o.stderr).contains("secret/key"),
@@ -393,7 +354,7 @@ fn docker_build_onbuild_heredocs_escape_and_errors() {
     let dir = c.to_str().expect("utf8");
     // ONBUILD: recorded in the parent, run at the start of a child build (in the child's
     // context), not inherited by the grandchild.
-    write(
+    write_files(
         c,
         &[(
             "Dockerfile",
@@ -416,7 +377,7 @@ fn docker_build_onbuild_heredocs_escape_and_errors() {
         .status
         .success());
     let child = tempfile::tempdir().expect("tempdir");
-    write(
+    write_files(
         child.path(),
         &[
             (
@@ -447,14 +408,13 @@ fn docker_build_onbuild_heredocs_escape_and_errors() {
         "null"
     );
     // A trigger that fails fails the child build and tags nothing.
-    write(c, &[("Dockerfile", "FROM busybox\nONBUILD RUN exit 5\n")]);
+    write_files(c, &[("Dockerfile", "FROM busybox\nONBUILD RUN exit 5\n")]);
     build_ok(&d, &["-t", "parent:bad", dir], None);
-    write(
+    write_files(
         child.path(),
         &[("Dockerfile", "FROM parent:bad\nRUN echo never\n")],
     );
-    let o = docker_build(
-        &d,
+    let o = d.docker_build_with(
         &["-t", "child:bad", child.path().to_str().expect("utf8")],
         None,
     );
@@ -462,7 +422,7 @@ fn docker_build_onbuild_heredocs_escape_and_errors() {
     assert!(!tagged(&d, "child:bad"));
 
     // Heredocs: RUN with a script, COPY of an inline file, a quoted delimiter (no expansion).
-    write(
+    write_files(
         c,
         &[(
             "Dockerfile",
@@ -477,7 +437,7 @@ fn docker_build_onbuild_heredocs_escape_and_errors() {
     );
     // `# escape=` makes the backtick the escape and line continuation character; a
     // backslash is then plain text and reaches the shell as written.
-    write(
+    write_files(
         c,
         &[(
             "Dockerfile",
@@ -499,8 +459,8 @@ fn docker_build_onbuild_heredocs_escape_and_errors() {
         ("FROM busybox\nCOPY ../x /x\n", "Dockerfile:2"),
         ("FROM busybox\nCOPY --from=nostage /a /a\n", "Dockerfile:2"),
     ] {
-        write(c, &[("Dockerfile", df)]);
-        let o = docker_build(&d, &["-t", "err:1", dir], None);
+        write_files(c, &[("Dockerfile", df)]);
+        let o = d.docker_build_with(&["-t", "err:1", dir], None);
         let all = format!("{}{}", text(&o.stdout), text(&o.stderr));
         assert!(!o.status.success(), "{df}: {all}");
         assert!(all.contains(want), "{df}: no {want} in {all}");
@@ -517,7 +477,7 @@ fn build_cache_survives_a_restart_prunes_and_history_shows_steps() {
     let ctx = tempfile::tempdir().expect("tempdir");
     let c = ctx.path();
     let dir = c.to_str().expect("utf8");
-    write(
+    write_files(
         c,
         &[
             (
@@ -530,7 +490,7 @@ fn build_cache_survives_a_restart_prunes_and_history_shows_steps() {
     );
     let first = build_ok(&d, &["-t", "c:1", dir], None);
     assert!(!first.contains("Using cache"), "{first}");
-    let id = image_id(&d, "c:1");
+    let id = d.image_id("c:1");
 
     // History as `docker history` shows it: newest first, one row per instruction on top of
     // the base's, metadata rows with no size, the image's id on the top row only.
@@ -572,14 +532,7 @@ fn build_cache_survives_a_restart_prunes_and_history_shows_steps() {
         assert_ne!(field(i, 2), "0B", "{rows:#?}");
     }
     let table = d.ok(&["history", "c:1"]);
-    let header: Vec<&str> = table
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split("  ")
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect();
+    let header = table_header(&table);
     assert_eq!(
         header,
         ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
@@ -592,9 +545,9 @@ fn build_cache_survives_a_restart_prunes_and_history_shows_steps() {
     let out = build_ok(&d, &["-t", "c:2", dir], None);
     assert_eq!(out.matches("Using cache").count(), 9, "{out}");
     assert!(!out.contains("Running in"), "{out}");
-    assert_eq!(image_id(&d, "c:2"), id);
+    assert_eq!(d.image_id("c:2"), id);
     // Editing the copied file: the steps before its COPY still hit, the rest miss.
-    write(c, &[("a.txt", "two\n")]);
+    write_files(c, &[("a.txt", "two\n")]);
     let out = build_ok(&d, &["-t", "c:3", dir], None);
     assert_eq!(out.matches("Using cache").count(), 3, "{out}");
     assert_eq!(d.ok(&["run", "--rm", "c:3"]), "two");
@@ -622,7 +575,7 @@ fn docker_py_images_build_with_its_options() {
     }
     let d = Daemon::start_host_net();
     let ctx = tempfile::tempdir().expect("tempdir");
-    write(
+    write_files(
         ctx.path(),
         &[
             (
@@ -737,29 +690,6 @@ print("ok")
     );
 }
 
-/// The barge CLI against `d`, stdin from `stdin` (or none).
-fn barge(d: &Daemon, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_barge"));
-    c.env("BARGE_HOST", format!("unix://{}", d.sock.display()))
-        .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let Some(data) = stdin else {
-        return c.stdin(Stdio::null()).output().expect("barge");
-    };
-    let mut ch = c.stdin(Stdio::piped()).spawn().expect("barge");
-    {
-        use std::io::Write;
-        ch.stdin
-            .take()
-            .expect("stdin")
-            .write_all(data)
-            .expect("write stdin");
-    }
-    ch.wait_with_output().expect("barge")
-}
-
 #[test]
 fn shell_platform_copy_from_an_image_maintainer_and_barge_build_flags() {
     if skip() {
@@ -777,7 +707,7 @@ fn shell_platform_copy_from_an_image_maintainer_and_barge_build_flags() {
     // SHELL changes the shell of later shell-form RUNs (and CMD), FROM --platform takes the
     // host's platform, COPY --from takes an image that is no stage, MAINTAINER sets the
     // author (and the maintainer label, as BuildKit).
-    write(
+    write_files(
         c,
         &[(
             "Dockerfile",
@@ -806,14 +736,14 @@ fn shell_platform_copy_from_an_image_maintainer_and_barge_build_flags() {
         ""
     );
     // Another platform is refused with the line and what is supported; nothing tagged.
-    write(
+    write_files(
         c,
         &[(
             "Dockerfile",
             "FROM --platform=linux/s390x busybox\nRUN true\n",
         )],
     );
-    let o = docker_build(&d, &["-t", "sh:bad", dir], None);
+    let o = d.docker_build_with(&["-t", "sh:bad", dir], None);
     let err = text(&o.stderr);
     assert!(!o.status.success());
     assert!(
@@ -824,7 +754,7 @@ fn shell_platform_copy_from_an_image_maintainer_and_barge_build_flags() {
 
     // barge build's own flags: -f (a path outside the context), --target, -t twice,
     // --build-arg, --label, --no-cache, -q; and a tar context on stdin.
-    write(
+    write_files(
         c,
         &[
             ("Dockerfile", "FROM busybox\nRUN exit 9\n"),
@@ -856,9 +786,9 @@ fn shell_platform_copy_from_an_image_maintainer_and_barge_build_flags() {
         "k=v",
         dir,
     ];
-    let o = barge(&d, &args, None);
+    let o = d.barge(&args, None);
     assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
-    assert_eq!(image_id(&d, "bb:x"), image_id(&d, "bb:y"));
+    assert_eq!(d.image_id("bb:x"), d.image_id("bb:y"));
     assert_eq!(
         d.ok(&["run", "--rm", "bb:x", "cat", "/d", "/n", "/two"]),
         "data\nn=5\ntwo"
@@ -870,33 +800,28 @@ fn shell_platform_copy_from_an_image_maintainer_and_barge_build_flags() {
     let mut nc = args.to_vec();
     nc.insert(1, "--no-cache");
     nc.insert(1, "--progress=plain");
-    let o = barge(&d, &nc, None);
+    let o = d.barge(&nc, None);
     let out = format!("{}{}", text(&o.stdout), text(&o.stderr));
     assert!(o.status.success(), "{out}");
     assert!(!out.contains("Using cache"), "{out}");
     let mut q = args.to_vec();
     q.insert(1, "-q");
-    let o = barge(&d, &q, None);
+    let o = d.barge(&q, None);
     assert!(o.status.success());
-    assert_eq!(text(&o.stdout).trim(), image_id(&d, "bb:x"));
+    assert_eq!(text(&o.stdout).trim(), d.image_id("bb:x"));
     // A tar context on stdin, with -f naming a file inside it.
-    write(
+    write_files(
         c,
         &[("in.Dockerfile", "FROM busybox\nCOPY data.txt /from-tar\n")],
     );
-    let o = barge(
-        &d,
+    let o = d.barge(
         &["build", "-f", "in.Dockerfile", "-t", "bb:tar", "-"],
         Some(&tar_of(c)),
     );
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert_eq!(d.ok(&["run", "--rm", "bb:tar", "cat", "/from-tar"]), "data");
     // --ssh: no agent forwarding, said before anything is sent.
-    let o = barge(
-        &d,
-        &["build", "--ssh", "default", "-t", "bb:ssh", dir],
-        None,
-    );
+    let o = d.barge(&["build", "--ssh", "default", "-t", "bb:ssh", dir], None);
     assert!(!o.status.success());
     assert!(
         text(&o.stderr).contains("--ssh default: barge's builder has no SSH agent forwarding"),
@@ -942,7 +867,7 @@ fn docker_build_from_a_git_repository_and_remote_contexts() {
     // barge's own CLI sends the URL as `remote`; the daemon fetches it (no ref: the
     // repository's default branch; a tag).
     for (suffix, want) in [("", "hello v2"), ("#v1", "hello v1")] {
-        let o = barge(&d, &["build", "-t", "fromgit:3", &git.url(suffix)], None);
+        let o = d.barge(&["build", "-t", "fromgit:3", &git.url(suffix)], None);
         assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
         assert_eq!(
             d.ok(&["run", "--rm", "fromgit:3", "cat", "/hello.txt"]),

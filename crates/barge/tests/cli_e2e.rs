@@ -3,7 +3,8 @@
 
 mod cli_support;
 
-use cli_support::{barge_bin, pty_session, skip_unless_root, Daemon, Registry};
+use barge_testsupport::registry::Registry;
+use cli_support::{barge_bin, pty_session, skip_unless_root, Daemon};
 use std::io::Write;
 use std::process::{Command, Stdio};
 
@@ -1146,7 +1147,8 @@ fn registry_login_push_pull() {
     ) {
         return;
     }
-    let _reg = Registry::start(&d);
+    // In the daemon's namespace, where it is `localhost:5000`; user `u`, password `p`.
+    let _reg = Registry::start_in_netns(d.netns(), 5000, ("u", "p"));
     d.ok(&["tag", "busybox", "localhost:5000/bb:1"]);
     // Without credentials the registry refuses.
     let o = d.run(&["push", "localhost:5000/bb:1"]);

@@ -100,20 +100,6 @@ impl<'a> Project<'a> {
     }
 }
 
-fn inspect(d: &Daemon, what: &str) -> Value {
-    let out = d.ok(&["inspect", what]);
-    let v: Value = serde_json::from_str(&out).expect("inspect JSON");
-    v[0].clone()
-}
-
-fn host(d: &Daemon, script: &str) -> String {
-    String::from_utf8_lossy(&d.sh(script).stdout).into_owned()
-}
-
-fn wget(d: &Daemon, url: &str) -> String {
-    host(d, &format!("timeout 5 busybox wget -qO- {url} 2>&1"))
-}
-
 fn lines(s: &str) -> Vec<String> {
     s.lines()
         .map(str::trim)
@@ -132,7 +118,7 @@ fn assert_nothing_left(d: &Daemon) {
     assert_eq!(nets, ["bridge", "host", "none"], "networks left");
     assert_eq!(d.ok(&["volume", "ls", "-q"]), "", "volumes left");
     let only_ours = || {
-        host(d, "ip -o link show")
+        d.host("ip -o link show")
             .lines()
             .filter_map(|l| l.split(':').nth(1))
             .map(|n| n.trim().split('@').next().unwrap_or_default().to_string())
@@ -141,7 +127,7 @@ fn assert_nothing_left(d: &Daemon) {
     assert!(
         eventually(10, only_ours),
         "links left: {}",
-        host(d, "ip -o link show")
+        d.host("ip -o link show")
     );
 }
 
@@ -201,7 +187,7 @@ fn compose_app_lifecycle() {
         ],
     );
     p.ok(&["build"]);
-    let img = inspect(&d, "cmp-built:1");
+    let img = d.inspect("cmp-built:1");
     assert_eq!(
         img["Config"]["Cmd"],
         serde_json::json!(["cat", "/built.txt"])
@@ -215,7 +201,7 @@ fn compose_app_lifecycle() {
     for s in ["web", "client", "built", "flaky"] {
         let ids = p.ids(s);
         assert_eq!(ids.len(), 1, "{s}: {ids:?}");
-        let c = inspect(&d, &ids[0]);
+        let c = d.inspect(&ids[0]);
         assert_eq!(c["Name"], format!("/app_{s}_1"));
         assert_eq!(c["Config"]["Labels"]["com.docker.compose.service"], s);
     }
@@ -228,10 +214,10 @@ fn compose_app_lifecycle() {
     );
 
     // depends_on with service_healthy: web was healthy before client started.
-    let web = inspect(&d, "app_web_1");
+    let web = d.inspect("app_web_1");
     assert_eq!(web["State"]["Health"]["Status"], "healthy");
     assert_eq!(web["HostConfig"]["RestartPolicy"]["Name"], "unless-stopped");
-    let client = inspect(&d, "app_client_1");
+    let client = d.inspect("app_client_1");
     assert!(
         client["State"]["StartedAt"].as_str() > web["State"]["StartedAt"].as_str(),
         "client started before web"
@@ -254,7 +240,8 @@ fn compose_app_lifecycle() {
         p.logs("client")
     );
     // The published port from the namespace's host side.
-    assert!(eventually(10, || wget(&d, "http://127.0.0.1:8080/")
+    assert!(eventually(10, || d
+        .wget("http://127.0.0.1:8080/")
         .contains("hello-web")));
 
     // port, top, images: what compose shows of the running services.
@@ -285,18 +272,18 @@ fn compose_app_lifecycle() {
 
     // The built image ran its CMD; its logs are kept after it exited.
     assert!(p.logs("built").contains("built-by-compose"));
-    assert_eq!(inspect(&d, "app_built_1")["State"]["ExitCode"], 0);
+    assert_eq!(d.inspect("app_built_1")["State"]["ExitCode"], 0);
 
     // on-failure:2: two restarts, then it stays exited with its code.
     assert!(
         eventually(30, || {
-            let c = inspect(&d, "app_flaky_1");
+            let c = d.inspect("app_flaky_1");
             c["RestartCount"] == 2 && c["State"]["Status"] == "exited"
         }),
         "{}",
-        inspect(&d, "app_flaky_1")
+        d.inspect("app_flaky_1")
     );
-    assert_eq!(inspect(&d, "app_flaky_1")["State"]["ExitCode"], 3);
+    assert_eq!(d.inspect("app_flaky_1")["State"]["ExitCode"], 3);
     assert_eq!(p.logs("flaky").matches("flaky-run").count(), 3);
 
     // run --rm: a one-off container on the project's network, with the service's volumes.
@@ -319,10 +306,11 @@ fn compose_app_lifecycle() {
 
     // stop / start.
     p.ok(&["stop", "-t", "1", "web"]);
-    assert_eq!(inspect(&d, "app_web_1")["State"]["Status"], "exited");
-    assert!(!wget(&d, "http://127.0.0.1:8080/").contains("hello-web"));
+    assert_eq!(d.inspect("app_web_1")["State"]["Status"], "exited");
+    assert!(!d.wget("http://127.0.0.1:8080/").contains("hello-web"));
     p.ok(&["start", "web"]);
-    assert!(eventually(10, || wget(&d, "http://127.0.0.1:8080/")
+    assert!(eventually(10, || d
+        .wget("http://127.0.0.1:8080/")
         .contains("hello-web")));
 
     // scale up and down, both spellings.
@@ -332,7 +320,7 @@ fn compose_app_lifecycle() {
     let mut names: Vec<String> = ids
         .iter()
         .map(|i| {
-            inspect(&d, i)["Name"]
+            d.inspect(i)["Name"]
                 .as_str()
                 .unwrap_or_default()
                 .to_string()
@@ -348,12 +336,12 @@ fn compose_app_lifecycle() {
     let err = String::from_utf8_lossy(&again.stderr);
     assert!(again.status.success(), "{err}");
     assert!(!err.contains("Recreating"), "{err}");
-    assert_eq!(inspect(&d, "app_web_1")["Id"], web["Id"]);
+    assert_eq!(d.inspect("app_web_1")["Id"], web["Id"]);
 
     p.ok(&["down", "-v", "-t", "1"]);
     assert_nothing_left(&d);
     // The built image stays (down removes images only with --rmi).
-    inspect(&d, "cmp-built:1");
+    d.inspect("cmp-built:1");
 }
 
 const NET: &str = r#"
@@ -395,7 +383,7 @@ fn compose_custom_networks_aliases_scale() {
     let srv_ips: HashSet<String> = srv
         .iter()
         .map(|i| {
-            inspect(&d, i)["NetworkSettings"]["Networks"]["net_backend"]["IPAddress"]
+            d.inspect(i)["NetworkSettings"]["Networks"]["net_backend"]["IPAddress"]
                 .as_str()
                 .unwrap_or_default()
                 .to_string()
@@ -415,7 +403,7 @@ fn compose_custom_networks_aliases_scale() {
         ]);
         assert!(out.starts_with("hi-"), "{name}: {out}");
     }
-    let probe = inspect(&d, "net_probe_1");
+    let probe = d.inspect("net_probe_1");
     let nets = probe["NetworkSettings"]["Networks"]
         .as_object()
         .cloned()
@@ -424,7 +412,7 @@ fn compose_custom_networks_aliases_scale() {
     names.sort();
     assert_eq!(names, ["net_backend", "net_front"]);
     let aliases =
-        inspect(&d, &srv[0])["NetworkSettings"]["Networks"]["net_backend"]["Aliases"].clone();
+        d.inspect(&srv[0])["NetworkSettings"]["Networks"]["net_backend"]["Aliases"].clone();
     assert!(
         aliases
             .as_array()

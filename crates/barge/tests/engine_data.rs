@@ -5,7 +5,7 @@ mod engine;
 
 use std::time::{Duration, Instant};
 
-use engine::{eventually, skip, Daemon};
+use engine::{eventually, skip, table_header, Daemon};
 
 fn cg(ctl: &str, id: &str, file: &str) -> String {
     std::fs::read_to_string(format!("/sys/fs/cgroup/{ctl}/barge/{id}/{file}"))
@@ -688,14 +688,7 @@ fn cpu_memory_flags_ulimits_refusals_mount_keys_and_stats_shapes() {
     assert_eq!(all, ["lim", "stopped"]);
     let (ok, out, err) = barge_cli(&d, &["stats", "--no-stream"]);
     assert!(ok, "{err}");
-    let header: Vec<&str> = out
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split("  ")
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect();
+    let header = table_header(&out);
     assert_eq!(
         header,
         [

@@ -6,13 +6,9 @@
 mod engine;
 
 use barge_testsupport::registry::Registry;
-use engine::{eventually, output_of, skip, text, Daemon};
+use engine::{eventually, output_of, skip, text, write_files, Daemon};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-
-fn image_id(d: &Daemon, name: &str) -> String {
-    d.ok(&["image", "inspect", "-f", "{{.Id}}", name])
-}
 
 #[test]
 fn push_and_pull_through_a_local_registry_with_docker_and_barge() {
@@ -34,7 +30,7 @@ fn push_and_pull_through_a_local_registry_with_docker_and_barge() {
         out.contains(&format!("Downloaded newer image for {bb}")),
         "{out}"
     );
-    assert_eq!(image_id(&a, &bb), image_id(&b, &bb));
+    assert_eq!(a.image_id(&bb), b.image_id(&bb));
     // Pulled again: nothing new.
     let out = b.ok(&["pull", &bb]);
     assert!(out.contains("Image is up to date"), "{out}");
@@ -47,7 +43,7 @@ fn push_and_pull_through_a_local_registry_with_docker_and_barge() {
     let out = a.barge_ok(&["push", &other]);
     assert!(out.contains("sha256:"), "barge push printed {out}");
     b.barge_ok(&["pull", &other]);
-    assert_eq!(image_id(&a, &other), image_id(&b, &other));
+    assert_eq!(a.image_id(&other), b.image_id(&other));
     let images = b.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
     assert!(images.contains(&other), "{images}");
     // `docker run` of an image that is only in the registry pulls it first.
@@ -334,14 +330,6 @@ fn credential_helper_and_all_tags_with_docker_and_barge_clis() {
     assert!(!o.status.success(), "push after logout succeeded");
 }
 
-fn write(dir: &Path, files: &[(&str, &str)]) {
-    for (p, c) in files {
-        let f = dir.join(p);
-        std::fs::create_dir_all(f.parent().expect("parent")).expect("mkdir");
-        std::fs::write(f, c).expect("write");
-    }
-}
-
 #[test]
 fn docker_build_of_the_seed_dockerfiles() {
     if skip() {
@@ -350,7 +338,7 @@ fn docker_build_of_the_seed_dockerfiles() {
     let d = Daemon::start_host_net();
     let ctx = tempfile::tempdir().expect("tempdir");
     let c = ctx.path();
-    write(
+    write_files(
         c,
         &[
             (
@@ -388,7 +376,7 @@ fn docker_build_of_the_seed_dockerfiles() {
     // The aux message carried the id: docker build -q prints it.
     let o = d.docker_build(&["-q", "-t", "seed:1", dir]);
     assert!(o.status.success());
-    assert_eq!(text(&o.stdout).trim(), image_id(&d, "seed:1"));
+    assert_eq!(text(&o.stdout).trim(), d.image_id("seed:1"));
 
     // Rebuild: every step from the cache.
     let o = d.docker_build(&["-t", "seed:1", dir]);
@@ -404,7 +392,7 @@ fn docker_build_of_the_seed_dockerfiles() {
     assert_eq!(d.ok(&["run", "--rm", "seed:2"]), "version two");
 
     // ENV, EXPOSE, several RUNs and a multi-line RUN.
-    write(
+    write_files(
         c,
         &[(
             "Dockerfile",
@@ -425,7 +413,7 @@ fn docker_build_of_the_seed_dockerfiles() {
     assert!(cfg.contains("GREETING=hello"), "{cfg}");
 
     // Multi-stage: the final image holds only the artifact.
-    write(
+    write_files(
         c,
         &[(
             "Dockerfile",
@@ -467,7 +455,7 @@ fn docker_build_of_the_seed_dockerfiles() {
     );
 
     // A failing RUN: its exit code and output, nothing tagged.
-    write(
+    write_files(
         c,
         &[(
             "Dockerfile",
@@ -504,7 +492,7 @@ fn plain_docker_build_uses_the_classic_builder_and_barge_build_works() {
     let d = Daemon::start_host_net();
     let ctx = tempfile::tempdir().expect("tempdir");
     let c = ctx.path();
-    write(
+    write_files(
         c,
         &[
             (
@@ -557,12 +545,12 @@ fn plain_docker_build_uses_the_classic_builder_and_barge_build_works() {
     ]);
     assert_eq!(label, "barge");
     // The ignored file is not in the context.
-    write(c, &[("Dockerfile", "FROM busybox\nCOPY secret.txt /s\n")]);
+    write_files(c, &[("Dockerfile", "FROM busybox\nCOPY secret.txt /s\n")]);
     let o = d.barge(&["build", "-t", "bb:bad", dir], None);
     assert!(!o.status.success());
     assert!(!d.docker(&["image", "inspect", "bb:bad"]).status.success());
     // A syntax error names the line, and nothing is tagged.
-    write(c, &[("Dockerfile", "FROM busybox\nNOTANINSTRUCTION x\n")]);
+    write_files(c, &[("Dockerfile", "FROM busybox\nNOTANINSTRUCTION x\n")]);
     let o = d.docker_build(&["-t", "bad:1", dir]);
     assert!(!o.status.success());
     let all = format!("{}{}", text(&o.stdout), text(&o.stderr));
@@ -578,7 +566,7 @@ fn docker_py_build_pull_push() {
     let reg = Registry::start(None);
     let d = Daemon::start_host_net();
     let ctx = tempfile::tempdir().expect("tempdir");
-    write(
+    write_files(
         ctx.path(),
         &[(
             "Dockerfile",
@@ -641,16 +629,16 @@ fn build_pulls_a_missing_base_and_pull_refreshes_it() {
     let c = ctx.path();
     let dir = c.to_str().expect("utf8");
     // Two versions of the base, "one" then "two", pushed under the same tag.
-    write(
+    write_files(
         c,
         &[("Dockerfile", "FROM busybox\nRUN echo one > /which\n")],
     );
     d.barge_ok(&["build", "-q", "-t", &base, dir]);
-    let one = image_id(&d, &base);
+    let one = d.image_id(&base);
     d.barge_ok(&["push", &base]);
     // The base is only in the registry now: the build pulls it.
     d.ok(&["rmi", &base]);
-    write(
+    write_files(
         c,
         &[(
             "Dockerfile",
@@ -660,10 +648,10 @@ fn build_pulls_a_missing_base_and_pull_refreshes_it() {
     let out = d.barge_ok(&["build", "--no-cache", "-t", "pulled:1", dir]);
     assert!(out.contains("which=one"), "{out}");
     assert!(out.contains("Pulling from build/base"), "{out}");
-    assert_eq!(image_id(&d, &base), one);
+    assert_eq!(d.image_id(&base), one);
     // The registry gets "two"; the store keeps "one" under the tag.
     let next = tempfile::tempdir().expect("tempdir");
-    write(
+    write_files(
         next.path(),
         &[("Dockerfile", "FROM busybox\nRUN echo two > /which\n")],
     );
@@ -682,10 +670,10 @@ fn build_pulls_a_missing_base_and_pull_refreshes_it() {
     let out = d.barge_ok(&["build", "--no-cache", "--pull", "-t", "pulled:3", dir]);
     assert!(out.contains("which=two"), "{out}");
     assert!(out.contains("Downloaded newer image"), "{out}");
-    assert_ne!(image_id(&d, &base), one);
+    assert_ne!(d.image_id(&base), one);
     // A base that is in no registry: the error names it, nothing is tagged.
     let missing = format!("{}/build/absent:1", reg.host());
-    write(c, &[("Dockerfile", &format!("FROM {missing}\nRUN true\n"))]);
+    write_files(c, &[("Dockerfile", &format!("FROM {missing}\nRUN true\n"))]);
     let o = d.barge(&["build", "-t", "pulled:bad", dir], None);
     assert!(!o.status.success());
     let err = text(&o.stderr);
@@ -698,7 +686,7 @@ fn build_pulls_a_missing_base_and_pull_refreshes_it() {
         .status
         .success());
     // --cache-from through the CLI: a fresh builder cache reuses the image's layers.
-    write(c, &[("Dockerfile", "FROM busybox\nRUN echo cached > /c\n")]);
+    write_files(c, &[("Dockerfile", "FROM busybox\nRUN echo cached > /c\n")]);
     d.barge_ok(&["build", "-t", "cf:1", dir]);
     d.barge_ok(&["builder", "prune", "-f"]);
     let out = d.barge_ok(&["build", "--cache-from", "cf:1", "-t", "cf:2", dir]);
@@ -706,7 +694,7 @@ fn build_pulls_a_missing_base_and_pull_refreshes_it() {
         out.contains("Using cache") && !out.contains("Running in"),
         "{out}"
     );
-    assert_eq!(image_id(&d, "cf:1"), image_id(&d, "cf:2"));
+    assert_eq!(d.image_id("cf:1"), d.image_id("cf:2"));
 }
 
 #[test]
@@ -718,7 +706,7 @@ fn barge_build_secrets_reach_only_their_run() {
     let ctx = tempfile::tempdir().expect("tempdir");
     let c = ctx.path();
     let secret = "s3cr3t-from-a-file";
-    write(
+    write_files(
         c,
         &[
             ("token.txt", secret),

@@ -10,20 +10,9 @@ use serde_json::Value;
 const HTTPD: &str =
     "mkdir -p /www && echo hello-$HOSTNAME > /www/index.html && exec httpd -f -p 80 -h /www";
 
-fn inspect(d: &Daemon, what: &str) -> Value {
-    let out = d.ok(&["inspect", what]);
-    let v: Value = serde_json::from_str(&out).expect("inspect JSON");
-    v[0].clone()
-}
-
-/// `sh -c script` in the daemon's namespace (the "host side"): stdout.
-fn host(d: &Daemon, script: &str) -> String {
-    String::from_utf8_lossy(&d.sh(script).stdout).into_owned()
-}
-
 /// Link names in the daemon's namespace.
 fn links(d: &Daemon) -> Vec<String> {
-    host(d, "ip -o link show")
+    d.host("ip -o link show")
         .lines()
         .filter_map(|l| l.split(':').nth(1))
         .map(|n| n.trim().split('@').next().unwrap_or_default().to_string())
@@ -32,14 +21,14 @@ fn links(d: &Daemon) -> Vec<String> {
 
 /// Addresses (CIDR) in the daemon's namespace.
 fn addrs(d: &Daemon) -> Vec<String> {
-    host(d, "ip -o -4 addr show")
+    d.host("ip -o -4 addr show")
         .lines()
         .filter_map(|l| l.split_whitespace().nth(3).map(str::to_string))
         .collect()
 }
 
 fn nft(d: &Daemon) -> String {
-    host(d, "nft list table ip barge 2>/dev/null")
+    d.host("nft list table ip barge 2>/dev/null")
 }
 
 /// Only the default bridge and loopback are left; no port rules or endpoints. (Exited
@@ -60,10 +49,6 @@ fn assert_clean(d: &Daemon) {
         .map(|r| r.count())
         .unwrap_or(0);
     assert_eq!(eps, 0, "endpoint records left");
-}
-
-fn wget(d: &Daemon, url: &str) -> String {
-    host(d, &format!("timeout 5 busybox wget -qO- {url} 2>&1"))
 }
 
 #[test]
@@ -91,7 +76,7 @@ fn published_ports_on_the_default_bridge() {
         "-c",
         HTTPD,
     ]);
-    let c = inspect(&d, "web");
+    let c = d.inspect("web");
     let ns = &c["NetworkSettings"];
     let ip = ns["IPAddress"].as_str().unwrap_or_default().to_string();
     assert!(ip.starts_with("172.17."), "IPAddress {ip:?}: {ns}");
@@ -124,11 +109,14 @@ fn published_ports_on_the_default_bridge() {
         "8080"
     );
     // Reached from the namespace's host side: loopback, the bridge address, the container.
-    assert!(eventually(10, || wget(&d, "http://127.0.0.1:8080/")
+    assert!(eventually(10, || d
+        .wget("http://127.0.0.1:8080/")
         .contains("hello-web1")));
-    assert!(wget(&d, "http://172.17.0.1:8080/").contains("hello-web1"));
-    assert!(wget(&d, &format!("http://127.0.0.1:{local}/")).contains("hello-web1"));
-    assert!(wget(&d, &format!("http://{ip}:80/")).contains("hello-web1"));
+    assert!(d.wget("http://172.17.0.1:8080/").contains("hello-web1"));
+    assert!(d
+        .wget(&format!("http://127.0.0.1:{local}/"))
+        .contains("hello-web1"));
+    assert!(d.wget(&format!("http://{ip}:80/")).contains("hello-web1"));
     // Hairpin: another container through the host's address.
     let o = d.ok(&[
         "run",
@@ -164,7 +152,7 @@ fn published_ports_on_the_default_bridge() {
         "{resolv}"
     );
     // inspect's paths are the files the container sees
-    let c = inspect(&d, "web");
+    let c = d.inspect("web");
     for (field, inside) in [
         ("HostsPath", "/etc/hosts"),
         ("HostnamePath", "/etc/hostname"),
@@ -183,7 +171,8 @@ fn published_ports_on_the_default_bridge() {
     assert!(route.contains("default via 172.17.0.1"), "{route}");
     // A restart reconnects (same ports published again).
     d.ok(&["restart", "-t", "1", "web"]);
-    assert!(eventually(10, || wget(&d, "http://127.0.0.1:8080/")
+    assert!(eventually(10, || d
+        .wget("http://127.0.0.1:8080/")
         .contains("hello-web1")));
     // Stop removes the endpoint, and rm everything.
     d.ok(&["stop", "-t", "1", "web"]);
@@ -192,10 +181,10 @@ fn published_ports_on_the_default_bridge() {
         "{:?}",
         links(&d)
     );
-    let ns = &inspect(&d, "web")["NetworkSettings"];
+    let ns = &d.inspect("web")["NetworkSettings"];
     assert_eq!(ns["IPAddress"], "");
     assert!(ns["Networks"]["bridge"].is_object());
-    assert!(!wget(&d, "http://127.0.0.1:8080/").contains("hello"));
+    assert!(!d.wget("http://127.0.0.1:8080/").contains("hello"));
     d.ok(&["start", "web"]);
     d.ok(&["rm", "-f", "web"]);
     // --rm removes its endpoint too.
@@ -253,7 +242,7 @@ fn user_networks_names_aliases_isolation() {
         "-c",
         HTTPD,
     ]);
-    let c = inspect(&d, "srv");
+    let c = d.inspect("srv");
     let n = &c["NetworkSettings"]["Networks"]["neta"];
     assert_eq!(n["IPAddress"], "10.55.0.50");
     assert_eq!(n["Gateway"], "10.55.0.1");
@@ -322,7 +311,7 @@ fn user_networks_names_aliases_isolation() {
         "600",
     ]);
     d.ok(&["network", "connect", "--alias", "cli2", "neta", "cli"]);
-    let nets = inspect(&d, "cli")["NetworkSettings"]["Networks"].clone();
+    let nets = d.inspect("cli")["NetworkSettings"]["Networks"].clone();
     assert!(
         nets["neta"]["IPAddress"]
             .as_str()
@@ -371,7 +360,7 @@ fn container_mode_none_and_host() {
     }
     let d = Daemon::start();
     d.ok(&["run", "-d", "--name", "app", "busybox", "sh", "-c", HTTPD]);
-    let ip = inspect(&d, "app")["NetworkSettings"]["IPAddress"]
+    let ip = d.inspect("app")["NetworkSettings"]["IPAddress"]
         .as_str()
         .unwrap_or_default()
         .to_string();
@@ -405,7 +394,7 @@ fn container_mode_none_and_host() {
         .collect();
     assert_eq!(names, ["lo"], "{o}");
     let c = d.ok(&["create", "--network", "none", "busybox", "true"]);
-    let nets = inspect(&d, &c)["NetworkSettings"]["Networks"].clone();
+    let nets = d.inspect(&c)["NetworkSettings"]["Networks"].clone();
     assert!(nets["none"].is_object(), "{nets}");
     // host: the daemon namespace's links are visible.
     let o = d.ok(&[
@@ -626,7 +615,7 @@ fn bad_input_is_refused_whole() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    assert_eq!(inspect(&d, "b")["State"]["Running"], false);
+    assert_eq!(d.inspect("b")["State"]["Running"], false);
     // A host port already bound: the second container does not start, nothing is left of it.
     d.ok(&[
         "run", "-d", "--name", "p1", "-p", "8085:80", "busybox", "sleep", "600",
@@ -808,9 +797,7 @@ fn bad_input_names_the_problem_and_leaves_nothing() {
             .expect("nc"),
     );
     assert!(
-        eventually(10, || !host(&d, "ss -Hltn 'sport = :8086'")
-            .trim()
-            .is_empty()),
+        eventually(10, || !d.host("ss -Hltn 'sport = :8086'").trim().is_empty()),
         "the host listener did not come up"
     );
     let o = d.docker(&[
@@ -841,7 +828,7 @@ fn bad_input_names_the_problem_and_leaves_nothing() {
         "{}",
         text(&o.stderr)
     );
-    assert_eq!(inspect(&d, "p2")["State"]["Status"], "created");
+    assert_eq!(d.inspect("p2")["State"]["Status"], "created");
     assert_eq!(links(&d), base_links);
     assert_eq!(nft(&d), base_nft);
     assert_eq!(endpoint_records(&d), base_eps);
@@ -910,7 +897,7 @@ fn bad_input_names_the_problem_and_leaves_nothing() {
     assert_eq!(container_links(&d, "a"), before);
     assert_eq!(links(&d).len(), base_links.len() + 1);
     assert_eq!(links(&d), base_links2);
-    let ni = inspect(&d, "a");
+    let ni = d.inspect("a");
     assert!(
         ni["NetworkSettings"]["Networks"].get("m3").is_none(),
         "{ni}"
@@ -967,7 +954,7 @@ fn udp_and_port_ranges() {
         "sleep",
         "600",
     ]);
-    let c = inspect(&d, "u");
+    let c = d.inspect("u");
     let pid = c["State"]["Pid"].as_i64().unwrap_or(0).to_string();
     let ip = c["NetworkSettings"]["IPAddress"]
         .as_str()
@@ -1048,11 +1035,14 @@ while True:
         "{}",
         text(&o.stderr)
     );
-    let h1 = inspect(&d, "r1")["Id"].as_str().unwrap_or_default()[..12].to_string();
-    assert!(eventually(10, || wget(&d, "http://127.0.0.1:9100/")
+    let h1 = d.inspect("r1")["Id"].as_str().unwrap_or_default()[..12].to_string();
+    assert!(eventually(10, || d
+        .wget("http://127.0.0.1:9100/")
         .contains(&format!("hello-{h1}"))));
-    let h2 = inspect(&d, "r2")["Id"].as_str().unwrap_or_default()[..12].to_string();
-    assert!(wget(&d, "http://127.0.0.1:9101/").contains(&format!("hello-{h2}")));
+    let h2 = d.inspect("r2")["Id"].as_str().unwrap_or_default()[..12].to_string();
+    assert!(d
+        .wget("http://127.0.0.1:9101/")
+        .contains(&format!("hello-{h2}")));
     // A host range paired with a container range: each port to its own.
     let o = range_web("r4", "127.0.0.1:9110-9111:80-81");
     assert!(o.status.success(), "{}", text(&o.stderr));
@@ -1061,8 +1051,10 @@ while True:
         ports.contains("80/tcp -> 127.0.0.1:9110") && ports.contains("81/tcp -> 127.0.0.1:9111"),
         "{ports}"
     );
-    assert!(eventually(10, || wget(&d, "http://127.0.0.1:9110/").contains("hello-")));
-    assert!(wget(&d, "http://127.0.0.1:9111/").contains("hello-"));
+    assert!(eventually(10, || d
+        .wget("http://127.0.0.1:9110/")
+        .contains("hello-")));
+    assert!(d.wget("http://127.0.0.1:9111/").contains("hello-"));
     d.ok(&["rm", "-f", "u", "r1", "r2", "r3", "r4"]);
     assert_eq!(d.ok(&["ps", "-aq"]), "");
     assert_clean(&d);
@@ -1176,31 +1168,33 @@ fn daemon_kill9_keeps_live_endpoints_and_cleans_dead_ones() {
         "sleep",
         "600",
     ]);
-    let ip = inspect(&d, "peer")["NetworkSettings"]["Networks"]["kn"]["IPAddress"]
+    let ip = d.inspect("peer")["NetworkSettings"]["Networks"]["kn"]["IPAddress"]
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let doomed_pid = inspect(&d, "doomed")["State"]["Pid"].as_i64().unwrap_or(0) as i32;
+    let doomed_pid = d.inspect("doomed")["State"]["Pid"].as_i64().unwrap_or(0) as i32;
     assert!(doomed_pid > 0);
-    assert!(eventually(10, || wget(&d, "http://127.0.0.1:8088/").contains("hello-")));
+    assert!(eventually(10, || d
+        .wget("http://127.0.0.1:8088/")
+        .contains("hello-")));
     d.kill9();
     // While the daemon is down, one container dies.
     // SAFETY: SIGKILL to the pid of a container this test started.
     unsafe { libc::kill(doomed_pid, libc::SIGKILL) };
     d.spawn();
     assert!(
-        wget(&d, "http://127.0.0.1:8088/").contains("hello-"),
+        d.wget("http://127.0.0.1:8088/").contains("hello-"),
         "{}",
         d.log()
     );
-    let c = inspect(&d, "peer");
+    let c = d.inspect("peer");
     assert_eq!(
         c["NetworkSettings"]["Networks"]["kn"]["IPAddress"],
         ip.as_str()
     );
     let o = d.ok(&["exec", "peer", "ip", "-4", "-o", "addr", "show", "eth0"]);
     assert!(o.contains(&ip), "{o}");
-    assert!(eventually(10, || inspect(&d, "doomed")["State"]["Running"] == false));
+    assert!(eventually(10, || d.inspect("doomed")["State"]["Running"] == false));
     assert!(eventually(10, || !nft(&d).contains("8089")), "{}", nft(&d));
     let ni: Value = serde_json::from_str(&d.ok(&["network", "inspect", "kn"])).expect("json");
     assert_eq!(
@@ -1243,20 +1237,20 @@ fn published_ports_follow_the_default_route_across_networks() {
         HTTPD,
     ]);
     d.ok(&["network", "connect", "pn", "w"]);
-    assert!(eventually(10, || wget(&d, "http://127.0.0.1:8091/")
+    assert!(eventually(10, || d
+        .wget("http://127.0.0.1:8091/")
         .contains("hello-w1")));
     // Leaving the network that held the default route and the ports: both move to pn.
     d.ok(&["network", "disconnect", "bridge", "w"]);
     let route = d.ok(&["exec", "w", "ip", "route"]);
     assert!(route.contains("default via 10.56.0.1"), "{route}");
     assert!(
-        eventually(10, || wget(&d, "http://127.0.0.1:8091/")
-            .contains("hello-w1")),
+        eventually(10, || d.wget("http://127.0.0.1:8091/").contains("hello-w1")),
         "{}",
         nft(&d)
     );
     assert_eq!(d.ok(&["port", "w", "80"]), "0.0.0.0:8091");
-    let c = inspect(&d, "w");
+    let c = d.inspect("w");
     assert_eq!(
         c["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"], "8091",
         "{}",
@@ -1299,7 +1293,7 @@ fn outbound_traffic_is_masqueraded_to_the_daemon_namespace_address() {
     let host_fwd = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").expect("sysctl");
     let d = Daemon::start();
     // Forwarding is on in the daemon's namespace, and only there: the host's is unchanged.
-    assert_eq!(host(&d, "cat /proc/sys/net/ipv4/ip_forward").trim(), "1");
+    assert_eq!(d.host("cat /proc/sys/net/ipv4/ip_forward").trim(), "1");
     assert_eq!(
         std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").expect("sysctl"),
         host_fwd
@@ -1568,7 +1562,7 @@ fn exited_containers_links_go_with_their_namespace() {
     let mut d = Daemon::start();
     d.restart_with(&["--debug"]);
     let ip_of = |c: &str| {
-        inspect(&d, c)["NetworkSettings"]["IPAddress"]
+        d.inspect(c)["NetworkSettings"]["IPAddress"]
             .as_str()
             .unwrap_or_default()
             .to_string()
@@ -1622,7 +1616,7 @@ fn exited_containers_links_go_with_their_namespace() {
 
 /// The daemon namespace's IPv6 addresses (CIDR), link-local ones left out.
 fn addrs6(d: &Daemon) -> Vec<String> {
-    host(d, "ip -o -6 addr show")
+    d.host("ip -o -6 addr show")
         .lines()
         .filter_map(|l| l.split_whitespace().nth(3).map(str::to_string))
         .filter(|a| !a.starts_with("fe80:"))
@@ -1674,7 +1668,8 @@ fn ipv6_dual_stack_names_static_addresses_published_ports_and_cleanup() {
     );
     let br = format!("br-{}", &ni["Id"].as_str().unwrap_or_default()[..12]);
     assert!(
-        host(&d, &format!("ip -6 addr show dev {br}")).contains("fd00:db8:1::1/64"),
+        d.host(&format!("ip -6 addr show dev {br}"))
+            .contains("fd00:db8:1::1/64"),
         "the bridge has the IPv6 gateway address"
     );
     // A static address, and a dynamic one from the range.
@@ -1705,7 +1700,7 @@ fn ipv6_dual_stack_names_static_addresses_published_ports_and_cleanup() {
         "sleep",
         "600",
     ]);
-    let c = inspect(&d, "srv6");
+    let c = d.inspect("srv6");
     let n = &c["NetworkSettings"]["Networks"]["net6"];
     assert_eq!(n["GlobalIPv6Address"], "fd00:db8:1::99", "{n}");
     assert_eq!(n["GlobalIPv6PrefixLen"], 64, "{n}");
@@ -1717,7 +1712,7 @@ fn ipv6_dual_stack_names_static_addresses_published_ports_and_cleanup() {
             .is_some_and(|a| a.starts_with("10.56.0.")),
         "dual stack: {n}"
     );
-    let cli = inspect(&d, "cli6");
+    let cli = d.inspect("cli6");
     assert_eq!(
         cli["NetworkSettings"]["Networks"]["net6"]["GlobalIPv6Address"], "fd00:db8:1::100",
         "dynamic addresses come from the ip-range"
@@ -1753,12 +1748,12 @@ fn ipv6_dual_stack_names_static_addresses_published_ports_and_cleanup() {
     let out = d.sh("ip addr add fd99::1/128 dev lo nodad");
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
-        eventually(10, || wget(&d, "http://[fd99::1]:9120/").contains("hello-")),
+        eventually(10, || d.wget("http://[fd99::1]:9120/").contains("hello-")),
         "{}",
-        host(&d, "nft list table ip6 barge")
+        d.host("nft list table ip6 barge")
     );
-    assert!(wget(&d, "http://127.0.0.1:9120/").contains("hello-"));
-    assert!(host(&d, "nft list table ip6 barge").contains("dport 9120"));
+    assert!(d.wget("http://127.0.0.1:9120/").contains("hello-"));
+    assert!(d.host("nft list table ip6 barge").contains("dport 9120"));
     // Bad input: a clear error, nothing made.
     let links_before = links(&d);
     for (body, code, word) in [
@@ -1866,7 +1861,7 @@ fn ipv6_dual_stack_names_static_addresses_published_ports_and_cleanup() {
         "IPv6 addresses left"
     );
     assert_eq!(
-        host(&d, "nft list table ip6 barge 2>/dev/null"),
+        d.host("nft list table ip6 barge 2>/dev/null"),
         "",
         "the ip6 table is left"
     );
@@ -1921,7 +1916,7 @@ fn ipv6_network_without_a_subnet_gets_a_unique_local_one() {
         "sleep",
         "600",
     ]);
-    let before = inspect(&d, "live6")["NetworkSettings"]["Networks"]["ula6"]["GlobalIPv6Address"]
+    let before = d.inspect("live6")["NetworkSettings"]["Networks"]["ula6"]["GlobalIPv6Address"]
         .as_str()
         .unwrap_or_default()
         .to_string();
@@ -1943,7 +1938,7 @@ fn ipv6_network_without_a_subnet_gets_a_unique_local_one() {
     // Its IPv6 default route moves with the IPv4 one when the network holding it goes.
     d.ok(&["network", "connect", "ula6b", "live6"]);
     d.ok(&["network", "disconnect", "ula6", "live6"]);
-    let gw6b = inspect(&d, "live6")["NetworkSettings"]["Networks"]["ula6b"]["IPv6Gateway"]
+    let gw6b = d.inspect("live6")["NetworkSettings"]["Networks"]["ula6b"]["IPv6Gateway"]
         .as_str()
         .unwrap_or_default()
         .to_string();
@@ -1999,7 +1994,7 @@ fn ipv6_network_without_a_subnet_gets_a_unique_local_one() {
     d.ok(&["network", "rm", "cli6"]);
     d.ok(&["network", "rm", "ula6", "ula6b"]);
     assert_clean(&d);
-    assert_eq!(host(&d, "nft list table ip6 barge 2>/dev/null"), "");
+    assert_eq!(d.host("nft list table ip6 barge 2>/dev/null"), "");
 }
 
 #[test]
@@ -2024,7 +2019,7 @@ fn chosen_mac_addresses() {
             .trim(),
         "92:d0:c6:0a:29:33"
     );
-    let c = inspect(&d, "m1");
+    let c = d.inspect("m1");
     assert_eq!(
         c["NetworkSettings"]["Networks"]["bridge"]["MacAddress"],
         "92:d0:c6:0a:29:33"
@@ -2043,7 +2038,7 @@ fn chosen_mac_addresses() {
             .trim(),
         "02:00:00:00:00:42"
     );
-    let c = inspect(&d, "m1");
+    let c = d.inspect("m1");
     assert_eq!(
         c["NetworkSettings"]["Networks"]["macnet"]["MacAddress"],
         "02:00:00:00:00:42"
@@ -2163,7 +2158,7 @@ fn legacy_links_on_the_default_bridge() {
         "sleep",
         "600",
     ]);
-    let db_ip = inspect(&d, "db")["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
+    let db_ip = d.inspect("db")["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
         .as_str()
         .expect("db address")
         .to_string();
@@ -2183,7 +2178,7 @@ fn legacy_links_on_the_default_bridge() {
         "600",
     ]);
     // Inspect shows the links as dockerd does: /target:/linker/alias.
-    let links = inspect(&d, "web")["HostConfig"]["Links"].clone();
+    let links = d.inspect("web")["HostConfig"]["Links"].clone();
     assert_eq!(
         links,
         serde_json::json!(["/db:/web/my-db", "/db:/web/db"]),
@@ -2247,7 +2242,7 @@ fn legacy_links_on_the_default_bridge() {
     );
     d.ok(&["rm", "--link", "web/my-db"]);
     assert_eq!(
-        inspect(&d, "web")["HostConfig"]["Links"],
+        d.inspect("web")["HostConfig"]["Links"],
         serde_json::json!(["/db:/web/db"])
     );
     let hosts = d.ok(&["exec", "web", "cat", "/etc/hosts"]);
@@ -2261,7 +2256,7 @@ fn legacy_links_on_the_default_bridge() {
     d.ok(&["rename", "db", "db2"]);
     d.ok(&["rename", "web", "web2"]);
     assert_eq!(
-        inspect(&d, "web2")["HostConfig"]["Links"],
+        d.inspect("web2")["HostConfig"]["Links"],
         serde_json::json!(["/db2:/web2/db"])
     );
     d.ok(&["restart", "-t", "0", "web2"]);
@@ -2314,7 +2309,7 @@ print("PY OK")
     // Removing a target removes the links to it: the linker starts again without it.
     d.ok(&["rm", "-f", "db"]);
     assert_eq!(
-        inspect(&d, "web")["HostConfig"]["Links"],
+        d.inspect("web")["HostConfig"]["Links"],
         serde_json::json!([])
     );
     d.ok(&["restart", "-t", "0", "web"]);

@@ -81,12 +81,7 @@ fn podman_run_exec_logs_pause_stop() {
         runc: Runc::new(),
     };
     let rootfs = p.dir.path().join("rootfs");
-    let st = Command::new("sh")
-        .arg(fixture("busybox-rootfs.sh"))
-        .arg(&rootfs)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    barge_testsupport::busybox::rootfs(&rootfs);
     let tar = p.dir.path().join("bb.tar");
     let st = Command::new("tar")
         .arg("-C")

@@ -369,20 +369,7 @@ fn runtime_process_is_unreachable_from_the_container() {
     let mut b = Bundle::new(&r);
     // Every capability this process can hand on.
     let all: Vec<String> = barge_runtime::caps::bounding_names().collect();
-    b.edit(|s| {
-        s["linux"]["namespaces"]
-            .as_array_mut()
-            .unwrap()
-            .push(json!({"type": "user"}));
-        s["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 0, "size": 65536}]);
-        s["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 0, "size": 65536}]);
-        s["mounts"] = json!(s["mounts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|m| m["type"] != "cgroup")
-            .cloned()
-            .collect::<Vec<_>>());
+    b.user_ns(0).edit(|s| {
         for set in ["bounding", "effective", "permitted"] {
             s["process"]["capabilities"][set] = json!(all);
         }

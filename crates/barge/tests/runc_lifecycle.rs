@@ -230,22 +230,8 @@ fn user_namespace_with_mappings() {
         .status()
         .unwrap();
     assert!(st.success());
-    b.edit(|s| {
-        s["linux"]["namespaces"]
-            .as_array_mut()
-            .unwrap()
-            .push(json!({"type": "user"}));
-        s["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-        s["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-        // sysfs cannot be mounted without a netns owner; keep the default netns-new.
-        s["mounts"] = json!(s["mounts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|m| m["type"] != "cgroup")
-            .cloned()
-            .collect::<Vec<_>>());
-    });
+    // sysfs cannot be mounted without a netns owner; keep the default netns-new.
+    b.user_ns(100000);
     let out = r.run_ok(&mut b, &["sh", "-c", "cat /proc/self/uid_map; id -u"]);
     let mut l = out.lines();
     let map: Vec<&str> = l.next().unwrap().split_whitespace().collect();

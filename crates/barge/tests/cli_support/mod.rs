@@ -12,14 +12,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// True (after printing why) when the test must skip: not root.
-pub fn skip_unless_root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: needs root");
-        return true;
-    }
-    false
-}
+#[allow(unused_imports)] // not every test binary that includes this module skips
+pub use barge_testsupport::skip_unless_root;
 
 /// The built CLI.
 pub fn barge_bin() -> &'static str {
@@ -422,81 +416,4 @@ sys.stdout.write(json.dumps({"out": out.decode("utf-8", "replace"), "code": os.w
         v["out"].as_str().unwrap_or_default().to_string(),
         v["code"].as_i64().unwrap_or(-1) as i32,
     )
-}
-
-/// A local registry (Debian's docker-registry) on 127.0.0.1:5000 inside a daemon's network
-/// namespace, with htpasswd auth for user `u`, password `p`. Stopped by PID on drop.
-pub struct Registry {
-    pid: i32,
-}
-
-impl Registry {
-    /// Starts it in `d`'s namespace and waits until it listens.
-    pub fn start(d: &Daemon) -> Registry {
-        let dir = d.dir.path().join("registry");
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        let py = if Path::new("/usr/bin/python3").exists() {
-            "/usr/bin/python3"
-        } else {
-            "python3"
-        };
-        let o = Command::new(py)
-            .args([
-                "-c",
-                "import bcrypt;print('u:'+bcrypt.hashpw(b'p',bcrypt.gensalt(rounds=5)).decode())",
-            ])
-            .output()
-            .expect("python3 bcrypt");
-        assert!(
-            o.status.success(),
-            "bcrypt: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        std::fs::write(dir.join("htpasswd"), &o.stdout).expect("htpasswd");
-        let cfg = format!(
-            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {0}/data\nhttp:\n  addr: 127.0.0.1:5000\nauth:\n  htpasswd:\n    realm: test\n    path: {0}/htpasswd\n",
-            dir.display()
-        );
-        std::fs::write(dir.join("config.yml"), cfg).expect("config");
-        let log = std::fs::File::create(dir.join("registry.log")).expect("log");
-        let log2 = log.try_clone().expect("log");
-        let child = Command::new("ip")
-            .args(["netns", "exec", d.netns(), "docker-registry", "serve"])
-            .arg(dir.join("config.yml"))
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2)
-            .spawn()
-            .expect("docker-registry");
-        let r = Registry {
-            pid: child.id() as i32,
-        };
-        std::thread::spawn(move || {
-            let mut child = child;
-            let _ = child.wait();
-        });
-        let start = Instant::now();
-        loop {
-            let text = std::fs::read_to_string(dir.join("registry.log")).unwrap_or_default();
-            if text.contains("listening on") {
-                break;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "registry did not start:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        r
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        // SAFETY: a signal to the registry process we started, by its pid.
-        unsafe {
-            libc::kill(self.pid, libc::SIGTERM);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }

@@ -9,14 +9,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use serde_json::{json, Value};
 
 /// True (after printing why) when the test must skip: not root.
-pub fn skip_unless_root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: needs root");
-        return true;
-    }
-    false
-}
+#[allow(unused_imports)] // not every test binary that includes this module skips
+pub use barge_testsupport::skip_unless_root;
 
 /// A unique id for a container (cgroups are host-global, ids must not collide).
 pub fn unique_id(tag: &str) -> String {
@@ -171,12 +165,7 @@ impl Bundle {
     /// A busybox bundle running `args`, terminal off, writable root.
     pub fn new(runc: &Runc) -> Bundle {
         let dir = tempfile::tempdir().expect("tempdir");
-        let st = Command::new("sh")
-            .arg(fixture("busybox-rootfs.sh"))
-            .arg(dir.path().join("rootfs"))
-            .status()
-            .expect("busybox-rootfs.sh");
-        assert!(st.success(), "busybox-rootfs.sh failed");
+        barge_testsupport::busybox::rootfs(&dir.path().join("rootfs"));
         let o = runc.out(&["spec", "--bundle", dir.path().to_str().unwrap()]);
         assert!(
             o.status.success(),
@@ -222,6 +211,28 @@ impl Bundle {
         f(&mut self.spec);
         self.save();
         self
+    }
+
+    /// Runs the container in a new user namespace mapping its IDs 0-65535 to the host's
+    /// from `host_id`, and drops the spec's cgroup mount, which the tests using a user
+    /// namespace do not mount; saves.
+    pub fn user_ns(&mut self, host_id: u32) -> &mut Self {
+        self.edit(|s| {
+            s["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"type": "user"}));
+            let map = json!([{"containerID": 0, "hostID": host_id, "size": 65536}]);
+            s["linux"]["uidMappings"] = map.clone();
+            s["linux"]["gidMappings"] = map;
+            s["mounts"] = json!(s["mounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|m| m["type"] != "cgroup")
+                .cloned()
+                .collect::<Vec<_>>());
+        })
     }
 }
 

@@ -12,15 +12,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// True (after printing why) when the test must skip: not root, or no docker CLI.
-pub fn skip() -> bool {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: needs root");
-        return true;
-    }
-    false
-}
+/// `skip()`: true (after printing why) when the test must skip: not root.
+#[allow(unused_imports)] // not every test binary that includes this module skips
+pub use barge_testsupport::skip_unless_root as skip;
 
 /// A busybox rootfs tarball, made once (kept in the temp dir and reused by later runs; made
 /// in a temp dir of its own and renamed into place, so parallel runs never see half a file).
@@ -33,15 +27,7 @@ pub fn busybox_tar() -> &'static Path {
         }
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().join("rootfs");
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/busybox-rootfs.sh");
-        let st = Command::new("sh")
-            .arg(&script)
-            .arg(&root)
-            .stdout(Stdio::null())
-            .status()
-            .expect("busybox-rootfs.sh");
-        assert!(st.success(), "busybox-rootfs.sh failed");
+        barge_testsupport::busybox::rootfs(&root);
         let tmp = dir.path().join("busybox.tar");
         let st = Command::new("tar")
             .arg("-C")
@@ -203,6 +189,24 @@ impl Daemon {
             .expect("ip netns exec")
     }
 
+    /// `sh -c script` in the daemon's namespace (the "host side" of its networks): stdout.
+    pub fn host(&self, script: &str) -> String {
+        text(&self.sh(script).stdout)
+    }
+
+    /// An HTTP GET of `url` from the daemon's namespace (busybox wget, 5 s at most): the body,
+    /// or wget's error text.
+    pub fn wget(&self, url: &str) -> String {
+        self.host(&format!("timeout 5 busybox wget -qO- {url} 2>&1"))
+    }
+
+    /// `docker inspect what`: the one object of its JSON array.
+    pub fn inspect(&self, what: &str) -> serde_json::Value {
+        let out = self.ok(&["inspect", what]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("inspect JSON");
+        v[0].clone()
+    }
+
     /// The daemon's log.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
@@ -248,9 +252,19 @@ impl Daemon {
     /// `DOCKER_BUILDKIT=0 docker build <args>` (the classic builder, which barge serves)
     /// against this daemon, stdin closed.
     pub fn docker_build(&self, args: &[&str]) -> Output {
+        self.docker_build_with(args, None)
+    }
+
+    /// [`Daemon::docker_build`] with `stdin` (a context or Dockerfile on `-`), or none.
+    pub fn docker_build_with(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
         let mut c = self.docker_cmd(&[&["build"], args].concat());
         c.env("DOCKER_BUILDKIT", "0");
-        c.stdin(Stdio::null()).output().expect("docker build")
+        output_of(c, stdin)
+    }
+
+    /// The ID (`sha256:...`) of the image `name`, asserting it exists.
+    pub fn image_id(&self, name: &str) -> String {
+        self.ok(&["image", "inspect", "-f", "{{.Id}}", name])
     }
 
     /// A `barge` (the CLI) command aimed at this daemon, with the same client config dir as
@@ -373,6 +387,29 @@ pub fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
     false
+}
+
+/// Writes `files` (path relative to `dir`, content) below `dir`, making parent directories:
+/// a build context in one call.
+pub fn write_files(dir: &Path, files: &[(&str, &str)]) {
+    for (p, c) in files {
+        let f = dir.join(p);
+        std::fs::create_dir_all(f.parent().expect("parent")).expect("mkdir");
+        std::fs::write(f, c).expect("write");
+    }
+}
+
+/// The column titles of a CLI table: its first line, split where two or more spaces part
+/// the columns (titles such as `CREATED BY` hold single spaces).
+pub fn table_header(table: &str) -> Vec<&str> {
+    table
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split("  ")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 /// A process's output as text (lossy UTF-8).
