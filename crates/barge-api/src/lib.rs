@@ -63,16 +63,24 @@ pub struct Api {
     pub builder: Option<Arc<barge_build::Builder>>,
 }
 
+/// One `accept`'s connection, or `None` once its failure is logged and a short pause has
+/// passed (EMFILE and the like are transient; retrying at once would spin).
+pub(crate) async fn accepted<T>(what: &str, r: std::io::Result<T>) -> Option<T> {
+    match r {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!("{what}: {e}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            None
+        }
+    }
+}
+
 /// Serves the API on `listener` until the process ends.
 pub async fn serve(api: Arc<Api>, listener: tokio::net::UnixListener) {
     loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("accept: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
+        let Some((stream, _)) = accepted("accept", listener.accept().await).await else {
+            continue;
         };
         let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
         tokio::spawn(serve_connection(api.clone(), stream, Some(fd)));
@@ -83,13 +91,8 @@ pub async fn serve(api: Arc<Api>, listener: tokio::net::UnixListener) {
 /// explicit `--tls=false` (dockerd's opt-in since v27), since whoever connects is root here.
 pub async fn serve_tcp(api: Arc<Api>, listener: tokio::net::TcpListener) {
     loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("accept: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
+        let Some((stream, _)) = accepted("accept", listener.accept().await).await else {
+            continue;
         };
         let _ = stream.set_nodelay(true);
         tokio::spawn(serve_connection(api.clone(), stream, None));

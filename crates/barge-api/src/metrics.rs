@@ -402,13 +402,9 @@ fn container_families(samples: &[(&Container, Sample)], out: &mut String) {
 /// Docker API is never reachable here.
 pub async fn serve_metrics(engine: Arc<Engine>, listener: tokio::net::TcpListener) {
     loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("metrics accept: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
+        let Some((stream, _)) = crate::accepted("metrics accept", listener.accept().await).await
+        else {
+            continue;
         };
         let engine = engine.clone();
         tokio::spawn(async move {

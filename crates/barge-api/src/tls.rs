@@ -183,13 +183,8 @@ pub async fn serve_tls(
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
     loop {
-        let (tcp, peer) = match listener.accept().await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("accept: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
+        let Some((tcp, peer)) = crate::accepted("accept", listener.accept().await).await else {
+            continue;
         };
         let _ = tcp.set_nodelay(true);
         let (api, acceptor) = (api.clone(), acceptor.clone());

@@ -79,42 +79,52 @@ impl Ipv4Net {
     }
 }
 
-impl fmt::Display for Ipv4Net {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
+/// `ADDRESS/PREFIX` as text and in JSON, the same for both families: Display, FromStr (errors
+/// name the subnet and what is wrong with it) and serde through that text.
+macro_rules! cidr_text {
+    ($net:ident, $addr:ty, $family:literal) => {
+        impl fmt::Display for $net {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}/{}", self.addr, self.prefix)
+            }
+        }
+
+        impl FromStr for $net {
+            type Err = NetworkError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                let bad = |reason: &str| NetworkError::InvalidSubnet {
+                    subnet: s.to_string(),
+                    reason: reason.to_string(),
+                };
+                let (a, p) = s
+                    .split_once('/')
+                    .ok_or_else(|| bad("expected ADDRESS/PREFIX"))?;
+                let addr: $addr = a
+                    .parse()
+                    .map_err(|_| bad(concat!("not an ", $family, " address")))?;
+                let prefix: u8 = p
+                    .parse()
+                    .map_err(|_| bad("prefix length is not a number"))?;
+                $net::new(addr, prefix)
+            }
+        }
+
+        impl Serialize for $net {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.to_string())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $net {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
 }
 
-impl FromStr for Ipv4Net {
-    type Err = NetworkError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = |reason: &str| NetworkError::InvalidSubnet {
-            subnet: s.to_string(),
-            reason: reason.to_string(),
-        };
-        let (a, p) = s
-            .split_once('/')
-            .ok_or_else(|| bad("expected ADDRESS/PREFIX"))?;
-        let addr: Ipv4Addr = a.parse().map_err(|_| bad("not an IPv4 address"))?;
-        let prefix: u8 = p
-            .parse()
-            .map_err(|_| bad("prefix length is not a number"))?;
-        Ipv4Net::new(addr, prefix)
-    }
-}
-
-impl Serialize for Ipv4Net {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_string())
-    }
-}
-
-impl<'de> Deserialize<'de> for Ipv4Net {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+cidr_text!(Ipv4Net, Ipv4Addr, "IPv4");
 
 /// Validates a user-given subnet for a bridge network: host bits must be zero and the network
 /// must leave room for a gateway and at least one container.
@@ -265,42 +275,7 @@ impl Ipv6Net {
     }
 }
 
-impl fmt::Display for Ipv6Net {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
-}
-
-impl FromStr for Ipv6Net {
-    type Err = NetworkError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = |reason: &str| NetworkError::InvalidSubnet {
-            subnet: s.to_string(),
-            reason: reason.to_string(),
-        };
-        let (a, p) = s
-            .split_once('/')
-            .ok_or_else(|| bad("expected ADDRESS/PREFIX"))?;
-        let addr: Ipv6Addr = a.parse().map_err(|_| bad("not an IPv6 address"))?;
-        let prefix: u8 = p
-            .parse()
-            .map_err(|_| bad("prefix length is not a number"))?;
-        Ipv6Net::new(addr, prefix)
-    }
-}
-
-impl Serialize for Ipv6Net {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_string())
-    }
-}
-
-impl<'de> Deserialize<'de> for Ipv6Net {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+cidr_text!(Ipv6Net, Ipv6Addr, "IPv6");
 
 /// Validates a user-given IPv6 subnet for a bridge network: a prefix of /64 or longer would
 /// leave room, but SLAAC-free static addressing works with any length up to /126 (a gateway

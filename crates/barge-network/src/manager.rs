@@ -1226,7 +1226,7 @@ impl NetworkManager {
             if !net.internal
                 && (fresh || !cnl.has_default_route().map_err(nl_err("listing routes"))?)
             {
-                cnl.add_default_route(net.gateway, cidx)
+                cnl.add_default_route(net.gateway.into(), cidx)
                     .map_err(nl_err("adding the default route"))?;
             }
             if let Some(ip6) = ep.ip6 {
@@ -1236,7 +1236,7 @@ impl NetworkManager {
                     .map_err(nl_err(format!("adding {ip6} to {ifname}")))?;
                 if let Some(g6) = ep.gateway6 {
                     if fresh || !cnl.has_default_route6().map_err(nl_err("listing routes"))? {
-                        cnl.add_default_route6(g6, cidx)
+                        cnl.add_default_route(g6.into(), cidx)
                             .map_err(nl_err("adding the IPv6 default route"))?;
                     }
                 }
@@ -1353,11 +1353,11 @@ impl NetworkManager {
                 .link_index(&next.ifname)?
                 .ok_or_else(|| io::Error::other(format!("{} is gone", next.ifname)))?;
             if let Some(gw) = next.gateway {
-                cnl.add_default_route(gw, idx)?;
+                cnl.add_default_route(gw.into(), idx)?;
             }
             if let Some(g6) = next.gateway6 {
                 if !cnl.has_default_route6()? {
-                    cnl.add_default_route6(g6, idx)?;
+                    cnl.add_default_route(g6.into(), idx)?;
                 }
             }
             Ok(())

@@ -5,7 +5,7 @@
 
 use std::fs::File;
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 
 use netlink_packet_core::{
@@ -385,33 +385,20 @@ impl Netlink {
         Ok(out)
     }
 
-    /// Adds a default route via `gw` on `oif`; an existing default route is left alone.
-    pub fn add_default_route(&mut self, gw: Ipv4Addr, oif: u32) -> io::Result<()> {
+    /// Adds a default route (IPv4 or IPv6, as `gw`) via `gw` on `oif`; an existing default
+    /// route of that family is left alone.
+    pub fn add_default_route(&mut self, gw: IpAddr, oif: u32) -> io::Result<()> {
         let mut m = RouteMessage::default();
-        m.header.address_family = AddressFamily::Inet;
+        let (family, gw) = match gw {
+            IpAddr::V4(a) => (AddressFamily::Inet, RouteAddress::Inet(a)),
+            IpAddr::V6(a) => (AddressFamily::Inet6, RouteAddress::Inet6(a)),
+        };
+        m.header.address_family = family;
         m.header.table = RouteHeader::RT_TABLE_MAIN;
         m.header.protocol = RouteProtocol::Boot;
         m.header.scope = RouteScope::Universe;
         m.header.kind = RouteType::Unicast;
-        m.attributes
-            .push(RouteAttribute::Gateway(RouteAddress::Inet(gw)));
-        m.attributes.push(RouteAttribute::Oif(oif));
-        match self.ack(RouteNetlinkMessage::NewRoute(m), NLM_F_CREATE | NLM_F_EXCL) {
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
-            r => r,
-        }
-    }
-
-    /// Adds an IPv6 default route via `gw` on `oif`; an existing one is left alone.
-    pub fn add_default_route6(&mut self, gw: Ipv6Addr, oif: u32) -> io::Result<()> {
-        let mut m = RouteMessage::default();
-        m.header.address_family = AddressFamily::Inet6;
-        m.header.table = RouteHeader::RT_TABLE_MAIN;
-        m.header.protocol = RouteProtocol::Boot;
-        m.header.scope = RouteScope::Universe;
-        m.header.kind = RouteType::Unicast;
-        m.attributes
-            .push(RouteAttribute::Gateway(RouteAddress::Inet6(gw)));
+        m.attributes.push(RouteAttribute::Gateway(gw));
         m.attributes.push(RouteAttribute::Oif(oif));
         match self.ack(RouteNetlinkMessage::NewRoute(m), NLM_F_CREATE | NLM_F_EXCL) {
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),

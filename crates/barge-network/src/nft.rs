@@ -13,6 +13,7 @@ use crate::ports::Proto;
 use crate::NetworkError;
 
 /// A bridge network as the firewall sees it.
+#[derive(Clone)]
 pub(crate) struct NftNet {
     pub bridge: String,
     pub subnet: Ipv4Net,
@@ -73,15 +74,10 @@ fn prefix(n: &NftNet, fam: Fam) -> Option<Value> {
 /// IPv6; each is deleted when it has nothing to hold).
 pub(crate) fn build(table: &str, nets: &[NftNet], ports: &[NftPort]) -> Value {
     let mut cmds = build_family(Fam::V4, table, nets, ports);
-    let nets6: Vec<&NftNet> = nets.iter().filter(|n| n.subnet6.is_some()).collect();
-    let nets6: Vec<NftNet> = nets6
-        .into_iter()
-        .map(|n| NftNet {
-            bridge: n.bridge.clone(),
-            subnet: n.subnet,
-            subnet6: n.subnet6,
-            internal: n.internal,
-        })
+    let nets6: Vec<NftNet> = nets
+        .iter()
+        .filter(|n| n.subnet6.is_some())
+        .cloned()
         .collect();
     cmds.extend(build_family(Fam::V6, table, &nets6, ports));
     json!({"nftables": cmds})

@@ -921,7 +921,7 @@ fn outside() -> Cns {
     let lo = onl.link_index("lo").expect("lo").expect("lo");
     onl.set_up(lo, None).expect("lo up");
     // a route back to everything, so only the firewall and NAT decide what gets through
-    onl.add_default_route(Ipv4Addr::new(10, 98, 0, 1), oi)
+    onl.add_default_route(Ipv4Addr::new(10, 98, 0, 1).into(), oi)
         .expect("route");
     o
 }
@@ -988,7 +988,7 @@ fn outbound_masquerade_and_ports_from_another_host() {
         let gw = h.nm.inspect("i").expect("inspect").0.gateway;
         let mut cnl = Netlink::in_netns(&c2.file).expect("nl");
         let idx = cnl.link_index(&e2.ifname).expect("lookup").expect("eth0");
-        cnl.add_default_route(gw, idx).expect("route");
+        cnl.add_default_route(gw.into(), idx).expect("route");
         assert!(cnl.has_default_route().expect("routes"));
         assert!(c2
             .run(|| try_talk("10.98.0.2:7100".parse().expect("a")))

@@ -353,17 +353,16 @@ pub(crate) fn prepare_exec(plan: &ExecPlan<'_>) -> StepResult<ExecArgs> {
     // permission on the path only root can cross); on EACCES it is retried as the user.
     close_fds(3 + plan.preserve_fds.max(0), plan.keep)?;
     let cwd = cstr(p.cwd().as_os_str().as_bytes(), "process.cwd")?;
+    let chdir_failed = |e: std::io::Error| {
+        StepError::new("chdir", format!("process.cwd {}: {e}", p.cwd().display()))
+    };
     // SAFETY: chdir with a NUL-terminated path.
     let cwd_done = unsafe { libc::chdir(cwd.as_ptr()) } == 0;
-    if !cwd_done && std::io::Error::last_os_error().raw_os_error() != Some(libc::EACCES) {
-        return Err(StepError::new(
-            "chdir",
-            format!(
-                "process.cwd {}: {}",
-                p.cwd().display(),
-                std::io::Error::last_os_error()
-            ),
-        ));
+    if !cwd_done {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EACCES) {
+            return Err(chdir_failed(e));
+        }
     }
     if cwd_done {
         check_cwd_in_root(p, false)?;
@@ -413,14 +412,7 @@ pub(crate) fn prepare_exec(plan: &ExecPlan<'_>) -> StepResult<ExecArgs> {
 
     // SAFETY: chdir with a NUL-terminated path.
     if !cwd_done && unsafe { libc::chdir(cwd.as_ptr()) } != 0 {
-        return Err(StepError::new(
-            "chdir",
-            format!(
-                "process.cwd {}: {}",
-                p.cwd().display(),
-                std::io::Error::last_os_error()
-            ),
-        ));
+        return Err(chdir_failed(std::io::Error::last_os_error()));
     }
     if !cwd_done {
         check_cwd_in_root(p, filtered)?;
