@@ -5,7 +5,7 @@
 //! Single-threaded, no async runtime: one poll(2) loop over the signalfd, the control socket,
 //! the container's output (pipes or the pty master) and the attached clients.
 
-use std::io::{BufRead, Read, Write};
+use std::io::{BufRead, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -228,6 +228,41 @@ struct Client {
     kind: Kind,
     /// Still reading its input (stdin); false after it half-closed.
     reading: bool,
+    /// A write to it failed: dropped at the top of the next event-loop turn, not at once,
+    /// so the turn's poll results still line up with the client list.
+    broken: bool,
+}
+
+impl Client {
+    fn new(s: UnixStream, kind: Kind) -> Client {
+        Client {
+            s,
+            kind,
+            reading: true,
+            broken: false,
+        }
+    }
+}
+
+/// Reads what a client sent without waiting: `Some(0)` at its end of input (or an error
+/// that ends it), `None` when nothing is there.
+fn recv_nowait(s: &UnixStream, buf: &mut [u8]) -> Option<usize> {
+    // SAFETY: receives at most buf.len() bytes into buf from a socket we own.
+    let n = unsafe {
+        libc::recv(
+            s.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if n >= 0 {
+        Some(n as usize)
+    } else if interrupted() {
+        None
+    } else {
+        Some(0)
+    }
 }
 
 struct Monitor {
@@ -431,17 +466,9 @@ impl Monitor {
                 if !extra.is_empty() {
                     self.input(extra);
                 }
-                self.clients.push(Client {
-                    s,
-                    kind: Kind::Attach,
-                    reading: true,
-                });
+                self.clients.push(Client::new(s, Kind::Attach));
             }
-            Some("watch") => self.clients.push(Client {
-                s,
-                kind: Kind::Watch,
-                reading: true,
-            }),
+            Some("watch") => self.clients.push(Client::new(s, Kind::Watch)),
             Some("resize") => {
                 let rows: u16 = words.next().and_then(|x| x.parse().ok()).unwrap_or(0);
                 let cols: u16 = words.next().and_then(|x| x.parse().ok()).unwrap_or(0);
@@ -471,16 +498,18 @@ impl Monitor {
         frame.extend_from_slice(&[0, 0, 0]);
         frame.extend_from_slice(&(data.len() as u32).to_be_bytes());
         frame.extend_from_slice(data);
-        self.clients.retain_mut(|c| match c.kind {
-            Kind::Attach => c.s.write_all(&frame).is_ok(),
-            Kind::Watch | Kind::Pending(_) => true,
-        });
+        for c in &mut self.clients {
+            if matches!(c.kind, Kind::Attach) && !c.broken && c.s.write_all(&frame).is_err() {
+                c.broken = true;
+            }
+        }
     }
 
     /// Runs until the init exits; returns its exit code.
     fn event_loop(&mut self, listener: &UnixListener, sigfd: &OwnedFd, pid: i32) -> i32 {
         let mut buf = vec![0u8; 32 * 1024];
         loop {
+            self.clients.retain(|c| !c.broken);
             let mut fds = vec![
                 libc::pollfd {
                     fd: sigfd.as_raw_fd(),
@@ -564,7 +593,14 @@ impl Monitor {
                     gone.push(i);
                     continue;
                 }
-                let n = (&c.s).read(&mut buf).unwrap_or(0);
+                if c.broken {
+                    continue;
+                }
+                // Never blocks: a readiness that went stale costs nothing.
+                let n = match recv_nowait(&c.s, &mut buf) {
+                    Some(n) => n,
+                    None => continue,
+                };
                 if n == 0 {
                     gone.push(i);
                 } else if let Kind::Pending(got) = &mut c.kind {
@@ -630,11 +666,7 @@ impl Monitor {
                 while let Ok((s, _)) = listener.accept() {
                     // Blocking: its reads follow poll, its writes have a timeout.
                     let _ = s.set_nonblocking(false);
-                    self.clients.push(Client {
-                        s,
-                        kind: Kind::Pending(Vec::new()),
-                        reading: true,
-                    });
+                    self.clients.push(Client::new(s, Kind::Pending(Vec::new())));
                 }
             }
             if fds[0].revents != 0 {
