@@ -307,8 +307,16 @@ pub(crate) fn inspect_json(e: &Engine, c: &Container) -> Value {
     })
 }
 
-pub(crate) async fn prune(e: Arc<Engine>) -> R {
-    let (ids, reclaimed) = e.prune().await;
+/// `POST /containers/prune`: stopped containers, filtered by `until` and `label`/`label!`.
+pub(crate) async fn prune(e: Arc<Engine>, q: &Query) -> R {
+    let pf = crate::util::PruneFilters::parse(&q.filters()?, true, &[])?;
+    let (ids, reclaimed) = e
+        .prune(|c| {
+            let created = barge_util::time::parse_rfc3339(&c.created)
+                .map_or(0.0, |(s, n)| s as f64 + f64::from(n) / 1e9);
+            pf.selects_json(created, c.config.get("Labels"))
+        })
+        .await;
     Ok(json_response(
         200,
         &json!({"ContainersDeleted": ids, "SpaceReclaimed": reclaimed}),

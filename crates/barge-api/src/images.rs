@@ -327,11 +327,78 @@ pub(crate) async fn dispatch(
             Ok(json_response(200, &Value::Array(v)))
         }
         (&Method::POST, ["prune"]) => {
+            let f = q.filters()?;
+            let pf = crate::util::PruneFilters::parse(&f, true, &["dangling"])?;
+            // dangling=false (`image prune -a`): every image no container uses.
+            let all = match f.get("dangling").map(Vec::as_slice) {
+                None | Some([]) => false,
+                Some([d]) => match d.as_str() {
+                    "true" | "1" => false,
+                    "false" | "0" => true,
+                    other => {
+                        return Err(ApiError::new(
+                            400,
+                            format!("invalid filter 'dangling={other}'"),
+                        ))
+                    }
+                },
+                Some(_) => {
+                    return Err(ApiError::new(
+                        400,
+                        "invalid filter 'dangling': more than one value".into(),
+                    ))
+                }
+            };
+            // As dockerd: an image a container uses stays, tagged or not.
+            let in_use: std::collections::BTreeSet<barge_image::Digest> = e
+                .all()
+                .iter()
+                .filter_map(|c| c.image_id.parse().ok())
+                .collect();
             let store = e.store.clone();
-            let d = blocking(move || Ok(store.prune_dangling()?)).await?;
+            let rep = blocking(move || {
+                let before = store.layers_usage()?.1;
+                let rep = store.prune_images(all, &in_use, |id| {
+                    let Ok(cfg) = store.image_config(id) else {
+                        return false;
+                    };
+                    let created = cfg
+                        .created()
+                        .as_deref()
+                        .and_then(barge_util::time::parse_rfc3339)
+                        .map_or(0.0, |(s, n)| s as f64 + f64::from(n) / 1e9);
+                    let labels = cfg.config().as_ref().and_then(|c| c.labels().as_ref());
+                    pf.selects(created, |k| {
+                        labels.and_then(|l| l.get(k)).map(String::as_str)
+                    })
+                })?;
+                let after = store.layers_usage()?.1;
+                Ok((rep, before.saturating_sub(after)))
+            })
+            .await?;
+            let (rep, reclaimed) = rep;
+            for d in &rep.deleted {
+                e.emit("image", "delete", &d.to_string(), Default::default());
+            }
+            let mut deleted: Vec<Value> = rep
+                .untagged
+                .iter()
+                .map(|r| json!({"Untagged": r.familiar()}))
+                .collect();
+            deleted.extend(
+                rep.deleted
+                    .iter()
+                    .map(|x| json!({"Deleted": x.to_string()})),
+            );
+            e.emit(
+                "image",
+                "prune",
+                "",
+                [("reclaimed".to_string(), reclaimed.to_string())].into(),
+            );
             Ok(json_response(
                 200,
-                &json!({"ImagesDeleted": d.iter().map(|x| json!({"Deleted": x.to_string()})).collect::<Vec<_>>(), "SpaceReclaimed": 0}),
+                &json!({"ImagesDeleted": if deleted.is_empty() { Value::Null } else { Value::Array(deleted) }, "SpaceReclaimed": reclaimed}),
             ))
         }
         (&Method::GET, ["search"]) => {
@@ -425,7 +492,9 @@ async fn create(e: Arc<Engine>, q: &Query, req: Request<Incoming>) -> R {
 
 pub(crate) async fn system_df(e: Arc<Engine>) -> R {
     let store = e.store.clone();
-    let list = blocking(move || Ok(store.list_images()?)).await?;
+    // Each layer counts once, however many images share it (dockerd's LayersSize).
+    let (list, (_, layers)) =
+        blocking(move || Ok((store.list_images()?, store.layers_usage()?))).await?;
     let cs = e.all();
     let images: Vec<Value> = list
         .iter()
@@ -436,7 +505,6 @@ pub(crate) async fn system_df(e: Arc<Engine>) -> R {
         .iter()
         .map(|c| crate::containers::summary_with_size(&e, c, &sizes))
         .collect();
-    let layers: u64 = list.iter().map(|i| i.size).sum();
     let volumes: Vec<Value> = e
         .volumes
         .list()

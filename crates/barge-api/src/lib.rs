@@ -207,7 +207,7 @@ async fn route(api: Arc<Api>, req: Request<Incoming>) -> Result<Response<Body>, 
         (&Method::GET, ["system", "df"]) => images::system_df(e).await,
         (&Method::POST, ["containers", "create"]) => containers::create(e, &q, req).await,
         (&Method::GET, ["containers", "json"]) => containers::list(e, &q),
-        (&Method::POST, ["containers", "prune"]) => containers::prune(e).await,
+        (&Method::POST, ["containers", "prune"]) => containers::prune(e, &q).await,
         (_, ["containers", id, rest @ ..]) => {
             containers::dispatch(e, m.clone(), id, rest, &q, req).await
         }

@@ -267,13 +267,19 @@ async fn remove(e: Arc<Engine>, id: &str) -> R {
     Ok(status(204))
 }
 
-async fn prune(e: Arc<Engine>) -> R {
+/// `POST /networks/prune`: user networks without endpoints, filtered by `until` and
+/// `label`/`label!`.
+async fn prune(e: Arc<Engine>, q: &Query) -> R {
+    let pf = crate::util::PruneFilters::parse(&q.filters()?, true, &[])?;
     // Without networking there is no user network to prune: an empty answer, not an error,
     // so `docker system prune` works against such a daemon.
     let Some(nm) = e.network_manager() else {
         return Ok(json_response(200, &json!({"NetworksDeleted": []})));
     };
-    let removed = blocking(nm, |nm| nm.prune()).await?;
+    let removed = blocking(nm, move |nm| {
+        nm.prune(|n| pf.selects(n.created as f64, |k| n.labels.get(k).map(String::as_str)))
+    })
+    .await?;
     Ok(json_response(200, &json!({"NetworksDeleted": removed})))
 }
 
@@ -327,7 +333,7 @@ pub(crate) async fn dispatch(
     match (&m, segs) {
         (&Method::GET, []) => list(e, q),
         (&Method::POST, ["create"]) => create(e, req).await,
-        (&Method::POST, ["prune"]) => prune(e).await,
+        (&Method::POST, ["prune"]) => prune(e, q).await,
         (&Method::GET, [id]) => inspect(e, id).await,
         (&Method::DELETE, [id]) => remove(e, id).await,
         (&Method::POST, [id, "connect"]) => connect(e, id, req, true).await,

@@ -249,6 +249,79 @@ pub fn labels_match<'a>(get: impl Fn(&str) -> Option<&'a str>, wanted: &[String]
     })
 }
 
+/// The `filters` of a prune (`POST /{containers,images,networks,volumes}/prune`), as
+/// dockerd reads them: `until` (only what was created before it: unix seconds, RFC 3339 or
+/// a Go duration back from now), `label` (every `key` or `key=value` must match) and
+/// `label!` (not pruned when every one of them matches).
+pub struct PruneFilters {
+    until: Option<f64>,
+    labels: Vec<String>,
+    not_labels: Vec<String>,
+}
+
+impl PruneFilters {
+    /// Reads the filters; `extra` are the other keys this prune allows (`all`,
+    /// `dangling`): those are the caller's. Any other key, or a bad `until`, is a 400.
+    pub fn parse(
+        f: &HashMap<String, Vec<String>>,
+        with_until: bool,
+        extra: &[&str],
+    ) -> Result<PruneFilters, ApiError> {
+        let known = |k: &str| {
+            matches!(k, "label" | "label!") || (with_until && k == "until") || extra.contains(&k)
+        };
+        if let Some(k) = f.keys().find(|k| !known(k)) {
+            return Err(ApiError::new(400, format!("invalid filter '{k}'")));
+        }
+        let until = match f.get("until").map(Vec::as_slice) {
+            None | Some([]) => None,
+            Some([u]) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as i64)
+                    .unwrap_or(0);
+                let t = barge_util::time::docker_timestamp(u, now)
+                    .and_then(|t| t.parse::<f64>().ok())
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            400,
+                            format!("invalid filter 'until={u}': not a timestamp or duration"),
+                        )
+                    })?;
+                Some(t)
+            }
+            Some(_) => {
+                return Err(ApiError::new(
+                    400,
+                    "more than one until filter specified".into(),
+                ))
+            }
+        };
+        Ok(PruneFilters {
+            until,
+            labels: f.get("label").cloned().unwrap_or_default(),
+            not_labels: f.get("label!").cloned().unwrap_or_default(),
+        })
+    }
+
+    /// True when something created at `created` (unix seconds) with labels found by
+    /// `get` may be pruned.
+    pub fn selects<'a>(&self, created: f64, get: impl Fn(&str) -> Option<&'a str> + Copy) -> bool {
+        self.until.is_none_or(|u| created < u)
+            && labels_match(get, &self.labels)
+            && (self.not_labels.is_empty() || !labels_match(get, &self.not_labels))
+    }
+
+    /// [`PruneFilters::selects`] with labels in a JSON object.
+    pub fn selects_json(&self, created: f64, labels: Option<&serde_json::Value>) -> bool {
+        self.selects(created, |k| {
+            labels
+                .and_then(|l| l.get(k))
+                .and_then(serde_json::Value::as_str)
+        })
+    }
+}
+
 /// [`labels_match`] on a JSON object of labels (`{"k": "v"}`), as containers and networks
 /// keep them.
 pub fn json_labels_match(labels: Option<&serde_json::Value>, wanted: &[String]) -> bool {

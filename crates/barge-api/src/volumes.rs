@@ -104,11 +104,14 @@ pub(crate) async fn dispatch(
         }
         (&Method::POST, ["prune"]) => {
             let f = q.filters()?;
+            // As dockerd: no `until` for volumes.
+            let pf = crate::util::PruneFilters::parse(&f, false, &["all"])?;
             let all = f
                 .get("all")
                 .is_some_and(|a| a.iter().any(|x| x == "true" || x == "1"));
-            let labels = f.get("label").cloned().unwrap_or_default();
-            let (names, freed) = e.volume_prune(all, |v| labels_match(v, &labels));
+            let (names, freed) = e.volume_prune(all, |v| {
+                pf.selects(0.0, |k| v.labels.get(k).map(String::as_str))
+            });
             Ok(json_response(
                 200,
                 &json!({"VolumesDeleted": names, "SpaceReclaimed": freed}),

@@ -2370,13 +2370,13 @@ impl Engine {
             .unwrap_or(0)
     }
 
-    /// `docker container prune`: removes stopped containers; returns their ids and the
+    /// `docker container prune`: removes the stopped containers `selected` accepts; returns their ids and the
     /// bytes their writable layers held.
-    pub async fn prune(&self) -> (Vec<String>, u64) {
+    pub async fn prune(&self, selected: impl Fn(&Container) -> bool) -> (Vec<String>, u64) {
         let ids: Vec<String> = self
             .all()
             .into_iter()
-            .filter(|c| !c.running() && c.state.status != "restarting")
+            .filter(|c| !c.running() && c.state.status != "restarting" && selected(c))
             .map(|c| c.id)
             .collect();
         let mut out = Vec::new();

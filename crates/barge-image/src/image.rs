@@ -84,6 +84,15 @@ pub struct ImageSummary {
     pub created: Option<String>,
 }
 
+/// What an image prune removed: the references untagged, then the images deleted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneImagesReport {
+    /// References removed (with `all`).
+    pub untagged: Vec<Reference>,
+    /// Images deleted.
+    pub deleted: Vec<Digest>,
+}
+
 /// One step of `docker history`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryEntry {
@@ -430,9 +439,16 @@ impl Store {
                 });
             }
             let ids = rec.diff_ids();
+            // Snapshots on these layers keep them whatever happens to this image when
+            // another image has the very same layers (the same rootfs imported or built
+            // twice): then they are that image's users, not this one's.
+            let twin = idx
+                .images
+                .values()
+                .any(|i| i.id != rec.id && i.diff_ids() == ids);
             let users = snapshots
                 .iter()
-                .filter(|s| !ids.is_empty() && s.parents == ids)
+                .filter(|s| !twin && !ids.is_empty() && s.parents == ids)
                 .count();
             if users > 0 && !force {
                 return Err(Error::ImageInUse {
@@ -457,28 +473,66 @@ impl Store {
     /// `docker image prune`: removes images without any reference that no snapshot uses,
     /// then frees what they held. Returns the ids removed.
     pub fn prune_dangling(&self) -> Result<Vec<Digest>> {
+        Ok(self
+            .prune_images(false, &BTreeSet::new(), |_| true)?
+            .deleted)
+    }
+
+    /// `docker image prune [-a]` for an engine that knows which images its containers use
+    /// (`in_use`, by id: those stay). Removes the images `selected` accepts that have no
+    /// reference (with `all`, also those that have: their references go too). A snapshot
+    /// on a candidate's layers keeps it, unless an image that stays has the same layers.
+    pub fn prune_images(
+        &self,
+        all: bool,
+        in_use: &BTreeSet<Digest>,
+        selected: impl Fn(&Digest) -> bool,
+    ) -> Result<PruneImagesReport> {
         let snapshots = self.list_snapshots()?;
-        let removed = self.with_index(|idx| {
+        let report = self.with_index(|idx| {
             let tagged: BTreeSet<Digest> = idx.tags.values().cloned().collect();
+            let candidate =
+                |id: &Digest| (all || !tagged.contains(id)) && !in_use.contains(id) && selected(id);
+            let kept_chains: BTreeSet<Vec<Digest>> = idx
+                .images
+                .values()
+                .filter(|i| !candidate(&i.id))
+                .map(|i| i.diff_ids())
+                .collect();
             let victims: Vec<Digest> = idx
                 .images
                 .values()
-                .filter(|i| !tagged.contains(&i.id))
+                .filter(|i| candidate(&i.id))
                 .filter(|i| {
                     let ids = i.diff_ids();
-                    !snapshots
-                        .iter()
-                        .any(|s| !ids.is_empty() && s.parents == ids)
+                    kept_chains.contains(&ids)
+                        || !snapshots
+                            .iter()
+                            .any(|s| !ids.is_empty() && s.parents == ids)
                 })
                 .map(|i| i.id.clone())
                 .collect();
+            let mut report = PruneImagesReport::default();
             for v in &victims {
+                let refs: Vec<String> = idx
+                    .tags
+                    .iter()
+                    .filter(|(_, id)| *id == v)
+                    .map(|(r, _)| r.clone())
+                    .collect();
+                for r in refs {
+                    idx.tags.remove(&r);
+                    if let Ok(r) = Reference::parse(&r) {
+                        report.untagged.push(r);
+                    }
+                }
                 idx.images.remove(v);
             }
-            Ok(victims)
+            report.deleted = victims;
+            Ok(report)
         })?;
         self.gc()?;
-        Ok(removed)
+        Ok(report)
     }
 
     /// Frees blobs and unpacked layers that no image and no snapshot use (`image prune`

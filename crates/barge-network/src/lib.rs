@@ -18,7 +18,7 @@
 //! nm.create_network(NetworkSpec { name, subnet, gateway, ip_range, internal, labels,
 //!     ipv6, subnet6, gateway6, ip_range6 })?;                           // --ipv6, v6 --subnet
 //! nm.list(); let (info, eps) = nm.inspect("name-or-id")?; nm.remove_network("name-or-id")?;
-//! nm.prune()?;
+//! nm.prune(|n| n.labels.is_empty())?;                            // prune, with a filter
 //!
 //! // container start, once the runtime created the init process (its netns exists), before
 //! // the user's process runs:

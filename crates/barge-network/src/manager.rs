@@ -982,14 +982,19 @@ impl NetworkManager {
         remove_file(&self.net_path(&id))
     }
 
-    /// Removes every user network without endpoints; returns their names.
-    pub fn prune(&self) -> Result<Vec<String>, NetworkError> {
+    /// Removes every user network without endpoints that `selected` accepts; returns their
+    /// names.
+    pub fn prune(
+        &self,
+        selected: impl Fn(&NetworkInfo) -> bool,
+    ) -> Result<Vec<String>, NetworkError> {
         let candidates: Vec<(String, String)> = {
             let inner = self.lock();
             inner
                 .nets
                 .values()
                 .filter(|n| !n.default && !inner.eps.values().any(|e| e.network_id == n.id))
+                .filter(|n| selected(n))
                 .map(|n| (n.id.clone(), n.name.clone()))
                 .collect()
         };

@@ -854,7 +854,7 @@ fn bad_input_is_refused_and_changes_nothing() {
         );
         h.nm.disconnect_all(&cid(1)).expect("d1");
         h.nm.disconnect_all(&cid(2)).expect("d2");
-        assert_eq!(h.nm.prune().expect("prune"), vec!["n".to_string()]);
+        assert_eq!(h.nm.prune(|_| true).expect("prune"), vec!["n".to_string()]);
         h.nm.destroy_all().expect("destroy");
     })
 }

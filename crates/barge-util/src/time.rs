@@ -58,6 +58,71 @@ pub fn now_unix() -> (i64, u32) {
     (d.as_secs() as i64, d.subsec_nanos())
 }
 
+/// A Go duration: `1h2m3s`, `500ms`, `1.5s`, `10us`, `0`. Returns nanoseconds; the error
+/// is worded as Go's `time.ParseDuration`.
+pub fn parse_go_duration(s: &str) -> Result<i64, String> {
+    let t = s.trim();
+    if t == "0" {
+        return Ok(0);
+    }
+    let mut total = 0f64;
+    let mut rest = t;
+    if rest.is_empty() {
+        return Err(format!("invalid duration {s:?}"));
+    }
+    while !rest.is_empty() {
+        let ne = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| format!("time: missing unit in duration {s:?}"))?;
+        let n: f64 = rest[..ne]
+            .parse()
+            .map_err(|_| format!("time: invalid duration {s:?}"))?;
+        rest = &rest[ne..];
+        let ue = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let mul = match &rest[..ue] {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            u => return Err(format!("time: unknown unit {u:?} in duration {s:?}")),
+        };
+        total += n * mul;
+        rest = &rest[ue..];
+    }
+    Ok(total as i64)
+}
+
+/// A point in time as docker's `--since`/`--until` and the `until` filter take it, as
+/// unix seconds with nanoseconds (`"secs.nnnnnnnnn"`, or whole seconds as given): unix
+/// seconds (`1700000000`, `1700000000.5`), a Go duration back from `now_ns` (`10m`,
+/// `1h30m`), RFC 3339, or a date (`2024-01-02`, midnight UTC). `None` for anything else.
+pub fn docker_timestamp(s: &str, now_ns: i64) -> Option<String> {
+    if s.parse::<f64>().is_ok() {
+        return Some(s.to_string());
+    }
+    if let Ok(ns) = parse_go_duration(s) {
+        let t = now_ns - ns;
+        return Some(format!(
+            "{}.{:09}",
+            t.div_euclid(1_000_000_000),
+            t.rem_euclid(1_000_000_000)
+        ));
+    }
+    if let Some((secs, nanos)) = parse_rfc3339(s) {
+        return Some(format!("{secs}.{nanos:09}"));
+    }
+    if s.len() == 10 {
+        if let Some((secs, _)) = parse_rfc3339(&format!("{s}T00:00:00Z")) {
+            return Some(secs.to_string());
+        }
+    }
+    None
+}
+
 /// Now as RFC 3339 UTC with the given precision.
 pub fn now_rfc3339(precision: Precision) -> String {
     let (s, n) = now_unix();
@@ -203,6 +268,33 @@ mod tests {
         ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn docker_timestamps_of_every_form() {
+        let now = 1_700_000_000_500_000_000i64;
+        assert_eq!(
+            docker_timestamp("1600000000", now).as_deref(),
+            Some("1600000000")
+        );
+        assert_eq!(docker_timestamp("1.5", now).as_deref(), Some("1.5"));
+        assert_eq!(
+            docker_timestamp("1h30m", now).as_deref(),
+            Some("1699994600.500000000")
+        );
+        assert_eq!(
+            docker_timestamp("2024-01-02T03:04:05.25Z", now).as_deref(),
+            Some("1704164645.250000000")
+        );
+        assert_eq!(
+            docker_timestamp("2024-01-02", now).as_deref(),
+            Some("1704153600")
+        );
+        for bad in ["", "soon", "5y", "2024-13-02", "1h-"] {
+            assert_eq!(docker_timestamp(bad, now), None, "{bad:?}");
+        }
+        assert!(parse_go_duration("10").is_err(), "a duration needs a unit");
+        assert_eq!(parse_go_duration("1.5s"), Ok(1_500_000_000));
     }
 
     #[test]

@@ -722,8 +722,21 @@ fn files_images_and_volumes() {
         );
         assert_eq!(d.ok(&["volume", "rm", "vol1"]), "vol1");
     }
-    // system df and prune.
-    assert!(d.ok(&["system", "df"]).starts_with("TYPE"));
+    // system df and prune. A second image of busybox's layer adds nothing to the images'
+    // size (dockerd's LayersSize counts each layer once), and reports the layer as shared.
+    let df = || d.ok(&["system", "df", "--format", "{{.Type}}={{.Size}}"]);
+    let before = df();
+    assert!(before.starts_with("Images="), "{before}");
+    let tar = d.dir.path().join("busybox.tar");
+    d.ok(&["import", tar.to_str().unwrap_or_default(), "busybox-twin:1"]);
+    assert_eq!(df(), before);
+    let one = d.ok(&["image", "ls", "--format", "{{.Size}}", "busybox-twin:1"]);
+    let shared = d.ok(&["system", "df", "-v", "--format", "{{json .Images}}"]);
+    assert!(
+        shared.contains(&format!("\"SharedSize\":\"{one}\"")),
+        "{shared}"
+    );
+    d.ok(&["rmi", "busybox-twin:1"]);
     let p = d.ok(&["container", "prune", "-f"]);
     assert!(p.contains("Total reclaimed space"), "{p}");
     assert_eq!(d.ok(&["ps", "-aq"]), "");
@@ -1383,6 +1396,35 @@ fn output_matches_docker_cli() {
         ],
         vec!["network", "ls"],
         vec!["network", "ls", "--format", "{{.Name}} {{.Driver}}"],
+        // Formatter contexts as JSON (HTML-escaped as Go's json.Marshal), and df -v's
+        // lists for templates.
+        vec!["network", "ls", "--format", "json"],
+        vec!["volume", "ls", "--format", "json"],
+        vec![
+            "ps",
+            "-a",
+            "--format",
+            "{{json .Ports}} {{.LocalVolumes}} {{.Size}}",
+        ],
+        vec![
+            "images",
+            "--format",
+            "{{.ID}} {{.SharedSize}} {{.UniqueSize}} {{.Digest}}",
+        ],
+        vec![
+            "system",
+            "df",
+            "-v",
+            "--format",
+            "{{range .Images}}{{.Repository}} {{.ID}} {{.Size}} {{.SharedSize}} {{.UniqueSize}} {{.Containers}};{{end}}{{json .Volumes}}",
+        ],
+        vec![
+            "system",
+            "df",
+            "-v",
+            "--format",
+            "{{range .Containers}}{{.ID}} {{.Command}} {{.LocalVolumes}} {{.Size}} {{.Names}};{{end}}",
+        ],
         vec!["inspect", "nosuch"],
         vec!["rm", "nosuch"],
         vec![

@@ -760,3 +760,100 @@ fn barge_build_secrets_reach_only_their_run() {
     );
     assert!(!d.docker(&["image", "inspect", "sec:2"]).status.success());
 }
+
+/// `image prune` (dangling, `-a`, label and until filters), `container prune` and
+/// `network prune` with filters, and `rmi` of an image whose layers a running container's
+/// image shares, as dockerd answers them.
+#[test]
+fn prunes_take_filters_and_shared_layers_do_not_pin_images() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    let tar = engine::busybox_tar().to_str().unwrap_or_default();
+    // More images of busybox's very layer, imported a second apart (so other ids).
+    let import = |name: &str| {
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        d.ok(&["import", "--change", "LABEL team=qa", tar, name])
+    };
+    d.ok(&["run", "-d", "--name", "c1", "busybox", "sleep", "100"]);
+    // rmi of an image with the same layers as the running container's: deleted.
+    let twin2 = import("twin2:1");
+    let o = d.ok(&["rmi", "twin2:1"]);
+    assert!(o.contains(&format!("Deleted: {twin2}")), "{o}");
+
+    // image prune: a dangling image goes; a dangling one a container uses stays.
+    let used = import("used:1");
+    d.ok(&["create", "--name", "u", "used:1", "true"]);
+    d.ok(&["tag", "busybox", "used:1"]);
+    let gone = import("gone:1");
+    d.ok(&["tag", "busybox", "gone:1"]);
+    let twin = import("twin:1");
+    let ids = || d.ok(&["images", "-a", "-q", "--no-trunc"]);
+    assert!(ids().contains(&used) && ids().contains(&gone), "{}", ids());
+    let o = d.ok(&["image", "prune", "-f"]);
+    assert!(o.contains(&gone), "{o}");
+    assert!(!ids().contains(&gone), "{o}\n{}", ids());
+    assert!(ids().contains(&used) && ids().contains(&twin), "{}", ids());
+    // -a with a label filter: only labelled images no container uses (twin has the
+    // label; busybox has none; the image of `u` is in use).
+    let (code, body) = d.api(
+        "POST",
+        "/images/prune?filters=%7B%22dangling%22%3A%5B%22false%22%5D%2C%22label%22%3A%5B%22team%3Dqa%22%5D%7D",
+        None,
+    );
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let deleted = v["ImagesDeleted"].to_string();
+    assert!(deleted.contains("\"Untagged\":\"twin:1\""), "{deleted}");
+    assert!(deleted.contains(&twin), "{deleted}");
+    assert!(!deleted.contains(&used), "{deleted}");
+    assert!(v["SpaceReclaimed"].is_u64(), "{body}");
+    // until in the past: nothing is old enough.
+    let o = d.ok(&["image", "prune", "-a", "-f", "--filter", "until=2000-01-01"]);
+    assert!(!o.contains("Deleted"), "{o}");
+    assert!(ids().contains(&used), "{}", ids());
+    // Bad filters: a 400 naming them.
+    let (code, body) = d.api(
+        "POST",
+        "/images/prune?filters=%7B%22color%22%3A%5B%22red%22%5D%7D",
+        None,
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("invalid filter 'color'"), "{body}");
+    let (code, body) = d.api(
+        "POST",
+        "/containers/prune?filters=%7B%22until%22%3A%5B%22soon%22%5D%7D",
+        None,
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("until=soon"), "{body}");
+
+    // container prune: until, label! and label.
+    d.ok(&["create", "--name", "l1", "-l", "k=v", "busybox", "true"]);
+    d.ok(&["create", "--name", "l2", "busybox", "true"]);
+    let o = d.ok(&["container", "prune", "-f", "--filter", "until=1h"]);
+    assert!(!o.contains("Deleted"), "nothing is an hour old: {o}");
+    d.ok(&["container", "prune", "-f", "--filter", "label!=k=v"]);
+    let names = d.ok(&["ps", "-a", "--format", "{{.Names}}"]);
+    assert!(
+        names.contains("l1") && !names.contains("l2") && !names.lines().any(|l| l == "u"),
+        "{names}"
+    );
+    d.ok(&["container", "prune", "-f", "--filter", "label=k"]);
+    assert_eq!(
+        d.ok(&["ps", "-a", "--format", "{{.Names}}"]),
+        "c1",
+        "the running container stays"
+    );
+
+    // network prune with a label filter.
+    d.ok(&["network", "create", "--label", "env=ci", "n-ci"]);
+    d.ok(&["network", "create", "n-other"]);
+    let o = d.ok(&["network", "prune", "-f", "--filter", "label=env=ci"]);
+    assert!(o.contains("n-ci") && !o.contains("n-other"), "{o}");
+    let nets = d.ok(&["network", "ls", "--format", "{{.Name}}"]);
+    assert!(nets.contains("n-other") && !nets.contains("n-ci"), "{nets}");
+    d.ok(&["network", "rm", "n-other"]);
+    d.ok(&["rm", "-f", "c1"]);
+}

@@ -30,6 +30,21 @@ pub(crate) fn now_unix() -> i64 {
         .unwrap_or(0)
 }
 
+/// Go's `time.Time.String()` in UTC with its fraction of a second, if any
+/// (`2024-01-02 03:04:05.5 +0000 UTC`).
+pub(crate) fn go_time_nanos(secs: i64, nanos: u32) -> String {
+    let t = go_time(secs);
+    if nanos == 0 {
+        return t;
+    }
+    let frac = format!("{nanos:09}");
+    let frac = frac.trim_end_matches('0');
+    match t.split_once(" +") {
+        Some((a, b)) => format!("{a}.{frac} +{b}"),
+        None => t,
+    }
+}
+
 /// Go's `time.Time.String()` in UTC: `2024-01-02 03:04:05 +0000 UTC`.
 pub(crate) fn go_time(secs: i64) -> String {
     let (y, m, d) = barge_util::time::civil_from_days(secs.div_euclid(86400));
@@ -47,37 +62,21 @@ pub(crate) use barge_util::time::parse_rfc3339;
 
 /// `--since`/`--until` values: a Go duration (relative to now), unix seconds, or RFC 3339.
 pub(crate) fn time_arg(s: &str) -> Result<String> {
-    if s.parse::<f64>().is_ok() {
-        return Ok(s.to_string());
-    }
-    if let Ok(ns) = opts::parse_duration(s) {
-        // As docker: "seconds.nanoseconds" of now minus the duration (whole seconds would
-        // cut off the events of the current second from --until 0s).
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as i64)
-            .unwrap_or(0);
-        let t = now - ns;
-        return Ok(format!(
-            "{}.{:09}",
-            t.div_euclid(1_000_000_000),
-            t.rem_euclid(1_000_000_000)
-        ));
-    }
-    if let Some((secs, nanos)) = parse_rfc3339(s) {
-        return Ok(format!("{secs}.{nanos:09}"));
-    }
-    if s.len() == 10 {
-        if let Some((secs, _)) = parse_rfc3339(&format!("{s}T00:00:00Z")) {
-            return Ok(secs.to_string());
-        }
+    // "seconds.nanoseconds" as docker sends it (whole seconds would cut off the events of
+    // the current second from --until 0s).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0);
+    if let Some(t) = barge_util::time::docker_timestamp(s, now) {
+        return Ok(t);
     }
     Err(Error::Usage(format!(
         "invalid time value {s:?}: expected a duration (10m), unix seconds or RFC 3339"
     )))
 }
 
-fn short_id(id: &str) -> String {
+pub(crate) fn short_id(id: &str) -> String {
     let id = id.strip_prefix("sha256:").unwrap_or(id);
     id.chars().take(12).collect()
 }
@@ -959,7 +958,7 @@ fn ellipsis(s: &str, n: usize) -> String {
     }
 }
 
-fn labels_text(v: &Value) -> String {
+pub(crate) fn labels_text(v: &Value) -> String {
     let mut l: Vec<String> = v
         .as_object()
         .map(|m| {
@@ -973,7 +972,7 @@ fn labels_text(v: &Value) -> String {
 }
 
 /// A `ps` row with docker's formatter fields.
-fn ps_row(v: &Value, no_trunc: bool) -> Value {
+pub(crate) fn ps_row(v: &Value, no_trunc: bool) -> Value {
     let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
     let id = if no_trunc {
         s("Id")
@@ -1001,8 +1000,10 @@ fn ps_row(v: &Value, no_trunc: bool) -> Value {
         v.get("SizeRw").and_then(|x| x.as_f64()),
         v.get("SizeRootFs").and_then(|x| x.as_f64()),
     ) {
-        (Some(rw), Some(rootfs)) => format!("{} (virtual {})", human_size(rw), human_size(rootfs)),
-        (Some(rw), None) => human_size(rw),
+        (Some(rw), Some(rootfs)) if rootfs > 0.0 => {
+            format!("{} (virtual {})", human_size(rw), human_size(rootfs))
+        }
+        (Some(rw), _) => human_size(rw),
         _ => "0B".into(),
     };
     let mounts: Vec<String> = v
@@ -1024,6 +1025,16 @@ fn ps_row(v: &Value, no_trunc: bool) -> Value {
                 .collect()
         })
         .unwrap_or_default();
+    // As docker's formatter: the mounts of the `local` volume driver.
+    let local_volumes = v
+        .get("Mounts")
+        .and_then(|m| m.as_array())
+        .map(|m| {
+            m.iter()
+                .filter(|x| x.get("Driver").and_then(|d| d.as_str()) == Some("local"))
+                .count()
+        })
+        .unwrap_or(0);
     let nets: Vec<String> = v
         .pointer("/NetworkSettings/Networks")
         .and_then(|n| n.as_object())
@@ -1043,7 +1054,9 @@ fn ps_row(v: &Value, no_trunc: bool) -> Value {
         "Labels": labels_text(v.get("Labels").unwrap_or(&Value::Null)),
         "Mounts": mounts.join(","),
         "Networks": nets.join(","),
-        "LocalVolumes": mounts.len().to_string(),
+        "LocalVolumes": local_volumes.to_string(),
+        // The image manifest's platform (API 1.46+ ImageManifestDescriptor), not reported.
+        "Platform": Value::Null,
         "_labels": v.get("Labels").cloned().unwrap_or(Value::Null),
     })
 }
@@ -1085,7 +1098,12 @@ pub async fn ps(c: &Client, a: PsArgs) -> Result<()> {
     if let Some(n) = limit {
         q.push(("limit", n.to_string()));
     }
-    let want_size = a.size || a.format.as_deref().is_some_and(|f| f.contains(".Size"));
+    // As docker: sizes are asked for when the template shows them (`json .` shows all).
+    let want_size = a.size
+        || a.format.as_deref().is_some_and(|f| {
+            let f: String = f.chars().filter(|c| !c.is_whitespace()).collect();
+            f.contains(".Size") || f.contains("json.}}")
+        });
     if want_size {
         q.push(("size", "1".to_string()));
     }

@@ -530,7 +530,10 @@ fn call(name: &str, args: Vec<Value>) -> Result<Value, TemplateError> {
     Ok(match name {
         "json" => {
             need(1)?;
-            Value::String(serde_json::to_string(&args[0]).unwrap_or_default())
+            Value::String(
+                context_json(&args[0])
+                    .unwrap_or_else(|| serde_json::to_string(&args[0]).unwrap_or_default()),
+            )
         }
         "upper" => {
             need(1)?;
@@ -687,6 +690,64 @@ fn printf(fmt: &str, args: &[Value]) -> String {
     out
 }
 
+/// The key that marks a row of a list command as one of docker's formatter contexts.
+const CONTEXT_KEY: &str = "_context";
+
+/// Marks `row` (an object) as a formatter context: `json` prints it as docker prints a
+/// context (its fields only, HTML-escaped by Go's `json.Marshal`), unlike plain data
+/// such as `inspect`'s, which docker's `json` prints unescaped.
+pub fn as_context(mut row: Value) -> Value {
+    if let Value::Object(m) = &mut row {
+        m.insert(CONTEXT_KEY.into(), Value::Bool(true));
+    }
+    row
+}
+
+/// A context row, or a list of them, as docker's `json` prints it; None for other data.
+pub fn context_json(v: &Value) -> Option<String> {
+    let is_context = |v: &Value| v.get(CONTEXT_KEY).is_some();
+    let public = |v: &Value| -> Value {
+        match v {
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .filter(|(k, _)| !k.starts_with('_'))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    };
+    match v {
+        Value::Object(_) if is_context(v) => Some(go_json(&public(v))),
+        Value::Array(a) if !a.is_empty() && a.iter().all(is_context) => {
+            Some(go_json(&Value::Array(a.iter().map(public).collect())))
+        }
+        _ => None,
+    }
+}
+
+/// JSON as Go's `json.Marshal` writes it (docker's `--format json`): `<`, `>` and `&`
+/// escaped as `\u003c`, `\u003e` and `\u0026`, and the JavaScript line separators too.
+/// Those characters can only occur inside JSON strings, so replacing them is exact.
+pub fn go_json(v: &Value) -> String {
+    let text = v.to_string();
+    if !text.contains(['<', '>', '&', '\u{2028}', '\u{2029}']) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Prints a value as Go's fmt would (strings raw, maps as `map[k:v]`, slices as `[a b]`).
 pub fn to_text(v: &Value) -> String {
     match v {
@@ -825,11 +886,7 @@ impl ListFormat {
         if self.json {
             let mut out = String::new();
             for r in rows {
-                let mut r = r.clone();
-                if let Value::Object(m) = &mut r {
-                    m.retain(|k, _| !k.starts_with('_'));
-                }
-                out.push_str(&r.to_string());
+                out.push_str(&context_json(&as_context(r.clone())).unwrap_or_default());
                 out.push('\n');
             }
             return Ok(out);
@@ -840,7 +897,7 @@ impl ListFormat {
             out.push('\n');
         }
         for r in rows {
-            out.push_str(&self.tmpl.render(r)?);
+            out.push_str(&self.tmpl.render(&as_context(r.clone()))?);
             out.push('\n');
         }
         Ok(if self.table { tabulate(&out) } else { out })
@@ -955,6 +1012,28 @@ pub fn human_duration(secs: i64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn contexts_print_as_go_marshals_them_and_plain_data_does_not() {
+        let row =
+            as_context(json!({"Ports": "0.0.0.0:80->80/tcp", "Tag": "<none>", "_labels": {}}));
+        assert_eq!(
+            context_json(&row).as_deref(),
+            Some(r#"{"Ports":"0.0.0.0:80-\u003e80/tcp","Tag":"\u003cnone\u003e"}"#)
+        );
+        let t = Template::parse("{{json .}}|{{json .Ports}}").expect("template");
+        assert_eq!(
+            t.render(&row).expect("render"),
+            r#"{"Ports":"0.0.0.0:80-\u003e80/tcp","Tag":"\u003cnone\u003e"}|"0.0.0.0:80->80/tcp""#
+        );
+        // Plain data (inspect's) is printed as it is.
+        let t = Template::parse("{{json .}}").expect("template");
+        assert_eq!(
+            t.render(&json!({"a": "<&>"})).expect("render"),
+            r#"{"a":"<&>"}"#
+        );
+        assert_eq!(go_json(&json!("a&b")), r#""a\u0026b""#);
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -437,6 +437,35 @@ pub async fn import(c: &Client, a: ImportArgs) -> Result<()> {
 }
 
 /// `images`
+/// An image as docker's formatter shows it (`images`, `system df -v`), under one of its
+/// names.
+pub(crate) fn image_row(i: &Value, id: &str, repo: &str, tag: &str, digest: &str) -> Value {
+    let num = |k: &str| i.get(k).and_then(|v| v.as_f64()).unwrap_or(-1.0);
+    let created = i.get("Created").and_then(|v| v.as_i64()).unwrap_or(0);
+    let (size, shared) = (num("Size").max(0.0), num("SharedSize"));
+    // -1: the daemon did not compute what is shared.
+    let or_na = |n: f64| {
+        if shared < 0.0 {
+            "N/A".to_string()
+        } else {
+            human_size(n)
+        }
+    };
+    json!({
+        "ID": id,
+        "Repository": repo,
+        "Tag": tag,
+        "Digest": digest,
+        "CreatedSince": format!("{} ago", human_duration(now_unix() - created)),
+        "CreatedAt": go_time(created),
+        "Size": human_size(size),
+        "VirtualSize": human_size(size),
+        "SharedSize": or_na(shared),
+        "UniqueSize": or_na(size - shared),
+        "Containers": i.get("Containers").cloned().unwrap_or(json!(-1)).to_string(),
+    })
+}
+
 pub async fn ls(c: &Client, a: ImagesArgs) -> Result<()> {
     let mut filters = a.filter.clone();
     if let Some(r) = &a.repository {
@@ -458,8 +487,6 @@ pub async fn ls(c: &Client, a: ImagesArgs) -> Result<()> {
         } else {
             short(id)
         };
-        let created = i.get("Created").and_then(|v| v.as_i64()).unwrap_or(0);
-        let size = i.get("Size").and_then(|v| v.as_f64()).unwrap_or(0.0);
         let digests: Vec<String> = i
             .get("RepoDigests")
             .and_then(|v| v.as_array())
@@ -496,17 +523,7 @@ pub async fn ls(c: &Client, a: ImagesArgs) -> Result<()> {
                 .collect()
         };
         for (repo, tag) in pairs {
-            rows.push(json!({
-                "ID": id,
-                "Repository": repo,
-                "Tag": tag,
-                "Digest": digest,
-                "CreatedSince": format!("{} ago", human_duration(now_unix() - created)),
-                "CreatedAt": go_time(created),
-                "Size": human_size(size),
-                "VirtualSize": human_size(size),
-                "Containers": i.get("Containers").cloned().unwrap_or(json!(-1)).to_string(),
-            }));
+            rows.push(image_row(i, &id, &repo, &tag, &digest));
         }
     }
     if a.quiet {

@@ -67,9 +67,16 @@ pub async fn network(c: &Client, cmd: NetworkCmd) -> Result<()> {
                     "Name": n.get("Name").cloned().unwrap_or(Value::Null),
                     "Driver": n.get("Driver").cloned().unwrap_or(Value::Null),
                     "Scope": n.get("Scope").cloned().unwrap_or(Value::Null),
+                    "IPv4": n.get("EnableIPv4").cloned().unwrap_or(json!(false)).to_string(),
                     "IPv6": n.get("EnableIPv6").cloned().unwrap_or(json!(false)).to_string(),
                     "Internal": n.get("Internal").cloned().unwrap_or(json!(false)).to_string(),
-                    "CreatedAt": n.get("Created").cloned().unwrap_or(Value::Null),
+                    "CreatedAt": n
+                        .get("Created")
+                        .and_then(|c| c.as_str())
+                        .and_then(super::container::parse_rfc3339)
+                        .map_or(String::new(), |(s, ns)| super::container::go_time_nanos(s, ns)),
+                    "Labels": super::container::labels_text(n.get("Labels").unwrap_or(&Value::Null)),
+                    "_labels": n.get("Labels").cloned().unwrap_or(Value::Null),
                 }));
             }
             rows.sort_by(|a, b| a["Name"].as_str().cmp(&b["Name"].as_str()));
@@ -167,14 +174,7 @@ pub async fn volume(c: &Client, cmd: VolumeCmd) -> Result<()> {
                 .into_iter()
                 .flatten()
             {
-                rows.push(json!({
-                    "Name": v.get("Name").cloned().unwrap_or(Value::Null),
-                    "Driver": v.get("Driver").cloned().unwrap_or(Value::Null),
-                    "Scope": v.get("Scope").cloned().unwrap_or(Value::Null),
-                    "Mountpoint": v.get("Mountpoint").cloned().unwrap_or(Value::Null),
-                    "CreatedAt": v.get("CreatedAt").cloned().unwrap_or(Value::Null),
-                    "Labels": v.get("Labels").cloned().unwrap_or(Value::Null),
-                }));
+                rows.push(volume_row(v));
             }
             rows.sort_by(|a, b| a["Name"].as_str().cmp(&b["Name"].as_str()));
             if a.quiet {
@@ -220,4 +220,29 @@ pub async fn volume(c: &Client, cmd: VolumeCmd) -> Result<()> {
         }
         VolumeCmd::Prune(a) => super::system::prune_one(c, "volumes", a).await,
     }
+}
+
+/// A volume as docker's formatter shows it (`volume ls`, `system df -v`): Links and Size
+/// from the usage data when the daemon measured it, "N/A" otherwise; Group, Availability
+/// and Status belong to cluster volumes.
+pub(crate) fn volume_row(v: &Value) -> Value {
+    let usage = |k: &str| {
+        v.pointer(&format!("/UsageData/{k}"))
+            .and_then(|x| x.as_f64())
+    };
+    json!({
+        "Name": v.get("Name").cloned().unwrap_or(Value::Null),
+        "Driver": v.get("Driver").cloned().unwrap_or(Value::Null),
+        "Scope": v.get("Scope").cloned().unwrap_or(Value::Null),
+        "Mountpoint": v.get("Mountpoint").cloned().unwrap_or(Value::Null),
+        "Labels": super::container::labels_text(v.get("Labels").unwrap_or(&Value::Null)),
+        "Links": usage("RefCount").filter(|n| *n >= 0.0).map_or("N/A".to_string(), |n| n.to_string()),
+        "Size": usage("Size")
+            .filter(|n| *n >= 0.0)
+            .map_or("N/A".to_string(), super::format::human_size4),
+        "Group": "N/A",
+        "Availability": "N/A",
+        "Status": "N/A",
+        "_labels": v.get("Labels").cloned().unwrap_or(Value::Null),
+    })
 }

@@ -36,39 +36,7 @@ pub fn parse_mem(s: &str) -> OptResult<i64> {
 
 /// A Go duration: `1h2m3s`, `500ms`, `1.5s`, `10us`, `0`. Returns nanoseconds.
 pub fn parse_duration(s: &str) -> OptResult<i64> {
-    let t = s.trim();
-    if t == "0" {
-        return Ok(0);
-    }
-    let mut total = 0f64;
-    let mut rest = t;
-    if rest.is_empty() {
-        return Err(format!("invalid duration {s:?}"));
-    }
-    while !rest.is_empty() {
-        let ne = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("time: missing unit in duration {s:?}"))?;
-        let n: f64 = rest[..ne]
-            .parse()
-            .map_err(|_| format!("time: invalid duration {s:?}"))?;
-        rest = &rest[ne..];
-        let ue = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let mul = match &rest[..ue] {
-            "ns" => 1.0,
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            u => return Err(format!("time: unknown unit {u:?} in duration {s:?}")),
-        };
-        total += n * mul;
-        rest = &rest[ue..];
-    }
-    Ok(total as i64)
+    barge_util::time::parse_go_duration(s)
 }
 
 /// One `-p` spec expanded into (container port/proto, host ip, host port) bindings.

@@ -10,7 +10,9 @@ use super::args::*;
 use super::client::{filters_json, query, Client, API_VERSION};
 use super::container::time_arg;
 use super::error::{Error, Result};
-use super::format::{human_size4 as human_size, tabulate, unescape, ListFormat, Template};
+use super::format::{
+    as_context, context_json, human_size4 as human_size, tabulate, unescape, ListFormat, Template,
+};
 use super::image::registry_of;
 use super::stream::JsonLines;
 
@@ -434,6 +436,9 @@ pub async fn df(c: &Client, a: DfArgs) -> Result<()> {
         json!({"Type": "Local Volumes", "TotalCount": volumes.len().to_string(), "Active": vol_active.to_string(), "Size": human_size(vol_size), "Reclaimable": pct(vol_reclaim, vol_size)}),
         json!({"Type": "Build Cache", "TotalCount": cache.len().to_string(), "Active": cache_active.to_string(), "Size": human_size(cache_size), "Reclaimable": human_size(cache_reclaim)}),
     ];
+    if a.verbose {
+        return df_verbose(a.format.as_deref(), &images, &containers, &volumes, &cache);
+    }
     let f = ListFormat::new(
         a.format.as_deref(),
         "{{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}",
@@ -450,9 +455,192 @@ pub async fn df(c: &Client, a: DfArgs) -> Result<()> {
         "{}",
         f.render(&rows).map_err(|e| Error::Usage(e.to_string()))?
     );
-    if a.verbose {
-        outln!("\n{}", serde_json::to_string_pretty(&d)?);
+    Ok(())
+}
+
+/// `system df -v`: docker's four tables (images, containers, local volumes, build cache),
+/// or, with `--format`, the template over `.Images`, `.Containers`, `.Volumes` and
+/// `.BuildCache`, each a list of rows with the tables' fields.
+fn df_verbose(
+    format: Option<&str>,
+    images: &[Value],
+    containers: &[Value],
+    volumes: &[Value],
+    cache: &[Value],
+) -> Result<()> {
+    use super::container::{now_unix, ps_row, short_id, split_ref};
+    use super::format::human_duration;
+    use super::image::image_row;
+    let ago = |t: i64| format!("{} ago", human_duration(now_unix() - t));
+    // A --format template sees untruncated ids and commands, as docker's.
+    let custom = format.filter(|f| !f.is_empty() && *f != "table");
+    let trunc = custom.is_none();
+    let image_rows: Vec<Value> = images
+        .iter()
+        .map(|i| {
+            // Only the first tag, as docker's df (dangling images show <none>).
+            let (repo, tag) = match i
+                .get("RepoTags")
+                .and_then(|t| t.as_array())
+                .and_then(|t| t.first())
+                .and_then(|t| t.as_str())
+                .filter(|t| *t != "<none>:<none>")
+            {
+                Some(t) => {
+                    let (r, tg) = split_ref(t);
+                    (r, if tg.is_empty() { "<none>".into() } else { tg })
+                }
+                None => ("<none>".to_string(), "<none>".to_string()),
+            };
+            let id = i.get("Id").and_then(|x| x.as_str()).unwrap_or("");
+            let id = if trunc { short_id(id) } else { id.to_string() };
+            image_row(i, &id, &repo, &tag, "")
+        })
+        .collect();
+    let container_rows: Vec<Value> = containers
+        .iter()
+        .map(|c| {
+            let mut c = c.clone();
+            if let Value::Object(m) = &mut c {
+                m.remove("SizeRootFs");
+            }
+            ps_row(&c, !trunc)
+        })
+        .collect();
+    let volume_rows: Vec<Value> = volumes.iter().map(super::netvol::volume_row).collect();
+    let cache_rows: Vec<Value> = cache
+        .iter()
+        .map(|c| {
+            let s = |k: &str| c.get(k).and_then(|x| x.as_str()).unwrap_or("");
+            let since = |k: &str| {
+                super::container::time_arg(s(k))
+                    .ok()
+                    .and_then(|t| t.parse::<f64>().ok())
+                    .map_or(String::new(), |t| ago(t as i64))
+            };
+            json!({
+                "ID": if trunc { short_id(s("ID")) } else { s("ID").to_string() },
+                "CacheType": s("Type"),
+                "Size": human_size(c.get("Size").and_then(|x| x.as_f64()).unwrap_or(0.0)),
+                "CreatedSince": since("CreatedAt"),
+                "LastUsedSince": since("LastUsedAt"),
+                "UsageCount": c.get("UsageCount").cloned().unwrap_or(json!(0)).to_string(),
+                "Shared": c.get("Shared").and_then(|x| x.as_bool()).unwrap_or(false).to_string(),
+            })
+        })
+        .collect();
+    let table = |rows: &[Value], default: &str, headers: &[(&str, &str)]| -> Result<String> {
+        ListFormat::new(None, default, headers)
+            .and_then(|f| f.render(rows))
+            .map_err(|e| Error::Usage(e.to_string()))
+    };
+    if let Some(f) = custom {
+        let contexts = |rows: Vec<Value>| -> Value {
+            Value::Array(rows.into_iter().map(as_context).collect())
+        };
+        let (images, containers, volumes, cache) = (
+            contexts(image_rows),
+            contexts(container_rows),
+            contexts(volume_rows),
+            contexts(cache_rows),
+        );
+        // As docker's: the output as the template makes it, without a newline added.
+        if f == "json" {
+            // Its fields in docker's order (serde_json's maps are sorted).
+            let list = |v: &Value| context_json(v).unwrap_or_else(|| "[]".into());
+            out!(
+                "{{\"Images\":{},\"Containers\":{},\"Volumes\":{},\"BuildCache\":{}}}",
+                list(&images),
+                list(&containers),
+                list(&volumes),
+                list(&cache)
+            );
+            return Ok(());
+        }
+        let data = json!({
+            "Images": images,
+            "Containers": containers,
+            "Volumes": volumes,
+            "BuildCache": cache,
+        });
+        let t = Template::parse(&unescape(f)).map_err(|e| Error::Usage(e.to_string()))?;
+        out!(
+            "{}",
+            t.render(&data).map_err(|e| Error::Usage(e.to_string()))?
+        );
+        return Ok(());
     }
+    out!("Images space usage:\n\n");
+    out!(
+        "{}",
+        table(
+            &image_rows,
+            "{{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}\t{{.SharedSize}}\t{{.UniqueSize}}\t{{.Containers}}",
+            &[
+                ("Repository", "REPOSITORY"),
+                ("Tag", "TAG"),
+                ("ID", "IMAGE ID"),
+                ("CreatedSince", "CREATED"),
+                ("Size", "SIZE"),
+                ("SharedSize", "SHARED SIZE"),
+                ("UniqueSize", "UNIQUE SIZE"),
+                ("Containers", "CONTAINERS"),
+            ],
+        )?
+    );
+    out!("\nContainers space usage:\n\n");
+    out!(
+        "{}",
+        table(
+            &container_rows,
+            "{{.ID}}\t{{.Image}}\t{{.Command}}\t{{.LocalVolumes}}\t{{.Size}}\t{{.RunningFor}}\t{{.Status}}\t{{.Names}}",
+            &[
+                ("ID", "CONTAINER ID"),
+                ("Image", "IMAGE"),
+                ("Command", "COMMAND"),
+                ("LocalVolumes", "LOCAL VOLUMES"),
+                ("Size", "SIZE"),
+                ("RunningFor", "CREATED"),
+                ("Status", "STATUS"),
+                ("Names", "NAMES"),
+            ],
+        )?
+    );
+    out!("\nLocal Volumes space usage:\n\n");
+    out!(
+        "{}",
+        table(
+            &volume_rows,
+            "{{.Name}}\t{{.Links}}\t{{.Size}}",
+            &[
+                ("Name", "VOLUME NAME"),
+                ("Links", "LINKS"),
+                ("Size", "SIZE")
+            ],
+        )?
+    );
+    let cache_size: f64 = cache
+        .iter()
+        .filter(|c| !c.get("Shared").and_then(|x| x.as_bool()).unwrap_or(false))
+        .filter_map(|c| c.get("Size").and_then(|x| x.as_f64()))
+        .sum();
+    out!("\nBuild cache usage: {}\n\n", human_size(cache_size));
+    out!(
+        "{}",
+        table(
+            &cache_rows,
+            "{{.ID}}\t{{.CacheType}}\t{{.Size}}\t{{.CreatedSince}}\t{{.LastUsedSince}}\t{{.UsageCount}}\t{{.Shared}}",
+            &[
+                ("ID", "CACHE ID"),
+                ("CacheType", "CACHE TYPE"),
+                ("Size", "SIZE"),
+                ("CreatedSince", "CREATED"),
+                ("LastUsedSince", "LAST USED"),
+                ("UsageCount", "USAGE"),
+                ("Shared", "SHARED"),
+            ],
+        )?
+    );
     Ok(())
 }
 
