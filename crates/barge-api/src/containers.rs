@@ -64,7 +64,12 @@ fn summary(e: &Engine, c: &Container) -> Value {
         "Names": [format!("/{}", c.name)],
         "Image": c.image_name,
         "ImageID": c.image_id,
-        "Command": argv.join(" "),
+        // As dockerd: an argument with a space in it is shown in single quotes.
+        "Command": argv
+            .iter()
+            .map(|a| if a.contains(' ') { format!("'{a}'") } else { a.clone() })
+            .collect::<Vec<_>>()
+            .join(" "),
         "Created": parse_rfc3339(&c.created).unwrap_or(0.0) as i64,
         "Ports": e.port_summary(c),
         "Labels": c.config.get("Labels").cloned().unwrap_or(json!({})),
@@ -567,10 +572,12 @@ async fn logs(e: Arc<Engine>, id: &str, q: &Query) -> R {
         .filter(|x| *x > 0.0);
     let tail: Option<usize> = match q.get("tail") {
         None | Some("all") | Some("") => None,
-        Some(t) => Some(
-            t.parse()
-                .map_err(|_| ApiError::new(400, format!("invalid tail value {t:?}")))?,
-        ),
+        // As dockerd: a negative count means all of it.
+        Some(t) => match t.parse::<i64>() {
+            Ok(n) if n < 0 => None,
+            Ok(n) => Some(n as usize),
+            Err(_) => return Err(ApiError::new(400, format!("invalid tail value {t:?}"))),
+        },
     };
     let path = e.log_path(&c.id);
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);

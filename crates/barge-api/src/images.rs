@@ -413,9 +413,13 @@ pub(crate) async fn dispatch(
 
 fn not_found(e: barge_image::Error, name: &str) -> ApiError {
     match e {
-        barge_image::Error::ImageNotFound(_) | barge_image::Error::Reference(_) => {
-            ApiError::new(404, format!("No such image: {name}"))
-        }
+        barge_image::Error::ImageNotFound(_) | barge_image::Error::Reference(_) => ApiError::new(
+            404,
+            format!(
+                "No such image: {}",
+                barge_image::Reference::missing_image_name(name)
+            ),
+        ),
         e => e.into(),
     }
 }
@@ -464,7 +468,11 @@ async fn create(e: Arc<Engine>, q: &Query, req: Request<Incoming>) -> R {
             };
             Some(barge_image::Reference::parse(&s).map_err(|e| ApiError::new(400, e.to_string()))?)
         };
-        let comment = q.get("message").unwrap_or("").to_string();
+        // As dockerd: the message, or where the tarball came from ("-": this request).
+        let comment = match q.get("message").filter(|m| !m.is_empty()) {
+            Some(m) => m.to_string(),
+            None => format!("Imported from {}", q.get("fromSrc").unwrap_or("-")),
+        };
         // `changes` (repeated, or lines of one value) set the image's config, as dockerd.
         let mut config = json!({});
         crate::containers::apply_changes(&mut config, &q.all("changes").join("\n"))?;

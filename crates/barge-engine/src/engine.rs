@@ -221,6 +221,8 @@ fn remove_container_files(store: &barge_image::Store, key: &str, exec_dir: &Path
     let _ = std::fs::remove_dir_all(data_dir);
 }
 
+/// Docker's name characters. Unlike dockerd, one character is enough: barge's own tests
+/// and users' scripts name containers `a` and `b`, and nothing is gained by refusing them.
 fn valid_name(n: &str) -> bool {
     let b = n.as_bytes();
     !b.is_empty()
@@ -592,7 +594,10 @@ impl Engine {
             .map_err(|e| Error::Internal(e.to_string()))?
             .map_err(|e| match e {
                 barge_image::Error::ImageNotFound(_) | barge_image::Error::Reference(_) => {
-                    Error::NotFound(format!("No such image: {image}"))
+                    Error::NotFound(format!(
+                        "No such image: {}",
+                        barge_image::Reference::missing_image_name(&image)
+                    ))
                 }
                 e => e.into(),
             })?;
@@ -612,6 +617,8 @@ impl Engine {
             .filter(|v| !str_list(Some(v)).is_empty())
             .cloned();
         let entry = match &user_entry {
+            // `--entrypoint ''` ([""]): no entrypoint at all, not the image's (as dockerd).
+            Some(e) if str_list(Some(e)).iter().all(String::is_empty) => Value::Null,
             Some(e) => Value::Array(str_list(Some(e)).into_iter().map(Value::String).collect()),
             None => ic.get("Entrypoint").cloned().unwrap_or(Value::Null),
         };
@@ -624,6 +631,11 @@ impl Engine {
         };
         cfg.insert("Entrypoint".into(), entry);
         cfg.insert("Cmd".into(), cmd);
+        if let Some(sig) = cfg.get("StopSignal").and_then(Value::as_str) {
+            if !sig.is_empty() {
+                parse_signal(sig)?;
+            }
+        }
         for k in ["WorkingDir", "User", "StopSignal"] {
             let empty = cfg
                 .get(k)
@@ -709,6 +721,41 @@ impl Engine {
                 id[..12].to_string()
             };
             cfg.insert("Hostname".into(), json!(hostname));
+        }
+        // Defaults dockerd fills in at create, shown as it shows them: what barge does
+        // (a private IPC and cgroup namespace, a 64 MiB /dev/shm), and no swappiness
+        // rather than the CLI's -1.
+        for (key, default) in [("IpcMode", "private"), ("CgroupnsMode", "private")] {
+            if host_config
+                .get(key)
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
+                host_config[key] = json!(default);
+            }
+        }
+        if host_config
+            .get("ShmSize")
+            .and_then(Value::as_i64)
+            .is_none_or(|n| n == 0)
+        {
+            host_config["ShmSize"] = json!(64u64 << 20);
+        }
+        if host_config.get("MemorySwappiness").and_then(Value::as_i64) == Some(-1) {
+            host_config["MemorySwappiness"] = Value::Null;
+        }
+        if cfg
+            .get("Env")
+            .and_then(Value::as_array)
+            .is_some_and(Vec::is_empty)
+        {
+            cfg.insert("Env".into(), Value::Null);
+        }
+        if cfg
+            .get("Volumes")
+            .is_none_or(|v| v.as_object().is_some_and(|o| o.is_empty()))
+        {
+            cfg.insert("Volumes".into(), Value::Null);
         }
         if host_config
             .get("LogConfig")
@@ -1480,7 +1527,7 @@ impl Engine {
         let c = self.get(r)?;
         if !c.running() {
             return Err(Error::Conflict(format!(
-                "Container {} is not running",
+                "Cannot kill container: {r}: Container {} is not running",
                 c.id
             )));
         }
@@ -1803,6 +1850,11 @@ impl Engine {
                 "Invalid container name ({new}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
             )));
         }
+        if new == c.name {
+            return Err(Error::BadRequest(
+                "Renaming a container with the same name as its current name".into(),
+            ));
+        }
         {
             let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(o) = names.get(new) {
@@ -1888,8 +1940,7 @@ impl Engine {
         let c = self.get(r)?;
         if c.state.status == "paused" {
             return Err(Error::Conflict(format!(
-                "Container {} is paused, unpause the container before exec",
-                c.id
+                "Container {r} is paused, unpause the container before exec"
             )));
         }
         if !c.running() {
@@ -1993,7 +2044,7 @@ impl Engine {
         let (uid, gid, gids) = crate::spec::resolve_user(&rootfs, &user)?;
         cmd.arg("--user").arg(format!("{uid}:{gid}"));
         // As Docker's exec: the user's groups and the container's --group-add.
-        for g in crate::spec::additional_gids(&c, &rootfs, gids)? {
+        for g in crate::spec::additional_gids(&c, &rootfs, gid, gids)? {
             cmd.arg("--additional-gids").arg(g.to_string());
         }
         if e.privileged {

@@ -405,7 +405,7 @@ pub fn build(
     if let Some(s) = seccomp {
         linux["seccomp"] = s;
     }
-    let groups = additional_gids(c, rootfs, gids)?;
+    let groups = additional_gids(c, rootfs, gid, gids)?;
     if let Some(s) = c.host_config.get("Sysctls").and_then(Value::as_object) {
         if !s.is_empty() {
             linux["sysctl"] = Value::Object(s.clone());
@@ -472,13 +472,21 @@ fn group_id(group: &str, g: &str) -> Result<u32> {
         })
 }
 
-/// The process's supplementary groups: the user's groups in the rootfs' /etc/group, then
-/// `--group-add` (HostConfig `GroupAdd`: names looked up there, or numbers).
+/// The process's supplementary groups, as dockerd lists them: the primary `gid` first, the
+/// user's groups in the rootfs' /etc/group (`user_gids`), then `--group-add` (HostConfig
+/// `GroupAdd`: names looked up there, or numbers).
 pub(crate) fn additional_gids(
     c: &Container,
     rootfs: &Path,
-    mut gids: Vec<u32>,
+    gid: u32,
+    user_gids: Vec<u32>,
 ) -> Result<Vec<u32>> {
+    let mut gids = vec![gid];
+    for g in user_gids {
+        if !gids.contains(&g) {
+            gids.push(g);
+        }
+    }
     let add = str_list(c.host_config.get("GroupAdd"));
     if add.is_empty() {
         return Ok(gids);

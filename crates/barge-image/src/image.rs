@@ -656,8 +656,13 @@ impl Store {
             "os": host.os,
             "config": image_config,
             "rootfs": {"type": "layers", "diff_ids": [diff_id.to_string()]},
-            "history": [{"created": created, "created_by": "barge import", "comment": comment}],
+            // As dockerd's import: no step that made it, the comment on the image and its
+            // one history entry.
+            "history": [{"created": created, "comment": comment}],
         });
+        if !comment.is_empty() {
+            config["comment"] = serde_json::Value::String(comment.to_string());
+        }
         if let Some(v) = &host.variant {
             config["variant"] = serde_json::Value::String(v.clone());
         }

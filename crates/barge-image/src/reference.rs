@@ -250,6 +250,19 @@ impl Reference {
         s
     }
 
+    /// How dockerd names an image it did not find: a reference in its familiar form with
+    /// the default tag (`busybox` -> `busybox:latest`); an image id or id prefix, or text
+    /// that is no reference, as given.
+    pub fn missing_image_name(name: &str) -> String {
+        let hex = name.strip_prefix("sha256:").unwrap_or(name);
+        if name.starts_with("sha256:")
+            || (hex.len() >= 12 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return name.to_string();
+        }
+        Reference::parse(name).map_or_else(|_| name.to_string(), |r| r.familiar())
+    }
+
     fn push_suffix(&self, s: &mut String) {
         if let Some(t) = &self.tag {
             s.push(':');

@@ -63,7 +63,7 @@ fn import_tag_list_history_remove() {
     assert_eq!(list[0].shared_size, 0);
     let hist = store.history("busybox").expect("history");
     assert_eq!(hist.len(), 1);
-    assert_eq!(hist[0].created_by.as_deref(), Some("barge import"));
+    assert_eq!(hist[0].created_by, None);
     assert_eq!(hist[0].comment.as_deref(), Some("from test"));
     let (_, cfg) = store.inspect("busybox").expect("inspect");
     assert_eq!(cfg.os().to_string(), "linux");

@@ -71,6 +71,14 @@ impl NetworkInfo {
                 "com.docker.network.bridge.enable_ip_masquerade".into(),
                 json!("true"),
             );
+            // Containers on it reach each other, published ports bind all addresses and the
+            // bridge has the default MTU: dockerd's defaults, shown as dockerd shows them.
+            options.insert("com.docker.network.bridge.enable_icc".into(), json!("true"));
+            options.insert(
+                "com.docker.network.bridge.host_binding_ipv4".into(),
+                json!("0.0.0.0"),
+            );
+            options.insert("com.docker.network.driver.mtu".into(), json!("1500"));
         }
         json!({
             "Name": self.name,

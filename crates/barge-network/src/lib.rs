@@ -202,14 +202,14 @@ pub enum NetworkError {
     #[error("network id prefix {0} is ambiguous")]
     Ambiguous(String),
     /// A network name already taken.
-    #[error("a network named {0} already exists")]
+    #[error("network with name {0} already exists")]
     NameInUse(String),
     /// A name that is empty, does not start with a letter or digit, or holds a `/` or a
     /// control character.
     #[error("invalid name {0:?}: must start with a letter or digit and hold no '/' or control character")]
     InvalidName(String),
     /// The default network cannot be removed.
-    #[error("network {0} is pre-defined and cannot be removed")]
+    #[error("{0} is a pre-defined network and cannot be removed")]
     Predefined(String),
     /// A network still has containers.
     #[error("network {network} has active endpoints: {containers}")]

@@ -1290,3 +1290,151 @@ fn cp_symlink_swap_race_stays_in_the_container() {
         .collect();
     assert_eq!(names, ["secret"]);
 }
+
+/// What a differential run of the docker CLI against dockerd and barge showed barge doing
+/// differently, each as dockerd does it.
+#[test]
+fn behaviours_matched_to_dockerd() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    let err = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).to_string();
+    // A missing working directory is made (root's, 0755) before the process starts.
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "-w",
+            "/a/b/c",
+            "-u",
+            "nobody",
+            "busybox",
+            "sh",
+            "-c",
+            "pwd; stat -c %U:%a /a/b/c /a"
+        ]),
+        "/a/b/c\nroot:755\nroot:755"
+    );
+    // `--entrypoint ''` drops the entrypoint: the command runs alone.
+    assert_eq!(
+        d.ok(&["run", "--rm", "--entrypoint", "", "busybox", "echo", "hi"]),
+        "hi"
+    );
+    // The primary group is also a supplementary group.
+    assert_eq!(
+        d.ok(&["run", "--rm", "-u", "1234:5678", "busybox", "id", "-G"]),
+        "5678"
+    );
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "-u",
+            "1234:5678",
+            "--group-add",
+            "42",
+            "busybox",
+            "id",
+            "-G"
+        ]),
+        "5678 42"
+    );
+    // A bad stop signal is refused at create.
+    let o = d.docker(&["create", "--stop-signal", "FOO", "busybox", "true"]);
+    assert!(!o.status.success());
+    assert!(err(&o).contains("Invalid signal: FOO"), "{}", err(&o));
+    // Defaults shown as dockerd fills them in.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "s1",
+        "busybox",
+        "sh",
+        "-c",
+        "echo 'a b'; sleep 100",
+    ]);
+    assert_eq!(
+        d.ok(&[
+            "inspect", "-f",
+            "{{.HostConfig.IpcMode}} {{.HostConfig.CgroupnsMode}} {{.HostConfig.ShmSize}} {{.HostConfig.MemorySwappiness}} {{json .Config.Env}} {{json .Config.Volumes}}",
+            "s1"
+        ]),
+        "private private 67108864 <nil> null null"
+    );
+    // An argument with a space is quoted in the list's command.
+    assert_eq!(
+        d.ok(&[
+            "ps",
+            "--no-trunc",
+            "--format",
+            "{{.Command}}",
+            "--filter",
+            "name=s1"
+        ]),
+        "\"sh -c 'echo 'a b'; sleep 100'\""
+    );
+    // Logs: a negative tail is all of it.
+    assert!(eventually(10, || d.ok(&["logs", "--tail", "-1", "s1"]) == "a b"));
+    // Errors worded as dockerd's.
+    let o = d.docker(&["rename", "s1", "s1"]);
+    assert!(
+        err(&o).contains("Renaming a container with the same name as its current name"),
+        "{}",
+        err(&o)
+    );
+    d.ok(&["pause", "s1"]);
+    let o = d.docker(&["exec", "s1", "true"]);
+    assert!(
+        err(&o).contains("Container s1 is paused, unpause the container before exec"),
+        "{}",
+        err(&o)
+    );
+    d.ok(&["unpause", "s1"]);
+    d.ok(&["create", "--name", "idle", "busybox", "true"]);
+    let o = d.docker(&["kill", "idle"]);
+    assert!(
+        err(&o).contains("Cannot kill container: idle: Container ")
+            && err(&o).contains("is not running"),
+        "{}",
+        err(&o)
+    );
+    let o = d.docker(&["rmi", "nosuchimage"]);
+    assert!(
+        err(&o).contains("No such image: nosuchimage:latest"),
+        "{}",
+        err(&o)
+    );
+    let o = d.docker(&["network", "rm", "bridge"]);
+    assert!(
+        err(&o).contains("bridge is a pre-defined network and cannot be removed"),
+        "{}",
+        err(&o)
+    );
+    d.ok(&["network", "create", "dup"]);
+    let o = d.docker(&["network", "create", "dup"]);
+    assert!(
+        err(&o).contains("network with name dup already exists"),
+        "{}",
+        err(&o)
+    );
+    d.ok(&["network", "rm", "dup"]);
+    // An imported image says where it came from, as its comment.
+    let tar = engine::busybox_tar().to_str().unwrap_or_default();
+    d.ok(&["import", tar, "imported:1"]);
+    assert_eq!(
+        d.ok(&["image", "inspect", "-f", "{{.Comment}}", "imported:1"]),
+        "Imported from -"
+    );
+    assert_eq!(
+        d.ok(&[
+            "history",
+            "--format",
+            "{{.CreatedBy}}|{{.Comment}}",
+            "imported:1"
+        ]),
+        "|Imported from -"
+    );
+    d.ok(&["rm", "-f", "s1", "idle"]);
+}

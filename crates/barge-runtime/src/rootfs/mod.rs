@@ -232,11 +232,25 @@ pub fn move_root_no_pivot(rootfs: &Path) -> Result<(), RootfsError> {
     pivot::move_root(rootfs)
 }
 
-/// After `pivot_root`: applies masked and readonly paths and, if asked, remounts the root
+/// After `pivot_root`: makes a missing process.cwd, applies masked and readonly paths and, if
+/// asked, remounts the root
 /// readonly; then applies `linux.rootfsPropagation` to the new `/`. None of this can be
 /// undone by a process without CAP_SYS_ADMIN in the container's user namespace.
 pub fn finalize_rootfs(spec: &Spec) -> Result<(), RootfsError> {
     let r = finalize::NewRoot::open()?;
+    // As runc: a process.cwd that does not exist is made (0755, owned by root), before the
+    // root may turn readonly. Inside the new root every lookup, `..` and symlinks included,
+    // stays in the container, so a plain mkdir -p is safe here. What cannot be made is left
+    // for the chdir, whose error names it.
+    if let Some(cwd) = spec.process().as_ref().map(|p| p.cwd()) {
+        if cwd.is_absolute() && std::fs::symlink_metadata(cwd).is_err() {
+            use std::os::unix::fs::DirBuilderExt;
+            let _ = std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(cwd);
+        }
+    }
     let linux = spec.linux().as_ref();
     for p in linux
         .and_then(|l| l.readonly_paths().as_deref())
