@@ -305,7 +305,7 @@ pub(crate) fn inspect_json(e: &Engine, c: &Container) -> Value {
         "AppArmorProfile": "",
         "ExecIDs": null,
         "HostConfig": c.host_config,
-        "GraphDriver": {"Name": "overlay2", "Data": null},
+        "GraphDriver": {"Name": "overlay2", "Data": e.graph_driver_data(c)},
         "Mounts": mounts,
         "Config": c.config,
         "NetworkSettings": e.network_settings(c),

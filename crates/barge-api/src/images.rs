@@ -521,7 +521,7 @@ pub(crate) async fn system_df(e: Arc<Engine>) -> R {
         .collect();
     Ok(json_response(
         200,
-        &json!({"LayersSize": layers, "Images": images, "Containers": containers, "Volumes": volumes, "BuildCache": []}),
+        &json!({"LayersSize": layers, "Images": images, "Containers": containers, "Volumes": volumes, "BuildCache": [], "BuilderSize": 0}),
     ))
 }
 

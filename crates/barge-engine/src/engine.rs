@@ -411,6 +411,38 @@ impl Engine {
         self.exec_dir(id).join("files").join(name)
     }
 
+    /// `GraphDriver.Data` of a container's inspect, as dockerd's overlay2 shows it: the
+    /// layer directories (topmost first), the upper and work dirs of its snapshot, and
+    /// where its root filesystem is mounted. Tools read these to look at a container's files
+    /// from the host. Null when the snapshot is not an overlay (the copying fallback).
+    pub fn graph_driver_data(&self, c: &Container) -> Value {
+        let Ok(mounts) = self.store.mounts(&c.id) else {
+            return Value::Null;
+        };
+        let Some(m) = mounts.iter().find(|m| m.kind == "overlay") else {
+            return Value::Null;
+        };
+        let opt = |k: &str| {
+            m.options
+                .iter()
+                .find_map(|o| o.strip_prefix(k))
+                .map(str::to_string)
+                .unwrap_or_default()
+        };
+        let lower = m
+            .lowerdirs
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(":");
+        json!({
+            "LowerDir": lower,
+            "UpperDir": opt("upperdir="),
+            "WorkDir": opt("workdir="),
+            "MergedDir": self.exec_dir(&c.id).join("rootfs"),
+        })
+    }
+
     /// The json-file log of a container.
     pub fn log_path(&self, id: &str) -> PathBuf {
         self.data_dir(id).join(format!("{id}-json.log"))

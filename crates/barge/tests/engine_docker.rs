@@ -1363,6 +1363,23 @@ fn behaviours_matched_to_dockerd() {
         ]),
         "private private 67108864 <nil> null null"
     );
+    // GraphDriver.Data names the container's directories: its changes are in UpperDir,
+    // the image's files in LowerDir, its root at MergedDir.
+    d.ok(&["exec", "s1", "touch", "/made-here"]);
+    let data: serde_json::Value =
+        serde_json::from_str(&d.ok(&["inspect", "-f", "{{json .GraphDriver.Data}}", "s1"]))
+            .expect("json");
+    let dir = |k: &str| std::path::PathBuf::from(data[k].as_str().unwrap_or_default());
+    assert!(dir("UpperDir").join("made-here").exists(), "{data}");
+    assert!(dir("WorkDir").is_dir(), "{data}");
+    let lower = data["LowerDir"].as_str().unwrap_or_default();
+    assert!(
+        lower
+            .split(':')
+            .any(|l| std::path::Path::new(l).join("bin/busybox").exists()),
+        "{data}"
+    );
+    assert!(dir("MergedDir").ends_with("rootfs"), "{data}");
     // An argument with a space is quoted in the list's command.
     assert_eq!(
         d.ok(&[
