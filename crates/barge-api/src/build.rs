@@ -186,8 +186,9 @@ pub(crate) async fn build(api: &Api, req: Request<Incoming>) -> R {
             dir: api.engine.options().exec_root.join("netns"),
         }) as Arc<dyn barge_build::BuildNetwork>
     });
-    opts.barge_binary = std::env::current_exe()
-        .map_err(|e| ApiError::new(500, format!("cannot find the barge binary: {e}")))?;
+    // The path the daemon started from (read once then): after the binary is replaced on
+    // disk (an upgrade), /proc/self/exe names the deleted file, the path the new one.
+    opts.barge_binary = api.engine.options().exe.clone();
     let cancel = Arc::new(AtomicBool::new(false));
     opts.cancel = Some(cancel.clone());
 

@@ -1285,7 +1285,7 @@ impl<'a> Run<'a> {
             id: st.id.to_string(),
             elapsed: t0.elapsed(),
         });
-        let env: Vec<String> = st.config["config"]["Env"]
+        let mut env: Vec<String> = st.config["config"]["Env"]
             .as_array()
             .map(|a| {
                 a.iter()
@@ -1293,6 +1293,15 @@ impl<'a> Run<'a> {
                     .collect()
             })
             .unwrap_or_default();
+        // As the classic builder: a base without PATH gets the default one, so `$PATH`
+        // expands to it and RUN and the built image find their programs.
+        if !env.iter().any(|e| e.starts_with("PATH=")) {
+            env.push(DEFAULT_PATH.to_string());
+            if !st.config["config"].is_object() {
+                st.config["config"] = json!({});
+            }
+            st.config["config"]["Env"] = json!(env);
+        }
         let shell: Vec<String> = st.config["config"]["Shell"]
             .as_array()
             .map(|a| {
@@ -1447,13 +1456,8 @@ impl<'a> Run<'a> {
         let mut history = json!({"created": created});
         let mut new_layer = None;
         let planned_by = match (&cmd, &copy_plan) {
-            (Command::Run(r), _) => Some(run::run_args(sc, inst, r).join(" ")),
-            (_, Some(plan)) => Some(format!(
-                "/bin/sh -c #(nop) {} {} in {} ",
-                inst.keyword,
-                plan.describe(),
-                plan.dest
-            )),
+            (Command::Run(r), _) => Some(run::run_created_by(sc, inst, r)),
+            (_, Some(plan)) => Some(copy_created_by(sc, inst, &cmd, plan)),
             _ => None,
         };
         let reused = match &planned_by {
@@ -1475,19 +1479,14 @@ impl<'a> Run<'a> {
                     let plan = copy_plan
                         .take()
                         .ok_or_else(|| self.step_err(inst, "no copy plan"))?;
-                    let created_by = format!(
-                        "/bin/sh -c #(nop) {} {} in {} ",
-                        inst.keyword,
-                        plan.describe(),
-                        plan.dest
-                    );
+                    let created_by = copy_created_by(sc, inst, &cmd, &plan);
                     let layer = self.copy_step(st, inst, plan)?;
                     history["created_by"] = Value::String(created_by);
                     new_layer = Some(layer);
                 }
                 _ => {
                     self.meta_step(&mut config, sc, inst, &cmd)?;
-                    let by = meta_created_by(&config, inst, &cmd);
+                    let by = meta_created_by(&config, sc, inst, &cmd);
                     // --cache-from matches metadata steps too (their history entry, with its
                     // time), so a build from a cache image gives that image's id again.
                     let cached = match self.opts.no_cache {
@@ -1747,11 +1746,35 @@ mod fetch;
 mod git;
 mod run;
 
+/// The history text of a COPY or ADD, as the classic builder writes it: the stage's shell,
+/// `#(nop)`, what was copied (`file:<hash>`, `dir:<hash>`, ...) and the destination as the
+/// instruction gives it (expanded, not resolved against WORKDIR).
+fn copy_created_by(
+    sc: &StageCtx,
+    inst: &Instruction,
+    cmd: &Command,
+    plan: &copy::CopyPlan,
+) -> String {
+    let dest = match cmd {
+        Command::Copy(c) => c.dest.as_str(),
+        Command::Add(a) => a.dest.as_str(),
+        _ => plan.dest.as_str(),
+    };
+    format!(
+        "{} #(nop) {} {} in {dest} ",
+        sc.shell.join(" "),
+        inst.keyword,
+        plan.describe()
+    )
+}
+
 /// The history text of a metadata-only step, as the classic builder records it (what
-/// `docker history` shows): `#(nop)  <instruction>`, except that CMD and ENTRYPOINT show the
-/// argv they set (Go's `%q` of the list, so the shell form shows its shell) and WORKDIR the
-/// resolved directory with a single space, as dockerd writes them.
-fn meta_created_by(config: &Value, inst: &Instruction, cmd: &Command) -> String {
+/// `docker history` shows): the stage's shell (the new one for SHELL itself), then
+/// `#(nop)  <instruction>` with what the instruction set: CMD and ENTRYPOINT the argv (Go's
+/// `%q` of the list, so the shell form shows its shell), ENV and LABEL their expanded
+/// `key=value` pairs, EXPOSE its ports sorted, VOLUME and SHELL their lists as Go prints
+/// them, WORKDIR the resolved directory after a single space.
+fn meta_created_by(config: &Value, sc: &StageCtx, inst: &Instruction, cmd: &Command) -> String {
     let argv = |field: &str| -> Option<String> {
         let list = config["config"][field].as_array()?;
         let words: Vec<String> = list
@@ -1760,17 +1783,42 @@ fn meta_created_by(config: &Value, inst: &Instruction, cmd: &Command) -> String 
             .collect();
         Some(format!("[{}]", words.join(" ")))
     };
+    let pairs = |kvs: &[crate::ast::KeyValue]| -> String {
+        kvs.iter()
+            .map(|kv| format!(" {}={}", kv.key, kv.value))
+            .collect()
+    };
+    let shell = sc.shell.join(" ");
     let text = match cmd {
         Command::Cmd(_) => argv("Cmd").map(|a| format!("CMD {a}")),
         Command::Entrypoint(_) => argv("Entrypoint").map(|a| format!("ENTRYPOINT {a}")),
+        Command::Env(kvs) => Some(format!("ENV{}", pairs(kvs))),
+        Command::Label(kvs) => Some(format!("LABEL{}", pairs(kvs))),
+        Command::Expose(ports) => {
+            let mut p: Vec<String> = ports
+                .iter()
+                .map(|p| {
+                    if p.contains('/') {
+                        p.to_lowercase()
+                    } else {
+                        format!("{p}/tcp")
+                    }
+                })
+                .collect();
+            p.sort();
+            p.dedup();
+            Some(format!("EXPOSE {}", p.join(" ")))
+        }
+        Command::Volume(v) => Some(format!("VOLUME [{}]", v.join(" "))),
+        Command::Shell(v) => Some(format!("SHELL [{}]", v.join(" "))),
         Command::Workdir(_) => {
             let dir = config["config"]["WorkingDir"].as_str().unwrap_or_default();
-            return format!("/bin/sh -c #(nop) WORKDIR {dir}");
+            return format!("{shell} #(nop) WORKDIR {dir}");
         }
         _ => None,
     };
     format!(
-        "/bin/sh -c #(nop)  {}",
+        "{shell} #(nop)  {}",
         text.unwrap_or_else(|| inst.original.clone())
     )
 }

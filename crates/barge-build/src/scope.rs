@@ -141,6 +141,23 @@ impl Scope {
         out
     }
 
+    /// The declared ARGs a RUN sees (with a value, not shadowed by an ENV of the same
+    /// name), as `KEY=value`, sorted: what the classic builder records in front of a RUN's
+    /// history entry (`|2 A=1 B=2 /bin/sh -c ...`).
+    pub fn run_args_for_history(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        for (k, v) in self.args.iter().rev() {
+            let Some(v) = v else { continue };
+            if !seen.insert(k.as_str()) || self.env.iter().any(|(e, _)| e == k) {
+                continue;
+            }
+            out.push(format!("{k}={v}"));
+        }
+        out.sort();
+        out
+    }
+
     /// The `--build-arg` names that neither an ARG of this scope nor a meta ARG nor the
     /// predefined list uses (Docker warns about them).
     pub fn unconsumed_build_args(&self) -> Vec<String> {

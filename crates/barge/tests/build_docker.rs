@@ -898,3 +898,69 @@ fn docker_build_from_a_git_repository_and_remote_contexts() {
         assert_eq!(code, 400, "{bad}: {body}");
     }
 }
+
+/// The history and config a build gives, as the classic builder writes them: a base
+/// without PATH gets the default one (so `$PATH` expands and the image finds its
+/// programs), RUN's entry starts with the ARGs it sees, metadata entries show what they
+/// set (expanded, sorted, as Go prints lists) after the stage's shell, and COPY names its
+/// destination as written.
+#[test]
+fn history_and_path_as_the_classic_builder_writes_them() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start_host_net();
+    let ctx = tempfile::tempdir().expect("tempdir");
+    let dir = ctx.path().to_str().expect("utf8");
+    write_files(
+        ctx.path(),
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nARG NAME=world\nENV GREETING=\"hello $NAME\" PATH=/usr/local/bin:$PATH\n\
+                 LABEL version=\"1.0\"\nEXPOSE 8080 53/udp\nVOLUME [\"/data\"]\nWORKDIR /app\n\
+                 COPY a.txt ./\nRUN echo \"$GREETING\" > /app/greeting\nSHELL [\"/bin/sh\", \"-ec\"]\n\
+                 CMD echo done\n",
+            ),
+            ("a.txt", "one\n"),
+        ],
+    );
+    build_ok(&d, &["-t", "h:1", "--build-arg", "NAME=you", dir], None);
+    let rows = d.ok(&["history", "--no-trunc", "--format", "{{.CreatedBy}}", "h:1"]);
+    let by: Vec<&str> = rows.lines().take(10).collect();
+    let path = "/usr/local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    assert_eq!(
+        by[0], r#"/bin/sh -ec #(nop)  CMD ["/bin/sh" "-ec" "echo done"]"#,
+        "{by:#?}"
+    );
+    assert_eq!(by[1], "/bin/sh -ec #(nop)  SHELL [/bin/sh -ec]", "{by:#?}");
+    assert_eq!(
+        by[2], "|1 NAME=you /bin/sh -c echo \"$GREETING\" > /app/greeting",
+        "{by:#?}"
+    );
+    assert!(
+        by[3].starts_with("/bin/sh -c #(nop) COPY file:") && by[3].ends_with(" in ./ "),
+        "{by:#?}"
+    );
+    assert_eq!(by[4], "/bin/sh -c #(nop) WORKDIR /app", "{by:#?}");
+    assert_eq!(by[5], "/bin/sh -c #(nop)  VOLUME [/data]", "{by:#?}");
+    assert_eq!(
+        by[6], "/bin/sh -c #(nop)  EXPOSE 53/udp 8080/tcp",
+        "{by:#?}"
+    );
+    assert_eq!(by[7], "/bin/sh -c #(nop)  LABEL version=1.0", "{by:#?}");
+    assert_eq!(
+        by[8],
+        format!("/bin/sh -c #(nop)  ENV GREETING=hello you PATH={path}"),
+        "{by:#?}"
+    );
+    assert_eq!(by[9], "/bin/sh -c #(nop)  ARG NAME=world", "{by:#?}");
+    assert_eq!(
+        d.ok(&["image", "inspect", "-f", "{{json .Config.Env}}", "h:1"]),
+        format!(r#"["PATH={path}","GREETING=hello you"]"#)
+    );
+    assert_eq!(
+        d.ok(&["run", "--rm", "h:1", "sh", "-c", "cat /app/greeting; ls /app"]),
+        "hello you\na.txt\ngreeting"
+    );
+}

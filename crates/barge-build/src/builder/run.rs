@@ -104,6 +104,81 @@ fn remove_stubs(rootfs: &std::path::Path, stubs: &[Stub]) {
     }
 }
 
+/// The directories that already existed above the stubs (`etc` for an /etc/hosts stub),
+/// with their owner and mode before the RUN: the runtime's stub made overlayfs copy them
+/// up, so they would reach the layer with nothing changed but their times.
+fn stub_parents(root: std::os::fd::RawFd, stubs: &[Stub]) -> Vec<(String, (u32, u32, u32))> {
+    let mut out: Vec<(String, (u32, u32, u32))> = Vec::new();
+    for s in stubs {
+        let parts: Vec<&str> = s.path.split('/').filter(|p| !p.is_empty()).collect();
+        for n in 1..=s.existing.min(parts.len()) {
+            let dir = parts[..n].join("/");
+            if out.iter().any(|(d, _)| *d == dir) {
+                continue;
+            }
+            if let Some(m) = dir_meta(root, &dir) {
+                out.push((dir, m));
+            }
+        }
+    }
+    out
+}
+
+/// Owner and mode of the directory `rel` inside the rootfs `root` (None if it is none).
+fn dir_meta(root: std::os::fd::RawFd, rel: &str) -> Option<(u32, u32, u32)> {
+    let fd = fsutil::openat2(root, rel, libc::O_PATH | libc::O_DIRECTORY, fsutil::IN_ROOT).ok()?;
+    let st = fsutil::fstat(fd.as_raw_fd()).ok()?;
+    Some((st.st_uid, st.st_gid, st.st_mode))
+}
+
+/// After the RUN, with the snapshot unmounted: removes from its upper dir each of `dirs`
+/// (deepest first) that is still an empty, non-opaque directory there, i.e. was copied
+/// up only for a stub. rmdir refuses one holding anything (a file, a whiteout), and an
+/// opaque one (the RUN emptied it) is kept; nothing is followed (no symlinks).
+fn prune_copied_up(upper: &std::path::Path, dirs: &[String]) {
+    let Ok(top) = fsutil::open_root(upper) else {
+        return;
+    };
+    let mut dirs: Vec<&String> = dirs.iter().collect();
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.matches('/').count()));
+    for d in dirs {
+        let (parent, name) = match d.rsplit_once('/') {
+            Some((p, n)) => (p, n),
+            None => ("", d.as_str()),
+        };
+        let Ok(pfd) = fsutil::openat2(
+            top.as_raw_fd(),
+            parent,
+            libc::O_PATH | libc::O_DIRECTORY,
+            fsutil::BENEATH | fsutil::NO_SYMLINKS,
+        ) else {
+            continue;
+        };
+        let Ok(fd) = fsutil::openat2(
+            pfd.as_raw_fd(),
+            name,
+            libc::O_RDONLY | libc::O_DIRECTORY,
+            fsutil::BENEATH | fsutil::NO_SYMLINKS,
+        ) else {
+            continue;
+        };
+        let mut v = [0u8; 2];
+        // SAFETY: fgetxattr on an fd we hold into a buffer of the given size.
+        let opaque = unsafe {
+            libc::fgetxattr(
+                fd.as_raw_fd(),
+                c"trusted.overlay.opaque".as_ptr(),
+                v.as_mut_ptr().cast(),
+                v.len(),
+            )
+        } >= 0;
+        drop(fd);
+        if !opaque {
+            let _ = fsutil::unlink_at(pfd.as_raw_fd(), name, true);
+        }
+    }
+}
+
 /// A tmpfs holding one RUN's secret files, so they never touch a disk nor the snapshot;
 /// unmounted and removed on drop.
 struct SecretFiles {
@@ -186,6 +261,18 @@ pub(super) fn run_args(sc: &StageCtx, inst: &Instruction, r: &crate::ast::Run) -
     }
 }
 
+/// A RUN's history entry (also its cache identity), as the classic builder writes it: the
+/// ARGs it sees first (`|N k=v ...`), then the command it runs.
+pub(super) fn run_created_by(sc: &StageCtx, inst: &Instruction, r: &crate::ast::Run) -> String {
+    let args = sc.scope.run_args_for_history();
+    let cmd = run_args(sc, inst, r).join(" ");
+    if args.is_empty() {
+        cmd
+    } else {
+        format!("|{} {} {cmd}", args.len(), args.join(" "))
+    }
+}
+
 /// One output pipe of a RUN: what is read but not yet reported (a partial line).
 struct OutStream {
     f: std::fs::File,
@@ -257,7 +344,7 @@ impl Run<'_> {
         if args.is_empty() {
             return Err(self.step_err(inst, "RUN with an empty command"));
         }
-        let created_by = args.join(" ");
+        let created_by = run_created_by(sc, inst, r);
         let build_net = self.opts.network.as_deref().unwrap_or("default");
         let host_net = match r.network.unwrap_or(NetworkMode::Default) {
             NetworkMode::Host if build_net == "host" => true,
@@ -431,7 +518,7 @@ impl Run<'_> {
                 }
             }
         }
-        let snap = Snap::new(self.b, &st.layers)?;
+        let mut snap = Snap::new(self.b, &st.layers)?;
         // Attached before the container exists, detached (dropped) after it is gone.
         let attachment = match (join, &self.opts.network_provider) {
             (Some(net), Some(p)) => Some(
@@ -503,6 +590,7 @@ impl Run<'_> {
             .filter(|d| !d.starts_with("/dev/"))
             .filter_map(|d| stub_of(root.as_raw_fd(), d))
             .collect();
+        let stub_parents = stub_parents(root.as_raw_fd(), &stubs);
         drop(root);
         let mut env: Vec<String> = sc
             .scope
@@ -587,6 +675,23 @@ impl Run<'_> {
         drop(secrets);
         drop(attachment);
         remove_stubs(&snap.rootfs(), &stubs);
+        // The stubs' parents the RUN left as they were (owner, mode) go from the upper dir,
+        // so a RUN that changes nothing gives the empty layer, as the classic builder's
+        // (whose mount points live in a layer of their own).
+        let untouched: Vec<String> = match fsutil::open_root(&snap.rootfs()) {
+            Ok(root) => stub_parents
+                .into_iter()
+                .filter(|(d, m)| dir_meta(root.as_raw_fd(), d) == Some(*m))
+                .map(|(d, _)| d)
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        snap.unmount()?;
+        if !untouched.is_empty() {
+            if let Ok(upper) = self.b.store.snapshot_upper(&snap.key) {
+                prune_copied_up(&upper, &untouched);
+            }
+        }
         let layer = snap.commit(self.lease)?;
         Ok((layer, created_by))
     }
