@@ -1115,7 +1115,8 @@ impl Engine {
             tokio::task::spawn_blocking(move || -> Result<()> {
                 use std::os::unix::fs::PermissionsExt;
                 std::fs::create_dir_all(&rootfs).map_err(internal("create exec dir"))?;
-                std::fs::set_permissions(&ed, std::fs::Permissions::from_mode(0o700)).map_err(internal("chmod exec dir"))?;
+                std::fs::set_permissions(&ed, std::fs::Permissions::from_mode(0o700))
+                    .map_err(internal("chmod exec dir"))?;
                 std::fs::create_dir_all(&files).map_err(internal("create files dir"))?;
                 if !is_mountpoint(&rootfs) {
                     if volatile_rootfs {
@@ -1125,15 +1126,18 @@ impl Engine {
                     }
                 }
                 crate::mounts::prepare(&vols, &c2, &rootfs, &ed)?;
-                std::fs::write(files.join("hostname"), format!("{hostname}\n")).map_err(internal("hostname"))?;
+                std::fs::write(files.join("hostname"), format!("{hostname}\n"))
+                    .map_err(internal("hostname"))?;
                 let hosts = if hostnet {
                     std::fs::read_to_string("/etc/hosts").unwrap_or_default()
                 } else {
-                    format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n")
+                    // Without a network (`none`): the standard lines only, as dockerd.
+                    barge_network::HOSTS_HEADER.to_string()
                 };
                 std::fs::write(files.join("hosts"), hosts).map_err(internal("hosts"))?;
                 let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-                std::fs::write(files.join("resolv.conf"), resolv).map_err(internal("resolv.conf"))?;
+                std::fs::write(files.join("resolv.conf"), resolv)
+                    .map_err(internal("resolv.conf"))?;
                 if let (NetMode::Path(p), true) = (&net, own_ns) {
                     crate::netns::remove(p);
                     crate::netns::create(p).map_err(internal("network namespace"))?;

@@ -406,10 +406,26 @@ pub fn build(
         linux["seccomp"] = s;
     }
     let groups = additional_gids(c, rootfs, gid, gids)?;
-    if let Some(s) = c.host_config.get("Sysctls").and_then(Value::as_object) {
-        if !s.is_empty() {
-            linux["sysctl"] = Value::Object(s.clone());
+    let mut sysctl = c
+        .host_config
+        .get("Sysctls")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    // As dockerd, in a network namespace of the container's own: any user may bind ports
+    // below 1024 and open ICMP echo sockets (ping), which then need neither
+    // CAP_NET_BIND_SERVICE nor CAP_NET_RAW; the container's own Sysctls win.
+    let mode = c.host_str("NetworkMode");
+    if mode != "host" && !mode.starts_with("container:") {
+        for (k, v) in [
+            ("net.ipv4.ip_unprivileged_port_start", "0"),
+            ("net.ipv4.ping_group_range", "0 2147483647"),
+        ] {
+            sysctl.entry(k).or_insert_with(|| json!(v));
         }
+    }
+    if !sysctl.is_empty() {
+        linux["sysctl"] = Value::Object(sysctl);
     }
     let mut spec = json!({
         "ociVersion": "1.2.0",

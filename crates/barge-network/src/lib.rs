@@ -79,6 +79,11 @@ mod tests;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 
+/// The lines every container's /etc/hosts starts with (localhost and the IPv6 names),
+/// as dockerd writes them.
+pub const HOSTS_HEADER: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+     fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n\
+     ff02::2\tip6-allrouters\n";
 pub use docker::{docker_ports, rfc3339};
 pub use ipam::{is_host_addr, is_host_addr6, mac_from_ip, mac_string, parse_mac, Ipv4Net, Ipv6Net};
 pub use manager::{

@@ -1490,11 +1490,7 @@ impl NetworkManager {
     /// /etc/hosts for a container: localhost entries and `<ip> <hostname>` for each of its
     /// addresses.
     pub fn hosts_file(&self, container_id: &str, hostname: &str) -> String {
-        let mut s = String::from(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
-             fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n\
-             ff02::2\tip6-allrouters\n",
-        );
+        let mut s = String::from(crate::HOSTS_HEADER);
         for e in self.endpoints_of(container_id) {
             s.push_str(&format!("{}\t{}\n", e.ip, hostname));
             if let Some(ip6) = e.ip6 {

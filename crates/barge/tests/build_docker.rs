@@ -960,7 +960,14 @@ fn history_and_path_as_the_classic_builder_writes_them() {
         format!(r#"["PATH={path}","GREETING=hello you"]"#)
     );
     assert_eq!(
-        d.ok(&["run", "--rm", "h:1", "sh", "-c", "cat /app/greeting; ls /app"]),
+        d.ok(&[
+            "run",
+            "--rm",
+            "h:1",
+            "sh",
+            "-c",
+            "cat /app/greeting; ls /app"
+        ]),
         "hello you\na.txt\ngreeting"
     );
 }

@@ -1340,6 +1340,63 @@ fn behaviours_matched_to_dockerd() {
         ]),
         "5678 42"
     );
+    // /etc/hosts names the container by its host name only (fully qualified first), and
+    // without a network it has only the standard lines.
+    let line = d.ok(&[
+        "run",
+        "--rm",
+        "--hostname",
+        "h1",
+        "--domainname",
+        "ex.com",
+        "busybox",
+        "tail",
+        "-1",
+        "/etc/hosts",
+    ]);
+    assert!(line.ends_with("\th1.ex.com h1"), "{line}");
+    let none = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "cat",
+        "/etc/hosts",
+    ]);
+    assert_eq!(none.lines().count(), 6, "{none}");
+    assert!(
+        none.lines()
+            .all(|l| l.contains("localhost") || l.contains("ip6-")),
+        "{none}"
+    );
+    // In its own network namespace any user may bind low ports and ping; the container's
+    // own sysctls win.
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "-u",
+            "nobody",
+            "busybox",
+            "sh",
+            "-c",
+            "cat /proc/sys/net/ipv4/ip_unprivileged_port_start /proc/sys/net/ipv4/ping_group_range"
+        ]),
+        "0\n0\t2147483647"
+    );
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "--sysctl",
+            "net.ipv4.ip_unprivileged_port_start=1024",
+            "busybox",
+            "cat",
+            "/proc/sys/net/ipv4/ip_unprivileged_port_start"
+        ]),
+        "1024"
+    );
     // A bad stop signal is refused at create.
     let o = d.docker(&["create", "--stop-signal", "FOO", "busybox", "true"]);
     assert!(!o.status.success());

@@ -647,12 +647,7 @@ impl Engine {
     /// (Re)writes a container's /etc/hosts from its endpoints (in place: the file is
     /// bind-mounted into a running container).
     pub(super) fn write_hosts(&self, c: &Container, files: &Path) -> Result<()> {
-        let hostname = c.hostname();
-        let mut s = String::from(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
-             fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n\
-             ff02::2\tip6-allrouters\n",
-        );
+        let mut s = String::from(barge_network::HOSTS_HEADER);
         // `host-gateway` is the host as containers reach it: the default bridge's address
         // (Docker's default `host-gateway-ip`).
         let host_gateway = || {
@@ -677,19 +672,22 @@ impl Engine {
             .network_manager()
             .map(|nm| nm.endpoints_of(&c.id))
             .unwrap_or_default();
+        // As dockerd: the container's own names are its host name, fully qualified first
+        // when it has a domain (`h.example.com h`, or `a.b.c a` for a dotted host name);
+        // its container name and aliases are for the network's DNS, not this file.
+        let hostname = c.hostname();
+        let domain = c.config_str("Domainname");
+        let names = if !domain.is_empty() {
+            format!("{hostname}.{domain} {hostname}")
+        } else if let Some((short, _)) = hostname.split_once('.') {
+            format!("{hostname} {short}")
+        } else {
+            hostname
+        };
         for e in eps {
-            let mut names = vec![hostname.clone()];
-            if c.name != hostname {
-                names.push(c.name.clone());
-            }
-            for a in &e.aliases {
-                if !names.contains(a) {
-                    names.push(a.clone());
-                }
-            }
-            s.push_str(&format!("{}\t{}\n", e.ip, names.join(" ")));
+            s.push_str(&format!("{}\t{names}\n", e.ip));
             if let Some(ip6) = e.ip6 {
-                s.push_str(&format!("{ip6}\t{}\n", names.join(" ")));
+                s.push_str(&format!("{ip6}\t{names}\n"));
             }
         }
         // Legacy links (default bridge); a target that stopped since the start is left out.
