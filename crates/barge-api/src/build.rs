@@ -242,7 +242,7 @@ pub(crate) async fn build(api: &Api, req: Request<Incoming>) -> R {
         match b.build(&opts, ctx, &progress) {
             Ok(o) => {
                 for t in &o.tags {
-                    engine.emit("image", "tag", t, Default::default());
+                    engine.emit_image_event("tag", &o.id.to_string(), t);
                 }
             }
             Err(e) => {

@@ -419,6 +419,8 @@ async fn attach_plan(
         .unwrap_or(false);
     let keys = crate::util::detach_keys(q.get("detachKeys").unwrap_or(""))
         .map_err(|m| ApiError::new(400, m))?;
+    // As dockerd: an `attach` event for every attach, streaming or not.
+    e.emit("container", "attach", &c.id, Default::default());
     // Without `stream` only the logs are sent (to a stopped container too, as dockerd).
     let mon = if !q.bool("stream") {
         None

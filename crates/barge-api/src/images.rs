@@ -271,8 +271,16 @@ pub(crate) async fn dispatch(
                 .map_err(|e| ApiError::new(400, e.to_string()))?;
             let store = e.store.clone();
             let n2 = name.clone();
-            blocking(move || store.tag(&n2, &r).map_err(|e| not_found(e, &n2))).await?;
-            e.emit("image", "tag", &name, Default::default());
+            let new_ref = r.familiar();
+            let id = blocking(move || {
+                store.tag(&n2, &r).map_err(|e| not_found(e, &n2))?;
+                Ok(store
+                    .resolve(&n2)
+                    .map(|rec| rec.id.to_string())
+                    .unwrap_or(n2))
+            })
+            .await?;
+            e.emit_image_event("tag", &id, &new_ref);
             Ok(status(201))
         }
         (&Method::DELETE, _) => {
@@ -307,10 +315,12 @@ pub(crate) async fn dispatch(
             }
             let store = e.store.clone();
             let n2 = name.clone();
-            let rep = blocking(move || {
-                store
+            let (rep, id) = blocking(move || {
+                let id = store.resolve(&n2).map(|rec| rec.id.to_string()).ok();
+                let rep = store
                     .remove_image(&n2, force)
-                    .map_err(|e| not_found(e, &n2))
+                    .map_err(|e| not_found(e, &n2))?;
+                Ok((rep, id.unwrap_or(n2)))
             })
             .await?;
             let mut v: Vec<Value> = rep
@@ -323,7 +333,13 @@ pub(crate) async fn dispatch(
                     .iter()
                     .map(|d| json!({"Deleted": d.to_string()})),
             );
-            e.emit("image", "delete", &name, Default::default());
+            // As dockerd: an `untag` per reference removed, a `delete` per image deleted.
+            for _ in &rep.untagged {
+                e.emit_image_event("untag", &id, &id);
+            }
+            for d in &rep.deleted {
+                e.emit_image_event("delete", &d.to_string(), &d.to_string());
+            }
             Ok(json_response(200, &Value::Array(v)))
         }
         (&Method::POST, ["prune"]) => {
@@ -378,7 +394,7 @@ pub(crate) async fn dispatch(
             .await?;
             let (rep, reclaimed) = rep;
             for d in &rep.deleted {
-                e.emit("image", "delete", &d.to_string(), Default::default());
+                e.emit_image_event("delete", &d.to_string(), &d.to_string());
             }
             let mut deleted: Vec<Value> = rep
                 .untagged

@@ -262,7 +262,11 @@ async fn remove(e: Arc<Engine>, id: &str) -> R {
         "network",
         "destroy",
         &info.id,
-        [("name".to_string(), info.name.clone())].into(),
+        [
+            ("name".to_string(), info.name.clone()),
+            ("type".to_string(), "bridge".to_string()),
+        ]
+        .into(),
     );
     Ok(status(204))
 }

@@ -99,7 +99,12 @@ pub(crate) async fn dispatch(
             let vol = e
                 .volumes
                 .create(name, map("Labels"), map("DriverOpts"), anonymous)?;
-            e.emit("volume", "create", &vol.name, Default::default());
+            e.emit(
+                "volume",
+                "create",
+                &vol.name,
+                [("driver".to_string(), vol.driver.clone())].into(),
+            );
             Ok(json_response(201, &volume_json(&e, &vol, false)))
         }
         (&Method::POST, ["prune"]) => {

@@ -461,7 +461,18 @@ impl Engine {
             .map_err(internal("write container record"))
     }
 
-    /// Emits an event.
+    /// An image event as dockerd's: the image id as actor, `name` as attribute (the new
+    /// reference for `tag`, the id for `untag` and `delete`).
+    pub fn emit_image_event(&self, action: &str, id: &str, name: &str) {
+        self.emit(
+            "image",
+            action,
+            id,
+            [("name".to_string(), name.to_string())].into(),
+        );
+    }
+
+    /// Emits an event: records it and sends it to the subscribers.
     pub fn emit(&self, kind: &str, action: &str, id: &str, mut attrs: HashMap<String, String>) {
         let (s, n) = now();
         let mut from = None;
@@ -1046,7 +1057,8 @@ impl Engine {
                     .to_string()
                     .replace("No such file or directory", "no such file or directory")
                     .replace("Permission denied", "permission denied");
-                self.cleanup_after_exit(&c).await;
+                let left = self.cleanup_after_exit(&c).await;
+                self.emit_disconnects(&id, &left);
                 let _ = self.update(&id, |c| {
                     c.state.status = if c.state.started_at.is_empty() {
                         "created".into()
@@ -1333,13 +1345,25 @@ impl Engine {
         self.on_exit(&id).await;
     }
 
-    async fn cleanup_after_exit(&self, c: &Container) {
+    /// Releases what a stopped container held (endpoints, mounts, runtime state); returns
+    /// the networks (id, name) it was disconnected from, for the caller's
+    /// `network disconnect` events (after `die`, as dockerd orders them).
+    async fn cleanup_after_exit(&self, c: &Container) -> Vec<(String, String)> {
         let exec_dir = self.exec_dir(&c.id);
         let rootfs = exec_dir.join("rootfs");
         let ns = self.netns_path(&c.id);
         let runtime_root = self.runtime_root();
         let nm = self.network_manager();
         let id = c.id.clone();
+        let left: Vec<(String, String)> = nm
+            .as_ref()
+            .map(|nm| {
+                nm.endpoints_of(&c.id)
+                    .into_iter()
+                    .map(|ep| (ep.network_id, ep.network_name))
+                    .collect()
+            })
+            .unwrap_or_default();
         // one blocking task for all of it: each hand-over between threads costs
         // milliseconds on a loaded machine
         let _ = tokio::task::spawn_blocking(move || {
@@ -1357,6 +1381,14 @@ impl Engine {
             crate::netns::remove(&ns);
         })
         .await;
+        left
+    }
+
+    /// Docker's `network disconnect` events for the networks a container left.
+    fn emit_disconnects(&self, cid: &str, left: &[(String, String)]) {
+        for (net_id, net_name) in left {
+            self.emit_network_event("disconnect", net_id, net_name, cid);
+        }
     }
 
     async fn on_exit(self: &Arc<Self>, id: &str) {
@@ -1370,7 +1402,7 @@ impl Engine {
                 oom_killed: false,
                 error: "the container's monitor exited without recording an exit status".into(),
             });
-        self.cleanup_after_exit(&c).await;
+        let left = self.cleanup_after_exit(&c).await;
         let (policy, max) = c.restart_policy();
         let ran_long = crate::util::parse_rfc3339(&c.state.started_at)
             .zip(crate::util::parse_rfc3339(&exit.finished_at))
@@ -1401,6 +1433,7 @@ impl Engine {
             }
         });
         if updated.is_err() {
+            self.emit_disconnects(id, &left);
             return;
         }
         if exit.oom_killed {
@@ -1412,6 +1445,7 @@ impl Engine {
         let mut a = container_event_attributes(&c);
         a.insert("exitCode".to_string(), exit.code.to_string());
         self.emit("container", "die", id, a);
+        self.emit_disconnects(id, &left);
         if c.host_bool("AutoRemove") {
             if self.remove(id, true).await.is_ok() {
                 self.remove_anonymous_volumes(&c);
@@ -1683,7 +1717,8 @@ impl Engine {
             self.wait_stopped(&id, Some(Duration::from_secs(30))).await;
         }
         let c = self.get(&id)?;
-        self.cleanup_after_exit(&c).await;
+        let left = self.cleanup_after_exit(&c).await;
+        self.emit_disconnects(&id, &left);
         // The record goes first: from here on the container is gone, also for a daemon that
         // restarts (which deletes a container directory without a record, see `open`), so
         // `wait?condition=removed` (`run --rm`) is answered before the files are deleted.
@@ -1721,7 +1756,12 @@ impl Engine {
         for m in c.mount_points.iter().filter(|m| m.anonymous) {
             if self.volume_users(&m.name).iter().all(|u| *u == c.id) {
                 let _ = self.volumes.remove(&m.name);
-                self.emit("volume", "destroy", &m.name, HashMap::new());
+                self.emit(
+                    "volume",
+                    "destroy",
+                    &m.name,
+                    [("driver".to_string(), "local".to_string())].into(),
+                );
             }
         }
     }
@@ -1753,7 +1793,12 @@ impl Engine {
             Err(Error::NotFound(_)) if force => Ok(()),
             Err(e) => Err(e),
             Ok(()) => {
-                self.emit("volume", "destroy", name, HashMap::new());
+                self.emit(
+                    "volume",
+                    "destroy",
+                    name,
+                    [("driver".to_string(), "local".to_string())].into(),
+                );
                 Ok(())
             }
         }

@@ -1511,4 +1511,66 @@ fn behaviours_matched_to_dockerd() {
         "|Imported from -"
     );
     d.ok(&["rm", "-f", "s1", "idle"]);
+
+    // Events in dockerd's order and with its attributes: attach and the network's connect
+    // and disconnect around a run, the volume's driver, the network's type, and an image's
+    // tag and untag by its id.
+    let t0 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.as_secs() - 1)
+        .unwrap_or(0)
+        .to_string();
+    d.ok(&["run", "--name", "ev1", "busybox", "true"]);
+    d.ok(&["rm", "ev1"]);
+    d.ok(&["volume", "create", "evv"]);
+    d.ok(&["volume", "rm", "evv"]);
+    d.ok(&["network", "create", "evn"]);
+    d.ok(&["network", "rm", "evn"]);
+    d.ok(&["tag", "busybox", "evt:1"]);
+    d.ok(&["rmi", "evt:1"]);
+    // Until just past now: the command returns with what happened (a future `until`
+    // would wait for it).
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.as_secs() + 1)
+        .unwrap_or(0)
+        .to_string();
+    let events = d.ok(&[
+        "events",
+        "--since",
+        &t0,
+        "--until",
+        &until,
+        "--filter",
+        "type=container",
+        "--filter",
+        "type=network",
+        "--filter",
+        "type=volume",
+        "--filter",
+        "type=image",
+        "--format",
+        "{{.Type}} {{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.type}}{{.Actor.Attributes.driver}}",
+    ]);
+    let tail: Vec<&str> = events
+        .lines()
+        .skip_while(|l| !l.starts_with("container create ev1"))
+        .collect();
+    let id = d.ok(&["image", "inspect", "-f", "{{.Id}}", "busybox"]);
+    let want = [
+        "container create ev1 <no value><no value>".to_string(),
+        "container attach ev1 <no value><no value>".to_string(),
+        "network connect bridge bridge<no value>".to_string(),
+        "container start ev1 <no value><no value>".to_string(),
+        "container die ev1 <no value><no value>".to_string(),
+        "network disconnect bridge bridge<no value>".to_string(),
+        "container destroy ev1 <no value><no value>".to_string(),
+        "volume create <no value> <no value>local".to_string(),
+        "volume destroy <no value> <no value>local".to_string(),
+        "network create evn bridge<no value>".to_string(),
+        "network destroy evn bridge<no value>".to_string(),
+        "image tag evt:1 <no value><no value>".to_string(),
+        format!("image untag {id} <no value><no value>"),
+    ];
+    assert_eq!(tail, want, "{events}");
 }

@@ -355,6 +355,22 @@ pub(super) fn net_release(nm: &NetworkManager, id: &str) {
 }
 
 impl Engine {
+    /// Docker's `network connect` / `disconnect` event: the network as actor, the
+    /// container, the network's name and its driver as attributes.
+    pub(super) fn emit_network_event(&self, action: &str, net_id: &str, net_name: &str, cid: &str) {
+        self.emit(
+            "network",
+            action,
+            net_id,
+            [
+                ("container".to_string(), cid.to_string()),
+                ("name".to_string(), net_name.to_string()),
+                ("type".to_string(), "bridge".to_string()),
+            ]
+            .into(),
+        );
+    }
+
     /// Plugs the network manager in (daemon start-up, after `repair`).
     pub fn set_network_manager(&self, nm: Arc<NetworkManager>) {
         let _ = self.network.set(nm);
@@ -625,9 +641,17 @@ impl Engine {
                         links: w.link_pairs(),
                         link_local: w.link_local.clone(),
                     };
-                    if let Err(e) = nm.connect(&w.network, req) {
-                        let _ = nm.release(&c.id);
-                        return Err(net_error(e));
+                    match nm.connect(&w.network, req) {
+                        Ok(ep) => self.emit_network_event(
+                            "connect",
+                            &ep.network_id,
+                            &ep.network_name,
+                            &c.id,
+                        ),
+                        Err(e) => {
+                            let _ = nm.release(&c.id);
+                            return Err(net_error(e));
+                        }
                     }
                 }
                 let resolv = nm.resolv_conf(&wanted[0].network).map_err(net_error)?;
@@ -742,16 +766,7 @@ impl Engine {
         }
         wanted.push(w);
         self.save_wanted(&c.id, &wanted)?;
-        self.emit(
-            "network",
-            "connect",
-            &info.id,
-            [
-                ("container".to_string(), c.id.clone()),
-                ("name".to_string(), info.name.clone()),
-            ]
-            .into(),
-        );
+        self.emit_network_event("connect", &info.id, &info.name, &c.id);
         Ok(())
     }
 
@@ -787,16 +802,7 @@ impl Engine {
                 hc.insert("NetworkMode".into(), Value::String("bridge".into()));
             }
         })?;
-        self.emit(
-            "network",
-            "disconnect",
-            "none",
-            [
-                ("container".to_string(), c.id.clone()),
-                ("name".to_string(), "none".to_string()),
-            ]
-            .into(),
-        );
+        self.emit_network_event("disconnect", "none", "none", &c.id);
         Ok(())
     }
 
@@ -824,16 +830,7 @@ impl Engine {
         }
         wanted.retain(|w| w.network != info.name);
         self.save_wanted(&c.id, &wanted)?;
-        self.emit(
-            "network",
-            "disconnect",
-            &info.id,
-            [
-                ("container".to_string(), c.id.clone()),
-                ("name".to_string(), info.name.clone()),
-            ]
-            .into(),
-        );
+        self.emit_network_event("disconnect", &info.id, &info.name, &c.id);
         Ok(())
     }
 
