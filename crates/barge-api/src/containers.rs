@@ -173,6 +173,23 @@ pub(crate) fn list(e: Arc<Engine>, q: &Query) -> R {
     };
     let before = created_of("before")?;
     let since = created_of("since")?;
+    // As dockerd: a status filter names one of the states; `name` is a regular expression
+    // (matched against the name with and without its leading slash).
+    for v in filters.get("status").into_iter().flatten() {
+        if !matches!(
+            v.as_str(),
+            "created" | "restarting" | "running" | "removing" | "paused" | "exited" | "dead"
+        ) {
+            return Err(ApiError::new(400, format!("invalid filter 'status={v}'")));
+        }
+    }
+    let name_patterns: Vec<regex::Regex> = filters
+        .get("name")
+        .into_iter()
+        .flatten()
+        .map(|v| regex::Regex::new(v).or_else(|_| regex::Regex::new(&regex::escape(v))))
+        .collect::<Result<_, _>>()
+        .map_err(|e| ApiError::new(400, format!("invalid filter 'name': {e}")))?;
     let mut out = Vec::new();
     for c in cs {
         if before.as_ref().is_some_and(|t| c.created >= *t)
@@ -192,9 +209,14 @@ pub(crate) fn list(e: Arc<Engine>, q: &Query) -> R {
             if k == "label" {
                 return json_labels_match(c.config.get("Labels"), vals);
             }
+            if k == "name" {
+                let slashed = format!("/{}", c.name);
+                return name_patterns
+                    .iter()
+                    .any(|r| r.is_match(&c.name) || r.is_match(&slashed));
+            }
             vals.iter().any(|v| match k.as_str() {
                 "status" => c.state.status == *v,
-                "name" => c.name.contains(v.trim_start_matches('/')),
                 "id" => c.id.starts_with(v.as_str()),
                 "ancestor" => {
                     c.image_name == *v

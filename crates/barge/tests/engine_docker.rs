@@ -1449,6 +1449,30 @@ fn behaviours_matched_to_dockerd() {
         ]),
         "\"sh -c 'echo 'a b'; sleep 100'\""
     );
+    // ps: `name` is a regular expression (against the name with or without its slash);
+    // an unknown status is refused.
+    d.ok(&["create", "--name", "s1x", "busybox", "true"]);
+    for pat in ["^s1$", "^/s1$"] {
+        let f = format!("name={pat}");
+        assert_eq!(
+            d.ok(&["ps", "-a", "--filter", &f, "--format", "{{.Names}}"]),
+            "s1",
+            "{pat}"
+        );
+    }
+    assert_eq!(
+        d.ok(&["ps", "-a", "--filter", "name=s1", "--format", "{{.Names}}"])
+            .lines()
+            .count(),
+        2
+    );
+    let o = d.docker(&["ps", "-a", "--filter", "status=bogus"]);
+    assert!(
+        err(&o).contains("invalid filter 'status=bogus'"),
+        "{}",
+        err(&o)
+    );
+    d.ok(&["rm", "s1x"]);
     // Logs: a negative tail is all of it.
     assert!(eventually(10, || d.ok(&["logs", "--tail", "-1", "s1"]) == "a b"));
     // Errors worded as dockerd's.
