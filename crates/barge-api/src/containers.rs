@@ -25,7 +25,15 @@ type R = Result<Response<Body>, ApiError>;
 pub(crate) async fn create(e: Arc<Engine>, q: &Query, req: Request<Incoming>) -> R {
     let body = read_body(req, 16 << 20).await?;
     let v = decode(Kind::ContainerCreate, &body)?;
-    let id = e.create(q.get("name"), v).await?;
+    // Only a missing image is a 404 here: the docker CLI pulls the image on any 404 from
+    // create, so a missing container or network named in the config (--volumes-from,
+    // --network) is a bad request, as dockerd answers it.
+    let id = e.create(q.get("name"), v).await.map_err(|err| match err {
+        barge_engine::Error::NotFound(m) if !m.starts_with("No such image") => {
+            ApiError::new(400, m)
+        }
+        err => err.into(),
+    })?;
     Ok(json_response(201, &json!({"Id": id, "Warnings": []})))
 }
 

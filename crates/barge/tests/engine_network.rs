@@ -570,13 +570,14 @@ fn bad_input_is_refused_whole() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("not a usable address"));
     assert_eq!(d.ok(&["ps", "-aq"]), "");
-    // Unknown network: 404.
+    // Unknown network: a bad create (400: a 404 would make the docker CLI pull the image);
+    // a 404 on the network's own endpoints.
     let (code, body) = d.api(
         "POST",
         "/containers/create",
         Some(r#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"NetworkMode":"nope"}}"#),
     );
-    assert_eq!(code, 404, "{body}");
+    assert_eq!(code, 400, "{body}");
     assert!(body.contains("network nope not found"), "{body}");
     let (code, _) = d.api("GET", "/networks/nope", None);
     assert_eq!(code, 404);
@@ -847,14 +848,23 @@ fn bad_input_names_the_problem_and_leaves_nothing() {
             text(&o.stderr)
         );
     }
-    // (the docker CLI answers a 404 from create by pulling the image: the API is asked)
+    // A bad request, not a 404: the docker CLI answers a 404 from create by pulling the
+    // image, and must show the network's error instead.
     let (code, body) = d.api(
         "POST",
         "/containers/create?name=nn",
         Some(r#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"NetworkMode":"nope","AutoRemove":true}}"#),
     );
-    assert_eq!(code, 404, "{body}");
+    assert_eq!(code, 400, "{body}");
     assert!(body.contains("network nope not found"), "{body}");
+    let o = d.docker(&["run", "--rm", "--network", "nope", "busybox", "true"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("network nope not found")
+            && !text(&o.stderr).contains("Unable to find image"),
+        "{}",
+        text(&o.stderr)
+    );
     assert!(
         !d.docker(&["inspect", "nn"]).status.success(),
         "record left"
