@@ -25,6 +25,9 @@ type R = Result<Response<Body>, ApiError>;
 pub(crate) async fn create(e: Arc<Engine>, q: &Query, req: Request<Incoming>) -> R {
     let body = read_body(req, 16 << 20).await?;
     let v = decode(Kind::ContainerCreate, &body)?;
+    if let Some(p) = q.get("platform").filter(|p| !p.is_empty()) {
+        check_image_platform(&e, v.get("Image").and_then(Value::as_str).unwrap_or(""), p).await?;
+    }
     // Only a missing image is a 404 here: the docker CLI pulls the image on any 404 from
     // create, so a missing container or network named in the config (--volumes-from,
     // --network) is a bad request, as dockerd answers it.
@@ -35,6 +38,38 @@ pub(crate) async fn create(e: Arc<Engine>, q: &Query, req: Request<Incoming>) ->
         err => err.into(),
     })?;
     Ok(json_response(201, &json!({"Id": id, "Warnings": []})))
+}
+
+/// `create?platform=`: as dockerd, an image of another platform is not the one asked for —
+/// a 404 naming both platforms, so the docker CLI pulls the right one.
+async fn check_image_platform(e: &Engine, image: &str, wanted: &str) -> Result<(), ApiError> {
+    let want =
+        barge_image::manifest::PlatformSpec::parse(wanted).map_err(|m| ApiError::new(400, m))?;
+    let store = e.store.clone();
+    let name = image.to_string();
+    let Ok((_, cfg)) = crate::images::blocking(move || Ok(store.inspect(&name)?)).await else {
+        // A missing image is create's own 404.
+        return Ok(());
+    };
+    let (os, arch) = (cfg.os().to_string(), cfg.architecture().to_string());
+    let variant = cfg.variant().clone();
+    let variant_ok = match (&want.variant, &variant) {
+        (Some(w), Some(v)) => w == v,
+        _ => true,
+    };
+    if want.os != os || want.architecture != arch || !variant_ok {
+        let actual = match variant {
+            Some(v) => format!("{os}/{arch}/{v}"),
+            None => format!("{os}/{arch}"),
+        };
+        return Err(ApiError::new(
+            404,
+            format!(
+                "image with reference {image} was found but does not match the specified platform: wanted {wanted}, actual: {actual}"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn status_text(c: &Container) -> String {

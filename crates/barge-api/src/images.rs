@@ -14,7 +14,8 @@ use crate::util::{full, json_response, status, ApiError, Body, Query};
 
 type R = Result<Response<Body>, ApiError>;
 
-async fn blocking<T: Send + 'static>(
+/// Runs blocking store work off the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)

@@ -818,7 +818,40 @@ impl Engine {
             .and_then(|l| l.get("Type"))
             .and_then(Value::as_str)
         {
-            Some("json-file") | Some("local") => {}
+            Some(driver @ ("json-file" | "local")) => {
+                // As dockerd: each driver's own options, and the ones every driver takes.
+                let known: &[&str] = if driver == "local" {
+                    &[
+                        "max-size",
+                        "max-file",
+                        "compress",
+                        "mode",
+                        "max-buffer-size",
+                    ]
+                } else {
+                    &[
+                        "max-size",
+                        "max-file",
+                        "compress",
+                        "labels",
+                        "labels-regex",
+                        "env",
+                        "env-regex",
+                        "tag",
+                        "mode",
+                        "max-buffer-size",
+                    ]
+                };
+                if let Some(k) = host_config
+                    .pointer("/LogConfig/Config")
+                    .and_then(Value::as_object)
+                    .and_then(|o| o.keys().find(|k| !known.contains(&k.as_str())))
+                {
+                    return Err(Error::BadRequest(format!(
+                        "unknown log opt '{k}' for {driver} log driver"
+                    )));
+                }
+            }
             Some("none") => {
                 let opts = host_config
                     .pointer("/LogConfig/Config")

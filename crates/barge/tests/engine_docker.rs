@@ -1397,6 +1397,46 @@ fn behaviours_matched_to_dockerd() {
         ]),
         "1024"
     );
+    // --platform: an image of another platform is not used (a 404 naming both, so the
+    // CLI would pull the right one); the image's own platform runs.
+    let arch = d.ok(&["version", "-f", "{{.Server.Arch}}"]);
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "--platform",
+            &format!("linux/{arch}"),
+            "busybox",
+            "echo",
+            "ok"
+        ]),
+        "ok"
+    );
+    let other = if arch == "s390x" { "ppc64le" } else { "s390x" };
+    let o = d.docker(&[
+        "create",
+        "--platform",
+        &format!("linux/{other}"),
+        "--pull",
+        "never",
+        "busybox",
+        "true",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        err(&o).contains(&format!(
+            "does not match the specified platform: wanted linux/{other}, actual: linux/{arch}"
+        )),
+        "{}",
+        err(&o)
+    );
+    // Log options the driver does not know are refused.
+    let o = d.docker(&["create", "--log-opt", "bogus=1", "busybox", "true"]);
+    assert!(
+        err(&o).contains("unknown log opt 'bogus' for json-file log driver"),
+        "{}",
+        err(&o)
+    );
     // A bad stop signal is refused at create.
     let o = d.docker(&["create", "--stop-signal", "FOO", "busybox", "true"]);
     assert!(!o.status.success());
