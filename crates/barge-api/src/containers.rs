@@ -13,8 +13,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::decode::{decode, Kind};
-use crate::read_body;
+use crate::decode::{decode_typed, read_json, Kind};
 use crate::util::{
     channel_body, copy_detachable, frame, human_duration, json_labels_match, json_response,
     labels_match, status, ApiError, Body, Query,
@@ -23,8 +22,7 @@ use crate::util::{
 type R = Result<Response<Body>, ApiError>;
 
 pub(crate) async fn create(e: Arc<Engine>, q: &Query, req: Request<Incoming>) -> R {
-    let body = read_body(req, 16 << 20).await?;
-    let v = decode(Kind::ContainerCreate, &body)?;
+    let v = read_json(Kind::ContainerCreate, req, 16 << 20).await?;
     let id = e.create(q.get("name"), v).await?;
     Ok(json_response(201, &json!({"Id": id, "Warnings": []})))
 }
@@ -788,8 +786,7 @@ pub(crate) async fn dispatch(
             crate::images::archive(e, m.clone(), id, q, req).await
         }
         (&Method::POST, ["exec"]) => {
-            let body = read_body(req, 1 << 20).await?;
-            let v = decode(Kind::ExecCreate, &body)?;
+            let v = read_json(Kind::ExecCreate, req, 1 << 20).await?;
             if let Some(k) = v.get("DetachKeys").and_then(Value::as_str) {
                 crate::util::detach_keys(k).map_err(|m| ApiError::new(400, m))?;
             }
@@ -797,8 +794,7 @@ pub(crate) async fn dispatch(
             Ok(json_response(201, &json!({"Id": eid})))
         }
         (&Method::POST, ["update"]) => {
-            let body = read_body(req, 1 << 20).await?;
-            let v = decode(Kind::ContainerUpdate, &body)?;
+            let v = read_json(Kind::ContainerUpdate, req, 1 << 20).await?;
             e.update_container(id, &v)?;
             Ok(json_response(200, &json!({"Warnings": []})))
         }
@@ -882,9 +878,11 @@ async fn top(e: Arc<Engine>, id: &str, q: &Query) -> R {
 }
 
 pub(crate) async fn exec_start(e: Arc<Engine>, id: &str, mut req: Request<Incoming>) -> R {
-    let x = e.exec_get(id)?;
+    // The body is checked before the exec is looked up, as dockerd does.
+    let ct = crate::decode::content_type(&req);
     let body = read_body_ref(&mut req).await?;
-    let v = decode(Kind::ExecStart, &body)?;
+    let v = decode_typed(Kind::ExecStart, ct.as_deref(), &body)?;
+    let x = e.exec_get(id)?;
     let detach = v.get("Detach").and_then(Value::as_bool).unwrap_or(false);
     // As dockerd: the exec's own `Tty` (from create) decides whether it gets a pty; the
     // start request's `Tty` only whether the stream is raw or multiplexed (docker-py starts
@@ -1086,8 +1084,7 @@ pub(crate) fn exec_inspect(e: Arc<Engine>, id: &str) -> R {
 }
 
 pub(crate) async fn commit(e: Arc<Engine>, q: &Query, req: Request<Incoming>) -> R {
-    let body = read_body(req, 16 << 20).await?;
-    let v = decode(Kind::Commit, &body)?;
+    let v = read_json(Kind::Commit, req, 16 << 20).await?;
     let container = q.get("container").unwrap_or("").to_string();
     let reference = match (
         q.get("repo").filter(|s| !s.is_empty()),

@@ -267,6 +267,13 @@ pub(crate) async fn dispatch(
             let name = segs[..segs.len() - 1].join("/");
             let repo = q.get("repo").unwrap_or("").to_string();
             let tag = q.get("tag").filter(|t| !t.is_empty()).unwrap_or("latest");
+            if matches!(repo.as_str(), "sha256" | "sha384" | "sha512") {
+                // `sha256:abc` would read as a digest wherever the image is named later.
+                return Err(ApiError::new(
+                    400,
+                    "refusing to create an ambiguous tag using digest algorithm as name".into(),
+                ));
+            }
             let r = barge_image::Reference::parse(&format!("{repo}:{tag}"))
                 .map_err(|e| ApiError::new(400, e.to_string()))?;
             let store = e.store.clone();

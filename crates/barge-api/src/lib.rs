@@ -195,6 +195,11 @@ async fn route(api: Arc<Api>, req: Request<Incoming>) -> Result<Response<Body>, 
                 "Cache-Control",
                 hyper::header::HeaderValue::from_static("no-cache, no-store, must-revalidate"),
             );
+            // HTTP/1.0 caches read only this one.
+            h.insert(
+                "Pragma",
+                hyper::header::HeaderValue::from_static("no-cache"),
+            );
             h.insert(
                 "Content-Type",
                 hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),

@@ -9,7 +9,6 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
 use serde_json::{json, Value};
 
-use crate::read_body;
 use crate::util::{json_response, status, ApiError, Body, Query};
 
 type R = Result<Response<Body>, ApiError>;
@@ -74,8 +73,8 @@ pub(crate) async fn dispatch(
             ))
         }
         (&Method::POST, ["create"]) => {
-            let body = read_body(req, 1 << 20).await?;
-            let v = crate::decode::decode(crate::decode::Kind::VolumeCreate, &body)?;
+            let v =
+                crate::decode::read_json(crate::decode::Kind::VolumeCreate, req, 1 << 20).await?;
             let driver = v.get("Driver").and_then(Value::as_str).unwrap_or("local");
             if !driver.is_empty() && driver != "local" {
                 return Err(ApiError::new(

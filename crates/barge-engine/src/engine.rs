@@ -600,6 +600,16 @@ impl Engine {
         let ic = icfg.get("config").cloned().unwrap_or(json!({}));
         // Merge the image's defaults.
         let mut env = str_list(ic.get("Env"));
+        if let Some(e) = str_list(cfg.get("Env"))
+            .into_iter()
+            .find(|e| e.split('=').next().unwrap_or_default().is_empty())
+        {
+            // A variable needs a name: "", "=" and "=foo" are refused as dockerd does.
+            return Err(Error::BadRequest(format!(
+                "invalid environment variable: {e}"
+            )));
+        }
+        check_healthcheck(cfg.get("Healthcheck"))?;
         for e in str_list(cfg.get("Env")) {
             let k = e.split('=').next().unwrap_or_default().to_string();
             env.retain(|x| x.split('=').next() != Some(k.as_str()));
@@ -1803,6 +1813,12 @@ impl Engine {
                 "Invalid container name ({new}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
             )));
         }
+        if new == c.name {
+            // dockerd's words and status (400), rather than a conflict with itself.
+            return Err(Error::BadRequest(
+                "Renaming a container with the same name as its current name".into(),
+            ));
+        }
         {
             let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(o) = names.get(new) {
@@ -2431,4 +2447,26 @@ pub fn parse_size(s: &str) -> Option<u64> {
 pub fn parse_signal(s: &str) -> Result<i32> {
     barge_runtime::container::parse_signal(s)
         .map_err(|_| Error::BadRequest(format!("Invalid signal: {s}")))
+}
+
+/// The limits dockerd puts on a container's `Healthcheck` at create: each duration is 0 (the
+/// default) or at least 1ms, and `Retries` is not negative.
+fn check_healthcheck(h: Option<&Value>) -> Result<()> {
+    let Some(h) = h.filter(|h| h.is_object()) else {
+        return Ok(());
+    };
+    for k in ["Interval", "Timeout", "StartPeriod"] {
+        let ns = h.get(k).and_then(Value::as_i64).unwrap_or(0);
+        if ns != 0 && ns < 1_000_000 {
+            return Err(Error::BadRequest(format!(
+                "{k} in Healthcheck cannot be less than 1ms"
+            )));
+        }
+    }
+    if h.get("Retries").and_then(Value::as_i64).unwrap_or(0) < 0 {
+        return Err(Error::BadRequest(
+            "Retries in Healthcheck cannot be negative".into(),
+        ));
+    }
+    Ok(())
 }

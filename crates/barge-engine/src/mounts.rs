@@ -313,7 +313,12 @@ pub fn resolve(
     }
     for vf in str_list(host_config.get("VolumesFrom")) {
         let (name, mode) = vf.split_once(':').unwrap_or((&vf, ""));
-        let from = lookup(name)?;
+        // A missing source is a mistake in the request (400 as dockerd), not a missing
+        // resource of the URL.
+        let from = lookup(name).map_err(|e| match e {
+            Error::NotFound(m) => Error::BadRequest(format!("VolumesFrom {name:?}: {m}")),
+            e => e,
+        })?;
         for m in from.mount_points {
             if dup(&user, &m.destination) || dup(&out, &m.destination) || m.kind == "tmpfs" {
                 continue;

@@ -275,16 +275,24 @@ pub fn build(
     // The rootfs mountpoint sits in the container's exec dir, beside its subpath pins.
     user_mounts(c, rootfs.parent().unwrap_or(rootfs), &mut mounts)?;
     let mut namespaces = vec![json!({"type": "mount"})];
-    for (key, kind, private, joinable) in [
-        ("PidMode", "pid", &[""][..], true),
+    // `word` is how dockerd's errors name the mode ("invalid PID mode: x").
+    for (key, word, kind, private, joinable) in [
+        ("PidMode", "PID", "pid", &[""][..], true),
         (
             "IpcMode",
+            "IPC",
             "ipc",
             &["", "private", "shareable", "none"][..],
             true,
         ),
-        ("UTSMode", "uts", &[""][..], false),
-        ("CgroupnsMode", "cgroup", &["", "private"][..], false),
+        ("UTSMode", "UTS", "uts", &[""][..], false),
+        (
+            "CgroupnsMode",
+            "cgroup namespace",
+            "cgroup",
+            &["", "private"][..],
+            false,
+        ),
     ] {
         let mode = c.host_str(key);
         match mode.as_str() {
@@ -296,7 +304,7 @@ pub fn build(
             }
             m => {
                 return Err(Error::BadRequest(format!(
-                    "invalid {key} {m:?}: want {}host{}",
+                    "invalid {word} mode: {m} ({key} wants {}host{})",
                     private
                         .iter()
                         .filter(|p| !p.is_empty())
