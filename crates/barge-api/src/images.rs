@@ -537,6 +537,14 @@ pub(crate) async fn archive(
     let e2 = e.clone();
     let m2 = m.clone();
     let cid = c.id.clone();
+    // dockerd names the container as the client did (its full ID, or its name).
+    let reference = id.to_string();
+    let in_container = move |err: barge_engine::Error| -> ApiError {
+        match err {
+            barge_engine::Error::NotFound(m) => ApiError::new(404, format!("{m} {reference}")),
+            err => err.into(),
+        }
+    };
     let (stat, data) = blocking(move || {
         // A path in a volume or bind mount is read from (written to) the mount's source.
         let mounted = barge_engine::archive::in_mount(&c.mount_points, &path);
@@ -555,25 +563,11 @@ pub(crate) async fn archive(
         let inner = mounted.map(|(_, p)| p).unwrap_or_else(|| path.clone());
         let r = (|| -> Result<(Option<barge_engine::archive::PathStat>, Vec<u8>), ApiError> {
             if m2 == Method::PUT {
-                barge_engine::archive::put(&root, &inner, &body).map_err(|err| match err {
-                    barge_engine::Error::NotFound(_) => ApiError::new(
-                        404,
-                        format!("Could not find the file {path} in container {}", c.name),
-                    ),
-                    err => err.into(),
-                })?;
+                barge_engine::archive::put(&root, &inner, &body).map_err(&in_container)?;
                 return Ok((None, Vec::new()));
             }
-            let st =
-                barge_engine::archive::stat_named(&root, &inner, &path).map_err(|err| match err
-                    .kind()
-                {
-                    std::io::ErrorKind::NotFound => ApiError::new(
-                        404,
-                        format!("Could not find the file {path} in container {}", c.name),
-                    ),
-                    _ => ApiError::new(500, format!("{path}: {err}")),
-                })?;
+            let st = barge_engine::archive::stat_named(&root, &inner, &path)
+                .map_err(|err| in_container(barge_engine::archive::path_error(&path, err)))?;
             let data = if m2 == Method::GET {
                 barge_engine::archive::get_named(&root, &inner, &path)
                     .map_err(|err| ApiError::new(500, format!("{path}: {err}")))?

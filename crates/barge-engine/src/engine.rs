@@ -166,6 +166,9 @@ pub struct Engine {
     network: std::sync::OnceLock<Arc<barge_network::NetworkManager>>,
     history: Mutex<std::collections::VecDeque<Event>>,
     last_exit: Mutex<HashMap<String, i32>>,
+    /// Containers being restarted: their exit is part of the restart, so AutoRemove
+    /// (`--rm`) does not remove them (dockerd's rule: only a kill or stop does).
+    restarting: Mutex<std::collections::HashSet<String>>,
     start_lock: tokio::sync::Mutex<()>,
     /// Forks the monitors (see [`crate::zygote`]).
     zygote: crate::zygote::Zygote,
@@ -288,6 +291,7 @@ impl Engine {
             network: std::sync::OnceLock::new(),
             history: Mutex::new(std::collections::VecDeque::new()),
             last_exit: Mutex::new(HashMap::new()),
+            restarting: Mutex::new(Default::default()),
             start_lock: tokio::sync::Mutex::new(()),
         }))
     }
@@ -1214,6 +1218,9 @@ impl Engine {
         }
         self.update(&id, |c| {
             c.state.status = "running".into();
+            // A started container is no longer "manually stopped": its restart policy
+            // applies again (dockerd resets HasBeenManuallyStopped on start too).
+            c.manually_stopped = false;
             c.state.pid = pid;
             c.state.monitor_pid = mpid;
             c.state.started_at = now_rfc3339();
@@ -1339,7 +1346,12 @@ impl Engine {
         let mut a = container_event_attributes(&c);
         a.insert("exitCode".to_string(), exit.code.to_string());
         self.emit("container", "die", id, a);
-        if c.host_bool("AutoRemove") {
+        let restarting = self
+            .restarting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(id);
+        if c.host_bool("AutoRemove") && !restarting {
             if self.remove(id, true).await.is_ok() {
                 self.remove_anonymous_volumes(&c);
             }
@@ -1499,6 +1511,17 @@ impl Engine {
         } else {
             parse_signal(signal)?
         };
+        // As dockerd: a kill ends the restart policy for this run, unless the container
+        // has a StopSignal of its own and this is neither it nor SIGKILL (a reload or
+        // status signal the process is meant to survive or die of and come back from);
+        // and any kill counts as a manual stop for unless-stopped.
+        let stop_signal = c.config_str("StopSignal");
+        let ends_restarts = sig == libc::SIGKILL
+            || stop_signal.is_empty()
+            || parse_signal(&stop_signal).ok() == Some(sig);
+        if ends_restarts || c.restart_policy().0 == "unless-stopped" {
+            self.update(&c.id, |c| c.manually_stopped = true)?;
+        }
         self.signal(&c, sig)?;
         let mut a = HashMap::new();
         a.insert("signal".into(), sig.to_string());
@@ -1566,10 +1589,10 @@ impl Engine {
             let _ = self.runtime(&["resume", &id]).await;
         }
         self.signal(&c, sig)?;
-        let stopped = t >= 0
-            && self
-                .wait_stopped(&id, Some(Duration::from_secs(t as u64)))
-                .await;
+        // A negative timeout waits for as long as the container takes (dockerd's rule);
+        // only a limited wait ends in SIGKILL.
+        let limit = u64::try_from(t).ok().map(Duration::from_secs);
+        let stopped = self.wait_stopped(&id, limit).await;
         if !stopped {
             let _ = self.signal(&c, libc::SIGKILL);
             self.wait_stopped(&id, Some(Duration::from_secs(30))).await;
@@ -1581,12 +1604,24 @@ impl Engine {
     /// `POST /containers/{id}/restart`.
     pub async fn restart(self: &Arc<Self>, r: &str, timeout: Option<i64>) -> Result<()> {
         let c = self.get(r)?;
-        match self.stop(&c.id, timeout, None).await {
-            Ok(()) | Err(Error::NotModified(_)) => {}
-            Err(e) => return Err(e),
+        self.restarting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(c.id.clone());
+        let r = async {
+            match self.stop(&c.id, timeout, None).await {
+                Ok(()) | Err(Error::NotModified(_)) => {}
+                Err(e) => return Err(e),
+            }
+            self.update(&c.id, |c| c.manually_stopped = false)?;
+            self.start(&c.id).await
         }
-        self.update(&c.id, |c| c.manually_stopped = false)?;
-        self.start(&c.id).await?;
+        .await;
+        self.restarting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&c.id);
+        r?;
         self.emit("container", "restart", &c.id, HashMap::new());
         Ok(())
     }
@@ -1766,11 +1801,20 @@ impl Engine {
                 ));
             }
         }
-        let limits: serde_json::Map<String, Value> = obj
+        let mut limits: serde_json::Map<String, Value> = obj
             .iter()
             .filter(|(k, v)| *k != "RestartPolicy" && !v.is_null() && !is_zero(v))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        // For PidsLimit (unlike the other limits) 0 and any negative value mean "unlimited",
+        // which dockerd stores (and inspect shows) as 0.
+        if obj
+            .get("PidsLimit")
+            .and_then(Value::as_i64)
+            .is_some_and(|p| p <= 0)
+        {
+            limits.insert("PidsLimit".into(), json!(0));
+        }
         if !limits.is_empty() {
             if c.running() {
                 crate::stats::update_limits(&c, &Value::Object(limits.clone()))?;

@@ -303,19 +303,8 @@ pub fn build(
                 namespaces.push(json!({"type": kind, "path": format!("/proc/{pid}/ns/{kind}")}));
             }
             m => {
-                return Err(Error::BadRequest(format!(
-                    "invalid {word} mode: {m} ({key} wants {}host{})",
-                    private
-                        .iter()
-                        .filter(|p| !p.is_empty())
-                        .map(|p| format!("{p}, "))
-                        .collect::<String>(),
-                    if joinable {
-                        " or container:<name|id>"
-                    } else {
-                        ""
-                    }
-                )))
+                // dockerd's exact words (clients compare them whole).
+                return Err(Error::BadRequest(format!("invalid {word} mode: {m}")));
             }
         }
     }
