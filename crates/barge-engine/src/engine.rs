@@ -821,6 +821,7 @@ impl Engine {
             ),
         };
         self.plan_links(&name, &mut host_config)?;
+        crate::spec::default_path_lists(&mut host_config);
         let mut c = Container {
             id: id.clone(),
             name: name.clone(),

@@ -23,8 +23,13 @@ fn check_dest(d: &str) -> Result<()> {
         )));
     }
     let clean = d.trim_end_matches('/');
-    if clean.is_empty()
-        || clean == "/proc"
+    if clean.is_empty() {
+        // dockerd's words for "/" (and "//").
+        return Err(Error::BadRequest(format!(
+            "invalid mount destination {d:?}: destination can't be '/'"
+        )));
+    }
+    if clean == "/proc"
         || clean.starts_with("/proc/")
         || clean == "/sys"
         || d.split('/').any(|c| c == "..")
@@ -348,7 +353,16 @@ pub fn resolve(
             )));
         }
         check_dest(dst)?;
-        if dup(&out, dst) {
+        // A `HostConfig.Tmpfs` at the same place replaces the anonymous volume (as dockerd:
+        // no volume is made for it).
+        let on_tmpfs = host_config
+            .get("Tmpfs")
+            .and_then(Value::as_object)
+            .is_some_and(|t| {
+                t.keys()
+                    .any(|k| k.trim_end_matches('/') == dst.trim_end_matches('/'))
+            });
+        if dup(&out, dst) || on_tmpfs {
             continue;
         }
         check_volume_driver(host_config, None, dst)?;

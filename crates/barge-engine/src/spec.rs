@@ -33,6 +33,20 @@ const READONLY: &[&str] = &[
     "/proc/sysrq-trigger",
 ];
 
+/// Fills in `HostConfig.MaskedPaths` and `ReadonlyPaths` of a new unprivileged container
+/// that gives none with the default lists, so inspect shows what the container gets (as
+/// dockerd does at create); a list given, even an empty one, is kept.
+pub(crate) fn default_path_lists(host_config: &mut Value) {
+    if host_config.get("Privileged").and_then(Value::as_bool) == Some(true) {
+        return;
+    }
+    for (key, default) in [("MaskedPaths", MASKED), ("ReadonlyPaths", READONLY)] {
+        if host_config.get(key).is_none_or(Value::is_null) {
+            host_config[key] = json!(default);
+        }
+    }
+}
+
 /// How the container's network namespace is set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NetMode {
@@ -533,12 +547,13 @@ fn check_dest(d: &str) -> Result<()> {
         )));
     }
     let clean = d.trim_end_matches('/');
-    if clean.is_empty()
-        || clean == "/proc"
-        || clean.starts_with("/proc/")
-        || d.contains("/../")
-        || d.ends_with("/..")
-    {
+    if clean.is_empty() {
+        // dockerd's words for "/" (and "//").
+        return Err(Error::BadRequest(format!(
+            "invalid mount destination {d:?}: destination can't be '/'"
+        )));
+    }
+    if clean == "/proc" || clean.starts_with("/proc/") || d.contains("/../") || d.ends_with("/..") {
         return Err(Error::BadRequest(format!(
             "invalid mount destination {d:?}"
         )));

@@ -197,6 +197,21 @@ pub fn prepare_rootfs(spec: &Spec, rootfs: &Path, opts: &RootfsOptions) -> Resul
         }
         devices::create_dev_links(ctx.root(), ctx.devpts)?;
     }
+    // A `process.cwd` the rootfs lacks is made (0755, inside the root, after the mounts so
+    // it lands on a mount that covers it), as runc does: `docker run -w /new` works. Best
+    // effort: if it cannot be made, entering it fails later with the precise error. Never
+    // under /proc or /sys: nothing is made there, and their magic links (/proc/self/fd/N,
+    // CVE-2024-21626) are left to the checks of the chdir step.
+    if let Some(cwd) = spec.process().as_ref().map(|p| p.cwd()) {
+        let kernel_fs = cwd.starts_with("/proc")
+            || cwd.starts_with("/sys")
+            || cwd
+                .components()
+                .any(|c| c == std::path::Component::ParentDir);
+        if cwd.is_absolute() && cwd != Path::new("/") && !kernel_fs {
+            let _ = resolve::mkdir_all_in_root(ctx.root(), cwd, resolve::Create::Dir);
+        }
+    }
     Ok(())
 }
 
