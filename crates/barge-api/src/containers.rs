@@ -794,7 +794,13 @@ pub(crate) async fn dispatch(
             Ok(json_response(201, &json!({"Id": eid})))
         }
         (&Method::POST, ["update"]) => {
-            let v = read_json(Kind::ContainerUpdate, req, 1 << 20).await?;
+            let mut v = read_json(Kind::ContainerUpdate, req, 1 << 20).await?;
+            if q.api_before(40) {
+                // PidsLimit became updatable in API 1.40; older clients' value is ignored.
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("PidsLimit");
+                }
+            }
             e.update_container(id, &v)?;
             Ok(json_response(200, &json!({"Warnings": []})))
         }

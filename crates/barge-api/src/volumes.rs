@@ -103,9 +103,11 @@ pub(crate) async fn dispatch(
         }
         (&Method::POST, ["prune"]) => {
             let f = q.filters()?;
-            let all = f
-                .get("all")
-                .is_some_and(|a| a.iter().any(|x| x == "true" || x == "1"));
+            // Since API 1.42 prune takes only anonymous volumes unless `all` is set; before,
+            // it took every unused local volume.
+            let all = q.api_before(42)
+                || f.get("all")
+                    .is_some_and(|a| a.iter().any(|x| x == "true" || x == "1"));
             let labels = f.get("label").cloned().unwrap_or_default();
             let (names, freed) = e.volume_prune(all, |v| labels_match(v, &labels));
             Ok(json_response(
