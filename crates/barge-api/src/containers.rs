@@ -1283,8 +1283,17 @@ pub(crate) fn apply_changes(v: &mut Value, changes: &str) -> Result<(), ApiError
                     .or_else(|| arg.split_once(' '))
                     .unwrap_or((arg, ""));
                 let mut env: Vec<String> = barge_engine::model::str_list(v.get("Env"));
+                // As a Dockerfile's ENV: `$VAR` and quotes are processed, against the
+                // environment the config has so far (`ENV PATH=/x:$PATH`).
+                let vars: std::collections::BTreeMap<String, String> = env
+                    .iter()
+                    .filter_map(|e| e.split_once('='))
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+                    .collect();
+                let val = barge_build::expand(val.trim(), &vars)
+                    .map_err(|x| ApiError::new(400, format!("ENV {k}: {x}")))?;
                 env.retain(|e| e.split('=').next() != Some(k));
-                env.push(format!("{k}={}", val.trim()));
+                env.push(format!("{k}={val}"));
                 v["Env"] = json!(env);
             }
             "LABEL" => {

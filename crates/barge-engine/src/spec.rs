@@ -416,11 +416,34 @@ pub fn build(
     if let Some(s) = seccomp {
         linux["seccomp"] = s;
     }
+    // `HostConfig.ConsoleSize` ([height, width], API 1.42) sizes the pty before the process
+    // runs, so its first look at the terminal (`stty size`) already sees it.
+    let console_size = c
+        .host_config
+        .get("ConsoleSize")
+        .and_then(Value::as_array)
+        .and_then(|a| Some((a.first()?.as_u64()?, a.get(1)?.as_u64()?)))
+        .filter(|&(h, w)| tty && h > 0 && w > 0);
     let groups = additional_gids(c, rootfs, gids)?;
-    if let Some(s) = c.host_config.get("Sysctls").and_then(Value::as_object) {
-        if !s.is_empty() {
-            linux["sysctl"] = Value::Object(s.clone());
+    let mut sysctl = c
+        .host_config
+        .get("Sysctls")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    if matches!(net, NetMode::Path(_)) && !c.host_str("NetworkMode").starts_with("container:") {
+        // dockerd's defaults for a container with a network namespace of its own: any
+        // user may ping (ICMP echo sockets) and bind ports below 1024 there; the
+        // container's own Sysctls win.
+        for (k, v) in [
+            ("net.ipv4.ping_group_range", "0 2147483647"),
+            ("net.ipv4.ip_unprivileged_port_start", "0"),
+        ] {
+            sysctl.entry(k).or_insert_with(|| json!(v));
         }
+    }
+    if !sysctl.is_empty() {
+        linux["sysctl"] = Value::Object(sysctl);
     }
     let mut spec = json!({
         "ociVersion": "1.2.0",
@@ -439,6 +462,9 @@ pub fn build(
         "mounts": mounts,
         "linux": linux,
     });
+    if let Some((h, w)) = console_size {
+        spec["process"]["consoleSize"] = json!({"height": h, "width": w});
+    }
     let domain = c.config_str("Domainname");
     if !domain.is_empty() && !uts_host {
         spec["domainname"] = json!(domain);
