@@ -76,12 +76,19 @@ for t in busybox:glibc hello-world:frozen debian:bookworm-slim; do
     docker tag busybox:latest "$t"
 done
 
+# A few tests start a dockerd of their own without checking for a remote daemon
+# (system's TestDiskUsage): a stand-in that refuses makes them fail at once, and no real
+# dockerd is ever started here.
+mkdir -p "$work/no-dockerd"
+printf '#!/bin/sh\necho "dockerd is not run by moby-integration.sh" >&2\nexit 1\n' >"$work/no-dockerd/dockerd"
+chmod +x "$work/no-dockerd/dockerd"
+
 # 4. The packages. DOCKER_REMOTE_DAEMON makes the suite skip what needs its own dockerd
 # (testutil/daemon) or the daemon's files; each binary runs in its package directory
 # (testdata) and in the namespace (published ports are dialled on its loopback).
 for p in $pkgs; do
     (cd "$src/integration/$p" &&
-        DOCKER_REMOTE_DAEMON=1 timeout 1800 ip netns exec "$ns" "$work/bin/$p.test" \
+        PATH=$work/no-dockerd:$PATH DOCKER_REMOTE_DAEMON=1 timeout 1800 ip netns exec "$ns" "$work/bin/$p.test" \
             -test.v -test.timeout 25m ${MOBY_TEST_FLAGS:-} >"$work/results/$p.log" 2>&1) || true
     pass=$(grep -c -- '^ *--- PASS' "$work/results/$p.log" || true)
     fail=$(grep -c -- '^ *--- FAIL' "$work/results/$p.log" || true)

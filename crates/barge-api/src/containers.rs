@@ -22,7 +22,30 @@ use crate::util::{
 type R = Result<Response<Body>, ApiError>;
 
 pub(crate) async fn create(e: Arc<Engine>, q: &Query, req: Request<Incoming>) -> R {
-    let v = read_json(Kind::ContainerCreate, req, 16 << 20).await?;
+    let mut v = read_json(Kind::ContainerCreate, req, 16 << 20).await?;
+    // dockerd records the IPC mode a container gets: "private" (its default), or
+    // "shareable" for clients older than API 1.40 (the default then).
+    if let Some(o) = v.as_object_mut() {
+        let hc = o.entry("HostConfig").or_insert_with(|| json!({}));
+        if hc.is_null() {
+            *hc = json!({});
+        }
+        if hc
+            .get("IpcMode")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .is_empty()
+        {
+            if let Some(h) = hc.as_object_mut() {
+                let mode = if q.api_before(40) {
+                    "shareable"
+                } else {
+                    "private"
+                };
+                h.insert("IpcMode".into(), json!(mode));
+            }
+        }
+    }
     let id = e.create(q.get("name"), v).await?;
     Ok(json_response(201, &json!({"Id": id, "Warnings": []})))
 }

@@ -414,6 +414,17 @@ fn container_setup_console_workdir_sysctls_masks_and_tmpfs() {
         d.inspect(&id)["HostConfig"]["MaskedPaths"],
         serde_json::json!([])
     );
+    // The IPC mode is recorded: "private" by default, "shareable" for clients before 1.40.
+    assert_eq!(d.inspect(&id)["HostConfig"]["IpcMode"], "private");
+    let (code, b) = d.api(
+        "POST",
+        "/v1.39/containers/create",
+        Some(r#"{"Image":"busybox","Cmd":["true"]}"#),
+    );
+    assert_eq!(code, 201, "{b}");
+    let old: Value = serde_json::from_str(&b).expect("json");
+    let old = old["Id"].as_str().expect("Id");
+    assert_eq!(d.inspect(old)["HostConfig"]["IpcMode"], "shareable");
     // A Tmpfs at a VOLUME's path replaces the anonymous volume.
     let id = create(
         &d,
