@@ -720,7 +720,7 @@ pub(crate) async fn dispatch(
             Ok(status(204))
         }
         (&Method::POST, ["restart"]) => {
-            e.restart(id, q.int("t")?).await?;
+            e.restart(id, q.int("t")?, q.get("signal")).await?;
             Ok(status(204))
         }
         (&Method::POST, ["wait"]) => wait(e, id, q).await,

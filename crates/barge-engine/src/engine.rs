@@ -1602,15 +1602,21 @@ impl Engine {
         Ok(())
     }
 
-    /// `POST /containers/{id}/restart`.
-    pub async fn restart(self: &Arc<Self>, r: &str, timeout: Option<i64>) -> Result<()> {
+    /// `POST /containers/{id}/restart` (`signal`: the stop signal to send instead of the
+    /// container's own, API 1.42).
+    pub async fn restart(
+        self: &Arc<Self>,
+        r: &str,
+        timeout: Option<i64>,
+        signal: Option<&str>,
+    ) -> Result<()> {
         let c = self.get(r)?;
         self.restarting
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(c.id.clone());
         let r = async {
-            match self.stop(&c.id, timeout, None).await {
+            match self.stop(&c.id, timeout, signal).await {
                 Ok(()) | Err(Error::NotModified(_)) => {}
                 Err(e) => return Err(e),
             }

@@ -236,6 +236,13 @@ fn json_bodies_and_refusals_in_dockerds_words() {
     );
 }
 
+/// The daemon's clock now, as an RFC 3339 time for `events --until`.
+fn chrono_now(d: &Daemon) -> String {
+    let (_, b) = d.api("GET", "/info", None);
+    let v: Value = serde_json::from_str(&b).expect("info");
+    v["SystemTime"].as_str().expect("SystemTime").to_string()
+}
+
 #[test]
 fn lifecycle_stop_kill_restart_and_update_as_dockerd() {
     if skip() {
@@ -293,6 +300,40 @@ fn lifecycle_stop_kill_restart_and_update_as_dockerd() {
         "exited 3",
         "no restart after a kill with the stop signal"
     );
+
+    // restart's `signal` (API 1.42) is the signal the stop sends.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "sig",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'exit 7' USR1; touch /ready; while true; do sleep 0.1; done",
+    ]);
+    assert!(eventually(10, || d
+        .docker(&["exec", "sig", "test", "-e", "/ready"])
+        .status
+        .success()));
+    let since = d.ok(&["inspect", "-f", "{{.Created}}", "sig"]);
+    let (code, b) = d.api("POST", "/containers/sig/restart?t=30&signal=SIGUSR1", None);
+    assert_eq!(code, 204, "{b}");
+    let until = chrono_now(&d);
+    let codes = d.ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "container=sig",
+        "--filter",
+        "event=die",
+        "--format",
+        "{{.Actor.Attributes.exitCode}}",
+    ]);
+    assert_eq!(codes, "7");
 
     // A --rm container survives a restart (overlay mounted again) and goes at stop.
     d.ok(&[
