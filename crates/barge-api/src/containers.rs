@@ -712,7 +712,8 @@ pub(crate) async fn dispatch(
                 Some(t) => Some(t),
                 None => q.int("timeout")?,
             };
-            e.stop(id, t, q.get("signal")).await?;
+            let (id, signal) = (id.to_string(), q.get("signal").map(str::to_string));
+            detached(async move { e.stop(&id, t, signal.as_deref()).await }).await?;
             Ok(status(204))
         }
         (&Method::POST, ["kill"]) => {
@@ -720,7 +721,12 @@ pub(crate) async fn dispatch(
             Ok(status(204))
         }
         (&Method::POST, ["restart"]) => {
-            e.restart(id, q.int("t")?, q.get("signal")).await?;
+            let (id, t, signal) = (
+                id.to_string(),
+                q.int("t")?,
+                q.get("signal").map(str::to_string),
+            );
+            detached(async move { e.restart(&id, t, signal.as_deref()).await }).await?;
             Ok(status(204))
         }
         (&Method::POST, ["wait"]) => wait(e, id, q).await,
@@ -1278,6 +1284,18 @@ pub(crate) async fn events(e: Arc<Engine>, q: &Query) -> R {
         hyper::header::HeaderValue::from_static("application/json"),
     );
     Ok(r)
+}
+
+/// Runs `f` as a task of its own: a client that hangs up (a cancelled `ContainerStop`) ends
+/// only its wait for the answer, not the stop (as dockerd, the kill after the timeout still
+/// comes).
+async fn detached<T: Send + 'static>(
+    f: impl std::future::Future<Output = barge_engine::Result<T>> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::spawn(f)
+        .await
+        .map_err(|x| ApiError::new(500, x.to_string()))?
+        .map_err(ApiError::from)
 }
 
 /// Applies `docker commit --change` instructions (one per line) to a config override.

@@ -301,6 +301,35 @@ fn lifecycle_stop_kill_restart_and_update_as_dockerd() {
         "no restart after a kill with the stop signal"
     );
 
+    // A stop whose client hangs up still ends in the kill when the timeout is up.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "hangup",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'echo received TERM' TERM; touch /ready; while true; do sleep 0.1; done",
+    ]);
+    assert!(eventually(10, || d
+        .docker(&["exec", "hangup", "test", "-e", "/ready"])
+        .status
+        .success()));
+    {
+        let mut s = UnixStream::connect(&d.sock).expect("connect");
+        s.write_all(b"POST /containers/hangup/stop?t=2 HTTP/1.1\r\nHost: barge\r\nContent-Length: 0\r\n\r\n")
+            .expect("write");
+        assert!(eventually(10, || d
+            .ok(&["logs", "hangup"])
+            .contains("received TERM")));
+    }
+    assert!(
+        eventually(15, || state("hangup") == "exited 137"),
+        "{}",
+        state("hangup")
+    );
+
     // restart's `signal` (API 1.42) is the signal the stop sends.
     d.ok(&[
         "run",
