@@ -534,3 +534,24 @@ fn volume_prune_by_api_version_and_commit_env_expansion() {
         r#"["PATH=/usr/bin:/bin"]"#
     );
 }
+
+#[test]
+fn network_names_that_look_like_ids_resolve_as_dockerd() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    // A full ID wins over a network named like it, and a name over an ID prefix.
+    let id = d.ok(&["network", "create", "testnet"]);
+    let full_named = d.ok(&["network", "create", &id]);
+    let prefix_named = d.ok(&["network", "create", &id[..12]]);
+    d.ok(&["network", "rm", &id[..12]]);
+    d.ok(&["network", "rm", &id]);
+    let left = d.ok(&["network", "ls", "-q", "--no-trunc"]);
+    assert!(left.contains(&full_named), "{left}");
+    assert!(
+        !left.contains(&id) || left.lines().all(|l| l != id),
+        "{left}"
+    );
+    assert!(left.lines().all(|l| l != prefix_named), "{left}");
+}
