@@ -408,10 +408,17 @@ async fn create(e: Arc<Engine>, q: &Query, req: Request<Incoming>) -> R {
         // `changes` (repeated, or lines of one value) set the image's config, as dockerd.
         let mut config = json!({});
         crate::containers::apply_changes(&mut config, &q.all("changes").join("\n"))?;
+        let platform = import_platform(q.get("platform"))?;
         let body = read_body(req, 8 << 30).await?;
         let store = e.store.clone();
         let rec = blocking(move || {
-            Ok(store.import_with_config(&body[..], reference.as_ref(), &comment, config)?)
+            Ok(store.import_with_config(
+                &body[..],
+                reference.as_ref(),
+                &comment,
+                config,
+                platform.as_ref(),
+            )?)
         })
         .await?;
         e.emit("image", "import", &rec.id.to_string(), Default::default());
@@ -428,6 +435,35 @@ async fn create(e: Arc<Engine>, q: &Query, req: Request<Incoming>) -> R {
         400,
         "fromImage or fromSrc is required".into(),
     ))
+}
+
+/// The `platform` of `POST /images/create?fromSrc=` (an import), as dockerd takes it: empty
+/// is the host's; `os` alone gets the host's architecture; case does not matter; only linux
+/// images run here, so another OS (or no OS at all) is a 400.
+fn import_platform(
+    p: Option<&str>,
+) -> Result<Option<barge_image::manifest::PlatformSpec>, ApiError> {
+    let Some(p) = p.filter(|p| !p.is_empty()) else {
+        return Ok(None);
+    };
+    let lower = p.to_ascii_lowercase();
+    let host = barge_image::manifest::PlatformSpec::host();
+    let spec = if lower.contains('/') {
+        barge_image::manifest::PlatformSpec::parse(&lower).map_err(|e| ApiError::new(400, e))?
+    } else {
+        barge_image::manifest::PlatformSpec::parse(&format!("{lower}/{}", host.architecture))
+            .map_err(|e| ApiError::new(400, e))?
+    };
+    if spec.os != "linux" {
+        return Err(ApiError::new(
+            400,
+            format!(
+                "invalid platform {p:?}: operating system {:?} is not supported",
+                spec.os
+            ),
+        ));
+    }
+    Ok(Some(spec))
 }
 
 pub(crate) async fn system_df(e: Arc<Engine>) -> R {

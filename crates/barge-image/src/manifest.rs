@@ -317,7 +317,7 @@ impl PlatformSpec {
                 variant: Some(v.to_string()),
             }),
             _ => Err(format!(
-                "invalid platform {s:?}: expected os/arch[/variant]"
+                "invalid platform {s:?}: unknown operating system or architecture (expected os/arch[/variant])"
             )),
         }
     }

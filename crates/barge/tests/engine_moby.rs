@@ -555,3 +555,58 @@ fn network_names_that_look_like_ids_resolve_as_dockerd() {
     );
     assert!(left.lines().all(|l| l != prefix_named), "{left}");
 }
+
+#[test]
+fn import_platform_and_pull_platform_errors() {
+    if skip() {
+        return;
+    }
+    let d = Daemon::start();
+    let tar = std::fs::read(engine::busybox_tar()).expect("busybox tar");
+    // The platform of an import is the image's; an OS alone gets the host's architecture;
+    // what is not a linux platform is refused (400) before anything is stored.
+    let o = d.docker_stdin(
+        &["import", "--platform", "linux/sparc64", "-", "imp:sparc"],
+        &tar,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        d.ok(&[
+            "image",
+            "inspect",
+            "-f",
+            "{{.Os}}/{{.Architecture}}",
+            "imp:sparc"
+        ]),
+        "linux/sparc64"
+    );
+    let o = d.docker_stdin(&["import", "--platform", "LINUX", "-", "imp:upper"], &tar);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        d.ok(&["image", "inspect", "-f", "{{.Os}}", "imp:upper"]),
+        "linux"
+    );
+    for bad in ["       ", "/", "macos", "macos/arm64", "nintendo64"] {
+        let (code, b) = d.api(
+            "POST",
+            &format!(
+                "/images/create?fromSrc=-&repo=imp&tag=bad&platform={}",
+                bad.replace(' ', "%20")
+            ),
+            None,
+        );
+        assert_eq!(code, 400, "{bad:?}: {b}");
+    }
+    assert!(!d.docker(&["image", "inspect", "imp:bad"]).status.success());
+    // A pull's platform that is no platform says so in dockerd's words.
+    let (code, b) = d.api(
+        "POST",
+        "/images/create?fromImage=busybox&tag=latest&platform=foobar",
+        None,
+    );
+    assert_eq!(code, 400, "{b}");
+    assert!(
+        message(&b).contains("unknown operating system or architecture"),
+        "{b}"
+    );
+}
