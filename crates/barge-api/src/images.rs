@@ -449,21 +449,43 @@ fn import_platform(
     let lower = p.to_ascii_lowercase();
     let host = barge_image::manifest::PlatformSpec::host();
     let spec = if lower.contains('/') {
-        barge_image::manifest::PlatformSpec::parse(&lower).map_err(|e| ApiError::new(400, e))?
+        barge_image::manifest::PlatformSpec::parse(&lower)
     } else {
+        // An OS alone.
         barge_image::manifest::PlatformSpec::parse(&format!("{lower}/{}", host.architecture))
-            .map_err(|e| ApiError::new(400, e))?
-    };
-    if spec.os != "linux" {
-        return Err(ApiError::new(
-            400,
-            format!(
-                "invalid platform {p:?}: operating system {:?} is not supported",
-                spec.os
-            ),
-        ));
     }
-    Ok(Some(spec))
+    .map_err(|e| ApiError::new(400, e))?;
+    // Operating systems Go knows but that cannot run here, in dockerd's words; any other
+    // name is not an OS at all.
+    const OTHER_OS: &[&str] = &[
+        "aix",
+        "android",
+        "darwin",
+        "dragonfly",
+        "freebsd",
+        "illumos",
+        "ios",
+        "js",
+        "macos",
+        "netbsd",
+        "openbsd",
+        "plan9",
+        "solaris",
+        "wasip1",
+        "windows",
+        "zos",
+    ];
+    match spec.os.as_str() {
+        "linux" => Ok(Some(spec)),
+        os if OTHER_OS.contains(&os) => Err(ApiError::new(
+            400,
+            format!("invalid platform {p:?}: operating system is not supported"),
+        )),
+        _ => Err(ApiError::new(
+            400,
+            format!("invalid platform {p:?}: unknown operating system or architecture"),
+        )),
+    }
 }
 
 pub(crate) async fn system_df(e: Arc<Engine>) -> R {

@@ -586,7 +586,13 @@ fn import_platform_and_pull_platform_errors() {
         d.ok(&["image", "inspect", "-f", "{{.Os}}", "imp:upper"]),
         "linux"
     );
-    for bad in ["       ", "/", "macos", "macos/arm64", "nintendo64"] {
+    for (bad, words) in [
+        ("       ", "is an invalid component"),
+        ("/", "is an invalid component"),
+        ("macos", "operating system is not supported"),
+        ("macos/arm64", "operating system is not supported"),
+        ("nintendo64", "unknown operating system or architecture"),
+    ] {
         let (code, b) = d.api(
             "POST",
             &format!(
@@ -596,6 +602,7 @@ fn import_platform_and_pull_platform_errors() {
             None,
         );
         assert_eq!(code, 400, "{bad:?}: {b}");
+        assert!(message(&b).contains(words), "{bad:?}: {b}");
     }
     assert!(!d.docker(&["image", "inspect", "imp:bad"]).status.success());
     // A pull's platform that is no platform says so in dockerd's words.
