@@ -13,8 +13,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::decode::{decode, Kind};
-use crate::read_body;
+use crate::decode::{decode_typed, read_json, Kind};
 use crate::util::{
     channel_body, copy_detachable, frame, human_duration, json_labels_match, json_response,
     labels_match, status, ApiError, Body, Query,
@@ -23,8 +22,30 @@ use crate::util::{
 type R = Result<Response<Body>, ApiError>;
 
 pub(crate) async fn create(e: Arc<Engine>, q: &Query, req: Request<Incoming>) -> R {
-    let body = read_body(req, 16 << 20).await?;
-    let v = decode(Kind::ContainerCreate, &body)?;
+    let mut v = read_json(Kind::ContainerCreate, req, 16 << 20).await?;
+    // dockerd records the IPC mode a container gets: "private" (its default), or
+    // "shareable" for clients older than API 1.40 (the default then).
+    if let Some(o) = v.as_object_mut() {
+        let hc = o.entry("HostConfig").or_insert_with(|| json!({}));
+        if hc.is_null() {
+            *hc = json!({});
+        }
+        if hc
+            .get("IpcMode")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .is_empty()
+        {
+            if let Some(h) = hc.as_object_mut() {
+                let mode = if q.api_before(40) {
+                    "shareable"
+                } else {
+                    "private"
+                };
+                h.insert("IpcMode".into(), json!(mode));
+            }
+        }
+    }
     if let Some(p) = q.get("platform").filter(|p| !p.is_empty()) {
         check_image_platform(&e, v.get("Image").and_then(Value::as_str).unwrap_or(""), p).await?;
     }
@@ -773,7 +794,8 @@ pub(crate) async fn dispatch(
                 Some(t) => Some(t),
                 None => q.int("timeout")?,
             };
-            e.stop(id, t, q.get("signal")).await?;
+            let (id, signal) = (id.to_string(), q.get("signal").map(str::to_string));
+            detached(async move { e.stop(&id, t, signal.as_deref()).await }).await?;
             Ok(status(204))
         }
         (&Method::POST, ["kill"]) => {
@@ -781,7 +803,12 @@ pub(crate) async fn dispatch(
             Ok(status(204))
         }
         (&Method::POST, ["restart"]) => {
-            e.restart(id, q.int("t")?).await?;
+            let (id, t, signal) = (
+                id.to_string(),
+                q.int("t")?,
+                q.get("signal").map(str::to_string),
+            );
+            detached(async move { e.restart(&id, t, signal.as_deref()).await }).await?;
             Ok(status(204))
         }
         (&Method::POST, ["wait"]) => wait(e, id, q).await,
@@ -870,8 +897,7 @@ pub(crate) async fn dispatch(
             crate::images::archive(e, m.clone(), id, q, req).await
         }
         (&Method::POST, ["exec"]) => {
-            let body = read_body(req, 1 << 20).await?;
-            let v = decode(Kind::ExecCreate, &body)?;
+            let v = read_json(Kind::ExecCreate, req, 1 << 20).await?;
             if let Some(k) = v.get("DetachKeys").and_then(Value::as_str) {
                 crate::util::detach_keys(k).map_err(|m| ApiError::new(400, m))?;
             }
@@ -879,8 +905,13 @@ pub(crate) async fn dispatch(
             Ok(json_response(201, &json!({"Id": eid})))
         }
         (&Method::POST, ["update"]) => {
-            let body = read_body(req, 1 << 20).await?;
-            let v = decode(Kind::ContainerUpdate, &body)?;
+            let mut v = read_json(Kind::ContainerUpdate, req, 1 << 20).await?;
+            if q.api_before(40) {
+                // PidsLimit became updatable in API 1.40; older clients' value is ignored.
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("PidsLimit");
+                }
+            }
             e.update_container(id, &v)?;
             Ok(json_response(200, &json!({"Warnings": []})))
         }
@@ -964,9 +995,11 @@ async fn top(e: Arc<Engine>, id: &str, q: &Query) -> R {
 }
 
 pub(crate) async fn exec_start(e: Arc<Engine>, id: &str, mut req: Request<Incoming>) -> R {
-    let x = e.exec_get(id)?;
+    // The body is checked before the exec is looked up, as dockerd does.
+    let ct = crate::decode::content_type(&req);
     let body = read_body_ref(&mut req).await?;
-    let v = decode(Kind::ExecStart, &body)?;
+    let v = decode_typed(Kind::ExecStart, ct.as_deref(), &body)?;
+    let x = e.exec_get(id)?;
     let detach = v.get("Detach").and_then(Value::as_bool).unwrap_or(false);
     // As dockerd: the exec's own `Tty` (from create) decides whether it gets a pty; the
     // start request's `Tty` only whether the stream is raw or multiplexed (docker-py starts
@@ -1168,8 +1201,7 @@ pub(crate) fn exec_inspect(e: Arc<Engine>, id: &str) -> R {
 }
 
 pub(crate) async fn commit(e: Arc<Engine>, q: &Query, req: Request<Incoming>) -> R {
-    let body = read_body(req, 16 << 20).await?;
-    let v = decode(Kind::Commit, &body)?;
+    let v = read_json(Kind::Commit, req, 16 << 20).await?;
     let container = q.get("container").unwrap_or("").to_string();
     let reference = match (
         q.get("repo").filter(|s| !s.is_empty()),
@@ -1336,6 +1368,18 @@ pub(crate) async fn events(e: Arc<Engine>, q: &Query) -> R {
     Ok(r)
 }
 
+/// Runs `f` as a task of its own: a client that hangs up (a cancelled `ContainerStop`) ends
+/// only its wait for the answer, not the stop (as dockerd, the kill after the timeout still
+/// comes).
+async fn detached<T: Send + 'static>(
+    f: impl std::future::Future<Output = barge_engine::Result<T>> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::spawn(f)
+        .await
+        .map_err(|x| ApiError::new(500, x.to_string()))?
+        .map_err(ApiError::from)
+}
+
 /// Applies `docker commit --change` instructions (one per line) to a config override.
 pub(crate) fn apply_changes(v: &mut Value, changes: &str) -> Result<(), ApiError> {
     if !v.is_object() {
@@ -1362,8 +1406,17 @@ pub(crate) fn apply_changes(v: &mut Value, changes: &str) -> Result<(), ApiError
                     .or_else(|| arg.split_once(' '))
                     .unwrap_or((arg, ""));
                 let mut env: Vec<String> = barge_engine::model::str_list(v.get("Env"));
+                // As a Dockerfile's ENV: `$VAR` and quotes are processed, against the
+                // environment the config has so far (`ENV PATH=/x:$PATH`).
+                let vars: std::collections::BTreeMap<String, String> = env
+                    .iter()
+                    .filter_map(|e| e.split_once('='))
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+                    .collect();
+                let val = barge_build::expand(val.trim(), &vars)
+                    .map_err(|x| ApiError::new(400, format!("ENV {k}: {x}")))?;
                 env.retain(|e| e.split('=').next() != Some(k));
-                env.push(format!("{k}={}", val.trim()));
+                env.push(format!("{k}={val}"));
                 v["Env"] = json!(env);
             }
             "LABEL" => {

@@ -76,7 +76,20 @@ pub fn decode(kind: Kind, body: &[u8]) -> Result<Value, ApiError> {
     let v: Value = if body.iter().all(u8::is_ascii_whitespace) {
         Value::Object(Default::default())
     } else {
-        serde_json::from_slice(body).map_err(|e| bad(format!("{e}")))?
+        // One value and nothing after it but white space; dockerd says "unexpected content
+        // after JSON" for the rest (serde's own "trailing characters" would name no rule).
+        let mut values = serde_json::Deserializer::from_slice(body).into_iter::<Value>();
+        let v = match values.next() {
+            Some(r) => r.map_err(|e| bad(format!("{e}")))?,
+            None => Value::Object(Default::default()),
+        };
+        if !body[values.byte_offset()..]
+            .iter()
+            .all(u8::is_ascii_whitespace)
+        {
+            return Err(ApiError::new(400, "unexpected content after JSON".into()));
+        }
+        v
     };
     let mut v = match v {
         // Go decodes `null` into a struct as "nothing set".
@@ -89,8 +102,70 @@ pub fn decode(kind: Kind, body: &[u8]) -> Result<Value, ApiError> {
     Ok(v)
 }
 
+/// [`decode`] for a request that says what it carries: as dockerd, a body must come as
+/// `application/json` (parameters allowed, e.g. `; charset=utf-8`), and only an empty body
+/// may come with no `Content-Type` at all. Checked before the body is read, so a wrong type
+/// is refused as 400 whatever the body holds.
+pub fn decode_typed(
+    kind: Kind,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<Value, ApiError> {
+    check_content_type(content_type, body.is_empty())?;
+    decode(kind, body)
+}
+
+/// The `Content-Type` rule of [`decode_typed`].
+pub fn check_content_type(content_type: Option<&str>, empty_body: bool) -> Result<(), ApiError> {
+    let ct = match content_type {
+        None | Some("") if empty_body => return Ok(()),
+        None => "",
+        Some(ct) => ct,
+    };
+    let media = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let (top, sub) = media.split_once('/').unwrap_or((media.as_str(), ""));
+    if top.is_empty() || sub.is_empty() {
+        return Err(ApiError::new(
+            400,
+            format!("malformed Content-Type header ({ct}): no media type"),
+        ));
+    }
+    if media != "application/json" {
+        return Err(ApiError::new(
+            400,
+            format!("unsupported Content-Type header ({ct}): must be 'application/json'"),
+        ));
+    }
+    Ok(())
+}
+
+/// The request's `Content-Type` header, if it has one (bytes that are not text kept as
+/// replacement characters, so the error can still show them).
+pub(crate) fn content_type<B>(req: &hyper::Request<B>) -> Option<String> {
+    req.headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+}
+
+/// Reads a JSON request's body (up to `limit` bytes) and decodes it by [`decode_typed`].
+pub(crate) async fn read_json(
+    kind: Kind,
+    req: hyper::Request<hyper::body::Incoming>,
+    limit: usize,
+) -> Result<Value, ApiError> {
+    let ct = content_type(&req);
+    let body = crate::read_body(req, limit).await?;
+    decode_typed(kind, ct.as_deref(), &body)
+}
+
 fn bad(msg: String) -> ApiError {
-    ApiError::new(400, format!("invalid JSON in the request body: {msg}"))
+    // dockerd's words: "invalid JSON: " and what the decoder said.
+    ApiError::new(400, format!("invalid JSON: {msg}"))
 }
 
 /// A Go type, as far as JSON decoding tells them apart.
@@ -546,6 +621,37 @@ mod tests {
     }
 
     #[test]
+    fn content_type_and_trailing_content_as_dockerd() {
+        // The Engine API's JSON endpoints take `application/json`; dockerd refuses any other
+        // type with 400 and these words, and lets an empty body come without a type.
+        let e = decode_typed(Kind::ContainerCreate, Some("text/plain"), b"{}").unwrap_err();
+        assert_eq!(e.status, 400);
+        assert_eq!(
+            e.message,
+            "unsupported Content-Type header (text/plain): must be 'application/json'"
+        );
+        let e = decode_typed(Kind::VolumeCreate, None, b"{}").unwrap_err();
+        assert_eq!(e.status, 400);
+        assert!(
+            e.message.starts_with("malformed Content-Type header"),
+            "{}",
+            e.message
+        );
+        decode_typed(Kind::ExecStart, None, b"").expect("no body, no type");
+        decode_typed(Kind::Commit, Some("Application/JSON; charset=utf-8"), b"{}")
+            .expect("parameters and case do not matter");
+        let e =
+            decode_typed(Kind::ExecCreate, Some("application/json"), b"{} trailing").unwrap_err();
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (400, "unexpected content after JSON")
+        );
+        decode(Kind::ExecCreate, b" {} \n").expect("white space around the value is fine");
+        let m = msg(Kind::ContainerUpdate, "{invalid json");
+        assert!(m.starts_with("invalid JSON: "), "{m}");
+    }
+
+    #[test]
     fn wrong_types_name_the_field() {
         let m = msg(Kind::ContainerCreate, r#"{"HostConfig":{"Init":"yes"}}"#);
         assert!(
@@ -588,9 +694,6 @@ mod tests {
         );
         assert!(m.contains("RestartPolicy.MaximumRetryCount"), "{m}");
         let m = msg(Kind::ContainerCreate, "{not json");
-        assert!(
-            m.starts_with("invalid JSON in the request body: key must be a string"),
-            "{m}"
-        );
+        assert!(m.starts_with("invalid JSON: key must be a string"), "{m}");
     }
 }

@@ -88,10 +88,8 @@ pub(crate) async fn pull(api: &Api, q: &Query, req: Request<Incoming>) -> R {
     let all_tags = reference.tag().is_none() && reference.digest().is_none();
     let mut opts = options(api, &req)?;
     if let Some(p) = q.get("platform").filter(|p| !p.is_empty()) {
-        opts.platform = Some(
-            barge_image::manifest::PlatformSpec::parse(p)
-                .map_err(|e| ApiError::new(400, format!("invalid platform {p:?}: {e}")))?,
-        );
+        opts.platform =
+            Some(barge_image::manifest::PlatformSpec::parse(p).map_err(|e| ApiError::new(400, e))?);
     }
     let store = api.engine.store.clone();
     let engine = api.engine.clone();

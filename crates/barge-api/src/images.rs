@@ -268,6 +268,13 @@ pub(crate) async fn dispatch(
             let name = segs[..segs.len() - 1].join("/");
             let repo = q.get("repo").unwrap_or("").to_string();
             let tag = q.get("tag").filter(|t| !t.is_empty()).unwrap_or("latest");
+            if matches!(repo.as_str(), "sha256" | "sha384" | "sha512") {
+                // `sha256:abc` would read as a digest wherever the image is named later.
+                return Err(ApiError::new(
+                    400,
+                    "refusing to create an ambiguous tag using digest algorithm as name".into(),
+                ));
+            }
             let r = barge_image::Reference::parse(&format!("{repo}:{tag}"))
                 .map_err(|e| ApiError::new(400, e.to_string()))?;
             let store = e.store.clone();
@@ -493,10 +500,17 @@ async fn create(e: Arc<Engine>, q: &Query, req: Request<Incoming>) -> R {
         // `changes` (repeated, or lines of one value) set the image's config, as dockerd.
         let mut config = json!({});
         crate::containers::apply_changes(&mut config, &q.all("changes").join("\n"))?;
+        let platform = import_platform(q.get("platform"))?;
         let body = read_body(req, 8 << 30).await?;
         let store = e.store.clone();
         let rec = blocking(move || {
-            Ok(store.import_with_config(&body[..], reference.as_ref(), &comment, config)?)
+            Ok(store.import_with_config(
+                &body[..],
+                reference.as_ref(),
+                &comment,
+                config,
+                platform.as_ref(),
+            )?)
         })
         .await?;
         e.emit("image", "import", &rec.id.to_string(), Default::default());
@@ -513,6 +527,57 @@ async fn create(e: Arc<Engine>, q: &Query, req: Request<Incoming>) -> R {
         400,
         "fromImage or fromSrc is required".into(),
     ))
+}
+
+/// The `platform` of `POST /images/create?fromSrc=` (an import), as dockerd takes it: empty
+/// is the host's; `os` alone gets the host's architecture; case does not matter; only linux
+/// images run here, so another OS (or no OS at all) is a 400.
+fn import_platform(
+    p: Option<&str>,
+) -> Result<Option<barge_image::manifest::PlatformSpec>, ApiError> {
+    let Some(p) = p.filter(|p| !p.is_empty()) else {
+        return Ok(None);
+    };
+    let lower = p.to_ascii_lowercase();
+    let host = barge_image::manifest::PlatformSpec::host();
+    let spec = if lower.contains('/') {
+        barge_image::manifest::PlatformSpec::parse(&lower)
+    } else {
+        // An OS alone.
+        barge_image::manifest::PlatformSpec::parse(&format!("{lower}/{}", host.architecture))
+    }
+    .map_err(|e| ApiError::new(400, e))?;
+    // Operating systems Go knows but that cannot run here, in dockerd's words; any other
+    // name is not an OS at all.
+    const OTHER_OS: &[&str] = &[
+        "aix",
+        "android",
+        "darwin",
+        "dragonfly",
+        "freebsd",
+        "illumos",
+        "ios",
+        "js",
+        "macos",
+        "netbsd",
+        "openbsd",
+        "plan9",
+        "solaris",
+        "wasip1",
+        "windows",
+        "zos",
+    ];
+    match spec.os.as_str() {
+        "linux" => Ok(Some(spec)),
+        os if OTHER_OS.contains(&os) => Err(ApiError::new(
+            400,
+            format!("invalid platform {p:?}: operating system is not supported"),
+        )),
+        _ => Err(ApiError::new(
+            400,
+            format!("invalid platform {p:?}: unknown operating system or architecture"),
+        )),
+    }
 }
 
 pub(crate) async fn system_df(e: Arc<Engine>) -> R {
@@ -623,6 +688,14 @@ pub(crate) async fn archive(
     let e2 = e.clone();
     let m2 = m.clone();
     let cid = c.id.clone();
+    // dockerd names the container as the client did (its full ID, or its name).
+    let reference = id.to_string();
+    let in_container = move |err: barge_engine::Error| -> ApiError {
+        match err {
+            barge_engine::Error::NotFound(m) => ApiError::new(404, format!("{m} {reference}")),
+            err => err.into(),
+        }
+    };
     let (stat, data) = blocking(move || {
         // A path in a volume or bind mount is read from (written to) the mount's source.
         let mounted = barge_engine::archive::in_mount(&c.mount_points, &path);
@@ -641,25 +714,11 @@ pub(crate) async fn archive(
         let inner = mounted.map(|(_, p)| p).unwrap_or_else(|| path.clone());
         let r = (|| -> Result<(Option<barge_engine::archive::PathStat>, Vec<u8>), ApiError> {
             if m2 == Method::PUT {
-                barge_engine::archive::put(&root, &inner, &body).map_err(|err| match err {
-                    barge_engine::Error::NotFound(_) => ApiError::new(
-                        404,
-                        format!("Could not find the file {path} in container {}", c.name),
-                    ),
-                    err => err.into(),
-                })?;
+                barge_engine::archive::put(&root, &inner, &body).map_err(&in_container)?;
                 return Ok((None, Vec::new()));
             }
-            let st =
-                barge_engine::archive::stat_named(&root, &inner, &path).map_err(|err| match err
-                    .kind()
-                {
-                    std::io::ErrorKind::NotFound => ApiError::new(
-                        404,
-                        format!("Could not find the file {path} in container {}", c.name),
-                    ),
-                    _ => ApiError::new(500, format!("{path}: {err}")),
-                })?;
+            let st = barge_engine::archive::stat_named(&root, &inner, &path)
+                .map_err(|err| in_container(barge_engine::archive::path_error(&path, err)))?;
             let data = if m2 == Method::GET {
                 barge_engine::archive::get_named(&root, &inner, &path)
                     .map_err(|err| ApiError::new(500, format!("{path}: {err}")))?

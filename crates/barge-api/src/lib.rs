@@ -138,8 +138,9 @@ async fn handle(api: Arc<Api>, req: Request<Incoming>) -> Response<Body> {
     resp
 }
 
-/// Strips `/v1.xx` from the path; checks the version.
-fn split_version(path: &str) -> Result<&str, ApiError> {
+/// Strips `/v1.xx` from the path; checks the version; returns the rest and the minor
+/// version (`None` when the path has no version).
+fn split_version(path: &str) -> Result<(&str, Option<u32>), ApiError> {
     if let Some(rest) = path.strip_prefix("/v") {
         if let Some(i) = rest.find('/') {
             let v = &rest[..i];
@@ -160,17 +161,18 @@ fn split_version(path: &str) -> Result<&str, ApiError> {
                 if minor > 47 {
                     return Err(ApiError::new(400, format!("client version {v} is too new. Maximum supported API version is {API_VERSION}")));
                 }
-                return Ok(&path[i + 2..]);
+                return Ok((&path[i + 2..], Some(minor)));
             }
         }
     }
-    Ok(path)
+    Ok((path, None))
 }
 
 async fn route(api: Arc<Api>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let path = util::decode_path(req.uri().path());
-    let path = split_version(&path)?.to_string();
-    let q = Query::parse(req.uri().query().unwrap_or(""));
+    let (path, minor) = split_version(&path)?;
+    let path = path.to_string();
+    let q = Query::parse(req.uri().query().unwrap_or("")).with_api_minor(minor);
     let decoded: Vec<String> = path
         .trim_matches('/')
         .split('/')
@@ -194,6 +196,11 @@ async fn route(api: Arc<Api>, req: Request<Incoming>) -> Result<Response<Body>, 
             h.insert(
                 "Cache-Control",
                 hyper::header::HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+            );
+            // HTTP/1.0 caches read only this one.
+            h.insert(
+                "Pragma",
+                hyper::header::HeaderValue::from_static("no-cache"),
             );
             h.insert(
                 "Content-Type",

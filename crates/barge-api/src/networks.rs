@@ -11,7 +11,6 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
 use serde_json::{json, Value};
 
-use crate::read_body;
 use crate::util::{json_response, status, ApiError, Body, Query};
 
 type R = Result<Response<Body>, ApiError>;
@@ -132,8 +131,7 @@ fn aux_addresses(c: &Value) -> BTreeMap<String, String> {
 }
 
 async fn create(e: Arc<Engine>, req: Request<Incoming>) -> R {
-    let body = read_body(req, 1 << 20).await?;
-    let v = crate::decode::decode(crate::decode::Kind::NetworkCreate, &body)?;
+    let v = crate::decode::read_json(crate::decode::Kind::NetworkCreate, req, 1 << 20).await?;
     let name = v
         .get("Name")
         .and_then(Value::as_str)
@@ -288,13 +286,12 @@ async fn prune(e: Arc<Engine>, q: &Query) -> R {
 }
 
 async fn connect(e: Arc<Engine>, id: &str, req: Request<Incoming>, on: bool) -> R {
-    let body = read_body(req, 1 << 20).await?;
     let kind = if on {
         crate::decode::Kind::NetworkConnect
     } else {
         crate::decode::Kind::NetworkDisconnect
     };
-    let v = crate::decode::decode(kind, &body)?;
+    let v = crate::decode::read_json(kind, req, 1 << 20).await?;
     let container = v
         .get("Container")
         .and_then(Value::as_str)

@@ -88,9 +88,14 @@ pub fn channel_body(rx: tokio::sync::mpsc::Receiver<Bytes>) -> Body {
     http_body_util::StreamBody::new(s).boxed_unsync()
 }
 
-/// A parsed query string.
+/// A parsed query string, with the API version the path asked for (`/v1.41/...`): a few
+/// endpoints keep the behaviour older versions documented.
 #[derive(Debug, Default)]
-pub struct Query(HashMap<String, String>, HashMap<String, Vec<String>>);
+pub struct Query(
+    HashMap<String, String>,
+    HashMap<String, Vec<String>>,
+    Option<u32>,
+);
 
 fn unescape(s: &str) -> String {
     unescape_with(s, true)
@@ -140,6 +145,18 @@ pub fn decode_path(p: &str) -> String {
 }
 
 impl Query {
+    /// The query of a request whose path named API version 1.`minor` (`None`: no version
+    /// in the path, i.e. the current one).
+    pub fn with_api_minor(mut self, minor: Option<u32>) -> Query {
+        self.2 = minor;
+        self
+    }
+
+    /// Whether the request asked for an API version older than 1.`minor`.
+    pub fn api_before(&self, minor: u32) -> bool {
+        self.2.is_some_and(|m| m < minor)
+    }
+
     /// Parses `a=b&c=d`.
     pub fn parse(q: &str) -> Query {
         let mut m = HashMap::new();
@@ -148,7 +165,7 @@ impl Query {
             all.entry(k.clone()).or_default().push(v.clone());
             m.insert(k, v);
         }
-        Query(m, all)
+        Query(m, all, None)
     }
 
     /// Every value of a key that may repeat (`changes` of commit and import), in order.

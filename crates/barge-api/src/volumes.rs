@@ -9,7 +9,6 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
 use serde_json::{json, Value};
 
-use crate::read_body;
 use crate::util::{json_response, status, ApiError, Body, Query};
 
 type R = Result<Response<Body>, ApiError>;
@@ -74,8 +73,8 @@ pub(crate) async fn dispatch(
             ))
         }
         (&Method::POST, ["create"]) => {
-            let body = read_body(req, 1 << 20).await?;
-            let v = crate::decode::decode(crate::decode::Kind::VolumeCreate, &body)?;
+            let v =
+                crate::decode::read_json(crate::decode::Kind::VolumeCreate, req, 1 << 20).await?;
             let driver = v.get("Driver").and_then(Value::as_str).unwrap_or("local");
             if !driver.is_empty() && driver != "local" {
                 return Err(ApiError::new(
@@ -109,11 +108,12 @@ pub(crate) async fn dispatch(
         }
         (&Method::POST, ["prune"]) => {
             let f = q.filters()?;
-            // As dockerd: no `until` for volumes.
+            // As dockerd: no `until` for volumes. Since API 1.42 prune takes only anonymous
+            // volumes unless `all` is set; before, it took every unused local volume.
             let pf = crate::util::PruneFilters::parse(&f, false, &["all"])?;
-            let all = f
-                .get("all")
-                .is_some_and(|a| a.iter().any(|x| x == "true" || x == "1"));
+            let all = q.api_before(42)
+                || f.get("all")
+                    .is_some_and(|a| a.iter().any(|x| x == "true" || x == "1"));
             let (names, freed) = e.volume_prune(all, |v| {
                 pf.selects(0.0, |k| v.labels.get(k).map(String::as_str))
             });

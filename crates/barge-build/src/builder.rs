@@ -191,20 +191,24 @@ impl BuildOptions {
                 "pull" => o.pull = query_bool(v),
                 "q" => o.quiet = query_bool(v),
                 "buildargs" if !v.is_empty() => {
-                    let m: BTreeMap<String, Option<String>> =
+                    // `null` (what Go clients send for no map at all) is no build args.
+                    let m: Option<BTreeMap<String, Option<String>>> =
                         serde_json::from_str(v).map_err(|e| bad(k, e))?;
                     // A null value means "take it from the client's environment": absent here.
-                    o.build_args
-                        .extend(m.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
+                    o.build_args.extend(
+                        m.into_iter()
+                            .flatten()
+                            .filter_map(|(k, v)| v.map(|v| (k, v))),
+                    );
                 }
                 "labels" if !v.is_empty() => {
-                    let m: BTreeMap<String, String> =
+                    let m: Option<BTreeMap<String, String>> =
                         serde_json::from_str(v).map_err(|e| bad(k, e))?;
-                    o.labels.extend(m);
+                    o.labels.extend(m.into_iter().flatten());
                 }
                 "cachefrom" if !v.is_empty() => {
-                    let l: Vec<String> = serde_json::from_str(v).map_err(|e| bad(k, e))?;
-                    o.cache_from.extend(l);
+                    let l: Option<Vec<String>> = serde_json::from_str(v).map_err(|e| bad(k, e))?;
+                    o.cache_from.extend(l.into_iter().flatten());
                 }
                 // `host:ip` (or `host=ip`); repeated, or several joined by commas.
                 "extrahosts" if !v.is_empty() => {
@@ -1875,6 +1879,16 @@ mod tests {
         assert_eq!(o.target.as_deref(), Some("build"));
         assert_eq!(o.network.as_deref(), Some("none"));
         assert!(BuildOptions::from_query(&[("buildargs", "{")]).is_err());
+        // The Go client (docker/client ImageBuild) sends `null` for each map or list it
+        // was not given: that is none, not an error.
+        let o = BuildOptions::from_query(&[
+            ("buildargs", "null"),
+            ("labels", "null"),
+            ("cachefrom", "null"),
+            ("ulimits", "null"),
+        ])
+        .unwrap();
+        assert!(o.build_args.is_empty() && o.labels.is_empty() && o.cache_from.is_empty());
         assert!(BuildOptions::from_query(&[("version", "2")]).is_err());
         let o = BuildOptions::from_query(&[("remote", "https://x/y.git#v1:sub")]).unwrap();
         assert_eq!(o.remote.as_deref(), Some("https://x/y.git#v1:sub"));

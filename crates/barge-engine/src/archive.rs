@@ -315,14 +315,24 @@ fn append_pax(b: &mut tar::Builder<Vec<u8>>, records: &[(&str, &[u8])]) -> io::R
     b.append(&h, &data[..])
 }
 
-/// Extracts a tar into the directory `path` inside `root`, confined to it.
-pub fn put(root: &Path, path: &str, data: &[u8]) -> crate::Result<()> {
-    let fd = open_in_root(root, path).map_err(|e| match e.kind() {
+/// What a failed look-up of `path` in a container means for the client: a missing file
+/// (404, dockerd's words; the API adds which container), a file where the path needs a
+/// directory (`/etc/passwd/`: 400, the client's mistake), or an internal error.
+pub fn path_error(path: &str, e: io::Error) -> crate::Error {
+    match e.kind() {
         io::ErrorKind::NotFound => {
             crate::Error::NotFound(format!("Could not find the file {path} in container"))
         }
+        io::ErrorKind::NotADirectory => {
+            crate::Error::BadRequest(format!("{path}: not a directory"))
+        }
         _ => crate::Error::Internal(format!("{path}: {e}")),
-    })?;
+    }
+}
+
+/// Extracts a tar into the directory `path` inside `root`, confined to it.
+pub fn put(root: &Path, path: &str, data: &[u8]) -> crate::Result<()> {
+    let fd = open_in_root(root, path).map_err(|e| path_error(path, e))?;
     let dst = fd_path(&fd);
     if !std::fs::metadata(&dst).map(|m| m.is_dir()).unwrap_or(false) {
         return Err(crate::Error::BadRequest(format!(

@@ -166,6 +166,9 @@ pub struct Engine {
     network: std::sync::OnceLock<Arc<barge_network::NetworkManager>>,
     history: Mutex<std::collections::VecDeque<Event>>,
     last_exit: Mutex<HashMap<String, i32>>,
+    /// Containers being restarted: their exit is part of the restart, so AutoRemove
+    /// (`--rm`) does not remove them (dockerd's rule: only a kill or stop does).
+    restarting: Mutex<std::collections::HashSet<String>>,
     start_lock: tokio::sync::Mutex<()>,
     /// Forks the monitors (see [`crate::zygote`]).
     zygote: crate::zygote::Zygote,
@@ -290,6 +293,7 @@ impl Engine {
             network: std::sync::OnceLock::new(),
             history: Mutex::new(std::collections::VecDeque::new()),
             last_exit: Mutex::new(HashMap::new()),
+            restarting: Mutex::new(Default::default()),
             start_lock: tokio::sync::Mutex::new(()),
         }))
     }
@@ -648,6 +652,16 @@ impl Engine {
         let ic = icfg.get("config").cloned().unwrap_or(json!({}));
         // Merge the image's defaults.
         let mut env = str_list(ic.get("Env"));
+        if let Some(e) = str_list(cfg.get("Env"))
+            .into_iter()
+            .find(|e| e.split('=').next().unwrap_or_default().is_empty())
+        {
+            // A variable needs a name: "", "=" and "=foo" are refused as dockerd does.
+            return Err(Error::BadRequest(format!(
+                "invalid environment variable: {e}"
+            )));
+        }
+        check_healthcheck(cfg.get("Healthcheck"))?;
         for e in str_list(cfg.get("Env")) {
             let k = e.split('=').next().unwrap_or_default().to_string();
             env.retain(|x| x.split('=').next() != Some(k.as_str()));
@@ -766,16 +780,15 @@ impl Engine {
             cfg.insert("Hostname".into(), json!(hostname));
         }
         // Defaults dockerd fills in at create, shown as it shows them: what barge does
-        // (a private IPC and cgroup namespace, a 64 MiB /dev/shm), and no swappiness
-        // rather than the CLI's -1.
-        for (key, default) in [("IpcMode", "private"), ("CgroupnsMode", "private")] {
-            if host_config
-                .get(key)
-                .and_then(Value::as_str)
-                .is_none_or(str::is_empty)
-            {
-                host_config[key] = json!(default);
-            }
+        // (a private cgroup namespace, a 64 MiB /dev/shm; the API layer records the IPC
+        // mode, which depends on the client's API version), and no swappiness rather than
+        // the CLI's -1.
+        if host_config
+            .get("CgroupnsMode")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            host_config["CgroupnsMode"] = json!("private");
         }
         if host_config
             .get("ShmSize")
@@ -930,6 +943,7 @@ impl Engine {
             ),
         };
         self.plan_links(&name, &mut host_config)?;
+        crate::spec::default_path_lists(&mut host_config);
         let mut c = Container {
             id: id.clone(),
             name: name.clone(),
@@ -1332,6 +1346,9 @@ impl Engine {
         }
         self.update(&id, |c| {
             c.state.status = "running".into();
+            // A started container is no longer "manually stopped": its restart policy
+            // applies again (dockerd resets HasBeenManuallyStopped on start too).
+            c.manually_stopped = false;
             c.state.pid = pid;
             c.state.monitor_pid = mpid;
             c.state.started_at = now_rfc3339();
@@ -1479,7 +1496,12 @@ impl Engine {
         a.insert("exitCode".to_string(), exit.code.to_string());
         self.emit("container", "die", id, a);
         self.emit_disconnects(id, &left);
-        if c.host_bool("AutoRemove") {
+        let restarting = self
+            .restarting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(id);
+        if c.host_bool("AutoRemove") && !restarting {
             if self.remove(id, true).await.is_ok() {
                 self.remove_anonymous_volumes(&c);
             }
@@ -1639,6 +1661,17 @@ impl Engine {
         } else {
             parse_signal(signal)?
         };
+        // As dockerd: a kill ends the restart policy for this run, unless the container
+        // has a StopSignal of its own and this is neither it nor SIGKILL (a reload or
+        // status signal the process is meant to survive or die of and come back from);
+        // and any kill counts as a manual stop for unless-stopped.
+        let stop_signal = c.config_str("StopSignal");
+        let ends_restarts = sig == libc::SIGKILL
+            || stop_signal.is_empty()
+            || parse_signal(&stop_signal).ok() == Some(sig);
+        if ends_restarts || c.restart_policy().0 == "unless-stopped" {
+            self.update(&c.id, |c| c.manually_stopped = true)?;
+        }
         self.signal(&c, sig)?;
         let mut a = HashMap::new();
         a.insert("signal".into(), sig.to_string());
@@ -1706,10 +1739,10 @@ impl Engine {
             let _ = self.runtime(&["resume", &id]).await;
         }
         self.signal(&c, sig)?;
-        let stopped = t >= 0
-            && self
-                .wait_stopped(&id, Some(Duration::from_secs(t as u64)))
-                .await;
+        // A negative timeout waits for as long as the container takes (dockerd's rule);
+        // only a limited wait ends in SIGKILL.
+        let limit = u64::try_from(t).ok().map(Duration::from_secs);
+        let stopped = self.wait_stopped(&id, limit).await;
         if !stopped {
             let _ = self.signal(&c, libc::SIGKILL);
             self.wait_stopped(&id, Some(Duration::from_secs(30))).await;
@@ -1718,15 +1751,33 @@ impl Engine {
         Ok(())
     }
 
-    /// `POST /containers/{id}/restart`.
-    pub async fn restart(self: &Arc<Self>, r: &str, timeout: Option<i64>) -> Result<()> {
+    /// `POST /containers/{id}/restart` (`signal`: the stop signal to send instead of the
+    /// container's own, API 1.42).
+    pub async fn restart(
+        self: &Arc<Self>,
+        r: &str,
+        timeout: Option<i64>,
+        signal: Option<&str>,
+    ) -> Result<()> {
         let c = self.get(r)?;
-        match self.stop(&c.id, timeout, None).await {
-            Ok(()) | Err(Error::NotModified(_)) => {}
-            Err(e) => return Err(e),
+        self.restarting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(c.id.clone());
+        let r = async {
+            match self.stop(&c.id, timeout, signal).await {
+                Ok(()) | Err(Error::NotModified(_)) => {}
+                Err(e) => return Err(e),
+            }
+            self.update(&c.id, |c| c.manually_stopped = false)?;
+            self.start(&c.id).await
         }
-        self.update(&c.id, |c| c.manually_stopped = false)?;
-        self.start(&c.id).await?;
+        .await;
+        self.restarting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&c.id);
+        r?;
         self.emit("container", "restart", &c.id, HashMap::new());
         Ok(())
     }
@@ -1917,11 +1968,20 @@ impl Engine {
                 ));
             }
         }
-        let limits: serde_json::Map<String, Value> = obj
+        let mut limits: serde_json::Map<String, Value> = obj
             .iter()
             .filter(|(k, v)| *k != "RestartPolicy" && !v.is_null() && !is_zero(v))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        // For PidsLimit (unlike the other limits) 0 and any negative value mean "unlimited",
+        // which dockerd stores (and inspect shows) as 0.
+        if obj
+            .get("PidsLimit")
+            .and_then(Value::as_i64)
+            .is_some_and(|p| p <= 0)
+        {
+            limits.insert("PidsLimit".into(), json!(0));
+        }
         if !limits.is_empty() {
             if c.running() {
                 crate::stats::update_limits(&c, &Value::Object(limits.clone()))?;
@@ -1965,6 +2025,7 @@ impl Engine {
             )));
         }
         if new == c.name {
+            // dockerd's words and status (400), rather than a conflict with itself.
             return Err(Error::BadRequest(
                 "Renaming a container with the same name as its current name".into(),
             ));
@@ -2596,4 +2657,26 @@ pub fn parse_size(s: &str) -> Option<u64> {
 pub fn parse_signal(s: &str) -> Result<i32> {
     barge_runtime::container::parse_signal(s)
         .map_err(|_| Error::BadRequest(format!("Invalid signal: {s}")))
+}
+
+/// The limits dockerd puts on a container's `Healthcheck` at create: each duration is 0 (the
+/// default) or at least 1ms, and `Retries` is not negative.
+fn check_healthcheck(h: Option<&Value>) -> Result<()> {
+    let Some(h) = h.filter(|h| h.is_object()) else {
+        return Ok(());
+    };
+    for k in ["Interval", "Timeout", "StartPeriod"] {
+        let ns = h.get(k).and_then(Value::as_i64).unwrap_or(0);
+        if ns != 0 && ns < 1_000_000 {
+            return Err(Error::BadRequest(format!(
+                "{k} in Healthcheck cannot be less than 1ms"
+            )));
+        }
+    }
+    if h.get("Retries").and_then(Value::as_i64).unwrap_or(0) < 0 {
+        return Err(Error::BadRequest(
+            "Retries in Healthcheck cannot be negative".into(),
+        ));
+    }
+    Ok(())
 }

@@ -23,8 +23,13 @@ fn check_dest(d: &str) -> Result<()> {
         )));
     }
     let clean = d.trim_end_matches('/');
-    if clean.is_empty()
-        || clean == "/proc"
+    if clean.is_empty() {
+        // dockerd's words for "/" (and "//").
+        return Err(Error::BadRequest(format!(
+            "invalid mount destination {d:?}: destination can't be '/'"
+        )));
+    }
+    if clean == "/proc"
         || clean.starts_with("/proc/")
         || clean == "/sys"
         || d.split('/').any(|c| c == "..")
@@ -313,7 +318,12 @@ pub fn resolve(
     }
     for vf in str_list(host_config.get("VolumesFrom")) {
         let (name, mode) = vf.split_once(':').unwrap_or((&vf, ""));
-        let from = lookup(name)?;
+        // A missing source is a mistake in the request (400 as dockerd), not a missing
+        // resource of the URL.
+        let from = lookup(name).map_err(|e| match e {
+            Error::NotFound(m) => Error::BadRequest(format!("VolumesFrom {name:?}: {m}")),
+            e => e,
+        })?;
         for m in from.mount_points {
             if dup(&user, &m.destination) || dup(&out, &m.destination) || m.kind == "tmpfs" {
                 continue;
@@ -343,7 +353,16 @@ pub fn resolve(
             )));
         }
         check_dest(dst)?;
-        if dup(&out, dst) {
+        // A `HostConfig.Tmpfs` at the same place replaces the anonymous volume (as dockerd:
+        // no volume is made for it).
+        let on_tmpfs = host_config
+            .get("Tmpfs")
+            .and_then(Value::as_object)
+            .is_some_and(|t| {
+                t.keys()
+                    .any(|k| k.trim_end_matches('/') == dst.trim_end_matches('/'))
+            });
+        if dup(&out, dst) || on_tmpfs {
             continue;
         }
         check_volume_driver(host_config, None, dst)?;

@@ -33,6 +33,20 @@ const READONLY: &[&str] = &[
     "/proc/sysrq-trigger",
 ];
 
+/// Fills in `HostConfig.MaskedPaths` and `ReadonlyPaths` of a new unprivileged container
+/// that gives none with the default lists, so inspect shows what the container gets (as
+/// dockerd does at create); a list given, even an empty one, is kept.
+pub(crate) fn default_path_lists(host_config: &mut Value) {
+    if host_config.get("Privileged").and_then(Value::as_bool) == Some(true) {
+        return;
+    }
+    for (key, default) in [("MaskedPaths", MASKED), ("ReadonlyPaths", READONLY)] {
+        if host_config.get(key).is_none_or(Value::is_null) {
+            host_config[key] = json!(default);
+        }
+    }
+}
+
 /// How the container's network namespace is set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NetMode {
@@ -275,16 +289,24 @@ pub fn build(
     // The rootfs mountpoint sits in the container's exec dir, beside its subpath pins.
     user_mounts(c, rootfs.parent().unwrap_or(rootfs), &mut mounts)?;
     let mut namespaces = vec![json!({"type": "mount"})];
-    for (key, kind, private, joinable) in [
-        ("PidMode", "pid", &[""][..], true),
+    // `word` is how dockerd's errors name the mode ("invalid PID mode: x").
+    for (key, word, kind, private, joinable) in [
+        ("PidMode", "PID", "pid", &[""][..], true),
         (
             "IpcMode",
+            "IPC",
             "ipc",
             &["", "private", "shareable", "none"][..],
             true,
         ),
-        ("UTSMode", "uts", &[""][..], false),
-        ("CgroupnsMode", "cgroup", &["", "private"][..], false),
+        ("UTSMode", "UTS", "uts", &[""][..], false),
+        (
+            "CgroupnsMode",
+            "cgroup namespace",
+            "cgroup",
+            &["", "private"][..],
+            false,
+        ),
     ] {
         let mode = c.host_str(key);
         match mode.as_str() {
@@ -295,19 +317,8 @@ pub fn build(
                 namespaces.push(json!({"type": kind, "path": format!("/proc/{pid}/ns/{kind}")}));
             }
             m => {
-                return Err(Error::BadRequest(format!(
-                    "invalid {key} {m:?}: want {}host{}",
-                    private
-                        .iter()
-                        .filter(|p| !p.is_empty())
-                        .map(|p| format!("{p}, "))
-                        .collect::<String>(),
-                    if joinable {
-                        " or container:<name|id>"
-                    } else {
-                        ""
-                    }
-                )))
+                // dockerd's exact words (clients compare them whole).
+                return Err(Error::BadRequest(format!("invalid {word} mode: {m}")));
             }
         }
     }
@@ -405,6 +416,14 @@ pub fn build(
     if let Some(s) = seccomp {
         linux["seccomp"] = s;
     }
+    // `HostConfig.ConsoleSize` ([height, width], API 1.42) sizes the pty before the process
+    // runs, so its first look at the terminal (`stty size`) already sees it.
+    let console_size = c
+        .host_config
+        .get("ConsoleSize")
+        .and_then(Value::as_array)
+        .and_then(|a| Some((a.first()?.as_u64()?, a.get(1)?.as_u64()?)))
+        .filter(|&(h, w)| tty && h > 0 && w > 0);
     let groups = additional_gids(c, rootfs, gid, gids)?;
     let mut sysctl = c
         .host_config
@@ -412,14 +431,13 @@ pub fn build(
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
-    // As dockerd, in a network namespace of the container's own: any user may bind ports
-    // below 1024 and open ICMP echo sockets (ping), which then need neither
-    // CAP_NET_BIND_SERVICE nor CAP_NET_RAW; the container's own Sysctls win.
-    let mode = c.host_str("NetworkMode");
-    if mode != "host" && !mode.starts_with("container:") {
+    if matches!(net, NetMode::Path(_)) && !c.host_str("NetworkMode").starts_with("container:") {
+        // dockerd's defaults for a container with a network namespace of its own: any
+        // user may ping (ICMP echo sockets) and bind ports below 1024 there; the
+        // container's own Sysctls win.
         for (k, v) in [
-            ("net.ipv4.ip_unprivileged_port_start", "0"),
             ("net.ipv4.ping_group_range", "0 2147483647"),
+            ("net.ipv4.ip_unprivileged_port_start", "0"),
         ] {
             sysctl.entry(k).or_insert_with(|| json!(v));
         }
@@ -444,6 +462,9 @@ pub fn build(
         "mounts": mounts,
         "linux": linux,
     });
+    if let Some((h, w)) = console_size {
+        spec["process"]["consoleSize"] = json!({"height": h, "width": w});
+    }
     let domain = c.config_str("Domainname");
     if !domain.is_empty() && !uts_host {
         spec["domainname"] = json!(domain);
@@ -560,12 +581,13 @@ fn check_dest(d: &str) -> Result<()> {
         )));
     }
     let clean = d.trim_end_matches('/');
-    if clean.is_empty()
-        || clean == "/proc"
-        || clean.starts_with("/proc/")
-        || d.contains("/../")
-        || d.ends_with("/..")
-    {
+    if clean.is_empty() {
+        // dockerd's words for "/" (and "//").
+        return Err(Error::BadRequest(format!(
+            "invalid mount destination {d:?}: destination can't be '/'"
+        )));
+    }
+    if clean == "/proc" || clean.starts_with("/proc/") || d.contains("/../") || d.ends_with("/..") {
         return Err(Error::BadRequest(format!(
             "invalid mount destination {d:?}"
         )));

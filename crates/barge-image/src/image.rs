@@ -602,20 +602,21 @@ impl Store {
         reference: Option<&Reference>,
         comment: &str,
     ) -> Result<ImageRecord> {
-        self.import_with_config(tarball, reference, comment, serde_json::json!({}))
+        self.import_with_config(tarball, reference, comment, serde_json::json!({}), None)
     }
 
     /// [`Store::import`] with the image's `config` (`Cmd`, `Env`, ... as `docker import
-    /// --change` sets them).
+    /// --change` sets them) and the platform it says it is for (`None`: the host's).
     pub fn import_with_config(
         &self,
         tarball: impl Read,
         reference: Option<&Reference>,
         comment: &str,
         image_config: serde_json::Value,
+        platform: Option<&manifest::PlatformSpec>,
     ) -> Result<ImageRecord> {
         let lease = self.lease();
-        let res = self.import_inner(&lease, tarball, reference, comment, image_config);
+        let res = self.import_inner(&lease, tarball, reference, comment, image_config, platform);
         drop(lease);
         if res.is_err() {
             let _ = self.gc();
@@ -630,6 +631,7 @@ impl Store {
         reference: Option<&Reference>,
         comment: &str,
         image_config: serde_json::Value,
+        platform: Option<&manifest::PlatformSpec>,
     ) -> Result<ImageRecord> {
         let (blob, size) = lease.ingest(tarball, None, "imported tarball")?;
         let f = self.open_blob(&blob)?;
@@ -649,7 +651,9 @@ impl Store {
             _ => manifest::OCI_LAYER,
         };
         let created = now_rfc3339();
-        let host = manifest::PlatformSpec::host();
+        let host = platform
+            .cloned()
+            .unwrap_or_else(manifest::PlatformSpec::host);
         let mut config = serde_json::json!({
             "created": created,
             "architecture": host.architecture,

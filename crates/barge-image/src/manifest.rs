@@ -300,24 +300,34 @@ impl PlatformSpec {
         }
     }
 
-    /// Parses `os/arch[/variant]` (as `--platform` takes it).
+    /// Parses `os/arch[/variant]` (as `--platform` takes it). Errors use containerd's (so
+    /// dockerd's) words: a bad component "is an invalid component", a wrong number of them
+    /// "unknown operating system or architecture".
     pub fn parse(s: &str) -> Result<PlatformSpec, String> {
         let parts: Vec<&str> = s.split('/').collect();
-        let ok =
-            |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        let ok = |p: &str| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        };
+        if let Some(bad) = parts.iter().find(|p| !ok(p)) {
+            return Err(format!(
+                "{s:?}: {bad:?} is an invalid component of {s:?}: platform specifier component must match \"^[A-Za-z0-9_-]+$\""
+            ));
+        }
         match parts.as_slice() {
-            [os, arch] if ok(os) && ok(arch) => Ok(PlatformSpec {
+            [os, arch] => Ok(PlatformSpec {
                 os: os.to_string(),
                 architecture: arch.to_string(),
                 variant: None,
             }),
-            [os, arch, v] if ok(os) && ok(arch) && ok(v) => Ok(PlatformSpec {
+            [os, arch, v] => Ok(PlatformSpec {
                 os: os.to_string(),
                 architecture: arch.to_string(),
                 variant: Some(v.to_string()),
             }),
             _ => Err(format!(
-                "invalid platform {s:?}: expected os/arch[/variant]"
+                "invalid platform {s:?}: unknown operating system or architecture (expected os/arch[/variant])"
             )),
         }
     }

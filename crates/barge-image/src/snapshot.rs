@@ -334,6 +334,15 @@ impl Store {
     pub fn mount_volatile(&self, key: &str, target: &Path) -> Result<()> {
         for mut m in self.mounts(key)? {
             if m.kind == "overlay" {
+                // overlayfs leaves `work/incompat/volatile` in the workdir of a volatile
+                // mount and refuses (EINVAL) to mount it again while it is there. The last
+                // mount is gone (a restarted `--rm` container), so it may go.
+                for w in m.options.iter().filter_map(|o| o.strip_prefix("workdir=")) {
+                    let marker = Path::new(w).join("work").join("incompat").join("volatile");
+                    if marker.exists() {
+                        fs::remove_dir_all(&marker).ctx("remove", &marker)?;
+                    }
+                }
                 m.options.push("volatile".into());
             }
             mount_one(&m, target)?;

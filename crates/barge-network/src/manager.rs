@@ -433,7 +433,12 @@ impl NetworkManager {
                 return Ok(n.id.clone());
             }
         }
-        if let Some(n) = inner.nets.values().find(|n| n.id == key || n.name == key) {
+        // dockerd's order: the full ID, then the name, then an ID prefix (a network may be
+        // named like another's ID; the map's order must not decide which one is meant).
+        if inner.nets.contains_key(key) {
+            return Ok(key.to_string());
+        }
+        if let Some(n) = inner.nets.values().find(|n| n.name == key) {
             return Ok(n.id.clone());
         }
         let by_prefix: Vec<_> = inner

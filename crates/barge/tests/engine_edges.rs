@@ -1777,7 +1777,7 @@ fn namespace_modes_sysctls_groups_and_oom_score() {
         Some(r#"{"Image": "busybox", "Cmd": ["true"], "HostConfig": {"PidMode": "bogus"}}"#),
     );
     assert_eq!(code, 400, "{body}");
-    assert!(body.contains("invalid PidMode"), "{body}");
+    assert!(body.contains("invalid PID mode: "), "{body}");
 }
 
 #[test]

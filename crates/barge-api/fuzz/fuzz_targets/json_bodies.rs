@@ -22,7 +22,8 @@ fuzz_target!(|data: &[u8]| {
         Err(e) => {
             assert_eq!(e.status, 400, "{}", e.message);
             assert!(
-                e.message.starts_with("invalid JSON in the request body: "),
+                e.message.starts_with("invalid JSON: ")
+                    || e.message == "unexpected content after JSON",
                 "{}",
                 e.message
             );

@@ -197,6 +197,21 @@ pub fn prepare_rootfs(spec: &Spec, rootfs: &Path, opts: &RootfsOptions) -> Resul
         }
         devices::create_dev_links(ctx.root(), ctx.devpts)?;
     }
+    // A `process.cwd` the rootfs lacks is made (0755, inside the root, after the mounts so
+    // it lands on a mount that covers it), as runc does: `docker run -w /new` works. Best
+    // effort: if it cannot be made, entering it fails later with the precise error. Never
+    // under /proc or /sys: nothing is made there, and their magic links (/proc/self/fd/N,
+    // CVE-2024-21626) are left to the checks of the chdir step.
+    if let Some(cwd) = spec.process().as_ref().map(|p| p.cwd()) {
+        let kernel_fs = cwd.starts_with("/proc")
+            || cwd.starts_with("/sys")
+            || cwd
+                .components()
+                .any(|c| c == std::path::Component::ParentDir);
+        if cwd.is_absolute() && cwd != Path::new("/") && !kernel_fs {
+            let _ = resolve::mkdir_all_in_root(ctx.root(), cwd, resolve::Create::Dir);
+        }
+    }
     Ok(())
 }
 
@@ -232,25 +247,11 @@ pub fn move_root_no_pivot(rootfs: &Path) -> Result<(), RootfsError> {
     pivot::move_root(rootfs)
 }
 
-/// After `pivot_root`: makes a missing process.cwd, applies masked and readonly paths and, if
-/// asked, remounts the root
+/// After `pivot_root`: applies masked and readonly paths and, if asked, remounts the root
 /// readonly; then applies `linux.rootfsPropagation` to the new `/`. None of this can be
 /// undone by a process without CAP_SYS_ADMIN in the container's user namespace.
 pub fn finalize_rootfs(spec: &Spec) -> Result<(), RootfsError> {
     let r = finalize::NewRoot::open()?;
-    // As runc: a process.cwd that does not exist is made (0755, owned by root), before the
-    // root may turn readonly. Inside the new root every lookup, `..` and symlinks included,
-    // stays in the container, so a plain mkdir -p is safe here. What cannot be made is left
-    // for the chdir, whose error names it.
-    if let Some(cwd) = spec.process().as_ref().map(|p| p.cwd()) {
-        if cwd.is_absolute() && std::fs::symlink_metadata(cwd).is_err() {
-            use std::os::unix::fs::DirBuilderExt;
-            let _ = std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o755)
-                .create(cwd);
-        }
-    }
     let linux = spec.linux().as_ref();
     for p in linux
         .and_then(|l| l.readonly_paths().as_deref())
