@@ -2154,7 +2154,18 @@ impl Engine {
             pid: 0,
             started: false,
             console: None,
-            size: None,
+            // `ConsoleSize` ([rows, columns], API 1.42) of a tty exec: the pty's size from
+            // the start (see exec_start).
+            size: body
+                .get("ConsoleSize")
+                .and_then(Value::as_array)
+                .and_then(|a| {
+                    Some((
+                        u16::try_from(a.first()?.as_u64()?).ok()?,
+                        u16::try_from(a.get(1)?.as_u64()?).ok()?,
+                    ))
+                })
+                .filter(|&(r, c)| b("Tty") && r > 0 && c > 0),
             detach_keys: s("DetachKeys"),
         };
         self.execs
@@ -2235,6 +2246,9 @@ impl Engine {
         }
         if let Some(p) = console {
             cmd.arg("--tty").arg("--console-socket").arg(p);
+            if let Some((rows, cols)) = e.size {
+                cmd.arg("--console-size").arg(format!("{rows}x{cols}"));
+            }
             cmd.arg("--env").arg("TERM=xterm");
         }
         cmd.arg(&c.id).args(&e.cmd);

@@ -1038,6 +1038,8 @@ pub struct ExecOpts {
     pub preserve_fds: i32,
     /// Additional gids.
     pub additional_gids: Vec<u32>,
+    /// The pty's size (rows, columns) before the process runs (with `tty`).
+    pub console_size: Option<(u16, u16)>,
 }
 
 fn exec_process(opts: &ExecOpts, spec: &Spec) -> Result<Process> {
@@ -1065,6 +1067,14 @@ fn exec_process(opts: &ExecOpts, spec: &Spec) -> Result<Process> {
     }
     p.set_args(Some(opts.args.clone()));
     p.set_terminal(Some(opts.tty));
+    if let (Some((rows, cols)), true) = (opts.console_size, opts.tty) {
+        let b = oci_spec::runtime::BoxBuilder::default()
+            .height(u64::from(rows))
+            .width(u64::from(cols))
+            .build()
+            .map_err(|e| ContainerError::Usage(format!("--console-size: {e}")))?;
+        p.set_console_size(Some(b));
+    }
     if let Some(c) = &opts.cwd {
         if !c.is_absolute() {
             return Err(ContainerError::Usage(format!("--cwd {c:?} is not absolute")).into());

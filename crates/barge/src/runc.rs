@@ -157,6 +157,10 @@ enum Cmd {
         /// Additional gids.
         #[arg(short = 'g', long = "additional-gids")]
         additional_gids: Vec<u32>,
+        /// The pty's size before the process runs, ROWSxCOLUMNS (with --tty; barge's own
+        /// flag: runc takes it in a --process file).
+        #[arg(long = "console-size", value_parser = parse_console_size)]
+        console_size: Option<(u16, u16)>,
         /// Extra capabilities.
         #[arg(short = 'c', long = "cap")]
         cap: Vec<String>,
@@ -388,6 +392,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             env,
             user,
             additional_gids,
+            console_size,
             cap,
             no_new_privs,
             preserve_fds,
@@ -409,6 +414,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 no_new_privs,
                 preserve_fds,
                 additional_gids,
+                console_size,
             };
             Ok(container::exec(&o)?)
         }
@@ -914,4 +920,11 @@ fn events(root: &Path, id: &str, once: bool, interval: &str) -> Result<i32> {
         out.flush()?;
         std::thread::sleep(every);
     }
+}
+
+/// `--console-size ROWSxCOLUMNS`.
+fn parse_console_size(s: &str) -> Result<(u16, u16), String> {
+    s.split_once('x')
+        .and_then(|(r, c)| Some((r.parse().ok()?, c.parse().ok()?)))
+        .ok_or_else(|| format!("{s:?}: want ROWSxCOLUMNS, e.g. 24x80"))
 }

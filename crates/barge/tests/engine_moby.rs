@@ -432,6 +432,32 @@ fn container_setup_console_workdir_sysctls_masks_and_tmpfs() {
     );
     d.ok(&["start", "-a", &id]);
     assert_eq!(d.ok(&["logs", &id]), "57 123");
+    // So is an exec's (ConsoleSize of exec create, API 1.42).
+    d.ok(&["run", "-d", "--name", "ex", "busybox", "sleep", "100"]);
+    let (code, b) = d.api(
+        "POST",
+        "/containers/ex/exec",
+        Some(r#"{"Cmd":["stty","size"],"Tty":true,"AttachStdout":true,"ConsoleSize":[57,123]}"#),
+    );
+    assert_eq!(code, 201, "{b}");
+    let eid: Value = serde_json::from_str(&b).expect("json");
+    let eid = eid["Id"].as_str().expect("Id");
+    // Started as the docker CLI does: an upgraded connection carrying the raw tty stream.
+    let mut s = UnixStream::connect(&d.sock).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    let body = r#"{"Tty":true}"#;
+    write!(
+        s,
+        "POST /exec/{eid}/start HTTP/1.1\r\nHost: barge\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let out = String::from_utf8_lossy(&out).into_owned();
+    let (head, stream) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    assert!(head.starts_with("HTTP/1.1 101"), "{out}");
+    assert_eq!(stream.trim(), "57 123");
     // A working directory the image lacks is made.
     assert_eq!(
         d.ok(&["run", "--rm", "-w", "/new/dir", "busybox", "pwd"]),
