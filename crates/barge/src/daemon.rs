@@ -442,6 +442,15 @@ fn write_pidfile(p: &Path) -> Result<()> {
 
 async fn run(s: Settings) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
+    // A socket another daemon serves is refused before anything is made: no state opened,
+    // no bridge or firewall table created in this network namespace.
+    for h in &s.hosts {
+        if let Some(path) = h.strip_prefix("unix://") {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                bail!("{path} is in use by another daemon");
+            }
+        }
+    }
     std::fs::create_dir_all(&s.exec_root)
         .with_context(|| format!("creating {}", s.exec_root.display()))?;
     std::fs::set_permissions(&s.exec_root, std::fs::Permissions::from_mode(0o700))?;
@@ -545,6 +554,7 @@ async fn run(s: Settings) -> Result<()> {
         if let Some(d) = path.parent() {
             std::fs::create_dir_all(d)?;
         }
+        // Checked again: another daemon may have taken it meanwhile.
         if std::os::unix::net::UnixStream::connect(&path).is_ok() {
             bail!("{} is in use by another daemon", path.display());
         }

@@ -1153,7 +1153,11 @@ fn daemon_flags_pidfile_config_file_default_ulimits_log_level() {
     assert!(!ok && err.contains("pid file found"), "{err}");
     let (ok, err) = Some(&d.sock)
         .map(|s| {
-            let o = Command::new(env!("CARGO_BIN_EXE_barge"))
+            // In the test's network namespace: were it to set networking up, it would not
+            // be the host's.
+            let o = Command::new("nsenter")
+                .arg(format!("--net=/run/netns/{}", d.netns()))
+                .arg(env!("CARGO_BIN_EXE_barge"))
                 .args(["daemon", "-H", &format!("unix://{}", s.display())])
                 .arg("--data-root")
                 .arg(other.path().join("d2"))
@@ -1169,6 +1173,11 @@ fn daemon_flags_pidfile_config_file_default_ulimits_log_level() {
         })
         .expect("sock");
     assert!(!ok && err.contains("in use by another daemon"), "{err}");
+    // Refused before anything was made: no state, no bridge, no nft table.
+    assert!(
+        !other.path().join("d2").exists(),
+        "the refused daemon made its data root"
+    );
 
     // daemon.json (--config-file): default-ulimits in dockerd's shape, log-level, pidfile.
     let cfg = dir.join("daemon.json");
