@@ -23,26 +23,7 @@ fn request(
     ctype: Option<&str>,
     body: &str,
 ) -> (u16, String, String) {
-    let mut s = UnixStream::connect(&d.sock).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
-    let ct = ctype
-        .map(|c| format!("Content-Type: {c}\r\n"))
-        .unwrap_or_default();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: barge\r\n{ct}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).expect("write");
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    (code, head.to_string(), body.to_string())
+    d.api_raw(method, path, ctype, body)
 }
 
 /// The `message` of an error body.

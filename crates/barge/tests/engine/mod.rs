@@ -320,12 +320,28 @@ impl Daemon {
 
     /// A raw API request; returns (status, body).
     pub fn api(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let (code, _, body) =
+            self.api_raw(method, path, Some("application/json"), body.unwrap_or(""));
+        (code, body)
+    }
+
+    /// A raw API request with a chosen Content-Type (None: no header); returns the status,
+    /// the response head and the body.
+    pub fn api_raw(
+        &self,
+        method: &str,
+        path: &str,
+        ctype: Option<&str>,
+        body: &str,
+    ) -> (u16, String, String) {
         let mut s = UnixStream::connect(&self.sock).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(30))).ok();
-        let b = body.unwrap_or("");
+        let ct = ctype
+            .map(|c| format!("Content-Type: {c}\r\n"))
+            .unwrap_or_default();
         let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: barge\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}",
-            b.len()
+            "{method} {path} HTTP/1.1\r\nHost: barge\r\n{ct}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
         );
         s.write_all(req.as_bytes()).expect("write");
         let mut out = Vec::new();
@@ -336,11 +352,8 @@ impl Daemon {
             .nth(1)
             .and_then(|c| c.parse().ok())
             .unwrap_or(0);
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|x| x.1.to_string())
-            .unwrap_or_default();
-        (code, body)
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        (code, head.to_string(), body.to_string())
     }
 }
 
